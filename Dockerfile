@@ -1,0 +1,54 @@
+# One image for every process of the suite. `docker run IMAGE` starts the
+# whole suite in one container (`iot up`); docker-compose.yml runs each
+# service and the gateway in its own containers from this same image.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+
+# Dependencies first, read from pyproject.toml, so that a code change does
+# not reinstall them (layer cache).
+COPY pyproject.toml ./
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
+    && pip install -r /tmp/requirements.txt \
+    && rm /tmp/requirements.txt
+
+COPY protos ./protos
+COPY tools ./tools
+COPY iotkit ./iotkit
+COPY services ./services
+COPY gateway ./gateway
+
+# Generated code is built into the image, never taken from the build context
+# (.dockerignore leaves iot/ out). The compat editable install puts /app on
+# sys.path and provides the `iot` command, and keeps non-Python files (the
+# gateway's web console, for instance) where the code expects them.
+RUN python -m tools.gen_protos \
+    && pip install --no-deps -e . --config-settings editable_mode=compat \
+    && python -c "import iotkit.cli, iot"
+
+# The code stays root-owned and read-only to the process; only the data
+# directory is writable.
+RUN useradd --system --uid 10001 --home-dir /data --shell /usr/sbin/nologin iot \
+    && mkdir -p /data \
+    && chown iot:iot /data
+USER iot
+
+# Inside a container the gateway must listen on every interface to be
+# reachable; the services keep their loopback defaults for `iot up`.
+ENV IOT_DATA_DIR=/data \
+    IOT_GATEWAY_HOST=0.0.0.0 \
+    IOT_GATEWAY_PORT=8080
+VOLUME ["/data"]
+EXPOSE 8080
+
+HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen(f\"http://127.0.0.1:{os.environ.get('IOT_GATEWAY_PORT', '8080')}/healthz\", timeout=3)"]
+
+# Services stop on SIGTERM after draining; `iot up` forwards it to them.
+STOPSIGNAL SIGTERM
+CMD ["iot", "up"]

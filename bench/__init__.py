@@ -1,0 +1,1 @@
+"""Benchmarks: each measures a figure against a baseline taken in the same run."""

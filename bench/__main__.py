@@ -1,0 +1,121 @@
+"""Run the benchmarks and write docs/BENCHMARKS.md: ``python -m bench`` (``make bench``).
+
+Jobs: ``auth`` (the cost of an authenticated call), ``postgresql`` and
+``sqlite`` (telemetry's ingest, one reading per message, range queries and
+storage on each database), ``memory`` (telemetry's memory over a soak under
+the device simulator). ``--only JOB`` (repeatable) runs some of them; the page
+is still written whole, with the other jobs' figures from their last run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shlex
+import sys
+import traceback
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench import auth_calls, soak, telemetry
+from bench.report import JobResult, load, render, write
+
+OUTPUT = Path(__file__).resolve().parent.parent / "docs" / "BENCHMARKS.md"
+AUTH_TITLE = "Auth: the cost of an authenticated call"
+ORDER = [
+    telemetry.INGEST_TITLE["postgresql"],
+    telemetry.INGEST_TITLE["sqlite"],
+    telemetry.SINGLE_TITLE,
+    telemetry.QUERY_TITLE,
+    telemetry.STORAGE_TITLE,
+    soak.MEMORY_TITLE,
+    AUTH_TITLE,
+]
+INTRO = [
+    "Telemetry runs as its own process (`python -m services.telemetry`), beside auth and",
+    "devices, on a database made for the job (a temporary SQLite directory, or a PostgreSQL",
+    "database created for the run and dropped after it); the load runs in another process.",
+    "The ingest, query and storage jobs (`postgresql`, `sqlite`) run without analytics, so",
+    "telemetry's forwarder idles and the figures are telemetry's own; the soak (`memory`)",
+    "runs analytics too, as `iot up` does. Small chunks are merged only once analytics has",
+    "acknowledged them, so the soak's storage figure depends on analytics keeping up.",
+    "The readings are the device simulator's signals (`tools/signals.py`) at 1 kHz, rounded",
+    "to each sensor's resolution. On this two-core machine the load generator, telemetry and",
+    "PostgreSQL share the two cores, so the ingest figures are lower bounds of the service.",
+    "",
+]
+
+
+async def _auth(args: argparse.Namespace) -> JobResult:
+    job = JobResult(when="", options="")
+    job.sections[AUTH_TITLE] = await auth_calls.measure(min(args.seconds, 3.0))
+    return job
+
+
+async def _postgresql(args: argparse.Namespace) -> JobResult:
+    return await telemetry.measure("postgresql", seconds=args.seconds)
+
+
+async def _sqlite(args: argparse.Namespace) -> JobResult:
+    return await telemetry.measure("sqlite", seconds=args.seconds)
+
+
+async def _memory(args: argparse.Namespace) -> JobResult:
+    return await soak.measure(soak_seconds=args.soak_seconds)
+
+
+JOBS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, JobResult]]] = {
+    "postgresql": _postgresql,
+    "sqlite": _sqlite,
+    "memory": _memory,
+    "auth": _auth,
+}
+"""Every job, in the order a full run measures them."""
+
+
+def main() -> int:
+    """Measure, print and write the figures; answers the exit status."""
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument(
+        "--only", action="append", choices=list(JOBS), metavar="JOB", help="run only this job"
+    )
+    parser.add_argument(
+        "--seconds", type=float, default=10.0, help="measuring window per ingest figure (10)"
+    )
+    parser.add_argument(
+        "--soak-seconds", type=float, default=300.0, help="length of the memory soak (300)"
+    )
+    parser.add_argument("--no-write", action="store_true", help="print only; leave docs/ alone")
+    args = parser.parse_args()
+    options = " ".join(shlex.quote(a) for a in sys.argv[1:]) or "(defaults)"
+    recorded = load(OUTPUT)
+    failed = []
+    for name in args.only or list(JOBS):
+        print(f"bench: {name} ...", flush=True)
+        # Other work on the machine slows every figure: say how busy it was.
+        busy = os.getloadavg()[0]
+        try:
+            job = asyncio.run(JOBS[name](args))
+        except Exception:
+            traceback.print_exc()
+            failed.append(name)
+            continue
+        job.when = job.when or f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
+        job.options = options
+        job.notes.append(f"load average {busy:.1f} on {os.cpu_count()} cores when the job began")
+        recorded[name] = job
+    jobs = {name: recorded[name] for name in JOBS if name in recorded}
+    command = "make bench" + (f" BENCH_ARGS='{options}'" if sys.argv[1:] else "")
+    print(render(jobs, command=command, order=ORDER, intro=INTRO))
+    if not args.no_write:
+        write(jobs, command=command, path=OUTPUT, order=ORDER, intro=INTRO)
+    if failed:
+        print(f"bench: failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

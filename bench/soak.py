@@ -1,0 +1,166 @@
+"""Memory of the telemetry process over a long ingest, and storage at the simulator's batching.
+
+Telemetry runs as its own process on the default SQLite database, with
+analytics beside it taking the forwarded readings, as ``iot up`` runs them;
+the load is the device simulator itself (``iot simulate``: 100 devices at
+1 kHz, a batch every 100 ms each), in another process, for
+``--soak-seconds``. The telemetry process's resident memory is read from
+/proc/PID/status every second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import multiprocessing
+import sqlite3
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench import baselines
+from bench.load import Device, LoadPlan
+from bench.report import Figure, JobResult
+from bench.services import rss_bytes, running
+from bench.telemetry import STORAGE_TITLE, telemetry_storage
+from iotkit.config import Settings
+from services.telemetry import forwarder
+from tools.signals import DEVICE_TYPES
+from tools.simulate import Options, simulate
+
+MEMORY_TITLE = "6. Memory of the telemetry process over a soak"
+DEVICES = 100
+RATE_HZ = 1000.0
+BATCH_MS = 100
+FLAT_TOLERANCE = 0.10
+"""Memory counts as flat when the end is within this fraction of the level at half time."""
+PLAIN_ROUNDS = 100
+"""Rounds of 100 devices' 100-reading batches for the plain-table size: 1,000,000 readings."""
+
+
+@dataclass(frozen=True, slots=True)
+class SimulatorOutcome:
+    """The simulator's totals, as its summary reports them."""
+
+    accepted: int
+    rejected: int
+    duplicates: int
+    dropped: int
+    unacked: int
+    seconds: float
+    errors: tuple[str, ...]
+
+
+def _simulate(settings: Settings, options: Options) -> SimulatorOutcome:
+    summary = asyncio.run(simulate(settings, options, out=io.StringIO()))
+    return SimulatorOutcome(
+        summary.accepted,
+        summary.rejected,
+        summary.duplicates,
+        summary.dropped,
+        summary.unacked,
+        summary.seconds,
+        tuple(sorted({d.error for d in summary.devices if d.error})),
+    )
+
+
+def _forwarded(path: Path) -> float:
+    """How much of telemetry's chunk log analytics has acknowledged (by chunk id)."""
+    connection = sqlite3.connect(path)
+    try:
+        (newest,) = connection.execute("SELECT coalesce(max(id), 0) FROM chunks").fetchone()
+        row = connection.execute(
+            "SELECT position FROM cursors WHERE name = ?", (forwarder.CURSOR,)
+        ).fetchone()
+    finally:
+        connection.close()
+    return (row[0] if row else 0) / newest if newest else 1.0
+
+
+async def measure(*, soak_seconds: float) -> JobResult:
+    """Peak, start and end memory of telemetry under the simulator, and its storage per reading."""
+    job = JobResult(when=f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC", options="")
+    async with running("sqlite", ("auth", "devices", "telemetry", "analytics")) as suite:
+        pid = suite.pid("telemetry")
+        options = Options(devices=DEVICES, rate_hz=RATE_HZ, seconds=soak_seconds, batch_ms=BATCH_MS)
+        context = multiprocessing.get_context("spawn")
+        samples: list[tuple[float, int]] = []
+        started = time.monotonic()
+        with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+            future: asyncio.Future[Any] = asyncio.get_running_loop().run_in_executor(
+                pool, _simulate, suite.settings, options
+            )
+            while not future.done():
+                samples.append((time.monotonic() - started, rss_bytes(pid)))
+                if len(samples) % 60 == 0:
+                    when, rss = samples[-1]
+                    print(f"  soak {when:.0f} s: telemetry RSS {rss / 1e6:.0f} MB", flush=True)
+                await asyncio.wait([future], timeout=1.0)
+            outcome: SimulatorOutcome = future.result()
+        await asyncio.sleep(1.0)
+        stored, size = await telemetry_storage(suite)
+        forwarded = _forwarded(suite.settings.data_dir / "telemetry.db")
+        plain_path = suite.settings.data_dir / "plain.db"
+        plan = LoadPlan(
+            address="",
+            devices=tuple(
+                Device("", "", DEVICE_TYPES[i % len(DEVICE_TYPES)], i) for i in range(DEVICES)
+            ),
+            batch_size=int(RATE_HZ * BATCH_MS / 1000),
+            seconds=0.0,
+            warmup=0.0,
+            start_us=time.time_ns() // 1000 - 3600 * 1_000_000,
+            rate_hz=RATE_HZ,
+        )
+        plain = await asyncio.to_thread(
+            baselines.sqlite_executemany, plain_path, list(baselines.rounds(plan, PLAIN_ROUNDS))
+        )
+    first, peak, end = samples[0][1], max(rss for _, rss in samples), samples[-1][1]
+
+    def rss_at(seconds: float) -> int:
+        return next((rss for when, rss in samples if when >= seconds), end)
+
+    # Caches fill during the first minutes (SQLite's page cache per pooled connection,
+    # malloc arenas); a leak keeps growing after them. So: the end against half time.
+    half = rss_at(soak_seconds / 2)
+    flat = end <= half * (1 + FLAT_TOLERANCE)
+    slope = (end - half) / 1e6 / max(soak_seconds / 2 / 60, 1e-9)
+    rate = outcome.accepted / max(outcome.seconds, 1e-9)
+    load = (
+        f"{DEVICES} simulated devices at {RATE_HZ:,.0f} Hz, a batch every {BATCH_MS} ms each, "
+        f"for {soak_seconds:,.0f} s: {outcome.accepted:,} readings accepted ({rate:,.0f}/s), "
+        f"{outcome.dropped:,} dropped by the devices, {outcome.rejected:,} rejected"
+        + (f"; errors: {list(outcome.errors)[:3]}" if outcome.errors else "")
+        + f"; analytics ran beside and had acknowledged {forwarded:.0%} of the chunk log"
+    )
+    job.sections[MEMORY_TITLE] = [
+        Figure(
+            "telemetry peak RSS",
+            "MB",
+            peak / 1e6,
+            "its RSS before the load",
+            first / 1e6,
+            f"RSS at 1 min {rss_at(60) / 1e6:.0f} MB, at half time {half / 1e6:.0f} MB, at the end "
+            f"{end / 1e6:.0f} MB ({slope:+.1f} MB/min over the second half); {load}",
+            lower_is_better=True,
+            target=f"flat: end within {FLAT_TOLERANCE:.0%} of half time",
+            met=flat,
+        )
+    ]
+    job.sections[STORAGE_TITLE] = [
+        Figure(
+            f"telemetry's SQLite file, simulator batches ({plan.batch_size} readings)",
+            "B/reading",
+            size / max(1, stored),
+            "plain table with its primary key in SQLite",
+            plain.bytes_per_reading,
+            f"{stored:,} readings in {size / 1e6:.1f} MB after the soak",
+            lower_is_better=True,
+            target="≤ 4 B/reading",
+            met=size / max(1, stored) <= 4,
+        )
+    ]
+    return job

@@ -1,0 +1,31 @@
+"""Run the REST gateway: ``python -m gateway``. Wiring only.
+
+uvicorn stops cleanly on SIGTERM and SIGINT (it finishes requests in flight,
+then the lifespan closes the gRPC channels).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import uvicorn
+
+from gateway.app import build_app
+from gateway.serve import uvicorn_config
+from iotkit.config import load_settings
+from iotkit.logs import configure_logging
+
+
+def main() -> None:
+    """Read settings, build the app and serve it until signalled."""
+    settings = load_settings()
+    configure_logging("gateway", settings.log_level)
+    app = build_app(settings)
+    logging.getLogger("gateway").info(
+        "starting gateway", extra={"host": settings.gateway_host, "port": settings.gateway_port}
+    )
+    uvicorn.Server(uvicorn_config(app, settings.gateway_host, settings.gateway_port)).run()
+
+
+if __name__ == "__main__":
+    main()

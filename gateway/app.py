@@ -1,0 +1,159 @@
+"""The gateway application: ``build_app(settings)`` assembles routes, channels and middleware.
+
+Nothing is created at import time. Channels open in the Starlette lifespan
+(inside the serving event loop) and close at shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import anyio
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route as StarletteRoute
+from starlette.types import Receive, Scope, Send
+
+from gateway.comments import load_comments
+from gateway.console import STATIC_DIR, console_routes
+from gateway.discovery import RpcMethod, discover, proto_files
+from gateway.envelope import EnvelopeResponse, error_response, success_response
+from gateway.errors import GatewayError
+from gateway.middleware import LOG_PATH_KEY, RequestContextMiddleware
+from gateway.openapi import build_openapi
+from gateway.proxy import MAX_BODY_BYTES, MAX_UPLOAD_BYTES, RpcHandler
+from gateway.routing import Route, RouteTable
+from gateway.templates import parse_template
+from gateway.upstream import DEFAULT_DEADLINE_SECONDS, Upstreams
+from iotkit import __version__
+from iotkit.config import Settings
+
+HEALTH_PATH = "/healthz"
+OPENAPI_PATH = "/openapi.json"
+
+# Path variables whose values must not reach the access log (one-time tokens in links).
+_SECRET_WORDS = ("token", "secret", "password", "code", "key")
+
+
+async def healthz(request: Request, params: Mapping[str, str]) -> Response:
+    """Gateway liveness: the process serves HTTP (services are not checked)."""
+    return success_response({"status": "ok"})
+
+
+class OpenApiDocument:
+    """``/openapi.json``, built on first request (it compiles the protos for comments) and kept."""
+
+    def __init__(self, routes: Sequence[Route]) -> None:
+        self._routes = routes
+        self._document: dict[str, Any] | None = None
+        self._lock = asyncio.Lock()
+
+    async def document(self) -> dict[str, Any]:
+        """The OpenAPI document."""
+        async with self._lock:
+            if self._document is None:
+                comments = await anyio.to_thread.run_sync(load_comments)
+                self._document = build_openapi(self._routes, comments=comments, version=__version__)
+        return self._document
+
+    async def __call__(self, request: Request, params: Mapping[str, str]) -> Response:
+        """Serve the document as bare JSON, as OpenAPI tools expect."""
+        return EnvelopeResponse(await self.document())
+
+
+def _raw_path(scope: Scope) -> str:
+    raw = scope.get("raw_path")
+    if isinstance(raw, bytes):
+        return raw.decode("utf-8", "replace")
+    return quote(scope.get("path", "/"))
+
+
+class Dispatcher:
+    """The one ASGI endpoint: matches the route table and renders GatewayErrors as envelopes."""
+
+    def __init__(self, table: RouteTable) -> None:
+        self.table = table
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one HTTP request."""
+        request = Request(scope, receive)
+        try:
+            matched = self.table.match(request.method, _raw_path(scope))
+            template = matched.route.template
+            if any(
+                word in var.name.lower() for var in template.variables for word in _SECRET_WORDS
+            ):
+                scope.setdefault("state", {})[LOG_PATH_KEY] = template.openapi_path()
+            response = await matched.route.handler(request, matched.params)
+        except GatewayError as error:
+            response = error_response(error, path=request.url.path)
+        await response(scope, receive, send)
+
+
+def build_app(
+    settings: Settings,
+    *,
+    methods: Sequence[RpcMethod] | None = None,
+    deadline: float = DEFAULT_DEADLINE_SECONDS,
+    max_body_bytes: int = MAX_BODY_BYTES,
+    max_upload_bytes: int = MAX_UPLOAD_BYTES,
+    static_dir: Path = STATIC_DIR,
+) -> Starlette:
+    """The gateway app for ``settings``.
+
+    ``methods`` defaults to every HTTP-annotated RPC of the generated ``iot``
+    package; tests pass their own (see ``gateway.discovery.discover``).
+    Raises DiscoveryError or RouteConflict when the annotations cannot be served.
+    """
+    rpc_methods = list(methods) if methods is not None else discover(proto_files())
+    upstreams = Upstreams(settings, {method.upstream for method in rpc_methods})
+    rpc_routes = [
+        Route(
+            binding.verb,
+            binding.template,
+            RpcHandler(
+                method,
+                binding,
+                upstreams,
+                deadline=deadline,
+                max_body_bytes=max_body_bytes,
+                max_upload_bytes=max_upload_bytes,
+            ),
+            rpc=method,
+            binding=binding,
+        )
+        for method in rpc_methods
+        for binding in method.bindings
+    ]
+    own_routes = [
+        Route("GET", parse_template(HEALTH_PATH), healthz),
+        Route("GET", parse_template(OPENAPI_PATH), OpenApiDocument(rpc_routes)),
+        *console_routes(static_dir),
+    ]
+    table = RouteTable([*rpc_routes, *own_routes])
+    table.check_reserved(route.template.source for route in own_routes)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await upstreams.open()
+        try:
+            yield
+        finally:
+            await upstreams.close()
+
+    app = Starlette(
+        # An ASGI endpoint (not a function) accepts every method: 405s are the gateway's own.
+        routes=[StarletteRoute("/{path:path}", Dispatcher(table))],
+        middleware=[Middleware(RequestContextMiddleware)],
+        lifespan=lifespan,
+    )
+    app.state.route_table = table
+    app.state.upstreams = upstreams
+    return app

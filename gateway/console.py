@@ -1,0 +1,50 @@
+"""The web console: a static single-page app served at ``/`` and ``/static/*``.
+
+Only files present in ``gateway/static`` when the app is built are served,
+each as an exact route, so no request path can reach outside that folder.
+The console holds an access token, so its pages forbid foreign scripts and
+framing with a strict Content-Security-Policy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+
+from gateway.routing import Handler, Route
+from gateway.templates import parse_template
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",
+}
+
+
+def _file_handler(path: Path) -> Handler:
+    async def serve(request: Request, params: Mapping[str, str]) -> Response:
+        return FileResponse(path, headers=SECURITY_HEADERS)
+
+    return serve
+
+
+def console_routes(static_dir: Path = STATIC_DIR) -> list[Route]:
+    """GET routes for ``/`` (the console page) and each file of ``static_dir`` under /static/."""
+    routes: list[Route] = []
+    index = static_dir / "index.html"
+    if index.is_file():
+        routes.append(Route("GET", parse_template("/"), _file_handler(index)))
+    for path in sorted(static_dir.rglob("*")):
+        if path.is_file():
+            url = "/static/" + path.relative_to(static_dir).as_posix()
+            routes.append(Route("GET", parse_template(url), _file_handler(path)))
+    return routes

@@ -1,0 +1,81 @@
+"""Per-request context: request id, one access-log line, and the last-resort 500.
+
+A pure ASGI middleware (no response buffering, so Server-Sent Events flow
+through). The access line holds method, path, status, duration and request id
+only: never a body, a query string, a header or a token. Routes whose path
+binds a secret-looking variable are logged by template instead of by path.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.envelope import error_response
+from gateway.errors import internal_error
+from gateway.metadata import REQUEST_ID_HEADER, request_id_from
+from iotkit.context import request_id_var
+
+logger = logging.getLogger(__name__)
+access_logger = logging.getLogger("gateway.access")
+
+LOG_PATH_KEY = "log_path"
+"""Key of ``scope["state"]`` where the router leaves the path to log."""
+
+_MAX_LOGGED_PATH = 256
+
+
+class RequestContextMiddleware:
+    """Assigns the request id, echoes it, logs the request and contains crashes."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one ASGI connection."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = request_id_from(Headers(scope=scope).get(REQUEST_ID_HEADER))
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        token = request_id_var.set(request_id)
+        started = time.perf_counter()
+        status = 500
+        response_started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                status = message["status"]
+                MutableHeaders(scope=message).append(REQUEST_ID_HEADER, request_id)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            # Tracebacks go to the log only; the caller gets a generic envelope.
+            logger.exception("unhandled error serving %s", scope.get("method"))
+            if not response_started:
+                response = error_response(internal_error(), path=scope.get("path", ""))
+                await response(scope, receive, send_with_id)
+        finally:
+            path = str(state.get(LOG_PATH_KEY) or scope.get("path", ""))[:_MAX_LOGGED_PATH]
+            access_logger.info(
+                "%s %s %s",
+                scope.get("method"),
+                path,
+                status,
+                extra={
+                    "method": scope.get("method"),
+                    "path": path,
+                    "status": status,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+                    "request_id": request_id,
+                },
+            )
+            request_id_var.reset(token)

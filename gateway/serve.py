@@ -1,0 +1,73 @@
+"""Running the gateway under uvicorn, separately from building it.
+
+:func:`start_gateway` serves an app on a port (0 picks a free one) and answers
+the bound port, so tests and end-to-end runs need no fixed ports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import uvicorn
+from starlette.applications import Starlette
+
+from gateway.app import build_app
+from iotkit.config import Settings
+
+
+def uvicorn_config(app: Starlette, host: str, port: int) -> uvicorn.Config:
+    """The uvicorn settings of the gateway.
+
+    Logging is left to the process (the gateway writes its own access line);
+    ``proxy_headers`` is off because the gateway itself appends the peer to
+    ``X-Forwarded-For``, and uvicorn's rewrite of the peer would duplicate it.
+    """
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+        proxy_headers=False,
+        server_header=False,
+    )
+
+
+async def _serve(server: uvicorn.Server) -> None:
+    try:
+        await server.serve()
+    except SystemExit as exc:
+        # uvicorn exits the process when it cannot bind or start; here it is an ordinary error.
+        raise RuntimeError("the gateway could not start") from exc
+
+
+async def start_gateway(
+    settings: Settings,
+    host: str | None = None,
+    port: int = 0,
+    *,
+    app: Starlette | None = None,
+) -> tuple[uvicorn.Server, int, asyncio.Task[None]]:
+    """Serve the gateway (``app``, or ``build_app(settings)``) and wait until it listens.
+
+    Answers the server, the bound port and the serving task; stop with
+    :func:`stop_gateway`. ``host`` defaults to ``settings.gateway_host``.
+    """
+    server = uvicorn.Server(
+        uvicorn_config(app or build_app(settings), host or settings.gateway_host, port)
+    )
+    task = asyncio.create_task(_serve(server))
+    while not server.started:
+        if task.done():
+            await task  # Raises the startup failure.
+            raise RuntimeError("the gateway stopped before it started")
+        await asyncio.sleep(0.01)
+    bound = server.servers[0].sockets[0].getsockname()[1]
+    return server, int(bound), task
+
+
+async def stop_gateway(server: uvicorn.Server, task: asyncio.Task[None]) -> None:
+    """Ask ``server`` to shut down (finishing requests in flight) and wait for it."""
+    server.should_exit = True
+    await task

@@ -1,0 +1,73 @@
+"""Asking the devices service whether a caller may use a device's data, with a bounded cache.
+
+Telemetry (and later analytics) forwards the caller's own token to
+``DeviceService.CheckDeviceAccess``, so devices decides with the caller's
+identity, not the asking service's. Answers are cached per (token, device,
+access) for the TTL devices gives, at most ``max_age`` seconds, so a revoked
+credential stops working within that time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from grpc import aio
+
+from iot.devices.v1 import devices_pb2, devices_pb2_grpc
+
+CALL_DEADLINE = 3.0
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceGrant:
+    """What devices answered about one caller and one device."""
+
+    allowed: bool
+    reason: str
+    device_id: str
+    owner_id: str
+    device_type: str
+
+
+class DeviceAccessClient:
+    """Cached access checks against the devices service."""
+
+    def __init__(
+        self, channel: aio.Channel, *, max_age: float = 30.0, max_entries: int = 10_000
+    ) -> None:
+        self._stub = devices_pb2_grpc.DeviceServiceStub(channel)
+        self._max_age = max_age
+        self._max_entries = max_entries
+        self._cache: OrderedDict[tuple[str, str, str], tuple[float, DeviceGrant]] = OrderedDict()
+
+    async def check(self, *, token: str, device_id: str, access: str) -> DeviceGrant:
+        """Whether the holder of ``token`` may ``access`` ("read"/"write") ``device_id``."""
+        # The token itself is a secret: the cache keys on its digest.
+        key = (hashlib.sha256(token.encode()).hexdigest(), device_id, access)
+        now = time.monotonic()
+        cached = self._cache.get(key)
+        if cached is not None and cached[0] > now:
+            self._cache.move_to_end(key)
+            return cached[1]
+        answer = await self._stub.CheckDeviceAccess(
+            devices_pb2.CheckDeviceAccessRequest(device_id=device_id, access=access),
+            metadata=[("authorization", f"Bearer {token}")],
+            timeout=CALL_DEADLINE,
+        )
+        grant = DeviceGrant(
+            answer.allowed, answer.reason, device_id, answer.owner_id, answer.device_type
+        )
+        ttl = min(float(answer.ttl_seconds), self._max_age)
+        if ttl > 0:
+            self._cache[key] = (now + ttl, grant)
+            self._cache.move_to_end(key)
+            while len(self._cache) > self._max_entries:
+                self._cache.popitem(last=False)
+        return grant
+
+    def forget(self) -> None:
+        """Drop every cached answer."""
+        self._cache.clear()

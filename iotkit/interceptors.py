@@ -1,0 +1,228 @@
+"""The server interceptor chain every service runs.
+
+In order, for every RPC: a request id and the client's address in context,
+authentication and scope checks from the method's proto rules, the call
+itself, mapping of domain errors to rich statuses, counters, and one JSON log
+line. It is one interceptor so that the log line sees the final status code.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from grpc import aio
+
+from iotkit.context import Caller, caller_var, peer_var, request_id_var
+from iotkit.errors import (
+    DomainError,
+    PermissionDenied,
+    Unauthenticated,
+    internal_status,
+    to_grpc_status,
+)
+from iotkit.rules import access_rule
+from iotkit.tokens import TokenVerifier
+
+log = logging.getLogger("iotkit.rpc")
+
+SessionCheck = Callable[[Caller], Awaitable[bool]]
+"""Answers False when the caller's session has been revoked."""
+
+_SERVER_ERRORS = {
+    grpc.StatusCode.INTERNAL,
+    grpc.StatusCode.UNKNOWN,
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DATA_LOSS,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+}
+
+
+@dataclass(slots=True)
+class RequestCounters:
+    """RPCs answered since start, and how many failed on the server side."""
+
+    total: int = 0
+    errors: int = 0
+    by_code: dict[str, int] = field(default_factory=dict)
+
+    def record(self, code: grpc.StatusCode) -> None:
+        """Count one answered RPC."""
+        self.total += 1
+        self.by_code[code.name] = self.by_code.get(code.name, 0) + 1
+        if code in _SERVER_ERRORS:
+            self.errors += 1
+
+
+def _metadata(context: aio.ServicerContext[Any, Any]) -> dict[str, str]:
+    return {
+        key: value for key, value in (context.invocation_metadata() or ()) if isinstance(value, str)
+    }
+
+
+class _CallState:
+    """What one RPC learned on its way through the chain."""
+
+    __slots__ = ("code", "started")
+
+    def __init__(self) -> None:
+        self.code = grpc.StatusCode.OK
+        self.started = time.perf_counter()
+
+
+class ServiceInterceptor(aio.ServerInterceptor):
+    """Request ids, authentication, scopes, error mapping, counters and logs."""
+
+    def __init__(
+        self,
+        *,
+        verifier: TokenVerifier | None,
+        counters: RequestCounters,
+        session_check: SessionCheck | None = None,
+    ) -> None:
+        self._verifier = verifier
+        self._counters = counters
+        self._session_check = session_check
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        """Wrap the method's behaviour with the chain."""
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        method = handler_call_details.method
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(
+                self._wrap_unary(method, handler.unary_unary),
+                handler.request_deserializer,
+                handler.response_serializer,
+            )
+        if handler.stream_unary:
+            return grpc.stream_unary_rpc_method_handler(
+                self._wrap_unary(method, handler.stream_unary),
+                handler.request_deserializer,
+                handler.response_serializer,
+            )
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(
+                self._wrap_stream(method, handler.unary_stream),
+                handler.request_deserializer,
+                handler.response_serializer,
+            )
+        return grpc.stream_stream_rpc_method_handler(
+            self._wrap_stream(method, handler.stream_stream),
+            handler.request_deserializer,
+            handler.response_serializer,
+        )
+
+    def _wrap_unary(self, method: str, behavior: Callable[..., Any]) -> Callable[..., Any]:
+        async def wrapped(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
+            state = _CallState()
+            try:
+                await self._enter(method, context)
+                return await behavior(request, context)
+            except BaseException as exc:
+                await self._fail(exc, context, state, method)
+                raise
+            finally:
+                self._finish(method, context, state)
+
+        return wrapped
+
+    def _wrap_stream(self, method: str, behavior: Callable[..., Any]) -> Callable[..., Any]:
+        async def wrapped(
+            request: Any, context: aio.ServicerContext[Any, Any]
+        ) -> AsyncIterator[Any]:
+            state = _CallState()
+            try:
+                await self._enter(method, context)
+                result = behavior(request, context)
+                if inspect.isasyncgen(result):
+                    async for item in result:
+                        yield item
+                else:  # a servicer that writes with context.write and returns
+                    await result
+            except BaseException as exc:
+                await self._fail(exc, context, state, method)
+                raise
+            finally:
+                self._finish(method, context, state)
+
+        return wrapped
+
+    async def _enter(self, method: str, context: aio.ServicerContext[Any, Any]) -> None:
+        metadata = _metadata(context)
+        request_id_var.set(metadata.get("x-request-id") or uuid.uuid4().hex)
+        # The gateway appends the address it saw last; earlier entries are the client's say-so.
+        forwarded = metadata.get("x-forwarded-for", "").split(",")[-1].strip()
+        agent = metadata.get("x-forwarded-user-agent") or metadata.get("user-agent", "")
+        peer_var.set((forwarded or context.peer() or "", agent))
+        caller_var.set(None)
+        rule = access_rule(method)
+        if rule.public:
+            return
+        header = metadata.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthenticated("Authentication required")
+        if self._verifier is None:
+            raise Unauthenticated("This service does not accept tokens")
+        caller = await self._verifier.verify(token.strip(), token_types=rule.token_types)
+        if self._session_check is not None and not await self._session_check(caller):
+            raise Unauthenticated("Invalid or expired token")
+        missing = rule.scopes - caller.scopes
+        if missing:
+            raise PermissionDenied(
+                "Token lacks the scope this operation needs",
+                reason="MISSING_SCOPE",
+                metadata={"required": " ".join(sorted(missing))},
+            )
+        caller_var.set(caller)
+
+    async def _fail(
+        self,
+        exc: BaseException,
+        context: aio.ServicerContext[Any, Any],
+        state: _CallState,
+        method: str,
+    ) -> None:
+        if isinstance(exc, DomainError):
+            status = to_grpc_status(exc)
+        elif isinstance(exc, aio.AbortError):
+            state.code = context.code() or grpc.StatusCode.UNKNOWN
+            return
+        elif isinstance(exc, Exception) and (context.cancelled() or context.done()):
+            # The peer went away or the server is stopping mid-call: not a server error.
+            state.code = grpc.StatusCode.CANCELLED
+            return
+        elif isinstance(exc, Exception):
+            log.exception("unhandled error", extra={"method": method})
+            status = internal_status()
+        else:  # cancellation and exits belong to the runtime
+            state.code = grpc.StatusCode.CANCELLED
+            return
+        state.code = status.code
+        await context.abort(status.code, status.details, status.trailing_metadata)
+
+    def _finish(
+        self, method: str, context: aio.ServicerContext[Any, Any], state: _CallState
+    ) -> None:
+        self._counters.record(state.code)
+        log.info(
+            "rpc",
+            extra={
+                "method": method,
+                "grpc_code": state.code.name,
+                "duration_ms": round((time.perf_counter() - state.started) * 1000, 2),
+                "peer": peer_var.get()[0],
+            },
+        )

@@ -1,0 +1,59 @@
+"""Paginated, searchable lists: ``page`` and ``limit``, ``pagination``, ``search``.
+
+Lists take ``page`` (from 1) and ``limit`` and answer seed 001's
+``pagination: {page, limit, total, total_pages}`` beside the items; a
+``search`` text matches anywhere in a column, ignoring case.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, func
+
+from iot.common.v1 import common_pb2
+from iotkit.validation import Violations
+
+LIMIT_DEFAULT = 20
+LIMIT_MAX = 100
+
+
+@dataclass(frozen=True, slots=True)
+class PageRequest:
+    """A checked page request."""
+
+    page: int
+    limit: int
+
+    @property
+    def offset(self) -> int:
+        """Rows to skip before this page."""
+        return (self.page - 1) * self.limit
+
+
+def check_page(
+    violations: Violations, page: int, limit: int, *, default: int = LIMIT_DEFAULT
+) -> PageRequest:
+    """Check paging: ``page`` from 1 (1 when unset), ``limit`` 1..100 (``default`` when unset)."""
+    if page < 0:
+        violations.add("page", "Page must be at least 1")
+    if limit < 0 or limit > LIMIT_MAX:
+        violations.add("limit", f"Limit must be between 1 and {LIMIT_MAX}")
+    return PageRequest(max(page, 1), limit or default)
+
+
+def pagination(request: PageRequest, total: int) -> common_pb2.Pagination:
+    """The ``pagination`` block of a page of ``total`` items."""
+    return common_pb2.Pagination(
+        page=request.page,
+        limit=request.limit,
+        total=total,
+        total_pages=-(-total // request.limit),
+    )
+
+
+def contains(column: Any, text: str) -> ColumnElement[bool]:
+    """True when ``column`` contains ``text``, ignoring case (LIKE wildcards escaped)."""
+    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return func.lower(column).like(f"%{escaped}%", escape="\\")

@@ -1,0 +1,65 @@
+"""Structured logging: one JSON object per line, with the request id.
+
+Secrets never reach a log line because nothing logs request bodies or
+headers; as a second guard, keys that name secrets are masked in ``extra``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+from iotkit.context import request_id_var
+
+_SECRET_WORDS = ("password", "token", "secret", "authorization", "hash", "private", "otp")
+_STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    """Formats records as JSON with time, level, logger, message, request id and extras."""
+
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self.service = service
+
+    def format(self, record: logging.LogRecord) -> str:
+        """One JSON line for ``record``."""
+        entry: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "service": self.service,
+            "logger": record.name,
+            "msg": record.getMessage(),
+            "request_id": request_id_var.get(),
+        }
+        for key, value in record.__dict__.items():
+            if key in _STANDARD or key.startswith("_"):
+                continue
+            masked = any(word in key.lower() for word in _SECRET_WORDS)
+            entry[key] = "***" if masked else value
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+# Database drivers log statement parameters (password hashes among them) at DEBUG.
+PARAMETER_LOGGERS = ("aiosqlite", "sqlalchemy.engine", "psycopg", "asyncio")
+
+
+def silence_parameter_loggers() -> None:
+    """Keep loggers that print SQL parameters at WARNING, whatever the root level."""
+    for name in PARAMETER_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def configure_logging(service: str, level: str = "INFO") -> None:
+    """Send every log record of the process to stderr as JSON lines."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter(service))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    silence_parameter_loggers()

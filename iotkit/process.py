@@ -1,0 +1,107 @@
+"""Running one service process: settings, logging, wiring, serving, closing.
+
+Each service's ``wiring.build`` assembles its server; ``run`` is what its
+``__main__`` calls. :func:`build_service` is the wiring shared by services
+that verify tokens with keys fetched from auth.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from grpc import aio
+from sqlalchemy import MetaData
+
+from iotkit.checks import DependencyCheck, database_check, redis_check
+from iotkit.config import ConfigError, Settings, load_settings
+from iotkit.db import Database, open_database
+from iotkit.jwks import remote_jwks
+from iotkit.logs import configure_logging
+from iotkit.server import Registrar, ServiceProcess, build_server, channel, serve_until_signal
+from iotkit.service_tokens import ServiceTokenSource
+from iotkit.tokens import KeySet, TokenVerifier
+
+Builder = Callable[..., Awaitable[ServiceProcess]]
+"""``build(settings, *, address, schema=None)`` of a service's wiring module."""
+
+
+@dataclass(frozen=True, slots=True)
+class Parts:
+    """What the kit built for a service, handed to the service's registrar."""
+
+    settings: Settings
+    database: Database
+    verifier: TokenVerifier
+    auth_channel: aio.Channel
+    service_tokens: ServiceTokenSource
+    # What the service's own wiring opened, closed after the server stops (last first).
+    closers: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
+
+
+def standard_checks(
+    database: Database, settings: Settings, *, service: str
+) -> list[DependencyCheck]:
+    """The checks every process runs: its database and the shared cache."""
+    return [
+        database_check(database, service=service),
+        redis_check(settings.redis_url, service=service),
+    ]
+
+
+async def build_service(
+    settings: Settings,
+    *,
+    service: str,
+    metadata: MetaData,
+    address: str,
+    register: Callable[[Parts], Registrar] | None = None,
+    schema: str | None = None,
+    extra_checks: Sequence[DependencyCheck] = (),
+) -> ServiceProcess:
+    """Wire a service that owns a database and trusts the keys auth publishes."""
+    database = await open_database(
+        service=service, settings=settings, metadata=metadata, schema=schema
+    )
+    auth_channel = channel(settings.address("auth"))
+    keys = KeySet(remote_jwks(auth_channel))
+    verifier = TokenVerifier(keys)
+    tokens = ServiceTokenSource(
+        channel=auth_channel, service=service, secret=settings.service_secret
+    )
+    parts = Parts(settings, database, verifier, auth_channel, tokens)
+    built = build_server(
+        service=service,
+        register=register(parts) if register else _no_domain_services,
+        verifier=verifier,
+        checks=[*standard_checks(database, settings, service=service), *extra_checks],
+        address=address,
+    )
+    return ServiceProcess(built, [database.close, auth_channel.close, *parts.closers])
+
+
+def _no_domain_services(server: object) -> list[str]:
+    return []
+
+
+async def _serve(service: str, build: Builder) -> None:
+    settings = load_settings()
+    configure_logging(service, settings.log_level)
+    process = await build(settings, address=settings.address(service))
+    try:
+        await serve_until_signal(process.built, service=service, grace=settings.grace_seconds)
+    finally:
+        for close in reversed(process.closers):
+            await close()
+
+
+def run(service: str, build: Builder) -> None:
+    """Serve ``service`` until SIGTERM or SIGINT; a configuration error exits with status 2."""
+    try:
+        asyncio.run(_serve(service, build))
+    except ConfigError as exc:
+        print(f"{service}: configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from exc

@@ -1,0 +1,168 @@
+"""Build a service's ``grpc.aio`` server, then serve it until a signal.
+
+Building is separate from serving so that tests start the very same server
+on port 0. Every server gets the interceptor chain, the standard health
+service, reflection and the DiagnosticsService.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from grpc import aio
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from iot.system.v1 import system_pb2, system_pb2_grpc
+from iotkit.checks import DependencyCheck
+from iotkit.diagnostics import DiagnosticsServicer
+from iotkit.interceptors import RequestCounters, ServiceInterceptor, SessionCheck
+from iotkit.tokens import TokenVerifier
+
+log = logging.getLogger(__name__)
+
+Registrar = Callable[[aio.Server], Sequence[str]]
+"""Adds a service's servicers to the server; answers their full service names."""
+
+# Chart answers and 10 MiB JSON bodies exceed gRPC's 4 MiB default.
+MAX_MESSAGE_BYTES = 32 * 1024 * 1024
+
+
+@dataclass(slots=True)
+class ServiceProcess:
+    """A service's built server and what must be closed after it stops."""
+
+    built: BuiltServer
+    closers: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
+
+    @property
+    def port(self) -> int:
+        """The bound port."""
+        return self.built.port
+
+    async def aclose(self, grace: float = 0.5) -> None:
+        """Stop the server, then close databases and channels, newest first."""
+        await self.built.stop(grace)
+        for close in reversed(self.closers):
+            await close()
+
+
+@dataclass(slots=True)
+class BuiltServer:
+    """A server ready to start, with its bound port and its health servicer."""
+
+    server: aio.Server
+    port: int
+    health: health.aio.HealthServicer
+    service_names: tuple[str, ...]
+    counters: RequestCounters
+
+    async def start(self) -> None:
+        """Start serving and report SERVING for every service."""
+        await self.server.start()
+        for name in ("", *self.service_names):
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+    async def stop(self, grace: float) -> None:
+        """Report NOT_SERVING, then let in-flight calls finish for up to ``grace`` seconds."""
+        for name in ("", *self.service_names):
+            await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self.server.stop(grace)
+
+
+def build_server(
+    *,
+    service: str,
+    register: Registrar,
+    verifier: TokenVerifier | None,
+    checks: Sequence[DependencyCheck] = (),
+    session_check: SessionCheck | None = None,
+    address: str = "127.0.0.1:0",
+    counters: RequestCounters | None = None,
+    diagnostics: DiagnosticsServicer | None = None,
+) -> BuiltServer:
+    """Build the server of ``service`` bound to ``address`` (port 0 picks a free port).
+
+    A process that reads its own diagnostics (auth, for the system status)
+    passes in the ``counters`` and ``diagnostics`` it holds; others get fresh ones.
+    """
+    counters = counters or RequestCounters()
+    server = aio.server(
+        interceptors=[
+            ServiceInterceptor(verifier=verifier, counters=counters, session_check=session_check)
+        ],
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            # Without this a second process could silently share the port with the first.
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+    names = list(register(server))
+    diagnostics = diagnostics or DiagnosticsServicer(
+        service=service, checks=checks, counters=counters
+    )
+    system_pb2_grpc.add_DiagnosticsServiceServicer_to_server(diagnostics, server)
+    names.append(system_pb2.DESCRIPTOR.services_by_name["DiagnosticsService"].full_name)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        [
+            *names,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ],
+        server,
+    )
+    port = server.add_insecure_port(address)
+    if port == 0:
+        raise OSError(f"could not bind {address}")
+    return BuiltServer(server, port, health_servicer, tuple(names), counters)
+
+
+async def serve_until_signal(built: BuiltServer, *, service: str, grace: float) -> None:
+    """Start ``built`` and serve until SIGTERM or SIGINT, then drain and stop."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await built.start()
+    log.info("serving", extra={"service": service, "port": built.port})
+    await stop.wait()
+    log.info("draining", extra={"service": service, "grace_seconds": grace})
+    await built.stop(grace)
+    log.info("stopped", extra={"service": service})
+
+
+def channel(address: str) -> aio.Channel:
+    """An insecure channel to another service of the suite."""
+    return aio.insecure_channel(
+        address,
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            # Spread calls over every address a name resolves to (replicas).
+            ("grpc.lb_policy_name", "round_robin"),
+            # Each channel its own connections: in one process (tests, the launcher's
+            # children do not share) a connection that failed for one channel must not
+            # hold back another that dials the same address.
+            ("grpc.use_local_subchannel_pool", 1),
+            # A peer that restarts is found again within seconds, not after minutes of backoff.
+            ("grpc.initial_reconnect_backoff_ms", 200),
+            ("grpc.max_reconnect_backoff_ms", 3000),
+        ],
+    )
+
+
+def is_unavailable(error: grpc.RpcError) -> bool:
+    """True when an RPC failed because the other side could not be reached."""
+    return isinstance(error, grpc.aio.AioRpcError) and error.code() in (
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+    )

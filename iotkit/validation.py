@@ -1,0 +1,29 @@
+"""Collecting field violations so that one answer lists every bad field."""
+
+from __future__ import annotations
+
+from iotkit.errors import FieldViolation, ValidationFailed
+
+
+class Violations:
+    """Field violations gathered while checking one request; at most one per field."""
+
+    def __init__(self) -> None:
+        self._found: dict[str, str] = {}
+
+    def add(self, field: str, message: str) -> None:
+        """Record ``message`` for ``field`` unless the field already has one."""
+        self._found.setdefault(field, message)
+
+    def has(self, field: str) -> bool:
+        """True when ``field`` already has a violation."""
+        return field in self._found
+
+    def found(self) -> list[FieldViolation]:
+        """Every violation so far, in the order the fields were checked."""
+        return [FieldViolation(f, m) for f, m in self._found.items()]
+
+    def raise_if_any(self) -> None:
+        """Raise ValidationFailed listing every violation, if there is one."""
+        if self._found:
+            raise ValidationFailed(self.found())

@@ -1,0 +1,1 @@
+"""The five iotsuite services, one package each."""

@@ -1,0 +1,1 @@
+"""The analytics service: detector state, anomalies and correlation results."""

@@ -1,0 +1,7 @@
+"""Entry point of the analytics process: ``python -m services.analytics``."""
+
+from iotkit.process import run
+from services.analytics.wiring import build
+
+if __name__ == "__main__":
+    run("analytics", build)

@@ -1,0 +1,425 @@
+"""Online anomaly detection for one stream, vectorised per batch with numpy.
+
+A :class:`StreamDetector` keeps a small state between batches (robust level
+and scale, typical interval, the current run of identical values, readings
+not yet classified) and finds, in each new batch:
+
+- ``out_of_range``: a value outside the physical bounds of the device type;
+- ``spike`` / ``dip``: one or two readings far above / below the robust level
+  (an exponentially weighted level that outliers do not move, and a scale
+  learnt from the non-outlying residuals only);
+- ``rate_of_change``: a level shift — several readings in a row far off on
+  the same side, i.e. a jump faster than the signal ever moves;
+- ``flatline``: the same value repeated far longer than chance allows for
+  this stream (the run length adapts to how often this stream repeats);
+- ``gap``: readings missing for longer than the sampling rate allows.
+
+Readings at the end of a batch that might still turn out to be a level
+shift are held back and classified with the next batch, so results do not
+depend on how readings are split into batches.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+Int64s = npt.NDArray[np.int64]
+Float64s = npt.NDArray[np.float64]
+
+BOUNDS: dict[str, tuple[float, float]] = {
+    "temperature": (-40.0, 85.0),  # °C: the range of common ambient temperature sensors
+    "pressure": (300.0, 1100.0),  # hPa: barometric sensors' range
+    "motion": (-16.0, 16.0),  # g: the range of a ±16 g accelerometer
+}
+# Smallest departures worth telling a user about, per device type: (spike or dip, level shift).
+SIGNIFICANT: dict[str, tuple[float, float]] = {
+    "temperature": (1.0, 1.0),  # °C
+    "pressure": (1.0, 1.0),  # hPa
+    "motion": (0.5, 0.03),  # g: vibration comes and goes; only hits and drifts of the mount count
+}
+DEFAULT_THRESHOLD = 8.0  # robust standard deviations
+ALPHA = 0.05  # level smoothing per reading
+BETA = 0.02  # scale smoothing per reading
+WARMUP = 30  # readings before spikes are judged
+SPIKE_MAX = 2  # a run of at most this many outliers is a spike or dip
+STEP_MIN = SPIKE_MAX + 1  # a longer run is a level shift
+GAP_FACTOR = 5.0  # a gap is this many intervals missing
+FLAT_MIN_SECONDS = 5.0
+FLAT_MIN_READINGS = 20
+FLAT_FALSE_ALARM = 1e-10  # chance per reading of a run this long on a healthy sensor
+_SIGMA_PER_MEAN_ABS = math.sqrt(math.pi / 2)  # mean |x| of a normal is sigma * sqrt(2/pi)
+_EWMA_BLOCK = 256  # keeps (1 - alpha) ** -k far from overflow
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One anomaly found in a batch."""
+
+    anomaly_type: str
+    timestamp_us: int
+    raw_value: float
+    confidence: float
+    expected_value: float
+
+
+@dataclass
+class DetectorState:
+    """What a stream's detector carries from one batch to the next (JSON-serialisable)."""
+
+    device_type: str = ""
+    min_value: float = -math.inf
+    max_value: float = math.inf
+    threshold: float = DEFAULT_THRESHOLD
+    base_threshold: float = DEFAULT_THRESHOLD
+    spike_min: float = 0.0
+    shift_min: float = 0.0
+    readings: int = 0
+    learned: int = 0
+    level: float = 0.0
+    scale: float = 0.0
+    min_step: float = math.inf
+    interval_us: float = 0.0
+    repeat_rate: float = 0.5
+    last_ts: int | None = None
+    last_value: float | None = None
+    run_length: int = 0
+    run_start_us: int = 0
+    run_reported: bool = False
+    held_ts: list[int] = field(default_factory=list)
+    held_values: list[float] = field(default_factory=list)
+    dismissed: int = 0
+    confirmed: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-safe dict (infinite bounds become None)."""
+        data = asdict(self)
+        for key in ("min_value", "max_value", "min_step"):
+            if not math.isfinite(data[key]):
+                data[key] = None
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DetectorState:
+        """Inverse of :meth:`to_json`."""
+        values = dict(data)
+        values["min_value"] = -math.inf if values.get("min_value") is None else values["min_value"]
+        values["max_value"] = math.inf if values.get("max_value") is None else values["max_value"]
+        values["min_step"] = math.inf if values.get("min_step") is None else values["min_step"]
+        return cls(**values)
+
+    @classmethod
+    def for_type(cls, device_type: str) -> DetectorState:
+        """A fresh state with the physical bounds of ``device_type``."""
+        low, high = BOUNDS.get(device_type, (-math.inf, math.inf))
+        spike_min, shift_min = SIGNIFICANT.get(device_type, (0.0, 0.0))
+        return cls(
+            device_type=device_type,
+            min_value=low,
+            max_value=high,
+            spike_min=spike_min,
+            shift_min=shift_min,
+        )
+
+
+def ewma(values: Float64s, alpha: float, start: float) -> Float64s:
+    """Exponentially weighted moving average of ``values`` continuing from ``start``, vectorised."""
+    size = values.size
+    if not size:
+        return values.astype(np.float64)
+    keep = 1.0 - alpha
+    blocks = -(-size // _EWMA_BLOCK)
+    padded = np.zeros(blocks * _EWMA_BLOCK)
+    padded[:size] = values
+    grid = padded.reshape(blocks, _EWMA_BLOCK)
+    powers = keep ** np.arange(1, _EWMA_BLOCK + 1)
+    # Within a block, from a zero start: y_k = alpha * keep^k * sum_j x_j / keep^j.
+    local = powers * np.cumsum(grid / powers, axis=1) * alpha
+    # Each block starts where the previous one ended: a short scalar recurrence over blocks.
+    carry = np.empty(blocks)
+    previous = start
+    tail, last = powers[-1], local[:, -1]
+    for block in range(blocks):
+        carry[block] = previous
+        previous = tail * previous + float(last[block])
+    return (local + powers * carry[:, None]).reshape(-1)[:size]
+
+
+def _runs(codes: npt.NDArray[np.int8]) -> tuple[Int64s, Int64s]:
+    """Start index and length of every run of equal non-zero codes."""
+    padded = np.concatenate([[0], codes, [0]])
+    change = np.flatnonzero(np.diff(padded) != 0)
+    starts, stops = change[:-1], change[1:]
+    keep = codes[starts] != 0 if starts.size else np.zeros(0, dtype=bool)
+    return starts[keep], (stops - starts)[keep]
+
+
+def _confidence(excess: float) -> float:
+    """From how far past the threshold (as a ratio, 1 = at it) to a confidence in [0.5, 1]."""
+    return float(min(1.0, 0.5 + 0.5 * (1.0 - math.exp(-(max(excess, 1.0) - 1.0) * 2.0))))
+
+
+class StreamDetector:
+    """The detector of one stream; see the module docstring."""
+
+    def __init__(self, state: DetectorState) -> None:
+        self.state = state
+
+    def process(
+        self, timestamps: Int64s, values: Float64s, *, sampling_rate: float = 0.0
+    ) -> list[Finding]:
+        """Analyse the next batch (ascending timestamps); answers what it found, in time order."""
+        findings: list[Finding] = []
+        if not values.size:
+            return findings
+        s = self.state
+        order_ok = s.last_ts is None or int(timestamps[0]) > s.last_ts
+        if not order_ok:  # late readings: judge their values, not their timing
+            keep = timestamps > (s.last_ts or 0)
+            late_ts, late_values = timestamps[~keep], values[~keep]
+            findings += self._bounds(late_ts, late_values)
+            timestamps, values = timestamps[keep], values[keep]
+            if not values.size:
+                return findings
+        findings += self._gaps(timestamps, sampling_rate)
+        findings += self._bounds(timestamps, values)
+        findings += self._flatline(timestamps, values, sampling_rate)
+        inside = (values >= s.min_value) & (values <= s.max_value)
+        findings += self._level(timestamps[inside], values[inside])
+        s.last_ts, s.last_value = int(timestamps[-1]), float(values[-1])
+        s.readings += int(values.size)
+        findings.sort(key=lambda f: f.timestamp_us)
+        return findings
+
+    # -- gaps and bounds -------------------------------------------------------
+
+    def _gaps(self, timestamps: Int64s, sampling_rate: float) -> list[Finding]:
+        s = self.state
+        previous = np.concatenate(
+            [[s.last_ts if s.last_ts is not None else timestamps[0]], timestamps[:-1]]
+        )
+        deltas = (timestamps - previous).astype(np.float64)
+        if sampling_rate > 0:
+            s.interval_us = 1e6 / sampling_rate
+        usable = deltas[deltas > 0]
+        if not sampling_rate and usable.size:
+            typical = float(np.median(usable))
+            s.interval_us = (
+                typical
+                if s.interval_us == 0
+                else min(s.interval_us * 0.9 + typical * 0.1, typical * 4)
+            )
+        if s.interval_us <= 0 or (s.last_ts is None and timestamps.size < 2):
+            return []
+        limit = GAP_FACTOR * s.interval_us
+        found = []
+        for index in np.flatnonzero(deltas > limit):
+            before = int(previous[index])
+            value = s.last_value if index == 0 else None
+            found.append(
+                Finding(
+                    "gap",
+                    before,
+                    float(value if value is not None else 0.0),
+                    _confidence(float(deltas[index]) / limit),
+                    0.0,
+                )
+            )
+        return found
+
+    def _bounds(self, timestamps: Int64s, values: Float64s) -> list[Finding]:
+        s = self.state
+        outside = ((values < s.min_value) | (values > s.max_value)).astype(np.int8)
+        starts, _ = _runs(outside)
+        found = []
+        for index in starts:
+            value = float(values[index])
+            bound = s.max_value if value > s.max_value else s.min_value
+            span = (
+                max(s.max_value - s.min_value, 1e-9)
+                if math.isfinite(s.max_value - s.min_value)
+                else 1.0
+            )
+            found.append(
+                Finding(
+                    "out_of_range",
+                    int(timestamps[index]),
+                    value,
+                    _confidence(1 + abs(value - bound) / span * 10),
+                    bound,
+                )
+            )
+        return found
+
+    # -- flatline --------------------------------------------------------------
+
+    def _flatline(
+        self, timestamps: Int64s, values: Float64s, sampling_rate: float
+    ) -> list[Finding]:
+        s = self.state
+        previous = np.concatenate(
+            [[s.last_value if s.last_value is not None else np.nan], values[:-1]]
+        )
+        same = values == previous
+        if s.readings > WARMUP and not s.run_length:
+            s.repeat_rate = 0.99 * s.repeat_rate + 0.01 * float(same.mean())
+        repeat = min(max(s.repeat_rate, 1e-3), 0.95)
+        needed = max(FLAT_MIN_READINGS, math.ceil(math.log(FLAT_FALSE_ALARM) / math.log(repeat)))
+        if s.interval_us > 0:
+            needed = max(needed, math.ceil(FLAT_MIN_SECONDS * 1e6 / s.interval_us))
+        index = np.arange(values.size)
+        last_break = np.maximum.accumulate(np.where(same, -1, index))
+        carried = np.where(last_break < 0, s.run_length + index + 1, index - last_break + 1)
+        found = []
+        # A run reaches the needed length where carried == needed; report it once.
+        for at in np.flatnonzero(carried == needed):
+            starts_here = at - needed + 1
+            start_us = int(timestamps[starts_here]) if starts_here >= 0 else s.run_start_us
+            if s.scale > 0 and (s.readings + at) > WARMUP:
+                found.append(
+                    Finding("flatline", start_us, float(values[at]), _confidence(1.5), s.level)
+                )
+        if values.size:
+            end_run = int(carried[-1])
+            if last_break[-1] >= 0:
+                s.run_start_us = int(timestamps[last_break[-1]])
+            s.run_length = end_run if end_run > 1 else 0
+        return found
+
+    # -- level: spikes, dips, level shifts ---------------------------------------
+
+    def _level(self, timestamps: Int64s, values: Float64s) -> list[Finding]:
+        s = self.state
+        ts = np.concatenate([np.asarray(s.held_ts, dtype=np.int64), timestamps])
+        vs = np.concatenate([np.asarray(s.held_values, dtype=np.float64), values])
+        s.held_ts, s.held_values = [], []
+        found: list[Finding] = []
+        while vs.size:
+            if s.learned < WARMUP or s.scale <= 0:
+                vs, ts = self._learn(ts, vs)
+                continue
+            predicted, residual, outlier = self._predict(vs)
+            sign = np.sign(residual).astype(np.int8) * outlier.astype(np.int8)
+            starts, lengths = _runs(sign)
+            resume = None  # where to go on after a long run, which changes the level
+            for start, length in zip(starts, lengths, strict=True):
+                if length >= STEP_MIN:
+                    found += self._long_run(ts, vs, predicted, residual, start, length)
+                    self._update(vs[:start], predicted[:start], residual[:start])
+                    resume = start + length if start + length < vs.size else start + STEP_MIN
+                    break
+                if start + length == vs.size:  # may still grow into a level shift: decide later
+                    s.held_ts, s.held_values = ts[start:].tolist(), vs[start:].tolist()
+                    vs, ts = vs[:start], ts[:start]
+                    predicted, residual = predicted[:start], residual[:start]
+                    break
+                for at in range(start, start + length):
+                    if abs(float(residual[at])) < s.spike_min:
+                        continue
+                    z = abs(float(residual[at])) / s.scale
+                    found.append(
+                        Finding(
+                            "spike" if residual[at] > 0 else "dip",
+                            int(ts[at]),
+                            float(vs[at]),
+                            _confidence(z / s.threshold),
+                            float(predicted[at]),
+                        )
+                    )
+            if resume is None:
+                self._update(vs, predicted, residual)
+                break
+            vs, ts = vs[resume:], ts[resume:]
+        return found
+
+    def _long_run(
+        self,
+        ts: Int64s,
+        vs: Float64s,
+        predicted: Float64s,
+        residual: Float64s,
+        start: int,
+        length: int,
+    ) -> list[Finding]:
+        """A run of outliers on one side: a level shift if it sits still, else a burst to ignore."""
+        s = self.state
+        run = vs[start : start + length]
+        steady = float(np.median(np.abs(run - np.median(run)))) * 1.4826 <= 3.0 * s.scale
+        shift = abs(float(np.median(run)) - float(predicted[start]))
+        if steady and shift >= s.shift_min:
+            # The signal now lives at another level: learn it and report the jump once.
+            s.level = float(np.median(run[-STEP_MIN:]))
+            z = abs(float(residual[start])) / s.scale
+            return [
+                Finding(
+                    "rate_of_change",
+                    int(ts[start]),
+                    float(vs[start]),
+                    _confidence(z / s.threshold),
+                    float(predicted[start]),
+                )
+            ]
+        if steady:
+            s.level = float(np.median(run[-STEP_MIN:]))
+        return []
+
+    def _predict(self, values: Float64s) -> tuple[Float64s, Float64s, npt.NDArray[np.bool_]]:
+        s = self.state
+        limit = s.threshold * s.scale
+        rough = ewma(values, ALPHA, s.level)
+        rough_pred = np.concatenate([[s.level], rough[:-1]])
+        # Readings far off must not pull the level: replace them by the prediction and smooth again.
+        cleaned = np.where(np.abs(values - rough_pred) > limit, rough_pred, values)
+        level = ewma(cleaned, ALPHA, s.level)
+        predicted = np.concatenate([[s.level], level[:-1]])
+        residual = values - predicted
+        return predicted, residual, np.abs(residual) > limit
+
+    def _update(self, values: Float64s, predicted: Float64s, residual: Float64s) -> None:
+        s = self.state
+        if not values.size:
+            return
+        limit = s.threshold * s.scale
+        normal = np.abs(residual) <= limit
+        cleaned = np.where(normal, values, predicted)
+        # A repeated value says nothing about the noise (a stuck sensor would shrink the scale).
+        previous = np.concatenate([[np.nan], values[:-1]])
+        normal &= values != previous
+        s.level = float(ewma(cleaned, ALPHA, s.level)[-1])
+        if normal.any():
+            spread = float(np.mean(np.abs(residual[normal]))) * _SIGMA_PER_MEAN_ABS
+            weight = 1.0 - (1.0 - BETA) ** int(normal.sum())
+            s.scale = max((1 - weight) * s.scale + weight * spread, self._floor())
+        self._note_steps(values)
+
+    def _learn(self, timestamps: Int64s, values: Float64s) -> tuple[Float64s, Int64s]:
+        """Warm-up: take level and scale from the first readings; answers what is left."""
+        s = self.state
+        room = max(WARMUP - s.learned, 1) if s.learned < WARMUP else values.size
+        part, rest = values[:room], values[room:]
+        if s.learned == 0 and part.size:
+            s.level = float(np.median(part))
+        self._note_steps(part)
+        steps = np.abs(np.diff(part))
+        if steps.size:
+            # Differences of noise spread sqrt(2) times wider; the median resists outliers.
+            estimate = float(np.median(steps)) * 1.4826 / math.sqrt(2)
+            s.scale = max(estimate, s.scale * 0.5, self._floor())
+        s.level = float(ewma(part, ALPHA, s.level)[-1]) if part.size else s.level
+        s.learned += int(part.size)
+        return rest, timestamps[room:]
+
+    def _note_steps(self, values: Float64s) -> None:
+        steps = np.abs(np.diff(values))
+        steps = steps[steps > 0]
+        if steps.size:
+            self.state.min_step = min(self.state.min_step, float(steps.min()))
+
+    def _floor(self) -> float:
+        # Never judge against less spread than the sensor can resolve.
+        step = self.state.min_step
+        return step if math.isfinite(step) else 1e-9

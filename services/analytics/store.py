@@ -1,0 +1,231 @@
+"""Analytics' tables and queries (SQLAlchemy 2, async).
+
+Analytics owns detector state, anomalies and their review, and correlation
+results; it owns no raw readings (those stay in telemetry).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Float,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from iotkit.sqltypes import UtcDateTime
+
+
+class Base(DeclarativeBase):
+    """Declarative base of analytics' tables."""
+
+
+class DetectorRow(Base):
+    """A stream's detector: its checkpointed state and how far it has analysed."""
+
+    __tablename__ = "detectors"
+
+    stream_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    owner_id: Mapped[str] = mapped_column(String(36), index=True)
+    device_id: Mapped[str] = mapped_column(String(36))
+    position: Mapped[int] = mapped_column(BigInteger)
+    state: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class AnomalyRow(Base):
+    """A detected anomaly with its review; unique per stream, type and reading time."""
+
+    __tablename__ = "anomalies"
+    __table_args__ = (
+        UniqueConstraint("stream_id", "anomaly_type", "detected_us"),
+        Index("ix_anomalies_owner_detected", "owner_id", "detected_us"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    stream_id: Mapped[str] = mapped_column(String(36), index=True)
+    device_id: Mapped[str] = mapped_column(String(36), index=True)
+    owner_id: Mapped[str] = mapped_column(String(36))
+    detected_us: Mapped[int] = mapped_column(BigInteger)
+    anomaly_type: Mapped[str] = mapped_column(String(16))
+    raw_value: Mapped[float] = mapped_column(Float)
+    expected_value: Mapped[float] = mapped_column(Float)
+    confidence: Mapped[float] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    found_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    reviewed_by: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    reviewed_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    review_note: Mapped[str] = mapped_column(String(1000), default="")
+
+
+class CorrelationRow(Base):
+    """A stored correlation result."""
+
+    __tablename__ = "correlations"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    owner_id: Mapped[str] = mapped_column(String(36), index=True)
+    stream_a: Mapped[str] = mapped_column(String(36))
+    stream_b: Mapped[str] = mapped_column(String(36))
+    coefficient: Mapped[float] = mapped_column(Float)
+    window_start: Mapped[datetime] = mapped_column(UtcDateTime)
+    window_end: Mapped[datetime] = mapped_column(UtcDateTime)
+    algorithm: Mapped[str] = mapped_column(String(32))
+    sample_count: Mapped[int] = mapped_column(Integer)
+    best_lag_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    grid_seconds: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+
+
+@dataclass(frozen=True, slots=True)
+class AnomalyQuery:
+    """Filters and window of an anomaly listing."""
+
+    owner_id: str | None
+    stream_id: str | None
+    device_id: str | None
+    anomaly_type: str | None
+    status: str | None
+    start_us: int | None
+    end_us: int | None
+    min_confidence: float
+    offset: int
+    limit: int | None
+
+
+class AnalyticsStore:
+    """Queries over analytics' tables."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, dialect: str) -> None:
+        self._sessions = sessions
+        # ON CONFLICT DO NOTHING is spelt per dialect in SQLAlchemy.
+        self._insert = pg_insert if dialect == "postgresql" else sqlite_insert
+
+    async def detector(self, *, stream_id: str) -> DetectorRow | None:
+        """A stream's detector row."""
+        async with self._sessions() as session:
+            return await session.get(DetectorRow, stream_id)
+
+    async def commit_analysis(
+        self, *, detectors: Sequence[DetectorRow], anomalies: Sequence[AnomalyRow]
+    ) -> list[AnomalyRow]:
+        """Store detector checkpoints and new anomalies in one transaction.
+
+        Answers the anomalies actually inserted: one already stored (same
+        stream, type and time) is not stored twice.
+        """
+        inserted: list[AnomalyRow] = []
+        async with self._sessions.begin() as session:
+            for row in detectors:
+                await session.merge(row)
+            for anomaly in anomalies:
+                values = {
+                    c.key: getattr(anomaly, c.key) for c in AnomalyRow.__mapper__.column_attrs
+                }
+                statement = self._insert(AnomalyRow).values(**values).on_conflict_do_nothing()
+                result = await session.execute(statement)
+                if result.rowcount:  # type: ignore[attr-defined]
+                    inserted.append(anomaly)
+        return inserted
+
+    async def anomalies(self, *, query: AnomalyQuery) -> tuple[list[AnomalyRow], int]:
+        """A page of anomalies, newest first, and how many match in all."""
+        conditions: list[Any] = [AnomalyRow.confidence >= query.min_confidence]
+        for column, value in (
+            (AnomalyRow.owner_id, query.owner_id),
+            (AnomalyRow.stream_id, query.stream_id),
+            (AnomalyRow.device_id, query.device_id),
+            (AnomalyRow.anomaly_type, query.anomaly_type),
+            (AnomalyRow.status, query.status),
+        ):
+            if value is not None:
+                conditions.append(column == value)
+        if query.start_us is not None:
+            conditions.append(AnomalyRow.detected_us >= query.start_us)
+        if query.end_us is not None:
+            conditions.append(AnomalyRow.detected_us < query.end_us)
+        async with self._sessions() as session:
+            total = await session.scalar(
+                select(func.count()).select_from(AnomalyRow).where(*conditions)
+            )
+            statement = (
+                select(AnomalyRow)
+                .where(*conditions)
+                .order_by(AnomalyRow.detected_us.desc(), AnomalyRow.id)
+                .offset(query.offset)
+            )
+            if query.limit is not None:
+                statement = statement.limit(query.limit)
+            return list(await session.scalars(statement)), int(total or 0)
+
+    async def anomaly(self, *, anomaly_id: str) -> AnomalyRow | None:
+        """One anomaly."""
+        async with self._sessions() as session:
+            return await session.get(AnomalyRow, anomaly_id)
+
+    async def review(
+        self, *, anomaly_id: str, status: str, reviewer: str, note: str, now: datetime
+    ) -> AnomalyRow | None:
+        """Record a review."""
+        async with self._sessions.begin() as session:
+            await session.execute(
+                update(AnomalyRow)
+                .where(AnomalyRow.id == anomaly_id)
+                .values(status=status, reviewed_by=reviewer, reviewed_at=now, review_note=note)
+            )
+            return await session.get(AnomalyRow, anomaly_id)
+
+    async def save_detector(self, *, row: DetectorRow) -> None:
+        """Store a detector's settings or state outside an analysis."""
+        async with self._sessions.begin() as session:
+            await session.merge(row)
+
+    async def add_correlation(self, *, row: CorrelationRow) -> None:
+        """Store a correlation result."""
+        async with self._sessions.begin() as session:
+            session.add(row)
+
+    async def correlation(self, *, correlation_id: str) -> CorrelationRow | None:
+        """One correlation result."""
+        async with self._sessions() as session:
+            return await session.get(CorrelationRow, correlation_id)
+
+    async def correlations(
+        self, *, owner_id: str | None, stream_id: str | None, offset: int, limit: int | None
+    ) -> tuple[list[CorrelationRow], int]:
+        """A page of correlation results, newest first."""
+        conditions: list[Any] = []
+        if owner_id is not None:
+            conditions.append(CorrelationRow.owner_id == owner_id)
+        if stream_id is not None:
+            conditions.append(
+                (CorrelationRow.stream_a == stream_id) | (CorrelationRow.stream_b == stream_id)
+            )
+        async with self._sessions() as session:
+            total = await session.scalar(
+                select(func.count()).select_from(CorrelationRow).where(*conditions)
+            )
+            statement = (
+                select(CorrelationRow)
+                .where(*conditions)
+                .order_by(CorrelationRow.created_at.desc(), CorrelationRow.id)
+                .offset(offset)
+            )
+            if limit is not None:
+                statement = statement.limit(limit)
+            return list(await session.scalars(statement)), int(total or 0)

@@ -1,0 +1,44 @@
+"""Reading stream ranges from telemetry, with the caller's own token.
+
+Analytics owns no raw readings: it asks telemetry, which checks that the
+caller may read the stream (another user's stream is NOT_FOUND there).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from google.protobuf import timestamp_pb2
+from grpc import aio
+
+from iot.telemetry.v1 import telemetry_pb2, telemetry_pb2_grpc
+from services.analytics.correlation import Float64s, Int64s
+
+CALL_DEADLINE = 60.0
+
+
+class TelemetryReader:
+    """Reads every reading of a stream range."""
+
+    def __init__(self, channel: aio.Channel) -> None:
+        self._stub = telemetry_pb2_grpc.TelemetryServiceStub(channel)
+
+    async def read(
+        self, *, token: str, stream_id: str, start_us: int, end_us: int
+    ) -> tuple[Int64s, Float64s]:
+        """Readings of ``stream_id`` in [start_us, end_us); raises what telemetry answers."""
+        start, end = timestamp_pb2.Timestamp(), timestamp_pb2.Timestamp()
+        start.FromMicroseconds(start_us)
+        end.FromMicroseconds(end_us)
+        times: list[Int64s] = []
+        values: list[Float64s] = []
+        call = self._stub.ReadStream(
+            telemetry_pb2.ReadStreamRequest(stream_id=stream_id, start=start, end=end),
+            metadata=[("authorization", f"Bearer {token}")],
+            timeout=CALL_DEADLINE,
+        )
+        async for chunk in call:
+            times.append(np.fromiter(chunk.timestamps, dtype=np.int64, count=len(chunk.timestamps)))
+            values.append(np.fromiter(chunk.values, dtype=np.float64, count=len(chunk.values)))
+        if not times:
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
+        return np.concatenate(times), np.concatenate(values)

@@ -1,0 +1,1 @@
+"""The auth service: accounts, sessions, tokens and the suite's signing keys."""

@@ -1,0 +1,7 @@
+"""Entry point of the auth process: ``python -m services.auth``."""
+
+from iotkit.process import run
+from services.auth.wiring import build
+
+if __name__ == "__main__":
+    run("auth", build)

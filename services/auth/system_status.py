@@ -1,0 +1,160 @@
+"""``iot.system.v1.SystemService``: the suite's status, served by the auth process.
+
+Auth hosts it because auth is the service every other depends on and it can
+mint the short-lived service token that the other processes' diagnostics
+require. Each other service is asked for its gRPC health and its own
+dependency checks; unreachable ones are down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+import grpc
+from grpc import aio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+import iotkit
+from iot.system.v1 import system_pb2, system_pb2_grpc
+from iotkit.checks import DEGRADED, DOWN, HEALTHY
+from iotkit.convert import timestamp
+from iotkit.diagnostics import DiagnosticsServicer
+from iotkit.sqltypes import utcnow
+
+CALL_DEADLINE = 2.0
+_RANK = {HEALTHY: 0, DEGRADED: 1, DOWN: 2}
+
+
+def worst(states: Sequence[str]) -> str:
+    """The worst of several states; healthy when there are none."""
+    return max(states, key=_RANK.__getitem__, default=HEALTHY)
+
+
+def combined(states: Sequence[str]) -> str:
+    """Healthy if all are, down if all are, degraded otherwise."""
+    if not states or all(s == HEALTHY for s in states):
+        return HEALTHY
+    if all(s == DOWN for s in states):
+        return DOWN
+    return DEGRADED
+
+
+class SystemStatusService:
+    """Aggregates every process's health and diagnostics into one status."""
+
+    def __init__(
+        self,
+        *,
+        local: DiagnosticsServicer,
+        channels: Mapping[str, aio.Channel],
+        service_token: Callable[[], str],
+        active_users: Callable[[], Awaitable[int]],
+    ) -> None:
+        self._local = local
+        self._channels = dict(channels)
+        self._service_token = service_token
+        self._active_users = active_users
+        self._started = time.monotonic()
+
+    async def _remote(
+        self, service: str, channel: aio.Channel
+    ) -> tuple[str, system_pb2.ProcessStatus | None]:
+        """A remote service's state and, when it answers, its process status."""
+        try:
+            health = await health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=""), timeout=CALL_DEADLINE
+            )
+        except grpc.RpcError:
+            return DOWN, None
+        if health.status != health_pb2.HealthCheckResponse.SERVING:
+            return DOWN, None
+        try:
+            process = await system_pb2_grpc.DiagnosticsServiceStub(channel).GetProcessStatus(
+                system_pb2.GetProcessStatusRequest(),
+                timeout=CALL_DEADLINE,
+                metadata=[("authorization", f"Bearer {self._service_token()}")],
+            )
+        except grpc.RpcError:
+            # Serving but not answering diagnostics: e.g. it cannot verify tokens yet.
+            return DEGRADED, None
+        return worst([d.status for d in process.dependencies]), process
+
+    async def status(self) -> system_pb2.SystemStatus:
+        """Check everything now and answer the suite's status."""
+        names = list(self._channels)
+        remote, local, active_users = await asyncio.gather(
+            asyncio.gather(*(self._remote(name, self._channels[name]) for name in names)),
+            self._local.status(),
+            self._active_users(),
+        )
+        states = {"auth": worst([d.status for d in local.dependencies])}
+        processes = [local]
+        for name, (state, process) in zip(names, remote, strict=True):
+            states[name] = state
+            if process is not None:
+                processes.append(process)
+        dependencies = [d for p in processes for d in p.dependencies]
+
+        def kind(name: str) -> list[str]:
+            return [d.status for d in dependencies if d.name == name]
+
+        database = combined(kind("database"))
+        storage = worst(kind("storage")) if kind("storage") else DOWN
+        analytics_engine = states.get("analytics", DOWN)
+        components = system_pb2.ComponentStates(
+            database=database,
+            storage=storage,
+            email=worst(kind("email")) if kind("email") else DOWN,
+            cache=worst(kind("cache")),
+            analytics_engine=analytics_engine,
+            **{name: state for name, state in states.items()},
+        )
+        total = sum(p.metrics.total_requests for p in processes)
+        errors = sum(p.metrics.error_requests for p in processes)
+        auth_db_down = any(d.status == DOWN for d in local.dependencies if d.name == "database")
+        every_state = [*states.values(), database, storage, components.email, components.cache]
+        overall = (
+            DOWN
+            if auth_db_down
+            else HEALTHY
+            if all(s == HEALTHY for s in every_state)
+            else DEGRADED
+        )
+        now = timestamp(utcnow())
+        return system_pb2.SystemStatus(
+            status=overall,
+            timestamp=now,
+            version=iotkit.__version__,
+            uptime=round(time.monotonic() - self._started, 3),
+            services=components,
+            metrics=system_pb2.SystemMetrics(
+                active_users=active_users,
+                total_requests=total,
+                error_rate=round(errors / total, 6) if total else 0.0,
+            ),
+            database=database != DOWN,
+            storage=storage != DOWN,
+            analytics_engine=analytics_engine != DOWN,
+            last_updated=now,
+            dependencies=dependencies
+            + [
+                system_pb2.DependencyStatus(name=name, service=name, status=state, detail="grpc")
+                for name, state in states.items()
+            ],
+        )
+
+
+class SystemServicer(system_pb2_grpc.SystemServiceServicer):
+    """gRPC entry for :class:`SystemStatusService`."""
+
+    def __init__(self, service: SystemStatusService) -> None:
+        self._service = service
+
+    async def GetSystemStatus(
+        self, request: system_pb2.GetSystemStatusRequest, context: aio.ServicerContext[Any, Any]
+    ) -> system_pb2.SystemStatus:
+        """The suite's status now."""
+        return await self._service.status()

@@ -1,0 +1,236 @@
+"""Assembles the auth process: database, keys, the logic of each API, servicers, server,
+and the background sender of the email outbox."""
+
+from __future__ import annotations
+
+from argon2 import PasswordHasher
+from grpc import aio
+
+from iot.auth.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    auth_pb2,
+    auth_pb2_grpc,
+    data_pb2,
+    data_pb2_grpc,
+    mfa_pb2,
+    mfa_pb2_grpc,
+    profile_pb2,
+    profile_pb2_grpc,
+    security_pb2,
+    security_pb2_grpc,
+    sites_pb2,
+    sites_pb2_grpc,
+)
+from iot.system.v1 import system_pb2, system_pb2_grpc
+from iotkit.checks import smtp_check
+from iotkit.config import SERVICES, ConfigError, Settings
+from iotkit.db import Database, open_database
+from iotkit.diagnostics import DiagnosticsServicer
+from iotkit.errors import ValidationFailed
+from iotkit.interceptors import RequestCounters
+from iotkit.limits import window_counter
+from iotkit.process import standard_checks
+from iotkit.server import ServiceProcess, build_server, channel
+from iotkit.sqltypes import utcnow
+from iotkit.tokens import KeySet, TokenVerifier, static_keys
+from services.auth import lockout
+from services.auth.admin_service import AdminService
+from services.auth.admin_servicer import AdminServicer
+from services.auth.bootstrap import admin_from_environment
+from services.auth.crypto import SecretBox, Signer
+from services.auth.data_export import DataExportService
+from services.auth.data_servicer import DataServicer
+from services.auth.emails import Mailer
+from services.auth.export_store import ExportStore
+from services.auth.housekeeping import Housekeeping
+from services.auth.keys import SigningKeys
+from services.auth.link_tokens import LinkTokenStore
+from services.auth.mailer import OutboxSender, transport_for
+from services.auth.mfa import MfaManager
+from services.auth.mfa_servicer import MfaServicer
+from services.auth.mfa_store import MfaStore
+from services.auth.outbox import OutboxStore
+from services.auth.passwords import Passwords
+from services.auth.profile_service import ProfileService
+from services.auth.profile_servicer import ProfileServicer
+from services.auth.security_log import SecurityLog
+from services.auth.security_service import SecurityService
+from services.auth.security_servicer import SecurityServicer
+from services.auth.self_service import SelfService
+from services.auth.service import AuthService
+from services.auth.servicer import AuthServicer
+from services.auth.site_service import SiteService
+from services.auth.sites_servicer import AccountServicer, SiteTokenServicer
+from services.auth.sites_store import SiteStore
+from services.auth.store import AuthStore, Base
+from services.auth.system_status import SystemServicer, SystemStatusService
+
+MAIL_WINDOW = 3600.0
+
+
+async def open_auth_database(settings: Settings, *, schema: str | None = None) -> Database:
+    """Auth's database with every table (those of each ``*_store`` module imported above)."""
+    database = await open_database(
+        service="auth", settings=settings, metadata=Base.metadata, schema=schema
+    )
+    await AuthStore(database.sessions).backfill_security_rows()
+    return database
+
+
+async def build(
+    settings: Settings,
+    *,
+    address: str,
+    schema: str | None = None,
+    hasher: PasswordHasher | None = None,
+) -> ServiceProcess:
+    """Build the auth server bound to ``address``.
+
+    ``hasher`` lets tests use cheaper argon2 parameters.
+    """
+    try:
+        transport = transport_for(settings.smtp_url)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    database = await open_auth_database(settings, schema=schema)
+    sessions = database.sessions
+    store = AuthStore(sessions)
+    passwords = Passwords(hasher or PasswordHasher())
+    if settings.admin_email and settings.admin_password:
+        try:
+            await admin_from_environment(
+                store=store,
+                passwords=passwords,
+                email=settings.admin_email,
+                password=settings.admin_password,
+            )
+        except ValidationFailed as exc:
+            await database.close()
+            broken = "; ".join(v.message for v in exc.violations)
+            raise ConfigError(f"IOT_ADMIN_EMAIL/IOT_ADMIN_PASSWORD: {broken}") from exc
+    keys = await SigningKeys.load_or_create(store=store, secret=settings.secret_key, now=utcnow())
+    verifier = TokenVerifier(KeySet(static_keys(keys.public_keys().items())))
+
+    secret = settings.secret_key
+    log = SecurityLog(sessions)
+    login_failures = window_counter(
+        settings.redis_url, namespace="iot:auth:login-failures", window=lockout.WINDOW
+    )
+    mails_sent = window_counter(settings.redis_url, namespace="iot:auth:mails", window=MAIL_WINDOW)
+    guard = lockout.LoginGuard(login_failures)
+    outbox = OutboxStore(sessions)
+    mail_box = SecretBox(secret, purpose="outbox-body")
+    sender = OutboxSender(
+        store=outbox, transport=transport, box=mail_box, sender=settings.mail_from
+    )
+    mailer = Mailer(outbox=outbox, box=mail_box, base_url=settings.base_url(), notify=sender.notify)
+    links = LinkTokenStore(sessions)
+    self_service = SelfService(
+        store=store,
+        links=links,
+        mailer=mailer,
+        passwords=passwords,
+        guard=guard,
+        mail_limit=mails_sent,
+        log=log,
+    )
+    mfa = MfaManager(
+        store=store,
+        mfa=MfaStore(sessions),
+        box=SecretBox(secret, purpose="totp-secret"),
+        recovery_signer=Signer(secret, purpose="recovery-codes"),
+        guard=guard,
+        log=log,
+    )
+    service = AuthService(
+        store=store,
+        keys=keys,
+        verifier=verifier,
+        passwords=passwords,
+        guard=guard,
+        mfa=mfa,
+        self_service=self_service,
+        log=log,
+        access_ttl=settings.access_token_ttl,
+        refresh_ttl=settings.refresh_token_ttl,
+        service_secret=settings.service_secret,
+    )
+    exports = ExportStore(sessions)
+    data = DataExportService(
+        store=store,
+        log=log,
+        exports=exports,
+        signer=Signer(secret, purpose="download-links"),
+        base_url=settings.base_url(),
+    )
+    sites = SiteService(sites=SiteStore(sessions), keys=keys)
+    housekeeping = Housekeeping(exports=exports, links=links, outbox=outbox)
+
+    counters = RequestCounters()
+    checks = [
+        *standard_checks(database, settings, service="auth"),
+        smtp_check(settings.smtp_url, service="auth"),
+    ]
+    diagnostics = DiagnosticsServicer(service="auth", checks=checks, counters=counters)
+    peers = {name: channel(settings.address(name)) for name in SERVICES if name != "auth"}
+    system = SystemStatusService(
+        local=diagnostics,
+        channels=peers,
+        service_token=lambda: service.service_token(service="auth").token,
+        active_users=service.active_users,
+    )
+
+    def register(server: aio.Server) -> list[str]:
+        auth_pb2_grpc.add_AuthServiceServicer_to_server(
+            AuthServicer(service=service, self_service=self_service, keys=keys), server
+        )
+        mfa_pb2_grpc.add_MfaServiceServicer_to_server(MfaServicer(mfa), server)
+        profile_pb2_grpc.add_ProfileServiceServicer_to_server(
+            ProfileServicer(ProfileService(store=store, log=log)), server
+        )
+        security_pb2_grpc.add_SecurityServiceServicer_to_server(
+            SecurityServicer(SecurityService(store=store, log=log)), server
+        )
+        data_pb2_grpc.add_DataServiceServicer_to_server(DataServicer(data), server)
+        admin_pb2_grpc.add_AdminServiceServicer_to_server(
+            AdminServicer(AdminService(store=store, links=links, log=log)), server
+        )
+        sites_pb2_grpc.add_AccountServiceServicer_to_server(AccountServicer(sites), server)
+        sites_pb2_grpc.add_SiteTokenServiceServicer_to_server(SiteTokenServicer(sites), server)
+        system_pb2_grpc.add_SystemServiceServicer_to_server(SystemServicer(system), server)
+        return [
+            auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name,
+            mfa_pb2.DESCRIPTOR.services_by_name["MfaService"].full_name,
+            profile_pb2.DESCRIPTOR.services_by_name["ProfileService"].full_name,
+            security_pb2.DESCRIPTOR.services_by_name["SecurityService"].full_name,
+            data_pb2.DESCRIPTOR.services_by_name["DataService"].full_name,
+            admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
+            sites_pb2.DESCRIPTOR.services_by_name["AccountService"].full_name,
+            sites_pb2.DESCRIPTOR.services_by_name["SiteTokenService"].full_name,
+            system_pb2.DESCRIPTOR.services_by_name["SystemService"].full_name,
+        ]
+
+    built = build_server(
+        service="auth",
+        register=register,
+        verifier=verifier,
+        session_check=service.session_is_live,
+        address=address,
+        counters=counters,
+        diagnostics=diagnostics,
+    )
+    sender.start()
+    housekeeping.start()
+    # Closed last-first: background work stops before the counters, channels and database.
+    return ServiceProcess(
+        built,
+        [
+            database.close,
+            *(peer.close for peer in peers.values()),
+            login_failures.aclose,
+            mails_sent.aclose,
+            sender.stop,
+            housekeeping.stop,
+        ],
+    )

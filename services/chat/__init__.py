@@ -1,0 +1,1 @@
+"""The chat service: chat sessions, messages, escalations and the FAQ knowledge base."""

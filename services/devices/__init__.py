@@ -1,0 +1,1 @@
+"""The devices service: devices, their locations, status and credentials."""

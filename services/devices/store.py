@@ -1,0 +1,267 @@
+"""The devices service's tables and queries (SQLAlchemy 2, async).
+
+Devices owns devices, their locations and status, their credentials, and
+the event log other services follow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, Float, ForeignKey, Integer, String, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from iotkit.sqltypes import UtcDateTime
+
+# SQLite gives autoincrement only to INTEGER PRIMARY KEY; PostgreSQL gets a bigint.
+SEQUENCE = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the devices tables."""
+
+
+class DeviceRow(Base):
+    """A registered device; decommissioned ones stay as tombstones for the event log."""
+
+    __tablename__ = "devices"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    owner_id: Mapped[str] = mapped_column(String(36), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    type: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    latitude: Mapped[float | None] = mapped_column(Float, nullable=True)
+    longitude: Mapped[float | None] = mapped_column(Float, nullable=True)
+    registered_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    decommissioned_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    last_seen_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    readings_total: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class CredentialRow(Base):
+    """A device credential; its token carries the id, and revoking the row revokes the token."""
+
+    __tablename__ = "device_credentials"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+
+class DeviceEventRow(Base):
+    """One registry change, numbered in order for followers."""
+
+    __tablename__ = "device_events"
+
+    sequence: Mapped[int] = mapped_column(SEQUENCE, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    device_id: Mapped[str] = mapped_column(String(36))
+    owner_id: Mapped[str] = mapped_column(String(36))
+    occurred_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceQuery:
+    """Filters, order and window of a device listing."""
+
+    owner_id: str | None
+    type: str | None
+    status: str | None
+    search: str | None
+    sort: str
+    offset: int
+    limit: int
+
+
+_ORDER = {
+    "registered_at": (DeviceRow.registered_at.asc(), DeviceRow.id.asc()),
+    "-registered_at": (DeviceRow.registered_at.desc(), DeviceRow.id.desc()),
+    "name": (func.lower(DeviceRow.name).asc(), DeviceRow.id.asc()),
+    "-name": (func.lower(DeviceRow.name).desc(), DeviceRow.id.desc()),
+}
+SORTS = tuple(_ORDER)
+
+
+def _event(kind: str, device: DeviceRow, now: datetime) -> DeviceEventRow:
+    return DeviceEventRow(kind=kind, device_id=device.id, owner_id=device.owner_id, occurred_at=now)
+
+
+class DeviceStore:
+    """Queries over the devices tables; every method runs in its own transaction."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def add_devices(self, *, devices: Sequence[DeviceRow], now: datetime) -> None:
+        """Insert devices with their "registered" events, all or none."""
+        async with self._sessions.begin() as session:
+            session.add_all(devices)
+            session.add_all(_event("registered", device, now) for device in devices)
+
+    async def live_device(self, *, device_id: str) -> DeviceRow | None:
+        """A device that has not been decommissioned."""
+        async with self._sessions() as session:
+            return await session.scalar(
+                select(DeviceRow).where(
+                    DeviceRow.id == device_id, DeviceRow.decommissioned_at.is_(None)
+                )
+            )
+
+    async def list_devices(self, *, query: DeviceQuery) -> tuple[list[DeviceRow], int]:
+        """A page of live devices matching ``query`` and how many match in all."""
+        conditions: list[Any] = [DeviceRow.decommissioned_at.is_(None)]
+        if query.owner_id is not None:
+            conditions.append(DeviceRow.owner_id == query.owner_id)
+        if query.type:
+            conditions.append(DeviceRow.type == query.type)
+        if query.status:
+            conditions.append(DeviceRow.status == query.status)
+        if query.search:
+            escaped = (
+                query.search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            )
+            conditions.append(func.lower(DeviceRow.name).like(f"%{escaped}%", escape="\\"))
+        async with self._sessions() as session:
+            total = await session.scalar(
+                select(func.count()).select_from(DeviceRow).where(*conditions)
+            )
+            rows = await session.scalars(
+                select(DeviceRow)
+                .where(*conditions)
+                .order_by(*_ORDER[query.sort])
+                .offset(query.offset)
+                .limit(query.limit)
+            )
+            return list(rows), int(total or 0)
+
+    async def update_device(
+        self, *, device_id: str, values: dict[str, Any], now: datetime
+    ) -> DeviceRow | None:
+        """Apply ``values`` to a live device and log the change; None if it is gone."""
+        async with self._sessions.begin() as session:
+            device = await session.scalar(
+                select(DeviceRow)
+                .where(DeviceRow.id == device_id, DeviceRow.decommissioned_at.is_(None))
+                .with_for_update()
+            )
+            if device is None:
+                return None
+            for name, value in values.items():
+                setattr(device, name, value)
+            device.updated_at = now
+            session.add(_event("updated", device, now))
+            return device
+
+    async def decommission(self, *, device_id: str, now: datetime) -> DeviceRow | None:
+        """Tombstone a device, revoke its credentials and log it; None if already gone."""
+        async with self._sessions.begin() as session:
+            device = await session.scalar(
+                select(DeviceRow)
+                .where(DeviceRow.id == device_id, DeviceRow.decommissioned_at.is_(None))
+                .with_for_update()
+            )
+            if device is None:
+                return None
+            device.decommissioned_at = now
+            device.updated_at = now
+            await session.execute(
+                update(CredentialRow)
+                .where(CredentialRow.device_id == device_id, CredentialRow.revoked_at.is_(None))
+                .values(revoked_at=now)
+            )
+            session.add(_event("decommissioned", device, now))
+            return device
+
+    async def replace_credential(self, *, credential: CredentialRow, now: datetime) -> int:
+        """Store a new credential and revoke the device's others; answers how many were revoked."""
+        async with self._sessions.begin() as session:
+            result = await session.execute(
+                update(CredentialRow)
+                .where(
+                    CredentialRow.device_id == credential.device_id,
+                    CredentialRow.revoked_at.is_(None),
+                )
+                .values(revoked_at=now)
+            )
+            session.add(credential)
+            return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+    async def revoke_credentials(self, *, device_id: str, now: datetime) -> int:
+        """Revoke every working credential of a device; answers how many."""
+        async with self._sessions.begin() as session:
+            result = await session.execute(
+                update(CredentialRow)
+                .where(CredentialRow.device_id == device_id, CredentialRow.revoked_at.is_(None))
+                .values(revoked_at=now)
+            )
+            return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+    async def credential_is_live(
+        self, *, credential_id: str, device_id: str, now: datetime
+    ) -> bool:
+        """True when the credential belongs to the device, is unrevoked and unexpired."""
+        async with self._sessions() as session:
+            found = await session.scalar(
+                select(CredentialRow.id).where(
+                    CredentialRow.id == credential_id,
+                    CredentialRow.device_id == device_id,
+                    CredentialRow.revoked_at.is_(None),
+                    CredentialRow.expires_at > now,
+                )
+            )
+            return found is not None
+
+    async def devices_with_credentials(
+        self, *, device_ids: Iterable[str], now: datetime
+    ) -> set[str]:
+        """Which of ``device_ids`` have a working credential."""
+        ids = list(device_ids)
+        if not ids:
+            return set()
+        async with self._sessions() as session:
+            rows = await session.scalars(
+                select(CredentialRow.device_id).where(
+                    CredentialRow.device_id.in_(ids),
+                    CredentialRow.revoked_at.is_(None),
+                    CredentialRow.expires_at > now,
+                )
+            )
+            return set(rows)
+
+    async def record_activity(
+        self, *, device_id: str, last_seen_at: datetime | None, readings: int
+    ) -> bool:
+        """Add to the reading counter and advance last-seen, never backwards."""
+        async with self._sessions.begin() as session:
+            device = await session.scalar(
+                select(DeviceRow)
+                .where(DeviceRow.id == device_id, DeviceRow.decommissioned_at.is_(None))
+                .with_for_update()
+            )
+            if device is None:
+                return False
+            device.readings_total += readings
+            if last_seen_at is not None and (
+                device.last_seen_at is None or last_seen_at > device.last_seen_at
+            ):
+                device.last_seen_at = last_seen_at
+            return True
+
+    async def events_after(self, *, sequence: int, limit: int) -> list[DeviceEventRow]:
+        """Events after ``sequence``, oldest first."""
+        async with self._sessions() as session:
+            rows = await session.scalars(
+                select(DeviceEventRow)
+                .where(DeviceEventRow.sequence > sequence)
+                .order_by(DeviceEventRow.sequence)
+                .limit(limit)
+            )
+            return list(rows)

@@ -1,0 +1,39 @@
+"""Assembles the devices process: its database, the registry service, its servicer."""
+
+from __future__ import annotations
+
+from grpc import aio
+
+from iot.devices.v1 import devices_pb2, devices_pb2_grpc
+from iotkit.config import Settings
+from iotkit.process import Parts, build_service
+from iotkit.server import Registrar, ServiceProcess
+from services.devices.auth_client import AuthTokenMinter
+from services.devices.service import DeviceService
+from services.devices.servicer import DeviceServicer
+from services.devices.store import Base, DeviceStore
+
+
+def _registrar(parts: Parts) -> Registrar:
+    service = DeviceService(
+        store=DeviceStore(parts.database.sessions),
+        mint_token=AuthTokenMinter(channel=parts.auth_channel, service_tokens=parts.service_tokens),
+    )
+
+    def register(server: aio.Server) -> list[str]:
+        devices_pb2_grpc.add_DeviceServiceServicer_to_server(DeviceServicer(service), server)
+        return [devices_pb2.DESCRIPTOR.services_by_name["DeviceService"].full_name]
+
+    return register
+
+
+async def build(settings: Settings, *, address: str, schema: str | None = None) -> ServiceProcess:
+    """Build the devices server bound to ``address``."""
+    return await build_service(
+        settings,
+        service="devices",
+        metadata=Base.metadata,
+        address=address,
+        schema=schema,
+        register=_registrar,
+    )

@@ -1,0 +1,172 @@
+"""Forwarding every stored chunk to analytics over one bidirectional stream.
+
+Chunks are numbered in the order they are written (the writer commits one
+group at a time), so "everything up to position P" is a complete cursor.
+Telemetry sends chunks after its durable cursor, a window of requests in
+flight, and moves the cursor only when analytics acknowledges a watermark.
+If analytics is down or restarts, ingest goes on and forwarding resumes
+from the cursor: no chunk is skipped, and analytics skips what it has
+already analysed, so none is analysed twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from grpc import aio
+
+from iot.analytics.v1 import analytics_pb2, analytics_pb2_grpc
+from iotkit.service_tokens import ServiceTokenSource
+from services.telemetry.codec import decode
+
+log = logging.getLogger(__name__)
+
+CURSOR = "analytics.forwarded"
+CHUNKS_PER_REQUEST = 64
+WINDOW = 4  # requests in flight
+IDLE_POLL_SECONDS = 1.0
+RETRY_SECONDS = (0.5, 1.0, 2.0, 5.0, 10.0)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredChunk:
+    """A stored chunk with what analytics needs to know of its stream."""
+
+    position: int
+    stream_id: str
+    device_id: str
+    owner_id: str
+    device_type: str
+    metric_name: str
+    sampling_rate: int
+    data: bytes
+
+
+class ChunkSource(Protocol):
+    """Where the forwarder reads chunks and keeps its cursor (telemetry's store)."""
+
+    async def chunks_after(self, *, position: int, limit: int) -> Sequence[StoredChunk]:
+        """Chunks after ``position``, in position order."""
+        ...
+
+    async def cursor(self, *, name: str) -> int:
+        """A stored cursor position."""
+        ...
+
+    async def save_cursor(self, *, name: str, position: int) -> None:
+        """Store a cursor position."""
+        ...
+
+
+def request_of(chunks: Sequence[StoredChunk]) -> analytics_pb2.AnalysisRequest:
+    """The analysis request carrying ``chunks``."""
+    messages = []
+    for chunk in chunks:
+        timestamps, values = decode(chunk.data)
+        messages.append(
+            analytics_pb2.StreamChunk(
+                position=chunk.position,
+                stream_id=chunk.stream_id,
+                device_id=chunk.device_id,
+                owner_id=chunk.owner_id,
+                device_type=chunk.device_type,
+                metric_name=chunk.metric_name,
+                sampling_rate=chunk.sampling_rate,
+                timestamps=timestamps.tolist(),
+                values=values.tolist(),
+            )
+        )
+    return analytics_pb2.AnalysisRequest(chunks=messages)
+
+
+class AnalyticsForwarder:
+    """Keeps one stream to analytics open and feeds it; see the module docstring."""
+
+    def __init__(
+        self, *, source: ChunkSource, channel: aio.Channel, tokens: ServiceTokenSource
+    ) -> None:
+        self._source = source
+        self._stub = analytics_pb2_grpc.AnalyticsServiceStub(channel)
+        self._tokens = tokens
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.acknowledged = 0
+
+    def notify(self) -> None:
+        """New chunks were stored (called by the writer after each commit)."""
+        self._wake.set()
+
+    def start(self) -> None:
+        """Start forwarding in the background."""
+        self._task = asyncio.create_task(self._run(), name="analytics-forwarder")
+
+    async def stop(self) -> None:
+        """Stop forwarding; the cursor already holds what analytics acknowledged."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        failures = 0
+        while True:
+            try:
+                await self._session()
+                failures = 0
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # analytics away or restarting: ingest goes on, retry later
+                delay = RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)]
+                failures += 1
+                log.info(
+                    "analytics not reachable; retrying",
+                    extra={"error": type(exc).__name__, "in_s": delay},
+                )
+                await asyncio.sleep(delay)
+
+    async def _session(self) -> None:
+        position = await self._source.cursor(name=CURSOR)
+        self.acknowledged = position
+        call = self._stub.AnalyzeReadings(metadata=await self._tokens.metadata())
+        room = asyncio.Semaphore(WINDOW)
+
+        async def send() -> None:
+            sent = position
+            while True:
+                # Clear before looking, so that a commit in between still wakes us.
+                self._wake.clear()
+                chunks = await self._source.chunks_after(position=sent, limit=CHUNKS_PER_REQUEST)
+                if not chunks:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), IDLE_POLL_SECONDS)
+                    continue
+                await room.acquire()
+                await call.write(request_of(chunks))
+                sent = chunks[-1].position
+
+        async def receive() -> None:
+            while True:
+                answer = await call.read()
+                if answer is aio.EOF:
+                    raise ConnectionError("analytics closed the stream")
+                room.release()
+                if answer.watermark > self.acknowledged:
+                    self.acknowledged = answer.watermark
+                    await self._source.save_cursor(name=CURSOR, position=answer.watermark)
+
+        sender = asyncio.create_task(send())
+        receiver = asyncio.create_task(receive())
+        try:
+            done, _ = await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                task.result()
+        finally:
+            for task in (sender, receiver):
+                task.cancel()
+            call.cancel()

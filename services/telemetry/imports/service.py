@@ -1,0 +1,570 @@
+"""File import logic: batches, announcing files, receiving their content, error logs.
+
+No gRPC and no SQL here. Batches, files and error logs belong to the caller
+who created them; anyone else's is "not found". Whether the caller may write
+a device is the devices service's answer for the caller's own token, asked
+when a batch or file names the device. Importing the rows is the background
+importer's job (see ``processor``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Generic, Protocol, TypeVar
+
+from iotkit.context import Caller
+from iotkit.errors import FailedPrecondition, FieldViolation, NotFound, ValidationFailed
+from iotkit.sqltypes import utcnow
+from iotkit.validation import Violations
+from services.telemetry.imports.access import DeviceWriteCheck
+from services.telemetry.imports.parsing import FORMATS
+from services.telemetry.imports.store import (
+    ACTIVE,
+    BATCH_STATUSES,
+    CANCELLED,
+    COMPLETED,
+    EXPIRED,
+    FAILED,
+    PENDING,
+    SEVERITIES,
+    UPLOADED,
+    UPLOADING,
+    BatchRow,
+    ErrorLogRow,
+    ErrorQuery,
+    ImportStore,
+    UploadedFileRow,
+    error_entry,
+)
+from services.telemetry.ingest import METRIC_NAME
+from services.telemetry.objects import ObjectStore, safe_filename
+
+T = TypeVar("T")
+
+PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX = 20, 100
+FILENAME_MAX = 255
+COLUMNS_MAX, COLUMN_NAME_MAX = 50, 64
+CONTENT_TYPES = {
+    "csv": "text/csv",
+    "json": "application/json",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+}
+_MD5 = re.compile(r"[0-9a-fA-F]{32}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+@dataclass(frozen=True, slots=True)
+class ImportLimits:
+    """Limits of file import; every one configurable at wiring."""
+
+    # ACTIVE batches one owner may have at once (seed 002 maxConcurrentBatches).
+    max_active_batches: int = 5
+    # How long a batch may stay ACTIVE before the expiry job closes it.
+    batch_max_age: timedelta = timedelta(hours=24)
+    # Largest file accepted, in bytes.
+    max_file_bytes: int = 100 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class NewUpload:
+    """A file as announced (unchecked)."""
+
+    format: str
+    expected_columns: list[str] = field(default_factory=list)
+    batch_id: str = ""
+    device_id: str = ""
+    metric_name: str = ""
+    filename: str = ""
+    checksum: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    """One page of a list and where it sits."""
+
+    items: list[T]
+    total: int
+    page: int
+    limit: int
+
+    @property
+    def total_pages(self) -> int:
+        """Pages of ``limit`` items the whole list makes."""
+        return -(-self.total // self.limit)
+
+
+class FileQueue(Protocol):
+    """Where files whose content arrived go to be imported."""
+
+    def submit(self, file_id: str, token: str) -> None:
+        """Queue a file; ``token`` is the uploader's, for checking devices its rows name."""
+        ...
+
+
+def batch_prefix(batch_id: str) -> str:
+    """The object-storage prefix of a batch's files (seed 002 s3Path)."""
+    return f"batches/{batch_id}/"
+
+
+def _check_uuid(violations: Violations, value: str, name: str) -> str:
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        violations.add(name, f"{name} must be a UUID")
+        return value
+
+
+def _check_page(violations: Violations, page: int, limit: int) -> tuple[int, int]:
+    if page < 0:
+        violations.add("page", "page must be at least 1")
+    if not 0 <= limit <= PAGE_LIMIT_MAX:
+        violations.add("limit", f"limit must be between 1 and {PAGE_LIMIT_MAX}")
+    return max(page, 1), limit or PAGE_LIMIT_DEFAULT
+
+
+def _check_choice(violations: Violations, value: str, choices: tuple[str, ...], name: str) -> str:
+    normalised = value.strip().upper()
+    if normalised and normalised not in choices:
+        violations.add(name, f"{name} must be one of: {', '.join(choices)}")
+    return normalised
+
+
+def _batch_not_found() -> NotFound:
+    return NotFound("Batch not found", reason="BATCH_NOT_FOUND")
+
+
+def _file_not_found() -> NotFound:
+    return NotFound("Upload not found", reason="UPLOAD_NOT_FOUND")
+
+
+def _not_active(batch: BatchRow, doing: str) -> FailedPrecondition:
+    return FailedPrecondition(
+        f"The batch is {batch.status}; only an ACTIVE batch {doing}",
+        reason="BATCH_NOT_ACTIVE",
+        metadata={"status": batch.status},
+    )
+
+
+class ImportService:
+    """Batches and uploads; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        store: ImportStore,
+        objects: ObjectStore,
+        files: FileQueue,
+        devices: DeviceWriteCheck,
+        limits: ImportLimits = ImportLimits(),
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._store = store
+        self._objects = objects
+        self._files = files
+        self._devices = devices
+        self._limits = limits
+        self._clock = clock
+
+    @property
+    def limits(self) -> ImportLimits:
+        """The limits in force."""
+        return self._limits
+
+    # Batches
+
+    async def create_batch(self, *, caller: Caller, device_id: str, site_id: str) -> BatchRow:
+        """Start an ACTIVE batch, within the owner's limit of active batches."""
+        violations = Violations()
+        if device_id:
+            device_id = _check_uuid(violations, device_id, "device_id")
+        if site_id:
+            site_id = _check_uuid(violations, site_id, "site_id")
+        violations.raise_if_any()
+        if device_id and await self._devices.owner(token=caller.token, device_id=device_id) is None:
+            raise NotFound("Device not found", reason="DEVICE_NOT_FOUND")
+        if not site_id and caller.token_type == "site":
+            site_id = caller.subject
+        now = self._clock()
+        batch = await self._store.add_batch(
+            batch=BatchRow(
+                id=str(uuid.uuid4()),
+                owner_id=caller.subject,
+                site_id=site_id or None,
+                device_id=device_id or None,
+                status=ACTIVE,
+                files_count=0,
+                total_size=0,
+                error_count=0,
+                started_at=now,
+                expires_at=now + self._limits.batch_max_age,
+            ),
+            max_active=self._limits.max_active_batches,
+        )
+        if batch is None:
+            limit = self._limits.max_active_batches
+            raise FailedPrecondition(
+                f"You already have {limit} active batches, the most allowed; "
+                "complete or cancel one first",
+                reason="TOO_MANY_ACTIVE_BATCHES",
+                metadata={"max_active_batches": str(limit)},
+            )
+        return batch
+
+    async def get_batch(self, *, caller: Caller, batch_id: str) -> BatchRow:
+        """One of the caller's batches."""
+        return await self._owned_batch(caller, batch_id)
+
+    async def list_batches(
+        self, *, caller: Caller, page: int, limit: int, status: str
+    ) -> Page[BatchRow]:
+        """A page of the caller's batches, newest first."""
+        violations = Violations()
+        page, limit = _check_page(violations, page, limit)
+        status = _check_choice(violations, status, BATCH_STATUSES, "status")
+        violations.raise_if_any()
+        rows, total = await self._store.list_batches(
+            owner_id=caller.subject, status=status or None, offset=(page - 1) * limit, limit=limit
+        )
+        return Page(rows, total, page, limit)
+
+    async def complete_batch(self, *, caller: Caller, batch_id: str) -> BatchRow:
+        """Close an ACTIVE batch: COMPLETED, or FAILED when one of its files failed."""
+        batch = await self._owned_batch(caller, batch_id)
+        finished = await self._store.finish_batch(
+            batch_id=batch.id,
+            status=COMPLETED,
+            now=self._clock(),
+            pending_message="The batch was completed before this file's content arrived",
+        )
+        if finished is None:
+            raise _not_active(await self._owned_batch(caller, batch_id), "can be completed")
+        if await self._store.batch_has_failed_files(batch_id=batch.id):
+            await self._store.fail_completed_batch(batch_id=batch.id)
+        return await self._owned_batch(caller, batch_id)
+
+    async def cancel_batch(self, *, caller: Caller, batch_id: str) -> BatchRow:
+        """Cancel an ACTIVE batch; files not yet imported will not be."""
+        batch = await self._owned_batch(caller, batch_id)
+        finished = await self._store.finish_batch(
+            batch_id=batch.id,
+            status=CANCELLED,
+            now=self._clock(),
+            pending_message="The batch was cancelled before this file's content arrived",
+        )
+        if finished is None:
+            raise _not_active(await self._owned_batch(caller, batch_id), "can be cancelled")
+        return finished
+
+    async def batch_files(self, *, caller: Caller, batch_id: str) -> list[UploadedFileRow]:
+        """The files of one of the caller's batches."""
+        batch = await self._owned_batch(caller, batch_id)
+        return await self._store.files_of_batch(batch_id=batch.id)
+
+    async def batch_errors(
+        self,
+        *,
+        caller: Caller,
+        batch_id: str,
+        page: int,
+        limit: int,
+        severity: str,
+        file_id: str,
+    ) -> Page[ErrorLogRow]:
+        """A page of a batch's error log, oldest entry first."""
+        violations = Violations()
+        page, limit = _check_page(violations, page, limit)
+        severity = _check_choice(violations, severity, SEVERITIES, "severity")
+        if file_id:
+            file_id = _check_uuid(violations, file_id, "file_id")
+        violations.raise_if_any()
+        batch = await self._owned_batch(caller, batch_id)
+        return await self._errors(
+            ErrorQuery(
+                owner_id=caller.subject,
+                batch_id=batch.id,
+                file_id=file_id or None,
+                severity=severity or None,
+                offset=(page - 1) * limit,
+                limit=limit,
+            ),
+            page,
+        )
+
+    async def file_errors(
+        self, *, caller: Caller, file_id: str, page: int, limit: int, severity: str
+    ) -> Page[ErrorLogRow]:
+        """A page of one of the caller's files' error log entries, oldest first."""
+        violations = Violations()
+        page, limit = _check_page(violations, page, limit)
+        severity = _check_choice(violations, severity, SEVERITIES, "severity")
+        violations.raise_if_any()
+        file = await self._owned_file(caller, file_id)
+        return await self._errors(
+            ErrorQuery(
+                owner_id=caller.subject,
+                batch_id=None,
+                file_id=file.id,
+                severity=severity or None,
+                offset=(page - 1) * limit,
+                limit=limit,
+            ),
+            page,
+        )
+
+    async def expire_batches(self, *, now: datetime | None = None) -> int:
+        """Close every batch left ACTIVE past its time as EXPIRED; answers how many."""
+        moment = now or self._clock()
+        expired = 0
+        for batch_id in await self._store.expired_batches(now=moment):
+            batch = await self._store.finish_batch(
+                batch_id=batch_id,
+                status=EXPIRED,
+                now=moment,
+                pending_message="The batch expired before this file's content arrived",
+            )
+            if batch is None:
+                continue  # completed or cancelled meanwhile
+            expired += 1
+            hours = self._limits.batch_max_age.total_seconds() / 3600
+            await self._store.add_errors(
+                entries=[
+                    error_entry(
+                        owner_id=batch.owner_id,
+                        batch_id=batch.id,
+                        file_id=None,
+                        severity="WARN",
+                        source="expiry",
+                        message=f"The batch expired: it stayed ACTIVE longer than {hours:g} hours",
+                        now=moment,
+                    )
+                ]
+            )
+        return expired
+
+    # Uploads
+
+    async def create_upload(self, *, caller: Caller, upload: NewUpload) -> UploadedFileRow:
+        """Announce a file; it waits (PENDING) for its content."""
+        violations = Violations()
+        filename = _CONTROL.sub("", upload.filename).strip()
+        kind = upload.format.strip().lower()
+        if not kind and "." in filename:
+            kind = filename.rsplit(".", 1)[1].lower()
+        if kind not in FORMATS:
+            violations.add("format", f"format must be one of: {', '.join(FORMATS)}")
+        if len(filename) > FILENAME_MAX:
+            violations.add("filename", f"filename must be at most {FILENAME_MAX} characters")
+        columns = [c.strip() for c in upload.expected_columns]
+        if len(columns) > COLUMNS_MAX:
+            violations.add("expected_columns", f"expected_columns holds at most {COLUMNS_MAX}")
+        elif any(not 1 <= len(c) <= COLUMN_NAME_MAX for c in columns):
+            violations.add(
+                "expected_columns", f"each expected column is 1 to {COLUMN_NAME_MAX} characters"
+            )
+        batch_id = _check_uuid(violations, upload.batch_id, "batch_id") if upload.batch_id else ""
+        device_id = (
+            _check_uuid(violations, upload.device_id, "device_id") if upload.device_id else ""
+        )
+        if upload.metric_name and not METRIC_NAME.match(upload.metric_name):
+            violations.add(
+                "metric_name", "metric_name must be 1 to 64 letters, digits, '_', '.' or '-'"
+            )
+        if upload.checksum and not _MD5.fullmatch(upload.checksum):
+            violations.add("checksum", "checksum must be an MD5 digest: 32 hexadecimal digits")
+        violations.raise_if_any()
+
+        batch = None
+        if batch_id:
+            batch = await self._owned_batch(caller, batch_id)
+            if batch.status != ACTIVE:
+                raise _not_active(batch, "accepts files")
+        device_id = device_id or (batch.device_id if batch else None) or ""
+        device_owner = None
+        if device_id:
+            device_owner = await self._devices.owner(token=caller.token, device_id=device_id)
+            if device_owner is None:
+                raise NotFound("Device not found", reason="DEVICE_NOT_FOUND")
+        file_id = str(uuid.uuid4())
+        filename = filename or f"upload.{kind}"
+        prefix = batch_prefix(batch.id) if batch else "uploads/"
+        key = f"{prefix}{file_id}/{safe_filename(filename, fallback=f'upload.{kind}')}"
+        return await self._store.add_file(
+            file=UploadedFileRow(
+                id=file_id,
+                owner_id=caller.subject,
+                batch_id=batch.id if batch else None,
+                format=kind,
+                filename=filename,
+                object_key=key,
+                device_id=device_id or None,
+                device_owner_id=device_owner,
+                metric_name=upload.metric_name or None,
+                expected_columns=columns,
+                expected_checksum=upload.checksum.lower() or None,
+                checksum=None,
+                file_size=0,
+                status=PENDING,
+                message="Waiting for the content",
+                rows_total=0,
+                rows_imported=0,
+                rows_rejected=0,
+                rows_duplicate=0,
+                created_at=self._clock(),
+            )
+        )
+
+    async def get_upload(self, *, caller: Caller, file_id: str) -> UploadedFileRow:
+        """One of the caller's files with its status and progress."""
+        return await self._owned_file(caller, file_id)
+
+    async def receive_content(
+        self, *, caller: Caller, file_id: str, chunks: AsyncIterator[bytes]
+    ) -> UploadedFileRow:
+        """Store a PENDING file's content while it streams in, check it, and queue its import.
+
+        The bytes go straight to object storage (never all in memory) while
+        their size and MD5 are computed. A checksum other than the one
+        announced fails the file: nothing of it is imported.
+        """
+        file = await self._owned_file(caller, file_id)
+        batch = await self._store.batch(batch_id=file.batch_id) if file.batch_id else None
+        if batch is not None and batch.status != ACTIVE:
+            raise _not_active(batch, "accepts files")
+        if not await self._store.move_file(
+            file_id=file.id, from_statuses=(PENDING,), status=UPLOADING
+        ):
+            raise FailedPrecondition(
+                "This file's content has already been uploaded (or is being uploaded); "
+                "announce a new upload to send it again",
+                reason="CONTENT_ALREADY_UPLOADED",
+                metadata={"status": file.status},
+            )
+        digest = hashlib.md5(usedforsecurity=False)
+        limit = self._limits.max_file_bytes
+
+        async def measured() -> AsyncIterator[bytes]:
+            size = 0
+            async for chunk in chunks:
+                size += len(chunk)
+                if size > limit:
+                    raise ValidationFailed(
+                        [FieldViolation("data", f"The file exceeds {limit // (1024 * 1024)} MiB")],
+                        "File too large",
+                    )
+                digest.update(chunk)
+                yield chunk
+
+        try:
+            size = await self._objects.put(file.object_key, measured())
+            checksum = digest.hexdigest()
+            mismatch = bool(file.expected_checksum) and checksum != file.expected_checksum
+            message = (
+                f"Checksum mismatch: the content's MD5 is {checksum}, "
+                f"the upload announced {file.expected_checksum}; nothing was imported"
+                if mismatch
+                else "Queued for import"
+            )
+            recorded = await self._store.record_content(
+                file_id=file.id,
+                size=size,
+                checksum=checksum,
+                status=FAILED if mismatch else UPLOADED,
+                message=message,
+                now=self._clock(),
+            )
+        except BaseException:
+            # The client gave up, the file was too large, or we are stopping: it may be sent
+            # again (a no-op when the content was recorded after all).
+            await self._store.move_file(file_id=file.id, from_statuses=(UPLOADING,), status=PENDING)
+            raise
+        if recorded is None:
+            # The batch was closed while the bytes were arriving; they will never be imported.
+            await self._objects.delete(file.object_key)
+            raise FailedPrecondition(
+                "The batch was closed while the file was uploading", reason="BATCH_NOT_ACTIVE"
+            )
+        if mismatch:
+            await self._log_file(recorded, "ERROR", "checksum", message)
+            await self._fail_batch_if_completed(recorded)
+            raise ValidationFailed([FieldViolation("checksum", message)], "Checksum mismatch")
+        if recorded.batch_id:
+            await self._note_same_content(recorded)
+        self._files.submit(recorded.id, caller.token)
+        return await self._owned_file(caller, recorded.id)
+
+    # Helpers
+
+    async def _note_same_content(self, file: UploadedFileRow) -> None:
+        assert file.batch_id is not None and file.checksum is not None
+        same = await self._store.same_content(
+            batch_id=file.batch_id, checksum=file.checksum, other_than=file.id
+        )
+        if same is None:
+            return
+        await self._store.set_duplicate_of(file_id=file.id, duplicate_of=same.id)
+        await self._log_file(
+            file,
+            "WARN",
+            "checksum",
+            f"Same content (MD5 {file.checksum}) as {same.filename!r} ({same.id}) already in "
+            "this batch; readings already stored are not stored twice",
+        )
+
+    async def _log_file(
+        self, file: UploadedFileRow, severity: str, source: str, message: str
+    ) -> None:
+        await self._store.add_errors(
+            entries=[
+                error_entry(
+                    owner_id=file.owner_id,
+                    batch_id=file.batch_id,
+                    file_id=file.id,
+                    filename=file.filename,
+                    severity=severity,
+                    source=source,
+                    message=message,
+                    now=self._clock(),
+                )
+            ]
+        )
+
+    async def _fail_batch_if_completed(self, file: UploadedFileRow) -> None:
+        if file.batch_id:
+            await self._store.fail_completed_batch(batch_id=file.batch_id)
+
+    async def _errors(self, query: ErrorQuery, page: int) -> Page[ErrorLogRow]:
+        rows, total = await self._store.errors(query=query)
+        return Page(rows, total, page, query.limit)
+
+    async def _owned_batch(self, caller: Caller, batch_id: str) -> BatchRow:
+        violations = Violations()
+        batch_id = _check_uuid(violations, batch_id, "batch_id")
+        violations.raise_if_any()
+        batch = await self._store.batch(batch_id=batch_id, owner_id=caller.subject)
+        if batch is None:
+            raise _batch_not_found()
+        return batch
+
+    async def _owned_file(self, caller: Caller, file_id: str) -> UploadedFileRow:
+        violations = Violations()
+        file_id = _check_uuid(violations, file_id, "file_id")
+        violations.raise_if_any()
+        file = await self._store.file(file_id=file_id, owner_id=caller.subject)
+        if file is None:
+            raise _file_not_found()
+        return file
+
+
+def upload_url(file_id: str) -> str:
+    """Where the gateway takes a file's content."""
+    return f"/v1/uploads/{file_id}/content"
+
+
+def upload_fields(kind: str) -> dict[str, str]:
+    """How to send a file's content (seed 000 FileUploadResponseDTO ``fields``)."""
+    return {"method": "PUT", "content-type": CONTENT_TYPES.get(kind, "application/octet-stream")}

@@ -1,0 +1,141 @@
+"""Telemetry's background work: activity reports, purging decommissioned devices, retention.
+
+Each job is a loop with a period that stops when cancelled; failures are
+logged and retried on the next round, never fatal to the process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+from google.protobuf import timestamp_pb2
+from grpc import aio
+
+from iot.devices.v1 import devices_pb2, devices_pb2_grpc
+from iotkit.service_tokens import ServiceTokenSource
+from iotkit.sqltypes import utcnow
+from services.telemetry.store import TelemetryStore
+
+log = logging.getLogger(__name__)
+
+CALL_DEADLINE = 5.0
+EVENTS_CURSOR = "devices.events"
+
+
+class Periodic:
+    """Runs ``work`` every ``period`` seconds in the background."""
+
+    def __init__(self, name: str, work: Callable[[], Awaitable[object]], period: float) -> None:
+        self._name = name
+        self._work = work
+        self._period = period
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start the loop."""
+        self._task = asyncio.create_task(self._loop(), name=self._name)
+
+    async def stop(self) -> None:
+        """Stop the loop, then run the work once more so nothing pending is lost."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        with contextlib.suppress(Exception):
+            await self._work()
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._period)
+            try:
+                await self._work()
+            except Exception:  # the next round retries
+                log.warning("background job failed", extra={"job": self._name}, exc_info=True)
+
+
+class ActivityReporter:
+    """Adds up what was stored per device and reports it to the devices service."""
+
+    def __init__(self, *, channel: aio.Channel, tokens: ServiceTokenSource) -> None:
+        self._stub = devices_pb2_grpc.DeviceServiceStub(channel)
+        self._tokens = tokens
+        self._pending: dict[str, tuple[int, int]] = {}
+
+    def add(self, device_id: str, newest_us: int, readings: int) -> None:
+        """Count readings stored for a device (cheap; called on the ingest path)."""
+        newest, count = self._pending.get(device_id, (0, 0))
+        self._pending[device_id] = (max(newest, newest_us), count + readings)
+
+    async def flush(self) -> None:
+        """Report and clear the counts; what fails to report is kept for the next round."""
+        pending, self._pending = self._pending, {}
+        metadata = await self._tokens.metadata() if pending else []
+        for device_id, (newest_us, readings) in pending.items():
+            seen = timestamp_pb2.Timestamp()
+            seen.FromMicroseconds(newest_us)
+            try:
+                await self._stub.RecordDeviceActivity(
+                    devices_pb2.RecordDeviceActivityRequest(
+                        device_id=device_id, last_seen_at=seen, readings=readings
+                    ),
+                    metadata=metadata,
+                    timeout=CALL_DEADLINE,
+                )
+            except Exception:
+                self.add(device_id, newest_us, readings)
+                raise
+
+
+class DecommissionFollower:
+    """Follows the devices event log and purges the data of decommissioned devices.
+
+    The position is stored in telemetry's own database after each purge, so a
+    restart resumes where it stopped and nothing is purged twice or skipped.
+    """
+
+    def __init__(
+        self,
+        *,
+        channel: aio.Channel,
+        tokens: ServiceTokenSource,
+        store: TelemetryStore,
+        on_purge: Callable[[str], Awaitable[None]],
+    ) -> None:
+        self._stub = devices_pb2_grpc.DeviceServiceStub(channel)
+        self._tokens = tokens
+        self._store = store
+        self._on_purge = on_purge
+
+    async def poll(self) -> int:
+        """Handle every new event; answers how many devices were purged."""
+        purged = 0
+        position = await self._store.cursor(name=EVENTS_CURSOR)
+        while True:
+            answer = await self._stub.ListDeviceEvents(
+                devices_pb2.ListDeviceEventsRequest(after_sequence=position, limit=500),
+                metadata=await self._tokens.metadata(),
+                timeout=CALL_DEADLINE,
+            )
+            for event in answer.events:
+                if event.kind == "decommissioned":
+                    await self._on_purge(event.device_id)
+                    purged += 1
+                position = event.sequence
+                await self._store.save_cursor(name=EVENTS_CURSOR, position=position)
+            if len(answer.events) < 500:
+                return purged
+
+
+async def enforce_retention(store: TelemetryStore, *, now: datetime | None = None) -> int:
+    """Drop chunks older than each stream's retention; answers how many chunks went."""
+    moment = (now or utcnow()).astimezone(UTC)
+    dropped = 0
+    for stream in await store.streams_with_retention():
+        horizon = int((moment.timestamp() - stream.retention_days * 86_400) * 1_000_000)
+        dropped += await store.drop_chunks_before(stream_id=stream.id, before=horizon)
+    return dropped

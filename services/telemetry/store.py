@@ -1,0 +1,356 @@
+"""Telemetry's tables and queries (SQLAlchemy 2, async).
+
+Readings are stored as compressed columnar chunks (see ``codec``), one row
+per stream per write group, so the database cost is per batch, not per
+reading. Each chunk row carries its time span and value summary so that
+range queries read only the chunks they need.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import (
+    BigInteger,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    UniqueConstraint,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from iotkit.sqltypes import UtcDateTime
+from services.telemetry.forwarder import StoredChunk
+
+SEQUENCE = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    """Declarative base of telemetry's tables."""
+
+
+class StreamRow(Base):
+    """A sensor stream: one metric of one device."""
+
+    __tablename__ = "streams"
+    __table_args__ = (UniqueConstraint("device_id", "metric_name"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    device_id: Mapped[str] = mapped_column(String(36), index=True)
+    owner_id: Mapped[str] = mapped_column(String(36))
+    metric_name: Mapped[str] = mapped_column(String(64))
+    # The device's type when the stream was created: analytics takes physical bounds from it.
+    device_type: Mapped[str] = mapped_column(String(16), default="")
+    sampling_rate: Mapped[int] = mapped_column(Integer, default=0)
+    retention_days: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    last_ts: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    last_value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    readings_count: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class ChunkRow(Base):
+    """A compressed run of one stream's readings with its span and summary."""
+
+    __tablename__ = "chunks"
+    __table_args__ = (Index("ix_chunks_stream_span", "stream_id", "ts_min", "ts_max"),)
+
+    id: Mapped[int] = mapped_column(SEQUENCE, primary_key=True, autoincrement=True)
+    stream_id: Mapped[str] = mapped_column(String(36))
+    ts_min: Mapped[int] = mapped_column(BigInteger)
+    ts_max: Mapped[int] = mapped_column(BigInteger)
+    count: Mapped[int] = mapped_column(Integer)
+    v_min: Mapped[float] = mapped_column(Float)
+    v_max: Mapped[float] = mapped_column(Float)
+    v_sum: Mapped[float] = mapped_column(Float)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class CursorRow(Base):
+    """A durable position in something telemetry follows (the device event log)."""
+
+    __tablename__ = "cursors"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    position: Mapped[int] = mapped_column(BigInteger)
+
+
+@dataclass(frozen=True, slots=True)
+class NewChunk:
+    """A chunk ready to insert."""
+
+    stream_id: str
+    ts_min: int
+    ts_max: int
+    count: int
+    v_min: float
+    v_max: float
+    v_sum: float
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class StreamAdvance:
+    """What a write group adds to a stream."""
+
+    stream_id: str
+    last_ts: int
+    last_value: float
+    added: int
+
+
+_CHUNKS = cast(Table, ChunkRow.__table__)
+_STREAMS = cast(Table, StreamRow.__table__)
+# Later readings only move a stream's latest value forward (late data may arrive in any order).
+_NEWER = or_(_STREAMS.c.last_ts.is_(None), _STREAMS.c.last_ts < bindparam("b_ts"))
+_ADVANCE = (
+    update(_STREAMS)
+    .where(_STREAMS.c.id == bindparam("b_id"))
+    .values(
+        readings_count=_STREAMS.c.readings_count + bindparam("b_added"),
+        last_ts=case((_NEWER, bindparam("b_ts")), else_=_STREAMS.c.last_ts),
+        last_value=case((_NEWER, bindparam("b_value")), else_=_STREAMS.c.last_value),
+    )
+)
+
+
+class _Changed(Exception):
+    """Rolls back a chunk swap that found its chunks changed."""
+
+
+def _chunk_row(chunk: NewChunk) -> dict[str, Any]:
+    return {
+        "stream_id": chunk.stream_id,
+        "ts_min": chunk.ts_min,
+        "ts_max": chunk.ts_max,
+        "count": chunk.count,
+        "v_min": chunk.v_min,
+        "v_max": chunk.v_max,
+        "v_sum": chunk.v_sum,
+        "data": chunk.data,
+    }
+
+
+class TelemetryStore:
+    """Queries over telemetry's tables."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def stream(self, *, stream_id: str) -> StreamRow | None:
+        """A stream by id."""
+        async with self._sessions() as session:
+            return await session.get(StreamRow, stream_id)
+
+    async def stream_of(self, *, device_id: str, metric_name: str) -> StreamRow | None:
+        """The stream of one metric of one device."""
+        async with self._sessions() as session:
+            return await session.scalar(
+                select(StreamRow).where(
+                    StreamRow.device_id == device_id, StreamRow.metric_name == metric_name
+                )
+            )
+
+    async def add_stream(self, *, stream: StreamRow) -> StreamRow:
+        """Insert a stream, or answer the one a concurrent writer created first."""
+        try:
+            async with self._sessions.begin() as session:
+                session.add(stream)
+            return stream
+        except IntegrityError:
+            existing = await self.stream_of(
+                device_id=stream.device_id, metric_name=stream.metric_name
+            )
+            if existing is None:
+                raise
+            return existing
+
+    async def streams_of_device(self, *, device_id: str) -> list[StreamRow]:
+        """Every stream of a device, by metric name."""
+        async with self._sessions() as session:
+            rows = await session.scalars(
+                select(StreamRow)
+                .where(StreamRow.device_id == device_id)
+                .order_by(StreamRow.metric_name)
+            )
+            return list(rows)
+
+    async def update_stream(self, *, stream_id: str, values: dict[str, Any]) -> StreamRow | None:
+        """Change a stream's settings."""
+        async with self._sessions.begin() as session:
+            stream = await session.get(StreamRow, stream_id)
+            if stream is None:
+                return None
+            for name, value in values.items():
+                setattr(stream, name, value)
+            return stream
+
+    async def chunks(self, *, stream_id: str, start: int, end: int) -> list[tuple[int, int, bytes]]:
+        """(ts_min, ts_max, data) of a stream's chunks overlapping [start, end), oldest first."""
+        async with self._sessions() as session:
+            rows = await session.execute(
+                select(ChunkRow.ts_min, ChunkRow.ts_max, ChunkRow.data)
+                .where(
+                    ChunkRow.stream_id == stream_id, ChunkRow.ts_max >= start, ChunkRow.ts_min < end
+                )
+                .order_by(ChunkRow.ts_min, ChunkRow.id)
+            )
+            return [(int(a), int(b), bytes(c)) for a, b, c in rows]
+
+    async def first_ts(self, *, stream_id: str) -> int | None:
+        """Time of a stream's oldest stored reading."""
+        async with self._sessions() as session:
+            value = await session.scalar(
+                select(func.min(ChunkRow.ts_min)).where(ChunkRow.stream_id == stream_id)
+            )
+            return None if value is None else int(value)
+
+    async def write_group(
+        self, *, chunks: Sequence[NewChunk], advances: Sequence[StreamAdvance]
+    ) -> None:
+        """Store a write group's chunks and stream advances in one transaction."""
+        if not chunks:
+            return
+        async with self._sessions.begin() as session:
+            # Two executemany statements per group, whatever its size: a statement per
+            # stream made the database round trips, not the data, the cost of a group.
+            await session.execute(insert(_CHUNKS), [_chunk_row(c) for c in chunks])
+            if advances:
+                await session.execute(
+                    _ADVANCE,
+                    [
+                        {
+                            "b_id": a.stream_id,
+                            "b_added": a.added,
+                            "b_ts": a.last_ts,
+                            "b_value": a.last_value,
+                        }
+                        for a in advances
+                    ],
+                )
+
+    async def small_chunks(
+        self, *, stream_ids: Sequence[str], below: int, since: int, upto: int | None = None
+    ) -> list[tuple[int, str, bytes]]:
+        """(id, stream id, data) of the streams' chunks of fewer than ``below`` readings.
+
+        Only chunks starting at ``since`` or later (the index on (stream, start)
+        keeps this from reading a long stream's whole history), and with ids up to
+        ``upto`` when given.
+        """
+        conditions = [
+            ChunkRow.stream_id.in_(stream_ids),
+            ChunkRow.ts_min >= since,
+            ChunkRow.count < below,
+        ]
+        if upto is not None:
+            conditions.append(ChunkRow.id <= upto)
+        async with self._sessions() as session:
+            rows = await session.execute(
+                select(ChunkRow.id, ChunkRow.stream_id, ChunkRow.data)
+                .where(*conditions)
+                .order_by(ChunkRow.stream_id, ChunkRow.ts_min, ChunkRow.id)
+            )
+            return [(int(i), str(s), bytes(d)) for i, s, d in rows]
+
+    async def merge_chunks(self, *, merges: Sequence[tuple[Sequence[int], NewChunk]]) -> bool:
+        """Replace each set of chunks by one chunk of the same readings, in one transaction.
+
+        The merged chunk takes the highest id of those it replaces, so that chunk
+        ids keep meaning "written by then" to whoever follows them. Answers
+        False, changing nothing, when some of the chunks are gone already
+        (another replica merged them first): both would double the readings.
+        """
+        old_ids = [chunk_id for ids, _ in merges for chunk_id in ids]
+        try:
+            async with self._sessions.begin() as session:
+                result = await session.execute(delete(_CHUNKS).where(_CHUNKS.c.id.in_(old_ids)))
+                if int(result.rowcount or 0) != len(old_ids):  # type: ignore[attr-defined]
+                    raise _Changed
+                await session.execute(
+                    insert(_CHUNKS), [{**_chunk_row(c), "id": max(ids)} for ids, c in merges]
+                )
+        except _Changed:
+            return False
+        return True
+
+    async def drop_chunks_before(self, *, stream_id: str, before: int) -> int:
+        """Delete a stream's chunks wholly older than ``before``; answers how many."""
+        async with self._sessions.begin() as session:
+            result = await session.execute(
+                delete(ChunkRow).where(ChunkRow.stream_id == stream_id, ChunkRow.ts_max < before)
+            )
+            return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+    async def streams_with_retention(self) -> list[StreamRow]:
+        """Streams that keep readings for a limited time."""
+        async with self._sessions() as session:
+            return list(
+                await session.scalars(select(StreamRow).where(StreamRow.retention_days > 0))
+            )
+
+    async def purge_device(self, *, device_id: str) -> int:
+        """Delete every stream and reading of a device; answers how many streams."""
+        async with self._sessions.begin() as session:
+            ids = list(
+                await session.scalars(select(StreamRow.id).where(StreamRow.device_id == device_id))
+            )
+            if ids:
+                await session.execute(delete(ChunkRow).where(ChunkRow.stream_id.in_(ids)))
+                await session.execute(delete(StreamRow).where(StreamRow.id.in_(ids)))
+            return len(ids)
+
+    async def chunks_after(self, *, position: int, limit: int) -> list[StoredChunk]:
+        """Chunks with ids after ``position``, in id order, with their stream's facts."""
+        async with self._sessions() as session:
+            rows = await session.execute(
+                select(
+                    ChunkRow.id,
+                    ChunkRow.stream_id,
+                    StreamRow.device_id,
+                    StreamRow.owner_id,
+                    StreamRow.device_type,
+                    StreamRow.metric_name,
+                    StreamRow.sampling_rate,
+                    ChunkRow.data,
+                )
+                .join(StreamRow, StreamRow.id == ChunkRow.stream_id)
+                .where(ChunkRow.id > position)
+                .order_by(ChunkRow.id)
+                .limit(limit)
+            )
+            return [
+                StoredChunk(int(i), s, d, o, t or "", m, int(r or 0), bytes(b))
+                for i, s, d, o, t, m, r, b in rows
+            ]
+
+    async def cursor(self, *, name: str) -> int:
+        """A stored cursor position (0 when never stored)."""
+        async with self._sessions() as session:
+            row = await session.get(CursorRow, name)
+            return 0 if row is None else int(row.position)
+
+    async def save_cursor(self, *, name: str, position: int) -> None:
+        """Store a cursor position."""
+        async with self._sessions.begin() as session:
+            row = await session.get(CursorRow, name)
+            if row is None:
+                session.add(CursorRow(name=name, position=position))
+            else:
+                row.position = position

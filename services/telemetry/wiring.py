@@ -1,0 +1,131 @@
+"""Assembles the telemetry process: store, group writer, ingest, queries and background jobs."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from grpc import aio
+
+from iot.telemetry.v1 import imports_pb2, imports_pb2_grpc, telemetry_pb2, telemetry_pb2_grpc
+from iotkit.checks import storage_check
+from iotkit.config import Settings
+from iotkit.device_access import DeviceAccessClient
+from iotkit.process import Parts, build_service
+from iotkit.server import Registrar, ServiceProcess, channel
+from services.telemetry.forwarder import AnalyticsForwarder
+from services.telemetry.imports.access import DeviceWriteCheck
+from services.telemetry.imports.processor import FileImporter
+from services.telemetry.imports.service import ImportLimits, ImportService
+from services.telemetry.imports.servicer import ImportServicer
+from services.telemetry.imports.store import ImportStore
+from services.telemetry.ingest import IngestService
+from services.telemetry.jobs import (
+    ActivityReporter,
+    DecommissionFollower,
+    Periodic,
+    enforce_retention,
+)
+from services.telemetry.objects import LocalObjectStore
+from services.telemetry.service import StreamService
+from services.telemetry.servicer import TelemetryServicer
+from services.telemetry.store import Base, TelemetryStore
+from services.telemetry.writer import GroupWriter
+
+ACTIVITY_PERIOD = 2.0
+EVENTS_PERIOD = 5.0
+RETENTION_PERIOD = 3600.0
+# File import: how often ACTIVE batches are checked for expiry, and the limits.
+BATCH_EXPIRY_PERIOD = 60.0
+MAX_ACTIVE_BATCHES = 5
+BATCH_MAX_AGE = timedelta(hours=24)
+
+
+def _registrar(parts: Parts) -> Registrar:
+    store = TelemetryStore(parts.database.sessions)
+    devices_channel = channel(parts.settings.address("devices"))
+    access = DeviceAccessClient(devices_channel)
+    analytics_channel = channel(parts.settings.address("analytics"))
+    forwarder = AnalyticsForwarder(
+        source=store, channel=analytics_channel, tokens=parts.service_tokens
+    )
+    # Only chunks analytics has acknowledged may be merged: a merged chunk keeps the highest
+    # id it replaces, so the forwarder never sends its readings a second time.
+    writer = GroupWriter(
+        store, merge_upto=lambda: forwarder.acknowledged, on_commit=forwarder.notify
+    )
+    ingest = IngestService(store=store, writer=writer, access=access)
+    streams = StreamService(store=store, ingest=ingest, access=access)
+    activity = ActivityReporter(channel=devices_channel, tokens=parts.service_tokens)
+
+    async def purge(device_id: str) -> None:
+        ids = {s.id for s in await store.streams_of_device(device_id=device_id)}
+        await store.purge_device(device_id=device_id)
+        ingest.forget(ids)
+        writer.forget(ids)
+
+    follower = DecommissionFollower(
+        channel=devices_channel, tokens=parts.service_tokens, store=store, on_purge=purge
+    )
+    import_store = ImportStore(parts.database.sessions)
+    objects = LocalObjectStore(parts.settings.data_dir / "objects")
+    device_check = DeviceWriteCheck(access)
+    importer = FileImporter(
+        store=import_store,
+        objects=objects,
+        ingest=ingest,
+        devices=device_check,
+        on_stored=activity.add,
+    )
+    imports = ImportService(
+        store=import_store,
+        objects=objects,
+        files=importer,
+        devices=device_check,
+        limits=ImportLimits(max_active_batches=MAX_ACTIVE_BATCHES, batch_max_age=BATCH_MAX_AGE),
+    )
+    jobs = [
+        Periodic("activity", activity.flush, ACTIVITY_PERIOD),
+        Periodic("decommissions", follower.poll, EVENTS_PERIOD),
+        Periodic("retention", lambda: enforce_retention(store), RETENTION_PERIOD),
+        Periodic("batch-expiry", imports.expire_batches, BATCH_EXPIRY_PERIOD),
+    ]
+    writer.start()
+    for job in jobs:
+        job.start()
+    importer.start()
+    # Closed last-first: the file importer, the jobs, then the writer drains, then the channel.
+    forwarder.start()
+    parts.closers.extend(
+        [
+            devices_channel.close,
+            analytics_channel.close,
+            writer.stop,
+            forwarder.stop,
+            *(job.stop for job in jobs),
+            importer.stop,
+        ]
+    )
+
+    def register(server: aio.Server) -> list[str]:
+        servicer = TelemetryServicer(ingest=ingest, streams=streams, activity=activity)
+        telemetry_pb2_grpc.add_TelemetryServiceServicer_to_server(servicer, server)
+        imports_pb2_grpc.add_ImportServiceServicer_to_server(ImportServicer(imports), server)
+        return [
+            telemetry_pb2.DESCRIPTOR.services_by_name["TelemetryService"].full_name,
+            imports_pb2.DESCRIPTOR.services_by_name["ImportService"].full_name,
+        ]
+
+    return register
+
+
+async def build(settings: Settings, *, address: str, schema: str | None = None) -> ServiceProcess:
+    """Build the telemetry server bound to ``address``."""
+    return await build_service(
+        settings,
+        service="telemetry",
+        metadata=Base.metadata,
+        address=address,
+        schema=schema,
+        register=_registrar,
+        extra_checks=[storage_check(settings.data_dir / "objects", service="telemetry")],
+    )

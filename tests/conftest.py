@@ -1,0 +1,185 @@
+"""Shared fixtures: databases (SQLite and the real PostgreSQL), Redis, and running services.
+
+PostgreSQL and Redis come from ``IOT_TEST_DATABASE_URL`` and
+``IOT_TEST_REDIS_URL``. When they are not set the PostgreSQL variants are
+skipped locally; with ``IOT_TEST_REQUIRE_SERVICES=1`` (as in CI) a missing
+one fails the run instead.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+import sqlite3
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import psycopg
+import pytest
+from argon2 import PasswordHasher
+from psycopg import sql
+
+from iotkit.config import SERVICES, Settings
+from iotkit.server import ServiceProcess
+
+# Cheap argon2 parameters: the tests check behaviour, not hashing cost.
+FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+
+
+def _required(name: str) -> str:
+    value = os.environ.get(name, "")
+    if not value:
+        if os.environ.get("IOT_TEST_REQUIRE_SERVICES") == "1":
+            pytest.fail(f"{name} is required when IOT_TEST_REQUIRE_SERVICES=1")
+        pytest.skip(f"{name} is not set")
+    return value
+
+
+_HANDED_OUT: deque[int] = deque(maxlen=4000)
+
+
+def free_port() -> int:
+    """A TCP port that was free a moment ago on 127.0.0.1.
+
+    Taken below Linux's ephemeral range (32768 and up), so that no outgoing
+    connection of this or another process can be handed the same port before
+    the test binds it.
+    """
+    while True:
+        port = random.randrange(20_000, 32_000)
+        if port in _HANDED_OUT:  # not yet bound by whoever got it: never hand it out twice
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            _HANDED_OUT.append(port)
+            return port
+
+
+@dataclass(frozen=True)
+class Backend:
+    """Where a test's services keep their data: settings plus a schema prefix for PostgreSQL."""
+
+    kind: str
+    settings: Settings
+    prefix: str
+
+    def schema(self, service: str) -> str | None:
+        """The PostgreSQL schema of ``service`` for this test (None on SQLite)."""
+        return f"{self.prefix}_{service}" if self.kind == "postgresql" else None
+
+    def sql(
+        self, service: str, statement: str, params: tuple[object, ...] = ()
+    ) -> list[tuple[object, ...]]:
+        """Run one statement in ``service``'s own database (``?`` placeholders)."""
+        if self.kind == "sqlite":
+            with sqlite3.connect(
+                self.settings.data_dir / f"{service}.db", timeout=30
+            ) as connection:
+                return list(connection.execute(statement, params).fetchall())
+        assert self.settings.database_url
+        with psycopg.connect(self.settings.database_url, autocommit=True) as connection:
+            connection.execute(
+                sql.SQL("SET search_path TO {}").format(sql.Identifier(self.schema(service) or ""))
+            )
+            cursor = connection.execute(statement.replace("?", "%s"), params)  # type: ignore[arg-type]
+            return list(cursor.fetchall()) if cursor.description else []
+
+
+def _drop_schemas(url: str, prefix: str) -> None:
+    with psycopg.connect(url, autocommit=True) as connection:
+        rows = connection.execute(
+            "SELECT nspname FROM pg_namespace WHERE nspname LIKE %s", (prefix + "\\_%",)
+        ).fetchall()
+        for (name,) in rows:
+            connection.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(name)))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    """Each test that uses it runs once on SQLite and once on PostgreSQL."""
+    settings = Settings(data_dir=tmp_path / "data")
+    if request.param == "sqlite":
+        yield Backend("sqlite", settings, "")
+        return
+    url = _required("IOT_TEST_DATABASE_URL")
+    prefix = f"t{uuid.uuid4().hex[:12]}"
+    yield Backend("postgresql", replace(settings, database_url=url), prefix)
+    _drop_schemas(url, prefix)
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """The real Redis of the machine."""
+    return _required("IOT_TEST_REDIS_URL")
+
+
+@dataclass
+class Suite:
+    """The five services running in this test's event loop."""
+
+    settings: Settings
+    processes: dict[str, ServiceProcess]
+
+    def address(self, service: str) -> str:
+        """Where ``service`` listens."""
+        return self.settings.address(service)
+
+    async def stop(self, service: str) -> None:
+        """Stop one service, as if it crashed."""
+        await self.processes.pop(service).aclose(grace=0)
+
+
+async def start_suite(backend: Backend, services: tuple[str, ...] = SERVICES) -> Suite:
+    """Start ``services`` on free ports with the real wiring of each."""
+    from services.analytics.wiring import build as build_analytics
+    from services.auth.wiring import build as build_auth
+    from services.chat.wiring import build as build_chat
+    from services.devices.wiring import build as build_devices
+    from services.telemetry.wiring import build as build_telemetry
+
+    builders = {
+        "devices": build_devices,
+        "telemetry": build_telemetry,
+        "analytics": build_analytics,
+        "chat": build_chat,
+    }
+    addresses = {name: f"127.0.0.1:{free_port()}" for name in SERVICES}
+    settings = replace(backend.settings, addresses=addresses)
+    processes: dict[str, ServiceProcess] = {}
+    for name in services:
+        if name == "auth":
+            process = await build_auth(
+                settings, address=addresses[name], schema=backend.schema(name), hasher=FAST_HASHER
+            )
+        else:
+            process = await builders[name](
+                settings, address=addresses[name], schema=backend.schema(name)
+            )
+        await process.built.start()
+        processes[name] = process
+    return Suite(settings, processes)
+
+
+@pytest.fixture
+async def suite(backend: Backend) -> AsyncIterator[Suite]:
+    """All five services, on SQLite and on PostgreSQL."""
+    running = await start_suite(backend)
+    yield running
+    for process in running.processes.values():
+        await process.aclose(grace=0)
+
+
+@pytest.fixture
+async def auth_only(backend: Backend) -> AsyncIterator[Suite]:
+    """Just the auth service, on SQLite and on PostgreSQL."""
+    running = await start_suite(backend, ("auth",))
+    yield running
+    for process in running.processes.values():
+        await process.aclose(grace=0)

@@ -1,0 +1,231 @@
+"""Anomalies end to end: readings streamed to telemetry reach analytics, and browsers
+list, review and watch them live through the gateway (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import grpc
+import httpx
+import numpy as np
+import pytest
+
+from gateway.serve import start_gateway, stop_gateway
+from iot.telemetry.v1 import telemetry_pb2, telemetry_pb2_grpc
+from tests.conftest import Suite
+
+PASSWORD = "Str0ng!pass"
+SECOND = 1_000_000
+
+
+@pytest.fixture
+async def client(suite: Suite) -> AsyncIterator[httpx.AsyncClient]:
+    server, port, task = await start_gateway(suite.settings, "127.0.0.1", 0)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=20) as http:
+        yield http
+    await stop_gateway(server, task)
+
+
+async def login(client: httpx.AsyncClient) -> dict[str, str]:
+    email = f"u-{uuid.uuid4().hex[:10]}@example.com"
+    await client.post("/v1/auth/register", json={"email": email, "password": PASSWORD})
+    answer = await client.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
+    return {"authorization": f"Bearer {answer.json()['data']['access_token']}"}
+
+
+def readings(
+    count: int, start_us: int, *, spike_at: int | None = None, stuck_from: int | None = None
+) -> tuple[list[int], list[float]]:
+    rng = np.random.default_rng(11)
+    values = np.round(21 + 0.4 * np.sin(np.arange(count) / 200) + rng.normal(0, 0.03, count), 2)
+    if spike_at is not None:
+        values[spike_at] += 8.0
+    if stuck_from is not None:
+        values[stuck_from:] = values[stuck_from]
+    return [start_us + i * SECOND for i in range(count)], [float(v) for v in values]
+
+
+async def stream(
+    suite: Suite, token: str, device_id: str, timestamps: list[int], values: list[float]
+) -> str:
+    async def batches() -> AsyncIterator[telemetry_pb2.ReadingBatch]:
+        for n, at in enumerate(range(0, len(values), 200)):
+            yield telemetry_pb2.ReadingBatch(
+                sequence=n,
+                streams=[
+                    telemetry_pb2.StreamReadings(
+                        device_id=device_id,
+                        metric_name="temperature",
+                        timestamps=timestamps[at : at + 200],
+                        values=values[at : at + 200],
+                    )
+                ],
+            )
+
+    async with grpc.aio.insecure_channel(suite.address("telemetry")) as channel:
+        stub = telemetry_pb2_grpc.TelemetryServiceStub(channel)
+        acks = [
+            a
+            async for a in stub.StreamReadings(
+                batches(), metadata=[("authorization", f"Bearer {token}")]
+            )
+        ]
+    assert sum(a.accepted for a in acks) == len(values)
+    return acks[0].stream_ids[0]
+
+
+async def device_with_token(client: httpx.AsyncClient, who: dict[str, str]) -> tuple[str, str]:
+    device = (
+        await client.post("/v1/devices", headers=who, json={"name": "Kiln", "type": "temperature"})
+    ).json()["data"]
+    issued = await client.post(
+        f"/v1/devices/{device['device_id']}/credentials", headers=who, json={}
+    )
+    return device["device_id"], issued.json()["data"]["token"]
+
+
+async def first_event(
+    client: httpx.AsyncClient, who: dict[str, str], ready: asyncio.Event
+) -> dict[str, object]:
+    async with client.stream("GET", "/v1/anomalies:watch", headers=who) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        ready.set()
+        async for line in response.aiter_lines():
+            if line.startswith("data:"):
+                return dict(json.loads(line[5:]))
+    raise AssertionError("the stream ended without an event")
+
+
+async def test_a_spike_arrives_live_and_is_reviewed(
+    suite: Suite, client: httpx.AsyncClient
+) -> None:
+    owner = await login(client)
+    device_id, token = await device_with_token(client, owner)
+    ready = asyncio.Event()
+    watcher = asyncio.create_task(first_event(client, owner, ready))
+    await asyncio.wait_for(ready.wait(), 10)
+    start = int(time.time()) * SECOND - 900 * SECOND
+    timestamps, values = readings(800, start, spike_at=700)
+    sent = time.monotonic()
+    stream_id = await stream(suite, token, device_id, timestamps, values)
+    event = await asyncio.wait_for(watcher, 10)
+    assert time.monotonic() - sent < 10
+    assert (event["anomaly_type"], event["stream_id"], event["status"]) == (
+        "spike",
+        stream_id,
+        "pending",
+    )
+
+    listed = (
+        await client.get("/v1/anomalies", headers=owner, params={"stream_id": stream_id})
+    ).json()["data"]
+    assert [a["anomaly_type"] for a in listed["anomalies"]] == ["spike"]
+    anomaly = listed["anomalies"][0]
+    assert set(anomaly) >= {
+        "anomaly_id",
+        "stream_id",
+        "detected_at",
+        "anomaly_type",
+        "raw_value",
+        "confidence_score",
+        "status",
+    }
+    confirmed = await client.patch(
+        f"/v1/anomalies/{anomaly['anomaly_id']}", headers=owner, json={"status": "confirmed"}
+    )
+    assert confirmed.status_code == 200 and confirmed.json()["data"]["status"] == "confirmed"
+    bad = await client.patch(
+        f"/v1/anomalies/{anomaly['anomaly_id']}", headers=owner, json={"status": "maybe"}
+    )
+    assert bad.status_code == 400 and bad.json()["data"]["errors"][0]["field"] == "status"
+    detector = (await client.get(f"/v1/streams/{stream_id}/detector", headers=owner)).json()["data"]
+    assert detector["confirmed"] == 1 and detector["device_type"] == "temperature"
+
+    export = await client.get("/v1/anomalies/export", headers=owner, params={"format": "csv"})
+    assert export.status_code == 200 and export.headers["content-type"].startswith("text/csv")
+    assert export.text.splitlines()[0].startswith(
+        "anomaly_id,stream_id,device_id,detected_at,anomaly_type"
+    )
+    assert anomaly["anomaly_id"] in export.text
+
+    stranger = await login(client)
+    assert (
+        await client.get(f"/v1/anomalies/{anomaly['anomaly_id']}", headers=stranger)
+    ).status_code == 404
+
+
+async def test_stopping_analytics_loses_no_analysis(
+    suite: Suite, client: httpx.AsyncClient, backend
+) -> None:  # type: ignore[no-untyped-def]
+    owner = await login(client)
+    device_id, token = await device_with_token(client, owner)
+    await suite.stop("analytics")
+    start = int(time.time()) * SECOND - 1800 * SECOND
+    timestamps, values = readings(1200, start, stuck_from=900)
+    stream_id = await stream(
+        suite, token, device_id, timestamps, values
+    )  # ingest goes on without analytics
+    from services.analytics.wiring import build
+
+    restarted = await build(
+        suite.settings, address=suite.address("analytics"), schema=backend.schema("analytics")
+    )
+    await restarted.built.start()
+    suite.processes["analytics"] = restarted
+    deadline = time.monotonic() + 20
+    found: list[dict[str, object]] = []
+    while time.monotonic() < deadline and not found:
+        await asyncio.sleep(0.3)
+        answer = await client.get(
+            "/v1/anomalies",
+            headers=owner,
+            params={"stream_id": stream_id, "anomaly_type": "flatline"},
+        )
+        found = answer.json()["data"]["anomalies"]
+    assert len(found) == 1
+    detector = (await client.get(f"/v1/streams/{stream_id}/detector", headers=owner)).json()["data"]
+    assert detector["readings"] == "1200"  # every reading analysed, once
+
+
+async def test_correlation_through_the_gateway(suite: Suite, client: httpx.AsyncClient) -> None:
+    owner = await login(client)
+    start = int(time.time()) * SECOND - 1200 * SECOND
+    ids = []
+    for _ in range(2):
+        device_id, token = await device_with_token(client, owner)
+        timestamps, values = readings(600, start)
+        ids.append(await stream(suite, token, device_id, timestamps, values))
+    window = {
+        "window_start": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start / 1e6)),
+        "window_end": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start / 1e6 + 600)),
+    }
+    answer = await client.post(
+        "/v1/correlations",
+        headers=owner,
+        json={"stream_a": ids[0], "stream_b": ids[1], "algorithm": "pearson", **window},
+    )
+    assert answer.status_code == 201, answer.text
+    result = answer.json()["data"]
+    assert result["coefficient"] > 0.99 and result["sample_count"] == 600
+    assert set(result) >= {
+        "correlation_id",
+        "stream_a",
+        "stream_b",
+        "coefficient",
+        "window_start",
+        "window_end",
+        "algorithm",
+    }
+    same = await client.post(
+        "/v1/correlations",
+        headers=owner,
+        json={"stream_a": ids[0], "stream_b": ids[0], "algorithm": "pearson", **window},
+    )
+    assert same.status_code == 400
+    exported = await client.get("/v1/correlations/export", headers=owner, params={"format": "json"})
+    assert [r["correlation_id"] for r in exported.json()] == [result["correlation_id"]]

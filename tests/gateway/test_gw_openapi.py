@@ -1,0 +1,118 @@
+"""``/openapi.json`` is generated from the same descriptors as the routes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from gw_support import Probe
+
+from gateway.discovery import discover, proto_files
+from gateway.openapi import build_openapi
+from gateway.proxy import RpcHandler
+from gateway.routing import Route
+from gateway.upstream import Upstreams
+from iotkit.config import Settings
+
+
+def schema_of(document: dict[str, Any], name: str) -> dict[str, Any]:
+    return dict(document["components"]["schemas"][name])
+
+
+async def test_openapi_lists_the_auth_and_system_routes(client: httpx.AsyncClient) -> None:
+    response = await client.get("/openapi.json")
+    assert response.status_code == 200
+    document = response.json()
+    assert document["openapi"].startswith("3.1")
+    register = document["paths"]["/v1/auth/register"]["post"]
+    body_schema = register["requestBody"]["content"]["application/json"]["schema"]
+    assert body_schema == {"$ref": "#/components/schemas/iot.auth.v1.RegisterRequest"}
+    assert register["security"] == []
+    assert register["responses"]["201"]["description"] == "User registered successfully"
+    envelope = register["responses"]["201"]["content"]["application/json"]["schema"]["allOf"]
+    assert envelope[1]["properties"]["data"] == {
+        "$ref": "#/components/schemas/iot.auth.v1.RegisterResponse"
+    }
+    assert "get" in document["paths"]["/v1/system/status"]
+    assert document["paths"]["/v1/auth/me"]["get"]["security"] == [{"bearerAuth": []}]
+    assert document["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
+    # The JWKS is documented bare, as it is served.
+    jwks = document["paths"]["/.well-known/jwks.json"]["get"]["responses"]["200"]
+    assert jwks["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/iot.auth.v1.Jwks"
+    }
+    assert "/healthz" in document["paths"]
+
+
+async def test_schemas_follow_proto_json(client: httpx.AsyncClient) -> None:
+    document = (await client.get("/openapi.json")).json()
+    request = schema_of(document, "iot.auth.v1.RegisterRequest")
+    assert set(request["properties"]) == {"email", "password", "display_name", "mfa_enabled"}
+    assert request["properties"]["mfa_enabled"]["type"] == "boolean"
+    user = schema_of(document, "iot.auth.v1.User")
+    assert user["properties"]["created_at"]["format"] == "date-time"
+    profile = schema_of(document, "iot.auth.v1.Profile")
+    assert profile["properties"]["tags"]["type"] == "array"
+    assert profile["properties"]["metadata"]["type"] == "object"
+    status = schema_of(document, "iot.system.v1.SystemStatus")
+    assert status["properties"]["uptime"]["type"] == "number"
+    login = schema_of(document, "iot.auth.v1.LoginResponse")
+    assert login["properties"]["expires_in"]["type"] == "integer"
+    # Comments of the proto sources become descriptions.
+    assert "Creates an account" in document["paths"]["/v1/auth/register"]["post"]["description"]
+    assert request["properties"]["email"]["description"].startswith("Login email")
+
+
+def test_parameters_and_types_of_the_probe(probe: Probe) -> None:
+    methods = discover([probe.file], upstream=lambda _: "devices")
+    upstreams = Upstreams(Settings(), {"devices"})
+    routes = [
+        Route(b.verb, b.template, RpcHandler(m, b, upstreams, deadline=1), rpc=m, binding=b)
+        for m in methods
+        for b in m.bindings
+    ]
+    document = build_openapi(routes)
+    get_thing = document["paths"]["/v1/things/{thing_id}"]["get"]
+    parameters = {p["name"]: p for p in get_thing["parameters"]}
+    assert parameters["thing_id"]["in"] == "path"
+    assert parameters["thing_id"]["required"] is True
+    assert parameters["limit"]["in"] == "query"
+    assert parameters["limit"]["schema"]["type"] == "integer"
+    # Proto JSON writes 64-bit integers as strings.
+    assert parameters["big"]["schema"]["type"] == "string"
+    assert parameters["big"]["schema"]["format"] == "int64"
+    kinds = parameters["kind"]["schema"]["enum"]
+    assert kinds == ["KIND_UNSPECIFIED", "KIND_SENSOR", "KIND_ACTUATOR"]
+    assert parameters["tags"]["schema"]["type"] == "array"
+    assert parameters["location.latitude"]["schema"]["type"] == "number"
+    assert parameters["since"]["schema"]["format"] == "date-time"
+    assert "extra" not in parameters  # A Struct cannot come from a query string.
+    assert "/v1/legacy/things/{thing_id}" in document["paths"]
+    nested = document["paths"]["/v1/{location.label}/things"]["get"]
+    assert nested["parameters"][0]["name"] == "location.label"
+    update = document["paths"]["/v1/things/{thing_id}"]["patch"]
+    assert update["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/gwprobe.v1.Thing"
+    }
+    assert all(p["name"] != "thing" for p in update["parameters"])
+    assert "/v1/things:import" in document["paths"]
+    watch = document["paths"]["/v1/things:watch"]["get"]["responses"]["200"]["content"]
+    assert "text/event-stream" in watch
+    imported = schema_of(document, "gwprobe.v1.ImportThingsResponse")
+    assert imported["properties"]["total_bytes"]["type"] == "string"
+    location = document["paths"]["/v1/things/{thing_id}/location"]["get"]["responses"]["200"]
+    data = location["content"]["application/json"]["schema"]["allOf"][1]["properties"]["data"]
+    assert data["$ref"] == "#/components/schemas/gwprobe.v1.Location"
+
+
+def test_every_discovered_route_is_in_the_document() -> None:
+    methods = discover(proto_files())
+    upstreams = Upstreams(Settings(), {m.upstream for m in methods})
+    routes = [
+        Route(b.verb, b.template, RpcHandler(m, b, upstreams, deadline=1), rpc=m, binding=b)
+        for m in methods
+        for b in m.bindings
+    ]
+    document = build_openapi(routes)
+    for route in routes:
+        assert route.verb.lower() in document["paths"][route.template.openapi_path()]

@@ -1,0 +1,146 @@
+"""Routes discovered from the protos, served through real HTTP into real gRPC servers."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+from gw_support import Fakes, Probe
+
+from gateway.discovery import DiscoveryError, discover, proto_files
+
+
+def test_every_annotated_rpc_of_the_iot_protos_is_discovered() -> None:
+    methods = {method.descriptor.full_name: method for method in discover(proto_files())}
+    register = methods["iot.auth.v1.AuthService.Register"]
+    assert [(b.verb, b.template.source, b.body) for b in register.bindings] == [
+        ("POST", "/v1/auth/register", "*")
+    ]
+    assert register.upstream == "auth"
+    assert register.presentation.success_status == 201
+    assert register.presentation.public
+    assert methods["iot.system.v1.SystemService.GetSystemStatus"].upstream == "auth"
+    assert methods["iot.auth.v1.AuthService.GetJwks"].presentation.raw_response
+    # No http option: gRPC only.
+    assert "iot.system.v1.DiagnosticsService.GetProcessStatus" not in methods
+
+
+def test_an_annotation_naming_a_missing_field_is_refused_at_startup(probe: Probe) -> None:
+    with pytest.raises(DiscoveryError, match="missing_id"):
+        discover([probe.bad_file], upstream=lambda _: "devices")
+
+
+def test_a_service_outside_the_suite_has_no_upstream(probe: Probe) -> None:
+    with pytest.raises(DiscoveryError, match="no upstream"):
+        discover([probe.file])
+
+
+def test_client_streaming_rpcs_are_not_exposed(probe: Probe) -> None:
+    names = {m.descriptor.name for m in discover([probe.file], upstream=lambda _: "devices")}
+    assert "UploadThings" not in names
+    assert "WatchThings" in names
+
+
+async def test_register_answers_201_with_its_success_message(
+    client: httpx.AsyncClient, fakes: Fakes
+) -> None:
+    response = await client.post(
+        "/v1/auth/register", json={"email": "ada@example.com", "password": "S3cret!pass"}
+    )
+    assert response.status_code == 201
+    body = response.json()
+    assert body["http_status_code"] == 201
+    assert body["success"] is True
+    assert body["message"] == "User registered successfully"
+    assert body["data"]["user"]["email"] == "ada@example.com"
+    # Defaults are emitted, with proto field names.
+    assert body["data"]["user"]["is_verified"] is False
+    assert body["data"]["profile"]["tags"] == []
+    assert body["data"]["user"]["created_at"] == "2026-01-01T00:00:00Z"
+    assert "error" not in body
+    request, _ = fakes.recorder.last("Register")
+    assert request.email == "ada@example.com"
+    assert request.password == "S3cret!pass"
+
+
+async def test_jwks_is_answered_raw_without_the_envelope(client: httpx.AsyncClient) -> None:
+    response = await client.get("/.well-known/jwks.json")
+    assert response.status_code == 200
+    assert response.json() == {
+        "keys": [
+            {"kty": "OKP", "crv": "Ed25519", "x": "abc", "kid": "k1", "use": "sig", "alg": "EdDSA"}
+        ]
+    }
+
+
+async def test_system_status_goes_to_the_auth_address(
+    client: httpx.AsyncClient, fakes: Fakes
+) -> None:
+    response = await client.get("/v1/system/status")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["message"] == "System status"
+    assert body["data"]["status"] == "healthy"
+    assert body["data"]["uptime"] == 1.5
+    assert body["data"]["dependencies"] == []
+    fakes.recorder.last("GetSystemStatus")
+
+
+async def test_an_unknown_route_is_a_404_envelope(client: httpx.AsyncClient) -> None:
+    response = await client.get("/v1/nowhere")
+    assert response.status_code == 404
+    body = response.json()
+    assert body["success"] is False
+    assert body["error"]["error_code"] == "NOT_FOUND"
+    assert body["error"]["path"] == "/v1/nowhere"
+    assert body["error"]["error"] == "Not Found"
+    assert body["data"] == {"errors": []}
+
+
+async def test_a_known_path_with_the_wrong_method_is_a_405_envelope(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.get("/v1/auth/register")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
+    body = response.json()
+    assert body["error"]["error_code"] == "METHOD_NOT_ALLOWED"
+    assert body["error"]["error"] == "Method Not Allowed"
+
+    response = await client.put("/v1/things/abc")
+    assert response.status_code == 405
+    assert set(response.headers["allow"].split(", ")) == {"GET", "PATCH", "DELETE"}
+
+
+async def test_client_streaming_route_is_not_served(client: httpx.AsyncClient) -> None:
+    response = await client.post("/v1/things:upload", json={})
+    assert response.status_code == 404
+
+
+async def test_healthz_is_the_gateway_liveness(client: httpx.AsyncClient) -> None:
+    response = await client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {
+        "http_status_code": 200,
+        "success": True,
+        "message": "OK",
+        "data": {"status": "ok"},
+    }
+
+
+async def test_the_console_is_served_with_a_strict_content_security_policy(
+    client: httpx.AsyncClient,
+) -> None:
+    page = await client.get("/")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    scripts = re.findall(r'src="([^"]+)"', page.text)
+    assert scripts == ["/static/app.js"]
+    script = await client.get("/static/app.js")
+    assert script.status_code == 200
+    assert "/v1/auth/login" in script.text
+    assert "/v1/system/status" in script.text
+    missing = await client.get("/static/../app.py")
+    assert missing.status_code == 404

@@ -1,0 +1,183 @@
+"""Unit tests of the pure parts: route table, parse-error reading, conversions, envelope."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import grpc
+import pytest
+from google.protobuf import json_format
+from google.rpc import status_pb2
+from gw_support import rich_status
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gateway.discovery import discover, proto_files
+from gateway.envelope import failure_body, reason_phrase, rfc3339, success_body
+from gateway.errors import GatewayError, from_rpc_error
+from gateway.fields import from_text
+from gateway.parse_errors import violation_from_parse_error
+from gateway.routing import Route, RouteConflict, RouteTable
+from gateway.templates import parse_template
+from gateway.upstream import upstream_of
+from iot.auth.v1 import auth_pb2
+from iot.system.v1 import system_pb2
+from iotkit.errors import FieldViolation
+
+
+async def nothing(request: Request, params: Mapping[str, str]) -> Response:
+    return Response()
+
+
+def route(verb: str, source: str) -> Route:
+    return Route(verb, parse_template(source), nothing)
+
+
+def test_route_table_answers_404_and_405() -> None:
+    table = RouteTable([route("GET", "/v1/a/{id}"), route("DELETE", "/v1/a/{id}")])
+    assert table.match("GET", "/v1/a/7").params == {"id": "7"}
+    with pytest.raises(GatewayError) as not_allowed:
+        table.match("POST", "/v1/a/7")
+    assert not_allowed.value.status == 405
+    assert not_allowed.value.headers == {"Allow": "GET, DELETE"}
+    with pytest.raises(GatewayError) as missing:
+        table.match("GET", "/v1/b")
+    assert missing.value.status == 404
+    assert missing.value.code == "NOT_FOUND"
+
+
+def test_routes_differing_only_in_variable_names_conflict() -> None:
+    with pytest.raises(RouteConflict):
+        RouteTable([route("GET", "/v1/a/{id}"), route("GET", "/v1/a/{name}")])
+    # Different verbs on the same path are fine.
+    RouteTable([route("GET", "/v1/a/{id}"), route("PATCH", "/v1/a/{name}")])
+
+
+def test_rpc_routes_may_not_shadow_the_gateway_pages() -> None:
+    method = discover(proto_files())[0]
+    table = RouteTable([Route("GET", parse_template("/{page}"), nothing, rpc=method)])
+    with pytest.raises(RouteConflict, match="/healthz"):
+        table.check_reserved(["/healthz"])
+
+
+def test_upstream_names_follow_the_package() -> None:
+    assert upstream_of("iot.auth.v1.AuthService") == "auth"
+    assert upstream_of("iot.system.v1.SystemService") == "auth"
+    assert upstream_of("iot.devices.v1.DeviceService") == "devices"
+    assert upstream_of("iot.billing.v1.BillingService") is None
+    assert upstream_of("other.auth.v1.AuthService") is None
+
+
+def parse_failure(message_class: type, payload: Any) -> str:
+    with pytest.raises(json_format.ParseError) as caught:
+        json_format.ParseDict(payload, message_class(), ignore_unknown_fields=False)
+    return str(caught.value)
+
+
+def test_parse_errors_name_the_proto_field_and_hide_the_value() -> None:
+    payload: Any = {"displayName": {"secret": "hunter2"}}
+    text = parse_failure(auth_pb2.RegisterRequest, payload)
+    violation = violation_from_parse_error(text, auth_pb2.RegisterRequest.DESCRIPTOR, payload)
+    assert violation == FieldViolation("display_name", "Must be a string")
+
+    payload = {"user": {"created_at": "soon"}}
+    text = parse_failure(auth_pb2.LoginResponse, payload)
+    violation = violation_from_parse_error(text, auth_pb2.LoginResponse.DESCRIPTOR, payload)
+    assert violation.field == "user.created_at"
+    assert "RFC 3339" in violation.message
+
+    payload = {"dependencies": [{}, {}, {"latency_ms": "slow"}]}
+    text = parse_failure(system_pb2.SystemStatus, payload)
+    violation = violation_from_parse_error(text, system_pb2.SystemStatus.DESCRIPTOR, payload)
+    assert violation == FieldViolation("dependencies[2].latency_ms", "Must be a number")
+
+
+def test_an_unreadable_parse_error_still_gives_a_violation() -> None:
+    violation = violation_from_parse_error("something odd", auth_pb2.RegisterRequest.DESCRIPTOR)
+    assert violation == FieldViolation("", "Invalid value")
+
+
+def test_text_conversion_by_field_type() -> None:
+    fields = system_pb2.SystemMetrics.DESCRIPTOR.fields_by_name
+    assert from_text(fields["active_users"], "12") == 12
+    assert from_text(fields["error_rate"], "0.5") == 0.5
+    with pytest.raises(ValueError, match="from 0 to 4294967295"):
+        from_text(fields["active_users"], "-1")
+    with pytest.raises(ValueError, match="number"):
+        from_text(fields["error_rate"], "half")
+    flag = system_pb2.SystemStatus.DESCRIPTOR.fields_by_name["database"]
+    assert [from_text(flag, text) for text in ("true", "1", "False", "0")] == [
+        True,
+        True,
+        False,
+        False,
+    ]
+
+
+def test_envelopes() -> None:
+    assert success_body({"a": 1}, status=201, message="Made") == {
+        "http_status_code": 201,
+        "success": True,
+        "message": "Made",
+        "data": {"a": 1},
+    }
+    error = GatewayError(
+        status=409,
+        code="EMAIL_TAKEN",
+        message="Email already registered",
+        violations=[FieldViolation("email", "Already registered")],
+        details={"email": "a@b.c"},
+    )
+    moment = datetime(2026, 1, 1, 1, 0, 0, tzinfo=timezone(timedelta(hours=1)))
+    assert failure_body(error, path="/v1/auth/register", now=moment) == {
+        "http_status_code": 409,
+        "success": False,
+        "message": "Email already registered",
+        "data": {"errors": [{"field": "email", "message": "Already registered"}]},
+        "error": {
+            "error_code": "EMAIL_TAKEN",
+            "status": 409,
+            "error": "Conflict",
+            "path": "/v1/auth/register",
+            "timestamp": "2026-01-01T00:00:00Z",
+            "details": {"email": "a@b.c"},
+        },
+    }
+    assert rfc3339(datetime(2026, 5, 4, 3, 2, 1, 999, tzinfo=UTC)) == "2026-05-04T03:02:01Z"
+    assert reason_phrase(499) == "Client Closed Request"
+    assert reason_phrase(503) == "Service Unavailable"
+
+
+def rpc_error(code: grpc.StatusCode, details: str, trailing: tuple[tuple[str, object], ...]):  # type: ignore[no-untyped-def]
+    return grpc.aio.AioRpcError(
+        code, grpc.aio.Metadata(), grpc.aio.Metadata(*trailing), details=details
+    )
+
+
+def test_rich_status_with_a_different_code_is_ignored() -> None:
+    other = status_pb2.Status(code=grpc.StatusCode.NOT_FOUND.value[0], message="Hidden")
+    error = rpc_error(
+        grpc.StatusCode.PERMISSION_DENIED,
+        "Forbidden here",
+        (("grpc-status-details-bin", other.SerializeToString()),),
+    )
+    result = from_rpc_error(error, service="devices")
+    assert result.status == 403
+    assert result.code == "PERMISSION_DENIED"
+    assert result.message == "Forbidden here"
+
+
+def test_garbage_status_details_are_ignored() -> None:
+    error = rpc_error(
+        grpc.StatusCode.NOT_FOUND, "No device", (("grpc-status-details-bin", b"\xff\xff\xff"),)
+    )
+    result = from_rpc_error(error, service="devices")
+    assert (result.status, result.code, result.message) == (404, "NOT_FOUND", "No device")
+
+
+def test_retry_after_rounds_up_to_whole_seconds() -> None:
+    status = rich_status(grpc.StatusCode.RESOURCE_EXHAUSTED, "Slow down", retry_seconds=0.2)
+    error = rpc_error(status.code, status.details, status.trailing_metadata)
+    assert from_rpc_error(error, service="auth").headers["Retry-After"] == "1"

@@ -1,0 +1,134 @@
+"""The server builder: health on start, NOT_SERVING and draining on stop, errors never leak."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import grpc
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from iot.system.v1 import system_pb2, system_pb2_grpc
+from iotkit.errors import reason_of
+from iotkit.server import build_server
+from iotkit.tokens import KeySet, TokenVerifier, static_keys
+
+KEY = Ed25519PrivateKey.generate()
+SLOW = "/test.Slow/Call"
+BROKEN = "/test.Slow/Broken"
+
+
+def access_token() -> str:
+    now = int(time.time())
+    claims = {
+        "iss": "iotsuite",
+        "sub": "u",
+        "typ": "access",
+        "jti": "j",
+        "iat": now,
+        "exp": now + 60,
+    }
+    return jwt.encode(claims, KEY, algorithm="EdDSA", headers={"kid": "k"})
+
+
+def register(server: grpc.aio.Server) -> list[str]:
+    async def slow(request: bytes, context: Any) -> bytes:
+        await asyncio.sleep(0.5)
+        return b"done"
+
+    async def broken(request: bytes, context: Any) -> bytes:
+        raise RuntimeError("database password is hunter2")
+
+    handlers = {
+        "Call": grpc.unary_unary_rpc_method_handler(slow),
+        "Broken": grpc.unary_unary_rpc_method_handler(broken),
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("test.Slow", handlers),))
+    return []
+
+
+@pytest.fixture
+async def server():  # type: ignore[no-untyped-def]
+    verifier = TokenVerifier(KeySet(static_keys([("k", KEY.public_key())])))
+    built = build_server(service="test", register=register, verifier=verifier)
+    await built.start()
+    yield built
+    await built.stop(0)
+
+
+async def test_stop_reports_not_serving_and_drains_in_flight_calls(server) -> None:  # type: ignore[no-untyped-def]
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        serving = await health.Check(health_pb2.HealthCheckRequest(service=""))
+        assert serving.status == health_pb2.HealthCheckResponse.SERVING
+        watch = health.Watch(health_pb2.HealthCheckRequest(service=""))
+        assert (await watch.read()).status == health_pb2.HealthCheckResponse.SERVING
+        call = channel.unary_unary(SLOW)(
+            b"", metadata=[("authorization", f"Bearer {access_token()}")]
+        )
+        await asyncio.sleep(0.1)  # the call is now in flight
+        stopping = asyncio.create_task(server.stop(5))
+        assert (await watch.read()).status == health_pb2.HealthCheckResponse.NOT_SERVING
+        assert await call == b"done"
+        await stopping
+
+
+async def test_unexpected_errors_are_internal_without_details(server, caplog) -> None:  # type: ignore[no-untyped-def]
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await channel.unary_unary(BROKEN)(
+                b"", metadata=[("authorization", f"Bearer {access_token()}")]
+            )
+    assert caught.value.code() == grpc.StatusCode.INTERNAL
+    assert caught.value.details() == "Internal error"
+    assert reason_of(caught.value) == "INTERNAL"
+    assert "hunter2" not in str(caught.value.trailing_metadata())
+    assert any(r.exc_info for r in caplog.records)  # the traceback goes to the log instead
+
+
+async def test_methods_without_rules_need_a_token(server) -> None:  # type: ignore[no-untyped-def]
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await channel.unary_unary(SLOW)(b"")
+    assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def service_token(scope: str) -> str:
+    now = int(time.time())
+    claims = {
+        "iss": "iotsuite",
+        "sub": "auth",
+        "role": "service",
+        "typ": "service",
+        "scope": scope,
+        "jti": "j",
+        "iat": now,
+        "exp": now + 60,
+    }
+    return jwt.encode(claims, KEY, algorithm="EdDSA", headers={"kid": "k"})
+
+
+async def test_scopes_and_token_types_come_from_the_proto_rules(server) -> None:  # type: ignore[no-untyped-def]
+    request = system_pb2.GetProcessStatusRequest()
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        diagnostics = system_pb2_grpc.DiagnosticsServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as lacking:
+            await diagnostics.GetProcessStatus(
+                request, metadata=[("authorization", f"Bearer {service_token('chat')}")]
+            )
+        assert lacking.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert reason_of(lacking.value) == "MISSING_SCOPE"
+        with pytest.raises(grpc.aio.AioRpcError) as wrong_type:
+            await diagnostics.GetProcessStatus(
+                request, metadata=[("authorization", f"Bearer {access_token()}")]
+            )
+        assert wrong_type.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        answer = await diagnostics.GetProcessStatus(
+            request, metadata=[("authorization", f"Bearer {service_token('system:read')}")]
+        )
+    assert answer.service == "test"
+    assert answer.metrics.total_requests >= 2

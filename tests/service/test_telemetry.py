@@ -1,0 +1,368 @@
+"""Telemetry over real gRPC with auth and devices beside it, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import grpc
+import numpy as np
+import pytest
+from google.protobuf import timestamp_pb2
+
+from iot.auth.v1 import auth_pb2, auth_pb2_grpc
+from iot.devices.v1 import devices_pb2, devices_pb2_grpc
+from iot.telemetry.v1 import telemetry_pb2, telemetry_pb2_grpc
+from iotkit.errors import violations_of
+from services.telemetry import wiring as telemetry_wiring
+from tests.conftest import Backend, Suite, start_suite
+
+PASSWORD = "Str0ng!pass"
+NOW_US = int(time.time() * 1_000_000)
+
+
+@dataclass
+class Env:
+    auth: auth_pb2_grpc.AuthServiceStub
+    devices: devices_pb2_grpc.DeviceServiceStub
+    telemetry: telemetry_pb2_grpc.TelemetryServiceStub
+    suite: Suite
+    backend: Backend
+
+
+@pytest.fixture
+async def env(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Env]:
+    monkeypatch.setattr(telemetry_wiring, "ACTIVITY_PERIOD", 0.1)
+    monkeypatch.setattr(telemetry_wiring, "EVENTS_PERIOD", 0.1)
+    suite = await start_suite(backend, ("auth", "devices", "telemetry"))
+    async with (
+        grpc.aio.insecure_channel(suite.address("auth")) as a,
+        grpc.aio.insecure_channel(suite.address("devices")) as d,
+        grpc.aio.insecure_channel(suite.address("telemetry")) as t,
+    ):
+        yield Env(
+            auth_pb2_grpc.AuthServiceStub(a),
+            devices_pb2_grpc.DeviceServiceStub(d),
+            telemetry_pb2_grpc.TelemetryServiceStub(t),
+            suite,
+            backend,
+        )
+    for process in suite.processes.values():
+        await process.aclose(grace=0)
+
+
+def bearer(token: str) -> list[tuple[str, str]]:
+    return [("authorization", f"Bearer {token}")]
+
+
+async def user(env: Env) -> list[tuple[str, str]]:
+    email = f"u-{uuid.uuid4().hex[:10]}@example.com"
+    await env.auth.Register(auth_pb2.RegisterRequest(email=email, password=PASSWORD))
+    return bearer(
+        (await env.auth.Login(auth_pb2.LoginRequest(email=email, password=PASSWORD))).access_token
+    )
+
+
+async def device(
+    env: Env, who: list[tuple[str, str]], kind: str = "temperature"
+) -> devices_pb2.Device:
+    return await env.devices.RegisterDevice(
+        devices_pb2.RegisterDeviceRequest(name="dev", type=kind), metadata=who
+    )
+
+
+async def credential(env: Env, who: list[tuple[str, str]], device_id: str) -> list[tuple[str, str]]:
+    issued = await env.devices.IssueDeviceCredential(
+        devices_pb2.IssueDeviceCredentialRequest(device_id=device_id), metadata=who
+    )
+    return bearer(issued.token)
+
+
+def batch(
+    sequence: int, device_id: str, timestamps: list[int], values: list[float], metric: str = "temp"
+):  # type: ignore[no-untyped-def]
+    return telemetry_pb2.ReadingBatch(
+        sequence=sequence,
+        streams=[
+            telemetry_pb2.StreamReadings(
+                device_id=device_id, metric_name=metric, timestamps=timestamps, values=values
+            )
+        ],
+    )
+
+
+async def stream(
+    env: Env, who: list[tuple[str, str]], batches: list[telemetry_pb2.ReadingBatch]
+) -> list[telemetry_pb2.BatchAck]:
+    async def requests() -> AsyncIterator[telemetry_pb2.ReadingBatch]:
+        for item in batches:
+            yield item
+
+    return [ack async for ack in env.telemetry.StreamReadings(requests(), metadata=who)]
+
+
+def series(
+    count: int, start: int = NOW_US - 3_600_000_000, step: int = 1_000_000
+) -> tuple[list[int], list[float]]:
+    timestamps = [start + i * step for i in range(count)]
+    values = [round(20 + 5 * np.sin(i / 50), 2) for i in range(count)]
+    return timestamps, values
+
+
+async def test_device_streams_and_retries_never_duplicate(env: Env) -> None:
+    ann = await user(env)
+    sensor = await device(env, ann)
+    token = await credential(env, ann, sensor.device_id)
+    timestamps, values = series(3000)
+    first = [
+        batch(
+            n,
+            sensor.device_id,
+            timestamps[n * 1000 : (n + 1) * 1000],
+            values[n * 1000 : (n + 1) * 1000],
+        )
+        for n in range(3)
+    ]
+    acks = await stream(env, token, first)
+    assert [(a.sequence, a.accepted, a.duplicates, a.rejected) for a in acks] == [
+        (n, 1000, 0, 0) for n in range(3)
+    ]
+    stream_id = acks[0].stream_ids[0]
+    assert stream_id and all(a.stream_ids == [stream_id] for a in acks)
+    # The device retries its last batch, overlapping new readings too: nothing doubles.
+    more_ts, more_values = series(500, start=timestamps[-1] + 1_000_000)
+    retry = batch(3, sensor.device_id, timestamps[2000:] + more_ts, values[2000:] + more_values)
+    (ack,) = await stream(env, token, [retry])
+    assert (ack.accepted, ack.duplicates) == (1500, 1000)
+    data = await env.telemetry.GetStreamData(
+        telemetry_pb2.GetStreamDataRequest(stream_id=stream_id, max_points=10_000), metadata=ann
+    )
+    assert data.stats.count == 3500 and len(data.data) == 3500 and not data.downsampled
+    assert [p.value for p in data.data[:3]] == values[:3]
+    assert data.stats.first == values[0] and data.stats.last == more_values[-1]
+
+
+async def test_credential_is_refused_for_any_other_device(env: Env) -> None:
+    ann = await user(env)
+    mine, other = await device(env, ann), await device(env, ann)
+    token = await credential(env, ann, mine.device_id)
+    timestamps, values = series(10)
+    (ack,) = await stream(env, token, [batch(1, other.device_id, timestamps, values)])
+    assert (ack.accepted, ack.rejected) == (0, 10)
+    assert ack.rejections[0].reason == "DEVICE_NOT_ALLOWED"
+    bob = await user(env)
+    (foreign,) = await stream(env, bob, [batch(1, mine.device_id, timestamps, values)])
+    assert foreign.rejections[0].reason == "DEVICE_NOT_ALLOWED"
+    (own,) = await stream(env, ann, [batch(1, mine.device_id, timestamps, values)])
+    assert own.accepted == 10  # the owner's user token writes too
+
+
+async def test_bad_readings_are_rejected_with_reasons_and_the_rest_kept(env: Env) -> None:
+    ann = await user(env)
+    sensor = await device(env, ann)
+    token = await credential(env, ann, sensor.device_id)
+    good_ts, good_values = series(5)
+    mixed = telemetry_pb2.ReadingBatch(
+        sequence=7,
+        streams=[
+            telemetry_pb2.StreamReadings(
+                device_id=sensor.device_id,
+                metric_name="temp",
+                timestamps=[*good_ts, NOW_US + 3_600_000_000, 1_000, good_ts[0] + 10],
+                values=[*good_values, 1.0, 2.0, float("nan")],
+            ),
+            telemetry_pb2.StreamReadings(
+                device_id=sensor.device_id, metric_name="temp", timestamps=[1, 2], values=[1.0]
+            ),
+            telemetry_pb2.StreamReadings(
+                device_id=sensor.device_id, metric_name="bad name!", timestamps=[1], values=[1.0]
+            ),
+            telemetry_pb2.StreamReadings(
+                stream_id=str(uuid.uuid4()), timestamps=[NOW_US], values=[1.0]
+            ),
+            telemetry_pb2.StreamReadings(
+                device_id="nope", metric_name="x", timestamps=[NOW_US], values=[1.0]
+            ),
+        ],
+    )
+    (ack,) = await stream(env, token, [mixed])
+    assert ack.sequence == 7 and ack.accepted == 5
+    reasons = {(r.index, r.reason): r.count for r in ack.rejections}
+    assert reasons == {
+        (0, "NON_FINITE_VALUE"): 1,
+        (0, "TIMESTAMP_IN_FUTURE"): 1,
+        (0, "TIMESTAMP_TOO_OLD"): 1,
+        (1, "LENGTH_MISMATCH"): 1,
+        (2, "INVALID_METRIC"): 1,
+        (3, "UNKNOWN_STREAM"): 1,
+        (4, "UNKNOWN_DEVICE"): 1,
+    }
+    # The stream is still open and accepts the next batch.
+    later_ts, later_values = series(3, start=good_ts[-1] + 1_000_000)
+    (next_ack,) = await stream(env, token, [batch(8, sensor.device_id, later_ts, later_values)])
+    assert next_ack.accepted == 3
+
+
+async def test_queries_downsample_and_normalize(env: Env) -> None:
+    ann = await user(env)
+    sensor = await device(env, ann)
+    timestamps, values = series(20_000, step=100_000)
+    values[12_345] = 99.0  # a spike the chart must keep
+    acks = await stream(
+        env,
+        ann,
+        [
+            batch(
+                n,
+                sensor.device_id,
+                timestamps[n * 5000 : (n + 1) * 5000],
+                values[n * 5000 : (n + 1) * 5000],
+            )
+            for n in range(4)
+        ],
+    )
+    stream_id = acks[0].stream_ids[0]
+    data = await env.telemetry.GetStreamData(
+        telemetry_pb2.GetStreamDataRequest(
+            stream_id=stream_id, max_points=500, normalization="min_max"
+        ),
+        metadata=ann,
+    )
+    assert data.downsampled and data.downsampling == "min_max"
+    assert len(data.data) <= 500
+    assert max(p.value for p in data.data) == 99.0
+    assert data.stats.count == 20_000 and data.stats.max == 99.0
+    assert abs(data.stats.mean - float(np.mean(values))) < 1e-9
+    assert all(0.0 <= p.normalized_value <= 1.0 for p in data.data)
+    stamps = [p.timestamp.ToMicroseconds() for p in data.data]
+    assert stamps == sorted(stamps)
+    window = await env.telemetry.GetStreamData(
+        telemetry_pb2.GetStreamDataRequest(
+            stream_id=stream_id,
+            start=timestamp_pb2.Timestamp(
+                seconds=timestamps[100] // 1_000_000, nanos=(timestamps[100] % 1_000_000) * 1000
+            ),
+            end=timestamp_pb2.Timestamp(
+                seconds=timestamps[200] // 1_000_000, nanos=(timestamps[200] % 1_000_000) * 1000
+            ),
+            normalization="z_score",
+        ),
+        metadata=ann,
+    )
+    assert window.stats.count == 100 and abs(sum(p.normalized_value for p in window.data)) < 1e-6
+    chunks = [
+        c
+        async for c in env.telemetry.ReadStream(
+            telemetry_pb2.ReadStreamRequest(stream_id=stream_id), metadata=ann
+        )
+    ]
+    assert sum(len(c.values) for c in chunks) == 20_000
+    assert list(chunks[0].timestamps[:2]) == timestamps[:2]
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"max_points": 1}, "max_points"),
+        ({"normalization": "log"}, "normalization"),
+        ({"stream_id": "x"}, "stream_id"),
+    ],
+)
+async def test_bad_query_parameters(env: Env, fields: dict[str, object], field: str) -> None:
+    ann = await user(env)
+    request = telemetry_pb2.GetStreamDataRequest(stream_id=str(uuid.uuid4()))
+    for name, value in fields.items():
+        setattr(request, name, value)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await env.telemetry.GetStreamData(request, metadata=ann)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert [v.field for v in violations_of(caught.value)] == [field]
+
+
+async def test_streams_are_listed_and_foreign_ones_hidden(env: Env) -> None:
+    ann, bob = await user(env), await user(env)
+    sensor = await device(env, ann)
+    created = await env.telemetry.CreateStream(
+        telemetry_pb2.CreateStreamRequest(
+            device_id=sensor.device_id, metric_name="humidity", sampling_rate=10, retention_days=7
+        ),
+        metadata=ann,
+    )
+    assert (created.sampling_rate, created.retention_days) == (10, 7)
+    timestamps, values = series(3)
+    await stream(env, ann, [batch(1, sensor.device_id, timestamps, values, metric="temp")])
+    listed = await env.telemetry.ListStreams(
+        telemetry_pb2.ListStreamsRequest(device_id=sensor.device_id), metadata=ann
+    )
+    assert [s.metric_name for s in listed.streams] == ["humidity", "temp"]
+    temp = listed.streams[1]
+    assert temp.readings_count == 3 and temp.latest_value == values[-1]
+    assert temp.last_seen_at.ToMicroseconds() == timestamps[-1]
+    for call in (
+        env.telemetry.GetStream(
+            telemetry_pb2.GetStreamRequest(stream_id=temp.stream_id), metadata=bob
+        ),
+        env.telemetry.ListStreams(
+            telemetry_pb2.ListStreamsRequest(device_id=sensor.device_id), metadata=bob
+        ),
+        env.telemetry.GetStreamData(
+            telemetry_pb2.GetStreamDataRequest(stream_id=temp.stream_id), metadata=bob
+        ),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await call
+        assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_bulk_upload(env: Env) -> None:
+    ann = await user(env)
+    sensor = await device(env, ann, "pressure")
+    readings = [
+        telemetry_pb2.Reading(
+            timestamp=timestamp_pb2.Timestamp(seconds=NOW_US // 1_000_000 - 60 + i),
+            value=1000.0 + i,
+        )
+        for i in range(60)
+    ]
+    request = telemetry_pb2.UploadReadingsRequest(
+        device_id=sensor.device_id, metric_name="pressure", readings=readings
+    )
+    ack = await env.telemetry.UploadReadings(request, metadata=ann)
+    assert (ack.accepted, ack.duplicates) == (60, 0)
+    again = await env.telemetry.UploadReadings(request, metadata=ann)
+    assert (again.accepted, again.duplicates) == (60, 60)
+
+
+async def test_activity_reaches_the_device_and_decommission_purges(env: Env) -> None:
+    ann = await user(env)
+    sensor = await device(env, ann)
+    timestamps, values = series(250)
+    acks = await stream(env, ann, [batch(1, sensor.device_id, timestamps, values)])
+    stream_id = acks[0].stream_ids[0]
+    for _ in range(50):
+        shown = await env.devices.GetDevice(
+            devices_pb2.GetDeviceRequest(device_id=sensor.device_id), metadata=ann
+        )
+        if shown.readings_total:
+            break
+        await asyncio.sleep(0.1)
+    assert shown.readings_total == 250
+    assert shown.last_seen_at.ToMicroseconds() == timestamps[-1]
+    await env.devices.DecommissionDevice(
+        devices_pb2.DecommissionDeviceRequest(device_id=sensor.device_id), metadata=ann
+    )
+    remaining: list[tuple[object, ...]] = []
+    for _ in range(50):  # telemetry follows the device event log in the background
+        await asyncio.sleep(0.1)
+        remaining = env.backend.sql(
+            "telemetry", "SELECT count(*) FROM chunks WHERE stream_id = ?", (stream_id,)
+        )
+        remaining += env.backend.sql(
+            "telemetry", "SELECT count(*) FROM streams WHERE id = ?", (stream_id,)
+        )
+        if remaining == [(0,), (0,)]:
+            break
+    assert remaining == [(0,), (0,)]

@@ -1,0 +1,330 @@
+"""The launcher behind ``iot up``, driven with fake services on free ports.
+
+The fakes under ``tests/fakes/`` stand in for the real processes: a tiny gRPC
+server with only the health service per service, and a stdlib HTTP server
+for the gateway. They write their pids so that the tests can check that no
+child outlives the launcher.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from iotkit import cli
+from iotkit.config import SERVICES, Settings, load_settings
+from iotkit.launcher import (
+    GATEWAY,
+    default_commands,
+    dial_host,
+    gateway_url,
+    port_problem,
+    run_suite,
+    split_address,
+)
+
+FAKES = Path(__file__).parent / "fakes"
+PYTHON = sys.executable
+
+
+def free_port() -> int:
+    """A port nothing listens on right now."""
+    with closing(socket.socket()) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def fake_commands(**overrides: list[str]) -> dict[str, list[str]]:
+    """Fake argv for every child; ``overrides`` replaces some by name."""
+    commands = {name: [PYTHON, str(FAKES / "health_server.py"), name] for name in SERVICES}
+    commands[GATEWAY] = [PYTHON, str(FAKES / "fake_gateway.py")]
+    commands.update(overrides)
+    return commands
+
+
+@dataclass
+class Suite:
+    """What a test needs to run the launcher against the fakes."""
+
+    settings: Settings
+    env: dict[str, str]
+    pid_dir: Path
+
+    def pids(self) -> dict[str, int]:
+        """The pid of every fake that got as far as starting."""
+        return {p.stem: int(p.read_text()) for p in self.pid_dir.glob("*.pid")}
+
+    async def run(
+        self,
+        commands: Mapping[str, list[str]] | None = None,
+        *,
+        on_ready: Callable[[str], object] = print,
+        stop: asyncio.Event | None = None,
+        handle_signals: bool = False,
+        ready_timeout: float = 30.0,
+        kill_after: float | None = None,
+    ) -> asyncio.Task[int]:
+        """Start the launcher on the fakes (or on ``commands``) in a task."""
+        coroutine = run_suite(
+            self.settings,
+            commands=fake_commands() if commands is None else commands,
+            env=self.env,
+            on_ready=on_ready,
+            stop=stop,
+            handle_signals=handle_signals,
+            ready_timeout=ready_timeout,
+            kill_after=kill_after,
+        )
+        return asyncio.create_task(coroutine)
+
+
+@pytest.fixture
+def suite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Suite]:
+    """Settings and environment for the fakes, on free ports, in a temporary directory."""
+    monkeypatch.chdir(tmp_path)
+    pid_dir = tmp_path / "pids"
+    pid_dir.mkdir()
+    overrides = {f"IOT_{name.upper()}_ADDR": f"127.0.0.1:{free_port()}" for name in SERVICES}
+    overrides |= {
+        "IOT_GATEWAY_HOST": "127.0.0.1",
+        "IOT_GATEWAY_PORT": str(free_port()),
+        "IOT_GRACE_SECONDS": "0.5",
+        "IOT_DATA_DIR": str(tmp_path / "data"),
+        "FAKE_PID_DIR": str(pid_dir),
+    }
+    env = {**os.environ, **overrides}
+    yield Suite(load_settings(env), env, pid_dir)
+
+
+def alive(pid: int) -> bool:
+    """True while a process with this pid exists (zombies included)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def assert_all_gone(pids: Mapping[str, int]) -> None:
+    left = [name for name, pid in pids.items() if alive(pid)]
+    assert not left, f"children left running: {left}"
+
+
+class Ready:
+    """An ``on_ready`` callback that remembers the banner and wakes the test."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self.text = ""
+
+    def __call__(self, text: str) -> None:
+        self.text = text
+        self.event.set()
+
+    async def wait(self, task: asyncio.Task[int], timeout: float = 30.0) -> None:
+        """Wait for the banner, failing early if the launcher ends first."""
+        waiter = asyncio.ensure_future(self.event.wait())
+        done, _ = await asyncio.wait([waiter, task], timeout=timeout, return_when="FIRST_COMPLETED")
+        waiter.cancel()
+        assert self.event.is_set(), f"launcher not ready (finished: {task in done})"
+
+
+async def test_reports_ready_and_sigterm_stops_every_child(suite: Suite) -> None:
+    ready = Ready()
+    task = await suite.run(on_ready=ready, handle_signals=True)
+    await ready.wait(task)
+
+    assert ready.text.splitlines()[0] == f"iotsuite is ready: {gateway_url(suite.settings)}"
+    assert f"http://127.0.0.1:{suite.settings.gateway_port}" in ready.text
+    for name in SERVICES:
+        assert suite.settings.address(name) in ready.text
+    pids = suite.pids()
+    assert sorted(pids) == sorted([*SERVICES, GATEWAY])
+    for pid in pids.values():
+        # Each child leads its own process group, so a terminal's Ctrl-C
+        # reaches only the launcher, which stops children in order.
+        assert os.getpgid(pid) == pid
+        assert os.getpgid(pid) != os.getpgid(0)
+
+    os.kill(os.getpid(), signal.SIGTERM)
+    assert await asyncio.wait_for(task, 30) == 0
+    assert_all_gone(pids)
+
+
+async def test_cancelling_stops_every_child(suite: Suite) -> None:
+    ready = Ready()
+    task = await suite.run(on_ready=ready)
+    await ready.wait(task)
+    pids = suite.pids()
+
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 30)
+    assert_all_gone(pids)
+
+
+async def test_stop_event_ends_the_run_with_status_zero(suite: Suite) -> None:
+    ready = Ready()
+    stop = asyncio.Event()
+    task = await suite.run(on_ready=ready, stop=stop)
+    await ready.wait(task)
+    pids = suite.pids()
+
+    stop.set()
+    assert await asyncio.wait_for(task, 30) == 0
+    assert_all_gone(pids)
+
+
+async def test_child_crashing_at_start_fails_the_run_naming_it(
+    suite: Suite, capsys: pytest.CaptureFixture[str]
+) -> None:
+    crash = [PYTHON, "-c", "import sys; sys.exit(3)"]
+    task = await suite.run(fake_commands(devices=crash))
+
+    assert await asyncio.wait_for(task, 30) == 1
+    err = capsys.readouterr().err
+    assert "devices exited during start-up (exit code 3)" in err
+    pids = suite.pids()
+    assert GATEWAY not in pids, "the gateway must not start before the services are ready"
+    assert_all_gone(pids)
+
+
+async def test_child_dying_later_stops_the_others(
+    suite: Suite, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ready = Ready()
+    dying = [PYTHON, str(FAKES / "health_server.py"), "telemetry", "--exit-after", "2"]
+    task = await suite.run(fake_commands(telemetry=dying), on_ready=ready)
+    await ready.wait(task)
+    pids = suite.pids()
+
+    assert await asyncio.wait_for(task, 30) == 1
+    assert "telemetry exited unexpectedly (exit code 7)" in capsys.readouterr().err
+    assert_all_gone(pids)
+
+
+async def test_taken_port_is_reported_and_nothing_starts(
+    suite: Suite, capsys: pytest.CaptureFixture[str]
+) -> None:
+    host, port = split_address(suite.settings.address("analytics"))
+    with closing(socket.socket()) as squatter:
+        squatter.bind((host, port))
+        squatter.listen()
+        task = await suite.run()
+        assert await asyncio.wait_for(task, 30) == 1
+    err = capsys.readouterr().err
+    assert f"cannot start analytics on {host}:{port}: address already in use" in err
+    assert suite.pids() == {}
+
+
+async def test_child_ignoring_sigterm_is_killed(
+    suite: Suite, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ready = Ready()
+    stubborn = [PYTHON, str(FAKES / "health_server.py"), "chat", "--ignore-term"]
+    stop = asyncio.Event()
+    task = await suite.run(fake_commands(chat=stubborn), on_ready=ready, stop=stop, kill_after=1.0)
+    await ready.wait(task)
+    pids = suite.pids()
+
+    stop.set()
+    assert await asyncio.wait_for(task, 30) == 0
+    assert "chat did not stop within 1s; killing it" in capsys.readouterr().err
+    assert_all_gone(pids)
+
+
+async def test_not_ready_in_time_names_the_laggard(
+    suite: Suite, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lazy = [PYTHON, str(FAKES / "health_server.py"), "auth", "--not-serving"]
+    task = await suite.run(fake_commands(auth=lazy), ready_timeout=3.0)
+
+    assert await asyncio.wait_for(task, 30) == 1
+    err = capsys.readouterr().err
+    assert "not ready in time: auth at" in err
+    assert "NOT_SERVING" in err
+    assert_all_gone(suite.pids())
+
+
+async def test_slow_service_is_waited_for(suite: Suite) -> None:
+    ready = Ready()
+    slow = [PYTHON, str(FAKES / "health_server.py"), "auth", "--delay", "2"]
+    stop = asyncio.Event()
+    task = await suite.run(fake_commands(auth=slow), on_ready=ready, stop=stop)
+    await ready.wait(task)
+    stop.set()
+    assert await asyncio.wait_for(task, 30) == 0
+
+
+async def test_unknown_child_name_is_refused(suite: Suite) -> None:
+    with pytest.raises(ValueError, match="unknown children"):
+        await run_suite(suite.settings, commands={"billing": [PYTHON, "-c", "pass"]})
+
+
+def test_default_commands_run_each_service_module_and_the_gateway() -> None:
+    commands = default_commands("/usr/bin/python3")
+    assert list(commands) == [*SERVICES, GATEWAY]
+    assert commands["auth"] == ["/usr/bin/python3", "-m", "services.auth"]
+    assert commands[GATEWAY] == ["/usr/bin/python3", "-m", "gateway"]
+
+
+@pytest.mark.parametrize(
+    ("address", "expected"),
+    [
+        ("127.0.0.1:50051", ("127.0.0.1", 50051)),
+        ("auth:50051", ("auth", 50051)),
+        ("[::]:50051", ("::", 50051)),
+        ("[::1]:8080", ("::1", 8080)),
+    ],
+)
+def test_split_address(address: str, expected: tuple[str, int]) -> None:
+    assert split_address(address) == expected
+
+
+def test_wildcard_hosts_are_probed_on_loopback() -> None:
+    assert dial_host("0.0.0.0") == "127.0.0.1"
+    assert dial_host("::") == "localhost"
+    assert dial_host("::1") == "[::1]"
+    assert dial_host("example") == "example"
+    assert gateway_url(Settings(gateway_host="0.0.0.0", gateway_port=9000)) == (
+        "http://127.0.0.1:9000"
+    )
+
+
+def test_port_problem_sees_a_listener_but_not_a_free_port() -> None:
+    with closing(socket.socket()) as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        assert port_problem("127.0.0.1", port) is not None
+    assert port_problem("127.0.0.1", free_port()) is None
+    assert "cannot resolve" in (port_problem("no-such-host.invalid", 1) or "")
+
+
+def test_cli_help_lists_subcommands(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "up" in out
+    assert "gen" in out
+
+
+def test_cli_up_with_bad_config_exits_2_with_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("IOT_ENV", "production")
+    monkeypatch.delenv("IOT_SECRET_KEY", raising=False)
+    assert cli.main(["up"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("iot: configuration error: IOT_SECRET_KEY")
+    assert err.count("\n") == 1
