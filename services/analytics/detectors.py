@@ -48,6 +48,7 @@ BETA = 0.02  # scale smoothing per reading
 WARMUP = 30  # readings before spikes are judged
 SPIKE_MAX = 2  # a run of at most this many outliers is a spike or dip
 STEP_MIN = SPIKE_MAX + 1  # a longer run is a level shift
+HOLD_MAX = 2000  # a burst still going on is held for the next batch up to this many readings
 GAP_FACTOR = 5.0  # a gap is this many intervals missing
 FLAT_MIN_SECONDS = 5.0
 FLAT_MIN_READINGS = 20
@@ -65,6 +66,17 @@ class Finding:
     raw_value: float
     confidence: float
     expected_value: float
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    """The level predicted for each reading of a batch, before it, and how far each was off."""
+
+    predicted: Float64s
+    residual: Float64s
+    outlier: npt.NDArray[np.bool_]
+    # The smoothed level after each reading, when no reading was an outlier.
+    clean_level: Float64s | None
 
 
 @dataclass
@@ -126,6 +138,16 @@ class DetectorState:
         )
 
 
+def _powers(keep: float) -> Float64s:
+    """``keep ** k`` for k = 1 .. _EWMA_BLOCK, cached: every batch of a stream uses the same."""
+    if keep not in _POWERS:
+        _POWERS[keep] = np.power(keep, np.arange(1, _EWMA_BLOCK + 1), dtype=np.float64)
+    return _POWERS[keep]
+
+
+_POWERS: dict[float, Float64s] = {}
+
+
 def ewma(values: Float64s, alpha: float, start: float) -> Float64s:
     """Exponentially weighted moving average of ``values`` continuing from ``start``, vectorised."""
     size = values.size
@@ -133,20 +155,26 @@ def ewma(values: Float64s, alpha: float, start: float) -> Float64s:
         return values.astype(np.float64)
     keep = 1.0 - alpha
     blocks = -(-size // _EWMA_BLOCK)
-    padded = np.zeros(blocks * _EWMA_BLOCK)
-    padded[:size] = values
-    grid = padded.reshape(blocks, _EWMA_BLOCK)
-    powers = keep ** np.arange(1, _EWMA_BLOCK + 1)
+    if blocks * _EWMA_BLOCK == size:
+        grid = values.reshape(blocks, _EWMA_BLOCK)
+    else:
+        padded = np.zeros(blocks * _EWMA_BLOCK)
+        padded[:size] = values
+        grid = padded.reshape(blocks, _EWMA_BLOCK)
+    powers = _powers(keep)
     # Within a block, from a zero start: y_k = alpha * keep^k * sum_j x_j / keep^j.
-    local = powers * np.cumsum(grid / powers, axis=1) * alpha
+    local = np.cumsum(grid / powers, axis=1)
+    local *= powers
+    local *= alpha
     # Each block starts where the previous one ended: a short scalar recurrence over blocks.
     carry = np.empty(blocks)
     previous = start
-    tail, last = powers[-1], local[:, -1]
-    for block in range(blocks):
+    tail = float(powers[-1])
+    for block, last in enumerate(local[:, -1].tolist()):
         carry[block] = previous
-        previous = tail * previous + float(last[block])
-    return (local + powers * carry[:, None]).reshape(-1)[:size]
+        previous = tail * previous + last
+    local += powers * carry[:, None]
+    return local.reshape(-1)[:size]
 
 
 def _runs(codes: npt.NDArray[np.int8]) -> tuple[Int64s, Int64s]:
@@ -187,9 +215,10 @@ class StreamDetector:
                 return findings
         findings += self._gaps(timestamps, sampling_rate)
         findings += self._bounds(timestamps, values)
-        findings += self._flatline(timestamps, values, sampling_rate)
         inside = (values >= s.min_value) & (values <= s.max_value)
+        # Level first: a first batch must have taught the scale before a flatline is judged.
         findings += self._level(timestamps[inside], values[inside])
+        findings += self._flatline(timestamps, values, sampling_rate)
         s.last_ts, s.last_value = int(timestamps[-1]), float(values[-1])
         s.readings += int(values.size)
         findings.sort(key=lambda f: f.timestamp_us)
@@ -302,15 +331,31 @@ class StreamDetector:
             if s.learned < WARMUP or s.scale <= 0:
                 vs, ts = self._learn(ts, vs)
                 continue
-            predicted, residual, outlier = self._predict(vs)
-            sign = np.sign(residual).astype(np.int8) * outlier.astype(np.int8)
+            prediction = self._predict(vs)
+            predicted, residual = prediction.predicted, prediction.residual
+            if prediction.clean_level is not None:  # no outlier at all: nothing to judge
+                self._update(vs, predicted, residual, prediction.clean_level)
+                break
+            sign = np.sign(residual).astype(np.int8) * prediction.outlier.astype(np.int8)
             starts, lengths = _runs(sign)
             resume = None  # where to go on after a long run, which changes the level
             for start, length in zip(starts, lengths, strict=True):
                 if length >= STEP_MIN:
-                    found += self._long_run(ts, vs, predicted, residual, start, length)
+                    at_end = start + length == vs.size
+                    steady = self._steady(vs[start : start + length])
+                    # The level before the run is learnt from the readings before it.
                     self._update(vs[:start], predicted[:start], residual[:start])
-                    resume = start + length if start + length < vs.size else start + STEP_MIN
+                    if not steady and at_end:  # a burst going on: judge it whole, later
+                        if length < HOLD_MAX:
+                            s.held_ts, s.held_values = ts[start:].tolist(), vs[start:].tolist()
+                        vs, ts = vs[:0], ts[:0]
+                        break
+                    if steady:
+                        found += self._shift(ts, vs, predicted, residual, start, length)
+                    # What follows is judged again: against the new level after a shift, and
+                    # after a burst against a level the burst did not pull (it may have in
+                    # the one-pass prediction, which cleans outliers only approximately).
+                    resume = start + STEP_MIN if at_end else start + length
                     break
                 if start + length == vs.size:  # may still grow into a level shift: decide later
                     s.held_ts, s.held_values = ts[start:].tolist(), vs[start:].tolist()
@@ -336,7 +381,12 @@ class StreamDetector:
             vs, ts = vs[resume:], ts[resume:]
         return found
 
-    def _long_run(
+    def _steady(self, run: Float64s) -> bool:
+        """True when a run of outliers sits still (a level shift), False for a burst."""
+        spread = float(np.median(np.abs(run - np.median(run)))) * 1.4826
+        return spread <= 3.0 * self.state.scale
+
+    def _shift(
         self,
         ts: Int64s,
         vs: Float64s,
@@ -345,51 +395,62 @@ class StreamDetector:
         start: int,
         length: int,
     ) -> list[Finding]:
-        """A run of outliers on one side: a level shift if it sits still, else a burst to ignore."""
+        """A steady run of outliers: the signal now lives at another level. Learn it, and
+        report the jump once when it is large enough to matter."""
         s = self.state
         run = vs[start : start + length]
-        steady = float(np.median(np.abs(run - np.median(run)))) * 1.4826 <= 3.0 * s.scale
-        shift = abs(float(np.median(run)) - float(predicted[start]))
-        if steady and shift >= s.shift_min:
-            # The signal now lives at another level: learn it and report the jump once.
-            s.level = float(np.median(run[-STEP_MIN:]))
-            z = abs(float(residual[start])) / s.scale
-            return [
-                Finding(
-                    "rate_of_change",
-                    int(ts[start]),
-                    float(vs[start]),
-                    _confidence(z / s.threshold),
-                    float(predicted[start]),
-                )
-            ]
-        if steady:
-            s.level = float(np.median(run[-STEP_MIN:]))
-        return []
+        s.level = float(np.median(run[-STEP_MIN:]))
+        if abs(float(np.median(run)) - float(predicted[start])) < s.shift_min:
+            return []
+        z = abs(float(residual[start])) / s.scale
+        return [
+            Finding(
+                "rate_of_change",
+                int(ts[start]),
+                float(vs[start]),
+                _confidence(z / s.threshold),
+                float(predicted[start]),
+            )
+        ]
 
-    def _predict(self, values: Float64s) -> tuple[Float64s, Float64s, npt.NDArray[np.bool_]]:
+    def _predict(self, values: Float64s) -> Prediction:
         s = self.state
         limit = s.threshold * s.scale
         rough = ewma(values, ALPHA, s.level)
         rough_pred = np.concatenate([[s.level], rough[:-1]])
         # Readings far off must not pull the level: replace them by the prediction and smooth again.
-        cleaned = np.where(np.abs(values - rough_pred) > limit, rough_pred, values)
-        level = ewma(cleaned, ALPHA, s.level)
-        predicted = np.concatenate([[s.level], level[:-1]])
+        far = np.abs(values - rough_pred) > limit
+        if far.any():
+            level = ewma(np.where(far, rough_pred, values), ALPHA, s.level)
+            predicted = np.concatenate([[s.level], level[:-1]])
+        else:  # the common case: nothing to clean, the first pass is the level
+            level, predicted = rough, rough_pred
         residual = values - predicted
-        return predicted, residual, np.abs(residual) > limit
+        outlier = np.abs(residual) > limit
+        return Prediction(predicted, residual, outlier, None if outlier.any() else level)
 
-    def _update(self, values: Float64s, predicted: Float64s, residual: Float64s) -> None:
+    def _update(
+        self,
+        values: Float64s,
+        predicted: Float64s,
+        residual: Float64s,
+        clean_level: Float64s | None = None,
+    ) -> None:
+        """Move level and scale past ``values``; ``clean_level`` is their level when no
+        reading among them was an outlier (then it equals what would be computed here)."""
         s = self.state
         if not values.size:
             return
         limit = s.threshold * s.scale
         normal = np.abs(residual) <= limit
-        cleaned = np.where(normal, values, predicted)
+        if clean_level is not None:
+            s.level = float(clean_level[-1])
+        else:
+            cleaned = np.where(normal, values, predicted)
+            s.level = float(ewma(cleaned, ALPHA, s.level)[-1])
         # A repeated value says nothing about the noise (a stuck sensor would shrink the scale).
         previous = np.concatenate([[np.nan], values[:-1]])
         normal &= values != previous
-        s.level = float(ewma(cleaned, ALPHA, s.level)[-1])
         if normal.any():
             spread = float(np.mean(np.abs(residual[normal]))) * _SIGMA_PER_MEAN_ABS
             weight = 1.0 - (1.0 - BETA) ** int(normal.sum())
