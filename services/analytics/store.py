@@ -108,6 +108,11 @@ class AnomalyQuery:
     limit: int | None
 
 
+def _columns(row: Base) -> dict[str, Any]:
+    """A mapped row's column values by attribute name, for a bulk statement."""
+    return {column.key: getattr(row, column.key) for column in row.__mapper__.column_attrs}
+
+
 class AnalyticsStore:
     """Queries over analytics' tables."""
 
@@ -129,19 +134,29 @@ class AnalyticsStore:
         Answers the anomalies actually inserted: one already stored (same
         stream, type and time) is not stored twice.
         """
-        inserted: list[AnomalyRow] = []
         async with self._sessions.begin() as session:
-            for row in detectors:
-                await session.merge(row)
-            for anomaly in anomalies:
-                values = {
-                    c.key: getattr(anomaly, c.key) for c in AnomalyRow.__mapper__.column_attrs
-                }
-                statement = self._insert(AnomalyRow).values(**values).on_conflict_do_nothing()
-                result = await session.execute(statement)
-                if result.rowcount:  # type: ignore[attr-defined]
-                    inserted.append(anomaly)
-        return inserted
+            if detectors:
+                await self._upsert_detectors(session, detectors)
+            if not anomalies:
+                return []
+            statement = self._insert(AnomalyRow).on_conflict_do_nothing().returning(AnomalyRow.id)
+            result = await session.execute(statement, [_columns(a) for a in anomalies])
+            stored = set(result.scalars())
+        return [anomaly for anomaly in anomalies if anomaly.id in stored]
+
+    async def _upsert_detectors(self, session: AsyncSession, rows: Sequence[DetectorRow]) -> None:
+        # One statement for every stream of a request: a merge per row would read each
+        # row back first, and that cost most of analysis at a hundred streams.
+        statement = self._insert(DetectorRow)
+        statement = statement.on_conflict_do_update(
+            index_elements=[DetectorRow.stream_id],
+            set_={
+                "position": statement.excluded.position,
+                "state": statement.excluded.state,
+                "updated_at": statement.excluded.updated_at,
+            },
+        )
+        await session.execute(statement, [_columns(row) for row in rows])
 
     async def anomalies(self, *, query: AnomalyQuery) -> tuple[list[AnomalyRow], int]:
         """A page of anomalies, newest first, and how many match in all."""
@@ -193,7 +208,7 @@ class AnalyticsStore:
     async def save_detector(self, *, row: DetectorRow) -> None:
         """Store a detector's settings or state outside an analysis."""
         async with self._sessions.begin() as session:
-            await session.merge(row)
+            await self._upsert_detectors(session, [row])
 
     async def add_correlation(self, *, row: CorrelationRow) -> None:
         """Store a correlation result."""
