@@ -3,7 +3,9 @@
 Jobs: ``auth`` (the cost of an authenticated call), ``postgresql`` and
 ``sqlite`` (telemetry's ingest, one reading per message, range queries and
 storage on each database), ``memory`` (telemetry's memory over a soak under
-the device simulator). ``--only JOB`` (repeatable) runs some of them; the page
+the device simulator), ``analytics`` (the anomaly detectors' F1 per type and NAB
+score on labelled synthetic series, and their throughput; in-process, no
+services). ``--only JOB`` (repeatable) runs some of them; the page
 is still written whole, with the other jobs' figures from their last run.
 """
 
@@ -20,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import auth_calls, soak, telemetry
+from bench import analytics, auth_calls, soak, telemetry
 from bench.report import JobResult, load, render, write
 
 OUTPUT = Path(__file__).resolve().parent.parent / "docs" / "BENCHMARKS.md"
@@ -32,6 +34,9 @@ ORDER = [
     telemetry.QUERY_TITLE,
     telemetry.STORAGE_TITLE,
     soak.MEMORY_TITLE,
+    analytics.QUALITY_TITLE,
+    analytics.NAB_TITLE,
+    analytics.SPEED_TITLE,
     AUTH_TITLE,
 ]
 INTRO = [
@@ -45,6 +50,7 @@ INTRO = [
     "The readings are the device simulator's signals (`tools/signals.py`) at 1 kHz, rounded",
     "to each sensor's resolution. On this two-core machine the load generator, telemetry and",
     "PostgreSQL share the two cores, so the ingest figures are lower bounds of the service.",
+    "The analytics job runs the detectors in this process on labelled series at 1 Hz.",
     "",
 ]
 
@@ -67,10 +73,15 @@ async def _memory(args: argparse.Namespace) -> JobResult:
     return await soak.measure(soak_seconds=args.soak_seconds)
 
 
+async def _analytics(args: argparse.Namespace) -> JobResult:
+    return await analytics.measure()
+
+
 JOBS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, JobResult]]] = {
     "postgresql": _postgresql,
     "sqlite": _sqlite,
     "memory": _memory,
+    "analytics": _analytics,
     "auth": _auth,
 }
 """Every job, in the order a full run measures them."""

@@ -48,6 +48,7 @@ BETA = 0.02  # scale smoothing per reading
 WARMUP = 30  # readings before spikes are judged
 SPIKE_MAX = 2  # a run of at most this many outliers is a spike or dip
 STEP_MIN = SPIKE_MAX + 1  # a longer run is a level shift
+CLEAN_PASSES = 4  # most smoothing passes that clean outliers out of the level
 HOLD_MAX = 2000  # a burst still going on is held for the next batch up to this many readings
 GAP_FACTOR = 5.0  # a gap is this many intervals missing
 FLAT_MIN_SECONDS = 5.0
@@ -214,10 +215,13 @@ class StreamDetector:
             if not values.size:
                 return findings
         findings += self._gaps(timestamps, sampling_rate)
-        findings += self._bounds(timestamps, values)
-        inside = (values >= s.min_value) & (values <= s.max_value)
         # Level first: a first batch must have taught the scale before a flatline is judged.
-        findings += self._level(timestamps[inside], values[inside])
+        if s.min_value <= float(values.min()) and float(values.max()) <= s.max_value:
+            findings += self._level(timestamps, values)  # the common case: all within bounds
+        else:
+            findings += self._bounds(timestamps, values)
+            inside = (values >= s.min_value) & (values <= s.max_value)
+            findings += self._level(timestamps[inside], values[inside])
         findings += self._flatline(timestamps, values, sampling_rate)
         s.last_ts, s.last_value = int(timestamps[-1]), float(values[-1])
         s.readings += int(values.size)
@@ -234,8 +238,7 @@ class StreamDetector:
         deltas = (timestamps - previous).astype(np.float64)
         if sampling_rate > 0:
             s.interval_us = 1e6 / sampling_rate
-        usable = deltas[deltas > 0]
-        if not sampling_rate and usable.size:
+        elif (usable := deltas[deltas > 0]).size:
             typical = float(np.median(usable))
             s.interval_us = (
                 typical
@@ -245,7 +248,9 @@ class StreamDetector:
         if s.interval_us <= 0 or (s.last_ts is None and timestamps.size < 2):
             return []
         limit = GAP_FACTOR * s.interval_us
-        found = []
+        found: list[Finding] = []
+        if float(deltas.max()) <= limit:
+            return found
         for index in np.flatnonzero(deltas > limit):
             before = int(previous[index])
             value = s.last_value if index == 0 else None
@@ -343,18 +348,18 @@ class StreamDetector:
                 if length >= STEP_MIN:
                     at_end = start + length == vs.size
                     steady = self._steady(vs[start : start + length])
+                    if not steady and not at_end:
+                        continue  # a burst, over: the cleaned level did not follow it
                     # The level before the run is learnt from the readings before it.
                     self._update(vs[:start], predicted[:start], residual[:start])
-                    if not steady and at_end:  # a burst going on: judge it whole, later
+                    if not steady:  # a burst going on: judge it whole, later
                         if length < HOLD_MAX:
                             s.held_ts, s.held_values = ts[start:].tolist(), vs[start:].tolist()
                         vs, ts = vs[:0], ts[:0]
                         break
                     if steady:
                         found += self._shift(ts, vs, predicted, residual, start, length)
-                    # What follows is judged again: against the new level after a shift, and
-                    # after a burst against a level the burst did not pull (it may have in
-                    # the one-pass prediction, which cleans outliers only approximately).
+                    # What follows is judged again, against the new level.
                     resume = start + STEP_MIN if at_end else start + length
                     break
                 if start + length == vs.size:  # may still grow into a level shift: decide later
@@ -420,11 +425,18 @@ class StreamDetector:
         rough_pred = np.concatenate([[s.level], rough[:-1]])
         # Readings far off must not pull the level: replace them by the prediction and smooth again.
         far = np.abs(values - rough_pred) > limit
-        if far.any():
-            level = ewma(np.where(far, rough_pred, values), ALPHA, s.level)
+        level, predicted = rough, rough_pred  # the common case: nothing to clean
+        # A burst pulls the first pass towards it, and so hides its own later readings:
+        # clean again against the cleaned level until no reading changes side (rarely > 2).
+        for _ in range(CLEAN_PASSES):
+            if not far.any():
+                break
+            level = ewma(np.where(far, predicted, values), ALPHA, s.level)
             predicted = np.concatenate([[s.level], level[:-1]])
-        else:  # the common case: nothing to clean, the first pass is the level
-            level, predicted = rough, rough_pred
+            again = np.abs(values - predicted) > limit
+            if np.array_equal(again, far):
+                break
+            far = again
         residual = values - predicted
         outlier = np.abs(residual) > limit
         return Prediction(predicted, residual, outlier, None if outlier.any() else level)
