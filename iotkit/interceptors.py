@@ -204,6 +204,15 @@ class ServiceInterceptor(aio.ServerInterceptor):
             # The peer went away or the server is stopping mid-call: not a server error.
             state.code = grpc.StatusCode.CANCELLED
             return
+        elif isinstance(exc, aio.BaseError):
+            # gRPC's runtime ended the call under the servicer (the server stopped, or the
+            # call finished) a moment before the context says so: worth a line, not a trace.
+            log.warning(
+                "call ended by the gRPC runtime",
+                extra={"method": method, "error": type(exc).__name__, "details": str(exc)},
+            )
+            state.code = grpc.StatusCode.CANCELLED
+            return
         elif isinstance(exc, Exception):
             log.exception("unhandled error", extra={"method": method})
             status = internal_status()

@@ -20,6 +20,7 @@ from iotkit.tokens import KeySet, TokenVerifier, static_keys
 KEY = Ed25519PrivateKey.generate()
 SLOW = "/test.Slow/Call"
 BROKEN = "/test.Slow/Broken"
+ENDED = "/test.Slow/Ended"
 
 
 def access_token() -> str:
@@ -43,9 +44,14 @@ def register(server: grpc.aio.Server) -> list[str]:
     async def broken(request: bytes, context: Any) -> bytes:
         raise RuntimeError("database password is hunter2")
 
+    async def ended(request: bytes, context: Any) -> bytes:
+        # What reading a stream raises when the server stops under the call.
+        raise grpc.aio.UsageError("Server already stopped.")
+
     handlers = {
         "Call": grpc.unary_unary_rpc_method_handler(slow),
         "Broken": grpc.unary_unary_rpc_method_handler(broken),
+        "Ended": grpc.unary_unary_rpc_method_handler(ended),
     }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("test.Slow", handlers),))
     return []
@@ -132,3 +138,15 @@ async def test_scopes_and_token_types_come_from_the_proto_rules(server) -> None:
         )
     assert answer.service == "test"
     assert answer.metrics.total_requests >= 2
+
+
+async def test_a_call_ended_by_the_runtime_is_a_log_line_not_a_traceback(server, caplog) -> None:  # type: ignore[no-untyped-def]
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await channel.unary_unary(ENDED)(
+                b"", metadata=[("authorization", f"Bearer {access_token()}")]
+            )
+    assert caught.value.code() != grpc.StatusCode.OK
+    ended = [r for r in caplog.records if r.getMessage() == "call ended by the gRPC runtime"]
+    assert ended and ended[0].levelname == "WARNING"
+    assert not any(r.exc_info for r in caplog.records if r.name.startswith("iotkit"))
