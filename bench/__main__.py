@@ -37,6 +37,7 @@ ORDER = [
     analytics.QUALITY_TITLE,
     analytics.NAB_TITLE,
     analytics.SPEED_TITLE,
+    soak.ANALYSIS_TITLE,
     AUTH_TITLE,
 ]
 INTRO = [
