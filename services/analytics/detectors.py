@@ -54,6 +54,7 @@ GAP_FACTOR = 5.0  # a gap is this many intervals missing
 FLAT_MIN_SECONDS = 5.0
 FLAT_MIN_READINGS = 20
 FLAT_FALSE_ALARM = 1e-10  # chance per reading of a run this long on a healthy sensor
+REPEAT_KEEP = 0.9999  # memory of how often a stream repeats a value: ~10,000 readings
 _SIGMA_PER_MEAN_ABS = math.sqrt(math.pi / 2)  # mean |x| of a normal is sigma * sqrt(2/pi)
 _EWMA_BLOCK = 256  # keeps (1 - alpha) ** -k far from overflow
 
@@ -105,6 +106,10 @@ class DetectorState:
     run_reported: bool = False
     held_ts: list[int] = field(default_factory=list)
     held_values: list[float] = field(default_factory=list)
+    # The first readings, gathered until there are enough to learn level and scale from.
+    warm: list[float] = field(default_factory=list)
+    # The last reading the level has seen (the one before the next batch's first).
+    level_last: float | None = None
     dismissed: int = 0
     confirmed: int = 0
 
@@ -299,8 +304,10 @@ class StreamDetector:
             [[s.last_value if s.last_value is not None else np.nan], values[:-1]]
         )
         same = values == previous
-        if s.readings > WARMUP and not s.run_length:
-            s.repeat_rate = 0.99 * s.repeat_rate + 0.01 * float(same.mean())
+        if s.readings > WARMUP and s.run_length <= 1:
+            # Weighted per reading (not per batch), so batch sizes do not change the memory.
+            weight = 1.0 - REPEAT_KEEP**values.size
+            s.repeat_rate = (1.0 - weight) * s.repeat_rate + weight * float(same.mean())
         repeat = min(max(s.repeat_rate, 1e-3), 0.95)
         needed = max(FLAT_MIN_READINGS, math.ceil(math.log(FLAT_FALSE_ALARM) / math.log(repeat)))
         if s.interval_us > 0:
@@ -321,7 +328,7 @@ class StreamDetector:
             end_run = int(carried[-1])
             if last_break[-1] >= 0:
                 s.run_start_us = int(timestamps[last_break[-1]])
-            s.run_length = end_run if end_run > 1 else 0
+            s.run_length = end_run  # 1: the last reading differs from the one before
         return found
 
     # -- level: spikes, dips, level shifts ---------------------------------------
@@ -461,33 +468,39 @@ class StreamDetector:
             cleaned = np.where(normal, values, predicted)
             s.level = float(ewma(cleaned, ALPHA, s.level)[-1])
         # A repeated value says nothing about the noise (a stuck sensor would shrink the scale).
-        previous = np.concatenate([[np.nan], values[:-1]])
-        normal &= values != previous
+        before = np.nan if s.level_last is None else s.level_last
+        normal &= values != np.concatenate([[before], values[:-1]])
         if normal.any():
             spread = float(np.mean(np.abs(residual[normal]))) * _SIGMA_PER_MEAN_ABS
             weight = 1.0 - (1.0 - BETA) ** int(normal.sum())
             s.scale = max((1 - weight) * s.scale + weight * spread, self._floor())
         self._note_steps(values)
+        s.level_last = float(values[-1])
 
     def _learn(self, timestamps: Int64s, values: Float64s) -> tuple[Float64s, Int64s]:
-        """Warm-up: take level and scale from the first readings; answers what is left."""
+        """Warm-up: gather the first readings, over as many batches as that takes (a slow
+        device sends one at a time), then take level and scale from them; answers the rest."""
         s = self.state
-        room = max(WARMUP - s.learned, 1) if s.learned < WARMUP else values.size
+        room = WARMUP - len(s.warm)
         part, rest = values[:room], values[room:]
-        if s.learned == 0 and part.size:
-            s.level = float(np.median(part))
-        self._note_steps(part)
-        steps = np.abs(np.diff(part))
-        if steps.size:
-            # Differences of noise spread sqrt(2) times wider; the median resists outliers.
-            estimate = float(np.median(steps)) * 1.4826 / math.sqrt(2)
-            s.scale = max(estimate, s.scale * 0.5, self._floor())
-        s.level = float(ewma(part, ALPHA, s.level)[-1]) if part.size else s.level
-        s.learned += int(part.size)
+        s.warm += part.tolist()
+        if len(s.warm) < WARMUP:
+            return rest, timestamps[room:]
+        warm = np.asarray(s.warm, dtype=np.float64)
+        s.warm = []
+        self._note_steps(warm)
+        # Differences of noise spread sqrt(2) times wider; the median resists outliers.
+        estimate = float(np.median(np.abs(np.diff(warm)))) * 1.4826 / math.sqrt(2)
+        s.scale = max(estimate, self._floor())
+        s.level = float(ewma(warm, ALPHA, float(np.median(warm)))[-1])
+        s.learned = max(s.learned, WARMUP)
+        s.level_last = float(warm[-1])
         return rest, timestamps[room:]
 
     def _note_steps(self, values: Float64s) -> None:
-        steps = np.abs(np.diff(values))
+        # The step from the reading before this batch counts too: batches may be one reading.
+        last = self.state.level_last
+        steps = np.abs(np.diff(values, prepend=values[:1] if last is None else last))
         steps = steps[steps > 0]
         if steps.size:
             self.state.min_step = min(self.state.min_step, float(steps.min()))
