@@ -31,6 +31,10 @@ class PageRequest:
         """Rows to skip before this page."""
         return (self.page - 1) * self.limit
 
+    def pages(self, total: int) -> int:
+        """Pages of ``limit`` items that ``total`` items make."""
+        return -(-total // self.limit)
+
 
 def check_page(
     violations: Violations, page: int, limit: int, *, default: int = LIMIT_DEFAULT
@@ -49,7 +53,7 @@ def pagination(request: PageRequest, total: int) -> common_pb2.Pagination:
         page=request.page,
         limit=request.limit,
         total=total,
-        total_pages=-(-total // request.limit),
+        total_pages=request.pages(total),
     )
 
 

@@ -1,6 +1,8 @@
-"""Collecting field violations so that one answer lists every bad field."""
+"""Collecting field violations so that one answer lists every bad field; shared field checks."""
 
 from __future__ import annotations
+
+import uuid
 
 from iotkit.errors import FieldViolation, ValidationFailed
 
@@ -27,3 +29,12 @@ class Violations:
         """Raise ValidationFailed listing every violation, if there is one."""
         if self._found:
             raise ValidationFailed(self.found())
+
+
+def check_uuid(violations: Violations, value: str, *, field: str) -> str:
+    """Check that ``value`` is a UUID; answers it in canonical form (as given when it is not)."""
+    try:
+        return str(uuid.UUID(value))
+    except (ValueError, AttributeError, TypeError):
+        violations.add(field, f"{field} must be a UUID")
+        return value

@@ -17,8 +17,9 @@ from datetime import UTC, datetime
 
 from iotkit.context import Caller
 from iotkit.errors import FailedPrecondition, NotFound
+from iotkit.listing import PageRequest, check_page
 from iotkit.sqltypes import utcnow
-from iotkit.validation import Violations
+from iotkit.validation import Violations, check_uuid
 from services.analytics import correlation
 from services.analytics.analysis import AnalysisService
 from services.analytics.hub import AnomalyHub
@@ -28,7 +29,6 @@ from services.analytics.telemetry_client import TelemetryReader
 ANOMALY_TYPES = ("spike", "dip", "out_of_range", "flatline", "rate_of_change", "gap")
 STATUSES = ("pending", "confirmed", "dismissed")
 EXPORT_FORMATS = ("csv", "json")
-LIMIT_DEFAULT, LIMIT_MAX = 20, 100
 NOTE_MAX = 1000
 MAX_WINDOW_DAYS = 31
 EXPORT_PAGE = 1000
@@ -100,22 +100,6 @@ def correlation_record(row: CorrelationRow) -> dict[str, object]:
     }
 
 
-def _check_id(violations: Violations, value: str, field: str) -> str:
-    try:
-        return str(uuid.UUID(value))
-    except ValueError:
-        violations.add(field, f"{field} must be a UUID")
-        return value
-
-
-def _check_page(violations: Violations, page: int, limit: int) -> tuple[int, int]:
-    if page < 0:
-        violations.add("page", "Page must be at least 1")
-    if limit < 0 or limit > LIMIT_MAX:
-        violations.add("limit", f"Limit must be between 1 and {LIMIT_MAX}")
-    return max(page, 1), limit or LIMIT_DEFAULT
-
-
 class AnomalyService:
     """Listing, reviewing, watching and exporting anomalies."""
 
@@ -145,14 +129,14 @@ class AnomalyService:
         start: datetime | None,
         end: datetime | None,
         min_confidence: float,
-    ) -> tuple[list[AnomalyRow], int, int, int]:
-        """A page of the caller's anomalies, its total, page and limit."""
+    ) -> tuple[list[AnomalyRow], int, PageRequest]:
+        """A page of the caller's anomalies, its total and the checked page request."""
         violations = Violations()
-        page, limit = _check_page(violations, page, limit)
+        request = check_page(violations, page, limit)
         if stream_id:
-            stream_id = _check_id(violations, stream_id, "stream_id")
+            stream_id = check_uuid(violations, stream_id, field="stream_id")
         if device_id:
-            device_id = _check_id(violations, device_id, "device_id")
+            device_id = check_uuid(violations, device_id, field="device_id")
         if anomaly_type and anomaly_type not in ANOMALY_TYPES:
             violations.add(
                 "anomaly_type", f"anomaly_type must be one of: {', '.join(ANOMALY_TYPES)}"
@@ -174,16 +158,16 @@ class AnomalyService:
                 start_us=int(start.timestamp() * 1e6) if start else None,
                 end_us=int(end.timestamp() * 1e6) if end else None,
                 min_confidence=min_confidence,
-                offset=(page - 1) * limit,
-                limit=limit,
+                offset=request.offset,
+                limit=request.limit,
             )
         )
-        return rows, total, page, limit
+        return rows, total, request
 
     async def get(self, *, caller: Caller, anomaly_id: str) -> AnomalyRow:
         """One of the caller's anomalies."""
         violations = Violations()
-        anomaly_id = _check_id(violations, anomaly_id, "anomaly_id")
+        anomaly_id = check_uuid(violations, anomaly_id, field="anomaly_id")
         violations.raise_if_any()
         row = await self._store.anomaly(anomaly_id=anomaly_id)
         if row is None or (row.owner_id != caller.subject and not caller.is_admin):
@@ -285,8 +269,8 @@ class CorrelationService:
     ) -> CorrelationRow:
         """Compute and store a correlation between two streams the caller may read."""
         violations = Violations()
-        stream_a = _check_id(violations, stream_a, "stream_a")
-        stream_b = _check_id(violations, stream_b, "stream_b")
+        stream_a = check_uuid(violations, stream_a, field="stream_a")
+        stream_b = check_uuid(violations, stream_b, field="stream_b")
         if stream_a == stream_b and not violations.has("stream_a"):
             violations.add("stream_b", "stream_b must be a different stream from stream_a")
         if algorithm not in correlation.ALGORITHMS:
@@ -354,7 +338,7 @@ class CorrelationService:
     async def get(self, *, caller: Caller, correlation_id: str) -> CorrelationRow:
         """One of the caller's correlation results."""
         violations = Violations()
-        correlation_id = _check_id(violations, correlation_id, "correlation_id")
+        correlation_id = check_uuid(violations, correlation_id, field="correlation_id")
         violations.raise_if_any()
         row = await self._store.correlation(correlation_id=correlation_id)
         if row is None or (row.owner_id != caller.subject and not caller.is_admin):
@@ -363,20 +347,20 @@ class CorrelationService:
 
     async def list(
         self, *, caller: Caller, page: int, limit: int, stream_id: str
-    ) -> tuple[list[CorrelationRow], int, int, int]:
+    ) -> tuple[list[CorrelationRow], int, PageRequest]:
         """A page of the caller's correlation results."""
         violations = Violations()
-        page, limit = _check_page(violations, page, limit)
+        request = check_page(violations, page, limit)
         if stream_id:
-            stream_id = _check_id(violations, stream_id, "stream_id")
+            stream_id = check_uuid(violations, stream_id, field="stream_id")
         violations.raise_if_any()
         rows, total = await self._store.correlations(
             owner_id=None if caller.is_admin else caller.subject,
             stream_id=stream_id or None,
-            offset=(page - 1) * limit,
-            limit=limit,
+            offset=request.offset,
+            limit=request.limit,
         )
-        return rows, total, page, limit
+        return rows, total, request
 
     async def export(self, *, caller: Caller, fmt: str, stream_id: str) -> AsyncIterator[bytes]:
         """The caller's correlation results as CSV or JSON, a page at a time."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any, TypeAlias
@@ -13,11 +12,11 @@ from google.protobuf import timestamp_pb2
 from grpc import aio
 
 from iot.analytics.v1 import analytics_pb2, analytics_pb2_grpc
-from iot.common.v1 import common_pb2
 from iotkit.context import current_caller
 from iotkit.convert import timestamp
 from iotkit.errors import NotFound
-from iotkit.validation import Violations
+from iotkit.listing import pagination
+from iotkit.validation import Violations, check_uuid
 from services.analytics.analysis import AnalysisService, ChunkIn
 from services.analytics.detectors import DetectorState
 from services.analytics.service import AnomalyService, CorrelationService
@@ -90,12 +89,6 @@ def detector_message(row: DetectorRow, state: DetectorState) -> analytics_pb2.De
     )
 
 
-def _pagination(total: int, page: int, limit: int) -> common_pb2.Pagination:
-    return common_pb2.Pagination(
-        page=page, limit=limit, total=total, total_pages=-(-total // limit)
-    )
-
-
 class AnalyticsServicer(analytics_pb2_grpc.AnalyticsServiceServicer):
     """Each RPC reads its message, calls the services and builds the answer."""
 
@@ -137,7 +130,7 @@ class AnalyticsServicer(analytics_pb2_grpc.AnalyticsServiceServicer):
         self, request: analytics_pb2.ListAnomaliesRequest, context: Context
     ) -> analytics_pb2.ListAnomaliesResponse:
         """A page of anomalies."""
-        rows, total, page, limit = await self._anomalies.list(
+        rows, total, page = await self._anomalies.list(
             caller=current_caller(),
             page=request.page,
             limit=request.limit,
@@ -151,7 +144,7 @@ class AnalyticsServicer(analytics_pb2_grpc.AnalyticsServiceServicer):
         )
         return analytics_pb2.ListAnomaliesResponse(
             anomalies=[anomaly_message(row) for row in rows],
-            pagination=_pagination(total, page, limit),
+            pagination=pagination(page, total),
         )
 
     async def ExportAnomalies(
@@ -244,7 +237,7 @@ class AnalyticsServicer(analytics_pb2_grpc.AnalyticsServiceServicer):
         self, request: analytics_pb2.ListCorrelationsRequest, context: Context
     ) -> analytics_pb2.ListCorrelationsResponse:
         """A page of correlation results."""
-        rows, total, page, limit = await self._correlations.list(
+        rows, total, page = await self._correlations.list(
             caller=current_caller(),
             page=request.page,
             limit=request.limit,
@@ -252,7 +245,7 @@ class AnalyticsServicer(analytics_pb2_grpc.AnalyticsServiceServicer):
         )
         return analytics_pb2.ListCorrelationsResponse(
             correlations=[correlation_message(row) for row in rows],
-            pagination=_pagination(total, page, limit),
+            pagination=pagination(page, total),
         )
 
     async def ExportCorrelations(
@@ -278,10 +271,7 @@ class AnalyticsServicer(analytics_pb2_grpc.AnalyticsServiceServicer):
         """Detectors are shown to the stream's owner only."""
         caller = current_caller()
         violations = Violations()
-        try:
-            uuid.UUID(stream_id)
-        except ValueError:
-            violations.add("stream_id", "stream_id must be a UUID")
+        check_uuid(violations, stream_id, field="stream_id")
         violations.raise_if_any()
         found = await self._analysis.detector(stream_id=stream_id)
         if found is None or (found[0].owner_id != caller.subject and not caller.is_admin):

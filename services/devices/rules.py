@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import uuid
 from dataclasses import dataclass
 
 from iotkit.validation import Violations
@@ -11,7 +10,6 @@ from iotkit.validation import Violations
 DEVICE_TYPES = ("temperature", "pressure", "motion")
 DEVICE_STATUSES = ("active", "inactive", "maintenance")
 NAME_MAX = 100
-PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX = 20, 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,15 +18,6 @@ class Coordinates:
 
     latitude: float
     longitude: float
-
-
-def check_uuid(violations: Violations, value: str, *, field: str) -> str:
-    """Check that ``value`` is a UUID; answers it in canonical form."""
-    try:
-        return str(uuid.UUID(value))
-    except (ValueError, AttributeError, TypeError):
-        violations.add(field, f"{field} must be a UUID")
-        return value
 
 
 def check_name(violations: Violations, name: str, *, field: str = "name") -> str:
@@ -61,12 +50,3 @@ def check_location(
     if not (math.isfinite(longitude) and -180 <= longitude <= 180):
         violations.add(f"{field}.longitude", "Longitude must be between -180 and 180")
     return Coordinates(latitude, longitude)
-
-
-def check_page(violations: Violations, page: int, limit: int) -> tuple[int, int]:
-    """Check paging: page from 1 (1 when unset), limit 1..100 (20 when unset)."""
-    if page < 0:
-        violations.add("page", "Page must be at least 1")
-    if limit < 0 or limit > PAGE_LIMIT_MAX:
-        violations.add("limit", f"Limit must be between 1 and {PAGE_LIMIT_MAX}")
-    return max(page, 1), limit or PAGE_LIMIT_DEFAULT

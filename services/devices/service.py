@@ -14,8 +14,9 @@ from typing import Any, Protocol
 
 from iotkit.context import Caller
 from iotkit.errors import FieldViolation, NotFound, Unavailable
+from iotkit.listing import PageRequest, check_page
 from iotkit.sqltypes import utcnow
-from iotkit.validation import Violations
+from iotkit.validation import Violations, check_uuid
 from services.devices import rules
 from services.devices.store import (
     SORTS,
@@ -63,8 +64,7 @@ class DevicePage:
 
     devices: list[DeviceView]
     total: int
-    page: int
-    limit: int
+    request: PageRequest
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +160,7 @@ class DeviceService:
     ) -> DevicePage:
         """A page of the caller's devices (all devices for an admin)."""
         violations = Violations()
-        page, limit = rules.check_page(violations, page, limit)
+        request = check_page(violations, page, limit)
         if type:
             type = rules.check_choice(violations, type, rules.DEVICE_TYPES, field="type")
         if status:
@@ -177,11 +177,11 @@ class DeviceService:
             status=status or None,
             search=search.strip() or None,
             sort=sort,
-            offset=(page - 1) * limit,
-            limit=limit,
+            offset=request.offset,
+            limit=request.limit,
         )
         rows, total = await self._store.list_devices(query=query)
-        return DevicePage(await self._views(rows), total, page, limit)
+        return DevicePage(await self._views(rows), total, request)
 
     async def get(self, *, caller: Caller, device_id: str) -> DeviceView:
         """One of the caller's devices."""
@@ -267,7 +267,7 @@ class DeviceService:
     async def check_access(self, *, caller: Caller, device_id: str, access: str) -> Access:
         """Whether ``caller`` may read or write the data of a device."""
         violations = Violations()
-        device_id = rules.check_uuid(violations, device_id, field="device_id")
+        device_id = check_uuid(violations, device_id, field="device_id")
         access = rules.check_choice(violations, access, ("read", "write"), field="access")
         violations.raise_if_any()
         device = await self._store.live_device(device_id=device_id)
@@ -294,7 +294,7 @@ class DeviceService:
     ) -> bool:
         """Telemetry's report of what it stored for a device."""
         violations = Violations()
-        device_id = rules.check_uuid(violations, device_id, field="device_id")
+        device_id = check_uuid(violations, device_id, field="device_id")
         violations.raise_if_any()
         return await self._store.record_activity(
             device_id=device_id, last_seen_at=last_seen_at, readings=readings
@@ -331,7 +331,7 @@ class DeviceService:
 
     async def _owned(self, caller: Caller, device_id: str) -> DeviceRow:
         violations = Violations()
-        device_id = rules.check_uuid(violations, device_id, field="device_id")
+        device_id = check_uuid(violations, device_id, field="device_id")
         violations.raise_if_any()
         device = await self._store.live_device(device_id=device_id)
         if device is None or (device.owner_id != caller.subject and not caller.is_admin):

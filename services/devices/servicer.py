@@ -7,10 +7,10 @@ from typing import Any, TypeAlias
 
 from grpc import aio
 
-from iot.common.v1 import common_pb2
 from iot.devices.v1 import devices_pb2, devices_pb2_grpc
 from iotkit.context import current_caller
 from iotkit.convert import timestamp
+from iotkit.listing import pagination
 from services.devices.importer import parse_content
 from services.devices.service import (
     ACCESS_TTL_SECONDS,
@@ -80,12 +80,7 @@ class DeviceServicer(devices_pb2_grpc.DeviceServiceServicer):
         return devices_pb2.ListDevicesResponse(
             devices=[device_message(view) for view in page.devices],
             total_count=page.total,
-            pagination=common_pb2.Pagination(
-                page=page.page,
-                limit=page.limit,
-                total=page.total,
-                total_pages=-(-page.total // page.limit),
-            ),
+            pagination=pagination(page.request, page.total),
         )
 
     async def GetDevice(

@@ -117,7 +117,7 @@ class IngestService:
             return result
         now_us = int(self._clock().timestamp() * 1_000_000)
         prepared: list[Prepared] = []
-        places: list[tuple[int, str, int, int]] = []  # entry index, device, newest ts, kept
+        places: list[tuple[str, int, int]] = []  # device, newest ts, kept
         for index, entry in enumerate(entries):
             stream = await self._resolve(index, entry, caller, token, result, trusted_owner)
             if stream is None:
@@ -127,11 +127,9 @@ class IngestService:
             if kept is None:
                 continue
             prepared.append(kept)
-            places.append(
-                (index, stream.device_id, int(kept.timestamps[-1]), int(kept.timestamps.size))
-            )
+            places.append((stream.device_id, int(kept.timestamps[-1]), int(kept.timestamps.size)))
         duplicates = await self._writer.write(prepared)
-        for (_index, device_id, newest, kept_count), dup in zip(places, duplicates, strict=True):
+        for (device_id, newest, kept_count), dup in zip(places, duplicates, strict=True):
             result.accepted += kept_count
             result.duplicates += dup
             if kept_count - dup:

@@ -16,7 +16,7 @@ from iotkit.context import Caller
 from iotkit.device_access import DeviceAccessClient
 from iotkit.errors import NotFound
 from iotkit.sqltypes import utcnow
-from iotkit.validation import Violations
+from iotkit.validation import Violations, check_uuid
 from services.telemetry import query
 from services.telemetry.codec import Float64s, Int64s
 from services.telemetry.ingest import METRIC_NAME, IngestService
@@ -59,7 +59,7 @@ class StreamService:
     ) -> StreamRow:
         """Create a stream explicitly (or answer the existing one of that metric, updated)."""
         violations = Violations()
-        device_id = _check_uuid(violations, device_id, "device_id")
+        device_id = check_uuid(violations, device_id, field="device_id")
         if not METRIC_NAME.match(metric_name):
             violations.add(
                 "metric_name", "metric_name must be 1 to 64 letters, digits, '_', '.' or '-'"
@@ -95,7 +95,7 @@ class StreamService:
     ) -> list[StreamRow]:
         """The streams of one of the caller's devices."""
         violations = Violations()
-        device_id = _check_uuid(violations, device_id, "device_id")
+        device_id = check_uuid(violations, device_id, field="device_id")
         violations.raise_if_any()
         grant = await self._access.check(token=token, device_id=device_id, access="read")
         if not grant.allowed:
@@ -190,7 +190,7 @@ class StreamService:
 
     async def _readable(self, caller: Caller, token: str, stream_id: str) -> StreamRow:
         violations = Violations()
-        stream_id = _check_uuid(violations, stream_id, "stream_id")
+        stream_id = check_uuid(violations, stream_id, field="stream_id")
         violations.raise_if_any()
         allowed = await self._ingest.stream_for(
             caller=caller, token=token, stream_id=stream_id, access="read"
@@ -213,14 +213,6 @@ class StreamService:
         if stream.retention_days:
             low = max(low, now_us - stream.retention_days * 86_400_000_000)
         return low, max(high, low)
-
-
-def _check_uuid(violations: Violations, value: str, field: str) -> str:
-    try:
-        return str(uuid.UUID(value))
-    except ValueError:
-        violations.add(field, f"{field} must be a UUID")
-        return value
 
 
 def _check_settings(violations: Violations, sampling_rate: int, retention_days: int) -> None:

@@ -19,8 +19,9 @@ from typing import Generic, Protocol, TypeVar
 
 from iotkit.context import Caller
 from iotkit.errors import FailedPrecondition, FieldViolation, NotFound, ValidationFailed
+from iotkit.listing import PageRequest, check_page
 from iotkit.sqltypes import utcnow
-from iotkit.validation import Violations
+from iotkit.validation import Violations, check_uuid
 from services.telemetry.imports.access import DeviceWriteCheck
 from services.telemetry.imports.parsing import FORMATS
 from services.telemetry.imports.store import (
@@ -46,7 +47,6 @@ from services.telemetry.objects import ObjectStore, safe_filename
 
 T = TypeVar("T")
 
-PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX = 20, 100
 FILENAME_MAX = 255
 COLUMNS_MAX, COLUMN_NAME_MAX = 50, 64
 CONTENT_TYPES = {
@@ -89,13 +89,7 @@ class Page(Generic[T]):
 
     items: list[T]
     total: int
-    page: int
-    limit: int
-
-    @property
-    def total_pages(self) -> int:
-        """Pages of ``limit`` items the whole list makes."""
-        return -(-self.total // self.limit)
+    request: PageRequest
 
 
 class FileQueue(Protocol):
@@ -109,22 +103,6 @@ class FileQueue(Protocol):
 def batch_prefix(batch_id: str) -> str:
     """The object-storage prefix of a batch's files (seed 002 s3Path)."""
     return f"batches/{batch_id}/"
-
-
-def _check_uuid(violations: Violations, value: str, name: str) -> str:
-    try:
-        return str(uuid.UUID(value))
-    except ValueError:
-        violations.add(name, f"{name} must be a UUID")
-        return value
-
-
-def _check_page(violations: Violations, page: int, limit: int) -> tuple[int, int]:
-    if page < 0:
-        violations.add("page", "page must be at least 1")
-    if not 0 <= limit <= PAGE_LIMIT_MAX:
-        violations.add("limit", f"limit must be between 1 and {PAGE_LIMIT_MAX}")
-    return max(page, 1), limit or PAGE_LIMIT_DEFAULT
 
 
 def _check_choice(violations: Violations, value: str, choices: tuple[str, ...], name: str) -> str:
@@ -181,9 +159,9 @@ class ImportService:
         """Start an ACTIVE batch, within the owner's limit of active batches."""
         violations = Violations()
         if device_id:
-            device_id = _check_uuid(violations, device_id, "device_id")
+            device_id = check_uuid(violations, device_id, field="device_id")
         if site_id:
-            site_id = _check_uuid(violations, site_id, "site_id")
+            site_id = check_uuid(violations, site_id, field="site_id")
         violations.raise_if_any()
         if device_id and await self._devices.owner(token=caller.token, device_id=device_id) is None:
             raise NotFound("Device not found", reason="DEVICE_NOT_FOUND")
@@ -224,13 +202,16 @@ class ImportService:
     ) -> Page[BatchRow]:
         """A page of the caller's batches, newest first."""
         violations = Violations()
-        page, limit = _check_page(violations, page, limit)
+        request = check_page(violations, page, limit)
         status = _check_choice(violations, status, BATCH_STATUSES, "status")
         violations.raise_if_any()
         rows, total = await self._store.list_batches(
-            owner_id=caller.subject, status=status or None, offset=(page - 1) * limit, limit=limit
+            owner_id=caller.subject,
+            status=status or None,
+            offset=request.offset,
+            limit=request.limit,
         )
-        return Page(rows, total, page, limit)
+        return Page(rows, total, request)
 
     async def complete_batch(self, *, caller: Caller, batch_id: str) -> BatchRow:
         """Close an ACTIVE batch: COMPLETED, or FAILED when one of its files failed."""
@@ -277,10 +258,10 @@ class ImportService:
     ) -> Page[ErrorLogRow]:
         """A page of a batch's error log, oldest entry first."""
         violations = Violations()
-        page, limit = _check_page(violations, page, limit)
+        request = check_page(violations, page, limit)
         severity = _check_choice(violations, severity, SEVERITIES, "severity")
         if file_id:
-            file_id = _check_uuid(violations, file_id, "file_id")
+            file_id = check_uuid(violations, file_id, field="file_id")
         violations.raise_if_any()
         batch = await self._owned_batch(caller, batch_id)
         return await self._errors(
@@ -289,10 +270,10 @@ class ImportService:
                 batch_id=batch.id,
                 file_id=file_id or None,
                 severity=severity or None,
-                offset=(page - 1) * limit,
-                limit=limit,
+                offset=request.offset,
+                limit=request.limit,
             ),
-            page,
+            request,
         )
 
     async def file_errors(
@@ -300,7 +281,7 @@ class ImportService:
     ) -> Page[ErrorLogRow]:
         """A page of one of the caller's files' error log entries, oldest first."""
         violations = Violations()
-        page, limit = _check_page(violations, page, limit)
+        request = check_page(violations, page, limit)
         severity = _check_choice(violations, severity, SEVERITIES, "severity")
         violations.raise_if_any()
         file = await self._owned_file(caller, file_id)
@@ -310,10 +291,10 @@ class ImportService:
                 batch_id=None,
                 file_id=file.id,
                 severity=severity or None,
-                offset=(page - 1) * limit,
-                limit=limit,
+                offset=request.offset,
+                limit=request.limit,
             ),
-            page,
+            request,
         )
 
     async def expire_batches(self, *, now: datetime | None = None) -> int:
@@ -366,9 +347,11 @@ class ImportService:
             violations.add(
                 "expected_columns", f"each expected column is 1 to {COLUMN_NAME_MAX} characters"
             )
-        batch_id = _check_uuid(violations, upload.batch_id, "batch_id") if upload.batch_id else ""
+        batch_id = (
+            check_uuid(violations, upload.batch_id, field="batch_id") if upload.batch_id else ""
+        )
         device_id = (
-            _check_uuid(violations, upload.device_id, "device_id") if upload.device_id else ""
+            check_uuid(violations, upload.device_id, field="device_id") if upload.device_id else ""
         )
         if upload.metric_name and not METRIC_NAME.match(upload.metric_name):
             violations.add(
@@ -537,13 +520,13 @@ class ImportService:
         if file.batch_id:
             await self._store.fail_completed_batch(batch_id=file.batch_id)
 
-    async def _errors(self, query: ErrorQuery, page: int) -> Page[ErrorLogRow]:
+    async def _errors(self, query: ErrorQuery, request: PageRequest) -> Page[ErrorLogRow]:
         rows, total = await self._store.errors(query=query)
-        return Page(rows, total, page, query.limit)
+        return Page(rows, total, request)
 
     async def _owned_batch(self, caller: Caller, batch_id: str) -> BatchRow:
         violations = Violations()
-        batch_id = _check_uuid(violations, batch_id, "batch_id")
+        batch_id = check_uuid(violations, batch_id, field="batch_id")
         violations.raise_if_any()
         batch = await self._store.batch(batch_id=batch_id, owner_id=caller.subject)
         if batch is None:
@@ -552,7 +535,7 @@ class ImportService:
 
     async def _owned_file(self, caller: Caller, file_id: str) -> UploadedFileRow:
         violations = Violations()
-        file_id = _check_uuid(violations, file_id, "file_id")
+        file_id = check_uuid(violations, file_id, field="file_id")
         violations.raise_if_any()
         file = await self._store.file(file_id=file_id, owner_id=caller.subject)
         if file is None:

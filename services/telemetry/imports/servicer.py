@@ -8,11 +8,11 @@ from typing import Any, TypeAlias
 
 from grpc import aio
 
-from iot.common.v1 import common_pb2
 from iot.telemetry.v1 import imports_pb2, imports_pb2_grpc
 from iotkit.context import current_caller
 from iotkit.convert import timestamp
 from iotkit.errors import FieldViolation, ValidationFailed
+from iotkit.listing import pagination
 from services.telemetry.imports.service import (
     ImportService,
     NewUpload,
@@ -96,21 +96,15 @@ def error_message(entry: ErrorLogRow) -> imports_pb2.ErrorLog:
     )
 
 
-def _pagination(page: Page[Any]) -> common_pb2.Pagination:
-    return common_pb2.Pagination(
-        page=page.page, limit=page.limit, total=page.total, total_pages=page.total_pages
-    )
-
-
 def error_page(page: Page[ErrorLogRow]) -> imports_pb2.ErrorLogPage:
     """A page of the error log (seed 002 PageResponseDto, pages counted from 1)."""
     return imports_pb2.ErrorLogPage(
         content=[error_message(entry) for entry in page.items],
-        page=page.page,
-        size=page.limit,
+        page=page.request.page,
+        size=page.request.limit,
         total_elements=page.total,
-        total_pages=page.total_pages,
-        pagination=_pagination(page),
+        total_pages=page.request.pages(page.total),
+        pagination=pagination(page.request, page.total),
     )
 
 
@@ -137,7 +131,8 @@ class ImportServicer(imports_pb2_grpc.ImportServiceServicer):
             caller=current_caller(), page=request.page, limit=request.limit, status=request.status
         )
         return imports_pb2.ListBatchesResponse(
-            batches=[batch_message(b) for b in page.items], pagination=_pagination(page)
+            batches=[batch_message(b) for b in page.items],
+            pagination=pagination(page.request, page.total),
         )
 
     async def GetBatch(
