@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.telemetry.codec import decode, encode
+from services.telemetry.codec import decode, decode_many, encode
 
 MICROS = st.integers(min_value=0, max_value=4_000_000_000_000_000)
 
@@ -53,3 +53,31 @@ def test_empty_chunk() -> None:
         encode(np.array([], dtype=np.int64), np.array([], dtype=np.float64))
     )
     assert empty_ts.size == 0 and empty_values.size == 0
+
+
+CHUNK = st.lists(
+    st.tuples(
+        MICROS,
+        st.one_of(
+            st.integers(-5_000_000, 5_000_000).map(lambda n: n / 100),  # a decimal sensor
+            st.floats(allow_nan=False, allow_infinity=False, width=64),  # raw floats
+        ),
+    ),
+    max_size=60,
+)
+
+
+@given(st.lists(CHUNK, max_size=8))
+def test_decode_many_is_decode_of_each_concatenated(chunks: list[list[tuple[int, float]]]) -> None:
+    blobs = []
+    for pairs in chunks:
+        pairs.sort()
+        timestamps = np.array([p[0] for p in pairs], dtype=np.int64)
+        values = np.array([p[1] for p in pairs], dtype=np.float64)
+        blobs.append(encode(timestamps, values))
+    each = [decode(blob) for blob in blobs]
+    many_ts, many_values = decode_many(blobs)
+    expected_ts = np.concatenate([ts for ts, _ in each]) if each else np.empty(0, np.int64)
+    expected_values = np.concatenate([v for _, v in each]) if each else np.empty(0)
+    assert np.array_equal(many_ts, expected_ts)
+    assert np.array_equal(many_values.view(np.int64), expected_values.view(np.int64))
