@@ -335,9 +335,11 @@ class StreamDetector:
 
     def _level(self, timestamps: Int64s, values: Float64s) -> list[Finding]:
         s = self.state
-        ts = np.concatenate([np.asarray(s.held_ts, dtype=np.int64), timestamps])
-        vs = np.concatenate([np.asarray(s.held_values, dtype=np.float64), values])
-        s.held_ts, s.held_values = [], []
+        ts, vs = timestamps, values
+        if s.held_ts:  # readings held back from the last batch come first
+            ts = np.concatenate([np.asarray(s.held_ts, dtype=np.int64), timestamps])
+            vs = np.concatenate([np.asarray(s.held_values, dtype=np.float64), values])
+            s.held_ts, s.held_values = [], []
         found: list[Finding] = []
         while vs.size:
             if s.learned < WARMUP or s.scale <= 0:
@@ -460,21 +462,25 @@ class StreamDetector:
         s = self.state
         if not values.size:
             return
-        limit = s.threshold * s.scale
-        normal = np.abs(residual) <= limit
-        if clean_level is not None:
-            s.level = float(clean_level[-1])
-        else:
-            cleaned = np.where(normal, values, predicted)
-            s.level = float(ewma(cleaned, ALPHA, s.level)[-1])
         # A repeated value says nothing about the noise (a stuck sensor would shrink the scale).
-        before = np.nan if s.level_last is None else s.level_last
-        normal &= values != np.concatenate([[before], values[:-1]])
-        if normal.any():
-            spread = float(np.mean(np.abs(residual[normal]))) * _SIGMA_PER_MEAN_ABS
-            weight = 1.0 - (1.0 - BETA) ** int(normal.sum())
+        before = values[0] if s.level_last is None else s.level_last
+        steps = np.abs(np.diff(values, prepend=before))
+        moved = steps > 0
+        if clean_level is not None:  # no outlier: every reading that moved is normal
+            s.level = float(clean_level[-1])
+            normal = moved
+        else:
+            normal = np.abs(residual) <= s.threshold * s.scale
+            s.level = float(ewma(np.where(normal, values, predicted), ALPHA, s.level)[-1])
+            normal &= moved
+        count = int(np.count_nonzero(normal))
+        if count:
+            spread = float(np.abs(residual[normal]).mean()) * _SIGMA_PER_MEAN_ABS
+            weight = 1.0 - (1.0 - BETA) ** count
             s.scale = max((1 - weight) * s.scale + weight * spread, self._floor())
-        self._note_steps(values)
+        if moved.any():
+            # The smallest step the sensor makes: its resolution, the floor of the scale.
+            s.min_step = min(s.min_step, float(steps[moved].min()))
         s.level_last = float(values[-1])
 
     def _learn(self, timestamps: Int64s, values: Float64s) -> tuple[Float64s, Int64s]:
