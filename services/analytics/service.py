@@ -11,9 +11,10 @@ import io
 import json
 import math
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from iotkit.context import Caller
 from iotkit.errors import FailedPrecondition, NotFound
@@ -25,6 +26,8 @@ from services.analytics.analysis import AnalysisService
 from services.analytics.hub import AnomalyHub
 from services.analytics.store import AnalyticsStore, AnomalyQuery, AnomalyRow, CorrelationRow
 from services.analytics.telemetry_client import TelemetryReader
+
+Row = TypeVar("Row")  # a stored row that an export pages through
 
 ANOMALY_TYPES = ("spike", "dip", "out_of_range", "flatline", "rate_of_change", "gap")
 STATUSES = ("pending", "confirmed", "dismissed")
@@ -229,16 +232,11 @@ class AnomalyService:
             limit=EXPORT_PAGE,
         )
 
-        async def pages() -> AsyncIterator[list[dict[str, object]]]:
-            offset = 0
-            while True:
-                rows, _ = await self._store.anomalies(query=_with_offset(query, offset))
-                yield [anomaly_record(row) for row in rows]
-                if len(rows) < EXPORT_PAGE:
-                    return
-                offset += EXPORT_PAGE
+        async def fetch(offset: int) -> Sequence[AnomalyRow]:
+            rows, _ = await self._store.anomalies(query=replace(query, offset=offset))
+            return rows
 
-        async for chunk in _encode(pages(), fmt, ANOMALY_COLUMNS):
+        async for chunk in _encode(_pages(fetch, anomaly_record), fmt, ANOMALY_COLUMNS):
             yield chunk
 
 
@@ -366,21 +364,16 @@ class CorrelationService:
         """The caller's correlation results as CSV or JSON, a page at a time."""
         fmt = _check_format(fmt)
 
-        async def pages() -> AsyncIterator[list[dict[str, object]]]:
-            offset = 0
-            while True:
-                rows, _ = await self._store.correlations(
-                    owner_id=None if caller.is_admin else caller.subject,
-                    stream_id=stream_id or None,
-                    offset=offset,
-                    limit=EXPORT_PAGE,
-                )
-                yield [correlation_record(row) for row in rows]
-                if len(rows) < EXPORT_PAGE:
-                    return
-                offset += EXPORT_PAGE
+        async def fetch(offset: int) -> Sequence[CorrelationRow]:
+            rows, _ = await self._store.correlations(
+                owner_id=None if caller.is_admin else caller.subject,
+                stream_id=stream_id or None,
+                offset=offset,
+                limit=EXPORT_PAGE,
+            )
+            return rows
 
-        async for chunk in _encode(pages(), fmt, CORRELATION_COLUMNS):
+        async for chunk in _encode(_pages(fetch, correlation_record), fmt, CORRELATION_COLUMNS):
             yield chunk
 
 
@@ -393,8 +386,18 @@ def _check_format(fmt: str) -> str:
     return fmt
 
 
-def _with_offset(query: AnomalyQuery, offset: int) -> AnomalyQuery:
-    return replace(query, offset=offset)
+async def _pages(
+    fetch: Callable[[int], Awaitable[Sequence[Row]]],
+    record: Callable[[Row], dict[str, object]],
+) -> AsyncIterator[list[dict[str, object]]]:
+    """Every row that ``fetch(offset)`` answers, EXPORT_PAGE at a time, as export records."""
+    offset = 0
+    while True:
+        rows = await fetch(offset)
+        yield [record(row) for row in rows]
+        if len(rows) < EXPORT_PAGE:
+            return
+        offset += EXPORT_PAGE
 
 
 async def _encode(
