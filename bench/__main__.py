@@ -98,7 +98,12 @@ def main() -> int:
         "--seconds", type=float, default=10.0, help="measuring window per ingest figure (10)"
     )
     parser.add_argument(
-        "--soak-seconds", type=float, default=300.0, help="length of the memory soak (300)"
+        "--soak-seconds",
+        type=float,
+        default=600.0,
+        # With analytics keeping up, telemetry also merges chunks all along; its caches
+        # fill for about seven minutes, so a shorter soak cannot tell them from a leak.
+        help="length of the memory soak (600)",
     )
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/ alone")
     args = parser.parse_args()
