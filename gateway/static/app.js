@@ -74,9 +74,12 @@ async function busy(button, work) {
   try { await work(); } finally { button.disabled = false; }
 }
 
+// The forms of the account card other than the login form; one shows at a time.
+const OTHER_FORMS = ["#register-form", "#forgot-form", "#reset-form"];
+
 function render() {
   const signedIn = Boolean(session.access);
-  $("#login-form").hidden = signedIn || !$("#register-form").hidden;
+  $("#login-form").hidden = signedIn || OTHER_FORMS.some((id) => !$(id).hidden);
   $("#session").hidden = !signedIn;
   $("#who").textContent = signedIn ? `signed in as ${store.getItem("iot.email") || "?"}` : "not signed in";
   const expires = Number(store.getItem("iot.expires_at") || 0);
@@ -117,11 +120,11 @@ async function register(event) {
   if (values.display_name) body.display_name = values.display_name;
   await busy(form.querySelector("button[type=submit]"), async () => {
     const answer = await api("POST", "/v1/auth/register", body);
-    showMessage(answer, answer.success ? `${answer.message}. You can log in now.` : undefined);
     if (answer.success) {
       form.reset();
-      toggleRegister(false);
+      toggleRegister(false);  // before the message: switching forms clears it
     }
+    showMessage(answer, answer.success ? `${answer.message}. You can log in now.` : undefined);
   });
 }
 
@@ -157,9 +160,57 @@ async function logout(event) {
 }
 
 function toggleRegister(show) {
-  $("#register-form").hidden = !show;
-  $("#login-form").hidden = show;
+  showForm(show ? "#register-form" : null);
+}
+
+// Shows one of OTHER_FORMS instead of the login form, or (null) the login form again.
+function showForm(id) {
+  for (const other of OTHER_FORMS) $(other).hidden = other !== id;
+  $("#login-form").hidden = id !== null;
   $("#auth-message").replaceChildren();
+  if (id === null) render();
+}
+
+async function forgot(event) {
+  event.preventDefault();
+  const form = event.currentTarget;
+  await busy(form.querySelector("button[type=submit]"), async () => {
+    const answer = await api("POST", "/v1/auth/forgot-password", { email: formValues(form).email });
+    if (answer.success) { form.reset(); showForm(null); }
+    showMessage(answer);
+  });
+}
+
+async function resetPassword(event) {
+  event.preventDefault();
+  const form = event.currentTarget;
+  const body = { token: form.dataset.token || "", password: formValues(form).password };
+  await busy(form.querySelector("button[type=submit]"), async () => {
+    const answer = await api("POST", "/v1/auth/reset-password", body);
+    if (answer.success) {
+      form.reset();
+      delete form.dataset.token;
+      session.clear();
+      showForm(null);
+    }
+    showMessage(answer, answer.success ? `${answer.message}. Log in with the new password.` : undefined);
+  });
+}
+
+// The links in the emails auth sends: #/verify-email?token=… and #/reset-password?token=….
+async function followEmailLink() {
+  const match = /^#\/(verify-email|reset-password)\?(.*)$/.exec(window.location.hash);
+  if (!match) return;
+  const token = new URLSearchParams(match[2]).get("token") || "";
+  // The token must not stay in the address bar or the history.
+  history.replaceState(null, "", window.location.pathname + window.location.search);
+  if (match[1] === "verify-email") {
+    const answer = await api("POST", "/v1/auth/verify-email", { token });
+    showMessage(answer);
+  } else {
+    $("#reset-form").dataset.token = token;
+    showForm("#reset-form");
+  }
 }
 
 async function checkStatus() {
@@ -202,11 +253,19 @@ document.addEventListener("DOMContentLoaded", () => {
   $("#login-form").addEventListener("submit", login);
   $("#register-form").addEventListener("submit", register);
   $("#register-toggle").addEventListener("click", () => toggleRegister(true));
-  $("#register-cancel").addEventListener("click", () => { toggleRegister(false); render(); });
+  $("#register-cancel").addEventListener("click", () => toggleRegister(false));
+  $("#forgot-toggle").addEventListener("click", () => showForm("#forgot-form"));
+  $("#forgot-form").addEventListener("submit", forgot);
+  $("#reset-form").addEventListener("submit", resetPassword);
+  for (const button of document.querySelectorAll("form .cancel")) {
+    button.addEventListener("click", () => showForm(null));
+  }
+  window.addEventListener("hashchange", followEmailLink);
   $("#me-button").addEventListener("click", showMe);
   $("#refresh-button").addEventListener("click", refresh);
   $("#logout-button").addEventListener("click", logout);
   $("#status-button").addEventListener("click", checkStatus);
   render();
   checkStatus();
+  followEmailLink();
 });
