@@ -59,6 +59,9 @@ class Settings:
     mail_from: str = "iotsuite <no-reply@localhost>"
     admin_email: str | None = None
     admin_password: str | None = field(default=None, repr=False)
+    # File import (seed 002): open batches per user, and how long a batch stays open.
+    max_active_batches: int = 5
+    batch_max_age_hours: float = 24.0
 
     def address(self, service: str) -> str:
         """The ``host:port`` where ``service`` listens."""
@@ -88,6 +91,10 @@ class Settings:
             )
         if self.public_url and not self.public_url.startswith(("http://", "https://")):
             raise ConfigError("IOT_PUBLIC_URL must be an http:// or https:// URL")
+        if self.max_active_batches < 1:
+            raise ConfigError("IOT_MAX_ACTIVE_BATCHES must be at least 1")
+        if self.batch_max_age_hours <= 0:
+            raise ConfigError("IOT_BATCH_MAX_AGE_HOURS must be above 0")
         return self
 
 
@@ -129,5 +136,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         mail_from=env.get("IOT_MAIL_FROM") or "iotsuite <no-reply@localhost>",
         admin_email=env.get("IOT_ADMIN_EMAIL") or None,
         admin_password=env.get("IOT_ADMIN_PASSWORD") or None,
+        max_active_batches=_number(env, "IOT_MAX_ACTIVE_BATCHES", 5, int),
+        batch_max_age_hours=_number(env, "IOT_BATCH_MAX_AGE_HOURS", 24.0, float),
     )
     return settings.validate()

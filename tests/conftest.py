@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -136,8 +137,11 @@ class Suite:
         await self.processes.pop(service).aclose(grace=0)
 
 
-async def start_suite(backend: Backend, services: tuple[str, ...] = SERVICES) -> Suite:
-    """Start ``services`` on free ports with the real wiring of each."""
+async def start_suite(
+    backend: Backend, services: tuple[str, ...] = SERVICES, **settings_changes: Any
+) -> Suite:
+    """Start ``services`` on free ports with the real wiring of each; ``settings_changes``
+    are Settings fields to change from the backend's (``max_active_batches=2``)."""
     from services.analytics.wiring import build as build_analytics
     from services.auth.wiring import build as build_auth
     from services.chat.wiring import build as build_chat
@@ -151,7 +155,7 @@ async def start_suite(backend: Backend, services: tuple[str, ...] = SERVICES) ->
         "chat": build_chat,
     }
     addresses = {name: f"127.0.0.1:{free_port()}" for name in SERVICES}
-    settings = replace(backend.settings, addresses=addresses)
+    settings = replace(backend.settings, addresses=addresses, **settings_changes)
     processes: dict[str, ServiceProcess] = {}
     for name in services:
         if name == "auth":

@@ -36,8 +36,6 @@ EVENTS_PERIOD = 5.0
 RETENTION_PERIOD = 3600.0
 # File import: how often ACTIVE batches are checked for expiry, and the limits.
 BATCH_EXPIRY_PERIOD = 60.0
-MAX_ACTIVE_BATCHES = 5
-BATCH_MAX_AGE = timedelta(hours=24)
 
 
 def _registrar(parts: Parts) -> Registrar:
@@ -81,7 +79,10 @@ def _registrar(parts: Parts) -> Registrar:
         objects=objects,
         files=importer,
         devices=device_check,
-        limits=ImportLimits(max_active_batches=MAX_ACTIVE_BATCHES, batch_max_age=BATCH_MAX_AGE),
+        limits=ImportLimits(
+            max_active_batches=parts.settings.max_active_batches,
+            batch_max_age=timedelta(hours=parts.settings.batch_max_age_hours),
+        ),
     )
     jobs = [
         Periodic("activity", activity.flush, ACTIVITY_PERIOD),

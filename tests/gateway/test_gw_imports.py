@@ -35,7 +35,6 @@ from gateway.discovery import RpcMethod, discover
 from gateway.openapi import build_openapi
 from gateway.serve import start_gateway, stop_gateway
 from iotkit.config import Settings
-from services.telemetry import wiring as telemetry_wiring
 from tests.conftest import Backend, start_suite
 
 PASSWORD = "Str0ng!pass"
@@ -297,11 +296,8 @@ def test_openapi_documents_a_raw_body(blob_modules: tuple[ModuleType, ModuleType
 
 
 @pytest.fixture
-async def client(
-    backend: Backend, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[httpx.AsyncClient]:
-    monkeypatch.setattr(telemetry_wiring, "MAX_ACTIVE_BATCHES", 2)
-    suite = await start_suite(backend, ("auth", "devices", "telemetry"))
+async def client(backend: Backend) -> AsyncIterator[httpx.AsyncClient]:
+    suite = await start_suite(backend, ("auth", "devices", "telemetry"), max_active_batches=2)
     # A small upload limit so that a test can pass it cheaply (yet above one message).
     app = build_app(suite.settings, max_upload_bytes=UPLOAD_LIMIT)
     server, port, task = await start_gateway(suite.settings, "127.0.0.1", 0, app=app)

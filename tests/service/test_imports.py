@@ -42,9 +42,10 @@ class Env:
 
 
 @asynccontextmanager
-async def running(backend: Backend) -> AsyncIterator[Env]:
-    """Auth, devices and telemetry with the wiring's settings as the test patched them."""
-    suite = await start_suite(backend, ("auth", "devices", "telemetry"))
+async def running(backend: Backend, **settings_changes: Any) -> AsyncIterator[Env]:
+    """Auth, devices and telemetry, with at most 3 open batches per user."""
+    changes = {"max_active_batches": 3, **settings_changes}
+    suite = await start_suite(backend, ("auth", "devices", "telemetry"), **changes)
     try:
         async with (
             grpc.aio.insecure_channel(suite.address("auth")) as a,
@@ -65,8 +66,7 @@ async def running(backend: Backend) -> AsyncIterator[Env]:
 
 
 @pytest.fixture
-async def env(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Env]:
-    monkeypatch.setattr(telemetry_wiring, "MAX_ACTIVE_BATCHES", 3)
+async def env(backend: Backend) -> AsyncIterator[Env]:
     async with running(backend) as started:
         yield started
 
@@ -480,9 +480,8 @@ async def test_concurrent_batch_starts_never_pass_the_limit(env: Env) -> None:
 async def test_a_batch_left_active_expires(
     backend: Backend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(telemetry_wiring, "BATCH_MAX_AGE", timedelta(milliseconds=300))
     monkeypatch.setattr(telemetry_wiring, "BATCH_EXPIRY_PERIOD", 0.05)
-    async with running(backend) as env:
+    async with running(backend, batch_max_age_hours=0.3 / 3600) as env:
         ann = await user(env)
         sensor = await device(env, ann)
         batch = await new_batch(env, ann, sensor)

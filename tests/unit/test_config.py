@@ -59,3 +59,18 @@ def test_malformed_numbers_name_the_variable(name: str, value: str) -> None:
 def test_refresh_must_outlive_access() -> None:
     with pytest.raises(ConfigError, match="lifetimes"):
         load_settings({"IOT_ACCESS_TOKEN_TTL": "600", "IOT_REFRESH_TOKEN_TTL": "60"})
+
+
+def test_import_limits_come_from_the_environment() -> None:
+    settings = load_settings({"IOT_MAX_ACTIVE_BATCHES": "12", "IOT_BATCH_MAX_AGE_HOURS": "1.5"})
+    assert (settings.max_active_batches, settings.batch_max_age_hours) == (12, 1.5)
+    defaults = load_settings({})
+    assert (defaults.max_active_batches, defaults.batch_max_age_hours) == (5, 24.0)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"), [("IOT_MAX_ACTIVE_BATCHES", "0"), ("IOT_BATCH_MAX_AGE_HOURS", "-1")]
+)
+def test_import_limits_must_be_positive(name: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        load_settings({name: value})
