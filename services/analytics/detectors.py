@@ -144,14 +144,14 @@ class DetectorState:
         )
 
 
+_POWERS: dict[float, Float64s] = {}
+
+
 def _powers(keep: float) -> Float64s:
     """``keep ** k`` for k = 1 .. _EWMA_BLOCK, cached: every batch of a stream uses the same."""
     if keep not in _POWERS:
         _POWERS[keep] = np.power(keep, np.arange(1, _EWMA_BLOCK + 1), dtype=np.float64)
     return _POWERS[keep]
-
-
-_POWERS: dict[float, Float64s] = {}
 
 
 def ewma(values: Float64s, alpha: float, start: float) -> Float64s:
@@ -366,8 +366,7 @@ class StreamDetector:
                             s.held_ts, s.held_values = ts[start:].tolist(), vs[start:].tolist()
                         vs, ts = vs[:0], ts[:0]
                         break
-                    if steady:
-                        found += self._shift(ts, vs, predicted, residual, start, length)
+                    found += self._shift(ts, vs, predicted, residual, start, length)
                     # What follows is judged again, against the new level.
                     resume = start + STEP_MIN if at_end else start + length
                     break
@@ -463,8 +462,7 @@ class StreamDetector:
         if not values.size:
             return
         # A repeated value says nothing about the noise (a stuck sensor would shrink the scale).
-        before = values[0] if s.level_last is None else s.level_last
-        steps = np.abs(np.diff(values, prepend=before))
+        steps = self._steps(values)
         moved = steps > 0
         if clean_level is not None:  # no outlier: every reading that moved is normal
             s.level = float(clean_level[-1])
@@ -478,9 +476,7 @@ class StreamDetector:
             spread = float(np.abs(residual[normal]).mean()) * _SIGMA_PER_MEAN_ABS
             weight = 1.0 - (1.0 - BETA) ** count
             s.scale = max((1 - weight) * s.scale + weight * spread, self._floor())
-        if moved.any():
-            # The smallest step the sensor makes: its resolution, the floor of the scale.
-            s.min_step = min(s.min_step, float(steps[moved].min()))
+        self._note_steps(steps[moved])
         s.level_last = float(values[-1])
 
     def _learn(self, timestamps: Int64s, values: Float64s) -> tuple[Float64s, Int64s]:
@@ -494,22 +490,26 @@ class StreamDetector:
             return rest, timestamps[room:]
         warm = np.asarray(s.warm, dtype=np.float64)
         s.warm = []
-        self._note_steps(warm)
+        steps = self._steps(warm)
+        self._note_steps(steps[steps > 0])
         # Differences of noise spread sqrt(2) times wider; the median resists outliers.
-        estimate = float(np.median(np.abs(np.diff(warm)))) * 1.4826 / math.sqrt(2)
+        estimate = float(np.median(steps[1:])) * 1.4826 / math.sqrt(2)
         s.scale = max(estimate, self._floor())
         s.level = float(ewma(warm, ALPHA, float(np.median(warm)))[-1])
         s.learned = max(s.learned, WARMUP)
         s.level_last = float(warm[-1])
         return rest, timestamps[room:]
 
-    def _note_steps(self, values: Float64s) -> None:
-        # The step from the reading before this batch counts too: batches may be one reading.
+    def _steps(self, values: Float64s) -> Float64s:
+        """How far each reading moved from the one before; the first from the reading
+        before this batch (batches may be one reading), or 0 for a stream's first."""
         last = self.state.level_last
-        steps = np.abs(np.diff(values, prepend=values[:1] if last is None else last))
-        steps = steps[steps > 0]
-        if steps.size:
-            self.state.min_step = min(self.state.min_step, float(steps.min()))
+        return np.abs(np.diff(values, prepend=values[:1] if last is None else last))
+
+    def _note_steps(self, moves: Float64s) -> None:
+        # The smallest step the sensor makes: its resolution, the floor of the scale.
+        if moves.size:
+            self.state.min_step = min(self.state.min_step, float(moves.min()))
 
     def _floor(self) -> float:
         # Never judge against less spread than the sensor can resolve.
