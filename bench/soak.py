@@ -21,6 +21,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from bench import baselines
 from bench.load import Device, LoadPlan
 from bench.report import Figure, JobResult
@@ -81,13 +83,16 @@ def _forwarded(path: Path) -> float:
     return (row[0] if row else 0) / newest if newest else 1.0
 
 
+KEEPS_UP = 0.99
+"""Share of the chunk log analysed one second after the load stops that counts as keeping up
+(the last group committed may still be on its way)."""
 INSTANT_TYPES = ("spike", "dip", "out_of_range", "rate_of_change")
 """Anomalies knowable from the reading itself; a flatline or a gap is known only after
 it has lasted (its time is its start), so its lag is its length, not the pipeline's."""
 
 
 def _lags_ms(path: Path) -> dict[str, list[float]]:
-    """Per anomaly type, sorted: from the reading's time to when analytics stored it."""
+    """Per anomaly type: from the reading's time to when analytics stored it."""
     connection = sqlite3.connect(path)
     try:
         rows = connection.execute(
@@ -100,68 +105,60 @@ def _lags_ms(path: Path) -> dict[str, list[float]]:
         found = datetime.fromisoformat(str(found_at))
         found = found if found.tzinfo else found.replace(tzinfo=UTC)
         lags.setdefault(anomaly_type, []).append((found.timestamp() * 1e6 - detected_us) / 1000)
-    return {kind: sorted(values) for kind, values in lags.items()}
+    return lags
 
 
-def _percentile(ordered: list[float], fraction: float) -> float:
-    if not ordered:
-        return float("nan")
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+def _quantile(values: list[float], fraction: float) -> float:
+    return float(np.quantile(values, fraction)) if values else float("nan")
 
 
 def _analysis_figures(
     outcome: SimulatorOutcome, forwarded: float, by_type: dict[str, list[float]]
 ) -> list[Figure]:
     ingest = outcome.accepted / max(outcome.seconds, 1e-9)
-    analysed = ingest * forwarded
-    lags = sorted(lag for kind in INSTANT_TYPES for lag in by_type.get(kind, []))
+    lags = [lag for kind in INSTANT_TYPES for lag in by_type.get(kind, [])]
     counts = ", ".join(f"{kind} {len(values)}" for kind, values in sorted(by_type.items()))
     slow = "; ".join(
-        f"{kind} median {_percentile(by_type[kind], 0.5) / 1000:,.1f} s"
+        f"{kind} median {_quantile(by_type[kind], 0.5) / 1000:,.1f} s"
         for kind in ("flatline", "gap")
         if by_type.get(kind)
     )
-    return [
+    about = (
+        f"{len(lags)} spikes, dips, out-of-range readings and jumps (found: {counts}); "
+        "from the reading's device time to analytics' commit of the anomaly (device "
+        "batching, ingest commit, forwarding, analysis and its commit)"
+        + (f"; flatlines and gaps are known only once they have lasted: {slow}" if slow else "")
+    )
+    figures = [
         Figure(
             "readings analysed per second while the simulator streamed",
             "readings/s",
-            analysed,
+            ingest * forwarded,
             "readings telemetry accepted per second",
             ingest,
             f"analytics had acknowledged {forwarded:.1%} of the chunk log one second after "
             "the load stopped; same process layout as `iot up`, on two cores with the "
             "simulator, telemetry, auth and devices",
-            target="≥ 1.0x (keeps up)",
-            met=forwarded >= 0.99,
-        ),
-        Figure(
-            "lag from a reading to its anomaly, p50",
-            "ms",
-            _percentile(lags, 0.5),
-            "the simulator's batch interval",
-            float(BATCH_MS),
-            f"{len(lags)} spikes, dips, out-of-range readings and jumps (found: {counts}); "
-            "from the reading's device time to analytics' commit of the anomaly (device "
-            "batching, ingest commit, forwarding, analysis and its commit)"
-            + (
-                f"; flatlines and gaps are known only once they have lasted: {slow}" if slow else ""
-            ),
-            lower_is_better=True,
-            target="< 1,000 ms",
-            met=_percentile(lags, 0.5) < 1000,
-        ),
-        Figure(
-            "lag from a reading to its anomaly, p99",
-            "ms",
-            _percentile(lags, 0.99),
-            "the simulator's batch interval",
-            float(BATCH_MS),
-            f"{len(lags)} spikes, dips, out-of-range readings and jumps",
-            lower_is_better=True,
-            target="< 1,000 ms",
-            met=_percentile(lags, 0.99) < 1000,
-        ),
+            target=f"≥ {KEEPS_UP:.2f}x (keeps up)",
+            met=forwarded >= KEEPS_UP,
+        )
     ]
+    for name, fraction in (("p50", 0.5), ("p99", 0.99)):
+        lag = _quantile(lags, fraction)
+        figures.append(
+            Figure(
+                f"lag from a reading to its anomaly, {name}",
+                "ms",
+                lag,
+                "the simulator's batch interval",
+                float(BATCH_MS),
+                about,
+                lower_is_better=True,
+                target="< 1,000 ms",
+                met=lag < 1000,
+            )
+        )
+    return figures
 
 
 async def measure(*, soak_seconds: float) -> JobResult:
