@@ -122,7 +122,7 @@ async function register(event) {
     const answer = await api("POST", "/v1/auth/register", body);
     if (answer.success) {
       form.reset();
-      toggleRegister(false);  // before the message: switching forms clears it
+      showForm(null);  // before the message: switching forms clears it
     }
     showMessage(answer, answer.success ? `${answer.message}. You can log in now.` : undefined);
   });
@@ -157,10 +157,6 @@ async function logout(event) {
     showMessage(answer.success ? answer : { success: true, message: "Logged out", data: {} });
     render();
   });
-}
-
-function toggleRegister(show) {
-  showForm(show ? "#register-form" : null);
 }
 
 // Shows one of OTHER_FORMS instead of the login form, or (null) the login form again.
@@ -252,8 +248,8 @@ async function checkStatus() {
 document.addEventListener("DOMContentLoaded", () => {
   $("#login-form").addEventListener("submit", login);
   $("#register-form").addEventListener("submit", register);
-  $("#register-toggle").addEventListener("click", () => toggleRegister(true));
-  $("#register-cancel").addEventListener("click", () => toggleRegister(false));
+  $("#register-toggle").addEventListener("click", () => showForm("#register-form"));
+  $("#register-cancel").addEventListener("click", () => showForm(null));
   $("#forgot-toggle").addEventListener("click", () => showForm("#forgot-form"));
   $("#forgot-form").addEventListener("submit", forgot);
   $("#reset-form").addEventListener("submit", resetPassword);

@@ -34,7 +34,7 @@ from services.telemetry.writer import GroupWriter
 ACTIVITY_PERIOD = 2.0
 EVENTS_PERIOD = 5.0
 RETENTION_PERIOD = 3600.0
-# File import: how often ACTIVE batches are checked for expiry, and the limits.
+# File import: how often ACTIVE batches are checked for expiry (the limits are settings).
 BATCH_EXPIRY_PERIOD = 60.0
 
 
