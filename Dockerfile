@@ -20,6 +20,7 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
 COPY protos ./protos
 COPY tools ./tools
 COPY iotkit ./iotkit
+COPY iotsuite ./iotsuite
 COPY services ./services
 COPY gateway ./gateway
 
@@ -27,9 +28,14 @@ COPY gateway ./gateway
 # (.dockerignore leaves iot/ out). The compat editable install puts /app on
 # sys.path and provides the `iot` command, and keeps non-Python files (the
 # gateway's web console, for instance) where the code expects them.
-RUN python -m tools.gen_protos \
+# grpcio-tools generates the code and leaves again: serving never compiles protos.
+RUN python -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['codegen'])" > /tmp/codegen.txt \
+    && pip install -r /tmp/codegen.txt \
+    && python -m tools.gen_protos \
+    && pip uninstall -y grpcio-tools \
+    && rm /tmp/codegen.txt \
     && pip install --no-deps -e . --config-settings editable_mode=compat \
-    && python -c "import iotkit.cli, iot"
+    && python -c "import iotsuite.cli, iot, gateway.comments as c; assert c.load_comments()"
 
 # The code stays root-owned and read-only to the process; only the data
 # directory is writable.

@@ -54,7 +54,7 @@ test: $(GENERATED)
 
 lint: $(GENERATED)
 	$(BIN)/ruff check .
-	$(BIN)/mypy iotkit services gateway tools bench
+	$(BIN)/mypy iotkit iotsuite services gateway tools bench
 
 bench: $(GENERATED)
 	@if [ ! -f bench/__main__.py ]; then \

@@ -5,7 +5,7 @@ Runs in-process, no services. The readings are the simulator's signals
 out-of-range readings injected here (the simulator never leaves a sensor's
 range). Each series is fed to a fresh :class:`StreamDetector` in batches of
 100 readings, as analytics receives them, and scored with
-``services/analytics/evaluation.py``: precision, recall and F1 per anomaly
+``bench/evaluation.py``: precision, recall and F1 per anomaly
 type, and the NAB score. The baseline is NAB's windowed Gaussian on the very
 same readings. Throughput is timed on longer series of the same kind.
 """
@@ -21,6 +21,14 @@ from typing import TypeVar
 import numpy as np
 import numpy.typing as npt
 
+from bench.evaluation import (
+    Label,
+    TypeScore,
+    nab_score,
+    score_types,
+    unmasked,
+    windowed_gaussian,
+)
 from bench.report import Figure, JobResult
 from services.analytics.detectors import (
     BOUNDS,
@@ -28,14 +36,6 @@ from services.analytics.detectors import (
     DetectorState,
     Finding,
     StreamDetector,
-)
-from services.analytics.evaluation import (
-    Label,
-    TypeScore,
-    nab_score,
-    score_types,
-    unmasked,
-    windowed_gaussian,
 )
 from tools.signals import DEVICE_TYPES, MODELS, AnomalyRates, SignalSource
 

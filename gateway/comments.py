@@ -1,22 +1,25 @@
 """Leading comments of the proto sources, for descriptions in ``/openapi.json``.
 
-Generated ``*_pb2`` modules carry descriptors without source info, so the
-comments are read by compiling ``protos/`` once more with
-``--include_source_info`` (grpcio-tools, in process). Where the sources or the
-generator script are not shipped (a slim image), the spec simply has no
-descriptions.
+Generated ``*_pb2`` modules carry descriptors without source info, so code
+generation also writes ``iot/descriptors.binpb``: a ``FileDescriptorSet`` with
+source info, read here. Serving never compiles protos (grpcio-tools is a
+build-time tool, not a runtime dependency). Without that file the spec simply
+has no descriptions.
 """
 
 from __future__ import annotations
 
 import logging
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
+from importlib import resources
 
 from google.protobuf import descriptor_pb2
+from google.protobuf.message import DecodeError
 
 logger = logging.getLogger(__name__)
+
+DESCRIPTORS = "descriptors.binpb"
+"""The descriptor set that ``tools/gen_protos.py`` writes into the generated ``iot`` package."""
 
 # Field numbers in descriptor.proto that lead from a container to its children.
 _FILE_MESSAGES, _FILE_ENUMS, _FILE_SERVICES = 4, 5, 6
@@ -77,23 +80,18 @@ def comments_of(files: descriptor_pb2.FileDescriptorSet) -> dict[str, str]:
     return found
 
 
-def load_comments() -> dict[str, str]:
-    """Comments of every proto under the repository's ``protos/``; empty if it cannot be read."""
+def load_comments(package: str = "iot") -> dict[str, str]:
+    """Comments of every generated proto, from ``package``'s descriptor set; empty without it."""
     try:
-        from grpc_tools import protoc
-
-        from tools.gen_protos import PROTO_DIR, include_dirs
-    except ImportError:
+        raw = resources.files(package).joinpath(DESCRIPTORS).read_bytes()
+    except (ModuleNotFoundError, FileNotFoundError):
+        logger.warning("no %s in %s: /openapi.json has no descriptions", DESCRIPTORS, package)
         return {}
-    sources = sorted(PROTO_DIR.rglob("*.proto")) if PROTO_DIR.is_dir() else []
-    if not sources:
+    try:
+        files = descriptor_pb2.FileDescriptorSet.FromString(raw)
+    except DecodeError:
+        logger.warning(
+            "%s in %s is unreadable: /openapi.json has no descriptions", DESCRIPTORS, package
+        )
         return {}
-    with tempfile.TemporaryDirectory() as scratch:
-        output = Path(scratch) / "descriptors.pb"
-        args = ["protoc", *(f"-I{path}" for path in include_dirs())]
-        args += ["--include_source_info", f"--descriptor_set_out={output}"]
-        args += [str(path.relative_to(PROTO_DIR)) for path in sources]
-        if protoc.main(args) != 0 or not output.is_file():
-            logger.warning("could not read proto comments; /openapi.json has no descriptions")
-            return {}
-        return comments_of(descriptor_pb2.FileDescriptorSet.FromString(output.read_bytes()))
+    return comments_of(files)

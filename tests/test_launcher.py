@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from iotkit import cli
 from iotkit.config import SERVICES, Settings, load_settings
-from iotkit.launcher import (
+from iotsuite import cli
+from iotsuite.launcher import (
     GATEWAY,
     default_commands,
     dial_host,

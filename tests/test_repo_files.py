@@ -7,16 +7,20 @@ pytest's "no tests collected" as a failure; the Makefile keeps its targets.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import yaml
 
 from iotkit.config import DEFAULT_PORTS, SERVICES
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"
+COMPOSE_SPEC = ROOT.parent / "shared" / "specs" / "compose-spec.json"
+"""The Compose Specification's schema, beside the checkout as CI lays it out."""
 
 
 def compose_services() -> dict[str, Any]:
@@ -34,6 +38,17 @@ def test_readme_opens_with_the_two_commands() -> None:
     head = "\n".join(readme.read_text().splitlines()[:40])
     assert "make run" in head
     assert "make test" in head
+
+
+def test_compose_file_follows_the_compose_specification() -> None:
+    assert COMPOSE_SPEC.is_file(), f"{COMPOSE_SPEC} is missing: the schema CI validates against"
+    schema = json.loads(COMPOSE_SPEC.read_text())
+    validator = jsonschema.Draft7Validator(schema)
+    problems = [
+        f"{'/'.join(map(str, error.absolute_path))}: {error.message}"
+        for error in validator.iter_errors(yaml.safe_load(COMPOSE.read_text()))
+    ]
+    assert problems == []
 
 
 def test_compose_names_every_process_and_store() -> None:

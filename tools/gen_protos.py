@@ -1,7 +1,9 @@
 """Generate the Python gRPC code for every proto under ``protos/``.
 
 Output goes to the ``iot/`` package at the repository root (gitignored):
-``--python_out``, ``--pyi_out`` and ``--grpc_python_out`` from grpcio-tools.
+``--python_out``, ``--pyi_out`` and ``--grpc_python_out`` from grpcio-tools,
+and ``iot/descriptors.binpb``, a ``FileDescriptorSet`` with source info from
+which the gateway reads the proto comments (so serving never runs protoc).
 Run ``python -m tools.gen_protos``; generated files are never edited by hand.
 """
 
@@ -13,6 +15,8 @@ from pathlib import Path
 
 import google.api
 from grpc_tools import protoc
+
+from gateway.comments import DESCRIPTORS
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_DIR = ROOT / "protos"
@@ -31,6 +35,8 @@ def generate() -> list[Path]:
     protos = sorted(PROTO_DIR.rglob("*.proto"))
     args = ["grpc_tools.protoc", *(f"-I{path}" for path in include_dirs())]
     args += [f"--python_out={OUT_DIR}", f"--pyi_out={OUT_DIR}", f"--grpc_python_out={OUT_DIR}"]
+    (OUT_DIR / "iot").mkdir(exist_ok=True)
+    args += ["--include_source_info", f"--descriptor_set_out={OUT_DIR / 'iot' / DESCRIPTORS}"]
     args += [str(path.relative_to(PROTO_DIR)) for path in protos]
     if protoc.main(args) != 0:
         raise SystemExit("protoc failed")

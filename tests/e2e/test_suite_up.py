@@ -63,7 +63,7 @@ def running(tmp_path: Path, database_url: str | None) -> Iterator[Running]:
         env["IOT_DATABASE_URL"] = database_url
     log = (tmp_path / "suite.log").open("w+")
     process = subprocess.Popen(
-        [sys.executable, "-m", "iotkit.cli", "up"],
+        [sys.executable, "-m", "iotsuite.cli", "up"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=log,

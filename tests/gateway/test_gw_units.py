@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -14,6 +15,7 @@ from gw_support import rich_status
 from starlette.requests import Request
 from starlette.responses import Response
 
+from gateway.comments import load_comments
 from gateway.discovery import discover, proto_files
 from gateway.envelope import failure_body, reason_phrase, rfc3339, success_body
 from gateway.errors import GatewayError, from_rpc_error
@@ -181,3 +183,19 @@ def test_retry_after_rounds_up_to_whole_seconds() -> None:
     status = rich_status(grpc.StatusCode.RESOURCE_EXHAUSTED, "Slow down", retry_seconds=0.2)
     error = rpc_error(status.code, status.details, status.trailing_metadata)
     assert from_rpc_error(error, service="auth").headers["Retry-After"] == "1"
+
+
+def test_proto_comments_come_from_generated_descriptors_without_protoc(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Serving must not need grpcio-tools: with it unimportable the comments are still there.
+    monkeypatch.setitem(sys.modules, "grpc_tools", None)
+    monkeypatch.setitem(sys.modules, "grpc_tools.protoc", None)
+    comments = load_comments()
+    assert comments["iot.auth.v1.AuthService.Register"].startswith("Creates an account")
+    assert comments["iot.auth.v1.RegisterRequest.email"].startswith("Login email")
+
+
+def test_no_descriptor_set_means_no_descriptions(caplog: pytest.LogCaptureFixture) -> None:
+    assert load_comments("gateway") == {}
+    assert "has no descriptions" in caplog.text

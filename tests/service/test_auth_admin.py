@@ -11,11 +11,11 @@ import grpc
 import pytest
 
 from iot.auth.v1 import admin_pb2, auth_pb2, auth_pb2_grpc, security_pb2
-from iotkit.cli import main
 from iotkit.config import ConfigError
 from iotkit.errors import FieldViolation, reason_of, violations_of
+from iotsuite.admin_cli import create_admin_account
+from iotsuite.cli import main
 from services.auth import rules
-from services.auth.admin_cli import create_admin_account
 from tests.conftest import Backend, start_suite
 from tests.service.auth_support import (
     ADMIN_EMAIL,

@@ -7,8 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from services.analytics.detectors import Finding
-from services.analytics.evaluation import (
+from bench.evaluation import (
     STANDARD,
     Label,
     nab_score,
@@ -18,6 +17,7 @@ from services.analytics.evaluation import (
     unmasked,
     windowed_gaussian,
 )
+from services.analytics.detectors import Finding
 
 SECOND = 1_000_000
 LENGTH = 1000 * SECOND

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from iotkit.config import ConfigError, load_settings
-from services.auth import admin_cli
+from iotsuite import admin_cli
 
 
 def _no_options(parser: argparse.ArgumentParser) -> None:
@@ -45,7 +45,7 @@ def _configure_up(parser: argparse.ArgumentParser) -> None:
 def _up(args: argparse.Namespace) -> int:
     # Imported here so that `iot gen` works before the suite's dependencies
     # are importable, and `iot --help` stays fast.
-    from iotkit.launcher import run_suite
+    from iotsuite.launcher import run_suite
 
     try:
         settings = load_settings()
