@@ -30,7 +30,7 @@ from bench.evaluation import (
     windowed_gaussian,
 )
 from bench.report import Figure, JobResult
-from services.analytics.detectors import (
+from services.analytics.analytics.detectors import (
     BOUNDS,
     FLAT_MIN_READINGS,
     DetectorState,

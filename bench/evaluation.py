@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from services.analytics.detectors import Finding
+from services.analytics.analytics.detectors import Finding
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,8 +30,8 @@ from bench.services import RunningServices, cpu_seconds, running
 from iot.telemetry.v1 import telemetry_pb2, telemetry_pb2_grpc
 from iotkit.db import open_database
 from iotkit.server import channel
-from services.telemetry import query
-from services.telemetry.store import Base, TelemetryStore
+from services.telemetry.telemetry import query
+from services.telemetry.telemetry.store import Base, TelemetryStore
 
 INGEST_TITLE = {
     "postgresql": "1. Durable ingest into PostgreSQL",

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from iotkit.config import Settings
-    from services.auth.bootstrap import AdminOutcome
+    from services.auth.admin.bootstrap import AdminOutcome
 
 HELP = "manage administrators (iot admin create --email ADDRESS)"
 
@@ -62,9 +62,9 @@ async def create_admin_account(
     """Create or promote the admin ``email`` in auth's database."""
     from argon2 import PasswordHasher
 
-    from services.auth.bootstrap import create_admin
+    from services.auth.admin.bootstrap import create_admin
+    from services.auth.core.store import AuthStore
     from services.auth.passwords import Passwords
-    from services.auth.store import AuthStore
     from services.auth.wiring import open_auth_database
 
     database = await open_auth_database(settings, schema=schema)

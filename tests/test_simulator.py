@@ -16,7 +16,7 @@ import pytest
 from iot.auth.v1 import auth_pb2, auth_pb2_grpc
 from iot.telemetry.v1 import telemetry_pb2, telemetry_pb2_grpc
 from iotsuite import cli
-from services.telemetry import writer
+from services.telemetry.telemetry import writer
 from tests.conftest import Backend, Suite, start_suite
 from tools.simulate import Options, SimulatorError, Summary, simulate
 

@@ -11,7 +11,7 @@ from google.protobuf import timestamp_pb2
 from grpc import aio
 
 from iot.telemetry.v1 import telemetry_pb2, telemetry_pb2_grpc
-from services.analytics.correlation import Float64s, Int64s
+from services.analytics.analytics.correlation import Float64s, Int64s
 
 CALL_DEADLINE = 60.0
 

@@ -8,11 +8,11 @@ from iot.analytics.v1 import analytics_pb2, analytics_pb2_grpc
 from iotkit.config import Settings
 from iotkit.process import Parts, build_service
 from iotkit.server import Registrar, ServiceProcess, channel
-from services.analytics.analysis import AnalysisService
-from services.analytics.hub import AnomalyHub
-from services.analytics.service import AnomalyService, CorrelationService
-from services.analytics.servicer import AnalyticsServicer
-from services.analytics.store import AnalyticsStore, Base
+from services.analytics.analytics.analysis import AnalysisService
+from services.analytics.analytics.hub import AnomalyHub
+from services.analytics.analytics.service import AnomalyService, CorrelationService
+from services.analytics.analytics.servicer import AnalyticsServicer
+from services.analytics.analytics.store import AnalyticsStore, Base
 from services.analytics.telemetry_client import TelemetryReader
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from services.auth.store import ProfileRow, UserRow
+from services.auth.core.store import ProfileRow, UserRow
 
 
 @dataclass(frozen=True, slots=True)

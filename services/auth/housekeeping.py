@@ -13,9 +13,9 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from iotkit.sqltypes import utcnow
-from services.auth.export_store import ExportStore
+from services.auth.data.store import ExportStore
 from services.auth.link_tokens import LinkTokenStore
-from services.auth.outbox import OutboxStore
+from services.auth.mail.store import OutboxStore
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.serialization import (
 )
 
 from iotkit.tokens import ALGORITHM
-from services.auth.store import AuthStore
+from services.auth.core.store import AuthStore
 
 
 class KeyDecryptionError(RuntimeError):

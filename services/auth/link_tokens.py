@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
 from iotkit.sqltypes import UtcDateTime
-from services.auth.store import Base, new_id
+from services.auth.core.store import Base, new_id
 
 VERIFY_EMAIL = "verify_email"
 RESET_PASSWORD = "reset_password"

@@ -9,12 +9,12 @@ from __future__ import annotations
 from iot.auth.v1 import admin_pb2, auth_pb2, security_pb2, sites_pb2
 from iotkit.convert import struct, timestamp
 from services.auth.account import Account
-from services.auth.admin_service import AdminUserView
-from services.auth.security_log import SecurityEventRow
-from services.auth.security_service import SessionView
-from services.auth.service import Tokens
-from services.auth.sites_store import AccountRow, SiteRow
-from services.auth.store import ProfileRow
+from services.auth.admin.service import AdminUserView
+from services.auth.core.service import Tokens
+from services.auth.core.store import ProfileRow
+from services.auth.security.log import SecurityEventRow
+from services.auth.security.service import SessionView
+from services.auth.sites.store import AccountRow, SiteRow
 
 
 def user_message(account: Account) -> auth_pb2.User:

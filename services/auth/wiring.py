@@ -35,36 +35,36 @@ from iotkit.server import ServiceProcess, build_server, channel
 from iotkit.sqltypes import utcnow
 from iotkit.tokens import KeySet, TokenVerifier, static_keys
 from services.auth import lockout
-from services.auth.admin_service import AdminService
-from services.auth.admin_servicer import AdminServicer
-from services.auth.bootstrap import admin_from_environment
+from services.auth.admin.bootstrap import admin_from_environment
+from services.auth.admin.service import AdminService
+from services.auth.admin.servicer import AdminServicer
+from services.auth.core.self_service import SelfService
+from services.auth.core.service import AuthService
+from services.auth.core.servicer import AuthServicer
+from services.auth.core.store import AuthStore, Base
 from services.auth.crypto import SecretBox, Signer
-from services.auth.data_export import DataExportService
-from services.auth.data_servicer import DataServicer
-from services.auth.emails import Mailer
-from services.auth.export_store import ExportStore
+from services.auth.data.service import DataExportService
+from services.auth.data.servicer import DataServicer
+from services.auth.data.store import ExportStore
 from services.auth.housekeeping import Housekeeping
 from services.auth.keys import SigningKeys
 from services.auth.link_tokens import LinkTokenStore
-from services.auth.mailer import OutboxSender, transport_for
-from services.auth.mfa import MfaManager
-from services.auth.mfa_servicer import MfaServicer
-from services.auth.mfa_store import MfaStore
-from services.auth.outbox import OutboxStore
+from services.auth.mail.mailer import Mailer
+from services.auth.mail.sender import OutboxSender, transport_for
+from services.auth.mail.store import OutboxStore
+from services.auth.mfa.service import MfaManager
+from services.auth.mfa.servicer import MfaServicer
+from services.auth.mfa.store import MfaStore
 from services.auth.passwords import Passwords
-from services.auth.profile_service import ProfileService
-from services.auth.profile_servicer import ProfileServicer
-from services.auth.security_log import SecurityLog
-from services.auth.security_service import SecurityService
-from services.auth.security_servicer import SecurityServicer
-from services.auth.self_service import SelfService
-from services.auth.service import AuthService
-from services.auth.servicer import AuthServicer
-from services.auth.site_service import SiteService
-from services.auth.sites_servicer import AccountServicer, SiteTokenServicer
-from services.auth.sites_store import SiteStore
-from services.auth.store import AuthStore, Base
-from services.auth.system_status import SystemServicer, SystemStatusService
+from services.auth.profile.service import ProfileService
+from services.auth.profile.servicer import ProfileServicer
+from services.auth.security.log import SecurityLog
+from services.auth.security.service import SecurityService
+from services.auth.security.servicer import SecurityServicer
+from services.auth.sites.service import SiteService
+from services.auth.sites.servicer import AccountServicer, SiteTokenServicer
+from services.auth.sites.store import SiteStore
+from services.auth.system.service import SystemServicer, SystemStatusService
 
 MAIL_WINDOW = 3600.0
 

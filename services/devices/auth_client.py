@@ -11,7 +11,8 @@ CALL_DEADLINE = 5.0
 
 
 class AuthTokenMinter:
-    """A :class:`~services.devices.service.DeviceTokenMinter` backed by auth's IssueDeviceToken."""
+    """A :class:`~services.devices.devices.service.DeviceTokenMinter` backed by auth's
+    IssueDeviceToken."""
 
     def __init__(self, *, channel: aio.Channel, service_tokens: ServiceTokenSource) -> None:
         self._stub = auth_pb2_grpc.AuthServiceStub(channel)

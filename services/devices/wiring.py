@@ -9,9 +9,9 @@ from iotkit.config import Settings
 from iotkit.process import Parts, build_service
 from iotkit.server import Registrar, ServiceProcess
 from services.devices.auth_client import AuthTokenMinter
-from services.devices.service import DeviceService
-from services.devices.servicer import DeviceServicer
-from services.devices.store import Base, DeviceStore
+from services.devices.devices.service import DeviceService
+from services.devices.devices.servicer import DeviceServicer
+from services.devices.devices.store import Base, DeviceStore
 
 
 def _registrar(parts: Parts) -> Registrar:

@@ -22,7 +22,7 @@ from grpc import aio
 
 from iot.analytics.v1 import analytics_pb2, analytics_pb2_grpc
 from iotkit.service_tokens import ServiceTokenSource
-from services.telemetry.codec import decode
+from services.telemetry.telemetry.codec import decode
 
 log = logging.getLogger(__name__)
 

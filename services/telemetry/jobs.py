@@ -18,7 +18,7 @@ from grpc import aio
 from iot.devices.v1 import devices_pb2, devices_pb2_grpc
 from iotkit.service_tokens import ServiceTokenSource
 from iotkit.sqltypes import utcnow
-from services.telemetry.store import TelemetryStore
+from services.telemetry.telemetry.store import TelemetryStore
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,6 @@ from services.telemetry.imports.processor import FileImporter
 from services.telemetry.imports.service import ImportLimits, ImportService
 from services.telemetry.imports.servicer import ImportServicer
 from services.telemetry.imports.store import ImportStore
-from services.telemetry.ingest import IngestService
 from services.telemetry.jobs import (
     ActivityReporter,
     DecommissionFollower,
@@ -26,10 +25,11 @@ from services.telemetry.jobs import (
     enforce_retention,
 )
 from services.telemetry.objects import LocalObjectStore
-from services.telemetry.service import StreamService
-from services.telemetry.servicer import TelemetryServicer
-from services.telemetry.store import Base, TelemetryStore
-from services.telemetry.writer import GroupWriter
+from services.telemetry.telemetry.ingest import IngestService
+from services.telemetry.telemetry.service import StreamService
+from services.telemetry.telemetry.servicer import TelemetryServicer
+from services.telemetry.telemetry.store import Base, TelemetryStore
+from services.telemetry.telemetry.writer import GroupWriter
 
 ACTIVITY_PERIOD = 2.0
 EVENTS_PERIOD = 5.0

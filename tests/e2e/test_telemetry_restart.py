@@ -128,6 +128,12 @@ async def test_kill_mid_stream_then_resume(settings: Settings, tmp_path: Path) -
             async def first_half() -> AsyncIterator[telemetry_pb2.ReadingBatch]:
                 for n in range(BATCHES):
                     if n == BATCHES // 2:
+                        # Some acknowledged first, however loaded the machine; then the rest
+                        # of the first half is still in flight when the process dies.
+                        for _ in range(300):
+                            if acked:
+                                break
+                            await asyncio.sleep(0.1)
                         process.send_signal(signal.SIGKILL)  # mid-stream, with batches in flight
                         process.wait(timeout=10)  # gone for sure before the next batch goes out
                     yield batch(n, device.device_id, start_us)

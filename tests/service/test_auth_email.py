@@ -18,10 +18,10 @@ from iotkit.errors import FieldViolation, reason_of, violations_of
 from iotkit.logs import JsonFormatter
 from iotkit.sqltypes import utcnow
 from services.auth import rules
+from services.auth.core.store import Base
 from services.auth.crypto import SecretBox
-from services.auth.mailer import OutboxSender, SmtpTarget, SmtpTransport
-from services.auth.outbox import FAILED, LOGGED, SENT, OutboxStore
-from services.auth.store import Base
+from services.auth.mail.sender import OutboxSender, SmtpTarget, SmtpTransport
+from services.auth.mail.store import FAILED, LOGGED, SENT, OutboxStore
 from tests.conftest import Backend
 from tests.service.auth_support import (
     NEW_PASSWORD,

@@ -20,12 +20,13 @@ from iotkit.config import ConfigError, load_settings
 from iotkit.errors import RateLimited
 from iotkit.limits import LocalWindowCounter, RedisWindowCounter
 from iotkit.validation import Violations
-from services.auth import rules, totp
+from services.auth import rules
 from services.auth.crypto import DecryptionError, SecretBox, Signer
-from services.auth.export_formats import render
+from services.auth.data.formats import render
 from services.auth.lockout import LoginGuard
-from services.auth.mailer import SmtpTarget
-from services.auth.user_agents import device_info
+from services.auth.mail.sender import SmtpTarget
+from services.auth.mfa import totp
+from services.auth.security.user_agents import device_info
 
 
 class FakeClock:

@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.analytics.correlation import correlate, pearson, ranks, spearman
+from services.analytics.analytics.correlation import correlate, pearson, ranks, spearman
 
 SECOND = 1_000_000
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from services.analytics.detectors import (
+from services.analytics.analytics.detectors import (
     BOUNDS,
     DetectorState,
     Finding,

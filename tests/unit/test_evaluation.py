@@ -17,7 +17,7 @@ from bench.evaluation import (
     unmasked,
     windowed_gaussian,
 )
-from services.analytics.detectors import Finding
+from services.analytics.analytics.detectors import Finding
 
 SECOND = 1_000_000
 LENGTH = 1000 * SECOND

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import BinaryIO
 
-from services.telemetry.ingest import METRIC_NAME
+from services.telemetry.telemetry.ingest import METRIC_NAME
 
 FORMATS = ("csv", "json", "xlsx")
 REQUIRED_COLUMNS = ("timestamp", "value")

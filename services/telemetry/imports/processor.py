@@ -44,8 +44,13 @@ from services.telemetry.imports.store import (
     UploadedFileRow,
     error_entry,
 )
-from services.telemetry.ingest import FUTURE_TOLERANCE_US, OLDEST_US, EntryIn, IngestService
 from services.telemetry.objects import ObjectStore
+from services.telemetry.telemetry.ingest import (
+    FUTURE_TOLERANCE_US,
+    OLDEST_US,
+    EntryIn,
+    IngestService,
+)
 
 log = logging.getLogger(__name__)
 

@@ -42,8 +42,8 @@ from services.telemetry.imports.store import (
     UploadedFileRow,
     error_entry,
 )
-from services.telemetry.ingest import METRIC_NAME
 from services.telemetry.objects import ObjectStore, safe_filename
+from services.telemetry.telemetry.ingest import METRIC_NAME
 
 T = TypeVar("T")
 

@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
 from iotkit.sqltypes import UtcDateTime
-from services.telemetry.store import SEQUENCE, Base
+from services.telemetry.telemetry.store import SEQUENCE, Base
 
 # Batch statuses.
 ACTIVE, COMPLETED, FAILED, CANCELLED, EXPIRED = (

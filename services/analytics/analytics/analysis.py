@@ -1,0 +1,189 @@
+"""Analysis of forwarded chunks: run each stream's detector, checkpoint, store anomalies.
+
+Chunks arrive in telemetry's position order. A chunk at or below a stream's
+stored position was analysed before (a resend after a restart) and is
+skipped, so nothing is analysed twice into a second anomaly. Detector state,
+positions and anomalies of a request are stored in one transaction before
+the request is acknowledged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import numpy as np
+
+from iotkit.sqltypes import utcnow
+from services.analytics.analytics.detectors import DetectorState, StreamDetector
+from services.analytics.analytics.hub import AnomalyHub
+from services.analytics.analytics.store import AnalyticsStore, AnomalyRow, DetectorRow
+
+MAX_THRESHOLD_FACTOR = 3.0
+DISMISS_STEP, CONFIRM_STEP = 1.1, 1.05
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkIn:
+    """One forwarded chunk of one stream."""
+
+    position: int
+    stream_id: str
+    device_id: str
+    owner_id: str
+    device_type: str
+    sampling_rate: float
+    timestamps: np.ndarray
+    values: np.ndarray
+
+
+@dataclass
+class _Detector:
+    row: DetectorRow
+    state: DetectorState
+
+
+class AnalysisService:
+    """Runs detectors over forwarded chunks and keeps their state."""
+
+    def __init__(
+        self, *, store: AnalyticsStore, hub: AnomalyHub, clock: Callable[[], datetime] = utcnow
+    ) -> None:
+        self._store = store
+        self._hub = hub
+        self._clock = clock
+        self._cache: dict[str, _Detector] = {}
+        # Analysis and reviews both change detector state; one at a time keeps them consistent.
+        self._lock = asyncio.Lock()
+
+    async def analyze(self, chunks: Sequence[ChunkIn]) -> tuple[int, list[AnomalyRow]]:
+        """Analyse chunks in order; answers the watermark reached and the anomalies stored."""
+        if not chunks:
+            return 0, []
+        async with self._lock:
+            now = self._clock()
+            working: dict[str, _Detector] = {}
+            found: list[AnomalyRow] = []
+            for chunk in chunks:
+                detector = working.get(chunk.stream_id) or await self._working_copy(chunk, now)
+                working[chunk.stream_id] = detector
+                if chunk.position <= detector.row.position:
+                    continue  # analysed before this restart
+                findings = StreamDetector(detector.state).process(
+                    chunk.timestamps, chunk.values, sampling_rate=chunk.sampling_rate
+                )
+                detector.row.position = chunk.position
+                found += [
+                    AnomalyRow(
+                        id=str(uuid.uuid4()),
+                        stream_id=chunk.stream_id,
+                        device_id=chunk.device_id,
+                        owner_id=chunk.owner_id,
+                        detected_us=f.timestamp_us,
+                        anomaly_type=f.anomaly_type,
+                        raw_value=f.raw_value,
+                        expected_value=f.expected_value,
+                        confidence=round(f.confidence, 4),
+                        status="pending",
+                        found_at=now,
+                        review_note="",
+                    )
+                    for f in findings
+                ]
+            rows = []
+            for detector in working.values():
+                detector.row.state = detector.state.to_json()
+                detector.row.updated_at = now
+                rows.append(detector.row)
+            stored = await self._store.commit_analysis(detectors=rows, anomalies=found)
+            # Only now, with everything durable, does the cache move on.
+            self._cache.update(working)
+        self._hub.publish(stored)
+        return max(chunk.position for chunk in chunks), stored
+
+    async def feedback(self, *, stream_id: str, status: str) -> None:
+        """Feed a review back: dismissals raise the threshold, confirmations lower it."""
+        async with self._lock:
+            detector = self._cache.get(stream_id) or await self._load(stream_id)
+            if detector is None:
+                return
+            state = detector.state
+            if status == "dismissed":
+                state.dismissed += 1
+                state.threshold = min(
+                    state.threshold * DISMISS_STEP, state.base_threshold * MAX_THRESHOLD_FACTOR
+                )
+            elif status == "confirmed":
+                state.confirmed += 1
+                state.threshold = max(state.threshold / CONFIRM_STEP, state.base_threshold)
+            detector.row.state = state.to_json()
+            detector.row.updated_at = self._clock()
+            await self._store.save_detector(row=detector.row)
+            self._cache[stream_id] = detector
+
+    async def detector(self, *, stream_id: str) -> tuple[DetectorRow, DetectorState] | None:
+        """A stream's detector row and state."""
+        async with self._lock:
+            detector = self._cache.get(stream_id) or await self._load(stream_id)
+            return None if detector is None else (detector.row, copy.deepcopy(detector.state))
+
+    async def configure(
+        self,
+        *,
+        stream_id: str,
+        min_value: float | None,
+        max_value: float | None,
+        threshold: float | None,
+    ) -> tuple[DetectorRow, DetectorState] | None:
+        """Change a stream's bounds or base threshold."""
+        async with self._lock:
+            detector = self._cache.get(stream_id) or await self._load(stream_id)
+            if detector is None:
+                return None
+            state = detector.state
+            if min_value is not None:
+                state.min_value = min_value
+            if max_value is not None:
+                state.max_value = max_value
+            if threshold is not None:
+                state.base_threshold = state.threshold = threshold
+            detector.row.state = state.to_json()
+            detector.row.updated_at = self._clock()
+            await self._store.save_detector(row=detector.row)
+            self._cache[stream_id] = detector
+            return detector.row, copy.deepcopy(state)
+
+    async def _load(self, stream_id: str) -> _Detector | None:
+        row = await self._store.detector(stream_id=stream_id)
+        if row is None:
+            return None
+        detector = _Detector(row, DetectorState.from_json(row.state))
+        self._cache[stream_id] = detector
+        return detector
+
+    async def _working_copy(self, chunk: ChunkIn, now: datetime) -> _Detector:
+        cached = self._cache.get(chunk.stream_id) or await self._load(chunk.stream_id)
+        if cached is None:
+            row = DetectorRow(
+                stream_id=chunk.stream_id,
+                owner_id=chunk.owner_id,
+                device_id=chunk.device_id,
+                position=0,
+                state={},
+                updated_at=now.astimezone(UTC),
+            )
+            return _Detector(row, DetectorState.for_type(chunk.device_type))
+        # Work on copies so that a failed commit leaves the cache as the database has it.
+        row = DetectorRow(
+            stream_id=cached.row.stream_id,
+            owner_id=cached.row.owner_id,
+            device_id=cached.row.device_id,
+            position=cached.row.position,
+            state=dict(cached.row.state),
+            updated_at=cached.row.updated_at,
+        )
+        return _Detector(row, copy.deepcopy(cached.state))

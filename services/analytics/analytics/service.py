@@ -1,0 +1,431 @@
+"""Anomaly review, listing, live watching, correlations and exports.
+
+A user sees the anomalies and correlations of their own streams (another
+user's are "not found"); an admin sees all.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import TypeVar
+
+from iotkit.context import Caller
+from iotkit.errors import FailedPrecondition, NotFound
+from iotkit.listing import PageRequest, check_page
+from iotkit.sqltypes import utcnow
+from iotkit.validation import Violations, check_uuid
+from services.analytics.analytics import correlation
+from services.analytics.analytics.analysis import AnalysisService
+from services.analytics.analytics.hub import AnomalyHub
+from services.analytics.analytics.store import (
+    AnalyticsStore,
+    AnomalyQuery,
+    AnomalyRow,
+    CorrelationRow,
+)
+from services.analytics.telemetry_client import TelemetryReader
+
+Row = TypeVar("Row")  # a stored row that an export pages through
+
+ANOMALY_TYPES = ("spike", "dip", "out_of_range", "flatline", "rate_of_change", "gap")
+STATUSES = ("pending", "confirmed", "dismissed")
+EXPORT_FORMATS = ("csv", "json")
+NOTE_MAX = 1000
+MAX_WINDOW_DAYS = 31
+EXPORT_PAGE = 1000
+ANOMALY_COLUMNS = (
+    "anomaly_id",
+    "stream_id",
+    "device_id",
+    "detected_at",
+    "anomaly_type",
+    "raw_value",
+    "confidence_score",
+    "status",
+    "reviewed_by",
+    "reviewed_at",
+    "review_note",
+)
+CORRELATION_COLUMNS = (
+    "correlation_id",
+    "stream_a",
+    "stream_b",
+    "coefficient",
+    "window_start",
+    "window_end",
+    "algorithm",
+    "sample_count",
+    "best_lag_seconds",
+)
+
+
+def iso_us(micros: int) -> str:
+    """RFC 3339 UTC text of microseconds since the epoch."""
+    return datetime.fromtimestamp(micros / 1e6, UTC).isoformat().replace("+00:00", "Z")
+
+
+def iso(moment: datetime | None) -> str:
+    """RFC 3339 UTC text of a datetime, or empty."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z") if moment else ""
+
+
+def anomaly_record(row: AnomalyRow) -> dict[str, object]:
+    """An anomaly as an export record, with the seed's field names."""
+    return {
+        "anomaly_id": row.id,
+        "stream_id": row.stream_id,
+        "device_id": row.device_id,
+        "detected_at": iso_us(row.detected_us),
+        "anomaly_type": row.anomaly_type,
+        "raw_value": row.raw_value,
+        "confidence_score": row.confidence,
+        "status": row.status,
+        "reviewed_by": row.reviewed_by or "",
+        "reviewed_at": iso(row.reviewed_at),
+        "review_note": row.review_note,
+    }
+
+
+def correlation_record(row: CorrelationRow) -> dict[str, object]:
+    """A correlation as an export record, with the seed's field names."""
+    return {
+        "correlation_id": row.id,
+        "stream_a": row.stream_a,
+        "stream_b": row.stream_b,
+        "coefficient": row.coefficient,
+        "window_start": iso(row.window_start),
+        "window_end": iso(row.window_end),
+        "algorithm": row.algorithm,
+        "sample_count": row.sample_count,
+        "best_lag_seconds": row.best_lag_seconds,
+    }
+
+
+class AnomalyService:
+    """Listing, reviewing, watching and exporting anomalies."""
+
+    def __init__(
+        self,
+        *,
+        store: AnalyticsStore,
+        analysis: AnalysisService,
+        hub: AnomalyHub,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._store = store
+        self._analysis = analysis
+        self._hub = hub
+        self._clock = clock
+
+    async def list(
+        self,
+        *,
+        caller: Caller,
+        page: int,
+        limit: int,
+        stream_id: str,
+        device_id: str,
+        anomaly_type: str,
+        status: str,
+        start: datetime | None,
+        end: datetime | None,
+        min_confidence: float,
+    ) -> tuple[list[AnomalyRow], int, PageRequest]:
+        """A page of the caller's anomalies, its total and the checked page request."""
+        violations = Violations()
+        request = check_page(violations, page, limit)
+        if stream_id:
+            stream_id = check_uuid(violations, stream_id, field="stream_id")
+        if device_id:
+            device_id = check_uuid(violations, device_id, field="device_id")
+        if anomaly_type and anomaly_type not in ANOMALY_TYPES:
+            violations.add(
+                "anomaly_type", f"anomaly_type must be one of: {', '.join(ANOMALY_TYPES)}"
+            )
+        if status and status not in STATUSES:
+            violations.add("status", f"status must be one of: {', '.join(STATUSES)}")
+        if not (math.isfinite(min_confidence) and 0.0 <= min_confidence <= 1.0):
+            violations.add("min_confidence", "min_confidence must be between 0 and 1")
+        if start and end and end <= start:
+            violations.add("end", "end must be after start")
+        violations.raise_if_any()
+        rows, total = await self._store.anomalies(
+            query=AnomalyQuery(
+                owner_id=None if caller.is_admin else caller.subject,
+                stream_id=stream_id or None,
+                device_id=device_id or None,
+                anomaly_type=anomaly_type or None,
+                status=status or None,
+                start_us=int(start.timestamp() * 1e6) if start else None,
+                end_us=int(end.timestamp() * 1e6) if end else None,
+                min_confidence=min_confidence,
+                offset=request.offset,
+                limit=request.limit,
+            )
+        )
+        return rows, total, request
+
+    async def get(self, *, caller: Caller, anomaly_id: str) -> AnomalyRow:
+        """One of the caller's anomalies."""
+        violations = Violations()
+        anomaly_id = check_uuid(violations, anomaly_id, field="anomaly_id")
+        violations.raise_if_any()
+        row = await self._store.anomaly(anomaly_id=anomaly_id)
+        if row is None or (row.owner_id != caller.subject and not caller.is_admin):
+            raise NotFound("Anomaly not found", reason="ANOMALY_NOT_FOUND")
+        return row
+
+    async def review(
+        self, *, caller: Caller, anomaly_id: str, status: str, note: str
+    ) -> AnomalyRow:
+        """Confirm, dismiss or reopen an anomaly; the stream's detector learns from it."""
+        violations = Violations()
+        if status not in STATUSES:
+            violations.add("status", f"status must be one of: {', '.join(STATUSES)}")
+        if len(note) > NOTE_MAX:
+            violations.add("note", f"note must be at most {NOTE_MAX} characters")
+        violations.raise_if_any()
+        row = await self.get(caller=caller, anomaly_id=anomaly_id)
+        reviewed = await self._store.review(
+            anomaly_id=row.id,
+            status=status,
+            reviewer=caller.subject,
+            note=note.strip(),
+            now=self._clock(),
+        )
+        if reviewed is None:
+            raise NotFound("Anomaly not found", reason="ANOMALY_NOT_FOUND")
+        if status != row.status:
+            await self._analysis.feedback(stream_id=row.stream_id, status=status)
+        return reviewed
+
+    def watch(self, *, caller: Caller, stream_id: str, device_id: str) -> AsyncIterator[AnomalyRow]:
+        """The caller's anomalies as they are found."""
+
+        def accepts(row: AnomalyRow) -> bool:
+            mine = caller.is_admin or row.owner_id == caller.subject
+            return (
+                mine
+                and (not stream_id or row.stream_id == stream_id)
+                and (not device_id or row.device_id == device_id)
+            )
+
+        return self._hub.watch(accepts)
+
+    async def export(
+        self, *, caller: Caller, fmt: str, stream_id: str, status: str
+    ) -> AsyncIterator[bytes]:
+        """The caller's anomalies as CSV or JSON, produced a page at a time."""
+        fmt = _check_format(fmt)
+        query = AnomalyQuery(
+            owner_id=None if caller.is_admin else caller.subject,
+            stream_id=stream_id or None,
+            device_id=None,
+            anomaly_type=None,
+            status=status or None,
+            start_us=None,
+            end_us=None,
+            min_confidence=0.0,
+            offset=0,
+            limit=EXPORT_PAGE,
+        )
+
+        async def fetch(offset: int) -> Sequence[AnomalyRow]:
+            rows, _ = await self._store.anomalies(query=replace(query, offset=offset))
+            return rows
+
+        async for chunk in _encode(_pages(fetch, anomaly_record), fmt, ANOMALY_COLUMNS):
+            yield chunk
+
+
+class CorrelationService:
+    """Correlating two of the caller's streams, and the stored results."""
+
+    def __init__(
+        self,
+        *,
+        store: AnalyticsStore,
+        reader: TelemetryReader,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._store = store
+        self._reader = reader
+        self._clock = clock
+
+    async def create(
+        self,
+        *,
+        caller: Caller,
+        stream_a: str,
+        stream_b: str,
+        window_start: datetime | None,
+        window_end: datetime | None,
+        algorithm: str,
+        max_lag_seconds: float,
+    ) -> CorrelationRow:
+        """Compute and store a correlation between two streams the caller may read."""
+        violations = Violations()
+        stream_a = check_uuid(violations, stream_a, field="stream_a")
+        stream_b = check_uuid(violations, stream_b, field="stream_b")
+        if stream_a == stream_b and not violations.has("stream_a"):
+            violations.add("stream_b", "stream_b must be a different stream from stream_a")
+        if algorithm not in correlation.ALGORITHMS:
+            violations.add(
+                "algorithm", f"algorithm must be one of: {', '.join(correlation.ALGORITHMS)}"
+            )
+        if window_start is None:
+            violations.add("window_start", "window_start is required")
+        if window_end is None:
+            violations.add("window_end", "window_end is required")
+        if window_start and window_end:
+            if window_end <= window_start:
+                violations.add("window_end", "window_end must be after window_start")
+            elif (window_end - window_start).total_seconds() > MAX_WINDOW_DAYS * 86_400:
+                violations.add("window_end", f"the window may span at most {MAX_WINDOW_DAYS} days")
+        if not (math.isfinite(max_lag_seconds) and 0 <= max_lag_seconds <= 3600):
+            violations.add("max_lag_seconds", "max_lag_seconds must be between 0 and 3600")
+        violations.raise_if_any()
+        assert window_start is not None and window_end is not None
+        start_us, end_us = int(window_start.timestamp() * 1e6), int(window_end.timestamp() * 1e6)
+        series = []
+        for stream_id in (stream_a, stream_b):
+            try:
+                series.append(
+                    await self._reader.read(
+                        token=caller.token, stream_id=stream_id, start_us=start_us, end_us=end_us
+                    )
+                )
+            except Exception as exc:  # telemetry's NOT_FOUND covers foreign and unknown alike
+                raise NotFound(f"Stream {stream_id} not found", reason="STREAM_NOT_FOUND") from exc
+        (ts_a, values_a), (ts_b, values_b) = series
+        result = correlation.correlate(
+            ts_a,
+            values_a,
+            ts_b,
+            values_b,
+            start=start_us,
+            end=end_us,
+            algorithm=algorithm,
+            max_lag_us=int((max_lag_seconds or 60.0) * 1e6),
+        )
+        if result.samples < correlation.MIN_SAMPLES:
+            raise FailedPrecondition(
+                "The window holds too few readings of both streams to correlate",
+                reason="EMPTY_WINDOW",
+                metadata={"samples": str(result.samples)},
+            )
+        row = CorrelationRow(
+            id=str(uuid.uuid4()),
+            owner_id=caller.subject,
+            stream_a=stream_a,
+            stream_b=stream_b,
+            coefficient=round(result.coefficient, 6),
+            window_start=window_start,
+            window_end=window_end,
+            algorithm=algorithm,
+            sample_count=result.samples,
+            best_lag_seconds=result.best_lag_us / 1e6,
+            grid_seconds=result.grid_us / 1e6,
+            created_at=self._clock(),
+        )
+        await self._store.add_correlation(row=row)
+        return row
+
+    async def get(self, *, caller: Caller, correlation_id: str) -> CorrelationRow:
+        """One of the caller's correlation results."""
+        violations = Violations()
+        correlation_id = check_uuid(violations, correlation_id, field="correlation_id")
+        violations.raise_if_any()
+        row = await self._store.correlation(correlation_id=correlation_id)
+        if row is None or (row.owner_id != caller.subject and not caller.is_admin):
+            raise NotFound("Correlation not found", reason="CORRELATION_NOT_FOUND")
+        return row
+
+    async def list(
+        self, *, caller: Caller, page: int, limit: int, stream_id: str
+    ) -> tuple[list[CorrelationRow], int, PageRequest]:
+        """A page of the caller's correlation results."""
+        violations = Violations()
+        request = check_page(violations, page, limit)
+        if stream_id:
+            stream_id = check_uuid(violations, stream_id, field="stream_id")
+        violations.raise_if_any()
+        rows, total = await self._store.correlations(
+            owner_id=None if caller.is_admin else caller.subject,
+            stream_id=stream_id or None,
+            offset=request.offset,
+            limit=request.limit,
+        )
+        return rows, total, request
+
+    async def export(self, *, caller: Caller, fmt: str, stream_id: str) -> AsyncIterator[bytes]:
+        """The caller's correlation results as CSV or JSON, a page at a time."""
+        fmt = _check_format(fmt)
+
+        async def fetch(offset: int) -> Sequence[CorrelationRow]:
+            rows, _ = await self._store.correlations(
+                owner_id=None if caller.is_admin else caller.subject,
+                stream_id=stream_id or None,
+                offset=offset,
+                limit=EXPORT_PAGE,
+            )
+            return rows
+
+        async for chunk in _encode(_pages(fetch, correlation_record), fmt, CORRELATION_COLUMNS):
+            yield chunk
+
+
+def _check_format(fmt: str) -> str:
+    violations = Violations()
+    fmt = (fmt or "csv").lower()
+    if fmt not in EXPORT_FORMATS:
+        violations.add("format", "format must be one of: csv, json")
+    violations.raise_if_any()
+    return fmt
+
+
+async def _pages(
+    fetch: Callable[[int], Awaitable[Sequence[Row]]],
+    record: Callable[[Row], dict[str, object]],
+) -> AsyncIterator[list[dict[str, object]]]:
+    """Every row that ``fetch(offset)`` answers, EXPORT_PAGE at a time, as export records."""
+    offset = 0
+    while True:
+        rows = await fetch(offset)
+        yield [record(row) for row in rows]
+        if len(rows) < EXPORT_PAGE:
+            return
+        offset += EXPORT_PAGE
+
+
+async def _encode(
+    pages: AsyncIterator[list[dict[str, object]]], fmt: str, columns: tuple[str, ...]
+) -> AsyncIterator[bytes]:
+    """CSV with a header row, or one JSON array, written as the pages come."""
+    first = True
+    if fmt == "json":
+        yield b"["
+    else:
+        yield (",".join(columns) + "\r\n").encode()
+    async for page in pages:
+        if fmt == "json":
+            parts = []
+            for record in page:
+                parts.append(("" if first else ",") + json.dumps(record))
+                first = False
+            if parts:
+                yield "".join(parts).encode()
+        elif page:
+            buffer = io.StringIO()
+            writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\r\n")
+            writer.writerows(page)
+            yield buffer.getvalue().encode()
+    if fmt == "json":
+        yield b"]"

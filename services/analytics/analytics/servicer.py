@@ -1,0 +1,278 @@
+"""gRPC <-> domain translation for ``iot.analytics.v1.AnalyticsService``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any, TypeAlias
+
+import numpy as np
+from google.api import httpbody_pb2
+from google.protobuf import timestamp_pb2
+from grpc import aio
+
+from iot.analytics.v1 import analytics_pb2, analytics_pb2_grpc
+from iotkit.context import current_caller
+from iotkit.convert import timestamp
+from iotkit.errors import NotFound
+from iotkit.listing import pagination
+from iotkit.validation import Violations, check_uuid
+from services.analytics.analytics.analysis import AnalysisService, ChunkIn
+from services.analytics.analytics.detectors import DetectorState
+from services.analytics.analytics.service import AnomalyService, CorrelationService
+from services.analytics.analytics.store import AnomalyRow, CorrelationRow, DetectorRow
+
+Context: TypeAlias = aio.ServicerContext[Any, Any]
+CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "json": "application/json"}
+
+
+def _micros(micros: int) -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromMicroseconds(micros)
+    return stamp
+
+
+def _when(message: timestamp_pb2.Timestamp, present: bool) -> datetime | None:
+    return message.ToDatetime(tzinfo=UTC) if present else None
+
+
+def anomaly_message(row: AnomalyRow) -> analytics_pb2.Anomaly:
+    """An anomaly as the API shows it (seed 000 AnomalyDetectionDTO)."""
+    return analytics_pb2.Anomaly(
+        anomaly_id=row.id,
+        stream_id=row.stream_id,
+        detected_at=_micros(row.detected_us),
+        anomaly_type=row.anomaly_type,
+        raw_value=row.raw_value,
+        confidence_score=row.confidence,
+        status=row.status,
+        device_id=row.device_id,
+        reviewed_by=row.reviewed_by or "",
+        reviewed_at=timestamp(row.reviewed_at),
+        review_note=row.review_note,
+        expected_value=row.expected_value,
+        found_at=timestamp(row.found_at),
+    )
+
+
+def correlation_message(row: CorrelationRow) -> analytics_pb2.Correlation:
+    """A correlation result (seed 000 CorrelationResultDTO)."""
+    return analytics_pb2.Correlation(
+        correlation_id=row.id,
+        stream_a=row.stream_a,
+        stream_b=row.stream_b,
+        coefficient=row.coefficient,
+        window_start=timestamp(row.window_start),
+        window_end=timestamp(row.window_end),
+        algorithm=row.algorithm,
+        sample_count=row.sample_count,
+        best_lag_seconds=row.best_lag_seconds,
+        grid_seconds=row.grid_seconds,
+        created_at=timestamp(row.created_at),
+    )
+
+
+def detector_message(row: DetectorRow, state: DetectorState) -> analytics_pb2.Detector:
+    """A stream's detector settings and what it has learnt."""
+    return analytics_pb2.Detector(
+        stream_id=row.stream_id,
+        device_type=state.device_type,
+        min_value=state.min_value,
+        max_value=state.max_value,
+        threshold=state.threshold,
+        base_threshold=state.base_threshold,
+        dismissed=state.dismissed,
+        confirmed=state.confirmed,
+        readings=state.readings,
+        level=state.level,
+        scale=state.scale,
+    )
+
+
+class AnalyticsServicer(analytics_pb2_grpc.AnalyticsServiceServicer):
+    """Each RPC reads its message, calls the services and builds the answer."""
+
+    def __init__(
+        self,
+        *,
+        analysis: AnalysisService,
+        anomalies: AnomalyService,
+        correlations: CorrelationService,
+    ) -> None:
+        self._analysis = analysis
+        self._anomalies = anomalies
+        self._correlations = correlations
+
+    async def AnalyzeReadings(
+        self, request_iterator: AsyncIterator[analytics_pb2.AnalysisRequest], context: Context
+    ) -> AsyncIterator[analytics_pb2.AnalysisResponse]:
+        """Analyse each forwarded request, then acknowledge it."""
+        async for request in request_iterator:
+            chunks = [
+                ChunkIn(
+                    position=chunk.position,
+                    stream_id=chunk.stream_id,
+                    device_id=chunk.device_id,
+                    owner_id=chunk.owner_id,
+                    device_type=chunk.device_type,
+                    sampling_rate=float(chunk.sampling_rate),
+                    timestamps=np.fromiter(
+                        chunk.timestamps, dtype=np.int64, count=len(chunk.timestamps)
+                    ),
+                    values=np.fromiter(chunk.values, dtype=np.float64, count=len(chunk.values)),
+                )
+                for chunk in request.chunks
+            ]
+            watermark, stored = await self._analysis.analyze(chunks)
+            yield analytics_pb2.AnalysisResponse(watermark=watermark, anomalies=len(stored))
+
+    async def ListAnomalies(
+        self, request: analytics_pb2.ListAnomaliesRequest, context: Context
+    ) -> analytics_pb2.ListAnomaliesResponse:
+        """A page of anomalies."""
+        rows, total, page = await self._anomalies.list(
+            caller=current_caller(),
+            page=request.page,
+            limit=request.limit,
+            stream_id=request.stream_id,
+            device_id=request.device_id,
+            anomaly_type=request.anomaly_type,
+            status=request.status,
+            start=_when(request.start, request.HasField("start")),
+            end=_when(request.end, request.HasField("end")),
+            min_confidence=request.min_confidence,
+        )
+        return analytics_pb2.ListAnomaliesResponse(
+            anomalies=[anomaly_message(row) for row in rows],
+            pagination=pagination(page, total),
+        )
+
+    async def ExportAnomalies(
+        self, request: analytics_pb2.ExportRequest, context: Context
+    ) -> AsyncIterator[httpbody_pb2.HttpBody]:
+        """Anomalies as CSV or JSON."""
+        fmt = (request.format or "csv").lower()
+        chunks = self._anomalies.export(
+            caller=current_caller(), fmt=fmt, stream_id=request.stream_id, status=request.status
+        )
+        async for data in chunks:
+            yield httpbody_pb2.HttpBody(content_type=CONTENT_TYPES.get(fmt, "text/csv"), data=data)
+
+    async def WatchAnomalies(
+        self, request: analytics_pb2.WatchAnomaliesRequest, context: Context
+    ) -> AsyncIterator[analytics_pb2.Anomaly]:
+        """New anomalies as they are found."""
+        async for row in self._anomalies.watch(
+            caller=current_caller(), stream_id=request.stream_id, device_id=request.device_id
+        ):
+            yield anomaly_message(row)
+
+    async def GetAnomaly(
+        self, request: analytics_pb2.GetAnomalyRequest, context: Context
+    ) -> analytics_pb2.Anomaly:
+        """One anomaly."""
+        return anomaly_message(
+            await self._anomalies.get(caller=current_caller(), anomaly_id=request.anomaly_id)
+        )
+
+    async def ReviewAnomaly(
+        self, request: analytics_pb2.ReviewAnomalyRequest, context: Context
+    ) -> analytics_pb2.Anomaly:
+        """Confirm or dismiss an anomaly."""
+        row = await self._anomalies.review(
+            caller=current_caller(),
+            anomaly_id=request.anomaly_id,
+            status=request.status,
+            note=request.note,
+        )
+        return anomaly_message(row)
+
+    async def GetDetector(
+        self, request: analytics_pb2.GetDetectorRequest, context: Context
+    ) -> analytics_pb2.Detector:
+        """A stream's detector."""
+        await self._own_stream(request.stream_id)
+        found = await self._analysis.detector(stream_id=request.stream_id)
+        if found is None:
+            raise NotFound("No detector for this stream yet", reason="DETECTOR_NOT_FOUND")
+        return detector_message(*found)
+
+    async def UpdateDetector(
+        self, request: analytics_pb2.UpdateDetectorRequest, context: Context
+    ) -> analytics_pb2.Detector:
+        """Change a stream's detector settings."""
+        await self._own_stream(request.stream_id)
+        violations = Violations()
+        low = request.min_value if request.HasField("min_value") else None
+        high = request.max_value if request.HasField("max_value") else None
+        threshold = request.threshold if request.HasField("threshold") else None
+        if threshold is not None and not 2.0 <= threshold <= 50.0:
+            violations.add("threshold", "threshold must be between 2 and 50")
+        if low is not None and high is not None and low >= high:
+            violations.add("max_value", "max_value must be above min_value")
+        violations.raise_if_any()
+        found = await self._analysis.configure(
+            stream_id=request.stream_id, min_value=low, max_value=high, threshold=threshold
+        )
+        if found is None:
+            raise NotFound("No detector for this stream yet", reason="DETECTOR_NOT_FOUND")
+        return detector_message(*found)
+
+    async def CreateCorrelation(
+        self, request: analytics_pb2.CreateCorrelationRequest, context: Context
+    ) -> analytics_pb2.Correlation:
+        """Correlate two streams."""
+        row = await self._correlations.create(
+            caller=current_caller(),
+            stream_a=request.stream_a,
+            stream_b=request.stream_b,
+            window_start=_when(request.window_start, request.HasField("window_start")),
+            window_end=_when(request.window_end, request.HasField("window_end")),
+            algorithm=request.algorithm,
+            max_lag_seconds=request.max_lag_seconds,
+        )
+        return correlation_message(row)
+
+    async def ListCorrelations(
+        self, request: analytics_pb2.ListCorrelationsRequest, context: Context
+    ) -> analytics_pb2.ListCorrelationsResponse:
+        """A page of correlation results."""
+        rows, total, page = await self._correlations.list(
+            caller=current_caller(),
+            page=request.page,
+            limit=request.limit,
+            stream_id=request.stream_id,
+        )
+        return analytics_pb2.ListCorrelationsResponse(
+            correlations=[correlation_message(row) for row in rows],
+            pagination=pagination(page, total),
+        )
+
+    async def ExportCorrelations(
+        self, request: analytics_pb2.ExportRequest, context: Context
+    ) -> AsyncIterator[httpbody_pb2.HttpBody]:
+        """Correlation results as CSV or JSON."""
+        fmt = (request.format or "csv").lower()
+        async for data in self._correlations.export(
+            caller=current_caller(), fmt=fmt, stream_id=request.stream_id
+        ):
+            yield httpbody_pb2.HttpBody(content_type=CONTENT_TYPES.get(fmt, "text/csv"), data=data)
+
+    async def GetCorrelation(
+        self, request: analytics_pb2.GetCorrelationRequest, context: Context
+    ) -> analytics_pb2.Correlation:
+        """One correlation result."""
+        row = await self._correlations.get(
+            caller=current_caller(), correlation_id=request.correlation_id
+        )
+        return correlation_message(row)
+
+    async def _own_stream(self, stream_id: str) -> None:
+        """Detectors are shown to the stream's owner only."""
+        caller = current_caller()
+        violations = Violations()
+        check_uuid(violations, stream_id, field="stream_id")
+        violations.raise_if_any()
+        found = await self._analysis.detector(stream_id=stream_id)
+        if found is None or (found[0].owner_id != caller.subject and not caller.is_admin):
+            raise NotFound("Stream not found", reason="STREAM_NOT_FOUND")

@@ -1,0 +1,150 @@
+"""User administration (seed 001 ADMIN): listing, one user's security summary, changes.
+
+The detail view says whether a verification or reset link is pending and
+when it expires, never the token. Deactivating a user or changing their role
+ends their sessions, so that no token keeps the old rights at auth; an admin
+cannot demote or deactivate themselves (the suite would lose its last admin).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from iotkit.context import Caller
+from iotkit.errors import FailedPrecondition, NotFound
+from iotkit.listing import PageRequest, check_page
+from iotkit.sqltypes import utcnow
+from iotkit.validation import Violations
+from services.auth import rules
+from services.auth.account import Account
+from services.auth.core.store import AuthStore
+from services.auth.link_tokens import RESET_PASSWORD, VERIFY_EMAIL, LinkTokenStore
+from services.auth.security.log import Action, SecurityLog
+
+
+@dataclass(frozen=True, slots=True)
+class UserPage:
+    """A page of users."""
+
+    accounts: list[Account]
+    total: int
+    request: PageRequest
+
+
+@dataclass(frozen=True, slots=True)
+class AdminUserView:
+    """One user as an admin sees them."""
+
+    account: Account
+    verification_expires: datetime | None
+    reset_expires: datetime | None
+    total_sessions: int
+    active_sessions: int
+    failed_login_attempts: int
+    last_incident: datetime | None
+
+
+class AdminService:
+    """What administrators do to users."""
+
+    def __init__(
+        self,
+        *,
+        store: AuthStore,
+        links: LinkTokenStore,
+        log: SecurityLog,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._store = store
+        self._links = links
+        self._log = log
+        self._clock = clock
+
+    async def list_users(
+        self, *, page: int, limit: int, search: str, role: str, is_active: bool | None
+    ) -> UserPage:
+        """A page of users, newest first, filtered by text, role and status."""
+        violations = Violations()
+        request = check_page(violations, page, limit)
+        if role:
+            rules.check_role(violations, role)
+        violations.raise_if_any()
+        rows, total = await self._store.list_users(
+            page=request, search=search.strip(), role=role, is_active=is_active
+        )
+        return UserPage([Account(user, profile) for user, profile in rows], total, request)
+
+    async def get_user(self, *, user_id: str) -> AdminUserView:
+        """One user with their pending links and security summary."""
+        account = await self._account(user_id)
+        now = self._clock()
+        total, active = await self._store.count_sessions(user_id=user_id, now=now)
+        security = await self._store.security_of(user_id=user_id)
+        return AdminUserView(
+            account=account,
+            verification_expires=await self._links.pending_expiry(
+                user_id=user_id, purpose=VERIFY_EMAIL, now=now
+            ),
+            reset_expires=await self._links.pending_expiry(
+                user_id=user_id, purpose=RESET_PASSWORD, now=now
+            ),
+            total_sessions=total,
+            active_sessions=active,
+            failed_login_attempts=security.failed_login_attempts if security else 0,
+            last_incident=await self._log.last_incident(user_id=user_id),
+        )
+
+    async def update_user(
+        self,
+        *,
+        caller: Caller,
+        user_id: str,
+        role: str | None,
+        is_active: bool | None,
+        is_verified: bool | None,
+    ) -> AdminUserView:
+        """Change role and status; ends the user's sessions when role or status changes."""
+        violations = Violations()
+        if role is not None:
+            rules.check_role(violations, role)
+        violations.raise_if_any()
+        await self._account(user_id)
+        if user_id == caller.subject and (role == "user" or is_active is False):
+            raise FailedPrecondition(
+                "Administrators cannot demote or deactivate themselves",
+                reason="SELF_MODIFICATION",
+            )
+        now = self._clock()
+        updated = await self._store.update_user(
+            user_id=user_id, now=now, role=role, is_active=is_active, is_verified=is_verified
+        )
+        if updated is None:
+            raise NotFound("User not found")
+        _, changes = updated
+        revoked = 0
+        if "role" in changes or changes.get("is_active", (None, True))[1] is False:
+            revoked = await self._store.revoke_user_sessions(
+                user_id=user_id, reason="admin_update", now=now
+            )
+        if changes:
+            await self._log.record(
+                user_id=user_id,
+                action=Action.ADMIN_UPDATE,
+                now=now,
+                details={
+                    "by": caller.subject,
+                    "changes": {name: new for name, (_, new) in changes.items()},
+                    "sessions_revoked": revoked,
+                },
+            )
+        return await self.get_user(user_id=user_id)
+
+    async def _account(self, user_id: str) -> Account:
+        user = None
+        if rules.is_uuid(user_id):
+            user = await self._store.user_by_id(user_id=user_id)
+        if user is None:
+            raise NotFound("User not found")
+        return Account(user, await self._store.profile_of(user_id=user_id))

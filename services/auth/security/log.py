@@ -1,0 +1,124 @@
+"""The security log: what happened to each account, from where, and whether it succeeded.
+
+Every event keeps the client's address and user agent (forwarded by the
+gateway). Details hold reasons and changed field names, never a secret.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, String, func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Mapped, mapped_column
+
+from iotkit.context import current_client
+from iotkit.listing import PageRequest
+from iotkit.sqltypes import UtcDateTime
+from services.auth.core.store import Base, new_id
+
+
+class Action:
+    """The actions the log records."""
+
+    LOGIN_SUCCESS = "login_success"
+    LOGIN_FAILED = "login_failed"
+    LOGOUT = "logout"
+    REFRESH_REUSE = "refresh_token_reuse"
+    PASSWORD_CHANGED = "password_changed"
+    PASSWORD_RESET = "password_reset"
+    PASSWORD_RESET_REQUESTED = "password_reset_requested"
+    EMAIL_VERIFIED = "email_verified"
+    MFA_ENABLED = "mfa_enabled"
+    MFA_DISABLED = "mfa_disabled"
+    RECOVERY_CODES = "recovery_codes_regenerated"
+    SESSION_REVOKED = "session_revoked"
+    SESSIONS_REVOKED = "sessions_revoked"
+    PROFILE_UPDATED = "profile_updated"
+    DATA_EXPORTED = "data_exported"
+    ADMIN_UPDATE = "admin_update"
+
+
+class SecurityEventRow(Base):
+    """One event of one user's security log."""
+
+    __tablename__ = "security_events"
+    __table_args__ = (Index("ix_security_events_user_time", "user_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    action: Mapped[str] = mapped_column(String(40))
+    success: Mapped[bool] = mapped_column(Boolean)
+    ip_address: Mapped[str] = mapped_column(String(64), default="")
+    user_agent: Mapped[str] = mapped_column(String(512), default="")
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+@dataclass(frozen=True, slots=True)
+class LogPage:
+    """One page of a user's log."""
+
+    events: list[SecurityEventRow]
+    total: int
+
+
+class SecurityLog:
+    """Records events for the current request's client, and reads them back."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def record(
+        self,
+        *,
+        user_id: str,
+        action: str,
+        now: datetime,
+        success: bool = True,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        """Log ``action`` for ``user_id`` with the address and agent of the current RPC."""
+        ip_address, user_agent = current_client()
+        async with self._sessions.begin() as session:
+            session.add(
+                SecurityEventRow(
+                    id=new_id(),
+                    user_id=user_id,
+                    action=action,
+                    success=success,
+                    ip_address=ip_address[:64],
+                    user_agent=user_agent[:512],
+                    details=details or {},
+                    created_at=now,
+                )
+            )
+
+    async def page(self, *, user_id: str, page: PageRequest, action: str = "") -> LogPage:
+        """A page of a user's events, newest first (ties by id)."""
+        conditions: list[Any] = [SecurityEventRow.user_id == user_id]
+        if action:
+            conditions.append(SecurityEventRow.action == action)
+        async with self._sessions() as session:
+            total = await session.scalar(
+                select(func.count()).select_from(SecurityEventRow).where(*conditions)
+            )
+            rows = await session.scalars(
+                select(SecurityEventRow)
+                .where(*conditions)
+                .order_by(SecurityEventRow.created_at.desc(), SecurityEventRow.id.desc())
+                .offset(page.offset)
+                .limit(page.limit)
+            )
+            return LogPage(list(rows), int(total or 0))
+
+    async def last_incident(self, *, user_id: str) -> datetime | None:
+        """When the user's latest failure event happened, if any."""
+        async with self._sessions() as session:
+            return await session.scalar(
+                select(func.max(SecurityEventRow.created_at)).where(
+                    SecurityEventRow.user_id == user_id, SecurityEventRow.success.is_(False)
+                )
+            )

@@ -1,0 +1,100 @@
+"""The caller's security log and sessions (seed 001 SECURITY): reading the log,
+listing sessions with their device, ending one or all the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from iotkit.context import Caller
+from iotkit.errors import NotFound, Unauthenticated
+from iotkit.listing import PageRequest, check_page
+from iotkit.sqltypes import utcnow
+from iotkit.validation import Violations
+from services.auth import rules
+from services.auth.core.store import AuthStore, SessionRow
+from services.auth.security.log import Action, LogPage, SecurityLog
+from services.auth.security.user_agents import device_info
+
+
+@dataclass(frozen=True, slots=True)
+class SessionView:
+    """A live session as its owner sees it."""
+
+    row: SessionRow
+    device_info: str
+    is_current: bool
+
+
+class SecurityService:
+    """Security log and sessions of the caller."""
+
+    def __init__(
+        self, *, store: AuthStore, log: SecurityLog, clock: Callable[[], datetime] = utcnow
+    ) -> None:
+        self._store = store
+        self._log = log
+        self._clock = clock
+
+    async def logs(
+        self, *, caller: Caller, page: int, limit: int, action: str
+    ) -> tuple[LogPage, PageRequest]:
+        """A page of the caller's security log, newest first."""
+        violations = Violations()
+        request = check_page(violations, page, limit)
+        violations.raise_if_any()
+        found = await self._log.page(user_id=caller.subject, page=request, action=action.strip())
+        return found, request
+
+    async def sessions(self, *, caller: Caller) -> list[SessionView]:
+        """The caller's live sessions, newest first, the current one marked."""
+        rows = await self._store.live_sessions(user_id=caller.subject, now=self._clock())
+        # The parser compiles its patterns on first use: keep that off the event loop.
+        devices = await asyncio.to_thread(lambda: [device_info(r.user_agent) for r in rows])
+        return [
+            SessionView(row, device, row.id == caller.session_id)
+            for row, device in zip(rows, devices, strict=True)
+        ]
+
+    async def revoke(self, *, caller: Caller, session_id: str) -> str:
+        """End one of the caller's live sessions; anyone else's is NOT_FOUND."""
+        now = self._clock()
+        session = None
+        if rules.is_uuid(session_id):
+            session = await self._store.session_by_id(session_id=session_id)
+        live = (
+            session is not None
+            and session.user_id == caller.subject
+            and session.revoked_at is None
+            and session.expires_at > now
+        )
+        if session is None or not live:
+            raise NotFound("Session not found")
+        if not await self._store.revoke_session(session_id=session.id, reason="revoked", now=now):
+            raise NotFound("Session not found")
+        await self._log.record(
+            user_id=caller.subject,
+            action=Action.SESSION_REVOKED,
+            now=now,
+            details={"session_id": session.id, "current": session.id == caller.session_id},
+        )
+        return session.id
+
+    async def revoke_others(self, *, caller: Caller) -> int:
+        """End every session of the caller but the current one; answers how many."""
+        if caller.session_id is None:
+            raise Unauthenticated("Invalid or expired token")
+        now = self._clock()
+        revoked = await self._store.revoke_user_sessions(
+            user_id=caller.subject, reason="revoked", now=now, keep=caller.session_id
+        )
+        await self._log.record(
+            user_id=caller.subject,
+            action=Action.SESSIONS_REVOKED,
+            now=now,
+            details={"revoked": revoked},
+        )
+        return revoked

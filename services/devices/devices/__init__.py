@@ -1,0 +1,1 @@
+"""``iot.devices.v1.DeviceService`` (protos/iot/devices/v1/devices.proto): the device registry."""

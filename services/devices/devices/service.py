@@ -1,0 +1,345 @@
+"""The device registry's logic: ownership, validation, credentials, access checks.
+
+No gRPC and no SQL here. A user sees and changes only their own devices
+(another user's device is "not found"); an admin sees all.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from iotkit.context import Caller
+from iotkit.errors import FieldViolation, NotFound, Unavailable
+from iotkit.listing import PageRequest, check_page
+from iotkit.sqltypes import utcnow
+from iotkit.validation import Violations, check_uuid
+from services.devices.devices import rules
+from services.devices.devices.store import (
+    SORTS,
+    CredentialRow,
+    DeviceEventRow,
+    DeviceQuery,
+    DeviceRow,
+    DeviceStore,
+)
+
+ACCESS_TTL_SECONDS = 30
+DEFAULT_VALID_DAYS, MAX_VALID_DAYS = 365, 3650
+EVENTS_DEFAULT, EVENTS_MAX = 100, 1000
+_ACCESS_SCOPES = {"read": "telemetry:read", "write": "telemetry:write"}
+
+
+@dataclass(frozen=True, slots=True)
+class NewDevice:
+    """A device to register, as received (unchecked)."""
+
+    name: str
+    type: str
+    location: tuple[float, float] | None
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedRow:
+    """An import row as parsed: the device to register, or why it cannot be."""
+
+    device: NewDevice | None
+    errors: list[FieldViolation] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceView:
+    """A device with what the registry knows about its credential."""
+
+    row: DeviceRow
+    has_credential: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DevicePage:
+    """One page of a listing."""
+
+    devices: list[DeviceView]
+    total: int
+    request: PageRequest
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedCredential:
+    """A new credential with its token, shown once."""
+
+    credential: CredentialRow
+    token: str
+    scopes: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    """Whether a caller may use a device's data, and why not."""
+
+    allowed: bool
+    reason: str
+    device: DeviceRow | None
+
+
+@dataclass(frozen=True, slots=True)
+class RowOutcome:
+    """The result of one imported row."""
+
+    row: int
+    device: DeviceView | None
+    errors: list[FieldViolation]
+
+
+class DeviceTokenMinter(Protocol):
+    """Asks auth to sign the token of a recorded credential."""
+
+    async def __call__(
+        self, *, device_id: str, owner_id: str, credential_id: str, ttl_seconds: int
+    ) -> tuple[str, tuple[str, ...]]:
+        """Answers the token and its scopes."""
+        ...
+
+
+class DeviceService:
+    """The registry of devices and their credentials."""
+
+    def __init__(
+        self,
+        *,
+        store: DeviceStore,
+        mint_token: DeviceTokenMinter,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._store = store
+        self._mint_token = mint_token
+        self._clock = clock
+
+    async def register(self, *, caller: Caller, device: NewDevice) -> DeviceView:
+        """Register one device for the caller."""
+        violations = Violations()
+        row = self._checked_row(violations, caller, device)
+        violations.raise_if_any()
+        await self._store.add_devices(devices=[row], now=row.registered_at)
+        return DeviceView(row, False)
+
+    async def import_devices(
+        self, *, caller: Caller, rows: Sequence[ParsedRow]
+    ) -> list[RowOutcome]:
+        """Register every valid row; answers one outcome per row, in order."""
+        outcomes: list[RowOutcome] = []
+        accepted: list[DeviceRow] = []
+        for number, parsed in enumerate(rows, start=1):
+            if parsed.device is None:
+                outcomes.append(RowOutcome(number, None, parsed.errors))
+                continue
+            violations = Violations()
+            row = self._checked_row(violations, caller, parsed.device)
+            if errors := violations.found():  # the row is reported, the others go on
+                outcomes.append(RowOutcome(number, None, errors))
+                continue
+            accepted.append(row)
+            outcomes.append(RowOutcome(number, DeviceView(row, False), []))
+        if accepted:
+            await self._store.add_devices(devices=accepted, now=self._clock())
+        return outcomes
+
+    async def list_devices(
+        self,
+        *,
+        caller: Caller,
+        page: int,
+        limit: int,
+        type: str,
+        status: str,
+        search: str,
+        sort: str,
+    ) -> DevicePage:
+        """A page of the caller's devices (all devices for an admin)."""
+        violations = Violations()
+        request = check_page(violations, page, limit)
+        if type:
+            type = rules.check_choice(violations, type, rules.DEVICE_TYPES, field="type")
+        if status:
+            status = rules.check_choice(violations, status, rules.DEVICE_STATUSES, field="status")
+        sort = sort or "-registered_at"
+        if sort not in SORTS:
+            violations.add("sort", f"Sort must be one of: {', '.join(SORTS)}")
+        if len(search) > rules.NAME_MAX:
+            violations.add("search", "Search must be at most 100 characters")
+        violations.raise_if_any()
+        query = DeviceQuery(
+            owner_id=None if caller.is_admin else caller.subject,
+            type=type or None,
+            status=status or None,
+            search=search.strip() or None,
+            sort=sort,
+            offset=request.offset,
+            limit=request.limit,
+        )
+        rows, total = await self._store.list_devices(query=query)
+        return DevicePage(await self._views(rows), total, request)
+
+    async def get(self, *, caller: Caller, device_id: str) -> DeviceView:
+        """One of the caller's devices."""
+        return (await self._views([await self._owned(caller, device_id)]))[0]
+
+    async def update(
+        self,
+        *,
+        caller: Caller,
+        device_id: str,
+        name: str | None,
+        location: tuple[float, float] | None,
+        clear_location: bool,
+        status: str | None,
+    ) -> DeviceView:
+        """Change name, location or status of one of the caller's devices."""
+        device = await self._owned(caller, device_id)
+        violations = Violations()
+        values: dict[str, Any] = {}
+        if name is not None:
+            values["name"] = rules.check_name(violations, name)
+        if status is not None:
+            values["status"] = rules.check_choice(
+                violations, status, rules.DEVICE_STATUSES, field="status"
+            )
+        if location is not None and clear_location:
+            violations.add("clear_location", "Give either a location or clear_location, not both")
+        elif location is not None:
+            coordinates = rules.check_location(violations, *location)
+            values.update(latitude=coordinates.latitude, longitude=coordinates.longitude)
+        elif clear_location:
+            values.update(latitude=None, longitude=None)
+        violations.raise_if_any()
+        updated = await self._store.update_device(
+            device_id=device.id, values=values, now=self._clock()
+        )
+        if updated is None:
+            raise NotFound("Device not found")
+        return (await self._views([updated]))[0]
+
+    async def decommission(self, *, caller: Caller, device_id: str) -> DeviceRow:
+        """Decommission one of the caller's devices."""
+        device = await self._owned(caller, device_id)
+        gone = await self._store.decommission(device_id=device.id, now=self._clock())
+        if gone is None:
+            raise NotFound("Device not found")
+        return gone
+
+    async def issue_credential(
+        self, *, caller: Caller, device_id: str, valid_days: int
+    ) -> IssuedCredential:
+        """A new credential for one of the caller's devices; earlier ones stop working."""
+        violations = Violations()
+        if valid_days < 0 or valid_days > MAX_VALID_DAYS:
+            violations.add("valid_days", f"valid_days must be between 1 and {MAX_VALID_DAYS}")
+        violations.raise_if_any()
+        device = await self._owned(caller, device_id)
+        now = self._clock()
+        days = valid_days or DEFAULT_VALID_DAYS
+        credential = CredentialRow(
+            id=str(uuid.uuid4()),
+            device_id=device.id,
+            created_at=now,
+            expires_at=now + timedelta(days=days),
+        )
+        try:
+            token, scopes = await self._mint_token(
+                device_id=device.id,
+                owner_id=device.owner_id,
+                credential_id=credential.id,
+                ttl_seconds=days * 24 * 3600,
+            )
+        except Exception as exc:  # nothing is stored when auth cannot sign
+            raise Unavailable("Cannot issue a credential right now; retry shortly") from exc
+        await self._store.replace_credential(credential=credential, now=now)
+        return IssuedCredential(credential, token, scopes)
+
+    async def revoke_credential(self, *, caller: Caller, device_id: str) -> int:
+        """Revoke the credential of one of the caller's devices; answers how many were working."""
+        device = await self._owned(caller, device_id)
+        return await self._store.revoke_credentials(device_id=device.id, now=self._clock())
+
+    async def check_access(self, *, caller: Caller, device_id: str, access: str) -> Access:
+        """Whether ``caller`` may read or write the data of a device."""
+        violations = Violations()
+        device_id = check_uuid(violations, device_id, field="device_id")
+        access = rules.check_choice(violations, access, ("read", "write"), field="access")
+        violations.raise_if_any()
+        device = await self._store.live_device(device_id=device_id)
+        if device is None:
+            return Access(False, "not_found", None)
+        if _ACCESS_SCOPES[access] not in caller.scopes:
+            return Access(False, "missing_scope", device)
+        if caller.token_type == "device":
+            credential = str(caller.claims.get("cid", ""))
+            if caller.subject != device.id or caller.claims.get("owner") != device.owner_id:
+                return Access(False, "not_found", None)
+            if not await self._store.credential_is_live(
+                credential_id=credential, device_id=device.id, now=self._clock()
+            ):
+                return Access(False, "credential_revoked", device)
+        elif device.owner_id != caller.subject and not caller.is_admin:
+            return Access(False, "not_found", None)
+        if access == "write" and device.status == "inactive":
+            return Access(False, "inactive", device)
+        return Access(True, "", device)
+
+    async def record_activity(
+        self, *, device_id: str, last_seen_at: datetime | None, readings: int
+    ) -> bool:
+        """Telemetry's report of what it stored for a device."""
+        violations = Violations()
+        device_id = check_uuid(violations, device_id, field="device_id")
+        violations.raise_if_any()
+        return await self._store.record_activity(
+            device_id=device_id, last_seen_at=last_seen_at, readings=readings
+        )
+
+    async def events(self, *, after: int, limit: int) -> list[DeviceEventRow]:
+        """Registry events after a cursor."""
+        violations = Violations()
+        if limit < 0 or limit > EVENTS_MAX:
+            violations.add("limit", f"Limit must be between 1 and {EVENTS_MAX}")
+        violations.raise_if_any()
+        return await self._store.events_after(sequence=after, limit=limit or EVENTS_DEFAULT)
+
+    def _checked_row(self, violations: Violations, caller: Caller, device: NewDevice) -> DeviceRow:
+        name = rules.check_name(violations, device.name, field="name")
+        kind = rules.check_choice(violations, device.type, rules.DEVICE_TYPES, field="type")
+        latitude = longitude = None
+        if device.location is not None:
+            coordinates = rules.check_location(violations, *device.location, field="location")
+            latitude, longitude = coordinates.latitude, coordinates.longitude
+        now = self._clock()
+        return DeviceRow(
+            id=str(uuid.uuid4()),
+            owner_id=caller.subject,
+            name=name,
+            type=kind,
+            status="active",
+            latitude=latitude,
+            longitude=longitude,
+            registered_at=now,
+            updated_at=now,
+            readings_total=0,
+        )
+
+    async def _owned(self, caller: Caller, device_id: str) -> DeviceRow:
+        violations = Violations()
+        device_id = check_uuid(violations, device_id, field="device_id")
+        violations.raise_if_any()
+        device = await self._store.live_device(device_id=device_id)
+        if device is None or (device.owner_id != caller.subject and not caller.is_admin):
+            raise NotFound("Device not found", reason="DEVICE_NOT_FOUND")
+        return device
+
+    async def _views(self, rows: Sequence[DeviceRow]) -> list[DeviceView]:
+        with_credentials = await self._store.devices_with_credentials(
+            device_ids=[row.id for row in rows], now=self._clock()
+        )
+        return [DeviceView(row, row.id in with_credentials) for row in rows]

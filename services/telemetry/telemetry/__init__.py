@@ -1,0 +1,3 @@
+"""``iot.telemetry.v1.TelemetryService`` (protos/iot/telemetry/v1/telemetry.proto): streams, ingest
+and range queries.
+"""

@@ -1,0 +1,290 @@
+"""Ingest: checking a batch, resolving its streams, and handing it to the writer.
+
+Every problem is reported per entry with a reason and a count; the rest of
+the batch is stored. The caller's own token decides which devices it may
+write (a user's own devices, or a device credential's one device).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+
+from iotkit.context import Caller
+from iotkit.device_access import DeviceAccessClient
+from iotkit.sqltypes import utcnow
+from services.telemetry.telemetry.codec import Float64s, Int64s
+from services.telemetry.telemetry.store import StreamRow, TelemetryStore
+from services.telemetry.telemetry.writer import GroupWriter, Prepared
+
+MAX_BATCH_READINGS = 100_000
+FUTURE_TOLERANCE_US = 5 * 60 * 1_000_000
+OLDEST_US = 946_684_800 * 1_000_000  # 2000-01-01: older readings are almost surely unit mistakes
+METRIC_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+STREAM_CACHE_SIZE = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class EntryIn:
+    """Readings of one stream as received."""
+
+    stream_id: str
+    device_id: str
+    metric_name: str
+    timestamps: Int64s
+    values: Float64s
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """Readings of one entry that were not stored, and why."""
+
+    index: int
+    stream_id: str
+    count: int
+    reason: str
+    message: str
+
+
+@dataclass
+class BatchResult:
+    """What happened to a batch."""
+
+    accepted: int = 0
+    duplicates: int = 0
+    rejections: list[Rejected] = field(default_factory=list)
+    stream_ids: list[str] = field(default_factory=list)
+    # (device id, newest timestamp, readings stored) per stored entry, for activity reports.
+    activity: list[tuple[str, int, int]] = field(default_factory=list)
+
+    @property
+    def rejected(self) -> int:
+        """Readings not stored."""
+        return sum(r.count for r in self.rejections)
+
+
+class IngestService:
+    """Checks batches and stores them through the group writer."""
+
+    def __init__(
+        self,
+        *,
+        store: TelemetryStore,
+        writer: GroupWriter,
+        access: DeviceAccessClient,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._store = store
+        self._writer = writer
+        self._access = access
+        self._clock = clock
+        self._streams: OrderedDict[tuple[str, str], StreamRow] = OrderedDict()
+        self._by_id: OrderedDict[str, StreamRow] = OrderedDict()
+
+    async def ingest(
+        self,
+        *,
+        caller: Caller | None,
+        token: str,
+        entries: Sequence[EntryIn],
+        trusted_owner: str | None = None,
+    ) -> BatchResult:
+        """Store what is valid of a batch; answers counts and rejections per entry.
+
+        ``trusted_owner`` skips the access check for work the service already
+        authorised (a file import, checked when it was uploaded): the devices
+        are taken to belong to that owner, and ``caller`` may be None.
+        """
+        result = BatchResult(stream_ids=[""] * len(entries))
+        total = sum(int(e.values.size) for e in entries)
+        if total > MAX_BATCH_READINGS:
+            for index, entry in enumerate(entries):
+                result.rejections.append(
+                    Rejected(
+                        index,
+                        entry.stream_id,
+                        int(entry.values.size),
+                        "BATCH_TOO_LARGE",
+                        f"a batch holds at most {MAX_BATCH_READINGS} readings; split it",
+                    )
+                )
+            return result
+        now_us = int(self._clock().timestamp() * 1_000_000)
+        prepared: list[Prepared] = []
+        places: list[tuple[str, int, int]] = []  # device, newest ts, kept
+        for index, entry in enumerate(entries):
+            stream = await self._resolve(index, entry, caller, token, result, trusted_owner)
+            if stream is None:
+                continue
+            result.stream_ids[index] = stream.id
+            kept = self._clean(index, stream.id, entry, now_us, result)
+            if kept is None:
+                continue
+            prepared.append(kept)
+            places.append((stream.device_id, int(kept.timestamps[-1]), int(kept.timestamps.size)))
+        duplicates = await self._writer.write(prepared)
+        for (device_id, newest, kept_count), dup in zip(places, duplicates, strict=True):
+            result.accepted += kept_count
+            result.duplicates += dup
+            if kept_count - dup:
+                result.activity.append((device_id, newest, kept_count - dup))
+        return result
+
+    async def stream_for(
+        self, *, caller: Caller, token: str, stream_id: str, access: str
+    ) -> StreamRow | None:
+        """A stream the caller may ``access`` ("read"/"write"); None if unknown or foreign alike."""
+        try:
+            stream_id = str(uuid.UUID(stream_id))
+        except ValueError:
+            return None
+        stream = await self._stream_by_id(stream_id)
+        if stream is None:
+            return None
+        if caller.token_type == "service":
+            return stream if f"telemetry:{access}" in caller.scopes else None
+        grant = await self._access.check(token=token, device_id=stream.device_id, access=access)
+        return stream if grant.allowed else None
+
+    def forget(self, stream_ids: set[str]) -> None:
+        """Drop cached streams whose data was deleted."""
+        for key, stream in list(self._streams.items()):
+            if stream.id in stream_ids:
+                del self._streams[key]
+        for stream_id in stream_ids:
+            self._by_id.pop(stream_id, None)
+
+    async def _stream_by_id(self, stream_id: str) -> StreamRow | None:
+        stream = self._by_id.get(stream_id)
+        if stream is None:
+            stream = await self._store.stream(stream_id=stream_id)
+            if stream is not None:
+                self._remember(stream)
+        return stream
+
+    def _remember(self, stream: StreamRow) -> None:
+        self._streams[(stream.device_id, stream.metric_name)] = stream
+        self._by_id[stream.id] = stream
+        for cache in (self._streams, self._by_id):
+            while len(cache) > STREAM_CACHE_SIZE:
+                cache.popitem(last=False)
+
+    async def _resolve(
+        self,
+        index: int,
+        entry: EntryIn,
+        caller: Caller | None,
+        token: str,
+        result: BatchResult,
+        trusted_owner: str | None,
+    ) -> StreamRow | None:
+        count = int(entry.values.size)
+
+        def reject(reason: str, message: str) -> None:
+            result.rejections.append(
+                Rejected(index, entry.stream_id or entry.device_id, count, reason, message)
+            )
+
+        if entry.timestamps.size != entry.values.size:
+            reject(
+                "LENGTH_MISMATCH",
+                f"{entry.timestamps.size} timestamps but {entry.values.size} values",
+            )
+            return None
+        if entry.stream_id:
+            stream = None
+            if trusted_owner is not None:
+                found = await self._stream_by_id(entry.stream_id)
+                stream = found if found is not None and found.owner_id == trusted_owner else None
+            elif caller is not None:
+                stream = await self.stream_for(
+                    caller=caller, token=token, stream_id=entry.stream_id, access="write"
+                )
+            if stream is None:
+                reject("UNKNOWN_STREAM", "no such stream, or not yours")
+            return stream
+        try:
+            device_id = str(uuid.UUID(entry.device_id))
+        except ValueError:
+            reject("UNKNOWN_DEVICE", "device_id must be a UUID")
+            return None
+        if not METRIC_NAME.match(entry.metric_name):
+            reject("INVALID_METRIC", "metric_name must be 1 to 64 letters, digits, '_', '.' or '-'")
+            return None
+        device_type = ""
+        if trusted_owner is not None:
+            owner = trusted_owner
+        else:
+            grant = await self._access.check(token=token, device_id=device_id, access="write")
+            if not grant.allowed:
+                reject(
+                    "DEVICE_NOT_ALLOWED", f"this token may not write this device ({grant.reason})"
+                )
+                return None
+            owner, device_type = grant.owner_id, grant.device_type
+        stream = self._streams.get((device_id, entry.metric_name))
+        if stream is None:
+            stream = await self._store.stream_of(device_id=device_id, metric_name=entry.metric_name)
+        if stream is None:
+            stream = await self._store.add_stream(
+                stream=StreamRow(
+                    id=str(uuid.uuid4()),
+                    device_id=device_id,
+                    owner_id=owner,
+                    metric_name=entry.metric_name,
+                    device_type=device_type,
+                    sampling_rate=0,
+                    retention_days=0,
+                    created_at=self._clock().astimezone(UTC),
+                    readings_count=0,
+                )
+            )
+        self._remember(stream)
+        return stream
+
+    @staticmethod
+    def _clean(
+        index: int, stream_id: str, entry: EntryIn, now_us: int, result: BatchResult
+    ) -> Prepared | None:
+        timestamps = np.asarray(entry.timestamps, dtype=np.int64)
+        values = np.asarray(entry.values, dtype=np.float64)
+        checks = (
+            (~np.isfinite(values), "NON_FINITE_VALUE", "values must be finite numbers"),
+            (
+                timestamps > now_us + FUTURE_TOLERANCE_US,
+                "TIMESTAMP_IN_FUTURE",
+                "timestamps more than 5 minutes ahead",
+            ),
+            (
+                timestamps < OLDEST_US,
+                "TIMESTAMP_TOO_OLD",
+                "timestamps before 2000-01-01 (microseconds expected)",
+            ),
+        )
+        keep = np.ones(values.size, dtype=bool)
+        for bad, reason, message in checks:
+            bad &= keep
+            if count := int(bad.sum()):
+                result.rejections.append(Rejected(index, stream_id, count, reason, message))
+                keep &= ~bad
+        timestamps, values = timestamps[keep], values[keep]
+        if not timestamps.size:
+            return None
+        if timestamps.size < 2 or bool(np.all(np.diff(timestamps) > 0)):
+            return Prepared(stream_id, timestamps, values)  # the usual case: sorted, unique
+        # Sort, and keep the first of readings that share a timestamp.
+        unique_ts, first = np.unique(timestamps, return_index=True)
+        if unique_ts.size != timestamps.size:
+            result.duplicates += int(timestamps.size - unique_ts.size)
+            result.accepted += int(timestamps.size - unique_ts.size)
+            timestamps, values = unique_ts, values[first]
+        elif np.any(np.diff(timestamps) < 0):
+            order = np.argsort(timestamps, kind="stable")
+            timestamps, values = timestamps[order], values[order]
+        return Prepared(stream_id, timestamps, values)

@@ -1,0 +1,224 @@
+"""Streams and their data: creating, listing, changing streams, and charting ranges.
+
+Access is the device's: a user reads and writes the streams of their own
+devices (as the devices service decides); another user's stream is "not found".
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
+from typing import Any
+
+from iotkit.context import Caller
+from iotkit.device_access import DeviceAccessClient
+from iotkit.errors import NotFound
+from iotkit.sqltypes import utcnow
+from iotkit.validation import Violations, check_uuid
+from services.telemetry.telemetry import query
+from services.telemetry.telemetry.codec import Float64s, Int64s
+from services.telemetry.telemetry.ingest import METRIC_NAME, IngestService
+from services.telemetry.telemetry.store import StreamRow, TelemetryStore
+
+READ_CHUNK = 10_000
+MAX_RETENTION_DAYS = 36_500
+MAX_SAMPLING_RATE = 1_000_000
+
+
+def _not_found() -> NotFound:
+    return NotFound("Stream not found", reason="STREAM_NOT_FOUND")
+
+
+class StreamService:
+    """Stream management and range queries."""
+
+    def __init__(
+        self,
+        *,
+        store: TelemetryStore,
+        ingest: IngestService,
+        access: DeviceAccessClient,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._store = store
+        self._ingest = ingest
+        self._access = access
+        self._clock = clock
+
+    async def create(
+        self,
+        *,
+        caller: Caller,
+        token: str,
+        device_id: str,
+        metric_name: str,
+        sampling_rate: int,
+        retention_days: int,
+    ) -> StreamRow:
+        """Create a stream explicitly (or answer the existing one of that metric, updated)."""
+        violations = Violations()
+        device_id = check_uuid(violations, device_id, field="device_id")
+        if not METRIC_NAME.match(metric_name):
+            violations.add(
+                "metric_name", "metric_name must be 1 to 64 letters, digits, '_', '.' or '-'"
+            )
+        _check_settings(violations, sampling_rate, retention_days)
+        violations.raise_if_any()
+        grant = await self._access.check(token=token, device_id=device_id, access="write")
+        if not grant.allowed:
+            raise NotFound("Device not found", reason="DEVICE_NOT_FOUND")
+        existing = await self._store.stream_of(device_id=device_id, metric_name=metric_name)
+        if existing is not None:
+            updated = await self._store.update_stream(
+                stream_id=existing.id,
+                values={"sampling_rate": sampling_rate, "retention_days": retention_days},
+            )
+            return updated or existing
+        return await self._store.add_stream(
+            stream=StreamRow(
+                id=str(uuid.uuid4()),
+                device_id=device_id,
+                owner_id=grant.owner_id,
+                metric_name=metric_name,
+                device_type=grant.device_type,
+                sampling_rate=sampling_rate,
+                retention_days=retention_days,
+                created_at=self._clock(),
+                readings_count=0,
+            )
+        )
+
+    async def list_for_device(
+        self, *, caller: Caller, token: str, device_id: str
+    ) -> list[StreamRow]:
+        """The streams of one of the caller's devices."""
+        violations = Violations()
+        device_id = check_uuid(violations, device_id, field="device_id")
+        violations.raise_if_any()
+        grant = await self._access.check(token=token, device_id=device_id, access="read")
+        if not grant.allowed:
+            raise NotFound("Device not found", reason="DEVICE_NOT_FOUND")
+        return await self._store.streams_of_device(device_id=device_id)
+
+    async def get(self, *, caller: Caller, token: str, stream_id: str) -> StreamRow:
+        """One of the caller's streams."""
+        return await self._readable(caller, token, stream_id)
+
+    async def update(
+        self,
+        *,
+        caller: Caller,
+        token: str,
+        stream_id: str,
+        sampling_rate: int | None,
+        retention_days: int | None,
+    ) -> StreamRow:
+        """Change a stream's sampling rate or retention."""
+        violations = Violations()
+        _check_settings(violations, sampling_rate or 0, retention_days or 0)
+        violations.raise_if_any()
+        stream = await self._ingest.stream_for(
+            caller=caller, token=token, stream_id=stream_id, access="write"
+        )
+        if stream is None:
+            raise _not_found()
+        values: dict[str, Any] = {}
+        if sampling_rate is not None:
+            values["sampling_rate"] = sampling_rate
+        if retention_days is not None:
+            values["retention_days"] = retention_days
+        updated = await self._store.update_stream(stream_id=stream.id, values=values)
+        if updated is None:
+            raise _not_found()
+        return updated
+
+    async def data(
+        self,
+        *,
+        caller: Caller,
+        token: str,
+        stream_id: str,
+        start: datetime | None,
+        end: datetime | None,
+        max_points: int,
+        normalization: str,
+    ) -> tuple[StreamRow, int, int, query.Series]:
+        """A chart of a range: the stream, the range answered (µs) and the series."""
+        violations = Violations()
+        max_points = max_points or query.MAX_POINTS_DEFAULT
+        if not 2 <= max_points <= query.MAX_POINTS_LIMIT:
+            violations.add(
+                "max_points", f"max_points must be between 2 and {query.MAX_POINTS_LIMIT}"
+            )
+        normalization = (normalization or "none").lower()
+        if normalization not in query.NORMALIZATIONS:
+            violations.add("normalization", "normalization must be one of: none, min_max, z_score")
+        if start and end and end <= start:
+            violations.add("end", "end must be after start")
+        violations.raise_if_any()
+        stream = await self._readable(caller, token, stream_id)
+        low, high = await self._range(stream, start, end)
+        timestamps, values = await query.read_range(
+            self._store, stream_id=stream.id, start=low, end=high
+        )
+        return (
+            stream,
+            low,
+            high,
+            query.series(timestamps, values, max_points=max_points, normalization=normalization),
+        )
+
+    async def read(
+        self,
+        *,
+        caller: Caller,
+        token: str,
+        stream_id: str,
+        start: datetime | None,
+        end: datetime | None,
+    ) -> AsyncIterator[tuple[Int64s, Float64s]]:
+        """Every reading of a range, in chunks of at most READ_CHUNK, oldest first."""
+        stream = await self._readable(caller, token, stream_id)
+        low, high = await self._range(stream, start, end)
+        timestamps, values = await query.read_range(
+            self._store, stream_id=stream.id, start=low, end=high
+        )
+        for offset in range(0, timestamps.size, READ_CHUNK):
+            yield timestamps[offset : offset + READ_CHUNK], values[offset : offset + READ_CHUNK]
+
+    async def _readable(self, caller: Caller, token: str, stream_id: str) -> StreamRow:
+        violations = Violations()
+        stream_id = check_uuid(violations, stream_id, field="stream_id")
+        violations.raise_if_any()
+        allowed = await self._ingest.stream_for(
+            caller=caller, token=token, stream_id=stream_id, access="read"
+        )
+        # The ingest cache answers who owns a stream; its counters come fresh from the store.
+        stream = await self._store.stream(stream_id=allowed.id) if allowed else None
+        if stream is None:
+            raise _not_found()
+        return stream
+
+    async def _range(
+        self, stream: StreamRow, start: datetime | None, end: datetime | None
+    ) -> tuple[int, int]:
+        now_us = int(self._clock().timestamp() * 1_000_000)
+        high = int(end.timestamp() * 1_000_000) if end else max(now_us, (stream.last_ts or 0) + 1)
+        if start:
+            low = int(start.timestamp() * 1_000_000)
+        else:
+            low = await self._store.first_ts(stream_id=stream.id) or high
+        if stream.retention_days:
+            low = max(low, now_us - stream.retention_days * 86_400_000_000)
+        return low, max(high, low)
+
+
+def _check_settings(violations: Violations, sampling_rate: int, retention_days: int) -> None:
+    if not 0 <= sampling_rate <= MAX_SAMPLING_RATE or not math.isfinite(sampling_rate):
+        violations.add("sampling_rate", f"sampling_rate must be between 0 and {MAX_SAMPLING_RATE}")
+    if not 0 <= retention_days <= MAX_RETENTION_DAYS:
+        violations.add(
+            "retention_days", f"retention_days must be between 0 and {MAX_RETENTION_DAYS}"
+        )

@@ -1,0 +1,237 @@
+"""gRPC <-> domain translation for ``iot.telemetry.v1.TelemetryService``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any, TypeAlias
+
+import numpy as np
+from google.protobuf import timestamp_pb2
+from grpc import aio
+
+from iot.telemetry.v1 import telemetry_pb2, telemetry_pb2_grpc
+from iotkit.context import current_caller
+from iotkit.convert import timestamp
+from services.telemetry.jobs import ActivityReporter
+from services.telemetry.telemetry.ingest import BatchResult, EntryIn, IngestService
+from services.telemetry.telemetry.service import StreamService
+from services.telemetry.telemetry.store import StreamRow
+
+Context: TypeAlias = aio.ServicerContext[Any, Any]
+
+
+def _micros_timestamp(micros: int) -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromMicroseconds(micros)
+    return stamp
+
+
+def _when(message: timestamp_pb2.Timestamp, present: bool) -> datetime | None:
+    return message.ToDatetime(tzinfo=UTC) if present else None
+
+
+def stream_message(stream: StreamRow) -> telemetry_pb2.SensorStream:
+    """A stream as the API shows it (seed 000 SensorStreamDTO)."""
+    return telemetry_pb2.SensorStream(
+        stream_id=stream.id,
+        device_id=stream.device_id,
+        metric_name=stream.metric_name,
+        sampling_rate=stream.sampling_rate,
+        created_at=timestamp(stream.created_at),
+        retention_days=stream.retention_days,
+        last_seen_at=_micros_timestamp(stream.last_ts) if stream.last_ts is not None else None,
+        latest_value=stream.last_value or 0.0,
+        readings_count=stream.readings_count,
+    )
+
+
+def ack_message(sequence: int, result: BatchResult) -> telemetry_pb2.BatchAck:
+    """The acknowledgement of a stored batch."""
+    return telemetry_pb2.BatchAck(
+        sequence=sequence,
+        accepted=result.accepted,
+        rejected=result.rejected,
+        duplicates=result.duplicates,
+        rejections=[
+            telemetry_pb2.Rejection(
+                index=r.index,
+                stream_id=r.stream_id,
+                count=r.count,
+                reason=r.reason,
+                message=r.message,
+            )
+            for r in result.rejections
+        ],
+        stream_ids=result.stream_ids,
+    )
+
+
+def entries_of(batch: telemetry_pb2.ReadingBatch) -> list[EntryIn]:
+    """The columnar entries of a batch as numpy arrays."""
+    return [
+        EntryIn(
+            stream_id=entry.stream_id,
+            device_id=entry.device_id,
+            metric_name=entry.metric_name,
+            # np.array uses the repeated field's __array__: about 15x faster than np.fromiter.
+            timestamps=np.array(entry.timestamps, dtype=np.int64),
+            values=np.array(entry.values, dtype=np.float64),
+        )
+        for entry in batch.streams
+    ]
+
+
+class TelemetryServicer(telemetry_pb2_grpc.TelemetryServiceServicer):
+    """Each RPC reads its message, calls the services and builds the answer."""
+
+    def __init__(
+        self, *, ingest: IngestService, streams: StreamService, activity: ActivityReporter
+    ) -> None:
+        self._ingest = ingest
+        self._streams = streams
+        self._activity = activity
+
+    async def _store(self, entries: list[EntryIn]) -> BatchResult:
+        caller = current_caller()
+        result = await self._ingest.ingest(caller=caller, token=caller.token, entries=entries)
+        for device_id, newest, readings in result.activity:
+            self._activity.add(device_id, newest, readings)
+        return result
+
+    async def StreamReadings(
+        self, request_iterator: AsyncIterator[telemetry_pb2.ReadingBatch], context: Context
+    ) -> AsyncIterator[telemetry_pb2.BatchAck]:
+        """Store each batch, then acknowledge it; one batch at a time per stream."""
+        async for batch in request_iterator:
+            result = await self._store(entries_of(batch))
+            yield ack_message(batch.sequence, result)
+
+    async def UploadReadings(
+        self, request: telemetry_pb2.UploadReadingsRequest, context: Context
+    ) -> telemetry_pb2.BatchAck:
+        """Store the readings of one metric of one device."""
+        entry = EntryIn(
+            stream_id="",
+            device_id=request.device_id,
+            metric_name=request.metric_name,
+            timestamps=np.array(
+                [
+                    r.timestamp.seconds * 1_000_000 + r.timestamp.nanos // 1000
+                    for r in request.readings
+                ],
+                dtype=np.int64,
+            ),
+            values=np.array([r.value for r in request.readings], dtype=np.float64),
+        )
+        return ack_message(0, await self._store([entry]))
+
+    async def CreateStream(
+        self, request: telemetry_pb2.CreateStreamRequest, context: Context
+    ) -> telemetry_pb2.SensorStream:
+        """Create a stream."""
+        caller = current_caller()
+        stream = await self._streams.create(
+            caller=caller,
+            token=caller.token,
+            device_id=request.device_id,
+            metric_name=request.metric_name,
+            sampling_rate=request.sampling_rate,
+            retention_days=request.retention_days,
+        )
+        return stream_message(stream)
+
+    async def ListStreams(
+        self, request: telemetry_pb2.ListStreamsRequest, context: Context
+    ) -> telemetry_pb2.ListStreamsResponse:
+        """The streams of a device."""
+        caller = current_caller()
+        streams = await self._streams.list_for_device(
+            caller=caller, token=caller.token, device_id=request.device_id
+        )
+        return telemetry_pb2.ListStreamsResponse(streams=[stream_message(s) for s in streams])
+
+    async def GetStream(
+        self, request: telemetry_pb2.GetStreamRequest, context: Context
+    ) -> telemetry_pb2.SensorStream:
+        """One stream."""
+        caller = current_caller()
+        return stream_message(
+            await self._streams.get(caller=caller, token=caller.token, stream_id=request.stream_id)
+        )
+
+    async def UpdateStream(
+        self, request: telemetry_pb2.UpdateStreamRequest, context: Context
+    ) -> telemetry_pb2.SensorStream:
+        """Change a stream."""
+        caller = current_caller()
+        stream = await self._streams.update(
+            caller=caller,
+            token=caller.token,
+            stream_id=request.stream_id,
+            sampling_rate=request.sampling_rate if request.HasField("sampling_rate") else None,
+            retention_days=request.retention_days if request.HasField("retention_days") else None,
+        )
+        return stream_message(stream)
+
+    async def GetStreamData(
+        self, request: telemetry_pb2.GetStreamDataRequest, context: Context
+    ) -> telemetry_pb2.SensorDataResponse:
+        """A range of a stream for a chart."""
+        caller = current_caller()
+        stream, low, high, series = await self._streams.data(
+            caller=caller,
+            token=caller.token,
+            stream_id=request.stream_id,
+            start=_when(request.start, request.HasField("start")),
+            end=_when(request.end, request.HasField("end")),
+            max_points=request.max_points,
+            normalization=request.normalization,
+        )
+        normalized = series.normalized
+        points = [
+            telemetry_pb2.DataPoint(
+                timestamp=_micros_timestamp(int(ts)),
+                value=float(value),
+                normalized_value=float(normalized[i]) if normalized is not None else None,
+            )
+            for i, (ts, value) in enumerate(
+                zip(series.timestamps.tolist(), series.values.tolist(), strict=True)
+            )
+        ]
+        stats = series.stats
+        return telemetry_pb2.SensorDataResponse(
+            stream=stream_message(stream),
+            data=points,
+            time_range=telemetry_pb2.TimeRange(
+                start=_micros_timestamp(low), end=_micros_timestamp(high)
+            ),
+            stats=telemetry_pb2.Stats(
+                count=stats.count,
+                min=stats.min,
+                max=stats.max,
+                mean=stats.mean,
+                stddev=stats.stddev,
+                first=stats.first,
+                last=stats.last,
+            ),
+            downsampled=series.downsampled,
+            downsampling="min_max" if series.downsampled else "raw",
+            normalization=request.normalization.lower() or "none",
+        )
+
+    async def ReadStream(
+        self, request: telemetry_pb2.ReadStreamRequest, context: Context
+    ) -> AsyncIterator[telemetry_pb2.ReadingChunk]:
+        """Every reading of a range, in chunks."""
+        caller = current_caller()
+        async for timestamps, values in self._streams.read(
+            caller=caller,
+            token=caller.token,
+            stream_id=request.stream_id,
+            start=_when(request.start, request.HasField("start")),
+            end=_when(request.end, request.HasField("end")),
+        ):
+            yield telemetry_pb2.ReadingChunk(
+                stream_id=request.stream_id, timestamps=timestamps.tolist(), values=values.tolist()
+            )
