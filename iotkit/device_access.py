@@ -5,6 +5,12 @@ Telemetry (and later analytics) forwards the caller's own token to
 identity, not the asking service's. Answers are cached per (token, device,
 access) for the TTL devices gives, at most ``max_age`` seconds, so a revoked
 credential stops working within that time.
+
+Every answer of devices becomes a plain grant or a domain error, never a raw
+gRPC error: a refusal (devices does not take this token for the question, or
+the device is unknown) is "not allowed", so that callers answer their usual
+NOT_FOUND; anything else (devices down, overloaded, failing) is
+:class:`Unavailable`, which the caller may retry, rather than an INTERNAL.
 """
 
 from __future__ import annotations
@@ -14,11 +20,22 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
+import grpc
 from grpc import aio
 
 from iot.devices.v1 import devices_pb2, devices_pb2_grpc
+from iotkit.errors import Unavailable
 
 CALL_DEADLINE = 3.0
+
+# Codes by which devices refuses the question for this caller: a "no", not a failure.
+# (UNAUTHENTICATED: devices does not take this kind of token, or it expired meanwhile.)
+_REFUSALS = {
+    grpc.StatusCode.UNAUTHENTICATED: "unauthenticated",
+    grpc.StatusCode.PERMISSION_DENIED: "missing_scope",
+    grpc.StatusCode.NOT_FOUND: "not_found",
+    grpc.StatusCode.INVALID_ARGUMENT: "not_found",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +61,11 @@ class DeviceAccessClient:
         self._cache: OrderedDict[tuple[str, str, str], tuple[float, DeviceGrant]] = OrderedDict()
 
     async def check(self, *, token: str, device_id: str, access: str) -> DeviceGrant:
-        """Whether the holder of ``token`` may ``access`` ("read"/"write") ``device_id``."""
+        """Whether the holder of ``token`` may ``access`` ("read"/"write") ``device_id``.
+
+        A refusal by devices answers a grant that is not allowed (not cached: it
+        may be a passing state); devices unreachable or failing raises Unavailable.
+        """
         # The token itself is a secret: the cache keys on its digest.
         key = (hashlib.sha256(token.encode()).hexdigest(), device_id, access)
         now = time.monotonic()
@@ -52,11 +73,17 @@ class DeviceAccessClient:
         if cached is not None and cached[0] > now:
             self._cache.move_to_end(key)
             return cached[1]
-        answer = await self._stub.CheckDeviceAccess(
-            devices_pb2.CheckDeviceAccessRequest(device_id=device_id, access=access),
-            metadata=[("authorization", f"Bearer {token}")],
-            timeout=CALL_DEADLINE,
-        )
+        try:
+            answer = await self._stub.CheckDeviceAccess(
+                devices_pb2.CheckDeviceAccessRequest(device_id=device_id, access=access),
+                metadata=[("authorization", f"Bearer {token}")],
+                timeout=CALL_DEADLINE,
+            )
+        except aio.AioRpcError as exc:
+            reason = _REFUSALS.get(exc.code())
+            if reason is not None:
+                return DeviceGrant(False, reason, device_id, "", "")
+            raise Unavailable("The devices service cannot be reached; try again") from None
         grant = DeviceGrant(
             answer.allowed, answer.reason, device_id, answer.owner_id, answer.device_type
         )

@@ -147,6 +147,7 @@ def account_message(row: AccountRow) -> sites_pb2.Account:
         is_active=row.is_active,
         created_at=timestamp(row.created_at),
         max_concurrent_batches=row.max_concurrent_batches,
+        owner_user_id=row.owner_user_id or "",
     )
 
 

@@ -90,6 +90,7 @@ MSG_NAME = "Name must be between 1 and 100 characters"
 MSG_DOMAIN = "Invalid domain"
 MSG_MAX_BATCHES = "Max concurrent batches must be between 1 and 1000"
 MSG_SITE_REF = "Give site_id or domain"
+MSG_OWNER = "owner_user_id must be the id of an existing user"
 
 ROLES = ("user", "admin")
 METADATA_MAX_BYTES = 64 * 1024

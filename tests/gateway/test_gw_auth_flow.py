@@ -261,6 +261,7 @@ async def test_an_admin_manages_users_and_sites(client: httpx.AsyncClient) -> No
         "is_active",
         "created_at",
         "max_concurrent_batches",
+        "owner_user_id",
     }
     created = data(
         await client.post(
@@ -282,7 +283,8 @@ async def test_an_admin_manages_users_and_sites(client: httpx.AsyncClient) -> No
     assert set(token) == {"token", "expires_at", "site_id", "domain"}
     assert token["site_id"] == created["site"]["id"]
     info = data(await client.get("/v1/auth/token-info", headers=auth_header(token["token"])))
-    assert info["scopes"] == ["telemetry:write"] and info["token_type"] == "site"
+    assert info["scopes"] == ["telemetry:read", "telemetry:write"]
+    assert info["token_type"] == "site"
     wrong = await client.post(
         "/v1/sites/token", json={"site_id": created["site"]["id"], "client_secret": "nope"}
     )

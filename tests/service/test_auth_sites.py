@@ -152,7 +152,7 @@ async def test_site_tokens_by_id_or_domain(auth: Auth, admin: list[tuple[str, st
         assert (claims["typ"], claims["sub"], claims["scope"]) == (
             "site",
             site.id,
-            "telemetry:write",
+            "telemetry:read telemetry:write",
         )
         assert (claims["domain"], claims["account"]) == (site.domain, account.id)
     info = await auth.auth.GetTokenInfo(
@@ -161,7 +161,7 @@ async def test_site_tokens_by_id_or_domain(auth: Auth, admin: list[tuple[str, st
     assert (info.token_type, info.subject, list(info.scopes)) == (
         "site",
         site.id,
-        ["telemetry:write"],
+        ["telemetry:read", "telemetry:write"],
     )
     # A site token is not a user's: user routes refuse it.
     await expect(

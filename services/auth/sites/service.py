@@ -2,8 +2,14 @@
 
 A site's client secret is random, answered once (at creation or rotation)
 and stored as a SHA-256 digest. ``issue_token`` exchanges it for a short-lived
-``site`` token with the scope ``telemetry:write``; every way that can fail
-(unknown site, wrong secret, inactive site or account) answers the same 401.
+``site`` token with the scopes ``telemetry:read telemetry:write``; every way
+that can fail (unknown site, wrong secret, inactive site or account) answers
+the same 401.
+
+An account may name its owner, a user: the token carries the account, its
+owner (``owner``: the devices its sites may write are that user's) and its
+batch limit (``max_batches``), so that devices and telemetry decide without
+asking auth. A change to the account reaches tokens issued afterwards.
 """
 
 from __future__ import annotations
@@ -26,7 +32,9 @@ from services.auth.keys import SigningKeys
 from services.auth.sites.store import AccountRow, SiteRow, SiteStore
 
 SITE_TOKEN_TTL = 3600
-SITE_SCOPES = ("telemetry:write",)
+# Read: a site follows its own batches, files and error logs (telemetry lets a site
+# read nothing else). Write: it creates batches, uploads files and writes readings.
+SITE_SCOPES = ("telemetry:read", "telemetry:write")
 MAX_BATCHES_DEFAULT = 5
 SECRET_PREFIX = "iots_"
 """Marks client secrets, so that secret scanners can spot a leaked one."""
@@ -68,17 +76,29 @@ class SiteService:
         self._clock = clock
 
     async def create_account(
-        self, *, email: str, name: str, max_concurrent_batches: int
+        self, *, email: str, name: str, max_concurrent_batches: int, owner_user_id: str = ""
     ) -> AccountRow:
-        """Create an account after checking every field."""
+        """Create an account after checking every field; ``owner_user_id`` is optional."""
         violations = Violations()
         email = rules.check_email(violations, email)
         name = rules.check_name(violations, name)
         batches = rules.check_max_batches(violations, max_concurrent_batches or MAX_BATCHES_DEFAULT)
+        owner = await self._check_owner(violations, owner_user_id) if owner_user_id else None
         violations.raise_if_any()
         return await self._sites.add_account(
-            email=email, name=name, max_concurrent_batches=batches, now=self._clock()
+            email=email,
+            name=name,
+            max_concurrent_batches=batches,
+            owner_user_id=owner,
+            now=self._clock(),
         )
+
+    async def _check_owner(self, violations: Violations, user_id: str) -> str:
+        """The id of an existing user to own an account; a field violation otherwise."""
+        user_id = user_id.strip().lower()
+        if not rules.is_uuid(user_id) or not await self._sites.user_exists(user_id=user_id):
+            violations.add("owner_user_id", rules.MSG_OWNER)
+        return user_id
 
     async def list_accounts(self, *, page: int, limit: int, search: str) -> Listing[AccountRow]:
         """A page of accounts, newest first."""
@@ -104,10 +124,13 @@ class SiteService:
         name: str | None,
         is_active: bool | None,
         max_concurrent_batches: int | None,
+        owner_user_id: str | None = None,
     ) -> AccountRow:
         """Change the fields that are not None."""
         violations = Violations()
         changes: dict[str, Any] = {}
+        if owner_user_id is not None:
+            owner_user_id = await self._check_owner(violations, owner_user_id)
         if name is not None:
             changes["name"] = rules.check_name(violations, name)
         if max_concurrent_batches is not None:
@@ -119,7 +142,7 @@ class SiteService:
         violations.raise_if_any()
         await self.get_account(account_id=account_id)
         row = await self._sites.update_account(
-            account_id=account_id, now=self._clock(), changes=changes
+            account_id=account_id, now=self._clock(), changes=changes, owner_user_id=owner_user_id
         )
         if row is None:
             raise NotFound("Account not found")
@@ -220,6 +243,7 @@ class SiteService:
             "scope": " ".join(SITE_SCOPES),
             "domain": site.domain,
             "account": account.id,
+            "owner": account.owner_user_id or "",
             "max_batches": account.max_concurrent_batches,
             "jti": str(uuid.uuid4()),
             "iat": now,

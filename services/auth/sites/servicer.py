@@ -24,6 +24,7 @@ class AccountServicer(sites_pb2_grpc.AccountServiceServicer):
             email=request.email,
             name=request.name,
             max_concurrent_batches=request.max_concurrent_batches,
+            owner_user_id=request.owner_user_id,
         )
         return account_message(row)
 
@@ -56,6 +57,7 @@ class AccountServicer(sites_pb2_grpc.AccountServiceServicer):
             max_concurrent_batches=request.max_concurrent_batches
             if request.HasField("max_concurrent_batches")
             else None,
+            owner_user_id=request.owner_user_id if request.HasField("owner_user_id") else None,
         )
         return account_message(row)
 

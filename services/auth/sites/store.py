@@ -1,19 +1,38 @@
-"""Accounts and their upload sites (seed 002); a site's client secret is stored as a digest."""
+"""Accounts and their upload sites (seed 002); a site's client secret is stored as a digest.
+
+An account may name the user who owns it (``account_owners``): its sites upload
+readings for that user's devices.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Integer, String, func, or_, select
+from sqlalchemy import Boolean, ForeignKey, Integer, String, delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, column_property, mapped_column
 
 from iotkit.errors import AlreadyExists
 from iotkit.listing import PageRequest, contains
 from iotkit.sqltypes import UtcDateTime
-from services.auth.core.store import Base, new_id
+from services.auth.core.store import Base, UserRow, new_id
+
+
+class AccountOwnerRow(Base):
+    """The user who owns an account; its sites write that user's devices.
+
+    A table of its own rather than a column of ``accounts``: ``create_all``
+    adds missing tables to an existing database, not columns.
+    """
+
+    __tablename__ = "account_owners"
+
+    account_id: Mapped[str] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
 
 
 class AccountRow(Base):
@@ -28,6 +47,13 @@ class AccountRow(Base):
     max_concurrent_batches: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # Read with the row from ``account_owners``; None when the account names no owner.
+    owner_user_id: Mapped[str | None] = column_property(
+        select(AccountOwnerRow.user_id)
+        .where(AccountOwnerRow.account_id == id)
+        .correlate_except(AccountOwnerRow)
+        .scalar_subquery()
+    )
 
 
 class SiteRow(Base):
@@ -55,9 +81,15 @@ class SiteStore:
         self._sessions = sessions
 
     async def add_account(
-        self, *, email: str, name: str, max_concurrent_batches: int, now: datetime
+        self,
+        *,
+        email: str,
+        name: str,
+        max_concurrent_batches: int,
+        owner_user_id: str | None,
+        now: datetime,
     ) -> AccountRow:
-        """Create an account; raises AlreadyExists for a taken email."""
+        """Create an account (with its owner); raises AlreadyExists for a taken email."""
         row = AccountRow(
             id=new_id(),
             email=email,
@@ -70,11 +102,22 @@ class SiteStore:
         try:
             async with self._sessions.begin() as session:
                 session.add(row)
+                if owner_user_id:
+                    await session.flush()  # the account row first: the owner row refers to it
+                    session.add(AccountOwnerRow(account_id=row.id, user_id=owner_user_id))
         except IntegrityError as exc:
             raise AlreadyExists(
                 "An account with this email already exists", reason="ACCOUNT_EXISTS"
             ) from exc
-        return row
+        # Read back, so that the owner (a column of another table) is loaded with it.
+        stored = await self.account(account_id=row.id)
+        assert stored is not None
+        return stored
+
+    async def user_exists(self, *, user_id: str) -> bool:
+        """True when a user has this id (a would-be account owner)."""
+        async with self._sessions() as session:
+            return await session.get(UserRow, user_id) is not None
 
     async def account(self, *, account_id: str) -> AccountRow | None:
         """An account by id."""
@@ -104,9 +147,14 @@ class SiteStore:
             return list(rows), int(total or 0)
 
     async def update_account(
-        self, *, account_id: str, now: datetime, changes: dict[str, Any]
+        self,
+        *,
+        account_id: str,
+        now: datetime,
+        changes: dict[str, Any],
+        owner_user_id: str | None = None,
     ) -> AccountRow | None:
-        """Apply ``changes`` (column: value) to an account; answers it."""
+        """Apply ``changes`` (column: value) to an account, and its owner when given; answers it."""
         async with self._sessions.begin() as session:
             row = await session.get(AccountRow, account_id, with_for_update=True)
             if row is None:
@@ -114,7 +162,12 @@ class SiteStore:
             for name, value in changes.items():
                 setattr(row, name, value)
             row.updated_at = now
-            return row
+            if owner_user_id is not None:
+                await session.execute(
+                    delete(AccountOwnerRow).where(AccountOwnerRow.account_id == account_id)
+                )
+                session.add(AccountOwnerRow(account_id=account_id, user_id=owner_user_id))
+        return await self.account(account_id=account_id)
 
     async def add_site(
         self, *, account_id: str, domain: str, name: str, secret_digest: str, now: datetime

@@ -283,6 +283,12 @@ class DeviceService:
                 credential_id=credential, device_id=device.id, now=self._clock()
             ):
                 return Access(False, "credential_revoked", device)
+        elif caller.token_type == "site":
+            # A site uploads for its account: it writes the devices of the account's owner
+            # (the ``owner`` claim auth put in its token) and reads nothing.
+            owner = caller.claims.get("owner")
+            if access != "write" or not owner or device.owner_id != owner:
+                return Access(False, "not_found", None)
         elif device.owner_id != caller.subject and not caller.is_admin:
             return Access(False, "not_found", None)
         if access == "write" and device.status == "inactive":

@@ -112,6 +112,13 @@ def _check_choice(violations: Violations, value: str, choices: tuple[str, ...], 
     return normalised
 
 
+def _claimed_limit(claim: object, *, fallback: int) -> int:
+    """The batch limit a site token carries (its account's), or ``fallback`` without one."""
+    if isinstance(claim, int) and not isinstance(claim, bool) and claim > 0:
+        return claim
+    return fallback
+
+
 def _batch_not_found() -> NotFound:
     return NotFound("Batch not found", reason="BATCH_NOT_FOUND")
 
@@ -156,7 +163,12 @@ class ImportService:
     # Batches
 
     async def create_batch(self, *, caller: Caller, device_id: str, site_id: str) -> BatchRow:
-        """Start an ACTIVE batch, within the owner's limit of active batches."""
+        """Start an ACTIVE batch, within the limit of active batches.
+
+        A user has the configured limit. A site's batches count against its
+        account, all its sites together, up to the account's own limit, which
+        auth wrote in the site token (seed 002 maxConcurrentBatches).
+        """
         violations = Violations()
         if device_id:
             device_id = check_uuid(violations, device_id, field="device_id")
@@ -165,8 +177,13 @@ class ImportService:
         violations.raise_if_any()
         if device_id and await self._devices.owner(token=caller.token, device_id=device_id) is None:
             raise NotFound("Device not found", reason="DEVICE_NOT_FOUND")
-        if not site_id and caller.token_type == "site":
-            site_id = caller.subject
+        account_id, limit = None, self._limits.max_active_batches
+        if caller.token_type == "site":
+            site_id = site_id or caller.subject
+            if site_id != caller.subject:  # a site speaks for itself only
+                raise NotFound("Site not found", reason="SITE_NOT_FOUND")
+            account_id = str(caller.claims.get("account") or "") or None
+            limit = _claimed_limit(caller.claims.get("max_batches"), fallback=limit)
         now = self._clock()
         batch = await self._store.add_batch(
             batch=BatchRow(
@@ -181,13 +198,13 @@ class ImportService:
                 started_at=now,
                 expires_at=now + self._limits.batch_max_age,
             ),
-            max_active=self._limits.max_active_batches,
+            max_active=limit,
+            account_id=account_id,
         )
         if batch is None:
-            limit = self._limits.max_active_batches
+            holder = "This account has" if account_id else "You already have"
             raise FailedPrecondition(
-                f"You already have {limit} active batches, the most allowed; "
-                "complete or cancel one first",
+                f"{holder} {limit} active batches, the most allowed; complete or cancel one first",
                 reason="TOO_MANY_ACTIVE_BATCHES",
                 metadata={"max_active_batches": str(limit)},
             )

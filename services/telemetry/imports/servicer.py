@@ -97,13 +97,9 @@ def error_message(entry: ErrorLogRow) -> imports_pb2.ErrorLog:
 
 
 def error_page(page: Page[ErrorLogRow]) -> imports_pb2.ErrorLogPage:
-    """A page of the error log (seed 002 PageResponseDto, pages counted from 1)."""
+    """A page of the error log, paginated as every list of the suite."""
     return imports_pb2.ErrorLogPage(
         content=[error_message(entry) for entry in page.items],
-        page=page.request.page,
-        size=page.request.limit,
-        total_elements=page.total,
-        total_pages=page.request.pages(page.total),
         pagination=pagination(page.request, page.total),
     )
 

@@ -82,6 +82,24 @@ class BatchRow(Base):
     completed_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
 
 
+class AccountSlotRow(Base):
+    """The place of an ACTIVE site batch within its account's limit (seed 002 maxConcurrentBatches).
+
+    A site's batches count against its account, all sites together; the unique
+    (account, slot) pair keeps the account within it when requests race, as
+    ``active_slot`` does for one owner. The row lives while the batch is
+    ACTIVE. A table of its own rather than a column of ``batches``:
+    ``create_all`` adds missing tables to an existing database, not columns.
+    """
+
+    __tablename__ = "account_batch_slots"
+    __table_args__ = (UniqueConstraint("account_id", "slot"),)
+
+    batch_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    account_id: Mapped[str] = mapped_column(String(36))
+    slot: Mapped[int] = mapped_column(Integer)
+
+
 class UploadedFileRow(Base):
     """A file announced for upload, its stored content and how its import went."""
 
@@ -177,17 +195,24 @@ class ImportStore:
 
     # Batches
 
-    async def add_batch(self, *, batch: BatchRow, max_active: int) -> BatchRow | None:
-        """Insert an ACTIVE batch in a free slot of its owner; None when every slot is taken."""
+    async def add_batch(
+        self, *, batch: BatchRow, max_active: int, account_id: str | None = None
+    ) -> BatchRow | None:
+        """Insert an ACTIVE batch in a free slot; None when every slot is taken.
+
+        The slots are the owner's, or with ``account_id`` (a site's batch) the
+        account's: a slot free in the account is free for each of its sites.
+        """
         for _ in range(SLOT_ATTEMPTS):
             async with self._sessions() as session:
-                taken = set(
-                    await session.scalars(
-                        select(BatchRow.active_slot).where(
-                            BatchRow.owner_id == batch.owner_id, BatchRow.active_slot.is_not(None)
-                        )
+                taken_slots = (
+                    select(AccountSlotRow.slot).where(AccountSlotRow.account_id == account_id)
+                    if account_id
+                    else select(BatchRow.active_slot).where(
+                        BatchRow.owner_id == batch.owner_id, BatchRow.active_slot.is_not(None)
                     )
                 )
+                taken = set(await session.scalars(taken_slots))
             free = next((slot for slot in range(max_active) if slot not in taken), None)
             if free is None:
                 return None
@@ -197,6 +222,10 @@ class ImportStore:
             try:
                 async with self._sessions.begin() as session:
                     session.add(row)
+                    if account_id:
+                        session.add(
+                            AccountSlotRow(batch_id=row.id, account_id=account_id, slot=free)
+                        )
                 return row
             except IntegrityError:
                 continue  # a concurrent request took that slot; look again
@@ -245,6 +274,7 @@ class ImportStore:
             )
             if not _rowcount(moved):
                 return None
+            await session.execute(delete(AccountSlotRow).where(AccountSlotRow.batch_id == batch_id))
             await session.execute(
                 update(UploadedFileRow)
                 .where(

@@ -13,6 +13,7 @@ from grpc import aio
 from iot.telemetry.v1 import telemetry_pb2, telemetry_pb2_grpc
 from iotkit.context import current_caller
 from iotkit.convert import timestamp
+from iotkit.errors import NotFound
 from services.telemetry.jobs import ActivityReporter
 from services.telemetry.telemetry.ingest import BatchResult, EntryIn, IngestService
 from services.telemetry.telemetry.service import StreamService
@@ -124,7 +125,12 @@ class TelemetryServicer(telemetry_pb2_grpc.TelemetryServiceServicer):
             ),
             values=np.array([r.value for r in request.readings], dtype=np.float64),
         )
-        return ack_message(0, await self._store([entry]))
+        result = await self._store([entry])
+        if any(r.reason == "DEVICE_NOT_ALLOWED" for r in result.rejections):
+            # The call names one device: one the caller may not write (another user's or
+            # another account's) is "not found", as everywhere, and nothing was stored.
+            raise NotFound("Device not found", reason="DEVICE_NOT_FOUND")
+        return ack_message(0, result)
 
     async def CreateStream(
         self, request: telemetry_pb2.CreateStreamRequest, context: Context
