@@ -69,6 +69,11 @@ def correlation_message(row: CorrelationRow) -> analytics_pb2.Correlation:
         best_lag_seconds=row.best_lag_seconds,
         grid_seconds=row.grid_seconds,
         created_at=timestamp(row.created_at),
+        p_value=row.p_value,
+        ci_low=row.ci_low,
+        ci_high=row.ci_high,
+        effective_sample_count=row.effective_sample_count,
+        lags_tried=row.lags_tried,
     )
 
 

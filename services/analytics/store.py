@@ -90,6 +90,12 @@ class CorrelationRow(Base):
     best_lag_seconds: Mapped[float] = mapped_column(Float, default=0.0)
     grid_seconds: Mapped[float] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    # How far the coefficient can be trusted (see services/analytics/correlation.py).
+    p_value: Mapped[float] = mapped_column(Float, default=1.0)
+    ci_low: Mapped[float] = mapped_column(Float, default=-1.0)
+    ci_high: Mapped[float] = mapped_column(Float, default=1.0)
+    effective_sample_count: Mapped[float] = mapped_column(Float, default=0.0)
+    lags_tried: Mapped[int] = mapped_column(Integer, default=1)
 
 
 @dataclass(frozen=True, slots=True)

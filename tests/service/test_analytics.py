@@ -326,6 +326,77 @@ async def test_correlations_of_streams_at_different_rates(env: Env) -> None:
     assert empty.value.code() == grpc.StatusCode.FAILED_PRECONDITION
 
 
+async def correlate_streams(
+    env: Env, who: list[tuple[str, str]], a: str, b: str, seconds: int, **fields: object
+) -> analytics_pb2.Correlation:
+    start, end = window(seconds)
+    return await env.analytics.CreateCorrelation(
+        analytics_pb2.CreateCorrelationRequest(
+            stream_a=a,
+            stream_b=b,
+            window_start=start,
+            window_end=end,
+            **fields,  # type: ignore[arg-type]
+        ),
+        metadata=who,
+    )
+
+
+async def test_independent_streams_are_not_significant_at_any_lag(env: Env) -> None:
+    owner, _ = await user(env)
+    rng = np.random.default_rng(21)
+    walks = [np.round(20 + np.cumsum(rng.normal(0, 0.2, 900)), 3) for _ in range(2)]
+    noise = [np.round(rng.normal(20, 1, 900), 3) for _ in range(2)]
+    for a_values, b_values in (walks, noise):
+        a = await store_readings(env, owner, [float(v) for v in a_values], SECOND)
+        b = await store_readings(env, owner, [float(v) for v in b_values], SECOND)
+        for algorithm in ("pearson", "spearman", "cross_correlation"):
+            result = await correlate_streams(env, owner, a, b, 900, algorithm=algorithm)
+            assert result.p_value >= 0.05, (algorithm, result)
+            assert result.ci_low <= 0.0 <= result.ci_high, (algorithm, result)
+            assert 0 < result.effective_sample_count <= result.sample_count
+            # The pairs actually used at the reported lag, not the window's 900 buckets.
+            lag_steps = abs(round(result.best_lag_seconds / result.grid_seconds))
+            assert result.sample_count == 900 - lag_steps
+            assert result.lags_tried == (121 if algorithm == "cross_correlation" else 1)
+
+
+async def test_a_lagged_noisy_copy_is_found_with_a_tiny_p_value(env: Env) -> None:
+    owner, _ = await user(env)
+    rng = np.random.default_rng(22)
+    base = np.zeros(920)
+    for i in range(1, base.size):  # a smooth, autocorrelated signal
+        base[i] = 0.9 * base[i - 1] + rng.normal()
+    leader = base[20:]
+    follower = base[:900] + rng.normal(0, 1, 900)  # the same signal 20 s later, noisy
+    a = await store_readings(env, owner, [round(float(v), 3) for v in leader], SECOND)
+    b = await store_readings(env, owner, [round(float(v), 3) for v in follower], SECOND)
+    result = await correlate_streams(env, owner, a, b, 900, algorithm="cross_correlation")
+    assert result.best_lag_seconds == 20.0 and result.sample_count == 880
+    assert result.p_value < 1e-9 and 0 < result.ci_low < result.coefficient < result.ci_high
+    stored = await env.analytics.GetCorrelation(
+        analytics_pb2.GetCorrelationRequest(correlation_id=result.correlation_id), metadata=owner
+    )
+    assert (stored.p_value, stored.ci_low, stored.lags_tried) == (
+        result.p_value,
+        result.ci_low,
+        121,
+    )
+
+
+async def test_too_little_overlap_is_a_400_naming_the_window(env: Env) -> None:
+    owner, _ = await user(env)
+    a = await store_readings(env, owner, [20.0 + i % 3 for i in range(9)], 10 * SECOND)
+    b = await store_readings(env, owner, [5.0 - i % 4 for i in range(9)], 10 * SECOND)
+    for algorithm in ("pearson", "spearman", "cross_correlation"):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await correlate_streams(env, owner, a, b, 600, algorithm=algorithm)
+        assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        [violation] = violations_of(caught.value)
+        assert violation.field == "window_start"
+        assert "9 samples" in violation.message and "at least 10" in violation.message
+
+
 @pytest.mark.parametrize(
     ("change", "field"),
     [
@@ -334,6 +405,7 @@ async def test_correlations_of_streams_at_different_rates(env: Env) -> None:
         ({"stream_a": "x"}, "stream_a"),
         ({"days": 40}, "window_end"),
         ({"max_lag_seconds": -1}, "max_lag_seconds"),
+        ({"algorithm": "cross_correlation", "max_lag_seconds": 301}, "max_lag_seconds"),
     ],
 )
 async def test_bad_correlation_requests(env: Env, change: dict[str, object], field: str) -> None:
