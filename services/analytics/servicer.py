@@ -131,6 +131,16 @@ class AnalyticsServicer(analytics_pb2_grpc.AnalyticsServiceServicer):
             watermark, stored = await self._analysis.analyze(chunks)
             yield analytics_pb2.AnalysisResponse(watermark=watermark, anomalies=len(stored))
 
+    async def ForgetDevice(
+        self, request: analytics_pb2.ForgetDeviceRequest, context: Context
+    ) -> analytics_pb2.ForgetDeviceResponse:
+        """Delete a decommissioned device's anomalies and detectors."""
+        violations = Violations()
+        device_id = check_uuid(violations, request.device_id, field="device_id")
+        violations.raise_if_any()
+        removed = await self._analysis.forget_device(device_id=device_id)
+        return analytics_pb2.ForgetDeviceResponse(anomalies_removed=removed)
+
     async def ListAnomalies(
         self, request: analytics_pb2.ListAnomaliesRequest, context: Context
     ) -> analytics_pb2.ListAnomaliesResponse:

@@ -4,6 +4,7 @@ correlations and exports, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -20,6 +21,7 @@ from iot.devices.v1 import devices_pb2, devices_pb2_grpc
 from iot.telemetry.v1 import telemetry_pb2, telemetry_pb2_grpc
 from iotkit.config import PLACEHOLDER_SECRET
 from iotkit.errors import violations_of
+from services.telemetry import wiring as telemetry_wiring
 from tests.conftest import Backend, Suite, start_suite
 
 PASSWORD = "Str0ng!pass"
@@ -38,7 +40,9 @@ class Env:
 
 
 @pytest.fixture
-async def env(backend: Backend) -> AsyncIterator[Env]:
+async def env(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Env]:
+    # Telemetry follows the devices event log (and tells analytics of decommissions) this often.
+    monkeypatch.setattr(telemetry_wiring, "EVENTS_PERIOD", 0.1)
     suite = await start_suite(backend)
     async with (
         grpc.aio.insecure_channel(suite.address("auth")) as a,
@@ -470,3 +474,96 @@ async def test_exports_stream_csv_and_json_with_the_seed_columns(env: Env) -> No
         ):
             pass
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def device_with_spike(env: Env, who: list[tuple[str, str]], spike_at: int) -> str:
+    """A device whose readings, stored through telemetry, hold one spike."""
+    device = await env.devices.RegisterDevice(
+        devices_pb2.RegisterDeviceRequest(name="d", type="temperature"), metadata=who
+    )
+    ts, vs = signal(600, spike_at=spike_at)
+
+    async def batches() -> AsyncIterator[telemetry_pb2.ReadingBatch]:
+        yield telemetry_pb2.ReadingBatch(
+            sequence=1,
+            streams=[
+                telemetry_pb2.StreamReadings(
+                    device_id=device.device_id, metric_name="temperature", timestamps=ts, values=vs
+                )
+            ],
+        )
+
+    acks = [a async for a in env.telemetry.StreamReadings(batches(), metadata=who)]
+    assert acks[0].accepted == 600
+    return device.device_id
+
+
+async def anomalies_of(env: Env, who: list[tuple[str, str]]) -> list[analytics_pb2.Anomaly]:
+    listed = await env.analytics.ListAnomalies(
+        analytics_pb2.ListAnomaliesRequest(limit=100), metadata=who
+    )
+    return list(listed.anomalies)
+
+
+async def test_a_decommissioned_devices_anomalies_are_gone(env: Env) -> None:
+    owner, owner_id = await user(env)
+    gone = await device_with_spike(env, owner, spike_at=400)
+    kept = await device_with_spike(env, owner, spike_at=450)
+    shown: list[analytics_pb2.Anomaly] = []
+    for _ in range(100):  # telemetry forwards stored readings to analytics in the background
+        shown = await anomalies_of(env, owner)
+        if {a.device_id for a in shown} == {gone, kept}:
+            break
+        await asyncio.sleep(0.1)
+    assert {a.device_id for a in shown} == {gone, kept}
+    old = next(a for a in shown if a.device_id == gone)
+
+    await env.devices.DecommissionDevice(
+        devices_pb2.DecommissionDeviceRequest(device_id=gone), metadata=owner
+    )
+    for _ in range(100):  # telemetry follows the event log, purges, then tells analytics
+        shown = await anomalies_of(env, owner)
+        if gone not in {a.device_id for a in shown}:
+            break
+        await asyncio.sleep(0.1)
+    assert {a.device_id for a in shown} == {kept}
+    listed = await env.analytics.ListAnomalies(
+        analytics_pb2.ListAnomaliesRequest(device_id=gone), metadata=owner
+    )
+    assert list(listed.anomalies) == [] and listed.pagination.total == 0
+    exported = [
+        p
+        async for p in env.analytics.ExportAnomalies(
+            analytics_pb2.ExportRequest(format="json"), metadata=owner
+        )
+    ]
+    records = json.loads(b"".join(p.data for p in exported))
+    assert {r["device_id"] for r in records} == {kept}
+    for call, request in (
+        (env.analytics.GetAnomaly, analytics_pb2.GetAnomalyRequest(anomaly_id=old.anomaly_id)),
+        (env.analytics.GetDetector, analytics_pb2.GetDetectorRequest(stream_id=old.stream_id)),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await call(request, metadata=owner)  # type: ignore[operator]
+        assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+    # A chunk of the device still in flight when it was purged brings nothing back, live or
+    # listed.
+    async def watch_one() -> analytics_pb2.Anomaly:
+        async for anomaly in env.analytics.WatchAnomalies(
+            analytics_pb2.WatchAnomaliesRequest(), metadata=owner
+        ):
+            return anomaly
+        raise AssertionError("the watch ended")
+
+    watcher = asyncio.create_task(watch_one())
+    await asyncio.sleep(0.3)
+    ts, vs = signal(600, spike_at=500)
+    late = chunk(10**9, old.stream_id, owner_id, ts, vs)
+    late.device_id = gone
+    answers = await analyze(env, [analytics_pb2.AnalysisRequest(chunks=[late])])
+    assert [(a.watermark, a.anomalies) for a in answers] == [(10**9, 0)]
+    await asyncio.sleep(0.3)
+    assert not watcher.done()
+    watcher.cancel()
+    assert {a.device_id for a in await anomalies_of(env, owner)} == {kept}
