@@ -31,6 +31,7 @@ CHUNKS_PER_REQUEST = 64
 WINDOW = 4  # requests in flight
 IDLE_POLL_SECONDS = 1.0
 RETRY_SECONDS = (0.5, 1.0, 2.0, 5.0, 10.0)
+FORGET_DEADLINE = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +97,18 @@ class AnalyticsForwarder:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.acknowledged = 0
+
+    async def forget_device(self, device_id: str) -> None:
+        """Tell analytics a device was decommissioned and purged; raises when it cannot be told.
+
+        The caller (the decommission follower) then keeps its event cursor, so
+        the next round tells analytics again: at least once, in event order.
+        """
+        await self._stub.ForgetDevice(
+            analytics_pb2.ForgetDeviceRequest(device_id=device_id),
+            metadata=await self._tokens.metadata(),
+            timeout=FORGET_DEADLINE,
+        )
 
     def notify(self) -> None:
         """New chunks were stored (called by the writer after each commit)."""

@@ -60,6 +60,9 @@ def _registrar(parts: Parts) -> Registrar:
         await store.purge_device(device_id=device_id)
         ingest.forget(ids)
         writer.forget(ids)
+        # Analytics learns of the decommission from here: one call per device, retried with
+        # the event until it succeeds (analytics does not follow the event log itself).
+        await forwarder.forget_device(device_id)
 
     follower = DecommissionFollower(
         channel=devices_channel, tokens=parts.service_tokens, store=store, on_purge=purge

@@ -229,3 +229,52 @@ async def test_correlation_through_the_gateway(suite: Suite, client: httpx.Async
     assert same.status_code == 400
     exported = await client.get("/v1/correlations/export", headers=owner, params={"format": "json"})
     assert [r["correlation_id"] for r in exported.json()] == [result["correlation_id"]]
+
+
+async def test_correlation_says_how_far_to_trust_it(
+    suite: Suite, client: httpx.AsyncClient
+) -> None:
+    owner = await login(client)
+    start = int(time.time()) * SECOND - 1200 * SECOND
+    rng = np.random.default_rng(31)
+    ids = []
+    for _ in range(2):  # two independent noisy streams
+        device_id, token = await device_with_token(client, owner)
+        values = [round(float(v), 2) for v in rng.normal(20, 1, 600)]
+        ids.append(await stream(suite, token, device_id, readings(600, start)[0], values))
+    window = {
+        "window_start": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start / 1e6)),
+        "window_end": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start / 1e6 + 600)),
+    }
+    body = {"stream_a": ids[0], "stream_b": ids[1], "algorithm": "cross_correlation", **window}
+    answer = await client.post("/v1/correlations", headers=owner, json=body)
+    assert answer.status_code == 201, answer.text
+    result = answer.json()["data"]
+    assert result["p_value"] >= 0.05 and result["ci_low"] <= 0 <= result["ci_high"]
+    assert result["lags_tried"] == 121 and result["sample_count"] <= 600
+
+    # Nine readings each: too few pairs at any lag, a 400 that names what to change.
+    few_start = start + 700 * SECOND
+    few = []
+    for _ in range(2):
+        device_id, token = await device_with_token(client, owner)
+        timestamps = [few_start + i * 10 * SECOND for i in range(9)]
+        few.append(
+            await stream(suite, token, device_id, timestamps, [20.0 + i % 2 for i in range(9)])
+        )
+    window = {
+        "window_start": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(few_start / 1e6)),
+        "window_end": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(few_start / 1e6 + 300)),
+    }
+    body = {"stream_a": few[0], "stream_b": few[1], "algorithm": "cross_correlation", **window}
+    refused = await client.post("/v1/correlations", headers=owner, json=body)
+    assert refused.status_code == 400, refused.text
+    envelope = refused.json()
+    assert envelope["success"] is False and envelope["error"]["error_code"] == "EMPTY_WINDOW"
+    [error] = envelope["data"]["errors"]
+    assert error["field"] == "window_start" and "at least 10" in error["message"]
+    too_far = await client.post(
+        "/v1/correlations", headers=owner, json={**body, "max_lag_seconds": 200}
+    )
+    assert too_far.status_code == 400
+    assert [e["field"] for e in too_far.json()["data"]["errors"]] == ["max_lag_seconds"]

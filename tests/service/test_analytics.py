@@ -4,6 +4,7 @@ correlations and exports, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -20,6 +21,7 @@ from iot.devices.v1 import devices_pb2, devices_pb2_grpc
 from iot.telemetry.v1 import telemetry_pb2, telemetry_pb2_grpc
 from iotkit.config import PLACEHOLDER_SECRET
 from iotkit.errors import violations_of
+from services.telemetry import wiring as telemetry_wiring
 from tests.conftest import Backend, Suite, start_suite
 
 PASSWORD = "Str0ng!pass"
@@ -38,7 +40,9 @@ class Env:
 
 
 @pytest.fixture
-async def env(backend: Backend) -> AsyncIterator[Env]:
+async def env(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Env]:
+    # Telemetry follows the devices event log (and tells analytics of decommissions) this often.
+    monkeypatch.setattr(telemetry_wiring, "EVENTS_PERIOD", 0.1)
     suite = await start_suite(backend)
     async with (
         grpc.aio.insecure_channel(suite.address("auth")) as a,
@@ -326,6 +330,77 @@ async def test_correlations_of_streams_at_different_rates(env: Env) -> None:
     assert empty.value.code() == grpc.StatusCode.FAILED_PRECONDITION
 
 
+async def correlate_streams(
+    env: Env, who: list[tuple[str, str]], a: str, b: str, seconds: int, **fields: object
+) -> analytics_pb2.Correlation:
+    start, end = window(seconds)
+    return await env.analytics.CreateCorrelation(
+        analytics_pb2.CreateCorrelationRequest(
+            stream_a=a,
+            stream_b=b,
+            window_start=start,
+            window_end=end,
+            **fields,  # type: ignore[arg-type]
+        ),
+        metadata=who,
+    )
+
+
+async def test_independent_streams_are_not_significant_at_any_lag(env: Env) -> None:
+    owner, _ = await user(env)
+    rng = np.random.default_rng(21)
+    walks = [np.round(20 + np.cumsum(rng.normal(0, 0.2, 900)), 3) for _ in range(2)]
+    noise = [np.round(rng.normal(20, 1, 900), 3) for _ in range(2)]
+    for a_values, b_values in (walks, noise):
+        a = await store_readings(env, owner, [float(v) for v in a_values], SECOND)
+        b = await store_readings(env, owner, [float(v) for v in b_values], SECOND)
+        for algorithm in ("pearson", "spearman", "cross_correlation"):
+            result = await correlate_streams(env, owner, a, b, 900, algorithm=algorithm)
+            assert result.p_value >= 0.05, (algorithm, result)
+            assert result.ci_low <= 0.0 <= result.ci_high, (algorithm, result)
+            assert 0 < result.effective_sample_count <= result.sample_count
+            # The pairs actually used at the reported lag, not the window's 900 buckets.
+            lag_steps = abs(round(result.best_lag_seconds / result.grid_seconds))
+            assert result.sample_count == 900 - lag_steps
+            assert result.lags_tried == (121 if algorithm == "cross_correlation" else 1)
+
+
+async def test_a_lagged_noisy_copy_is_found_with_a_tiny_p_value(env: Env) -> None:
+    owner, _ = await user(env)
+    rng = np.random.default_rng(22)
+    base = np.zeros(920)
+    for i in range(1, base.size):  # a smooth, autocorrelated signal
+        base[i] = 0.9 * base[i - 1] + rng.normal()
+    leader = base[20:]
+    follower = base[:900] + rng.normal(0, 1, 900)  # the same signal 20 s later, noisy
+    a = await store_readings(env, owner, [round(float(v), 3) for v in leader], SECOND)
+    b = await store_readings(env, owner, [round(float(v), 3) for v in follower], SECOND)
+    result = await correlate_streams(env, owner, a, b, 900, algorithm="cross_correlation")
+    assert result.best_lag_seconds == 20.0 and result.sample_count == 880
+    assert result.p_value < 1e-9 and 0 < result.ci_low < result.coefficient < result.ci_high
+    stored = await env.analytics.GetCorrelation(
+        analytics_pb2.GetCorrelationRequest(correlation_id=result.correlation_id), metadata=owner
+    )
+    assert (stored.p_value, stored.ci_low, stored.lags_tried) == (
+        result.p_value,
+        result.ci_low,
+        121,
+    )
+
+
+async def test_too_little_overlap_is_a_400_naming_the_window(env: Env) -> None:
+    owner, _ = await user(env)
+    a = await store_readings(env, owner, [20.0 + i % 3 for i in range(9)], 10 * SECOND)
+    b = await store_readings(env, owner, [5.0 - i % 4 for i in range(9)], 10 * SECOND)
+    for algorithm in ("pearson", "spearman", "cross_correlation"):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await correlate_streams(env, owner, a, b, 600, algorithm=algorithm)
+        assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        [violation] = violations_of(caught.value)
+        assert violation.field == "window_start"
+        assert "9 samples" in violation.message and "at least 10" in violation.message
+
+
 @pytest.mark.parametrize(
     ("change", "field"),
     [
@@ -334,6 +409,7 @@ async def test_correlations_of_streams_at_different_rates(env: Env) -> None:
         ({"stream_a": "x"}, "stream_a"),
         ({"days": 40}, "window_end"),
         ({"max_lag_seconds": -1}, "max_lag_seconds"),
+        ({"algorithm": "cross_correlation", "max_lag_seconds": 301}, "max_lag_seconds"),
     ],
 )
 async def test_bad_correlation_requests(env: Env, change: dict[str, object], field: str) -> None:
@@ -398,3 +474,96 @@ async def test_exports_stream_csv_and_json_with_the_seed_columns(env: Env) -> No
         ):
             pass
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def device_with_spike(env: Env, who: list[tuple[str, str]], spike_at: int) -> str:
+    """A device whose readings, stored through telemetry, hold one spike."""
+    device = await env.devices.RegisterDevice(
+        devices_pb2.RegisterDeviceRequest(name="d", type="temperature"), metadata=who
+    )
+    ts, vs = signal(600, spike_at=spike_at)
+
+    async def batches() -> AsyncIterator[telemetry_pb2.ReadingBatch]:
+        yield telemetry_pb2.ReadingBatch(
+            sequence=1,
+            streams=[
+                telemetry_pb2.StreamReadings(
+                    device_id=device.device_id, metric_name="temperature", timestamps=ts, values=vs
+                )
+            ],
+        )
+
+    acks = [a async for a in env.telemetry.StreamReadings(batches(), metadata=who)]
+    assert acks[0].accepted == 600
+    return device.device_id
+
+
+async def anomalies_of(env: Env, who: list[tuple[str, str]]) -> list[analytics_pb2.Anomaly]:
+    listed = await env.analytics.ListAnomalies(
+        analytics_pb2.ListAnomaliesRequest(limit=100), metadata=who
+    )
+    return list(listed.anomalies)
+
+
+async def test_a_decommissioned_devices_anomalies_are_gone(env: Env) -> None:
+    owner, owner_id = await user(env)
+    gone = await device_with_spike(env, owner, spike_at=400)
+    kept = await device_with_spike(env, owner, spike_at=450)
+    shown: list[analytics_pb2.Anomaly] = []
+    for _ in range(100):  # telemetry forwards stored readings to analytics in the background
+        shown = await anomalies_of(env, owner)
+        if {a.device_id for a in shown} == {gone, kept}:
+            break
+        await asyncio.sleep(0.1)
+    assert {a.device_id for a in shown} == {gone, kept}
+    old = next(a for a in shown if a.device_id == gone)
+
+    await env.devices.DecommissionDevice(
+        devices_pb2.DecommissionDeviceRequest(device_id=gone), metadata=owner
+    )
+    for _ in range(100):  # telemetry follows the event log, purges, then tells analytics
+        shown = await anomalies_of(env, owner)
+        if gone not in {a.device_id for a in shown}:
+            break
+        await asyncio.sleep(0.1)
+    assert {a.device_id for a in shown} == {kept}
+    listed = await env.analytics.ListAnomalies(
+        analytics_pb2.ListAnomaliesRequest(device_id=gone), metadata=owner
+    )
+    assert list(listed.anomalies) == [] and listed.pagination.total == 0
+    exported = [
+        p
+        async for p in env.analytics.ExportAnomalies(
+            analytics_pb2.ExportRequest(format="json"), metadata=owner
+        )
+    ]
+    records = json.loads(b"".join(p.data for p in exported))
+    assert {r["device_id"] for r in records} == {kept}
+    for call, request in (
+        (env.analytics.GetAnomaly, analytics_pb2.GetAnomalyRequest(anomaly_id=old.anomaly_id)),
+        (env.analytics.GetDetector, analytics_pb2.GetDetectorRequest(stream_id=old.stream_id)),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await call(request, metadata=owner)  # type: ignore[operator]
+        assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+    # A chunk of the device still in flight when it was purged brings nothing back, live or
+    # listed.
+    async def watch_one() -> analytics_pb2.Anomaly:
+        async for anomaly in env.analytics.WatchAnomalies(
+            analytics_pb2.WatchAnomaliesRequest(), metadata=owner
+        ):
+            return anomaly
+        raise AssertionError("the watch ended")
+
+    watcher = asyncio.create_task(watch_one())
+    await asyncio.sleep(0.3)
+    ts, vs = signal(600, spike_at=500)
+    late = chunk(10**9, old.stream_id, owner_id, ts, vs)
+    late.device_id = gone
+    answers = await analyze(env, [analytics_pb2.AnalysisRequest(chunks=[late])])
+    assert [(a.watermark, a.anomalies) for a in answers] == [(10**9, 0)]
+    await asyncio.sleep(0.3)
+    assert not watcher.done()
+    watcher.cancel()
+    assert {a.device_id for a in await anomalies_of(env, owner)} == {kept}

@@ -68,7 +68,11 @@ class AnalysisService:
             now = self._clock()
             working: dict[str, _Detector] = {}
             found: list[AnomalyRow] = []
+            # Chunks telemetry read before it purged a decommissioned device may still arrive.
+            retired = await self._store.retired_among(device_ids={c.device_id for c in chunks})
             for chunk in chunks:
+                if chunk.device_id in retired:
+                    continue
                 detector = working.get(chunk.stream_id) or await self._working_copy(chunk, now)
                 working[chunk.stream_id] = detector
                 if chunk.position <= detector.row.position:
@@ -104,6 +108,20 @@ class AnalysisService:
             self._cache.update(working)
         self._hub.publish(stored)
         return max(chunk.position for chunk in chunks), stored
+
+    async def forget_device(self, *, device_id: str) -> int:
+        """Delete a decommissioned device's anomalies and detectors; answers the anomalies removed.
+
+        Telemetry calls this once it has purged the device's readings, as it
+        follows the devices event log. That costs one call per decommission;
+        following the event log here too would poll devices for ever, and asking
+        devices while listing would cost a call (or a cache) per listing.
+        """
+        async with self._lock:
+            removed = await self._store.forget_device(device_id=device_id, now=self._clock())
+            for stream_id in [s for s, d in self._cache.items() if d.row.device_id == device_id]:
+                del self._cache[stream_id]
+            return removed
 
     async def feedback(self, *, stream_id: str, status: str) -> None:
         """Feed a review back: dismissals raise the threshold, confirmations lower it."""

@@ -5,11 +5,32 @@ stream's typical interval; only buckets where both streams have data count.
 Pearson measures linear co-movement, Spearman monotonic co-movement (ranks,
 ties averaged), and cross-correlation finds the lag of ``b`` behind ``a``
 with the strongest Pearson coefficient.
+
+Every coefficient comes with how much it can be trusted:
+
+- **Overlap.** A coefficient is computed on at least :data:`MIN_OVERLAP`
+  pairs; in a lag search a lag is tried only when it pairs at least
+  :data:`LAG_OVERLAP_FRACTION` of the best-overlapping lag's pairs, so that a
+  lag with a handful of pairs (whose coefficient swings wildly) cannot win.
+- **Effective sample size.** Sensor signals are autocorrelated: neighbouring
+  readings say nearly the same thing, so n pairs carry far fewer than n
+  independent samples. The p-value and interval use Bretherton et al. (1999)
+  ``n_eff = n (1 - r1 r2) / (1 + r1 r2)``, with r1 and r2 the lag-1
+  autocorrelations of the paired series (never more than n).
+- **Significance.** A two-sided p-value from Student's t with ``n_eff - 2``
+  degrees of freedom (for Spearman the same approximation on ranks), and a
+  confidence interval by Fisher's z-transform (Spearman's standard error
+  widened by 1.06, Fieller, Hartley and Pearson 1957). When a lag search
+  picked the best of m lags, the p-value is multiplied by m and the interval
+  is taken at level ``1 - 0.05 / m`` (Bonferroni): the best of many lags
+  looks significant by chance far more often than a single coefficient.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import numpy as np
 import numpy.typing as npt
@@ -19,6 +40,17 @@ Float64s = npt.NDArray[np.float64]
 
 ALGORITHMS = ("pearson", "spearman", "cross_correlation")
 MIN_SAMPLES = 3
+MIN_OVERLAP = 10
+"""Fewest paired samples any coefficient is computed on."""
+LAG_OVERLAP_FRACTION = 0.5
+"""A lag is tried only when it pairs at least this share of the best-overlapping lag's pairs."""
+CONFIDENCE = 0.95
+"""Level of the confidence interval (before the correction for the lags tried)."""
+SPEARMAN_SE_FACTOR = 1.06
+"""Variance inflation of Fisher's z for Spearman's rho (Fieller, Hartley and Pearson 1957)."""
+_CF_ITERATIONS = 300
+_CF_EPSILON = 1e-15
+_TINY = 1e-300
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,12 +64,26 @@ class Aligned:
 
 @dataclass(frozen=True, slots=True)
 class Result:
-    """A coefficient with what it was computed on."""
+    """A coefficient with what it was computed on and how far it can be trusted."""
 
     coefficient: float
-    samples: int
+    samples: int  # pairs actually used at the reported lag
     best_lag_us: int
     grid_us: int
+    p_value: float  # two-sided, corrected for the lags tried
+    ci_low: float
+    ci_high: float
+    effective_samples: float  # n_eff the p-value and interval are computed with
+    lags_tried: int
+
+
+class TooFewPairs(ValueError):
+    """The window holds fewer paired samples of both streams than a coefficient needs."""
+
+    def __init__(self, *, pairs: int, needed: int) -> None:
+        super().__init__(f"{pairs} paired samples, at least {needed} needed")
+        self.pairs = pairs
+        self.needed = needed
 
 
 def typical_interval(timestamps: Int64s) -> int:
@@ -104,18 +150,114 @@ def spearman(a: Float64s, b: Float64s) -> float:
     return pearson(ranks(a[both]), ranks(b[both]))
 
 
-def cross_correlation(a: Float64s, b: Float64s, max_lag: int) -> tuple[float, int]:
-    """The Pearson coefficient at the lag (in grid steps, b behind a) where it is strongest."""
-    best, best_lag = 0.0, 0
-    for lag in range(-max_lag, max_lag + 1):
+def regularized_beta(a: float, b: float, x: float) -> float:
+    """The regularized incomplete beta function I_x(a, b), for a, b > 0 and 0 <= x <= 1.
+
+    Evaluated by its continued fraction (modified Lentz), on whichever side
+    of the mean ``a / (a + b)`` converges fast (Numerical Recipes, 6.4).
+    """
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    if x > (a + 1.0) / (a + b + 2.0):
+        return 1.0 - regularized_beta(b, a, 1.0 - x)
+    log_front = (
+        math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
+    )
+    return math.exp(log_front) * _beta_fraction(a, b, x) / a
+
+
+def _beta_fraction(a: float, b: float, x: float) -> float:
+    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
+    d = 1.0 / (d if abs(d) > _TINY else _TINY)
+    fraction = d
+    for m in range(1, _CF_ITERATIONS + 1):
+        for numerator in (
+            m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+            -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1)),
+        ):
+            d = 1.0 + numerator * d
+            d = 1.0 / (d if abs(d) > _TINY else _TINY)
+            c = 1.0 + numerator / c
+            c = c if abs(c) > _TINY else _TINY
+            fraction *= c * d
+        if abs(c * d - 1.0) < _CF_EPSILON:
+            break
+    return fraction
+
+
+def t_two_sided(t: float, df: float) -> float:
+    """P(|T| >= |t|) for Student's t with ``df`` (> 0, not necessarily whole) degrees of freedom."""
+    if math.isinf(t):
+        return 0.0
+    return regularized_beta(df / 2.0, 0.5, df / (df + t * t))
+
+
+def lag1_autocorrelation(values: Float64s) -> float:
+    """The lag-1 autocorrelation of a series in time order (0 when it cannot be told)."""
+    if values.size < MIN_SAMPLES:
+        return 0.0
+    return pearson(values[:-1], values[1:])
+
+
+def effective_samples(x: Float64s, y: Float64s) -> float:
+    """Bretherton's effective number of independent pairs, between 3 (or n) and n.
+
+    Positive lag-1 autocorrelation in both series shrinks it; it is never
+    taken above n, since negative products would promise more than was seen.
+    """
+    n = float(x.size)
+    product = lag1_autocorrelation(x) * lag1_autocorrelation(y)
+    if product <= 0.0:
+        return n
+    return max(min(n * (1.0 - product) / (1.0 + product), n), min(n, 3.0))
+
+
+def significance(
+    coefficient: float, n_eff: float, *, tests: int = 1, rank_based: bool = False
+) -> tuple[float, float, float]:
+    """Two-sided p-value and confidence interval of a correlation coefficient.
+
+    Both are corrected for ``tests`` coefficients of which this is the best
+    (Bonferroni); see the module docstring.
+    """
+    r = min(max(coefficient, -1.0), 1.0)
+    df = n_eff - 2.0
+    if df <= 0.0:
+        return 1.0, -1.0, 1.0
+    if abs(r) >= 1.0:
+        return 0.0, r, r  # an exact linear relation leaves no room for chance
+    p = min(1.0, t_two_sided(r * math.sqrt(df / (1.0 - r * r)), df) * tests)
+    if n_eff <= 3.0:
+        return p, -1.0, 1.0
+    alpha = (1.0 - CONFIDENCE) / tests
+    quantile = NormalDist().inv_cdf(1.0 - alpha / 2.0)
+    spread = quantile * math.sqrt((SPEARMAN_SE_FACTOR if rank_based else 1.0) / (n_eff - 3.0))
+    z = math.atanh(r)
+    return p, math.tanh(z - spread), math.tanh(z + spread)
+
+
+def _shifted(a: Float64s, b: Float64s, lag: int) -> tuple[Float64s, Float64s]:
+    """The pairs (a[t], b[t + lag]) where both are present, in time order."""
+    if lag >= 0:
+        x, y = a[: a.size - lag], b[lag:]
+    else:
+        x, y = a[-lag:], b[: b.size + lag]
+    both = np.isfinite(x) & np.isfinite(y)
+    return x[both], y[both]
+
+
+def _pair_counts(a: Float64s, b: Float64s, lags: range) -> list[int]:
+    present_a, present_b = np.isfinite(a), np.isfinite(b)
+    counts = []
+    for lag in lags:
         if lag >= 0:
-            x, y = a[: a.size - lag], b[lag:]
+            both = present_a[: a.size - lag] & present_b[lag:]
         else:
-            x, y = a[-lag:], b[: b.size + lag]
-        coefficient = pearson(x, y)
-        if abs(coefficient) > abs(best) + 1e-12:
-            best, best_lag = coefficient, lag
-    return best, best_lag
+            both = present_a[-lag:] & present_b[: b.size + lag]
+        counts.append(int(both.sum()))
+    return counts
 
 
 def correlate(
@@ -129,12 +271,41 @@ def correlate(
     algorithm: str,
     max_lag_us: int,
 ) -> Result:
-    """Align and correlate two series with ``algorithm``."""
+    """Align and correlate two series with ``algorithm``.
+
+    Raises :class:`TooFewPairs` when no lag pairs :data:`MIN_OVERLAP` samples.
+    """
     a, b, grid = align(ts_a, values_a, ts_b, values_b, start=start, end=end)
-    samples = int((np.isfinite(a) & np.isfinite(b)).sum())
-    if algorithm == "pearson":
-        return Result(pearson(a, b), samples, 0, grid)
-    if algorithm == "spearman":
-        return Result(spearman(a, b), samples, 0, grid)
-    coefficient, lag = cross_correlation(a, b, max(0, max_lag_us // grid))
-    return Result(coefficient, samples, lag * grid, grid)
+    max_lag = max(0, max_lag_us // grid) if algorithm == "cross_correlation" else 0
+    lags = range(-max_lag, max_lag + 1)
+    counts = _pair_counts(a, b, lags)
+    most = max(counts)
+    if most < MIN_OVERLAP:
+        raise TooFewPairs(pairs=most, needed=MIN_OVERLAP)
+    fewest = max(MIN_OVERLAP, math.ceil(LAG_OVERLAP_FRACTION * most))
+    tried = [lag for lag, count in zip(lags, counts, strict=True) if count >= fewest]
+    best: tuple[float, int, Float64s, Float64s] | None = None
+    for lag in tried:
+        x, y = _shifted(a, b, lag)
+        if algorithm == "spearman":
+            x, y = ranks(x), ranks(y)
+        coefficient = pearson(x, y)
+        if best is None or abs(coefficient) > abs(best[0]) + 1e-12:
+            best = (coefficient, lag, x, y)
+    assert best is not None  # the best-overlapping lag always qualifies
+    coefficient, lag, x, y = best
+    n_eff = effective_samples(x, y)
+    p_value, ci_low, ci_high = significance(
+        coefficient, n_eff, tests=len(tried), rank_based=algorithm == "spearman"
+    )
+    return Result(
+        coefficient=coefficient,
+        samples=int(x.size),
+        best_lag_us=lag * grid,
+        grid_us=grid,
+        p_value=p_value,
+        ci_low=ci_low,
+        ci_high=ci_high,
+        effective_samples=n_eff,
+        lags_tried=len(tried),
+    )

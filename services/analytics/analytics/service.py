@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import TypeVar
 
 from iotkit.context import Caller
-from iotkit.errors import FailedPrecondition, NotFound
+from iotkit.errors import FailedPrecondition, FieldViolation, NotFound, ValidationFailed
 from iotkit.listing import PageRequest, check_page
 from iotkit.sqltypes import utcnow
 from iotkit.validation import Violations, check_uuid
@@ -39,6 +39,7 @@ STATUSES = ("pending", "confirmed", "dismissed")
 EXPORT_FORMATS = ("csv", "json")
 NOTE_MAX = 1000
 MAX_WINDOW_DAYS = 31
+DEFAULT_MAX_LAG_SECONDS = 60.0
 EXPORT_PAGE = 1000
 ANOMALY_COLUMNS = (
     "anomaly_id",
@@ -63,7 +64,35 @@ CORRELATION_COLUMNS = (
     "algorithm",
     "sample_count",
     "best_lag_seconds",
+    "p_value",
+    "ci_low",
+    "ci_high",
 )
+
+
+class TooFewSamples(ValidationFailed):
+    """Too few paired readings in the window: EMPTY_WINDOW, with the field to change.
+
+    The request is well formed and what is missing is data in the window, so
+    the code stays a failed precondition (a 400 through the gateway); the field
+    violation tells the caller what to change.
+    """
+
+    code = FailedPrecondition.code
+    reason = "EMPTY_WINDOW"
+
+    def __init__(self, *, pairs: int, needed: int) -> None:
+        super().__init__(
+            [
+                FieldViolation(
+                    "window_start",
+                    f"the window holds {pairs} samples where both streams have readings;"
+                    f" at least {needed} are needed: widen the window",
+                )
+            ],
+            "The window holds too few readings of both streams to correlate",
+        )
+        self.metadata = {"samples": str(pairs), "needed": str(needed)}
 
 
 def iso_us(micros: int) -> str:
@@ -105,6 +134,9 @@ def correlation_record(row: CorrelationRow) -> dict[str, object]:
         "algorithm": row.algorithm,
         "sample_count": row.sample_count,
         "best_lag_seconds": row.best_lag_seconds,
+        "p_value": row.p_value,
+        "ci_low": row.ci_low,
+        "ci_high": row.ci_high,
     }
 
 
@@ -291,6 +323,16 @@ class CorrelationService:
                 violations.add("window_end", f"the window may span at most {MAX_WINDOW_DAYS} days")
         if not (math.isfinite(max_lag_seconds) and 0 <= max_lag_seconds <= 3600):
             violations.add("max_lag_seconds", "max_lag_seconds must be between 0 and 3600")
+        elif window_start and window_end and not violations.has("window_end"):
+            # Beyond half the window, the two ends of a lag search overlap in less than half of
+            # it: those lags could only win by the chance of a few pairs.
+            half = (window_end - window_start).total_seconds() / 2
+            if algorithm == "cross_correlation" and max_lag_seconds > half:
+                violations.add(
+                    "max_lag_seconds",
+                    f"max_lag_seconds must be at most half the window ({half:g} s)",
+                )
+            max_lag_seconds = min(max_lag_seconds or DEFAULT_MAX_LAG_SECONDS, half)
         violations.raise_if_any()
         assert window_start is not None and window_end is not None
         start_us, end_us = int(window_start.timestamp() * 1e6), int(window_end.timestamp() * 1e6)
@@ -305,22 +347,19 @@ class CorrelationService:
             except Exception as exc:  # telemetry's NOT_FOUND covers foreign and unknown alike
                 raise NotFound(f"Stream {stream_id} not found", reason="STREAM_NOT_FOUND") from exc
         (ts_a, values_a), (ts_b, values_b) = series
-        result = correlation.correlate(
-            ts_a,
-            values_a,
-            ts_b,
-            values_b,
-            start=start_us,
-            end=end_us,
-            algorithm=algorithm,
-            max_lag_us=int((max_lag_seconds or 60.0) * 1e6),
-        )
-        if result.samples < correlation.MIN_SAMPLES:
-            raise FailedPrecondition(
-                "The window holds too few readings of both streams to correlate",
-                reason="EMPTY_WINDOW",
-                metadata={"samples": str(result.samples)},
+        try:
+            result = correlation.correlate(
+                ts_a,
+                values_a,
+                ts_b,
+                values_b,
+                start=start_us,
+                end=end_us,
+                algorithm=algorithm,
+                max_lag_us=int(max_lag_seconds * 1e6),
             )
+        except correlation.TooFewPairs as few:
+            raise TooFewSamples(pairs=few.pairs, needed=few.needed) from few
         row = CorrelationRow(
             id=str(uuid.uuid4()),
             owner_id=caller.subject,
@@ -333,6 +372,11 @@ class CorrelationService:
             sample_count=result.samples,
             best_lag_seconds=result.best_lag_us / 1e6,
             grid_seconds=result.grid_us / 1e6,
+            p_value=result.p_value,
+            ci_low=round(result.ci_low, 6),
+            ci_high=round(result.ci_high, 6),
+            effective_sample_count=round(result.effective_samples, 2),
+            lags_tried=result.lags_tried,
             created_at=self._clock(),
         )
         await self._store.add_correlation(row=row)

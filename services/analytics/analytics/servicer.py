@@ -69,6 +69,11 @@ def correlation_message(row: CorrelationRow) -> analytics_pb2.Correlation:
         best_lag_seconds=row.best_lag_seconds,
         grid_seconds=row.grid_seconds,
         created_at=timestamp(row.created_at),
+        p_value=row.p_value,
+        ci_low=row.ci_low,
+        ci_high=row.ci_high,
+        effective_sample_count=row.effective_sample_count,
+        lags_tried=row.lags_tried,
     )
 
 
@@ -125,6 +130,16 @@ class AnalyticsServicer(analytics_pb2_grpc.AnalyticsServiceServicer):
             ]
             watermark, stored = await self._analysis.analyze(chunks)
             yield analytics_pb2.AnalysisResponse(watermark=watermark, anomalies=len(stored))
+
+    async def ForgetDevice(
+        self, request: analytics_pb2.ForgetDeviceRequest, context: Context
+    ) -> analytics_pb2.ForgetDeviceResponse:
+        """Delete a decommissioned device's anomalies and detectors."""
+        violations = Violations()
+        device_id = check_uuid(violations, request.device_id, field="device_id")
+        violations.raise_if_any()
+        removed = await self._analysis.forget_device(device_id=device_id)
+        return analytics_pb2.ForgetDeviceResponse(anomalies_removed=removed)
 
     async def ListAnomalies(
         self, request: analytics_pb2.ListAnomaliesRequest, context: Context

@@ -6,7 +6,7 @@ results; it owns no raw readings (those stay in telemetry).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -19,6 +19,7 @@ from sqlalchemy import (
     Integer,
     String,
     UniqueConstraint,
+    delete,
     func,
     select,
     update,
@@ -90,6 +91,21 @@ class CorrelationRow(Base):
     best_lag_seconds: Mapped[float] = mapped_column(Float, default=0.0)
     grid_seconds: Mapped[float] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    # How far the coefficient can be trusted (see services/analytics/analytics/correlation.py).
+    p_value: Mapped[float] = mapped_column(Float, default=1.0)
+    ci_low: Mapped[float] = mapped_column(Float, default=-1.0)
+    ci_high: Mapped[float] = mapped_column(Float, default=1.0)
+    effective_sample_count: Mapped[float] = mapped_column(Float, default=0.0)
+    lags_tried: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class RetiredDeviceRow(Base):
+    """A decommissioned device: its results are gone and its late chunks are ignored."""
+
+    __tablename__ = "retired_devices"
+
+    device_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    retired_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +220,32 @@ class AnalyticsStore:
                 .values(status=status, reviewed_by=reviewer, reviewed_at=now, review_note=note)
             )
             return await session.get(AnomalyRow, anomaly_id)
+
+    async def forget_device(self, *, device_id: str, now: datetime) -> int:
+        """Delete a device's anomalies and detectors and remember it as retired, in one
+        transaction; answers how many anomalies went."""
+        async with self._sessions.begin() as session:
+            await session.execute(
+                self._insert(RetiredDeviceRow)
+                .values(device_id=device_id, retired_at=now)
+                .on_conflict_do_nothing()
+            )
+            removed = await session.execute(
+                delete(AnomalyRow).where(AnomalyRow.device_id == device_id)
+            )
+            await session.execute(delete(DetectorRow).where(DetectorRow.device_id == device_id))
+            return int(removed.rowcount or 0)  # type: ignore[attr-defined]
+
+    async def retired_among(self, *, device_ids: Iterable[str]) -> set[str]:
+        """Which of ``device_ids`` have been decommissioned."""
+        ids = list(device_ids)
+        if not ids:
+            return set()
+        async with self._sessions() as session:
+            rows = await session.scalars(
+                select(RetiredDeviceRow.device_id).where(RetiredDeviceRow.device_id.in_(ids))
+            )
+            return set(rows)
 
     async def save_detector(self, *, row: DetectorRow) -> None:
         """Store a detector's settings or state outside an analysis."""
