@@ -99,3 +99,12 @@ def test_dockerfile_runs_as_non_root_and_generates_code() -> None:
     assert re.search(r"^USER (?!root)\w+", dockerfile, re.MULTILINE)
     assert 'CMD ["iot", "up"]' in dockerfile
     assert "iot" in (ROOT / ".dockerignore").read_text().split()
+
+
+def test_readme_scale_out_sets_every_variable_compose_requires() -> None:
+    required = set(re.findall(r"\$\{(\w+):\?", COMPOSE.read_text()))
+    assert required, "docker-compose.yml requires no variable"
+    readme = (ROOT / "README.md").read_text()
+    scale_out = readme[readme.index("## Scale-out") :]
+    scale_out = scale_out[: scale_out.index("\n## ", 1)]
+    assert {name for name in required if f"export {name}=" not in scale_out} == set()
