@@ -12,7 +12,7 @@ from services.auth.account import Account
 from services.auth.admin_service import AdminUserView
 from services.auth.security_log import SecurityEventRow
 from services.auth.security_service import SessionView
-from services.auth.service import Tokens
+from services.auth.service import MFA_CODE_NEEDED, Tokens
 from services.auth.sites_store import AccountRow, SiteRow
 from services.auth.store import ProfileRow
 
@@ -61,6 +61,7 @@ def login_message(tokens: Tokens) -> auth_pb2.LoginResponse:
         expires_in=tokens.expires_in,
         token_type="bearer",
         mfa_required=tokens.mfa_required,
+        message=MFA_CODE_NEEDED if tokens.mfa_required else "",
     )
 
 

@@ -54,6 +54,8 @@ SERVICE_SCOPES: dict[str, tuple[str, ...]] = {
 BAD_CREDENTIALS = "Invalid email or password"
 BAD_TOKEN = "Invalid or expired token"
 BAD_MFA_CODE = "Invalid MFA code"
+MFA_CODE_NEEDED = "Enter the code from your authenticator app or a recovery code"
+"""The answer to the first step of an MFA login: the password was right, a code is due."""
 TOUCH_INTERVAL = timedelta(seconds=60)
 """A session's ``last_used`` is stamped at most this often, to keep reads cheap."""
 
