@@ -19,7 +19,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route as StarletteRoute
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from gateway.comments import load_comments
 from gateway.console import STATIC_DIR, console_routes
@@ -75,6 +75,25 @@ def _raw_path(scope: Scope) -> str:
     return quote(scope.get("path", "/"))
 
 
+def _headers_only(send: Send) -> Send:
+    """``send`` for a HEAD request: the status and headers of the GET answer, no body.
+
+    The answer ends with its headers, so that a streaming GET (Server-Sent Events)
+    does not hold the connection; what the handler still sends is dropped.
+    """
+    ended = False
+
+    async def send_headers(message: Message) -> None:
+        nonlocal ended
+        if ended or message["type"] != "http.response.start":
+            return
+        await send(message)
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        ended = True
+
+    return send_headers
+
+
 class Dispatcher:
     """The one ASGI endpoint: matches the route table and renders GatewayErrors as envelopes."""
 
@@ -94,7 +113,7 @@ class Dispatcher:
             response = await matched.route.handler(request, matched.params)
         except GatewayError as error:
             response = error_response(error, path=request.url.path)
-        await response(scope, receive, send)
+        await response(scope, receive, _headers_only(send) if request.method == "HEAD" else send)
 
 
 def build_app(

@@ -1,4 +1,5 @@
-"""The web console: a static single-page app served at ``/`` and ``/static/*``.
+"""The web console: a static single-page app served at ``/`` and ``/static/*``,
+and its icon at ``/favicon.ico``.
 
 Only files present in ``gateway/static`` when the app is built are served,
 each as an exact route, so no request path can reach outside that folder.
@@ -38,11 +39,17 @@ def _file_handler(path: Path) -> Handler:
 
 
 def console_routes(static_dir: Path = STATIC_DIR) -> list[Route]:
-    """GET routes for ``/`` (the console page) and each file of ``static_dir`` under /static/."""
+    """GET routes for ``/`` (the console page), ``/favicon.ico`` and each file of
+    ``static_dir`` under /static/."""
     routes: list[Route] = []
     index = static_dir / "index.html"
     if index.is_file():
         routes.append(Route("GET", parse_template("/"), _file_handler(index)))
+    icon = static_dir / "favicon.svg"
+    if icon.is_file():
+        # Browsers ask for /favicon.ico whatever the page links; the SVG is the icon (its
+        # media type comes from its name, and the page's link says so too).
+        routes.append(Route("GET", parse_template("/favicon.ico"), _file_handler(icon)))
     for path in sorted(static_dir.rglob("*")):
         if path.is_file():
             url = "/static/" + path.relative_to(static_dir).as_posix()

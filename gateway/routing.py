@@ -3,6 +3,9 @@
 Google-style templates (``{name=devices/*}``, ``:verb``) are not Starlette's
 syntax, so the gateway routes itself behind one catch-all Starlette route. That
 also makes 404 and 405 answers the same envelope as every other error.
+
+``HEAD`` is served by the GET route of a path (the dispatcher drops the body),
+and ``OPTIONS`` by the table itself: every path it knows allows both.
 """
 
 from __future__ import annotations
@@ -78,17 +81,38 @@ class RouteTable:
                         f"collides with the gateway's own {path}"
                     )
 
-    def match(self, verb: str, raw_path: str) -> RouteMatch:
-        """The route for a request; raises 404 NOT_FOUND or 405 METHOD_NOT_ALLOWED."""
-        allowed: list[str] = []
+    def routes_for(self, raw_path: str) -> list[RouteMatch]:
+        """Every route whose template matches ``raw_path``, most specific first."""
+        found = []
         for route in self.routes:
             params = route.template.match(raw_path)
-            if params is None:
-                continue
-            if route.verb == verb:
-                return RouteMatch(route, params)
-            if route.verb not in allowed:
-                allowed.append(route.verb)
+            if params is not None:
+                found.append(RouteMatch(route, params))
+        return found
+
+    @staticmethod
+    def allowed(matches: Iterable[RouteMatch]) -> list[str]:
+        """The methods a path answers, given its routes: theirs, HEAD with GET, and OPTIONS."""
+        allowed: list[str] = []
+        for found in matches:
+            verbs = ("GET", "HEAD") if found.route.verb == "GET" else (found.route.verb,)
+            allowed += [verb for verb in verbs if verb not in allowed]
+        return [*allowed, "OPTIONS"] if allowed else []
+
+    def match(self, verb: str, raw_path: str) -> RouteMatch:
+        """The route for a request (HEAD takes the GET route); raises 404 NOT_FOUND or
+        405 METHOD_NOT_ALLOWED (OPTIONS is not a route: the dispatcher answers it)."""
+        matches = self.routes_for(raw_path)
+        wanted = "GET" if verb == "HEAD" else verb
+        for found in matches:
+            if found.route.verb == wanted:
+                return found
+        allowed = self.allowed(matches)
+        if verb == "OPTIONS" and allowed:
+            # Under the template of the path's own route, so that the access log hides
+            # its secret variables as it does for the other methods.
+            first = matches[0]
+            return RouteMatch(Route(verb, first.route.template, _options(allowed)), first.params)
         if allowed:
             raise GatewayError(
                 status=405,
@@ -97,3 +121,12 @@ class RouteTable:
                 headers={"Allow": ", ".join(allowed)},
             )
         raise GatewayError(status=404, code="NOT_FOUND", message="No such endpoint")
+
+
+def _options(allowed: list[str]) -> Handler:
+    async def answer(request: Request, params: Mapping[str, str]) -> Response:
+        # The gateway has no CORS settings (the console is served from the same origin),
+        # so there are no preflight headers to add: only what the path allows.
+        return Response(status_code=204, headers={"Allow": ", ".join(allowed)})
+
+    return answer

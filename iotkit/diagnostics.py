@@ -1,4 +1,4 @@
-"""The DiagnosticsService every process serves: its checks and its counters."""
+"""The DiagnosticsService every process serves: its checks, its counters and its APIs."""
 
 from __future__ import annotations
 
@@ -25,6 +25,12 @@ class DiagnosticsServicer(system_pb2_grpc.DiagnosticsServiceServicer):
         self._checks = list(checks)
         self._counters = counters
         self._started = time.monotonic()
+        self._apis: tuple[str, ...] = ()
+
+    def serves(self, apis: Sequence[str]) -> None:
+        """Record the gRPC services the process serves to clients (``build_server`` calls
+        it once the servicers are registered, which is after this servicer is made)."""
+        self._apis = tuple(apis)
 
     async def status(self) -> system_pb2.ProcessStatus:
         """Run every check concurrently and answer the process status."""
@@ -37,6 +43,7 @@ class DiagnosticsServicer(system_pb2_grpc.DiagnosticsServiceServicer):
             metrics=system_pb2.RequestMetrics(
                 total_requests=self._counters.total, error_requests=self._counters.errors
             ),
+            apis=self._apis,
         )
 
     async def GetProcessStatus(

@@ -108,6 +108,9 @@ def build_server(
     diagnostics = diagnostics or DiagnosticsServicer(
         service=service, checks=checks, counters=counters
     )
+    # Only what ``register`` added is an API: health, reflection and diagnostics every
+    # process serves, so they say nothing of what it offers.
+    diagnostics.serves(names)
     system_pb2_grpc.add_DiagnosticsServiceServicer_to_server(diagnostics, server)
     names.append(system_pb2.DESCRIPTOR.services_by_name["DiagnosticsService"].full_name)
     health_servicer = health.aio.HealthServicer()

@@ -63,8 +63,11 @@ async def create_admin_account(
     from argon2 import PasswordHasher
 
     from services.auth.admin.bootstrap import create_admin
+    from services.auth.admin.service import AdminService
     from services.auth.core.store import AuthStore
+    from services.auth.link_tokens import LinkTokenStore
     from services.auth.passwords import Passwords
+    from services.auth.security.log import SecurityLog
     from services.auth.wiring import open_auth_database
 
     database = await open_auth_database(settings, schema=schema)
@@ -72,8 +75,18 @@ async def create_admin_account(
         store = AuthStore(database.sessions)
         if password is None and await store.user_by_email(email=email.strip().lower()) is None:
             password = ask()
+        # The AdminService the gRPC API uses: a promotion ends the user's sessions there too.
+        admin = AdminService(
+            store=store,
+            links=LinkTokenStore(database.sessions),
+            log=SecurityLog(database.sessions),
+        )
         return await create_admin(
-            store=store, passwords=Passwords(PasswordHasher()), email=email, password=password
+            store=store,
+            passwords=Passwords(PasswordHasher()),
+            admin=admin,
+            email=email,
+            password=password,
         )
     finally:
         await database.close()

@@ -84,9 +84,11 @@ def _configure_simulate(parser: argparse.ArgumentParser) -> None:
         "--batch-ms", type=int, default=100, metavar="MS", help="send a batch every MS (100)"
     )
     parser.add_argument(
-        "--email", help="account to use (default: a simulator account, registered on first use)"
+        "--email",
+        help="account to use, registered on first use (default: a new account; its "
+        "email and password are printed at start)",
     )
-    parser.add_argument("--password", help="its password (registered with it if new)")
+    parser.add_argument("--password", help="its password (default: generated and printed at start)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the signals (default: 1)")
     parser.add_argument(
         "--no-anomalies",
@@ -111,8 +113,8 @@ def _simulate(args: argparse.Namespace) -> int:
         rate_hz=args.rate,
         seconds=args.seconds,
         batch_ms=args.batch_ms,
-        email=args.email or simulate.DEFAULT_EMAIL,
-        password=args.password or simulate.DEFAULT_PASSWORD,
+        email=args.email,
+        password=args.password,
         seed=args.seed,
         anomalies=not args.no_anomalies,
     )

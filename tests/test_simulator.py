@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import itertools
+import re
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -139,6 +140,31 @@ async def test_a_wrong_password_for_an_existing_account_is_explained(suite: Suit
         await simulate(
             suite.settings, options(email=chosen.email, password="Other!pass1"), out=io.StringIO()
         )
+
+
+async def test_without_an_account_one_is_made_and_its_credentials_printed_once(
+    suite: Suite,
+) -> None:
+    out, err = io.StringIO(), io.StringIO()
+    chosen = options(devices=1, seconds=0.5, email=None, password=None)
+    summary = await simulate(suite.settings, chosen, out=out, err=err)
+    assert summary.accepted > 0
+    printed = err.getvalue()
+    found = re.search(r"created the account (\S+) with the password (\S+)\n", printed)
+    assert found, printed
+    email, password = found.groups()
+    assert printed.count(password) == 2  # the account line and how to run again with it
+    assert "sign in" in printed and f"--email {email} --password '{password}'" in printed
+    assert password not in out.getvalue()
+    async with grpc.aio.insecure_channel(suite.address("auth")) as channel:
+        login = await auth_pb2_grpc.AuthServiceStub(channel).Login(
+            auth_pb2.LoginRequest(email=email, password=password)
+        )
+    assert login.access_token and login.user.email == email
+    # A second account each time: nothing is shared with a known password.
+    again = io.StringIO()
+    await simulate(suite.settings, chosen, out=io.StringIO(), err=again)
+    assert email not in again.getvalue() and password not in again.getvalue()
 
 
 def test_the_cli_takes_the_simulator_options() -> None:

@@ -1,6 +1,8 @@
 """The device simulator behind ``iot simulate``.
 
-It logs in (registering the account on first use), registers or reuses
+It logs in (registering the account on first use; without ``--email`` a new
+account with a generated address and password, both printed to stderr at
+start since nothing else knows them), registers or reuses
 devices named ``sim-0001``, ``sim-0002``... (types round-robin temperature,
 pressure, motion), issues each its own credential, and streams each device's
 signal (:mod:`tools.signals`) over its own ``StreamReadings`` call with its
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import signal
 import sys
 import time
@@ -42,8 +45,6 @@ from iotkit.config import Settings
 from iotkit.server import channel
 from tools.signals import DEVICE_TYPES, MODELS, NO_ANOMALIES, Anomaly, Scheduled, SignalSource
 
-DEFAULT_EMAIL = "simulator@example.com"
-DEFAULT_PASSWORD = "Simulat0r!pass"
 NAME_FORMAT = "sim-{:04d}"
 MAX_IN_FLIGHT = 8
 """Batches per device sent and not yet acknowledged."""
@@ -70,8 +71,8 @@ class Options:
     rate_hz: float = 10.0
     seconds: float = 10.0  # 0 runs until Ctrl-C
     batch_ms: int = 100
-    email: str = DEFAULT_EMAIL
-    password: str = DEFAULT_PASSWORD
+    email: str | None = None  # None: a new account with a generated address
+    password: str | None = None  # None: generated (and printed at start)
     seed: int = 1
     anomalies: bool = True
     max_in_flight: int = MAX_IN_FLIGHT
@@ -142,6 +143,34 @@ class Summary:
 
 def _now_us() -> int:
     return time.time_ns() // 1000
+
+
+def account_for(options: Options) -> tuple[str, str, bool]:
+    """The email and password to stream as, and whether either was generated.
+
+    A generated password is random rather than a default written in the source,
+    which anyone could use to sign in to the account of any installation.
+    """
+    email = (
+        options.email if options.email is not None else f"sim-{secrets.token_hex(4)}@example.com"
+    )
+    # Prefix and suffix give the classes the password rules ask for; the middle is
+    # base64url, whose characters the rules all allow.
+    password = (
+        options.password if options.password is not None else f"Sim-{secrets.token_urlsafe(12)}1"
+    )
+    return email, password, options.email is None or options.password is None
+
+
+def credentials_text(email: str, password: str, settings: Settings) -> str:
+    """Where a generated account's credentials are printed once, and how to use them."""
+    gateway = f"http://{settings.gateway_host}:{settings.gateway_port}"
+    return (
+        f"iot simulate: created the account {email} with the password {password}\n"
+        f"iot simulate: sign in with them in the console at {gateway}/ (or POST "
+        f"{gateway}/v1/auth/login); run again with --email {email} --password '{password}' "
+        "to reuse its devices"
+    )
 
 
 def _bearer(token: str) -> list[tuple[str, str]]:
@@ -449,10 +478,14 @@ async def simulate(
     options: Options,
     *,
     out: TextIO = sys.stdout,
+    err: TextIO = sys.stderr,
     stop: asyncio.Event | None = None,
     handle_signals: bool = False,
 ) -> Summary:
     """Run the simulation until ``options.seconds`` pass or ``stop`` is set; answers the totals.
+
+    The credentials of an account made with a generated email or password go to
+    ``err`` (not ``out``, which is often kept as a log), once, when it is registered.
 
     ``handle_signals`` makes Ctrl-C and SIGTERM stop it cleanly (a second
     Ctrl-C stops without waiting for the last acks).
@@ -481,7 +514,11 @@ async def simulate(
         devices = devices_pb2_grpc.DeviceServiceStub(channels[1])
         telemetry = telemetry_pb2_grpc.TelemetryServiceStub(channels[2])
         try:
-            access = await log_in(auth, options.email, options.password)
+            email, password, generated = account_for(options)
+            access = await log_in(auth, email, password)
+            if generated:
+                # A generated password opens only the account just registered with it.
+                print(credentials_text(email, password, settings), file=err, flush=True)
             registered = await ensure_devices(devices, access, options.devices)
             tokens = await issue_credentials(devices, access, [d.device_id for d in registered])
         except aio.AioRpcError as exc:

@@ -99,7 +99,7 @@ async function login(event) {
     const answer = await api("POST", "/v1/auth/login", body);
     if (answer.success && answer.data.mfa_required) {
       $("#mfa-row").hidden = false;
-      showMessage({ success: false, message: "Enter the code from your authenticator app", data: {} });
+      showMessage({ success: false, message: answer.message, data: {} });
       return;
     }
     if (answer.success) {

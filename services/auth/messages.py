@@ -10,7 +10,7 @@ from iot.auth.v1 import admin_pb2, auth_pb2, security_pb2, sites_pb2
 from iotkit.convert import struct, timestamp
 from services.auth.account import Account
 from services.auth.admin.service import AdminUserView
-from services.auth.core.service import Tokens
+from services.auth.core.service import MFA_CODE_NEEDED, Tokens
 from services.auth.core.store import ProfileRow
 from services.auth.security.log import SecurityEventRow
 from services.auth.security.service import SessionView
@@ -61,6 +61,7 @@ def login_message(tokens: Tokens) -> auth_pb2.LoginResponse:
         expires_in=tokens.expires_in,
         token_type="bearer",
         mfa_required=tokens.mfa_required,
+        message=MFA_CODE_NEEDED if tokens.mfa_required else "",
     )
 
 

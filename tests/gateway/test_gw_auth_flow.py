@@ -216,6 +216,51 @@ async def test_a_user_goes_through_every_account_feature(
     assert recovered["access_token"]
 
 
+async def test_login_answers_any_wrong_password_alike_and_says_when_a_code_is_needed(
+    client: httpx.AsyncClient,
+) -> None:
+    email = new_email()
+    data(await client.post("/v1/auth/register", json={"email": email, "password": PASSWORD}), 201)
+    answers = []
+    # A password that breaks the registration rules is as wrong as any other.
+    for wrong in ("short", "Wr0ng!pass"):
+        answer = await client.post("/v1/auth/login", json={"email": email, "password": wrong})
+        body = answer.json()
+        answers.append(
+            (answer.status_code, body["message"], body["data"], body["error"]["error_code"])
+        )
+    assert (
+        answers[0]
+        == answers[1]
+        == (401, "Invalid email or password", {"errors": []}, "INVALID_CREDENTIALS")
+    )
+    empty = await client.post("/v1/auth/login", json={"email": email, "password": ""})
+    assert empty.status_code == 400
+    assert empty.json()["data"]["errors"] == [
+        {"field": "password", "message": rules.MSG_PASSWORD_REQUIRED}
+    ]
+
+    first = await login(client, email)
+    header = auth_header(first["access_token"])
+    setup = data(await client.post("/v1/auth/mfa/setup", json={}, headers=header))
+    code = {"code": totp_code(setup["secret"])}
+    data(await client.post("/v1/auth/mfa/enable", json=code, headers=header))
+    pending = await client.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
+    needed = "Enter the code from your authenticator app or a recovery code"
+    assert pending.json()["message"] == needed
+    assert data(pending)["mfa_required"] is True and data(pending)["message"] == needed
+    done = await client.post(
+        "/v1/auth/login",
+        json={
+            "email": email,
+            "password": PASSWORD,
+            "mfa_code": totp_code(setup["secret"], steps_ahead=1),
+        },
+    )
+    assert done.json()["message"] == "Login successful"
+    assert data(done)["access_token"] and data(done)["message"] == ""
+
+
 async def test_an_admin_manages_users_and_sites(client: httpx.AsyncClient) -> None:
     email = new_email()
     data(await client.post("/v1/auth/register", json={"email": email, "password": PASSWORD}), 201)

@@ -193,9 +193,11 @@ async def test_system_status_through_the_gateway(client: httpx.AsyncClient) -> N
     assert answer.status_code == 200
     status = answer.json()["data"]
     assert status["status"] == "healthy"
-    assert {name: status["services"][name] for name in SERVICES} == dict.fromkeys(
-        SERVICES, "healthy"
-    )
+    # Each service by what it serves: healthy with an API of its own, no_api without.
+    assert [state["service"] for state in status["service_states"]] == list(SERVICES)
+    for state in status["service_states"]:
+        expected = "healthy" if state["apis"] else "no_api"
+        assert status["services"][state["service"]] == state["status"] == expected
     for name in ("database", "storage", "email", "cache", "analytics_engine"):
         assert status["services"][name] == "healthy"
     assert (

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import httpx
 import pytest
 from gw_support import Fakes, Probe
 
+from gateway.console import STATIC_DIR
 from gateway.discovery import DiscoveryError, discover, proto_files
 
 
@@ -103,14 +105,20 @@ async def test_a_known_path_with_the_wrong_method_is_a_405_envelope(
 ) -> None:
     response = await client.get("/v1/auth/register")
     assert response.status_code == 405
-    assert response.headers["allow"] == "POST"
+    assert response.headers["allow"] == "POST, OPTIONS"
     body = response.json()
     assert body["error"]["error_code"] == "METHOD_NOT_ALLOWED"
     assert body["error"]["error"] == "Method Not Allowed"
 
     response = await client.put("/v1/things/abc")
     assert response.status_code == 405
-    assert set(response.headers["allow"].split(", ")) == {"GET", "PATCH", "DELETE"}
+    assert set(response.headers["allow"].split(", ")) == {
+        "GET",
+        "HEAD",
+        "PATCH",
+        "DELETE",
+        "OPTIONS",
+    }
 
 
 async def test_client_streaming_route_is_not_served(client: httpx.AsyncClient) -> None:
@@ -144,3 +152,51 @@ async def test_the_console_is_served_with_a_strict_content_security_policy(
     assert "/v1/system/status" in script.text
     missing = await client.get("/static/../app.py")
     assert missing.status_code == 404
+
+
+async def test_head_answers_like_get_without_a_body(client: httpx.AsyncClient) -> None:
+    for path in ("/", "/static/app.js", "/favicon.ico", "/healthz", "/v1/system/status"):
+        got = await client.get(path)
+        head = await client.head(path)
+        assert head.status_code == got.status_code == 200, path
+        assert head.content == b"", path
+        assert head.headers["content-type"] == got.headers["content-type"], path
+        assert head.headers["content-length"] == str(len(got.content)), path
+    missing = await client.head("/v1/nowhere")
+    assert (missing.status_code, missing.content) == (404, b"")
+    wrong = await client.head("/v1/auth/register")
+    assert (wrong.status_code, wrong.headers["allow"]) == (405, "POST, OPTIONS")
+
+
+async def test_head_of_a_live_stream_answers_its_headers_and_ends_the_call(
+    client: httpx.AsyncClient, fakes: Fakes
+) -> None:
+    head = await client.head("/v1/things:watch", params={"limit": "-1"})
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["content-type"].startswith("text/event-stream")
+    await asyncio.wait_for(fakes.recorder.stream_cancelled.wait(), 10)
+
+
+async def test_options_lists_the_methods_of_a_known_path(client: httpx.AsyncClient) -> None:
+    things = await client.options("/v1/things/abc")
+    assert (things.status_code, things.content) == (204, b"")
+    assert things.headers["allow"].split(", ") == ["GET", "HEAD", "PATCH", "DELETE", "OPTIONS"]
+    register = await client.options("/v1/auth/register")
+    assert (register.status_code, register.headers["allow"]) == (204, "POST, OPTIONS")
+    page = await client.options("/")
+    assert (page.status_code, page.headers["allow"]) == (204, "GET, HEAD, OPTIONS")
+    missing = await client.options("/v1/nowhere")
+    assert missing.status_code == 404
+    assert missing.json()["error"]["error_code"] == "NOT_FOUND"
+
+
+async def test_the_favicon_is_the_consoles_svg_icon(client: httpx.AsyncClient) -> None:
+    icon = await client.get("/favicon.ico")
+    assert icon.status_code == 200
+    assert icon.headers["content-type"].startswith("image/svg+xml")
+    assert (
+        icon.content.startswith(b"<svg")
+        and icon.content == (STATIC_DIR / "favicon.svg").read_bytes()
+    )
+    page = await client.get("/")
+    assert '<link rel="icon" href="/favicon.ico" type="image/svg+xml">' in page.text

@@ -43,7 +43,7 @@ def test_route_table_answers_404_and_405() -> None:
     with pytest.raises(GatewayError) as not_allowed:
         table.match("POST", "/v1/a/7")
     assert not_allowed.value.status == 405
-    assert not_allowed.value.headers == {"Allow": "GET, DELETE"}
+    assert not_allowed.value.headers == {"Allow": "GET, HEAD, DELETE, OPTIONS"}
     with pytest.raises(GatewayError) as missing:
         table.match("GET", "/v1/b")
     assert missing.value.status == 404

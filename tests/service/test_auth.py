@@ -176,6 +176,29 @@ async def test_unknown_email_and_wrong_password_fail_alike(
     )
 
 
+async def test_a_wrong_password_that_breaks_the_registration_rules_is_the_same_401(
+    stub: auth_pb2_grpc.AuthServiceStub,
+) -> None:
+    email = new_email()
+    await stub.Register(auth_pb2.RegisterRequest(email=email, password=PASSWORD))
+    # Too short, no capital nor special character, too long: the login tells nothing of the
+    # policy, it only says the password is wrong.
+    for wrong in ("short", "alllowercase123", "Aa1!" * 40):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.Login(auth_pb2.LoginRequest(email=email, password=wrong))
+        assert (
+            caught.value.code(),
+            caught.value.details(),
+            reason_of(caught.value),
+            violations_of(caught.value),
+        ) == (
+            grpc.StatusCode.UNAUTHENTICATED,
+            "Invalid email or password",
+            "INVALID_CREDENTIALS",
+            [],
+        ), wrong
+
+
 async def test_login_validates_fields(stub: auth_pb2_grpc.AuthServiceStub) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await stub.Login(auth_pb2.LoginRequest(email="nope", password=""))

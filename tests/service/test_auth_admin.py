@@ -221,6 +221,46 @@ async def test_iot_admin_create_creates_and_promotes(backend: Backend) -> None:
         assert login.user.role == "admin" and login.user.is_verified
 
 
+async def test_iot_admin_create_ends_the_sessions_of_the_account_it_promotes(
+    backend: Backend,
+) -> None:
+    async with start_auth(backend) as auth:
+        email, login = await auth.user()
+        old = bearer(login.access_token)
+        assert (await auth.auth.GetMe(auth_pb2.GetMeRequest(), metadata=old)).user.role == "user"
+        promoted = await create_admin_account(
+            backend.settings,
+            email=email,
+            password=None,
+            schema=backend.schema("auth"),
+            ask=lambda: pytest.fail("an existing account keeps its password"),
+        )
+        assert promoted.action == "promoted"
+        # The tokens of the old role stop working, as after an admin's change over gRPC.
+        await expect(
+            auth.auth.GetMe(auth_pb2.GetMeRequest(), metadata=old), grpc.StatusCode.UNAUTHENTICATED
+        )
+        await expect(
+            auth.auth.RefreshToken(auth_pb2.RefreshTokenRequest(refresh_token=login.refresh_token)),
+            grpc.StatusCode.UNAUTHENTICATED,
+        )
+        again = await auth.login(email)
+        assert again.user.role == "admin"
+        # Nothing changes the second time, so the new session lives on.
+        await create_admin_account(
+            backend.settings, email=email, password=None, schema=backend.schema("auth")
+        )
+        me = await auth.auth.GetMe(auth_pb2.GetMeRequest(), metadata=bearer(again.access_token))
+        assert me.user.role == "admin"
+        logged = await auth.security.ListSecurityLogs(
+            security_pb2.ListSecurityLogsRequest(action="admin_update"),
+            metadata=bearer(again.access_token),
+        )
+        assert [(e.details["by"], e.details["sessions_revoked"]) for e in logged.logs] == [
+            ("command-line", 1)
+        ]
+
+
 def test_the_cli_entry(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import AsyncIterator, Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 
 import grpc
 import pytest
@@ -83,6 +85,22 @@ async def test_registration_sends_a_verification_link_that_works_once(
     bodies = backend.sql("auth", "SELECT status, sealed_body FROM email_outbox")
     assert {status for status, _ in bodies} == {SENT}
     assert all(blob(body) == b"" for _, body in bodies)
+
+
+async def test_emails_carry_a_date_and_a_message_id(auth: Auth, mailbox: Mailbox) -> None:
+    email, login = await auth.user()
+    first = await mailbox.wait(email, "verify")
+    await auth.auth.ResendVerification(
+        auth_pb2.ResendVerificationRequest(), metadata=bearer(login.access_token)
+    )
+    second = await mailbox.wait(email, "verify", count=2)
+    for message in (first, second):
+        sent = parsedate_to_datetime(message["Date"])
+        assert sent.utcoffset() == timedelta(0), message["Date"]
+        assert abs(sent - datetime.now(UTC)) < timedelta(minutes=1)
+        # The domain is the sender's (iotsuite <no-reply@localhost>).
+        assert re.fullmatch(r"<[^<>@\s]+@localhost>", message["Message-ID"]), message["Message-ID"]
+    assert first["Message-ID"] != second["Message-ID"]
 
 
 async def test_forged_empty_and_expired_verification_tokens(

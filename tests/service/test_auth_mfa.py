@@ -108,6 +108,7 @@ async def test_login_asks_for_the_code_then_accepts_it_once(auth: Auth) -> None:
     pending = await auth.login(email)
     assert pending.mfa_required
     assert (pending.access_token, pending.refresh_token) == ("", "")
+    assert pending.message == "Enter the code from your authenticator app or a recovery code"
     wrong_password = await expect(
         auth.login(email, "Wr0ng!pass", mfa_code=totp_code(secret, steps_ahead=1)),
         grpc.StatusCode.UNAUTHENTICATED,
@@ -119,6 +120,7 @@ async def test_login_asks_for_the_code_then_accepts_it_once(auth: Auth) -> None:
     code = totp_code(secret, steps_ahead=1)
     done = await auth.login(email, mfa_code=code)
     assert done.access_token and not done.mfa_required
+    assert done.message == ""
     replay = await expect(auth.login(email, mfa_code=code), grpc.StatusCode.UNAUTHENTICATED)
     assert reason_of(replay) == "INVALID_MFA_CODE"
 

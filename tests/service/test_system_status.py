@@ -7,10 +7,19 @@ import grpc
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import MetaData
 
 from iot.system.v1 import system_pb2, system_pb2_grpc
 from iotkit.config import SERVICES
-from tests.conftest import Suite
+from iotkit.process import build_service
+from tests.conftest import Backend, Suite, start_suite
+
+# What every process serves besides its APIs: never counted as an API.
+INFRASTRUCTURE = {
+    "grpc.health.v1.Health",
+    "grpc.reflection.v1alpha.ServerReflection",
+    "iot.system.v1.DiagnosticsService",
+}
 
 
 async def system_status(suite: Suite) -> system_pb2.SystemStatus:
@@ -20,11 +29,25 @@ async def system_status(suite: Suite) -> system_pb2.SystemStatus:
         )
 
 
+def expected_state(state: system_pb2.ServiceState) -> str:
+    """A running service is healthy when it serves an API of its own, no_api otherwise."""
+    return "healthy" if state.apis else "no_api"
+
+
 async def test_every_service_healthy(suite: Suite) -> None:
     status = await system_status(suite)
     assert status.status == "healthy"
-    for name in (*SERVICES, "database", "storage", "email", "cache", "analytics_engine"):
+    for name in ("database", "storage", "email", "cache", "analytics_engine"):
         assert getattr(status.services, name) == "healthy", name
+    assert [state.service for state in status.service_states] == list(SERVICES)
+    for state in status.service_states:
+        assert getattr(status.services, state.service) == state.status == expected_state(state)
+        assert not INFRASTRUCTURE & set(state.apis), state.service
+    apis = {state.service: set(state.apis) for state in status.service_states}
+    assert {"iot.auth.v1.AuthService", "iot.system.v1.SystemService"} <= apis["auth"]
+    assert "iot.devices.v1.DeviceService" in apis["devices"]
+    assert "iot.telemetry.v1.TelemetryService" in apis["telemetry"]
+    assert "iot.analytics.v1.AnalyticsService" in apis["analytics"]
     assert status.database and status.storage and status.analytics_engine
     assert status.version
     checked = {(d.service, d.name) for d in status.dependencies}
@@ -124,5 +147,43 @@ async def test_services_verify_tokens_with_keys_fetched_from_auth(
     # The genuine path: auth's aggregator reads every service's diagnostics with a token
     # those services verify with keys they fetched from auth.
     status = await system_status(suite)
-    assert getattr(status.services, service) == "healthy"
+    (state,) = [s for s in status.service_states if s.service == service]
+    assert getattr(status.services, service) == state.status == expected_state(state)
     assert any(d.service == service and d.name == "database" for d in status.dependencies)
+
+
+async def test_a_service_that_serves_no_api_of_its_own_is_no_api_not_healthy(
+    backend: Backend,
+) -> None:
+    # A chat process as it stands before its API: health, reflection and diagnostics only.
+    running = await start_suite(backend, tuple(name for name in SERVICES if name != "chat"))
+    bare = await build_service(
+        running.settings,
+        service="chat",
+        metadata=MetaData(),
+        address=running.address("chat"),
+        schema=backend.schema("chat"),
+    )
+    await bare.built.start()
+    running.processes["chat"] = bare
+    try:
+        status = await system_status(running)
+        states = {state.service: state for state in status.service_states}
+        assert status.services.chat == states["chat"].status == "no_api"
+        assert list(states["chat"].apis) == []
+        assert states["chat"].message == "Serves no API of its own (only health and diagnostics)"
+        assert any(d.service == "chat" and d.name == "database" for d in status.dependencies)
+        # Nothing is lost while it serves nothing: the suite stays healthy.
+        assert status.status == "healthy"
+        for name in SERVICES:
+            if name != "chat":
+                assert states[name].status == "healthy" and states[name].apis, name
+                assert states[name].message == ""
+        await running.stop("chat")
+        gone = await system_status(running)
+        (chat,) = [state for state in gone.service_states if state.service == "chat"]
+        assert (chat.status, gone.services.chat, gone.status) == ("down", "down", "degraded")
+        assert chat.message == "Not reachable or not serving"
+    finally:
+        for process in running.processes.values():
+            await process.aclose(grace=0)

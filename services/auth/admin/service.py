@@ -116,6 +116,30 @@ class AdminService:
                 "Administrators cannot demote or deactivate themselves",
                 reason="SELF_MODIFICATION",
             )
+        await self.change_user(
+            user_id=user_id,
+            by=caller.subject,
+            role=role,
+            is_active=is_active,
+            is_verified=is_verified,
+        )
+        return await self.get_user(user_id=user_id)
+
+    async def change_user(
+        self,
+        *,
+        user_id: str,
+        by: str,
+        role: str | None,
+        is_active: bool | None,
+        is_verified: bool | None,
+    ) -> int:
+        """Change role and status on behalf of ``by`` (an admin's id, or ``command-line``)
+        and log it; answers how many sessions ended.
+
+        A new role or a deactivation ends the user's sessions, so that no token keeps
+        the old rights. Raises NotFound for an unknown user; the caller checks the values.
+        """
         now = self._clock()
         updated = await self._store.update_user(
             user_id=user_id, now=now, role=role, is_active=is_active, is_verified=is_verified
@@ -134,12 +158,12 @@ class AdminService:
                 action=Action.ADMIN_UPDATE,
                 now=now,
                 details={
-                    "by": caller.subject,
+                    "by": by,
                     "changes": {name: new for name, (_, new) in changes.items()},
                     "sessions_revoked": revoked,
                 },
             )
-        return await self.get_user(user_id=user_id)
+        return revoked
 
     async def _account(self, user_id: str) -> Account:
         user = None

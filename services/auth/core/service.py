@@ -54,6 +54,8 @@ SERVICE_SCOPES: dict[str, tuple[str, ...]] = {
 BAD_CREDENTIALS = "Invalid email or password"
 BAD_TOKEN = "Invalid or expired token"
 BAD_MFA_CODE = "Invalid MFA code"
+MFA_CODE_NEEDED = "Enter the code from your authenticator app or a recovery code"
+"""The answer to the first step of an MFA login: the password was right, a code is due."""
 TOUCH_INTERVAL = timedelta(seconds=60)
 """A session's ``last_used`` is stamped at most this often, to keep reads cheap."""
 
@@ -147,7 +149,10 @@ class AuthService:
         """
         violations = Violations()
         email = rules.check_email(violations, email)
-        rules.check_password(violations, password)
+        # Only presence: the registration rules would turn a wrong password into a 400
+        # that quotes the policy, where every wrong password must be the same 401.
+        if not password:
+            violations.add("password", rules.MSG_PASSWORD_REQUIRED)
         violations.raise_if_any()
         await self._guard.check(email)
         user = await self._store.user_by_email(email=email)

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
+from email.utils import formatdate, parseaddr
 from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
@@ -138,6 +139,8 @@ class OutboxSender:
         self._transport = transport
         self._box = box
         self._sender = sender
+        # Message-IDs name the sender's domain, as RFC 5322 advises.
+        self._domain = parseaddr(sender)[1].rpartition("@")[2] or "localhost"
         self._poll_interval = poll_interval
         self._retry_base = retry_base
         self._retry_max = retry_max
@@ -197,6 +200,10 @@ class OutboxSender:
             message["From"] = self._sender
             message["To"] = row.to_address
             message["Subject"] = row.subject
+            # Both stay the same on every retry of the email: it was written when queued,
+            # and one id lets a recipient drop a copy that a timed-out send delivered after all.
+            message["Date"] = formatdate(row.created_at.timestamp(), usegmt=True)
+            message["Message-ID"] = f"<{row.id}@{self._domain}>"
             message.set_content(self._box.open(row.sealed_body))
             await self._transport.deliver(message, kind=row.kind)
         except Exception as exc:  # SMTP, network or decryption failure: retry later

@@ -4,6 +4,12 @@ Auth hosts it because auth is the service every other depends on and it can
 mint the short-lived service token that the other processes' diagnostics
 require. Each other service is asked for its gRPC health and its own
 dependency checks; unreachable ones are down.
+
+Each service is reported by what it serves: its diagnostics list its APIs,
+and one that answers but serves no API of its own (only health, reflection
+and diagnostics) is ``no_api`` rather than healthy. Such a service takes
+nothing away from the suite, so it does not lower the overall status; once
+it serves an API it is judged like the others.
 """
 
 from __future__ import annotations
@@ -27,6 +33,12 @@ from iotkit.sqltypes import utcnow
 CALL_DEADLINE = 2.0
 _RANK = {HEALTHY: 0, DEGRADED: 1, DOWN: 2}
 
+NO_API = "no_api"
+"""The state of a service that is up but serves no API of its own."""
+NO_API_MESSAGE = "Serves no API of its own (only health and diagnostics)"
+UNREACHABLE_MESSAGE = "Not reachable or not serving"
+NO_DIAGNOSTICS_MESSAGE = "Serving, but its diagnostics could not be read"
+
 
 def worst(states: Sequence[str]) -> str:
     """The worst of several states; healthy when there are none."""
@@ -40,6 +52,19 @@ def combined(states: Sequence[str]) -> str:
     if all(s == DOWN for s in states):
         return DOWN
     return DEGRADED
+
+
+def service_state(service: str, process: system_pb2.ProcessStatus) -> system_pb2.ServiceState:
+    """A service that answered its diagnostics: its dependencies' worst state, or no_api
+    when they are fine and it serves nothing of its own."""
+    failing = [d for d in process.dependencies if d.status != HEALTHY]
+    state = worst([d.status for d in failing])
+    message = ", ".join(f"{d.name} {d.status}" for d in failing)
+    if not failing and not process.apis:
+        state, message = NO_API, NO_API_MESSAGE
+    return system_pb2.ServiceState(
+        service=service, status=state, apis=process.apis, message=message
+    )
 
 
 class SystemStatusService:
@@ -61,16 +86,17 @@ class SystemStatusService:
 
     async def _remote(
         self, service: str, channel: aio.Channel
-    ) -> tuple[str, system_pb2.ProcessStatus | None]:
+    ) -> tuple[system_pb2.ServiceState, system_pb2.ProcessStatus | None]:
         """A remote service's state and, when it answers, its process status."""
+        down = system_pb2.ServiceState(service=service, status=DOWN, message=UNREACHABLE_MESSAGE)
         try:
             health = await health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service=""), timeout=CALL_DEADLINE
             )
         except grpc.RpcError:
-            return DOWN, None
+            return down, None
         if health.status != health_pb2.HealthCheckResponse.SERVING:
-            return DOWN, None
+            return down, None
         try:
             process = await system_pb2_grpc.DiagnosticsServiceStub(channel).GetProcessStatus(
                 system_pb2.GetProcessStatusRequest(),
@@ -79,8 +105,11 @@ class SystemStatusService:
             )
         except grpc.RpcError:
             # Serving but not answering diagnostics: e.g. it cannot verify tokens yet.
-            return DEGRADED, None
-        return worst([d.status for d in process.dependencies]), process
+            state = system_pb2.ServiceState(
+                service=service, status=DEGRADED, message=NO_DIAGNOSTICS_MESSAGE
+            )
+            return state, None
+        return service_state(service, process), process
 
     async def status(self) -> system_pb2.SystemStatus:
         """Check everything now and answer the suite's status."""
@@ -90,12 +119,13 @@ class SystemStatusService:
             self._local.status(),
             self._active_users(),
         )
-        states = {"auth": worst([d.status for d in local.dependencies])}
+        service_states = [service_state("auth", local)]
         processes = [local]
-        for name, (state, process) in zip(names, remote, strict=True):
-            states[name] = state
+        for state, process in remote:
+            service_states.append(state)
             if process is not None:
                 processes.append(process)
+        states = {state.service: state.status for state in service_states}
         dependencies = [d for p in processes for d in p.dependencies]
 
         def kind(name: str) -> list[str]:
@@ -115,7 +145,9 @@ class SystemStatusService:
         total = sum(p.metrics.total_requests for p in processes)
         errors = sum(p.metrics.error_requests for p in processes)
         auth_db_down = any(d.status == DOWN for d in local.dependencies if d.name == "database")
-        every_state = [*states.values(), database, storage, components.email, components.cache]
+        # A service with no API of its own is up and takes nothing away from the suite.
+        serving = [state for state in states.values() if state != NO_API]
+        every_state = [*serving, database, storage, components.email, components.cache]
         overall = (
             DOWN
             if auth_db_down
@@ -144,6 +176,7 @@ class SystemStatusService:
                 system_pb2.DependencyStatus(name=name, service=name, status=state, detail="grpc")
                 for name, state in states.items()
             ],
+            service_states=service_states,
         )
 
 
