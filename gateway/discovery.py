@@ -23,7 +23,12 @@ from types import ModuleType
 
 from google.api import annotations_pb2, http_pb2
 from google.protobuf import message_factory
-from google.protobuf.descriptor import FieldDescriptor, FileDescriptor, MethodDescriptor
+from google.protobuf.descriptor import (
+    FieldDescriptor,
+    FileDescriptor,
+    MethodDescriptor,
+    ServiceDescriptor,
+)
 from google.protobuf.message import Message
 
 from gateway.fields import accepts_text, find_field, resolve_path
@@ -184,12 +189,13 @@ def _is_raw_upload(method: MethodDescriptor, rules: Iterable[http_pb2.HttpRule])
 def discover(
     files: Iterable[FileDescriptor],
     *,
-    upstream: Callable[[str], str | None] = upstream_of,
+    upstream: Callable[[ServiceDescriptor], str | None] = upstream_of,
 ) -> list[RpcMethod]:
     """Every HTTP-annotated RPC of ``files``; raises DiscoveryError for unservable annotations.
 
-    ``upstream`` names the service (a key of ``Settings.addresses``) that serves a
-    gRPC service given by full name; the default follows the ``iot.<api>.v1`` rule.
+    ``upstream`` names the process (a key of ``Settings.addresses``) that serves a
+    gRPC service; the default follows the ``iot.<process>.v1`` rule and the
+    ``served_by`` option.
     """
     methods: list[RpcMethod] = []
     for file in files:
@@ -204,7 +210,7 @@ def discover(
                     # Only a bytes body can be cut into messages; such RPCs stay gRPC-only.
                     logger.info("not exposing client-streaming RPC %s over HTTP", method.full_name)
                     continue
-                target = upstream(service.full_name)
+                target = upstream(service)
                 if target is None:
                     raise DiscoveryError(
                         f"{method.full_name}: no upstream service for {service.full_name}"

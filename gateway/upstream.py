@@ -1,8 +1,9 @@
 """Upstream services: which process serves an API, and one gRPC channel per address.
 
-A gRPC service ``iot.<api>.v1.X`` is served by the process named ``<api>``;
-``iot.system.v1`` is answered by the auth process, which aggregates the status
-of the suite. Channels are opened when the app starts (inside the running
+A gRPC service ``iot.<process>.v1.X`` is served by the process its package
+names, unless the service says otherwise with the ``(iot.common.v1.served_by)``
+option (the suite's status, ``iot.system.v1.SystemService``, is served by the
+auth process, which aggregates it). Channels are opened when the app starts (inside the running
 event loop, as ``grpc.aio`` requires) and closed when it stops.
 """
 
@@ -12,25 +13,27 @@ import re
 from collections.abc import Iterable
 
 import grpc
+from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import Message
 
+from iot.common.v1 import options_pb2
 from iotkit.config import SERVICES, Settings
 from iotkit.server import channel
 
 DEFAULT_DEADLINE_SECONDS = 10.0
 """Deadline of each unary call; a slow service answers 504 rather than hanging the browser."""
 
-_ALIASES = {"system": "auth"}
 _SERVICE_NAME = re.compile(r"iot\.([a-z0-9_]+)\.v\d+\.[A-Za-z0-9_]+\Z")
 
 
-def upstream_of(service_full_name: str) -> str | None:
-    """The service process serving gRPC service ``service_full_name``, or None if none does."""
-    found = _SERVICE_NAME.match(service_full_name)
-    if found is None:
-        return None
-    api = _ALIASES.get(found[1], found[1])
-    return api if api in SERVICES else None
+def upstream_of(service: ServiceDescriptor) -> str | None:
+    """The process serving the gRPC ``service``, or None if no process of the suite does."""
+    options = service.GetOptions()
+    named = options.Extensions[options_pb2.served_by]
+    if not named:
+        found = _SERVICE_NAME.match(service.full_name)
+        named = found[1] if found else ""
+    return named if named in SERVICES else None
 
 
 def _serialize(message: Message) -> bytes:

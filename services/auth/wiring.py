@@ -64,7 +64,9 @@ from services.auth.security.servicer import SecurityServicer
 from services.auth.sites.service import SiteService
 from services.auth.sites.servicer import AccountServicer, SiteTokenServicer
 from services.auth.sites.store import SiteStore
-from services.auth.system.service import SystemServicer, SystemStatusService
+from services.auth.system.probes import local_probe, remote_probe
+from services.auth.system.service import SystemStatusService
+from services.auth.system.servicer import SystemServicer
 
 MAIL_WINDOW = 3600.0
 
@@ -174,10 +176,12 @@ async def build(
     ]
     diagnostics = DiagnosticsServicer(service="auth", checks=checks, counters=counters)
     peers = {name: channel(settings.address(name)) for name in SERVICES if name != "auth"}
+    def service_token() -> str:
+        return service.service_token(service="auth").token
+
     system = SystemStatusService(
-        local=diagnostics,
-        channels=peers,
-        service_token=lambda: service.service_token(service="auth").token,
+        local=local_probe(diagnostics),
+        remotes={name: remote_probe(peer, service_token) for name, peer in peers.items()},
         active_users=service.active_users,
     )
 

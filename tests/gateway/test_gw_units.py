@@ -9,7 +9,7 @@ from typing import Any
 
 import grpc
 import pytest
-from google.protobuf import json_format
+from google.protobuf import descriptor_pb2, descriptor_pool, json_format
 from google.rpc import status_pb2
 from gw_support import rich_status
 from starlette.requests import Request
@@ -25,6 +25,7 @@ from gateway.routing import Route, RouteConflict, RouteTable
 from gateway.templates import parse_template
 from gateway.upstream import upstream_of
 from iot.auth.v1 import auth_pb2
+from iot.common.v1 import options_pb2
 from iot.system.v1 import system_pb2
 from iotkit.errors import FieldViolation
 
@@ -64,12 +65,30 @@ def test_rpc_routes_may_not_shadow_the_gateway_pages() -> None:
         table.check_reserved(["/healthz"])
 
 
-def test_upstream_names_follow_the_package() -> None:
-    assert upstream_of("iot.auth.v1.AuthService") == "auth"
-    assert upstream_of("iot.system.v1.SystemService") == "auth"
-    assert upstream_of("iot.devices.v1.DeviceService") == "devices"
-    assert upstream_of("iot.billing.v1.BillingService") is None
-    assert upstream_of("other.auth.v1.AuthService") is None
+def test_upstream_names_follow_the_package_or_the_served_by_option() -> None:
+    services = {
+        s.full_name: s for f in proto_files() for s in f.services_by_name.values()
+    }
+    assert upstream_of(services["iot.auth.v1.AuthService"]) == "auth"
+    assert upstream_of(services["iot.devices.v1.DeviceService"]) == "devices"
+    # No alias in the gateway: the proto says which process serves the status.
+    system = services["iot.system.v1.SystemService"]
+    assert system.GetOptions().Extensions[options_pb2.served_by] == "auth"
+    assert upstream_of(system) == "auth"
+
+
+def test_a_service_no_process_serves_has_no_upstream() -> None:
+    pool = descriptor_pool.DescriptorPool()
+    for package in ("iot.billing.v1", "other.auth.v1"):
+        pool.Add(
+            descriptor_pb2.FileDescriptorProto(
+                name=f"{package}.proto",
+                package=package,
+                service=[descriptor_pb2.ServiceDescriptorProto(name="AuthService")],
+            )
+        )
+        service = pool.FindServiceByName(f"{package}.AuthService")
+        assert upstream_of(service) is None
 
 
 def parse_failure(message_class: type, payload: Any) -> str:

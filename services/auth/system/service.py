@@ -1,9 +1,9 @@
-"""``iot.system.v1.SystemService``: the suite's status, served by the auth process.
+"""The suite's status, aggregated by the auth process from every process's diagnostics.
 
 Auth hosts it because auth is the service every other depends on and it can
 mint the short-lived service token that the other processes' diagnostics
-require. Each other service is asked for its gRPC health and its own
-dependency checks; unreachable ones are down.
+require. Each other service is probed for its health and its own dependency
+checks (``probes.py`` makes those calls); unreachable ones are down.
 
 Each service is reported by what it serves: its diagnostics list its APIs,
 and one that answers but serves no API of its own (only health, reflection
@@ -17,20 +17,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass
+from datetime import datetime
 
-import grpc
-from grpc import aio
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-import iotkit
-from iot.system.v1 import system_pb2, system_pb2_grpc
 from iotkit.checks import DEGRADED, DOWN, HEALTHY
-from iotkit.convert import timestamp
-from iotkit.diagnostics import DiagnosticsServicer
 from iotkit.sqltypes import utcnow
 
-CALL_DEADLINE = 2.0
 _RANK = {HEALTHY: 0, DEGRADED: 1, DOWN: 2}
 
 NO_API = "no_api"
@@ -38,6 +30,68 @@ NO_API = "no_api"
 NO_API_MESSAGE = "Serves no API of its own (only health and diagnostics)"
 UNREACHABLE_MESSAGE = "Not reachable or not serving"
 NO_DIAGNOSTICS_MESSAGE = "Serving, but its diagnostics could not be read"
+
+
+@dataclass(frozen=True, slots=True)
+class Dependency:
+    """One dependency of one process (its database, Redis, storage, mail) as it checked it."""
+
+    name: str
+    service: str
+    status: str
+    detail: str = ""
+    latency_ms: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessReport:
+    """What one service process reports of itself through its diagnostics."""
+
+    service: str
+    version: str
+    uptime_seconds: float
+    dependencies: tuple[Dependency, ...]
+    total_requests: int
+    error_requests: int
+    apis: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceState:
+    """One service as the status sees it: its state, the APIs it serves, why it is not healthy."""
+
+    service: str
+    status: str
+    apis: tuple[str, ...] = ()
+    message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SystemReport:
+    """The status of the whole suite at one moment."""
+
+    status: str
+    at: datetime
+    uptime_seconds: float
+    components: Mapping[str, str]
+    """State of each component (database, storage, email, cache, analytics_engine) and service."""
+    active_users: int
+    total_requests: int
+    error_rate: float
+    dependencies: tuple[Dependency, ...]
+    service_states: tuple[ServiceState, ...]
+
+
+class Unreachable(Exception):
+    """A probed service does not answer, or does not report SERVING."""
+
+
+class Undiagnosable(Exception):
+    """A probed service is serving but its diagnostics could not be read."""
+
+
+Probe = Callable[[], Awaitable[ProcessReport]]
+"""Asks one process for its report; raises :class:`Unreachable` or :class:`Undiagnosable`."""
 
 
 def worst(states: Sequence[str]) -> str:
@@ -54,16 +108,17 @@ def combined(states: Sequence[str]) -> str:
     return DEGRADED
 
 
-def service_state(service: str, process: system_pb2.ProcessStatus) -> system_pb2.ServiceState:
+def service_state(service: str, process: ProcessReport) -> ServiceState:
     """A service that answered its diagnostics: its dependencies' worst state, or no_api
     when they are fine and it serves nothing of its own."""
     failing = [d for d in process.dependencies if d.status != HEALTHY]
-    state = worst([d.status for d in failing])
-    message = ", ".join(f"{d.name} {d.status}" for d in failing)
     if not failing and not process.apis:
-        state, message = NO_API, NO_API_MESSAGE
-    return system_pb2.ServiceState(
-        service=service, status=state, apis=process.apis, message=message
+        return ServiceState(service=service, status=NO_API, message=NO_API_MESSAGE)
+    return ServiceState(
+        service=service,
+        status=worst([d.status for d in failing]),
+        apis=process.apis,
+        message=", ".join(f"{d.name} {d.status}" for d in failing),
     )
 
 
@@ -73,50 +128,35 @@ class SystemStatusService:
     def __init__(
         self,
         *,
-        local: DiagnosticsServicer,
-        channels: Mapping[str, aio.Channel],
-        service_token: Callable[[], str],
+        local: Probe,
+        remotes: Mapping[str, Probe],
         active_users: Callable[[], Awaitable[int]],
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._local = local
-        self._channels = dict(channels)
-        self._service_token = service_token
+        self._remotes = dict(remotes)
         self._active_users = active_users
+        self._clock = clock
         self._started = time.monotonic()
 
-    async def _remote(
-        self, service: str, channel: aio.Channel
-    ) -> tuple[system_pb2.ServiceState, system_pb2.ProcessStatus | None]:
-        """A remote service's state and, when it answers, its process status."""
-        down = system_pb2.ServiceState(service=service, status=DOWN, message=UNREACHABLE_MESSAGE)
+    @staticmethod
+    async def _remote(service: str, probe: Probe) -> tuple[ServiceState, ProcessReport | None]:
+        """A remote service's state and, when it answers, its report."""
         try:
-            health = await health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(service=""), timeout=CALL_DEADLINE
-            )
-        except grpc.RpcError:
-            return down, None
-        if health.status != health_pb2.HealthCheckResponse.SERVING:
-            return down, None
-        try:
-            process = await system_pb2_grpc.DiagnosticsServiceStub(channel).GetProcessStatus(
-                system_pb2.GetProcessStatusRequest(),
-                timeout=CALL_DEADLINE,
-                metadata=[("authorization", f"Bearer {self._service_token()}")],
-            )
-        except grpc.RpcError:
+            process = await probe()
+        except Unreachable:
+            return ServiceState(service=service, status=DOWN, message=UNREACHABLE_MESSAGE), None
+        except Undiagnosable:
             # Serving but not answering diagnostics: e.g. it cannot verify tokens yet.
-            state = system_pb2.ServiceState(
-                service=service, status=DEGRADED, message=NO_DIAGNOSTICS_MESSAGE
-            )
+            state = ServiceState(service=service, status=DEGRADED, message=NO_DIAGNOSTICS_MESSAGE)
             return state, None
         return service_state(service, process), process
 
-    async def status(self) -> system_pb2.SystemStatus:
+    async def status(self) -> SystemReport:
         """Check everything now and answer the suite's status."""
-        names = list(self._channels)
         remote, local, active_users = await asyncio.gather(
-            asyncio.gather(*(self._remote(name, self._channels[name]) for name in names)),
-            self._local.status(),
+            asyncio.gather(*(self._remote(name, probe) for name, probe in self._remotes.items())),
+            self._local(),
             self._active_users(),
         )
         service_states = [service_state("auth", local)]
@@ -131,23 +171,21 @@ class SystemStatusService:
         def kind(name: str) -> list[str]:
             return [d.status for d in dependencies if d.name == name]
 
-        database = combined(kind("database"))
-        storage = worst(kind("storage")) if kind("storage") else DOWN
-        analytics_engine = states.get("analytics", DOWN)
-        components = system_pb2.ComponentStates(
-            database=database,
-            storage=storage,
-            email=worst(kind("email")) if kind("email") else DOWN,
-            cache=worst(kind("cache")),
-            analytics_engine=analytics_engine,
-            **{name: state for name, state in states.items()},
-        )
-        total = sum(p.metrics.total_requests for p in processes)
-        errors = sum(p.metrics.error_requests for p in processes)
+        components = {
+            "database": combined(kind("database")),
+            "storage": worst(kind("storage")) if kind("storage") else DOWN,
+            "email": worst(kind("email")) if kind("email") else DOWN,
+            "cache": worst(kind("cache")),
+            "analytics_engine": states.get("analytics", DOWN),
+            **states,
+        }
+        total = sum(p.total_requests for p in processes)
+        errors = sum(p.error_requests for p in processes)
         auth_db_down = any(d.status == DOWN for d in local.dependencies if d.name == "database")
         # A service with no API of its own is up and takes nothing away from the suite.
         serving = [state for state in states.values() if state != NO_API]
-        every_state = [*serving, database, storage, components.email, components.cache]
+        stores = ("database", "storage", "email", "cache")
+        every_state = [*serving, *(components[name] for name in stores)]
         overall = (
             DOWN
             if auth_db_down
@@ -155,39 +193,20 @@ class SystemStatusService:
             if all(s == HEALTHY for s in every_state)
             else DEGRADED
         )
-        now = timestamp(utcnow())
-        return system_pb2.SystemStatus(
+        return SystemReport(
             status=overall,
-            timestamp=now,
-            version=iotkit.__version__,
-            uptime=round(time.monotonic() - self._started, 3),
-            services=components,
-            metrics=system_pb2.SystemMetrics(
-                active_users=active_users,
-                total_requests=total,
-                error_rate=round(errors / total, 6) if total else 0.0,
+            at=self._clock(),
+            uptime_seconds=round(time.monotonic() - self._started, 3),
+            components=components,
+            active_users=active_users,
+            total_requests=total,
+            error_rate=round(errors / total, 6) if total else 0.0,
+            dependencies=(
+                *dependencies,
+                *(
+                    Dependency(name=name, service=name, status=state, detail="grpc")
+                    for name, state in states.items()
+                ),
             ),
-            database=database != DOWN,
-            storage=storage != DOWN,
-            analytics_engine=analytics_engine != DOWN,
-            last_updated=now,
-            dependencies=dependencies
-            + [
-                system_pb2.DependencyStatus(name=name, service=name, status=state, detail="grpc")
-                for name, state in states.items()
-            ],
-            service_states=service_states,
+            service_states=tuple(service_states),
         )
-
-
-class SystemServicer(system_pb2_grpc.SystemServiceServicer):
-    """gRPC entry for :class:`SystemStatusService`."""
-
-    def __init__(self, service: SystemStatusService) -> None:
-        self._service = service
-
-    async def GetSystemStatus(
-        self, request: system_pb2.GetSystemStatusRequest, context: aio.ServicerContext[Any, Any]
-    ) -> system_pb2.SystemStatus:
-        """The suite's status now."""
-        return await self._service.status()
