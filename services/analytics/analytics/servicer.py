@@ -18,9 +18,8 @@ from iotkit.errors import NotFound
 from iotkit.listing import pagination
 from iotkit.validation import Violations, check_uuid
 from services.analytics.analytics.analysis import AnalysisService, ChunkIn
-from services.analytics.analytics.detectors import DetectorState
 from services.analytics.analytics.service import AnomalyService, CorrelationService
-from services.analytics.analytics.store import AnomalyRow, CorrelationRow, DetectorRow
+from services.analytics.analytics.values import Anomaly, Correlation, Detector
 
 Context: TypeAlias = aio.ServicerContext[Any, Any]
 CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "json": "application/json"}
@@ -36,7 +35,7 @@ def _when(message: timestamp_pb2.Timestamp, present: bool) -> datetime | None:
     return message.ToDatetime(tzinfo=UTC) if present else None
 
 
-def anomaly_message(row: AnomalyRow) -> analytics_pb2.Anomaly:
+def anomaly_message(row: Anomaly) -> analytics_pb2.Anomaly:
     """An anomaly as the API shows it (seed 000 AnomalyDetectionDTO)."""
     return analytics_pb2.Anomaly(
         anomaly_id=row.id,
@@ -55,7 +54,7 @@ def anomaly_message(row: AnomalyRow) -> analytics_pb2.Anomaly:
     )
 
 
-def correlation_message(row: CorrelationRow) -> analytics_pb2.Correlation:
+def correlation_message(row: Correlation) -> analytics_pb2.Correlation:
     """A correlation result (seed 000 CorrelationResultDTO)."""
     return analytics_pb2.Correlation(
         correlation_id=row.id,
@@ -77,10 +76,11 @@ def correlation_message(row: CorrelationRow) -> analytics_pb2.Correlation:
     )
 
 
-def detector_message(row: DetectorRow, state: DetectorState) -> analytics_pb2.Detector:
+def detector_message(detector: Detector) -> analytics_pb2.Detector:
     """A stream's detector settings and what it has learnt."""
+    state = detector.state
     return analytics_pb2.Detector(
-        stream_id=row.stream_id,
+        stream_id=detector.stream_id,
         device_type=state.device_type,
         min_value=state.min_value,
         max_value=state.max_value,
@@ -210,7 +210,7 @@ class AnalyticsServicer(analytics_pb2_grpc.AnalyticsServiceServicer):
         found = await self._analysis.detector(stream_id=request.stream_id)
         if found is None:
             raise NotFound("No detector for this stream yet", reason="DETECTOR_NOT_FOUND")
-        return detector_message(*found)
+        return detector_message(found)
 
     async def UpdateDetector(
         self, request: analytics_pb2.UpdateDetectorRequest, context: Context
@@ -231,7 +231,7 @@ class AnalyticsServicer(analytics_pb2_grpc.AnalyticsServiceServicer):
         )
         if found is None:
             raise NotFound("No detector for this stream yet", reason="DETECTOR_NOT_FOUND")
-        return detector_message(*found)
+        return detector_message(found)
 
     async def CreateCorrelation(
         self, request: analytics_pb2.CreateCorrelationRequest, context: Context
@@ -289,5 +289,5 @@ class AnalyticsServicer(analytics_pb2_grpc.AnalyticsServiceServicer):
         check_uuid(violations, stream_id, field="stream_id")
         violations.raise_if_any()
         found = await self._analysis.detector(stream_id=stream_id)
-        if found is None or (found[0].owner_id != caller.subject and not caller.is_admin):
+        if found is None or (found.owner_id != caller.subject and not caller.is_admin):
             raise NotFound("Stream not found", reason="STREAM_NOT_FOUND")
