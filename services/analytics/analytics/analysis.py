@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from iotkit.sqltypes import utcnow
+from iotkit.validation import Violations, check_uuid
 from services.analytics.analytics.detectors import DetectorState, StreamDetector
 from services.analytics.analytics.hub import AnomalyHub
 from services.analytics.analytics.store import AnalyticsStore
@@ -145,6 +146,9 @@ class AnalysisService:
         following the event log here too would poll devices for ever, and asking
         devices while listing would cost a call (or a cache) per listing.
         """
+        violations = Violations()
+        device_id = check_uuid(violations, device_id, field="device_id")
+        violations.raise_if_any()
         async with self._lock:
             removed = await self._store.forget_device(device_id=device_id, now=self._clock())
             for stream_id in [s for s, d in self._cache.items() if d.device_id == device_id]:

@@ -1,7 +1,7 @@
-"""Anomaly review, listing, live watching, correlations and exports.
+"""Anomaly review, listing, live watching, correlations, detectors and exports.
 
-A user sees the anomalies and correlations of their own streams (another
-user's are "not found"); an admin sees all.
+A user sees the anomalies, correlations and detectors of their own streams
+(another user's are "not found"); an admin sees all.
 """
 
 from __future__ import annotations
@@ -26,14 +26,17 @@ from services.analytics.analytics.analysis import AnalysisService
 from services.analytics.analytics.correlation import Float64s, Int64s
 from services.analytics.analytics.hub import AnomalyHub
 from services.analytics.analytics.store import AnalyticsStore, AnomalyQuery
-from services.analytics.analytics.values import Anomaly, Correlation
+from services.analytics.analytics.values import Anomaly, Correlation, Detector
 
 Value = TypeVar("Value")  # a stored value that an export pages through
 
 ANOMALY_TYPES = ("spike", "dip", "out_of_range", "flatline", "rate_of_change", "gap")
 STATUSES = ("pending", "confirmed", "dismissed")
-EXPORT_FORMATS = ("csv", "json")
+# The media type of each export format; CSV when no format is asked for.
+CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "json": "application/json"}
+EXPORT_FORMATS = tuple(CONTENT_TYPES)
 NOTE_MAX = 1000
+THRESHOLD_RANGE = (2.0, 50.0)
 MAX_WINDOW_DAYS = 31
 DEFAULT_MAX_LAG_SECONDS = 60.0
 EXPORT_PAGE = 1000
@@ -109,6 +112,11 @@ class StreamReader(Protocol):
     ) -> tuple[Int64s, Float64s]:
         """Readings of ``stream_id`` in [start_us, end_us); raises if the caller may not read it."""
         ...
+
+
+def content_type(fmt: str) -> str:
+    """The media type of an export in ``fmt`` (as the export methods take it)."""
+    return CONTENT_TYPES.get((fmt or "csv").lower(), CONTENT_TYPES["csv"])
 
 
 def anomaly_record(row: Anomaly) -> dict[str, object]:
@@ -428,6 +436,59 @@ class CorrelationService:
 
         async for chunk in _encode(_pages(fetch, correlation_record), fmt, CORRELATION_COLUMNS):
             yield chunk
+
+
+class DetectorService:
+    """A stream's detector, shown to and changed by the stream's owner (or an admin)."""
+
+    def __init__(self, *, analysis: AnalysisService) -> None:
+        self._analysis = analysis
+
+    async def get(self, *, caller: Caller, stream_id: str) -> Detector:
+        """The detector of one of the caller's streams."""
+        return await self._own_stream(caller=caller, stream_id=stream_id)
+
+    async def update(
+        self,
+        *,
+        caller: Caller,
+        stream_id: str,
+        min_value: float | None,
+        max_value: float | None,
+        threshold: float | None,
+    ) -> Detector:
+        """Change the bounds or base threshold of one of the caller's streams' detector.
+
+        ``None`` leaves a setting as it is.
+        """
+        await self._own_stream(caller=caller, stream_id=stream_id)
+        violations = Violations()
+        low, high = THRESHOLD_RANGE
+        if threshold is not None and not low <= threshold <= high:
+            violations.add("threshold", f"threshold must be between {low:g} and {high:g}")
+        if min_value is not None and max_value is not None and min_value >= max_value:
+            violations.add("max_value", "max_value must be above min_value")
+        violations.raise_if_any()
+        found = await self._analysis.configure(
+            stream_id=stream_id, min_value=min_value, max_value=max_value, threshold=threshold
+        )
+        if found is None:
+            raise NotFound("No detector for this stream yet", reason="DETECTOR_NOT_FOUND")
+        return found
+
+    async def _own_stream(self, *, caller: Caller, stream_id: str) -> Detector:
+        """Detectors are shown to the stream's owner only: another's stream is not found.
+
+        Analytics knows a stream once its detector exists, so a stream without one is
+        not found either.
+        """
+        violations = Violations()
+        check_uuid(violations, stream_id, field="stream_id")
+        violations.raise_if_any()
+        found = await self._analysis.detector(stream_id=stream_id)
+        if found is None or (found.owner_id != caller.subject and not caller.is_admin):
+            raise NotFound("Stream not found", reason="STREAM_NOT_FOUND")
+        return found
 
 
 def _check_format(fmt: str) -> str:
