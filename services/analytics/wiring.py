@@ -10,7 +10,11 @@ from iotkit.process import Parts, build_service
 from iotkit.server import Registrar, ServiceProcess, channel
 from services.analytics.analytics.analysis import AnalysisService
 from services.analytics.analytics.hub import AnomalyHub
-from services.analytics.analytics.service import AnomalyService, CorrelationService
+from services.analytics.analytics.service import (
+    AnomalyService,
+    CorrelationService,
+    DetectorService,
+)
 from services.analytics.analytics.servicer import AnalyticsServicer
 from services.analytics.analytics.store import AnalyticsStore, Base
 from services.analytics.telemetry_client import TelemetryReader
@@ -26,6 +30,7 @@ def _registrar(parts: Parts) -> Registrar:
         analysis=analysis,
         anomalies=AnomalyService(store=store, analysis=analysis, hub=hub),
         correlations=CorrelationService(store=store, reader=TelemetryReader(telemetry_channel)),
+        detectors=DetectorService(analysis=analysis),
     )
 
     def register(server: aio.Server) -> list[str]:

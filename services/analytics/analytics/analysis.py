@@ -13,15 +13,17 @@ import asyncio
 import copy
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 import numpy as np
 
 from iotkit.sqltypes import utcnow
+from iotkit.validation import Violations, check_uuid
 from services.analytics.analytics.detectors import DetectorState, StreamDetector
 from services.analytics.analytics.hub import AnomalyHub
-from services.analytics.analytics.store import AnalyticsStore, AnomalyRow, DetectorRow
+from services.analytics.analytics.store import AnalyticsStore
+from services.analytics.analytics.values import Anomaly, Checkpoint, Detector
 
 MAX_THRESHOLD_FACTOR = 3.0
 DISMISS_STEP, CONFIRM_STEP = 1.1, 1.05
@@ -43,8 +45,34 @@ class ChunkIn:
 
 @dataclass
 class _Detector:
-    row: DetectorRow
+    """A stream's detector at work: its stored checkpoint's fields, with the state decoded."""
+
+    stream_id: str
+    owner_id: str
+    device_id: str
+    position: int
     state: DetectorState
+    updated_at: datetime
+
+    def checkpoint(self) -> Checkpoint:
+        """What the store keeps of it."""
+        return Checkpoint(
+            stream_id=self.stream_id,
+            owner_id=self.owner_id,
+            device_id=self.device_id,
+            position=self.position,
+            state=self.state.to_json(),
+            updated_at=self.updated_at,
+        )
+
+    def shown(self) -> Detector:
+        """The detector as a value, with a copy of its state."""
+        return Detector(
+            stream_id=self.stream_id,
+            owner_id=self.owner_id,
+            device_id=self.device_id,
+            state=copy.deepcopy(self.state),
+        )
 
 
 class AnalysisService:
@@ -60,14 +88,14 @@ class AnalysisService:
         # Analysis and reviews both change detector state; one at a time keeps them consistent.
         self._lock = asyncio.Lock()
 
-    async def analyze(self, chunks: Sequence[ChunkIn]) -> tuple[int, list[AnomalyRow]]:
+    async def analyze(self, chunks: Sequence[ChunkIn]) -> tuple[int, list[Anomaly]]:
         """Analyse chunks in order; answers the watermark reached and the anomalies stored."""
         if not chunks:
             return 0, []
         async with self._lock:
             now = self._clock()
             working: dict[str, _Detector] = {}
-            found: list[AnomalyRow] = []
+            found: list[Anomaly] = []
             # Chunks telemetry read before it purged a decommissioned device may still arrive.
             retired = await self._store.retired_among(device_ids={c.device_id for c in chunks})
             for chunk in chunks:
@@ -75,14 +103,14 @@ class AnalysisService:
                     continue
                 detector = working.get(chunk.stream_id) or await self._working_copy(chunk, now)
                 working[chunk.stream_id] = detector
-                if chunk.position <= detector.row.position:
+                if chunk.position <= detector.position:
                     continue  # analysed before this restart
                 findings = StreamDetector(detector.state).process(
                     chunk.timestamps, chunk.values, sampling_rate=chunk.sampling_rate
                 )
-                detector.row.position = chunk.position
+                detector.position = chunk.position
                 found += [
-                    AnomalyRow(
+                    Anomaly(
                         id=str(uuid.uuid4()),
                         stream_id=chunk.stream_id,
                         device_id=chunk.device_id,
@@ -94,16 +122,17 @@ class AnalysisService:
                         confidence=round(f.confidence, 4),
                         status="pending",
                         found_at=now,
+                        reviewed_by=None,
+                        reviewed_at=None,
                         review_note="",
                     )
                     for f in findings
                 ]
-            rows = []
+            checkpoints = []
             for detector in working.values():
-                detector.row.state = detector.state.to_json()
-                detector.row.updated_at = now
-                rows.append(detector.row)
-            stored = await self._store.commit_analysis(detectors=rows, anomalies=found)
+                detector.updated_at = now
+                checkpoints.append(detector.checkpoint())
+            stored = await self._store.commit_analysis(detectors=checkpoints, anomalies=found)
             # Only now, with everything durable, does the cache move on.
             self._cache.update(working)
         self._hub.publish(stored)
@@ -117,9 +146,12 @@ class AnalysisService:
         following the event log here too would poll devices for ever, and asking
         devices while listing would cost a call (or a cache) per listing.
         """
+        violations = Violations()
+        device_id = check_uuid(violations, device_id, field="device_id")
+        violations.raise_if_any()
         async with self._lock:
             removed = await self._store.forget_device(device_id=device_id, now=self._clock())
-            for stream_id in [s for s, d in self._cache.items() if d.row.device_id == device_id]:
+            for stream_id in [s for s, d in self._cache.items() if d.device_id == device_id]:
                 del self._cache[stream_id]
             return removed
 
@@ -138,16 +170,15 @@ class AnalysisService:
             elif status == "confirmed":
                 state.confirmed += 1
                 state.threshold = max(state.threshold / CONFIRM_STEP, state.base_threshold)
-            detector.row.state = state.to_json()
-            detector.row.updated_at = self._clock()
-            await self._store.save_detector(row=detector.row)
+            detector.updated_at = self._clock()
+            await self._store.save_detector(detector=detector.checkpoint())
             self._cache[stream_id] = detector
 
-    async def detector(self, *, stream_id: str) -> tuple[DetectorRow, DetectorState] | None:
-        """A stream's detector row and state."""
+    async def detector(self, *, stream_id: str) -> Detector | None:
+        """A stream's detector, whoever owns the stream (the caller's service checks that)."""
         async with self._lock:
             detector = self._cache.get(stream_id) or await self._load(stream_id)
-            return None if detector is None else (detector.row, copy.deepcopy(detector.state))
+            return None if detector is None else detector.shown()
 
     async def configure(
         self,
@@ -156,7 +187,7 @@ class AnalysisService:
         min_value: float | None,
         max_value: float | None,
         threshold: float | None,
-    ) -> tuple[DetectorRow, DetectorState] | None:
+    ) -> Detector | None:
         """Change a stream's bounds or base threshold."""
         async with self._lock:
             detector = self._cache.get(stream_id) or await self._load(stream_id)
@@ -169,39 +200,36 @@ class AnalysisService:
                 state.max_value = max_value
             if threshold is not None:
                 state.base_threshold = state.threshold = threshold
-            detector.row.state = state.to_json()
-            detector.row.updated_at = self._clock()
-            await self._store.save_detector(row=detector.row)
+            detector.updated_at = self._clock()
+            await self._store.save_detector(detector=detector.checkpoint())
             self._cache[stream_id] = detector
-            return detector.row, copy.deepcopy(state)
+            return detector.shown()
 
     async def _load(self, stream_id: str) -> _Detector | None:
-        row = await self._store.detector(stream_id=stream_id)
-        if row is None:
+        stored = await self._store.detector(stream_id=stream_id)
+        if stored is None:
             return None
-        detector = _Detector(row, DetectorState.from_json(row.state))
+        detector = _Detector(
+            stream_id=stored.stream_id,
+            owner_id=stored.owner_id,
+            device_id=stored.device_id,
+            position=stored.position,
+            state=DetectorState.from_json(stored.state),
+            updated_at=stored.updated_at,
+        )
         self._cache[stream_id] = detector
         return detector
 
     async def _working_copy(self, chunk: ChunkIn, now: datetime) -> _Detector:
         cached = self._cache.get(chunk.stream_id) or await self._load(chunk.stream_id)
         if cached is None:
-            row = DetectorRow(
+            return _Detector(
                 stream_id=chunk.stream_id,
                 owner_id=chunk.owner_id,
                 device_id=chunk.device_id,
                 position=0,
-                state={},
+                state=DetectorState.for_type(chunk.device_type),
                 updated_at=now.astimezone(UTC),
             )
-            return _Detector(row, DetectorState.for_type(chunk.device_type))
-        # Work on copies so that a failed commit leaves the cache as the database has it.
-        row = DetectorRow(
-            stream_id=cached.row.stream_id,
-            owner_id=cached.row.owner_id,
-            device_id=cached.row.device_id,
-            position=cached.row.position,
-            state=dict(cached.row.state),
-            updated_at=cached.row.updated_at,
-        )
-        return _Detector(row, copy.deepcopy(cached.state))
+        # Work on a copy so that a failed commit leaves the cache as the database has it.
+        return replace(cached, state=copy.deepcopy(cached.state))

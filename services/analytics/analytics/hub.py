@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
 
-from services.analytics.analytics.store import AnomalyRow
+from services.analytics.analytics.values import Anomaly
 
 QUEUE_SIZE = 1000
 
@@ -19,9 +19,9 @@ class AnomalyHub:
     """Publishes anomalies to whoever watches."""
 
     def __init__(self) -> None:
-        self._watchers: set[tuple[asyncio.Queue[AnomalyRow], Callable[[AnomalyRow], bool]]] = set()
+        self._watchers: set[tuple[asyncio.Queue[Anomaly], Callable[[Anomaly], bool]]] = set()
 
-    def publish(self, anomalies: Sequence[AnomalyRow]) -> None:
+    def publish(self, anomalies: Sequence[Anomaly]) -> None:
         """Hand new anomalies to every watcher whose filter takes them."""
         for queue, accepts in list(self._watchers):
             for anomaly in anomalies:
@@ -32,9 +32,9 @@ class AnomalyHub:
                         queue.get_nowait()
                 queue.put_nowait(anomaly)
 
-    async def watch(self, accepts: Callable[[AnomalyRow], bool]) -> AsyncIterator[AnomalyRow]:
+    async def watch(self, accepts: Callable[[Anomaly], bool]) -> AsyncIterator[Anomaly]:
         """Anomalies as they are published, until the caller stops iterating."""
-        queue: asyncio.Queue[AnomalyRow] = asyncio.Queue(maxsize=QUEUE_SIZE)
+        queue: asyncio.Queue[Anomaly] = asyncio.Queue(maxsize=QUEUE_SIZE)
         entry = (queue, accepts)
         self._watchers.add(entry)
         try:

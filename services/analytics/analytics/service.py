@@ -1,7 +1,7 @@
-"""Anomaly review, listing, live watching, correlations and exports.
+"""Anomaly review, listing, live watching, correlations, detectors and exports.
 
-A user sees the anomalies and correlations of their own streams (another
-user's are "not found"); an admin sees all.
+A user sees the anomalies, correlations and detectors of their own streams
+(another user's are "not found"); an admin sees all.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from iotkit.context import Caller
 from iotkit.errors import FailedPrecondition, FieldViolation, NotFound, ValidationFailed
@@ -23,21 +23,20 @@ from iotkit.sqltypes import utcnow
 from iotkit.validation import Violations, check_uuid
 from services.analytics.analytics import correlation
 from services.analytics.analytics.analysis import AnalysisService
+from services.analytics.analytics.correlation import Float64s, Int64s
 from services.analytics.analytics.hub import AnomalyHub
-from services.analytics.analytics.store import (
-    AnalyticsStore,
-    AnomalyQuery,
-    AnomalyRow,
-    CorrelationRow,
-)
-from services.analytics.telemetry_client import TelemetryReader
+from services.analytics.analytics.store import AnalyticsStore, AnomalyQuery
+from services.analytics.analytics.values import Anomaly, Correlation, Detector
 
-Row = TypeVar("Row")  # a stored row that an export pages through
+Value = TypeVar("Value")  # a stored value that an export pages through
 
 ANOMALY_TYPES = ("spike", "dip", "out_of_range", "flatline", "rate_of_change", "gap")
 STATUSES = ("pending", "confirmed", "dismissed")
-EXPORT_FORMATS = ("csv", "json")
+# The media type of each export format; CSV when no format is asked for.
+CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "json": "application/json"}
+EXPORT_FORMATS = tuple(CONTENT_TYPES)
 NOTE_MAX = 1000
+THRESHOLD_RANGE = (2.0, 50.0)
 MAX_WINDOW_DAYS = 31
 DEFAULT_MAX_LAG_SECONDS = 60.0
 EXPORT_PAGE = 1000
@@ -105,7 +104,22 @@ def iso(moment: datetime | None) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z") if moment else ""
 
 
-def anomaly_record(row: AnomalyRow) -> dict[str, object]:
+class StreamReader(Protocol):
+    """Reads a stream's readings with the caller's token (telemetry, over gRPC, in a process)."""
+
+    async def read(
+        self, *, token: str, stream_id: str, start_us: int, end_us: int
+    ) -> tuple[Int64s, Float64s]:
+        """Readings of ``stream_id`` in [start_us, end_us); raises if the caller may not read it."""
+        ...
+
+
+def content_type(fmt: str) -> str:
+    """The media type of an export in ``fmt`` (as the export methods take it)."""
+    return CONTENT_TYPES.get((fmt or "csv").lower(), CONTENT_TYPES["csv"])
+
+
+def anomaly_record(row: Anomaly) -> dict[str, object]:
     """An anomaly as an export record, with the seed's field names."""
     return {
         "anomaly_id": row.id,
@@ -122,7 +136,7 @@ def anomaly_record(row: AnomalyRow) -> dict[str, object]:
     }
 
 
-def correlation_record(row: CorrelationRow) -> dict[str, object]:
+def correlation_record(row: Correlation) -> dict[str, object]:
     """A correlation as an export record, with the seed's field names."""
     return {
         "correlation_id": row.id,
@@ -169,7 +183,7 @@ class AnomalyService:
         start: datetime | None,
         end: datetime | None,
         min_confidence: float,
-    ) -> tuple[list[AnomalyRow], int, PageRequest]:
+    ) -> tuple[list[Anomaly], int, PageRequest]:
         """A page of the caller's anomalies, its total and the checked page request."""
         violations = Violations()
         request = check_page(violations, page, limit)
@@ -204,7 +218,7 @@ class AnomalyService:
         )
         return rows, total, request
 
-    async def get(self, *, caller: Caller, anomaly_id: str) -> AnomalyRow:
+    async def get(self, *, caller: Caller, anomaly_id: str) -> Anomaly:
         """One of the caller's anomalies."""
         violations = Violations()
         anomaly_id = check_uuid(violations, anomaly_id, field="anomaly_id")
@@ -214,9 +228,7 @@ class AnomalyService:
             raise NotFound("Anomaly not found", reason="ANOMALY_NOT_FOUND")
         return row
 
-    async def review(
-        self, *, caller: Caller, anomaly_id: str, status: str, note: str
-    ) -> AnomalyRow:
+    async def review(self, *, caller: Caller, anomaly_id: str, status: str, note: str) -> Anomaly:
         """Confirm, dismiss or reopen an anomaly; the stream's detector learns from it."""
         violations = Violations()
         if status not in STATUSES:
@@ -238,10 +250,10 @@ class AnomalyService:
             await self._analysis.feedback(stream_id=row.stream_id, status=status)
         return reviewed
 
-    def watch(self, *, caller: Caller, stream_id: str, device_id: str) -> AsyncIterator[AnomalyRow]:
+    def watch(self, *, caller: Caller, stream_id: str, device_id: str) -> AsyncIterator[Anomaly]:
         """The caller's anomalies as they are found."""
 
-        def accepts(row: AnomalyRow) -> bool:
+        def accepts(row: Anomaly) -> bool:
             mine = caller.is_admin or row.owner_id == caller.subject
             return (
                 mine
@@ -269,7 +281,7 @@ class AnomalyService:
             limit=EXPORT_PAGE,
         )
 
-        async def fetch(offset: int) -> Sequence[AnomalyRow]:
+        async def fetch(offset: int) -> Sequence[Anomaly]:
             rows, _ = await self._store.anomalies(query=replace(query, offset=offset))
             return rows
 
@@ -284,7 +296,7 @@ class CorrelationService:
         self,
         *,
         store: AnalyticsStore,
-        reader: TelemetryReader,
+        reader: StreamReader,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._store = store
@@ -301,7 +313,7 @@ class CorrelationService:
         window_end: datetime | None,
         algorithm: str,
         max_lag_seconds: float,
-    ) -> CorrelationRow:
+    ) -> Correlation:
         """Compute and store a correlation between two streams the caller may read."""
         violations = Violations()
         stream_a = check_uuid(violations, stream_a, field="stream_a")
@@ -360,7 +372,7 @@ class CorrelationService:
             )
         except correlation.TooFewPairs as few:
             raise TooFewSamples(pairs=few.pairs, needed=few.needed) from few
-        row = CorrelationRow(
+        found = Correlation(
             id=str(uuid.uuid4()),
             owner_id=caller.subject,
             stream_a=stream_a,
@@ -379,10 +391,10 @@ class CorrelationService:
             lags_tried=result.lags_tried,
             created_at=self._clock(),
         )
-        await self._store.add_correlation(row=row)
-        return row
+        await self._store.add_correlation(correlation=found)
+        return found
 
-    async def get(self, *, caller: Caller, correlation_id: str) -> CorrelationRow:
+    async def get(self, *, caller: Caller, correlation_id: str) -> Correlation:
         """One of the caller's correlation results."""
         violations = Violations()
         correlation_id = check_uuid(violations, correlation_id, field="correlation_id")
@@ -394,7 +406,7 @@ class CorrelationService:
 
     async def list(
         self, *, caller: Caller, page: int, limit: int, stream_id: str
-    ) -> tuple[list[CorrelationRow], int, PageRequest]:
+    ) -> tuple[list[Correlation], int, PageRequest]:
         """A page of the caller's correlation results."""
         violations = Violations()
         request = check_page(violations, page, limit)
@@ -413,7 +425,7 @@ class CorrelationService:
         """The caller's correlation results as CSV or JSON, a page at a time."""
         fmt = _check_format(fmt)
 
-        async def fetch(offset: int) -> Sequence[CorrelationRow]:
+        async def fetch(offset: int) -> Sequence[Correlation]:
             rows, _ = await self._store.correlations(
                 owner_id=None if caller.is_admin else caller.subject,
                 stream_id=stream_id or None,
@@ -426,6 +438,59 @@ class CorrelationService:
             yield chunk
 
 
+class DetectorService:
+    """A stream's detector, shown to and changed by the stream's owner (or an admin)."""
+
+    def __init__(self, *, analysis: AnalysisService) -> None:
+        self._analysis = analysis
+
+    async def get(self, *, caller: Caller, stream_id: str) -> Detector:
+        """The detector of one of the caller's streams."""
+        return await self._own_stream(caller=caller, stream_id=stream_id)
+
+    async def update(
+        self,
+        *,
+        caller: Caller,
+        stream_id: str,
+        min_value: float | None,
+        max_value: float | None,
+        threshold: float | None,
+    ) -> Detector:
+        """Change the bounds or base threshold of one of the caller's streams' detector.
+
+        ``None`` leaves a setting as it is.
+        """
+        await self._own_stream(caller=caller, stream_id=stream_id)
+        violations = Violations()
+        low, high = THRESHOLD_RANGE
+        if threshold is not None and not low <= threshold <= high:
+            violations.add("threshold", f"threshold must be between {low:g} and {high:g}")
+        if min_value is not None and max_value is not None and min_value >= max_value:
+            violations.add("max_value", "max_value must be above min_value")
+        violations.raise_if_any()
+        found = await self._analysis.configure(
+            stream_id=stream_id, min_value=min_value, max_value=max_value, threshold=threshold
+        )
+        if found is None:
+            raise NotFound("No detector for this stream yet", reason="DETECTOR_NOT_FOUND")
+        return found
+
+    async def _own_stream(self, *, caller: Caller, stream_id: str) -> Detector:
+        """Detectors are shown to the stream's owner only: another's stream is not found.
+
+        Analytics knows a stream once its detector exists, so a stream without one is
+        not found either.
+        """
+        violations = Violations()
+        check_uuid(violations, stream_id, field="stream_id")
+        violations.raise_if_any()
+        found = await self._analysis.detector(stream_id=stream_id)
+        if found is None or (found.owner_id != caller.subject and not caller.is_admin):
+            raise NotFound("Stream not found", reason="STREAM_NOT_FOUND")
+        return found
+
+
 def _check_format(fmt: str) -> str:
     violations = Violations()
     fmt = (fmt or "csv").lower()
@@ -436,10 +501,10 @@ def _check_format(fmt: str) -> str:
 
 
 async def _pages(
-    fetch: Callable[[int], Awaitable[Sequence[Row]]],
-    record: Callable[[Row], dict[str, object]],
+    fetch: Callable[[int], Awaitable[Sequence[Value]]],
+    record: Callable[[Value], dict[str, object]],
 ) -> AsyncIterator[list[dict[str, object]]]:
-    """Every row that ``fetch(offset)`` answers, EXPORT_PAGE at a time, as export records."""
+    """Every value that ``fetch(offset)`` answers, EXPORT_PAGE at a time, as export records."""
     offset = 0
     while True:
         rows = await fetch(offset)

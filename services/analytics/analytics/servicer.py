@@ -14,16 +14,17 @@ from grpc import aio
 from iot.analytics.v1 import analytics_pb2, analytics_pb2_grpc
 from iotkit.context import current_caller
 from iotkit.convert import timestamp
-from iotkit.errors import NotFound
 from iotkit.listing import pagination
-from iotkit.validation import Violations, check_uuid
 from services.analytics.analytics.analysis import AnalysisService, ChunkIn
-from services.analytics.analytics.detectors import DetectorState
-from services.analytics.analytics.service import AnomalyService, CorrelationService
-from services.analytics.analytics.store import AnomalyRow, CorrelationRow, DetectorRow
+from services.analytics.analytics.service import (
+    AnomalyService,
+    CorrelationService,
+    DetectorService,
+    content_type,
+)
+from services.analytics.analytics.values import Anomaly, Correlation, Detector
 
 Context: TypeAlias = aio.ServicerContext[Any, Any]
-CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "json": "application/json"}
 
 
 def _micros(micros: int) -> timestamp_pb2.Timestamp:
@@ -36,7 +37,7 @@ def _when(message: timestamp_pb2.Timestamp, present: bool) -> datetime | None:
     return message.ToDatetime(tzinfo=UTC) if present else None
 
 
-def anomaly_message(row: AnomalyRow) -> analytics_pb2.Anomaly:
+def anomaly_message(row: Anomaly) -> analytics_pb2.Anomaly:
     """An anomaly as the API shows it (seed 000 AnomalyDetectionDTO)."""
     return analytics_pb2.Anomaly(
         anomaly_id=row.id,
@@ -55,7 +56,7 @@ def anomaly_message(row: AnomalyRow) -> analytics_pb2.Anomaly:
     )
 
 
-def correlation_message(row: CorrelationRow) -> analytics_pb2.Correlation:
+def correlation_message(row: Correlation) -> analytics_pb2.Correlation:
     """A correlation result (seed 000 CorrelationResultDTO)."""
     return analytics_pb2.Correlation(
         correlation_id=row.id,
@@ -77,10 +78,11 @@ def correlation_message(row: CorrelationRow) -> analytics_pb2.Correlation:
     )
 
 
-def detector_message(row: DetectorRow, state: DetectorState) -> analytics_pb2.Detector:
+def detector_message(detector: Detector) -> analytics_pb2.Detector:
     """A stream's detector settings and what it has learnt."""
+    state = detector.state
     return analytics_pb2.Detector(
-        stream_id=row.stream_id,
+        stream_id=detector.stream_id,
         device_type=state.device_type,
         min_value=state.min_value,
         max_value=state.max_value,
@@ -103,10 +105,12 @@ class AnalyticsServicer(analytics_pb2_grpc.AnalyticsServiceServicer):
         analysis: AnalysisService,
         anomalies: AnomalyService,
         correlations: CorrelationService,
+        detectors: DetectorService,
     ) -> None:
         self._analysis = analysis
         self._anomalies = anomalies
         self._correlations = correlations
+        self._detectors = detectors
 
     async def AnalyzeReadings(
         self, request_iterator: AsyncIterator[analytics_pb2.AnalysisRequest], context: Context
@@ -135,10 +139,7 @@ class AnalyticsServicer(analytics_pb2_grpc.AnalyticsServiceServicer):
         self, request: analytics_pb2.ForgetDeviceRequest, context: Context
     ) -> analytics_pb2.ForgetDeviceResponse:
         """Delete a decommissioned device's anomalies and detectors."""
-        violations = Violations()
-        device_id = check_uuid(violations, request.device_id, field="device_id")
-        violations.raise_if_any()
-        removed = await self._analysis.forget_device(device_id=device_id)
+        removed = await self._analysis.forget_device(device_id=request.device_id)
         return analytics_pb2.ForgetDeviceResponse(anomalies_removed=removed)
 
     async def ListAnomalies(
@@ -166,12 +167,14 @@ class AnalyticsServicer(analytics_pb2_grpc.AnalyticsServiceServicer):
         self, request: analytics_pb2.ExportRequest, context: Context
     ) -> AsyncIterator[httpbody_pb2.HttpBody]:
         """Anomalies as CSV or JSON."""
-        fmt = (request.format or "csv").lower()
         chunks = self._anomalies.export(
-            caller=current_caller(), fmt=fmt, stream_id=request.stream_id, status=request.status
+            caller=current_caller(),
+            fmt=request.format,
+            stream_id=request.stream_id,
+            status=request.status,
         )
         async for data in chunks:
-            yield httpbody_pb2.HttpBody(content_type=CONTENT_TYPES.get(fmt, "text/csv"), data=data)
+            yield httpbody_pb2.HttpBody(content_type=content_type(request.format), data=data)
 
     async def WatchAnomalies(
         self, request: analytics_pb2.WatchAnomaliesRequest, context: Context
@@ -206,32 +209,22 @@ class AnalyticsServicer(analytics_pb2_grpc.AnalyticsServiceServicer):
         self, request: analytics_pb2.GetDetectorRequest, context: Context
     ) -> analytics_pb2.Detector:
         """A stream's detector."""
-        await self._own_stream(request.stream_id)
-        found = await self._analysis.detector(stream_id=request.stream_id)
-        if found is None:
-            raise NotFound("No detector for this stream yet", reason="DETECTOR_NOT_FOUND")
-        return detector_message(*found)
+        return detector_message(
+            await self._detectors.get(caller=current_caller(), stream_id=request.stream_id)
+        )
 
     async def UpdateDetector(
         self, request: analytics_pb2.UpdateDetectorRequest, context: Context
     ) -> analytics_pb2.Detector:
-        """Change a stream's detector settings."""
-        await self._own_stream(request.stream_id)
-        violations = Violations()
-        low = request.min_value if request.HasField("min_value") else None
-        high = request.max_value if request.HasField("max_value") else None
-        threshold = request.threshold if request.HasField("threshold") else None
-        if threshold is not None and not 2.0 <= threshold <= 50.0:
-            violations.add("threshold", "threshold must be between 2 and 50")
-        if low is not None and high is not None and low >= high:
-            violations.add("max_value", "max_value must be above min_value")
-        violations.raise_if_any()
-        found = await self._analysis.configure(
-            stream_id=request.stream_id, min_value=low, max_value=high, threshold=threshold
+        """Change a stream's detector settings (an absent field stays as it is)."""
+        found = await self._detectors.update(
+            caller=current_caller(),
+            stream_id=request.stream_id,
+            min_value=request.min_value if request.HasField("min_value") else None,
+            max_value=request.max_value if request.HasField("max_value") else None,
+            threshold=request.threshold if request.HasField("threshold") else None,
         )
-        if found is None:
-            raise NotFound("No detector for this stream yet", reason="DETECTOR_NOT_FOUND")
-        return detector_message(*found)
+        return detector_message(found)
 
     async def CreateCorrelation(
         self, request: analytics_pb2.CreateCorrelationRequest, context: Context
@@ -267,11 +260,10 @@ class AnalyticsServicer(analytics_pb2_grpc.AnalyticsServiceServicer):
         self, request: analytics_pb2.ExportRequest, context: Context
     ) -> AsyncIterator[httpbody_pb2.HttpBody]:
         """Correlation results as CSV or JSON."""
-        fmt = (request.format or "csv").lower()
         async for data in self._correlations.export(
-            caller=current_caller(), fmt=fmt, stream_id=request.stream_id
+            caller=current_caller(), fmt=request.format, stream_id=request.stream_id
         ):
-            yield httpbody_pb2.HttpBody(content_type=CONTENT_TYPES.get(fmt, "text/csv"), data=data)
+            yield httpbody_pb2.HttpBody(content_type=content_type(request.format), data=data)
 
     async def GetCorrelation(
         self, request: analytics_pb2.GetCorrelationRequest, context: Context
@@ -281,13 +273,3 @@ class AnalyticsServicer(analytics_pb2_grpc.AnalyticsServiceServicer):
             caller=current_caller(), correlation_id=request.correlation_id
         )
         return correlation_message(row)
-
-    async def _own_stream(self, stream_id: str) -> None:
-        """Detectors are shown to the stream's owner only."""
-        caller = current_caller()
-        violations = Violations()
-        check_uuid(violations, stream_id, field="stream_id")
-        violations.raise_if_any()
-        found = await self._analysis.detector(stream_id=stream_id)
-        if found is None or (found[0].owner_id != caller.subject and not caller.is_admin):
-            raise NotFound("Stream not found", reason="STREAM_NOT_FOUND")

@@ -1,13 +1,14 @@
 """Analytics' tables and queries (SQLAlchemy 2, async).
 
 Analytics owns detector state, anomalies and their review, and correlation
-results; it owns no raw readings (those stay in telemetry).
+results; it owns no raw readings (those stay in telemetry). Rows stay in here:
+queries answer the domain values of ``values.py`` and writes take them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
@@ -30,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from iotkit.sqltypes import UtcDateTime
+from services.analytics.analytics.values import Anomaly, Checkpoint, Correlation
 
 
 class Base(DeclarativeBase):
@@ -47,6 +49,10 @@ class DetectorRow(Base):
     position: Mapped[int] = mapped_column(BigInteger)
     state: Mapped[dict[str, Any]] = mapped_column(JSON)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+    def to_value(self) -> Checkpoint:
+        """The detector as a domain value."""
+        return Checkpoint(**_columns(self))
 
 
 class AnomalyRow(Base):
@@ -73,6 +79,10 @@ class AnomalyRow(Base):
     reviewed_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     review_note: Mapped[str] = mapped_column(String(1000), default="")
 
+    def to_value(self) -> Anomaly:
+        """The anomaly as a domain value."""
+        return Anomaly(**_columns(self))
+
 
 class CorrelationRow(Base):
     """A stored correlation result."""
@@ -97,6 +107,10 @@ class CorrelationRow(Base):
     ci_high: Mapped[float] = mapped_column(Float, default=1.0)
     effective_sample_count: Mapped[float] = mapped_column(Float, default=0.0)
     lags_tried: Mapped[int] = mapped_column(Integer, default=1)
+
+    def to_value(self) -> Correlation:
+        """The correlation result as a domain value."""
+        return Correlation(**_columns(self))
 
 
 class RetiredDeviceRow(Base):
@@ -125,8 +139,16 @@ class AnomalyQuery:
 
 
 def _columns(row: Base) -> dict[str, Any]:
-    """A mapped row's column values by attribute name, for a bulk statement."""
+    """A mapped row's column values by attribute name, for its domain value."""
     return {column.key: getattr(row, column.key) for column in row.__mapper__.column_attrs}
+
+
+def _fields(value: Checkpoint | Anomaly | Correlation) -> dict[str, Any]:
+    """A domain value's fields by name (its row's columns), for a statement or a row.
+
+    Shallow on purpose: ``dataclasses.asdict`` would deep-copy every detector's state.
+    """
+    return {field.name: getattr(value, field.name) for field in fields(value)}
 
 
 class AnalyticsStore:
@@ -137,14 +159,15 @@ class AnalyticsStore:
         # ON CONFLICT DO NOTHING is spelt per dialect in SQLAlchemy.
         self._insert = pg_insert if dialect == "postgresql" else sqlite_insert
 
-    async def detector(self, *, stream_id: str) -> DetectorRow | None:
-        """A stream's detector row."""
+    async def detector(self, *, stream_id: str) -> Checkpoint | None:
+        """A stream's stored detector."""
         async with self._sessions() as session:
-            return await session.get(DetectorRow, stream_id)
+            row = await session.get(DetectorRow, stream_id)
+            return None if row is None else row.to_value()
 
     async def commit_analysis(
-        self, *, detectors: Sequence[DetectorRow], anomalies: Sequence[AnomalyRow]
-    ) -> list[AnomalyRow]:
+        self, *, detectors: Sequence[Checkpoint], anomalies: Sequence[Anomaly]
+    ) -> list[Anomaly]:
         """Store detector checkpoints and new anomalies in one transaction.
 
         Answers the anomalies actually inserted: one already stored (same
@@ -156,11 +179,13 @@ class AnalyticsStore:
             if not anomalies:
                 return []
             statement = self._insert(AnomalyRow).on_conflict_do_nothing().returning(AnomalyRow.id)
-            result = await session.execute(statement, [_columns(a) for a in anomalies])
+            result = await session.execute(statement, [_fields(a) for a in anomalies])
             stored = set(result.scalars())
         return [anomaly for anomaly in anomalies if anomaly.id in stored]
 
-    async def _upsert_detectors(self, session: AsyncSession, rows: Sequence[DetectorRow]) -> None:
+    async def _upsert_detectors(
+        self, session: AsyncSession, detectors: Sequence[Checkpoint]
+    ) -> None:
         # One statement for every stream of a request: a merge per row would read each
         # row back first, and that cost most of analysis at a hundred streams.
         statement = self._insert(DetectorRow)
@@ -172,9 +197,9 @@ class AnalyticsStore:
                 "updated_at": statement.excluded.updated_at,
             },
         )
-        await session.execute(statement, [_columns(row) for row in rows])
+        await session.execute(statement, [_fields(detector) for detector in detectors])
 
-    async def anomalies(self, *, query: AnomalyQuery) -> tuple[list[AnomalyRow], int]:
+    async def anomalies(self, *, query: AnomalyQuery) -> tuple[list[Anomaly], int]:
         """A page of anomalies, newest first, and how many match in all."""
         conditions: list[Any] = [AnomalyRow.confidence >= query.min_confidence]
         for column, value in (
@@ -202,16 +227,18 @@ class AnalyticsStore:
             )
             if query.limit is not None:
                 statement = statement.limit(query.limit)
-            return list(await session.scalars(statement)), int(total or 0)
+            rows = await session.scalars(statement)
+            return [row.to_value() for row in rows], int(total or 0)
 
-    async def anomaly(self, *, anomaly_id: str) -> AnomalyRow | None:
+    async def anomaly(self, *, anomaly_id: str) -> Anomaly | None:
         """One anomaly."""
         async with self._sessions() as session:
-            return await session.get(AnomalyRow, anomaly_id)
+            row = await session.get(AnomalyRow, anomaly_id)
+            return None if row is None else row.to_value()
 
     async def review(
         self, *, anomaly_id: str, status: str, reviewer: str, note: str, now: datetime
-    ) -> AnomalyRow | None:
+    ) -> Anomaly | None:
         """Record a review."""
         async with self._sessions.begin() as session:
             await session.execute(
@@ -219,7 +246,8 @@ class AnalyticsStore:
                 .where(AnomalyRow.id == anomaly_id)
                 .values(status=status, reviewed_by=reviewer, reviewed_at=now, review_note=note)
             )
-            return await session.get(AnomalyRow, anomaly_id)
+            row = await session.get(AnomalyRow, anomaly_id)
+            return None if row is None else row.to_value()
 
     async def forget_device(self, *, device_id: str, now: datetime) -> int:
         """Delete a device's anomalies and detectors and remember it as retired, in one
@@ -247,24 +275,25 @@ class AnalyticsStore:
             )
             return set(rows)
 
-    async def save_detector(self, *, row: DetectorRow) -> None:
+    async def save_detector(self, *, detector: Checkpoint) -> None:
         """Store a detector's settings or state outside an analysis."""
         async with self._sessions.begin() as session:
-            await self._upsert_detectors(session, [row])
+            await self._upsert_detectors(session, [detector])
 
-    async def add_correlation(self, *, row: CorrelationRow) -> None:
+    async def add_correlation(self, *, correlation: Correlation) -> None:
         """Store a correlation result."""
         async with self._sessions.begin() as session:
-            session.add(row)
+            session.add(CorrelationRow(**_fields(correlation)))
 
-    async def correlation(self, *, correlation_id: str) -> CorrelationRow | None:
+    async def correlation(self, *, correlation_id: str) -> Correlation | None:
         """One correlation result."""
         async with self._sessions() as session:
-            return await session.get(CorrelationRow, correlation_id)
+            row = await session.get(CorrelationRow, correlation_id)
+            return None if row is None else row.to_value()
 
     async def correlations(
         self, *, owner_id: str | None, stream_id: str | None, offset: int, limit: int | None
-    ) -> tuple[list[CorrelationRow], int]:
+    ) -> tuple[list[Correlation], int]:
         """A page of correlation results, newest first."""
         conditions: list[Any] = []
         if owner_id is not None:
@@ -285,4 +314,5 @@ class AnalyticsStore:
             )
             if limit is not None:
                 statement = statement.limit(limit)
-            return list(await session.scalars(statement)), int(total or 0)
+            rows = await session.scalars(statement)
+            return [row.to_value() for row in rows], int(total or 0)
