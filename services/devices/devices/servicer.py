@@ -11,13 +11,12 @@ from iot.devices.v1 import devices_pb2, devices_pb2_grpc
 from iotkit.context import current_caller
 from iotkit.convert import timestamp
 from iotkit.listing import pagination
+from services.devices.devices.domain import NewDevice, ParsedRow
 from services.devices.devices.importer import parse_content
 from services.devices.devices.service import (
     ACCESS_TTL_SECONDS,
     DeviceService,
     DeviceView,
-    NewDevice,
-    ParsedRow,
 )
 
 Context: TypeAlias = aio.ServicerContext[Any, Any]
@@ -25,22 +24,22 @@ Context: TypeAlias = aio.ServicerContext[Any, Any]
 
 def device_message(view: DeviceView) -> devices_pb2.Device:
     """A device as the API shows it (seed 000 DeviceResponseDTO)."""
-    row = view.row
+    device = view.device
     location = None
-    if row.latitude is not None and row.longitude is not None:
-        location = devices_pb2.Location(latitude=row.latitude, longitude=row.longitude)
+    if device.latitude is not None and device.longitude is not None:
+        location = devices_pb2.Location(latitude=device.latitude, longitude=device.longitude)
     return devices_pb2.Device(
-        device_id=row.id,
-        user_id=row.owner_id,
-        name=row.name,
-        type=row.type,
-        registered_at=timestamp(row.registered_at),
+        device_id=device.id,
+        user_id=device.owner_id,
+        name=device.name,
+        type=device.type,
+        registered_at=timestamp(device.registered_at),
         location=location,
-        status=row.status,
-        last_seen_at=timestamp(row.last_seen_at),
-        readings_total=row.readings_total,
+        status=device.status,
+        last_seen_at=timestamp(device.last_seen_at),
+        readings_total=device.readings_total,
         has_credential=view.has_credential,
-        updated_at=timestamp(row.updated_at),
+        updated_at=timestamp(device.updated_at),
     )
 
 
