@@ -26,6 +26,7 @@ from services.devices.devices.domain import (
     NewDevice,
     ParsedRow,
 )
+from services.devices.devices.importer import parse_content
 from services.devices.devices.store import SORTS, DeviceQuery, DeviceStore
 
 ACCESS_TTL_SECONDS = 30
@@ -62,11 +63,18 @@ class IssuedCredential:
 
 @dataclass(frozen=True, slots=True)
 class Access:
-    """Whether a caller may use a device's data, and why not."""
+    """Whether a caller may use a device's data, and why not.
+
+    The owner and type of the device are told only when access is allowed, so a
+    refusal never reveals whose device it is; callers may cache the answer for
+    ``ttl_seconds``.
+    """
 
     allowed: bool
     reason: str
-    device: Device | None
+    owner_id: str = ""
+    device_type: str = ""
+    ttl_seconds: int = ACCESS_TTL_SECONDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +84,15 @@ class RowOutcome:
     row: int
     device: DeviceView | None
     errors: list[FieldViolation]
+
+
+@dataclass(frozen=True, slots=True)
+class ImportResult:
+    """The outcome of a bulk import: one per row, in order, and the counts."""
+
+    outcomes: list[RowOutcome]
+    created: int
+    rejected: int
 
 
 class DeviceTokenMinter(Protocol):
@@ -111,9 +128,25 @@ class DeviceService:
         return DeviceView(new, False)
 
     async def import_devices(
-        self, *, caller: Caller, rows: Sequence[ParsedRow]
-    ) -> list[RowOutcome]:
-        """Register every valid row; answers one outcome per row, in order."""
+        self, *, caller: Caller, devices: Sequence[NewDevice], format: str, content: str
+    ) -> ImportResult:
+        """Register every valid row of ``devices`` then of ``content``; one outcome per row.
+
+        ``content`` is CSV or JSON as ``format`` says; JSON when only content is given
+        and its format is not.
+        """
+        rows: list[ParsedRow]
+        if devices:
+            rows = [ParsedRow(device) for device in devices]
+            if content:
+                rows += parse_content(format=format, content=content)
+        else:
+            rows = parse_content(format=format or "json", content=content)
+        outcomes = await self._import_rows(caller, rows)
+        created = sum(1 for outcome in outcomes if outcome.device)
+        return ImportResult(outcomes, created, len(outcomes) - created)
+
+    async def _import_rows(self, caller: Caller, rows: Sequence[ParsedRow]) -> list[RowOutcome]:
         outcomes: list[RowOutcome] = []
         accepted: list[Device] = []
         for number, parsed in enumerate(rows, start=1):
@@ -256,28 +289,28 @@ class DeviceService:
         violations.raise_if_any()
         device = await self._store.live_device(device_id=device_id)
         if device is None:
-            return Access(False, "not_found", None)
+            return Access(False, "not_found")
         if _ACCESS_SCOPES[access] not in caller.scopes:
-            return Access(False, "missing_scope", device)
+            return Access(False, "missing_scope")
         if caller.token_type == "device":
             credential = str(caller.claims.get("cid", ""))
             if caller.subject != device.id or caller.claims.get("owner") != device.owner_id:
-                return Access(False, "not_found", None)
+                return Access(False, "not_found")
             if not await self._store.credential_is_live(
                 credential_id=credential, device_id=device.id, now=self._clock()
             ):
-                return Access(False, "credential_revoked", device)
+                return Access(False, "credential_revoked")
         elif caller.token_type == "site":
             # A site uploads for its account: it writes the devices of the account's owner
             # (the ``owner`` claim auth put in its token) and reads nothing.
             owner = caller.claims.get("owner")
             if access != "write" or not owner or device.owner_id != owner:
-                return Access(False, "not_found", None)
+                return Access(False, "not_found")
         elif device.owner_id != caller.subject and not caller.is_admin:
-            return Access(False, "not_found", None)
+            return Access(False, "not_found")
         if access == "write" and device.status == "inactive":
-            return Access(False, "inactive", device)
-        return Access(True, "", device)
+            return Access(False, "inactive")
+        return Access(True, "", owner_id=device.owner_id, device_type=device.type)
 
     async def record_activity(
         self, *, device_id: str, last_seen_at: datetime | None, readings: int

@@ -11,13 +11,8 @@ from iot.devices.v1 import devices_pb2, devices_pb2_grpc
 from iotkit.context import current_caller
 from iotkit.convert import timestamp
 from iotkit.listing import pagination
-from services.devices.devices.domain import NewDevice, ParsedRow
-from services.devices.devices.importer import parse_content
-from services.devices.devices.service import (
-    ACCESS_TTL_SECONDS,
-    DeviceService,
-    DeviceView,
-)
+from services.devices.devices.domain import NewDevice
+from services.devices.devices.service import DeviceService, DeviceView
 
 Context: TypeAlias = aio.ServicerContext[Any, Any]
 
@@ -150,14 +145,12 @@ class DeviceServicer(devices_pb2_grpc.DeviceServiceServicer):
         self, request: devices_pb2.ImportDevicesRequest, context: Context
     ) -> devices_pb2.ImportDevicesResponse:
         """Register devices in bulk."""
-        rows: list[ParsedRow]
-        if request.devices:
-            rows = [ParsedRow(_new_device(device)) for device in request.devices]
-            if request.content:
-                rows += parse_content(format=request.format, content=request.content)
-        else:
-            rows = parse_content(format=request.format or "json", content=request.content)
-        outcomes = await self._service.import_devices(caller=current_caller(), rows=rows)
+        imported = await self._service.import_devices(
+            caller=current_caller(),
+            devices=[_new_device(device) for device in request.devices],
+            format=request.format,
+            content=request.content,
+        )
         results = [
             devices_pb2.ImportRowResult(
                 row=outcome.row,
@@ -167,11 +160,10 @@ class DeviceServicer(devices_pb2_grpc.DeviceServiceServicer):
                     devices_pb2.FieldError(field=e.field, message=e.message) for e in outcome.errors
                 ],
             )
-            for outcome in outcomes
+            for outcome in imported.outcomes
         ]
-        created = sum(1 for outcome in outcomes if outcome.device)
         return devices_pb2.ImportDevicesResponse(
-            created=created, rejected=len(outcomes) - created, results=results
+            created=imported.created, rejected=imported.rejected, results=results
         )
 
     async def CheckDeviceAccess(
@@ -181,14 +173,13 @@ class DeviceServicer(devices_pb2_grpc.DeviceServiceServicer):
         access = await self._service.check_access(
             caller=current_caller(), device_id=request.device_id, access=request.access
         )
-        device = access.device
         return devices_pb2.DeviceAccess(
             allowed=access.allowed,
             reason=access.reason,
             device_id=request.device_id,
-            owner_id=device.owner_id if device and access.allowed else "",
-            device_type=device.type if device and access.allowed else "",
-            ttl_seconds=ACCESS_TTL_SECONDS,
+            owner_id=access.owner_id,
+            device_type=access.device_type,
+            ttl_seconds=access.ttl_seconds,
         )
 
     async def RecordDeviceActivity(
