@@ -1,14 +1,15 @@
 """The device registry's logic: ownership, validation, credentials, access checks.
 
-No gRPC and no SQL here. A user sees and changes only their own devices
-(another user's device is "not found"); an admin sees all.
+No gRPC and no SQL here: it takes and answers the domain values of
+:mod:`services.devices.devices.domain`. A user sees and changes only their
+own devices (another user's device is "not found"); an admin sees all.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -18,14 +19,15 @@ from iotkit.listing import PageRequest, check_page
 from iotkit.sqltypes import utcnow
 from iotkit.validation import Violations, check_uuid
 from services.devices.devices import rules
-from services.devices.devices.store import (
-    SORTS,
-    CredentialRow,
-    DeviceEventRow,
-    DeviceQuery,
-    DeviceRow,
-    DeviceStore,
+from services.devices.devices.domain import (
+    Credential,
+    Device,
+    DeviceEvent,
+    NewDevice,
+    ParsedRow,
 )
+from services.devices.devices.importer import parse_content
+from services.devices.devices.store import SORTS, DeviceQuery, DeviceStore
 
 ACCESS_TTL_SECONDS = 30
 DEFAULT_VALID_DAYS, MAX_VALID_DAYS = 365, 3650
@@ -34,27 +36,10 @@ _ACCESS_SCOPES = {"read": "telemetry:read", "write": "telemetry:write"}
 
 
 @dataclass(frozen=True, slots=True)
-class NewDevice:
-    """A device to register, as received (unchecked)."""
-
-    name: str
-    type: str
-    location: tuple[float, float] | None
-
-
-@dataclass(frozen=True, slots=True)
-class ParsedRow:
-    """An import row as parsed: the device to register, or why it cannot be."""
-
-    device: NewDevice | None
-    errors: list[FieldViolation] = field(default_factory=list)
-
-
-@dataclass(frozen=True, slots=True)
 class DeviceView:
     """A device with what the registry knows about its credential."""
 
-    row: DeviceRow
+    device: Device
     has_credential: bool
 
 
@@ -71,18 +56,25 @@ class DevicePage:
 class IssuedCredential:
     """A new credential with its token, shown once."""
 
-    credential: CredentialRow
+    credential: Credential
     token: str
     scopes: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
 class Access:
-    """Whether a caller may use a device's data, and why not."""
+    """Whether a caller may use a device's data, and why not.
+
+    The owner and type of the device are told only when access is allowed, so a
+    refusal never reveals whose device it is; callers may cache the answer for
+    ``ttl_seconds``.
+    """
 
     allowed: bool
     reason: str
-    device: DeviceRow | None
+    owner_id: str = ""
+    device_type: str = ""
+    ttl_seconds: int = ACCESS_TTL_SECONDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +84,15 @@ class RowOutcome:
     row: int
     device: DeviceView | None
     errors: list[FieldViolation]
+
+
+@dataclass(frozen=True, slots=True)
+class ImportResult:
+    """The outcome of a bulk import: one per row, in order, and the counts."""
+
+    outcomes: list[RowOutcome]
+    created: int
+    rejected: int
 
 
 class DeviceTokenMinter(Protocol):
@@ -121,28 +122,44 @@ class DeviceService:
     async def register(self, *, caller: Caller, device: NewDevice) -> DeviceView:
         """Register one device for the caller."""
         violations = Violations()
-        row = self._checked_row(violations, caller, device)
+        new = self._checked_device(violations, caller, device)
         violations.raise_if_any()
-        await self._store.add_devices(devices=[row], now=row.registered_at)
-        return DeviceView(row, False)
+        await self._store.add_devices(devices=[new], now=new.registered_at)
+        return DeviceView(new, False)
 
     async def import_devices(
-        self, *, caller: Caller, rows: Sequence[ParsedRow]
-    ) -> list[RowOutcome]:
-        """Register every valid row; answers one outcome per row, in order."""
+        self, *, caller: Caller, devices: Sequence[NewDevice], format: str, content: str
+    ) -> ImportResult:
+        """Register every valid row of ``devices`` then of ``content``; one outcome per row.
+
+        ``content`` is CSV or JSON as ``format`` says; JSON when only content is given
+        and its format is not.
+        """
+        rows: list[ParsedRow]
+        if devices:
+            rows = [ParsedRow(device) for device in devices]
+            if content:
+                rows += parse_content(format=format, content=content)
+        else:
+            rows = parse_content(format=format or "json", content=content)
+        outcomes = await self._import_rows(caller, rows)
+        created = sum(1 for outcome in outcomes if outcome.device)
+        return ImportResult(outcomes, created, len(outcomes) - created)
+
+    async def _import_rows(self, caller: Caller, rows: Sequence[ParsedRow]) -> list[RowOutcome]:
         outcomes: list[RowOutcome] = []
-        accepted: list[DeviceRow] = []
+        accepted: list[Device] = []
         for number, parsed in enumerate(rows, start=1):
             if parsed.device is None:
                 outcomes.append(RowOutcome(number, None, parsed.errors))
                 continue
             violations = Violations()
-            row = self._checked_row(violations, caller, parsed.device)
+            new = self._checked_device(violations, caller, parsed.device)
             if errors := violations.found():  # the row is reported, the others go on
                 outcomes.append(RowOutcome(number, None, errors))
                 continue
-            accepted.append(row)
-            outcomes.append(RowOutcome(number, DeviceView(row, False), []))
+            accepted.append(new)
+            outcomes.append(RowOutcome(number, DeviceView(new, False), []))
         if accepted:
             await self._store.add_devices(devices=accepted, now=self._clock())
         return outcomes
@@ -180,8 +197,8 @@ class DeviceService:
             offset=request.offset,
             limit=request.limit,
         )
-        rows, total = await self._store.list_devices(query=query)
-        return DevicePage(await self._views(rows), total, request)
+        devices, total = await self._store.list_devices(query=query)
+        return DevicePage(await self._views(devices), total, request)
 
     async def get(self, *, caller: Caller, device_id: str) -> DeviceView:
         """One of the caller's devices."""
@@ -222,7 +239,7 @@ class DeviceService:
             raise NotFound("Device not found")
         return (await self._views([updated]))[0]
 
-    async def decommission(self, *, caller: Caller, device_id: str) -> DeviceRow:
+    async def decommission(self, *, caller: Caller, device_id: str) -> Device:
         """Decommission one of the caller's devices."""
         device = await self._owned(caller, device_id)
         gone = await self._store.decommission(device_id=device.id, now=self._clock())
@@ -241,7 +258,7 @@ class DeviceService:
         device = await self._owned(caller, device_id)
         now = self._clock()
         days = valid_days or DEFAULT_VALID_DAYS
-        credential = CredentialRow(
+        credential = Credential(
             id=str(uuid.uuid4()),
             device_id=device.id,
             created_at=now,
@@ -272,28 +289,28 @@ class DeviceService:
         violations.raise_if_any()
         device = await self._store.live_device(device_id=device_id)
         if device is None:
-            return Access(False, "not_found", None)
+            return Access(False, "not_found")
         if _ACCESS_SCOPES[access] not in caller.scopes:
-            return Access(False, "missing_scope", device)
+            return Access(False, "missing_scope")
         if caller.token_type == "device":
             credential = str(caller.claims.get("cid", ""))
             if caller.subject != device.id or caller.claims.get("owner") != device.owner_id:
-                return Access(False, "not_found", None)
+                return Access(False, "not_found")
             if not await self._store.credential_is_live(
                 credential_id=credential, device_id=device.id, now=self._clock()
             ):
-                return Access(False, "credential_revoked", device)
+                return Access(False, "credential_revoked")
         elif caller.token_type == "site":
             # A site uploads for its account: it writes the devices of the account's owner
             # (the ``owner`` claim auth put in its token) and reads nothing.
             owner = caller.claims.get("owner")
             if access != "write" or not owner or device.owner_id != owner:
-                return Access(False, "not_found", None)
+                return Access(False, "not_found")
         elif device.owner_id != caller.subject and not caller.is_admin:
-            return Access(False, "not_found", None)
+            return Access(False, "not_found")
         if access == "write" and device.status == "inactive":
-            return Access(False, "inactive", device)
-        return Access(True, "", device)
+            return Access(False, "inactive")
+        return Access(True, "", owner_id=device.owner_id, device_type=device.type)
 
     async def record_activity(
         self, *, device_id: str, last_seen_at: datetime | None, readings: int
@@ -306,7 +323,7 @@ class DeviceService:
             device_id=device_id, last_seen_at=last_seen_at, readings=readings
         )
 
-    async def events(self, *, after: int, limit: int) -> list[DeviceEventRow]:
+    async def events(self, *, after: int, limit: int) -> list[DeviceEvent]:
         """Registry events after a cursor."""
         violations = Violations()
         if limit < 0 or limit > EVENTS_MAX:
@@ -314,7 +331,7 @@ class DeviceService:
         violations.raise_if_any()
         return await self._store.events_after(sequence=after, limit=limit or EVENTS_DEFAULT)
 
-    def _checked_row(self, violations: Violations, caller: Caller, device: NewDevice) -> DeviceRow:
+    def _checked_device(self, violations: Violations, caller: Caller, device: NewDevice) -> Device:
         name = rules.check_name(violations, device.name, field="name")
         kind = rules.check_choice(violations, device.type, rules.DEVICE_TYPES, field="type")
         latitude = longitude = None
@@ -322,7 +339,7 @@ class DeviceService:
             coordinates = rules.check_location(violations, *device.location, field="location")
             latitude, longitude = coordinates.latitude, coordinates.longitude
         now = self._clock()
-        return DeviceRow(
+        return Device(
             id=str(uuid.uuid4()),
             owner_id=caller.subject,
             name=name,
@@ -335,7 +352,7 @@ class DeviceService:
             readings_total=0,
         )
 
-    async def _owned(self, caller: Caller, device_id: str) -> DeviceRow:
+    async def _owned(self, caller: Caller, device_id: str) -> Device:
         violations = Violations()
         device_id = check_uuid(violations, device_id, field="device_id")
         violations.raise_if_any()
@@ -344,8 +361,8 @@ class DeviceService:
             raise NotFound("Device not found", reason="DEVICE_NOT_FOUND")
         return device
 
-    async def _views(self, rows: Sequence[DeviceRow]) -> list[DeviceView]:
+    async def _views(self, devices: Sequence[Device]) -> list[DeviceView]:
         with_credentials = await self._store.devices_with_credentials(
-            device_ids=[row.id for row in rows], now=self._clock()
+            device_ids=[device.id for device in devices], now=self._clock()
         )
-        return [DeviceView(row, row.id in with_credentials) for row in rows]
+        return [DeviceView(device, device.id in with_credentials) for device in devices]

@@ -11,36 +11,30 @@ from iot.devices.v1 import devices_pb2, devices_pb2_grpc
 from iotkit.context import current_caller
 from iotkit.convert import timestamp
 from iotkit.listing import pagination
-from services.devices.devices.importer import parse_content
-from services.devices.devices.service import (
-    ACCESS_TTL_SECONDS,
-    DeviceService,
-    DeviceView,
-    NewDevice,
-    ParsedRow,
-)
+from services.devices.devices.domain import NewDevice
+from services.devices.devices.service import DeviceService, DeviceView
 
 Context: TypeAlias = aio.ServicerContext[Any, Any]
 
 
 def device_message(view: DeviceView) -> devices_pb2.Device:
     """A device as the API shows it (seed 000 DeviceResponseDTO)."""
-    row = view.row
+    device = view.device
     location = None
-    if row.latitude is not None and row.longitude is not None:
-        location = devices_pb2.Location(latitude=row.latitude, longitude=row.longitude)
+    if device.latitude is not None and device.longitude is not None:
+        location = devices_pb2.Location(latitude=device.latitude, longitude=device.longitude)
     return devices_pb2.Device(
-        device_id=row.id,
-        user_id=row.owner_id,
-        name=row.name,
-        type=row.type,
-        registered_at=timestamp(row.registered_at),
+        device_id=device.id,
+        user_id=device.owner_id,
+        name=device.name,
+        type=device.type,
+        registered_at=timestamp(device.registered_at),
         location=location,
-        status=row.status,
-        last_seen_at=timestamp(row.last_seen_at),
-        readings_total=row.readings_total,
+        status=device.status,
+        last_seen_at=timestamp(device.last_seen_at),
+        readings_total=device.readings_total,
         has_credential=view.has_credential,
-        updated_at=timestamp(row.updated_at),
+        updated_at=timestamp(device.updated_at),
     )
 
 
@@ -151,14 +145,12 @@ class DeviceServicer(devices_pb2_grpc.DeviceServiceServicer):
         self, request: devices_pb2.ImportDevicesRequest, context: Context
     ) -> devices_pb2.ImportDevicesResponse:
         """Register devices in bulk."""
-        rows: list[ParsedRow]
-        if request.devices:
-            rows = [ParsedRow(_new_device(device)) for device in request.devices]
-            if request.content:
-                rows += parse_content(format=request.format, content=request.content)
-        else:
-            rows = parse_content(format=request.format or "json", content=request.content)
-        outcomes = await self._service.import_devices(caller=current_caller(), rows=rows)
+        imported = await self._service.import_devices(
+            caller=current_caller(),
+            devices=[_new_device(device) for device in request.devices],
+            format=request.format,
+            content=request.content,
+        )
         results = [
             devices_pb2.ImportRowResult(
                 row=outcome.row,
@@ -168,11 +160,10 @@ class DeviceServicer(devices_pb2_grpc.DeviceServiceServicer):
                     devices_pb2.FieldError(field=e.field, message=e.message) for e in outcome.errors
                 ],
             )
-            for outcome in outcomes
+            for outcome in imported.outcomes
         ]
-        created = sum(1 for outcome in outcomes if outcome.device)
         return devices_pb2.ImportDevicesResponse(
-            created=created, rejected=len(outcomes) - created, results=results
+            created=imported.created, rejected=imported.rejected, results=results
         )
 
     async def CheckDeviceAccess(
@@ -182,14 +173,13 @@ class DeviceServicer(devices_pb2_grpc.DeviceServiceServicer):
         access = await self._service.check_access(
             caller=current_caller(), device_id=request.device_id, access=request.access
         )
-        device = access.device
         return devices_pb2.DeviceAccess(
             allowed=access.allowed,
             reason=access.reason,
             device_id=request.device_id,
-            owner_id=device.owner_id if device and access.allowed else "",
-            device_type=device.type if device and access.allowed else "",
-            ttl_seconds=ACCESS_TTL_SECONDS,
+            owner_id=access.owner_id,
+            device_type=access.device_type,
+            ttl_seconds=access.ttl_seconds,
         )
 
     async def RecordDeviceActivity(

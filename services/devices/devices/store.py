@@ -1,7 +1,8 @@
 """The devices service's tables and queries (SQLAlchemy 2, async).
 
 Devices owns devices, their locations and status, their credentials, and
-the event log other services follow.
+the event log other services follow. Rows stay here: every method takes and
+answers the domain values of :mod:`services.devices.devices.domain`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from iotkit.sqltypes import UtcDateTime
+from services.devices.devices.domain import Credential, Device, DeviceEvent
 
 # SQLite gives autoincrement only to INTEGER PRIMARY KEY; PostgreSQL gets a bigint.
 SEQUENCE = BigInteger().with_variant(Integer(), "sqlite")
@@ -94,28 +96,64 @@ def _event(kind: str, device: DeviceRow, now: datetime) -> DeviceEventRow:
     return DeviceEventRow(kind=kind, device_id=device.id, owner_id=device.owner_id, occurred_at=now)
 
 
+def _device(row: DeviceRow) -> Device:
+    return Device(
+        id=row.id,
+        owner_id=row.owner_id,
+        name=row.name,
+        type=row.type,
+        status=row.status,
+        latitude=row.latitude,
+        longitude=row.longitude,
+        registered_at=row.registered_at,
+        updated_at=row.updated_at,
+        readings_total=row.readings_total,
+        last_seen_at=row.last_seen_at,
+        decommissioned_at=row.decommissioned_at,
+    )
+
+
+def _device_row(device: Device) -> DeviceRow:
+    return DeviceRow(
+        id=device.id,
+        owner_id=device.owner_id,
+        name=device.name,
+        type=device.type,
+        status=device.status,
+        latitude=device.latitude,
+        longitude=device.longitude,
+        registered_at=device.registered_at,
+        updated_at=device.updated_at,
+        readings_total=device.readings_total,
+        last_seen_at=device.last_seen_at,
+        decommissioned_at=device.decommissioned_at,
+    )
+
+
 class DeviceStore:
     """Queries over the devices tables; every method runs in its own transaction."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
 
-    async def add_devices(self, *, devices: Sequence[DeviceRow], now: datetime) -> None:
+    async def add_devices(self, *, devices: Sequence[Device], now: datetime) -> None:
         """Insert devices with their "registered" events, all or none."""
+        rows = [_device_row(device) for device in devices]
         async with self._sessions.begin() as session:
-            session.add_all(devices)
-            session.add_all(_event("registered", device, now) for device in devices)
+            session.add_all(rows)
+            session.add_all(_event("registered", row, now) for row in rows)
 
-    async def live_device(self, *, device_id: str) -> DeviceRow | None:
+    async def live_device(self, *, device_id: str) -> Device | None:
         """A device that has not been decommissioned."""
         async with self._sessions() as session:
-            return await session.scalar(
+            row = await session.scalar(
                 select(DeviceRow).where(
                     DeviceRow.id == device_id, DeviceRow.decommissioned_at.is_(None)
                 )
             )
+            return None if row is None else _device(row)
 
-    async def list_devices(self, *, query: DeviceQuery) -> tuple[list[DeviceRow], int]:
+    async def list_devices(self, *, query: DeviceQuery) -> tuple[list[Device], int]:
         """A page of live devices matching ``query`` and how many match in all."""
         conditions: list[Any] = [DeviceRow.decommissioned_at.is_(None)]
         if query.owner_id is not None:
@@ -140,11 +178,11 @@ class DeviceStore:
                 .offset(query.offset)
                 .limit(query.limit)
             )
-            return list(rows), int(total or 0)
+            return [_device(row) for row in rows], int(total or 0)
 
     async def update_device(
         self, *, device_id: str, values: dict[str, Any], now: datetime
-    ) -> DeviceRow | None:
+    ) -> Device | None:
         """Apply ``values`` to a live device and log the change; None if it is gone."""
         async with self._sessions.begin() as session:
             device = await session.scalar(
@@ -158,9 +196,9 @@ class DeviceStore:
                 setattr(device, name, value)
             device.updated_at = now
             session.add(_event("updated", device, now))
-            return device
+            return _device(device)
 
-    async def decommission(self, *, device_id: str, now: datetime) -> DeviceRow | None:
+    async def decommission(self, *, device_id: str, now: datetime) -> Device | None:
         """Tombstone a device, revoke its credentials and log it; None if already gone."""
         async with self._sessions.begin() as session:
             device = await session.scalar(
@@ -178,9 +216,9 @@ class DeviceStore:
                 .values(revoked_at=now)
             )
             session.add(_event("decommissioned", device, now))
-            return device
+            return _device(device)
 
-    async def replace_credential(self, *, credential: CredentialRow, now: datetime) -> int:
+    async def replace_credential(self, *, credential: Credential, now: datetime) -> int:
         """Store a new credential and revoke the device's others; answers how many were revoked."""
         async with self._sessions.begin() as session:
             result = await session.execute(
@@ -191,7 +229,14 @@ class DeviceStore:
                 )
                 .values(revoked_at=now)
             )
-            session.add(credential)
+            session.add(
+                CredentialRow(
+                    id=credential.id,
+                    device_id=credential.device_id,
+                    created_at=credential.created_at,
+                    expires_at=credential.expires_at,
+                )
+            )
             return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
     async def revoke_credentials(self, *, device_id: str, now: datetime) -> int:
@@ -255,7 +300,7 @@ class DeviceStore:
                 device.last_seen_at = last_seen_at
             return True
 
-    async def events_after(self, *, sequence: int, limit: int) -> list[DeviceEventRow]:
+    async def events_after(self, *, sequence: int, limit: int) -> list[DeviceEvent]:
         """Events after ``sequence``, oldest first."""
         async with self._sessions() as session:
             rows = await session.scalars(
@@ -264,4 +309,13 @@ class DeviceStore:
                 .order_by(DeviceEventRow.sequence)
                 .limit(limit)
             )
-            return list(rows)
+            return [
+                DeviceEvent(
+                    sequence=row.sequence,
+                    kind=row.kind,
+                    device_id=row.device_id,
+                    owner_id=row.owner_id,
+                    occurred_at=row.occurred_at,
+                )
+                for row in rows
+            ]
