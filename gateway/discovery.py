@@ -51,6 +51,8 @@ class Presentation:
     success_status: int = 200
     success_message: str = "OK"
     raw_response: bool = False
+    # A string field of the response whose non-empty value replaces success_message.
+    message_field: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,11 +112,20 @@ def _presentation(method: MethodDescriptor) -> Presentation:
     if not options.HasExtension(options_pb2.rules):
         return Presentation()
     rules = options.Extensions[options_pb2.rules]
+    if rules.message_field:
+        field = method.output_type.fields_by_name.get(rules.message_field)
+        # Checked here so that a typo fails at startup rather than silently at request time.
+        if field is None or field.type != FieldDescriptor.TYPE_STRING or field.is_repeated:
+            raise DiscoveryError(
+                f"{method.full_name}: message_field {rules.message_field!r} is not a"
+                f" singular string field of {method.output_type.full_name}"
+            )
     return Presentation(
         public=rules.public,
         success_status=rules.success_status or 200,
         success_message=rules.success_message or "OK",
         raw_response=rules.raw_response,
+        message_field=rules.message_field,
     )
 
 

@@ -202,9 +202,10 @@ class RpcHandler:
         data = to_json(reply, self.binding)
         if presentation.raw_response:
             return EnvelopeResponse(data, status_code=presentation.success_status)
-        return success_response(
-            data, status=presentation.success_status, message=presentation.success_message
-        )
+        message = presentation.success_message
+        if presentation.message_field:  # the answer's own summary, when it gave one
+            message = getattr(reply, presentation.message_field) or message
+        return success_response(data, status=presentation.success_status, message=message)
 
     async def _upload(self, request: Request, params: Mapping[str, str]) -> Response:
         # Size, path and query first: each is refused before any byte of the body is read.
