@@ -41,7 +41,8 @@ def stream_message(stream: StreamRow) -> telemetry_pb2.SensorStream:
         created_at=timestamp(stream.created_at),
         retention_days=stream.retention_days,
         last_seen_at=_micros_timestamp(stream.last_ts) if stream.last_ts is not None else None,
-        latest_value=stream.last_value or 0.0,
+        # Unset (absent in JSON too) before the first reading, rather than a made-up 0.0.
+        latest_value=stream.last_value,
         readings_count=stream.readings_count,
     )
 
