@@ -61,10 +61,12 @@ def ack_message(sequence: int, result: BatchResult) -> telemetry_pb2.BatchAck:
                 count=r.count,
                 reason=r.reason,
                 message=r.message,
+                device_id=r.device_id,
             )
             for r in result.rejections
         ],
         stream_ids=result.stream_ids,
+        summary=result.summary,
     )
 
 
@@ -93,9 +95,7 @@ class TelemetryServicer(telemetry_pb2_grpc.TelemetryServiceServicer):
         self._streams = streams
         self._activity = activity
 
-    async def _store(self, entries: list[EntryIn]) -> BatchResult:
-        caller = current_caller()
-        result = await self._ingest.ingest(caller=caller, token=caller.token, entries=entries)
+    def _report(self, result: BatchResult) -> BatchResult:
         for device_id, newest, readings in result.activity:
             self._activity.add(device_id, newest, readings)
         return result
@@ -105,13 +105,17 @@ class TelemetryServicer(telemetry_pb2_grpc.TelemetryServiceServicer):
     ) -> AsyncIterator[telemetry_pb2.BatchAck]:
         """Store each batch, then acknowledge it; one batch at a time per stream."""
         async for batch in request_iterator:
-            result = await self._store(entries_of(batch))
-            yield ack_message(batch.sequence, result)
+            caller = current_caller()
+            result = await self._ingest.ingest(
+                caller=caller, token=caller.token, entries=entries_of(batch)
+            )
+            yield ack_message(batch.sequence, self._report(result))
 
     async def UploadReadings(
         self, request: telemetry_pb2.UploadReadingsRequest, context: Context
     ) -> telemetry_pb2.BatchAck:
-        """Store the readings of one metric of one device."""
+        """Store the readings of one metric of one device; fails when none is stored."""
+        caller = current_caller()
         entry = EntryIn(
             stream_id="",
             device_id=request.device_id,
@@ -125,7 +129,8 @@ class TelemetryServicer(telemetry_pb2_grpc.TelemetryServiceServicer):
             ),
             values=np.array([r.value for r in request.readings], dtype=np.float64),
         )
-        return ack_message(0, await self._store([entry]))
+        result = await self._ingest.upload(caller=caller, token=caller.token, entry=entry)
+        return ack_message(0, self._report(result))
 
     async def CreateStream(
         self, request: telemetry_pb2.CreateStreamRequest, context: Context
