@@ -117,7 +117,7 @@ class Summary:
 
     @property
     def accepted(self) -> int:
-        """Readings telemetry acknowledged as stored."""
+        """New readings telemetry acknowledged as stored (duplicates excluded)."""
         return sum(d.accepted for d in self.devices)
 
     @property
@@ -127,7 +127,7 @@ class Summary:
 
     @property
     def duplicates(self) -> int:
-        """Of the accepted, readings already stored (batches sent again after a reconnect)."""
+        """Readings already stored (batches sent again after a reconnect); not in ``accepted``."""
         return sum(d.duplicates for d in self.devices)
 
     @property

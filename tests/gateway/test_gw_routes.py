@@ -7,10 +7,14 @@ import re
 
 import httpx
 import pytest
+from google.api import annotations_pb2
+from google.protobuf import descriptor_pb2, descriptor_pool
+from google.protobuf.descriptor import FileDescriptor
 from gw_support import Fakes, Probe
 
 from gateway.console import STATIC_DIR
 from gateway.discovery import DiscoveryError, discover, proto_files
+from iot.common.v1 import options_pb2
 
 
 def test_every_annotated_rpc_of_the_iot_protos_is_discovered() -> None:
@@ -200,3 +204,29 @@ async def test_the_favicon_is_the_consoles_svg_icon(client: httpx.AsyncClient) -
     )
     page = await client.get("/")
     assert '<link rel="icon" href="/favicon.ico" type="image/svg+xml">' in page.text
+
+
+def _file_with_message_field(name: str) -> FileDescriptor:
+    """A one-RPC proto whose rules take the envelope message from the response's ``name``."""
+    proto = descriptor_pb2.FileDescriptorProto(
+        name=f"gwmsg/{name}.proto",
+        package=f"gwmsg.{name}",
+        syntax="proto3",
+        dependency=["google/api/annotations.proto", "iot/common/v1/options.proto"],
+    )
+    proto.message_type.add(name="Ask")
+    answer = proto.message_type.add(name="Answer")
+    answer.field.add(name="summary", number=1, type=descriptor_pb2.FieldDescriptorProto.TYPE_STRING)
+    method = proto.service.add(name="Svc").method.add(
+        name="Do", input_type=f".gwmsg.{name}.Ask", output_type=f".gwmsg.{name}.Answer"
+    )
+    method.options.Extensions[annotations_pb2.http].post = "/v1/do"
+    method.options.Extensions[options_pb2.rules].message_field = name
+    return descriptor_pool.Default().Add(proto)
+
+
+def test_the_message_field_must_be_a_string_field_of_the_response() -> None:
+    (method,) = discover([_file_with_message_field("summary")], upstream=lambda _: "devices")
+    assert method.presentation.message_field == "summary"
+    with pytest.raises(DiscoveryError, match="message_field 'nope'"):
+        discover([_file_with_message_field("nope")], upstream=lambda _: "devices")

@@ -13,6 +13,8 @@ import pytest
 
 from gateway.serve import start_gateway, stop_gateway
 from iot.telemetry.v1 import telemetry_pb2, telemetry_pb2_grpc
+from services.devices.devices import servicer as devices_servicer
+from services.telemetry.telemetry import ingest
 from tests.conftest import Suite
 
 PASSWORD = "Str0ng!pass"
@@ -155,5 +157,129 @@ async def test_bulk_readings_and_stream_settings(client: httpx.AsyncClient) -> N
         headers=ann,
         json={"metric_name": "pressure", "readings": [{"timestamp": iso(now), "value": "NaN"}]},
     )
-    assert nan.status_code == 200
-    assert nan.json()["data"]["rejections"][0]["reason"] == "NON_FINITE_VALUE"
+    # Nothing stored is a failure, with the reason per field (not a 200 "Readings stored").
+    assert nan.status_code == 400 and nan.json()["success"] is False
+    assert nan.json()["data"]["errors"] == [
+        {
+            "field": "readings.value",
+            "message": "1 of 1 readings: values must be finite numbers (NON_FINITE_VALUE)",
+        }
+    ]
+
+
+def readings_json(values: list[object], start: datetime | None = None) -> list[dict[str, object]]:
+    """Bulk-upload readings one second apart, from ten minutes ago unless ``start`` is given."""
+    first = start or datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
+    return [
+        {"timestamp": iso(first + timedelta(seconds=i)), "value": value}
+        for i, value in enumerate(values)
+    ]
+
+
+async def test_rejected_writes_are_errors_and_partial_ones_say_so(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Devices' answers are cached for up to ACCESS_TTL_SECONDS; 0 makes a revocation immediate.
+    monkeypatch.setattr(devices_servicer, "ACCESS_TTL_SECONDS", 0)
+    ann, bob = await login(client), await login(client)
+    device_id = await new_device(client, ann)
+    url = f"/v1/devices/{device_id}/readings"
+
+    async def post(who: dict[str, str], values: list[object], **fields: object) -> httpx.Response:
+        body = {"metric_name": "pressure", "readings": readings_json(values), **fields}
+        return await client.post(url, headers=who, json=body)
+
+    nan = await post(ann, ["NaN", "Infinity"])
+    assert nan.status_code == 400, nan.text
+    assert nan.json()["data"]["errors"] == [
+        {
+            "field": "readings.value",
+            "message": "2 of 2 readings: values must be finite numbers (NON_FINITE_VALUE)",
+        }
+    ]
+    limit = ingest.MAX_BATCH_READINGS
+    monkeypatch.setattr(ingest, "MAX_BATCH_READINGS", 5)  # the real 100 000 is a 5 MB body
+    large = await post(ann, [1.0] * 6)
+    assert large.status_code == 400
+    assert large.json()["data"]["errors"] == [
+        {"field": "readings", "message": "an upload holds at most 5 readings; split it"}
+    ]
+    monkeypatch.setattr(ingest, "MAX_BATCH_READINGS", limit)
+    foreign = await post(bob, [1.0])
+    assert foreign.status_code == 404, foreign.text
+    assert foreign.json()["error"]["error_code"] == "DEVICE_NOT_FOUND"
+    listed = await client.get(f"/v1/devices/{device_id}/streams", headers=ann)
+    assert listed.json()["data"]["streams"] == []  # no refused write made a stream
+
+    values: list[object] = [float(i) for i in range(10)]
+    values[2] = values[5] = "NaN"
+    partial = await post(ann, values)
+    assert partial.status_code == 200, partial.text
+    body = partial.json()
+    assert body["message"] == "Stored 8 of 10 readings; 2 rejected: 2 NON_FINITE_VALUE"
+    assert (body["data"]["accepted"], body["data"]["rejected"], body["data"]["duplicates"]) == (
+        8,
+        2,
+        0,
+    )
+    (stream,) = (await client.get(f"/v1/devices/{device_id}/streams", headers=ann)).json()["data"][
+        "streams"
+    ]
+    assert body["data"]["stream_ids"] == [stream["stream_id"]]
+    assert body["data"]["rejections"][0]["stream_id"] == stream["stream_id"] != device_id
+    again = await post(ann, values)
+    assert again.status_code == 200
+    assert (again.json()["data"]["accepted"], again.json()["data"]["duplicates"]) == (0, 8)
+    assert again.json()["message"] == (
+        "Stored 0 of 10 readings; 8 already stored; 2 rejected: 2 NON_FINITE_VALUE"
+    )
+
+    issued = await client.post(f"/v1/devices/{device_id}/credentials", headers=ann, json={})
+    device_token = {"authorization": f"Bearer {issued.json()['data']['token']}"}
+    fresh = readings_json([1.0], start=datetime.now(UTC).replace(microsecond=0))
+    stored = await client.post(
+        url, headers=device_token, json={"metric_name": "pressure", "readings": fresh}
+    )
+    assert stored.status_code == 200 and stored.json()["message"] == "Stored 1 of 1 reading"
+    await client.delete(f"/v1/devices/{device_id}/credentials", headers=ann)
+    revoked = await client.post(
+        url, headers=device_token, json={"metric_name": "pressure", "readings": fresh}
+    )
+    assert revoked.status_code == 403, revoked.text
+    assert revoked.json()["error"]["error_code"] == "CREDENTIAL_REVOKED"
+    await client.delete(f"/v1/devices/{device_id}", headers=ann)
+    gone = await post(ann, [1.0])
+    assert gone.status_code == 404 and gone.json()["error"]["error_code"] == "DEVICE_NOT_FOUND"
+
+
+async def test_a_new_stream_has_no_latest_value_and_charts_use_the_point_budget(
+    client: httpx.AsyncClient,
+) -> None:
+    ann = await login(client)
+    device_id = await new_device(client, ann)
+    created = await client.post(
+        f"/v1/devices/{device_id}/streams", headers=ann, json={"metric_name": "pressure"}
+    )
+    assert created.status_code == 201
+    stream = created.json()["data"]
+    assert "latest_value" not in stream  # absent, as documented; never 0.0 or null
+    listed = await client.get(f"/v1/devices/{device_id}/streams", headers=ann)
+    assert "latest_value" not in listed.json()["data"]["streams"][0]
+
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=20)
+    values = [float(i % 37) for i in range(600)]
+    stored = await client.post(
+        f"/v1/devices/{device_id}/readings",
+        headers=ann,
+        json={"metric_name": "pressure", "readings": readings_json(values, start=start)},
+    )
+    assert stored.json()["data"]["accepted"] == 600
+    shown = await client.get(f"/v1/streams/{stream['stream_id']}", headers=ann)
+    assert shown.json()["data"]["latest_value"] == values[-1]
+    data = await client.get(
+        f"/v1/streams/{stream['stream_id']}/data", headers=ann, params={"max_points": 500}
+    )
+    points = data.json()["data"]["data"]
+    assert len(points) == 500 and data.json()["data"]["downsampling"] == "min_max"
+    assert points[0]["timestamp"] == iso(start)
+    assert points[-1]["timestamp"] == iso(start + timedelta(seconds=599))

@@ -16,7 +16,8 @@ from google.protobuf import timestamp_pb2
 from iot.auth.v1 import auth_pb2, auth_pb2_grpc
 from iot.devices.v1 import devices_pb2, devices_pb2_grpc
 from iot.telemetry.v1 import telemetry_pb2, telemetry_pb2_grpc
-from iotkit.errors import violations_of
+from iotkit.errors import reason_of, violations_of
+from services.devices.devices import servicer as devices_servicer
 from services.telemetry import wiring as telemetry_wiring
 from tests.conftest import Backend, Suite, start_suite
 
@@ -136,7 +137,7 @@ async def test_device_streams_and_retries_never_duplicate(env: Env) -> None:
     more_ts, more_values = series(500, start=timestamps[-1] + 1_000_000)
     retry = batch(3, sensor.device_id, timestamps[2000:] + more_ts, values[2000:] + more_values)
     (ack,) = await stream(env, token, [retry])
-    assert (ack.accepted, ack.duplicates) == (1500, 1000)
+    assert (ack.accepted, ack.duplicates) == (500, 1000)  # accepted counts new readings only
     data = await env.telemetry.GetStreamData(
         telemetry_pb2.GetStreamDataRequest(stream_id=stream_id, max_points=10_000), metadata=ann
     )
@@ -333,7 +334,7 @@ async def test_bulk_upload(env: Env) -> None:
     ack = await env.telemetry.UploadReadings(request, metadata=ann)
     assert (ack.accepted, ack.duplicates) == (60, 0)
     again = await env.telemetry.UploadReadings(request, metadata=ann)
-    assert (again.accepted, again.duplicates) == (60, 60)
+    assert (again.accepted, again.duplicates) == (0, 60)  # duplicates are not accepted
 
 
 async def test_activity_reaches_the_device_and_decommission_purges(env: Env) -> None:
@@ -366,3 +367,192 @@ async def test_activity_reaches_the_device_and_decommission_purges(env: Env) -> 
         if remaining == [(0,), (0,)]:
             break
     assert remaining == [(0,), (0,)]
+
+
+def readings_of(
+    values: list[float], start_us: int = NOW_US - 600_000_000
+) -> list[telemetry_pb2.Reading]:
+    """Bulk-upload readings one second apart from ``start_us``."""
+    return [
+        telemetry_pb2.Reading(
+            timestamp=timestamp_pb2.Timestamp(
+                seconds=(start_us + i * 1_000_000) // 1_000_000,
+                nanos=(start_us + i * 1_000_000) % 1_000_000 * 1000,
+            ),
+            value=value,
+        )
+        for i, value in enumerate(values)
+    ]
+
+
+def upload_request(
+    device_id: str, values: list[float], metric: str = "pressure", start_us: int | None = None
+) -> telemetry_pb2.UploadReadingsRequest:
+    readings = readings_of(values) if start_us is None else readings_of(values, start_us)
+    return telemetry_pb2.UploadReadingsRequest(
+        device_id=device_id,
+        metric_name=metric,
+        readings=readings,
+    )
+
+
+async def refused(
+    env: Env, request: telemetry_pb2.UploadReadingsRequest, who: list[tuple[str, str]]
+) -> grpc.aio.AioRpcError:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await env.telemetry.UploadReadings(request, metadata=who)
+    return caught.value
+
+
+async def test_upload_of_only_invalid_readings_fails_and_creates_nothing(env: Env) -> None:
+    ann = await user(env)
+    sensor = await device(env, ann)
+    nan = await refused(env, upload_request(sensor.device_id, [float("nan")] * 3), ann)
+    assert nan.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert [(v.field, v.message) for v in violations_of(nan)] == [
+        ("readings.value", "3 of 3 readings: values must be finite numbers (NON_FINITE_VALUE)")
+    ]
+    mixed = upload_request(sensor.device_id, [1.0, float("nan")])
+    mixed.readings[0].timestamp.seconds = NOW_US // 1_000_000 + 3600  # in the future too
+    both = await refused(env, mixed, ann)
+    assert [v.field for v in violations_of(both)] == ["readings.value", "readings.timestamp"]
+    too_many = upload_request(sensor.device_id, [1.0] * 100_001)
+    large = await refused(env, too_many, ann)
+    assert large.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert [v.field for v in violations_of(large)] == ["readings"]
+    bad_names = telemetry_pb2.UploadReadingsRequest(device_id="nope", metric_name="bad name!")
+    named = await refused(env, bad_names, ann)
+    assert [v.field for v in violations_of(named)] == ["device_id", "metric_name", "readings"]
+    # A refused write leaves no empty stream behind.
+    listed = await env.telemetry.ListStreams(
+        telemetry_pb2.ListStreamsRequest(device_id=sensor.device_id), metadata=ann
+    )
+    assert list(listed.streams) == []
+
+
+async def test_upload_to_a_device_one_may_not_write_fails(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Devices' answers are cached for up to ACCESS_TTL_SECONDS; 0 makes a revocation immediate.
+    monkeypatch.setattr(devices_servicer, "ACCESS_TTL_SECONDS", 0)
+    ann, bob = await user(env), await user(env)
+    sensor, other = await device(env, ann), await device(env, ann)
+    token = await credential(env, ann, sensor.device_id)
+    values = [1.0, 2.0]
+    for who, device_id in (
+        (bob, sensor.device_id),  # another user's device
+        (ann, str(uuid.uuid4())),  # no such device
+        (token, other.device_id),  # a device credential writing another device
+    ):
+        error = await refused(env, upload_request(device_id, values), who)
+        assert error.code() == grpc.StatusCode.NOT_FOUND, device_id
+        assert reason_of(error) == "DEVICE_NOT_FOUND"
+    ack = await env.telemetry.UploadReadings(
+        upload_request(sensor.device_id, values), metadata=token
+    )
+    assert ack.accepted == 2
+    await env.devices.RevokeDeviceCredential(
+        devices_pb2.RevokeDeviceCredentialRequest(device_id=sensor.device_id), metadata=ann
+    )
+    revoked = await refused(env, upload_request(sensor.device_id, [3.0], start_us=NOW_US), token)
+    assert revoked.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert reason_of(revoked) == "CREDENTIAL_REVOKED"
+    await env.devices.DecommissionDevice(
+        devices_pb2.DecommissionDeviceRequest(device_id=sensor.device_id), metadata=ann
+    )
+    gone = await refused(env, upload_request(sensor.device_id, [3.0], start_us=NOW_US), ann)
+    assert gone.code() == grpc.StatusCode.NOT_FOUND and reason_of(gone) == "DEVICE_NOT_FOUND"
+
+
+async def test_partial_upload_says_what_was_stored_and_never_counts_duplicates(env: Env) -> None:
+    ann = await user(env)
+    sensor = await device(env, ann)
+    values = [float(i) for i in range(10)]
+    values[3] = values[7] = float("nan")
+    ack = await env.telemetry.UploadReadings(upload_request(sensor.device_id, values), metadata=ann)
+    (shown,) = (
+        await env.telemetry.ListStreams(
+            telemetry_pb2.ListStreamsRequest(device_id=sensor.device_id), metadata=ann
+        )
+    ).streams
+    assert (ack.accepted, ack.duplicates, ack.rejected) == (8, 0, 2)
+    assert ack.summary == "Stored 8 of 10 readings; 2 rejected: 2 NON_FINITE_VALUE"
+    assert list(ack.stream_ids) == [shown.stream_id] != [sensor.device_id]
+    (rejection,) = ack.rejections
+    assert (rejection.stream_id, rejection.device_id, rejection.count) == (
+        shown.stream_id,
+        sensor.device_id,
+        2,
+    )
+    # The same upload again: the 8 stored readings are duplicates, not accepted.
+    again = await env.telemetry.UploadReadings(
+        upload_request(sensor.device_id, values), metadata=ann
+    )
+    assert (again.accepted, again.duplicates, again.rejected) == (0, 8, 2)
+    assert (
+        again.summary == "Stored 0 of 10 readings; 8 already stored; 2 rejected: 2 NON_FINITE_VALUE"
+    )
+    # Two readings of one upload sharing a timestamp: the first is stored, the second a duplicate.
+    twice = upload_request(sensor.device_id, [5.0, 6.0, 7.0], start_us=NOW_US - 1_000_000)
+    twice.readings[2].timestamp.CopyFrom(twice.readings[1].timestamp)
+    ack = await env.telemetry.UploadReadings(twice, metadata=ann)
+    assert (ack.accepted, ack.duplicates, ack.summary) == (
+        2,
+        1,
+        "Stored 2 of 3 readings; 1 already stored",
+    )
+
+
+async def test_streamed_rejections_name_streams_never_devices(env: Env) -> None:
+    ann = await user(env)
+    mine, other = await device(env, ann), await device(env, ann)
+    token = await credential(env, ann, mine.device_id)
+    timestamps, values = series(3)
+    (ack,) = await stream(env, token, [batch(1, other.device_id, timestamps, values)])
+    (rejection,) = ack.rejections
+    assert (rejection.stream_id, rejection.device_id) == ("", other.device_id)
+    (nan,) = await stream(env, token, [batch(2, mine.device_id, timestamps, [float("nan")] * 3)])
+    # No reading stored: no stream was created for the new metric either.
+    assert (nan.accepted, nan.rejections[0].stream_id, nan.rejections[0].device_id) == (
+        0,
+        "",
+        mine.device_id,
+    )
+    assert nan.summary == "Stored 0 of 3 readings; 3 rejected: 3 NON_FINITE_VALUE"
+
+
+async def test_a_stream_without_readings_has_no_latest_value(env: Env) -> None:
+    ann = await user(env)
+    sensor = await device(env, ann)
+    created = await env.telemetry.CreateStream(
+        telemetry_pb2.CreateStreamRequest(device_id=sensor.device_id, metric_name="temp"),
+        metadata=ann,
+    )
+    assert not created.HasField("latest_value") and not created.HasField("last_seen_at")
+    shown = await env.telemetry.GetStream(
+        telemetry_pb2.GetStreamRequest(stream_id=created.stream_id), metadata=ann
+    )
+    assert not shown.HasField("latest_value")
+    await stream(env, ann, [batch(1, sensor.device_id, [NOW_US - 1_000_000], [0.0])])
+    shown = await env.telemetry.GetStream(
+        telemetry_pb2.GetStreamRequest(stream_id=created.stream_id), metadata=ann
+    )
+    assert shown.HasField("latest_value") and shown.latest_value == 0.0  # a real 0.0 reading
+
+
+async def test_downsampling_uses_the_whole_point_budget(env: Env) -> None:
+    ann = await user(env)
+    sensor = await device(env, ann)
+    timestamps, values = series(600)
+    (ack,) = await stream(env, ann, [batch(1, sensor.device_id, timestamps, values)])
+    # Each point counts: an odd budget leaves one unused (min and max come in pairs).
+    for max_points, expected in ((500, 500), (499, 498), (2, 2), (601, 600)):
+        data = await env.telemetry.GetStreamData(
+            telemetry_pb2.GetStreamDataRequest(stream_id=ack.stream_ids[0], max_points=max_points),
+            metadata=ann,
+        )
+        stamps = [p.timestamp.ToMicroseconds() for p in data.data]
+        assert len(stamps) == expected, max_points
+        assert (stamps[0], stamps[-1]) == (timestamps[0], timestamps[-1])
+        assert stamps == sorted(set(stamps))
+        assert data.downsampled is (max_points < 600)

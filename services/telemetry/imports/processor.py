@@ -269,7 +269,8 @@ class FileImporter:
             result = await self._ingest.ingest(
                 caller=None, token="", entries=stream_entries, trusted_owner=owner
             )
-            run.rows_imported += result.accepted
+            # rows_imported counts rows already stored too (its proto comment); accepted does not.
+            run.rows_imported += result.accepted + result.duplicates
             run.rows_duplicate += result.duplicates
             run.rows_rejected += result.rejected
             for device_id, newest, stored in result.activity:

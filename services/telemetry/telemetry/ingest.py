@@ -2,7 +2,11 @@
 
 Every problem is reported per entry with a reason and a count; the rest of
 the batch is stored. The caller's own token decides which devices it may
-write (a user's own devices, or a device credential's one device).
+write (a user's own devices, or a device credential's one device). A stream
+is created on its first stored reading, never for an entry none of whose
+readings is stored. The bulk upload (:meth:`IngestService.upload`) fails
+outright when it stores nothing, so that a REST client never reads a refusal
+as a success.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ import numpy as np
 
 from iotkit.context import Caller
 from iotkit.device_access import DeviceAccessClient
+from iotkit.errors import DomainError, FieldViolation, NotFound, PermissionDenied, ValidationFailed
 from iotkit.sqltypes import utcnow
+from iotkit.validation import Violations, check_uuid
 from services.telemetry.telemetry.codec import Float64s, Int64s
 from services.telemetry.telemetry.store import StreamRow, TelemetryStore
 from services.telemetry.telemetry.writer import GroupWriter, Prepared
@@ -41,21 +47,37 @@ class EntryIn:
     values: Float64s
 
 
+# Where the bulk upload's refusals point, by rejection reason (others: "readings").
+_REASON_FIELDS = {
+    "NON_FINITE_VALUE": "readings.value",
+    "TIMESTAMP_IN_FUTURE": "readings.timestamp",
+    "TIMESTAMP_TOO_OLD": "readings.timestamp",
+    "UNKNOWN_DEVICE": "device_id",
+    "INVALID_METRIC": "metric_name",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Rejected:
     """Readings of one entry that were not stored, and why."""
 
     index: int
+    # The stream concerned; "" when the entry reached none (never the device id).
     stream_id: str
     count: int
     reason: str
     message: str
+    # The device the entry named, canonical; "" when it named none that is well-formed.
+    device_id: str = ""
+    # For DEVICE_NOT_ALLOWED: why devices refused ("not_found", "credential_revoked", ...).
+    access: str = ""
 
 
 @dataclass
 class BatchResult:
-    """What happened to a batch."""
+    """What happened to a batch: each reading is accepted, a duplicate or rejected, once."""
 
+    # New readings stored; readings already stored (duplicates) are not counted here.
     accepted: int = 0
     duplicates: int = 0
     rejections: list[Rejected] = field(default_factory=list)
@@ -67,6 +89,40 @@ class BatchResult:
     def rejected(self) -> int:
         """Readings not stored."""
         return sum(r.count for r in self.rejections)
+
+    @property
+    def summary(self) -> str:
+        """One sentence for people: "Stored 8 of 10 readings; 2 rejected: 2 NON_FINITE_VALUE"."""
+        total = self.accepted + self.duplicates + self.rejected
+        text = f"Stored {self.accepted} of {total} reading{'' if total == 1 else 's'}"
+        if self.duplicates:
+            text += f"; {self.duplicates} already stored"
+        if self.rejections:
+            by_reason: dict[str, int] = {}
+            for rejection in self.rejections:
+                by_reason[rejection.reason] = by_reason.get(rejection.reason, 0) + rejection.count
+            listed = ", ".join(f"{count} {reason}" for reason, count in by_reason.items())
+            text += f"; {self.rejected} rejected: {listed}"
+        return text
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """Where an entry's readings go: an existing stream, or what a new one is made of."""
+
+    device_id: str
+    metric_name: str
+    owner_id: str
+    device_type: str
+    stream: StreamRow | None
+
+
+def _device_named(entry: EntryIn) -> str:
+    """The entry's device id in canonical form, or "" when it is not a UUID."""
+    try:
+        return str(uuid.UUID(entry.device_id))
+    except ValueError:
+        return ""
 
 
 class IngestService:
@@ -108,10 +164,11 @@ class IngestService:
                 result.rejections.append(
                     Rejected(
                         index,
-                        entry.stream_id,
+                        "",
                         int(entry.values.size),
                         "BATCH_TOO_LARGE",
                         f"a batch holds at most {MAX_BATCH_READINGS} readings; split it",
+                        device_id=_device_named(entry),
                     )
                 )
             return result
@@ -119,22 +176,67 @@ class IngestService:
         prepared: list[Prepared] = []
         places: list[tuple[str, int, int]] = []  # device, newest ts, kept
         for index, entry in enumerate(entries):
-            stream = await self._resolve(index, entry, caller, token, result, trusted_owner)
-            if stream is None:
+            target = await self._resolve(index, entry, caller, token, result, trusted_owner)
+            if target is None:
+                continue
+            kept, problems = self._clean(entry, now_us, result)
+            stream = target.stream
+            if stream is None and kept is not None:
+                stream = await self._open(target)  # created on its first stored reading only
+            for count, reason, message in problems:
+                result.rejections.append(
+                    Rejected(
+                        index,
+                        stream.id if stream else "",
+                        count,
+                        reason,
+                        message,
+                        device_id=target.device_id,
+                    )
+                )
+            if stream is None or kept is None:
+                if stream is not None:
+                    result.stream_ids[index] = stream.id
                 continue
             result.stream_ids[index] = stream.id
-            kept = self._clean(index, stream.id, entry, now_us, result)
-            if kept is None:
-                continue
-            prepared.append(kept)
-            places.append((stream.device_id, int(kept.timestamps[-1]), int(kept.timestamps.size)))
+            timestamps, values = kept
+            prepared.append(Prepared(stream.id, timestamps, values))
+            places.append((stream.device_id, int(timestamps[-1]), int(timestamps.size)))
         duplicates = await self._writer.write(prepared)
         for (device_id, newest, kept_count), dup in zip(places, duplicates, strict=True):
-            result.accepted += kept_count
+            result.accepted += kept_count - dup
             result.duplicates += dup
             if kept_count - dup:
                 result.activity.append((device_id, newest, kept_count - dup))
         return result
+
+    async def upload(self, *, caller: Caller, token: str, entry: EntryIn) -> BatchResult:
+        """Store the readings of one metric of one device; fails when it stores none.
+
+        Some stored (or already stored: a retry) answers the result with its
+        rejections. None stored raises, and creates nothing: ValidationFailed for
+        an empty, malformed or too large upload or readings that are all invalid
+        (one violation per reason), NotFound for a device that is unknown,
+        another user's or decommissioned, PermissionDenied for a revoked
+        credential, an inactive device or a missing scope.
+        """
+        violations = Violations()
+        check_uuid(violations, entry.device_id, field="device_id")
+        if not METRIC_NAME.match(entry.metric_name):
+            violations.add(
+                "metric_name", "metric_name must be 1 to 64 letters, digits, '_', '.' or '-'"
+            )
+        if not entry.values.size:
+            violations.add("readings", "at least one reading is required")
+        elif entry.values.size > MAX_BATCH_READINGS:
+            violations.add(
+                "readings", f"an upload holds at most {MAX_BATCH_READINGS} readings; split it"
+            )
+        violations.raise_if_any()
+        result = await self.ingest(caller=caller, token=token, entries=[entry])
+        if result.accepted or result.duplicates:
+            return result
+        raise _refusal(result)
 
     async def stream_for(
         self, *, caller: Caller, token: str, stream_id: str, access: str
@@ -183,12 +285,13 @@ class IngestService:
         token: str,
         result: BatchResult,
         trusted_owner: str | None,
-    ) -> StreamRow | None:
+    ) -> _Target | None:
+        """Where the entry goes, if the caller may write it; rejects it (whole) otherwise."""
         count = int(entry.values.size)
 
-        def reject(reason: str, message: str) -> None:
+        def reject(reason: str, message: str, device_id: str = "", access: str = "") -> None:
             result.rejections.append(
-                Rejected(index, entry.stream_id or entry.device_id, count, reason, message)
+                Rejected(index, "", count, reason, message, device_id=device_id, access=access)
             )
 
         if entry.timestamps.size != entry.values.size:
@@ -208,14 +311,22 @@ class IngestService:
                 )
             if stream is None:
                 reject("UNKNOWN_STREAM", "no such stream, or not yours")
-            return stream
+                return None
+            self._remember(stream)
+            return _Target(
+                stream.device_id, stream.metric_name, stream.owner_id, stream.device_type, stream
+            )
         try:
             device_id = str(uuid.UUID(entry.device_id))
         except ValueError:
             reject("UNKNOWN_DEVICE", "device_id must be a UUID")
             return None
         if not METRIC_NAME.match(entry.metric_name):
-            reject("INVALID_METRIC", "metric_name must be 1 to 64 letters, digits, '_', '.' or '-'")
+            reject(
+                "INVALID_METRIC",
+                "metric_name must be 1 to 64 letters, digits, '_', '.' or '-'",
+                device_id,
+            )
             return None
         device_type = ""
         if trusted_owner is not None:
@@ -224,34 +335,47 @@ class IngestService:
             grant = await self._access.check(token=token, device_id=device_id, access="write")
             if not grant.allowed:
                 reject(
-                    "DEVICE_NOT_ALLOWED", f"this token may not write this device ({grant.reason})"
+                    "DEVICE_NOT_ALLOWED",
+                    f"this token may not write this device ({grant.reason})",
+                    device_id,
+                    grant.reason,
                 )
                 return None
             owner, device_type = grant.owner_id, grant.device_type
         stream = self._streams.get((device_id, entry.metric_name))
         if stream is None:
             stream = await self._store.stream_of(device_id=device_id, metric_name=entry.metric_name)
-        if stream is None:
-            stream = await self._store.add_stream(
-                stream=StreamRow(
-                    id=str(uuid.uuid4()),
-                    device_id=device_id,
-                    owner_id=owner,
-                    metric_name=entry.metric_name,
-                    device_type=device_type,
-                    sampling_rate=0,
-                    retention_days=0,
-                    created_at=self._clock().astimezone(UTC),
-                    readings_count=0,
-                )
+        if stream is not None:
+            self._remember(stream)
+        return _Target(device_id, entry.metric_name, owner, device_type, stream)
+
+    async def _open(self, target: _Target) -> StreamRow:
+        """Create the stream of ``target`` (or take the one a concurrent writer created)."""
+        stream = await self._store.add_stream(
+            stream=StreamRow(
+                id=str(uuid.uuid4()),
+                device_id=target.device_id,
+                owner_id=target.owner_id,
+                metric_name=target.metric_name,
+                device_type=target.device_type,
+                sampling_rate=0,
+                retention_days=0,
+                created_at=self._clock().astimezone(UTC),
+                readings_count=0,
             )
+        )
         self._remember(stream)
         return stream
 
     @staticmethod
     def _clean(
-        index: int, stream_id: str, entry: EntryIn, now_us: int, result: BatchResult
-    ) -> Prepared | None:
+        entry: EntryIn, now_us: int, result: BatchResult
+    ) -> tuple[tuple[Int64s, Float64s] | None, list[tuple[int, str, str]]]:
+        """The entry's valid readings, sorted and unique (None if none), and the problems.
+
+        Problems are (count, reason, message); readings sharing a timestamp count
+        as duplicates in ``result`` (the first is kept).
+        """
         timestamps = np.asarray(entry.timestamps, dtype=np.int64)
         values = np.asarray(entry.values, dtype=np.float64)
         checks = (
@@ -268,23 +392,57 @@ class IngestService:
             ),
         )
         keep = np.ones(values.size, dtype=bool)
+        problems: list[tuple[int, str, str]] = []
         for bad, reason, message in checks:
             bad &= keep
             if count := int(bad.sum()):
-                result.rejections.append(Rejected(index, stream_id, count, reason, message))
+                problems.append((count, reason, message))
                 keep &= ~bad
         timestamps, values = timestamps[keep], values[keep]
         if not timestamps.size:
-            return None
+            return None, problems
         if timestamps.size < 2 or bool(np.all(np.diff(timestamps) > 0)):
-            return Prepared(stream_id, timestamps, values)  # the usual case: sorted, unique
+            return (timestamps, values), problems  # the usual case: sorted, unique
         # Sort, and keep the first of readings that share a timestamp.
         unique_ts, first = np.unique(timestamps, return_index=True)
         if unique_ts.size != timestamps.size:
             result.duplicates += int(timestamps.size - unique_ts.size)
-            result.accepted += int(timestamps.size - unique_ts.size)
             timestamps, values = unique_ts, values[first]
         elif np.any(np.diff(timestamps) < 0):
             order = np.argsort(timestamps, kind="stable")
             timestamps, values = timestamps[order], values[order]
-        return Prepared(stream_id, timestamps, values)
+        return (timestamps, values), problems
+
+
+def _refusal(result: BatchResult) -> DomainError:
+    """The error for an upload that stored nothing, from its rejections (see upload)."""
+    for rejection in result.rejections:
+        if rejection.reason != "DEVICE_NOT_ALLOWED":
+            continue
+        if rejection.access == "credential_revoked":
+            return PermissionDenied(
+                "This device credential was revoked; issue a new one",
+                reason="CREDENTIAL_REVOKED",
+            )
+        if rejection.access == "inactive":
+            return PermissionDenied(
+                "The device is inactive and takes no readings", reason="DEVICE_INACTIVE"
+            )
+        if rejection.access == "missing_scope":
+            return PermissionDenied(
+                "This token may not write readings of this device", reason="MISSING_SCOPE"
+            )
+        # "not_found" (unknown, another user's, decommissioned) and anything unforeseen:
+        # say no more than "not found", as every other call does.
+        return NotFound("Device not found", reason="DEVICE_NOT_FOUND")
+    total = result.rejected
+    return ValidationFailed(
+        [
+            FieldViolation(
+                _REASON_FIELDS.get(r.reason, "readings"),
+                f"{r.count} of {total} readings: {r.message} ({r.reason})",
+            )
+            for r in result.rejections
+        ],
+        message=f"No reading was stored: {total} rejected",
+    )

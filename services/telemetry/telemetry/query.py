@@ -1,8 +1,9 @@
 """Range queries: decode the chunks of a range, compute statistics, downsample for a chart.
 
 Statistics always cover every reading in the range; the points answered are
-at most ``max_points``: min and max of each time bucket in time order, which
-keeps spikes and dips that an average would hide.
+at most ``max_points``, every point counting: the range's first and last
+readings, and the min and max of each bucket of consecutive readings between
+them, in time order, which keeps spikes and dips that an average would hide.
 """
 
 from __future__ import annotations
@@ -80,22 +81,37 @@ def stats_of(values: Float64s) -> RangeStats:
 def min_max_downsample(
     timestamps: Int64s, values: Float64s, max_points: int
 ) -> tuple[Int64s, Float64s]:
-    """At most ``max_points`` points: the min and the max of equal-width buckets, in time order."""
+    """Every reading when there are at most ``max_points``; else a min-max view of them.
+
+    The view has the first and the last reading, and between them
+    ``(max_points - 2) // 2`` buckets of consecutive readings (equal in count to
+    within one), each giving two points: its min and its max, or its first and
+    last reading when its values are all equal. As there are more readings than
+    ``max_points``, every bucket holds at least two, so the view has exactly
+    ``2 + 2 * ((max_points - 2) // 2)`` points: ``max_points``, or one fewer when
+    it is odd. Points are in time order (``timestamps`` must be sorted).
+    """
     size = values.size
     if size <= max_points:
         return timestamps, values
-    buckets = max(max_points // 2, 1)
-    width = -(-size // buckets)
-    buckets = -(-size // width)
-    # Pad with the last value so every bucket has the same width; argmin/argmax take
-    # the first occurrence, and a padded position is clipped back to the last reading.
-    padded = np.concatenate([values, np.full(buckets * width - size, values[-1])]).reshape(
-        buckets, width
-    )
-    offsets = np.arange(buckets, dtype=np.int64) * width
-    lows = np.minimum(padded.argmin(axis=1) + offsets, size - 1)
-    highs = np.minimum(padded.argmax(axis=1) + offsets, size - 1)
-    chosen = np.unique(np.concatenate([lows, highs]))
+    buckets = (max_points - 2) // 2
+    if buckets == 0:
+        ends = np.array([0, size - 1], dtype=np.int64)
+        return timestamps[ends], values[ends]
+    # Bucket edges over the interior readings 1 .. size-2 (the ends are kept as they are).
+    edges = np.linspace(1, size - 1, buckets + 1).astype(np.int64)
+    starts, lengths = edges[:-1], np.diff(edges)
+    width = int(lengths.max())
+    # A rectangle of positions; a bucket shorter than ``width`` repeats its last reading,
+    # which changes neither its min nor its max (argmin/argmax take the first occurrence).
+    offsets = np.minimum(np.arange(width, dtype=np.int64), (lengths - 1)[:, None])
+    positions = starts[:, None] + offsets
+    grid = values[positions]
+    lows, highs = grid.argmin(axis=1), grid.argmax(axis=1)
+    flat = lows == highs  # all values equal: keep the bucket's first and last reading
+    lows = np.where(flat, 0, lows)
+    highs = np.where(flat, lengths - 1, highs)
+    chosen = np.unique(np.concatenate([[0], starts + lows, starts + highs, [size - 1]]))
     return timestamps[chosen], values[chosen]
 
 

@@ -13,7 +13,6 @@ from grpc import aio
 from iot.telemetry.v1 import telemetry_pb2, telemetry_pb2_grpc
 from iotkit.context import current_caller
 from iotkit.convert import timestamp
-from iotkit.errors import NotFound
 from services.telemetry.jobs import ActivityReporter
 from services.telemetry.telemetry.ingest import BatchResult, EntryIn, IngestService
 from services.telemetry.telemetry.service import StreamService
@@ -42,7 +41,8 @@ def stream_message(stream: StreamRow) -> telemetry_pb2.SensorStream:
         created_at=timestamp(stream.created_at),
         retention_days=stream.retention_days,
         last_seen_at=_micros_timestamp(stream.last_ts) if stream.last_ts is not None else None,
-        latest_value=stream.last_value or 0.0,
+        # Unset (absent in JSON too) before the first reading, rather than a made-up 0.0.
+        latest_value=stream.last_value,
         readings_count=stream.readings_count,
     )
 
@@ -61,10 +61,12 @@ def ack_message(sequence: int, result: BatchResult) -> telemetry_pb2.BatchAck:
                 count=r.count,
                 reason=r.reason,
                 message=r.message,
+                device_id=r.device_id,
             )
             for r in result.rejections
         ],
         stream_ids=result.stream_ids,
+        summary=result.summary,
     )
 
 
@@ -93,9 +95,7 @@ class TelemetryServicer(telemetry_pb2_grpc.TelemetryServiceServicer):
         self._streams = streams
         self._activity = activity
 
-    async def _store(self, entries: list[EntryIn]) -> BatchResult:
-        caller = current_caller()
-        result = await self._ingest.ingest(caller=caller, token=caller.token, entries=entries)
+    def _report(self, result: BatchResult) -> BatchResult:
         for device_id, newest, readings in result.activity:
             self._activity.add(device_id, newest, readings)
         return result
@@ -105,13 +105,17 @@ class TelemetryServicer(telemetry_pb2_grpc.TelemetryServiceServicer):
     ) -> AsyncIterator[telemetry_pb2.BatchAck]:
         """Store each batch, then acknowledge it; one batch at a time per stream."""
         async for batch in request_iterator:
-            result = await self._store(entries_of(batch))
-            yield ack_message(batch.sequence, result)
+            caller = current_caller()
+            result = await self._ingest.ingest(
+                caller=caller, token=caller.token, entries=entries_of(batch)
+            )
+            yield ack_message(batch.sequence, self._report(result))
 
     async def UploadReadings(
         self, request: telemetry_pb2.UploadReadingsRequest, context: Context
     ) -> telemetry_pb2.BatchAck:
-        """Store the readings of one metric of one device."""
+        """Store the readings of one metric of one device; fails when none is stored."""
+        caller = current_caller()
         entry = EntryIn(
             stream_id="",
             device_id=request.device_id,
@@ -125,12 +129,8 @@ class TelemetryServicer(telemetry_pb2_grpc.TelemetryServiceServicer):
             ),
             values=np.array([r.value for r in request.readings], dtype=np.float64),
         )
-        result = await self._store([entry])
-        if any(r.reason == "DEVICE_NOT_ALLOWED" for r in result.rejections):
-            # The call names one device: one the caller may not write (another user's or
-            # another account's) is "not found", as everywhere, and nothing was stored.
-            raise NotFound("Device not found", reason="DEVICE_NOT_FOUND")
-        return ack_message(0, result)
+        result = await self._ingest.upload(caller=caller, token=caller.token, entry=entry)
+        return ack_message(0, self._report(result))
 
     async def CreateStream(
         self, request: telemetry_pb2.CreateStreamRequest, context: Context
