@@ -13,7 +13,7 @@ import pytest
 
 from gateway.serve import start_gateway, stop_gateway
 from iot.telemetry.v1 import telemetry_pb2, telemetry_pb2_grpc
-from services.devices.devices import servicer as devices_servicer
+from services.devices.devices import service as devices_service
 from services.telemetry.telemetry import ingest
 from tests.conftest import Suite
 
@@ -180,7 +180,7 @@ async def test_rejected_writes_are_errors_and_partial_ones_say_so(
     client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Devices' answers are cached for up to ACCESS_TTL_SECONDS; 0 makes a revocation immediate.
-    monkeypatch.setattr(devices_servicer, "ACCESS_TTL_SECONDS", 0)
+    monkeypatch.setattr(devices_service, "ACCESS_TTL_SECONDS", 0)
     ann, bob = await login(client), await login(client)
     device_id = await new_device(client, ann)
     url = f"/v1/devices/{device_id}/readings"

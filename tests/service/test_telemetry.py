@@ -17,7 +17,7 @@ from iot.auth.v1 import auth_pb2, auth_pb2_grpc
 from iot.devices.v1 import devices_pb2, devices_pb2_grpc
 from iot.telemetry.v1 import telemetry_pb2, telemetry_pb2_grpc
 from iotkit.errors import reason_of, violations_of
-from services.devices.devices import servicer as devices_servicer
+from services.devices.devices import service as devices_service
 from services.telemetry import wiring as telemetry_wiring
 from tests.conftest import Backend, Suite, start_suite
 
@@ -434,7 +434,7 @@ async def test_upload_to_a_device_one_may_not_write_fails(
     env: Env, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Devices' answers are cached for up to ACCESS_TTL_SECONDS; 0 makes a revocation immediate.
-    monkeypatch.setattr(devices_servicer, "ACCESS_TTL_SECONDS", 0)
+    monkeypatch.setattr(devices_service, "ACCESS_TTL_SECONDS", 0)
     ann, bob = await user(env), await user(env)
     sensor, other = await device(env, ann), await device(env, ann)
     token = await credential(env, ann, sensor.device_id)

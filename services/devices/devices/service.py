@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -74,7 +74,8 @@ class Access:
     reason: str
     owner_id: str = ""
     device_type: str = ""
-    ttl_seconds: int = ACCESS_TTL_SECONDS
+    # Read when the answer is made, so that tests may set the module's TTL to 0.
+    ttl_seconds: int = field(default_factory=lambda: ACCESS_TTL_SECONDS)
 
 
 @dataclass(frozen=True, slots=True)
