@@ -14,7 +14,7 @@ from typing import Any
 
 from iotkit.errors import FieldViolation
 from iotkit.validation import Violations
-from services.devices.devices.domain import NewDevice, ParsedRow
+from services.devices.devices.values import NewDevice, ParsedRow
 
 MAX_ROWS = 1000
 FORMATS = ("csv", "json")

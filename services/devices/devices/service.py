@@ -1,7 +1,7 @@
 """The device registry's logic: ownership, validation, credentials, access checks.
 
 No gRPC and no SQL here: it takes and answers the domain values of
-:mod:`services.devices.devices.domain`. A user sees and changes only their
+:mod:`services.devices.devices.values`. A user sees and changes only their
 own devices (another user's device is "not found"); an admin sees all.
 """
 
@@ -19,15 +19,15 @@ from iotkit.listing import PageRequest, check_page
 from iotkit.sqltypes import utcnow
 from iotkit.validation import Violations, check_uuid
 from services.devices.devices import rules
-from services.devices.devices.domain import (
+from services.devices.devices.importer import parse_content
+from services.devices.devices.store import SORTS, DeviceQuery, DeviceStore
+from services.devices.devices.values import (
     Credential,
     Device,
     DeviceEvent,
     NewDevice,
     ParsedRow,
 )
-from services.devices.devices.importer import parse_content
-from services.devices.devices.store import SORTS, DeviceQuery, DeviceStore
 
 ACCESS_TTL_SECONDS = 30
 DEFAULT_VALID_DAYS, MAX_VALID_DAYS = 365, 3650

@@ -11,8 +11,8 @@ from iot.devices.v1 import devices_pb2, devices_pb2_grpc
 from iotkit.context import current_caller
 from iotkit.convert import timestamp
 from iotkit.listing import pagination
-from services.devices.devices.domain import NewDevice
 from services.devices.devices.service import DeviceService, DeviceView
+from services.devices.devices.values import NewDevice
 
 Context: TypeAlias = aio.ServicerContext[Any, Any]
 

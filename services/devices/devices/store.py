@@ -2,7 +2,7 @@
 
 Devices owns devices, their locations and status, their credentials, and
 the event log other services follow. Rows stay here: every method takes and
-answers the domain values of :mod:`services.devices.devices.domain`.
+answers the domain values of :mod:`services.devices.devices.values`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from iotkit.sqltypes import UtcDateTime
-from services.devices.devices.domain import Credential, Device, DeviceEvent
+from services.devices.devices.values import Credential, Device, DeviceEvent
 
 # SQLite gives autoincrement only to INTEGER PRIMARY KEY; PostgreSQL gets a bigint.
 SEQUENCE = BigInteger().with_variant(Integer(), "sqlite")
