@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 from iotkit.config import PLACEHOLDER_SECRET, ConfigError, load_settings
+from services.auth.settings import AuthSettings
+from services.telemetry.settings import TelemetrySettings
 
 
 def test_defaults_are_the_embedded_ones() -> None:
@@ -37,11 +39,11 @@ def test_production_refuses_placeholder_or_short_secrets(name: str, secret: str 
     if secret is not None:
         environ[name] = secret
     with pytest.raises(ConfigError, match=name):
-        load_settings(environ)
+        AuthSettings.load(environ)
 
 
 def test_production_accepts_real_secrets() -> None:
-    settings = load_settings(
+    settings = AuthSettings.load(
         {"IOT_ENV": "production", "IOT_SECRET_KEY": "k" * 48, "IOT_SERVICE_SECRET": "s" * 48}
     )
     assert settings.env == "production"
@@ -53,18 +55,20 @@ def test_production_accepts_real_secrets() -> None:
 )
 def test_malformed_numbers_name_the_variable(name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=name):
-        load_settings({name: value})
+        AuthSettings.load({name: value})
 
 
 def test_refresh_must_outlive_access() -> None:
     with pytest.raises(ConfigError, match="lifetimes"):
-        load_settings({"IOT_ACCESS_TOKEN_TTL": "600", "IOT_REFRESH_TOKEN_TTL": "60"})
+        AuthSettings.load({"IOT_ACCESS_TOKEN_TTL": "600", "IOT_REFRESH_TOKEN_TTL": "60"})
 
 
 def test_import_limits_come_from_the_environment() -> None:
-    settings = load_settings({"IOT_MAX_ACTIVE_BATCHES": "12", "IOT_BATCH_MAX_AGE_HOURS": "1.5"})
+    settings = TelemetrySettings.load(
+        {"IOT_MAX_ACTIVE_BATCHES": "12", "IOT_BATCH_MAX_AGE_HOURS": "1.5"}
+    )
     assert (settings.max_active_batches, settings.batch_max_age_hours) == (12, 1.5)
-    defaults = load_settings({})
+    defaults = TelemetrySettings.load({})
     assert (defaults.max_active_batches, defaults.batch_max_age_hours) == (5, 24.0)
 
 
@@ -73,4 +77,5 @@ def test_import_limits_come_from_the_environment() -> None:
 )
 def test_import_limits_must_be_positive(name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=name):
-        load_settings({name: value})
+        TelemetrySettings.load({name: value})
+
