@@ -19,8 +19,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bench.report import Figure
 from iot.auth.v1 import auth_pb2, auth_pb2_grpc
-from iotkit.config import Settings
 from iotkit.tokens import KeySet, TokenVerifier, static_keys
+from services.auth.settings import AuthSettings
 from services.auth.wiring import build
 
 PASSWORD = "Str0ng!pass"
@@ -40,7 +40,7 @@ async def _rate(call, seconds: float) -> float:  # type: ignore[no-untyped-def]
 async def measure(seconds: float = 3.0) -> list[Figure]:
     """Run the auth benchmarks; answers their figures."""
     with tempfile.TemporaryDirectory() as data:
-        settings = Settings(data_dir=Path(data))
+        settings = AuthSettings(data_dir=Path(data))
         hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
         process = await build(settings, address="127.0.0.1:0", hasher=hasher)
         await process.built.start()

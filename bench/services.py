@@ -20,7 +20,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
@@ -174,7 +174,7 @@ async def running(
         with contextlib.ExitStack() as stack:
             if kind == "postgresql":
                 url = stack.enter_context(fresh_postgres_database())
-                settings = replace(settings, database_url=url)
+                settings = settings.model_copy(update={"database_url": url})
             suite = RunningServices(settings, log_dir=Path(tmp))
             try:
                 await suite.start(services, profile=profile)

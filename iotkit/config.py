@@ -1,16 +1,38 @@
 """Configuration from ``IOT_*`` environment variables.
 
-Every process reads one :class:`Settings` in its ``__main__`` (never at import
-time). Placeholder secrets are accepted only when ``IOT_ENV=development``.
+Every process reads one frozen settings object in its ``__main__`` (never at
+import time) with :meth:`Settings.load`. :class:`Settings` holds what the kit
+and several processes read; a service with settings of its own subclasses it
+beside its code (``services/auth/settings.py``,
+``services/telemetry/settings.py``). Each field is the variable
+``IOT_<FIELD>`` and its default is written once, on the field;
+``IOT_<SERVICE>_ADDR`` fills :attr:`Settings.addresses`.
+
+A process ignores the ``IOT_*`` variables it does not read, unknown ones
+included: the launcher hands one environment to every process, so auth's
+variables reach the gateway too, and no process can tell a misspelt variable
+from another process's. An empty optional URL, mail sender or number counts
+as unset, as Compose writes ``IOT_SMTP_URL: ${IOT_SMTP_URL:-}``; an empty
+``IOT_ENV`` or secret stays empty, so it is never taken for a development
+default.
+
+Constructing a class directly (as tests do) takes its arguments and the
+defaults, never the environment. Secrets, and URLs that may carry a password,
+are left out of ``repr`` and ``str``. Placeholder secrets are accepted only
+when ``IOT_ENV=development``.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TypeVar
+from typing import Annotated, Any, ClassVar, Self
+
+from pydantic import BeforeValidator, Field, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUseDefault
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 SERVICES = ("auth", "devices", "telemetry", "analytics", "chat")
 """The five services, in start order."""
@@ -29,39 +51,98 @@ PLACEHOLDER_SECRET = "dev-insecure-secret-change-me"
 
 _PLACEHOLDERS = {"", PLACEHOLDER_SECRET, "changeme", "change-me", "secret", "password"}
 
-
-T = TypeVar("T", int, float)
+PREFIX = "IOT_"
+"""What every variable's name starts with."""
 
 
 class ConfigError(ValueError):
     """A setting is missing, malformed or unsafe for the environment."""
 
 
-@dataclass(frozen=True, slots=True)
-class Settings:
-    """All settings of a process; see the configuration table in the README."""
+def _empty_is_unset(value: object) -> object:
+    if value == "":
+        raise PydanticUseDefault()
+    return value
+
+
+EmptyIsUnset = BeforeValidator(_empty_is_unset)
+"""Field metadata: an empty value gives the field its default."""
+
+
+def variable(field: str) -> str:
+    """The environment variable of the settings field ``field``."""
+    return f"{PREFIX}{field.upper()}"
+
+
+class Settings(BaseSettings):
+    """What the kit and several processes read; see the configuration table in the README."""
+
+    model_config = SettingsConfigDict(env_prefix=PREFIX, frozen=True, extra="forbid")
+
+    SECRETS: ClassVar[tuple[str, ...]] = ("service_secret",)
+    """Fields that must hold a real secret outside development, in the order checked."""
 
     env: str = "development"
     data_dir: Path = Path(".data")
-    database_url: str | None = None
-    redis_url: str | None = None
-    secret_key: str = PLACEHOLDER_SECRET
-    service_secret: str = PLACEHOLDER_SECRET
-    addresses: Mapping[str, str] = field(default_factory=dict)
+    database_url: Annotated[str | None, EmptyIsUnset] = Field(default=None, repr=False)
+    redis_url: Annotated[str | None, EmptyIsUnset] = Field(default=None, repr=False)
+    service_secret: str = Field(default=PLACEHOLDER_SECRET, repr=False)
+    addresses: Mapping[str, str] = Field(default_factory=dict)
     gateway_host: str = "127.0.0.1"
-    gateway_port: int = 8080
+    gateway_port: Annotated[int, EmptyIsUnset] = 8080
     log_level: str = "INFO"
-    access_token_ttl: int = 900
-    refresh_token_ttl: int = 30 * 24 * 3600
-    smtp_url: str | None = None
-    grace_seconds: float = 5.0
+    grace_seconds: Annotated[float, EmptyIsUnset] = 5.0
     public_url: str = ""
-    mail_from: str = "iotsuite <no-reply@localhost>"
-    admin_email: str | None = None
-    admin_password: str | None = field(default=None, repr=False)
-    # File import (seed 002): open batches per user, and how long a batch stays open.
-    max_active_batches: int = 5
-    batch_max_age_hours: float = 24.0
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Only the arguments: `load` reads the environment it is given, and a test
+        # that builds settings directly never picks up the shell's IOT_* variables.
+        return (init_settings,)
+
+    @classmethod
+    def load(cls, environ: Mapping[str, str] | None = None) -> Self:
+        """Read and validate settings from ``environ`` (the process environment by default).
+
+        A bad value raises :class:`ConfigError` naming its variable.
+        """
+        values = _Variables(cls, os.environ if environ is None else environ)()
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            raise _config_error(exc) from exc
+
+    @field_validator("log_level")
+    @classmethod
+    def _upper_case_level(cls, value: str) -> str:
+        return value.upper()
+
+    @field_validator("public_url")
+    @classmethod
+    def _no_trailing_slash(cls, value: str) -> str:
+        # Links are built as base_url() + "/path".
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _check_shared(self) -> Self:
+        for field in self.SECRETS:
+            value = getattr(self, field)
+            weak = value.strip().lower() in _PLACEHOLDERS or len(value) < 32
+            if self.env != "development" and weak:
+                raise ConfigError(
+                    f"{variable(field)} must be set to a random value of at least 32 characters "
+                    f"when IOT_ENV={self.env}"
+                )
+        if self.public_url and not self.public_url.startswith(("http://", "https://")):
+            raise ConfigError("IOT_PUBLIC_URL must be an http:// or https:// URL")
+        return self
 
     def address(self, service: str) -> str:
         """The ``host:port`` where ``service`` listens."""
@@ -71,72 +152,51 @@ class Settings:
         """Where browsers reach the gateway, for links in emails and download URLs."""
         return self.public_url or f"http://{self.gateway_host}:{self.gateway_port}"
 
-    def validate(self) -> Settings:
-        """Refuse settings that are unsafe outside development; answers self."""
-        for name, value in (
-            ("IOT_SECRET_KEY", self.secret_key),
-            ("IOT_SERVICE_SECRET", self.service_secret),
-        ):
-            weak = value.strip().lower() in _PLACEHOLDERS or len(value) < 32
-            if self.env != "development" and weak:
-                raise ConfigError(
-                    f"{name} must be set to a random value of at least 32 characters "
-                    f"when IOT_ENV={self.env}"
-                )
-        if self.access_token_ttl <= 0 or self.refresh_token_ttl <= self.access_token_ttl:
-            raise ConfigError("token lifetimes must be positive, the refresh one the longer")
-        if bool(self.admin_email) != bool(self.admin_password):
-            raise ConfigError(
-                "IOT_ADMIN_EMAIL and IOT_ADMIN_PASSWORD are set together or not at all"
-            )
-        if self.public_url and not self.public_url.startswith(("http://", "https://")):
-            raise ConfigError("IOT_PUBLIC_URL must be an http:// or https:// URL")
-        if self.max_active_batches < 1:
-            raise ConfigError("IOT_MAX_ACTIVE_BATCHES must be at least 1")
-        if self.batch_max_age_hours <= 0:
-            raise ConfigError("IOT_BATCH_MAX_AGE_HOURS must be above 0")
-        return self
-
-
-def _number(environ: Mapping[str, str], name: str, default: T, convert: Callable[[str], T]) -> T:
-    raw = environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return convert(raw)
-    except ValueError as exc:
-        kind = "a whole number" if convert is int else "a number"
-        raise ConfigError(f"{name} must be {kind}, got {raw!r}") from exc
-
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
-    """Read and validate settings from ``environ`` (the process environment by default)."""
-    env = os.environ if environ is None else environ
-    addresses = {
-        name: env[f"IOT_{name.upper()}_ADDR"]
-        for name in SERVICES
-        if env.get(f"IOT_{name.upper()}_ADDR")
-    }
-    settings = Settings(
-        env=env.get("IOT_ENV", "development"),
-        data_dir=Path(env.get("IOT_DATA_DIR", ".data")),
-        database_url=env.get("IOT_DATABASE_URL") or None,
-        redis_url=env.get("IOT_REDIS_URL") or None,
-        secret_key=env.get("IOT_SECRET_KEY", PLACEHOLDER_SECRET),
-        service_secret=env.get("IOT_SERVICE_SECRET", PLACEHOLDER_SECRET),
-        addresses=addresses,
-        gateway_host=env.get("IOT_GATEWAY_HOST", "127.0.0.1"),
-        gateway_port=_number(env, "IOT_GATEWAY_PORT", 8080, int),
-        log_level=env.get("IOT_LOG_LEVEL", "INFO").upper(),
-        access_token_ttl=_number(env, "IOT_ACCESS_TOKEN_TTL", 900, int),
-        refresh_token_ttl=_number(env, "IOT_REFRESH_TOKEN_TTL", 30 * 24 * 3600, int),
-        smtp_url=env.get("IOT_SMTP_URL") or None,
-        grace_seconds=_number(env, "IOT_GRACE_SECONDS", 5.0, float),
-        public_url=env.get("IOT_PUBLIC_URL", "").rstrip("/"),
-        mail_from=env.get("IOT_MAIL_FROM") or "iotsuite <no-reply@localhost>",
-        admin_email=env.get("IOT_ADMIN_EMAIL") or None,
-        admin_password=env.get("IOT_ADMIN_PASSWORD") or None,
-        max_active_batches=_number(env, "IOT_MAX_ACTIVE_BATCHES", 5, int),
-        batch_max_age_hours=_number(env, "IOT_BATCH_MAX_AGE_HOURS", 24.0, float),
-    )
-    return settings.validate()
+    """The shared :class:`Settings` from ``environ``; a service's own class has ``load``."""
+    return Settings.load(environ)
+
+
+class _Variables(PydanticBaseSettingsSource):
+    """The ``IOT_*`` variables of ``environ`` that name a field of the class."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        super().__init__(settings_cls)
+        self._environ = environ
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        """The raw value of ``field_name``'s variable, or None when unset."""
+        name = variable(field_name)
+        return self._environ.get(name), name, False
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for name, field in self.settings_cls.model_fields.items():
+            value, _, _ = self.get_field_value(field, name)
+            if value is not None and name != "addresses":
+                values[name] = value
+        # Not one IOT_ADDRESSES: a variable per service, as Compose files set them.
+        values["addresses"] = {
+            name: self._environ[variable(f"{name}_addr")]
+            for name in SERVICES
+            if self._environ.get(variable(f"{name}_addr"))
+        }
+        return values
+
+
+def _config_error(exc: ValidationError) -> ConfigError:
+    """The first problem of ``exc`` as a :class:`ConfigError` naming its variable."""
+    first = exc.errors()[0]
+    raised = first.get("ctx", {}).get("error")
+    if isinstance(raised, ConfigError):
+        return raised
+    loc = first["loc"]
+    if loc[:1] == ("addresses",) and len(loc) > 1:
+        name = variable(f"{loc[1]}_addr")
+    else:
+        name = variable(str(loc[0])) if loc else "IOT_*"
+    kind = {"int": "a whole number", "float": "a number"}.get(first["type"].partition("_")[0])
+    if kind:
+        return ConfigError(f"{name} must be {kind}, got {first['input']!r}")
+    return ConfigError(f"{name}: {first['msg']}")

@@ -17,7 +17,7 @@ from grpc import aio
 from sqlalchemy import MetaData
 
 from iotkit.checks import DependencyCheck, database_check, redis_check
-from iotkit.config import ConfigError, Settings, load_settings
+from iotkit.config import ConfigError, Settings
 from iotkit.db import Database, open_database
 from iotkit.jwks import remote_jwks
 from iotkit.logs import configure_logging
@@ -26,7 +26,8 @@ from iotkit.service_tokens import ServiceTokenSource
 from iotkit.tokens import KeySet, TokenVerifier
 
 Builder = Callable[..., Awaitable[ServiceProcess]]
-"""``build(settings, *, address, schema=None)`` of a service's wiring module."""
+"""``build(settings, *, address, schema=None)`` of a service's wiring module; ``settings`` is
+of the class given to :func:`run`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,8 +88,8 @@ def _no_domain_services(server: object) -> list[str]:
     return []
 
 
-async def _serve(service: str, build: Builder) -> None:
-    settings = load_settings()
+async def _serve(service: str, build: Builder, kind: type[Settings]) -> None:
+    settings = kind.load()
     configure_logging(service, settings.log_level)
     process = await build(settings, address=settings.address(service))
     try:
@@ -98,10 +99,13 @@ async def _serve(service: str, build: Builder) -> None:
             await close()
 
 
-def run(service: str, build: Builder) -> None:
-    """Serve ``service`` until SIGTERM or SIGINT; a configuration error exits with status 2."""
+def run(service: str, build: Builder, settings: type[Settings] = Settings) -> None:
+    """Serve ``service`` until SIGTERM or SIGINT; a configuration error exits with status 2.
+
+    ``settings`` is the service's own settings class when it has one (``AuthSettings``).
+    """
     try:
-        asyncio.run(_serve(service, build))
+        asyncio.run(_serve(service, build, settings))
     except ConfigError as exc:
         print(f"{service}: configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from exc

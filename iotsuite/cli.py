@@ -46,8 +46,14 @@ def _up(args: argparse.Namespace) -> int:
     # Imported here so that `iot gen` works before the suite's dependencies
     # are importable, and `iot --help` stays fast.
     from iotsuite.launcher import run_suite
+    from services.auth.settings import AuthSettings
+    from services.telemetry.settings import TelemetrySettings
 
     try:
+        # The children read these (each its own); refused here, a bad value stops
+        # `iot up` with one line before anything starts.
+        for own in (AuthSettings, TelemetrySettings):
+            own.load()
         settings = load_settings()
     except ConfigError as exc:
         print(f"iot: configuration error: {exc}", file=sys.stderr)

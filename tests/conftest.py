@@ -15,7 +15,7 @@ import sqlite3
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,8 @@ from psycopg import sql
 
 from iotkit.config import SERVICES, Settings
 from iotkit.server import ServiceProcess
+from services.auth.settings import AuthSettings
+from services.telemetry.settings import TelemetrySettings
 
 # Cheap argon2 parameters: the tests check behaviour, not hashing cost.
 FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
@@ -111,7 +113,7 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
         return
     url = _required("IOT_TEST_DATABASE_URL")
     prefix = f"t{uuid.uuid4().hex[:12]}"
-    yield Backend("postgresql", replace(settings, database_url=url), prefix)
+    yield Backend("postgresql", settings.model_copy(update={"database_url": url}), prefix)
     _drop_schemas(url, prefix)
 
 
@@ -121,11 +123,16 @@ def redis_url() -> str:
     return _required("IOT_TEST_REDIS_URL")
 
 
+class SuiteSettings(AuthSettings, TelemetrySettings):
+    """Every process's settings in one object, so one value serves each service's wiring
+    (and a restart in a test); a real process reads only its own class."""
+
+
 @dataclass
 class Suite:
     """The five services running in this test's event loop."""
 
-    settings: Settings
+    settings: SuiteSettings
     processes: dict[str, ServiceProcess]
 
     def address(self, service: str) -> str:
@@ -141,7 +148,7 @@ async def start_suite(
     backend: Backend, services: tuple[str, ...] = SERVICES, **settings_changes: Any
 ) -> Suite:
     """Start ``services`` on free ports with the real wiring of each; ``settings_changes``
-    are Settings fields to change from the backend's (``max_active_batches=2``)."""
+    are fields of :class:`SuiteSettings` to change from the backend's (``max_active_batches=2``)."""
     from services.analytics.wiring import build as build_analytics
     from services.auth.wiring import build as build_auth
     from services.chat.wiring import build as build_chat
@@ -155,7 +162,9 @@ async def start_suite(
         "chat": build_chat,
     }
     addresses = {name: f"127.0.0.1:{free_port()}" for name in SERVICES}
-    settings = replace(backend.settings, addresses=addresses, **settings_changes)
+    settings = SuiteSettings(
+        **{**backend.settings.model_dump(), "addresses": addresses, **settings_changes}
+    )
     processes: dict[str, ServiceProcess] = {}
     for name in services:
         if name == "auth":

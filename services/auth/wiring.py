@@ -61,6 +61,7 @@ from services.auth.profile.servicer import ProfileServicer
 from services.auth.security.log import SecurityLog
 from services.auth.security.service import SecurityService
 from services.auth.security.servicer import SecurityServicer
+from services.auth.settings import AuthSettings
 from services.auth.sites.service import SiteService
 from services.auth.sites.servicer import AccountServicer, SiteTokenServicer
 from services.auth.sites.store import SiteStore
@@ -81,7 +82,7 @@ async def open_auth_database(settings: Settings, *, schema: str | None = None) -
 
 
 async def build(
-    settings: Settings,
+    settings: AuthSettings,
     *,
     address: str,
     schema: str | None = None,

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from functools import partial
 
 from grpc import aio
 
 from iot.telemetry.v1 import imports_pb2, imports_pb2_grpc, telemetry_pb2, telemetry_pb2_grpc
 from iotkit.checks import storage_check
-from iotkit.config import Settings
 from iotkit.device_access import DeviceAccessClient
 from iotkit.process import Parts, build_service
 from iotkit.server import Registrar, ServiceProcess, channel
@@ -25,6 +25,7 @@ from services.telemetry.jobs import (
     enforce_retention,
 )
 from services.telemetry.objects import LocalObjectStore
+from services.telemetry.settings import TelemetrySettings
 from services.telemetry.telemetry.ingest import IngestService
 from services.telemetry.telemetry.service import StreamService
 from services.telemetry.telemetry.servicer import TelemetryServicer
@@ -38,7 +39,7 @@ RETENTION_PERIOD = 3600.0
 BATCH_EXPIRY_PERIOD = 60.0
 
 
-def _registrar(parts: Parts) -> Registrar:
+def _registrar(parts: Parts, *, limits: ImportLimits) -> Registrar:
     store = TelemetryStore(parts.database.sessions)
     devices_channel = channel(parts.settings.address("devices"))
     access = DeviceAccessClient(devices_channel)
@@ -82,10 +83,7 @@ def _registrar(parts: Parts) -> Registrar:
         objects=objects,
         files=importer,
         devices=device_check,
-        limits=ImportLimits(
-            max_active_batches=parts.settings.max_active_batches,
-            batch_max_age=timedelta(hours=parts.settings.batch_max_age_hours),
-        ),
+        limits=limits,
     )
     jobs = [
         Periodic("activity", activity.flush, ACTIVITY_PERIOD),
@@ -122,14 +120,20 @@ def _registrar(parts: Parts) -> Registrar:
     return register
 
 
-async def build(settings: Settings, *, address: str, schema: str | None = None) -> ServiceProcess:
+async def build(
+    settings: TelemetrySettings, *, address: str, schema: str | None = None
+) -> ServiceProcess:
     """Build the telemetry server bound to ``address``."""
+    limits = ImportLimits(
+        max_active_batches=settings.max_active_batches,
+        batch_max_age=timedelta(hours=settings.batch_max_age_hours),
+    )
     return await build_service(
         settings,
         service="telemetry",
         metadata=Base.metadata,
         address=address,
         schema=schema,
-        register=_registrar,
+        register=partial(_registrar, limits=limits),
         extra_checks=[storage_check(settings.data_dir / "objects", service="telemetry")],
     )

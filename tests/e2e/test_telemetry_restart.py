@@ -14,7 +14,6 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import grpc
@@ -44,7 +43,7 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Setting
     name = f"iot_restart_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(admin_url, autocommit=True) as connection:
         connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    yield replace(base, database_url=f"{admin_url.rpartition('/')[0]}/{name}")
+    yield base.model_copy(update={"database_url": f"{admin_url.rpartition('/')[0]}/{name}"})
     with psycopg.connect(admin_url, autocommit=True) as connection:
         connection.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 

@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from typing import Any
@@ -221,15 +221,15 @@ async def start_auth(
     services: tuple[str, ...] = ("auth",),
 ) -> AsyncIterator[Auth]:
     """The auth process (and ``services``) with the test SMTP server, an admin, maybe Redis."""
-    settings = replace(
-        backend.settings,
+    suite = await start_suite(
+        backend,
+        services,
         smtp_url=mailbox.url if mailbox else None,
         redis_url=redis_url,
         admin_email=ADMIN_EMAIL,
         admin_password=ADMIN_PASSWORD,
         public_url="https://iot.example.com",
     )
-    suite = await start_suite(Backend(backend.kind, settings, backend.prefix), services)
     try:
         async with grpc.aio.insecure_channel(suite.address("auth")) as channel:
             yield Auth(suite, channel, mailbox)

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import grpc
@@ -184,8 +183,7 @@ async def test_the_environment_creates_the_first_admin_only_once(backend: Backen
         assert first.user.role == "admin" and first.user.is_verified
         taken = await auth.register()
     # A restart with other variables: the existing account is left alone.
-    settings = replace(backend.settings, admin_email=taken, admin_password=ADMIN_PASSWORD)
-    suite = await start_suite(Backend(backend.kind, settings, backend.prefix), ("auth",))
+    suite = await start_suite(backend, ("auth",), admin_email=taken, admin_password=ADMIN_PASSWORD)
     try:
         async with grpc.aio.insecure_channel(suite.address("auth")) as channel:
             stub = auth_pb2_grpc.AuthServiceStub(channel)
@@ -194,9 +192,8 @@ async def test_the_environment_creates_the_first_admin_only_once(backend: Backen
     finally:
         for process in suite.processes.values():
             await process.aclose(grace=0)
-    weak = replace(backend.settings, admin_email=new_email(), admin_password="weak")
     with pytest.raises(ConfigError, match="IOT_ADMIN_PASSWORD"):
-        await start_suite(Backend(backend.kind, weak, backend.prefix), ("auth",))
+        await start_suite(backend, ("auth",), admin_email=new_email(), admin_password="weak")
 
 
 async def test_iot_admin_create_creates_and_promotes(backend: Backend) -> None:

@@ -83,12 +83,9 @@ async def test_a_stopped_telemetry_takes_storage_down(suite: Suite) -> None:
 
 
 async def test_redis_is_checked_when_configured(backend, redis_url: str) -> None:  # type: ignore[no-untyped-def]
-    from dataclasses import replace
-
     from tests.conftest import start_suite
 
-    backend = replace(backend, settings=replace(backend.settings, redis_url=redis_url))
-    running = await start_suite(backend)
+    running = await start_suite(backend, redis_url=redis_url)
     try:
         status = await system_status(running)
         assert status.services.cache == "healthy"
@@ -99,13 +96,10 @@ async def test_redis_is_checked_when_configured(backend, redis_url: str) -> None
 
 
 async def test_unreachable_redis_degrades_the_cache(backend) -> None:  # type: ignore[no-untyped-def]
-    from dataclasses import replace
-
     from tests.conftest import free_port, start_suite
 
     dead = f"redis://127.0.0.1:{free_port()}/0"
-    backend = replace(backend, settings=replace(backend.settings, redis_url=dead))
-    running = await start_suite(backend, ("auth",))
+    running = await start_suite(backend, ("auth",), redis_url=dead)
     try:
         status = await system_status(running)
         assert status.services.cache == "down"

@@ -27,6 +27,7 @@ from services.auth.lockout import LoginGuard
 from services.auth.mail.sender import SmtpTarget
 from services.auth.mfa import totp
 from services.auth.security.user_agents import device_info
+from services.auth.settings import AuthSettings
 
 
 class FakeClock:
@@ -218,7 +219,7 @@ def test_smtp_urls() -> None:
 
 
 def test_settings_of_issue_six() -> None:
-    settings = load_settings(
+    settings = AuthSettings.load(
         {
             "IOT_PUBLIC_URL": "https://iot.example.com/",
             "IOT_ADMIN_EMAIL": "root@example.com",
@@ -231,6 +232,6 @@ def test_settings_of_issue_six() -> None:
     assert "Adm1n!passw0rd" not in repr(settings)
     assert load_settings({"IOT_GATEWAY_PORT": "9000"}).base_url() == "http://127.0.0.1:9000"
     with pytest.raises(ConfigError, match="IOT_ADMIN_PASSWORD"):
-        load_settings({"IOT_ADMIN_EMAIL": "root@example.com"})
+        AuthSettings.load({"IOT_ADMIN_EMAIL": "root@example.com"})
     with pytest.raises(ConfigError, match="IOT_PUBLIC_URL"):
         load_settings({"IOT_PUBLIC_URL": "iot.example.com"})

@@ -1,0 +1,25 @@
+"""Telemetry's settings: the shared ones plus the file-import limits (``IOT_*`` variables)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Self
+
+from pydantic import model_validator
+
+from iotkit.config import ConfigError, EmptyIsUnset, Settings
+
+
+class TelemetrySettings(Settings):
+    """The telemetry process's settings; see the configuration table in the README."""
+
+    # File import (seed 002): open batches per user, and how long a batch stays open.
+    max_active_batches: Annotated[int, EmptyIsUnset] = 5
+    batch_max_age_hours: Annotated[float, EmptyIsUnset] = 24.0
+
+    @model_validator(mode="after")
+    def _check_import_limits(self) -> Self:
+        if self.max_active_batches < 1:
+            raise ConfigError("IOT_MAX_ACTIVE_BATCHES must be at least 1")
+        if self.batch_max_age_hours <= 0:
+            raise ConfigError("IOT_BATCH_MAX_AGE_HOURS must be above 0")
+        return self
