@@ -68,11 +68,12 @@ def scopes_for(role: str) -> tuple[str, ...]:
 
 @dataclass(frozen=True, slots=True)
 class MintedToken:
-    """A token with its lifetime and scopes."""
+    """A token with its lifetime (epoch seconds it expires at, seconds it lasts) and scopes."""
 
     token: str
     expires_at: int
     scopes: tuple[str, ...]
+    expires_in: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,7 +307,9 @@ class AuthService:
             "iat": now,
             "exp": now + SERVICE_TOKEN_TTL,
         }
-        return MintedToken(self._keys.sign(claims), now + SERVICE_TOKEN_TTL, scopes)
+        return MintedToken(
+            self._keys.sign(claims), now + SERVICE_TOKEN_TTL, scopes, SERVICE_TOKEN_TTL
+        )
 
     def exchange_service_secret(self, *, service: str, client_secret: str) -> MintedToken:
         """A service token for a process that presents the suite's service secret."""
@@ -345,7 +348,7 @@ class AuthService:
             "iat": now,
             "exp": now + ttl_seconds,
         }
-        return MintedToken(self._keys.sign(claims), now + ttl_seconds, DEVICE_SCOPES)
+        return MintedToken(self._keys.sign(claims), now + ttl_seconds, DEVICE_SCOPES, ttl_seconds)
 
     async def active_users(self) -> int:
         """Distinct users with a live session."""

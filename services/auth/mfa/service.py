@@ -34,10 +34,12 @@ RECOVERY_METHOD = "recovery_code"
 
 @dataclass(frozen=True, slots=True)
 class MfaSecret:
-    """A new TOTP secret for the caller's app."""
+    """A new TOTP secret for the caller's app, with the code length and period it uses."""
 
     secret: str
     uri: str
+    digits: int = totp.DIGITS
+    period: int = totp.PERIOD
 
 
 class MfaManager:
