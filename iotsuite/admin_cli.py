@@ -64,25 +64,29 @@ async def create_admin_account(
 
     from services.auth.admin.bootstrap import create_admin
     from services.auth.admin.service import AdminService
+    from services.auth.admin.store import AdminStore
     from services.auth.core.store import AuthStore
     from services.auth.link_tokens import LinkTokenStore
     from services.auth.passwords import Passwords
-    from services.auth.security.log import SecurityLog
+    from services.auth.security.store import SecurityLog
     from services.auth.wiring import open_auth_database
 
     database = await open_auth_database(settings, schema=schema)
     try:
         store = AuthStore(database.sessions)
+        admins = AdminStore(database.sessions)
         if password is None and await store.user_by_email(email=email.strip().lower()) is None:
             password = ask()
         # The AdminService the gRPC API uses: a promotion ends the user's sessions there too.
         admin = AdminService(
-            store=store,
+            store=admins,
+            accounts=store,
             links=LinkTokenStore(database.sessions),
             log=SecurityLog(database.sessions),
         )
         return await create_admin(
             store=store,
+            admins=admins,
             passwords=Passwords(PasswordHasher()),
             admin=admin,
             email=email,

@@ -40,25 +40,25 @@ class SigningKeys:
     @classmethod
     async def load_or_create(cls, *, store: AuthStore, secret: str, now: datetime) -> SigningKeys:
         """Load the stored keys, creating the first one on a new database."""
-        rows = await store.signing_keys()
-        if not rows:
+        stored = await store.signing_keys()
+        if not stored:
             key = Ed25519PrivateKey.generate()
             pem = key.private_bytes(
                 Encoding.PEM, PrivateFormat.PKCS8, BestAvailableEncryption(secret.encode())
             )
             await store.add_signing_key(kid=secrets.token_hex(8), private_pem=pem, now=now)
-            rows = await store.signing_keys()
+            stored = await store.signing_keys()
         keys: dict[str, Ed25519PrivateKey] = {}
-        for row in rows:  # newest first, so the newest key signs
+        for kid, private_pem in stored.items():  # newest first, so the newest key signs
             try:
-                loaded = load_pem_private_key(row.private_pem, password=secret.encode())
+                loaded = load_pem_private_key(private_pem, password=secret.encode())
             except (ValueError, TypeError) as exc:
                 raise KeyDecryptionError(
                     "cannot decrypt the stored signing keys: "
                     "IOT_SECRET_KEY is not the one they were stored with"
                 ) from exc
             if isinstance(loaded, Ed25519PrivateKey):
-                keys[row.kid] = loaded
+                keys[kid] = loaded
         return cls(keys)
 
     def sign(self, claims: Mapping[str, Any]) -> str:

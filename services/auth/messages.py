@@ -1,20 +1,19 @@
 """Domain values -> ``iot.auth.v1`` messages, shared by auth's servicers.
 
-Every builder here picks the public fields of a row; none of them reads a
-password hash, a sealed secret or a digest.
+Every builder here picks the public fields of a domain value; none of them
+reads a password hash, a sealed secret or a digest.
 """
 
 from __future__ import annotations
 
 from iot.auth.v1 import admin_pb2, auth_pb2, security_pb2, sites_pb2
 from iotkit.convert import struct, timestamp
-from services.auth.account import Account
+from services.auth.account import Account, Profile
 from services.auth.admin.service import AdminUserView
 from services.auth.core.service import MFA_CODE_NEEDED, Tokens
-from services.auth.core.store import ProfileRow
-from services.auth.security.log import SecurityEventRow
+from services.auth.security.domain import SecurityEvent
 from services.auth.security.service import SessionView
-from services.auth.sites.store import AccountRow, SiteRow
+from services.auth.sites.domain import Site, SiteAccount
 
 
 def user_message(account: Account) -> auth_pb2.User:
@@ -36,16 +35,16 @@ def user_message(account: Account) -> auth_pb2.User:
 
 def profile_message(account: Account) -> auth_pb2.Profile | None:
     """The profile of an account, if it has one."""
-    return profile_row_message(account.profile) if account.profile is not None else None
+    return profile_value_message(account.profile) if account.profile is not None else None
 
 
-def profile_row_message(profile: ProfileRow) -> auth_pb2.Profile:
+def profile_value_message(profile: Profile) -> auth_pb2.Profile:
     """A profile (seed 001 ProfileResponseDto)."""
     return auth_pb2.Profile(
         uuid=profile.id,
         display_name=profile.display_name,
         tags=profile.tags,
-        metadata=struct(profile.extra),
+        metadata=struct(profile.metadata),
         created_at=timestamp(profile.created_at),
         updated_at=timestamp(profile.updated_at),
     )
@@ -65,7 +64,7 @@ def login_message(tokens: Tokens) -> auth_pb2.LoginResponse:
     )
 
 
-def log_entry_message(event: SecurityEventRow) -> security_pb2.SecurityLogEntry:
+def log_entry_message(event: SecurityEvent) -> security_pb2.SecurityLogEntry:
     """One event of the security log."""
     return security_pb2.SecurityLogEntry(
         id=event.id,
@@ -81,13 +80,13 @@ def log_entry_message(event: SecurityEventRow) -> security_pb2.SecurityLogEntry:
 def session_message(view: SessionView) -> security_pb2.SessionInfo:
     """One live session."""
     return security_pb2.SessionInfo(
-        id=view.row.id,
+        id=view.session.id,
         device_info=view.device_info,
-        ip_address=view.row.ip_address,
-        created_at=timestamp(view.row.created_at),
-        last_used=timestamp(view.row.last_used_at),
+        ip_address=view.session.ip_address,
+        created_at=timestamp(view.session.created_at),
+        last_used=timestamp(view.session.last_used_at),
         is_current=view.is_current,
-        expires_at=timestamp(view.row.expires_at),
+        expires_at=timestamp(view.session.expires_at),
     )
 
 
@@ -139,26 +138,26 @@ def admin_detail_message(view: AdminUserView) -> admin_pb2.AdminUserDetail:
     )
 
 
-def account_message(row: AccountRow) -> sites_pb2.Account:
+def account_message(account: SiteAccount) -> sites_pb2.Account:
     """An account (seed 002 AccountResponseDto)."""
     return sites_pb2.Account(
-        id=row.id,
-        email=row.email,
-        name=row.name,
-        is_active=row.is_active,
-        created_at=timestamp(row.created_at),
-        max_concurrent_batches=row.max_concurrent_batches,
-        owner_user_id=row.owner_user_id or "",
+        id=account.id,
+        email=account.email,
+        name=account.name,
+        is_active=account.is_active,
+        created_at=timestamp(account.created_at),
+        max_concurrent_batches=account.max_concurrent_batches,
+        owner_user_id=account.owner_user_id or "",
     )
 
 
-def site_message(row: SiteRow) -> sites_pb2.Site:
+def site_message(site: Site) -> sites_pb2.Site:
     """A site without its secret (seed 002 SiteResponseDto)."""
     return sites_pb2.Site(
-        id=row.id,
-        account_id=row.account_id,
-        domain=row.domain,
-        name=row.name,
-        is_active=row.is_active,
-        created_at=timestamp(row.created_at),
+        id=site.id,
+        account_id=site.account_id,
+        domain=site.domain,
+        name=site.name,
+        is_active=site.is_active,
+        created_at=timestamp(site.created_at),
     )

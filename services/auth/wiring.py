@@ -38,6 +38,7 @@ from services.auth import lockout
 from services.auth.admin.bootstrap import admin_from_environment
 from services.auth.admin.service import AdminService
 from services.auth.admin.servicer import AdminServicer
+from services.auth.admin.store import AdminStore
 from services.auth.core.self_service import SelfService
 from services.auth.core.service import AuthService
 from services.auth.core.servicer import AuthServicer
@@ -58,9 +59,10 @@ from services.auth.mfa.store import MfaStore
 from services.auth.passwords import Passwords
 from services.auth.profile.service import ProfileService
 from services.auth.profile.servicer import ProfileServicer
-from services.auth.security.log import SecurityLog
+from services.auth.profile.store import ProfileStore
 from services.auth.security.service import SecurityService
 from services.auth.security.servicer import SecurityServicer
+from services.auth.security.store import SecurityLog, SessionStore
 from services.auth.settings import AuthSettings
 from services.auth.sites.service import SiteService
 from services.auth.sites.servicer import AccountServicer, SiteTokenServicer
@@ -73,7 +75,7 @@ MAIL_WINDOW = 3600.0
 
 
 async def open_auth_database(settings: Settings, *, schema: str | None = None) -> Database:
-    """Auth's database with every table (those of each ``*_store`` module imported above)."""
+    """Auth's database with every table (those of each ``store`` module imported above)."""
     database = await open_database(
         service="auth", settings=settings, metadata=Base.metadata, schema=schema
     )
@@ -99,11 +101,13 @@ async def build(
     database = await open_auth_database(settings, schema=schema)
     sessions = database.sessions
     store = AuthStore(sessions)
+    admins = AdminStore(sessions)
     passwords = Passwords(hasher or PasswordHasher())
     if settings.admin_email and settings.admin_password:
         try:
             await admin_from_environment(
                 store=store,
+                admins=admins,
                 passwords=passwords,
                 email=settings.admin_email,
                 password=settings.admin_password,
@@ -117,6 +121,7 @@ async def build(
 
     secret = settings.secret_key
     log = SecurityLog(sessions)
+    session_list = SessionStore(sessions)
     login_failures = window_counter(
         settings.redis_url, namespace="iot:auth:login-failures", window=lockout.WINDOW
     )
@@ -162,6 +167,7 @@ async def build(
     exports = ExportStore(sessions)
     data = DataExportService(
         store=store,
+        sessions=session_list,
         log=log,
         exports=exports,
         signer=Signer(secret, purpose="download-links"),
@@ -192,14 +198,15 @@ async def build(
         )
         mfa_pb2_grpc.add_MfaServiceServicer_to_server(MfaServicer(mfa), server)
         profile_pb2_grpc.add_ProfileServiceServicer_to_server(
-            ProfileServicer(ProfileService(store=store, log=log)), server
+            ProfileServicer(ProfileService(store=ProfileStore(sessions), log=log)), server
         )
         security_pb2_grpc.add_SecurityServiceServicer_to_server(
-            SecurityServicer(SecurityService(store=store, log=log)), server
+            SecurityServicer(SecurityService(store=store, sessions=session_list, log=log)), server
         )
         data_pb2_grpc.add_DataServiceServicer_to_server(DataServicer(data), server)
         admin_pb2_grpc.add_AdminServiceServicer_to_server(
-            AdminServicer(AdminService(store=store, links=links, log=log)), server
+            AdminServicer(AdminService(store=admins, accounts=store, links=links, log=log)),
+            server,
         )
         sites_pb2_grpc.add_AccountServiceServicer_to_server(AccountServicer(sites), server)
         sites_pb2_grpc.add_SiteTokenServiceServicer_to_server(SiteTokenServicer(sites), server)

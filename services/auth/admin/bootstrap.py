@@ -17,6 +17,7 @@ from iotkit.sqltypes import utcnow
 from iotkit.validation import Violations
 from services.auth import rules
 from services.auth.admin.service import AdminService
+from services.auth.admin.store import AdminStore
 from services.auth.core.store import AuthStore
 from services.auth.passwords import Passwords
 
@@ -38,6 +39,7 @@ class AdminOutcome:
 async def create_admin(
     *,
     store: AuthStore,
+    admins: AdminStore,
     passwords: Passwords,
     admin: AdminService,
     email: str,
@@ -57,7 +59,9 @@ async def create_admin(
     violations.raise_if_any()
     if existing is None:
         assert password is not None  # checked above: a new account needs a password
-        await _add_admin(store=store, passwords=passwords, email=email, password=password)
+        await _add_admin(
+            store=store, admins=admins, passwords=passwords, email=email, password=password
+        )
         return AdminOutcome(email, CREATED)
     await admin.change_user(
         user_id=existing.id, by=COMMAND_LINE, role="admin", is_active=True, is_verified=True
@@ -69,9 +73,11 @@ async def create_admin(
     return AdminOutcome(email, PROMOTED)
 
 
-async def _add_admin(*, store: AuthStore, passwords: Passwords, email: str, password: str) -> None:
+async def _add_admin(
+    *, store: AuthStore, admins: AdminStore, passwords: Passwords, email: str, password: str
+) -> None:
     now = utcnow()
-    user, _ = await store.add_user(
+    account = await store.add_user(
         email=email,
         password_hash=await passwords.hash(password),
         display_name=email.split("@")[0][: rules.DISPLAY_NAME_MAX],
@@ -79,11 +85,11 @@ async def _add_admin(*, store: AuthStore, passwords: Passwords, email: str, pass
         now=now,
         role="admin",
     )
-    await store.promote(user_id=user.id, now=now, password_hash=None)
+    await admins.promote(user_id=account.user.id, now=now, password_hash=None)
 
 
 async def admin_from_environment(
-    *, store: AuthStore, passwords: Passwords, email: str, password: str
+    *, store: AuthStore, admins: AdminStore, passwords: Passwords, email: str, password: str
 ) -> AdminOutcome:
     """Create the admin named by IOT_ADMIN_EMAIL unless that account exists already."""
     violations = Violations()
@@ -99,6 +105,8 @@ async def admin_from_environment(
         return AdminOutcome(normalised, UNCHANGED)
     rules.check_password(violations, password)
     violations.raise_if_any()
-    await _add_admin(store=store, passwords=passwords, email=normalised, password=password)
+    await _add_admin(
+        store=store, admins=admins, passwords=passwords, email=normalised, password=password
+    )
     log.info("created the first admin from IOT_ADMIN_EMAIL")
     return AdminOutcome(normalised, CREATED)

@@ -19,9 +19,11 @@ from iotkit.sqltypes import utcnow
 from iotkit.validation import Violations
 from services.auth import rules
 from services.auth.account import Account
+from services.auth.admin.store import AdminStore
 from services.auth.core.store import AuthStore
 from services.auth.link_tokens import RESET_PASSWORD, VERIFY_EMAIL, LinkTokenStore
-from services.auth.security.log import Action, SecurityLog
+from services.auth.security.domain import Action
+from services.auth.security.store import SecurityLog
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,12 +54,14 @@ class AdminService:
     def __init__(
         self,
         *,
-        store: AuthStore,
+        store: AdminStore,
+        accounts: AuthStore,
         links: LinkTokenStore,
         log: SecurityLog,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._store = store
+        self._accounts = accounts
         self._links = links
         self._log = log
         self._clock = clock
@@ -71,17 +75,16 @@ class AdminService:
         if role:
             rules.check_role(violations, role)
         violations.raise_if_any()
-        rows, total = await self._store.list_users(
+        accounts, total = await self._store.list_users(
             page=request, search=search.strip(), role=role, is_active=is_active
         )
-        return UserPage([Account(user, profile) for user, profile in rows], total, request)
+        return UserPage(accounts, total, request)
 
     async def get_user(self, *, user_id: str) -> AdminUserView:
         """One user with their pending links and security summary."""
         account = await self._account(user_id)
         now = self._clock()
         total, active = await self._store.count_sessions(user_id=user_id, now=now)
-        security = await self._store.security_of(user_id=user_id)
         return AdminUserView(
             account=account,
             verification_expires=await self._links.pending_expiry(
@@ -92,7 +95,7 @@ class AdminService:
             ),
             total_sessions=total,
             active_sessions=active,
-            failed_login_attempts=security.failed_login_attempts if security else 0,
+            failed_login_attempts=await self._store.failed_login_attempts(user_id=user_id),
             last_incident=await self._log.last_incident(user_id=user_id),
         )
 
@@ -141,15 +144,14 @@ class AdminService:
         the old rights. Raises NotFound for an unknown user; the caller checks the values.
         """
         now = self._clock()
-        updated = await self._store.update_user(
+        changes = await self._store.update_user(
             user_id=user_id, now=now, role=role, is_active=is_active, is_verified=is_verified
         )
-        if updated is None:
+        if changes is None:
             raise NotFound("User not found")
-        _, changes = updated
         revoked = 0
         if "role" in changes or changes.get("is_active", (None, True))[1] is False:
-            revoked = await self._store.revoke_user_sessions(
+            revoked = await self._accounts.revoke_user_sessions(
                 user_id=user_id, reason="admin_update", now=now
             )
         if changes:
@@ -166,9 +168,9 @@ class AdminService:
         return revoked
 
     async def _account(self, user_id: str) -> Account:
-        user = None
+        account = None
         if rules.is_uuid(user_id):
-            user = await self._store.user_by_id(user_id=user_id)
-        if user is None:
+            account = await self._accounts.account(user_id=user_id)
+        if account is None:
             raise NotFound("User not found")
-        return Account(user, await self._store.profile_of(user_id=user_id))
+        return account

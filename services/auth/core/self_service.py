@@ -18,14 +18,15 @@ from iotkit.limits import WindowCounter
 from iotkit.sqltypes import utcnow
 from iotkit.validation import Violations
 from services.auth import rules
-from services.auth.account import Account
-from services.auth.core.store import AuthStore, UserRow
+from services.auth.account import Account, User
+from services.auth.core.store import AuthStore
 from services.auth.crypto import digest, new_token
 from services.auth.link_tokens import RESET_PASSWORD, VERIFY_EMAIL, LinkTokenStore
 from services.auth.lockout import LoginGuard
 from services.auth.mail.mailer import Mailer
 from services.auth.passwords import Passwords
-from services.auth.security.log import Action, SecurityLog
+from services.auth.security.domain import Action
+from services.auth.security.store import SecurityLog
 
 VERIFY_TTL = timedelta(hours=24)
 RESET_TTL = timedelta(hours=1)
@@ -59,7 +60,7 @@ class SelfService:
         self._log = log
         self._clock = clock
 
-    async def send_verification(self, *, user: UserRow) -> None:
+    async def send_verification(self, *, user: User) -> None:
         """Email a new verification link to ``user``; earlier links stop working."""
         now = self._clock()
         token = new_token()
@@ -103,11 +104,13 @@ class SelfService:
         )
         if user_id is None:
             raise Unauthenticated(BAD_TOKEN)
-        user = await self._store.set_verified(user_id=user_id, now=now)
-        if user is None:
+        if await self._store.set_verified(user_id=user_id, now=now) is None:
             raise Unauthenticated(BAD_TOKEN)
         await self._log.record(user_id=user_id, action=Action.EMAIL_VERIFIED, now=now)
-        return Account(user, await self._store.profile_of(user_id=user_id))
+        account = await self._store.account(user_id=user_id)
+        if account is None:
+            raise Unauthenticated(BAD_TOKEN)
+        return account
 
     async def forgot_password(self, *, email: str) -> None:
         """Email a reset link if ``email`` has an active account; silent either way."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hmac
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from iotkit.context import Caller
@@ -19,14 +19,15 @@ from iotkit.sqltypes import utcnow
 from iotkit.tokens import ISSUER, TokenVerifier
 from iotkit.validation import Violations
 from services.auth import rules
-from services.auth.account import Account
+from services.auth.account import Account, LoginSession, User
 from services.auth.core.self_service import SelfService
-from services.auth.core.store import AuthStore, RefreshOutcome, SessionRow, UserRow
+from services.auth.core.store import AuthStore, RefreshOutcome
 from services.auth.keys import SigningKeys
 from services.auth.lockout import LoginGuard
 from services.auth.mfa.service import MfaManager
 from services.auth.passwords import Passwords
-from services.auth.security.log import Action, SecurityLog
+from services.auth.security.domain import Action
+from services.auth.security.store import SecurityLog
 
 USER_SCOPES = (
     "devices:read",
@@ -67,11 +68,12 @@ def scopes_for(role: str) -> tuple[str, ...]:
 
 @dataclass(frozen=True, slots=True)
 class MintedToken:
-    """A token with its lifetime and scopes."""
+    """A token with its lifetime (epoch seconds it expires at, seconds it lasts) and scopes."""
 
     token: str
     expires_at: int
     scopes: tuple[str, ...]
+    expires_in: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,15 +131,15 @@ class AuthService:
         if display_name is not None:
             name = rules.check_display_name(violations, display_name)
         violations.raise_if_any()
-        user, profile = await self._store.add_user(
+        account = await self._store.add_user(
             email=email,
             password_hash=await self._passwords.hash(password),
             display_name=name,
             mfa_requested=mfa_enabled,
             now=self._clock(),
         )
-        await self._self_service.send_verification(user=user)
-        return Account(user, profile)
+        await self._self_service.send_verification(user=account.user)
+        return account
 
     async def login(
         self, *, email: str, password: str, mfa_code: str | None, ip_address: str, user_agent: str
@@ -175,8 +177,7 @@ class AuthService:
         method = "password"
         if user.mfa_enabled:
             if not mfa_code or not mfa_code.strip():
-                profile = await self._store.profile_of(user_id=user.id)
-                return Tokens(Account(user, profile), "", "", 0, mfa_required=True)
+                return Tokens(await self._account(user.id), "", "", 0, mfa_required=True)
             second = await self._mfa.check_code(user=user, code=mfa_code)
             if second is None:
                 await self._failed(user, "invalid_mfa_code")
@@ -188,7 +189,6 @@ class AuthService:
             rehash = await self._passwords.hash(password)
         await self._store.record_login(user_id=user.id, now=now, password_hash=rehash)
         await self._guard.succeeded(email)
-        user.last_login_at = now
         session = await self._store.open_session(
             user_id=user.id,
             now=now,
@@ -202,10 +202,12 @@ class AuthService:
             now=now,
             details={"session_id": session.id, "method": method},
         )
-        profile = await self._store.profile_of(user_id=user.id)
-        return await self._issue(Account(user, profile), session, now)
+        account = await self._account(user.id)
+        # The login stamped now: answer that, whatever precision the database keeps.
+        account = replace(account, user=replace(account.user, last_login_at=now))
+        return await self._issue(account, session, now)
 
-    async def _failed(self, user: UserRow, reason: str) -> None:
+    async def _failed(self, user: User, reason: str) -> None:
         now = self._clock()
         await self._guard.failed(user.email)
         await self._store.record_failed_login(user_id=user.id, now=now)
@@ -247,7 +249,7 @@ class AuthService:
         if outcome != RefreshOutcome.EXCHANGED:
             raise Unauthenticated(BAD_TOKEN)
         session = await self._store.session_by_id(session_id=caller.session_id)
-        if session is None or not _session_live(session, now):
+        if session is None or not session.is_live(now):
             raise Unauthenticated(BAD_TOKEN)
         account = await self._account(caller.subject)
         if not account.user.is_active:
@@ -283,7 +285,7 @@ class AuthService:
             return False
         session = await self._store.session_by_id(session_id=caller.session_id)
         now = self._clock()
-        if session is None or not _session_live(session, now):
+        if session is None or not session.is_live(now):
             return False
         if session.last_used_at < now - TOUCH_INTERVAL:
             await self._store.touch_session(
@@ -305,7 +307,9 @@ class AuthService:
             "iat": now,
             "exp": now + SERVICE_TOKEN_TTL,
         }
-        return MintedToken(self._keys.sign(claims), now + SERVICE_TOKEN_TTL, scopes)
+        return MintedToken(
+            self._keys.sign(claims), now + SERVICE_TOKEN_TTL, scopes, SERVICE_TOKEN_TTL
+        )
 
     def exchange_service_secret(self, *, service: str, client_secret: str) -> MintedToken:
         """A service token for a process that presents the suite's service secret."""
@@ -344,19 +348,19 @@ class AuthService:
             "iat": now,
             "exp": now + ttl_seconds,
         }
-        return MintedToken(self._keys.sign(claims), now + ttl_seconds, DEVICE_SCOPES)
+        return MintedToken(self._keys.sign(claims), now + ttl_seconds, DEVICE_SCOPES, ttl_seconds)
 
     async def active_users(self) -> int:
         """Distinct users with a live session."""
         return await self._store.count_active_users(now=self._clock())
 
     async def _account(self, user_id: str) -> Account:
-        user = await self._store.user_by_id(user_id=user_id)
-        if user is None:
+        account = await self._store.account(user_id=user_id)
+        if account is None:
             raise NotFound("User not found")
-        return Account(user, await self._store.profile_of(user_id=user_id))
+        return account
 
-    async def _issue(self, account: Account, session: SessionRow, now: datetime) -> Tokens:
+    async def _issue(self, account: Account, session: LoginSession, now: datetime) -> Tokens:
         issued = int(now.timestamp())
         common = {
             "iss": ISSUER,
@@ -389,7 +393,3 @@ class AuthService:
             jti=refresh_jti, session_id=session.id, issued_at=now, expires_at=refresh_expires
         )
         return Tokens(account, access, refresh, self._access_ttl)
-
-
-def _session_live(session: SessionRow, now: datetime) -> bool:
-    return session.revoked_at is None and session.expires_at > now

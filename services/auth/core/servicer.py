@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any, TypeAlias
 
 from grpc import aio
@@ -100,7 +99,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         )
         return auth_pb2.ServiceToken(
             token=minted.token,
-            expires_in=max(minted.expires_at - int(time.time()), 0),
+            expires_in=minted.expires_in,
             scopes=minted.scopes,
         )
 

@@ -1,10 +1,13 @@
-"""Auth's core tables and their queries (SQLAlchemy 2, async): users, profiles,
-sessions, refresh tokens and signing keys.
+"""Auth's core tables (SQLAlchemy 2, async): users, profiles, sessions, refresh
+tokens and signing keys, with the queries of ``AuthService`` (protos/iot/auth/v1/auth.proto).
 
-Auth owns these and the tables of its other ``*_store`` modules; no other
-service reads them. State added after the first release lives in tables of
-its own (``user_security``) rather than new columns of ``users``, because
-``create_all`` adds missing tables to an existing database but not columns.
+The other API folders' ``store.py`` share these models and ``Base`` (one
+metadata, one database) and hold their own queries. Every query answers
+domain values (``services.auth.account``), never a row. Auth owns these
+tables and those of the other stores; no other service reads them. State
+added after the first release lives in tables of its own (``user_security``)
+rather than new columns of ``users``, because ``create_all`` adds missing
+tables to an existing database but not columns.
 """
 
 from __future__ import annotations
@@ -24,7 +27,6 @@ from sqlalchemy import (
     func,
     insert,
     literal,
-    or_,
     select,
     update,
 )
@@ -33,8 +35,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from iotkit.errors import AlreadyExists
-from iotkit.listing import PageRequest, contains
 from iotkit.sqltypes import UtcDateTime
+from services.auth.account import Account, LoginSession, Profile, User
 
 
 class Base(DeclarativeBase):
@@ -139,6 +141,55 @@ class SigningKeyRow(Base):
     retired_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
 
 
+def to_user(row: UserRow) -> User:
+    """The domain value of a user row."""
+    return User(
+        id=row.id,
+        email=row.email,
+        role=row.role,
+        is_active=row.is_active,
+        is_verified=row.is_verified,
+        mfa_requested=row.mfa_requested,
+        mfa_enabled=row.mfa_enabled,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        last_login_at=row.last_login_at,
+        password_hash=row.password_hash,
+    )
+
+
+def to_profile(row: ProfileRow) -> Profile:
+    """The domain value of a profile row."""
+    return Profile(
+        id=row.id,
+        user_id=row.user_id,
+        display_name=row.display_name,
+        tags=tuple(row.tags),
+        metadata=dict(row.extra),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def to_account(user: UserRow, profile: ProfileRow | None) -> Account:
+    """The domain value of a user row with its profile row."""
+    return Account(to_user(user), to_profile(profile) if profile is not None else None)
+
+
+def to_session(row: SessionRow) -> LoginSession:
+    """The domain value of a session row."""
+    return LoginSession(
+        id=row.id,
+        user_id=row.user_id,
+        created_at=row.created_at,
+        last_used_at=row.last_used_at,
+        expires_at=row.expires_at,
+        revoked_at=row.revoked_at,
+        ip_address=row.ip_address,
+        user_agent=row.user_agent,
+    )
+
+
 class RefreshOutcome:
     """What exchanging a refresh token found."""
 
@@ -148,7 +199,8 @@ class RefreshOutcome:
 
 
 class AuthStore:
-    """Queries over auth's tables; every method runs in its own transaction."""
+    """Queries over users, sessions, refresh tokens and signing keys; every method runs in
+    its own transaction."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
@@ -162,7 +214,7 @@ class AuthStore:
         mfa_requested: bool,
         now: datetime,
         role: str = "user",
-    ) -> tuple[UserRow, ProfileRow]:
+    ) -> Account:
         """Insert a user with their profile; raises AlreadyExists for a taken email."""
         user = UserRow(
             id=new_id(),
@@ -193,22 +245,28 @@ class AuthStore:
                 session.add(UserSecurityRow(user_id=user.id, failed_login_attempts=0))
         except IntegrityError as exc:
             raise AlreadyExists("Email is already registered", reason="EMAIL_TAKEN") from exc
-        return user, profile
+        return to_account(user, profile)
 
-    async def user_by_email(self, *, email: str) -> UserRow | None:
+    async def user_by_email(self, *, email: str) -> User | None:
         """The user with this (lower-cased) email, if any."""
         async with self._sessions() as session:
-            return await session.scalar(select(UserRow).where(UserRow.email == email))
+            row = await session.scalar(select(UserRow).where(UserRow.email == email))
+            return to_user(row) if row is not None else None
 
-    async def user_by_id(self, *, user_id: str) -> UserRow | None:
+    async def user_by_id(self, *, user_id: str) -> User | None:
         """The user with this id, if any."""
         async with self._sessions() as session:
-            return await session.get(UserRow, user_id)
+            row = await session.get(UserRow, user_id)
+            return to_user(row) if row is not None else None
 
-    async def profile_of(self, *, user_id: str) -> ProfileRow | None:
-        """The profile of a user."""
+    async def account(self, *, user_id: str) -> Account | None:
+        """The user with this id and their profile, if there is such a user."""
         async with self._sessions() as session:
-            return await session.scalar(select(ProfileRow).where(ProfileRow.user_id == user_id))
+            user = await session.get(UserRow, user_id)
+            if user is None:
+                return None
+            profile = await session.scalar(select(ProfileRow).where(ProfileRow.user_id == user_id))
+            return to_account(user, profile)
 
     async def backfill_security_rows(self) -> None:
         """Give a ``user_security`` row to every user created before that table existed."""
@@ -220,11 +278,6 @@ class AuthStore:
                     select(UserRow.id, literal(0)).where(UserRow.id.not_in(known)),
                 )
             )
-
-    async def security_of(self, *, user_id: str) -> UserSecurityRow | None:
-        """A user's login failures and TOTP state."""
-        async with self._sessions() as session:
-            return await session.get(UserSecurityRow, user_id)
 
     async def record_login(self, *, user_id: str, now: datetime, password_hash: str | None) -> None:
         """Stamp the last login, clear the failure count, store a re-hashed password if any."""
@@ -260,117 +313,18 @@ class AuthStore:
                 .values(password_hash=password_hash, updated_at=now)
             )
 
-    async def set_verified(self, *, user_id: str, now: datetime) -> UserRow | None:
+    async def set_verified(self, *, user_id: str, now: datetime) -> User | None:
         """Mark a user's email verified; answers the user."""
         async with self._sessions.begin() as session:
             user = await session.get(UserRow, user_id)
             if user is not None and not user.is_verified:
                 user.is_verified = True
                 user.updated_at = now
-            return user
-
-    async def update_user(
-        self,
-        *,
-        user_id: str,
-        now: datetime,
-        role: str | None = None,
-        is_active: bool | None = None,
-        is_verified: bool | None = None,
-    ) -> tuple[UserRow, dict[str, tuple[object, object]]] | None:
-        """Change role and status; answers the user and each changed field as (old, new)."""
-        async with self._sessions.begin() as session:
-            user = await session.get(UserRow, user_id, with_for_update=True)
-            if user is None:
-                return None
-            changes: dict[str, tuple[object, object]] = {}
-            for name, value in (
-                ("role", role),
-                ("is_active", is_active),
-                ("is_verified", is_verified),
-            ):
-                if value is not None and getattr(user, name) != value:
-                    changes[name] = (getattr(user, name), value)
-                    setattr(user, name, value)
-            if changes:
-                user.updated_at = now
-            return user, changes
-
-    async def update_profile(
-        self,
-        *,
-        user_id: str,
-        now: datetime,
-        display_name: str | None = None,
-        tags: list[str] | None = None,
-        metadata: dict[str, Any] | None = None,
-    ) -> ProfileRow | None:
-        """Change the fields given of a user's profile; answers it."""
-        async with self._sessions.begin() as session:
-            profile = await session.scalar(
-                select(ProfileRow).where(ProfileRow.user_id == user_id).with_for_update()
-            )
-            if profile is None:
-                return None
-            if display_name is not None:
-                profile.display_name = display_name
-            if tags is not None:
-                profile.tags = tags
-            if metadata is not None:
-                profile.extra = metadata
-            profile.updated_at = now
-            return profile
-
-    async def list_users(
-        self,
-        *,
-        page: PageRequest,
-        search: str = "",
-        role: str = "",
-        is_active: bool | None = None,
-    ) -> tuple[list[tuple[UserRow, ProfileRow | None]], int]:
-        """A page of users, newest first (ties by id), with the total that match."""
-        conditions: list[Any] = []
-        if search:
-            conditions.append(
-                or_(contains(UserRow.email, search), contains(ProfileRow.display_name, search))
-            )
-        if role:
-            conditions.append(UserRow.role == role)
-        if is_active is not None:
-            conditions.append(UserRow.is_active.is_(is_active))
-        joined = select(UserRow, ProfileRow).outerjoin(ProfileRow, ProfileRow.user_id == UserRow.id)
-        async with self._sessions() as session:
-            total = await session.scalar(
-                select(func.count())
-                .select_from(UserRow)
-                .outerjoin(ProfileRow, ProfileRow.user_id == UserRow.id)
-                .where(*conditions)
-            )
-            rows = await session.execute(
-                joined.where(*conditions)
-                .order_by(UserRow.created_at.desc(), UserRow.id)
-                .offset(page.offset)
-                .limit(page.limit)
-            )
-            return [(user, profile) for user, profile in rows], int(total or 0)
-
-    async def promote(self, *, user_id: str, now: datetime, password_hash: str | None) -> None:
-        """Make a user an active, verified admin; replace the password when one is given."""
-        values: dict[str, Any] = {
-            "role": "admin",
-            "is_active": True,
-            "is_verified": True,
-            "updated_at": now,
-        }
-        if password_hash is not None:
-            values["password_hash"] = password_hash
-        async with self._sessions.begin() as session:
-            await session.execute(update(UserRow).where(UserRow.id == user_id).values(**values))
+        return to_user(user) if user is not None else None
 
     async def open_session(
         self, *, user_id: str, now: datetime, expires_at: datetime, ip_address: str, user_agent: str
-    ) -> SessionRow:
+    ) -> LoginSession:
         """Start a session for a user."""
         row = SessionRow(
             id=new_id(),
@@ -383,7 +337,7 @@ class AuthStore:
         )
         async with self._sessions.begin() as session:
             session.add(row)
-        return row
+        return to_session(row)
 
     async def add_refresh_token(
         self, *, jti: str, session_id: str, issued_at: datetime, expires_at: datetime
@@ -420,10 +374,11 @@ class AuthStore:
             known = await session.get(RefreshTokenRow, jti)
             return RefreshOutcome.REUSED if known is not None else RefreshOutcome.UNKNOWN
 
-    async def session_by_id(self, *, session_id: str) -> SessionRow | None:
+    async def session_by_id(self, *, session_id: str) -> LoginSession | None:
         """A session by id."""
         async with self._sessions() as session:
-            return await session.get(SessionRow, session_id)
+            row = await session.get(SessionRow, session_id)
+            return to_session(row) if row is not None else None
 
     async def revoke_session(self, *, session_id: str, reason: str, now: datetime) -> bool:
         """Revoke a session; answers False when it was already revoked or unknown."""
@@ -444,30 +399,6 @@ class AuthStore:
                 .values(last_used_at=now)
             )
 
-    async def live_sessions(self, *, user_id: str, now: datetime) -> list[SessionRow]:
-        """A user's unrevoked, unexpired sessions, newest first."""
-        async with self._sessions() as session:
-            rows = await session.scalars(
-                select(SessionRow)
-                .where(
-                    SessionRow.user_id == user_id,
-                    SessionRow.revoked_at.is_(None),
-                    SessionRow.expires_at > now,
-                )
-                .order_by(SessionRow.created_at.desc(), SessionRow.id)
-            )
-            return list(rows)
-
-    async def sessions_of(self, *, user_id: str) -> list[SessionRow]:
-        """Every session a user ever opened, newest first."""
-        async with self._sessions() as session:
-            rows = await session.scalars(
-                select(SessionRow)
-                .where(SessionRow.user_id == user_id)
-                .order_by(SessionRow.created_at.desc(), SessionRow.id)
-            )
-            return list(rows)
-
     async def revoke_user_sessions(
         self, *, user_id: str, reason: str, now: datetime, keep: str | None = None
     ) -> int:
@@ -487,23 +418,6 @@ class AuthStore:
             )
             return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
-    async def count_sessions(self, *, user_id: str, now: datetime) -> tuple[int, int]:
-        """How many sessions a user ever opened, and how many are live."""
-        async with self._sessions() as session:
-            total = await session.scalar(
-                select(func.count()).select_from(SessionRow).where(SessionRow.user_id == user_id)
-            )
-            live = await session.scalar(
-                select(func.count())
-                .select_from(SessionRow)
-                .where(
-                    SessionRow.user_id == user_id,
-                    SessionRow.revoked_at.is_(None),
-                    SessionRow.expires_at > now,
-                )
-            )
-            return int(total or 0), int(live or 0)
-
     async def count_active_users(self, *, now: datetime) -> int:
         """Distinct users with an unexpired, unrevoked session."""
         async with self._sessions() as session:
@@ -514,15 +428,15 @@ class AuthStore:
             )
             return int(count or 0)
 
-    async def signing_keys(self) -> list[SigningKeyRow]:
-        """Every signing key not retired, newest first."""
+    async def signing_keys(self) -> dict[str, bytes]:
+        """Every signing key not retired, newest first: its encrypted PEM by key id."""
         async with self._sessions() as session:
             rows = await session.scalars(
                 select(SigningKeyRow)
                 .where(SigningKeyRow.retired_at.is_(None))
                 .order_by(SigningKeyRow.created_at.desc())
             )
-            return list(rows)
+            return {row.kid: row.private_pem for row in rows}
 
     async def add_signing_key(self, *, kid: str, private_pem: bytes, now: datetime) -> None:
         """Store a new signing key."""

@@ -23,9 +23,11 @@ from iotkit.sqltypes import utcnow
 from iotkit.validation import Violations
 from services.auth.core.store import AuthStore
 from services.auth.crypto import Signer
+from services.auth.data.domain import ExportFile
 from services.auth.data.formats import render
-from services.auth.data.store import ExportRow, ExportStore
-from services.auth.security.log import Action, SecurityLog
+from services.auth.data.store import ExportStore
+from services.auth.security.domain import Action
+from services.auth.security.store import SecurityLog, SessionStore
 from services.auth.security.user_agents import device_info
 
 EXPORT_TTL = timedelta(hours=1)
@@ -65,6 +67,7 @@ class DataExportService:
         self,
         *,
         store: AuthStore,
+        sessions: SessionStore,
         log: SecurityLog,
         exports: ExportStore,
         signer: Signer,
@@ -72,6 +75,7 @@ class DataExportService:
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._store = store
+        self._sessions = sessions
         self._log = log
         self._exports = exports
         self._signer = signer
@@ -99,7 +103,7 @@ class DataExportService:
 
     async def fetch(
         self, *, export_id: str, file_name: str, expires: int, signature: str
-    ) -> ExportRow:
+    ) -> ExportFile:
         """The file behind a signed link; any invalid, altered or expired link is 401."""
         now = self._clock()
         text = _signed_text(export_id, file_name, expires)
@@ -107,10 +111,10 @@ class DataExportService:
             raise Unauthenticated(BAD_LINK)
         if expires <= now.timestamp():
             raise Unauthenticated(BAD_LINK)
-        row = await self._exports.get(export_id=export_id)
-        if row is None or row.file_name != file_name or row.expires_at <= now:
+        export = await self._exports.get(export_id=export_id)
+        if export is None or export.file_name != file_name or export.expires_at <= now:
             raise Unauthenticated(BAD_LINK)
-        return row
+        return export
 
     async def purge(self) -> int:
         """Delete files whose links have expired."""
@@ -154,11 +158,11 @@ class DataExportService:
 
     async def _snapshot(self, user_id: str) -> dict[str, Any]:
         """Everything of the user's that is theirs to take, and no secret."""
-        user = await self._store.user_by_id(user_id=user_id)
-        if user is None:
+        account = await self._store.account(user_id=user_id)
+        if account is None:
             raise NotFound("User not found")
-        profile = await self._store.profile_of(user_id=user_id)
-        sessions = await self._store.sessions_of(user_id=user_id)
+        user, profile = account.user, account.profile
+        sessions = await self._sessions.sessions_of(user_id=user_id)
         events = await self._log.page(user_id=user_id, page=PageRequest(1, MAX_LOG_EVENTS))
         devices = await asyncio.to_thread(lambda: [device_info(s.user_agent) for s in sessions])
         return {
@@ -180,7 +184,7 @@ class DataExportService:
                 "uuid": profile.id,
                 "display_name": profile.display_name,
                 "tags": list(profile.tags),
-                "metadata": dict(profile.extra),
+                "metadata": dict(profile.metadata),
                 "created_at": _iso(profile.created_at),
                 "updated_at": _iso(profile.updated_at),
             },

@@ -52,10 +52,10 @@ class DataServicer(data_pb2_grpc.DataServiceServicer):
         self, request: data_pb2.DownloadExportRequest, context: Context
     ) -> httpbody_pb2.HttpBody:
         """The file behind a signed link, as raw bytes with its content type."""
-        row = await self._exports.fetch(
+        export = await self._exports.fetch(
             export_id=request.export_id,
             file_name=request.file_name,
             expires=request.expires,
             signature=request.signature,
         )
-        return httpbody_pb2.HttpBody(content_type=row.content_type, data=row.content)
+        return httpbody_pb2.HttpBody(content_type=export.content_type, data=export.content)

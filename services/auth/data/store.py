@@ -10,6 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from iotkit.sqltypes import UtcDateTime
 from services.auth.core.store import Base, new_id
+from services.auth.data.domain import ExportFile
 
 
 class ExportRow(Base):
@@ -56,10 +57,21 @@ class ExportStore:
             session.add(row)
         return row.id
 
-    async def get(self, *, export_id: str) -> ExportRow | None:
+    async def get(self, *, export_id: str) -> ExportFile | None:
         """A prepared file by id."""
         async with self._sessions() as session:
-            return await session.get(ExportRow, export_id)
+            row = await session.get(ExportRow, export_id)
+            if row is None:
+                return None
+            return ExportFile(
+                id=row.id,
+                user_id=row.user_id,
+                file_name=row.file_name,
+                content_type=row.content_type,
+                created_at=row.created_at,
+                expires_at=row.expires_at,
+                content=row.content,
+            )
 
     async def purge(self, *, now: datetime) -> int:
         """Delete files whose links have expired; answers how many."""

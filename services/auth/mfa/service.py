@@ -15,13 +15,14 @@ from iotkit.context import Caller
 from iotkit.errors import FailedPrecondition, NotFound
 from iotkit.sqltypes import utcnow
 from iotkit.validation import Violations
-from services.auth.account import Account
-from services.auth.core.store import AuthStore, UserRow
+from services.auth.account import Account, User
+from services.auth.core.store import AuthStore
 from services.auth.crypto import SecretBox, Signer
 from services.auth.lockout import LoginGuard
 from services.auth.mfa import totp
 from services.auth.mfa.store import MfaStore
-from services.auth.security.log import Action, SecurityLog
+from services.auth.security.domain import Action
+from services.auth.security.store import SecurityLog
 
 MSG_CODE_REQUIRED = "Code is required"
 MSG_CODE_SHAPE = "Code must be 6 digits"
@@ -33,10 +34,12 @@ RECOVERY_METHOD = "recovery_code"
 
 @dataclass(frozen=True, slots=True)
 class MfaSecret:
-    """A new TOTP secret for the caller's app."""
+    """A new TOTP secret for the caller's app, with the code length and period it uses."""
 
     secret: str
     uri: str
+    digits: int = totp.DIGITS
+    period: int = totp.PERIOD
 
 
 class MfaManager:
@@ -84,12 +87,12 @@ class MfaManager:
         user = await self._user(caller)
         if user.mfa_enabled:
             raise FailedPrecondition("MFA is already enabled", reason="MFA_ALREADY_ENABLED")
-        security = await self._store.security_of(user_id=user.id)
-        if security is None or security.totp_pending is None:
+        pending = await self._mfa.pending_secret(user_id=user.id)
+        if pending is None:
             raise FailedPrecondition("Set up MFA first", reason="MFA_NOT_SET_UP")
         await self._guard.check(user.email)
         now = self._clock()
-        secret = self._box.open(security.totp_pending)
+        secret = self._box.open(pending)
         step = totp.matching_step(secret, code, now=now)
         if step is None or not await self._mfa.use_step(user_id=user.id, step=step):
             await self._guard.failed(user.email)
@@ -98,7 +101,7 @@ class MfaManager:
         codes = totp.new_recovery_codes()
         await self._mfa.enable(
             user_id=user.id,
-            sealed_secret=security.totp_pending,
+            sealed_secret=pending,
             code_digests=[self._digest(c) for c in codes],
             now=now,
         )
@@ -124,19 +127,17 @@ class MfaManager:
         await self._log.record(user_id=user.id, action=Action.RECOVERY_CODES, now=now)
         return codes
 
-    async def check_code(
-        self, *, user: UserRow, code: str, allow_recovery: bool = True
-    ) -> str | None:
+    async def check_code(self, *, user: User, code: str, allow_recovery: bool = True) -> str | None:
         """How ``code`` proves the second factor of ``user`` (``totp`` or ``recovery_code``),
         or None when it does not. A code is spent by this check either way it matches.
         """
-        security = await self._store.security_of(user_id=user.id)
-        if security is None or security.totp_secret is None:
+        sealed = await self._mfa.live_secret(user_id=user.id)
+        if sealed is None:
             return None
         code = code.strip()
         now = self._clock()
         if totp.is_code_shaped(code):
-            step = totp.matching_step(self._box.open(security.totp_secret), code, now=now)
+            step = totp.matching_step(self._box.open(sealed), code, now=now)
             if step is not None and await self._mfa.use_step(user_id=user.id, step=step):
                 return TOTP_METHOD
             return None
@@ -150,9 +151,7 @@ class MfaManager:
             return RECOVERY_METHOD
         return None
 
-    async def _checked_code_user(
-        self, caller: Caller, code: str, *, allow_recovery: bool
-    ) -> UserRow:
+    async def _checked_code_user(self, caller: Caller, code: str, *, allow_recovery: bool) -> User:
         violations = Violations()
         if not code.strip():
             violations.add("code", MSG_CODE_REQUIRED)
@@ -171,14 +170,14 @@ class MfaManager:
         # Keyed: recovery codes hold ~49 bits, too few to rely on a plain hash alone.
         return self._signer.sign(totp.normalise_recovery_code(code))
 
-    async def _user(self, caller: Caller) -> UserRow:
+    async def _user(self, caller: Caller) -> User:
         user = await self._store.user_by_id(user_id=caller.subject)
         if user is None:
             raise NotFound("User not found")
         return user
 
     async def _account(self, user_id: str) -> Account:
-        user = await self._store.user_by_id(user_id=user_id)
-        if user is None:
+        account = await self._store.account(user_id=user_id)
+        if account is None:
             raise NotFound("User not found")
-        return Account(user, await self._store.profile_of(user_id=user_id))
+        return account

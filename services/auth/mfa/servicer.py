@@ -6,7 +6,6 @@ from iot.auth.v1 import mfa_pb2, mfa_pb2_grpc
 from iotkit.context import current_caller
 from services.auth.core.servicer import Context
 from services.auth.messages import user_message
-from services.auth.mfa import totp
 from services.auth.mfa.service import MfaManager
 
 
@@ -22,7 +21,7 @@ class MfaServicer(mfa_pb2_grpc.MfaServiceServicer):
         """A new TOTP secret, shown this once."""
         secret = await self._mfa.setup(caller=current_caller())
         return mfa_pb2.MfaSetup(
-            secret=secret.secret, otpauth_uri=secret.uri, digits=totp.DIGITS, period=totp.PERIOD
+            secret=secret.secret, otpauth_uri=secret.uri, digits=secret.digits, period=secret.period
         )
 
     async def EnableMfa(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String, delete, or_, update
+from sqlalchemy import ForeignKey, String, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -29,6 +29,20 @@ class MfaStore:
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
+
+    async def pending_secret(self, *, user_id: str) -> bytes | None:
+        """The sealed secret awaiting confirmation, if setup was started."""
+        async with self._sessions() as session:
+            return await session.scalar(
+                select(UserSecurityRow.totp_pending).where(UserSecurityRow.user_id == user_id)
+            )
+
+    async def live_secret(self, *, user_id: str) -> bytes | None:
+        """The sealed secret that login codes are checked against, while MFA is on."""
+        async with self._sessions() as session:
+            return await session.scalar(
+                select(UserSecurityRow.totp_secret).where(UserSecurityRow.user_id == user_id)
+            )
 
     async def set_pending(self, *, user_id: str, sealed_secret: bytes) -> None:
         """Store a secret awaiting confirmation (replacing any earlier one)."""

@@ -11,21 +11,23 @@ from iotkit.errors import NotFound
 from iotkit.sqltypes import utcnow
 from iotkit.validation import Violations
 from services.auth import rules
-from services.auth.core.store import AuthStore, ProfileRow
-from services.auth.security.log import Action, SecurityLog
+from services.auth.account import Profile
+from services.auth.profile.store import ProfileStore
+from services.auth.security.domain import Action
+from services.auth.security.store import SecurityLog
 
 
 class ProfileService:
     """Reads and updates the caller's own profile."""
 
     def __init__(
-        self, *, store: AuthStore, log: SecurityLog, clock: Callable[[], datetime] = utcnow
+        self, *, store: ProfileStore, log: SecurityLog, clock: Callable[[], datetime] = utcnow
     ) -> None:
         self._store = store
         self._log = log
         self._clock = clock
 
-    async def get(self, *, caller: Caller) -> ProfileRow:
+    async def get(self, *, caller: Caller) -> Profile:
         """The caller's profile."""
         profile = await self._store.profile_of(user_id=caller.subject)
         if profile is None:
@@ -39,7 +41,7 @@ class ProfileService:
         display_name: str | None,
         tags: list[Any] | None,
         metadata: dict[str, Any] | None,
-    ) -> ProfileRow:
+    ) -> Profile:
         """Change the fields that are not None; the others stay."""
         violations = Violations()
         if display_name is not None:

@@ -7,7 +7,7 @@ from google.protobuf import json_format
 from iot.auth.v1 import auth_pb2, profile_pb2, profile_pb2_grpc
 from iotkit.context import current_caller
 from services.auth.core.servicer import Context
-from services.auth.messages import profile_row_message
+from services.auth.messages import profile_value_message
 from services.auth.profile.service import ProfileService
 
 
@@ -21,13 +21,13 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
         self, request: profile_pb2.GetProfileRequest, context: Context
     ) -> auth_pb2.Profile:
         """The caller's profile."""
-        return profile_row_message(await self._profiles.get(caller=current_caller()))
+        return profile_value_message(await self._profiles.get(caller=current_caller()))
 
     async def UpdateProfile(
         self, request: profile_pb2.UpdateProfileRequest, context: Context
     ) -> auth_pb2.Profile:
         """Change the fields present in the request."""
-        row = await self._profiles.update(
+        profile = await self._profiles.update(
             caller=current_caller(),
             display_name=request.display_name if request.HasField("display_name") else None,
             tags=json_format.MessageToDict(request.tags) if request.HasField("tags") else None,
@@ -35,4 +35,4 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
             if request.HasField("metadata")
             else None,
         )
-        return profile_row_message(row)
+        return profile_value_message(profile)

@@ -15,8 +15,10 @@ from iotkit.listing import PageRequest, check_page
 from iotkit.sqltypes import utcnow
 from iotkit.validation import Violations
 from services.auth import rules
-from services.auth.core.store import AuthStore, SessionRow
-from services.auth.security.log import Action, LogPage, SecurityLog
+from services.auth.account import LoginSession
+from services.auth.core.store import AuthStore
+from services.auth.security.domain import Action, LogPage
+from services.auth.security.store import SecurityLog, SessionStore
 from services.auth.security.user_agents import device_info
 
 
@@ -24,7 +26,7 @@ from services.auth.security.user_agents import device_info
 class SessionView:
     """A live session as its owner sees it."""
 
-    row: SessionRow
+    session: LoginSession
     device_info: str
     is_current: bool
 
@@ -33,9 +35,15 @@ class SecurityService:
     """Security log and sessions of the caller."""
 
     def __init__(
-        self, *, store: AuthStore, log: SecurityLog, clock: Callable[[], datetime] = utcnow
+        self,
+        *,
+        store: AuthStore,
+        sessions: SessionStore,
+        log: SecurityLog,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._store = store
+        self._sessions = sessions
         self._log = log
         self._clock = clock
 
@@ -51,12 +59,12 @@ class SecurityService:
 
     async def sessions(self, *, caller: Caller) -> list[SessionView]:
         """The caller's live sessions, newest first, the current one marked."""
-        rows = await self._store.live_sessions(user_id=caller.subject, now=self._clock())
+        live = await self._sessions.live_sessions(user_id=caller.subject, now=self._clock())
         # The parser compiles its patterns on first use: keep that off the event loop.
-        devices = await asyncio.to_thread(lambda: [device_info(r.user_agent) for r in rows])
+        devices = await asyncio.to_thread(lambda: [device_info(s.user_agent) for s in live])
         return [
-            SessionView(row, device, row.id == caller.session_id)
-            for row, device in zip(rows, devices, strict=True)
+            SessionView(session, device, session.id == caller.session_id)
+            for session, device in zip(live, devices, strict=True)
         ]
 
     async def revoke(self, *, caller: Caller, session_id: str) -> str:
@@ -65,13 +73,7 @@ class SecurityService:
         session = None
         if rules.is_uuid(session_id):
             session = await self._store.session_by_id(session_id=session_id)
-        live = (
-            session is not None
-            and session.user_id == caller.subject
-            and session.revoked_at is None
-            and session.expires_at > now
-        )
-        if session is None or not live:
+        if session is None or session.user_id != caller.subject or not session.is_live(now):
             raise NotFound("Session not found")
         if not await self._store.revoke_session(session_id=session.id, reason="revoked", now=now):
             raise NotFound("Session not found")

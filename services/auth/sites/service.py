@@ -29,7 +29,8 @@ from iotkit.validation import Violations
 from services.auth import rules
 from services.auth.crypto import digest, new_token
 from services.auth.keys import SigningKeys
-from services.auth.sites.store import AccountRow, SiteRow, SiteStore
+from services.auth.sites.domain import Site, SiteAccount
+from services.auth.sites.store import SiteStore
 
 SITE_TOKEN_TTL = 3600
 # Read: a site follows its own batches, files and error logs (telemetry lets a site
@@ -50,7 +51,7 @@ class SiteTokenGrant:
 
     token: str
     expires_at: int
-    site: SiteRow
+    site: Site
 
 
 T = TypeVar("T")
@@ -58,9 +59,9 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class Listing(Generic[T]):
-    """A page of rows."""
+    """A page of accounts or sites."""
 
-    rows: list[T]
+    items: list[T]
     total: int
     request: PageRequest
 
@@ -77,7 +78,7 @@ class SiteService:
 
     async def create_account(
         self, *, email: str, name: str, max_concurrent_batches: int, owner_user_id: str = ""
-    ) -> AccountRow:
+    ) -> SiteAccount:
         """Create an account after checking every field; ``owner_user_id`` is optional."""
         violations = Violations()
         email = rules.check_email(violations, email)
@@ -100,22 +101,22 @@ class SiteService:
             violations.add("owner_user_id", rules.MSG_OWNER)
         return user_id
 
-    async def list_accounts(self, *, page: int, limit: int, search: str) -> Listing[AccountRow]:
+    async def list_accounts(self, *, page: int, limit: int, search: str) -> Listing[SiteAccount]:
         """A page of accounts, newest first."""
         violations = Violations()
         request = check_page(violations, page, limit)
         violations.raise_if_any()
-        rows, total = await self._sites.accounts(page=request, search=search.strip())
-        return Listing(rows, total, request)
+        accounts, total = await self._sites.accounts(page=request, search=search.strip())
+        return Listing(accounts, total, request)
 
-    async def get_account(self, *, account_id: str) -> AccountRow:
+    async def get_account(self, *, account_id: str) -> SiteAccount:
         """One account; NOT_FOUND when there is none."""
-        row = (
+        account = (
             await self._sites.account(account_id=account_id) if rules.is_uuid(account_id) else None
         )
-        if row is None:
+        if account is None:
             raise NotFound("Account not found")
-        return row
+        return account
 
     async def update_account(
         self,
@@ -125,7 +126,7 @@ class SiteService:
         is_active: bool | None,
         max_concurrent_batches: int | None,
         owner_user_id: str | None = None,
-    ) -> AccountRow:
+    ) -> SiteAccount:
         """Change the fields that are not None."""
         violations = Violations()
         changes: dict[str, Any] = {}
@@ -141,14 +142,14 @@ class SiteService:
             changes["is_active"] = is_active
         violations.raise_if_any()
         await self.get_account(account_id=account_id)
-        row = await self._sites.update_account(
+        account = await self._sites.update_account(
             account_id=account_id, now=self._clock(), changes=changes, owner_user_id=owner_user_id
         )
-        if row is None:
+        if account is None:
             raise NotFound("Account not found")
-        return row
+        return account
 
-    async def create_site(self, *, account_id: str, domain: str, name: str) -> tuple[SiteRow, str]:
+    async def create_site(self, *, account_id: str, domain: str, name: str) -> tuple[Site, str]:
         """Create a site of an account; answers it with its client secret (shown once)."""
         violations = Violations()
         domain = rules.check_domain(violations, domain)
@@ -165,25 +166,23 @@ class SiteService:
         )
         return site, secret
 
-    async def list_sites(self, *, account_id: str, page: int, limit: int) -> Listing[SiteRow]:
+    async def list_sites(self, *, account_id: str, page: int, limit: int) -> Listing[Site]:
         """A page of an account's sites, newest first."""
         violations = Violations()
         request = check_page(violations, page, limit)
         violations.raise_if_any()
         await self.get_account(account_id=account_id)
-        rows, total = await self._sites.sites(account_id=account_id, page=request)
-        return Listing(rows, total, request)
+        sites, total = await self._sites.sites(account_id=account_id, page=request)
+        return Listing(sites, total, request)
 
-    async def get_site(self, *, site_id: str) -> SiteRow:
+    async def get_site(self, *, site_id: str) -> Site:
         """One site; NOT_FOUND when there is none."""
-        row = await self._sites.site(site_id=site_id) if rules.is_uuid(site_id) else None
-        if row is None:
+        site = await self._sites.site(site_id=site_id) if rules.is_uuid(site_id) else None
+        if site is None:
             raise NotFound("Site not found")
-        return row
+        return site
 
-    async def update_site(
-        self, *, site_id: str, name: str | None, is_active: bool | None
-    ) -> SiteRow:
+    async def update_site(self, *, site_id: str, name: str | None, is_active: bool | None) -> Site:
         """Change the fields that are not None."""
         violations = Violations()
         changes: dict[str, Any] = {}
@@ -193,24 +192,24 @@ class SiteService:
             changes["is_active"] = is_active
         violations.raise_if_any()
         await self.get_site(site_id=site_id)
-        row = await self._sites.update_site(site_id=site_id, now=self._clock(), changes=changes)
-        if row is None:
+        site = await self._sites.update_site(site_id=site_id, now=self._clock(), changes=changes)
+        if site is None:
             raise NotFound("Site not found")
-        return row
+        return site
 
-    async def rotate_secret(self, *, site_id: str) -> tuple[SiteRow, str]:
+    async def rotate_secret(self, *, site_id: str) -> tuple[Site, str]:
         """Replace a site's client secret; the old one stops working at once."""
         await self.get_site(site_id=site_id)
         secret = SECRET_PREFIX + new_token()
         now = self._clock()
-        row = await self._sites.update_site(
+        site = await self._sites.update_site(
             site_id=site_id,
             now=now,
             changes={"secret_digest": digest(secret), "secret_rotated_at": now},
         )
-        if row is None:
+        if site is None:
             raise NotFound("Site not found")
-        return row, secret
+        return site, secret
 
     async def issue_token(self, *, site_id: str, domain: str, client_secret: str) -> SiteTokenGrant:
         """A site token for valid site credentials; one generic 401 for every failure."""

@@ -20,13 +20,13 @@ class AccountServicer(sites_pb2_grpc.AccountServiceServicer):
         self, request: sites_pb2.CreateAccountRequest, context: Context
     ) -> sites_pb2.Account:
         """Create an account."""
-        row = await self._sites.create_account(
+        account = await self._sites.create_account(
             email=request.email,
             name=request.name,
             max_concurrent_batches=request.max_concurrent_batches,
             owner_user_id=request.owner_user_id,
         )
-        return account_message(row)
+        return account_message(account)
 
     async def ListAccounts(
         self, request: sites_pb2.ListAccountsRequest, context: Context
@@ -36,7 +36,7 @@ class AccountServicer(sites_pb2_grpc.AccountServiceServicer):
             page=request.page, limit=request.limit, search=request.search
         )
         return sites_pb2.Accounts(
-            accounts=[account_message(row) for row in found.rows],
+            accounts=[account_message(account) for account in found.items],
             pagination=pagination(found.request, found.total),
         )
 
@@ -50,7 +50,7 @@ class AccountServicer(sites_pb2_grpc.AccountServiceServicer):
         self, request: sites_pb2.UpdateAccountRequest, context: Context
     ) -> sites_pb2.Account:
         """Change an account."""
-        row = await self._sites.update_account(
+        account = await self._sites.update_account(
             account_id=request.account_id,
             name=request.name if request.HasField("name") else None,
             is_active=request.is_active if request.HasField("is_active") else None,
@@ -59,7 +59,7 @@ class AccountServicer(sites_pb2_grpc.AccountServiceServicer):
             else None,
             owner_user_id=request.owner_user_id if request.HasField("owner_user_id") else None,
         )
-        return account_message(row)
+        return account_message(account)
 
     async def CreateSite(
         self, request: sites_pb2.CreateSiteRequest, context: Context
@@ -78,7 +78,7 @@ class AccountServicer(sites_pb2_grpc.AccountServiceServicer):
             account_id=request.account_id, page=request.page, limit=request.limit
         )
         return sites_pb2.Sites(
-            sites=[site_message(row) for row in found.rows],
+            sites=[site_message(site) for site in found.items],
             pagination=pagination(found.request, found.total),
         )
 
@@ -90,12 +90,12 @@ class AccountServicer(sites_pb2_grpc.AccountServiceServicer):
         self, request: sites_pb2.UpdateSiteRequest, context: Context
     ) -> sites_pb2.Site:
         """Change a site."""
-        row = await self._sites.update_site(
+        site = await self._sites.update_site(
             site_id=request.site_id,
             name=request.name if request.HasField("name") else None,
             is_active=request.is_active if request.HasField("is_active") else None,
         )
-        return site_message(row)
+        return site_message(site)
 
     async def RotateSiteSecret(
         self, request: sites_pb2.RotateSiteSecretRequest, context: Context

@@ -18,6 +18,7 @@ from iotkit.errors import AlreadyExists
 from iotkit.listing import PageRequest, contains
 from iotkit.sqltypes import UtcDateTime
 from services.auth.core.store import Base, UserRow, new_id
+from services.auth.sites.domain import Site, SiteAccount
 
 
 class AccountOwnerRow(Base):
@@ -74,6 +75,35 @@ class SiteRow(Base):
     secret_rotated_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
+def to_account(row: AccountRow) -> SiteAccount:
+    """The domain value of an account row (with its owner)."""
+    return SiteAccount(
+        id=row.id,
+        email=row.email,
+        name=row.name,
+        is_active=row.is_active,
+        max_concurrent_batches=row.max_concurrent_batches,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        owner_user_id=row.owner_user_id,
+    )
+
+
+def to_site(row: SiteRow) -> Site:
+    """The domain value of a site row."""
+    return Site(
+        id=row.id,
+        account_id=row.account_id,
+        domain=row.domain,
+        name=row.name,
+        is_active=row.is_active,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        secret_rotated_at=row.secret_rotated_at,
+        secret_digest=row.secret_digest,
+    )
+
+
 class SiteStore:
     """Queries over accounts and sites."""
 
@@ -88,7 +118,7 @@ class SiteStore:
         max_concurrent_batches: int,
         owner_user_id: str | None,
         now: datetime,
-    ) -> AccountRow:
+    ) -> SiteAccount:
         """Create an account (with its owner); raises AlreadyExists for a taken email."""
         row = AccountRow(
             id=new_id(),
@@ -119,14 +149,15 @@ class SiteStore:
         async with self._sessions() as session:
             return await session.get(UserRow, user_id) is not None
 
-    async def account(self, *, account_id: str) -> AccountRow | None:
+    async def account(self, *, account_id: str) -> SiteAccount | None:
         """An account by id."""
         async with self._sessions() as session:
-            return await session.get(AccountRow, account_id)
+            row = await session.get(AccountRow, account_id)
+            return to_account(row) if row is not None else None
 
     async def accounts(
         self, *, page: PageRequest, search: str = ""
-    ) -> tuple[list[AccountRow], int]:
+    ) -> tuple[list[SiteAccount], int]:
         """A page of accounts, newest first (ties by id), with the total that match."""
         conditions: list[Any] = []
         if search:
@@ -144,7 +175,7 @@ class SiteStore:
                 .offset(page.offset)
                 .limit(page.limit)
             )
-            return list(rows), int(total or 0)
+            return [to_account(row) for row in rows], int(total or 0)
 
     async def update_account(
         self,
@@ -153,7 +184,7 @@ class SiteStore:
         now: datetime,
         changes: dict[str, Any],
         owner_user_id: str | None = None,
-    ) -> AccountRow | None:
+    ) -> SiteAccount | None:
         """Apply ``changes`` (column: value) to an account, and its owner when given; answers it."""
         async with self._sessions.begin() as session:
             row = await session.get(AccountRow, account_id, with_for_update=True)
@@ -171,7 +202,7 @@ class SiteStore:
 
     async def add_site(
         self, *, account_id: str, domain: str, name: str, secret_digest: str, now: datetime
-    ) -> SiteRow:
+    ) -> Site:
         """Create a site; raises AlreadyExists for a taken domain."""
         row = SiteRow(
             id=new_id(),
@@ -189,19 +220,21 @@ class SiteStore:
                 session.add(row)
         except IntegrityError as exc:
             raise AlreadyExists("Domain is already registered", reason="DOMAIN_TAKEN") from exc
-        return row
+        return to_site(row)
 
-    async def site(self, *, site_id: str) -> SiteRow | None:
+    async def site(self, *, site_id: str) -> Site | None:
         """A site by id."""
         async with self._sessions() as session:
-            return await session.get(SiteRow, site_id)
+            row = await session.get(SiteRow, site_id)
+            return to_site(row) if row is not None else None
 
-    async def site_by_domain(self, *, domain: str) -> SiteRow | None:
+    async def site_by_domain(self, *, domain: str) -> Site | None:
         """A site by its (lower-cased) domain."""
         async with self._sessions() as session:
-            return await session.scalar(select(SiteRow).where(SiteRow.domain == domain))
+            row = await session.scalar(select(SiteRow).where(SiteRow.domain == domain))
+            return to_site(row) if row is not None else None
 
-    async def sites(self, *, account_id: str, page: PageRequest) -> tuple[list[SiteRow], int]:
+    async def sites(self, *, account_id: str, page: PageRequest) -> tuple[list[Site], int]:
         """A page of an account's sites, newest first (ties by id)."""
         async with self._sessions() as session:
             total = await session.scalar(
@@ -214,11 +247,11 @@ class SiteStore:
                 .offset(page.offset)
                 .limit(page.limit)
             )
-            return list(rows), int(total or 0)
+            return [to_site(row) for row in rows], int(total or 0)
 
     async def update_site(
         self, *, site_id: str, now: datetime, changes: dict[str, Any]
-    ) -> SiteRow | None:
+    ) -> Site | None:
         """Apply ``changes`` (column: value) to a site; answers it."""
         async with self._sessions.begin() as session:
             row = await session.get(SiteRow, site_id, with_for_update=True)
@@ -227,4 +260,4 @@ class SiteStore:
             for name, value in changes.items():
                 setattr(row, name, value)
             row.updated_at = now
-            return row
+        return to_site(row)

@@ -1,12 +1,15 @@
-"""The security log: what happened to each account, from where, and whether it succeeded.
+"""The queries of ``SecurityService`` (protos/iot/auth/v1/security.proto): the security log
+(what happened to each account, from where, and whether it succeeded) and the listing of
+a user's sessions.
 
 Every event keeps the client's address and user agent (forwarded by the
-gateway). Details hold reasons and changed field names, never a secret.
+gateway). Details hold reasons and changed field names, never a secret. The
+``sessions`` table is one of auth's core models (``services.auth.core.store``);
+opening and ending sessions are queries of the core API.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -17,28 +20,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 from iotkit.context import current_client
 from iotkit.listing import PageRequest
 from iotkit.sqltypes import UtcDateTime
-from services.auth.core.store import Base, new_id
-
-
-class Action:
-    """The actions the log records."""
-
-    LOGIN_SUCCESS = "login_success"
-    LOGIN_FAILED = "login_failed"
-    LOGOUT = "logout"
-    REFRESH_REUSE = "refresh_token_reuse"
-    PASSWORD_CHANGED = "password_changed"
-    PASSWORD_RESET = "password_reset"
-    PASSWORD_RESET_REQUESTED = "password_reset_requested"
-    EMAIL_VERIFIED = "email_verified"
-    MFA_ENABLED = "mfa_enabled"
-    MFA_DISABLED = "mfa_disabled"
-    RECOVERY_CODES = "recovery_codes_regenerated"
-    SESSION_REVOKED = "session_revoked"
-    SESSIONS_REVOKED = "sessions_revoked"
-    PROFILE_UPDATED = "profile_updated"
-    DATA_EXPORTED = "data_exported"
-    ADMIN_UPDATE = "admin_update"
+from services.auth.account import LoginSession
+from services.auth.core.store import Base, SessionRow, new_id, to_session
+from services.auth.security.domain import LogPage, SecurityEvent
 
 
 class SecurityEventRow(Base):
@@ -57,12 +41,18 @@ class SecurityEventRow(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
-@dataclass(frozen=True, slots=True)
-class LogPage:
-    """One page of a user's log."""
-
-    events: list[SecurityEventRow]
-    total: int
+def to_event(row: SecurityEventRow) -> SecurityEvent:
+    """The domain value of an event row."""
+    return SecurityEvent(
+        id=row.id,
+        user_id=row.user_id,
+        action=row.action,
+        success=row.success,
+        ip_address=row.ip_address,
+        user_agent=row.user_agent,
+        details=dict(row.details),
+        created_at=row.created_at,
+    )
 
 
 class SecurityLog:
@@ -112,7 +102,7 @@ class SecurityLog:
                 .offset(page.offset)
                 .limit(page.limit)
             )
-            return LogPage(list(rows), int(total or 0))
+            return LogPage([to_event(row) for row in rows], int(total or 0))
 
     async def last_incident(self, *, user_id: str) -> datetime | None:
         """When the user's latest failure event happened, if any."""
@@ -122,3 +112,34 @@ class SecurityLog:
                     SecurityEventRow.user_id == user_id, SecurityEventRow.success.is_(False)
                 )
             )
+
+
+class SessionStore:
+    """Listing a user's sessions: the live ones for the security page, all for an export."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def live_sessions(self, *, user_id: str, now: datetime) -> list[LoginSession]:
+        """A user's unrevoked, unexpired sessions, newest first."""
+        async with self._sessions() as session:
+            rows = await session.scalars(
+                select(SessionRow)
+                .where(
+                    SessionRow.user_id == user_id,
+                    SessionRow.revoked_at.is_(None),
+                    SessionRow.expires_at > now,
+                )
+                .order_by(SessionRow.created_at.desc(), SessionRow.id)
+            )
+            return [to_session(row) for row in rows]
+
+    async def sessions_of(self, *, user_id: str) -> list[LoginSession]:
+        """Every session a user ever opened, newest first."""
+        async with self._sessions() as session:
+            rows = await session.scalars(
+                select(SessionRow)
+                .where(SessionRow.user_id == user_id)
+                .order_by(SessionRow.created_at.desc(), SessionRow.id)
+            )
+            return [to_session(row) for row in rows]
