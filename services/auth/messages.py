@@ -11,9 +11,9 @@ from iotkit.convert import struct, timestamp
 from services.auth.account import Account, Profile
 from services.auth.admin.service import AdminUserView
 from services.auth.core.service import MFA_CODE_NEEDED, Tokens
-from services.auth.security.domain import SecurityEvent
 from services.auth.security.service import SessionView
-from services.auth.sites.domain import Site, SiteAccount
+from services.auth.security.values import SecurityEvent
+from services.auth.sites.values import Site, SiteAccount
 
 
 def user_message(account: Account) -> auth_pb2.User:

@@ -22,8 +22,8 @@ from services.auth.account import Account
 from services.auth.admin.store import AdminStore
 from services.auth.core.store import AuthStore
 from services.auth.link_tokens import RESET_PASSWORD, VERIFY_EMAIL, LinkTokenStore
-from services.auth.security.domain import Action
 from services.auth.security.store import SecurityLog
+from services.auth.security.values import Action
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,8 +25,8 @@ from services.auth.link_tokens import RESET_PASSWORD, VERIFY_EMAIL, LinkTokenSto
 from services.auth.lockout import LoginGuard
 from services.auth.mail.mailer import Mailer
 from services.auth.passwords import Passwords
-from services.auth.security.domain import Action
 from services.auth.security.store import SecurityLog
+from services.auth.security.values import Action
 
 VERIFY_TTL = timedelta(hours=24)
 RESET_TTL = timedelta(hours=1)

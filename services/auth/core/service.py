@@ -26,8 +26,8 @@ from services.auth.keys import SigningKeys
 from services.auth.lockout import LoginGuard
 from services.auth.mfa.service import MfaManager
 from services.auth.passwords import Passwords
-from services.auth.security.domain import Action
 from services.auth.security.store import SecurityLog
+from services.auth.security.values import Action
 
 USER_SCOPES = (
     "devices:read",

@@ -23,12 +23,12 @@ from iotkit.sqltypes import utcnow
 from iotkit.validation import Violations
 from services.auth.core.store import AuthStore
 from services.auth.crypto import Signer
-from services.auth.data.domain import ExportFile
 from services.auth.data.formats import render
 from services.auth.data.store import ExportStore
-from services.auth.security.domain import Action
+from services.auth.data.values import ExportFile
 from services.auth.security.store import SecurityLog, SessionStore
 from services.auth.security.user_agents import device_info
+from services.auth.security.values import Action
 
 EXPORT_TTL = timedelta(hours=1)
 MAX_LOG_EVENTS = 10_000

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from iotkit.sqltypes import UtcDateTime
 from services.auth.core.store import Base, new_id
-from services.auth.data.domain import ExportFile
+from services.auth.data.values import ExportFile
 
 
 class ExportRow(Base):

@@ -21,8 +21,8 @@ from services.auth.crypto import SecretBox, Signer
 from services.auth.lockout import LoginGuard
 from services.auth.mfa import totp
 from services.auth.mfa.store import MfaStore
-from services.auth.security.domain import Action
 from services.auth.security.store import SecurityLog
+from services.auth.security.values import Action
 
 MSG_CODE_REQUIRED = "Code is required"
 MSG_CODE_SHAPE = "Code must be 6 digits"

@@ -13,8 +13,8 @@ from iotkit.validation import Violations
 from services.auth import rules
 from services.auth.account import Profile
 from services.auth.profile.store import ProfileStore
-from services.auth.security.domain import Action
 from services.auth.security.store import SecurityLog
+from services.auth.security.values import Action
 
 
 class ProfileService:

@@ -17,9 +17,9 @@ from iotkit.validation import Violations
 from services.auth import rules
 from services.auth.account import LoginSession
 from services.auth.core.store import AuthStore
-from services.auth.security.domain import Action, LogPage
 from services.auth.security.store import SecurityLog, SessionStore
 from services.auth.security.user_agents import device_info
+from services.auth.security.values import Action, LogPage
 
 
 @dataclass(frozen=True, slots=True)

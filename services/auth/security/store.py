@@ -22,7 +22,7 @@ from iotkit.listing import PageRequest
 from iotkit.sqltypes import UtcDateTime
 from services.auth.account import LoginSession
 from services.auth.core.store import Base, SessionRow, new_id, to_session
-from services.auth.security.domain import LogPage, SecurityEvent
+from services.auth.security.values import LogPage, SecurityEvent
 
 
 class SecurityEventRow(Base):

@@ -29,8 +29,8 @@ from iotkit.validation import Violations
 from services.auth import rules
 from services.auth.crypto import digest, new_token
 from services.auth.keys import SigningKeys
-from services.auth.sites.domain import Site, SiteAccount
 from services.auth.sites.store import SiteStore
+from services.auth.sites.values import Site, SiteAccount
 
 SITE_TOKEN_TTL = 3600
 # Read: a site follows its own batches, files and error logs (telemetry lets a site

@@ -18,7 +18,7 @@ from iotkit.errors import AlreadyExists
 from iotkit.listing import PageRequest, contains
 from iotkit.sqltypes import UtcDateTime
 from services.auth.core.store import Base, UserRow, new_id
-from services.auth.sites.domain import Site, SiteAccount
+from services.auth.sites.values import Site, SiteAccount
 
 
 class AccountOwnerRow(Base):
