@@ -16,9 +16,11 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TypeVar
 
+from iotkit import reasons
 from iotkit.context import Caller
 from iotkit.errors import FailedPrecondition, NotFound
 from iotkit.listing import PageRequest, check_page
+from iotkit.ownership import owned
 from iotkit.sqltypes import utcnow
 from iotkit.validation import Violations, check_uuid
 from services.analytics.analytics import correlation
@@ -177,10 +179,12 @@ class AnomalyService:
         violations = Violations()
         anomaly_id = check_uuid(violations, anomaly_id, field="anomaly_id")
         violations.raise_if_any()
-        row = await self._store.anomaly(anomaly_id=anomaly_id)
-        if row is None or (row.owner_id != caller.subject and not caller.is_admin):
-            raise NotFound("Anomaly not found", reason="ANOMALY_NOT_FOUND")
-        return row
+        return owned(
+            await self._store.anomaly(anomaly_id=anomaly_id),
+            caller,
+            message="Anomaly not found",
+            reason=reasons.ANOMALY_NOT_FOUND,
+        )
 
     async def review(
         self, *, caller: Caller, anomaly_id: str, status: str, note: str
@@ -201,7 +205,7 @@ class AnomalyService:
             now=self._clock(),
         )
         if reviewed is None:
-            raise NotFound("Anomaly not found", reason="ANOMALY_NOT_FOUND")
+            raise NotFound("Anomaly not found", reason=reasons.ANOMALY_NOT_FOUND)
         if status != row.status:
             await self._analysis.feedback(stream_id=row.stream_id, status=status)
         return reviewed
@@ -303,7 +307,9 @@ class CorrelationService:
                     )
                 )
             except Exception as exc:  # telemetry's NOT_FOUND covers foreign and unknown alike
-                raise NotFound(f"Stream {stream_id} not found", reason="STREAM_NOT_FOUND") from exc
+                raise NotFound(
+                    f"Stream {stream_id} not found", reason=reasons.STREAM_NOT_FOUND
+                ) from exc
         (ts_a, values_a), (ts_b, values_b) = series
         result = correlation.correlate(
             ts_a,
@@ -318,7 +324,7 @@ class CorrelationService:
         if result.samples < correlation.MIN_SAMPLES:
             raise FailedPrecondition(
                 "The window holds too few readings of both streams to correlate",
-                reason="EMPTY_WINDOW",
+                reason=reasons.EMPTY_WINDOW,
                 metadata={"samples": str(result.samples)},
             )
         row = CorrelationRow(
@@ -343,10 +349,12 @@ class CorrelationService:
         violations = Violations()
         correlation_id = check_uuid(violations, correlation_id, field="correlation_id")
         violations.raise_if_any()
-        row = await self._store.correlation(correlation_id=correlation_id)
-        if row is None or (row.owner_id != caller.subject and not caller.is_admin):
-            raise NotFound("Correlation not found", reason="CORRELATION_NOT_FOUND")
-        return row
+        return owned(
+            await self._store.correlation(correlation_id=correlation_id),
+            caller,
+            message="Correlation not found",
+            reason=reasons.CORRELATION_NOT_FOUND,
+        )
 
     async def list(
         self, *, caller: Caller, page: int, limit: int, stream_id: str

@@ -12,10 +12,12 @@ from google.protobuf import timestamp_pb2
 from grpc import aio
 
 from iot.analytics.v1 import analytics_pb2, analytics_pb2_grpc
+from iotkit import reasons
 from iotkit.context import current_caller
 from iotkit.convert import timestamp
 from iotkit.errors import NotFound
 from iotkit.listing import pagination
+from iotkit.ownership import owned
 from iotkit.validation import Violations, check_uuid
 from services.analytics.analytics.analysis import AnalysisService, ChunkIn
 from services.analytics.analytics.detectors import DetectorState
@@ -194,7 +196,7 @@ class AnalyticsServicer(analytics_pb2_grpc.AnalyticsServiceServicer):
         await self._own_stream(request.stream_id)
         found = await self._analysis.detector(stream_id=request.stream_id)
         if found is None:
-            raise NotFound("No detector for this stream yet", reason="DETECTOR_NOT_FOUND")
+            raise NotFound("No detector for this stream yet", reason=reasons.DETECTOR_NOT_FOUND)
         return detector_message(*found)
 
     async def UpdateDetector(
@@ -215,7 +217,7 @@ class AnalyticsServicer(analytics_pb2_grpc.AnalyticsServiceServicer):
             stream_id=request.stream_id, min_value=low, max_value=high, threshold=threshold
         )
         if found is None:
-            raise NotFound("No detector for this stream yet", reason="DETECTOR_NOT_FOUND")
+            raise NotFound("No detector for this stream yet", reason=reasons.DETECTOR_NOT_FOUND)
         return detector_message(*found)
 
     async def CreateCorrelation(
@@ -274,5 +276,9 @@ class AnalyticsServicer(analytics_pb2_grpc.AnalyticsServiceServicer):
         check_uuid(violations, stream_id, field="stream_id")
         violations.raise_if_any()
         found = await self._analysis.detector(stream_id=stream_id)
-        if found is None or (found[0].owner_id != caller.subject and not caller.is_admin):
-            raise NotFound("Stream not found", reason="STREAM_NOT_FOUND")
+        owned(
+            found[0] if found else None,
+            caller,
+            message="Stream not found",
+            reason=reasons.STREAM_NOT_FOUND,
+        )

@@ -32,6 +32,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from iotkit import reasons
 from iotkit.errors import AlreadyExists
 from iotkit.listing import PageRequest, contains
 from iotkit.sqltypes import UtcDateTime
@@ -192,7 +193,7 @@ class AuthStore:
                 session.add(profile)
                 session.add(UserSecurityRow(user_id=user.id, failed_login_attempts=0))
         except IntegrityError as exc:
-            raise AlreadyExists("Email is already registered", reason="EMAIL_TAKEN") from exc
+            raise AlreadyExists("Email is already registered", reason=reasons.EMAIL_TAKEN) from exc
         return user, profile
 
     async def user_by_email(self, *, email: str) -> UserRow | None:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from iotkit import reasons
 from iotkit.context import Caller
 from iotkit.errors import FailedPrecondition, NotFound
 from iotkit.sqltypes import utcnow
@@ -66,7 +67,7 @@ class MfaManager:
         user = await self._user(caller)
         if user.mfa_enabled:
             raise FailedPrecondition(
-                "MFA is already enabled; disable it first", reason="MFA_ALREADY_ENABLED"
+                "MFA is already enabled; disable it first", reason=reasons.MFA_ALREADY_ENABLED
             )
         secret = totp.new_secret()
         await self._mfa.set_pending(user_id=user.id, sealed_secret=self._box.seal(secret))
@@ -83,10 +84,10 @@ class MfaManager:
         violations.raise_if_any()
         user = await self._user(caller)
         if user.mfa_enabled:
-            raise FailedPrecondition("MFA is already enabled", reason="MFA_ALREADY_ENABLED")
+            raise FailedPrecondition("MFA is already enabled", reason=reasons.MFA_ALREADY_ENABLED)
         security = await self._store.security_of(user_id=user.id)
         if security is None or security.totp_pending is None:
-            raise FailedPrecondition("Set up MFA first", reason="MFA_NOT_SET_UP")
+            raise FailedPrecondition("Set up MFA first", reason=reasons.MFA_NOT_SET_UP)
         await self._guard.check(user.email)
         now = self._clock()
         secret = self._box.open(security.totp_pending)
@@ -159,7 +160,7 @@ class MfaManager:
         violations.raise_if_any()
         user = await self._user(caller)
         if not user.mfa_enabled:
-            raise FailedPrecondition("MFA is not enabled", reason="MFA_NOT_ENABLED")
+            raise FailedPrecondition("MFA is not enabled", reason=reasons.MFA_NOT_ENABLED)
         await self._guard.check(user.email)
         if await self.check_code(user=user, code=code, allow_recovery=allow_recovery) is None:
             await self._guard.failed(user.email)

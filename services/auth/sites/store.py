@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
+from iotkit import reasons
 from iotkit.errors import AlreadyExists
 from iotkit.listing import PageRequest, contains
 from iotkit.sqltypes import UtcDateTime
@@ -72,7 +73,7 @@ class SiteStore:
                 session.add(row)
         except IntegrityError as exc:
             raise AlreadyExists(
-                "An account with this email already exists", reason="ACCOUNT_EXISTS"
+                "An account with this email already exists", reason=reasons.ACCOUNT_EXISTS
             ) from exc
         return row
 
@@ -135,7 +136,9 @@ class SiteStore:
             async with self._sessions.begin() as session:
                 session.add(row)
         except IntegrityError as exc:
-            raise AlreadyExists("Domain is already registered", reason="DOMAIN_TAKEN") from exc
+            raise AlreadyExists(
+                "Domain is already registered", reason=reasons.DOMAIN_TAKEN
+            ) from exc
         return row
 
     async def site(self, *, site_id: str) -> SiteRow | None:

@@ -202,13 +202,10 @@ class ImportStore:
                 continue  # a concurrent request took that slot; look again
         return None
 
-    async def batch(self, *, batch_id: str, owner_id: str | None = None) -> BatchRow | None:
-        """A batch, if it exists (and belongs to ``owner_id`` when given)."""
+    async def batch(self, *, batch_id: str) -> BatchRow | None:
+        """A batch, if it exists."""
         async with self._sessions() as session:
-            batch = await session.get(BatchRow, batch_id)
-        if batch is None or (owner_id is not None and batch.owner_id != owner_id):
-            return None
-        return batch
+            return await session.get(BatchRow, batch_id)
 
     async def list_batches(
         self, *, owner_id: str, status: str | None, offset: int, limit: int
@@ -291,13 +288,10 @@ class ImportStore:
             session.add(file)
         return file
 
-    async def file(self, *, file_id: str, owner_id: str | None = None) -> UploadedFileRow | None:
-        """A file, if it exists (and belongs to ``owner_id`` when given)."""
+    async def file(self, *, file_id: str) -> UploadedFileRow | None:
+        """A file, if it exists."""
         async with self._sessions() as session:
-            found = await session.get(UploadedFileRow, file_id)
-        if found is None or (owner_id is not None and found.owner_id != owner_id):
-            return None
-        return found
+            return await session.get(UploadedFileRow, file_id)
 
     async def files_of_batch(self, *, batch_id: str) -> list[UploadedFileRow]:
         """The files of a batch in the order they were announced."""

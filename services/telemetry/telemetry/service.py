@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any
 
+from iotkit import reasons
 from iotkit.context import Caller
 from iotkit.device_access import DeviceAccessClient
 from iotkit.errors import NotFound
@@ -28,7 +29,7 @@ MAX_SAMPLING_RATE = 1_000_000
 
 
 def _not_found() -> NotFound:
-    return NotFound("Stream not found", reason="STREAM_NOT_FOUND")
+    return NotFound("Stream not found", reason=reasons.STREAM_NOT_FOUND)
 
 
 class StreamService:
@@ -68,7 +69,7 @@ class StreamService:
         violations.raise_if_any()
         grant = await self._access.check(token=token, device_id=device_id, access="write")
         if not grant.allowed:
-            raise NotFound("Device not found", reason="DEVICE_NOT_FOUND")
+            raise NotFound("Device not found", reason=reasons.DEVICE_NOT_FOUND)
         existing = await self._store.stream_of(device_id=device_id, metric_name=metric_name)
         if existing is not None:
             updated = await self._store.update_stream(
@@ -99,7 +100,7 @@ class StreamService:
         violations.raise_if_any()
         grant = await self._access.check(token=token, device_id=device_id, access="read")
         if not grant.allowed:
-            raise NotFound("Device not found", reason="DEVICE_NOT_FOUND")
+            raise NotFound("Device not found", reason=reasons.DEVICE_NOT_FOUND)
         return await self._store.streams_of_device(device_id=device_id)
 
     async def get(self, *, caller: Caller, token: str, stream_id: str) -> StreamRow:
