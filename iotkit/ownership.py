@@ -37,8 +37,6 @@ def owned(
 
     Administrators see every row unless ``admin_sees_all`` is False.
     """
-    if row is None or (
-        row.owner_id != caller.subject and not (admin_sees_all and caller.is_admin)
-    ):
+    if row is None or (row.owner_id != caller.subject and not (admin_sees_all and caller.is_admin)):
         raise NotFound(message, reason=reason)
     return row

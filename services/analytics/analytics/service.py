@@ -18,6 +18,7 @@ from typing import TypeVar
 
 from iotkit import reasons
 from iotkit.context import Caller
+from iotkit.convert import epoch_micros, micros_datetime
 from iotkit.errors import FailedPrecondition, NotFound
 from iotkit.listing import PageRequest, check_page
 from iotkit.ownership import owned
@@ -70,7 +71,7 @@ CORRELATION_COLUMNS = (
 
 def iso_us(micros: int) -> str:
     """RFC 3339 UTC text of microseconds since the epoch."""
-    return datetime.fromtimestamp(micros / 1e6, UTC).isoformat().replace("+00:00", "Z")
+    return micros_datetime(micros).isoformat().replace("+00:00", "Z")
 
 
 def iso(moment: datetime | None) -> str:
@@ -165,8 +166,8 @@ class AnomalyService:
                 device_id=device_id or None,
                 anomaly_type=anomaly_type or None,
                 status=status or None,
-                start_us=int(start.timestamp() * 1e6) if start else None,
-                end_us=int(end.timestamp() * 1e6) if end else None,
+                start_us=epoch_micros(start) if start else None,
+                end_us=epoch_micros(end) if end else None,
                 min_confidence=min_confidence,
                 offset=request.offset,
                 limit=request.limit,
@@ -297,7 +298,7 @@ class CorrelationService:
             violations.add("max_lag_seconds", "max_lag_seconds must be between 0 and 3600")
         violations.raise_if_any()
         assert window_start is not None and window_end is not None
-        start_us, end_us = int(window_start.timestamp() * 1e6), int(window_end.timestamp() * 1e6)
+        start_us, end_us = epoch_micros(window_start), epoch_micros(window_end)
         series = []
         for stream_id in (stream_a, stream_b):
             try:

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from iotkit.context import Caller
+from iotkit.convert import epoch_micros
 from iotkit.device_access import DeviceAccessClient
 from iotkit.sqltypes import utcnow
 from services.telemetry.telemetry.codec import Float64s, Int64s
@@ -115,7 +116,7 @@ class IngestService:
                     )
                 )
             return result
-        now_us = int(self._clock().timestamp() * 1_000_000)
+        now_us = epoch_micros(self._clock())
         prepared: list[Prepared] = []
         places: list[tuple[str, int, int]] = []  # device, newest ts, kept
         for index, entry in enumerate(entries):

@@ -14,6 +14,7 @@ from typing import Any
 
 from iotkit import reasons
 from iotkit.context import Caller
+from iotkit.convert import epoch_micros
 from iotkit.device_access import DeviceAccessClient
 from iotkit.errors import NotFound
 from iotkit.sqltypes import utcnow
@@ -205,10 +206,10 @@ class StreamService:
     async def _range(
         self, stream: StreamRow, start: datetime | None, end: datetime | None
     ) -> tuple[int, int]:
-        now_us = int(self._clock().timestamp() * 1_000_000)
-        high = int(end.timestamp() * 1_000_000) if end else max(now_us, (stream.last_ts or 0) + 1)
+        now_us = epoch_micros(self._clock())
+        high = epoch_micros(end) if end else max(now_us, (stream.last_ts or 0) + 1)
         if start:
-            low = int(start.timestamp() * 1_000_000)
+            low = epoch_micros(start)
         else:
             low = await self._store.first_ts(stream_id=stream.id) or high
         if stream.retention_days:
