@@ -34,7 +34,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from iotkit import reasons
 from iotkit.errors import AlreadyExists
-from iotkit.listing import PageRequest, contains
+from iotkit.listing import PageRequest, contains, fetch_page
 from iotkit.sqltypes import UtcDateTime
 
 
@@ -340,21 +340,16 @@ class AuthStore:
             conditions.append(UserRow.role == role)
         if is_active is not None:
             conditions.append(UserRow.is_active.is_(is_active))
-        joined = select(UserRow, ProfileRow).outerjoin(ProfileRow, ProfileRow.user_id == UserRow.id)
         async with self._sessions() as session:
-            total = await session.scalar(
-                select(func.count())
-                .select_from(UserRow)
+            return await fetch_page(
+                session,
+                select(UserRow, ProfileRow)
                 .outerjoin(ProfileRow, ProfileRow.user_id == UserRow.id)
                 .where(*conditions)
+                .order_by(UserRow.created_at.desc(), UserRow.id),
+                offset=page.offset,
+                limit=page.limit,
             )
-            rows = await session.execute(
-                joined.where(*conditions)
-                .order_by(UserRow.created_at.desc(), UserRow.id)
-                .offset(page.offset)
-                .limit(page.limit)
-            )
-            return [(user, profile) for user, profile in rows], int(total or 0)
 
     async def promote(self, *, user_id: str, now: datetime, password_hash: str | None) -> None:
         """Make a user an active, verified admin; replace the password when one is given."""

@@ -5,14 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Integer, String, func, or_, select
+from sqlalchemy import Boolean, ForeignKey, Integer, String, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
 from iotkit import reasons
 from iotkit.errors import AlreadyExists
-from iotkit.listing import PageRequest, contains
+from iotkit.listing import PageRequest, contains, fetch_page
 from iotkit.sqltypes import UtcDateTime
 from services.auth.core.store import Base, new_id
 
@@ -92,17 +92,14 @@ class SiteStore:
                 or_(contains(AccountRow.name, search), contains(AccountRow.email, search))
             )
         async with self._sessions() as session:
-            total = await session.scalar(
-                select(func.count()).select_from(AccountRow).where(*conditions)
-            )
-            rows = await session.scalars(
+            return await fetch_page(
+                session,
                 select(AccountRow)
                 .where(*conditions)
-                .order_by(AccountRow.created_at.desc(), AccountRow.id)
-                .offset(page.offset)
-                .limit(page.limit)
+                .order_by(AccountRow.created_at.desc(), AccountRow.id),
+                offset=page.offset,
+                limit=page.limit,
             )
-            return list(rows), int(total or 0)
 
     async def update_account(
         self, *, account_id: str, now: datetime, changes: dict[str, Any]
@@ -154,17 +151,14 @@ class SiteStore:
     async def sites(self, *, account_id: str, page: PageRequest) -> tuple[list[SiteRow], int]:
         """A page of an account's sites, newest first (ties by id)."""
         async with self._sessions() as session:
-            total = await session.scalar(
-                select(func.count()).select_from(SiteRow).where(SiteRow.account_id == account_id)
-            )
-            rows = await session.scalars(
+            return await fetch_page(
+                session,
                 select(SiteRow)
                 .where(SiteRow.account_id == account_id)
-                .order_by(SiteRow.created_at.desc(), SiteRow.id)
-                .offset(page.offset)
-                .limit(page.limit)
+                .order_by(SiteRow.created_at.desc(), SiteRow.id),
+                offset=page.offset,
+                limit=page.limit,
             )
-            return list(rows), int(total or 0)
 
     async def update_site(
         self, *, site_id: str, now: datetime, changes: dict[str, Any]

@@ -15,6 +15,7 @@ from sqlalchemy import BigInteger, Float, ForeignKey, Integer, String, func, sel
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from iotkit.listing import contains, fetch_page
 from iotkit.sqltypes import UtcDateTime
 
 # SQLite gives autoincrement only to INTEGER PRIMARY KEY; PostgreSQL gets a bigint.
@@ -125,22 +126,14 @@ class DeviceStore:
         if query.status:
             conditions.append(DeviceRow.status == query.status)
         if query.search:
-            escaped = (
-                query.search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            )
-            conditions.append(func.lower(DeviceRow.name).like(f"%{escaped}%", escape="\\"))
+            conditions.append(contains(DeviceRow.name, query.search))
         async with self._sessions() as session:
-            total = await session.scalar(
-                select(func.count()).select_from(DeviceRow).where(*conditions)
+            return await fetch_page(
+                session,
+                select(DeviceRow).where(*conditions).order_by(*_ORDER[query.sort]),
+                offset=query.offset,
+                limit=query.limit,
             )
-            rows = await session.scalars(
-                select(DeviceRow)
-                .where(*conditions)
-                .order_by(*_ORDER[query.sort])
-                .offset(query.offset)
-                .limit(query.limit)
-            )
-            return list(rows), int(total or 0)
 
     async def update_device(
         self, *, device_id: str, values: dict[str, Any], now: datetime

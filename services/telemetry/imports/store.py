@@ -31,6 +31,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
+from iotkit.listing import fetch_page
 from iotkit.sqltypes import UtcDateTime
 from services.telemetry.telemetry.store import SEQUENCE, Base
 
@@ -215,17 +216,14 @@ class ImportStore:
         if status:
             conditions.append(BatchRow.status == status)
         async with self._sessions() as session:
-            total = await session.scalar(
-                select(func.count()).select_from(BatchRow).where(*conditions)
-            )
-            rows = await session.scalars(
+            return await fetch_page(
+                session,
                 select(BatchRow)
                 .where(*conditions)
-                .order_by(BatchRow.started_at.desc(), BatchRow.id.desc())
-                .offset(offset)
-                .limit(limit)
+                .order_by(BatchRow.started_at.desc(), BatchRow.id.desc()),
+                offset=offset,
+                limit=limit,
             )
-            return list(rows), int(total or 0)
 
     async def finish_batch(
         self, *, batch_id: str, status: str, now: datetime, pending_message: str
@@ -471,17 +469,12 @@ class ImportStore:
         if query.severity:
             conditions.append(ErrorLogRow.severity == query.severity)
         async with self._sessions() as session:
-            total = await session.scalar(
-                select(func.count()).select_from(ErrorLogRow).where(*conditions)
+            return await fetch_page(
+                session,
+                select(ErrorLogRow).where(*conditions).order_by(ErrorLogRow.seq),
+                offset=query.offset,
+                limit=query.limit,
             )
-            rows = await session.scalars(
-                select(ErrorLogRow)
-                .where(*conditions)
-                .order_by(ErrorLogRow.seq)
-                .offset(query.offset)
-                .limit(query.limit)
-            )
-            return list(rows), int(total or 0)
 
 
 def error_entry(
