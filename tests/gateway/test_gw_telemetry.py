@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -14,8 +13,7 @@ import pytest
 from gateway.serve import start_gateway, stop_gateway
 from iot.telemetry.v1 import telemetry_pb2, telemetry_pb2_grpc
 from tests.conftest import Suite
-
-PASSWORD = "Str0ng!pass"
+from tests.support import bearer, rest_user
 
 
 @pytest.fixture
@@ -24,13 +22,6 @@ async def client(suite: Suite) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
         yield http
     await stop_gateway(server, task)
-
-
-async def login(client: httpx.AsyncClient) -> dict[str, str]:
-    email = f"u-{uuid.uuid4().hex[:10]}@example.com"
-    await client.post("/v1/auth/register", json={"email": email, "password": PASSWORD})
-    answer = await client.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
-    return {"authorization": f"Bearer {answer.json()['data']['access_token']}"}
 
 
 async def new_device(client: httpx.AsyncClient, who: dict[str, str]) -> str:
@@ -47,7 +38,7 @@ def iso(moment: datetime) -> str:
 async def test_device_credential_streams_and_the_browser_charts(
     suite: Suite, client: httpx.AsyncClient
 ) -> None:
-    ann = await login(client)
+    ann = await rest_user(client)
     device_id = await new_device(client, ann)
     issued = await client.post(f"/v1/devices/{device_id}/credentials", headers=ann, json={})
     token = issued.json()["data"]["token"]
@@ -72,12 +63,7 @@ async def test_device_credential_streams_and_the_browser_charts(
 
     async with grpc.aio.insecure_channel(suite.address("telemetry")) as channel:
         stub = telemetry_pb2_grpc.TelemetryServiceStub(channel)
-        acks = [
-            a
-            async for a in stub.StreamReadings(
-                batches(), metadata=[("authorization", f"Bearer {token}")]
-            )
-        ]
+        acks = [a async for a in stub.StreamReadings(batches(), metadata=bearer(token))]
     assert sum(a.accepted for a in acks) == 5000
     stream_id = acks[0].stream_ids[0]
 
@@ -108,7 +94,7 @@ async def test_device_credential_streams_and_the_browser_charts(
     points = window.json()["data"]["data"]
     assert len(points) == 100 and all("normalized_value" in p for p in points)
 
-    bob = await login(client)
+    bob = await rest_user(client)
     assert (await client.get(f"/v1/streams/{stream_id}/data", headers=bob)).status_code == 404
     bad = await client.get(
         f"/v1/streams/{stream_id}/data", headers=ann, params={"normalization": "log"}
@@ -121,7 +107,7 @@ async def test_device_credential_streams_and_the_browser_charts(
 
 
 async def test_bulk_readings_and_stream_settings(client: httpx.AsyncClient) -> None:
-    ann = await login(client)
+    ann = await rest_user(client)
     device_id = await new_device(client, ann)
     now = datetime.now(UTC).replace(microsecond=0)
     readings = [

@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from iot.system.v1 import system_pb2, system_pb2_grpc
 from iotkit.config import SERVICES
 from tests.conftest import Suite
+from tests.support import bearer
 
 
 async def system_status(suite: Suite) -> system_pb2.SystemStatus:
@@ -78,7 +79,8 @@ async def test_redis_is_checked_when_configured(backend, redis_url: str) -> None
 async def test_unreachable_redis_degrades_the_cache(backend) -> None:  # type: ignore[no-untyped-def]
     from dataclasses import replace
 
-    from tests.conftest import free_port, start_suite
+    from tests.conftest import start_suite
+    from tests.support import free_port
 
     dead = f"redis://127.0.0.1:{free_port()}/0"
     backend = replace(backend, settings=replace(backend.settings, redis_url=dead))
@@ -118,7 +120,7 @@ async def test_services_verify_tokens_with_keys_fetched_from_auth(
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             await stub.GetProcessStatus(
                 system_pb2.GetProcessStatusRequest(),
-                metadata=[("authorization", f"Bearer {forged}")],
+                metadata=bearer(forged),
             )
         assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
     # The genuine path: auth's aggregator reads every service's diagnostics with a token
