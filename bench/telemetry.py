@@ -19,7 +19,6 @@ from datetime import UTC, datetime
 
 import numpy as np
 import psycopg
-from google.protobuf import timestamp_pb2
 from grpc import aio
 
 from bench import baselines
@@ -28,6 +27,7 @@ from bench.load import LoadPlan, LoadResult, batch_arrays, run_elsewhere, values
 from bench.report import Figure, JobResult
 from bench.services import RunningServices, cpu_seconds, running
 from iot.telemetry.v1 import telemetry_pb2, telemetry_pb2_grpc
+from iotkit.convert import micros_timestamp
 from iotkit.db import open_database
 from iotkit.server import channel
 from services.telemetry.telemetry import query
@@ -53,12 +53,6 @@ QUERY_RUNS = 7
 QUERY_STREAM = 100_000
 """The query stream's id in the plain table (the ingest streams are 0-99)."""
 INGEST_TARGET = 1_000_000
-
-
-def _micros(value: int) -> timestamp_pb2.Timestamp:
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromMicroseconds(value)
-    return stamp
 
 
 def _median_ms(seconds: list[float]) -> float:
@@ -102,7 +96,10 @@ async def _grpc_query(
     suite: RunningServices, token: str, stream_id: str, start: int, end: int
 ) -> tuple[list[float], telemetry_pb2.SensorDataResponse]:
     request = telemetry_pb2.GetStreamDataRequest(
-        stream_id=stream_id, start=_micros(start), end=_micros(end), max_points=QUERY_POINTS
+        stream_id=stream_id,
+        start=micros_timestamp(start),
+        end=micros_timestamp(end),
+        max_points=QUERY_POINTS,
     )
     metadata = [("authorization", f"Bearer {token}")]
     telemetry_channel = channel(suite.address("telemetry"))

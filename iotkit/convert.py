@@ -2,10 +2,28 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from google.protobuf import struct_pb2, timestamp_pb2
+from google.protobuf.message import Message
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def epoch_micros(value: datetime) -> int:
+    """Microseconds since the epoch of an aware datetime, exactly.
+
+    Integer arithmetic on purpose: ``int(value.timestamp() * 1e6)`` goes
+    through a float, which cannot hold every microsecond of distant dates.
+    """
+    return (value - EPOCH) // _MICROSECOND
+
+
+def micros_datetime(micros: int) -> datetime:
+    """The aware UTC datetime of microseconds since the epoch, exactly."""
+    return EPOCH + timedelta(microseconds=micros)
 
 
 def timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
@@ -20,6 +38,26 @@ def timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
 def epoch_timestamp(seconds: int) -> timestamp_pb2.Timestamp:
     """A protobuf Timestamp for seconds since the epoch."""
     return timestamp_pb2.Timestamp(seconds=seconds)
+
+
+def micros_timestamp(micros: int) -> timestamp_pb2.Timestamp:
+    """A protobuf Timestamp for microseconds since the epoch (how readings keep time)."""
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromMicroseconds(micros)
+    return stamp
+
+
+def micros(stamp: timestamp_pb2.Timestamp) -> int:
+    """Microseconds since the epoch of a protobuf Timestamp (nanoseconds below a µs dropped)."""
+    return stamp.seconds * 1_000_000 + stamp.nanos // 1000
+
+
+def datetime_field(message: Message, name: str) -> datetime | None:
+    """The aware UTC datetime of ``message``'s Timestamp field ``name``, or None when unset."""
+    if not message.HasField(name):
+        return None
+    stamp: timestamp_pb2.Timestamp = getattr(message, name)
+    return stamp.ToDatetime(tzinfo=UTC)
 
 
 def struct(value: dict[str, Any] | None) -> struct_pb2.Struct:

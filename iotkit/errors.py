@@ -16,6 +16,8 @@ from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from iotkit import reasons
+
 ERROR_DOMAIN = "iotsuite"
 
 
@@ -31,7 +33,7 @@ class DomainError(Exception):
     """An error a caller can act on; subclasses fix the gRPC code and reason."""
 
     code: grpc.StatusCode = grpc.StatusCode.FAILED_PRECONDITION
-    reason: str = "FAILED_PRECONDITION"
+    reason: str = reasons.FAILED_PRECONDITION
 
     def __init__(
         self,
@@ -51,7 +53,7 @@ class ValidationFailed(DomainError):
     """The request breaks one or more field rules."""
 
     code = grpc.StatusCode.INVALID_ARGUMENT
-    reason = "VALIDATION_FAILED"
+    reason = reasons.VALIDATION_FAILED
 
     def __init__(
         self, violations: Sequence[FieldViolation], message: str = "Validation failed"
@@ -64,28 +66,28 @@ class NotFound(DomainError):
     """The resource does not exist or belongs to someone else."""
 
     code = grpc.StatusCode.NOT_FOUND
-    reason = "NOT_FOUND"
+    reason = reasons.NOT_FOUND
 
 
 class AlreadyExists(DomainError):
     """The resource would duplicate one that exists."""
 
     code = grpc.StatusCode.ALREADY_EXISTS
-    reason = "ALREADY_EXISTS"
+    reason = reasons.ALREADY_EXISTS
 
 
 class Unauthenticated(DomainError):
     """The caller's credentials are missing, invalid, expired or revoked."""
 
     code = grpc.StatusCode.UNAUTHENTICATED
-    reason = "UNAUTHENTICATED"
+    reason = reasons.UNAUTHENTICATED
 
 
 class PermissionDenied(DomainError):
     """The caller is known but may not do this."""
 
     code = grpc.StatusCode.PERMISSION_DENIED
-    reason = "PERMISSION_DENIED"
+    reason = reasons.PERMISSION_DENIED
 
 
 class FailedPrecondition(DomainError):
@@ -96,7 +98,7 @@ class RateLimited(DomainError):
     """Too many attempts; the caller may retry after ``retry_after`` seconds."""
 
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
-    reason = "RATE_LIMITED"
+    reason = reasons.RATE_LIMITED
 
     def __init__(self, message: str, *, retry_after: float) -> None:
         super().__init__(message)
@@ -107,7 +109,7 @@ class Unavailable(DomainError):
     """A dependency needed for this call cannot be reached right now."""
 
     code = grpc.StatusCode.UNAVAILABLE
-    reason = "SERVICE_UNAVAILABLE"
+    reason = reasons.SERVICE_UNAVAILABLE
 
 
 def _pack(message: object) -> any_pb2.Any:
@@ -151,7 +153,7 @@ def internal_status() -> grpc.Status:
     status = status_pb2.Status(
         code=code_pb2.INTERNAL,
         message="Internal error",
-        details=[_pack(error_details_pb2.ErrorInfo(reason="INTERNAL", domain=ERROR_DOMAIN))],
+        details=[_pack(error_details_pb2.ErrorInfo(reason=reasons.INTERNAL, domain=ERROR_DOMAIN))],
     )
     return rpc_status.to_status(status)
 

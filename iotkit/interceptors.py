@@ -19,6 +19,7 @@ from typing import Any
 import grpc
 from grpc import aio
 
+from iotkit import reasons
 from iotkit.context import Caller, caller_var, peer_var, request_id_var
 from iotkit.errors import (
     DomainError,
@@ -183,7 +184,7 @@ class ServiceInterceptor(aio.ServerInterceptor):
         if missing:
             raise PermissionDenied(
                 "Token lacks the scope this operation needs",
-                reason="MISSING_SCOPE",
+                reason=reasons.MISSING_SCOPE,
                 metadata={"required": " ".join(sorted(missing))},
             )
         caller_var.set(caller)

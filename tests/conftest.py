@@ -9,11 +9,8 @@ one fails the run instead.
 from __future__ import annotations
 
 import os
-import random
-import socket
 import sqlite3
 import uuid
-from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +25,7 @@ from iotkit.config import SERVICES, Settings
 from iotkit.server import ServiceProcess
 from services.auth.settings import AuthSettings
 from services.telemetry.settings import TelemetrySettings
+from tests.support import free_port
 
 # Cheap argon2 parameters: the tests check behaviour, not hashing cost.
 FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
@@ -40,29 +38,6 @@ def _required(name: str) -> str:
             pytest.fail(f"{name} is required when IOT_TEST_REQUIRE_SERVICES=1")
         pytest.skip(f"{name} is not set")
     return value
-
-
-_HANDED_OUT: deque[int] = deque(maxlen=4000)
-
-
-def free_port() -> int:
-    """A TCP port that was free a moment ago on 127.0.0.1.
-
-    Taken below Linux's ephemeral range (32768 and up), so that no outgoing
-    connection of this or another process can be handed the same port before
-    the test binds it.
-    """
-    while True:
-        port = random.randrange(20_000, 32_000)
-        if port in _HANDED_OUT:  # not yet bound by whoever got it: never hand it out twice
-            continue
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            _HANDED_OUT.append(port)
-            return port
 
 
 @dataclass(frozen=True)

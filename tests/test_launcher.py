@@ -31,16 +31,10 @@ from iotsuite.launcher import (
     run_suite,
     split_address,
 )
+from tests.support import free_port
 
 FAKES = Path(__file__).parent / "fakes"
 PYTHON = sys.executable
-
-
-def free_port() -> int:
-    """A port nothing listens on right now."""
-    with closing(socket.socket()) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def fake_commands(**overrides: list[str]) -> dict[str, list[str]]:

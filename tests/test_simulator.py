@@ -19,6 +19,7 @@ from iot.telemetry.v1 import telemetry_pb2, telemetry_pb2_grpc
 from iotsuite import cli
 from services.telemetry.telemetry import writer
 from tests.conftest import Backend, Suite, start_suite
+from tests.support import bearer
 from tools.simulate import Options, SimulatorError, Summary, simulate
 
 PASSWORD = "Sim-ulat0r!pass"
@@ -49,7 +50,7 @@ async def access_token(suite: Suite, email: str) -> list[tuple[str, str]]:
         login = await auth_pb2_grpc.AuthServiceStub(channel).Login(
             auth_pb2.LoginRequest(email=email, password=PASSWORD)
         )
-    return [("authorization", f"Bearer {login.access_token}")]
+    return bearer(login.access_token)
 
 
 async def stream_data(

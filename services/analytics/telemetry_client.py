@@ -7,10 +7,10 @@ caller may read the stream (another user's stream is NOT_FOUND there).
 from __future__ import annotations
 
 import numpy as np
-from google.protobuf import timestamp_pb2
 from grpc import aio
 
 from iot.telemetry.v1 import telemetry_pb2, telemetry_pb2_grpc
+from iotkit.convert import micros_timestamp
 from services.analytics.analytics.correlation import Float64s, Int64s
 
 CALL_DEADLINE = 60.0
@@ -26,9 +26,7 @@ class TelemetryReader:
         self, *, token: str, stream_id: str, start_us: int, end_us: int
     ) -> tuple[Int64s, Float64s]:
         """Readings of ``stream_id`` in [start_us, end_us); raises what telemetry answers."""
-        start, end = timestamp_pb2.Timestamp(), timestamp_pb2.Timestamp()
-        start.FromMicroseconds(start_us)
-        end.FromMicroseconds(end_us)
+        start, end = micros_timestamp(start_us), micros_timestamp(end_us)
         times: list[Int64s] = []
         values: list[Float64s] = []
         call = self._stub.ReadStream(

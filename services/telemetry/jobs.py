@@ -12,10 +12,10 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
-from google.protobuf import timestamp_pb2
 from grpc import aio
 
 from iot.devices.v1 import devices_pb2, devices_pb2_grpc
+from iotkit.convert import micros_timestamp
 from iotkit.service_tokens import ServiceTokenSource
 from iotkit.sqltypes import utcnow
 from services.telemetry.telemetry.store import TelemetryStore
@@ -76,8 +76,7 @@ class ActivityReporter:
         pending, self._pending = self._pending, {}
         metadata = await self._tokens.metadata() if pending else []
         for device_id, (newest_us, readings) in pending.items():
-            seen = timestamp_pb2.Timestamp()
-            seen.FromMicroseconds(newest_us)
+            seen = micros_timestamp(newest_us)
             try:
                 await self._stub.RecordDeviceActivity(
                     devices_pb2.RecordDeviceActivityRequest(

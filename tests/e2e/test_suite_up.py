@@ -22,7 +22,8 @@ import pytest
 from psycopg import sql
 
 from iotkit.config import SERVICES
-from tests.conftest import _required, free_port
+from tests.conftest import _required
+from tests.support import bearer, free_port
 
 pytestmark = pytest.mark.e2e
 READY_TIMEOUT = 90.0
@@ -188,7 +189,7 @@ def test_devices_stream_with_their_own_credential_and_charts_answer(running: Run
 
             async with grpc.aio.insecure_channel(running.addresses["telemetry"]) as channel:
                 stub = telemetry_pb2_grpc.TelemetryServiceStub(channel)
-                metadata = [("authorization", f"Bearer {token}")]
+                metadata = bearer(token)
                 (ack,) = [a async for a in stub.StreamReadings(batches(), metadata=metadata)]
                 return ack
 

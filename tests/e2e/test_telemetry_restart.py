@@ -22,14 +22,14 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from psycopg import sql
 
-from iot.auth.v1 import auth_pb2, auth_pb2_grpc
+from iot.auth.v1 import auth_pb2_grpc
 from iot.devices.v1 import devices_pb2, devices_pb2_grpc
 from iot.telemetry.v1 import telemetry_pb2, telemetry_pb2_grpc
 from iotkit.config import Settings
 from tests.conftest import Backend, _required, start_suite
+from tests.support import bearer, new_user
 
 pytestmark = pytest.mark.e2e
-PASSWORD = "Str0ng!pass"
 BATCHES, SIZE = 20, 1000
 
 
@@ -105,18 +105,14 @@ async def test_kill_mid_stream_then_resume(settings: Settings, tmp_path: Path) -
             grpc.aio.insecure_channel(suite.address("devices")) as d,
         ):
             auth, devices = auth_pb2_grpc.AuthServiceStub(a), devices_pb2_grpc.DeviceServiceStub(d)
-            await auth.Register(auth_pb2.RegisterRequest(email="k@example.com", password=PASSWORD))
-            login = await auth.Login(
-                auth_pb2.LoginRequest(email="k@example.com", password=PASSWORD)
-            )
-            owner = [("authorization", f"Bearer {login.access_token}")]
+            owner = bearer((await new_user(auth, "k@example.com")).access_token)
             device = await devices.RegisterDevice(
                 devices_pb2.RegisterDeviceRequest(name="k", type="temperature"), metadata=owner
             )
             issued = await devices.IssueDeviceCredential(
                 devices_pb2.IssueDeviceCredentialRequest(device_id=device.device_id), metadata=owner
             )
-        token = [("authorization", f"Bearer {issued.token}")]
+        token = bearer(issued.token)
         start_us = int(time.time() * 1_000_000) - 3_600_000_000
         await wait_serving(address)
 

@@ -11,7 +11,6 @@ its service is routed to the "devices" address.
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -238,13 +237,6 @@ class Fakes:
 def gateway_methods(probe: Probe) -> list[RpcMethod]:
     """The real iot routes plus the probe's, the probe served by the "devices" address."""
     return discover(proto_files()) + discover([probe.file], upstream=lambda _: "devices")
-
-
-def free_port() -> int:
-    """A port nothing listens on (bound then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @asynccontextmanager

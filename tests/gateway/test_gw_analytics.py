@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import uuid
 from collections.abc import AsyncIterator
 
 import grpc
@@ -17,8 +16,8 @@ import pytest
 from gateway.serve import start_gateway, stop_gateway
 from iot.telemetry.v1 import telemetry_pb2, telemetry_pb2_grpc
 from tests.conftest import Suite
+from tests.support import bearer, rest_user
 
-PASSWORD = "Str0ng!pass"
 SECOND = 1_000_000
 
 
@@ -28,13 +27,6 @@ async def client(suite: Suite) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=20) as http:
         yield http
     await stop_gateway(server, task)
-
-
-async def login(client: httpx.AsyncClient) -> dict[str, str]:
-    email = f"u-{uuid.uuid4().hex[:10]}@example.com"
-    await client.post("/v1/auth/register", json={"email": email, "password": PASSWORD})
-    answer = await client.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
-    return {"authorization": f"Bearer {answer.json()['data']['access_token']}"}
 
 
 def readings(
@@ -68,12 +60,7 @@ async def stream(
 
     async with grpc.aio.insecure_channel(suite.address("telemetry")) as channel:
         stub = telemetry_pb2_grpc.TelemetryServiceStub(channel)
-        acks = [
-            a
-            async for a in stub.StreamReadings(
-                batches(), metadata=[("authorization", f"Bearer {token}")]
-            )
-        ]
+        acks = [a async for a in stub.StreamReadings(batches(), metadata=bearer(token))]
     assert sum(a.accepted for a in acks) == len(values)
     return acks[0].stream_ids[0]
 
@@ -104,7 +91,7 @@ async def first_event(
 async def test_a_spike_arrives_live_and_is_reviewed(
     suite: Suite, client: httpx.AsyncClient
 ) -> None:
-    owner = await login(client)
+    owner = await rest_user(client)
     device_id, token = await device_with_token(client, owner)
     ready = asyncio.Event()
     watcher = asyncio.create_task(first_event(client, owner, ready))
@@ -153,7 +140,7 @@ async def test_a_spike_arrives_live_and_is_reviewed(
     )
     assert anomaly["anomaly_id"] in export.text
 
-    stranger = await login(client)
+    stranger = await rest_user(client)
     assert (
         await client.get(f"/v1/anomalies/{anomaly['anomaly_id']}", headers=stranger)
     ).status_code == 404
@@ -162,7 +149,7 @@ async def test_a_spike_arrives_live_and_is_reviewed(
 async def test_stopping_analytics_loses_no_analysis(
     suite: Suite, client: httpx.AsyncClient, backend
 ) -> None:  # type: ignore[no-untyped-def]
-    owner = await login(client)
+    owner = await rest_user(client)
     device_id, token = await device_with_token(client, owner)
     await suite.stop("analytics")
     start = int(time.time()) * SECOND - 1800 * SECOND
@@ -193,7 +180,7 @@ async def test_stopping_analytics_loses_no_analysis(
 
 
 async def test_correlation_through_the_gateway(suite: Suite, client: httpx.AsyncClient) -> None:
-    owner = await login(client)
+    owner = await rest_user(client)
     start = int(time.time()) * SECOND - 1200 * SECOND
     ids = []
     for _ in range(2):
@@ -234,7 +221,7 @@ async def test_correlation_through_the_gateway(suite: Suite, client: httpx.Async
 async def test_correlation_says_how_far_to_trust_it(
     suite: Suite, client: httpx.AsyncClient
 ) -> None:
-    owner = await login(client)
+    owner = await rest_user(client)
     start = int(time.time()) * SECOND - 1200 * SECOND
     rng = np.random.default_rng(31)
     ids = []

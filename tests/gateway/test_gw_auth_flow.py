@@ -29,13 +29,12 @@ from tests.service.auth_support import (
     ADMIN_PASSWORD,
     CHROME,
     NEW_PASSWORD,
-    PASSWORD,
     Mailbox,
-    new_email,
     smtp_server,
     start_auth,
     totp_code,
 )
+from tests.support import PASSWORD, new_email
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 
 import httpx
@@ -10,8 +9,7 @@ import pytest
 
 from gateway.serve import start_gateway, stop_gateway
 from tests.conftest import Suite
-
-PASSWORD = "Str0ng!pass"
+from tests.support import rest_user
 
 
 @pytest.fixture
@@ -22,15 +20,8 @@ async def client(suite: Suite) -> AsyncIterator[httpx.AsyncClient]:
     await stop_gateway(server, task)
 
 
-async def login(client: httpx.AsyncClient) -> dict[str, str]:
-    email = f"u-{uuid.uuid4().hex[:10]}@example.com"
-    await client.post("/v1/auth/register", json={"email": email, "password": PASSWORD})
-    answer = await client.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
-    return {"authorization": f"Bearer {answer.json()['data']['access_token']}"}
-
-
 async def test_register_list_edit_decommission(client: httpx.AsyncClient) -> None:
-    ann = await login(client)
+    ann = await rest_user(client)
     created = []
     for kind in ("temperature", "pressure", "motion"):
         answer = await client.post(
@@ -112,7 +103,7 @@ async def test_register_list_edit_decommission(client: httpx.AsyncClient) -> Non
 async def test_bad_device_input_is_400_with_the_field(
     client: httpx.AsyncClient, body: dict[str, object], fields: list[str]
 ) -> None:
-    ann = await login(client)
+    ann = await rest_user(client)
     answer = await client.post("/v1/devices", headers=ann, json=body)
     assert answer.status_code == 400, answer.text
     assert [e["field"] for e in answer.json()["data"]["errors"]] == fields
@@ -125,14 +116,14 @@ async def test_bad_device_input_is_400_with_the_field(
 async def test_bad_list_parameters_are_400(
     client: httpx.AsyncClient, params: dict[str, str], field: str
 ) -> None:
-    ann = await login(client)
+    ann = await rest_user(client)
     answer = await client.get("/v1/devices", headers=ann, params=params)
     assert answer.status_code == 400
     assert [e["field"] for e in answer.json()["data"]["errors"]] == [field]
 
 
 async def test_malformed_and_foreign_ids(client: httpx.AsyncClient) -> None:
-    ann, bob = await login(client), await login(client)
+    ann, bob = await rest_user(client), await rest_user(client)
     bad = await client.get("/v1/devices/not-a-uuid", headers=ann)
     assert bad.status_code == 400 and bad.json()["data"]["errors"][0]["field"] == "device_id"
     device = (
@@ -149,7 +140,7 @@ async def test_malformed_and_foreign_ids(client: httpx.AsyncClient) -> None:
 
 
 async def test_credentials_and_import(client: httpx.AsyncClient) -> None:
-    ann = await login(client)
+    ann = await rest_user(client)
     device = (
         await client.post("/v1/devices", headers=ann, json={"name": "A", "type": "motion"})
     ).json()["data"]

@@ -10,19 +10,12 @@ from typing import Any
 import grpc
 import httpx
 import pytest
-from gw_support import (
-    Fakes,
-    Probe,
-    abort_with,
-    free_port,
-    gateway_methods,
-    rich_status,
-    running_gateway,
-)
+from gw_support import Fakes, Probe, abort_with, gateway_methods, rich_status, running_gateway
 
 from gateway.app import build_app
 from gateway.serve import start_gateway, stop_gateway
 from iotkit.config import Settings
+from tests.support import free_port
 
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\Z")
 

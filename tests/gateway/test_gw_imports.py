@@ -36,8 +36,8 @@ from gateway.openapi import build_openapi
 from gateway.serve import start_gateway, stop_gateway
 from iotkit.config import Settings
 from tests.conftest import Backend, start_suite
+from tests.support import rest_user
 
-PASSWORD = "Str0ng!pass"
 MIB = 1024 * 1024
 UPLOAD_LIMIT = 3 * MIB // 2
 
@@ -310,13 +310,6 @@ async def client(backend: Backend) -> AsyncIterator[httpx.AsyncClient]:
             await process.aclose(grace=0)
 
 
-async def login(client: httpx.AsyncClient) -> dict[str, str]:
-    email = f"u-{uuid.uuid4().hex[:10]}@example.com"
-    await client.post("/v1/auth/register", json={"email": email, "password": PASSWORD})
-    answer = await client.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
-    return {"authorization": f"Bearer {answer.json()['data']['access_token']}"}
-
-
 async def new_device(client: httpx.AsyncClient, who: dict[str, str]) -> str:
     answer = await client.post(
         "/v1/devices", headers=who, json={"name": "Kiln", "type": "temperature"}
@@ -356,7 +349,7 @@ async def settled(client: httpx.AsyncClient, who: dict[str, str], file_id: str) 
 
 
 async def test_a_batch_of_csv_json_and_xlsx_files(client: httpx.AsyncClient) -> None:
-    ann = await login(client)
+    ann = await rest_user(client)
     device_id = await new_device(client, ann)
     started = await client.post("/v1/batches", headers=ann, json={"device_id": device_id})
     assert started.status_code == 201 and started.json()["message"] == "Batch started"
@@ -430,7 +423,7 @@ async def test_a_batch_of_csv_json_and_xlsx_files(client: httpx.AsyncClient) -> 
 
 
 async def test_bad_input_is_a_4xx_naming_the_field(client: httpx.AsyncClient) -> None:
-    ann, bob = await login(client), await login(client)
+    ann, bob = await rest_user(client), await rest_user(client)
     device_id = await new_device(client, ann)
     bad = await client.post("/v1/uploads", headers=ann, json={"format": "pdf", "checksum": "x"})
     assert bad.status_code == 400
@@ -486,7 +479,7 @@ async def test_bad_input_is_a_4xx_naming_the_field(client: httpx.AsyncClient) ->
 async def test_an_upload_over_the_limit_is_413_and_may_be_sent_again(
     client: httpx.AsyncClient,
 ) -> None:
-    ann = await login(client)
+    ann = await rest_user(client)
     device_id = await new_device(client, ann)
     created = (
         await client.post(

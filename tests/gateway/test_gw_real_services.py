@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 
 import httpx
@@ -12,8 +11,7 @@ from gateway.serve import start_gateway, stop_gateway
 from iotkit.config import SERVICES
 from services.auth import rules
 from tests.conftest import Suite
-
-PASSWORD = "Str0ng!pass"
+from tests.support import PASSWORD, new_email, rest_login
 
 
 @pytest.fixture
@@ -24,23 +22,8 @@ async def client(suite: Suite) -> AsyncIterator[httpx.AsyncClient]:
     await stop_gateway(server, task)
 
 
-def email() -> str:
-    return f"u-{uuid.uuid4().hex[:10]}@example.com"
-
-
-async def login(client: httpx.AsyncClient) -> dict[str, str]:
-    address = email()
-    registered = await client.post(
-        "/v1/auth/register", json={"email": address, "password": PASSWORD}
-    )
-    assert registered.status_code == 201, registered.text
-    answer = await client.post("/v1/auth/login", json={"email": address, "password": PASSWORD})
-    assert answer.status_code == 200, answer.text
-    return answer.json()["data"]
-
-
 async def test_register_login_me_refresh_logout(client: httpx.AsyncClient) -> None:
-    address = email()
+    address = new_email()
     registered = await client.post(
         "/v1/auth/register",
         json={"email": address, "password": PASSWORD, "display_name": "Ann", "mfa_enabled": False},
@@ -95,7 +78,7 @@ async def test_register_login_me_refresh_logout(client: httpx.AsyncClient) -> No
 
 
 async def test_reused_refresh_token_revokes_the_session(client: httpx.AsyncClient) -> None:
-    tokens = await login(client)
+    tokens = await rest_login(client)
     first = await client.post("/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
     again = await client.post("/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
     assert again.status_code == 401
@@ -125,7 +108,7 @@ async def test_validation_answers_every_field_with_the_seed_message(
 
 
 async def test_duplicate_email_is_409(client: httpx.AsyncClient) -> None:
-    address = email()
+    address = new_email()
     await client.post("/v1/auth/register", json={"email": address, "password": PASSWORD})
     again = await client.post("/v1/auth/register", json={"email": address, "password": PASSWORD})
     assert again.status_code == 409
@@ -133,11 +116,11 @@ async def test_duplicate_email_is_409(client: httpx.AsyncClient) -> None:
 
 
 async def test_unknown_email_and_wrong_password_answer_the_same(client: httpx.AsyncClient) -> None:
-    tokens = await login(client)
+    tokens = await rest_login(client)
     wrong = await client.post(
         "/v1/auth/login", json={"email": tokens["user"]["email"], "password": "Wr0ng!pass"}
     )
-    unknown = await client.post("/v1/auth/login", json={"email": email(), "password": PASSWORD})
+    unknown = await client.post("/v1/auth/login", json={"email": new_email(), "password": PASSWORD})
     assert wrong.status_code == unknown.status_code == 401
     assert wrong.json()["message"] == unknown.json()["message"] == "Invalid email or password"
     assert wrong.json()["error"]["error_code"] == unknown.json()["error"]["error_code"]
@@ -188,7 +171,7 @@ async def test_unknown_route_and_wrong_method(client: httpx.AsyncClient) -> None
 
 
 async def test_system_status_through_the_gateway(client: httpx.AsyncClient) -> None:
-    await login(client)
+    await rest_login(client)
     answer = await client.get("/v1/system/status")
     assert answer.status_code == 200
     status = answer.json()["data"]
@@ -216,7 +199,7 @@ async def test_system_status_through_the_gateway(client: httpx.AsyncClient) -> N
 async def test_jwks_is_bare_and_verifies_login_tokens(client: httpx.AsyncClient) -> None:
     import jwt
 
-    tokens = await login(client)
+    tokens = await rest_login(client)
     jwks = (await client.get("/.well-known/jwks.json")).json()
     assert set(jwks) == {"keys"}
     key = jwt.PyJWKSet.from_dict(jwks)[jwt.get_unverified_header(tokens["access_token"])["kid"]]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -16,8 +15,7 @@ from iot.telemetry.v1 import telemetry_pb2, telemetry_pb2_grpc
 from services.devices.devices import service as devices_service
 from services.telemetry.telemetry import ingest
 from tests.conftest import Suite
-
-PASSWORD = "Str0ng!pass"
+from tests.support import bearer, rest_user
 
 
 @pytest.fixture
@@ -26,13 +24,6 @@ async def client(suite: Suite) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
         yield http
     await stop_gateway(server, task)
-
-
-async def login(client: httpx.AsyncClient) -> dict[str, str]:
-    email = f"u-{uuid.uuid4().hex[:10]}@example.com"
-    await client.post("/v1/auth/register", json={"email": email, "password": PASSWORD})
-    answer = await client.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
-    return {"authorization": f"Bearer {answer.json()['data']['access_token']}"}
 
 
 async def new_device(client: httpx.AsyncClient, who: dict[str, str]) -> str:
@@ -49,7 +40,7 @@ def iso(moment: datetime) -> str:
 async def test_device_credential_streams_and_the_browser_charts(
     suite: Suite, client: httpx.AsyncClient
 ) -> None:
-    ann = await login(client)
+    ann = await rest_user(client)
     device_id = await new_device(client, ann)
     issued = await client.post(f"/v1/devices/{device_id}/credentials", headers=ann, json={})
     token = issued.json()["data"]["token"]
@@ -74,12 +65,7 @@ async def test_device_credential_streams_and_the_browser_charts(
 
     async with grpc.aio.insecure_channel(suite.address("telemetry")) as channel:
         stub = telemetry_pb2_grpc.TelemetryServiceStub(channel)
-        acks = [
-            a
-            async for a in stub.StreamReadings(
-                batches(), metadata=[("authorization", f"Bearer {token}")]
-            )
-        ]
+        acks = [a async for a in stub.StreamReadings(batches(), metadata=bearer(token))]
     assert sum(a.accepted for a in acks) == 5000
     stream_id = acks[0].stream_ids[0]
 
@@ -110,7 +96,7 @@ async def test_device_credential_streams_and_the_browser_charts(
     points = window.json()["data"]["data"]
     assert len(points) == 100 and all("normalized_value" in p for p in points)
 
-    bob = await login(client)
+    bob = await rest_user(client)
     assert (await client.get(f"/v1/streams/{stream_id}/data", headers=bob)).status_code == 404
     bad = await client.get(
         f"/v1/streams/{stream_id}/data", headers=ann, params={"normalization": "log"}
@@ -123,7 +109,7 @@ async def test_device_credential_streams_and_the_browser_charts(
 
 
 async def test_bulk_readings_and_stream_settings(client: httpx.AsyncClient) -> None:
-    ann = await login(client)
+    ann = await rest_user(client)
     device_id = await new_device(client, ann)
     now = datetime.now(UTC).replace(microsecond=0)
     readings = [
@@ -181,7 +167,7 @@ async def test_rejected_writes_are_errors_and_partial_ones_say_so(
 ) -> None:
     # Devices' answers are cached for up to ACCESS_TTL_SECONDS; 0 makes a revocation immediate.
     monkeypatch.setattr(devices_service, "ACCESS_TTL_SECONDS", 0)
-    ann, bob = await login(client), await login(client)
+    ann, bob = await rest_user(client), await rest_user(client)
     device_id = await new_device(client, ann)
     url = f"/v1/devices/{device_id}/readings"
 
@@ -255,7 +241,7 @@ async def test_rejected_writes_are_errors_and_partial_ones_say_so(
 async def test_a_new_stream_has_no_latest_value_and_charts_use_the_point_budget(
     client: httpx.AsyncClient,
 ) -> None:
-    ann = await login(client)
+    ann = await rest_user(client)
     device_id = await new_device(client, ann)
     created = await client.post(
         f"/v1/devices/{device_id}/streams", headers=ann, json={"metric_name": "pressure"}

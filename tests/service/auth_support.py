@@ -12,7 +12,6 @@ import asyncio
 import re
 import threading
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
@@ -37,8 +36,8 @@ from iot.auth.v1 import (
     sites_pb2_grpc,
 )
 from tests.conftest import Backend, Suite, start_suite
+from tests.support import PASSWORD, client, new_email
 
-PASSWORD = "Str0ng!pass"
 NEW_PASSWORD = "N3w!passw0rd"
 ADMIN_EMAIL = "root@example.com"
 ADMIN_PASSWORD = "Adm1n!passw0rd"
@@ -49,27 +48,6 @@ CHROME = (
 FIREFOX = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:121.0) Gecko/20100101 Firefox/121.0"
 
 _LINK_TOKEN = re.compile(r"[?&]token=([A-Za-z0-9_-]+)")
-
-
-def new_email() -> str:
-    """A fresh address."""
-    return f"user-{uuid.uuid4().hex[:10]}@example.com"
-
-
-def bearer(token: str, *, ip: str = "", agent: str = "") -> list[tuple[str, str]]:
-    """Call metadata with a token and, optionally, the client the gateway would forward."""
-    metadata = [("authorization", f"Bearer {token}")]
-    return metadata + client(ip=ip, agent=agent)
-
-
-def client(*, ip: str = "", agent: str = "") -> list[tuple[str, str]]:
-    """The metadata the gateway forwards about the HTTP client."""
-    metadata = []
-    if ip:
-        metadata.append(("x-forwarded-for", ip))
-    if agent:
-        metadata.append(("x-forwarded-user-agent", agent))
-    return metadata
 
 
 @dataclass

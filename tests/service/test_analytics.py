@@ -23,8 +23,8 @@ from iotkit.config import PLACEHOLDER_SECRET
 from iotkit.errors import violations_of
 from services.telemetry import wiring as telemetry_wiring
 from tests.conftest import Backend, Suite, start_suite
+from tests.support import bearer, new_user
 
-PASSWORD = "Str0ng!pass"
 SECOND = 1_000_000
 START = int(time.time()) * SECOND - 3 * 3600 * SECOND
 
@@ -62,14 +62,8 @@ async def env(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> AsyncIterato
         await process.aclose(grace=0)
 
 
-def bearer(token: str) -> list[tuple[str, str]]:
-    return [("authorization", f"Bearer {token}")]
-
-
 async def user(env: Env) -> tuple[list[tuple[str, str]], str]:
-    email = f"u-{uuid.uuid4().hex[:10]}@example.com"
-    await env.auth.Register(auth_pb2.RegisterRequest(email=email, password=PASSWORD))
-    login = await env.auth.Login(auth_pb2.LoginRequest(email=email, password=PASSWORD))
+    login = await new_user(env.auth)
     return bearer(login.access_token), login.user.uuid
 
 

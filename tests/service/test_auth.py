@@ -20,8 +20,7 @@ from iotkit.jwks import from_jwk
 from iotkit.logs import JsonFormatter, silence_parameter_loggers
 from services.auth import rules
 from tests.conftest import Suite
-
-PASSWORD = "Str0ng!pass"
+from tests.support import PASSWORD, bearer, new_email, new_user
 
 
 @pytest.fixture
@@ -30,22 +29,10 @@ async def stub(auth_only: Suite) -> AsyncIterator[auth_pb2_grpc.AuthServiceStub]
         yield auth_pb2_grpc.AuthServiceStub(channel)
 
 
-def bearer(token: str) -> list[tuple[str, str]]:
-    return [("authorization", f"Bearer {token}")]
-
-
-def new_email() -> str:
-    return f"user-{uuid.uuid4().hex[:10]}@example.com"
-
-
 async def register_and_login(
     stub: auth_pb2_grpc.AuthServiceStub, email: str | None = None
 ) -> auth_pb2.LoginResponse:
-    email = email or new_email()
-    await stub.Register(
-        auth_pb2.RegisterRequest(email=email, password=PASSWORD, display_name="Ann")
-    )
-    return await stub.Login(auth_pb2.LoginRequest(email=email, password=PASSWORD))
+    return await new_user(stub, email, display_name="Ann")
 
 
 async def test_register_answers_user_and_profile_without_secrets(

@@ -19,14 +19,12 @@ from tests.conftest import Backend, start_suite
 from tests.service.auth_support import (
     ADMIN_EMAIL,
     ADMIN_PASSWORD,
-    PASSWORD,
     Auth,
     Mailbox,
-    bearer,
-    new_email,
     smtp_server,
     start_auth,
 )
+from tests.support import PASSWORD, bearer, new_email
 
 
 @pytest.fixture

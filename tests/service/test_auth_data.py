@@ -16,15 +16,8 @@ import pytest
 from iot.auth.v1 import data_pb2, mfa_pb2
 from iotkit.errors import violations_of
 from tests.conftest import Backend
-from tests.service.auth_support import (
-    CHROME,
-    PASSWORD,
-    Auth,
-    bearer,
-    link_request,
-    start_auth,
-    totp_code,
-)
+from tests.service.auth_support import CHROME, Auth, link_request, start_auth, totp_code
+from tests.support import PASSWORD, bearer
 
 
 @pytest.fixture

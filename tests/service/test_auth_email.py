@@ -25,17 +25,8 @@ from services.auth.crypto import SecretBox
 from services.auth.mail.sender import OutboxSender, SmtpTarget, SmtpTransport
 from services.auth.mail.store import FAILED, LOGGED, SENT, OutboxStore
 from tests.conftest import Backend
-from tests.service.auth_support import (
-    NEW_PASSWORD,
-    PASSWORD,
-    Auth,
-    Mailbox,
-    bearer,
-    blob,
-    new_email,
-    smtp_server,
-    start_auth,
-)
+from tests.service.auth_support import NEW_PASSWORD, Auth, Mailbox, blob, smtp_server, start_auth
+from tests.support import PASSWORD, bearer, new_email
 
 BAD_TOKEN = "Invalid or expired token"
 

@@ -13,7 +13,8 @@ from iot.auth.v1 import admin_pb2, auth_pb2
 from iotkit.errors import reason_of
 from services.auth.lockout import LOCKED_MESSAGE
 from tests.conftest import Backend
-from tests.service.auth_support import PASSWORD, Auth, bearer, new_email, start_auth
+from tests.service.auth_support import Auth, start_auth
+from tests.support import PASSWORD, bearer, new_email
 
 
 @pytest.fixture(params=["in-process", "redis"])

@@ -13,7 +13,8 @@ from iot.auth.v1 import auth_pb2, mfa_pb2
 from iotkit.errors import FieldViolation, reason_of, violations_of
 from services.auth.mfa import service as mfa
 from tests.conftest import Backend
-from tests.service.auth_support import Auth, bearer, blob, start_auth, totp_code
+from tests.service.auth_support import Auth, blob, start_auth, totp_code
+from tests.support import bearer
 
 
 @pytest.fixture

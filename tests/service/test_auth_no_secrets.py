@@ -26,15 +26,13 @@ from tests.conftest import Backend
 from tests.service.auth_support import (
     ADMIN_PASSWORD,
     NEW_PASSWORD,
-    PASSWORD,
     Mailbox,
-    bearer,
     link_request,
-    new_email,
     smtp_server,
     start_auth,
     totp_code,
 )
+from tests.support import PASSWORD, bearer, new_email
 
 
 @pytest.fixture

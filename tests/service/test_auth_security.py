@@ -13,15 +13,8 @@ from iot.auth.v1 import auth_pb2, profile_pb2, security_pb2
 from iotkit.errors import FieldViolation, violations_of
 from services.auth import rules
 from tests.conftest import Backend
-from tests.service.auth_support import (
-    CHROME,
-    FIREFOX,
-    NEW_PASSWORD,
-    PASSWORD,
-    Auth,
-    bearer,
-    start_auth,
-)
+from tests.service.auth_support import CHROME, FIREFOX, NEW_PASSWORD, Auth, start_auth
+from tests.support import PASSWORD, bearer
 
 
 @pytest.fixture

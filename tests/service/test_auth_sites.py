@@ -14,7 +14,8 @@ from iot.auth.v1 import auth_pb2, sites_pb2
 from iotkit.errors import FieldViolation, reason_of, violations_of
 from services.auth import rules
 from tests.conftest import Backend
-from tests.service.auth_support import Auth, bearer, new_email, start_auth
+from tests.service.auth_support import Auth, start_auth
+from tests.support import bearer, new_email
 
 BAD_CLIENT = "Invalid client credentials"
 

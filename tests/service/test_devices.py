@@ -15,8 +15,7 @@ from iot.devices.v1 import devices_pb2, devices_pb2_grpc
 from iotkit.config import PLACEHOLDER_SECRET
 from iotkit.errors import reason_of, violations_of
 from tests.conftest import Backend, Suite, start_suite
-
-PASSWORD = "Str0ng!pass"
+from tests.support import PASSWORD, bearer, new_email, new_user
 
 
 @dataclass
@@ -44,16 +43,13 @@ async def clients(backend: Backend) -> AsyncIterator[Clients]:
         await process.aclose(grace=0)
 
 
-def bearer(token: str) -> list[tuple[str, str]]:
-    return [("authorization", f"Bearer {token}")]
-
-
 async def user(clients: Clients, *, admin: bool = False) -> list[tuple[str, str]]:
     """A new user's call metadata; an admin is promoted in auth's own database."""
-    email = f"u-{uuid.uuid4().hex[:10]}@example.com"
+    if not admin:
+        return bearer((await new_user(clients.auth)).access_token)
+    email = new_email()
     await clients.auth.Register(auth_pb2.RegisterRequest(email=email, password=PASSWORD))
-    if admin:
-        promote(clients.backend, email)
+    promote(clients.backend, email)
     login = await clients.auth.Login(auth_pb2.LoginRequest(email=email, password=PASSWORD))
     return bearer(login.access_token)
 

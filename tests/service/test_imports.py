@@ -7,7 +7,6 @@ import hashlib
 import io
 import json
 import time
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -18,15 +17,15 @@ import grpc
 import pytest
 from openpyxl import Workbook
 
-from iot.auth.v1 import auth_pb2, auth_pb2_grpc
+from iot.auth.v1 import auth_pb2_grpc
 from iot.common.v1 import common_pb2
 from iot.devices.v1 import devices_pb2, devices_pb2_grpc
 from iot.telemetry.v1 import imports_pb2, imports_pb2_grpc, telemetry_pb2, telemetry_pb2_grpc
 from iotkit.errors import reason_of, violations_of
 from services.telemetry import wiring as telemetry_wiring
 from tests.conftest import Backend, Suite, start_suite
+from tests.support import bearer, new_user
 
-PASSWORD = "Str0ng!pass"
 Who = list[tuple[str, str]]
 BASE = datetime.now(UTC).replace(microsecond=0) - timedelta(days=2)
 
@@ -72,10 +71,7 @@ async def env(backend: Backend) -> AsyncIterator[Env]:
 
 
 async def user(env: Env) -> Who:
-    email = f"u-{uuid.uuid4().hex[:10]}@example.com"
-    await env.auth.Register(auth_pb2.RegisterRequest(email=email, password=PASSWORD))
-    login = await env.auth.Login(auth_pb2.LoginRequest(email=email, password=PASSWORD))
-    return [("authorization", f"Bearer {login.access_token}")]
+    return bearer((await new_user(env.auth)).access_token)
 
 
 async def device(env: Env, who: Who) -> str:

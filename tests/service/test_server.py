@@ -16,6 +16,7 @@ from iot.system.v1 import system_pb2, system_pb2_grpc
 from iotkit.errors import reason_of
 from iotkit.server import build_server
 from iotkit.tokens import KeySet, TokenVerifier, static_keys
+from tests.support import bearer
 
 KEY = Ed25519PrivateKey.generate()
 SLOW = "/test.Slow/Call"
@@ -73,9 +74,7 @@ async def test_stop_reports_not_serving_and_drains_in_flight_calls(server) -> No
         assert serving.status == health_pb2.HealthCheckResponse.SERVING
         watch = health.Watch(health_pb2.HealthCheckRequest(service=""))
         assert (await watch.read()).status == health_pb2.HealthCheckResponse.SERVING
-        call = channel.unary_unary(SLOW)(
-            b"", metadata=[("authorization", f"Bearer {access_token()}")]
-        )
+        call = channel.unary_unary(SLOW)(b"", metadata=bearer(access_token()))
         await asyncio.sleep(0.1)  # the call is now in flight
         stopping = asyncio.create_task(server.stop(5))
         assert (await watch.read()).status == health_pb2.HealthCheckResponse.NOT_SERVING
@@ -86,9 +85,7 @@ async def test_stop_reports_not_serving_and_drains_in_flight_calls(server) -> No
 async def test_unexpected_errors_are_internal_without_details(server, caplog) -> None:  # type: ignore[no-untyped-def]
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await channel.unary_unary(BROKEN)(
-                b"", metadata=[("authorization", f"Bearer {access_token()}")]
-            )
+            await channel.unary_unary(BROKEN)(b"", metadata=bearer(access_token()))
     assert caught.value.code() == grpc.StatusCode.INTERNAL
     assert caught.value.details() == "Internal error"
     assert reason_of(caught.value) == "INTERNAL"
@@ -123,18 +120,14 @@ async def test_scopes_and_token_types_come_from_the_proto_rules(server) -> None:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         diagnostics = system_pb2_grpc.DiagnosticsServiceStub(channel)
         with pytest.raises(grpc.aio.AioRpcError) as lacking:
-            await diagnostics.GetProcessStatus(
-                request, metadata=[("authorization", f"Bearer {service_token('chat')}")]
-            )
+            await diagnostics.GetProcessStatus(request, metadata=bearer(service_token("chat")))
         assert lacking.value.code() == grpc.StatusCode.PERMISSION_DENIED
         assert reason_of(lacking.value) == "MISSING_SCOPE"
         with pytest.raises(grpc.aio.AioRpcError) as wrong_type:
-            await diagnostics.GetProcessStatus(
-                request, metadata=[("authorization", f"Bearer {access_token()}")]
-            )
+            await diagnostics.GetProcessStatus(request, metadata=bearer(access_token()))
         assert wrong_type.value.code() == grpc.StatusCode.UNAUTHENTICATED
         answer = await diagnostics.GetProcessStatus(
-            request, metadata=[("authorization", f"Bearer {service_token('system:read')}")]
+            request, metadata=bearer(service_token("system:read"))
         )
     assert answer.service == "test"
     assert answer.metrics.total_requests >= 2
@@ -143,9 +136,7 @@ async def test_scopes_and_token_types_come_from_the_proto_rules(server) -> None:
 async def test_a_call_ended_by_the_runtime_is_a_log_line_not_a_traceback(server, caplog) -> None:  # type: ignore[no-untyped-def]
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await channel.unary_unary(ENDED)(
-                b"", metadata=[("authorization", f"Bearer {access_token()}")]
-            )
+            await channel.unary_unary(ENDED)(b"", metadata=bearer(access_token()))
     assert caught.value.code() != grpc.StatusCode.OK
     ended = [r for r in caplog.records if r.getMessage() == "call ended by the gRPC runtime"]
     assert ended and ended[0].levelname == "WARNING"

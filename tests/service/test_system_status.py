@@ -13,6 +13,7 @@ from iot.system.v1 import system_pb2, system_pb2_grpc
 from iotkit.config import SERVICES
 from iotkit.process import build_service
 from tests.conftest import Backend, Suite, start_suite
+from tests.support import bearer
 
 # What every process serves besides its APIs: never counted as an API.
 INFRASTRUCTURE = {
@@ -135,7 +136,7 @@ async def test_services_verify_tokens_with_keys_fetched_from_auth(
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             await stub.GetProcessStatus(
                 system_pb2.GetProcessStatusRequest(),
-                metadata=[("authorization", f"Bearer {forged}")],
+                metadata=bearer(forged),
             )
         assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
     # The genuine path: auth's aggregator reads every service's diagnostics with a token

@@ -13,15 +13,15 @@ import numpy as np
 import pytest
 from google.protobuf import timestamp_pb2
 
-from iot.auth.v1 import auth_pb2, auth_pb2_grpc
+from iot.auth.v1 import auth_pb2_grpc
 from iot.devices.v1 import devices_pb2, devices_pb2_grpc
 from iot.telemetry.v1 import telemetry_pb2, telemetry_pb2_grpc
 from iotkit.errors import reason_of, violations_of
 from services.devices.devices import service as devices_service
 from services.telemetry import wiring as telemetry_wiring
 from tests.conftest import Backend, Suite, start_suite
+from tests.support import bearer, new_user
 
-PASSWORD = "Str0ng!pass"
 NOW_US = int(time.time() * 1_000_000)
 
 
@@ -55,16 +55,8 @@ async def env(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> AsyncIterato
         await process.aclose(grace=0)
 
 
-def bearer(token: str) -> list[tuple[str, str]]:
-    return [("authorization", f"Bearer {token}")]
-
-
 async def user(env: Env) -> list[tuple[str, str]]:
-    email = f"u-{uuid.uuid4().hex[:10]}@example.com"
-    await env.auth.Register(auth_pb2.RegisterRequest(email=email, password=PASSWORD))
-    return bearer(
-        (await env.auth.Login(auth_pb2.LoginRequest(email=email, password=PASSWORD))).access_token
-    )
+    return bearer((await new_user(env.auth)).access_token)
 
 
 async def device(

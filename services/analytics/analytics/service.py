@@ -16,9 +16,12 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Protocol, TypeVar
 
+from iotkit import reasons
 from iotkit.context import Caller
+from iotkit.convert import epoch_micros, micros_datetime
 from iotkit.errors import FailedPrecondition, FieldViolation, NotFound, ValidationFailed
 from iotkit.listing import PageRequest, check_page
+from iotkit.ownership import owned
 from iotkit.sqltypes import utcnow
 from iotkit.validation import Violations, check_uuid
 from services.analytics.analytics import correlation
@@ -78,7 +81,7 @@ class TooFewSamples(ValidationFailed):
     """
 
     code = FailedPrecondition.code
-    reason = "EMPTY_WINDOW"
+    reason = reasons.EMPTY_WINDOW
 
     def __init__(self, *, pairs: int, needed: int) -> None:
         super().__init__(
@@ -96,7 +99,7 @@ class TooFewSamples(ValidationFailed):
 
 def iso_us(micros: int) -> str:
     """RFC 3339 UTC text of microseconds since the epoch."""
-    return datetime.fromtimestamp(micros / 1e6, UTC).isoformat().replace("+00:00", "Z")
+    return micros_datetime(micros).isoformat().replace("+00:00", "Z")
 
 
 def iso(moment: datetime | None) -> str:
@@ -209,8 +212,8 @@ class AnomalyService:
                 device_id=device_id or None,
                 anomaly_type=anomaly_type or None,
                 status=status or None,
-                start_us=int(start.timestamp() * 1e6) if start else None,
-                end_us=int(end.timestamp() * 1e6) if end else None,
+                start_us=epoch_micros(start) if start else None,
+                end_us=epoch_micros(end) if end else None,
                 min_confidence=min_confidence,
                 offset=request.offset,
                 limit=request.limit,
@@ -223,10 +226,12 @@ class AnomalyService:
         violations = Violations()
         anomaly_id = check_uuid(violations, anomaly_id, field="anomaly_id")
         violations.raise_if_any()
-        row = await self._store.anomaly(anomaly_id=anomaly_id)
-        if row is None or (row.owner_id != caller.subject and not caller.is_admin):
-            raise NotFound("Anomaly not found", reason="ANOMALY_NOT_FOUND")
-        return row
+        return owned(
+            await self._store.anomaly(anomaly_id=anomaly_id),
+            caller,
+            message="Anomaly not found",
+            reason=reasons.ANOMALY_NOT_FOUND,
+        )
 
     async def review(self, *, caller: Caller, anomaly_id: str, status: str, note: str) -> Anomaly:
         """Confirm, dismiss or reopen an anomaly; the stream's detector learns from it."""
@@ -245,7 +250,7 @@ class AnomalyService:
             now=self._clock(),
         )
         if reviewed is None:
-            raise NotFound("Anomaly not found", reason="ANOMALY_NOT_FOUND")
+            raise NotFound("Anomaly not found", reason=reasons.ANOMALY_NOT_FOUND)
         if status != row.status:
             await self._analysis.feedback(stream_id=row.stream_id, status=status)
         return reviewed
@@ -347,7 +352,7 @@ class CorrelationService:
             max_lag_seconds = min(max_lag_seconds or DEFAULT_MAX_LAG_SECONDS, half)
         violations.raise_if_any()
         assert window_start is not None and window_end is not None
-        start_us, end_us = int(window_start.timestamp() * 1e6), int(window_end.timestamp() * 1e6)
+        start_us, end_us = epoch_micros(window_start), epoch_micros(window_end)
         series = []
         for stream_id in (stream_a, stream_b):
             try:
@@ -357,7 +362,9 @@ class CorrelationService:
                     )
                 )
             except Exception as exc:  # telemetry's NOT_FOUND covers foreign and unknown alike
-                raise NotFound(f"Stream {stream_id} not found", reason="STREAM_NOT_FOUND") from exc
+                raise NotFound(
+                    f"Stream {stream_id} not found", reason=reasons.STREAM_NOT_FOUND
+                ) from exc
         (ts_a, values_a), (ts_b, values_b) = series
         try:
             result = correlation.correlate(
@@ -399,10 +406,12 @@ class CorrelationService:
         violations = Violations()
         correlation_id = check_uuid(violations, correlation_id, field="correlation_id")
         violations.raise_if_any()
-        row = await self._store.correlation(correlation_id=correlation_id)
-        if row is None or (row.owner_id != caller.subject and not caller.is_admin):
-            raise NotFound("Correlation not found", reason="CORRELATION_NOT_FOUND")
-        return row
+        return owned(
+            await self._store.correlation(correlation_id=correlation_id),
+            caller,
+            message="Correlation not found",
+            reason=reasons.CORRELATION_NOT_FOUND,
+        )
 
     async def list(
         self, *, caller: Caller, page: int, limit: int, stream_id: str
@@ -473,7 +482,7 @@ class DetectorService:
             stream_id=stream_id, min_value=min_value, max_value=max_value, threshold=threshold
         )
         if found is None:
-            raise NotFound("No detector for this stream yet", reason="DETECTOR_NOT_FOUND")
+            raise NotFound("No detector for this stream yet", reason=reasons.DETECTOR_NOT_FOUND)
         return found
 
     async def _own_stream(self, *, caller: Caller, stream_id: str) -> Detector:
@@ -487,7 +496,7 @@ class DetectorService:
         violations.raise_if_any()
         found = await self._analysis.detector(stream_id=stream_id)
         if found is None or (found.owner_id != caller.subject and not caller.is_admin):
-            raise NotFound("Stream not found", reason="STREAM_NOT_FOUND")
+            raise NotFound("Stream not found", reason=reasons.STREAM_NOT_FOUND)
         return found
 
 

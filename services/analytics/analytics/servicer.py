@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from typing import Any, TypeAlias
 
 import numpy as np
 from google.api import httpbody_pb2
-from google.protobuf import timestamp_pb2
 from grpc import aio
 
 from iot.analytics.v1 import analytics_pb2, analytics_pb2_grpc
 from iotkit.context import current_caller
-from iotkit.convert import timestamp
+from iotkit.convert import datetime_field, micros_timestamp, timestamp
 from iotkit.listing import pagination
 from services.analytics.analytics.analysis import AnalysisService, ChunkIn
 from services.analytics.analytics.service import (
@@ -27,22 +25,12 @@ from services.analytics.analytics.values import Anomaly, Correlation, Detector
 Context: TypeAlias = aio.ServicerContext[Any, Any]
 
 
-def _micros(micros: int) -> timestamp_pb2.Timestamp:
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromMicroseconds(micros)
-    return stamp
-
-
-def _when(message: timestamp_pb2.Timestamp, present: bool) -> datetime | None:
-    return message.ToDatetime(tzinfo=UTC) if present else None
-
-
 def anomaly_message(row: Anomaly) -> analytics_pb2.Anomaly:
     """An anomaly as the API shows it (seed 000 AnomalyDetectionDTO)."""
     return analytics_pb2.Anomaly(
         anomaly_id=row.id,
         stream_id=row.stream_id,
-        detected_at=_micros(row.detected_us),
+        detected_at=micros_timestamp(row.detected_us),
         anomaly_type=row.anomaly_type,
         raw_value=row.raw_value,
         confidence_score=row.confidence,
@@ -154,8 +142,8 @@ class AnalyticsServicer(analytics_pb2_grpc.AnalyticsServiceServicer):
             device_id=request.device_id,
             anomaly_type=request.anomaly_type,
             status=request.status,
-            start=_when(request.start, request.HasField("start")),
-            end=_when(request.end, request.HasField("end")),
+            start=datetime_field(request, "start"),
+            end=datetime_field(request, "end"),
             min_confidence=request.min_confidence,
         )
         return analytics_pb2.ListAnomaliesResponse(
@@ -234,8 +222,8 @@ class AnalyticsServicer(analytics_pb2_grpc.AnalyticsServiceServicer):
             caller=current_caller(),
             stream_a=request.stream_a,
             stream_b=request.stream_b,
-            window_start=_when(request.window_start, request.HasField("window_start")),
-            window_end=_when(request.window_end, request.HasField("window_end")),
+            window_start=datetime_field(request, "window_start"),
+            window_end=datetime_field(request, "window_end"),
             algorithm=request.algorithm,
             max_lag_seconds=request.max_lag_seconds,
         )

@@ -21,7 +21,6 @@ from sqlalchemy import (
     String,
     UniqueConstraint,
     delete,
-    func,
     select,
     update,
 )
@@ -30,6 +29,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from iotkit.listing import fetch_page
 from iotkit.sqltypes import UtcDateTime
 from services.analytics.analytics.values import Anomaly, Checkpoint, Correlation
 
@@ -216,19 +216,15 @@ class AnalyticsStore:
         if query.end_us is not None:
             conditions.append(AnomalyRow.detected_us < query.end_us)
         async with self._sessions() as session:
-            total = await session.scalar(
-                select(func.count()).select_from(AnomalyRow).where(*conditions)
-            )
-            statement = (
+            rows, total = await fetch_page(
+                session,
                 select(AnomalyRow)
                 .where(*conditions)
-                .order_by(AnomalyRow.detected_us.desc(), AnomalyRow.id)
-                .offset(query.offset)
+                .order_by(AnomalyRow.detected_us.desc(), AnomalyRow.id),
+                offset=query.offset,
+                limit=query.limit,
             )
-            if query.limit is not None:
-                statement = statement.limit(query.limit)
-            rows = await session.scalars(statement)
-            return [row.to_value() for row in rows], int(total or 0)
+            return [row.to_value() for row in rows], total
 
     async def anomaly(self, *, anomaly_id: str) -> Anomaly | None:
         """One anomaly."""
@@ -303,16 +299,12 @@ class AnalyticsStore:
                 (CorrelationRow.stream_a == stream_id) | (CorrelationRow.stream_b == stream_id)
             )
         async with self._sessions() as session:
-            total = await session.scalar(
-                select(func.count()).select_from(CorrelationRow).where(*conditions)
-            )
-            statement = (
+            rows, total = await fetch_page(
+                session,
                 select(CorrelationRow)
                 .where(*conditions)
-                .order_by(CorrelationRow.created_at.desc(), CorrelationRow.id)
-                .offset(offset)
+                .order_by(CorrelationRow.created_at.desc(), CorrelationRow.id),
+                offset=offset,
+                limit=limit,
             )
-            if limit is not None:
-                statement = statement.limit(limit)
-            rows = await session.scalars(statement)
-            return [row.to_value() for row in rows], int(total or 0)
+            return [row.to_value() for row in rows], total

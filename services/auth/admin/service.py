@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from iotkit import reasons
 from iotkit.context import Caller
 from iotkit.errors import FailedPrecondition, NotFound
 from iotkit.listing import PageRequest, check_page
@@ -117,7 +118,7 @@ class AdminService:
         if user_id == caller.subject and (role == "user" or is_active is False):
             raise FailedPrecondition(
                 "Administrators cannot demote or deactivate themselves",
-                reason="SELF_MODIFICATION",
+                reason=reasons.SELF_MODIFICATION,
             )
         await self.change_user(
             user_id=user_id,

@@ -12,6 +12,7 @@ import hashlib
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+from iotkit import reasons
 from iotkit.context import Caller
 from iotkit.errors import FailedPrecondition, NotFound, RateLimited, Unauthenticated
 from iotkit.limits import WindowCounter
@@ -81,7 +82,7 @@ class SelfService:
         if user is None:
             raise NotFound("User not found")
         if user.is_verified:
-            raise FailedPrecondition("Email is already verified", reason="ALREADY_VERIFIED")
+            raise FailedPrecondition("Email is already verified", reason=reasons.ALREADY_VERIFIED)
         window = await self._mail_limit.hit(_mail_key(VERIFY_EMAIL, user.email))
         if window.count > MAILS_PER_HOUR:
             raise RateLimited(

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
+from iotkit import reasons
 from iotkit.context import Caller
 from iotkit.errors import NotFound, PermissionDenied, Unauthenticated
 from iotkit.sqltypes import utcnow
@@ -161,10 +162,10 @@ class AuthService:
         if user is None:
             await self._passwords.spend_decoy(password)
             await self._guard.failed(email)
-            raise Unauthenticated(BAD_CREDENTIALS, reason="INVALID_CREDENTIALS")
+            raise Unauthenticated(BAD_CREDENTIALS, reason=reasons.INVALID_CREDENTIALS)
         if not await self._passwords.matches(user.password_hash, password):
             await self._failed(user, "invalid_password")
-            raise Unauthenticated(BAD_CREDENTIALS, reason="INVALID_CREDENTIALS")
+            raise Unauthenticated(BAD_CREDENTIALS, reason=reasons.INVALID_CREDENTIALS)
         if not user.is_active:
             await self._log.record(
                 user_id=user.id,
@@ -173,7 +174,7 @@ class AuthService:
                 success=False,
                 details={"reason": "account_disabled"},
             )
-            raise PermissionDenied("Account is deactivated", reason="ACCOUNT_DISABLED")
+            raise PermissionDenied("Account is deactivated", reason=reasons.ACCOUNT_DISABLED)
         method = "password"
         if user.mfa_enabled:
             if not mfa_code or not mfa_code.strip():
@@ -181,7 +182,7 @@ class AuthService:
             second = await self._mfa.check_code(user=user, code=mfa_code)
             if second is None:
                 await self._failed(user, "invalid_mfa_code")
-                raise Unauthenticated(BAD_MFA_CODE, reason="INVALID_MFA_CODE")
+                raise Unauthenticated(BAD_MFA_CODE, reason=reasons.INVALID_MFA_CODE)
             method = f"password+{second}"
         now = self._clock()
         rehash = None
@@ -317,7 +318,7 @@ class AuthService:
         if not (
             known and hmac.compare_digest(client_secret.encode(), self._service_secret.encode())
         ):
-            raise Unauthenticated("Invalid client credentials", reason="INVALID_CLIENT")
+            raise Unauthenticated("Invalid client credentials", reason=reasons.INVALID_CLIENT)
         return self.service_token(service=service)
 
     def device_token(

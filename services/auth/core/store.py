@@ -34,6 +34,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from iotkit import reasons
 from iotkit.errors import AlreadyExists
 from iotkit.sqltypes import UtcDateTime
 from services.auth.account import Account, LoginSession, Profile, User
@@ -244,7 +245,7 @@ class AuthStore:
                 session.add(profile)
                 session.add(UserSecurityRow(user_id=user.id, failed_login_attempts=0))
         except IntegrityError as exc:
-            raise AlreadyExists("Email is already registered", reason="EMAIL_TAKEN") from exc
+            raise AlreadyExists("Email is already registered", reason=reasons.EMAIL_TAKEN) from exc
         return to_account(user, profile)
 
     async def user_by_email(self, *, email: str) -> User | None:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from iotkit import reasons
 from iotkit.context import Caller
 from iotkit.errors import FailedPrecondition, NotFound
 from iotkit.sqltypes import utcnow
@@ -69,7 +70,7 @@ class MfaManager:
         user = await self._user(caller)
         if user.mfa_enabled:
             raise FailedPrecondition(
-                "MFA is already enabled; disable it first", reason="MFA_ALREADY_ENABLED"
+                "MFA is already enabled; disable it first", reason=reasons.MFA_ALREADY_ENABLED
             )
         secret = totp.new_secret()
         await self._mfa.set_pending(user_id=user.id, sealed_secret=self._box.seal(secret))
@@ -86,10 +87,10 @@ class MfaManager:
         violations.raise_if_any()
         user = await self._user(caller)
         if user.mfa_enabled:
-            raise FailedPrecondition("MFA is already enabled", reason="MFA_ALREADY_ENABLED")
+            raise FailedPrecondition("MFA is already enabled", reason=reasons.MFA_ALREADY_ENABLED)
         pending = await self._mfa.pending_secret(user_id=user.id)
         if pending is None:
-            raise FailedPrecondition("Set up MFA first", reason="MFA_NOT_SET_UP")
+            raise FailedPrecondition("Set up MFA first", reason=reasons.MFA_NOT_SET_UP)
         await self._guard.check(user.email)
         now = self._clock()
         secret = self._box.open(pending)
@@ -158,7 +159,7 @@ class MfaManager:
         violations.raise_if_any()
         user = await self._user(caller)
         if not user.mfa_enabled:
-            raise FailedPrecondition("MFA is not enabled", reason="MFA_NOT_ENABLED")
+            raise FailedPrecondition("MFA is not enabled", reason=reasons.MFA_NOT_ENABLED)
         await self._guard.check(user.email)
         if await self.check_code(user=user, code=code, allow_recovery=allow_recovery) is None:
             await self._guard.failed(user.email)

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
 from iotkit.context import current_client
-from iotkit.listing import PageRequest
+from iotkit.listing import PageRequest, fetch_page
 from iotkit.sqltypes import UtcDateTime
 from services.auth.account import LoginSession
 from services.auth.core.store import Base, SessionRow, new_id, to_session
@@ -92,15 +92,13 @@ class SecurityLog:
         if action:
             conditions.append(SecurityEventRow.action == action)
         async with self._sessions() as session:
-            total = await session.scalar(
-                select(func.count()).select_from(SecurityEventRow).where(*conditions)
-            )
-            rows = await session.scalars(
+            rows, total = await fetch_page(
+                session,
                 select(SecurityEventRow)
                 .where(*conditions)
-                .order_by(SecurityEventRow.created_at.desc(), SecurityEventRow.id.desc())
-                .offset(page.offset)
-                .limit(page.limit)
+                .order_by(SecurityEventRow.created_at.desc(), SecurityEventRow.id.desc()),
+                offset=page.offset,
+                limit=page.limit,
             )
             return LogPage([to_event(row) for row in rows], int(total or 0))
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
+from iotkit import reasons
 from iotkit.errors import NotFound, Unauthenticated
 from iotkit.listing import PageRequest, check_page
 from iotkit.sqltypes import utcnow
@@ -229,10 +230,10 @@ class SiteService:
             site.secret_digest if site else _DECOY_DIGEST, digest(client_secret)
         )
         if site is None or not matches or not site.is_active or (domain and site.domain != domain):
-            raise Unauthenticated(BAD_CLIENT, reason="INVALID_CLIENT")
+            raise Unauthenticated(BAD_CLIENT, reason=reasons.INVALID_CLIENT)
         account = await self._sites.account(account_id=site.account_id)
         if account is None or not account.is_active:
-            raise Unauthenticated(BAD_CLIENT, reason="INVALID_CLIENT")
+            raise Unauthenticated(BAD_CLIENT, reason=reasons.INVALID_CLIENT)
         now = int(self._clock().timestamp())
         claims = {
             "iss": ISSUER,

@@ -9,13 +9,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Integer, String, delete, func, or_, select
+from sqlalchemy import Boolean, ForeignKey, Integer, String, delete, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, column_property, mapped_column
 
+from iotkit import reasons
 from iotkit.errors import AlreadyExists
-from iotkit.listing import PageRequest, contains
+from iotkit.listing import PageRequest, contains, fetch_page
 from iotkit.sqltypes import UtcDateTime
 from services.auth.core.store import Base, UserRow, new_id
 from services.auth.sites.values import Site, SiteAccount
@@ -137,7 +138,7 @@ class SiteStore:
                     session.add(AccountOwnerRow(account_id=row.id, user_id=owner_user_id))
         except IntegrityError as exc:
             raise AlreadyExists(
-                "An account with this email already exists", reason="ACCOUNT_EXISTS"
+                "An account with this email already exists", reason=reasons.ACCOUNT_EXISTS
             ) from exc
         # Read back, so that the owner (a column of another table) is loaded with it.
         stored = await self.account(account_id=row.id)
@@ -165,17 +166,15 @@ class SiteStore:
                 or_(contains(AccountRow.name, search), contains(AccountRow.email, search))
             )
         async with self._sessions() as session:
-            total = await session.scalar(
-                select(func.count()).select_from(AccountRow).where(*conditions)
-            )
-            rows = await session.scalars(
+            rows, total = await fetch_page(
+                session,
                 select(AccountRow)
                 .where(*conditions)
-                .order_by(AccountRow.created_at.desc(), AccountRow.id)
-                .offset(page.offset)
-                .limit(page.limit)
+                .order_by(AccountRow.created_at.desc(), AccountRow.id),
+                offset=page.offset,
+                limit=page.limit,
             )
-            return [to_account(row) for row in rows], int(total or 0)
+            return [to_account(row) for row in rows], total
 
     async def update_account(
         self,
@@ -219,7 +218,9 @@ class SiteStore:
             async with self._sessions.begin() as session:
                 session.add(row)
         except IntegrityError as exc:
-            raise AlreadyExists("Domain is already registered", reason="DOMAIN_TAKEN") from exc
+            raise AlreadyExists(
+                "Domain is already registered", reason=reasons.DOMAIN_TAKEN
+            ) from exc
         return to_site(row)
 
     async def site(self, *, site_id: str) -> Site | None:
@@ -237,17 +238,15 @@ class SiteStore:
     async def sites(self, *, account_id: str, page: PageRequest) -> tuple[list[Site], int]:
         """A page of an account's sites, newest first (ties by id)."""
         async with self._sessions() as session:
-            total = await session.scalar(
-                select(func.count()).select_from(SiteRow).where(SiteRow.account_id == account_id)
-            )
-            rows = await session.scalars(
+            rows, total = await fetch_page(
+                session,
                 select(SiteRow)
                 .where(SiteRow.account_id == account_id)
-                .order_by(SiteRow.created_at.desc(), SiteRow.id)
-                .offset(page.offset)
-                .limit(page.limit)
+                .order_by(SiteRow.created_at.desc(), SiteRow.id),
+                offset=page.offset,
+                limit=page.limit,
             )
-            return [to_site(row) for row in rows], int(total or 0)
+            return [to_site(row) for row in rows], total
 
     async def update_site(
         self, *, site_id: str, now: datetime, changes: dict[str, Any]

@@ -13,9 +13,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from iotkit import reasons
 from iotkit.context import Caller
 from iotkit.errors import FieldViolation, NotFound, Unavailable
 from iotkit.listing import PageRequest, check_page
+from iotkit.ownership import owned
 from iotkit.sqltypes import utcnow
 from iotkit.validation import Violations, check_uuid
 from services.devices.devices import rules
@@ -357,10 +359,12 @@ class DeviceService:
         violations = Violations()
         device_id = check_uuid(violations, device_id, field="device_id")
         violations.raise_if_any()
-        device = await self._store.live_device(device_id=device_id)
-        if device is None or (device.owner_id != caller.subject and not caller.is_admin):
-            raise NotFound("Device not found", reason="DEVICE_NOT_FOUND")
-        return device
+        return owned(
+            await self._store.live_device(device_id=device_id),
+            caller,
+            message="Device not found",
+            reason=reasons.DEVICE_NOT_FOUND,
+        )
 
     async def _views(self, devices: Sequence[Device]) -> list[DeviceView]:
         with_credentials = await self._store.devices_with_credentials(

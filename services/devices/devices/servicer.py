@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC
 from typing import Any, TypeAlias
 
 from grpc import aio
 
 from iot.devices.v1 import devices_pb2, devices_pb2_grpc
 from iotkit.context import current_caller
-from iotkit.convert import timestamp
+from iotkit.convert import datetime_field, timestamp
 from iotkit.listing import pagination
 from services.devices.devices.service import DeviceService, DeviceView
 from services.devices.devices.values import NewDevice
@@ -186,13 +185,10 @@ class DeviceServicer(devices_pb2_grpc.DeviceServiceServicer):
         self, request: devices_pb2.RecordDeviceActivityRequest, context: Context
     ) -> devices_pb2.RecordDeviceActivityResponse:
         """Telemetry's activity report."""
-        seen = (
-            request.last_seen_at.ToDatetime(tzinfo=UTC)
-            if request.HasField("last_seen_at")
-            else None
-        )
         recorded = await self._service.record_activity(
-            device_id=request.device_id, last_seen_at=seen, readings=request.readings
+            device_id=request.device_id,
+            last_seen_at=datetime_field(request, "last_seen_at"),
+            readings=request.readings,
         )
         return devices_pb2.RecordDeviceActivityResponse(recorded=recorded)
 

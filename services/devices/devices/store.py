@@ -16,6 +16,7 @@ from sqlalchemy import BigInteger, Float, ForeignKey, Integer, String, func, sel
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from iotkit.listing import contains, fetch_page
 from iotkit.sqltypes import UtcDateTime
 from services.devices.devices.values import Credential, Device, DeviceEvent
 
@@ -163,22 +164,15 @@ class DeviceStore:
         if query.status:
             conditions.append(DeviceRow.status == query.status)
         if query.search:
-            escaped = (
-                query.search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            )
-            conditions.append(func.lower(DeviceRow.name).like(f"%{escaped}%", escape="\\"))
+            conditions.append(contains(DeviceRow.name, query.search))
         async with self._sessions() as session:
-            total = await session.scalar(
-                select(func.count()).select_from(DeviceRow).where(*conditions)
+            rows, total = await fetch_page(
+                session,
+                select(DeviceRow).where(*conditions).order_by(*_ORDER[query.sort]),
+                offset=query.offset,
+                limit=query.limit,
             )
-            rows = await session.scalars(
-                select(DeviceRow)
-                .where(*conditions)
-                .order_by(*_ORDER[query.sort])
-                .offset(query.offset)
-                .limit(query.limit)
-            )
-            return [_device(row) for row in rows], int(total or 0)
+            return [_device(row) for row in rows], total
 
     async def update_device(
         self, *, device_id: str, values: dict[str, Any], now: datetime

@@ -21,6 +21,7 @@ from typing import BinaryIO
 
 import numpy as np
 
+from iotkit.convert import epoch_micros
 from iotkit.errors import DomainError
 from iotkit.sqltypes import utcnow
 from services.telemetry.imports.access import DeviceWriteCheck
@@ -228,7 +229,7 @@ class FileImporter:
         problems: list[RowProblem] = []
         # (owner, device, metric) -> the readings of that stream in this chunk
         groups: dict[tuple[str, str, str], list[Reading]] = {}
-        now_us = int(self._clock().timestamp() * 1_000_000)
+        now_us = epoch_micros(self._clock())
         for item in chunk:
             run.rows_total += 1
             if isinstance(item, RowProblem):

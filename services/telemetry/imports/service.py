@@ -17,9 +17,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Generic, Protocol, TypeVar
 
+from iotkit import reasons
 from iotkit.context import Caller
 from iotkit.errors import FailedPrecondition, FieldViolation, NotFound, ValidationFailed
 from iotkit.listing import PageRequest, check_page
+from iotkit.ownership import owned
 from iotkit.sqltypes import utcnow
 from iotkit.validation import Violations, check_uuid
 from services.telemetry.imports.access import DeviceWriteCheck
@@ -120,17 +122,17 @@ def _claimed_limit(claim: object, *, fallback: int) -> int:
 
 
 def _batch_not_found() -> NotFound:
-    return NotFound("Batch not found", reason="BATCH_NOT_FOUND")
+    return NotFound("Batch not found", reason=reasons.BATCH_NOT_FOUND)
 
 
 def _file_not_found() -> NotFound:
-    return NotFound("Upload not found", reason="UPLOAD_NOT_FOUND")
+    return NotFound("Upload not found", reason=reasons.UPLOAD_NOT_FOUND)
 
 
 def _not_active(batch: BatchRow, doing: str) -> FailedPrecondition:
     return FailedPrecondition(
         f"The batch is {batch.status}; only an ACTIVE batch {doing}",
-        reason="BATCH_NOT_ACTIVE",
+        reason=reasons.BATCH_NOT_ACTIVE,
         metadata={"status": batch.status},
     )
 
@@ -176,12 +178,12 @@ class ImportService:
             site_id = check_uuid(violations, site_id, field="site_id")
         violations.raise_if_any()
         if device_id and await self._devices.owner(token=caller.token, device_id=device_id) is None:
-            raise NotFound("Device not found", reason="DEVICE_NOT_FOUND")
+            raise NotFound("Device not found", reason=reasons.DEVICE_NOT_FOUND)
         account_id, limit = None, self._limits.max_active_batches
         if caller.token_type == "site":
             site_id = site_id or caller.subject
             if site_id != caller.subject:  # a site speaks for itself only
-                raise NotFound("Site not found", reason="SITE_NOT_FOUND")
+                raise NotFound("Site not found", reason=reasons.SITE_NOT_FOUND)
             account_id = str(caller.claims.get("account") or "") or None
             limit = _claimed_limit(caller.claims.get("max_batches"), fallback=limit)
         now = self._clock()
@@ -205,7 +207,7 @@ class ImportService:
             holder = "This account has" if account_id else "You already have"
             raise FailedPrecondition(
                 f"{holder} {limit} active batches, the most allowed; complete or cancel one first",
-                reason="TOO_MANY_ACTIVE_BATCHES",
+                reason=reasons.TOO_MANY_ACTIVE_BATCHES,
                 metadata={"max_active_batches": str(limit)},
             )
         return batch
@@ -388,7 +390,7 @@ class ImportService:
         if device_id:
             device_owner = await self._devices.owner(token=caller.token, device_id=device_id)
             if device_owner is None:
-                raise NotFound("Device not found", reason="DEVICE_NOT_FOUND")
+                raise NotFound("Device not found", reason=reasons.DEVICE_NOT_FOUND)
         file_id = str(uuid.uuid4())
         filename = filename or f"upload.{kind}"
         prefix = batch_prefix(batch.id) if batch else "uploads/"
@@ -441,7 +443,7 @@ class ImportService:
             raise FailedPrecondition(
                 "This file's content has already been uploaded (or is being uploaded); "
                 "announce a new upload to send it again",
-                reason="CONTENT_ALREADY_UPLOADED",
+                reason=reasons.CONTENT_ALREADY_UPLOADED,
                 metadata={"status": file.status},
             )
         digest = hashlib.md5(usedforsecurity=False)
@@ -486,7 +488,7 @@ class ImportService:
             # The batch was closed while the bytes were arriving; they will never be imported.
             await self._objects.delete(file.object_key)
             raise FailedPrecondition(
-                "The batch was closed while the file was uploading", reason="BATCH_NOT_ACTIVE"
+                "The batch was closed while the file was uploading", reason=reasons.BATCH_NOT_ACTIVE
             )
         if mismatch:
             await self._log_file(recorded, "ERROR", "checksum", message)
@@ -545,19 +547,26 @@ class ImportService:
         violations = Violations()
         batch_id = check_uuid(violations, batch_id, field="batch_id")
         violations.raise_if_any()
-        batch = await self._store.batch(batch_id=batch_id, owner_id=caller.subject)
-        if batch is None:
-            raise _batch_not_found()
-        return batch
+        # Imports are their uploader's alone: an admin gets no view of other users' batches.
+        return owned(
+            await self._store.batch(batch_id=batch_id),
+            caller,
+            message="Batch not found",
+            reason=reasons.BATCH_NOT_FOUND,
+            admin_sees_all=False,
+        )
 
     async def _owned_file(self, caller: Caller, file_id: str) -> UploadedFileRow:
         violations = Violations()
         file_id = check_uuid(violations, file_id, field="file_id")
         violations.raise_if_any()
-        file = await self._store.file(file_id=file_id, owner_id=caller.subject)
-        if file is None:
-            raise _file_not_found()
-        return file
+        return owned(
+            await self._store.file(file_id=file_id),
+            caller,
+            message="Upload not found",
+            reason=reasons.UPLOAD_NOT_FOUND,
+            admin_sees_all=False,
+        )
 
 
 def upload_url(file_id: str) -> str:

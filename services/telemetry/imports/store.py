@@ -31,6 +31,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
+from iotkit.listing import fetch_page
 from iotkit.sqltypes import UtcDateTime
 from services.telemetry.telemetry.store import SEQUENCE, Base
 
@@ -231,13 +232,10 @@ class ImportStore:
                 continue  # a concurrent request took that slot; look again
         return None
 
-    async def batch(self, *, batch_id: str, owner_id: str | None = None) -> BatchRow | None:
-        """A batch, if it exists (and belongs to ``owner_id`` when given)."""
+    async def batch(self, *, batch_id: str) -> BatchRow | None:
+        """A batch, if it exists."""
         async with self._sessions() as session:
-            batch = await session.get(BatchRow, batch_id)
-        if batch is None or (owner_id is not None and batch.owner_id != owner_id):
-            return None
-        return batch
+            return await session.get(BatchRow, batch_id)
 
     async def list_batches(
         self, *, owner_id: str, status: str | None, offset: int, limit: int
@@ -247,17 +245,14 @@ class ImportStore:
         if status:
             conditions.append(BatchRow.status == status)
         async with self._sessions() as session:
-            total = await session.scalar(
-                select(func.count()).select_from(BatchRow).where(*conditions)
-            )
-            rows = await session.scalars(
+            return await fetch_page(
+                session,
                 select(BatchRow)
                 .where(*conditions)
-                .order_by(BatchRow.started_at.desc(), BatchRow.id.desc())
-                .offset(offset)
-                .limit(limit)
+                .order_by(BatchRow.started_at.desc(), BatchRow.id.desc()),
+                offset=offset,
+                limit=limit,
             )
-            return list(rows), int(total or 0)
 
     async def finish_batch(
         self, *, batch_id: str, status: str, now: datetime, pending_message: str
@@ -321,13 +316,10 @@ class ImportStore:
             session.add(file)
         return file
 
-    async def file(self, *, file_id: str, owner_id: str | None = None) -> UploadedFileRow | None:
-        """A file, if it exists (and belongs to ``owner_id`` when given)."""
+    async def file(self, *, file_id: str) -> UploadedFileRow | None:
+        """A file, if it exists."""
         async with self._sessions() as session:
-            found = await session.get(UploadedFileRow, file_id)
-        if found is None or (owner_id is not None and found.owner_id != owner_id):
-            return None
-        return found
+            return await session.get(UploadedFileRow, file_id)
 
     async def files_of_batch(self, *, batch_id: str) -> list[UploadedFileRow]:
         """The files of a batch in the order they were announced."""
@@ -507,17 +499,12 @@ class ImportStore:
         if query.severity:
             conditions.append(ErrorLogRow.severity == query.severity)
         async with self._sessions() as session:
-            total = await session.scalar(
-                select(func.count()).select_from(ErrorLogRow).where(*conditions)
+            return await fetch_page(
+                session,
+                select(ErrorLogRow).where(*conditions).order_by(ErrorLogRow.seq),
+                offset=query.offset,
+                limit=query.limit,
             )
-            rows = await session.scalars(
-                select(ErrorLogRow)
-                .where(*conditions)
-                .order_by(ErrorLogRow.seq)
-                .offset(query.offset)
-                .limit(query.limit)
-            )
-            return list(rows), int(total or 0)
 
 
 def error_entry(

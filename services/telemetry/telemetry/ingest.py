@@ -20,7 +20,9 @@ from datetime import UTC, datetime
 
 import numpy as np
 
+from iotkit import reasons
 from iotkit.context import Caller
+from iotkit.convert import epoch_micros
 from iotkit.device_access import DeviceAccessClient
 from iotkit.errors import DomainError, FieldViolation, NotFound, PermissionDenied, ValidationFailed
 from iotkit.sqltypes import utcnow
@@ -172,7 +174,7 @@ class IngestService:
                     )
                 )
             return result
-        now_us = int(self._clock().timestamp() * 1_000_000)
+        now_us = epoch_micros(self._clock())
         prepared: list[Prepared] = []
         places: list[tuple[str, int, int]] = []  # device, newest ts, kept
         for index, entry in enumerate(entries):
@@ -422,19 +424,19 @@ def _refusal(result: BatchResult) -> DomainError:
         if rejection.access == "credential_revoked":
             return PermissionDenied(
                 "This device credential was revoked; issue a new one",
-                reason="CREDENTIAL_REVOKED",
+                reason=reasons.CREDENTIAL_REVOKED,
             )
         if rejection.access == "inactive":
             return PermissionDenied(
-                "The device is inactive and takes no readings", reason="DEVICE_INACTIVE"
+                "The device is inactive and takes no readings", reason=reasons.DEVICE_INACTIVE
             )
         if rejection.access == "missing_scope":
             return PermissionDenied(
-                "This token may not write readings of this device", reason="MISSING_SCOPE"
+                "This token may not write readings of this device", reason=reasons.MISSING_SCOPE
             )
         # "not_found" (unknown, another user's, decommissioned) and anything unforeseen:
         # say no more than "not found", as every other call does.
-        return NotFound("Device not found", reason="DEVICE_NOT_FOUND")
+        return NotFound("Device not found", reason=reasons.DEVICE_NOT_FOUND)
     total = result.rejected
     return ValidationFailed(
         [

@@ -12,7 +12,9 @@ from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any
 
+from iotkit import reasons
 from iotkit.context import Caller
+from iotkit.convert import epoch_micros
 from iotkit.device_access import DeviceAccessClient
 from iotkit.errors import NotFound
 from iotkit.sqltypes import utcnow
@@ -28,7 +30,7 @@ MAX_SAMPLING_RATE = 1_000_000
 
 
 def _not_found() -> NotFound:
-    return NotFound("Stream not found", reason="STREAM_NOT_FOUND")
+    return NotFound("Stream not found", reason=reasons.STREAM_NOT_FOUND)
 
 
 class StreamService:
@@ -68,7 +70,7 @@ class StreamService:
         violations.raise_if_any()
         grant = await self._access.check(token=token, device_id=device_id, access="write")
         if not grant.allowed:
-            raise NotFound("Device not found", reason="DEVICE_NOT_FOUND")
+            raise NotFound("Device not found", reason=reasons.DEVICE_NOT_FOUND)
         existing = await self._store.stream_of(device_id=device_id, metric_name=metric_name)
         if existing is not None:
             updated = await self._store.update_stream(
@@ -99,7 +101,7 @@ class StreamService:
         violations.raise_if_any()
         grant = await self._access.check(token=token, device_id=device_id, access="read")
         if not grant.allowed:
-            raise NotFound("Device not found", reason="DEVICE_NOT_FOUND")
+            raise NotFound("Device not found", reason=reasons.DEVICE_NOT_FOUND)
         return await self._store.streams_of_device(device_id=device_id)
 
     async def get(self, *, caller: Caller, token: str, stream_id: str) -> StreamRow:
@@ -204,10 +206,10 @@ class StreamService:
     async def _range(
         self, stream: StreamRow, start: datetime | None, end: datetime | None
     ) -> tuple[int, int]:
-        now_us = int(self._clock().timestamp() * 1_000_000)
-        high = int(end.timestamp() * 1_000_000) if end else max(now_us, (stream.last_ts or 0) + 1)
+        now_us = epoch_micros(self._clock())
+        high = epoch_micros(end) if end else max(now_us, (stream.last_ts or 0) + 1)
         if start:
-            low = int(start.timestamp() * 1_000_000)
+            low = epoch_micros(start)
         else:
             low = await self._store.first_ts(stream_id=stream.id) or high
         if stream.retention_days:

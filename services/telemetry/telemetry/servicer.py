@@ -3,32 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from typing import Any, TypeAlias
 
 import numpy as np
-from google.protobuf import timestamp_pb2
 from grpc import aio
 
 from iot.telemetry.v1 import telemetry_pb2, telemetry_pb2_grpc
 from iotkit.context import current_caller
-from iotkit.convert import timestamp
+from iotkit.convert import datetime_field, micros, micros_timestamp, timestamp
 from services.telemetry.jobs import ActivityReporter
 from services.telemetry.telemetry.ingest import BatchResult, EntryIn, IngestService
 from services.telemetry.telemetry.service import StreamService
 from services.telemetry.telemetry.store import StreamRow
 
 Context: TypeAlias = aio.ServicerContext[Any, Any]
-
-
-def _micros_timestamp(micros: int) -> timestamp_pb2.Timestamp:
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromMicroseconds(micros)
-    return stamp
-
-
-def _when(message: timestamp_pb2.Timestamp, present: bool) -> datetime | None:
-    return message.ToDatetime(tzinfo=UTC) if present else None
 
 
 def stream_message(stream: StreamRow) -> telemetry_pb2.SensorStream:
@@ -40,7 +28,7 @@ def stream_message(stream: StreamRow) -> telemetry_pb2.SensorStream:
         sampling_rate=stream.sampling_rate,
         created_at=timestamp(stream.created_at),
         retention_days=stream.retention_days,
-        last_seen_at=_micros_timestamp(stream.last_ts) if stream.last_ts is not None else None,
+        last_seen_at=micros_timestamp(stream.last_ts) if stream.last_ts is not None else None,
         # Unset (absent in JSON too) before the first reading, rather than a made-up 0.0.
         latest_value=stream.last_value,
         readings_count=stream.readings_count,
@@ -121,10 +109,7 @@ class TelemetryServicer(telemetry_pb2_grpc.TelemetryServiceServicer):
             device_id=request.device_id,
             metric_name=request.metric_name,
             timestamps=np.array(
-                [
-                    r.timestamp.seconds * 1_000_000 + r.timestamp.nanos // 1000
-                    for r in request.readings
-                ],
+                [micros(r.timestamp) for r in request.readings],
                 dtype=np.int64,
             ),
             values=np.array([r.value for r in request.readings], dtype=np.float64),
@@ -189,15 +174,15 @@ class TelemetryServicer(telemetry_pb2_grpc.TelemetryServiceServicer):
             caller=caller,
             token=caller.token,
             stream_id=request.stream_id,
-            start=_when(request.start, request.HasField("start")),
-            end=_when(request.end, request.HasField("end")),
+            start=datetime_field(request, "start"),
+            end=datetime_field(request, "end"),
             max_points=request.max_points,
             normalization=request.normalization,
         )
         normalized = series.normalized
         points = [
             telemetry_pb2.DataPoint(
-                timestamp=_micros_timestamp(int(ts)),
+                timestamp=micros_timestamp(int(ts)),
                 value=float(value),
                 normalized_value=float(normalized[i]) if normalized is not None else None,
             )
@@ -210,7 +195,7 @@ class TelemetryServicer(telemetry_pb2_grpc.TelemetryServiceServicer):
             stream=stream_message(stream),
             data=points,
             time_range=telemetry_pb2.TimeRange(
-                start=_micros_timestamp(low), end=_micros_timestamp(high)
+                start=micros_timestamp(low), end=micros_timestamp(high)
             ),
             stats=telemetry_pb2.Stats(
                 count=stats.count,
@@ -235,8 +220,8 @@ class TelemetryServicer(telemetry_pb2_grpc.TelemetryServiceServicer):
             caller=caller,
             token=caller.token,
             stream_id=request.stream_id,
-            start=_when(request.start, request.HasField("start")),
-            end=_when(request.end, request.HasField("end")),
+            start=datetime_field(request, "start"),
+            end=datetime_field(request, "end"),
         ):
             yield telemetry_pb2.ReadingChunk(
                 stream_id=request.stream_id, timestamps=timestamps.tolist(), values=values.tolist()

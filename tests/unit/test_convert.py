@@ -1,0 +1,71 @@
+"""The kit's conversions between datetimes, epoch microseconds and protobuf Timestamps."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+from google.protobuf import timestamp_pb2
+from hypothesis import given
+from hypothesis import strategies as st
+
+from iot.devices.v1 import devices_pb2
+from iotkit.convert import (
+    EPOCH,
+    datetime_field,
+    epoch_micros,
+    micros,
+    micros_datetime,
+    micros_timestamp,
+    timestamp,
+)
+
+# Timestamp's valid range is years 1 to 9999; datetime's too.
+MICROS = st.integers(min_value=-62_135_596_800_000_000, max_value=253_402_300_799_999_999)
+AWARE = st.datetimes(
+    min_value=datetime(1, 1, 2),
+    max_value=datetime(9999, 12, 30),
+    timezones=st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30))]),
+)
+
+
+@given(MICROS)
+def test_microseconds_round_trip_through_a_timestamp(value: int) -> None:
+    assert micros(micros_timestamp(value)) == value
+    assert micros_timestamp(value).ToMicroseconds() == value
+
+
+@given(MICROS)
+def test_microseconds_round_trip_through_a_datetime(value: int) -> None:
+    moment = micros_datetime(value)
+    assert moment.tzinfo is UTC
+    assert epoch_micros(moment) == value
+
+
+@given(AWARE)
+def test_a_datetime_round_trips_through_a_timestamp(moment: datetime) -> None:
+    stamp = timestamp(moment)
+    assert stamp is not None
+    assert stamp.ToDatetime(tzinfo=UTC) == moment
+    assert micros_datetime(micros(stamp)) == moment
+
+
+def test_epoch_micros_is_exact_where_a_float_is_not() -> None:
+    # Through a float this one comes out as ...258016.
+    moment = datetime(7168, 11, 29, 22, 55, 4, 258037, tzinfo=UTC)
+    assert epoch_micros(moment) == 164_061_845_704_258_037
+    assert epoch_micros(EPOCH) == 0
+
+
+def test_micros_drops_nanoseconds_below_a_microsecond() -> None:
+    assert micros(timestamp_pb2.Timestamp(seconds=1, nanos=1_999)) == 1_000_001
+    assert micros(timestamp_pb2.Timestamp(seconds=-1, nanos=500)) == -1_000_000
+
+
+def test_datetime_field_is_none_when_unset() -> None:
+    unset = devices_pb2.RecordDeviceActivityRequest(device_id="d")
+    assert datetime_field(unset, "last_seen_at") is None
+    set_ = devices_pb2.RecordDeviceActivityRequest(
+        last_seen_at=timestamp_pb2.Timestamp(seconds=1_767_323_045, nanos=7_000)
+    )
+    assert datetime_field(set_, "last_seen_at") == datetime(2026, 1, 2, 3, 4, 5, 7, tzinfo=UTC)
+    assert timestamp(None) is None
