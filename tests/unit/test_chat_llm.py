@@ -208,6 +208,14 @@ async def test_a_server_that_is_not_there_gives_none() -> None:
         await client.aclose()
 
 
+async def test_an_unusable_url_gives_none() -> None:
+    client = Phraser(url="http://[::1", model="m")
+    try:
+        assert await client.phrase(question=QUESTION, facts=FACTS, draft=DRAFT) is None
+    finally:
+        await client.aclose()
+
+
 async def test_reworded_figures_and_a_thinking_block_are_accepted(
     phraser: Phraser, served: Served
 ) -> None:

@@ -122,6 +122,19 @@ class Phraser:
 
     async def phrase(self, *, question: str, facts: str, draft: str) -> str | None:
         """The draft rephrased by the model, or None when the draft should be used as it is."""
+        try:
+            return await self._phrase(question=question, facts=facts, draft=draft)
+        except _Unusable as exc:
+            reason = str(exc)
+        except Exception as exc:
+            # The model is optional: nothing it or its client does may fail a
+            # reply (an unparsable URL, say, is not an httpx.HTTPError).
+            reason = f"unexpected {type(exc).__name__}"
+        # The reason only: the question, facts and answer may hold personal data.
+        log.warning("chat language model not used: %s; the built-in reply is sent", reason)
+        return None
+
+    async def _phrase(self, *, question: str, facts: str, draft: str) -> str:
         payload = {
             "model": self._model,
             "messages": [
@@ -136,28 +149,28 @@ class Phraser:
         try:
             response = await self._client.post(self._endpoint, json=payload)
         except httpx.TimeoutException:
-            return _fail("timed out")
+            raise _Unusable("timed out") from None
         except httpx.HTTPError as exc:
-            return _fail(f"request failed ({type(exc).__name__})")
+            raise _Unusable(f"request failed ({type(exc).__name__})") from None
         if response.status_code != httpx.codes.OK:
-            return _fail(f"HTTP {response.status_code}")
+            raise _Unusable(f"HTTP {response.status_code}")
         try:
             body = response.json()
         except ValueError:
-            return _fail("answer is not JSON")
+            raise _Unusable("answer is not JSON") from None
         answer = _content(body)
         if answer is None:
-            return _fail("answer has no message content")
+            raise _Unusable("answer has no message content")
         answer = _THINKING.sub("", answer).strip()
         if not answer:
-            return _fail("empty answer")
+            raise _Unusable("empty answer")
         if len(answer) > max(MAX_ANSWER_CHARS, MAX_GROWTH * len(draft)):
-            return _fail("answer too long")
+            raise _Unusable("answer too long")
         kept = figures(answer)
         if not figures(draft) <= kept:
-            return _fail("answer dropped a figure of the draft")
+            raise _Unusable("answer dropped a figure of the draft")
         if not kept <= figures(draft) | figures(facts) | figures(question):
-            return _fail("answer holds a figure found nowhere in the facts")
+            raise _Unusable("answer holds a figure found nowhere in the facts")
         return answer
 
     async def aclose(self) -> None:
@@ -173,7 +186,5 @@ def _content(body: Any) -> str | None:
     return content if isinstance(content, str) else None
 
 
-def _fail(reason: str) -> None:
-    # The reason only: the question, facts and answer may hold personal data.
-    log.warning("chat language model not used: %s; the built-in reply is sent", reason)
-    return None
+class _Unusable(Exception):
+    """Why the model's answer cannot replace the draft (safe to log: no content)."""
