@@ -45,6 +45,7 @@ WORD_WEIGHT = 0.6
 # alone, since at that length one letter makes another word.
 SPELLING_CUTOFF = 0.85
 MIN_CORRECTABLE = 5
+MAX_CACHED_CORRECTIONS = 50_000
 
 # Share of the score kept by a question none of whose words the articles use;
 # the rest grows with the square of the (IDF-weighted) share of its words that
@@ -246,6 +247,7 @@ class HelpLibrary:
         }
         self._unknown_idf = max(self._idf.values())
         self._vocabulary = frozenset(self._idf)
+        self._corrections: dict[str, str] = {}
         # Spelling candidates by length: a typo changes the length by at most one.
         self._by_length: dict[int, list[str]] = {}
         for word in sorted(self._vocabulary):
@@ -297,10 +299,17 @@ class HelpLibrary:
         """The library's own spelling of a mistyped word, else the word as given."""
         if token in self._vocabulary or len(token) < MIN_CORRECTABLE or token.isdigit():
             return token
+        cached = self._corrections.get(token)
+        if cached is not None:
+            return cached
         nearby = self._by_length.get(len(token) - 1, []) + self._by_length.get(len(token), [])
         nearby += self._by_length.get(len(token) + 1, [])
         match = difflib.get_close_matches(token, nearby, n=1, cutoff=SPELLING_CUTOFF)
-        return match[0] if match else token
+        corrected = match[0] if match else token
+        # difflib is the slow part of a search; the same strange words recur.
+        if len(self._corrections) < MAX_CACHED_CORRECTIONS:
+            self._corrections[token] = corrected
+        return corrected
 
     def _coverage(self, tokens: list[str]) -> float:
         # Words weigh by their rarity (IDF), a word the articles never use by
