@@ -13,10 +13,14 @@ same text: word unigrams and bigrams, which reward the exact terms, and
 character n-grams within words, which still match when a user mistypes
 ("pasword", "two factr"). Both views see the text after light normalisation
 (lower case, accents folded, filler words dropped, plural and -ing/-ed
-endings trimmed), so "importing files" meets "import a file". The score of a
-passage is the weighted mean of the two similarities; below
-:data:`MIN_SCORE` nothing is relevant and :meth:`HelpLibrary.search` answers
-``[]`` (how the threshold was chosen is written beside it).
+endings trimmed), so "importing files" meets "import a file", and a question
+word no article uses is replaced by the closest article word (difflib), so
+"pasword" reads as "password". The score of a passage is the weighted mean of
+the two similarities, scaled down when most of the question (by IDF weight)
+is words no article uses: "write me a poem" is not about devices however
+well "write" matches. Below :data:`MIN_SCORE` nothing is relevant and
+:meth:`HelpLibrary.search` answers ``[]`` (how the threshold was chosen is
+written beside it).
 """
 
 from __future__ import annotations
@@ -29,7 +33,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.sparse import csr_matrix
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 ARTICLES_DIR = Path(__file__).resolve().parent / "articles"
@@ -238,8 +241,8 @@ class HelpLibrary:
             lowercase=False,
         )
         # TfidfVectorizer rows are L2-normalised, so a dot product is the cosine.
-        self._word_matrix: csr_matrix = self._words.fit_transform(corpus)
-        self._char_matrix: csr_matrix = self._chars.fit_transform(corpus)
+        self._word_matrix = self._words.fit_transform(corpus)
+        self._char_matrix = self._chars.fit_transform(corpus)
         self._idf: dict[str, float] = {
             term: float(idf)
             for term, idf in zip(self._words.get_feature_names_out(), self._words.idf_, strict=True)
