@@ -171,8 +171,12 @@ async def test_rejected_writes_are_errors_and_partial_ones_say_so(
     device_id = await new_device(client, ann)
     url = f"/v1/devices/{device_id}/readings"
 
+    # One start for every post: a resent upload must carry the very same timestamps,
+    # however long the machine takes between two posts.
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
+
     async def post(who: dict[str, str], values: list[object], **fields: object) -> httpx.Response:
-        body = {"metric_name": "pressure", "readings": readings_json(values), **fields}
+        body = {"metric_name": "pressure", "readings": readings_json(values, start), **fields}
         return await client.post(url, headers=who, json=body)
 
     nan = await post(ann, ["NaN", "Infinity"])
