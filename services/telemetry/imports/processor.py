@@ -4,7 +4,8 @@ Files are imported one at a time, in the order their content arrived. A
 file is read in a worker thread a chunk of rows at a time (10,000 by
 default), each chunk goes through the same ingest path as streaming (so the
 same checks and the same de-duplication apply: importing a file twice stores
-nothing twice), and progress is saved after each chunk. A file left
+nothing twice; ingest reports the devices' activity), and progress is saved
+after each chunk. A file left
 unfinished when the process stopped is imported again at the next start.
 """
 
@@ -59,9 +60,6 @@ MAX_LOGGED_ROWS = 1000
 # Entries written while receiving a file; an import that starts over keeps them.
 RECEIVING_SOURCES = ("checksum",)
 
-ActivitySink = Callable[[str, int, int], None]
-"""Told (device id, newest timestamp µs, readings stored) after each stored chunk."""
-
 
 @dataclass
 class _Run:
@@ -114,7 +112,6 @@ class FileImporter:
         objects: ObjectStore,
         ingest: IngestService,
         devices: DeviceWriteCheck,
-        on_stored: ActivitySink,
         clock: Callable[[], datetime] = utcnow,
         chunk_rows: int = CHUNK_ROWS,
         max_logged_rows: int = MAX_LOGGED_ROWS,
@@ -123,7 +120,6 @@ class FileImporter:
         self._objects = objects
         self._ingest = ingest
         self._devices = devices
-        self._on_stored = on_stored
         self._clock = clock
         self._chunk_rows = chunk_rows
         self._max_logged_rows = max_logged_rows
@@ -273,8 +269,6 @@ class FileImporter:
             run.rows_imported += result.accepted + result.duplicates
             run.rows_duplicate += result.duplicates
             run.rows_rejected += result.rejected
-            for device_id, newest, stored in result.activity:
-                self._on_stored(device_id, newest, stored)
             for rejection in result.rejections:
                 entry = stream_entries[rejection.index]
                 entries.append(
