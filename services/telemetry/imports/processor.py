@@ -33,16 +33,15 @@ from services.telemetry.imports.parsing import (
     RowProblem,
     read_file,
 )
-from services.telemetry.imports.store import (
+from services.telemetry.imports.store import ImportStore, Progress
+from services.telemetry.imports.values import (
     CANCELLED,
     COMPLETED,
     FAILED,
     PROCESSING,
     UPLOADED,
-    ErrorLogRow,
-    ImportStore,
-    Progress,
-    UploadedFileRow,
+    ErrorLog,
+    UploadedFile,
     error_entry,
 )
 from services.telemetry.objects import ObjectStore
@@ -65,7 +64,7 @@ RECEIVING_SOURCES = ("checksum",)
 class _Run:
     """One file's import in progress."""
 
-    file: UploadedFileRow
+    file: UploadedFile
     token: str
     owners: dict[str, str | None] = field(default_factory=dict)
     rows_total: int = 0
@@ -241,7 +240,7 @@ class FileImporter:
                     problems.append(RowProblem(item.row, "device_id", _device_refused(run)))
                 else:
                     groups.setdefault((owner, item.device_id, item.metric_name), []).append(item)
-        entries: list[ErrorLogRow] = [
+        entries: list[ErrorLog] = [
             self._entry(run, "ERROR", "validation", f"Row {p.row}: {p.message}", p.row, p.column)
             for p in problems
         ]
@@ -305,7 +304,7 @@ class FileImporter:
         await self._store.add_errors(entries=[*self._summary(run), entry])
         await self._finish(run.file, FAILED, message, run)
 
-    def _summary(self, run: _Run) -> list[ErrorLogRow]:
+    def _summary(self, run: _Run) -> list[ErrorLog]:
         if not run.unlogged:
             return []
         message = (
@@ -330,7 +329,7 @@ class FileImporter:
         await self._finish(run.file, COMPLETED, message, run)
 
     async def _finish(
-        self, file: UploadedFileRow, status: str, message: str, run: _Run | None = None
+        self, file: UploadedFile, status: str, message: str, run: _Run | None = None
     ) -> None:
         progress = run.progress() if run else Progress()
         await self._store.move_file(
@@ -360,7 +359,7 @@ class FileImporter:
         *,
         reason: str = "",
         rows: int | None = None,
-    ) -> ErrorLogRow:
+    ) -> ErrorLog:
         return error_entry(
             owner_id=run.file.owner_id,
             batch_id=run.file.batch_id,
@@ -376,7 +375,7 @@ class FileImporter:
             rows=rows,
         )
 
-    async def _log_rows(self, run: _Run, entries: list[ErrorLogRow]) -> None:
+    async def _log_rows(self, run: _Run, entries: list[ErrorLog]) -> None:
         # A file of a million bad rows must not make a million entries: the first ones tell.
         room = max(self._max_logged_rows - run.logged, 0)
         kept = entries[:room]
