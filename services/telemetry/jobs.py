@@ -1,4 +1,4 @@
-"""Telemetry's background work: activity reports, purging decommissioned devices, retention.
+"""Telemetry's background work: activity reports, following decommissions, retention.
 
 Each job is a loop with a period that stops when cancelled; failures are
 logged and retried on the next round, never fatal to the process.
@@ -11,6 +11,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import Protocol
 
 from grpc import aio
 
@@ -90,8 +91,16 @@ class ActivityReporter:
                 raise
 
 
+class DevicePurger(Protocol):
+    """What purges a decommissioned device's data (the stream service)."""
+
+    async def purge_device(self, *, device_id: str) -> int:
+        """Delete the device's data; raises when the purge is to be retried."""
+        ...
+
+
 class DecommissionFollower:
-    """Follows the devices event log and purges the data of decommissioned devices.
+    """Follows the devices event log and has the data of decommissioned devices purged.
 
     The position is stored in telemetry's own database after each purge, so a
     restart resumes where it stopped and nothing is purged twice or skipped.
@@ -103,12 +112,12 @@ class DecommissionFollower:
         channel: aio.Channel,
         tokens: ServiceTokenSource,
         store: TelemetryStore,
-        on_purge: Callable[[str], Awaitable[None]],
+        purger: DevicePurger,
     ) -> None:
         self._stub = devices_pb2_grpc.DeviceServiceStub(channel)
         self._tokens = tokens
         self._store = store
-        self._on_purge = on_purge
+        self._purger = purger
 
     async def poll(self) -> int:
         """Handle every new event; answers how many devices were purged."""
@@ -122,7 +131,7 @@ class DecommissionFollower:
             )
             for event in answer.events:
                 if event.kind == "decommissioned":
-                    await self._on_purge(event.device_id)
+                    await self._purger.purge_device(device_id=event.device_id)
                     purged += 1
                 position = event.sequence
                 await self._store.save_cursor(name=EVENTS_CURSOR, position=position)

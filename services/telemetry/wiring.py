@@ -52,21 +52,11 @@ def _registrar(parts: Parts, *, limits: ImportLimits) -> Registrar:
     writer = GroupWriter(
         store, merge_upto=lambda: forwarder.acknowledged, on_commit=forwarder.notify
     )
-    ingest = IngestService(store=store, writer=writer, access=access)
-    streams = StreamService(store=store, ingest=ingest, access=access)
     activity = ActivityReporter(channel=devices_channel, tokens=parts.service_tokens)
-
-    async def purge(device_id: str) -> None:
-        ids = {s.id for s in await store.streams_of_device(device_id=device_id)}
-        await store.purge_device(device_id=device_id)
-        ingest.forget(ids)
-        writer.forget(ids)
-        # Analytics learns of the decommission from here: one call per device, retried with
-        # the event until it succeeds (analytics does not follow the event log itself).
-        await forwarder.forget_device(device_id)
-
+    ingest = IngestService(store=store, writer=writer, access=access, activity=activity.add)
+    streams = StreamService(store=store, ingest=ingest, access=access, analytics=forwarder)
     follower = DecommissionFollower(
-        channel=devices_channel, tokens=parts.service_tokens, store=store, on_purge=purge
+        channel=devices_channel, tokens=parts.service_tokens, store=store, purger=streams
     )
     import_store = ImportStore(parts.database.sessions)
     objects = LocalObjectStore(parts.settings.data_dir / "objects")
@@ -76,7 +66,6 @@ def _registrar(parts: Parts, *, limits: ImportLimits) -> Registrar:
         objects=objects,
         ingest=ingest,
         devices=device_check,
-        on_stored=activity.add,
     )
     imports = ImportService(
         store=import_store,
@@ -109,7 +98,7 @@ def _registrar(parts: Parts, *, limits: ImportLimits) -> Registrar:
     )
 
     def register(server: aio.Server) -> list[str]:
-        servicer = TelemetryServicer(ingest=ingest, streams=streams, activity=activity)
+        servicer = TelemetryServicer(ingest=ingest, streams=streams)
         telemetry_pb2_grpc.add_TelemetryServiceServicer_to_server(servicer, server)
         imports_pb2_grpc.add_ImportServiceServicer_to_server(ImportServicer(imports), server)
         return [

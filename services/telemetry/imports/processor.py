@@ -4,7 +4,8 @@ Files are imported one at a time, in the order their content arrived. A
 file is read in a worker thread a chunk of rows at a time (10,000 by
 default), each chunk goes through the same ingest path as streaming (so the
 same checks and the same de-duplication apply: importing a file twice stores
-nothing twice), and progress is saved after each chunk. A file left
+nothing twice; ingest reports the devices' activity), and progress is saved
+after each chunk. A file left
 unfinished when the process stopped is imported again at the next start.
 """
 
@@ -33,16 +34,15 @@ from services.telemetry.imports.parsing import (
     RowProblem,
     read_file,
 )
-from services.telemetry.imports.store import (
+from services.telemetry.imports.store import ImportStore, Progress
+from services.telemetry.imports.values import (
     CANCELLED,
     COMPLETED,
     FAILED,
     PROCESSING,
     UPLOADED,
-    ErrorLogRow,
-    ImportStore,
-    Progress,
-    UploadedFileRow,
+    ErrorLog,
+    UploadedFile,
     error_entry,
 )
 from services.telemetry.objects import ObjectStore
@@ -60,15 +60,12 @@ MAX_LOGGED_ROWS = 1000
 # Entries written while receiving a file; an import that starts over keeps them.
 RECEIVING_SOURCES = ("checksum",)
 
-ActivitySink = Callable[[str, int, int], None]
-"""Told (device id, newest timestamp µs, readings stored) after each stored chunk."""
-
 
 @dataclass
 class _Run:
     """One file's import in progress."""
 
-    file: UploadedFileRow
+    file: UploadedFile
     token: str
     owners: dict[str, str | None] = field(default_factory=dict)
     rows_total: int = 0
@@ -115,7 +112,6 @@ class FileImporter:
         objects: ObjectStore,
         ingest: IngestService,
         devices: DeviceWriteCheck,
-        on_stored: ActivitySink,
         clock: Callable[[], datetime] = utcnow,
         chunk_rows: int = CHUNK_ROWS,
         max_logged_rows: int = MAX_LOGGED_ROWS,
@@ -124,7 +120,6 @@ class FileImporter:
         self._objects = objects
         self._ingest = ingest
         self._devices = devices
-        self._on_stored = on_stored
         self._clock = clock
         self._chunk_rows = chunk_rows
         self._max_logged_rows = max_logged_rows
@@ -246,7 +241,7 @@ class FileImporter:
                     problems.append(RowProblem(item.row, "device_id", _device_refused(run)))
                 else:
                     groups.setdefault((owner, item.device_id, item.metric_name), []).append(item)
-        entries: list[ErrorLogRow] = [
+        entries: list[ErrorLog] = [
             self._entry(run, "ERROR", "validation", f"Row {p.row}: {p.message}", p.row, p.column)
             for p in problems
         ]
@@ -274,8 +269,6 @@ class FileImporter:
             run.rows_imported += result.accepted + result.duplicates
             run.rows_duplicate += result.duplicates
             run.rows_rejected += result.rejected
-            for device_id, newest, stored in result.activity:
-                self._on_stored(device_id, newest, stored)
             for rejection in result.rejections:
                 entry = stream_entries[rejection.index]
                 entries.append(
@@ -312,7 +305,7 @@ class FileImporter:
         await self._store.add_errors(entries=[*self._summary(run), entry])
         await self._finish(run.file, FAILED, message, run)
 
-    def _summary(self, run: _Run) -> list[ErrorLogRow]:
+    def _summary(self, run: _Run) -> list[ErrorLog]:
         if not run.unlogged:
             return []
         message = (
@@ -337,7 +330,7 @@ class FileImporter:
         await self._finish(run.file, COMPLETED, message, run)
 
     async def _finish(
-        self, file: UploadedFileRow, status: str, message: str, run: _Run | None = None
+        self, file: UploadedFile, status: str, message: str, run: _Run | None = None
     ) -> None:
         progress = run.progress() if run else Progress()
         await self._store.move_file(
@@ -367,7 +360,7 @@ class FileImporter:
         *,
         reason: str = "",
         rows: int | None = None,
-    ) -> ErrorLogRow:
+    ) -> ErrorLog:
         return error_entry(
             owner_id=run.file.owner_id,
             batch_id=run.file.batch_id,
@@ -383,7 +376,7 @@ class FileImporter:
             rows=rows,
         )
 
-    async def _log_rows(self, run: _Run, entries: list[ErrorLogRow]) -> None:
+    async def _log_rows(self, run: _Run, entries: list[ErrorLog]) -> None:
         # A file of a million bad rows must not make a million entries: the first ones tell.
         room = max(self._max_logged_rows - run.logged, 0)
         kept = entries[:room]

@@ -26,7 +26,8 @@ from iotkit.sqltypes import utcnow
 from iotkit.validation import Violations, check_uuid
 from services.telemetry.imports.access import DeviceWriteCheck
 from services.telemetry.imports.parsing import FORMATS
-from services.telemetry.imports.store import (
+from services.telemetry.imports.store import ErrorQuery, ImportStore
+from services.telemetry.imports.values import (
     ACTIVE,
     BATCH_STATUSES,
     CANCELLED,
@@ -37,11 +38,9 @@ from services.telemetry.imports.store import (
     SEVERITIES,
     UPLOADED,
     UPLOADING,
-    BatchRow,
-    ErrorLogRow,
-    ErrorQuery,
-    ImportStore,
-    UploadedFileRow,
+    Batch,
+    ErrorLog,
+    UploadedFile,
     error_entry,
 )
 from services.telemetry.objects import ObjectStore, safe_filename
@@ -129,7 +128,7 @@ def _file_not_found() -> NotFound:
     return NotFound("Upload not found", reason=reasons.UPLOAD_NOT_FOUND)
 
 
-def _not_active(batch: BatchRow, doing: str) -> FailedPrecondition:
+def _not_active(batch: Batch, doing: str) -> FailedPrecondition:
     return FailedPrecondition(
         f"The batch is {batch.status}; only an ACTIVE batch {doing}",
         reason=reasons.BATCH_NOT_ACTIVE,
@@ -164,7 +163,7 @@ class ImportService:
 
     # Batches
 
-    async def create_batch(self, *, caller: Caller, device_id: str, site_id: str) -> BatchRow:
+    async def create_batch(self, *, caller: Caller, device_id: str, site_id: str) -> Batch:
         """Start an ACTIVE batch, within the limit of active batches.
 
         A user has the configured limit. A site's batches count against its
@@ -188,7 +187,7 @@ class ImportService:
             limit = _claimed_limit(caller.claims.get("max_batches"), fallback=limit)
         now = self._clock()
         batch = await self._store.add_batch(
-            batch=BatchRow(
+            batch=Batch(
                 id=str(uuid.uuid4()),
                 owner_id=caller.subject,
                 site_id=site_id or None,
@@ -212,13 +211,13 @@ class ImportService:
             )
         return batch
 
-    async def get_batch(self, *, caller: Caller, batch_id: str) -> BatchRow:
+    async def get_batch(self, *, caller: Caller, batch_id: str) -> Batch:
         """One of the caller's batches."""
         return await self._owned_batch(caller, batch_id)
 
     async def list_batches(
         self, *, caller: Caller, page: int, limit: int, status: str
-    ) -> Page[BatchRow]:
+    ) -> Page[Batch]:
         """A page of the caller's batches, newest first."""
         violations = Violations()
         request = check_page(violations, page, limit)
@@ -232,7 +231,7 @@ class ImportService:
         )
         return Page(rows, total, request)
 
-    async def complete_batch(self, *, caller: Caller, batch_id: str) -> BatchRow:
+    async def complete_batch(self, *, caller: Caller, batch_id: str) -> Batch:
         """Close an ACTIVE batch: COMPLETED, or FAILED when one of its files failed."""
         batch = await self._owned_batch(caller, batch_id)
         finished = await self._store.finish_batch(
@@ -247,7 +246,7 @@ class ImportService:
             await self._store.fail_completed_batch(batch_id=batch.id)
         return await self._owned_batch(caller, batch_id)
 
-    async def cancel_batch(self, *, caller: Caller, batch_id: str) -> BatchRow:
+    async def cancel_batch(self, *, caller: Caller, batch_id: str) -> Batch:
         """Cancel an ACTIVE batch; files not yet imported will not be."""
         batch = await self._owned_batch(caller, batch_id)
         finished = await self._store.finish_batch(
@@ -260,7 +259,7 @@ class ImportService:
             raise _not_active(await self._owned_batch(caller, batch_id), "can be cancelled")
         return finished
 
-    async def batch_files(self, *, caller: Caller, batch_id: str) -> list[UploadedFileRow]:
+    async def batch_files(self, *, caller: Caller, batch_id: str) -> list[UploadedFile]:
         """The files of one of the caller's batches."""
         batch = await self._owned_batch(caller, batch_id)
         return await self._store.files_of_batch(batch_id=batch.id)
@@ -274,7 +273,7 @@ class ImportService:
         limit: int,
         severity: str,
         file_id: str,
-    ) -> Page[ErrorLogRow]:
+    ) -> Page[ErrorLog]:
         """A page of a batch's error log, oldest entry first."""
         violations = Violations()
         request = check_page(violations, page, limit)
@@ -297,7 +296,7 @@ class ImportService:
 
     async def file_errors(
         self, *, caller: Caller, file_id: str, page: int, limit: int, severity: str
-    ) -> Page[ErrorLogRow]:
+    ) -> Page[ErrorLog]:
         """A page of one of the caller's files' error log entries, oldest first."""
         violations = Violations()
         request = check_page(violations, page, limit)
@@ -348,7 +347,7 @@ class ImportService:
 
     # Uploads
 
-    async def create_upload(self, *, caller: Caller, upload: NewUpload) -> UploadedFileRow:
+    async def create_upload(self, *, caller: Caller, upload: NewUpload) -> UploadedFile:
         """Announce a file; it waits (PENDING) for its content."""
         violations = Violations()
         filename = _CONTROL.sub("", upload.filename).strip()
@@ -396,7 +395,7 @@ class ImportService:
         prefix = batch_prefix(batch.id) if batch else "uploads/"
         key = f"{prefix}{file_id}/{safe_filename(filename, fallback=f'upload.{kind}')}"
         return await self._store.add_file(
-            file=UploadedFileRow(
+            file=UploadedFile(
                 id=file_id,
                 owner_id=caller.subject,
                 batch_id=batch.id if batch else None,
@@ -420,13 +419,13 @@ class ImportService:
             )
         )
 
-    async def get_upload(self, *, caller: Caller, file_id: str) -> UploadedFileRow:
+    async def get_upload(self, *, caller: Caller, file_id: str) -> UploadedFile:
         """One of the caller's files with its status and progress."""
         return await self._owned_file(caller, file_id)
 
     async def receive_content(
         self, *, caller: Caller, file_id: str, chunks: AsyncIterator[bytes]
-    ) -> UploadedFileRow:
+    ) -> UploadedFile:
         """Store a PENDING file's content while it streams in, check it, and queue its import.
 
         The bytes go straight to object storage (never all in memory) while
@@ -501,7 +500,7 @@ class ImportService:
 
     # Helpers
 
-    async def _note_same_content(self, file: UploadedFileRow) -> None:
+    async def _note_same_content(self, file: UploadedFile) -> None:
         assert file.batch_id is not None and file.checksum is not None
         same = await self._store.same_content(
             batch_id=file.batch_id, checksum=file.checksum, other_than=file.id
@@ -518,7 +517,7 @@ class ImportService:
         )
 
     async def _log_file(
-        self, file: UploadedFileRow, severity: str, source: str, message: str
+        self, file: UploadedFile, severity: str, source: str, message: str
     ) -> None:
         await self._store.add_errors(
             entries=[
@@ -535,15 +534,15 @@ class ImportService:
             ]
         )
 
-    async def _fail_batch_if_completed(self, file: UploadedFileRow) -> None:
+    async def _fail_batch_if_completed(self, file: UploadedFile) -> None:
         if file.batch_id:
             await self._store.fail_completed_batch(batch_id=file.batch_id)
 
-    async def _errors(self, query: ErrorQuery, request: PageRequest) -> Page[ErrorLogRow]:
+    async def _errors(self, query: ErrorQuery, request: PageRequest) -> Page[ErrorLog]:
         rows, total = await self._store.errors(query=query)
         return Page(rows, total, request)
 
-    async def _owned_batch(self, caller: Caller, batch_id: str) -> BatchRow:
+    async def _owned_batch(self, caller: Caller, batch_id: str) -> Batch:
         violations = Violations()
         batch_id = check_uuid(violations, batch_id, field="batch_id")
         violations.raise_if_any()
@@ -556,7 +555,7 @@ class ImportService:
             admin_sees_all=False,
         )
 
-    async def _owned_file(self, caller: Caller, file_id: str) -> UploadedFileRow:
+    async def _owned_file(self, caller: Caller, file_id: str) -> UploadedFile:
         violations = Violations()
         file_id = check_uuid(violations, file_id, field="file_id")
         violations.raise_if_any()

@@ -21,12 +21,12 @@ from services.telemetry.imports.service import (
     upload_fields,
     upload_url,
 )
-from services.telemetry.imports.store import ACTIVE, BatchRow, ErrorLogRow, UploadedFileRow
+from services.telemetry.imports.values import Batch, ErrorLog, UploadedFile
 
 Context: TypeAlias = aio.ServicerContext[Any, Any]
 
 
-def batch_message(batch: BatchRow) -> imports_pb2.Batch:
+def batch_message(batch: Batch) -> imports_pb2.Batch:
     """A batch as the API shows it (seed 002 BatchResponseDto)."""
     return imports_pb2.Batch(
         id=batch.id,
@@ -41,11 +41,11 @@ def batch_message(batch: BatchRow) -> imports_pb2.Batch:
         completed_at=timestamp(batch.completed_at),
         device_id=batch.device_id or "",
         error_count=batch.error_count,
-        expires_at=timestamp(batch.expires_at) if batch.status == ACTIVE else None,
+        expires_at=timestamp(batch.expires_at),
     )
 
 
-def file_message(file: UploadedFileRow) -> imports_pb2.FileUpload:
+def file_message(file: UploadedFile) -> imports_pb2.FileUpload:
     """An uploaded file as the API shows it (seed 002 FileUploadResponseDto)."""
     return imports_pb2.FileUpload(
         id=file.id,
@@ -75,7 +75,7 @@ def file_message(file: UploadedFileRow) -> imports_pb2.FileUpload:
     )
 
 
-def error_message(entry: ErrorLogRow) -> imports_pb2.ErrorLog:
+def error_message(entry: ErrorLog) -> imports_pb2.ErrorLog:
     """An error log entry as the API shows it (seed 002 ErrorLogResponseDto)."""
     return imports_pb2.ErrorLog(
         id=entry.id,
@@ -96,7 +96,7 @@ def error_message(entry: ErrorLogRow) -> imports_pb2.ErrorLog:
     )
 
 
-def error_page(page: Page[ErrorLogRow]) -> imports_pb2.ErrorLogPage:
+def error_page(page: Page[ErrorLog]) -> imports_pb2.ErrorLogPage:
     """A page of the error log, paginated as every list of the suite."""
     return imports_pb2.ErrorLogPage(
         content=[error_message(entry) for entry in page.items],

@@ -4,14 +4,14 @@ They live in telemetry's own database, declared on telemetry's ``Base`` so
 that opening the database creates them. Every method runs in its own
 transaction; state changes are conditional updates (``WHERE status = ...``)
 so that two replicas, or a request racing the background importer, cannot
-both move the same row.
+both move the same row. Queries answer the domain values of ``values.py``
+(never a row) and writes take them.
 """
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
@@ -33,23 +33,21 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from iotkit.listing import fetch_page
 from iotkit.sqltypes import UtcDateTime
+from services.telemetry.imports.values import (
+    ACTIVE,
+    COMPLETED,
+    FAILED,
+    FILE_DONE,
+    PENDING,
+    PROCESSING,
+    UPLOADED,
+    UPLOADING,
+    Batch,
+    ErrorLog,
+    UploadedFile,
+)
 from services.telemetry.telemetry.store import SEQUENCE, Base
 
-# Batch statuses.
-ACTIVE, COMPLETED, FAILED, CANCELLED, EXPIRED = (
-    "ACTIVE",
-    "COMPLETED",
-    "FAILED",
-    "CANCELLED",
-    "EXPIRED",
-)
-BATCH_STATUSES = (ACTIVE, COMPLETED, FAILED, CANCELLED, EXPIRED)
-
-# File statuses; FAILED and COMPLETED are shared with batches.
-PENDING, UPLOADING, UPLOADED, PROCESSING = "PENDING", "UPLOADING", "UPLOADED", "PROCESSING"
-FILE_DONE = (COMPLETED, FAILED)
-
-SEVERITIES = ("INFO", "WARN", "ERROR", "FATAL")
 SERIOUS = ("ERROR", "FATAL")
 SLOT_ATTEMPTS = 3
 
@@ -188,6 +186,29 @@ def _rowcount(result: Any) -> int:
     return int(result.rowcount or 0)
 
 
+def _fields(value: Batch | UploadedFile | ErrorLog) -> dict[str, Any]:
+    """A domain value's fields by name (its row's columns), for a new row."""
+    return {field.name: getattr(value, field.name) for field in fields(value)}
+
+
+def _batch(row: BatchRow) -> Batch:
+    """A batch row as its domain value."""
+    values = {field.name: getattr(row, field.name) for field in fields(Batch)}
+    if row.status != ACTIVE:
+        values["expires_at"] = None  # a closed batch expires no more
+    return Batch(**values)
+
+
+def _file(row: UploadedFileRow) -> UploadedFile:
+    """A file row as its domain value."""
+    return UploadedFile(**{field.name: getattr(row, field.name) for field in fields(UploadedFile)})
+
+
+def _error(row: ErrorLogRow) -> ErrorLog:
+    """An error log row as its domain value."""
+    return ErrorLog(**{field.name: getattr(row, field.name) for field in fields(ErrorLog)})
+
+
 class ImportStore:
     """Queries over the import tables."""
 
@@ -197,8 +218,8 @@ class ImportStore:
     # Batches
 
     async def add_batch(
-        self, *, batch: BatchRow, max_active: int, account_id: str | None = None
-    ) -> BatchRow | None:
+        self, *, batch: Batch, max_active: int, account_id: str | None = None
+    ) -> Batch | None:
         """Insert an ACTIVE batch in a free slot; None when every slot is taken.
 
         The slots are the owner's, or with ``account_id`` (a site's batch) the
@@ -218,8 +239,7 @@ class ImportStore:
             if free is None:
                 return None
             # A fresh row each attempt: a row from a failed flush is not to be reused.
-            row = BatchRow(**{c.key: getattr(batch, c.key) for c in BatchRow.__table__.columns})
-            row.active_slot = free
+            row = BatchRow(**_fields(batch), active_slot=free)
             try:
                 async with self._sessions.begin() as session:
                     session.add(row)
@@ -227,25 +247,26 @@ class ImportStore:
                         session.add(
                             AccountSlotRow(batch_id=row.id, account_id=account_id, slot=free)
                         )
-                return row
+                return _batch(row)
             except IntegrityError:
                 continue  # a concurrent request took that slot; look again
         return None
 
-    async def batch(self, *, batch_id: str) -> BatchRow | None:
+    async def batch(self, *, batch_id: str) -> Batch | None:
         """A batch, if it exists."""
         async with self._sessions() as session:
-            return await session.get(BatchRow, batch_id)
+            row = await session.get(BatchRow, batch_id)
+        return None if row is None else _batch(row)
 
     async def list_batches(
         self, *, owner_id: str, status: str | None, offset: int, limit: int
-    ) -> tuple[list[BatchRow], int]:
+    ) -> tuple[list[Batch], int]:
         """A page of an owner's batches, newest first, and how many there are in all."""
         conditions: list[Any] = [BatchRow.owner_id == owner_id]
         if status:
             conditions.append(BatchRow.status == status)
         async with self._sessions() as session:
-            return await fetch_page(
+            rows, total = await fetch_page(
                 session,
                 select(BatchRow)
                 .where(*conditions)
@@ -253,10 +274,11 @@ class ImportStore:
                 offset=offset,
                 limit=limit,
             )
+            return [_batch(row) for row in rows], total
 
     async def finish_batch(
         self, *, batch_id: str, status: str, now: datetime, pending_message: str
-    ) -> BatchRow | None:
+    ) -> Batch | None:
         """Move an ACTIVE batch to ``status``, failing its files that never got content.
 
         Answers the batch as changed, or None when it was no longer ACTIVE.
@@ -278,7 +300,8 @@ class ImportStore:
                 )
                 .values(status=FAILED, message=pending_message, finished_at=now)
             )
-            return await session.get(BatchRow, batch_id)
+            batch = await session.get(BatchRow, batch_id)
+            return None if batch is None else _batch(batch)
 
     async def batch_has_failed_files(self, *, batch_id: str) -> bool:
         """True when a file of the batch ended FAILED."""
@@ -310,27 +333,27 @@ class ImportStore:
 
     # Files
 
-    async def add_file(self, *, file: UploadedFileRow) -> UploadedFileRow:
+    async def add_file(self, *, file: UploadedFile) -> UploadedFile:
         """Insert an announced file."""
         async with self._sessions.begin() as session:
-            session.add(file)
+            session.add(UploadedFileRow(**_fields(file)))
         return file
 
-    async def file(self, *, file_id: str) -> UploadedFileRow | None:
+    async def file(self, *, file_id: str) -> UploadedFile | None:
         """A file, if it exists."""
         async with self._sessions() as session:
-            return await session.get(UploadedFileRow, file_id)
+            row = await session.get(UploadedFileRow, file_id)
+        return None if row is None else _file(row)
 
-    async def files_of_batch(self, *, batch_id: str) -> list[UploadedFileRow]:
+    async def files_of_batch(self, *, batch_id: str) -> list[UploadedFile]:
         """The files of a batch in the order they were announced."""
         async with self._sessions() as session:
-            return list(
-                await session.scalars(
-                    select(UploadedFileRow)
-                    .where(UploadedFileRow.batch_id == batch_id)
-                    .order_by(UploadedFileRow.created_at, UploadedFileRow.id)
-                )
+            rows = await session.scalars(
+                select(UploadedFileRow)
+                .where(UploadedFileRow.batch_id == batch_id)
+                .order_by(UploadedFileRow.created_at, UploadedFileRow.id)
             )
+            return [_file(row) for row in rows]
 
     async def move_file(
         self,
@@ -358,7 +381,7 @@ class ImportStore:
         status: str,
         message: str,
         now: datetime,
-    ) -> UploadedFileRow | None:
+    ) -> UploadedFile | None:
         """Record an UPLOADING file's stored content and count it in its batch."""
         async with self._sessions.begin() as session:
             moved = await session.execute(
@@ -385,14 +408,14 @@ class ImportStore:
                         total_size=BatchRow.total_size + size,
                     )
                 )
-            return file
+            return None if file is None else _file(file)
 
     async def same_content(
         self, *, batch_id: str, checksum: str, other_than: str
-    ) -> UploadedFileRow | None:
+    ) -> UploadedFile | None:
         """The first other file of the batch with the same content that was not refused."""
         async with self._sessions() as session:
-            return await session.scalar(
+            found = await session.scalar(
                 select(UploadedFileRow)
                 .where(
                     UploadedFileRow.batch_id == batch_id,
@@ -403,6 +426,7 @@ class ImportStore:
                 .order_by(UploadedFileRow.created_at)
                 .limit(1)
             )
+            return None if found is None else _file(found)
 
     async def set_duplicate_of(self, *, file_id: str, duplicate_of: str) -> None:
         """Note that a file's content equals another's."""
@@ -450,7 +474,7 @@ class ImportStore:
 
     # Error logs
 
-    async def add_errors(self, *, entries: Sequence[ErrorLogRow]) -> None:
+    async def add_errors(self, *, entries: Sequence[ErrorLog]) -> None:
         """Append entries to the error log, counting serious ones in their batches."""
         if not entries:
             return
@@ -459,7 +483,7 @@ class ImportStore:
             if entry.batch_id and entry.severity in SERIOUS:
                 serious[entry.batch_id] = serious.get(entry.batch_id, 0) + 1
         async with self._sessions.begin() as session:
-            session.add_all(entries)
+            session.add_all([ErrorLogRow(**_fields(entry)) for entry in entries])
             for batch_id, count in serious.items():
                 await session.execute(
                     update(BatchRow)
@@ -489,7 +513,7 @@ class ImportStore:
                 .values(error_count=int(serious or 0))
             )
 
-    async def errors(self, *, query: ErrorQuery) -> tuple[list[ErrorLogRow], int]:
+    async def errors(self, *, query: ErrorQuery) -> tuple[list[ErrorLog], int]:
         """A page of error log entries, oldest first, and how many match in all."""
         conditions: list[Any] = [ErrorLogRow.owner_id == query.owner_id]
         if query.batch_id is not None:
@@ -499,42 +523,11 @@ class ImportStore:
         if query.severity:
             conditions.append(ErrorLogRow.severity == query.severity)
         async with self._sessions() as session:
-            return await fetch_page(
+            rows, total = await fetch_page(
                 session,
                 select(ErrorLogRow).where(*conditions).order_by(ErrorLogRow.seq),
                 offset=query.offset,
                 limit=query.limit,
             )
+            return [_error(row) for row in rows], total
 
-
-def error_entry(
-    *,
-    owner_id: str,
-    batch_id: str | None,
-    file_id: str | None,
-    filename: str = "",
-    severity: str,
-    source: str,
-    message: str,
-    now: datetime,
-    row: int | None = None,
-    column: str = "",
-    reason: str = "",
-    rows: int | None = None,
-) -> ErrorLogRow:
-    """A new error log entry."""
-    return ErrorLogRow(
-        id=str(uuid.uuid4()),
-        owner_id=owner_id,
-        batch_id=batch_id,
-        file_id=file_id,
-        filename=filename[:255],
-        severity=severity,
-        source=source,
-        message=message[:500],
-        row=row,
-        column=column[:64],
-        reason=reason[:64],
-        rows=rows,
-        occurred_at=now,
-    )

@@ -6,7 +6,9 @@ write (a user's own devices, or a device credential's one device). A stream
 is created on its first stored reading, never for an entry none of whose
 readings is stored. The bulk upload (:meth:`IngestService.upload`) fails
 outright when it stores nothing, so that a REST client never reads a refusal
-as a success.
+as a success. What is stored is told to the activity sink (the devices
+service's last-seen and readings counts), whoever wrote it: a device, a user
+or a file import.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from iotkit.errors import DomainError, FieldViolation, NotFound, PermissionDenie
 from iotkit.sqltypes import utcnow
 from iotkit.validation import Violations, check_uuid
 from services.telemetry.telemetry.codec import Float64s, Int64s
-from services.telemetry.telemetry.store import StreamRow, TelemetryStore
+from services.telemetry.telemetry.store import TelemetryStore
+from services.telemetry.telemetry.values import Stream
 from services.telemetry.telemetry.writer import GroupWriter, Prepared
 
 MAX_BATCH_READINGS = 100_000
@@ -36,6 +39,9 @@ FUTURE_TOLERANCE_US = 5 * 60 * 1_000_000
 OLDEST_US = 946_684_800 * 1_000_000  # 2000-01-01: older readings are almost surely unit mistakes
 METRIC_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 STREAM_CACHE_SIZE = 100_000
+
+ActivitySink = Callable[[str, int, int], None]
+"""Told (device id, newest timestamp µs, readings stored) for each entry that stored readings."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,8 +90,6 @@ class BatchResult:
     duplicates: int = 0
     rejections: list[Rejected] = field(default_factory=list)
     stream_ids: list[str] = field(default_factory=list)
-    # (device id, newest timestamp, readings stored) per stored entry, for activity reports.
-    activity: list[tuple[str, int, int]] = field(default_factory=list)
 
     @property
     def rejected(self) -> int:
@@ -116,7 +120,7 @@ class _Target:
     metric_name: str
     owner_id: str
     device_type: str
-    stream: StreamRow | None
+    stream: Stream | None
 
 
 def _device_named(entry: EntryIn) -> str:
@@ -136,14 +140,16 @@ class IngestService:
         store: TelemetryStore,
         writer: GroupWriter,
         access: DeviceAccessClient,
+        activity: ActivitySink,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._store = store
         self._writer = writer
         self._access = access
+        self._activity = activity
         self._clock = clock
-        self._streams: OrderedDict[tuple[str, str], StreamRow] = OrderedDict()
-        self._by_id: OrderedDict[str, StreamRow] = OrderedDict()
+        self._streams: OrderedDict[tuple[str, str], Stream] = OrderedDict()
+        self._by_id: OrderedDict[str, Stream] = OrderedDict()
 
     async def ingest(
         self,
@@ -209,7 +215,7 @@ class IngestService:
             result.accepted += kept_count - dup
             result.duplicates += dup
             if kept_count - dup:
-                result.activity.append((device_id, newest, kept_count - dup))
+                self._activity(device_id, newest, kept_count - dup)
         return result
 
     async def upload(self, *, caller: Caller, token: str, entry: EntryIn) -> BatchResult:
@@ -242,7 +248,7 @@ class IngestService:
 
     async def stream_for(
         self, *, caller: Caller, token: str, stream_id: str, access: str
-    ) -> StreamRow | None:
+    ) -> Stream | None:
         """A stream the caller may ``access`` ("read"/"write"); None if unknown or foreign alike."""
         try:
             stream_id = str(uuid.UUID(stream_id))
@@ -257,14 +263,15 @@ class IngestService:
         return stream if grant.allowed else None
 
     def forget(self, stream_ids: set[str]) -> None:
-        """Drop cached streams whose data was deleted."""
+        """Drop what is known of streams whose data was deleted: cached here and in the writer."""
         for key, stream in list(self._streams.items()):
             if stream.id in stream_ids:
                 del self._streams[key]
         for stream_id in stream_ids:
             self._by_id.pop(stream_id, None)
+        self._writer.forget(stream_ids)
 
-    async def _stream_by_id(self, stream_id: str) -> StreamRow | None:
+    async def _stream_by_id(self, stream_id: str) -> Stream | None:
         stream = self._by_id.get(stream_id)
         if stream is None:
             stream = await self._store.stream(stream_id=stream_id)
@@ -272,7 +279,7 @@ class IngestService:
                 self._remember(stream)
         return stream
 
-    def _remember(self, stream: StreamRow) -> None:
+    def _remember(self, stream: Stream) -> None:
         self._streams[(stream.device_id, stream.metric_name)] = stream
         self._by_id[stream.id] = stream
         for cache in (self._streams, self._by_id):
@@ -351,10 +358,10 @@ class IngestService:
             self._remember(stream)
         return _Target(device_id, entry.metric_name, owner, device_type, stream)
 
-    async def _open(self, target: _Target) -> StreamRow:
+    async def _open(self, target: _Target) -> Stream:
         """Create the stream of ``target`` (or take the one a concurrent writer created)."""
         stream = await self._store.add_stream(
-            stream=StreamRow(
+            stream=Stream(
                 id=str(uuid.uuid4()),
                 device_id=target.device_id,
                 owner_id=target.owner_id,

@@ -1,7 +1,9 @@
-"""Streams and their data: creating, listing, changing streams, and charting ranges.
+"""Streams and their data: creating, listing, changing streams, charting ranges, purging.
 
 Access is the device's: a user reads and writes the streams of their own
 devices (as the devices service decides); another user's stream is "not found".
+A decommissioned device's streams are purged, and analytics told, by
+:meth:`StreamService.purge_device`.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import math
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from iotkit import reasons
 from iotkit.context import Caller
@@ -22,7 +24,8 @@ from iotkit.validation import Violations, check_uuid
 from services.telemetry.telemetry import query
 from services.telemetry.telemetry.codec import Float64s, Int64s
 from services.telemetry.telemetry.ingest import METRIC_NAME, IngestService
-from services.telemetry.telemetry.store import StreamRow, TelemetryStore
+from services.telemetry.telemetry.store import TelemetryStore
+from services.telemetry.telemetry.values import Stream
 
 READ_CHUNK = 10_000
 MAX_RETENTION_DAYS = 36_500
@@ -31,6 +34,14 @@ MAX_SAMPLING_RATE = 1_000_000
 
 def _not_found() -> NotFound:
     return NotFound("Stream not found", reason=reasons.STREAM_NOT_FOUND)
+
+
+class PurgeListener(Protocol):
+    """Who must hear of a purged device: analytics, through the forwarder."""
+
+    async def forget_device(self, device_id: str) -> None:
+        """Forget the device's data; raises when it cannot be told (the purge is retried)."""
+        ...
 
 
 class StreamService:
@@ -42,11 +53,13 @@ class StreamService:
         store: TelemetryStore,
         ingest: IngestService,
         access: DeviceAccessClient,
+        analytics: PurgeListener,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._store = store
         self._ingest = ingest
         self._access = access
+        self._analytics = analytics
         self._clock = clock
 
     async def create(
@@ -58,7 +71,7 @@ class StreamService:
         metric_name: str,
         sampling_rate: int,
         retention_days: int,
-    ) -> StreamRow:
+    ) -> Stream:
         """Create a stream explicitly (or answer the existing one of that metric, updated)."""
         violations = Violations()
         device_id = check_uuid(violations, device_id, field="device_id")
@@ -79,7 +92,7 @@ class StreamService:
             )
             return updated or existing
         return await self._store.add_stream(
-            stream=StreamRow(
+            stream=Stream(
                 id=str(uuid.uuid4()),
                 device_id=device_id,
                 owner_id=grant.owner_id,
@@ -94,7 +107,7 @@ class StreamService:
 
     async def list_for_device(
         self, *, caller: Caller, token: str, device_id: str
-    ) -> list[StreamRow]:
+    ) -> list[Stream]:
         """The streams of one of the caller's devices."""
         violations = Violations()
         device_id = check_uuid(violations, device_id, field="device_id")
@@ -104,7 +117,7 @@ class StreamService:
             raise NotFound("Device not found", reason=reasons.DEVICE_NOT_FOUND)
         return await self._store.streams_of_device(device_id=device_id)
 
-    async def get(self, *, caller: Caller, token: str, stream_id: str) -> StreamRow:
+    async def get(self, *, caller: Caller, token: str, stream_id: str) -> Stream:
         """One of the caller's streams."""
         return await self._readable(caller, token, stream_id)
 
@@ -116,7 +129,7 @@ class StreamService:
         stream_id: str,
         sampling_rate: int | None,
         retention_days: int | None,
-    ) -> StreamRow:
+    ) -> Stream:
         """Change a stream's sampling rate or retention."""
         violations = Violations()
         _check_settings(violations, sampling_rate or 0, retention_days or 0)
@@ -146,7 +159,7 @@ class StreamService:
         end: datetime | None,
         max_points: int,
         normalization: str,
-    ) -> tuple[StreamRow, int, int, query.Series]:
+    ) -> tuple[Stream, int, int, query.Series]:
         """A chart of a range: the stream, the range answered (µs) and the series."""
         violations = Violations()
         max_points = max_points or query.MAX_POINTS_DEFAULT
@@ -190,7 +203,22 @@ class StreamService:
         for offset in range(0, timestamps.size, READ_CHUNK):
             yield timestamps[offset : offset + READ_CHUNK], values[offset : offset + READ_CHUNK]
 
-    async def _readable(self, caller: Caller, token: str, stream_id: str) -> StreamRow:
+    async def purge_device(self, *, device_id: str) -> int:
+        """Delete every stream and reading of a decommissioned device; answers how many streams.
+
+        Called by the decommission follower for each event; raises when analytics
+        could not be told, so that the follower keeps its cursor and the next
+        round purges (a no-op by then) and tells analytics again.
+        """
+        ids = {s.id for s in await self._store.streams_of_device(device_id=device_id)}
+        purged = await self._store.purge_device(device_id=device_id)
+        self._ingest.forget(ids)
+        # Analytics learns of the decommission from here: one call per device, retried with
+        # the event until it succeeds (analytics does not follow the event log itself).
+        await self._analytics.forget_device(device_id)
+        return purged
+
+    async def _readable(self, caller: Caller, token: str, stream_id: str) -> Stream:
         violations = Violations()
         stream_id = check_uuid(violations, stream_id, field="stream_id")
         violations.raise_if_any()
@@ -204,7 +232,7 @@ class StreamService:
         return stream
 
     async def _range(
-        self, stream: StreamRow, start: datetime | None, end: datetime | None
+        self, stream: Stream, start: datetime | None, end: datetime | None
     ) -> tuple[int, int]:
         now_us = epoch_micros(self._clock())
         high = epoch_micros(end) if end else max(now_us, (stream.last_ts or 0) + 1)

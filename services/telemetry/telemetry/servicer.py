@@ -11,15 +11,14 @@ from grpc import aio
 from iot.telemetry.v1 import telemetry_pb2, telemetry_pb2_grpc
 from iotkit.context import current_caller
 from iotkit.convert import datetime_field, micros, micros_timestamp, timestamp
-from services.telemetry.jobs import ActivityReporter
 from services.telemetry.telemetry.ingest import BatchResult, EntryIn, IngestService
 from services.telemetry.telemetry.service import StreamService
-from services.telemetry.telemetry.store import StreamRow
+from services.telemetry.telemetry.values import Stream
 
 Context: TypeAlias = aio.ServicerContext[Any, Any]
 
 
-def stream_message(stream: StreamRow) -> telemetry_pb2.SensorStream:
+def stream_message(stream: Stream) -> telemetry_pb2.SensorStream:
     """A stream as the API shows it (seed 000 SensorStreamDTO)."""
     return telemetry_pb2.SensorStream(
         stream_id=stream.id,
@@ -76,17 +75,9 @@ def entries_of(batch: telemetry_pb2.ReadingBatch) -> list[EntryIn]:
 class TelemetryServicer(telemetry_pb2_grpc.TelemetryServiceServicer):
     """Each RPC reads its message, calls the services and builds the answer."""
 
-    def __init__(
-        self, *, ingest: IngestService, streams: StreamService, activity: ActivityReporter
-    ) -> None:
+    def __init__(self, *, ingest: IngestService, streams: StreamService) -> None:
         self._ingest = ingest
         self._streams = streams
-        self._activity = activity
-
-    def _report(self, result: BatchResult) -> BatchResult:
-        for device_id, newest, readings in result.activity:
-            self._activity.add(device_id, newest, readings)
-        return result
 
     async def StreamReadings(
         self, request_iterator: AsyncIterator[telemetry_pb2.ReadingBatch], context: Context
@@ -97,7 +88,7 @@ class TelemetryServicer(telemetry_pb2_grpc.TelemetryServiceServicer):
             result = await self._ingest.ingest(
                 caller=caller, token=caller.token, entries=entries_of(batch)
             )
-            yield ack_message(batch.sequence, self._report(result))
+            yield ack_message(batch.sequence, result)
 
     async def UploadReadings(
         self, request: telemetry_pb2.UploadReadingsRequest, context: Context
@@ -115,7 +106,7 @@ class TelemetryServicer(telemetry_pb2_grpc.TelemetryServiceServicer):
             values=np.array([r.value for r in request.readings], dtype=np.float64),
         )
         result = await self._ingest.upload(caller=caller, token=caller.token, entry=entry)
-        return ack_message(0, self._report(result))
+        return ack_message(0, result)
 
     async def CreateStream(
         self, request: telemetry_pb2.CreateStreamRequest, context: Context

@@ -1,5 +1,8 @@
 """Telemetry's tables and queries (SQLAlchemy 2, async).
 
+Queries answer the domain values of ``values.py`` (a stream is a
+:class:`Stream`, never a row) and writes take them.
+
 Readings are stored as compressed columnar chunks (see ``codec``), one row
 per stream per write group, so the database cost is per batch, not per
 reading. Each chunk row carries its time span and value summary so that
@@ -9,7 +12,7 @@ range queries read only the chunks they need.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, cast
 
@@ -37,6 +40,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from iotkit.sqltypes import UtcDateTime
 from services.telemetry.forwarder import StoredChunk
+from services.telemetry.telemetry.values import Stream
 
 SEQUENCE = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -130,6 +134,16 @@ _ADVANCE = (
 )
 
 
+def _stream(row: StreamRow) -> Stream:
+    """A stream row as its domain value."""
+    return Stream(**{field.name: getattr(row, field.name) for field in fields(Stream)})
+
+
+def _fields(stream: Stream) -> dict[str, Any]:
+    """A stream's fields by name (its row's columns), for a new row."""
+    return {field.name: getattr(stream, field.name) for field in fields(stream)}
+
+
 class _Changed(Exception):
     """Rolls back a chunk swap that found its chunks changed."""
 
@@ -153,25 +167,27 @@ class TelemetryStore:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
 
-    async def stream(self, *, stream_id: str) -> StreamRow | None:
+    async def stream(self, *, stream_id: str) -> Stream | None:
         """A stream by id."""
         async with self._sessions() as session:
-            return await session.get(StreamRow, stream_id)
+            row = await session.get(StreamRow, stream_id)
+            return None if row is None else _stream(row)
 
-    async def stream_of(self, *, device_id: str, metric_name: str) -> StreamRow | None:
+    async def stream_of(self, *, device_id: str, metric_name: str) -> Stream | None:
         """The stream of one metric of one device."""
         async with self._sessions() as session:
-            return await session.scalar(
+            row = await session.scalar(
                 select(StreamRow).where(
                     StreamRow.device_id == device_id, StreamRow.metric_name == metric_name
                 )
             )
+            return None if row is None else _stream(row)
 
-    async def add_stream(self, *, stream: StreamRow) -> StreamRow:
+    async def add_stream(self, *, stream: Stream) -> Stream:
         """Insert a stream, or answer the one a concurrent writer created first."""
         try:
             async with self._sessions.begin() as session:
-                session.add(stream)
+                session.add(StreamRow(**_fields(stream)))
             return stream
         except IntegrityError:
             existing = await self.stream_of(
@@ -181,7 +197,7 @@ class TelemetryStore:
                 raise
             return existing
 
-    async def streams_of_device(self, *, device_id: str) -> list[StreamRow]:
+    async def streams_of_device(self, *, device_id: str) -> list[Stream]:
         """Every stream of a device, by metric name."""
         async with self._sessions() as session:
             rows = await session.scalars(
@@ -189,9 +205,9 @@ class TelemetryStore:
                 .where(StreamRow.device_id == device_id)
                 .order_by(StreamRow.metric_name)
             )
-            return list(rows)
+            return [_stream(row) for row in rows]
 
-    async def update_stream(self, *, stream_id: str, values: dict[str, Any]) -> StreamRow | None:
+    async def update_stream(self, *, stream_id: str, values: dict[str, Any]) -> Stream | None:
         """Change a stream's settings."""
         async with self._sessions.begin() as session:
             stream = await session.get(StreamRow, stream_id)
@@ -199,7 +215,7 @@ class TelemetryStore:
                 return None
             for name, value in values.items():
                 setattr(stream, name, value)
-            return stream
+            return _stream(stream)
 
     async def chunks(self, *, stream_id: str, start: int, end: int) -> list[tuple[int, int, bytes]]:
         """(ts_min, ts_max, data) of a stream's chunks overlapping [start, end), oldest first."""
@@ -298,12 +314,11 @@ class TelemetryStore:
             )
             return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
-    async def streams_with_retention(self) -> list[StreamRow]:
+    async def streams_with_retention(self) -> list[Stream]:
         """Streams that keep readings for a limited time."""
         async with self._sessions() as session:
-            return list(
-                await session.scalars(select(StreamRow).where(StreamRow.retention_days > 0))
-            )
+            rows = await session.scalars(select(StreamRow).where(StreamRow.retention_days > 0))
+            return [_stream(row) for row in rows]
 
     async def purge_device(self, *, device_id: str) -> int:
         """Delete every stream and reading of a device; answers how many streams."""
