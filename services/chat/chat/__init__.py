@@ -1,0 +1,1 @@
+"""The chat API (``iot.chat.v1``): sessions, messages, understanding, help and escalation."""
