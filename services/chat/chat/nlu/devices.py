@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from rapidfuzz.distance import DamerauLevenshtein
@@ -94,7 +95,7 @@ MAX_WINDOW = 4
 MAX_TEXT = 4000
 """Characters of the message searched (the chat API refuses longer messages)."""
 
-_TOKEN = re.compile(r"[^\W\d_]+|\d+")
+_TOKEN = re.compile(r"[0-9]+|[^\W0-9_]+")
 # A device named by kind and number, which may not be one of the user's: "sensor 3", "node #12".
 _NUMBERED = re.compile(
     r"\b(?:sensor|device|node|probe|unit|meter|gateway|thermometer|station|pump|tag)"
@@ -111,14 +112,16 @@ class _Token:
 
     @property
     def is_number(self) -> bool:
-        return self.text.isdigit()
+        return self.text.isascii() and self.text.isdigit()
 
 
 def _tokens(text: str) -> list[_Token]:
     found = []
-    for m in _TOKEN.finditer(text.lower()):
-        word = m.group()
-        found.append(_Token(str(int(word)) if word.isdigit() else word, m.start(), m.end()))
+    # Lowercased word by word: lowering the whole text may change its length ("İ").
+    for m in _TOKEN.finditer(text):
+        word = m.group().lower()
+        number = word.isascii() and word.isdigit()
+        found.append(_Token(str(int(word)) if number else word, m.start(), m.end()))
     return found
 
 
@@ -150,7 +153,9 @@ class _Match:
     rank: tuple[bool, int, int]  # complete, words covered, -edits: greater is better
 
 
-def _parts(names: Sequence[str]) -> list[_Part]:
+@lru_cache(maxsize=256)
+def _parts(names: tuple[str, ...]) -> tuple[_Part, ...]:
+    """Every run of every name worth matching; cached, as a user asks again with the same names."""
     parts = []
     for name in dict.fromkeys(names):
         tokens = _tokens(name)
@@ -172,7 +177,7 @@ def _parts(names: Sequence[str]) -> list[_Part]:
                         size=j - i,
                     )
                 )
-    return parts
+    return tuple(parts)
 
 
 def _windows(tokens: Sequence[_Token]) -> list[tuple[int, int]]:
@@ -187,7 +192,7 @@ def _windows(tokens: Sequence[_Token]) -> list[tuple[int, int]]:
 
 def _matches(text: str, names: Sequence[str]) -> list[_Match]:
     tokens = _tokens(text)
-    parts = _parts(names)
+    parts = _parts(tuple(names))
     windows = _windows(tokens)
     if not parts or not windows:
         return []

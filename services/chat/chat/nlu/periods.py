@@ -13,7 +13,8 @@ Definitions where usage varies (all local time):
 - "this morning" 06:00-12:00, "this afternoon" 12:00-18:00, "this evening" 18:00-24:00.
 - "this week": Monday 00:00 to now; "last week": the Monday before to this Monday.
 - "last N <unit>", "past <unit>", "previous N <unit>": rolling, back from now.
-  "last week" and "last month" alone are the calendar ones; "past week" is rolling.
+  "last week" and "last month" without a number are the calendar ones ("in the last
+  week" too); "past week" and "the last 7 days" are rolling.
 - "over the weekend": the Saturday 00:00 to Monday 00:00 of the weekend in progress,
   else of the last one; "last weekend" is always the last complete one.
 - "monday", "on tuesday": that whole day, the latest one on or before today;
@@ -167,7 +168,7 @@ def _number(word: str | None) -> int:
 
 
 def _rolling(m: re.Match[str], now: datetime, tz: ZoneInfo) -> tuple[datetime, datetime] | None:
-    if m.group().strip() in ("last week", "last month"):
+    if m.group("num") is None and re.search(r"\blast\s+(?:week|month)\b", m.group()):
         return None  # the calendar week and month (see the module's definitions)
     count = _number(m.group("num"))
     if count <= 0:

@@ -46,8 +46,8 @@ DEVICE_STATUSES = _rules(
     ),
     (
         r"\binactive\b|\bdisabled\b|\boffline\b|\boff\s*line\b|\bdisconnected\b|\bnot\s+(?:online|"
-        r"active|connected|working|reporting|responding|sending)\b|\b(?:is|are|'s|been|gone|went)\s+"
-        r"(?:down|dead|dark)\b|\bdead\b|\bunreachable\b|\bnot\s+talking\b|\bstopped\s+working\b",
+        r"active|connected|working|reporting|responding|sending)\b|\b(?:is|are|'s|been|gone)\s+"
+        r"(?:(?:it|they|that|this|one)\s+)?(?:down|dead|dark)\b|\bdead\b|\bunreachable\b|\bnot\s+talking\b|\bstopped\s+working\b",
         "inactive",
     ),
     (

@@ -66,6 +66,8 @@ class Speller:
             if abs(len(keyword) - len(word)) > limit:
                 continue
             distance = DamerauLevenshtein.distance(word, keyword, score_cutoff=limit)
+            if distance > limit:
+                continue
             if distance < best_distance:
                 best, best_distance = [keyword], distance
             elif distance == best_distance:
