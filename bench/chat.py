@@ -43,8 +43,8 @@ from services.chat.chat.nlu.understanding import (
     Understanding,
 )
 
-QUALITY_TITLE = "10. Chat: understanding messages"
-SPEED_TITLE = "11. Chat: understanding speed"
+QUALITY_TITLE = "12. Chat: understanding messages"
+SPEED_TITLE = "13. Chat: understanding speed"
 EVAL_PATH = Path(__file__).resolve().parent / "data" / "chat_eval.jsonl"
 SLOT_NAMES = (
     "devices",
