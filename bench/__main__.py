@@ -5,7 +5,9 @@ Jobs: ``auth`` (the cost of an authenticated call), ``postgresql`` and
 storage on each database), ``memory`` (telemetry's memory over a soak under
 the device simulator), ``analytics`` (the anomaly detectors' F1 per type and NAB
 score on labelled synthetic series, and their throughput; in-process, no
-services). ``--only JOB`` (repeatable) runs some of them; the page
+services), ``chat`` (the assistant's intent and slot accuracy on a held-out
+set of utterances, and the time to train and to understand; in-process).
+``--only JOB`` (repeatable) runs some of them; the page
 is still written whole, with the other jobs' figures from their last run.
 """
 
@@ -22,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import analytics, auth_calls, soak, telemetry
+from bench import analytics, auth_calls, chat, soak, telemetry
 from bench.report import JobResult, load, render, write
 
 OUTPUT = Path(__file__).resolve().parent.parent / "docs" / "BENCHMARKS.md"
@@ -39,6 +41,8 @@ ORDER = [
     analytics.SPEED_TITLE,
     soak.ANALYSIS_TITLE,
     AUTH_TITLE,
+    chat.QUALITY_TITLE,
+    chat.SPEED_TITLE,
 ]
 INTRO = [
     "Telemetry runs as its own process (`python -m services.telemetry`), beside auth and",
@@ -78,12 +82,17 @@ async def _analytics(args: argparse.Namespace) -> JobResult:
     return await analytics.measure()
 
 
+async def _chat(args: argparse.Namespace) -> JobResult:
+    return await chat.measure()
+
+
 JOBS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, JobResult]]] = {
     "postgresql": _postgresql,
     "sqlite": _sqlite,
     "memory": _memory,
     "analytics": _analytics,
     "auth": _auth,
+    "chat": _chat,
 }
 """Every job, in the order a full run measures them."""
 

@@ -1,0 +1,360 @@
+"""Time phrases resolved to a UTC range in the user's time zone.
+
+Calendar phrases are local: "today" starts at the user's midnight, "this week"
+on their Monday at 00:00, so a DST change inside the range is honoured (the
+range is then 23 or 25 hours long). Durations are absolute: "the past 3 hours"
+is three hours back from now whatever the clocks did. Every range ends at
+``now`` at the latest.
+
+Definitions where usage varies (all local time):
+
+- "now", "right now", "currently", "at the moment": the instant ``now`` (start = end).
+- "last night", "overnight": yesterday 18:00 to today 06:00.
+- "this morning" 06:00-12:00, "this afternoon" 12:00-18:00, "this evening" 18:00-24:00.
+- "this week": Monday 00:00 to now; "last week": the Monday before to this Monday.
+- "last N <unit>", "past <unit>", "previous N <unit>": rolling, back from now.
+  "last week" and "last month" without a number are the calendar ones ("in the last
+  week" too); "past week" and "the last 7 days" are rolling.
+- "over the weekend": the Saturday 00:00 to Monday 00:00 of the weekend in progress,
+  else of the last one; "last weekend" is always the last complete one.
+- "monday", "on tuesday": that whole day, the latest one on or before today;
+  "last monday": the latest one before today.
+- "since X": from the start of X to now ("since monday", "since 8am", "since yesterday").
+
+When a message holds several phrases, the first one wins.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from services.chat.chat.nlu.text import Normalised
+from services.chat.chat.nlu.values import Period
+
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+_DAY_ABBREV = {
+    "mon": 0,
+    "tue": 1,
+    "tues": 1,
+    "wed": 2,
+    "thu": 3,
+    "thur": 3,
+    "thurs": 3,
+    "fri": 4,
+    "sat": 5,
+    "sun": 6,
+}
+_NUMBERS = {
+    "a": 1,
+    "an": 1,
+    "one": 1,
+    "two": 2,
+    "three": 3,
+    "four": 4,
+    "five": 5,
+    "six": 6,
+    "seven": 7,
+    "eight": 8,
+    "nine": 9,
+    "ten": 10,
+    "eleven": 11,
+    "twelve": 12,
+    "fifteen": 15,
+    "twenty": 20,
+    "thirty": 30,
+    "forty": 40,
+    "fifty": 50,
+    "sixty": 60,
+    "few": 3,
+    "couple": 2,
+    "couple of": 2,
+    "several": 3,
+}
+_UNITS: dict[str, timedelta] = {
+    "m": timedelta(minutes=1),
+    "min": timedelta(minutes=1),
+    "mins": timedelta(minutes=1),
+    "minute": timedelta(minutes=1),
+    "minutes": timedelta(minutes=1),
+    "h": timedelta(hours=1),
+    "hr": timedelta(hours=1),
+    "hrs": timedelta(hours=1),
+    "hour": timedelta(hours=1),
+    "hours": timedelta(hours=1),
+    "d": timedelta(days=1),
+    "day": timedelta(days=1),
+    "days": timedelta(days=1),
+    "wk": timedelta(weeks=1),
+    "wks": timedelta(weeks=1),
+    "week": timedelta(weeks=1),
+    "weeks": timedelta(weeks=1),
+    "month": timedelta(days=30),
+    "months": timedelta(days=30),
+}
+KEYWORDS = frozenset(
+    {
+        "today",
+        "yesterday",
+        "tonight",
+        "overnight",
+        "morning",
+        "afternoon",
+        "evening",
+        "weekend",
+        "minutes",
+        "minute",
+        "hours",
+        "since",
+        "month",
+        "previous",
+        "currently",
+        "midnight",
+        "moment",
+        "couple",
+        "several",
+        "twenty",
+        "thirty",
+        "fifteen",
+        "eleven",
+        "twelve",
+        *WEEKDAYS,
+    }
+)
+"""Words of time phrases, for the speller."""
+
+_NUM = (
+    r"(?P<num>\d{1,4}|"
+    + "|".join(sorted((re.escape(k) for k in _NUMBERS), key=len, reverse=True))
+    + r")"
+)
+_UNIT = r"(?P<unit>" + "|".join(sorted(_UNITS, key=len, reverse=True)) + r")"
+_DAY = r"(?P<day>" + "|".join(WEEKDAYS) + "|" + "|".join(_DAY_ABBREV) + r")"
+_CLOCK = r"(?P<hour>\d{1,2})(?::(?P<minute>\d{2}))?\s*(?P<ampm>am|pm|a\.m\.|p\.m\.)?"
+
+Resolver = Callable[[re.Match[str], datetime, ZoneInfo], tuple[datetime, datetime] | None]
+
+
+def _at(day: date, hour: int, tz: ZoneInfo, minute: int = 0) -> datetime:
+    """Local wall-clock time ``hour:minute`` on ``day``, in UTC."""
+    return datetime.combine(day, time(hour, minute), tzinfo=tz).astimezone(UTC)
+
+
+def _local_today(now: datetime, tz: ZoneInfo) -> date:
+    return now.astimezone(tz).date()
+
+
+def _monday(day: date) -> date:
+    return day - timedelta(days=day.weekday())
+
+
+def _day_index(name: str) -> int:
+    return WEEKDAYS.index(name) if name in WEEKDAYS else _DAY_ABBREV[name]
+
+
+def _latest(weekday: int, today: date, *, before_today: bool) -> date:
+    back = (today.weekday() - weekday) % 7
+    if back == 0 and before_today:
+        back = 7
+    return today - timedelta(days=back)
+
+
+def _number(word: str | None) -> int:
+    if not word:
+        return 1
+    return int(word) if word.isdigit() else _NUMBERS[word]
+
+
+def _rolling(m: re.Match[str], now: datetime, tz: ZoneInfo) -> tuple[datetime, datetime] | None:
+    if m.group("num") is None and re.search(r"\blast\s+(?:week|month)\b", m.group()):
+        return None  # the calendar week and month (see the module's definitions)
+    count = _number(m.group("num"))
+    if count <= 0:
+        return None
+    try:
+        return now - count * _UNITS[m.group("unit")], now
+    except OverflowError:
+        return None
+
+
+def _half_hour(m: re.Match[str], now: datetime, tz: ZoneInfo) -> tuple[datetime, datetime]:
+    return now - timedelta(minutes=30), now
+
+
+def _now(m: re.Match[str], now: datetime, tz: ZoneInfo) -> tuple[datetime, datetime]:
+    return now, now
+
+
+def _today(m: re.Match[str], now: datetime, tz: ZoneInfo) -> tuple[datetime, datetime]:
+    return _at(_local_today(now, tz), 0, tz), now
+
+
+def _yesterday(m: re.Match[str], now: datetime, tz: ZoneInfo) -> tuple[datetime, datetime]:
+    today = _local_today(now, tz)
+    return _at(today - timedelta(days=1), 0, tz), _at(today, 0, tz)
+
+
+def _last_night(m: re.Match[str], now: datetime, tz: ZoneInfo) -> tuple[datetime, datetime]:
+    today = _local_today(now, tz)
+    return _at(today - timedelta(days=1), 18, tz), _at(today, 6, tz)
+
+
+def _part_of_today(first: int, last: int) -> Resolver:
+    def resolve(m: re.Match[str], now: datetime, tz: ZoneInfo) -> tuple[datetime, datetime]:
+        today = _local_today(now, tz)
+        end = _at(today + timedelta(days=1), 0, tz) if last == 24 else _at(today, last, tz)
+        return _at(today, first, tz), end
+
+    return resolve
+
+
+def _this_week(m: re.Match[str], now: datetime, tz: ZoneInfo) -> tuple[datetime, datetime]:
+    return _at(_monday(_local_today(now, tz)), 0, tz), now
+
+
+def _last_week(m: re.Match[str], now: datetime, tz: ZoneInfo) -> tuple[datetime, datetime]:
+    monday = _monday(_local_today(now, tz))
+    return _at(monday - timedelta(days=7), 0, tz), _at(monday, 0, tz)
+
+
+def _this_month(m: re.Match[str], now: datetime, tz: ZoneInfo) -> tuple[datetime, datetime]:
+    return _at(_local_today(now, tz).replace(day=1), 0, tz), now
+
+
+def _last_month(m: re.Match[str], now: datetime, tz: ZoneInfo) -> tuple[datetime, datetime]:
+    first = _local_today(now, tz).replace(day=1)
+    return _at((first - timedelta(days=1)).replace(day=1), 0, tz), _at(first, 0, tz)
+
+
+def _weekend(*, complete: bool) -> Resolver:
+    def resolve(m: re.Match[str], now: datetime, tz: ZoneInfo) -> tuple[datetime, datetime]:
+        today = _local_today(now, tz)
+        saturday = _latest(5, today, before_today=False)
+        if complete and today.weekday() >= 5:
+            saturday -= timedelta(days=7)
+        return _at(saturday, 0, tz), _at(saturday + timedelta(days=2), 0, tz)
+
+    return resolve
+
+
+def _weekday(m: re.Match[str], now: datetime, tz: ZoneInfo) -> tuple[datetime, datetime]:
+    day = _latest(
+        _day_index(m.group("day")), _local_today(now, tz), before_today=bool(m.group("last"))
+    )
+    return _at(day, 0, tz), _at(day + timedelta(days=1), 0, tz)
+
+
+def _since_day(m: re.Match[str], now: datetime, tz: ZoneInfo) -> tuple[datetime, datetime]:
+    day = _latest(_day_index(m.group("day")), _local_today(now, tz), before_today=False)
+    return _at(day, 0, tz), now
+
+
+def _since_clock(m: re.Match[str], now: datetime, tz: ZoneInfo) -> tuple[datetime, datetime] | None:
+    ampm = (m.group("ampm") or "").replace(".", "")
+    if not ampm and m.group("minute") is None:
+        return None  # "since 2 days" is no clock time
+    hour, minute = int(m.group("hour")), int(m.group("minute") or 0)
+    if ampm == "pm" and hour < 12:
+        hour += 12
+    elif ampm == "am" and hour == 12:
+        hour = 0
+    if hour > 23 or minute > 59:
+        return None
+    today = _local_today(now, tz)
+    start = _at(today, hour, tz, minute)
+    # "since 9pm" asked at 8am means yesterday evening.
+    if start > now:
+        start = _at(today - timedelta(days=1), hour, tz, minute)
+    return start, now
+
+
+def _since(resolver: Resolver) -> Resolver:
+    """From the start of what ``resolver`` answers to now."""
+
+    def resolve(m: re.Match[str], now: datetime, tz: ZoneInfo) -> tuple[datetime, datetime] | None:
+        found = resolver(m, now, tz)
+        return None if found is None else (found[0], now)
+
+    return resolve
+
+
+_LAST = r"(?:last|past|previous|prior|recent|preceding)"
+_RULES: tuple[tuple[re.Pattern[str], Resolver], ...] = tuple(
+    (re.compile(pattern), resolver)
+    for pattern, resolver in (
+        (r"\bsince\s+(?:last\s+)?" + _DAY + r"\b", _since_day),
+        (r"\bsince\s+yesterday\b", _since(_yesterday)),
+        (r"\bsince\s+last\s+night\b", _since(_last_night)),
+        (r"\bsince\s+this\s+morning\b", _since(_part_of_today(6, 12))),
+        (r"\bsince\s+midnight\b", _today),
+        (
+            r"\bsince\s+(?:the\s+start\s+of\s+|the\s+beginning\s+of\s+)?(?:this|the)\s+week\b",
+            _this_week,
+        ),
+        (r"\bsince\s+last\s+week\b", _since(_last_week)),
+        (r"\bsince\s+" + _CLOCK, _since_clock),
+        (
+            r"\b(?:in\s+|over\s+|during\s+|for\s+|within\s+)?(?:the\s+)?"
+            + _LAST
+            + r"\s+"
+            + r"(?:"
+            + _NUM
+            + r"\s*)?"
+            + r"(?:\s*of\s+)?"
+            + _UNIT
+            + r"\b",
+            _rolling,
+        ),
+        (
+            r"\b(?:in\s+|over\s+|within\s+)?(?:the\s+)?" + _LAST + r"\s+half\s+(?:an\s+)?hour\b",
+            _half_hour,
+        ),
+        (r"\b(?:last|yesterday)\s+night\b|\bovernight\b|\bduring\s+the\s+night\b", _last_night),
+        (r"\byesterday\b|\byday\b", _yesterday),
+        (r"\b(?:earlier\s+|so\s+far\s+)?today\b|\bso\s+far\s+today\b", _today),
+        (r"\bthis\s+morning\b", _part_of_today(6, 12)),
+        (r"\bthis\s+afternoon\b", _part_of_today(12, 18)),
+        (r"\bthis\s+evening\b|\btonight\b", _part_of_today(18, 24)),
+        (r"\b(?:this|the\s+current)\s+week\b|\bso\s+far\s+this\s+week\b", _this_week),
+        (r"\blast\s+week\b|\bthe\s+week\s+before\b", _last_week),
+        (r"\bthis\s+month\b", _this_month),
+        (r"\blast\s+month\b", _last_month),
+        (r"\blast\s+weekend\b", _weekend(complete=True)),
+        (r"\b(?:over|at|on|during)?\s*(?:the|this)\s+weekend\b", _weekend(complete=False)),
+        (r"\b(?:on\s+)?(?P<last>last\s+)?" + _DAY + r"(?:'s)?\b", _weekday),
+        (
+            r"\b(?:right\s+now|now|currently|at\s+the\s+moment|atm|at\s+present|as\s+of\s+now)\b",
+            _now,
+        ),
+    )
+)
+
+
+def find_period(text: Normalised, *, now: datetime, tz: ZoneInfo) -> Period | None:
+    """The first time phrase of ``text`` as a UTC range, or None when it names no time.
+
+    ``now`` must be aware; the answer never ends after it.
+    """
+    now = now.astimezone(UTC)
+    found: list[tuple[int, int, datetime, datetime]] = []
+    for pattern, resolver in _RULES:
+        for m in pattern.finditer(text.text):
+            if m.group().strip() in _BARE_ABBREVIATIONS:
+                continue
+            resolved = resolver(m, now, tz)
+            if resolved is not None:
+                found.append((m.start(), -(m.end() - m.start()), *resolved))
+                break
+    if not found:
+        return None
+    start_at, negative_length, start, end = min(found, key=lambda f: (f[0], f[1]))
+    end = min(end, now)
+    start = min(start, end)
+    phrase = text.original(start_at, start_at - negative_length)
+    return Period(start=start, end=end, phrase=phrase)
+
+
+# "sat", "sun", "wed" alone are words ("the sun", "I sat"): only with "on"/"since"/"last".
+_BARE_ABBREVIATIONS = frozenset(_DAY_ABBREV)

@@ -1,0 +1,186 @@
+"""What a chat message asks: its intent, how sure that is, and its slots.
+
+The :class:`Understander` is built once at start-up (:meth:`Understander.trained`
+trains the intent classifier from the packaged utterances in well under a
+second) and then answers :meth:`Understander.understand` for each message.
+
+Confidence is how sure the assistant is that it can serve the message as the
+intent it names: the classifier's probability of that intent. When no intent
+reaches :data:`THRESHOLD`, or the message has fewer than two letters or digits,
+the intent is ``out_of_scope``; an ``out_of_scope`` answer's confidence is the
+probability of the likeliest intent the assistant *can* serve, so off-topic
+requests and nonsense alike come with a low confidence, and the caller treats
+a low confidence as "unsure" (offer a person) whatever the intent.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from importlib import resources
+from zoneinfo import ZoneInfo
+
+from services.chat.chat.nlu import periods, slots
+from services.chat.chat.nlu.classifier import Example, IntentClassifier, load_examples
+from services.chat.chat.nlu.devices import find_devices
+from services.chat.chat.nlu.text import Speller
+from services.chat.chat.nlu.values import DeviceRef, Period, Slots
+
+__all__ = [
+    "INTENTS",
+    "THRESHOLD",
+    "DeviceRef",
+    "Period",
+    "Slots",
+    "Understander",
+    "Understanding",
+]
+
+INTENTS = ("greeting", "thanks", "goodbye", "smalltalk", "device_count", "device_list",
+           "device_status", "latest_reading", "reading_stats", "anomalies", "correlation",
+           "system_status", "help", "human", "complaint", "out_of_scope")  # fmt: skip
+THRESHOLD = 0.35
+"""Below this probability of its likeliest intent a message is out of scope."""
+MAX_CHARS = 4000
+"""Characters of a message read (the chat API refuses longer ones)."""
+DEVICE_TOKEN = "xdevicex"
+"""What the classifier reads in place of a device's name: names say nothing of intent."""
+KNOWN_WORDS = frozenset(
+    {
+        "outline",
+        "mouth",
+        "money",
+        "mondays",
+        "house",
+        "ranger",
+        "spiker",
+        "dripped",
+        "dropper",
+        "penning",
+        "rating",
+        "reader",
+        "leading",
+        "centre",
+        "center",
+        "monitor",
+        "sunday",
+    }
+)
+"""Real words one edit from a keyword, which the speller must leave alone."""
+
+_ALNUM = re.compile(r"[^\W_]", re.UNICODE)
+
+
+@dataclass(frozen=True, slots=True)
+class Understanding:
+    """The intent of a message, how sure the assistant is of it, and the slots."""
+
+    intent: str
+    """One of :data:`INTENTS`."""
+    confidence: float
+    """0..1, calibrated: low means unsure (see the module's docstring)."""
+    slots: Slots
+
+
+def _clean(text: str) -> str:
+    """``text`` without control characters (newlines and tabs become spaces)."""
+    return "".join(
+        " " if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") else ch
+        for ch in text[:MAX_CHARS]
+    )
+
+
+class Understander:
+    """Intents by a trained classifier, slots by rules."""
+
+    def __init__(self, classifier: IntentClassifier) -> None:
+        unknown = set(classifier.intents) - set(INTENTS)
+        if unknown:
+            raise ValueError(f"training data has intents outside INTENTS: {sorted(unknown)}")
+        self._classifier = classifier
+        self._speller = Speller(keywords=periods.KEYWORDS | slots.KEYWORDS, known=KNOWN_WORDS)
+
+    @classmethod
+    def trained(cls) -> Understander:
+        """An understander trained on the packaged utterances."""
+        names = _training_devices()
+        examples = [
+            Example(text=_for_classifier(e.text, find_devices(e.text, names)), intent=e.intent)
+            for e in load_examples()
+        ]
+        return cls(IntentClassifier.train(examples))
+
+    def intent(self, text: str, *, device_names: Sequence[str] = ()) -> tuple[str, float]:
+        """The intent of ``text`` and the confidence in it (see the module's docstring)."""
+        text = _clean(text)
+        return self._intent(text, find_devices(text, device_names))
+
+    def _intent(self, text: str, devices: Sequence[DeviceRef]) -> tuple[str, float]:
+        if len(_ALNUM.findall(text)) < 2:
+            return "out_of_scope", 0.0
+        probabilities = self._classifier.probabilities(_for_classifier(text, devices))
+        best = max(probabilities, key=lambda i: (probabilities[i], i))
+        servable = max((p for i, p in probabilities.items() if i != "out_of_scope"), default=0.0)
+        if best == "out_of_scope" or probabilities[best] < THRESHOLD:
+            return "out_of_scope", min(servable, probabilities[best])
+        return best, probabilities[best]
+
+    def slots(
+        self, text: str, *, now: datetime, tz: ZoneInfo, device_names: Sequence[str] = ()
+    ) -> Slots:
+        """The slots of ``text``: devices among ``device_names``, and the rest by rules."""
+        text = _clean(text)
+        return self._slots(text, find_devices(text, device_names), now=now, tz=tz)
+
+    def _slots(
+        self, text: str, devices: tuple[DeviceRef, ...], *, now: datetime, tz: ZoneInfo
+    ) -> Slots:
+        # A device's name says nothing of time or metric ("Night Store", "Temp Probe 2").
+        masked = _mask(text, devices, " ")
+        normalised = self._speller.normalise(masked)
+        words = slots.find_slots(normalised.text)
+        return Slots(
+            devices=devices,
+            device_type=words["device_type"],
+            device_status=words["device_status"],
+            metric=words["metric"],
+            period=periods.find_period(normalised, now=now, tz=tz),
+            anomaly_type=words["anomaly_type"],
+            review_status=words["review_status"],
+        )
+
+    def understand(
+        self, text: str, *, now: datetime, tz: ZoneInfo, device_names: Sequence[str] = ()
+    ) -> Understanding:
+        """What ``text`` asks, at ``now`` (aware) for a user in ``tz`` who owns ``device_names``."""
+        text = _clean(text)
+        devices = find_devices(text, device_names)
+        intent, confidence = self._intent(text, devices)
+        return Understanding(
+            intent=intent,
+            confidence=min(1.0, max(0.0, confidence)),
+            slots=self._slots(text, devices, now=now, tz=tz),
+        )
+
+
+def _training_devices() -> list[str]:
+    """The device names the training utterances mention (masked there as at run time)."""
+    raw = resources.files("services.chat.chat.nlu").joinpath("data/devices.txt").read_text()
+    return [line.strip() for line in raw.splitlines() if line.strip()]
+
+
+def _mask(text: str, devices: Sequence[DeviceRef], fill: str) -> str:
+    """``text`` with each device mention replaced: by spaces when ``fill`` is one, else once."""
+    for ref in devices:
+        at = text.find(ref.mention)
+        if at >= 0:
+            put = " " * len(ref.mention) if fill == " " else f" {fill} "
+            text = text[:at] + put + text[at + len(ref.mention) :]
+    return text
+
+
+def _for_classifier(text: str, devices: Sequence[DeviceRef]) -> str:
+    return _mask(text, devices, DEVICE_TOKEN)
