@@ -242,8 +242,8 @@ class ChatService:
     async def watch(
         self, *, caller: Caller | None, session_id: str, token: str, after: int
     ) -> AsyncIterator[ChatEvent]:
-        """The session's events after ``after`` (stored ones first), then live ones; the
-        stream ends after "ended". Stale typing events are not replayed."""
+        """The session's events after ``after`` (stored ones first; none for 0), then live
+        ones; the stream ends after "ended". Stale typing events are not replayed."""
         session = await self._readable(caller, session_id, token)
         return self._events(session.id, after)
 
@@ -252,7 +252,8 @@ class ChatService:
         subscription = self._hub.subscribe(session_id)
         try:
             last = after
-            for event in await self._store.events_after(session_id=session_id, after=after):
+            stored = await self._store.events_after(session_id=session_id, after=after)
+            for event in stored if after else ():  # 0: only what happens from now on
                 last = event.id
                 if event.kind != TYPING:
                     yield event
