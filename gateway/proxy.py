@@ -30,7 +30,13 @@ from gateway.envelope import EnvelopeResponse, failure_body, success_response
 from gateway.errors import GatewayError, from_rpc_error
 from gateway.http_body import http_body_response, is_http_body
 from gateway.metadata import REQUEST_ID_HEADER, forwarded_metadata, request_id_from
-from gateway.sse import EventStreamResponse, data_event, error_event
+from gateway.sse import (
+    EventStreamResponse,
+    data_event,
+    error_event,
+    event_id_of,
+    with_last_event_id,
+)
 from gateway.transcode import build_request
 from gateway.upstream import Upstreams
 
@@ -165,12 +171,13 @@ class RpcHandler:
             body = await read_body(request, self.max_body_bytes)
             if body.strip():
                 _check_json_content_type(request)
+        query = request.query_params.multi_items()
+        if self.method.server_streaming:
+            query = with_last_event_id(
+                self.method.request_class.DESCRIPTOR, query, request.headers.get("last-event-id")
+            )
         message = build_request(
-            self.method,
-            self.binding,
-            path_params=params,
-            query=request.query_params.multi_items(),
-            body=body,
+            self.method, self.binding, path_params=params, query=query, body=body
         )
         metadata = self._metadata(request)
         if self.method.server_streaming:
@@ -330,9 +337,9 @@ class RpcHandler:
                         return
                 if head is None:
                     return
-                yield data_event(to_json(head, binding))
+                yield data_event(to_json(head, binding), event_id=event_id_of(head))
                 async for reply in replies:
-                    yield data_event(to_json(reply, binding))
+                    yield data_event(to_json(reply, binding), event_id=event_id_of(reply))
             except grpc.aio.AioRpcError as exc:
                 yield error_event(failure_body(from_rpc_error(exc, service=service), path=path))
             finally:

@@ -47,6 +47,12 @@ def current_caller() -> Caller:
     return caller
 
 
+def optional_caller() -> Caller | None:
+    """The verified caller of the current RPC, or None when it came without a token
+    (an RPC whose rules make the token optional)."""
+    return caller_var.get()
+
+
 def current_client() -> tuple[str, str]:
     """The end client's IP address and user agent, as forwarded by the gateway."""
     return peer_var.get()

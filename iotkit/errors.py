@@ -94,6 +94,13 @@ class FailedPrecondition(DomainError):
     """The resource is not in a state that allows the operation."""
 
 
+class Conflict(DomainError):
+    """The resource's current state conflicts with the request (HTTP 409)."""
+
+    code = grpc.StatusCode.ABORTED
+    reason = reasons.CONFLICT
+
+
 class RateLimited(DomainError):
     """Too many attempts; the caller may retry after ``retry_after`` seconds."""
 

@@ -169,9 +169,9 @@ class ServiceInterceptor(aio.ServerInterceptor):
         peer_var.set((forwarded or context.peer() or "", agent))
         caller_var.set(None)
         rule = access_rule(method)
-        if rule.public:
-            return
         header = metadata.get("authorization", "")
+        if rule.public and not (rule.token_optional and header):
+            return
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthenticated("Authentication required")

@@ -23,6 +23,8 @@ class AccessRule:
     public: bool
     scopes: frozenset[str]
     token_types: frozenset[str]
+    # Public, yet a token that is sent is verified and names the caller.
+    token_optional: bool = False
 
 
 PUBLIC = AccessRule(public=True, scopes=frozenset(), token_types=frozenset())
@@ -51,4 +53,5 @@ def access_rule(method: str) -> AccessRule:
         public=rules.public,
         scopes=frozenset(rules.scopes),
         token_types=frozenset(rules.token_types) or frozenset({"access"}),
+        token_optional=rules.public and rules.token_optional,
     )

@@ -24,6 +24,7 @@ from psycopg import sql
 from iotkit.config import SERVICES, Settings
 from iotkit.server import ServiceProcess
 from services.auth.settings import AuthSettings
+from services.chat.settings import ChatSettings
 from services.telemetry.settings import TelemetrySettings
 from tests.support import free_port
 
@@ -98,7 +99,7 @@ def redis_url() -> str:
     return _required("IOT_TEST_REDIS_URL")
 
 
-class SuiteSettings(AuthSettings, TelemetrySettings):
+class SuiteSettings(AuthSettings, TelemetrySettings, ChatSettings):
     """Every process's settings in one object, so one value serves each service's wiring
     (and a restart in a test); a real process reads only its own class."""
 

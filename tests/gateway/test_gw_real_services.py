@@ -176,11 +176,13 @@ async def test_system_status_through_the_gateway(client: httpx.AsyncClient) -> N
     assert answer.status_code == 200
     status = answer.json()["data"]
     assert status["status"] == "healthy"
-    # Each service by what it serves: healthy with an API of its own, no_api without.
+    # Every service serves an API of its own, chat included, and is healthy.
     assert [state["service"] for state in status["service_states"]] == list(SERVICES)
     for state in status["service_states"]:
-        expected = "healthy" if state["apis"] else "no_api"
-        assert status["services"][state["service"]] == state["status"] == expected
+        assert state["apis"], state["service"]
+        assert status["services"][state["service"]] == state["status"] == "healthy"
+    (chat,) = [state for state in status["service_states"] if state["service"] == "chat"]
+    assert chat["apis"] == ["iot.chat.v1.ChatService"]
     for name in ("database", "storage", "email", "cache", "analytics_engine"):
         assert status["services"][name] == "healthy"
     assert (

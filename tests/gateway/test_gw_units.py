@@ -22,9 +22,11 @@ from gateway.errors import GatewayError, from_rpc_error
 from gateway.fields import from_text
 from gateway.parse_errors import violation_from_parse_error
 from gateway.routing import Route, RouteConflict, RouteTable
+from gateway.sse import data_event, event_id_of, with_last_event_id
 from gateway.templates import parse_template
 from gateway.upstream import upstream_of
 from iot.auth.v1 import auth_pb2
+from iot.chat.v1 import chat_pb2
 from iot.common.v1 import options_pb2
 from iot.system.v1 import system_pb2
 from iotkit.errors import FieldViolation
@@ -218,3 +220,22 @@ def test_proto_comments_come_from_generated_descriptors_without_protoc(
 def test_no_descriptor_set_means_no_descriptions(caplog: pytest.LogCaptureFixture) -> None:
     assert load_comments("gateway") == {}
     assert "has no descriptions" in caplog.text
+
+
+def test_an_event_id_field_becomes_the_sse_id_and_nothing_else_does(probe: Any) -> None:
+    assert event_id_of(chat_pb2.SessionEvent(event_id=42)) == "42"
+    assert event_id_of(probe.pb2.Thing(thing_id="7")) is None
+    assert data_event({"a": 1}, event_id="42") == b'id: 42\ndata: {"a":1}\n\n'
+    assert data_event({"a": 1}) == b'data: {"a":1}\n\n'
+
+
+def test_last_event_id_fills_only_a_request_that_has_the_field(probe: Any) -> None:
+    watch = chat_pb2.WatchSessionRequest.DESCRIPTOR
+    query = [("session_token", "t"), ("last_event_id", "3")]
+    assert with_last_event_id(watch, query, " 9 ") == [
+        ("session_token", "t"),
+        ("last_event_id", "9"),
+    ]
+    assert with_last_event_id(watch, query, None) == query
+    assert with_last_event_id(watch, query, "  ") == query
+    assert with_last_event_id(probe.pb2.Thing.DESCRIPTOR, [], "9") == []

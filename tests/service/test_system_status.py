@@ -48,6 +48,8 @@ async def test_every_service_healthy(suite: Suite) -> None:
     assert {"iot.auth.v1.AuthService", "iot.system.v1.SystemService"} <= apis["auth"]
     assert "iot.devices.v1.DeviceService" in apis["devices"]
     assert "iot.telemetry.v1.TelemetryService" in apis["telemetry"]
+    assert apis["chat"] == {"iot.chat.v1.ChatService"}
+    assert all(state.status == "healthy" for state in status.service_states)
     assert "iot.analytics.v1.AnalyticsService" in apis["analytics"]
     assert status.database and status.storage and status.analytics_engine
     assert status.version
@@ -150,7 +152,7 @@ async def test_services_verify_tokens_with_keys_fetched_from_auth(
 async def test_a_service_that_serves_no_api_of_its_own_is_no_api_not_healthy(
     backend: Backend,
 ) -> None:
-    # A chat process as it stands before its API: health, reflection and diagnostics only.
+    # A bare process (here in chat's place): health, reflection and diagnostics only.
     running = await start_suite(backend, tuple(name for name in SERVICES if name != "chat"))
     bare = await build_service(
         running.settings,

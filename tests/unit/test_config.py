@@ -11,9 +11,10 @@ import pytest
 from iotkit.config import PLACEHOLDER_SECRET, SERVICES, ConfigError, Settings, load_settings
 from iotkit.logs import JsonFormatter
 from services.auth.settings import AuthSettings
+from services.chat.settings import ChatSettings
 from services.telemetry.settings import TelemetrySettings
 
-KINDS = (Settings, AuthSettings, TelemetrySettings)
+KINDS = (Settings, AuthSettings, TelemetrySettings, ChatSettings)
 
 
 def test_defaults_are_the_embedded_ones() -> None:
