@@ -1,4 +1,5 @@
-"""Assembles the chat process: its database, the chat service and its servicer."""
+"""Assembles the chat process: its database, the assistant (NLU, help articles, clients of
+the other services, the optional language model), the chat service and its servicer."""
 
 from __future__ import annotations
 
@@ -9,19 +10,31 @@ from grpc import aio
 from iot.chat.v1 import chat_pb2, chat_pb2_grpc
 from iotkit.config import Settings
 from iotkit.process import Parts, build_service
-from iotkit.server import Registrar, ServiceProcess
-from services.chat.chat.fallback import FallbackAssistant, NoHelpArticles
+from iotkit.server import Registrar, ServiceProcess, channel
+from services.chat.chat.assistant import SupportAssistant
+from services.chat.chat.help.library import HelpLibrary
 from services.chat.chat.hub import EventHub
+from services.chat.chat.llm import Phraser
+from services.chat.chat.nlu.understanding import Understander
 from services.chat.chat.service import ChatService
 from services.chat.chat.servicer import ChatServicer
 from services.chat.chat.store import Base, ChatStore
 from services.chat.chat.values import Assistant, HelpArticles
+from services.chat.clients import GrpcSources
+from services.chat.settings import ChatSettings
 
 
-def _registrar(assistant: Assistant, help: HelpArticles) -> Callable[[Parts], Registrar]:
+def _registrar(
+    assistant: Assistant | None, help: HelpArticles | None
+) -> Callable[[Parts], Registrar]:
     def registrar(parts: Parts) -> Registrar:
+        library = HelpLibrary.load()
+        answering = assistant or _assistant(parts, library)
         service = ChatService(
-            store=ChatStore(parts.database.sessions), assistant=assistant, help=help, hub=EventHub()
+            store=ChatStore(parts.database.sessions),
+            assistant=answering,
+            help=help or library,
+            hub=EventHub(),
         )
 
         def register(server: aio.Server) -> list[str]:
@@ -33,6 +46,30 @@ def _registrar(assistant: Assistant, help: HelpArticles) -> Callable[[Parts], Re
     return registrar
 
 
+def _assistant(parts: Parts, library: HelpLibrary) -> SupportAssistant:
+    """The built-in assistant over gRPC clients of the other services (the NLU trains here,
+    in well under a second), phrased by a language model when IOT_CHAT_LLM_URL is set."""
+    settings = parts.settings
+    channels = {
+        name: channel(settings.address(name)) for name in ("devices", "telemetry", "analytics")
+    }
+    parts.closers.extend(open_channel.close for open_channel in channels.values())
+    phraser = None
+    if isinstance(settings, ChatSettings) and settings.chat_llm_url:
+        phraser = Phraser(
+            url=settings.chat_llm_url,
+            model=settings.chat_llm_model,
+            api_key=settings.chat_llm_api_key,
+        )
+        parts.closers.append(phraser.aclose)
+    return SupportAssistant(
+        understander=Understander.trained(),
+        library=library,
+        sources=GrpcSources(auth=parts.auth_channel, **channels),
+        phraser=phraser,
+    )
+
+
 async def build(
     settings: Settings,
     *,
@@ -42,12 +79,12 @@ async def build(
     help: HelpArticles | None = None,
 ) -> ServiceProcess:
     """Build the chat server bound to ``address``; tests may give their own assistant
-    and help library (the built-in fallbacks answer otherwise)."""
+    and help library (the built-in assistant and the packaged articles otherwise)."""
     return await build_service(
         settings,
         service="chat",
         metadata=Base.metadata,
         address=address,
         schema=schema,
-        register=_registrar(assistant or FallbackAssistant(), help or NoHelpArticles()),
+        register=_registrar(assistant, help),
     )

@@ -12,7 +12,6 @@ import httpx
 import pytest
 
 from gateway.serve import start_gateway, stop_gateway
-from services.chat.chat.fallback import HANDOVER, OFFER
 from tests.conftest import Backend, Suite
 from tests.support import PASSWORD, rest_login, rest_user
 
@@ -81,7 +80,9 @@ async def test_a_person_is_asked_for_and_the_agents_reply_arrives_live(
     )
     assert unsure.status_code == 201, unsure.text
     data = unsure.json()["data"]
-    assert data["reply"]["content"] == OFFER and data["escalation_level"] == 1
+    # The real assistant answers: off-topic, so unsure, offering a person (level 1).
+    assert data["reply"]["intent"] == "out_of_scope" and data["escalation_level"] == 1
+    assert "person" in data["reply"]["content"]
     assert set(data["message"]) >= {"message_id", "content", "is_bot", "sent_at", "author"}
 
     # The user keeps the events stream open while asking for a person.
@@ -93,7 +94,8 @@ async def test_a_person_is_asked_for_and_the_agents_reply_arrives_live(
         f"/v1/chat/sessions/{sid}/messages", headers=ann, json={"content": "a human please"}
     )
     assert asked.json()["data"]["escalation_level"] == 2
-    assert asked.json()["data"]["reply"]["content"] == HANDOVER
+    assert asked.json()["data"]["reply"]["intent"] == "human"
+    assert "person" in asked.json()["data"]["reply"]["content"]
 
     refused = await client.get("/v1/chat/escalations", headers=ann)
     assert refused.status_code == 403
@@ -135,7 +137,8 @@ async def test_last_event_id_resumes_the_stream(client: httpx.AsyncClient) -> No
     ready = asyncio.Event()
     watcher = asyncio.create_task(read_events(client, url, 8, ready=ready))
     await asyncio.wait_for(ready.wait(), 10)
-    for text in ("hello", "how do I export"):
+    # Two off-topic questions in a row: each unsure, so escalation rises twice.
+    for text in ("what's the weather in paris", "write me a poem about the sea"):
         answer = await client.post(
             f"/v1/chat/sessions/{sid}/messages", json={"content": text, "session_token": token}
         )
@@ -222,7 +225,12 @@ async def test_another_users_session_is_404_and_lists_are_paginated(
 
 async def test_help_routes_answer_404_for_an_unknown_article(client: httpx.AsyncClient) -> None:
     listed = await client.get("/v1/chat/help")
-    assert listed.status_code == 200 and listed.json()["data"]["articles"] == []
+    assert listed.status_code == 200
+    slugs = [a["slug"] for a in listed.json()["data"]["articles"]]
+    assert "two-factor-authentication" in slugs and len(slugs) >= 12
+    article = await client.get("/v1/chat/help/two-factor-authentication")
+    assert article.status_code == 200, article.text
+    assert article.json()["data"]["markdown"].startswith("# ")
     missing = await client.get("/v1/chat/help/nothing-here")
     assert missing.status_code == 404
     assert missing.json()["error"]["error_code"] == "ARTICLE_NOT_FOUND"
