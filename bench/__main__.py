@@ -6,7 +6,9 @@ storage on each database), ``memory`` (telemetry's memory over a soak under
 the device simulator), ``analytics`` (the anomaly detectors' F1 per type and NAB
 score on labelled synthetic series, and their throughput; in-process, no
 services), ``chat`` (the assistant's intent and slot accuracy on a held-out
-set of utterances, and the time to train and to understand; in-process).
+set of utterances, and the time to train and to understand; in-process),
+``chat-speed`` (a reply through the gateway that asks devices, against the
+gateway's own ``/healthz``).
 ``--only JOB`` (repeatable) runs some of them; the page
 is still written whole, with the other jobs' figures from their last run.
 """
@@ -24,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import analytics, auth_calls, chat, soak, telemetry
+from bench import analytics, auth_calls, chat, chat_speed, soak, telemetry
 from bench.report import JobResult, load, render, write
 
 OUTPUT = Path(__file__).resolve().parent.parent / "docs" / "BENCHMARKS.md"
@@ -43,6 +45,7 @@ ORDER = [
     AUTH_TITLE,
     chat.QUALITY_TITLE,
     chat.SPEED_TITLE,
+    chat_speed.SPEED_TITLE,
 ]
 INTRO = [
     "Telemetry runs as its own process (`python -m services.telemetry`), beside auth and",
@@ -86,6 +89,10 @@ async def _chat(args: argparse.Namespace) -> JobResult:
     return await chat.measure()
 
 
+async def _chat_speed(args: argparse.Namespace) -> JobResult:
+    return await chat_speed.measure()
+
+
 JOBS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, JobResult]]] = {
     "postgresql": _postgresql,
     "sqlite": _sqlite,
@@ -93,6 +100,7 @@ JOBS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, JobResult]]] 
     "analytics": _analytics,
     "auth": _auth,
     "chat": _chat,
+    "chat-speed": _chat_speed,
 }
 """Every job, in the order a full run measures them."""
 
