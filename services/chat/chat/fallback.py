@@ -1,9 +1,8 @@
-"""The built-ins of last resort: an assistant that offers a person (or hands over to
-one), and an empty help library.
+"""The assistant of last resort: it offers a person (or hands over to one).
 
-It answers while no real assistant is wired, and whenever the real one
-fails (the service catches the failure, logs it and asks this one), so a
-user always gets an answer and the escalation rises.
+It answers whenever the real assistant fails (the service catches the
+failure, logs it and asks this one), so a user always gets an answer and the
+escalation rises.
 """
 
 from __future__ import annotations
@@ -11,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from services.chat.chat.values import Article, Asker, Reply, Turn
+from services.chat.chat.values import Asker, Reply, Turn
 
 OFFER = "I'm not able to help with that yet — would you like to talk to a person?"
 HANDOVER = "Of course — I'm passing this conversation to a person, who will reply here."
@@ -31,14 +30,3 @@ class FallbackAssistant:
             return Reply(text=HANDOVER, intent="human", confidence=1.0, wants_person=True)
         return Reply(text=OFFER, intent="out_of_scope", confidence=0.0, unsure=True)
 
-
-class NoHelpArticles:
-    """A help library with no articles, until the real one is wired."""
-
-    def articles(self) -> Sequence[Article]:
-        """No articles."""
-        return ()
-
-    def article(self, slug: str) -> Article | None:
-        """Never found."""
-        return None
