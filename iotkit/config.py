@@ -92,6 +92,7 @@ class Settings(BaseSettings):
     gateway_port: Annotated[int, EmptyIsUnset] = 8080
     log_level: str = "INFO"
     grace_seconds: Annotated[float, EmptyIsUnset] = 5.0
+    startup_timeout: Annotated[float, EmptyIsUnset] = 60.0
     public_url: str = ""
 
     @classmethod

@@ -3,18 +3,27 @@
 SQLite file ``<data dir>/<service>.db`` by default; PostgreSQL (psycopg 3)
 when ``IOT_DATABASE_URL`` is set, each service in its own schema so that no
 service can read another's tables by accident.
+
+A service may start before its database does (a machine booting, a
+container restarted): :func:`open_database` then retries with backoff for
+``IOT_STARTUP_TIMEOUT`` seconds, logging one line per failed attempt, and
+raises :class:`DatabaseUnavailable` when the database never answered.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import MetaData, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -25,6 +34,24 @@ from sqlalchemy.ext.asyncio import (
 from iotkit.config import Settings
 
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+RETRY_FIRST = 0.5
+"""Seconds before the second attempt to open the database; doubled after each failure."""
+
+RETRY_MAX = 5.0
+"""Longest pause between two attempts, so that a database that returns is found soon."""
+
+ATTEMPT_MIN = 5.0
+"""Shortest time one attempt may take, even when the start-up deadline is nearer."""
+
+# Errors that say the database is not there (yet), as opposed to a bug or a bad schema.
+_UNREACHABLE = (OperationalError, InterfaceError, OSError, TimeoutError)
+
+log = logging.getLogger(__name__)
+
+
+class DatabaseUnavailable(Exception):
+    """The database did not answer within the start-up timeout; the message says where and why."""
 
 
 @dataclass(slots=True)
@@ -81,20 +108,79 @@ async def open_database(
     """Connect the database of ``service`` and create its tables if missing.
 
     ``schema`` overrides the PostgreSQL schema name (``iot_<service>``), which
-    tests use to get a clean schema of their own.
+    tests use to get a clean schema of their own. While the database cannot be
+    reached, retries with backoff until ``settings.startup_timeout`` has passed,
+    then raises :class:`DatabaseUnavailable`.
     """
     if settings.database_url:
         name = schema or f"iot_{service}"
         if not _SCHEMA_NAME.match(name):
             raise ValueError(f"invalid schema name {name!r}")
         engine = _postgres_engine(settings.database_url, name)
-        async with engine.begin() as connection:
-            await connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{name}"'))
-            await connection.run_sync(metadata.create_all)
+        where = make_url(settings.database_url).render_as_string(hide_password=True)
+
+        async def prepare() -> None:
+            async with engine.begin() as connection:
+                await connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{name}"'))
+                await connection.run_sync(metadata.create_all)
+
+        await _until_reachable(prepare, engine, where=where, timeout=settings.startup_timeout)
         return Database(
             engine, async_sessionmaker(engine, expire_on_commit=False), "postgresql", name
         )
-    engine = _sqlite_engine(settings.data_dir / f"{service}.db")
-    async with engine.begin() as connection:
-        await connection.run_sync(metadata.create_all)
+    path = settings.data_dir / f"{service}.db"
+    engine = _sqlite_engine(path)
+
+    async def create() -> None:
+        async with engine.begin() as connection:
+            await connection.run_sync(metadata.create_all)
+
+    await _until_reachable(create, engine, where=str(path), timeout=settings.startup_timeout)
     return Database(engine, async_sessionmaker(engine, expire_on_commit=False), "sqlite", None)
+
+
+def _reason(exc: BaseException) -> str:
+    """The driver's own first line (SQLAlchemy's wrapper adds the SQL and a link)."""
+    cause = getattr(exc, "orig", None) or exc
+    lines = str(cause).strip().splitlines()
+    return lines[0] if lines else type(cause).__name__
+
+
+async def _until_reachable(
+    attempt: Callable[[], Awaitable[None]], engine: AsyncEngine, *, where: str, timeout: float
+) -> None:
+    """Run ``attempt`` until it succeeds, retrying unreachable-database errors with backoff."""
+    deadline = time.monotonic() + timeout
+    pause = RETRY_FIRST
+    number = 0
+    while True:
+        number += 1
+        try:
+            # A connect that hangs (a dropped packet, a host that is gone) must
+            # not outlast the deadline by more than one short attempt.
+            async with asyncio.timeout(max(deadline - time.monotonic(), ATTEMPT_MIN)):
+                await attempt()
+            return
+        except _UNREACHABLE as exc:
+            reason = _reason(exc) if not isinstance(exc, TimeoutError) else "no answer"
+        # The password never reaches a log: `where` hides it, and the reason
+        # is the server's or the socket's own message.
+        left = deadline - time.monotonic()
+        if left <= 0:
+            await engine.dispose()
+            raise DatabaseUnavailable(
+                f"database {where} not reachable after {number} attempts "
+                f"in {timeout:g}s (IOT_STARTUP_TIMEOUT): {reason}"
+            )
+        wait = min(pause, left)
+        log.warning(
+            "database not reachable, retrying",
+            extra={
+                "database": where,
+                "attempt": number,
+                "retry_in": round(wait, 1),
+                "reason": reason,
+            },
+        )
+        await asyncio.sleep(wait)
+        pause = min(pause * 2, RETRY_MAX)

@@ -18,7 +18,7 @@ from sqlalchemy import MetaData
 
 from iotkit.checks import DependencyCheck, database_check, redis_check
 from iotkit.config import ConfigError, Settings
-from iotkit.db import Database, open_database
+from iotkit.db import Database, DatabaseUnavailable, open_database
 from iotkit.jwks import remote_jwks
 from iotkit.logs import configure_logging
 from iotkit.server import Registrar, ServiceProcess, build_server, channel, serve_until_signal
@@ -100,7 +100,8 @@ async def _serve(service: str, build: Builder, kind: type[Settings]) -> None:
 
 
 def run(service: str, build: Builder, settings: type[Settings] = Settings) -> None:
-    """Serve ``service`` until SIGTERM or SIGINT; a configuration error exits with status 2.
+    """Serve ``service`` until SIGTERM or SIGINT; a configuration error exits with status 2,
+    a database that stayed unreachable for ``IOT_STARTUP_TIMEOUT`` with status 3.
 
     ``settings`` is the service's own settings class when it has one (``AuthSettings``).
     """
@@ -109,3 +110,7 @@ def run(service: str, build: Builder, settings: type[Settings] = Settings) -> No
     except ConfigError as exc:
         print(f"{service}: configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from exc
+    except DatabaseUnavailable as exc:
+        # One line, no traceback: the cause is outside the process.
+        print(f"{service}: cannot start: {exc}", file=sys.stderr)
+        raise SystemExit(3) from exc

@@ -5,8 +5,10 @@ the gateway runs as its own child process, exactly as it would in a container,
 so the one-machine setup exercises the same process boundaries as a scaled-out
 deployment. The launcher only supervises: it checks that the ports are free,
 starts the children, waits until each one answers its health check, prints
-where to reach them, and stops them all, in order, on Ctrl-C, SIGTERM or when
-any one of them dies.
+where to reach them, restarts one that dies afterwards (with the same command
+and environment, after a pause that grows while it keeps dying), and stops
+them all, in order, on Ctrl-C or SIGTERM. A child that dies before the suite
+is ready fails the start instead: that is a fault to fix, not to retry.
 
 The launcher deliberately depends on nothing but the standard gRPC health
 service and plain HTTP, not on generated code or on the rest of the kit, so
@@ -45,6 +47,15 @@ PROBE_TIMEOUT = 1.0
 
 PROBE_INTERVAL = 0.2
 """Pause between two rounds of health probes while waiting for readiness."""
+
+RESTART_FIRST = 0.5
+"""Seconds before restarting a child that died; doubled each time it dies again."""
+
+RESTART_MAX = 30.0
+"""Longest pause before a restart."""
+
+RESTART_RESET = 60.0
+"""A child that ran this many seconds before dying is restarted after :data:`RESTART_FIRST`."""
 
 Commands = Mapping[str, Sequence[str]]
 """Child name (a service of :data:`~iotkit.config.SERVICES` or ``gateway``) to its argv."""
@@ -136,6 +147,21 @@ def _say(message: str) -> None:
     print(f"iot: {message}", file=sys.stderr, flush=True)
 
 
+class _Backoff:
+    """The pauses before the restarts of one child: doubling, reset by a long run."""
+
+    def __init__(self) -> None:
+        self.pause = RESTART_FIRST
+
+    def after(self, ran: float) -> float:
+        """The pause before the next restart of a child that ran ``ran`` seconds."""
+        if ran >= RESTART_RESET:
+            self.pause = RESTART_FIRST
+        pause = self.pause
+        self.pause = min(pause * 2, RESTART_MAX)
+        return pause
+
+
 @dataclass(slots=True)
 class _Child:
     """One running child process and the task that reaps it."""
@@ -144,9 +170,11 @@ class _Child:
     argv: Sequence[str]
     process: asyncio.subprocess.Process
     exited: asyncio.Task[int] = field(init=False)
+    started: float = field(init=False)
 
     def __post_init__(self) -> None:
         self.exited = asyncio.ensure_future(self.process.wait())
+        self.started = time.monotonic()
 
     @property
     def running(self) -> bool:
@@ -234,6 +262,9 @@ class _Suite:
         self.kill_after = kill_after
         self.stop = stop
         self.children: dict[str, _Child] = {}
+        # Set once the run ends, however it ends: no child is restarted after it.
+        self.ending = asyncio.Event()
+        self.keepers: list[asyncio.Task[None]] = []
 
     def listen_address(self, name: str) -> tuple[str, int]:
         if name == GATEWAY:
@@ -262,19 +293,22 @@ class _Suite:
 
     async def start(self, names: Sequence[str]) -> None:
         for name in names:
-            argv = list(self.commands[name])
-            try:
-                process = await asyncio.create_subprocess_exec(
-                    *argv,
-                    env=self.env,
-                    stdin=asyncio.subprocess.DEVNULL,
-                    # Own process group: a Ctrl-C in the terminal reaches only the
-                    # launcher, which then stops the children in a safe order.
-                    process_group=0,
-                )
-            except OSError as exc:
-                raise LaunchError(f"cannot start {name} ({' '.join(argv)}): {exc}") from exc
-            self.children[name] = _Child(name, argv, process)
+            await self._spawn(name)
+
+    async def _spawn(self, name: str) -> None:
+        argv = list(self.commands[name])
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *argv,
+                env=self.env,
+                stdin=asyncio.subprocess.DEVNULL,
+                # Own process group: a Ctrl-C in the terminal reaches only the
+                # launcher, which then stops the children in a safe order.
+                process_group=0,
+            )
+        except OSError as exc:
+            raise LaunchError(f"cannot start {name} ({' '.join(argv)}): {exc}") from exc
+        self.children[name] = _Child(name, argv, process)
 
     def _first_exited(self) -> _Child | None:
         for child in self.children.values():
@@ -317,18 +351,48 @@ class _Suite:
             for probe in probes:
                 await probe.close()
 
-    async def supervise(self) -> _Child | None:
-        """Wait for a stop request (None) or for the first child to exit (that child)."""
-        stop_wait = asyncio.ensure_future(self.stop.wait())
-        exits = {child.exited: child for child in self.children.values()}
+    def supervise(self) -> None:
+        """Keep every child running from now on, until :meth:`settle`."""
+        self.keepers = [asyncio.create_task(self._keep(name)) for name in self.children]
+
+    async def settle(self) -> None:
+        """End the supervision: no restart is under way or will start afterwards."""
+        self.ending.set()
+        await asyncio.gather(*self.keepers, return_exceptions=True)
+
+    async def _keep(self, name: str) -> None:
+        backoff = _Backoff()
+        while True:
+            child = self.children[name]
+            ending = asyncio.ensure_future(self.ending.wait())
+            try:
+                await asyncio.wait([child.exited, ending], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                ending.cancel()
+            if self.ending.is_set():
+                return
+            # Helpers the dead child left in its group could hold its port.
+            child.signal_group(signal.SIGKILL)
+            pause = backoff.after(time.monotonic() - child.started)
+            status = _exit_description(child.process.returncode or 0)
+            _say(f"{name} exited unexpectedly ({status}); restarting it in {pause:g}s")
+            while True:
+                if await self._ends_within(pause):
+                    return
+                try:
+                    await self._spawn(name)
+                    break
+                except LaunchError as exc:
+                    pause = backoff.after(0.0)
+                    _say(f"{exc}; trying again in {pause:g}s")
+
+    async def _ends_within(self, seconds: float) -> bool:
+        """Pause ``seconds``; True when the run ended meanwhile."""
         try:
-            done, _ = await asyncio.wait([stop_wait, *exits], return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stop_wait.cancel()
-        for task in done:
-            if task in exits:
-                return exits[task]
-        return None
+            await asyncio.wait_for(self.ending.wait(), timeout=seconds)
+        except TimeoutError:
+            return False
+        return True
 
     async def shutdown(self) -> None:
         """Stop the gateway first, then every service, each with SIGTERM then SIGKILL.
@@ -390,11 +454,18 @@ async def run_suite(
     environment). Once all are ready, ``on_ready`` gets a short text with the
     gateway URL and every service address.
 
+    A child that exits once the suite is ready is restarted, with the same
+    argv and environment, after a pause of :data:`RESTART_FIRST` seconds that
+    doubles each time it dies again (up to :data:`RESTART_MAX`; back to the
+    first after a run of :data:`RESTART_RESET`); each restart is one line on
+    stderr with the exit status, and the other children keep running.
+
     The run ends on SIGINT/SIGTERM (when ``handle_signals``), when ``stop`` is
     set, or when the task is cancelled, and answers 0; when a port is taken, a
-    child exits, or the suite is not ready within ``ready_timeout`` seconds, it
-    says which child and answers 1. Either way every child is stopped: SIGTERM,
-    then SIGKILL after ``kill_after`` seconds (default: the drain grace plus
+    child exits during start-up, or the suite is not ready within
+    ``ready_timeout`` seconds, it says which child and answers 1. Either way
+    nothing is restarted any more and every child is stopped: SIGTERM, then
+    SIGKILL after ``kill_after`` seconds (default: the drain grace plus
     :data:`STOP_MARGIN`).
     """
     commands = default_commands(python) if commands is None else commands
@@ -427,11 +498,9 @@ async def run_suite(
             if not await suite.wait_ready(group, deadline):
                 return 0
         on_ready(_ready_banner(settings, list(commands)))
-        crashed = await suite.supervise()
-        if crashed is None:
-            return 0
-        returncode = crashed.process.returncode or 0
-        raise LaunchError(f"{crashed.name} exited unexpectedly ({_exit_description(returncode)})")
+        suite.supervise()
+        await stop.wait()
+        return 0
     except LaunchError as exc:
         _say(str(exc))
         if suite.children:
@@ -442,6 +511,7 @@ async def run_suite(
         # CancelledError is being propagated, and children must not outlive us.
         if stop.is_set() and suite.children:
             _say("stopping")
+        await suite.settle()
         await suite.shutdown()
         for signum in handled:
             loop.remove_signal_handler(signum)

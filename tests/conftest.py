@@ -94,6 +94,12 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
 
 
 @pytest.fixture
+def postgres_url() -> str:
+    """The real PostgreSQL of the machine."""
+    return _required("IOT_TEST_DATABASE_URL")
+
+
+@pytest.fixture
 def redis_url() -> str:
     """The real Redis of the machine."""
     return _required("IOT_TEST_REDIS_URL")

@@ -19,9 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from grpc import aio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from iotkit.config import SERVICES, Settings, load_settings
-from iotsuite import cli
+from iotsuite import cli, launcher
 from iotsuite.launcher import (
     GATEWAY,
     default_commands,
@@ -192,18 +194,104 @@ async def test_child_crashing_at_start_fails_the_run_naming_it(
     assert_all_gone(pids)
 
 
-async def test_child_dying_later_stops_the_others(
+async def new_pid(suite: Suite, name: str, old: int, timeout: float = 20.0) -> int:
+    """The pid of ``name``'s next incarnation, once it has written it."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while (pid := suite.pids()[name]) == old:
+        assert asyncio.get_running_loop().time() < deadline, f"{name} was not restarted"
+        await asyncio.sleep(0.05)
+    return pid
+
+
+async def serving(address: str, timeout: float = 20.0) -> bool:
+    """True once the gRPC health service at ``address`` says SERVING."""
+    async with aio.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        reply = await stub.Check(
+            health_pb2.HealthCheckRequest(service=""), timeout=timeout, wait_for_ready=True
+        )
+    return reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_child_dying_later_is_restarted_and_the_others_keep_running(
     suite: Suite, capsys: pytest.CaptureFixture[str]
 ) -> None:
     ready = Ready()
     dying = [PYTHON, str(FAKES / "health_server.py"), "telemetry", "--exit-after", "2"]
-    task = await suite.run(fake_commands(telemetry=dying), on_ready=ready)
+    stop = asyncio.Event()
+    task = await suite.run(fake_commands(telemetry=dying), on_ready=ready, stop=stop)
     await ready.wait(task)
-    pids = suite.pids()
+    before = suite.pids()
 
-    assert await asyncio.wait_for(task, 30) == 1
-    assert "telemetry exited unexpectedly (exit code 7)" in capsys.readouterr().err
-    assert_all_gone(pids)
+    after = await new_pid(suite, "telemetry", before["telemetry"])
+
+    assert "telemetry exited unexpectedly (exit code 7); restarting it in 0.5s" in (
+        capsys.readouterr().err
+    )
+    assert not task.done()
+    assert not alive(before["telemetry"])
+    for name, pid in before.items():
+        if name != "telemetry":
+            assert alive(pid) and suite.pids()[name] == pid, name
+    stop.set()
+    assert await asyncio.wait_for(task, 30) == 0
+    assert_all_gone({**before, "restarted": after, **suite.pids()})
+
+
+async def test_child_killed_after_ready_is_restarted_and_ctrl_c_stops_everything(
+    suite: Suite, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ready = Ready()
+    task = await suite.run(on_ready=ready, handle_signals=True)
+    await ready.wait(task)
+    before = suite.pids()
+
+    os.kill(before["chat"], signal.SIGKILL)
+    after = await new_pid(suite, "chat", before["chat"])
+
+    assert await serving(suite.settings.address("chat"))
+    assert not task.done()
+    os.kill(os.getpid(), signal.SIGINT)
+    assert await asyncio.wait_for(task, 30) == 0
+    err = capsys.readouterr().err
+    assert "chat exited unexpectedly (killed by SIGKILL); restarting it in 0.5s" in err
+    # Stopping is not dying: nothing stopped by Ctrl-C is restarted.
+    assert err.count("restarting it") == 1
+    assert suite.pids()["chat"] == after
+    assert_all_gone({**before, **suite.pids()})
+
+
+async def test_stop_during_the_pause_before_a_restart_restarts_nothing(
+    suite: Suite, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(launcher, "RESTART_FIRST", 30.0)
+    ready = Ready()
+    stop = asyncio.Event()
+    task = await suite.run(on_ready=ready, stop=stop)
+    await ready.wait(task)
+    before = suite.pids()
+
+    os.kill(before["devices"], signal.SIGKILL)
+    for _ in range(200):
+        if "restarting it in 30s" in capsys.readouterr().err:
+            break
+        await asyncio.sleep(0.05)
+    else:
+        pytest.fail("no restart was announced")
+    stop.set()
+
+    assert await asyncio.wait_for(task, 10) == 0
+    assert suite.pids() == before, "a child was started after the stop"
+    assert_all_gone(before)
+
+
+def test_restart_pauses_double_up_to_the_cap_and_reset_after_a_long_run() -> None:
+    backoff = launcher._Backoff()
+    pauses = [backoff.after(1.0) for _ in range(9)]
+    assert pauses == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0]
+    assert backoff.after(59.0) == 30.0
+    assert backoff.after(60.0) == 0.5
+    assert backoff.after(1.0) == 1.0
 
 
 async def test_taken_port_is_reported_and_nothing_starts(
