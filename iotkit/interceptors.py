@@ -29,6 +29,7 @@ from iotkit.errors import (
     to_grpc_status,
 )
 from iotkit.rules import access_rule
+from iotkit.screening import Refused, screening_deserializer
 from iotkit.tokens import TokenVerifier
 
 log = logging.getLogger("iotkit.rpc")
@@ -65,6 +66,22 @@ def _metadata(context: aio.ServicerContext[Any, Any]) -> dict[str, str]:
     return {
         key: value for key, value in (context.invocation_metadata() or ()) if isinstance(value, str)
     }
+
+
+def _screened(request: Any, *, streamed: bool) -> Any:
+    """The request, or the iterator of a streamed one, raising what screening refused."""
+    if streamed:
+        return _screened_stream(request)
+    if type(request) is Refused:
+        raise request.error
+    return request
+
+
+async def _screened_stream(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    async for request in requests:
+        if type(request) is Refused:
+            raise request.error
+        yield request
 
 
 class _CallState:
@@ -104,33 +121,35 @@ class ServiceInterceptor(aio.ServerInterceptor):
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
                 self._wrap_unary(method, handler.unary_unary),
-                handler.request_deserializer,
+                screening_deserializer(handler.request_deserializer),
                 handler.response_serializer,
             )
         if handler.stream_unary:
             return grpc.stream_unary_rpc_method_handler(
-                self._wrap_unary(method, handler.stream_unary),
-                handler.request_deserializer,
+                self._wrap_unary(method, handler.stream_unary, streamed=True),
+                screening_deserializer(handler.request_deserializer),
                 handler.response_serializer,
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
                 self._wrap_stream(method, handler.unary_stream),
-                handler.request_deserializer,
+                screening_deserializer(handler.request_deserializer),
                 handler.response_serializer,
             )
         return grpc.stream_stream_rpc_method_handler(
-            self._wrap_stream(method, handler.stream_stream),
-            handler.request_deserializer,
+            self._wrap_stream(method, handler.stream_stream, streamed=True),
+            screening_deserializer(handler.request_deserializer),
             handler.response_serializer,
         )
 
-    def _wrap_unary(self, method: str, behavior: Callable[..., Any]) -> Callable[..., Any]:
+    def _wrap_unary(
+        self, method: str, behavior: Callable[..., Any], *, streamed: bool = False
+    ) -> Callable[..., Any]:
         async def wrapped(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
             state = _CallState()
             try:
                 await self._enter(method, context)
-                return await behavior(request, context)
+                return await behavior(_screened(request, streamed=streamed), context)
             except BaseException as exc:
                 await self._fail(exc, context, state, method)
                 raise
@@ -139,14 +158,16 @@ class ServiceInterceptor(aio.ServerInterceptor):
 
         return wrapped
 
-    def _wrap_stream(self, method: str, behavior: Callable[..., Any]) -> Callable[..., Any]:
+    def _wrap_stream(
+        self, method: str, behavior: Callable[..., Any], *, streamed: bool = False
+    ) -> Callable[..., Any]:
         async def wrapped(
             request: Any, context: aio.ServicerContext[Any, Any]
         ) -> AsyncIterator[Any]:
             state = _CallState()
             try:
                 await self._enter(method, context)
-                result = behavior(request, context)
+                result = behavior(_screened(request, streamed=streamed), context)
                 if inspect.isasyncgen(result):
                     async for item in result:
                         yield item

@@ -207,3 +207,27 @@ async def test_jwks_is_bare_and_verifies_login_tokens(client: httpx.AsyncClient)
     key = jwt.PyJWKSet.from_dict(jwks)[jwt.get_unverified_header(tokens["access_token"])["kid"]]
     claims = jwt.decode(tokens["access_token"], key.key, algorithms=["EdDSA"], issuer="iotsuite")
     assert claims["sub"] == tokens["user"]["uuid"]
+
+
+async def test_nul_characters_in_a_body_or_a_query_are_400_naming_the_field(
+    client: httpx.AsyncClient,
+) -> None:
+    registered = await client.post(
+        "/v1/auth/register",
+        json={"email": new_email(), "password": PASSWORD, "display_name": "A\u0000nn"},
+    )
+    assert registered.status_code == 400
+    body = registered.json()
+    assert body["error"]["error_code"] == "VALIDATION_FAILED"
+    assert body["data"] == {
+        "errors": [{"field": "display_name", "message": "must not contain NUL characters"}]
+    }
+
+    token = (await rest_login(client))["access_token"]
+    searched = await client.get(
+        "/v1/devices?search=lab%00", headers={"authorization": f"Bearer {token}"}
+    )
+    assert searched.status_code == 400
+    assert searched.json()["data"] == {
+        "errors": [{"field": "search", "message": "must not contain NUL characters"}]
+    }
