@@ -95,24 +95,30 @@ class GrpcSources:
             page += 1
 
     async def streams(self, token: str, device_id: str) -> list[StreamInfo]:
-        """The streams of one device."""
-        answer = await _call(
-            self._telemetry.ListStreams(
-                telemetry_pb2.ListStreamsRequest(device_id=device_id),
-                metadata=_metadata(token),
-                timeout=DEADLINE,
+        """Every stream of one device (pages of 100)."""
+        found: list[StreamInfo] = []
+        page = 1
+        while True:
+            answer = await _call(
+                self._telemetry.ListStreams(
+                    telemetry_pb2.ListStreamsRequest(device_id=device_id, page=page, limit=100),
+                    metadata=_metadata(token),
+                    timeout=DEADLINE,
+                )
             )
-        )
-        return [
-            StreamInfo(
-                stream_id=s.stream_id,
-                device_id=s.device_id,
-                metric_name=s.metric_name,
-                latest_value=s.latest_value if s.HasField("latest_value") else None,
-                last_seen_at=datetime_field(s, "last_seen_at"),
-            )
-            for s in answer.streams
-        ]
+            found += [
+                StreamInfo(
+                    stream_id=s.stream_id,
+                    device_id=s.device_id,
+                    metric_name=s.metric_name,
+                    latest_value=s.latest_value if s.HasField("latest_value") else None,
+                    last_seen_at=datetime_field(s, "last_seen_at"),
+                )
+                for s in answer.streams
+            ]
+            if page >= answer.pagination.total_pages:
+                return found
+            page += 1
 
     async def stats(self, token: str, stream_id: str, start: datetime, end: datetime) -> Stats:
         """Statistics of every reading of the range (the chart's points are not needed)."""
@@ -194,9 +200,7 @@ class GrpcSources:
     async def system_status(self) -> str:
         """The suite's overall status."""
         answer = await _call(
-            self._status.GetSystemStatus(
-                system_pb2.GetSystemStatusRequest(), timeout=DEADLINE
-            )
+            self._status.GetSystemStatus(system_pb2.GetSystemStatusRequest(), timeout=DEADLINE)
         )
         return answer.status
 

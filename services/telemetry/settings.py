@@ -15,6 +15,8 @@ class TelemetrySettings(Settings):
     # File import (seed 002): open batches per user, and how long a batch stays open.
     max_active_batches: Annotated[int, EmptyIsUnset] = 5
     batch_max_age_hours: Annotated[float, EmptyIsUnset] = 24.0
+    # Streams (metrics) one device may have; a further new metric is rejected.
+    max_streams_per_device: Annotated[int, EmptyIsUnset] = 100
 
     @model_validator(mode="after")
     def _check_import_limits(self) -> Self:
@@ -22,4 +24,6 @@ class TelemetrySettings(Settings):
             raise ConfigError("IOT_MAX_ACTIVE_BATCHES must be at least 1")
         if self.batch_max_age_hours <= 0:
             raise ConfigError("IOT_BATCH_MAX_AGE_HOURS must be above 0")
+        if self.max_streams_per_device < 1:
+            raise ConfigError("IOT_MAX_STREAMS_PER_DEVICE must be at least 1")
         return self

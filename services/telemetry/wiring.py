@@ -39,7 +39,7 @@ RETENTION_PERIOD = 3600.0
 BATCH_EXPIRY_PERIOD = 60.0
 
 
-def _registrar(parts: Parts, *, limits: ImportLimits) -> Registrar:
+def _registrar(parts: Parts, *, limits: ImportLimits, max_streams_per_device: int) -> Registrar:
     store = TelemetryStore(parts.database.sessions)
     devices_channel = channel(parts.settings.address("devices"))
     access = DeviceAccessClient(devices_channel)
@@ -53,7 +53,13 @@ def _registrar(parts: Parts, *, limits: ImportLimits) -> Registrar:
         store, merge_upto=lambda: forwarder.acknowledged, on_commit=forwarder.notify
     )
     activity = ActivityReporter(channel=devices_channel, tokens=parts.service_tokens)
-    ingest = IngestService(store=store, writer=writer, access=access, activity=activity.add)
+    ingest = IngestService(
+        store=store,
+        writer=writer,
+        access=access,
+        activity=activity.add,
+        max_streams_per_device=max_streams_per_device,
+    )
     streams = StreamService(store=store, ingest=ingest, access=access, analytics=forwarder)
     follower = DecommissionFollower(
         channel=devices_channel, tokens=parts.service_tokens, store=store, purger=streams
@@ -123,6 +129,10 @@ async def build(
         metadata=Base.metadata,
         address=address,
         schema=schema,
-        register=partial(_registrar, limits=limits),
+        register=partial(
+            _registrar,
+            limits=limits,
+            max_streams_per_device=settings.max_streams_per_device,
+        ),
         extra_checks=[storage_check(settings.data_dir / "objects", service="telemetry")],
     )

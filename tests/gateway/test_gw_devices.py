@@ -174,3 +174,41 @@ async def test_credentials_and_import(client: httpx.AsyncClient) -> None:
         "/v1/devices:import", headers=ann, json={"devices": [{"name": "Fan", "type": "motion"}]}
     )
     assert structured.json()["data"]["created"] == 1
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("[" * 100_000 + "]" * 100_000, "JSON content is nested too deeply"),
+        (
+            "name,type\n" + "Pump,pressure\n" * 100_000,
+            "Content must be at most 1,048,576 characters (1 MiB)",
+        ),
+        ("name,type\n" + "Pump,pressure\n" * 1001, "At most 1000 rows per import"),
+    ],
+    ids=["nested", "oversized", "rows"],
+)
+async def test_import_limits_answer_400_naming_content(
+    client: httpx.AsyncClient, content: str, message: str
+) -> None:
+    ann = await rest_user(client)
+    fmt = "json" if content.startswith("[") else "csv"
+    answer = await client.post(
+        "/v1/devices:import", headers=ann, json={"format": fmt, "content": content}
+    )
+    assert answer.status_code == 400, answer.text
+    body = answer.json()
+    assert body["error"]["error_code"] == "VALIDATION_FAILED"
+    assert body["data"]["errors"] == [{"field": "content", "message": message}]
+
+
+async def test_a_million_row_import_is_refused_before_it_reaches_devices(
+    client: httpx.AsyncClient,
+) -> None:
+    ann = await rest_user(client)
+    content = "name,type\n" + "Pump,pressure\n" * 1_000_000
+    answer = await client.post(
+        "/v1/devices:import", headers=ann, json={"format": "csv", "content": content}
+    )
+    assert answer.status_code == 413, answer.text
+    assert answer.json()["error"]["error_code"] == "PAYLOAD_TOO_LARGE"

@@ -273,3 +273,35 @@ async def test_a_new_stream_has_no_latest_value_and_charts_use_the_point_budget(
     assert len(points) == 500 and data.json()["data"]["downsampling"] == "min_max"
     assert points[0]["timestamp"] == iso(start)
     assert points[-1]["timestamp"] == iso(start + timedelta(seconds=599))
+
+
+async def test_a_new_metric_over_the_stream_limit_is_a_4xx_and_streams_are_paged(
+    client: httpx.AsyncClient,
+) -> None:
+    ann = await rest_user(client)
+    device_id = await new_device(client, ann)
+    reading = [{"timestamp": iso(datetime.now(UTC) - timedelta(minutes=1)), "value": 1.0}]
+    for n in range(100):  # IOT_MAX_STREAMS_PER_DEVICE's default
+        created = await client.post(
+            f"/v1/devices/{device_id}/readings",
+            headers=ann,
+            json={"metric_name": f"m{n:03}", "readings": reading},
+        )
+        assert created.status_code == 200, created.text
+    refused = await client.post(
+        f"/v1/devices/{device_id}/readings",
+        headers=ann,
+        json={"metric_name": "one_too_many", "readings": reading},
+    )
+    assert refused.status_code == 400, refused.text
+    body = refused.json()
+    assert body["success"] is False
+    assert body["error"]["error_code"] == "TOO_MANY_STREAMS"
+    assert "at most 100 streams" in body["message"]
+    page = await client.get(
+        f"/v1/devices/{device_id}/streams", headers=ann, params={"page": 2, "limit": 40}
+    )
+    assert page.status_code == 200, page.text
+    data = page.json()["data"]
+    assert [s["metric_name"] for s in data["streams"]] == [f"m{n:03}" for n in range(40, 80)]
+    assert data["pagination"] == {"page": 2, "limit": 40, "total": 100, "total_pages": 3}

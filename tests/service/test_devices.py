@@ -458,6 +458,8 @@ async def test_import_csv_and_json_with_a_result_per_row(clients: Clients) -> No
         ("json", '{"name": "x"}', "content"),
         ("csv", "colour,size\nred,big\n", "content"),
         ("csv", "name,type\n", "content"),
+        ("json", "[" * 100_000 + "]" * 100_000, "content"),
+        ("csv", "name,type\n" + "Pump,pressure\n" * 1001, "content"),
     ],
 )
 async def test_unusable_import_content_is_400(
@@ -471,3 +473,24 @@ async def test_unusable_import_content_is_400(
     )
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert [v.field for v in violations_of(error)] == [field]
+
+
+async def test_an_oversized_import_is_refused_before_it_is_parsed(clients: Clients) -> None:
+    ann = await user(clients)
+    million = "name,type\n" + "Pump,pressure\n" * 1_000_000
+    error = await failure(
+        clients.devices.ImportDevices(
+            devices_pb2.ImportDevicesRequest(format="csv", content=million), metadata=ann
+        )
+    )
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert [(v.field, v.message) for v in violations_of(error)] == [
+        ("content", "Content must be at most 1,048,576 characters (1 MiB)")
+    ]
+    many = [devices_pb2.RegisterDeviceRequest(name="Fan", type="motion")] * 1001
+    error = await failure(
+        clients.devices.ImportDevices(devices_pb2.ImportDevicesRequest(devices=many), metadata=ann)
+    )
+    assert [v.field for v in violations_of(error)] == ["devices"]
+    listed = await clients.devices.ListDevices(devices_pb2.ListDevicesRequest(), metadata=ann)
+    assert listed.total_count == 0

@@ -548,3 +548,86 @@ async def test_downsampling_uses_the_whole_point_budget(env: Env) -> None:
         assert (stamps[0], stamps[-1]) == (timestamps[0], timestamps[-1])
         assert stamps == sorted(set(stamps))
         assert data.downsampled is (max_points < 600)
+
+
+async def test_streams_per_device_are_capped_and_listed_by_page(env: Env) -> None:
+    ann = await user(env)
+    sensor = await device(env, ann)
+    other = await device(env, ann)
+    timestamps, values = series(1)
+    limit = 100  # IOT_MAX_STREAMS_PER_DEVICE's default
+    # One batch with 150 new metrics of one device and one of another: 100 streams, no more.
+    entries = [
+        telemetry_pb2.StreamReadings(
+            device_id=sensor.device_id, metric_name=f"m{n:03}", timestamps=timestamps, values=values
+        )
+        for n in range(limit + 50)
+    ] + [
+        telemetry_pb2.StreamReadings(
+            device_id=other.device_id, metric_name="temp", timestamps=timestamps, values=values
+        )
+    ]
+    [ack] = await stream(env, ann, [telemetry_pb2.ReadingBatch(sequence=1, streams=entries)])
+    assert ack.accepted == limit + 1
+    assert [(r.index, r.reason, r.count) for r in ack.rejections] == [
+        (n, "TOO_MANY_STREAMS", 1) for n in range(limit, limit + 50)
+    ]
+    # An existing metric still takes readings; a new one is refused on every path.
+    later, more = series(1, start=NOW_US - 1_000_000)
+    [again] = await stream(
+        env,
+        ann,
+        [
+            telemetry_pb2.ReadingBatch(
+                sequence=2,
+                streams=[
+                    telemetry_pb2.StreamReadings(
+                        device_id=sensor.device_id, metric_name=name, timestamps=later, values=more
+                    )
+                    for name in ("m000", "new")
+                ],
+            )
+        ],
+    )
+    assert again.accepted == 1
+    assert [(r.index, r.reason) for r in again.rejections] == [(1, "TOO_MANY_STREAMS")]
+    for call in (
+        env.telemetry.UploadReadings(
+            telemetry_pb2.UploadReadingsRequest(
+                device_id=sensor.device_id,
+                metric_name="new",
+                readings=[
+                    telemetry_pb2.Reading(
+                        timestamp=timestamp_pb2.Timestamp(seconds=later[0] // 1_000_000), value=1
+                    )
+                ],
+            ),
+            metadata=ann,
+        ),
+        env.telemetry.CreateStream(
+            telemetry_pb2.CreateStreamRequest(device_id=sensor.device_id, metric_name="new"),
+            metadata=ann,
+        ),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await call
+        assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert reason_of(caught.value) == "TOO_MANY_STREAMS"
+    # The default page holds every stream of a device at the default limit.
+    listed = await env.telemetry.ListStreams(
+        telemetry_pb2.ListStreamsRequest(device_id=sensor.device_id), metadata=ann
+    )
+    assert [s.metric_name for s in listed.streams] == [f"m{n:03}" for n in range(limit)]
+    assert (listed.pagination.page, listed.pagination.limit) == (1, 100)
+    assert (listed.pagination.total, listed.pagination.total_pages) == (limit, 1)
+    paged = await env.telemetry.ListStreams(
+        telemetry_pb2.ListStreamsRequest(device_id=sensor.device_id, page=4, limit=30),
+        metadata=ann,
+    )
+    assert [s.metric_name for s in paged.streams] == [f"m{n:03}" for n in range(90, 100)]
+    assert (paged.pagination.total, paged.pagination.total_pages) == (limit, 4)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await env.telemetry.ListStreams(
+            telemetry_pb2.ListStreamsRequest(device_id=sensor.device_id, limit=101), metadata=ann
+        )
+    assert [v.field for v in violations_of(caught.value)] == ["limit"]

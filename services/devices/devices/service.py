@@ -21,7 +21,7 @@ from iotkit.ownership import owned
 from iotkit.sqltypes import utcnow
 from iotkit.validation import Violations, check_uuid
 from services.devices.devices import rules
-from services.devices.devices.importer import parse_content
+from services.devices.devices.importer import MAX_CONTENT_CHARS, MAX_ROWS, parse_content
 from services.devices.devices.store import SORTS, DeviceQuery, DeviceStore
 from services.devices.devices.values import (
     Credential,
@@ -138,6 +138,14 @@ class DeviceService:
         ``content`` is CSV or JSON as ``format`` says; JSON when only content is given
         and its format is not.
         """
+        violations = Violations()
+        if len(content) > MAX_CONTENT_CHARS:
+            violations.add(
+                "content", f"Content must be at most {MAX_CONTENT_CHARS:,} characters (1 MiB)"
+            )
+        if len(devices) > MAX_ROWS:
+            violations.add("devices", f"At most {MAX_ROWS} rows per import")
+        violations.raise_if_any()
         rows: list[ParsedRow]
         if devices:
             rows = [ParsedRow(device) for device in devices]

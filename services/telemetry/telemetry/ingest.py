@@ -26,7 +26,14 @@ from iotkit import reasons
 from iotkit.context import Caller
 from iotkit.convert import epoch_micros
 from iotkit.device_access import DeviceAccessClient
-from iotkit.errors import DomainError, FieldViolation, NotFound, PermissionDenied, ValidationFailed
+from iotkit.errors import (
+    DomainError,
+    FailedPrecondition,
+    FieldViolation,
+    NotFound,
+    PermissionDenied,
+    ValidationFailed,
+)
 from iotkit.sqltypes import utcnow
 from iotkit.validation import Violations, check_uuid
 from services.telemetry.telemetry.codec import Float64s, Int64s
@@ -39,6 +46,7 @@ FUTURE_TOLERANCE_US = 5 * 60 * 1_000_000
 OLDEST_US = 946_684_800 * 1_000_000  # 2000-01-01: older readings are almost surely unit mistakes
 METRIC_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 STREAM_CACHE_SIZE = 100_000
+MAX_STREAMS_PER_DEVICE = 100  # the default of IOT_MAX_STREAMS_PER_DEVICE
 
 ActivitySink = Callable[[str, int, int], None]
 """Told (device id, newest timestamp µs, readings stored) for each entry that stored readings."""
@@ -123,6 +131,15 @@ class _Target:
     stream: Stream | None
 
 
+def too_many_streams(limit: int) -> FailedPrecondition:
+    """The refusal of a new stream for a device that has ``limit`` streams already."""
+    return FailedPrecondition(
+        f"A device has at most {limit} streams; this metric would be a new one",
+        reason=reasons.TOO_MANY_STREAMS,
+        metadata={"max_streams_per_device": str(limit)},
+    )
+
+
 def _device_named(entry: EntryIn) -> str:
     """The entry's device id in canonical form, or "" when it is not a UUID."""
     try:
@@ -142,9 +159,11 @@ class IngestService:
         access: DeviceAccessClient,
         activity: ActivitySink,
         clock: Callable[[], datetime] = utcnow,
+        max_streams_per_device: int = MAX_STREAMS_PER_DEVICE,
     ) -> None:
         self._store = store
         self._writer = writer
+        self.max_streams_per_device = max_streams_per_device
         self._access = access
         self._activity = activity
         self._clock = clock
@@ -183,14 +202,29 @@ class IngestService:
         now_us = epoch_micros(self._clock())
         prepared: list[Prepared] = []
         places: list[tuple[str, int, int]] = []  # device, newest ts, kept
+        stream_counts: dict[str, int] = {}  # device -> its streams, counting those opened here
         for index, entry in enumerate(entries):
             target = await self._resolve(index, entry, caller, token, result, trusted_owner)
             if target is None:
+                continue
+            if target.stream is None and not await self._room_for(target, stream_counts):
+                result.rejections.append(
+                    Rejected(
+                        index,
+                        "",
+                        int(entry.values.size),
+                        reasons.TOO_MANY_STREAMS,
+                        f"a device has at most {self.max_streams_per_device} streams;"
+                        " this metric would be a new one",
+                        device_id=target.device_id,
+                    )
+                )
                 continue
             kept, problems = self._clean(entry, now_us, result)
             stream = target.stream
             if stream is None and kept is not None:
                 stream = await self._open(target)  # created on its first stored reading only
+                stream_counts[target.device_id] += 1
             for count, reason, message in problems:
                 result.rejections.append(
                     Rejected(
@@ -218,6 +252,14 @@ class IngestService:
                 self._activity(device_id, newest, kept_count - dup)
         return result
 
+    async def _room_for(self, target: _Target, stream_counts: dict[str, int]) -> bool:
+        """True when the target's device may have one stream more."""
+        if target.device_id not in stream_counts:
+            stream_counts[target.device_id] = await self._store.count_streams(
+                device_id=target.device_id
+            )
+        return stream_counts[target.device_id] < self.max_streams_per_device
+
     async def upload(self, *, caller: Caller, token: str, entry: EntryIn) -> BatchResult:
         """Store the readings of one metric of one device; fails when it stores none.
 
@@ -244,7 +286,7 @@ class IngestService:
         result = await self.ingest(caller=caller, token=token, entries=[entry])
         if result.accepted or result.duplicates:
             return result
-        raise _refusal(result)
+        raise _refusal(result, self.max_streams_per_device)
 
     async def stream_for(
         self, *, caller: Caller, token: str, stream_id: str, access: str
@@ -423,7 +465,7 @@ class IngestService:
         return (timestamps, values), problems
 
 
-def _refusal(result: BatchResult) -> DomainError:
+def _refusal(result: BatchResult, max_streams: int) -> DomainError:
     """The error for an upload that stored nothing, from its rejections (see upload)."""
     for rejection in result.rejections:
         if rejection.reason != "DEVICE_NOT_ALLOWED":
@@ -444,6 +486,9 @@ def _refusal(result: BatchResult) -> DomainError:
         # "not_found" (unknown, another user's, decommissioned) and anything unforeseen:
         # say no more than "not found", as every other call does.
         return NotFound("Device not found", reason=reasons.DEVICE_NOT_FOUND)
+    for rejection in result.rejections:
+        if rejection.reason == reasons.TOO_MANY_STREAMS:
+            return too_many_streams(max_streams)
     total = result.rejected
     return ValidationFailed(
         [

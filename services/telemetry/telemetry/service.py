@@ -19,11 +19,12 @@ from iotkit.context import Caller
 from iotkit.convert import epoch_micros
 from iotkit.device_access import DeviceAccessClient
 from iotkit.errors import NotFound
+from iotkit.listing import LIMIT_MAX, PageRequest, check_page
 from iotkit.sqltypes import utcnow
 from iotkit.validation import Violations, check_uuid
 from services.telemetry.telemetry import query
 from services.telemetry.telemetry.codec import Float64s, Int64s
-from services.telemetry.telemetry.ingest import METRIC_NAME, IngestService
+from services.telemetry.telemetry.ingest import METRIC_NAME, IngestService, too_many_streams
 from services.telemetry.telemetry.store import TelemetryStore
 from services.telemetry.telemetry.values import Stream
 
@@ -91,6 +92,9 @@ class StreamService:
                 values={"sampling_rate": sampling_rate, "retention_days": retention_days},
             )
             return updated or existing
+        limit = self._ingest.max_streams_per_device
+        if await self._store.count_streams(device_id=device_id) >= limit:
+            raise too_many_streams(limit)
         return await self._store.add_stream(
             stream=Stream(
                 id=str(uuid.uuid4()),
@@ -106,16 +110,24 @@ class StreamService:
         )
 
     async def list_for_device(
-        self, *, caller: Caller, token: str, device_id: str
-    ) -> list[Stream]:
-        """The streams of one of the caller's devices."""
+        self, *, caller: Caller, token: str, device_id: str, page: int = 1, limit: int = 0
+    ) -> tuple[list[Stream], int, PageRequest]:
+        """A page of the streams of one of the caller's devices, the total, and the page asked.
+
+        A page holds 100 streams unless ``limit`` says otherwise: every stream of a
+        device at the default per-device limit.
+        """
         violations = Violations()
         device_id = check_uuid(violations, device_id, field="device_id")
+        request = check_page(violations, page, limit, default=LIMIT_MAX)
         violations.raise_if_any()
         grant = await self._access.check(token=token, device_id=device_id, access="read")
         if not grant.allowed:
             raise NotFound("Device not found", reason=reasons.DEVICE_NOT_FOUND)
-        return await self._store.streams_of_device(device_id=device_id)
+        streams, total = await self._store.stream_page(
+            device_id=device_id, offset=request.offset, limit=request.limit
+        )
+        return streams, total, request
 
     async def get(self, *, caller: Caller, token: str, stream_id: str) -> Stream:
         """One of the caller's streams."""

@@ -11,6 +11,7 @@ from grpc import aio
 from iot.telemetry.v1 import telemetry_pb2, telemetry_pb2_grpc
 from iotkit.context import current_caller
 from iotkit.convert import datetime_field, micros, micros_timestamp, timestamp
+from iotkit.listing import pagination
 from services.telemetry.telemetry.ingest import BatchResult, EntryIn, IngestService
 from services.telemetry.telemetry.service import StreamService
 from services.telemetry.telemetry.values import Stream
@@ -128,10 +129,16 @@ class TelemetryServicer(telemetry_pb2_grpc.TelemetryServiceServicer):
     ) -> telemetry_pb2.ListStreamsResponse:
         """The streams of a device."""
         caller = current_caller()
-        streams = await self._streams.list_for_device(
-            caller=caller, token=caller.token, device_id=request.device_id
+        streams, total, page = await self._streams.list_for_device(
+            caller=caller,
+            token=caller.token,
+            device_id=request.device_id,
+            page=request.page,
+            limit=request.limit,
         )
-        return telemetry_pb2.ListStreamsResponse(streams=[stream_message(s) for s in streams])
+        return telemetry_pb2.ListStreamsResponse(
+            streams=[stream_message(s) for s in streams], pagination=pagination(page, total)
+        )
 
     async def GetStream(
         self, request: telemetry_pb2.GetStreamRequest, context: Context

@@ -38,6 +38,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from iotkit.listing import fetch_page
 from iotkit.sqltypes import UtcDateTime
 from services.telemetry.forwarder import StoredChunk
 from services.telemetry.telemetry.values import Stream
@@ -196,6 +197,29 @@ class TelemetryStore:
             if existing is None:
                 raise
             return existing
+
+    async def count_streams(self, *, device_id: str) -> int:
+        """How many streams a device has."""
+        async with self._sessions() as session:
+            found = await session.scalar(
+                select(func.count()).select_from(StreamRow).where(StreamRow.device_id == device_id)
+            )
+            return int(found or 0)
+
+    async def stream_page(
+        self, *, device_id: str, offset: int, limit: int
+    ) -> tuple[list[Stream], int]:
+        """A page of a device's streams by metric name, and how many it has in all."""
+        async with self._sessions() as session:
+            rows, total = await fetch_page(
+                session,
+                select(StreamRow)
+                .where(StreamRow.device_id == device_id)
+                .order_by(StreamRow.metric_name),
+                offset=offset,
+                limit=limit,
+            )
+            return [_stream(row) for row in rows], total
 
     async def streams_of_device(self, *, device_id: str) -> list[Stream]:
         """Every stream of a device, by metric name."""
