@@ -58,6 +58,8 @@ class Presentation:
     raw_response: bool = False
     message_field: str = ""
     """A string field of the response that, when not empty, replaces ``success_message``."""
+    token_optional: bool = False
+    """A public RPC that also takes a token when one is sent (the chat's sessions)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +128,7 @@ def _presentation(method: MethodDescriptor) -> Presentation:
             )
     return Presentation(
         public=rules.public,
+        token_optional=rules.public and rules.token_optional,
         success_status=rules.success_status or 200,
         success_message=rules.success_message or "OK",
         raw_response=rules.raw_response,

@@ -12,7 +12,7 @@ from typing import Any
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
-from gateway.discovery import HttpBinding, RpcMethod
+from gateway.discovery import HttpBinding, Presentation, RpcMethod
 from gateway.fields import WRAPPERS, accepts_text, is_map, is_plain_message
 from gateway.http_body import http_body_content, is_http_body
 from gateway.routing import Route
@@ -110,6 +110,13 @@ class _Builder:
             # Siblings of $ref are allowed in OpenAPI 3.1.
             schema = {**schema, "description": description}
         return schema
+
+
+def _security(presentation: Presentation) -> list[dict[str, list[str]]]:
+    """No token, an optional one (``{}`` first: anonymous is allowed), or a required one."""
+    if presentation.token_optional:
+        return [{}, {"bearerAuth": []}]
+    return [] if presentation.public else [{"bearerAuth": []}]
 
 
 def _query_parameters(
@@ -286,7 +293,7 @@ def _operation(
         "summary": method.descriptor.name,
         "parameters": _parameters(builder, method, binding),
         "responses": _responses(builder, method, binding),
-        "security": [] if method.presentation.public else [{"bearerAuth": []}],
+        "security": _security(method.presentation),
     }
     description = builder.comments.get(method.descriptor.full_name)
     if description:

@@ -35,6 +35,9 @@ async def test_openapi_lists_the_auth_and_system_routes(client: httpx.AsyncClien
     }
     assert "get" in document["paths"]["/v1/system/status"]
     assert document["paths"]["/v1/auth/me"]["get"]["security"] == [{"bearerAuth": []}]
+    # A chat session is open to anonymous visitors and to signed-in users alike.
+    sessions = document["paths"]["/v1/chat/sessions"]["post"]
+    assert sessions["security"] == [{}, {"bearerAuth": []}]
     assert document["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
     # The JWKS is documented bare, as it is served.
     jwks = document["paths"]["/.well-known/jwks.json"]["get"]["responses"]["200"]
