@@ -20,6 +20,7 @@ from iot.devices.v1 import devices_pb2, devices_pb2_grpc
 from iot.system.v1 import system_pb2, system_pb2_grpc
 from iot.telemetry.v1 import telemetry_pb2, telemetry_pb2_grpc
 from iotkit.convert import datetime_field, timestamp
+from iotkit.server import is_unavailable
 from services.chat.chat.sources import (
     AnomalyInfo,
     CorrelationInfo,
@@ -32,7 +33,6 @@ from services.chat.chat.sources import (
 DEADLINE = 5.0
 """Seconds one call may take before the answer says the data cannot be reached."""
 
-_DOWN = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
 T = TypeVar("T")
 
 
@@ -45,7 +45,7 @@ async def _call(pending: Awaitable[T]) -> T:
     try:
         return await pending
     except grpc.aio.AioRpcError as exc:
-        if exc.code() in _DOWN:
+        if is_unavailable(exc):
             raise SourceUnavailable(exc.code().name) from exc
         raise
 
