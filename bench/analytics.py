@@ -145,8 +145,10 @@ def detect(
     found: list[Finding] = []
     for at in range(0, values.size, batch):
         found += detector.process(
-            timestamps[at : at + batch], values[at : at + batch], sampling_rate=rate_hz
-        )
+            timestamps[at : at + batch],
+            values[at : at + batch],
+            sampling_period_us=1e6 / rate_hz if rate_hz > 0 else 0.0,
+        ).findings
     return found
 
 

@@ -52,7 +52,7 @@ async def a_stream(analysis: AnalysisService) -> str:
                 device_id=stream,
                 owner_id=OWNER,
                 device_type="temperature",
-                sampling_rate=1.0,
+                sampling_period_us=1e6,
                 timestamps=np.arange(300, dtype=np.int64) * SECOND,
                 values=values,
             )
@@ -131,7 +131,7 @@ async def test_analysis_answers_values_and_checks_a_device_to_forget(
                 device_id=stream,
                 owner_id=OWNER,
                 device_type="temperature",
-                sampling_rate=1.0,
+                sampling_period_us=1e6,
                 timestamps=np.arange(300, 320, dtype=np.int64) * SECOND,
                 values=np.array([21.0] * 10 + [30.0] + [21.0] * 9),
             )

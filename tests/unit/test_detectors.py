@@ -34,8 +34,8 @@ def detect(
     found: list[Finding] = []
     for at in range(0, values.size, batch):
         found += detector.process(
-            timestamps[at : at + batch], values[at : at + batch], sampling_rate=1.0
-        )
+            timestamps[at : at + batch], values[at : at + batch], sampling_period_us=1e6
+        ).findings
     return found
 
 
@@ -144,8 +144,8 @@ def test_state_survives_a_json_round_trip_mid_stream() -> None:
     first = StreamDetector(DetectorState.for_type("pressure"))
     for start in range(0, 3600, 100):
         assert not first.process(
-            timestamps[start : start + 100], values[start : start + 100], sampling_rate=1.0
-        )
+            timestamps[start : start + 100], values[start : start + 100], sampling_period_us=1e6
+        ).findings
     restored = DetectorState.from_json(first.state.to_json())
     assert restored == first.state
     rest = detect("pressure", timestamps[3600:], values[3600:], state=restored)

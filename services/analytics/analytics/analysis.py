@@ -38,7 +38,7 @@ class ChunkIn:
     device_id: str
     owner_id: str
     device_type: str
-    sampling_rate: float
+    sampling_period_us: float  # expected interval; 0 when irregular
     timestamps: np.ndarray
     values: np.ndarray
 
@@ -105,9 +105,10 @@ class AnalysisService:
                 working[chunk.stream_id] = detector
                 if chunk.position <= detector.position:
                     continue  # analysed before this restart
-                findings = StreamDetector(detector.state).process(
-                    chunk.timestamps, chunk.values, sampling_rate=chunk.sampling_rate
+                result = StreamDetector(detector.state).process(
+                    chunk.timestamps, chunk.values, sampling_period_us=chunk.sampling_period_us
                 )
+                findings = result.findings
                 detector.position = chunk.position
                 found += [
                     Anomaly(

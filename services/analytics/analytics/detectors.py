@@ -64,10 +64,21 @@ class Finding:
     """One anomaly found in a batch."""
 
     anomaly_type: str
-    timestamp_us: int
+    timestamp_us: int  # the reading it is about (a run's or gap's start)
     raw_value: float
     confidence: float
     expected_value: float
+    found_us: int = 0  # the reading with which the detector could know it
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    """What one batch gave: findings in time order, and a score per reading analysed."""
+
+    findings: list[Finding]
+    timestamps: Int64s
+    scores: Float64s
+    late: int = 0  # readings older than the stream's newest: counted, not learnt from
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,7 +215,16 @@ class StreamDetector:
         self.state = state
 
     def process(
-        self, timestamps: Int64s, values: Float64s, *, sampling_rate: float = 0.0
+        self, timestamps: Int64s, values: Float64s, *, sampling_period_us: float = 0.0
+    ) -> BatchResult:
+        """Analyse the next batch (ascending timestamps)."""
+        findings = self._process(
+            timestamps, values, 1e6 / sampling_period_us if sampling_period_us > 0 else 0.0
+        )
+        return BatchResult(findings, timestamps, np.zeros(timestamps.size))
+
+    def _process(
+        self, timestamps: Int64s, values: Float64s, sampling_rate: float = 0.0
     ) -> list[Finding]:
         """Analyse the next batch (ascending timestamps); answers what it found, in time order."""
         findings: list[Finding] = []

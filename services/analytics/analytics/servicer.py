@@ -112,7 +112,7 @@ class AnalyticsServicer(analytics_pb2_grpc.AnalyticsServiceServicer):
                     device_id=chunk.device_id,
                     owner_id=chunk.owner_id,
                     device_type=chunk.device_type,
-                    sampling_rate=float(chunk.sampling_rate),
+                    sampling_period_us=1e6 / chunk.sampling_rate if chunk.sampling_rate else 0.0,
                     timestamps=np.fromiter(
                         chunk.timestamps, dtype=np.int64, count=len(chunk.timestamps)
                     ),
