@@ -36,7 +36,7 @@ Float64s = npt.NDArray[np.float64]
 Int64s = npt.NDArray[np.int64]
 
 PROBATION_SHARE = 0.15
-PROBATION_MAX_ROWS = 750  # NAB: 0.15 × 5000
+PROBATION_MAX_ROWS = 750  # NAB: 0.15 * 5000
 NULL_THRESHOLD = 1.1  # above every score: the threshold at which nothing is detected
 
 

@@ -20,12 +20,14 @@ import numpy as np
 
 from iotkit.sqltypes import utcnow
 from iotkit.validation import Violations, check_uuid
-from services.analytics.analytics.detectors import DetectorState, StreamDetector
+from services.analytics.analytics.detectors import THRESHOLD_RANGE, DetectorState, StreamDetector
 from services.analytics.analytics.hub import AnomalyHub
 from services.analytics.analytics.store import AnalyticsStore
 from services.analytics.analytics.values import Anomaly, Checkpoint, Detector
 
-MAX_THRESHOLD_FACTOR = 3.0
+# A dismissal raises the score a finding needs by 10% (at most to 1.8 times the base),
+# a confirmation lowers it by 5% back towards the base.
+MAX_THRESHOLD_FACTOR = 1.8
 DISMISS_STEP, CONFIRM_STEP = 1.1, 1.05
 
 
@@ -166,7 +168,9 @@ class AnalysisService:
             if status == "dismissed":
                 state.dismissed += 1
                 state.threshold = min(
-                    state.threshold * DISMISS_STEP, state.base_threshold * MAX_THRESHOLD_FACTOR
+                    state.threshold * DISMISS_STEP,
+                    state.base_threshold * MAX_THRESHOLD_FACTOR,
+                    THRESHOLD_RANGE[1],
                 )
             elif status == "confirmed":
                 state.confirmed += 1

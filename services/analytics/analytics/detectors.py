@@ -1,22 +1,39 @@
-"""Online anomaly detection for one stream, vectorised per batch with numpy.
+"""Online anomaly scoring for one stream, causal and vectorised per batch with numpy.
 
-A :class:`StreamDetector` keeps a small state between batches (robust level
-and scale, typical interval, the current run of identical values, readings
-not yet classified) and finds, in each new batch:
+Every reading gets an anomaly score in [0, 1] computed from it and the
+readings before it only. The score is the largest of these evidences, each
+scaled so that 0.5 means "as unusual as the threshold of that evidence":
 
-- ``out_of_range``: a value outside the physical bounds of the device type;
-- ``spike`` / ``dip``: one or two readings far above / below the robust level
-  (an exponentially weighted level that outliers do not move, and a scale
-  learnt from the non-outlying residuals only);
-- ``rate_of_change``: a level shift — several readings in a row far off on
-  the same side, i.e. a jump faster than the signal ever moves;
-- ``flatline``: the same value repeated far longer than chance allows for
-  this stream (the run length adapts to how often this stream repeats);
-- ``gap``: readings missing for longer than the sampling rate allows.
+- **deviation**: the mean of the last ``SHORT`` readings against the stream's
+  exponentially weighted level and spread before them, as a z value; judged
+  against the largest z this stream has shown lately (a peak that decays with
+  a half-life of ``PEAK_HALF_LIFE`` readings, never below ``Z_MIN``). A noisy,
+  spiky stream thus has to outdo its own recent spikes; a quiet one needs
+  only ``Z_MIN`` deviations. The spread never drops below the smallest step
+  the sensor has made, so quantised series do not collapse it.
+- **novelty**: a value in a band (one of ``BINS`` bands across the range of
+  the warm-up readings, extended beyond it) the stream has never visited;
+  the farther past everything seen, the higher.
+- **gap**: an interval longer than ``GAP_FACTOR`` times the stream's declared
+  period, or, without one, than both ``GAP_FACTOR`` typical intervals and
+  twice the longest interval seen lately, so irregular sampling learns its
+  own rhythm.
+- **flatline**: a run of identical values twice as long as any this stream
+  has shown (and at least ``FLAT_MIN_READINGS`` readings and
+  ``FLAT_MIN_SECONDS``).
+- **out of range**: a value beyond the device type's physical bounds scores 1.
 
-Readings at the end of a batch that might still turn out to be a level
-shift are held back and classified with the next batch, so results do not
-depend on how readings are split into batches.
+A ratio r of evidence to its threshold maps to a score of r / 2 below 1 and
+1 - 1 / (2r) above, so scores rank findings and never saturate. A finding is
+raised where the score reaches the stream's threshold (0.5 by default) and
+at least ``REST`` readings have passed since the previous one: one event,
+one finding. Out-of-range findings are raised at the start of every run
+outside the bounds, and a flatline once per run.
+
+Every quantity is a per-reading recurrence carried in :class:`DetectorState`,
+so the findings and scores do not depend on how readings are split into
+batches. Readings not after the stream's newest are counted (``late``) and
+checked against the bounds only: time order is what the recurrences need.
 """
 
 from __future__ import annotations
@@ -30,32 +47,30 @@ import numpy.typing as npt
 
 Int64s = npt.NDArray[np.int64]
 Float64s = npt.NDArray[np.float64]
+Bools = npt.NDArray[np.bool_]
 
 BOUNDS: dict[str, tuple[float, float]] = {
     "temperature": (-40.0, 85.0),  # °C: the range of common ambient temperature sensors
     "pressure": (300.0, 1100.0),  # hPa: barometric sensors' range
     "motion": (-16.0, 16.0),  # g: the range of a ±16 g accelerometer
 }
-# Smallest departures worth telling a user about, per device type: (spike or dip, level shift).
-SIGNIFICANT: dict[str, tuple[float, float]] = {
-    "temperature": (1.0, 1.0),  # °C
-    "pressure": (1.0, 1.0),  # hPa
-    "motion": (0.5, 0.03),  # g: vibration comes and goes; only hits and drifts of the mount count
-}
-DEFAULT_THRESHOLD = 8.0  # robust standard deviations
-ALPHA = 0.05  # level smoothing per reading
-BETA = 0.02  # scale smoothing per reading
-WARMUP = 30  # readings before spikes are judged
-SPIKE_MAX = 2  # a run of at most this many outliers is a spike or dip
-STEP_MIN = SPIKE_MAX + 1  # a longer run is a level shift
-CLEAN_PASSES = 4  # most smoothing passes that clean outliers out of the level
-HOLD_MAX = 2000  # a burst still going on is held for the next batch up to this many readings
-GAP_FACTOR = 5.0  # a gap is this many intervals missing
-FLAT_MIN_SECONDS = 5.0
+DEFAULT_THRESHOLD = 0.5
+THRESHOLD_RANGE = (0.05, 0.99)
+WARMUP = 150  # readings learnt from before anything but the bounds is judged
+BINS = 8  # bands across the warm-up range, for novelty
+MAX_SEEN_BINS = 4096
+LEVEL_SPAN = 400  # readings: the level's and spread's exponential memory
+ALPHA = 2.0 / (LEVEL_SPAN + 1)
+SHORT = 3  # readings averaged against the level
+PEAK_HALF_LIFE = 4000.0  # readings
+PEAK_DECAY = 0.5 ** (1.0 / PEAK_HALF_LIFE)
+Z_MIN = 5.0
+REST = 50  # readings after a finding before the next
+GAP_FACTOR = 5.0
+GAP_PEAK_FACTOR = 2.0
+FLAT_FACTOR = 2.0
 FLAT_MIN_READINGS = 20
-FLAT_FALSE_ALARM = 1e-10  # chance per reading of a run this long on a healthy sensor
-REPEAT_KEEP = 0.9999  # memory of how often a stream repeats a value: ~10,000 readings
-_SIGMA_PER_MEAN_ABS = math.sqrt(math.pi / 2)  # mean |x| of a normal is sigma * sqrt(2/pi)
+FLAT_MIN_SECONDS = 5.0
 _EWMA_BLOCK = 256  # keeps (1 - alpha) ** -k far from overflow
 
 
@@ -78,18 +93,7 @@ class BatchResult:
     findings: list[Finding]
     timestamps: Int64s
     scores: Float64s
-    late: int = 0  # readings older than the stream's newest: counted, not learnt from
-
-
-@dataclass(frozen=True, slots=True)
-class Prediction:
-    """The level predicted for each reading of a batch, before it, and how far each was off."""
-
-    predicted: Float64s
-    residual: Float64s
-    outlier: npt.NDArray[np.bool_]
-    # The smoothed level after each reading, when no reading was an outlier.
-    clean_level: Float64s | None
+    late: int = 0  # readings not after the stream's newest (or not finite): not learnt from
 
 
 @dataclass
@@ -101,58 +105,69 @@ class DetectorState:
     max_value: float = math.inf
     threshold: float = DEFAULT_THRESHOLD
     base_threshold: float = DEFAULT_THRESHOLD
-    spike_min: float = 0.0
-    shift_min: float = 0.0
     readings: int = 0
-    learned: int = 0
+    late: int = 0
     level: float = 0.0
+    variance: float = 0.0
     scale: float = 0.0
+    # The last SHORT values, and the level and variance after each (newest last).
+    recent: list[float] = field(default_factory=list)
+    recent_levels: list[float] = field(default_factory=list)
+    recent_variances: list[float] = field(default_factory=list)
+    peak: float = 0.0
     min_step: float = math.inf
-    interval_us: float = 0.0
-    repeat_rate: float = 0.5
+    warm: list[float] = field(default_factory=list)
+    bin_low: float = 0.0
+    bin_width: float = 0.0
+    seen_bins: list[int] = field(default_factory=list)
+    seen_low: float = math.inf
+    seen_high: float = -math.inf
     last_ts: int | None = None
     last_value: float | None = None
+    outside: bool = False  # the last reading was out of range
     run_length: int = 0
     run_start_us: int = 0
-    run_reported: bool = False
-    held_ts: list[int] = field(default_factory=list)
-    held_values: list[float] = field(default_factory=list)
-    # The first readings, gathered until there are enough to learn level and scale from.
-    warm: list[float] = field(default_factory=list)
-    # The last reading the level has seen (the one before the next batch's first).
-    level_last: float | None = None
+    longest_run: int = 0
+    log_interval: float = 0.0
+    intervals: int = 0
+    gap_peak: float = 0.0
+    since_finding: int = REST + 1
     dismissed: int = 0
     confirmed: int = 0
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-safe dict (infinite bounds become None)."""
+        """A JSON-safe dict (infinities become None)."""
         data = asdict(self)
-        for key in ("min_value", "max_value", "min_step"):
+        for key in ("min_value", "max_value", "min_step", "seen_low", "seen_high"):
             if not math.isfinite(data[key]):
                 data[key] = None
         return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> DetectorState:
-        """Inverse of :meth:`to_json`."""
-        values = dict(data)
-        values["min_value"] = -math.inf if values.get("min_value") is None else values["min_value"]
-        values["max_value"] = math.inf if values.get("max_value") is None else values["max_value"]
-        values["min_step"] = math.inf if values.get("min_step") is None else values["min_step"]
-        return cls(**values)
+        """Inverse of :meth:`to_json`; keys of an older detector's state are ignored."""
+        known = {f for f in cls.__dataclass_fields__}
+        values = {k: v for k, v in data.items() if k in known}
+        for key, empty in (
+            ("min_value", -math.inf),
+            ("max_value", math.inf),
+            ("min_step", math.inf),
+            ("seen_low", math.inf),
+            ("seen_high", -math.inf),
+        ):
+            if values.get(key, empty) is None:
+                values[key] = empty
+        state = cls(**values)
+        if not THRESHOLD_RANGE[0] <= state.base_threshold <= THRESHOLD_RANGE[1]:
+            # A state from the previous detector counted thresholds in deviations.
+            state.threshold = state.base_threshold = DEFAULT_THRESHOLD
+        return state
 
     @classmethod
     def for_type(cls, device_type: str) -> DetectorState:
-        """A fresh state with the physical bounds of ``device_type``."""
+        """A fresh state with the physical bounds of ``device_type`` (none for others)."""
         low, high = BOUNDS.get(device_type, (-math.inf, math.inf))
-        spike_min, shift_min = SIGNIFICANT.get(device_type, (0.0, 0.0))
-        return cls(
-            device_type=device_type,
-            min_value=low,
-            max_value=high,
-            spike_min=spike_min,
-            shift_min=shift_min,
-        )
+        return cls(device_type=device_type, min_value=low, max_value=high)
 
 
 _POWERS: dict[float, Float64s] = {}
@@ -194,18 +209,27 @@ def ewma(values: Float64s, alpha: float, start: float) -> Float64s:
     return local.reshape(-1)[:size]
 
 
-def _runs(codes: npt.NDArray[np.int8]) -> tuple[Int64s, Int64s]:
-    """Start index and length of every run of equal non-zero codes."""
-    padded = np.concatenate([[0], codes, [0]])
-    change = np.flatnonzero(np.diff(padded) != 0)
-    starts, stops = change[:-1], change[1:]
-    keep = codes[starts] != 0 if starts.size else np.zeros(0, dtype=bool)
-    return starts[keep], (stops - starts)[keep]
+def decaying_peak(values: Float64s, start: float, decay: float) -> tuple[Float64s, float]:
+    """For each reading, the peak of the readings before it, each decayed by ``decay`` per
+    reading since (``start`` is the peak after the last reading); and the peak after all."""
+    size = values.size
+    steps = np.arange(size, dtype=np.float64)
+    log_decay = math.log(decay)
+    # max_j v_j d^(t-j) = d^t max_j (v_j d^-j): a running maximum in the log domain.
+    logs = np.log(np.maximum(values, 1e-300)) - steps * log_decay
+    through = np.exp(np.maximum.accumulate(logs) + steps * log_decay)
+    carried = max(start, 1e-300) * np.exp((steps + 1.0) * log_decay)
+    after = np.maximum(through, carried)
+    before = np.empty(size)
+    before[0] = max(start, 0.0) * decay
+    before[1:] = after[:-1] * decay
+    return before, float(after[-1])
 
 
-def _confidence(excess: float) -> float:
-    """From how far past the threshold (as a ratio, 1 = at it) to a confidence in [0.5, 1]."""
-    return float(min(1.0, 0.5 + 0.5 * (1.0 - math.exp(-(max(excess, 1.0) - 1.0) * 2.0))))
+def ratio_score(ratio: Float64s) -> Float64s:
+    """Evidence over its threshold (1 = at it) to a score: r / 2 below 1, 1 - 1 / (2r) above."""
+    r = np.maximum(ratio, 0.0)
+    return np.where(r < 1.0, 0.5 * r, 1.0 - 0.5 / np.maximum(r, 1.0))
 
 
 class StreamDetector:
@@ -217,321 +241,286 @@ class StreamDetector:
     def process(
         self, timestamps: Int64s, values: Float64s, *, sampling_period_us: float = 0.0
     ) -> BatchResult:
-        """Analyse the next batch (ascending timestamps)."""
-        findings = self._process(
-            timestamps, values, 1e6 / sampling_period_us if sampling_period_us > 0 else 0.0
-        )
-        return BatchResult(findings, timestamps, np.zeros(timestamps.size))
-
-    def _process(
-        self, timestamps: Int64s, values: Float64s, sampling_rate: float = 0.0
-    ) -> list[Finding]:
-        """Analyse the next batch (ascending timestamps); answers what it found, in time order."""
+        """Analyse the next batch (readings in arrival order, normally ascending)."""
+        s = self.state
+        timestamps = np.asarray(timestamps, dtype=np.int64)
+        values = np.asarray(values, dtype=np.float64)
         findings: list[Finding] = []
         if not values.size:
-            return findings
-        s = self.state
-        order_ok = s.last_ts is None or int(timestamps[0]) > s.last_ts
-        if not order_ok:  # late readings: judge their values, not their timing
-            keep = timestamps > (s.last_ts or 0)
-            late_ts, late_values = timestamps[~keep], values[~keep]
-            findings += self._bounds(late_ts, late_values)
+            return BatchResult(findings, timestamps[:0], np.zeros(0))
+        newest = np.maximum.accumulate(
+            np.concatenate(
+                [[s.last_ts if s.last_ts is not None else np.iinfo(np.int64).min], timestamps]
+            )
+        )[:-1]
+        keep = (timestamps > newest) & np.isfinite(values)
+        late = int(values.size - np.count_nonzero(keep))
+        if late:
+            stale = ~keep & np.isfinite(values)
+            findings += self._late_bounds(timestamps[stale], values[stale])
+            s.late += late
             timestamps, values = timestamps[keep], values[keep]
-            if not values.size:
-                return findings
-        findings += self._gaps(timestamps, sampling_rate)
-        # Level first: a first batch must have taught the scale before a flatline is judged.
-        if s.min_value <= float(values.min()) and float(values.max()) <= s.max_value:
-            findings += self._level(timestamps, values)  # the common case: all within bounds
-        else:
-            findings += self._bounds(timestamps, values)
-            inside = (values >= s.min_value) & (values <= s.max_value)
-            findings += self._level(timestamps[inside], values[inside])
-        findings += self._flatline(timestamps, values, sampling_rate)
-        s.last_ts, s.last_value = int(timestamps[-1]), float(values[-1])
-        s.readings += int(values.size)
-        findings.sort(key=lambda f: f.timestamp_us)
-        return findings
-
-    # -- gaps and bounds -------------------------------------------------------
-
-    def _gaps(self, timestamps: Int64s, sampling_rate: float) -> list[Finding]:
-        s = self.state
-        previous = np.concatenate(
-            [[s.last_ts if s.last_ts is not None else timestamps[0]], timestamps[:-1]]
-        )
-        deltas = (timestamps - previous).astype(np.float64)
-        if sampling_rate > 0:
-            s.interval_us = 1e6 / sampling_rate
-        elif (usable := deltas[deltas > 0]).size:
-            typical = float(np.median(usable))
-            s.interval_us = (
-                typical
-                if s.interval_us == 0
-                else min(s.interval_us * 0.9 + typical * 0.1, typical * 4)
-            )
-        if s.interval_us <= 0 or (s.last_ts is None and timestamps.size < 2):
-            return []
-        limit = GAP_FACTOR * s.interval_us
-        found: list[Finding] = []
-        if float(deltas.max()) <= limit:
-            return found
-        for index in np.flatnonzero(deltas > limit):
-            before = int(previous[index])
-            value = s.last_value if index == 0 else None
-            found.append(
-                Finding(
-                    "gap",
-                    before,
-                    float(value if value is not None else 0.0),
-                    _confidence(float(deltas[index]) / limit),
-                    0.0,
-                )
-            )
-        return found
-
-    def _bounds(self, timestamps: Int64s, values: Float64s) -> list[Finding]:
-        s = self.state
-        outside = ((values < s.min_value) | (values > s.max_value)).astype(np.int8)
-        starts, _ = _runs(outside)
-        found = []
-        for index in starts:
-            value = float(values[index])
-            bound = s.max_value if value > s.max_value else s.min_value
-            span = (
-                max(s.max_value - s.min_value, 1e-9)
-                if math.isfinite(s.max_value - s.min_value)
-                else 1.0
-            )
-            found.append(
-                Finding(
-                    "out_of_range",
-                    int(timestamps[index]),
-                    value,
-                    _confidence(1 + abs(value - bound) / span * 10),
-                    bound,
-                )
-            )
-        return found
-
-    # -- flatline --------------------------------------------------------------
-
-    def _flatline(
-        self, timestamps: Int64s, values: Float64s, sampling_rate: float
-    ) -> list[Finding]:
-        s = self.state
-        previous = np.concatenate(
-            [[s.last_value if s.last_value is not None else np.nan], values[:-1]]
-        )
-        same = values == previous
-        if s.readings > WARMUP and s.run_length <= 1:
-            # Weighted per reading (not per batch), so batch sizes do not change the memory.
-            weight = 1.0 - REPEAT_KEEP**values.size
-            s.repeat_rate = (1.0 - weight) * s.repeat_rate + weight * float(same.mean())
-        repeat = min(max(s.repeat_rate, 1e-3), 0.95)
-        needed = max(FLAT_MIN_READINGS, math.ceil(math.log(FLAT_FALSE_ALARM) / math.log(repeat)))
-        if s.interval_us > 0:
-            needed = max(needed, math.ceil(FLAT_MIN_SECONDS * 1e6 / s.interval_us))
-        index = np.arange(values.size)
-        last_break = np.maximum.accumulate(np.where(same, -1, index))
-        carried = np.where(last_break < 0, s.run_length + index + 1, index - last_break + 1)
-        found = []
-        # A run reaches the needed length where carried == needed; report it once.
-        for at in np.flatnonzero(carried == needed):
-            starts_here = at - needed + 1
-            start_us = int(timestamps[starts_here]) if starts_here >= 0 else s.run_start_us
-            if s.scale > 0 and (s.readings + at) > WARMUP:
-                found.append(
-                    Finding("flatline", start_us, float(values[at]), _confidence(1.5), s.level)
-                )
+        scores = np.zeros(values.size)
         if values.size:
-            end_run = int(carried[-1])
-            if last_break[-1] >= 0:
-                s.run_start_us = int(timestamps[last_break[-1]])
-            s.run_length = end_run  # 1: the last reading differs from the one before
-        return found
+            # Warm-up and judged readings are two phases; a batch may straddle them.
+            split = max(0, min(values.size, WARMUP - s.readings))
+            if split:
+                scores[:split] = self._advance(
+                    timestamps[:split], values[:split], sampling_period_us, findings
+                )
+            if split < values.size:
+                scores[split:] = self._advance(
+                    timestamps[split:], values[split:], sampling_period_us, findings
+                )
+        findings.sort(key=lambda f: (f.found_us, f.timestamp_us))
+        return BatchResult(findings, timestamps, scores, late)
 
-    # -- level: spikes, dips, level shifts ---------------------------------------
+    # -- one phase of a batch ------------------------------------------------------
 
-    def _level(self, timestamps: Int64s, values: Float64s) -> list[Finding]:
+    def _advance(
+        self, ts: Int64s, xs: Float64s, period_us: float, findings: list[Finding]
+    ) -> Float64s:
         s = self.state
-        ts, vs = timestamps, values
-        if s.held_ts:  # readings held back from the last batch come first
-            ts = np.concatenate([np.asarray(s.held_ts, dtype=np.int64), timestamps])
-            vs = np.concatenate([np.asarray(s.held_values, dtype=np.float64), values])
-            s.held_ts, s.held_values = [], []
-        found: list[Finding] = []
-        while vs.size:
-            if s.learned < WARMUP or s.scale <= 0:
-                vs, ts = self._learn(ts, vs)
-                continue
-            prediction = self._predict(vs)
-            predicted, residual = prediction.predicted, prediction.residual
-            if prediction.clean_level is not None:  # no outlier at all: nothing to judge
-                self._update(vs, predicted, residual, prediction.clean_level)
-                break
-            sign = np.sign(residual).astype(np.int8) * prediction.outlier.astype(np.int8)
-            starts, lengths = _runs(sign)
-            resume = None  # where to go on after a long run, which changes the level
-            for start, length in zip(starts, lengths, strict=True):
-                if length >= STEP_MIN:
-                    at_end = start + length == vs.size
-                    steady = self._steady(vs[start : start + length])
-                    if not steady and not at_end:
-                        continue  # a burst, over: the cleaned level did not follow it
-                    # The level before the run is learnt from the readings before it.
-                    self._update(vs[:start], predicted[:start], residual[:start])
-                    if not steady:  # a burst going on: judge it whole, later
-                        if length < HOLD_MAX:
-                            s.held_ts, s.held_values = ts[start:].tolist(), vs[start:].tolist()
-                        vs, ts = vs[:0], ts[:0]
-                        break
-                    found += self._shift(ts, vs, predicted, residual, start, length)
-                    # What follows is judged again, against the new level.
-                    resume = start + STEP_MIN if at_end else start + length
-                    break
-                if start + length == vs.size:  # may still grow into a level shift: decide later
-                    s.held_ts, s.held_values = ts[start:].tolist(), vs[start:].tolist()
-                    vs, ts = vs[:start], ts[:start]
-                    predicted, residual = predicted[:start], residual[:start]
-                    break
-                for at in range(start, start + length):
-                    if abs(float(residual[at])) < s.spike_min:
-                        continue
-                    z = abs(float(residual[at])) / s.scale
-                    found.append(
-                        Finding(
-                            "spike" if residual[at] > 0 else "dip",
-                            int(ts[at]),
-                            float(vs[at]),
-                            _confidence(z / s.threshold),
-                            float(predicted[at]),
-                        )
-                    )
-            if resume is None:
-                self._update(vs, predicted, residual)
-                break
-            vs, ts = vs[resume:], ts[resume:]
-        return found
+        judged = s.readings >= WARMUP
+        size = xs.size
+        inside = (xs >= s.min_value) & (xs <= s.max_value)
+        score = np.where(inside, 0.0, 1.0)
+        kinds = np.zeros(size, dtype=np.int8)  # 0 none, 1 deviation, 2 novelty, 3 gap, 4 flat
+        gap_score, gap_from, typical_log = self._gaps(ts, period_us, judged)
+        flat_score, flat_cross, run_start = self._flatline(ts, xs, judged, typical_log)
+        stat_score = np.zeros(size)
+        novel_score = np.zeros(size)
+        base = np.full(size, s.level)
+        if inside.any():
+            xi = xs[inside]
+            dev, base_i = self._deviation(xi, judged)
+            stat_score[inside] = dev
+            base[inside] = base_i
+            if judged:
+                novel_score[inside] = self._novelty(xi)
+            else:
+                self._warm(xi)
+        for kind, part in ((1, stat_score), (2, novel_score), (3, gap_score), (4, flat_score)):
+            higher = part > score
+            score = np.where(higher, part, score)
+            kinds[higher] = kind
+        self._raise(ts, xs, inside, score, kinds, base, gap_from, flat_cross, run_start, findings)
+        s.readings += size
+        s.last_ts, s.last_value = int(ts[-1]), float(xs[-1])
+        s.outside = not bool(inside[-1])
+        return score
 
-    def _steady(self, run: Float64s) -> bool:
-        """True when a run of outliers sits still (a level shift), False for a burst."""
-        spread = float(np.median(np.abs(run - np.median(run)))) * 1.4826
-        return spread <= 3.0 * self.state.scale
-
-    def _shift(
+    def _raise(
         self,
         ts: Int64s,
-        vs: Float64s,
-        predicted: Float64s,
-        residual: Float64s,
-        start: int,
-        length: int,
-    ) -> list[Finding]:
-        """A steady run of outliers: the signal now lives at another level. Learn it, and
-        report the jump once when it is large enough to matter."""
-        s = self.state
-        run = vs[start : start + length]
-        s.level = float(np.median(run[-STEP_MIN:]))
-        if abs(float(np.median(run)) - float(predicted[start])) < s.shift_min:
-            return []
-        z = abs(float(residual[start])) / s.scale
-        return [
-            Finding(
-                "rate_of_change",
-                int(ts[start]),
-                float(vs[start]),
-                _confidence(z / s.threshold),
-                float(predicted[start]),
-            )
-        ]
-
-    def _predict(self, values: Float64s) -> Prediction:
-        s = self.state
-        limit = s.threshold * s.scale
-        rough = ewma(values, ALPHA, s.level)
-        rough_pred = np.concatenate([[s.level], rough[:-1]])
-        # Readings far off must not pull the level: replace them by the prediction and smooth again.
-        far = np.abs(values - rough_pred) > limit
-        level, predicted = rough, rough_pred  # the common case: nothing to clean
-        # A burst pulls the first pass towards it, and so hides its own later readings:
-        # clean again against the cleaned level until no reading changes side (rarely > 2).
-        for _ in range(CLEAN_PASSES):
-            if not far.any():
-                break
-            level = ewma(np.where(far, predicted, values), ALPHA, s.level)
-            predicted = np.concatenate([[s.level], level[:-1]])
-            again = np.abs(values - predicted) > limit
-            if np.array_equal(again, far):
-                break
-            far = again
-        residual = values - predicted
-        outlier = np.abs(residual) > limit
-        return Prediction(predicted, residual, outlier, None if outlier.any() else level)
-
-    def _update(
-        self,
-        values: Float64s,
-        predicted: Float64s,
-        residual: Float64s,
-        clean_level: Float64s | None = None,
+        xs: Float64s,
+        inside: Bools,
+        score: Float64s,
+        kinds: npt.NDArray[np.int8],
+        base: Float64s,
+        gap_from: Int64s,
+        flat_cross: Bools,
+        run_start: Int64s,
+        findings: list[Finding],
     ) -> None:
-        """Move level and scale past ``values``; ``clean_level`` is their level when no
-        reading among them was an outlier (then it equals what would be computed here)."""
+        """Findings where the score reaches the threshold, one per event (see REST)."""
         s = self.state
-        if not values.size:
+        previous_outside = np.concatenate([[s.outside], ~inside[:-1]])
+        bound_starts = ~inside & ~previous_outside
+        reaching = (score >= s.threshold) & (s.readings + np.arange(xs.size) >= WARMUP)
+        # A flatline is one event however long the run: only its crossing counts.
+        reaching &= (kinds != 4) | flat_cross
+        reaching |= bound_starts
+        since = s.since_finding
+        last = -1
+        for at in np.flatnonzero(reaching).tolist():
+            gap = since + at - last if last < 0 else at - last
+            if not bound_starts[at] and gap <= REST:
+                continue
+            findings.append(self._finding(at, ts, xs, score, kinds, base, gap_from, run_start))
+            last = at
+        s.since_finding = since + xs.size if last < 0 else xs.size - 1 - last
+
+    def _finding(
+        self,
+        at: int,
+        ts: Int64s,
+        xs: Float64s,
+        score: Float64s,
+        kinds: npt.NDArray[np.int8],
+        base: Float64s,
+        gap_from: Int64s,
+        run_start: Int64s,
+    ) -> Finding:
+        s = self.state
+        value, when, confidence = float(xs[at]), int(ts[at]), round(float(score[at]), 4)
+        if not s.min_value <= value <= s.max_value:
+            bound = s.max_value if value > s.max_value else s.min_value
+            return Finding("out_of_range", when, value, confidence, bound, when)
+        kind = int(kinds[at])
+        if kind == 3:
+            before = float(xs[at - 1]) if at else float(s.last_value or value)
+            return Finding("gap", int(gap_from[at]), before, confidence, 0.0, when)
+        if kind == 4:
+            return Finding("flatline", int(run_start[at]), value, confidence, s.level, when)
+        expected = float(base[at])
+        previous = float(xs[at - 1]) if at else float(s.last_value or expected)
+        departure = value - expected
+        sudden = abs(value - previous) >= 0.5 * abs(departure)
+        kind_name = ("spike" if departure > 0 else "dip") if sudden else "rate_of_change"
+        return Finding(kind_name, when, value, confidence, expected, when)
+
+    # -- evidences -----------------------------------------------------------------
+
+    def _deviation(self, xs: Float64s, judged: bool) -> tuple[Float64s, Float64s]:
+        """Deviation scores of in-range readings, and the level each was judged against."""
+        s = self.state
+        start_level = s.level if s.recent else float(xs[0])
+        levels = ewma(xs, ALPHA, start_level)
+        before = np.concatenate([[start_level], levels[:-1]])
+        variances = ewma((xs - before) ** 2, ALPHA, s.variance)
+        # The base of reading t is the level and variance SHORT readings before it.
+        all_levels = np.concatenate([s.recent_levels, levels])
+        all_variances = np.concatenate([s.recent_variances, variances])
+        history = len(s.recent_levels)
+        index = np.arange(xs.size) + history - SHORT
+        first = np.clip(index, 0, None)
+        base = np.where(index >= 0, all_levels[first], start_level)
+        spread = np.sqrt(np.where(index >= 0, all_variances[first], s.variance))
+        window = np.concatenate([s.recent, xs])
+        sums = np.cumsum(np.concatenate([[0.0], window]))
+        ends = np.arange(xs.size) + len(s.recent) + 1
+        starts = np.maximum(ends - SHORT, 0)
+        short = (sums[ends] - sums[starts]) / (ends - starts)
+        steps = np.abs(np.diff(np.concatenate([[s.recent[-1] if s.recent else xs[0]], xs])))
+        moved = np.where(steps > 0, steps, np.inf)
+        step_floor = np.minimum.accumulate(np.concatenate([[s.min_step], moved]))[:-1]
+        floor = np.maximum(np.where(np.isfinite(step_floor), step_floor, 0.0), 1e-9 * np.abs(base))
+        floor = np.maximum(floor, 1e-300)
+        z = np.abs(short - base) / np.maximum(spread, floor)
+        if not judged:
+            z = np.zeros(xs.size)
+        peak_before, s.peak = decaying_peak(z, s.peak, PEAK_DECAY)
+        ratio = z / np.maximum(peak_before, Z_MIN)
+        s.min_step = float(min(s.min_step, float(moved.min())))
+        s.level, s.variance = float(levels[-1]), float(variances[-1])
+        s.scale = math.sqrt(s.variance)
+        s.recent = window[-SHORT:].tolist()
+        s.recent_levels = all_levels[-SHORT:].tolist()
+        s.recent_variances = all_variances[-SHORT:].tolist()
+        return (ratio_score(ratio) if judged else np.zeros(xs.size)), base
+
+    def _warm(self, xs: Float64s) -> None:
+        """Gather warm-up values; with the last, lay out the novelty bands."""
+        s = self.state
+        s.warm += xs.tolist()
+        if s.readings + xs.size < WARMUP or not s.warm:
             return
-        # A repeated value says nothing about the noise (a stuck sensor would shrink the scale).
-        steps = self._steps(values)
-        moved = steps > 0
-        if clean_level is not None:  # no outlier: every reading that moved is normal
-            s.level = float(clean_level[-1])
-            normal = moved
-        else:
-            normal = np.abs(residual) <= s.threshold * s.scale
-            s.level = float(ewma(np.where(normal, values, predicted), ALPHA, s.level)[-1])
-            normal &= moved
-        count = int(np.count_nonzero(normal))
-        if count:
-            spread = float(np.abs(residual[normal]).mean()) * _SIGMA_PER_MEAN_ABS
-            weight = 1.0 - (1.0 - BETA) ** count
-            s.scale = max((1 - weight) * s.scale + weight * spread, self._floor())
-        self._note_steps(steps[moved])
-        s.level_last = float(values[-1])
-
-    def _learn(self, timestamps: Int64s, values: Float64s) -> tuple[Float64s, Int64s]:
-        """Warm-up: gather the first readings, over as many batches as that takes (a slow
-        device sends one at a time), then take level and scale from them; answers the rest."""
-        s = self.state
-        room = WARMUP - len(s.warm)
-        part, rest = values[:room], values[room:]
-        s.warm += part.tolist()
-        if len(s.warm) < WARMUP:
-            return rest, timestamps[room:]
-        warm = np.asarray(s.warm, dtype=np.float64)
+        warm = np.asarray(s.warm)
+        low, high = float(warm.min()), float(warm.max())
+        width = (high - low) / BINS
+        if not width > 0:  # a constant warm-up: any change is new
+            width = max(abs(low) * 1e-3, 1e-9)
+        s.bin_low, s.bin_width = low, width
+        s.seen_bins = sorted({int(b) for b in np.floor((warm - low) / width).tolist()})
+        s.seen_low, s.seen_high = low, high
         s.warm = []
-        steps = self._steps(warm)
-        self._note_steps(steps[steps > 0])
-        # Differences of noise spread sqrt(2) times wider; the median resists outliers.
-        estimate = float(np.median(steps[1:])) * 1.4826 / math.sqrt(2)
-        s.scale = max(estimate, self._floor())
-        s.level = float(ewma(warm, ALPHA, float(np.median(warm)))[-1])
-        s.learned = max(s.learned, WARMUP)
-        s.level_last = float(warm[-1])
-        return rest, timestamps[room:]
 
-    def _steps(self, values: Float64s) -> Float64s:
-        """How far each reading moved from the one before; the first from the reading
-        before this batch (batches may be one reading), or 0 for a stream's first."""
-        last = self.state.level_last
-        return np.abs(np.diff(values, prepend=values[:1] if last is None else last))
+    def _novelty(self, xs: Float64s) -> Float64s:
+        """Scores of values in bands never visited before."""
+        s = self.state
+        if not s.bin_width > 0:
+            return np.zeros(xs.size)
+        bins = np.floor((xs - s.bin_low) / s.bin_width)
+        bins = np.clip(bins, -(2**52), 2**52).astype(np.int64)
+        unique, first = np.unique(bins, return_index=True)
+        seen = set(s.seen_bins)
+        new_first = [
+            int(i) for b, i in zip(unique.tolist(), first.tolist(), strict=True) if b not in seen
+        ]
+        lows = np.minimum.accumulate(np.concatenate([[s.seen_low], xs]))[:-1]
+        highs = np.maximum.accumulate(np.concatenate([[s.seen_high], xs]))[:-1]
+        score = np.zeros(xs.size)
+        if new_first:
+            at = np.asarray(new_first)
+            beyond = np.maximum(xs[at] - highs[at], lows[at] - xs[at]).clip(0.0)
+            score[at] = ratio_score(1.0 + beyond / (BINS * s.bin_width))
+            if len(seen) < MAX_SEEN_BINS:
+                s.seen_bins = sorted(seen | {int(b) for b in bins[at].tolist()})
+        s.seen_low = float(min(s.seen_low, float(xs.min())))
+        s.seen_high = float(max(s.seen_high, float(xs.max())))
+        return score
 
-    def _note_steps(self, moves: Float64s) -> None:
-        # The smallest step the sensor makes: its resolution, the floor of the scale.
-        if moves.size:
-            self.state.min_step = min(self.state.min_step, float(moves.min()))
+    def _gaps(
+        self, ts: Int64s, period_us: float, judged: bool
+    ) -> tuple[Float64s, Int64s, Float64s]:
+        """Gap scores (on the reading after each interval), where each interval began, and
+        the log of the typical interval before each reading (0 while unknown)."""
+        s = self.state
+        previous = np.concatenate([[s.last_ts if s.last_ts is not None else ts[0]], ts[:-1]])
+        deltas = (ts - previous).astype(np.float64)
+        score = np.zeros(ts.size)
+        usable = deltas > 0
+        if s.last_ts is None:
+            usable[0] = False
+        if not usable.any():
+            return score, previous, np.full(ts.size, s.log_interval)
+        logs = np.log(deltas[usable])
+        # The typical interval: an average of log intervals over the readings that have one.
+        smoothed = ewma(logs, ALPHA, s.log_interval if s.intervals else float(logs[0]))
+        position = np.cumsum(usable) - 1
+        after = np.where(position >= 0, smoothed[np.maximum(position, 0)], s.log_interval)
+        typical_before = np.concatenate([[s.log_interval], after[:-1]])
+        counts_before = s.intervals + np.concatenate([[0], np.cumsum(usable)[:-1]])
+        peak_before, s.gap_peak = decaying_peak(
+            np.where(usable, deltas, 0.0), s.gap_peak, PEAK_DECAY
+        )
+        if period_us > 0:
+            limit = np.full(ts.size, GAP_FACTOR * period_us)
+        else:
+            limit = np.maximum(GAP_FACTOR * np.exp(typical_before), GAP_PEAK_FACTOR * peak_before)
+            limit[counts_before < 2] = np.inf
+        if judged:
+            score = np.where(usable, ratio_score(deltas / limit), 0.0)
+        s.intervals += int(np.count_nonzero(usable))
+        s.log_interval = float(after[-1])
+        return score, previous, typical_before
 
-    def _floor(self) -> float:
-        # Never judge against less spread than the sensor can resolve.
-        step = self.state.min_step
-        return step if math.isfinite(step) else 1e-9
+    def _flatline(
+        self, ts: Int64s, xs: Float64s, judged: bool, typical_log: Float64s
+    ) -> tuple[Float64s, Bools, Int64s]:
+        """Flatline scores, where a run's score first reaches the threshold, and run starts."""
+        s = self.state
+        index = np.arange(xs.size)
+        previous = np.concatenate([[s.last_value if s.last_value is not None else np.nan], xs[:-1]])
+        same = xs == previous
+        last_break = np.maximum.accumulate(np.where(same, -1, index))
+        carried = np.where(last_break < 0, s.run_length + index + 1, index - last_break + 1)
+        starts = np.where(last_break < 0, s.run_start_us, ts[np.maximum(last_break, 0)])
+        # The longest run that ended before each reading (runs end where a new one begins).
+        ended = np.where(same, 0, np.concatenate([[s.run_length], carried[:-1]]))
+        longest = np.maximum.accumulate(np.concatenate([[s.longest_run], ended]))[1:]
+        needed = np.maximum(FLAT_FACTOR * longest, FLAT_MIN_READINGS).astype(np.float64)
+        # At least FLAT_MIN_SECONDS of readings, once the typical interval is known.
+        known = typical_log != 0.0
+        needed = np.where(
+            known, np.maximum(needed, FLAT_MIN_SECONDS * 1e6 / np.exp(typical_log)), needed
+        )
+        score = ratio_score(carried / needed) if judged else np.zeros(xs.size)
+        earlier = ratio_score((carried - 1) / needed)
+        cross = (score >= s.threshold) & (earlier < s.threshold) & (carried > 1)
+        s.run_length = int(carried[-1])
+        s.run_start_us = int(starts[-1])
+        s.longest_run = int(longest[-1])
+        return np.where(carried > 1, score, 0.0), cross, starts.astype(np.int64)
+
+    def _late_bounds(self, ts: Int64s, xs: Float64s) -> list[Finding]:
+        """Late readings are judged against the bounds only."""
+        s = self.state
+        found = []
+        for when, value in zip(ts.tolist(), xs.tolist(), strict=True):
+            if not s.min_value <= value <= s.max_value:
+                bound = s.max_value if value > s.max_value else s.min_value
+                found.append(Finding("out_of_range", when, value, 1.0, bound, when))
+        return found
+

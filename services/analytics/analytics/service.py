@@ -27,6 +27,7 @@ from iotkit.validation import Violations, check_uuid
 from services.analytics.analytics import correlation
 from services.analytics.analytics.analysis import AnalysisService
 from services.analytics.analytics.correlation import Float64s, Int64s
+from services.analytics.analytics.detectors import THRESHOLD_RANGE
 from services.analytics.analytics.hub import AnomalyHub
 from services.analytics.analytics.store import AnalyticsStore, AnomalyQuery
 from services.analytics.analytics.values import Anomaly, Correlation, Detector
@@ -39,7 +40,6 @@ STATUSES = ("pending", "confirmed", "dismissed")
 CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "json": "application/json"}
 EXPORT_FORMATS = tuple(CONTENT_TYPES)
 NOTE_MAX = 1000
-THRESHOLD_RANGE = (2.0, 50.0)
 MAX_WINDOW_DAYS = 31
 DEFAULT_MAX_LAG_SECONDS = 60.0
 EXPORT_PAGE = 1000

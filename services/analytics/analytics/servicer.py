@@ -81,6 +81,7 @@ def detector_message(detector: Detector) -> analytics_pb2.Detector:
         readings=state.readings,
         level=state.level,
         scale=state.scale,
+        late_readings=state.late,
     )
 
 
