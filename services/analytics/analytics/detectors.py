@@ -12,7 +12,8 @@ scaled so that 0.5 means "as unusual as the threshold of that evidence":
   only ``Z_MIN`` deviations. The spread never drops below the smallest step
   the sensor has made, so quantised series do not collapse it.
 - **novelty**: a value in a band (one of ``BINS`` bands across the range of
-  the warm-up readings, extended beyond it) the stream has never visited;
+  the warm-up readings, extended beyond it, doubling in width whenever the
+  range seen spans more than ``MAX_BANDS``) the stream has never visited;
   the farther past everything seen, the higher.
 - **gap**: an interval longer than ``GAP_FACTOR`` times the stream's declared
   period, or, without one, than both ``GAP_FACTOR`` typical intervals and
@@ -59,6 +60,7 @@ THRESHOLD_RANGE = (0.05, 0.99)
 WARMUP = 150  # readings learnt from before anything but the bounds is judged
 BINS = 8  # bands across the warm-up range, for novelty
 MAX_SEEN_BINS = 4096
+MAX_BANDS = 32  # bands across the range seen before they double in width
 LEVEL_SPAN = 400  # readings: the level's and spread's exponential memory
 ALPHA = 2.0 / (LEVEL_SPAN + 1)
 SHORT = 3  # readings averaged against the level
@@ -427,28 +429,44 @@ class StreamDetector:
         s.warm = []
 
     def _novelty(self, xs: Float64s) -> Float64s:
-        """Scores of values in bands never visited before."""
+        """Scores of values in bands never visited before.
+
+        When the range seen grows past ``MAX_BANDS`` bands, the bands double in
+        width (merging exactly, as they are aligned), so a stream whose warm-up
+        was narrower than its life does not find every later value new.
+        """
         s = self.state
-        if not s.bin_width > 0:
-            return np.zeros(xs.size)
-        bins = np.floor((xs - s.bin_low) / s.bin_width)
-        bins = np.clip(bins, -(2**52), 2**52).astype(np.int64)
-        unique, first = np.unique(bins, return_index=True)
-        seen = set(s.seen_bins)
-        new_first = [
-            int(i) for b, i in zip(unique.tolist(), first.tolist(), strict=True) if b not in seen
-        ]
-        lows = np.minimum.accumulate(np.concatenate([[s.seen_low], xs]))[:-1]
-        highs = np.maximum.accumulate(np.concatenate([[s.seen_high], xs]))[:-1]
         score = np.zeros(xs.size)
-        if new_first:
-            at = np.asarray(new_first)
-            beyond = np.maximum(xs[at] - highs[at], lows[at] - xs[at]).clip(0.0)
-            score[at] = ratio_score(1.0 + beyond / (BINS * s.bin_width))
+        if not s.bin_width > 0:
+            return score
+        # The range seen including each reading, and the doublings it calls for.
+        lows = np.minimum.accumulate(np.concatenate([[s.seen_low], xs]))
+        highs = np.maximum.accumulate(np.concatenate([[s.seen_high], xs]))
+        spans = (highs[1:] - lows[1:]) / (MAX_BANDS * s.bin_width)
+        doublings = np.ceil(np.log2(np.maximum(spans, 1.0))).astype(np.int64)
+        bounds = np.flatnonzero(np.diff(doublings)) + 1
+        for segment in np.split(np.arange(xs.size), bounds):
+            if not segment.size:
+                continue
+            for _ in range(int(doublings[segment[0]])):
+                s.bin_width *= 2.0
+                s.seen_bins = sorted({b // 2 for b in s.seen_bins})
+            doublings -= doublings[segment[0]]
+            part = xs[segment]
+            bins = np.floor((part - s.bin_low) / s.bin_width)
+            bins = np.clip(bins, -(2**52), 2**52).astype(np.int64)
+            unique, first = np.unique(bins, return_index=True)
+            seen = set(s.seen_bins)
+            new = [i for b, i in zip(unique.tolist(), first.tolist(), strict=True) if b not in seen]
+            if not new:
+                continue
+            at = np.asarray(new)
+            rows = segment[at]
+            beyond = np.maximum(xs[rows] - highs[rows], lows[rows] - xs[rows]).clip(0.0)
+            score[rows] = ratio_score(1.0 + beyond / (BINS * s.bin_width))
             if len(seen) < MAX_SEEN_BINS:
                 s.seen_bins = sorted(seen | {int(b) for b in bins[at].tolist()})
-        s.seen_low = float(min(s.seen_low, float(xs.min())))
-        s.seen_high = float(max(s.seen_high, float(xs.max())))
+        s.seen_low, s.seen_high = float(lows[-1]), float(highs[-1])
         return score
 
     def _gaps(
@@ -523,4 +541,3 @@ class StreamDetector:
                 bound = s.max_value if value > s.max_value else s.min_value
                 found.append(Finding("out_of_range", when, value, 1.0, bound, when))
         return found
-
