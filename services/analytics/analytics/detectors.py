@@ -4,13 +4,16 @@ Every reading gets an anomaly score in [0, 1] computed from it and the
 readings before it only. The score is the largest of these evidences, each
 scaled so that 0.5 means "as unusual as the threshold of that evidence":
 
-- **deviation**: the mean of the last ``SHORT`` readings against the stream's
-  exponentially weighted level and spread before them, as a z value; judged
-  against the largest z this stream has shown lately (a peak that decays with
-  a half-life of ``PEAK_HALF_LIFE`` readings, never below ``Z_MIN``). A noisy,
-  spiky stream thus has to outdo its own recent spikes; a quiet one needs
-  only ``Z_MIN`` deviations. The spread never drops below the smallest step
-  the sensor has made, so quantised series do not collapse it.
+- **deviation**, at two time scales (``SCALES``): the mean of the last 3
+  readings against the stream's exponentially weighted level and spread
+  over ~400 readings before them, and the mean of the last 48 against those
+  over ~4,000 (drifts, bursts, raised plateaus); each as a z value judged
+  against the largest z this stream has shown lately at that scale (a peak
+  that decays with a half-life of ``PEAK_HALF_LIFE`` readings, never below
+  ``Z_MIN``). A noisy, spiky stream thus has to outdo its own recent
+  departures; a quiet one needs only ``Z_MIN``. The spread never drops below
+  the smallest step the sensor has made, so quantised series do not
+  collapse it.
 - **novelty**: a value in a band (one of ``BINS`` bands across the range of
   the warm-up readings, extended beyond it, doubling in width whenever the
   range seen spans more than ``MAX_BANDS``) the stream has never visited;
@@ -61,12 +64,26 @@ WARMUP = 150  # readings learnt from before anything but the bounds is judged
 BINS = 8  # bands across the warm-up range, for novelty
 MAX_SEEN_BINS = 4096
 MAX_BANDS = 32  # bands across the range seen before they double in width
-LEVEL_SPAN = 400  # readings: the level's and spread's exponential memory
-ALPHA = 2.0 / (LEVEL_SPAN + 1)
-SHORT = 3  # readings averaged against the level
+ALPHA = 2.0 / (400 + 1)  # the typical interval's exponential memory: ~400 readings
 PEAK_HALF_LIFE = 4000.0  # readings
 PEAK_DECAY = 0.5 ** (1.0 / PEAK_HALF_LIFE)
 Z_MIN = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Scale:
+    """A time scale of the deviation evidence: the mean of the last ``window`` readings
+    against the level (an exponentially weighted mean over ~``span`` readings) and spread
+    before them, in deviations of such a mean, needing at least ``z_min``."""
+
+    window: int
+    span: int
+    z_min: float
+
+
+# Sudden departures (a few readings against a level of ~400), and slow ones (a drift, a
+# burst of spikes, a raised plateau: 48 readings against a level of ~4,000).
+SCALES = (Scale(3, 400, Z_MIN * math.sqrt(3)), Scale(48, 4000, Z_MIN))
 REST = 50  # readings after a finding before the next
 GAP_FACTOR = 5.0
 GAP_PEAK_FACTOR = 2.0
@@ -99,6 +116,19 @@ class BatchResult:
 
 
 @dataclass
+class Track:
+    """A deviation time scale's memory: level, variance, recent readings and peak."""
+
+    level: float = 0.0
+    variance: float = 0.0
+    # The last `window` readings, and the level and variance after each (newest last).
+    recent: list[float] = field(default_factory=list)
+    recent_levels: list[float] = field(default_factory=list)
+    recent_variances: list[float] = field(default_factory=list)
+    peak: float = 0.0
+
+
+@dataclass
 class DetectorState:
     """What a stream's detector carries from one batch to the next (JSON-serialisable)."""
 
@@ -109,14 +139,11 @@ class DetectorState:
     base_threshold: float = DEFAULT_THRESHOLD
     readings: int = 0
     late: int = 0
-    level: float = 0.0
+    level: float = 0.0  # shown: the short scale's level, variance and deviation
     variance: float = 0.0
     scale: float = 0.0
-    # The last SHORT values, and the level and variance after each (newest last).
-    recent: list[float] = field(default_factory=list)
-    recent_levels: list[float] = field(default_factory=list)
-    recent_variances: list[float] = field(default_factory=list)
-    peak: float = 0.0
+    short: Track = field(default_factory=Track)
+    long: Track = field(default_factory=Track)
     min_step: float = math.inf
     warm: list[float] = field(default_factory=list)
     bin_low: float = 0.0
@@ -159,6 +186,8 @@ class DetectorState:
         ):
             if values.get(key, empty) is None:
                 values[key] = empty
+        for key in ("short", "long"):
+            values[key] = Track(**values[key]) if isinstance(values.get(key), dict) else Track()
         state = cls(**values)
         if not THRESHOLD_RANGE[0] <= state.base_threshold <= THRESHOLD_RANGE[1]:
             # A state from the previous detector counted thresholds in deviations.
@@ -375,42 +404,26 @@ class StreamDetector:
     # -- evidences -----------------------------------------------------------------
 
     def _deviation(self, xs: Float64s, judged: bool) -> tuple[Float64s, Float64s]:
-        """Deviation scores of in-range readings, and the level each was judged against."""
+        """Deviation scores of in-range readings (the higher of the time scales), and the
+        level each was judged against (that of the scale that judged it higher)."""
         s = self.state
-        start_level = s.level if s.recent else float(xs[0])
-        levels = ewma(xs, ALPHA, start_level)
-        before = np.concatenate([[start_level], levels[:-1]])
-        variances = ewma((xs - before) ** 2, ALPHA, s.variance)
-        # The base of reading t is the level and variance SHORT readings before it.
-        all_levels = np.concatenate([s.recent_levels, levels])
-        all_variances = np.concatenate([s.recent_variances, variances])
-        history = len(s.recent_levels)
-        index = np.arange(xs.size) + history - SHORT
-        first = np.clip(index, 0, None)
-        base = np.where(index >= 0, all_levels[first], start_level)
-        spread = np.sqrt(np.where(index >= 0, all_variances[first], s.variance))
-        window = np.concatenate([s.recent, xs])
-        sums = np.cumsum(np.concatenate([[0.0], window]))
-        ends = np.arange(xs.size) + len(s.recent) + 1
-        starts = np.maximum(ends - SHORT, 0)
-        short = (sums[ends] - sums[starts]) / (ends - starts)
-        steps = np.abs(np.diff(np.concatenate([[s.recent[-1] if s.recent else xs[0]], xs])))
+        previous = s.short.recent[-1] if s.short.recent else float(xs[0])
+        steps = np.abs(np.diff(np.concatenate([[previous], xs])))
         moved = np.where(steps > 0, steps, np.inf)
+        # The smallest step the sensor has made before each reading: its resolution.
         step_floor = np.minimum.accumulate(np.concatenate([[s.min_step], moved]))[:-1]
-        floor = np.maximum(np.where(np.isfinite(step_floor), step_floor, 0.0), 1e-9 * np.abs(base))
-        floor = np.maximum(floor, 1e-300)
-        z = np.abs(short - base) / np.maximum(spread, floor)
-        if not judged:
-            z = np.zeros(xs.size)
-        peak_before, s.peak = decaying_peak(z, s.peak, PEAK_DECAY)
-        ratio = z / np.maximum(peak_before, Z_MIN)
+        step_floor = np.where(np.isfinite(step_floor), step_floor, 0.0)
         s.min_step = float(min(s.min_step, float(moved.min())))
-        s.level, s.variance = float(levels[-1]), float(variances[-1])
+        best = np.zeros(xs.size)
+        base = np.zeros(xs.size)
+        for scale, track in zip(SCALES, (s.short, s.long), strict=True):
+            ratio, level = _judge(scale, track, xs, step_floor, judged)
+            higher = ratio >= best
+            best = np.where(higher, ratio, best)
+            base = np.where(higher, level, base)
+        s.level, s.variance = s.short.level, s.short.variance
         s.scale = math.sqrt(s.variance)
-        s.recent = window[-SHORT:].tolist()
-        s.recent_levels = all_levels[-SHORT:].tolist()
-        s.recent_variances = all_variances[-SHORT:].tolist()
-        return (ratio_score(ratio) if judged else np.zeros(xs.size)), base
+        return (ratio_score(best) if judged else np.zeros(xs.size)), base
 
     def _warm(self, xs: Float64s) -> None:
         """Gather warm-up values; with the last, lay out the novelty bands."""
@@ -541,3 +554,38 @@ class StreamDetector:
                 bound = s.max_value if value > s.max_value else s.min_value
                 found.append(Finding("out_of_range", when, value, 1.0, bound, when))
         return found
+
+
+def _judge(
+    scale: Scale, track: Track, xs: Float64s, step_floor: Float64s, judged: bool
+) -> tuple[Float64s, Float64s]:
+    """One time scale's deviation ratios (z over the decayed peak, 1 = at the threshold)
+    for ``xs``, and the level each was judged against; moves ``track`` past them."""
+    alpha = 2.0 / (scale.span + 1)
+    start_level = track.level if track.recent else float(xs[0])
+    levels = ewma(xs, alpha, start_level)
+    before = np.concatenate([[start_level], levels[:-1]])
+    variances = ewma((xs - before) ** 2, alpha, track.variance)
+    # The base of reading t is the level and variance `window` readings before it.
+    all_levels = np.concatenate([track.recent_levels, levels])
+    all_variances = np.concatenate([track.recent_variances, variances])
+    index = np.arange(xs.size) + len(track.recent_levels) - scale.window
+    first = np.clip(index, 0, None)
+    base = np.where(index >= 0, all_levels[first], start_level)
+    spread = np.sqrt(np.where(index >= 0, all_variances[first], track.variance))
+    window = np.concatenate([track.recent, xs])
+    sums = np.cumsum(np.concatenate([[0.0], window]))
+    ends = np.arange(xs.size) + len(track.recent) + 1
+    starts = np.maximum(ends - scale.window, 0)
+    mean = (sums[ends] - sums[starts]) / (ends - starts)
+    floor = np.maximum(np.maximum(step_floor, 1e-9 * np.abs(base)), 1e-300)
+    # A mean of n readings spreads sqrt(n) times less than one reading.
+    z = np.abs(mean - base) / np.maximum(spread / math.sqrt(scale.window), floor)
+    if not judged:
+        z = np.zeros(xs.size)
+    peak_before, track.peak = decaying_peak(z, track.peak, PEAK_DECAY)
+    track.level, track.variance = float(levels[-1]), float(variances[-1])
+    track.recent = window[-scale.window :].tolist()
+    track.recent_levels = all_levels[-scale.window :].tolist()
+    track.recent_variances = all_variances[-scale.window :].tolist()
+    return z / np.maximum(peak_before, scale.z_min), base
