@@ -14,6 +14,9 @@ scaled so that 0.5 means "as unusual as the threshold of that evidence":
   departures; a quiet one needs only ``Z_MIN``. The spread never drops below
   the smallest step the sensor has made, so quantised series do not
   collapse it.
+- **daily pattern**: each reading less a profile of its hour of the (UTC)
+  day (each day moves the profile by ``DAY_WEIGHT``), judged at the slow
+  scale: a busy hour at night, a quiet one at noon.
 - **novelty**: a value in a band (one of ``BINS`` bands across the range of
   the warm-up readings, extended beyond it, doubling in width whenever the
   range seen spans more than ``MAX_BANDS``) the stream has never visited;
@@ -84,6 +87,11 @@ class Scale:
 # Sudden departures (a few readings against a level of ~400), and slow ones (a drift, a
 # burst of spikes, a raised plateau: 48 readings against a level of ~4,000).
 SCALES = (Scale(3, 400, Z_MIN * math.sqrt(3)), Scale(48, 4000, Z_MIN))
+# The daily pattern: a profile per hour of the (UTC) day, each day moving it by a tenth;
+# departures from it are judged at the slow scale.
+DAY_US = 86_400_000_000
+DAY_BUCKETS = 24
+DAY_WEIGHT = 0.1
 REST = 50  # readings after a finding before the next
 GAP_FACTOR = 5.0
 GAP_PEAK_FACTOR = 2.0
@@ -144,6 +152,10 @@ class DetectorState:
     scale: float = 0.0
     short: Track = field(default_factory=Track)
     long: Track = field(default_factory=Track)
+    daily: Track = field(default_factory=Track)
+    # The daily profile (None for an hour not seen yet), and its weight per reading.
+    profile: list[float | None] = field(default_factory=lambda: [None] * DAY_BUCKETS)
+    profile_alpha: float = 0.0
     min_step: float = math.inf
     warm: list[float] = field(default_factory=list)
     bin_low: float = 0.0
@@ -186,7 +198,7 @@ class DetectorState:
         ):
             if values.get(key, empty) is None:
                 values[key] = empty
-        for key in ("short", "long"):
+        for key in ("short", "long", "daily"):
             values[key] = Track(**values[key]) if isinstance(values.get(key), dict) else Track()
         state = cls(**values)
         if not THRESHOLD_RANGE[0] <= state.base_threshold <= THRESHOLD_RANGE[1]:
@@ -324,7 +336,7 @@ class StreamDetector:
         base = np.full(size, s.level)
         if inside.any():
             xi = xs[inside]
-            dev, base_i = self._deviation(xi, judged)
+            dev, base_i = self._deviation(ts[inside], xi, judged, typical_log[inside])
             stat_score[inside] = dev
             base[inside] = base_i
             if judged:
@@ -403,7 +415,9 @@ class StreamDetector:
 
     # -- evidences -----------------------------------------------------------------
 
-    def _deviation(self, xs: Float64s, judged: bool) -> tuple[Float64s, Float64s]:
+    def _deviation(
+        self, ts: Int64s, xs: Float64s, judged: bool, typical_log: Float64s
+    ) -> tuple[Float64s, Float64s]:
         """Deviation scores of in-range readings (the higher of the time scales), and the
         level each was judged against (that of the scale that judged it higher)."""
         s = self.state
@@ -421,9 +435,44 @@ class StreamDetector:
             higher = ratio >= best
             best = np.where(higher, ratio, best)
             base = np.where(higher, level, base)
+        # The profile's weight per reading: from the warm-up's typical interval once it is
+        # over, from the typical interval so far during it.
+        alphas = np.full(xs.size, s.profile_alpha) if judged else _profile_alpha(typical_log)
+        residual = self._deseasoned(ts, xs, alphas)
+        ratio, level = _judge(SCALES[1], s.daily, residual, step_floor, judged)
+        higher = ratio > best
+        best = np.where(higher, ratio, best)
+        # What the profile expected, plus the residual's own level.
+        base = np.where(higher, xs - residual + level, base)
         s.level, s.variance = s.short.level, s.short.variance
         s.scale = math.sqrt(s.variance)
         return (ratio_score(best) if judged else np.zeros(xs.size)), base
+
+    def _deseasoned(self, ts: Int64s, xs: Float64s, alphas: Float64s) -> Float64s:
+        """Each reading less its hour's profile (0 for an hour's first reading); moves the
+        profile past them, each reading weighing ``alphas``."""
+        s = self.state
+        hours = (ts % DAY_US) * DAY_BUCKETS // DAY_US
+        residual = np.zeros(xs.size)
+        constant = bool(np.all(alphas == alphas[0]))
+        for hour in np.unique(hours).tolist():
+            at = np.flatnonzero(hours == hour)
+            values = xs[at]
+            known = s.profile[hour]
+            start = float(values[0]) if known is None else known
+            if constant:
+                after = ewma(values, float(alphas[0]), start)
+            else:  # the warm-up only: a plain loop over at most WARMUP readings
+                after = np.empty(values.size)
+                level = start
+                for i, (value, alpha) in enumerate(
+                    zip(values.tolist(), alphas[at].tolist(), strict=True)
+                ):
+                    level += alpha * (value - level)
+                    after[i] = level
+            residual[at] = values - np.concatenate([[start], after[:-1]])
+            s.profile[hour] = float(after[-1])
+        return residual
 
     def _warm(self, xs: Float64s) -> None:
         """Gather warm-up values; with the last, lay out the novelty bands."""
@@ -440,6 +489,9 @@ class StreamDetector:
         s.seen_bins = sorted({int(b) for b in np.floor((warm - low) / width).tolist()})
         s.seen_low, s.seen_high = low, high
         s.warm = []
+        s.profile_alpha = float(
+            _profile_alpha(np.array([s.log_interval if s.intervals else 0.0]))[0]
+        )
 
     def _novelty(self, xs: Float64s) -> Float64s:
         """Scores of values in bands never visited before.
@@ -589,3 +641,11 @@ def _judge(
     track.recent_levels = all_levels[-scale.window :].tolist()
     track.recent_variances = all_variances[-scale.window :].tolist()
     return z / np.maximum(peak_before, scale.z_min), base
+
+
+def _profile_alpha(typical_log: Float64s) -> Float64s:
+    """The daily profile's weight per reading, from the log of the typical interval (0 when
+    unknown), so that each day moves it by DAY_WEIGHT whatever the sampling."""
+    interval_us = np.where(typical_log != 0.0, np.exp(typical_log), DAY_US / DAY_BUCKETS)
+    per_hour = np.maximum(DAY_US / DAY_BUCKETS / interval_us, 1.0)
+    return 1.0 - (1.0 - DAY_WEIGHT) ** (1.0 / per_hour)
