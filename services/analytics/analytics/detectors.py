@@ -453,25 +453,37 @@ class StreamDetector:
         profile past them, each reading weighing ``alphas``."""
         s = self.state
         hours = (ts % DAY_US) * DAY_BUCKETS // DAY_US
-        residual = np.zeros(xs.size)
-        constant = bool(np.all(alphas == alphas[0]))
-        for hour in np.unique(hours).tolist():
-            at = np.flatnonzero(hours == hour)
-            values = xs[at]
-            known = s.profile[hour]
-            start = float(values[0]) if known is None else known
-            if constant:
-                after = ewma(values, float(alphas[0]), start)
-            else:  # the warm-up only: a plain loop over at most WARMUP readings
-                after = np.empty(values.size)
-                level = start
-                for i, (value, alpha) in enumerate(
-                    zip(values.tolist(), alphas[at].tolist(), strict=True)
-                ):
-                    level += alpha * (value - level)
-                    after[i] = level
-            residual[at] = values - np.concatenate([[start], after[:-1]])
-            s.profile[hour] = float(after[-1])
+        # The readings of each hour, one run after another: an average per run.
+        order = np.argsort(hours, kind="stable")
+        sorted_hours, values = hours[order], xs[order]
+        opens = np.flatnonzero(np.diff(sorted_hours, prepend=-1))
+        run = np.cumsum(np.diff(sorted_hours, prepend=-1) != 0) - 1
+        known = [s.profile[int(h)] for h in sorted_hours[opens].tolist()]
+        starts = np.array(
+            [
+                float(values[i]) if k is None else k
+                for k, i in zip(known, opens.tolist(), strict=True)
+            ]
+        )
+        if bool(np.all(alphas == alphas[0])):
+            after = _runs_ewma(values, float(alphas[0]), starts, opens, run)
+        else:  # the warm-up only: a plain loop over at most WARMUP readings
+            after = np.empty(values.size)
+            level = 0.0
+            opening = set(opens.tolist())
+            for i, (value, alpha) in enumerate(
+                zip(values.tolist(), alphas[order].tolist(), strict=True)
+            ):
+                level = float(starts[run[i]]) if i in opening else level
+                level += alpha * (value - level)
+                after[i] = level
+        before = np.concatenate([[0.0], after[:-1]])
+        before[opens] = starts
+        residual = np.empty(xs.size)
+        residual[order] = values - before
+        closes = np.concatenate([opens[1:], [values.size]]) - 1
+        for hour, level in zip(sorted_hours[opens].tolist(), after[closes].tolist(), strict=True):
+            s.profile[int(hour)] = level
         return residual
 
     def _warm(self, xs: Float64s) -> None:
@@ -649,3 +661,16 @@ def _profile_alpha(typical_log: Float64s) -> Float64s:
     interval_us = np.where(typical_log != 0.0, np.exp(typical_log), DAY_US / DAY_BUCKETS)
     per_hour = np.maximum(DAY_US / DAY_BUCKETS / interval_us, 1.0)
     return 1.0 - (1.0 - DAY_WEIGHT) ** (1.0 / per_hour)
+
+
+def _runs_ewma(
+    values: Float64s, alpha: float, starts: Float64s, opens: Int64s, run: Int64s
+) -> Float64s:
+    """Exponentially weighted averages of consecutive runs of ``values`` (run ``r`` opening
+    at ``opens[r]`` and continuing from ``starts[r]``) in one pass: one average over
+    everything, corrected at each run by the decayed difference of where it should start."""
+    keep = 1.0 - alpha
+    through = ewma(values, alpha, 0.0)
+    before_open = np.concatenate([[0.0], through[:-1]])[opens]
+    offset = np.arange(values.size) - opens[run]
+    return through + keep ** (offset + 1.0) * (starts - before_open)[run]
