@@ -33,9 +33,11 @@ scaled so that 0.5 means "as unusual as the threshold of that evidence":
 A ratio r of evidence to its threshold maps to a score of r / 2 below 1 and
 1 - 1 / (2r) above, so scores rank findings and never saturate. A finding is
 raised where the score reaches the stream's threshold (0.5 by default) and
-at least ``REST`` readings have passed since the previous one: one event,
-one finding. Out-of-range findings are raised at the start of every run
-outside the bounds, and a flatline once per run.
+at least ``REST`` readings have passed since the previous one, or it scores
+``REST_BREAK`` above the previous one: one event, one finding, but a
+stronger event is not hidden by a weaker one just before it. Out-of-range
+findings are raised at the start of every run outside the bounds, and a
+flatline once per run.
 
 Every quantity is a per-reading recurrence carried in :class:`DetectorState`,
 so the findings and scores do not depend on how readings are split into
@@ -93,6 +95,7 @@ DAY_US = 86_400_000_000
 DAY_BUCKETS = 24
 DAY_WEIGHT = 0.1
 REST = 50  # readings after a finding before the next
+REST_BREAK = 0.2  # unless the next scores this much above the last: a stronger event
 GAP_FACTOR = 5.0
 GAP_PEAK_FACTOR = 2.0
 FLAT_FACTOR = 2.0
@@ -173,6 +176,7 @@ class DetectorState:
     intervals: int = 0
     gap_peak: float = 0.0
     since_finding: int = REST + 1
+    last_finding_score: float = 0.0
     dismissed: int = 0
     confirmed: int = 0
 
@@ -378,10 +382,12 @@ class StreamDetector:
         last = -1
         for at in np.flatnonzero(reaching).tolist():
             gap = since + at - last if last < 0 else at - last
-            if not bound_starts[at] and gap <= REST:
+            stronger = score[at] >= s.last_finding_score + REST_BREAK
+            if not bound_starts[at] and gap <= REST and not stronger:
                 continue
             findings.append(self._finding(at, ts, xs, score, kinds, base, gap_from, run_start))
             last = at
+            s.last_finding_score = float(score[at])
         s.since_finding = since + xs.size if last < 0 else xs.size - 1 - last
 
     def _finding(
