@@ -21,6 +21,7 @@ from iotkit.config import ConfigError, Settings
 from iotkit.db import Database, DatabaseUnavailable, open_database
 from iotkit.jwks import remote_jwks
 from iotkit.logs import configure_logging
+from iotkit.revocation import RevocationFollower, remote_revocations
 from iotkit.server import Registrar, ServiceProcess, build_server, channel, serve_until_signal
 from iotkit.service_tokens import ServiceTokenSource
 from iotkit.tokens import KeySet, TokenVerifier
@@ -73,15 +74,22 @@ async def build_service(
     tokens = ServiceTokenSource(
         channel=auth_channel, service=service, secret=settings.service_secret
     )
+    follower = RevocationFollower(
+        poll=remote_revocations(auth_channel, tokens), redis_url=settings.redis_url
+    )
     parts = Parts(settings, database, verifier, auth_channel, tokens)
     built = build_server(
         service=service,
         register=register(parts) if register else _no_domain_services,
         verifier=verifier,
+        session_check=follower.session_is_live,
         checks=[*standard_checks(database, settings, service=service), *extra_checks],
         address=address,
     )
-    return ServiceProcess(built, [database.close, auth_channel.close, *parts.closers])
+    follower.start()
+    return ServiceProcess(
+        built, [database.close, auth_channel.close, follower.stop, *parts.closers]
+    )
 
 
 def _no_domain_services(server: object) -> list[str]:
