@@ -2,8 +2,8 @@
 
 In order, for every RPC: a request id and the client's address in context,
 authentication and scope checks from the method's proto rules, the call
-itself, mapping of domain errors to rich statuses, counters, and one JSON log
-line. It is one interceptor so that the log line sees the final status code.
+itself, mapping of domain errors to rich statuses (and of a dependency that is
+down to UNAVAILABLE), counters, and one JSON log line. It is one interceptor so that the log line sees the final status code.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from iotkit.errors import (
     internal_status,
     to_grpc_status,
 )
+from iotkit.outages import is_outage, outage
 from iotkit.rules import access_rule
 from iotkit.screening import Refused, screening_deserializer
 from iotkit.tokens import TokenVerifier
@@ -235,6 +236,13 @@ class ServiceInterceptor(aio.ServerInterceptor):
             )
             state.code = grpc.StatusCode.CANCELLED
             return
+        elif isinstance(exc, Exception) and is_outage(exc):
+            # A dependency is down: the caller may retry, and nothing here is a bug.
+            log.warning(
+                "dependency unavailable",
+                extra={"method": method, "error": type(exc).__name__},
+            )
+            status = to_grpc_status(outage())
         elif isinstance(exc, Exception):
             log.exception("unhandled error", extra={"method": method})
             status = internal_status()

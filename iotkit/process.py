@@ -45,12 +45,16 @@ class Parts:
 
 
 def standard_checks(
-    database: Database, settings: Settings, *, service: str
+    database: Database, settings: Settings, *, service: str, cache_required: bool = False
 ) -> list[DependencyCheck]:
-    """The checks every process runs: its database and the shared cache."""
+    """The checks every process runs: its database and the shared cache.
+
+    Only a process that keeps state in the cache (auth's login counters) needs
+    it; the others follow revocations through auth while Redis is down.
+    """
     return [
         database_check(database, service=service),
-        redis_check(settings.redis_url, service=service),
+        redis_check(settings.redis_url, service=service, optional=not cache_required),
     ]
 
 

@@ -187,7 +187,7 @@ async def build(
 
     counters = RequestCounters()
     checks = [
-        *standard_checks(database, settings, service="auth"),
+        *standard_checks(database, settings, service="auth", cache_required=True),
         smtp_check(settings.smtp_url, service="auth"),
     ]
     diagnostics = DiagnosticsServicer(service="auth", checks=checks, counters=counters)
