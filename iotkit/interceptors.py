@@ -3,7 +3,8 @@
 In order, for every RPC: a request id and the client's address in context,
 authentication and scope checks from the method's proto rules, the call
 itself, mapping of domain errors to rich statuses (and of a dependency that is
-down to UNAVAILABLE), counters, and one JSON log line. It is one interceptor so that the log line sees the final status code.
+down to UNAVAILABLE), counters, and one JSON log line. It is one interceptor
+so that the log line sees the final status code.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ fresh cluster made with the server binaries on the machine (``initdb``,
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
@@ -49,9 +50,9 @@ class ThrowawayRedis:
         binary = shutil.which("redis-server")
         if binary is None:
             pytest.skip("redis-server is not installed")
+        options = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
         self._process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
-            + ["--appendonly", "no"],
+            [binary, "--port", str(self.port), *options],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -132,8 +133,6 @@ def throwaway_postgres() -> Iterator[ThrowawayPostgres]:
         server.start()
         yield server
     finally:
-        try:
+        with contextlib.suppress(subprocess.CalledProcessError):  # stopped by the test
             server.stop()
-        except subprocess.CalledProcessError:
-            pass  # already stopped by the test
         shutil.rmtree(directory, ignore_errors=True)
