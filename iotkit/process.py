@@ -69,8 +69,10 @@ async def build_service(
     extra_checks: Sequence[DependencyCheck] = (),
 ) -> ServiceProcess:
     """Wire a service that owns a database and trusts the keys auth publishes."""
+    # A database that is down does not stop the start: the process serves health
+    # (NOT_SERVING) and its diagnostics until the database answers.
     database = await open_database(
-        service=service, settings=settings, metadata=metadata, schema=schema
+        service=service, settings=settings, metadata=metadata, schema=schema, wait=False
     )
     auth_channel = channel(settings.address("auth"))
     keys = KeySet(remote_jwks(auth_channel))
@@ -89,6 +91,7 @@ async def build_service(
         session_check=follower.session_is_live,
         checks=[*standard_checks(database, settings, service=service), *extra_checks],
         address=address,
+        ready=database.ready,
     )
     follower.start()
     return ServiceProcess(
