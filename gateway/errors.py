@@ -49,6 +49,9 @@ _OPAQUE_CODES = frozenset(
 
 GENERIC_MESSAGE = "Internal server error"
 
+UNREACHABLE_RETRY_AFTER = 5
+"""The ``Retry-After`` (seconds) of a 503 for a service the gateway could not reach."""
+
 
 @dataclass(slots=True)
 class GatewayError(Exception):
@@ -149,7 +152,8 @@ def _plain_error(
     code = error.code()
     if code is grpc.StatusCode.UNAVAILABLE:
         # No rich details means the status came from the channel, not the service:
-        # the service could not be reached at all.
+        # the service could not be reached at all. Restarts take seconds.
+        headers["Retry-After"] = str(UNREACHABLE_RETRY_AFTER)
         return GatewayError(
             status=503,
             code="SERVICE_UNAVAILABLE",

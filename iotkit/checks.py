@@ -16,6 +16,7 @@ from pathlib import Path
 
 from iot.system.v1 import system_pb2
 from iotkit.db import Database
+from iotkit.redis_client import redis_client
 
 DependencyCheck = Callable[[], Awaitable[system_pb2.DependencyStatus]]
 """A check of one dependency of one process."""
@@ -60,22 +61,28 @@ def database_check(database: Database, *, service: str) -> DependencyCheck:
     return lambda: run_check(probe, name="database", service=service)
 
 
-def redis_check(redis_url: str | None, *, service: str) -> DependencyCheck:
-    """Checks the shared cache: Redis when configured, otherwise the in-process cache."""
+def redis_check(redis_url: str | None, *, service: str, optional: bool = False) -> DependencyCheck:
+    """Checks the shared cache: Redis when configured, otherwise the in-process cache.
+
+    ``optional`` says the process serves all it offers while Redis is down.
+    """
 
     async def probe() -> str:
         if not redis_url:
             return "in-process"
-        from redis.asyncio import Redis
-
-        client = Redis.from_url(redis_url, socket_timeout=CHECK_TIMEOUT)
+        client = redis_client(redis_url, read_timeout=CHECK_TIMEOUT)
         try:
             await client.ping()
         finally:
             await client.aclose()
         return "redis"
 
-    return lambda: run_check(probe, name="cache", service=service)
+    async def check() -> system_pb2.DependencyStatus:
+        status = await run_check(probe, name="cache", service=service)
+        status.optional = optional
+        return status
+
+    return check
 
 
 def storage_check(directory: Path, *, service: str) -> DependencyCheck:

@@ -7,17 +7,22 @@ service can read another's tables by accident.
 A service may start before its database does (a machine booting, a
 container restarted): :func:`open_database` then retries with backoff for
 ``IOT_STARTUP_TIMEOUT`` seconds, logging one line per failed attempt, and
-raises :class:`DatabaseUnavailable` when the database never answered.
+raises :class:`DatabaseUnavailable` when the database never answered. With
+``wait=False`` it answers at once instead and keeps trying in the background
+for as long as it takes; :attr:`Database.ready` is set once the tables exist,
+so the process can serve (NOT_SERVING) meanwhile.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import math
 import re
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +49,9 @@ RETRY_MAX = 5.0
 ATTEMPT_MIN = 5.0
 """Shortest time one attempt may take, even when the start-up deadline is nearer."""
 
+ATTEMPT_MAX = 60.0
+"""Longest time one attempt may take, so that a hung connect is given up and retried."""
+
 # Errors that say the database is not there (yet), as opposed to a bug or a bad schema.
 _UNREACHABLE = (OperationalError, InterfaceError, OSError, TimeoutError)
 
@@ -62,6 +70,9 @@ class Database:
     sessions: async_sessionmaker[AsyncSession]
     kind: str
     schema: str | None
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set once the database answered and its tables exist."""
+    preparing: asyncio.Task[None] | None = None
 
     async def ping(self) -> float:
         """Run a trivial query; answers its latency in milliseconds (raises if unreachable)."""
@@ -71,7 +82,11 @@ class Database:
         return (time.perf_counter() - started) * 1000
 
     async def close(self) -> None:
-        """Release every pooled connection."""
+        """Stop waiting for the database, then release every pooled connection."""
+        if self.preparing is not None:
+            self.preparing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.preparing
         await self.engine.dispose()
 
 
@@ -103,14 +118,20 @@ def _postgres_engine(url: str, schema: str) -> AsyncEngine:
 
 
 async def open_database(
-    *, service: str, settings: Settings, metadata: MetaData, schema: str | None = None
+    *,
+    service: str,
+    settings: Settings,
+    metadata: MetaData,
+    schema: str | None = None,
+    wait: bool = True,
 ) -> Database:
     """Connect the database of ``service`` and create its tables if missing.
 
     ``schema`` overrides the PostgreSQL schema name (``iot_<service>``), which
     tests use to get a clean schema of their own. While the database cannot be
     reached, retries with backoff until ``settings.startup_timeout`` has passed,
-    then raises :class:`DatabaseUnavailable`.
+    then raises :class:`DatabaseUnavailable`; with ``wait=False``, answers after
+    the first attempt and keeps retrying in the background until it succeeds.
     """
     if settings.database_url:
         name = schema or f"iot_{service}"
@@ -124,10 +145,11 @@ async def open_database(
                 await connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{name}"'))
                 await connection.run_sync(metadata.create_all)
 
-        await _until_reachable(prepare, engine, where=where, timeout=settings.startup_timeout)
-        return Database(
+        database = Database(
             engine, async_sessionmaker(engine, expire_on_commit=False), "postgresql", name
         )
+        await _prepare(database, prepare, where=where, settings=settings, wait=wait)
+        return database
     path = settings.data_dir / f"{service}.db"
     engine = _sqlite_engine(path)
 
@@ -135,8 +157,45 @@ async def open_database(
         async with engine.begin() as connection:
             await connection.run_sync(metadata.create_all)
 
-    await _until_reachable(create, engine, where=str(path), timeout=settings.startup_timeout)
-    return Database(engine, async_sessionmaker(engine, expire_on_commit=False), "sqlite", None)
+    database = Database(engine, async_sessionmaker(engine, expire_on_commit=False), "sqlite", None)
+    await _prepare(database, create, where=str(path), settings=settings, wait=wait)
+    return database
+
+
+async def _prepare(
+    database: Database,
+    attempt: Callable[[], Awaitable[None]],
+    *,
+    where: str,
+    settings: Settings,
+    wait: bool,
+) -> None:
+    """Run ``attempt`` until it succeeds: within the start-up timeout, or (``wait=False``)
+    once now and then in the background for as long as it takes."""
+    if wait:
+        await _until_reachable(
+            attempt, database.engine, where=where, timeout=settings.startup_timeout
+        )
+        database.ready.set()
+        return
+    try:
+        async with asyncio.timeout(ATTEMPT_MIN):
+            await attempt()
+        database.ready.set()
+        return
+    except _UNREACHABLE as exc:
+        reason = _reason(exc) if not isinstance(exc, TimeoutError) else "no answer"
+    log.warning(
+        "database not reachable, serving NOT_SERVING until it is",
+        extra={"database": where, "reason": reason},
+    )
+
+    async def in_background() -> None:
+        await _until_reachable(attempt, database.engine, where=where, timeout=math.inf)
+        database.ready.set()
+        log.info("database reachable", extra={"database": where})
+
+    database.preparing = asyncio.create_task(in_background(), name="database-prepare")
 
 
 def _reason(exc: BaseException) -> str:
@@ -158,7 +217,9 @@ async def _until_reachable(
         try:
             # A connect that hangs (a dropped packet, a host that is gone) must
             # not outlast the deadline by more than one short attempt.
-            async with asyncio.timeout(max(deadline - time.monotonic(), ATTEMPT_MIN)):
+            async with asyncio.timeout(
+                max(min(deadline - time.monotonic(), ATTEMPT_MAX), ATTEMPT_MIN)
+            ):
                 await attempt()
             return
         except _UNREACHABLE as exc:

@@ -113,10 +113,22 @@ class RateLimited(DomainError):
 
 
 class Unavailable(DomainError):
-    """A dependency needed for this call cannot be reached right now."""
+    """A dependency needed for this call cannot be reached right now; the caller may retry
+    after ``retry_after`` seconds (the gateway's ``Retry-After``)."""
 
     code = grpc.StatusCode.UNAVAILABLE
     reason = reasons.SERVICE_UNAVAILABLE
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float = 1.0,
+        reason: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message, reason=reason, metadata=metadata)
+        self.retry_after = retry_after
 
 
 def _pack(message: object) -> any_pb2.Any:
@@ -147,7 +159,7 @@ def to_grpc_status(error: DomainError) -> grpc.Status:
                 )
             )
         )
-    if isinstance(error, RateLimited):
+    if isinstance(error, RateLimited | Unavailable):
         delay = duration_pb2.Duration()
         delay.FromMilliseconds(int(error.retry_after * 1000))
         details.append(_pack(error_details_pb2.RetryInfo(retry_delay=delay)))

@@ -2,8 +2,9 @@
 
 In order, for every RPC: a request id and the client's address in context,
 authentication and scope checks from the method's proto rules, the call
-itself, mapping of domain errors to rich statuses, counters, and one JSON log
-line. It is one interceptor so that the log line sees the final status code.
+itself, mapping of domain errors to rich statuses (and of a dependency that is
+down to UNAVAILABLE), counters, and one JSON log line. It is one interceptor
+so that the log line sees the final status code.
 """
 
 from __future__ import annotations
@@ -19,15 +20,17 @@ from typing import Any
 import grpc
 from grpc import aio
 
-from iotkit import reasons
+from iotkit import outages, reasons
 from iotkit.context import Caller, caller_var, peer_var, request_id_var
 from iotkit.errors import (
     DomainError,
     PermissionDenied,
     Unauthenticated,
+    Unavailable,
     internal_status,
     to_grpc_status,
 )
+from iotkit.outages import is_outage, outage
 from iotkit.rules import access_rule
 from iotkit.screening import Refused, screening_deserializer
 from iotkit.tokens import TokenVerifier
@@ -36,6 +39,10 @@ log = logging.getLogger("iotkit.rpc")
 
 SessionCheck = Callable[[Caller], Awaitable[bool]]
 """Answers False when the caller's session has been revoked."""
+
+# Served while the database is not there yet: probes, tools and the status need them.
+_ALWAYS = ("/grpc.health.", "/grpc.reflection.", "/iot.system.v1.DiagnosticsService/")
+NOT_READY = "The service is starting: its database is not reachable yet; retry shortly"
 
 _SERVER_ERRORS = {
     grpc.StatusCode.INTERNAL,
@@ -103,10 +110,12 @@ class ServiceInterceptor(aio.ServerInterceptor):
         verifier: TokenVerifier | None,
         counters: RequestCounters,
         session_check: SessionCheck | None = None,
+        ready: Callable[[], bool] | None = None,
     ) -> None:
         self._verifier = verifier
         self._counters = counters
         self._session_check = session_check
+        self._ready = ready
 
     async def intercept_service(
         self,
@@ -189,6 +198,8 @@ class ServiceInterceptor(aio.ServerInterceptor):
         agent = metadata.get("x-forwarded-user-agent") or metadata.get("user-agent", "")
         peer_var.set((forwarded or context.peer() or "", agent))
         caller_var.set(None)
+        if self._ready is not None and not self._ready() and not method.startswith(_ALWAYS):
+            raise Unavailable(NOT_READY, retry_after=outages.RETRY_AFTER)
         rule = access_rule(method)
         header = metadata.get("authorization", "")
         if rule.public and not (rule.token_optional and header):
@@ -235,6 +246,13 @@ class ServiceInterceptor(aio.ServerInterceptor):
             )
             state.code = grpc.StatusCode.CANCELLED
             return
+        elif isinstance(exc, Exception) and is_outage(exc):
+            # A dependency is down: the caller may retry, and nothing here is a bug.
+            log.warning(
+                "dependency unavailable",
+                extra={"method": method, "error": type(exc).__name__},
+            )
+            status = to_grpc_status(outage())
         elif isinstance(exc, Exception):
             log.exception("unhandled error", extra={"method": method})
             status = internal_status()

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from iotkit.redis_client import redis_client
+
 _MAX_LOCAL_KEYS = 100_000
 
 # INCR and PEXPIRE in one step, so that a crash between them cannot leave a
@@ -106,9 +108,7 @@ class RedisWindowCounter:
     """Windows kept in Redis, shared by every replica; keys expire with their window."""
 
     def __init__(self, url: str, *, namespace: str, window: float) -> None:
-        from redis.asyncio import Redis
-
-        self._redis = Redis.from_url(url)
+        self._redis = redis_client(url)
         self._namespace = namespace
         self._window_ms = int(window * 1000)
         self._hit = self._redis.register_script(_HIT_SCRIPT)

@@ -21,6 +21,7 @@ from iotkit.config import ConfigError, Settings
 from iotkit.db import Database, DatabaseUnavailable, open_database
 from iotkit.jwks import remote_jwks
 from iotkit.logs import configure_logging
+from iotkit.revocation import RevocationFollower, remote_revocations
 from iotkit.server import Registrar, ServiceProcess, build_server, channel, serve_until_signal
 from iotkit.service_tokens import ServiceTokenSource
 from iotkit.tokens import KeySet, TokenVerifier
@@ -44,12 +45,16 @@ class Parts:
 
 
 def standard_checks(
-    database: Database, settings: Settings, *, service: str
+    database: Database, settings: Settings, *, service: str, cache_required: bool = False
 ) -> list[DependencyCheck]:
-    """The checks every process runs: its database and the shared cache."""
+    """The checks every process runs: its database and the shared cache.
+
+    Only a process that keeps state in the cache (auth's login counters) needs
+    it; the others follow revocations through auth while Redis is down.
+    """
     return [
         database_check(database, service=service),
-        redis_check(settings.redis_url, service=service),
+        redis_check(settings.redis_url, service=service, optional=not cache_required),
     ]
 
 
@@ -64,8 +69,10 @@ async def build_service(
     extra_checks: Sequence[DependencyCheck] = (),
 ) -> ServiceProcess:
     """Wire a service that owns a database and trusts the keys auth publishes."""
+    # A database that is down does not stop the start: the process serves health
+    # (NOT_SERVING) and its diagnostics until the database answers.
     database = await open_database(
-        service=service, settings=settings, metadata=metadata, schema=schema
+        service=service, settings=settings, metadata=metadata, schema=schema, wait=False
     )
     auth_channel = channel(settings.address("auth"))
     keys = KeySet(remote_jwks(auth_channel))
@@ -73,15 +80,23 @@ async def build_service(
     tokens = ServiceTokenSource(
         channel=auth_channel, service=service, secret=settings.service_secret
     )
+    follower = RevocationFollower(
+        poll=remote_revocations(auth_channel, tokens), redis_url=settings.redis_url
+    )
     parts = Parts(settings, database, verifier, auth_channel, tokens)
     built = build_server(
         service=service,
         register=register(parts) if register else _no_domain_services,
         verifier=verifier,
+        session_check=follower.session_is_live,
         checks=[*standard_checks(database, settings, service=service), *extra_checks],
         address=address,
+        ready=database.ready,
     )
-    return ServiceProcess(built, [database.close, auth_channel.close, *parts.closers])
+    follower.start()
+    return ServiceProcess(
+        built, [database.close, auth_channel.close, follower.stop, *parts.closers]
+    )
 
 
 def _no_domain_services(server: object) -> list[str]:

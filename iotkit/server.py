@@ -62,17 +62,35 @@ class BuiltServer:
     health: health.aio.HealthServicer
     service_names: tuple[str, ...]
     counters: RequestCounters
+    ready: asyncio.Event | None = None
+    """Set when the process can serve (its database answered); None when it always can."""
+    _becoming_ready: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Start serving and report SERVING for every service."""
+        """Start serving and report SERVING for every service, or NOT_SERVING until
+        ``ready`` is set."""
         await self.server.start()
+        if self.ready is None or self.ready.is_set():
+            await self._report(health_pb2.HealthCheckResponse.SERVING)
+            return
+        await self._report(health_pb2.HealthCheckResponse.NOT_SERVING)
+        self._becoming_ready = asyncio.create_task(self._serving_when_ready())
+
+    async def _serving_when_ready(self) -> None:
+        assert self.ready is not None
+        await self.ready.wait()
+        await self._report(health_pb2.HealthCheckResponse.SERVING)
+        log.info("serving: its database answered", extra={"port": self.port})
+
+    async def _report(self, status: Any) -> None:
         for name in ("", *self.service_names):
-            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+            await self.health.set(name, status)
 
     async def stop(self, grace: float) -> None:
         """Report NOT_SERVING, then let in-flight calls finish for up to ``grace`` seconds."""
-        for name in ("", *self.service_names):
-            await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        if self._becoming_ready is not None:
+            self._becoming_ready.cancel()
+        await self._report(health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.server.stop(grace)
 
 
@@ -86,16 +104,24 @@ def build_server(
     address: str = "127.0.0.1:0",
     counters: RequestCounters | None = None,
     diagnostics: DiagnosticsServicer | None = None,
+    ready: asyncio.Event | None = None,
 ) -> BuiltServer:
     """Build the server of ``service`` bound to ``address`` (port 0 picks a free port).
 
     A process that reads its own diagnostics (auth, for the system status)
     passes in the ``counters`` and ``diagnostics`` it holds; others get fresh ones.
+    Until ``ready`` is set (when given), health says NOT_SERVING and every call
+    but health, reflection and diagnostics answers UNAVAILABLE.
     """
     counters = counters or RequestCounters()
     server = aio.server(
         interceptors=[
-            ServiceInterceptor(verifier=verifier, counters=counters, session_check=session_check)
+            ServiceInterceptor(
+                verifier=verifier,
+                counters=counters,
+                session_check=session_check,
+                ready=ready.is_set if ready is not None else None,
+            )
         ],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -126,7 +152,7 @@ def build_server(
     port = server.add_insecure_port(address)
     if port == 0:
         raise OSError(f"could not bind {address}")
-    return BuiltServer(server, port, health_servicer, tuple(names), counters)
+    return BuiltServer(server, port, health_servicer, tuple(names), counters, ready)
 
 
 async def serve_until_signal(built: BuiltServer, *, service: str, grace: float) -> None:

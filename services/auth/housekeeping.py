@@ -1,4 +1,5 @@
-"""Auth's periodic clean-up: expired exports, spent link tokens, old delivered emails.
+"""Auth's periodic clean-up: expired exports, spent link tokens, old delivered emails,
+revocations whose tokens have all expired.
 
 Runs every ``period`` seconds in the background; a failed round is logged
 and retried on the next one, never fatal to the process.
@@ -16,6 +17,7 @@ from iotkit.sqltypes import utcnow
 from services.auth.data.store import ExportStore
 from services.auth.link_tokens import LinkTokenStore
 from services.auth.mail.store import OutboxStore
+from services.auth.revocations import RevocationLog
 
 log = logging.getLogger(__name__)
 
@@ -33,12 +35,14 @@ class Housekeeping:
         exports: ExportStore,
         links: LinkTokenStore,
         outbox: OutboxStore,
+        revocations: RevocationLog | None = None,
         period: float = PERIOD,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._exports = exports
         self._links = links
         self._outbox = outbox
+        self._revocations = revocations
         self._period = period
         self._clock = clock
         self._task: asyncio.Task[None] | None = None
@@ -49,6 +53,8 @@ class Housekeeping:
         await self._exports.purge(now=now)
         await self._links.purge(before=now - LINK_TOKENS_KEPT)
         await self._outbox.purge(before=now - EMAILS_KEPT)
+        if self._revocations is not None:
+            await self._revocations.purge()
 
     def start(self) -> None:
         """Start the background loop."""

@@ -60,6 +60,7 @@ from services.auth.passwords import Passwords
 from services.auth.profile.service import ProfileService
 from services.auth.profile.servicer import ProfileServicer
 from services.auth.profile.store import ProfileStore
+from services.auth.revocations import RedisRelay, RevocationLog
 from services.auth.security.service import SecurityService
 from services.auth.security.servicer import SecurityServicer
 from services.auth.security.store import SecurityLog, SessionStore
@@ -174,11 +175,19 @@ async def build(
         base_url=settings.base_url(),
     )
     sites = SiteService(sites=SiteStore(sessions), keys=keys)
-    housekeeping = Housekeeping(exports=exports, links=links, outbox=outbox)
+    revocations = RevocationLog(store=store, access_ttl=settings.access_token_ttl)
+    relay = (
+        RedisRelay(revocations=revocations, redis_url=settings.redis_url)
+        if settings.redis_url
+        else None
+    )
+    housekeeping = Housekeeping(
+        exports=exports, links=links, outbox=outbox, revocations=revocations
+    )
 
     counters = RequestCounters()
     checks = [
-        *standard_checks(database, settings, service="auth"),
+        *standard_checks(database, settings, service="auth", cache_required=True),
         smtp_check(settings.smtp_url, service="auth"),
     ]
     diagnostics = DiagnosticsServicer(service="auth", checks=checks, counters=counters)
@@ -194,7 +203,10 @@ async def build(
 
     def register(server: aio.Server) -> list[str]:
         auth_pb2_grpc.add_AuthServiceServicer_to_server(
-            AuthServicer(service=service, self_service=self_service, keys=keys), server
+            AuthServicer(
+                service=service, self_service=self_service, keys=keys, revocations=revocations
+            ),
+            server,
         )
         mfa_pb2_grpc.add_MfaServiceServicer_to_server(MfaServicer(mfa), server)
         profile_pb2_grpc.add_ProfileServiceServicer_to_server(
@@ -234,6 +246,8 @@ async def build(
     )
     sender.start()
     housekeeping.start()
+    if relay is not None:
+        relay.start()
     # Closed last-first: background work stops before the counters, channels and database.
     return ServiceProcess(
         built,
@@ -244,5 +258,6 @@ async def build(
             mails_sent.aclose,
             sender.stop,
             housekeeping.stop,
+            *([relay.stop] if relay is not None else []),
         ],
     )

@@ -1,4 +1,6 @@
-"""A service started while its database is down waits for it, within ``IOT_STARTUP_TIMEOUT``.
+"""A service started while its database is down starts at once, reports NOT_SERVING and
+answers UNAVAILABLE, and turns SERVING when the database answers; auth, which holds the
+signing keys in its database, waits for it within ``IOT_STARTUP_TIMEOUT``.
 
 The database "comes back" as a small TCP proxy that starts listening, on a
 port where nothing listened before, in front of the machine's PostgreSQL.
@@ -16,6 +18,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import grpc
 import psycopg
 import pytest
 from grpc import aio
@@ -24,9 +27,10 @@ from psycopg import sql
 from sqlalchemy import MetaData
 from sqlalchemy.engine import make_url
 
+from iot.devices.v1 import devices_pb2, devices_pb2_grpc
 from iotkit.config import Settings
-from iotkit.db import DatabaseUnavailable
-from iotkit.process import build_service
+from iotkit.db import DatabaseUnavailable, open_database
+from services.devices.wiring import build as build_devices
 from tests.support import free_port
 
 PASSWORD = "pw-never-logged-9f3a"
@@ -92,32 +96,39 @@ async def test_a_service_started_before_its_database_serves_once_it_answers(
 ) -> None:
     real = make_url(postgres_url)
     port = free_port()
-    settings = Settings(database_url=on_port(postgres_url, port), startup_timeout=30)
-    schema = f"t{uuid.uuid4().hex[:12]}_chat"
+    settings = Settings(database_url=on_port(postgres_url, port), startup_timeout=1)
+    schema = f"t{uuid.uuid4().hex[:12]}_devices"
     address = f"127.0.0.1:{free_port()}"
     caplog.set_level(logging.WARNING, logger="iotkit.db")
-    building = asyncio.create_task(
-        build_service(settings, service="chat", metadata=MetaData(), address=address, schema=schema)
-    )
+    # It starts at once, however long the database stays away (past IOT_STARTUP_TIMEOUT).
+    process = await asyncio.wait_for(build_devices(settings, address=address, schema=schema), 20)
     try:
-        await asyncio.sleep(1.2)
-        assert not building.done(), "the service gave up (or connected) while nothing listened"
+        await process.built.start()
+        not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
+        assert await health(address) == not_serving
+        await asyncio.sleep(1.5)
+        assert await health(address) == not_serving
         retries = [
             r for r in caplog.records if r.getMessage() == "database not reachable, retrying"
         ]
         assert retries, "each failed attempt is logged"
         assert all(r.exc_info is None for r in retries)
         assert all(getattr(r, "reason", "") for r in retries)
+        # Its API answers UNAVAILABLE meanwhile, with a retry delay.
+        async with aio.insecure_channel(address) as channel:
+            with pytest.raises(aio.AioRpcError) as refused:
+                await devices_pb2_grpc.DeviceServiceStub(channel).ListDevices(
+                    devices_pb2.ListDevicesRequest(), timeout=5
+                )
+            assert refused.value.code() is grpc.StatusCode.UNAVAILABLE
         async with tcp_proxy(port, (real.host or "127.0.0.1", real.port or 5432)):
-            process = await asyncio.wait_for(building, 20)
-            await process.built.start()
-            try:
-                serving = health_pb2.HealthCheckResponse.SERVING
-                assert await health(address) == serving
-            finally:
-                await process.aclose(grace=0)
+            serving = health_pb2.HealthCheckResponse.SERVING
+            deadline = asyncio.get_running_loop().time() + 20
+            while await health(address) != serving:
+                assert asyncio.get_running_loop().time() < deadline, "never turned SERVING"
+                await asyncio.sleep(0.2)
     finally:
-        building.cancel()
+        await process.aclose(grace=0)
         drop_schema(postgres_url, schema)
 
 
@@ -130,10 +141,9 @@ async def test_a_database_that_never_answers_fails_the_start_clearly(
     caplog.set_level(logging.WARNING, logger="iotkit.db")
     started = asyncio.get_running_loop().time()
 
+    # Auth waits for its database (it holds the signing keys) and gives up clearly.
     with pytest.raises(DatabaseUnavailable) as failure:
-        await build_service(
-            settings, service="chat", metadata=MetaData(), address=f"127.0.0.1:{free_port()}"
-        )
+        await open_database(service="auth", settings=settings, metadata=MetaData())
 
     assert asyncio.get_running_loop().time() - started < 10
     message = str(failure.value)
@@ -152,11 +162,11 @@ def test_the_process_exits_with_one_line_when_its_database_stays_down(
         **os.environ,
         "IOT_DATABASE_URL": on_port(postgres_url, port, password=PASSWORD),
         "IOT_STARTUP_TIMEOUT": "1",
-        "IOT_DEVICES_ADDR": f"127.0.0.1:{free_port()}",
+        "IOT_AUTH_ADDR": f"127.0.0.1:{free_port()}",
         "IOT_DATA_DIR": str(tmp_path),
     }
     done = subprocess.run(
-        [sys.executable, "-m", "services.devices"],
+        [sys.executable, "-m", "services.auth"],
         env=env,
         capture_output=True,
         text=True,
@@ -165,7 +175,7 @@ def test_the_process_exits_with_one_line_when_its_database_stays_down(
     )
     assert done.returncode == 3
     last = done.stderr.strip().splitlines()[-1]
-    assert last.startswith("devices: cannot start: database postgresql")
+    assert last.startswith("auth: cannot start: database postgresql")
     assert "not reachable after" in last
     assert "Traceback" not in done.stderr
     assert PASSWORD not in done.stderr

@@ -46,10 +46,10 @@ MAX_DEVICE_TOKEN_TTL = 3650 * 24 * 3600
 
 SERVICE_SCOPES: dict[str, tuple[str, ...]] = {
     "auth": ("system:read",),
-    "devices": ("tokens:device",),
-    "telemetry": ("devices:activity", "devices:events", "analytics:ingest"),
-    "analytics": (),
-    "chat": (),
+    "devices": ("tokens:device", "sessions:revoked"),
+    "telemetry": ("devices:activity", "devices:events", "analytics:ingest", "sessions:revoked"),
+    "analytics": ("sessions:revoked",),
+    "chat": ("sessions:revoked",),
 }
 """What each of the suite's processes may do with its service token."""
 

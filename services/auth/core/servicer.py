@@ -8,12 +8,13 @@ from grpc import aio
 
 from iot.auth.v1 import auth_pb2, auth_pb2_grpc
 from iotkit.context import current_caller, current_client
-from iotkit.convert import epoch_timestamp
+from iotkit.convert import datetime_field, epoch_timestamp, micros_timestamp, timestamp
 from iotkit.jwks import to_jwk
 from services.auth.core.self_service import SelfService
 from services.auth.core.service import AuthService
 from services.auth.keys import SigningKeys
 from services.auth.messages import login_message, profile_message, user_message
+from services.auth.revocations import RevocationLog
 
 Context: TypeAlias = aio.ServicerContext[Any, Any]
 
@@ -22,11 +23,17 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
     """Each RPC reads its message, calls the service and builds the answer."""
 
     def __init__(
-        self, *, service: AuthService, self_service: SelfService, keys: SigningKeys
+        self,
+        *,
+        service: AuthService,
+        self_service: SelfService,
+        keys: SigningKeys,
+        revocations: RevocationLog,
     ) -> None:
         self._service = service
         self._self_service = self_service
         self._keys = keys
+        self._revocations = revocations
 
     async def Register(
         self, request: auth_pb2.RegisterRequest, context: Context
@@ -121,6 +128,21 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         """The public signing keys."""
         return auth_pb2.Jwks(
             keys=[to_jwk(kid, key) for kid, key in self._keys.public_keys().items()]
+        )
+
+    async def ListRevokedSessions(
+        self, request: auth_pb2.ListRevokedSessionsRequest, context: Context
+    ) -> auth_pb2.RevokedSessions:
+        """Sessions revoked since the cursor, for the services that verify tokens locally."""
+        revocations, cursor = await self._revocations.since(datetime_field(request, "since"))
+        return auth_pb2.RevokedSessions(
+            sessions=[
+                auth_pb2.RevokedSession(
+                    session_id=r.session_id, until=micros_timestamp(int(r.until * 1_000_000))
+                )
+                for r in revocations
+            ],
+            cursor=timestamp(cursor),
         )
 
     async def VerifyEmail(

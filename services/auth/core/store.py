@@ -24,6 +24,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
+    delete,
     func,
     insert,
     literal,
@@ -129,6 +130,17 @@ class RefreshTokenRow(Base):
     issued_at: Mapped[datetime] = mapped_column(UtcDateTime)
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
     used_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+
+class RevocationRow(Base):
+    """A revoked session, kept while its access tokens may be unexpired, for the other
+    services to refuse them (``ListRevokedSessions``). Written in the transaction that
+    revokes, so no revocation is missing from here."""
+
+    __tablename__ = "session_revocations"
+
+    session_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    revoked_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
 
 
 class SigningKeyRow(Base):
@@ -389,7 +401,10 @@ class AuthStore:
                 .where(SessionRow.id == session_id, SessionRow.revoked_at.is_(None))
                 .values(revoked_at=now, revoke_reason=reason)
             )
-            return bool(result.rowcount)  # type: ignore[attr-defined]
+            if not result.rowcount:  # type: ignore[attr-defined]
+                return False
+            session.add(RevocationRow(session_id=session_id, revoked_at=now))
+            return True
 
     async def touch_session(self, *, session_id: str, now: datetime, older_than: datetime) -> None:
         """Stamp a session used, unless it was stamped after ``older_than`` (few writes)."""
@@ -408,16 +423,35 @@ class AuthStore:
         if keep is not None:
             conditions.append(SessionRow.id != keep)
         async with self._sessions.begin() as session:
-            result = await session.execute(
-                update(SessionRow)
-                .where(*conditions, SessionRow.expires_at > now)
-                .values(revoked_at=now, revoke_reason=reason)
+            live = list(
+                await session.scalars(
+                    update(SessionRow)
+                    .where(*conditions, SessionRow.expires_at > now)
+                    .values(revoked_at=now, revoke_reason=reason)
+                    .returning(SessionRow.id)
+                )
             )
-            # Expired ones are dead already; revoke them too, without counting them.
+            # Expired ones are dead already (their tokens too); revoke them without counting.
             await session.execute(
                 update(SessionRow).where(*conditions).values(revoked_at=now, revoke_reason=reason)
             )
-            return int(result.rowcount or 0)  # type: ignore[attr-defined]
+            session.add_all(RevocationRow(session_id=sid, revoked_at=now) for sid in live)
+            return len(live)
+
+    async def revocations_since(self, *, since: datetime) -> list[tuple[str, datetime]]:
+        """Sessions revoked at or after ``since``: id and when, oldest first."""
+        async with self._sessions() as session:
+            rows = await session.execute(
+                select(RevocationRow.session_id, RevocationRow.revoked_at)
+                .where(RevocationRow.revoked_at >= since)
+                .order_by(RevocationRow.revoked_at, RevocationRow.session_id)
+            )
+            return [(sid, at) for sid, at in rows]
+
+    async def purge_revocations(self, *, before: datetime) -> None:
+        """Forget revocations older than ``before`` (their tokens have all expired)."""
+        async with self._sessions.begin() as session:
+            await session.execute(delete(RevocationRow).where(RevocationRow.revoked_at < before))
 
     async def count_active_users(self, *, now: datetime) -> int:
         """Distinct users with an unexpired, unrevoked session."""

@@ -39,6 +39,7 @@ def report_of(process: system_pb2.ProcessStatus) -> ProcessReport:
                 status=d.status,
                 detail=d.detail,
                 latency_ms=d.latency_ms,
+                optional=d.optional,
             )
             for d in process.dependencies
         ),

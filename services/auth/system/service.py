@@ -41,6 +41,8 @@ class Dependency:
     status: str
     detail: str = ""
     latency_ms: float = 0.0
+    optional: bool = False
+    """The process serves all it offers without it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,18 +110,40 @@ def combined(states: Sequence[str]) -> str:
     return DEGRADED
 
 
+def dependency_effect(dependency: Dependency) -> str:
+    """What a dependency's state does to its process: a database that is down takes the
+    whole process down; any other dependency that is down takes away only what needs
+    it (degraded); an optional one takes nothing away."""
+    if dependency.optional or dependency.status == HEALTHY:
+        return HEALTHY
+    if dependency.status == DOWN and dependency.name != "database":
+        return DEGRADED
+    return dependency.status
+
+
 def service_state(service: str, process: ProcessReport) -> ServiceState:
-    """A service that answered its diagnostics: its dependencies' worst state, or no_api
-    when they are fine and it serves nothing of its own."""
+    """A service that answered its diagnostics: what its dependencies take away from it,
+    or no_api when they are fine and it serves nothing of its own."""
     failing = [d for d in process.dependencies if d.status != HEALTHY]
     if not failing and not process.apis:
         return ServiceState(service=service, status=NO_API, message=NO_API_MESSAGE)
     return ServiceState(
         service=service,
-        status=worst([d.status for d in failing]),
+        status=worst([dependency_effect(d) for d in failing]),
         apis=process.apis,
-        message=", ".join(f"{d.name} {d.status}" for d in failing),
+        message=", ".join(
+            f"{d.name} {d.status}" + (" (not needed)" if d.optional else "") for d in failing
+        ),
     )
+
+
+async def _active_users(count: Callable[[], Awaitable[int]]) -> int:
+    """The count of users with a live session, or 0 when auth's database cannot tell
+    (the database's own entry says it is down)."""
+    try:
+        return await count()
+    except Exception:  # the status answers whatever is down, never an error
+        return 0
 
 
 class SystemStatusService:
@@ -157,7 +181,7 @@ class SystemStatusService:
         remote, local, active_users = await asyncio.gather(
             asyncio.gather(*(self._remote(name, probe) for name, probe in self._remotes.items())),
             self._local(),
-            self._active_users(),
+            _active_users(self._active_users),
         )
         service_states = [service_state("auth", local)]
         processes = [local]

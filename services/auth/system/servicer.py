@@ -21,6 +21,7 @@ def dependency_message(dependency: Dependency) -> system_pb2.DependencyStatus:
         status=dependency.status,
         detail=dependency.detail,
         latency_ms=dependency.latency_ms,
+        optional=dependency.optional,
     )
 
 
