@@ -45,6 +45,7 @@ class StoredChunk:
     device_type: str
     metric_name: str
     sampling_rate: int
+    sampling_period_us: int
     data: bytes
 
 
@@ -78,6 +79,7 @@ def request_of(chunks: Sequence[StoredChunk]) -> analytics_pb2.AnalysisRequest:
                 device_type=chunk.device_type,
                 metric_name=chunk.metric_name,
                 sampling_rate=chunk.sampling_rate,
+                sampling_period_us=chunk.sampling_period_us,
                 timestamps=timestamps.tolist(),
                 values=values.tolist(),
             )

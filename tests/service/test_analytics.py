@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import grpc
 import numpy as np
 import pytest
-from google.protobuf import timestamp_pb2
+from google.protobuf import duration_pb2, timestamp_pb2
 
 from iot.analytics.v1 import analytics_pb2, analytics_pb2_grpc
 from iot.auth.v1 import auth_pb2, auth_pb2_grpc
@@ -21,6 +21,7 @@ from iot.devices.v1 import devices_pb2, devices_pb2_grpc
 from iot.telemetry.v1 import telemetry_pb2, telemetry_pb2_grpc
 from iotkit.config import PLACEHOLDER_SECRET
 from iotkit.errors import violations_of
+from services.analytics.analytics.detectors import BatchResult, Float64s, Int64s, StreamDetector
 from services.telemetry import wiring as telemetry_wiring
 from tests.conftest import Backend, Suite, start_suite
 from tests.support import bearer, new_user
@@ -561,3 +562,58 @@ async def test_a_decommissioned_devices_anomalies_are_gone(env: Env) -> None:
     assert not watcher.done()
     watcher.cancel()
     assert {a.device_id for a in await anomalies_of(env, owner)} == {kept}
+
+
+async def test_the_detector_is_given_each_streams_expected_interval(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    periods: list[float] = []
+    process = StreamDetector.process
+
+    def spy(
+        self: StreamDetector, timestamps: Int64s, values: Float64s, *, sampling_period_us: float
+    ) -> BatchResult:
+        periods.append(sampling_period_us)
+        return process(self, timestamps, values, sampling_period_us=sampling_period_us)
+
+    monkeypatch.setattr(StreamDetector, "process", spy)
+    owner, owner_id = await user(env)
+    ts, vs = signal(100)
+    only_rate = chunk(1, str(uuid.uuid4()), owner_id, ts, vs)
+    only_rate.sampling_rate = 4  # a sender from before sampling_period_us
+    only_period = chunk(2, str(uuid.uuid4()), owner_id, ts, vs)
+    only_period.sampling_rate, only_period.sampling_period_us = 0, 300_000_000
+    await analyze(env, [analytics_pb2.AnalysisRequest(chunks=[only_rate, only_period])])
+    assert periods == [250_000.0, 300_000_000.0]
+
+    # End to end: the period a stream is created with reaches its detector through telemetry.
+    device = await env.devices.RegisterDevice(
+        devices_pb2.RegisterDeviceRequest(name="tank", type="temperature"), metadata=owner
+    )
+    created = await env.telemetry.CreateStream(
+        telemetry_pb2.CreateStreamRequest(
+            device_id=device.device_id,
+            metric_name="level",
+            sampling_period=duration_pb2.Duration(seconds=90),
+        ),
+        metadata=owner,
+    )
+    assert created.sampling_rate == 0
+    await env.telemetry.UploadReadings(
+        telemetry_pb2.UploadReadingsRequest(
+            device_id=device.device_id,
+            metric_name="level",
+            readings=[
+                telemetry_pb2.Reading(
+                    timestamp=timestamp_pb2.Timestamp(seconds=t // SECOND), value=v
+                )
+                for t, v in zip(ts[:10], vs[:10], strict=True)
+            ],
+        ),
+        metadata=owner,
+    )
+    for _ in range(100):
+        if 90_000_000.0 in periods:
+            break
+        await asyncio.sleep(0.1)
+    assert periods[2:] == [90_000_000.0]

@@ -84,6 +84,13 @@ def detector_message(detector: Detector) -> analytics_pb2.Detector:
     )
 
 
+def _period_us(chunk: analytics_pb2.StreamChunk) -> float:
+    """A chunk's expected interval; a sender from before the period gives only the rate."""
+    if chunk.sampling_period_us > 0:
+        return float(chunk.sampling_period_us)
+    return 1e6 / chunk.sampling_rate if chunk.sampling_rate else 0.0
+
+
 class AnalyticsServicer(analytics_pb2_grpc.AnalyticsServiceServicer):
     """Each RPC reads its message, calls the services and builds the answer."""
 
@@ -112,7 +119,7 @@ class AnalyticsServicer(analytics_pb2_grpc.AnalyticsServiceServicer):
                     device_id=chunk.device_id,
                     owner_id=chunk.owner_id,
                     device_type=chunk.device_type,
-                    sampling_period_us=1e6 / chunk.sampling_rate if chunk.sampling_rate else 0.0,
+                    sampling_period_us=_period_us(chunk),
                     timestamps=np.fromiter(
                         chunk.timestamps, dtype=np.int64, count=len(chunk.timestamps)
                     ),

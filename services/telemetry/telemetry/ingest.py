@@ -410,6 +410,7 @@ class IngestService:
                 metric_name=target.metric_name,
                 device_type=target.device_type,
                 sampling_rate=0,
+                sampling_period_us=0,
                 retention_days=0,
                 created_at=self._clock().astimezone(UTC),
                 readings_count=0,

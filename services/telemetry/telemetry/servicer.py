@@ -10,7 +10,14 @@ from grpc import aio
 
 from iot.telemetry.v1 import telemetry_pb2, telemetry_pb2_grpc
 from iotkit.context import current_caller
-from iotkit.convert import datetime_field, micros, micros_timestamp, timestamp
+from iotkit.convert import (
+    datetime_field,
+    duration_micros,
+    micros,
+    micros_duration,
+    micros_timestamp,
+    timestamp,
+)
 from iotkit.listing import pagination
 from services.telemetry.telemetry.ingest import BatchResult, EntryIn, IngestService
 from services.telemetry.telemetry.service import StreamService
@@ -26,6 +33,7 @@ def stream_message(stream: Stream) -> telemetry_pb2.SensorStream:
         device_id=stream.device_id,
         metric_name=stream.metric_name,
         sampling_rate=stream.sampling_rate,
+        sampling_period=micros_duration(stream.sampling_period_us),
         created_at=timestamp(stream.created_at),
         retention_days=stream.retention_days,
         last_seen_at=micros_timestamp(stream.last_ts) if stream.last_ts is not None else None,
@@ -120,6 +128,7 @@ class TelemetryServicer(telemetry_pb2_grpc.TelemetryServiceServicer):
             device_id=request.device_id,
             metric_name=request.metric_name,
             sampling_rate=request.sampling_rate,
+            sampling_period_us=duration_micros(request, "sampling_period"),
             retention_days=request.retention_days,
         )
         return stream_message(stream)
@@ -160,6 +169,7 @@ class TelemetryServicer(telemetry_pb2_grpc.TelemetryServiceServicer):
             stream_id=request.stream_id,
             sampling_rate=request.sampling_rate if request.HasField("sampling_rate") else None,
             retention_days=request.retention_days if request.HasField("retention_days") else None,
+            sampling_period_us=duration_micros(request, "sampling_period"),
         )
         return stream_message(stream)
 
