@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -588,7 +589,7 @@ async def test_the_detector_is_given_each_streams_expected_interval(
 
     # End to end: the period a stream is created with reaches its detector through telemetry.
     device = await env.devices.RegisterDevice(
-        devices_pb2.RegisterDeviceRequest(name="tank", type="temperature"), metadata=owner
+        devices_pb2.RegisterDeviceRequest(name="tank", type="generic"), metadata=owner
     )
     created = await env.telemetry.CreateStream(
         telemetry_pb2.CreateStreamRequest(
@@ -617,3 +618,9 @@ async def test_the_detector_is_given_each_streams_expected_interval(
             break
         await asyncio.sleep(0.1)
     assert periods[2:] == [90_000_000.0]
+    # A generic device's stream has no physical bounds.
+    detector = await env.analytics.GetDetector(
+        analytics_pb2.GetDetectorRequest(stream_id=created.stream_id), metadata=owner
+    )
+    assert detector.device_type == "generic"
+    assert (detector.min_value, detector.max_value) == (-math.inf, math.inf)
