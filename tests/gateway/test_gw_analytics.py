@@ -121,7 +121,11 @@ async def test_a_spike_arrives_live_and_is_reviewed(
         "raw_value",
         "confidence_score",
         "status",
+        "known_at",
+        "found_at",
     }
+    # A spike is known with its own reading; the event watched says the same.
+    assert anomaly["known_at"] == anomaly["detected_at"] == event["known_at"]
     confirmed = await client.patch(
         f"/v1/anomalies/{anomaly['anomaly_id']}", headers=owner, json={"status": "confirmed"}
     )
@@ -135,9 +139,9 @@ async def test_a_spike_arrives_live_and_is_reviewed(
 
     export = await client.get("/v1/anomalies/export", headers=owner, params={"format": "csv"})
     assert export.status_code == 200 and export.headers["content-type"].startswith("text/csv")
-    assert export.text.splitlines()[0].startswith(
-        "anomaly_id,stream_id,device_id,detected_at,anomaly_type"
-    )
+    header = export.text.splitlines()[0]
+    assert header.startswith("anomaly_id,stream_id,device_id,detected_at,anomaly_type")
+    assert header.endswith(",known_at")
     assert anomaly["anomaly_id"] in export.text
 
     stranger = await rest_user(client)

@@ -4,11 +4,13 @@ correlations and exports, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import json
 import math
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import grpc
@@ -22,7 +24,13 @@ from iot.devices.v1 import devices_pb2, devices_pb2_grpc
 from iot.telemetry.v1 import telemetry_pb2, telemetry_pb2_grpc
 from iotkit.config import PLACEHOLDER_SECRET
 from iotkit.errors import violations_of
-from services.analytics.analytics.detectors import BatchResult, Float64s, Int64s, StreamDetector
+from services.analytics.analytics.detectors import (
+    BatchResult,
+    Finding,
+    Float64s,
+    Int64s,
+    StreamDetector,
+)
 from services.telemetry import wiring as telemetry_wiring
 from tests.conftest import Backend, Suite, start_suite
 from tests.support import bearer, new_user
@@ -624,3 +632,116 @@ async def test_the_detector_is_given_each_streams_expected_interval(
     )
     assert detector.device_type == "generic"
     assert (detector.min_value, detector.max_value) == (-math.inf, math.inf)
+
+
+def fake_detector(
+    monkeypatch: pytest.MonkeyPatch,
+    findings: Callable[[Int64s], list[Finding]],
+    scores: Callable[[Int64s, Float64s], Float64s] | None = None,
+) -> None:
+    """Analysis runs a detector that answers ``findings`` and ``scores`` of each batch."""
+
+    def process(
+        self: StreamDetector, timestamps: Int64s, values: Float64s, *, sampling_period_us: float
+    ) -> BatchResult:
+        scored = scores(timestamps, values) if scores else np.zeros(timestamps.size)
+        return BatchResult(findings(timestamps), timestamps, scored)
+
+    monkeypatch.setattr(StreamDetector, "process", process)
+
+
+async def test_an_anomaly_says_when_it_could_be_known(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    owner, owner_id = await user(env)
+    stream = str(uuid.uuid4())
+    ts, vs = signal(100)
+    # A run stuck from reading 10, known to be one at reading 40; a spike known at once.
+    fake_detector(
+        monkeypatch,
+        lambda t: [
+            Finding("flatline", int(t[10]), 21.0, 0.9, 21.0, found_us=int(t[40])),
+            Finding("spike", int(t[60]), 30.0, 0.8, 21.0),
+        ],
+    )
+    watch = env.analytics.WatchAnomalies(
+        analytics_pb2.WatchAnomaliesRequest(stream_id=stream), metadata=owner
+    )
+    first = asyncio.create_task(watch.read())
+    await asyncio.sleep(0.2)
+    await analyze(env, [analytics_pb2.AnalysisRequest(chunks=[chunk(1, stream, owner_id, ts, vs)])])
+    watched = await asyncio.wait_for(first, 5)
+    watch.cancel()
+    assert (watched.detected_at.ToMicroseconds(), watched.known_at.ToMicroseconds()) == (
+        ts[10],
+        ts[40],
+    )
+
+    listed = await env.analytics.ListAnomalies(
+        analytics_pb2.ListAnomaliesRequest(stream_id=stream), metadata=owner
+    )
+    known = {
+        a.anomaly_type: (a.detected_at.ToMicroseconds(), a.known_at.ToMicroseconds())
+        for a in listed.anomalies
+    }
+    assert known == {"flatline": (ts[10], ts[40]), "spike": (ts[60], ts[60])}
+    flatline = next(a for a in listed.anomalies if a.anomaly_type == "flatline")
+    got = await env.analytics.GetAnomaly(
+        analytics_pb2.GetAnomalyRequest(anomaly_id=flatline.anomaly_id), metadata=owner
+    )
+    assert got.known_at.ToMicroseconds() == ts[40]
+    assert got.found_at.ToMicroseconds() > got.known_at.ToMicroseconds()
+
+    def iso(micros: int) -> str:
+        return timestamp_pb2.Timestamp(seconds=micros // SECOND).ToJsonString()
+
+    for fmt in ("csv", "json"):
+        body = b"".join(
+            [
+                p.data
+                async for p in env.analytics.ExportAnomalies(
+                    analytics_pb2.ExportRequest(format=fmt, stream_id=stream), metadata=owner
+                )
+            ]
+        ).decode()
+        records = list(csv.DictReader(io.StringIO(body))) if fmt == "csv" else json.loads(body)
+        exported = {r["anomaly_type"]: (r["detected_at"], r["known_at"]) for r in records}
+        assert exported == {
+            "flatline": (iso(ts[10]), iso(ts[40])),
+            "spike": (iso(ts[60]), iso(ts[60])),
+        }, fmt
+
+
+async def test_anomalies_stored_before_known_at_show_their_detected_at(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    owner, owner_id = await user(env)
+    stream = str(uuid.uuid4())
+    ts, vs = signal(600, spike_at=500)
+    await analyze(env, [analytics_pb2.AnalysisRequest(chunks=[chunk(1, stream, owner_id, ts, vs)])])
+    await env.suite.stop("analytics")
+    # The anomalies table as it was before the column.
+    env.backend.sql("analytics", "ALTER TABLE anomalies DROP COLUMN known_us")
+    from services.analytics.wiring import build
+
+    restarted = await build(
+        env.suite.settings,
+        address=env.suite.address("analytics"),
+        schema=env.backend.schema("analytics"),
+    )
+    await restarted.built.start()
+    env.suite.processes["analytics"] = restarted
+    (spike,) = await anomalies_of(env, owner)
+    assert spike.known_at == spike.detected_at and spike.detected_at.ToMicroseconds() == ts[500]
+    # New anomalies are stored with theirs.
+    fake_detector(
+        monkeypatch,
+        lambda t: [Finding("gap", int(t[0]), 21.0, 0.9, 0.0, found_us=int(t[1]))],
+    )
+    later, later_vs = signal(10, start=ts[-1] + SECOND)
+    await analyze(
+        env,
+        [analytics_pb2.AnalysisRequest(chunks=[chunk(2, stream, owner_id, later, later_vs)])],
+    )
+    gap = next(a for a in await anomalies_of(env, owner) if a.anomaly_type == "gap")
+    assert (gap.detected_at.ToMicroseconds(), gap.known_at.ToMicroseconds()) == (later[0], later[1])

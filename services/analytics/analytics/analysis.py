@@ -117,6 +117,7 @@ class AnalysisService:
                         device_id=chunk.device_id,
                         owner_id=chunk.owner_id,
                         detected_us=f.timestamp_us,
+                        known_us=f.found_us or f.timestamp_us,
                         anomaly_type=f.anomaly_type,
                         raw_value=f.raw_value,
                         expected_value=f.expected_value,

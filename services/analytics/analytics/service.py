@@ -55,6 +55,7 @@ ANOMALY_COLUMNS = (
     "reviewed_by",
     "reviewed_at",
     "review_note",
+    "known_at",  # last, so that a reader of the columns before it by position is unchanged
 )
 CORRELATION_COLUMNS = (
     "correlation_id",
@@ -136,6 +137,7 @@ def anomaly_record(row: Anomaly) -> dict[str, object]:
         "reviewed_by": row.reviewed_by or "",
         "reviewed_at": iso(row.reviewed_at),
         "review_note": row.review_note,
+        "known_at": iso_us(row.known_us),
     }
 
 

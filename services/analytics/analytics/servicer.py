@@ -41,6 +41,7 @@ def anomaly_message(row: Anomaly) -> analytics_pb2.Anomaly:
         review_note=row.review_note,
         expected_value=row.expected_value,
         found_at=timestamp(row.found_at),
+        known_at=micros_timestamp(row.known_us),
     )
 
 

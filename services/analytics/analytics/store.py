@@ -69,6 +69,9 @@ class AnomalyRow(Base):
     device_id: Mapped[str] = mapped_column(String(36), index=True)
     owner_id: Mapped[str] = mapped_column(String(36))
     detected_us: Mapped[int] = mapped_column(BigInteger)
+    # Added after anomalies first shipped: NULL in a row from before (see
+    # iotkit.db.add_missing_columns), shown as detected_us, the best there is to say.
+    known_us: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     anomaly_type: Mapped[str] = mapped_column(String(16))
     raw_value: Mapped[float] = mapped_column(Float)
     expected_value: Mapped[float] = mapped_column(Float)
@@ -81,7 +84,10 @@ class AnomalyRow(Base):
 
     def to_value(self) -> Anomaly:
         """The anomaly as a domain value."""
-        return Anomaly(**_columns(self))
+        columns = _columns(self)
+        if columns["known_us"] is None:
+            columns["known_us"] = self.detected_us
+        return Anomaly(**columns)
 
 
 class CorrelationRow(Base):

@@ -22,7 +22,8 @@ class Anomaly:
     stream_id: str
     device_id: str
     owner_id: str
-    detected_us: int
+    detected_us: int  # the reading it is about (a stuck run's or a gap's start)
+    known_us: int  # the reading with which the detector could know it
     anomaly_type: str
     raw_value: float
     expected_value: float
