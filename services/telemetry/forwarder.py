@@ -21,8 +21,8 @@ from typing import Protocol
 from grpc import aio
 
 from iot.analytics.v1 import analytics_pb2, analytics_pb2_grpc
+from iotkit.codec import decode
 from iotkit.service_tokens import ServiceTokenSource
-from services.telemetry.telemetry.codec import decode
 
 log = logging.getLogger(__name__)
 

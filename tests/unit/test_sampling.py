@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from iotkit.codec import encode
 from iotkit.validation import Violations
 from services.telemetry.forwarder import StoredChunk, request_of
-from services.telemetry.telemetry.codec import encode
 from services.telemetry.telemetry.sampling import (
     MAX_SAMPLING_RATE,
     PERIOD_MAX_US,

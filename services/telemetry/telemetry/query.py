@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from services.telemetry.telemetry.codec import Float64s, Int64s, decode_many
+from iotkit.codec import Float64s, Int64s, decode_many
 from services.telemetry.telemetry.store import TelemetryStore
 
 NORMALIZATIONS = ("none", "min_max", "z_score")

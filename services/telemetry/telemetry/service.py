@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from iotkit import reasons
+from iotkit.codec import Float64s, Int64s
 from iotkit.context import Caller
 from iotkit.convert import epoch_micros
 from iotkit.device_access import DeviceAccessClient
@@ -22,7 +23,6 @@ from iotkit.listing import LIMIT_MAX, PageRequest, check_page
 from iotkit.sqltypes import utcnow
 from iotkit.validation import Violations, check_uuid
 from services.telemetry.telemetry import query
-from services.telemetry.telemetry.codec import Float64s, Int64s
 from services.telemetry.telemetry.ingest import METRIC_NAME, IngestService, too_many_streams
 from services.telemetry.telemetry.sampling import IRREGULAR, check_sampling
 from services.telemetry.telemetry.store import TelemetryStore
