@@ -39,12 +39,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from iotkit.listing import fetch_page
-from iotkit.sqltypes import UtcDateTime
+from iotkit.sqltypes import SEQUENCE, UtcDateTime
 from services.telemetry.forwarder import StoredChunk
 from services.telemetry.telemetry.sampling import period_of_rate
 from services.telemetry.telemetry.values import Stream
-
-SEQUENCE = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class Base(DeclarativeBase):
