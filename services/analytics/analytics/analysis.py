@@ -23,7 +23,7 @@ from iotkit.validation import Violations, check_uuid
 from services.analytics.analytics.detectors import DetectorState, StreamDetector
 from services.analytics.analytics.hub import AnomalyHub
 from services.analytics.analytics.store import AnalyticsStore
-from services.analytics.analytics.values import Anomaly, Checkpoint, Detector
+from services.analytics.analytics.values import Anomaly, Checkpoint, Detector, ScoreSeries
 
 MAX_THRESHOLD_FACTOR = 3.0
 DISMISS_STEP, CONFIRM_STEP = 1.1, 1.05
@@ -96,6 +96,7 @@ class AnalysisService:
             now = self._clock()
             working: dict[str, _Detector] = {}
             found: list[Anomaly] = []
+            scored: list[ScoreSeries] = []
             # Chunks telemetry read before it purged a decommissioned device may still arrive.
             retired = await self._store.retired_among(device_ids={c.device_id for c in chunks})
             for chunk in chunks:
@@ -110,6 +111,9 @@ class AnalysisService:
                 )
                 findings = result.findings
                 detector.position = chunk.position
+                scored.append(
+                    ScoreSeries(chunk.stream_id, chunk.device_id, result.timestamps, result.scores)
+                )
                 found += [
                     Anomaly(
                         id=str(uuid.uuid4()),
@@ -134,7 +138,9 @@ class AnalysisService:
             for detector in working.values():
                 detector.updated_at = now
                 checkpoints.append(detector.checkpoint())
-            stored = await self._store.commit_analysis(detectors=checkpoints, anomalies=found)
+            stored = await self._store.commit_analysis(
+                detectors=checkpoints, anomalies=found, scores=scored
+            )
             # Only now, with everything durable, does the cache move on.
             self._cache.update(working)
         self._hub.publish(stored)

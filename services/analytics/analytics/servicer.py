@@ -209,6 +209,24 @@ class AnalyticsServicer(analytics_pb2_grpc.AnalyticsServiceServicer):
             await self._detectors.get(caller=current_caller(), stream_id=request.stream_id)
         )
 
+    async def GetScores(
+        self, request: analytics_pb2.GetScoresRequest, context: Context
+    ) -> analytics_pb2.GetScoresResponse:
+        """Scores of a stream's readings over a range."""
+        found = await self._detectors.scores(
+            caller=current_caller(),
+            stream_id=request.stream_id,
+            start=datetime_field(request, "start"),
+            end=datetime_field(request, "end"),
+            limit=request.limit,
+        )
+        return analytics_pb2.GetScoresResponse(
+            stream_id=request.stream_id,
+            timestamps_us=found.timestamps.tolist(),
+            scores=found.scores.tolist(),
+            next_start=micros_timestamp(found.next_us) if found.next_us is not None else None,
+        )
+
     async def UpdateDetector(
         self, request: analytics_pb2.UpdateDetectorRequest, context: Context
     ) -> analytics_pb2.Detector:
