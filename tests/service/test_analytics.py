@@ -4,6 +4,7 @@ correlations and exports, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import io
 import json
@@ -23,7 +24,7 @@ from iot.auth.v1 import auth_pb2, auth_pb2_grpc
 from iot.devices.v1 import devices_pb2, devices_pb2_grpc
 from iot.telemetry.v1 import telemetry_pb2, telemetry_pb2_grpc
 from iotkit.config import PLACEHOLDER_SECRET
-from iotkit.errors import violations_of
+from iotkit.errors import reason_of, violations_of
 from services.analytics.analytics.detectors import (
     BatchResult,
     Finding,
@@ -745,3 +746,134 @@ async def test_anomalies_stored_before_known_at_show_their_detected_at(
     )
     gap = next(a for a in await anomalies_of(env, owner) if a.anomaly_type == "gap")
     assert (gap.detected_at.ToMicroseconds(), gap.known_at.ToMicroseconds()) == (later[0], later[1])
+
+
+def score_of_value(timestamps: Int64s, values: Float64s) -> Float64s:
+    """A detector's score that tells readings apart: |value - 21| / 10, at most 1."""
+    return np.minimum(np.abs(values - 21.0) / 10.0, 1.0)
+
+
+def fake_scoring(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Analysis scores each reading ``score_of_value`` and finds nothing."""
+
+    def process(
+        self: StreamDetector, timestamps: Int64s, values: Float64s, *, sampling_period_us: float
+    ) -> BatchResult:
+        return BatchResult([], timestamps, score_of_value(timestamps, values))
+
+    monkeypatch.setattr(StreamDetector, "process", process)
+
+
+async def test_scores_are_stored_and_shown_to_the_streams_owner(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_scoring(monkeypatch)
+    owner, owner_id = await user(env)
+    stream = str(uuid.uuid4())
+    ts, vs = signal(600, spike_at=300)
+    await analyze(
+        env,
+        [
+            analytics_pb2.AnalysisRequest(chunks=[chunk(1, stream, owner_id, ts[:400], vs[:400])]),
+            analytics_pb2.AnalysisRequest(chunks=[chunk(2, stream, owner_id, ts[400:], vs[400:])]),
+        ],
+    )
+    expected = score_of_value(np.array(ts), np.array(vs))
+    assert expected.max() > 0.8  # the spike
+
+    got = await env.analytics.GetScores(
+        analytics_pb2.GetScoresRequest(stream_id=stream, limit=600), metadata=owner
+    )
+    assert list(got.timestamps_us) == ts and not got.HasField("next_start")
+    assert np.abs(np.array(got.scores) - expected).max() <= 0.5 / 65535
+
+    page = await env.analytics.GetScores(
+        analytics_pb2.GetScoresRequest(
+            stream_id=stream,
+            start=timestamp_pb2.Timestamp(seconds=ts[100] // SECOND),
+            end=timestamp_pb2.Timestamp(seconds=ts[500] // SECOND),
+            limit=150,
+        ),
+        metadata=owner,
+    )
+    assert list(page.timestamps_us) == ts[100:250]
+    assert page.next_start.ToMicroseconds() == ts[250]
+
+    stranger, _ = await user(env)
+    for who, asked in ((stranger, stream), (owner, str(uuid.uuid4()))):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await env.analytics.GetScores(
+                analytics_pb2.GetScoresRequest(stream_id=asked), metadata=who
+            )
+        assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+        assert reason_of(caught.value) == "STREAM_NOT_FOUND"
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await env.analytics.GetScores(
+            analytics_pb2.GetScoresRequest(stream_id=stream, limit=2_000_000), metadata=owner
+        )
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert [v.field for v in violations_of(caught.value)] == ["limit"]
+
+    # Telemetry tells analytics of a decommissioned device: its scores go.
+    forgotten = await env.analytics.ForgetDevice(
+        analytics_pb2.ForgetDeviceRequest(device_id=stream), metadata=await as_telemetry(env)
+    )
+    assert forgotten.anomalies_removed == 0
+    assert env.backend.sql("analytics", "SELECT count(*) FROM scores") == [(0,)]
+
+
+async def test_charts_carry_each_points_peak_score(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_scoring(monkeypatch)
+    owner, _ = await user(env)
+    device_id = await device_with_spike(env, owner, spike_at=300)
+    listed = await env.telemetry.ListStreams(
+        telemetry_pb2.ListStreamsRequest(device_id=device_id), metadata=owner
+    )
+    stream_id = listed.streams[0].stream_id
+    ts, vs = signal(600, spike_at=300)
+    expected = score_of_value(np.array(ts), np.array(vs))
+    for _ in range(100):  # telemetry forwards stored readings to analytics in the background
+        with contextlib.suppress(grpc.aio.AioRpcError):
+            got = await env.analytics.GetScores(
+                analytics_pb2.GetScoresRequest(stream_id=stream_id), metadata=owner
+            )
+            if len(got.timestamps_us) == 600:
+                break
+        await asyncio.sleep(0.1)
+
+    async def chart(**asked: object) -> telemetry_pb2.SensorDataResponse:
+        return await env.telemetry.GetStreamData(
+            telemetry_pb2.GetStreamDataRequest(
+                stream_id=stream_id,
+                start=timestamp_pb2.Timestamp(seconds=ts[0] // SECOND),
+                **asked,
+            ),
+            metadata=owner,
+        )
+
+    raw = await chart(include_scores=True)
+    assert raw.scores_available and raw.downsampling == "raw" and len(raw.data) == 600
+    shown = np.array([p.anomaly_score for p in raw.data])
+    assert all(p.HasField("anomaly_score") for p in raw.data)
+    assert np.abs(shown - expected).max() <= 0.5 / 65535
+
+    # Zoomed out, a point carries the highest score of its bucket: the spike's stays.
+    zoomed = await chart(include_scores=True, max_points=20)
+    assert zoomed.downsampled and zoomed.scores_available
+    peaks = [p.anomaly_score for p in zoomed.data]
+    assert max(peaks) == pytest.approx(expected.max(), abs=1e-4)
+    spike_at = ts[300]
+    bucket = [p for p in zoomed.data if p.value == vs[300]]
+    assert bucket and bucket[0].timestamp.ToMicroseconds() == spike_at
+
+    plain = await chart()
+    assert not plain.scores_available
+    assert not any(p.HasField("anomaly_score") for p in plain.data)
+
+    # Analytics away: the chart is answered all the same, without scores, and says so.
+    await env.suite.stop("analytics")
+    away = await chart(include_scores=True)
+    assert not away.scores_available and len(away.data) == 600
+    assert not any(p.HasField("anomaly_score") for p in away.data)

@@ -727,3 +727,23 @@ async def test_a_database_from_before_sampling_periods_still_starts(env: Env) ->
         metadata=ann,
     )
     assert (changed.sampling_rate, changed.sampling_period.ToMicroseconds()) == (0, 2_000_000)
+
+
+async def test_a_chart_asked_with_scores_is_answered_without_analytics(env: Env) -> None:
+    # This suite runs no analytics: the scores cannot be had, the data can.
+    ann = await user(env)
+    sensor = await device(env, ann)
+    timestamps, values = series(50)
+    await stream(env, ann, [batch(1, sensor.device_id, timestamps, values)])
+    listed = await env.telemetry.ListStreams(
+        telemetry_pb2.ListStreamsRequest(device_id=sensor.device_id), metadata=ann
+    )
+    data = await env.telemetry.GetStreamData(
+        telemetry_pb2.GetStreamDataRequest(
+            stream_id=listed.streams[0].stream_id, include_scores=True
+        ),
+        metadata=ann,
+    )
+    assert [p.value for p in data.data] == values and data.stats.count == 50
+    assert not data.scores_available
+    assert not any(p.HasField("anomaly_score") for p in data.data)

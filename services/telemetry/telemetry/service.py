@@ -3,7 +3,9 @@
 Access is the device's: a user reads and writes the streams of their own
 devices (as the devices service decides); another user's stream is "not found".
 A decommissioned device's streams are purged, and analytics told, by
-:meth:`StreamService.purge_device`.
+:meth:`StreamService.purge_device`. Charts may carry analytics' anomaly scores,
+asked with the caller's token: when analytics cannot answer, the chart is
+answered without them.
 """
 
 from __future__ import annotations
@@ -44,6 +46,17 @@ class PurgeListener(Protocol):
         ...
 
 
+class ScoreSource(Protocol):
+    """Analytics' scores of a stream, asked with the caller's token (over gRPC, in a process)."""
+
+    async def scores(
+        self, *, token: str, stream_id: str, start_us: int, end_us: int
+    ) -> tuple[Int64s, Float64s] | None:
+        """Scores of the readings in [start_us, end_us), by time (empty when analytics has
+        none yet); None when analytics could not be asked or refused."""
+        ...
+
+
 class StreamService:
     """Stream management and range queries."""
 
@@ -54,12 +67,14 @@ class StreamService:
         ingest: IngestService,
         access: DeviceAccessClient,
         analytics: PurgeListener,
+        scores: ScoreSource | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._store = store
         self._ingest = ingest
         self._access = access
         self._analytics = analytics
+        self._scores = scores
         self._clock = clock
 
     async def create(
@@ -187,8 +202,13 @@ class StreamService:
         end: datetime | None,
         max_points: int,
         normalization: str,
+        include_scores: bool = False,
     ) -> tuple[Stream, int, int, query.Series]:
-        """A chart of a range: the stream, the range answered (µs) and the series."""
+        """A chart of a range: the stream, the range answered (µs) and the series.
+
+        With ``include_scores`` the series carries analytics' scores (``scores``
+        None when analytics could not give them).
+        """
         violations = Violations()
         max_points = max_points or query.MAX_POINTS_DEFAULT
         if not 2 <= max_points <= query.MAX_POINTS_LIMIT:
@@ -206,11 +226,24 @@ class StreamService:
         timestamps, values = await query.read_range(
             self._store, stream_id=stream.id, start=low, end=high
         )
+        scores = None
+        if include_scores and self._scores is not None:
+            found = await self._scores.scores(
+                token=token, stream_id=stream.id, start_us=low, end_us=high
+            )
+            if found is not None:
+                scores = query.scores_at(timestamps, *found)
         return (
             stream,
             low,
             high,
-            query.series(timestamps, values, max_points=max_points, normalization=normalization),
+            query.series(
+                timestamps,
+                values,
+                max_points=max_points,
+                normalization=normalization,
+                scores=scores,
+            ),
         )
 
     async def read(

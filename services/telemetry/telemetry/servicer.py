@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator
 from typing import Any, TypeAlias
 
@@ -186,13 +187,17 @@ class TelemetryServicer(telemetry_pb2_grpc.TelemetryServiceServicer):
             end=datetime_field(request, "end"),
             max_points=request.max_points,
             normalization=request.normalization,
+            include_scores=request.include_scores,
         )
-        normalized = series.normalized
+        normalized = None if series.normalized is None else series.normalized.tolist()
+        scores = None if series.scores is None else series.scores.tolist()
         points = [
             telemetry_pb2.DataPoint(
                 timestamp=micros_timestamp(int(ts)),
                 value=float(value),
-                normalized_value=float(normalized[i]) if normalized is not None else None,
+                normalized_value=normalized[i] if normalized is not None else None,
+                # NaN is "no score": the field is left out.
+                anomaly_score=None if scores is None or math.isnan(scores[i]) else scores[i],
             )
             for i, (ts, value) in enumerate(
                 zip(series.timestamps.tolist(), series.values.tolist(), strict=True)
@@ -217,6 +222,7 @@ class TelemetryServicer(telemetry_pb2_grpc.TelemetryServiceServicer):
             downsampled=series.downsampled,
             downsampling="min_max" if series.downsampled else "raw",
             normalization=request.normalization.lower() or "none",
+            scores_available=series.scores is not None,
         )
 
     async def ReadStream(
