@@ -1,10 +1,11 @@
-"""Analysis of forwarded chunks: run each stream's detector, checkpoint, store anomalies.
+"""Analysis of forwarded chunks: run each stream's detector, checkpoint, store anomalies
+and scores.
 
 Chunks arrive in telemetry's position order. A chunk at or below a stream's
 stored position was analysed before (a resend after a restart) and is
-skipped, so nothing is analysed twice into a second anomaly. Detector state,
-positions and anomalies of a request are stored in one transaction before
-the request is acknowledged.
+skipped, so nothing is analysed twice into a second anomaly or score. Detector
+state, positions, anomalies and the readings' scores of a request are stored
+in one transaction before the request is acknowledged.
 """
 
 from __future__ import annotations
