@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from google.protobuf import struct_pb2, timestamp_pb2
+from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
 from google.protobuf.message import Message
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -50,6 +50,22 @@ def micros_timestamp(micros: int) -> timestamp_pb2.Timestamp:
 def micros(stamp: timestamp_pb2.Timestamp) -> int:
     """Microseconds since the epoch of a protobuf Timestamp (nanoseconds below a µs dropped)."""
     return stamp.seconds * 1_000_000 + stamp.nanos // 1000
+
+
+def micros_duration(micros: int) -> duration_pb2.Duration:
+    """A protobuf Duration of ``micros`` microseconds ("300s" in JSON)."""
+    duration = duration_pb2.Duration()
+    duration.FromMicroseconds(micros)
+    return duration
+
+
+def duration_micros(message: Message, name: str) -> int | None:
+    """Whole microseconds of ``message``'s Duration field ``name`` (towards zero), or None
+    when unset."""
+    if not message.HasField(name):
+        return None
+    duration: duration_pb2.Duration = getattr(message, name)
+    return duration.ToMicroseconds()
 
 
 def datetime_field(message: Message, name: str) -> datetime | None:

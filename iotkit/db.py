@@ -4,6 +4,10 @@ SQLite file ``<data dir>/<service>.db`` by default; PostgreSQL (psycopg 3)
 when ``IOT_DATABASE_URL`` is set, each service in its own schema so that no
 service can read another's tables by accident.
 
+Tables are created when missing; columns added to an existing table since it
+was created are added too (:func:`add_missing_columns`), a stopgap until the
+services have migrations (issue 14).
+
 A service may start before its database does (a machine booting, a
 container restarted): :func:`open_database` then retries with backoff for
 ``IOT_STARTUP_TIMEOUT`` seconds, logging one line per failed attempt, and
@@ -26,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import MetaData, event, text
+from sqlalchemy import Column, Connection, DefaultClause, MetaData, event, inspect, literal, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import (
@@ -35,6 +39,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.sql.elements import ClauseElement
 
 from iotkit.config import Settings
 
@@ -117,6 +122,75 @@ def _postgres_engine(url: str, schema: str) -> AsyncEngine:
     )
 
 
+def _column_default(column: Column[Any], connection: Connection) -> str | None:
+    """The SQL default that fills ``column`` in the rows already there, or None."""
+    dialect = connection.dialect
+    value: object = None
+    if isinstance(column.server_default, DefaultClause):
+        value = column.server_default.arg
+        if isinstance(value, ClauseElement):
+            return str(value.compile(dialect=dialect))
+    elif column.default is not None and column.default.is_scalar:
+        value = column.default.arg  # type: ignore[attr-defined]
+    if isinstance(value, bool | int | float | str):
+        rendered = literal(value, column.type).compile(
+            dialect=dialect, compile_kwargs={"literal_binds": True}
+        )
+        return str(rendered)
+    return None
+
+
+def add_missing_columns(connection: Connection, metadata: MetaData) -> list[str]:
+    """Add to existing tables the columns of ``metadata`` they lack; answers them as table.column.
+
+    A stopgap until migrations (issue 14): ``create_all`` creates a missing table
+    but never changes one that exists, so a database made before a column was
+    added would fail on the first query naming it. A missing column is added
+    with its server default, or its scalar Python default, filling the rows
+    already there; a nullable one without either is added empty. One that is
+    NOT NULL with no default to fill old rows with cannot be: it is logged and
+    left out (that table needs recreating). Running it again changes nothing.
+    """
+    inspector = inspect(connection)
+    existing = set(inspector.get_table_names())
+    preparer = connection.dialect.identifier_preparer
+    # PostgreSQL replicas may start together; SQLite has one process per file.
+    guard = "IF NOT EXISTS " if connection.dialect.name == "postgresql" else ""
+    added = []
+    for table in metadata.sorted_tables:
+        if table.name not in existing:
+            continue  # create_all's to make, whole
+        present = {column["name"] for column in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in present:
+                continue
+            name = f"{table.name}.{column.name}"
+            default = _column_default(column, connection)
+            if default is None and not column.nullable:
+                log.error(
+                    "column missing from an existing table and cannot be added",
+                    extra={"column": name, "why": "NOT NULL without a default"},
+                )
+                continue
+            kind = column.type.compile(dialect=connection.dialect)
+            spec = f"{preparer.format_column(column)} {kind}"
+            if default is not None:
+                spec += f" DEFAULT {default}"
+            if not column.nullable:
+                spec += " NOT NULL"
+            connection.execute(
+                text(f"ALTER TABLE {preparer.format_table(table)} ADD COLUMN {guard}{spec}")
+            )
+            log.info("added a column to an existing table", extra={"column": name})
+            added.append(name)
+    return added
+
+
+def _create(connection: Connection, metadata: MetaData) -> None:
+    metadata.create_all(connection)
+    add_missing_columns(connection, metadata)
+
+
 async def open_database(
     *,
     service: str,
@@ -125,7 +199,7 @@ async def open_database(
     schema: str | None = None,
     wait: bool = True,
 ) -> Database:
-    """Connect the database of ``service`` and create its tables if missing.
+    """Connect the database of ``service`` and create its tables (and new columns) if missing.
 
     ``schema`` overrides the PostgreSQL schema name (``iot_<service>``), which
     tests use to get a clean schema of their own. While the database cannot be
@@ -143,7 +217,7 @@ async def open_database(
         async def prepare() -> None:
             async with engine.begin() as connection:
                 await connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{name}"'))
-                await connection.run_sync(metadata.create_all)
+                await connection.run_sync(_create, metadata)
 
         database = Database(
             engine, async_sessionmaker(engine, expire_on_commit=False), "postgresql", name
@@ -155,7 +229,7 @@ async def open_database(
 
     async def create() -> None:
         async with engine.begin() as connection:
-            await connection.run_sync(metadata.create_all)
+            await connection.run_sync(_create, metadata)
 
     database = Database(engine, async_sessionmaker(engine, expire_on_commit=False), "sqlite", None)
     await _prepare(database, create, where=str(path), settings=settings, wait=wait)

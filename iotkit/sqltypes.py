@@ -5,9 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime
+from sqlalchemy import BigInteger, DateTime, Integer
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
+
+SEQUENCE = BigInteger().with_variant(Integer(), "sqlite")
+"""An autoincrementing 64-bit key: BIGINT on PostgreSQL; INTEGER on SQLite, where only an
+INTEGER PRIMARY KEY autoincrements (and is 64-bit all the same)."""
 
 
 class UtcDateTime(TypeDecorator[datetime]):

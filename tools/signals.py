@@ -32,7 +32,9 @@ Int64s = npt.NDArray[np.int64]
 Float64s = npt.NDArray[np.float64]
 
 DEVICE_TYPES = ("temperature", "pressure", "motion")
-"""The device types of the devices service, in the simulator's round-robin order."""
+"""The device types the simulator models, in its round-robin order: those of the devices
+service with a physical quantity. A "generic" device measures whatever it is given, so there
+is no one signal to simulate for it (and the benchmarks' series stay the same)."""
 
 ANOMALY_KINDS = ("spike", "dip", "stuck", "jump", "gap")
 """Every kind of injected anomaly."""

@@ -30,7 +30,7 @@ def _registrar(parts: Parts) -> Registrar:
         analysis=analysis,
         anomalies=AnomalyService(store=store, analysis=analysis, hub=hub),
         correlations=CorrelationService(store=store, reader=TelemetryReader(telemetry_channel)),
-        detectors=DetectorService(analysis=analysis),
+        detectors=DetectorService(analysis=analysis, store=store),
     )
 
     def register(server: aio.Server) -> list[str]:

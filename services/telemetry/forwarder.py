@@ -21,8 +21,8 @@ from typing import Protocol
 from grpc import aio
 
 from iot.analytics.v1 import analytics_pb2, analytics_pb2_grpc
+from iotkit.codec import decode
 from iotkit.service_tokens import ServiceTokenSource
-from services.telemetry.telemetry.codec import decode
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,7 @@ class StoredChunk:
     device_type: str
     metric_name: str
     sampling_rate: int
+    sampling_period_us: int
     data: bytes
 
 
@@ -78,6 +79,7 @@ def request_of(chunks: Sequence[StoredChunk]) -> analytics_pb2.AnalysisRequest:
                 device_type=chunk.device_type,
                 metric_name=chunk.metric_name,
                 sampling_rate=chunk.sampling_rate,
+                sampling_period_us=chunk.sampling_period_us,
                 timestamps=timestamps.tolist(),
                 values=values.tolist(),
             )

@@ -12,6 +12,7 @@ from iotkit.checks import storage_check
 from iotkit.device_access import DeviceAccessClient
 from iotkit.process import Parts, build_service
 from iotkit.server import Registrar, ServiceProcess, channel
+from services.telemetry.analytics_client import AnalyticsScores
 from services.telemetry.forwarder import AnalyticsForwarder
 from services.telemetry.imports.access import DeviceWriteCheck
 from services.telemetry.imports.processor import FileImporter
@@ -60,7 +61,13 @@ def _registrar(parts: Parts, *, limits: ImportLimits, max_streams_per_device: in
         activity=activity.add,
         max_streams_per_device=max_streams_per_device,
     )
-    streams = StreamService(store=store, ingest=ingest, access=access, analytics=forwarder)
+    streams = StreamService(
+        store=store,
+        ingest=ingest,
+        access=access,
+        analytics=forwarder,
+        scores=AnalyticsScores(analytics_channel),
+    )
     follower = DecommissionFollower(
         channel=devices_channel, tokens=parts.service_tokens, store=store, purger=streams
     )

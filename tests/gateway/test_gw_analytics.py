@@ -7,6 +7,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import grpc
 import httpx
@@ -15,6 +16,7 @@ import pytest
 
 from gateway.serve import start_gateway, stop_gateway
 from iot.telemetry.v1 import telemetry_pb2, telemetry_pb2_grpc
+from services.analytics.analytics.detectors import BatchResult, Float64s, Int64s, StreamDetector
 from tests.conftest import Suite
 from tests.support import bearer, rest_user
 
@@ -121,7 +123,11 @@ async def test_a_spike_arrives_live_and_is_reviewed(
         "raw_value",
         "confidence_score",
         "status",
+        "known_at",
+        "found_at",
     }
+    # A spike is known with its own reading; the event watched says the same.
+    assert anomaly["known_at"] == anomaly["detected_at"] == event["known_at"]
     confirmed = await client.patch(
         f"/v1/anomalies/{anomaly['anomaly_id']}", headers=owner, json={"status": "confirmed"}
     )
@@ -135,9 +141,9 @@ async def test_a_spike_arrives_live_and_is_reviewed(
 
     export = await client.get("/v1/anomalies/export", headers=owner, params={"format": "csv"})
     assert export.status_code == 200 and export.headers["content-type"].startswith("text/csv")
-    assert export.text.splitlines()[0].startswith(
-        "anomaly_id,stream_id,device_id,detected_at,anomaly_type"
-    )
+    header = export.text.splitlines()[0]
+    assert header.startswith("anomaly_id,stream_id,device_id,detected_at,anomaly_type")
+    assert header.endswith(",known_at")
     assert anomaly["anomaly_id"] in export.text
 
     stranger = await rest_user(client)
@@ -265,3 +271,67 @@ async def test_correlation_says_how_far_to_trust_it(
     )
     assert too_far.status_code == 400
     assert [e["field"] for e in too_far.json()["data"]["errors"]] == ["max_lag_seconds"]
+
+
+async def test_scores_through_rest_and_on_the_chart(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A detector whose scores say which reading they belong to: the value over 100.
+    def process(
+        self: StreamDetector, timestamps: Int64s, values: Float64s, *, sampling_period_us: float
+    ) -> BatchResult:
+        return BatchResult([], timestamps, values / 100)
+
+    monkeypatch.setattr(StreamDetector, "process", process)
+    owner = await rest_user(client)
+    device = (
+        await client.post("/v1/devices", headers=owner, json={"name": "Tank", "type": "generic"})
+    ).json()["data"]
+    start = int(time.time()) - 600
+    readings = [
+        {"timestamp": f"{datetime.fromtimestamp(start + i, UTC):%Y-%m-%dT%H:%M:%SZ}", "value": i}
+        for i in range(100)
+    ]
+    stored = await client.post(
+        f"/v1/devices/{device['device_id']}/readings",
+        headers=owner,
+        json={"metric_name": "level", "readings": readings},
+    )
+    stream_id = stored.json()["data"]["stream_ids"][0]
+    scores: dict[str, object] = {}
+    for _ in range(100):  # analysed in the background
+        answer = await client.get(f"/v1/streams/{stream_id}/scores", headers=owner)
+        if answer.status_code == 200 and len(answer.json()["data"]["scores"]) == 100:
+            scores = answer.json()["data"]
+            break
+        await asyncio.sleep(0.1)
+    assert scores["timestamps_us"] == [str((start + i) * SECOND) for i in range(100)]
+    assert scores["scores"] == pytest.approx([i / 100 for i in range(100)], abs=1e-4)
+    assert "next_start" not in scores
+    page = (
+        await client.get(
+            f"/v1/streams/{stream_id}/scores",
+            headers=owner,
+            params={"start": readings[10]["timestamp"], "limit": 5},
+        )
+    ).json()["data"]
+    assert page["timestamps_us"] == [str((start + i) * SECOND) for i in range(10, 15)]
+    assert page["next_start"] == readings[15]["timestamp"]
+
+    chart = (
+        await client.get(
+            f"/v1/streams/{stream_id}/data",
+            headers=owner,
+            params={"start": readings[0]["timestamp"], "include_scores": "true", "max_points": 10},
+        )
+    ).json()["data"]
+    assert chart["scores_available"] is True and chart["downsampling"] == "min_max"
+    assert max(p["anomaly_score"] for p in chart["data"]) == pytest.approx(0.99, abs=1e-4)
+    plain = (await client.get(f"/v1/streams/{stream_id}/data", headers=owner)).json()["data"]
+    assert plain["scores_available"] is False
+    assert all("anomaly_score" not in p for p in plain["data"])
+
+    stranger = await rest_user(client)
+    refused = await client.get(f"/v1/streams/{stream_id}/scores", headers=stranger)
+    assert refused.status_code == 404
+    assert refused.json()["error"]["error_code"] == "STREAM_NOT_FOUND"

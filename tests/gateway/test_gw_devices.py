@@ -20,6 +20,24 @@ async def client(suite: Suite) -> AsyncIterator[httpx.AsyncClient]:
     await stop_gateway(server, task)
 
 
+async def test_a_generic_device_measures_anything(client: httpx.AsyncClient) -> None:
+    ann = await rest_user(client)
+    answer = await client.post("/v1/devices", headers=ann, json={"name": "Tank", "type": "generic"})
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["data"]["type"] == "generic"
+    stored = await client.post(
+        f"/v1/devices/{answer.json()['data']['device_id']}/readings",
+        headers=ann,
+        json={
+            "metric_name": "tank_level",
+            "readings": [{"timestamp": "2026-11-29T10:00:00Z", "value": 73.5}],
+        },
+    )
+    assert stored.status_code == 200, stored.text
+    listed = await client.get("/v1/devices", headers=ann, params={"type": "generic"})
+    assert [d["name"] for d in listed.json()["data"]["devices"]] == ["Tank"]
+
+
 async def test_register_list_edit_decommission(client: httpx.AsyncClient) -> None:
     ann = await rest_user(client)
     created = []

@@ -138,6 +138,29 @@ async def test_bulk_readings_and_stream_settings(client: httpx.AsyncClient) -> N
         json={"metric_name": "humidity", "sampling_rate": 5},
     )
     assert created.status_code == 201
+    assert created.json()["data"]["sampling_period"] == "0.200s"
+    # A period as the proto3 JSON duration string; the rate follows from it.
+    slow = await client.post(
+        f"/v1/devices/{device_id}/streams",
+        headers=ann,
+        json={"metric_name": "level", "sampling_period": "300s"},
+    )
+    assert slow.status_code == 201, slow.text
+    assert (slow.json()["data"]["sampling_period"], slow.json()["data"]["sampling_rate"]) == (
+        "300s",
+        0,
+    )
+    faster = await client.patch(
+        f"/v1/streams/{slow.json()['data']['stream_id']}",
+        headers=ann,
+        json={"sampling_period": "0.5s"},
+    )
+    assert faster.json()["data"]["sampling_rate"] == 2
+    disagree = await client.patch(
+        f"/v1/streams/{stream_id}", headers=ann, json={"sampling_rate": 5, "sampling_period": "1s"}
+    )
+    assert disagree.status_code == 400
+    assert [e["field"] for e in disagree.json()["data"]["errors"]] == ["sampling_period"]
     nan = await client.post(
         f"/v1/devices/{device_id}/readings",
         headers=ann,

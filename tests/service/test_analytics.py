@@ -4,23 +4,34 @@ correlations and exports, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import csv
+import io
 import json
+import math
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import grpc
 import numpy as np
 import pytest
-from google.protobuf import timestamp_pb2
+from google.protobuf import duration_pb2, timestamp_pb2
 
 from iot.analytics.v1 import analytics_pb2, analytics_pb2_grpc
 from iot.auth.v1 import auth_pb2, auth_pb2_grpc
 from iot.devices.v1 import devices_pb2, devices_pb2_grpc
 from iot.telemetry.v1 import telemetry_pb2, telemetry_pb2_grpc
 from iotkit.config import PLACEHOLDER_SECRET
-from iotkit.errors import violations_of
+from iotkit.errors import reason_of, violations_of
+from services.analytics.analytics.detectors import (
+    BatchResult,
+    Finding,
+    Float64s,
+    Int64s,
+    StreamDetector,
+)
 from services.telemetry import wiring as telemetry_wiring
 from tests.conftest import Backend, Suite, start_suite
 from tests.support import bearer, new_user
@@ -561,3 +572,308 @@ async def test_a_decommissioned_devices_anomalies_are_gone(env: Env) -> None:
     assert not watcher.done()
     watcher.cancel()
     assert {a.device_id for a in await anomalies_of(env, owner)} == {kept}
+
+
+async def test_the_detector_is_given_each_streams_expected_interval(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    periods: list[float] = []
+    process = StreamDetector.process
+
+    def spy(
+        self: StreamDetector, timestamps: Int64s, values: Float64s, *, sampling_period_us: float
+    ) -> BatchResult:
+        periods.append(sampling_period_us)
+        return process(self, timestamps, values, sampling_period_us=sampling_period_us)
+
+    monkeypatch.setattr(StreamDetector, "process", spy)
+    owner, owner_id = await user(env)
+    ts, vs = signal(100)
+    only_rate = chunk(1, str(uuid.uuid4()), owner_id, ts, vs)
+    only_rate.sampling_rate = 4  # a sender from before sampling_period_us
+    only_period = chunk(2, str(uuid.uuid4()), owner_id, ts, vs)
+    only_period.sampling_rate, only_period.sampling_period_us = 0, 300_000_000
+    await analyze(env, [analytics_pb2.AnalysisRequest(chunks=[only_rate, only_period])])
+    assert periods == [250_000.0, 300_000_000.0]
+
+    # End to end: the period a stream is created with reaches its detector through telemetry.
+    device = await env.devices.RegisterDevice(
+        devices_pb2.RegisterDeviceRequest(name="tank", type="generic"), metadata=owner
+    )
+    created = await env.telemetry.CreateStream(
+        telemetry_pb2.CreateStreamRequest(
+            device_id=device.device_id,
+            metric_name="level",
+            sampling_period=duration_pb2.Duration(seconds=90),
+        ),
+        metadata=owner,
+    )
+    assert created.sampling_rate == 0
+    await env.telemetry.UploadReadings(
+        telemetry_pb2.UploadReadingsRequest(
+            device_id=device.device_id,
+            metric_name="level",
+            readings=[
+                telemetry_pb2.Reading(
+                    timestamp=timestamp_pb2.Timestamp(seconds=t // SECOND), value=v
+                )
+                for t, v in zip(ts[:10], vs[:10], strict=True)
+            ],
+        ),
+        metadata=owner,
+    )
+    for _ in range(100):
+        if 90_000_000.0 in periods:
+            break
+        await asyncio.sleep(0.1)
+    assert periods[2:] == [90_000_000.0]
+    # A generic device's stream has no physical bounds.
+    detector = await env.analytics.GetDetector(
+        analytics_pb2.GetDetectorRequest(stream_id=created.stream_id), metadata=owner
+    )
+    assert detector.device_type == "generic"
+    assert (detector.min_value, detector.max_value) == (-math.inf, math.inf)
+
+
+def fake_detector(
+    monkeypatch: pytest.MonkeyPatch,
+    findings: Callable[[Int64s], list[Finding]],
+    scores: Callable[[Int64s, Float64s], Float64s] | None = None,
+) -> None:
+    """Analysis runs a detector that answers ``findings`` and ``scores`` of each batch."""
+
+    def process(
+        self: StreamDetector, timestamps: Int64s, values: Float64s, *, sampling_period_us: float
+    ) -> BatchResult:
+        scored = scores(timestamps, values) if scores else np.zeros(timestamps.size)
+        return BatchResult(findings(timestamps), timestamps, scored)
+
+    monkeypatch.setattr(StreamDetector, "process", process)
+
+
+async def test_an_anomaly_says_when_it_could_be_known(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    owner, owner_id = await user(env)
+    stream = str(uuid.uuid4())
+    ts, vs = signal(100)
+    # A run stuck from reading 10, known to be one at reading 40; a spike known at once.
+    fake_detector(
+        monkeypatch,
+        lambda t: [
+            Finding("flatline", int(t[10]), 21.0, 0.9, 21.0, found_us=int(t[40])),
+            Finding("spike", int(t[60]), 30.0, 0.8, 21.0),
+        ],
+    )
+    watch = env.analytics.WatchAnomalies(
+        analytics_pb2.WatchAnomaliesRequest(stream_id=stream), metadata=owner
+    )
+    first = asyncio.create_task(watch.read())
+    await asyncio.sleep(0.2)
+    await analyze(env, [analytics_pb2.AnalysisRequest(chunks=[chunk(1, stream, owner_id, ts, vs)])])
+    watched = await asyncio.wait_for(first, 5)
+    watch.cancel()
+    assert (watched.detected_at.ToMicroseconds(), watched.known_at.ToMicroseconds()) == (
+        ts[10],
+        ts[40],
+    )
+
+    listed = await env.analytics.ListAnomalies(
+        analytics_pb2.ListAnomaliesRequest(stream_id=stream), metadata=owner
+    )
+    known = {
+        a.anomaly_type: (a.detected_at.ToMicroseconds(), a.known_at.ToMicroseconds())
+        for a in listed.anomalies
+    }
+    assert known == {"flatline": (ts[10], ts[40]), "spike": (ts[60], ts[60])}
+    flatline = next(a for a in listed.anomalies if a.anomaly_type == "flatline")
+    got = await env.analytics.GetAnomaly(
+        analytics_pb2.GetAnomalyRequest(anomaly_id=flatline.anomaly_id), metadata=owner
+    )
+    assert got.known_at.ToMicroseconds() == ts[40]
+    assert got.found_at.ToMicroseconds() > got.known_at.ToMicroseconds()
+
+    def iso(micros: int) -> str:
+        return timestamp_pb2.Timestamp(seconds=micros // SECOND).ToJsonString()
+
+    for fmt in ("csv", "json"):
+        body = b"".join(
+            [
+                p.data
+                async for p in env.analytics.ExportAnomalies(
+                    analytics_pb2.ExportRequest(format=fmt, stream_id=stream), metadata=owner
+                )
+            ]
+        ).decode()
+        records = list(csv.DictReader(io.StringIO(body))) if fmt == "csv" else json.loads(body)
+        exported = {r["anomaly_type"]: (r["detected_at"], r["known_at"]) for r in records}
+        assert exported == {
+            "flatline": (iso(ts[10]), iso(ts[40])),
+            "spike": (iso(ts[60]), iso(ts[60])),
+        }, fmt
+
+
+async def test_anomalies_stored_before_known_at_show_their_detected_at(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    owner, owner_id = await user(env)
+    stream = str(uuid.uuid4())
+    ts, vs = signal(600, spike_at=500)
+    await analyze(env, [analytics_pb2.AnalysisRequest(chunks=[chunk(1, stream, owner_id, ts, vs)])])
+    await env.suite.stop("analytics")
+    # The anomalies table as it was before the column.
+    env.backend.sql("analytics", "ALTER TABLE anomalies DROP COLUMN known_us")
+    from services.analytics.wiring import build
+
+    restarted = await build(
+        env.suite.settings,
+        address=env.suite.address("analytics"),
+        schema=env.backend.schema("analytics"),
+    )
+    await restarted.built.start()
+    env.suite.processes["analytics"] = restarted
+    (spike,) = await anomalies_of(env, owner)
+    assert spike.known_at == spike.detected_at and spike.detected_at.ToMicroseconds() == ts[500]
+    # New anomalies are stored with theirs.
+    fake_detector(
+        monkeypatch,
+        lambda t: [Finding("gap", int(t[0]), 21.0, 0.9, 0.0, found_us=int(t[1]))],
+    )
+    later, later_vs = signal(10, start=ts[-1] + SECOND)
+    await analyze(
+        env,
+        [analytics_pb2.AnalysisRequest(chunks=[chunk(2, stream, owner_id, later, later_vs)])],
+    )
+    gap = next(a for a in await anomalies_of(env, owner) if a.anomaly_type == "gap")
+    assert (gap.detected_at.ToMicroseconds(), gap.known_at.ToMicroseconds()) == (later[0], later[1])
+
+
+def score_of_value(timestamps: Int64s, values: Float64s) -> Float64s:
+    """A detector's score that tells readings apart: |value - 21| / 10, at most 1."""
+    return np.minimum(np.abs(values - 21.0) / 10.0, 1.0)
+
+
+def fake_scoring(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Analysis scores each reading ``score_of_value`` and finds nothing."""
+
+    def process(
+        self: StreamDetector, timestamps: Int64s, values: Float64s, *, sampling_period_us: float
+    ) -> BatchResult:
+        return BatchResult([], timestamps, score_of_value(timestamps, values))
+
+    monkeypatch.setattr(StreamDetector, "process", process)
+
+
+async def test_scores_are_stored_and_shown_to_the_streams_owner(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_scoring(monkeypatch)
+    owner, owner_id = await user(env)
+    stream = str(uuid.uuid4())
+    ts, vs = signal(600, spike_at=300)
+    await analyze(
+        env,
+        [
+            analytics_pb2.AnalysisRequest(chunks=[chunk(1, stream, owner_id, ts[:400], vs[:400])]),
+            analytics_pb2.AnalysisRequest(chunks=[chunk(2, stream, owner_id, ts[400:], vs[400:])]),
+        ],
+    )
+    expected = score_of_value(np.array(ts), np.array(vs))
+    assert expected.max() > 0.8  # the spike
+
+    got = await env.analytics.GetScores(
+        analytics_pb2.GetScoresRequest(stream_id=stream, limit=600), metadata=owner
+    )
+    assert list(got.timestamps_us) == ts and not got.HasField("next_start")
+    assert np.abs(np.array(got.scores) - expected).max() <= 0.5 / 65535
+
+    page = await env.analytics.GetScores(
+        analytics_pb2.GetScoresRequest(
+            stream_id=stream,
+            start=timestamp_pb2.Timestamp(seconds=ts[100] // SECOND),
+            end=timestamp_pb2.Timestamp(seconds=ts[500] // SECOND),
+            limit=150,
+        ),
+        metadata=owner,
+    )
+    assert list(page.timestamps_us) == ts[100:250]
+    assert page.next_start.ToMicroseconds() == ts[250]
+
+    stranger, _ = await user(env)
+    for who, asked in ((stranger, stream), (owner, str(uuid.uuid4()))):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await env.analytics.GetScores(
+                analytics_pb2.GetScoresRequest(stream_id=asked), metadata=who
+            )
+        assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+        assert reason_of(caught.value) == "STREAM_NOT_FOUND"
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await env.analytics.GetScores(
+            analytics_pb2.GetScoresRequest(stream_id=stream, limit=2_000_000), metadata=owner
+        )
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert [v.field for v in violations_of(caught.value)] == ["limit"]
+
+    # Telemetry tells analytics of a decommissioned device: its scores go.
+    forgotten = await env.analytics.ForgetDevice(
+        analytics_pb2.ForgetDeviceRequest(device_id=stream), metadata=await as_telemetry(env)
+    )
+    assert forgotten.anomalies_removed == 0
+    assert env.backend.sql("analytics", "SELECT count(*) FROM scores") == [(0,)]
+
+
+async def test_charts_carry_each_points_peak_score(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_scoring(monkeypatch)
+    owner, _ = await user(env)
+    device_id = await device_with_spike(env, owner, spike_at=300)
+    listed = await env.telemetry.ListStreams(
+        telemetry_pb2.ListStreamsRequest(device_id=device_id), metadata=owner
+    )
+    stream_id = listed.streams[0].stream_id
+    ts, vs = signal(600, spike_at=300)
+    expected = score_of_value(np.array(ts), np.array(vs))
+    for _ in range(100):  # telemetry forwards stored readings to analytics in the background
+        with contextlib.suppress(grpc.aio.AioRpcError):
+            got = await env.analytics.GetScores(
+                analytics_pb2.GetScoresRequest(stream_id=stream_id), metadata=owner
+            )
+            if len(got.timestamps_us) == 600:
+                break
+        await asyncio.sleep(0.1)
+
+    async def chart(**asked: object) -> telemetry_pb2.SensorDataResponse:
+        return await env.telemetry.GetStreamData(
+            telemetry_pb2.GetStreamDataRequest(
+                stream_id=stream_id,
+                start=timestamp_pb2.Timestamp(seconds=ts[0] // SECOND),
+                **asked,
+            ),
+            metadata=owner,
+        )
+
+    raw = await chart(include_scores=True)
+    assert raw.scores_available and raw.downsampling == "raw" and len(raw.data) == 600
+    shown = np.array([p.anomaly_score for p in raw.data])
+    assert all(p.HasField("anomaly_score") for p in raw.data)
+    assert np.abs(shown - expected).max() <= 0.5 / 65535
+
+    # Zoomed out, a point carries the highest score of its bucket: the spike's stays.
+    zoomed = await chart(include_scores=True, max_points=20)
+    assert zoomed.downsampled and zoomed.scores_available
+    peaks = [p.anomaly_score for p in zoomed.data]
+    assert max(peaks) == pytest.approx(expected.max(), abs=1e-4)
+    spike_at = ts[300]
+    bucket = [p for p in zoomed.data if p.value == vs[300]]
+    assert bucket and bucket[0].timestamp.ToMicroseconds() == spike_at
+
+    plain = await chart()
+    assert not plain.scores_available
+    assert not any(p.HasField("anomaly_score") for p in plain.data)
+
+    # Analytics away: the chart is answered all the same, without scores, and says so.
+    await env.suite.stop("analytics")
+    away = await chart(include_scores=True)
+    assert not away.scores_available and len(away.data) == 600
+    assert not any(p.HasField("anomaly_score") for p in away.data)

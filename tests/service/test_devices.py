@@ -78,7 +78,7 @@ async def failure(call: object) -> grpc.aio.AioRpcError:
 
 async def test_register_each_type_with_and_without_location(clients: Clients) -> None:
     ann = await user(clients)
-    for kind in ("temperature", "pressure", "motion"):
+    for kind in ("temperature", "pressure", "motion", "generic"):
         device = await register(clients, ann, name=f"{kind} sensor", kind=kind)
         assert device.type == kind and device.status == "active"
         uuid.UUID(device.device_id)
@@ -98,7 +98,12 @@ async def test_register_each_type_with_and_without_location(clients: Clients) ->
     [
         ("", "temperature", None, {"name": "Name is required"}),
         ("x" * 101, "temperature", None, {"name": "Name must be between 1 and 100 characters"}),
-        ("ok", "humidity", None, {"type": "Type must be one of: temperature, pressure, motion"}),
+        (
+            "ok",
+            "humidity",
+            None,
+            {"type": "Type must be one of: temperature, pressure, motion, generic"},
+        ),
         (
             "ok",
             "motion",

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import grpc
 import numpy as np
 import pytest
-from google.protobuf import timestamp_pb2
+from google.protobuf import duration_pb2, timestamp_pb2
 
 from iot.auth.v1 import auth_pb2_grpc
 from iot.devices.v1 import devices_pb2, devices_pb2_grpc
@@ -631,3 +631,119 @@ async def test_streams_per_device_are_capped_and_listed_by_page(env: Env) -> Non
             telemetry_pb2.ListStreamsRequest(device_id=sensor.device_id, limit=101), metadata=ann
         )
     assert [v.field for v in violations_of(caught.value)] == ["limit"]
+
+
+def seconds(value: float) -> duration_pb2.Duration:
+    duration = duration_pb2.Duration()
+    duration.FromMicroseconds(round(value * 1_000_000))
+    return duration
+
+
+async def test_sampling_is_a_rate_a_period_or_both_alike(env: Env) -> None:
+    ann = await user(env)
+    sensor = await device(env, ann)
+
+    async def create(metric: str, **sampling: object) -> telemetry_pb2.SensorStream:
+        return await env.telemetry.CreateStream(
+            telemetry_pb2.CreateStreamRequest(
+                device_id=sensor.device_id, metric_name=metric, **sampling
+            ),
+            metadata=ann,
+        )
+
+    def shown(s: telemetry_pb2.SensorStream) -> tuple[int, int]:
+        return s.sampling_rate, s.sampling_period.ToMicroseconds()
+
+    assert shown(await create("rate", sampling_rate=4)) == (4, 250_000)
+    assert shown(await create("slow", sampling_period=seconds(300))) == (0, 300_000_000)
+    assert shown(await create("fast", sampling_period=seconds(0.1))) == (10, 100_000)
+    # 1 / 0.4 s = 2.5 Hz: the rate rounds halves up.
+    assert shown(await create("half", sampling_period=seconds(0.4))) == (3, 400_000)
+    assert shown(await create("both", sampling_rate=3, sampling_period=seconds(0.333))) == (
+        3,
+        333_000,
+    )
+    irregular = await create("none")
+    assert shown(irregular) == (0, 0) and irregular.HasField("sampling_period")
+
+    for sampling, field in (
+        ({"sampling_rate": 5, "sampling_period": seconds(1)}, "sampling_period"),
+        ({"sampling_rate": 5, "sampling_period": seconds(0)}, "sampling_period"),
+        ({"sampling_period": seconds(0.0005)}, "sampling_period"),
+        ({"sampling_period": seconds(8 * 86_400)}, "sampling_period"),
+        ({"sampling_period": seconds(-1)}, "sampling_period"),
+        ({"sampling_rate": 2_000_000}, "sampling_rate"),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await create("bad", **sampling)
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert [v.field for v in violations_of(caught.value)] == [field], sampling
+
+    slow = (await create("slow", sampling_period=seconds(300))).stream_id
+
+    async def update(**changes: object) -> telemetry_pb2.SensorStream:
+        return await env.telemetry.UpdateStream(
+            telemetry_pb2.UpdateStreamRequest(stream_id=slow, **changes), metadata=ann
+        )
+
+    assert shown(await update(sampling_rate=2)) == (2, 500_000)  # a new rate, a new period
+    assert shown(await update(retention_days=3)) == (2, 500_000)  # sampling left alone
+    assert shown(await update(sampling_period=seconds(60))) == (0, 60_000_000)
+    # An explicit 0 Hz beside a period is a rate given: 10 Hz disagrees with it.
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await update(sampling_rate=0, sampling_period=seconds(0.1))
+    assert [v.field for v in violations_of(caught.value)] == ["sampling_period"]
+    assert shown(await update(sampling_rate=0)) == (0, 0)
+    fetched = await env.telemetry.GetStream(
+        telemetry_pb2.GetStreamRequest(stream_id=slow), metadata=ann
+    )
+    assert shown(fetched) == (0, 0) and fetched.retention_days == 3
+
+
+async def test_a_database_from_before_sampling_periods_still_starts(env: Env) -> None:
+    ann = await user(env)
+    sensor = await device(env, ann)
+    created = await env.telemetry.CreateStream(
+        telemetry_pb2.CreateStreamRequest(
+            device_id=sensor.device_id, metric_name="temp", sampling_rate=5
+        ),
+        metadata=ann,
+    )
+    await env.suite.stop("telemetry")
+    # The streams table as it was before the column: its rows have only a rate.
+    env.backend.sql("telemetry", "ALTER TABLE streams DROP COLUMN sampling_period_us")
+    address = env.suite.address("telemetry")
+    restarted = await telemetry_wiring.build(
+        env.suite.settings, address=address, schema=env.backend.schema("telemetry")
+    )
+    await restarted.built.start()
+    env.suite.processes["telemetry"] = restarted
+    shown = await env.telemetry.GetStream(
+        telemetry_pb2.GetStreamRequest(stream_id=created.stream_id), metadata=ann
+    )
+    assert (shown.sampling_rate, shown.sampling_period.ToMicroseconds()) == (5, 200_000)
+    changed = await env.telemetry.UpdateStream(
+        telemetry_pb2.UpdateStreamRequest(stream_id=created.stream_id, sampling_period=seconds(2)),
+        metadata=ann,
+    )
+    assert (changed.sampling_rate, changed.sampling_period.ToMicroseconds()) == (0, 2_000_000)
+
+
+async def test_a_chart_asked_with_scores_is_answered_without_analytics(env: Env) -> None:
+    # This suite runs no analytics: the scores cannot be had, the data can.
+    ann = await user(env)
+    sensor = await device(env, ann)
+    timestamps, values = series(50)
+    await stream(env, ann, [batch(1, sensor.device_id, timestamps, values)])
+    listed = await env.telemetry.ListStreams(
+        telemetry_pb2.ListStreamsRequest(device_id=sensor.device_id), metadata=ann
+    )
+    data = await env.telemetry.GetStreamData(
+        telemetry_pb2.GetStreamDataRequest(
+            stream_id=listed.streams[0].stream_id, include_scores=True
+        ),
+        metadata=ann,
+    )
+    assert [p.value for p in data.data] == values and data.stats.count == 50
+    assert not data.scores_available
+    assert not any(p.HasField("anomaly_score") for p in data.data)

@@ -44,6 +44,7 @@ def test_metric_synonyms(text: str, metric: str | None) -> None:
         ("pressure devices", "pressure", None),
         ("motion detectors", "motion", None),
         ("accelerometers", "motion", None),
+        ("my generic sensors", "generic", None),
         # a type and, elsewhere, a metric
         ("max temp on the temperature sensors", "temperature", "temperature"),
         ("the temperature of sensor 3", None, "temperature"),

@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.telemetry.telemetry.codec import decode, decode_many, encode
+from iotkit.codec import decode, decode_many, encode
 
 MICROS = st.integers(min_value=0, max_value=4_000_000_000_000_000)
 

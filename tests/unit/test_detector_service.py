@@ -1,26 +1,29 @@
 """Analytics' detector service without gRPC: the owner sees and changes a stream's detector,
 anyone else finds no such stream, and bad settings are refused before anything changes.
 
-The service runs over a real store on a SQLite file, as the process does by default.
+The service runs over a real store, on a SQLite file as the process does by default and on
+PostgreSQL.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Callable
 
 import numpy as np
 import pytest
-from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from iotkit.context import Caller
+from iotkit.convert import micros_datetime
+from iotkit.db import open_database
 from iotkit.errors import NotFound, ValidationFailed
 from services.analytics.analytics.analysis import AnalysisService, ChunkIn
+from services.analytics.analytics.detectors import BatchResult, Float64s, Int64s, StreamDetector
 from services.analytics.analytics.hub import AnomalyHub
 from services.analytics.analytics.service import DetectorService
 from services.analytics.analytics.store import AnalyticsStore, Base
 from services.analytics.analytics.values import Anomaly, Detector
+from tests.conftest import Backend
 
 OWNER = str(uuid.uuid4())
 SECOND = 1_000_000
@@ -31,13 +34,20 @@ def caller(subject: str, role: str = "user") -> Caller:
 
 
 @pytest.fixture
-async def analysis(tmp_path: Path) -> AsyncIterator[AnalysisService]:
-    engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'analytics.db'}")
-    async with engine.begin() as connection:
-        await connection.run_sync(Base.metadata.create_all)
-    store = AnalyticsStore(async_sessionmaker(engine, expire_on_commit=False), dialect="sqlite")
-    yield AnalysisService(store=store, hub=AnomalyHub())
-    await engine.dispose()
+async def store(backend: Backend) -> AsyncIterator[AnalyticsStore]:
+    database = await open_database(
+        service="analytics",
+        settings=backend.settings,
+        metadata=Base.metadata,
+        schema=backend.schema("analytics"),
+    )
+    yield AnalyticsStore(database.sessions, dialect=database.kind)
+    await database.close()
+
+
+@pytest.fixture
+def analysis(store: AnalyticsStore) -> AnalysisService:
+    return AnalysisService(store=store, hub=AnomalyHub())
 
 
 async def a_stream(analysis: AnalysisService) -> str:
@@ -62,10 +72,10 @@ async def a_stream(analysis: AnalysisService) -> str:
 
 
 async def test_the_owner_and_an_admin_see_a_detector_and_nobody_else(
-    analysis: AnalysisService,
+    analysis: AnalysisService, store: AnalyticsStore
 ) -> None:
     stream = await a_stream(analysis)
-    detectors = DetectorService(analysis=analysis)
+    detectors = DetectorService(analysis=analysis, store=store)
     mine = await detectors.get(caller=caller(OWNER), stream_id=stream)
     assert isinstance(mine, Detector)  # a domain value, not a stored row
     assert (mine.stream_id, mine.owner_id, mine.state.readings) == (stream, OWNER, 300)
@@ -80,9 +90,11 @@ async def test_the_owner_and_an_admin_see_a_detector_and_nobody_else(
     assert [v.field for v in invalid.value.violations] == ["stream_id"]
 
 
-async def test_the_owner_changes_a_detector_within_its_rules(analysis: AnalysisService) -> None:
+async def test_the_owner_changes_a_detector_within_its_rules(
+    analysis: AnalysisService, store: AnalyticsStore
+) -> None:
     stream = await a_stream(analysis)
-    detectors = DetectorService(analysis=analysis)
+    detectors = DetectorService(analysis=analysis, store=store)
     owner = caller(OWNER)
 
     changed = await detectors.update(
@@ -143,3 +155,112 @@ async def test_analysis_answers_values_and_checks_a_device_to_forget(
     assert [v.field for v in caught.value.violations] == ["device_id"]
     assert await analysis.forget_device(device_id=stream) == len(found)
     assert await analysis.detector(stream_id=stream) is None
+
+
+def chunk_in(stream: str, position: int, timestamps: list[int]) -> ChunkIn:
+    return ChunkIn(
+        position=position,
+        stream_id=stream,
+        device_id=stream,
+        owner_id=OWNER,
+        device_type="generic",
+        sampling_period_us=1e6,
+        timestamps=np.array(timestamps, dtype=np.int64) * SECOND,
+        values=np.full(len(timestamps), 21.0),
+    )
+
+
+def scoring(monkeypatch: pytest.MonkeyPatch, score: Callable[[Int64s], Float64s]) -> None:
+    """The detector scores each reading ``score(timestamps)`` and finds nothing."""
+
+    def process(
+        self: StreamDetector, timestamps: Int64s, values: Float64s, *, sampling_period_us: float
+    ) -> BatchResult:
+        return BatchResult([], timestamps, score(timestamps))
+
+    monkeypatch.setattr(StreamDetector, "process", process)
+
+
+async def test_scores_are_stored_with_the_analysis_and_paged_back(
+    analysis: AnalysisService, store: AnalyticsStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Score of the reading at t seconds: t / 1000, so every score says which reading it is.
+    scoring(monkeypatch, lambda t: (t // SECOND) / 1000)
+    stream = str(uuid.uuid4())
+    chunks = [chunk_in(stream, n + 1, list(range(n * 100, n * 100 + 100))) for n in range(5)]
+    # Late readings arrive in chunks of their own, overlapping the earlier ones in time.
+    chunks.append(chunk_in(stream, 6, [150, 250, 251]))
+    chunks[2] = chunk_in(stream, 3, [t for t in range(200, 300) if t not in (250, 251)])
+    chunks[1] = chunk_in(stream, 2, [t for t in range(100, 200) if t != 150])
+    await analysis.analyze(chunks)
+    detectors = DetectorService(analysis=analysis, store=store)
+    owner = caller(OWNER)
+
+    whole = await detectors.scores(caller=owner, stream_id=stream, start=None, end=None, limit=0)
+    assert whole.timestamps.tolist() == [t * SECOND for t in range(500)]
+    assert np.abs(whole.scores - np.arange(500) / 1000).max() <= 0.5 / 65535
+    assert whole.next_us is None
+
+    for limit in (1, 7, 100, 101, 250):
+        pages, start, rounds = [], None, 0
+        while True:
+            page = await detectors.scores(
+                caller=owner, stream_id=stream, start=start, end=None, limit=limit
+            )
+            assert page.timestamps.size <= limit
+            pages.append(page.timestamps)
+            rounds += 1
+            if page.next_us is None:
+                break
+            start = micros_datetime(page.next_us)
+        assert np.concatenate(pages).tolist() == whole.timestamps.tolist(), limit
+        assert rounds <= 500 // limit + 6  # rows overlap at most a few times
+
+    inside = await detectors.scores(
+        caller=owner,
+        stream_id=stream,
+        start=micros_datetime(140 * SECOND),
+        end=micros_datetime(160 * SECOND),
+        limit=0,
+    )
+    assert inside.timestamps.tolist() == [t * SECOND for t in range(140, 160)]
+
+    admin = await detectors.scores(
+        caller=caller(str(uuid.uuid4()), "admin"), stream_id=stream, start=None, end=None, limit=3
+    )
+    assert admin.timestamps.tolist() == [0, SECOND, 2 * SECOND]
+    for who, asked in ((caller(str(uuid.uuid4())), stream), (owner, str(uuid.uuid4()))):
+        with pytest.raises(NotFound) as caught:
+            await detectors.scores(caller=who, stream_id=asked, start=None, end=None, limit=0)
+        assert caught.value.reason == "STREAM_NOT_FOUND"
+    for limit, start, end, field in (
+        (1_000_001, None, None, "limit"),
+        (-1, None, None, "limit"),
+        (0, micros_datetime(SECOND), micros_datetime(SECOND), "end"),
+    ):
+        with pytest.raises(ValidationFailed) as invalid:
+            await detectors.scores(
+                caller=owner, stream_id=stream, start=start, end=end, limit=limit
+            )
+        assert [v.field for v in invalid.value.violations] == [field]
+
+    # A decommissioned device's scores go with its detector.
+    await analysis.forget_device(device_id=stream)
+    assert (
+        await store.scores(stream_id=stream, start_us=0, end_us=None, limit=10)
+    ).timestamps.size == 0
+
+
+async def test_only_finite_scores_are_stored_within_zero_and_one(
+    analysis: AnalysisService, store: AnalyticsStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scoring(monkeypatch, lambda t: np.array([0.25, np.nan, 1.7, -0.2, np.inf])[: t.size])
+    stream = str(uuid.uuid4())
+    await analysis.analyze([chunk_in(stream, 1, [1, 2, 3, 4, 5])])
+    found = await store.scores(stream_id=stream, start_us=0, end_us=None, limit=10)
+    assert found.timestamps.tolist() == [SECOND, 3 * SECOND, 4 * SECOND]
+    assert found.scores.tolist() == [round(0.25 * 65535) / 65535, 1.0, 0.0]
+    # A resent chunk (at or below the stream's position) is not analysed, nor scored, again.
+    await analysis.analyze([chunk_in(stream, 1, [1, 2, 3, 4, 5])])
+    again = await store.scores(stream_id=stream, start_us=0, end_us=None, limit=10)
+    assert again.timestamps.tolist() == found.timestamps.tolist()

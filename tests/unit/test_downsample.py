@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.telemetry.telemetry.query import min_max_downsample, series
+from services.telemetry.telemetry.query import min_max_downsample, scores_at, series
 
 
 @given(
@@ -47,3 +49,49 @@ def test_600_readings_with_500_points_answer_500() -> None:
     chart = series(timestamps, values, max_points=500, normalization="none")
     assert chart.downsampled and chart.timestamps.size == 500
     assert chart.stats.count == 600  # statistics still cover every reading
+
+
+@given(
+    st.integers(min_value=1, max_value=3000),
+    st.integers(min_value=2, max_value=1200),
+    st.floats(min_value=0.0, max_value=1.0),
+    st.integers(min_value=0, max_value=2**32 - 1),
+)
+def test_each_point_carries_the_peak_score_of_the_readings_it_stands_for(
+    size: int, max_points: int, unscored: float, seed: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    values = rng.normal(0, 1, size)
+    timestamps = np.arange(size, dtype=np.int64) * 1_000_000
+    scores = rng.random(size)
+    scores[rng.random(size) < unscored] = np.nan  # readings analytics has not scored
+    chart = series(timestamps, values, max_points=max_points, normalization="none", scores=scores)
+    assert chart.scores is not None and chart.scores.size == chart.timestamps.size
+    positions = np.searchsorted(timestamps, chart.timestamps)
+    if size <= max_points:
+        assert np.array_equal(chart.scores, scores, equal_nan=True)
+        return
+    # Which readings each point stands for: the range's ends themselves, each bucket's two
+    # points the bucket; without buckets, the two halves of the range.
+    if max_points < 4:
+        groups = [range(0, size // 2), range(size // 2, size)]
+    else:
+        edges = np.linspace(1, size - 1, (max_points - 2) // 2 + 1).astype(np.int64)
+        buckets = [range(int(a), int(b)) for a, b in itertools.pairwise(edges)]
+        groups = [range(0, 1), *(b for b in buckets for _ in (0, 1)), range(size - 1, size)]
+    assert len(groups) == positions.size
+    for position, group, shown in zip(positions, groups, chart.scores, strict=True):
+        assert position in group
+        expected = np.fmax.reduce(scores[group.start : group.stop])
+        assert shown == expected or (np.isnan(shown) and np.isnan(expected))
+    # So the highest score of the range is never lost, however far the chart zooms out.
+    if not np.all(np.isnan(scores)):
+        assert np.nanmax(chart.scores) == np.nanmax(scores)
+
+
+def test_scores_are_matched_to_readings_by_time() -> None:
+    timestamps = np.array([10, 20, 30, 40], dtype=np.int64)
+    scored = np.array([5, 20, 40, 50], dtype=np.int64)  # 5 and 50 are no reading of these
+    found = scores_at(timestamps, scored, np.array([0.9, 0.2, 0.4, 0.8]))
+    assert np.array_equal(found, [np.nan, 0.2, np.nan, 0.4], equal_nan=True)
+    assert np.isnan(scores_at(timestamps, scored[:0], np.empty(0))).all()

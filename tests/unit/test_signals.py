@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.telemetry.telemetry.codec import encode
+from iotkit.codec import encode
 from tools.signals import (
     ANOMALY_KINDS,
     DEVICE_TYPES,

@@ -1,10 +1,11 @@
-"""Analysis of forwarded chunks: run each stream's detector, checkpoint, store anomalies.
+"""Analysis of forwarded chunks: run each stream's detector, checkpoint, store anomalies
+and scores.
 
 Chunks arrive in telemetry's position order. A chunk at or below a stream's
 stored position was analysed before (a resend after a restart) and is
-skipped, so nothing is analysed twice into a second anomaly. Detector state,
-positions and anomalies of a request are stored in one transaction before
-the request is acknowledged.
+skipped, so nothing is analysed twice into a second anomaly or score. Detector
+state, positions, anomalies and the readings' scores of a request are stored
+in one transaction before the request is acknowledged.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from iotkit.validation import Violations, check_uuid
 from services.analytics.analytics.detectors import THRESHOLD_RANGE, DetectorState, StreamDetector
 from services.analytics.analytics.hub import AnomalyHub
 from services.analytics.analytics.store import AnalyticsStore
-from services.analytics.analytics.values import Anomaly, Checkpoint, Detector
+from services.analytics.analytics.values import Anomaly, Checkpoint, Detector, ScoreSeries
 
 # A dismissal raises the score a finding needs by 10% (at most to 1.8 times the base),
 # a confirmation lowers it by 5% back towards the base.
@@ -98,6 +99,7 @@ class AnalysisService:
             now = self._clock()
             working: dict[str, _Detector] = {}
             found: list[Anomaly] = []
+            scored: list[ScoreSeries] = []
             # Chunks telemetry read before it purged a decommissioned device may still arrive.
             retired = await self._store.retired_among(device_ids={c.device_id for c in chunks})
             for chunk in chunks:
@@ -112,6 +114,9 @@ class AnalysisService:
                 )
                 findings = result.findings
                 detector.position = chunk.position
+                scored.append(
+                    ScoreSeries(chunk.stream_id, chunk.device_id, result.timestamps, result.scores)
+                )
                 found += [
                     Anomaly(
                         id=str(uuid.uuid4()),
@@ -119,6 +124,7 @@ class AnalysisService:
                         device_id=chunk.device_id,
                         owner_id=chunk.owner_id,
                         detected_us=f.timestamp_us,
+                        known_us=f.found_us or f.timestamp_us,
                         anomaly_type=f.anomaly_type,
                         raw_value=f.raw_value,
                         expected_value=f.expected_value,
@@ -135,7 +141,9 @@ class AnalysisService:
             for detector in working.values():
                 detector.updated_at = now
                 checkpoints.append(detector.checkpoint())
-            stored = await self._store.commit_analysis(detectors=checkpoints, anomalies=found)
+            stored = await self._store.commit_analysis(
+                detectors=checkpoints, anomalies=found, scores=scored
+            )
             # Only now, with everything durable, does the cache move on.
             self._cache.update(working)
         self._hub.publish(stored)

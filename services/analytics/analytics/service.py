@@ -30,7 +30,7 @@ from services.analytics.analytics.correlation import Float64s, Int64s
 from services.analytics.analytics.detectors import THRESHOLD_RANGE
 from services.analytics.analytics.hub import AnomalyHub
 from services.analytics.analytics.store import AnalyticsStore, AnomalyQuery
-from services.analytics.analytics.values import Anomaly, Correlation, Detector
+from services.analytics.analytics.values import Anomaly, Correlation, Detector, Scores
 
 Value = TypeVar("Value")  # a stored value that an export pages through
 
@@ -40,6 +40,7 @@ STATUSES = ("pending", "confirmed", "dismissed")
 CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "json": "application/json"}
 EXPORT_FORMATS = tuple(CONTENT_TYPES)
 NOTE_MAX = 1000
+SCORES_LIMIT_DEFAULT, SCORES_LIMIT_MAX = 10_000, 1_000_000
 MAX_WINDOW_DAYS = 31
 DEFAULT_MAX_LAG_SECONDS = 60.0
 EXPORT_PAGE = 1000
@@ -55,6 +56,7 @@ ANOMALY_COLUMNS = (
     "reviewed_by",
     "reviewed_at",
     "review_note",
+    "known_at",  # last, so that a reader of the columns before it by position is unchanged
 )
 CORRELATION_COLUMNS = (
     "correlation_id",
@@ -136,6 +138,7 @@ def anomaly_record(row: Anomaly) -> dict[str, object]:
         "reviewed_by": row.reviewed_by or "",
         "reviewed_at": iso(row.reviewed_at),
         "review_note": row.review_note,
+        "known_at": iso_us(row.known_us),
     }
 
 
@@ -448,14 +451,42 @@ class CorrelationService:
 
 
 class DetectorService:
-    """A stream's detector, shown to and changed by the stream's owner (or an admin)."""
+    """A stream's detector and the scores it gave, shown to the stream's owner (or an admin);
+    its settings changed by them."""
 
-    def __init__(self, *, analysis: AnalysisService) -> None:
+    def __init__(self, *, analysis: AnalysisService, store: AnalyticsStore) -> None:
         self._analysis = analysis
+        self._store = store
 
     async def get(self, *, caller: Caller, stream_id: str) -> Detector:
         """The detector of one of the caller's streams."""
         return await self._own_stream(caller=caller, stream_id=stream_id)
+
+    async def scores(
+        self,
+        *,
+        caller: Caller,
+        stream_id: str,
+        start: datetime | None,
+        end: datetime | None,
+        limit: int,
+    ) -> Scores:
+        """Scores of one of the caller's streams over [start, end), oldest first, at most
+        ``limit`` (SCORES_LIMIT_DEFAULT when 0)."""
+        await self._own_stream(caller=caller, stream_id=stream_id)
+        violations = Violations()
+        limit = limit or SCORES_LIMIT_DEFAULT
+        if not 1 <= limit <= SCORES_LIMIT_MAX:
+            violations.add("limit", f"limit must be between 1 and {SCORES_LIMIT_MAX:,}")
+        if start and end and end <= start:
+            violations.add("end", "end must be after start")
+        violations.raise_if_any()
+        return await self._store.scores(
+            stream_id=stream_id,
+            start_us=epoch_micros(start) if start else -(2**63),
+            end_us=epoch_micros(end) if end else None,
+            limit=limit,
+        )
 
     async def update(
         self,

@@ -41,6 +41,7 @@ def anomaly_message(row: Anomaly) -> analytics_pb2.Anomaly:
         review_note=row.review_note,
         expected_value=row.expected_value,
         found_at=timestamp(row.found_at),
+        known_at=micros_timestamp(row.known_us),
     )
 
 
@@ -85,6 +86,13 @@ def detector_message(detector: Detector) -> analytics_pb2.Detector:
     )
 
 
+def _period_us(chunk: analytics_pb2.StreamChunk) -> float:
+    """A chunk's expected interval; a sender from before the period gives only the rate."""
+    if chunk.sampling_period_us > 0:
+        return float(chunk.sampling_period_us)
+    return 1e6 / chunk.sampling_rate if chunk.sampling_rate else 0.0
+
+
 class AnalyticsServicer(analytics_pb2_grpc.AnalyticsServiceServicer):
     """Each RPC reads its message, calls the services and builds the answer."""
 
@@ -113,7 +121,7 @@ class AnalyticsServicer(analytics_pb2_grpc.AnalyticsServiceServicer):
                     device_id=chunk.device_id,
                     owner_id=chunk.owner_id,
                     device_type=chunk.device_type,
-                    sampling_period_us=1e6 / chunk.sampling_rate if chunk.sampling_rate else 0.0,
+                    sampling_period_us=_period_us(chunk),
                     timestamps=np.fromiter(
                         chunk.timestamps, dtype=np.int64, count=len(chunk.timestamps)
                     ),
@@ -200,6 +208,24 @@ class AnalyticsServicer(analytics_pb2_grpc.AnalyticsServiceServicer):
         """A stream's detector."""
         return detector_message(
             await self._detectors.get(caller=current_caller(), stream_id=request.stream_id)
+        )
+
+    async def GetScores(
+        self, request: analytics_pb2.GetScoresRequest, context: Context
+    ) -> analytics_pb2.GetScoresResponse:
+        """Scores of a stream's readings over a range."""
+        found = await self._detectors.scores(
+            caller=current_caller(),
+            stream_id=request.stream_id,
+            start=datetime_field(request, "start"),
+            end=datetime_field(request, "end"),
+            limit=request.limit,
+        )
+        return analytics_pb2.GetScoresResponse(
+            stream_id=request.stream_id,
+            timestamps_us=found.timestamps.tolist(),
+            scores=found.scores.tolist(),
+            next_start=micros_timestamp(found.next_us) if found.next_us is not None else None,
         )
 
     async def UpdateDetector(

@@ -1,8 +1,14 @@
 """Analytics' tables and queries (SQLAlchemy 2, async).
 
-Analytics owns detector state, anomalies and their review, and correlation
-results; it owns no raw readings (those stay in telemetry). Rows stay in here:
-queries answer the domain values of ``values.py`` and writes take them.
+Analytics owns detector state, anomalies and their review, the anomaly score
+of every analysed reading, and correlation results; it owns no raw readings
+(those stay in telemetry). Rows stay in here: queries answer the domain values
+of ``values.py`` and writes take them.
+
+Scores are kept like telemetry's readings: a row per analysed chunk, with the
+chunk's span and its timestamps and scores as one compressed blob
+(:mod:`iotkit.codec`, scores quantised to 16 bits), so that storing them costs
+one row per chunk rather than one per reading.
 """
 
 from __future__ import annotations
@@ -12,15 +18,18 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 from sqlalchemy import (
     JSON,
     BigInteger,
     Float,
     Index,
     Integer,
+    LargeBinary,
     String,
     UniqueConstraint,
     delete,
+    insert,
     select,
     update,
 )
@@ -29,9 +38,18 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from iotkit.codec import Float64s, Int64s, decode_many, encode
 from iotkit.listing import fetch_page
-from iotkit.sqltypes import UtcDateTime
-from services.analytics.analytics.values import Anomaly, Checkpoint, Correlation
+from iotkit.sqltypes import SEQUENCE, UtcDateTime
+from services.analytics.analytics.values import (
+    Anomaly,
+    Checkpoint,
+    Correlation,
+    Scores,
+    ScoreSeries,
+)
+
+SCORE_STEPS = 65_535  # scores are stored as whole steps of 1/65535: 16 bits each
 
 
 class Base(DeclarativeBase):
@@ -69,6 +87,9 @@ class AnomalyRow(Base):
     device_id: Mapped[str] = mapped_column(String(36), index=True)
     owner_id: Mapped[str] = mapped_column(String(36))
     detected_us: Mapped[int] = mapped_column(BigInteger)
+    # Added after anomalies first shipped: NULL in a row from before (see
+    # iotkit.db.add_missing_columns), shown as detected_us, the best there is to say.
+    known_us: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     anomaly_type: Mapped[str] = mapped_column(String(16))
     raw_value: Mapped[float] = mapped_column(Float)
     expected_value: Mapped[float] = mapped_column(Float)
@@ -81,7 +102,25 @@ class AnomalyRow(Base):
 
     def to_value(self) -> Anomaly:
         """The anomaly as a domain value."""
-        return Anomaly(**_columns(self))
+        columns = _columns(self)
+        if columns["known_us"] is None:
+            columns["known_us"] = self.detected_us
+        return Anomaly(**columns)
+
+
+class ScoreRow(Base):
+    """The scores of one analysed chunk of a stream: its span, and the scores encoded."""
+
+    __tablename__ = "scores"
+    __table_args__ = (Index("ix_scores_stream_span", "stream_id", "first_us", "last_us"),)
+
+    id: Mapped[int] = mapped_column(SEQUENCE, primary_key=True, autoincrement=True)
+    stream_id: Mapped[str] = mapped_column(String(36))
+    device_id: Mapped[str] = mapped_column(String(36), index=True)
+    first_us: Mapped[int] = mapped_column(BigInteger)
+    last_us: Mapped[int] = mapped_column(BigInteger)
+    count: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class CorrelationRow(Base):
@@ -143,12 +182,40 @@ def _columns(row: Base) -> dict[str, Any]:
     return {column.key: getattr(row, column.key) for column in row.__mapper__.column_attrs}
 
 
+def _score_row(series: ScoreSeries) -> dict[str, Any] | None:
+    """A chunk's scores as a row (None when it has none): finite ones only, in steps."""
+    finite = np.isfinite(series.scores)
+    timestamps = series.timestamps[finite].astype(np.int64)
+    if not timestamps.size:
+        return None
+    steps = np.round(np.clip(series.scores[finite], 0.0, 1.0) * SCORE_STEPS)
+    return {
+        "stream_id": series.stream_id,
+        "device_id": series.device_id,
+        "first_us": int(timestamps.min()),
+        "last_us": int(timestamps.max()),
+        "count": int(timestamps.size),
+        "data": encode(timestamps, steps),
+    }
+
+
 def _fields(value: Checkpoint | Anomaly | Correlation) -> dict[str, Any]:
     """A domain value's fields by name (its row's columns), for a statement or a row.
 
     Shallow on purpose: ``dataclasses.asdict`` would deep-copy every detector's state.
     """
     return {field.name: getattr(value, field.name) for field in fields(value)}
+
+
+def _decode_scores(blobs: Sequence[bytes]) -> tuple[Int64s, Float64s]:
+    """Decoded score rows, by time; of two scores of one reading, the later row's."""
+    if not blobs:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
+    timestamps, steps = decode_many(blobs)
+    order = np.argsort(timestamps, kind="stable")
+    timestamps, steps = timestamps[order], steps[order]
+    last = np.append(timestamps[1:] != timestamps[:-1], True)
+    return timestamps[last], steps[last] / SCORE_STEPS
 
 
 class AnalyticsStore:
@@ -166,16 +233,24 @@ class AnalyticsStore:
             return None if row is None else row.to_value()
 
     async def commit_analysis(
-        self, *, detectors: Sequence[Checkpoint], anomalies: Sequence[Anomaly]
+        self,
+        *,
+        detectors: Sequence[Checkpoint],
+        anomalies: Sequence[Anomaly],
+        scores: Sequence[ScoreSeries] = (),
     ) -> list[Anomaly]:
-        """Store detector checkpoints and new anomalies in one transaction.
+        """Store detector checkpoints, new anomalies and the chunks' scores in one transaction.
 
         Answers the anomalies actually inserted: one already stored (same
-        stream, type and time) is not stored twice.
+        stream, type and time) is not stored twice. Scores are not checked so:
+        a chunk is analysed once (its position moves the checkpoint stored here).
         """
         async with self._sessions.begin() as session:
             if detectors:
                 await self._upsert_detectors(session, detectors)
+            rows = [row for row in map(_score_row, scores) if row is not None]
+            if rows:
+                await session.execute(insert(ScoreRow), rows)
             if not anomalies:
                 return []
             statement = self._insert(AnomalyRow).on_conflict_do_nothing().returning(AnomalyRow.id)
@@ -258,6 +333,7 @@ class AnalyticsStore:
                 delete(AnomalyRow).where(AnomalyRow.device_id == device_id)
             )
             await session.execute(delete(DetectorRow).where(DetectorRow.device_id == device_id))
+            await session.execute(delete(ScoreRow).where(ScoreRow.device_id == device_id))
             return int(removed.rowcount or 0)  # type: ignore[attr-defined]
 
     async def retired_among(self, *, device_ids: Iterable[str]) -> set[str]:
@@ -270,6 +346,56 @@ class AnalyticsStore:
                 select(RetiredDeviceRow.device_id).where(RetiredDeviceRow.device_id.in_(ids))
             )
             return set(rows)
+
+    async def scores(
+        self, *, stream_id: str, start_us: int, end_us: int | None, limit: int
+    ) -> Scores:
+        """A stream's scores in [start_us, end_us), oldest first, at most ``limit``.
+
+        Only the rows that the first ``limit`` scores can lie in are decoded: rows
+        are taken by their first reading until they hold ``limit`` scores, and
+        the answer stops before the first reading of the next row (rows may
+        overlap: late readings are analysed in chunks of their own). When more
+        may follow, ``next_us`` is where to start again; it is always after
+        ``start_us``, so paging through a range ends.
+        """
+        conditions: list[Any] = [ScoreRow.stream_id == stream_id, ScoreRow.last_us >= start_us]
+        if end_us is not None:
+            conditions.append(ScoreRow.first_us < end_us)
+        async with self._sessions() as session:
+            spans = (
+                await session.execute(
+                    select(ScoreRow.first_us, ScoreRow.count)
+                    .where(*conditions)
+                    .order_by(ScoreRow.first_us, ScoreRow.id)
+                )
+            ).all()
+            cutoff: int | None = None
+            held, taken_us = 0, start_us
+            for first_us, count in spans:
+                # A cutoff after the start and after every row taken: the answer moves on.
+                if held >= limit and first_us > start_us and first_us > taken_us:
+                    cutoff = int(first_us)
+                    break
+                held += int(count)
+                taken_us = int(first_us)
+            if cutoff is not None:
+                conditions.append(ScoreRow.first_us < cutoff)
+            blobs = list(
+                await session.scalars(
+                    select(ScoreRow.data).where(*conditions).order_by(ScoreRow.id)
+                )
+            )
+        timestamps, scores = _decode_scores(blobs)
+        inside = timestamps >= start_us
+        if end_us is not None:
+            inside &= timestamps < end_us
+        if cutoff is not None:
+            inside &= timestamps < cutoff
+        timestamps, scores = timestamps[inside], scores[inside]
+        if timestamps.size > limit:
+            return Scores(timestamps[:limit], scores[:limit], int(timestamps[limit]))
+        return Scores(timestamps, scores, cutoff)
 
     async def save_detector(self, *, detector: Checkpoint) -> None:
         """Store a detector's settings or state outside an analysis."""

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from iotkit.codec import Float64s, Int64s
 from services.analytics.analytics.detectors import DetectorState
 
 
@@ -22,7 +23,8 @@ class Anomaly:
     stream_id: str
     device_id: str
     owner_id: str
-    detected_us: int
+    detected_us: int  # the reading it is about (a stuck run's or a gap's start)
+    known_us: int  # the reading with which the detector could know it
     anomaly_type: str
     raw_value: float
     expected_value: float
@@ -67,6 +69,25 @@ class Checkpoint:
     position: int
     state: dict[str, Any]
     updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreSeries:
+    """The scores the detector gave the readings of one analysed chunk (aligned arrays)."""
+
+    stream_id: str
+    device_id: str
+    timestamps: Int64s
+    scores: Float64s  # 0 to 1 each
+
+
+@dataclass(frozen=True, slots=True)
+class Scores:
+    """Scores of a stream over a range, oldest first, and where the rest starts, if any."""
+
+    timestamps: Int64s
+    scores: Float64s
+    next_us: int | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,6 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
-    BigInteger,
     Float,
     ForeignKey,
     Integer,
@@ -27,7 +26,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from iotkit.convert import epoch_micros, micros_datetime
 from iotkit.listing import fetch_page
-from iotkit.sqltypes import UtcDateTime
+from iotkit.sqltypes import SEQUENCE, UtcDateTime
 from services.chat.chat.values import (
     ChatEvent,
     ChatMessage,
@@ -35,9 +34,6 @@ from services.chat.chat.values import (
     Facts,
     NewEvent,
 )
-
-# SQLite gives autoincrement only to INTEGER PRIMARY KEY; PostgreSQL gets a bigint.
-SEQUENCE = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class Base(DeclarativeBase):

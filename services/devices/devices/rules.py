@@ -7,7 +7,9 @@ from dataclasses import dataclass
 
 from iotkit.validation import Violations
 
-DEVICE_TYPES = ("temperature", "pressure", "motion")
+# "generic" measures anything else (humidity, a tank level, a count...): it has no physical
+# bounds, so analytics judges its readings by their own history only.
+DEVICE_TYPES = ("temperature", "pressure", "motion", "generic")
 DEVICE_STATUSES = ("active", "inactive", "maintenance")
 NAME_MAX = 100
 

@@ -12,16 +12,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Float, ForeignKey, Integer, String, func, select, update
+from sqlalchemy import BigInteger, Float, ForeignKey, String, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from iotkit.listing import contains, fetch_page
-from iotkit.sqltypes import UtcDateTime
+from iotkit.sqltypes import SEQUENCE, UtcDateTime
 from services.devices.devices.values import Credential, Device, DeviceEvent
-
-# SQLite gives autoincrement only to INTEGER PRIMARY KEY; PostgreSQL gets a bigint.
-SEQUENCE = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class Base(DeclarativeBase):

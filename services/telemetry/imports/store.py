@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
 from iotkit.listing import fetch_page
-from iotkit.sqltypes import UtcDateTime
+from iotkit.sqltypes import SEQUENCE, UtcDateTime
 from services.telemetry.imports.values import (
     ACTIVE,
     COMPLETED,
@@ -46,7 +46,7 @@ from services.telemetry.imports.values import (
     ErrorLog,
     UploadedFile,
 )
-from services.telemetry.telemetry.store import SEQUENCE, Base
+from services.telemetry.telemetry.store import Base
 
 SERIOUS = ("ERROR", "FATAL")
 SLOT_ATTEMPTS = 3

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from iotkit import reasons
+from iotkit.codec import Float64s, Int64s
 from iotkit.context import Caller
 from iotkit.convert import epoch_micros
 from iotkit.device_access import DeviceAccessClient
@@ -36,7 +37,6 @@ from iotkit.errors import (
 )
 from iotkit.sqltypes import utcnow
 from iotkit.validation import Violations, check_uuid
-from services.telemetry.telemetry.codec import Float64s, Int64s
 from services.telemetry.telemetry.store import TelemetryStore
 from services.telemetry.telemetry.values import Stream
 from services.telemetry.telemetry.writer import GroupWriter, Prepared
@@ -410,6 +410,7 @@ class IngestService:
                 metric_name=target.metric_name,
                 device_type=target.device_type,
                 sampling_rate=0,
+                sampling_period_us=0,
                 retention_days=0,
                 created_at=self._clock().astimezone(UTC),
                 readings_count=0,

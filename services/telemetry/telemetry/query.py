@@ -4,6 +4,8 @@ Statistics always cover every reading in the range; the points answered are
 at most ``max_points``, every point counting: the range's first and last
 readings, and the min and max of each bucket of consecutive readings between
 them, in time order, which keeps spikes and dips that an average would hide.
+Anomaly scores, when asked for, follow the same buckets: a point carries the
+highest score of the readings it stands for, so peaks are kept too.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from services.telemetry.telemetry.codec import Float64s, Int64s, decode_many
+from iotkit.codec import Float64s, Int64s, decode_many
 from services.telemetry.telemetry.store import TelemetryStore
 
 NORMALIZATIONS = ("none", "min_max", "z_score")
@@ -41,6 +43,8 @@ class Series:
     normalized: Float64s | None
     stats: RangeStats
     downsampled: bool
+    # Each point's anomaly score, NaN where none; None when there are no scores to give.
+    scores: Float64s | None = None
 
 
 async def read_range(
@@ -78,6 +82,24 @@ def stats_of(values: Float64s) -> RangeStats:
     )
 
 
+def scores_at(timestamps: Int64s, scored: Int64s, scores: Float64s) -> Float64s:
+    """The score of each reading at ``timestamps``, NaN where ``scored`` (sorted) has none."""
+    found = np.full(timestamps.size, np.nan)
+    if not scored.size:
+        return found
+    at = np.minimum(np.searchsorted(scored, timestamps), scored.size - 1)
+    hit = scored[at] == timestamps
+    found[hit] = scores[at[hit]]
+    return found
+
+
+def _bucket_starts(size: int, max_points: int) -> Int64s:
+    """Where each bucket of readings 1 .. size-2 starts; they end where the next starts
+    (the last at size - 1). For more than ``max_points`` readings only."""
+    buckets = (max_points - 2) // 2
+    return np.linspace(1, size - 1, buckets + 1).astype(np.int64)[:-1]
+
+
 def min_max_downsample(
     timestamps: Int64s, values: Float64s, max_points: int
 ) -> tuple[Int64s, Float64s]:
@@ -91,16 +113,19 @@ def min_max_downsample(
     ``2 + 2 * ((max_points - 2) // 2)`` points: ``max_points``, or one fewer when
     it is odd. Points are in time order (``timestamps`` must be sorted).
     """
+    chosen = min_max_positions(values, max_points)
+    return timestamps[chosen], values[chosen]
+
+
+def min_max_positions(values: Float64s, max_points: int) -> Int64s:
+    """The positions of the readings :func:`min_max_downsample` keeps, ascending."""
     size = values.size
     if size <= max_points:
-        return timestamps, values
-    buckets = (max_points - 2) // 2
-    if buckets == 0:
-        ends = np.array([0, size - 1], dtype=np.int64)
-        return timestamps[ends], values[ends]
-    # Bucket edges over the interior readings 1 .. size-2 (the ends are kept as they are).
-    edges = np.linspace(1, size - 1, buckets + 1).astype(np.int64)
-    starts, lengths = edges[:-1], np.diff(edges)
+        return np.arange(size, dtype=np.int64)
+    if max_points < 4:  # no bucket: the ends alone
+        return np.array([0, size - 1], dtype=np.int64)
+    starts = _bucket_starts(size, max_points)
+    lengths = np.diff(np.append(starts, size - 1))
     width = int(lengths.max())
     # A rectangle of positions; a bucket shorter than ``width`` repeats its last reading,
     # which changes neither its min nor its max (argmin/argmax take the first occurrence).
@@ -111,8 +136,30 @@ def min_max_downsample(
     flat = lows == highs  # all values equal: keep the bucket's first and last reading
     lows = np.where(flat, 0, lows)
     highs = np.where(flat, lengths - 1, highs)
-    chosen = np.unique(np.concatenate([[0], starts + lows, starts + highs, [size - 1]]))
-    return timestamps[chosen], values[chosen]
+    return np.unique(np.concatenate([[0], starts + lows, starts + highs, [size - 1]]))
+
+
+def peak_scores(scores: Float64s, chosen: Int64s, max_points: int) -> Float64s:
+    """For each point :func:`min_max_positions` chose, the highest score of the readings it
+    stands for (NaN when none of them has one).
+
+    A point of a bucket stands for the whole bucket; the range's first and last
+    readings for themselves, and, below 4 ``max_points`` (no buckets), for the
+    first and the second half of the range.
+    """
+    size = scores.size
+    if size <= max_points:
+        return scores[chosen]
+    if max_points < 4:
+        half = size // 2
+        return np.array([np.fmax.reduce(scores[:half]), np.fmax.reduce(scores[half:])])
+    starts = _bucket_starts(size, max_points)
+    with np.errstate(invalid="ignore"):  # a bucket with no score at all stays NaN
+        peaks = np.fmax.reduceat(scores[: size - 1], starts)
+    inner = (chosen > 0) & (chosen < size - 1)
+    shown = scores[chosen].copy()
+    shown[inner] = peaks[np.searchsorted(starts, chosen[inner], side="right") - 1]
+    return shown
 
 
 def normalize(values: Float64s, stats: RangeStats, how: str) -> Float64s | None:
@@ -125,14 +172,24 @@ def normalize(values: Float64s, stats: RangeStats, how: str) -> Float64s | None:
     return (values - stats.mean) / stats.stddev if stats.stddev else np.zeros_like(values)
 
 
-def series(timestamps: Int64s, values: Float64s, *, max_points: int, normalization: str) -> Series:
-    """The chart view of a range."""
+def series(
+    timestamps: Int64s,
+    values: Float64s,
+    *,
+    max_points: int,
+    normalization: str,
+    scores: Float64s | None = None,
+) -> Series:
+    """The chart view of a range; ``scores``, when given, is the score of each reading (NaN
+    where none) and the points carry their buckets' peaks."""
     stats = stats_of(values)
-    shown_ts, shown_values = min_max_downsample(timestamps, values, max_points)
+    chosen = min_max_positions(values, max_points)
+    shown_values = values[chosen]
     return Series(
-        shown_ts,
+        timestamps[chosen],
         shown_values,
         normalize(shown_values, stats, normalization),
         stats,
         downsampled=shown_values.size < values.size,
+        scores=None if scores is None else peak_scores(scores, chosen, max_points),
     )

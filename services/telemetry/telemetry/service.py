@@ -3,18 +3,20 @@
 Access is the device's: a user reads and writes the streams of their own
 devices (as the devices service decides); another user's stream is "not found".
 A decommissioned device's streams are purged, and analytics told, by
-:meth:`StreamService.purge_device`.
+:meth:`StreamService.purge_device`. Charts may carry analytics' anomaly scores,
+asked with the caller's token: when analytics cannot answer, the chart is
+answered without them.
 """
 
 from __future__ import annotations
 
-import math
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any, Protocol
 
 from iotkit import reasons
+from iotkit.codec import Float64s, Int64s
 from iotkit.context import Caller
 from iotkit.convert import epoch_micros
 from iotkit.device_access import DeviceAccessClient
@@ -23,14 +25,13 @@ from iotkit.listing import LIMIT_MAX, PageRequest, check_page
 from iotkit.sqltypes import utcnow
 from iotkit.validation import Violations, check_uuid
 from services.telemetry.telemetry import query
-from services.telemetry.telemetry.codec import Float64s, Int64s
 from services.telemetry.telemetry.ingest import METRIC_NAME, IngestService, too_many_streams
+from services.telemetry.telemetry.sampling import IRREGULAR, check_sampling
 from services.telemetry.telemetry.store import TelemetryStore
 from services.telemetry.telemetry.values import Stream
 
 READ_CHUNK = 10_000
 MAX_RETENTION_DAYS = 36_500
-MAX_SAMPLING_RATE = 1_000_000
 
 
 def _not_found() -> NotFound:
@@ -45,6 +46,17 @@ class PurgeListener(Protocol):
         ...
 
 
+class ScoreSource(Protocol):
+    """Analytics' scores of a stream, asked with the caller's token (over gRPC, in a process)."""
+
+    async def scores(
+        self, *, token: str, stream_id: str, start_us: int, end_us: int
+    ) -> tuple[Int64s, Float64s] | None:
+        """Scores of the readings in [start_us, end_us), by time (empty when analytics has
+        none yet); None when analytics could not be asked or refused."""
+        ...
+
+
 class StreamService:
     """Stream management and range queries."""
 
@@ -55,12 +67,14 @@ class StreamService:
         ingest: IngestService,
         access: DeviceAccessClient,
         analytics: PurgeListener,
+        scores: ScoreSource | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._store = store
         self._ingest = ingest
         self._access = access
         self._analytics = analytics
+        self._scores = scores
         self._clock = clock
 
     async def create(
@@ -72,15 +86,24 @@ class StreamService:
         metric_name: str,
         sampling_rate: int,
         retention_days: int,
+        sampling_period_us: int | None = None,
     ) -> Stream:
-        """Create a stream explicitly (or answer the existing one of that metric, updated)."""
+        """Create a stream explicitly (or answer the existing one of that metric, updated).
+
+        A ``sampling_rate`` of 0 is no rate given (proto3 cannot tell them apart);
+        ``sampling_period_us`` is None when not given. See ``sampling``.
+        """
         violations = Violations()
         device_id = check_uuid(violations, device_id, field="device_id")
         if not METRIC_NAME.match(metric_name):
             violations.add(
                 "metric_name", "metric_name must be 1 to 64 letters, digits, '_', '.' or '-'"
             )
-        _check_settings(violations, sampling_rate, retention_days)
+        sampling = (
+            check_sampling(violations, rate=sampling_rate or None, period_us=sampling_period_us)
+            or IRREGULAR
+        )
+        _check_retention(violations, retention_days)
         violations.raise_if_any()
         grant = await self._access.check(token=token, device_id=device_id, access="write")
         if not grant.allowed:
@@ -89,7 +112,11 @@ class StreamService:
         if existing is not None:
             updated = await self._store.update_stream(
                 stream_id=existing.id,
-                values={"sampling_rate": sampling_rate, "retention_days": retention_days},
+                values={
+                    "sampling_rate": sampling.rate,
+                    "sampling_period_us": sampling.period_us,
+                    "retention_days": retention_days,
+                },
             )
             return updated or existing
         limit = self._ingest.max_streams_per_device
@@ -102,7 +129,8 @@ class StreamService:
                 owner_id=grant.owner_id,
                 metric_name=metric_name,
                 device_type=grant.device_type,
-                sampling_rate=sampling_rate,
+                sampling_rate=sampling.rate,
+                sampling_period_us=sampling.period_us,
                 retention_days=retention_days,
                 created_at=self._clock(),
                 readings_count=0,
@@ -141,10 +169,12 @@ class StreamService:
         stream_id: str,
         sampling_rate: int | None,
         retention_days: int | None,
+        sampling_period_us: int | None = None,
     ) -> Stream:
-        """Change a stream's sampling rate or retention."""
+        """Change a stream's sampling (rate, period or both alike) or retention; None keeps it."""
         violations = Violations()
-        _check_settings(violations, sampling_rate or 0, retention_days or 0)
+        sampling = check_sampling(violations, rate=sampling_rate, period_us=sampling_period_us)
+        _check_retention(violations, retention_days or 0)
         violations.raise_if_any()
         stream = await self._ingest.stream_for(
             caller=caller, token=token, stream_id=stream_id, access="write"
@@ -152,8 +182,9 @@ class StreamService:
         if stream is None:
             raise _not_found()
         values: dict[str, Any] = {}
-        if sampling_rate is not None:
-            values["sampling_rate"] = sampling_rate
+        if sampling is not None:
+            values["sampling_rate"] = sampling.rate
+            values["sampling_period_us"] = sampling.period_us
         if retention_days is not None:
             values["retention_days"] = retention_days
         updated = await self._store.update_stream(stream_id=stream.id, values=values)
@@ -171,8 +202,13 @@ class StreamService:
         end: datetime | None,
         max_points: int,
         normalization: str,
+        include_scores: bool = False,
     ) -> tuple[Stream, int, int, query.Series]:
-        """A chart of a range: the stream, the range answered (µs) and the series."""
+        """A chart of a range: the stream, the range answered (µs) and the series.
+
+        With ``include_scores`` the series carries analytics' scores (``scores``
+        None when analytics could not give them).
+        """
         violations = Violations()
         max_points = max_points or query.MAX_POINTS_DEFAULT
         if not 2 <= max_points <= query.MAX_POINTS_LIMIT:
@@ -190,11 +226,24 @@ class StreamService:
         timestamps, values = await query.read_range(
             self._store, stream_id=stream.id, start=low, end=high
         )
+        scores = None
+        if include_scores and self._scores is not None:
+            found = await self._scores.scores(
+                token=token, stream_id=stream.id, start_us=low, end_us=high
+            )
+            if found is not None:
+                scores = query.scores_at(timestamps, *found)
         return (
             stream,
             low,
             high,
-            query.series(timestamps, values, max_points=max_points, normalization=normalization),
+            query.series(
+                timestamps,
+                values,
+                max_points=max_points,
+                normalization=normalization,
+                scores=scores,
+            ),
         )
 
     async def read(
@@ -257,9 +306,7 @@ class StreamService:
         return low, max(high, low)
 
 
-def _check_settings(violations: Violations, sampling_rate: int, retention_days: int) -> None:
-    if not 0 <= sampling_rate <= MAX_SAMPLING_RATE or not math.isfinite(sampling_rate):
-        violations.add("sampling_rate", f"sampling_rate must be between 0 and {MAX_SAMPLING_RATE}")
+def _check_retention(violations: Violations, retention_days: int) -> None:
     if not 0 <= retention_days <= MAX_RETENTION_DAYS:
         violations.add(
             "retention_days", f"retention_days must be between 0 and {MAX_RETENTION_DAYS}"

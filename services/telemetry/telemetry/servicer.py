@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator
 from typing import Any, TypeAlias
 
@@ -10,7 +11,14 @@ from grpc import aio
 
 from iot.telemetry.v1 import telemetry_pb2, telemetry_pb2_grpc
 from iotkit.context import current_caller
-from iotkit.convert import datetime_field, micros, micros_timestamp, timestamp
+from iotkit.convert import (
+    datetime_field,
+    duration_micros,
+    micros,
+    micros_duration,
+    micros_timestamp,
+    timestamp,
+)
 from iotkit.listing import pagination
 from services.telemetry.telemetry.ingest import BatchResult, EntryIn, IngestService
 from services.telemetry.telemetry.service import StreamService
@@ -26,6 +34,7 @@ def stream_message(stream: Stream) -> telemetry_pb2.SensorStream:
         device_id=stream.device_id,
         metric_name=stream.metric_name,
         sampling_rate=stream.sampling_rate,
+        sampling_period=micros_duration(stream.sampling_period_us),
         created_at=timestamp(stream.created_at),
         retention_days=stream.retention_days,
         last_seen_at=micros_timestamp(stream.last_ts) if stream.last_ts is not None else None,
@@ -120,6 +129,7 @@ class TelemetryServicer(telemetry_pb2_grpc.TelemetryServiceServicer):
             device_id=request.device_id,
             metric_name=request.metric_name,
             sampling_rate=request.sampling_rate,
+            sampling_period_us=duration_micros(request, "sampling_period"),
             retention_days=request.retention_days,
         )
         return stream_message(stream)
@@ -160,6 +170,7 @@ class TelemetryServicer(telemetry_pb2_grpc.TelemetryServiceServicer):
             stream_id=request.stream_id,
             sampling_rate=request.sampling_rate if request.HasField("sampling_rate") else None,
             retention_days=request.retention_days if request.HasField("retention_days") else None,
+            sampling_period_us=duration_micros(request, "sampling_period"),
         )
         return stream_message(stream)
 
@@ -176,13 +187,17 @@ class TelemetryServicer(telemetry_pb2_grpc.TelemetryServiceServicer):
             end=datetime_field(request, "end"),
             max_points=request.max_points,
             normalization=request.normalization,
+            include_scores=request.include_scores,
         )
-        normalized = series.normalized
+        normalized = None if series.normalized is None else series.normalized.tolist()
+        scores = None if series.scores is None else series.scores.tolist()
         points = [
             telemetry_pb2.DataPoint(
                 timestamp=micros_timestamp(int(ts)),
                 value=float(value),
-                normalized_value=float(normalized[i]) if normalized is not None else None,
+                normalized_value=normalized[i] if normalized is not None else None,
+                # NaN is "no score": the field is left out.
+                anomaly_score=None if scores is None or math.isnan(scores[i]) else scores[i],
             )
             for i, (ts, value) in enumerate(
                 zip(series.timestamps.tolist(), series.values.tolist(), strict=True)
@@ -207,6 +222,7 @@ class TelemetryServicer(telemetry_pb2_grpc.TelemetryServiceServicer):
             downsampled=series.downsampled,
             downsampling="min_max" if series.downsampled else "raw",
             normalization=request.normalization.lower() or "none",
+            scores_available=series.scores is not None,
         )
 
     async def ReadStream(

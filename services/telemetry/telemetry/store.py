@@ -12,7 +12,7 @@ range queries read only the chunks they need.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from typing import Any, cast
 
@@ -39,11 +39,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from iotkit.listing import fetch_page
-from iotkit.sqltypes import UtcDateTime
+from iotkit.sqltypes import SEQUENCE, UtcDateTime
 from services.telemetry.forwarder import StoredChunk
+from services.telemetry.telemetry.sampling import period_of_rate
 from services.telemetry.telemetry.values import Stream
-
-SEQUENCE = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class Base(DeclarativeBase):
@@ -63,6 +62,9 @@ class StreamRow(Base):
     # The device's type when the stream was created: analytics takes physical bounds from it.
     device_type: Mapped[str] = mapped_column(String(16), default="")
     sampling_rate: Mapped[int] = mapped_column(Integer, default=0)
+    # Added after streams first shipped: a row from before has 0 here (the server default,
+    # see iotkit.db.add_missing_columns) and its period is then its rate's.
+    sampling_period_us: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     retention_days: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     last_ts: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
@@ -135,9 +137,15 @@ _ADVANCE = (
 )
 
 
+def _period_us(period_us: int | None, rate: int | None) -> int:
+    """A stream's expected interval; a row from before the column has only its rate."""
+    return int(period_us or 0) or period_of_rate(int(rate or 0))
+
+
 def _stream(row: StreamRow) -> Stream:
     """A stream row as its domain value."""
-    return Stream(**{field.name: getattr(row, field.name) for field in fields(Stream)})
+    stream = Stream(**{field.name: getattr(row, field.name) for field in fields(Stream)})
+    return replace(stream, sampling_period_us=_period_us(row.sampling_period_us, row.sampling_rate))
 
 
 def _fields(stream: Stream) -> dict[str, Any]:
@@ -367,6 +375,7 @@ class TelemetryStore:
                     StreamRow.device_type,
                     StreamRow.metric_name,
                     StreamRow.sampling_rate,
+                    StreamRow.sampling_period_us,
                     ChunkRow.data,
                 )
                 .join(StreamRow, StreamRow.id == ChunkRow.stream_id)
@@ -375,8 +384,8 @@ class TelemetryStore:
                 .limit(limit)
             )
             return [
-                StoredChunk(int(i), s, d, o, t or "", m, int(r or 0), bytes(b))
-                for i, s, d, o, t, m, r, b in rows
+                StoredChunk(int(i), s, d, o, t or "", m, int(r or 0), _period_us(p, r), bytes(b))
+                for i, s, d, o, t, m, r, p, b in rows
             ]
 
     async def cursor(self, *, name: str) -> int:

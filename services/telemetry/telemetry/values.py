@@ -22,7 +22,9 @@ class Stream:
     metric_name: str
     # The device's type when the stream was created: analytics takes physical bounds from it.
     device_type: str
+    # Expected sampling, agreeing (see ``sampling``): whole Hz, and the interval in µs.
     sampling_rate: int
+    sampling_period_us: int
     retention_days: int
     created_at: datetime
     # Time (µs) and value of the newest reading; None before the first one.

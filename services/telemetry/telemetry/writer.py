@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from services.telemetry.telemetry.codec import Float64s, Int64s, decode, decode_many, encode
+from iotkit.codec import Float64s, Int64s, decode, decode_many, encode
 from services.telemetry.telemetry.store import NewChunk, StreamAdvance, TelemetryStore
 
 log = logging.getLogger(__name__)

@@ -85,6 +85,7 @@ GENERIC = STOPWORDS | {
     "pressure",
     "humidity",
     "motion",
+    "generic",
     "vibration",
     "number",
     "one",

@@ -37,6 +37,7 @@ DEVICE_TYPES = _rules(
         "motion",
     ),
     (r"\baccelerometers?\b|\bmotion\s+detectors?\b", "motion"),
+    (r"\bgeneric\s+" + _DEVICE_NOUN + r"\b", "generic"),
 )
 DEVICE_STATUSES = _rules(
     (

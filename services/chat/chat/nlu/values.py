@@ -39,7 +39,7 @@ class Slots:
 
     devices: tuple[DeviceRef, ...] = ()
     device_type: str | None = None
-    """"temperature" | "pressure" | "motion"."""
+    """"temperature" | "pressure" | "motion" | "generic"."""
     device_status: str | None = None
     """"active" | "inactive" | "maintenance"."""
     metric: str | None = None

@@ -1,4 +1,7 @@
-"""Compact, lossless encoding of a chunk of readings (timestamps and values).
+"""Compact, lossless encoding of a columnar series: timestamps and one value each.
+
+Telemetry stores its readings' chunks with it, analytics its anomaly scores
+(quantised to whole numbers, which encode as integers here).
 
 Timestamps (int64 microseconds, ascending) are stored as delta-of-delta:
 a regularly sampled stream becomes a run of zeros. Values that are exact
