@@ -226,6 +226,11 @@ def decaying_peak(values: Float64s, start: float, decay: float) -> tuple[Float64
     return before, float(after[-1])
 
 
+def _or(value: float | None, otherwise: float) -> float:
+    """``value`` unless it is None (a reading of 0.0 is a reading)."""
+    return float(otherwise if value is None else value)
+
+
 def ratio_score(ratio: Float64s) -> Float64s:
     """Evidence over its threshold (1 = at it) to a score: r / 2 below 1, 1 - 1 / (2r) above."""
     r = np.maximum(ratio, 0.0)
@@ -359,12 +364,12 @@ class StreamDetector:
             return Finding("out_of_range", when, value, confidence, bound, when)
         kind = int(kinds[at])
         if kind == 3:
-            before = float(xs[at - 1]) if at else float(s.last_value or value)
+            before = float(xs[at - 1]) if at else _or(s.last_value, value)
             return Finding("gap", int(gap_from[at]), before, confidence, 0.0, when)
         if kind == 4:
             return Finding("flatline", int(run_start[at]), value, confidence, s.level, when)
         expected = float(base[at])
-        previous = float(xs[at - 1]) if at else float(s.last_value or expected)
+        previous = float(xs[at - 1]) if at else _or(s.last_value, expected)
         departure = value - expected
         sudden = abs(value - previous) >= 0.5 * abs(departure)
         kind_name = ("spike" if departure > 0 else "dip") if sudden else "rate_of_change"
