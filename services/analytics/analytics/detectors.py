@@ -366,9 +366,9 @@ class StreamDetector:
         if kind == 3:
             before = float(xs[at - 1]) if at else _or(s.last_value, value)
             return Finding("gap", int(gap_from[at]), before, confidence, 0.0, when)
-        if kind == 4:
-            return Finding("flatline", int(run_start[at]), value, confidence, s.level, when)
         expected = float(base[at])
+        if kind == 4:
+            return Finding("flatline", int(run_start[at]), value, confidence, expected, when)
         previous = float(xs[at - 1]) if at else _or(s.last_value, expected)
         departure = value - expected
         sudden = abs(value - previous) >= 0.5 * abs(departure)
