@@ -303,8 +303,8 @@ class StreamDetector:
             base[inside] = base_i
             if judged:
                 novel_score[inside] = self._novelty(xi)
-            else:
-                self._warm(xi)
+        if not judged:
+            self._warm(xs[inside], size)
         for kind, part in ((1, stat_score), (2, novel_score), (3, gap_score), (4, flat_score)):
             higher = part > score
             score = np.where(higher, part, score)
@@ -415,11 +415,12 @@ class StreamDetector:
         s.recent_variances = all_variances[-SHORT:].tolist()
         return (ratio_score(ratio) if judged else np.zeros(xs.size)), base
 
-    def _warm(self, xs: Float64s) -> None:
-        """Gather warm-up values; with the last, lay out the novelty bands."""
+    def _warm(self, xs: Float64s, readings: int) -> None:
+        """Gather the in-range values of ``readings`` warm-up readings; with the last warm-up
+        reading (in range or not), lay out the novelty bands."""
         s = self.state
         s.warm += xs.tolist()
-        if s.readings + xs.size < WARMUP or not s.warm:
+        if s.readings + readings < WARMUP or not s.warm:
             return
         warm = np.asarray(s.warm)
         low, high = float(warm.min()), float(warm.max())
