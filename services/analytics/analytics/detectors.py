@@ -439,20 +439,28 @@ class StreamDetector:
             return np.zeros(xs.size)
         bins = np.floor((xs - s.bin_low) / s.bin_width)
         bins = np.clip(bins, -(2**52), 2**52).astype(np.int64)
-        unique, first = np.unique(bins, return_index=True)
+        unique, first, inverse = np.unique(bins, return_index=True, return_inverse=True)
         seen = set(s.seen_bins)
-        new_first = [
-            int(i) for b, i in zip(unique.tolist(), first.tolist(), strict=True) if b not in seen
-        ]
+        new = sorted(
+            (int(i), int(b))
+            for b, i in zip(unique.tolist(), first.tolist(), strict=True)
+            if b not in seen
+        )
         lows = np.minimum.accumulate(np.concatenate([[s.seen_low], xs]))[:-1]
         highs = np.maximum.accumulate(np.concatenate([[s.seen_high], xs]))[:-1]
         score = np.zeros(xs.size)
-        if new_first:
-            at = np.asarray(new_first)
+        if new:
+            # Bands are remembered in the order first visited while there is room; one
+            # that is not (the memory is full) is new at every visit, as reading by reading.
+            kept = {b for _, b in new[: max(0, MAX_SEEN_BINS - len(seen))]}
+            again = np.array([b not in seen and b not in kept for b in unique.tolist()])
+            visits = again[inverse.reshape(-1)]
+            visits[[i for i, _ in new]] = True
+            at = np.flatnonzero(visits)
             beyond = np.maximum(xs[at] - highs[at], lows[at] - xs[at]).clip(0.0)
             score[at] = ratio_score(1.0 + beyond / (BINS * s.bin_width))
-            if len(seen) < MAX_SEEN_BINS:
-                s.seen_bins = sorted(seen | {int(b) for b in bins[at].tolist()})
+            if kept:
+                s.seen_bins = sorted(seen | kept)
         s.seen_low = float(min(s.seen_low, float(xs.min())))
         s.seen_high = float(max(s.seen_high, float(xs.max())))
         return score
