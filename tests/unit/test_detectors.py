@@ -29,6 +29,7 @@ from bench.nab import Corpus, Series, load_corpus
 from services.analytics.analytics.detectors import (
     BOUNDS,
     DEFAULT_THRESHOLD,
+    MAX_MAGNITUDE,
     REST,
     WARMUP,
     DetectorState,
@@ -122,12 +123,12 @@ def assert_same_run(run: Run, reference: Run, what: str) -> None:
 
 
 def late_rows(timestamps: Int64s, values: Float64s) -> int:
-    """Readings not after the newest before them, or not finite: what the detector
-    must count as late (a plain loop, as the definition reads)."""
+    """Readings not after the newest before them, or not finite, or beyond MAX_MAGNITUDE:
+    what the detector must count as late (a plain loop, as the definition reads)."""
     newest: int | None = None
     late = 0
     for t, v in zip(timestamps.tolist(), values.tolist(), strict=True):
-        if (newest is not None and t <= newest) or not math.isfinite(v):
+        if (newest is not None and t <= newest) or not abs(v) <= MAX_MAGNITUDE:
             late += 1
         newest = t if newest is None else max(newest, t)
     return late
@@ -359,6 +360,12 @@ PATHOLOGICAL: dict[str, Callable[[], Case]] = {
     # Beyond what the issue asks (1e-9 … 1e12) but finite, so telemetry stores them.
     "extremes of a double in the warm-up": lambda: Case(GRID, _every(2, 1e308, -1e308)),
     "one reading of 1e200": lambda: Case(GRID, np.where(np.arange(N) == 400, 1e200, _noise(25))),
+    "the largest values learnt from, in the warm-up": lambda: Case(
+        GRID, _every(2, MAX_MAGNITUDE, -MAX_MAGNITUDE)
+    ),
+    "the largest value learnt from, once": lambda: Case(
+        GRID, np.where(np.arange(N) == 400, -MAX_MAGNITUDE, _noise(26))
+    ),
     "zero, then 1e10": lambda: Case(GRID, np.where(np.arange(N) < 300, 0.0, 1e10), most=2),
 }
 
@@ -399,15 +406,16 @@ def test_late_readings_are_counted_and_checked_against_the_bounds_only() -> None
     detector = StreamDetector(DetectorState.for_type("temperature"))
     detector.process(timestamps, values)
     # A batch that starts with readings older than the newest: one in range, one beyond
-    # the bounds, one repeated, one NaN; then a new one.
+    # the bounds, one repeated, one NaN; then a new one, and a new one too large to learn from.
     result = detector.process(
-        np.array([GRID[10], GRID[20], GRID[399], GRID[400], GRID[401]]),
-        np.array([20.0, 150.0, 20.0, np.nan, 20.1]),
+        np.array([GRID[10], GRID[20], GRID[399], GRID[400], GRID[401], GRID[402]]),
+        np.array([20.0, 150.0, 20.0, np.nan, 20.1, 1e200]),
     )
-    assert result.late == 4 and detector.state.late == 4
+    assert result.late == 5 and detector.state.late == 5
     assert result.timestamps.tolist() == [int(GRID[401])]
     assert [(f.anomaly_type, f.timestamp_us, f.found_us) for f in result.findings] == [
-        ("out_of_range", int(GRID[20]), int(GRID[20]))
+        ("out_of_range", int(GRID[20]), int(GRID[20])),
+        ("out_of_range", int(GRID[402]), int(GRID[402])),
     ]
     assert result.findings[0].expected_value == BOUNDS["temperature"][1]
     assert detector.state.readings == 401

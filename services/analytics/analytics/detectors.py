@@ -33,7 +33,9 @@ outside the bounds, and a flatline once per run.
 Every quantity is a per-reading recurrence carried in :class:`DetectorState`,
 so the findings and scores do not depend on how readings are split into
 batches. Readings not after the stream's newest are counted (``late``) and
-checked against the bounds only: time order is what the recurrences need.
+checked against the bounds only: time order is what the recurrences need. So
+are values beyond ``MAX_MAGNITUDE`` (no sensor's, and their squares would
+overflow the recurrences) and values that are not finite (not checked).
 """
 
 from __future__ import annotations
@@ -65,6 +67,8 @@ SHORT = 3  # readings averaged against the level
 PEAK_HALF_LIFE = 4000.0  # readings
 PEAK_DECAY = 0.5 ** (1.0 / PEAK_HALF_LIFE)
 Z_MIN = 5.0
+Z_CAP = 1e300  # keeps z, and the peak in the state, finite: a spread of zero has a tiny floor
+MAX_MAGNITUDE = 1e150  # values beyond are not learnt from (see the module docstring)
 REST = 50  # readings after a finding before the next
 GAP_FACTOR = 5.0
 GAP_PEAK_FACTOR = 2.0
@@ -93,7 +97,8 @@ class BatchResult:
     findings: list[Finding]
     timestamps: Int64s
     scores: Float64s
-    late: int = 0  # readings not after the stream's newest (or not finite): not learnt from
+    late: int = 0  # readings not after the stream's newest (or beyond MAX_MAGNITUDE, or not
+    # finite): not learnt from
 
 
 @dataclass
@@ -258,7 +263,7 @@ class StreamDetector:
                 [[s.last_ts if s.last_ts is not None else np.iinfo(np.int64).min], timestamps]
             )
         )[:-1]
-        keep = (timestamps > newest) & np.isfinite(values)
+        keep = (timestamps > newest) & (np.abs(values) <= MAX_MAGNITUDE)  # False for NaN
         late = int(values.size - np.count_nonzero(keep))
         if late:
             stale = ~keep & np.isfinite(values)
@@ -402,7 +407,8 @@ class StreamDetector:
         step_floor = np.minimum.accumulate(np.concatenate([[s.min_step], moved]))[:-1]
         floor = np.maximum(np.where(np.isfinite(step_floor), step_floor, 0.0), 1e-9 * np.abs(base))
         floor = np.maximum(floor, 1e-300)
-        z = np.abs(short - base) / np.maximum(spread, floor)
+        with np.errstate(over="ignore"):
+            z = np.minimum(np.abs(short - base) / np.maximum(spread, floor), Z_CAP)
         if not judged:
             z = np.zeros(xs.size)
         peak_before, s.peak = decaying_peak(z, s.peak, PEAK_DECAY)
