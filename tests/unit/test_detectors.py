@@ -30,6 +30,7 @@ from services.analytics.analytics.detectors import (
     BOUNDS,
     DEFAULT_THRESHOLD,
     MAX_MAGNITUDE,
+    MAX_SEEN_BINS,
     REST,
     WARMUP,
     DetectorState,
@@ -284,7 +285,7 @@ class Case:
     period_us: float = 0.0
 
 
-N = 1200
+N = 900  # the warm-up, and 750 readings judged
 GRID = START_US + np.arange(N, dtype=np.int64) * SECOND
 
 
@@ -627,9 +628,22 @@ def test_novelty_beyond_the_remembered_bands_does_not_depend_on_batching() -> No
         [rng.uniform(0, 0.8, WARMUP), np.arange(1, 6001) * 0.1 + 0.05, np.tile([420.9, 430.9], 300)]
     )
     timestamps = START_US + np.arange(values.size, dtype=np.int64) * SECOND
-    reference = feed(timestamps, values, batch=1000)
-    for batch in (1, 10):
-        assert_same_run(feed(timestamps, values, batch=batch), reference, f"batches of {batch}")
+    # The first 4,000 readings (3,850 bands, fewer than MAX_SEEN_BINS) in one batch, then
+    # the rest, across the memory's limit, in batches of different sizes.
+    first = feed(timestamps[:4000], values[:4000])
+    assert len(first.state.seen_bins) < MAX_SEEN_BINS
+    runs = {
+        batch: feed(
+            timestamps[4000:],
+            values[4000:],
+            batch=batch,
+            state=DetectorState.from_json(first.state.to_json()),
+        )
+        for batch in (1000, 10, 1)
+    }
+    assert len(runs[1].state.seen_bins) == MAX_SEEN_BINS
+    for batch in (10, 1):
+        assert_same_run(runs[batch], runs[1000], f"batches of {batch}")
 
 
 def test_a_finding_after_a_zero_is_typed_alike_whatever_the_batch() -> None:
