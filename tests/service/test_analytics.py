@@ -92,14 +92,19 @@ def signal(
 
 
 def chunk(
-    position: int, stream: str, owner: str, ts: list[int], vs: list[float]
+    position: int,
+    stream: str,
+    owner: str,
+    ts: list[int],
+    vs: list[float],
+    device_type: str = "temperature",
 ) -> analytics_pb2.StreamChunk:
     return analytics_pb2.StreamChunk(
         position=position,
         stream_id=stream,
         device_id=stream,
         owner_id=owner,
-        device_type="temperature",
+        device_type=device_type,
         metric_name="temperature",
         sampling_rate=1,
         timestamps=ts,
@@ -230,6 +235,35 @@ async def test_late_readings_are_counted_and_shown(env: Env) -> None:
         ("out_of_range", ts[299]),
         ("spike", ts[350]),
     }
+
+
+async def test_a_stream_that_never_moved_then_leaps_is_stored_and_analysed_on(env: Env) -> None:
+    # A spread of zero, then 1e10 on a stream without bounds: the detector's state must stay
+    # storable (PostgreSQL's JSON has no Infinity), or no chunk after it could be acknowledged.
+    owner, owner_id = await user(env)
+    stream = str(uuid.uuid4())
+    ts = [START + i * SECOND for i in range(700)]
+    vs = [0.0] * 300 + [1e10] * 400
+    first, second = (
+        chunk(50, stream, owner_id, ts[:400], vs[:400], device_type="generic"),
+        chunk(51, stream, owner_id, ts[400:], vs[400:], device_type="generic"),
+    )
+    answers = await analyze(
+        env,
+        [
+            analytics_pb2.AnalysisRequest(chunks=[first]),
+            analytics_pb2.AnalysisRequest(chunks=[second]),
+        ],
+    )
+    assert [a.watermark for a in answers] == [50, 51]
+    detector = await env.analytics.GetDetector(
+        analytics_pb2.GetDetectorRequest(stream_id=stream), metadata=owner
+    )
+    assert detector.readings == 700
+    listed = await env.analytics.ListAnomalies(analytics_pb2.ListAnomaliesRequest(), metadata=owner)
+    assert [(a.anomaly_type, a.detected_at.ToMicroseconds()) for a in listed.anomalies] == [
+        ("spike", ts[300])
+    ]
 
 
 async def test_watch_delivers_new_anomalies_live(env: Env) -> None:
