@@ -16,10 +16,11 @@ import jsonschema
 import yaml
 
 from iotkit.config import DEFAULT_PORTS, SERVICES
+from tests.shared import SHARED
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"
-COMPOSE_SPEC = ROOT.parent / "shared" / "specs" / "compose-spec.json"
+COMPOSE_SPEC = SHARED / "specs" / "compose-spec.json"
 """The Compose Specification's schema, beside the checkout as CI lays it out."""
 
 

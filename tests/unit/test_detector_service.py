@@ -7,6 +7,7 @@ PostgreSQL.
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import AsyncIterator, Callable
 
@@ -18,7 +19,14 @@ from iotkit.convert import micros_datetime
 from iotkit.db import open_database
 from iotkit.errors import NotFound, ValidationFailed
 from services.analytics.analytics.analysis import AnalysisService, ChunkIn
-from services.analytics.analytics.detectors import BatchResult, Float64s, Int64s, StreamDetector
+from services.analytics.analytics.detectors import (
+    DEFAULT_THRESHOLD,
+    THRESHOLD_RANGE,
+    BatchResult,
+    Float64s,
+    Int64s,
+    StreamDetector,
+)
 from services.analytics.analytics.hub import AnomalyHub
 from services.analytics.analytics.service import DetectorService
 from services.analytics.analytics.store import AnalyticsStore, Base
@@ -102,14 +110,23 @@ async def test_the_owner_changes_a_detector_within_its_rules(
     )
     assert (changed.state.min_value, changed.state.max_value) == (-10.0, 60.0)
     changed = await detectors.update(
-        caller=owner, stream_id=stream, min_value=None, max_value=None, threshold=8.0
+        caller=owner, stream_id=stream, min_value=None, max_value=None, threshold=0.8
     )
-    assert (changed.state.threshold, changed.state.base_threshold) == (8.0, 8.0)
+    assert (changed.state.threshold, changed.state.base_threshold) == (0.8, 0.8)
     assert changed.state.min_value == -10.0  # an absent setting stays as it was
+    for edge in THRESHOLD_RANGE:  # the range's ends are in it
+        await detectors.update(
+            caller=owner, stream_id=stream, min_value=None, max_value=None, threshold=edge
+        )
+    await detectors.update(
+        caller=owner, stream_id=stream, min_value=None, max_value=None, threshold=0.8
+    )
 
     for low, high, threshold, field in (
-        (None, None, 1.0, "threshold"),
-        (None, None, 51.0, "threshold"),
+        (None, None, 0.049, "threshold"),
+        (None, None, 1.0, "threshold"),  # a score never reaches 1: nothing would be found
+        (None, None, 8.0, "threshold"),  # the old scale, in deviations
+        (None, None, math.nan, "threshold"),
         (5.0, 5.0, None, "max_value"),
     ):
         with pytest.raises(ValidationFailed) as caught:
@@ -124,10 +141,10 @@ async def test_the_owner_changes_a_detector_within_its_rules(
             stream_id=stream,
             min_value=None,
             max_value=None,
-            threshold=1.0,
+            threshold=0.6,
         )
     kept = await detectors.get(caller=owner, stream_id=stream)
-    assert (kept.state.threshold, kept.state.min_value, kept.state.max_value) == (8.0, -10.0, 60.0)
+    assert (kept.state.threshold, kept.state.min_value, kept.state.max_value) == (0.8, -10.0, 60.0)
 
 
 async def test_analysis_answers_values_and_checks_a_device_to_forget(
@@ -264,3 +281,34 @@ async def test_only_finite_scores_are_stored_within_zero_and_one(
     await analysis.analyze([chunk_in(stream, 1, [1, 2, 3, 4, 5])])
     again = await store.scores(stream_id=stream, start_us=0, end_us=None, limit=10)
     assert again.timestamps.tolist() == found.timestamps.tolist()
+
+
+async def test_dismissals_raise_the_threshold_and_confirmations_lower_it_within_limits(
+    analysis: AnalysisService,
+) -> None:
+    stream = await a_stream(analysis)
+
+    async def threshold() -> float:
+        detector = await analysis.detector(stream_id=stream)
+        assert detector is not None
+        return detector.state.threshold
+
+    assert await threshold() == DEFAULT_THRESHOLD
+    await analysis.feedback(stream_id=stream, status="dismissed")
+    assert await threshold() == pytest.approx(0.55)
+    for _ in range(20):
+        await analysis.feedback(stream_id=stream, status="dismissed")
+    assert await threshold() == pytest.approx(0.9)  # at most 1.8 times the base
+    await analysis.feedback(stream_id=stream, status="confirmed")
+    assert await threshold() == pytest.approx(0.9 / 1.05)
+    for _ in range(30):
+        await analysis.feedback(stream_id=stream, status="confirmed")
+    assert await threshold() == DEFAULT_THRESHOLD  # never below the base
+    # A high base: dismissals stop at 0.99, below the score's ceiling of 1.
+    await analysis.configure(stream_id=stream, min_value=None, max_value=None, threshold=0.7)
+    for _ in range(20):
+        await analysis.feedback(stream_id=stream, status="dismissed")
+    assert await threshold() == pytest.approx(THRESHOLD_RANGE[1])
+    detector = await analysis.detector(stream_id=stream)
+    assert detector is not None
+    assert (detector.state.dismissed, detector.state.confirmed) == (41, 31)

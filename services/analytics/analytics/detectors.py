@@ -42,7 +42,9 @@ flatline once per run.
 Every quantity is a per-reading recurrence carried in :class:`DetectorState`,
 so the findings and scores do not depend on how readings are split into
 batches. Readings not after the stream's newest are counted (``late``) and
-checked against the bounds only: time order is what the recurrences need.
+checked against the bounds only: time order is what the recurrences need. So
+are values beyond ``MAX_MAGNITUDE`` (no sensor's, and their squares would
+overflow the recurrences) and values that are not finite (not checked).
 """
 
 from __future__ import annotations
@@ -67,12 +69,13 @@ DEFAULT_THRESHOLD = 0.5
 THRESHOLD_RANGE = (0.05, 0.99)
 WARMUP = 150  # readings learnt from before anything but the bounds is judged
 BINS = 8  # bands across the warm-up range, for novelty
-MAX_SEEN_BINS = 4096
 MAX_BANDS = 32  # bands across the range seen before they double in width
 ALPHA = 2.0 / (400 + 1)  # the typical interval's exponential memory: ~400 readings
 PEAK_HALF_LIFE = 4000.0  # readings
 PEAK_DECAY = 0.5 ** (1.0 / PEAK_HALF_LIFE)
 Z_MIN = 5.0
+Z_CAP = 1e300  # keeps z, and the peak in the state, finite: a spread of zero has a tiny floor
+MAX_MAGNITUDE = 1e150  # values beyond are not learnt from (see the module docstring)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +126,8 @@ class BatchResult:
     findings: list[Finding]
     timestamps: Int64s
     scores: Float64s
-    late: int = 0  # readings not after the stream's newest (or not finite): not learnt from
+    late: int = 0  # readings not after the stream's newest (or beyond MAX_MAGNITUDE, or not
+    # finite): not learnt from
 
 
 @dataclass
@@ -273,6 +277,11 @@ def decaying_peak(values: Float64s, start: float, decay: float) -> tuple[Float64
     return before, float(after[-1])
 
 
+def _or(value: float | None, otherwise: float) -> float:
+    """``value`` unless it is None (a reading of 0.0 is a reading)."""
+    return float(otherwise if value is None else value)
+
+
 def ratio_score(ratio: Float64s) -> Float64s:
     """Evidence over its threshold (1 = at it) to a score: r / 2 below 1, 1 - 1 / (2r) above."""
     r = np.maximum(ratio, 0.0)
@@ -300,7 +309,7 @@ class StreamDetector:
                 [[s.last_ts if s.last_ts is not None else np.iinfo(np.int64).min], timestamps]
             )
         )[:-1]
-        keep = (timestamps > newest) & np.isfinite(values)
+        keep = (timestamps > newest) & (np.abs(values) <= MAX_MAGNITUDE)  # False for NaN
         late = int(values.size - np.count_nonzero(keep))
         if late:
             stale = ~keep & np.isfinite(values)
@@ -345,8 +354,8 @@ class StreamDetector:
             base[inside] = base_i
             if judged:
                 novel_score[inside] = self._novelty(xi)
-            else:
-                self._warm(xi)
+        if not judged:
+            self._warm(xs[inside], size)
         for kind, part in ((1, stat_score), (2, novel_score), (3, gap_score), (4, flat_score)):
             higher = part > score
             score = np.where(higher, part, score)
@@ -408,12 +417,12 @@ class StreamDetector:
             return Finding("out_of_range", when, value, confidence, bound, when)
         kind = int(kinds[at])
         if kind == 3:
-            before = float(xs[at - 1]) if at else float(s.last_value or value)
+            before = float(xs[at - 1]) if at else _or(s.last_value, value)
             return Finding("gap", int(gap_from[at]), before, confidence, 0.0, when)
-        if kind == 4:
-            return Finding("flatline", int(run_start[at]), value, confidence, s.level, when)
         expected = float(base[at])
-        previous = float(xs[at - 1]) if at else float(s.last_value or expected)
+        if kind == 4:
+            return Finding("flatline", int(run_start[at]), value, confidence, expected, when)
+        previous = float(xs[at - 1]) if at else _or(s.last_value, expected)
         departure = value - expected
         sudden = abs(value - previous) >= 0.5 * abs(departure)
         kind_name = ("spike" if departure > 0 else "dip") if sudden else "rate_of_change"
@@ -433,11 +442,14 @@ class StreamDetector:
         # The smallest step the sensor has made before each reading: its resolution.
         step_floor = np.minimum.accumulate(np.concatenate([[s.min_step], moved]))[:-1]
         step_floor = np.where(np.isfinite(step_floor), step_floor, 0.0)
+        # Nor below a billionth of the values' magnitude: a residual of a constant series is
+        # rounding, which must not look like a departure.
+        floor = np.maximum(np.maximum(step_floor, 1e-9 * np.abs(xs)), 1e-300)
         s.min_step = float(min(s.min_step, float(moved.min())))
         best = np.zeros(xs.size)
         base = np.zeros(xs.size)
         for scale, track in zip(SCALES, (s.short, s.long), strict=True):
-            ratio, level = _judge(scale, track, xs, step_floor, judged)
+            ratio, level = _judge(scale, track, xs, floor, judged)
             higher = ratio >= best
             best = np.where(higher, ratio, best)
             base = np.where(higher, level, base)
@@ -445,7 +457,7 @@ class StreamDetector:
         # over, from the typical interval so far during it.
         alphas = np.full(xs.size, s.profile_alpha) if judged else _profile_alpha(typical_log)
         residual = self._deseasoned(ts, xs, alphas)
-        ratio, level = _judge(SCALES[1], s.daily, residual, step_floor, judged)
+        ratio, level = _judge(SCALES[1], s.daily, residual, floor, judged)
         higher = ratio > best
         best = np.where(higher, ratio, best)
         # What the profile expected, plus the residual's own level.
@@ -492,11 +504,12 @@ class StreamDetector:
             s.profile[int(hour)] = level
         return residual
 
-    def _warm(self, xs: Float64s) -> None:
-        """Gather warm-up values; with the last, lay out the novelty bands."""
+    def _warm(self, xs: Float64s, readings: int) -> None:
+        """Gather the in-range values of ``readings`` warm-up readings; with the last warm-up
+        reading (in range or not), lay out the novelty bands."""
         s = self.state
         s.warm += xs.tolist()
-        if s.readings + xs.size < WARMUP or not s.warm:
+        if s.readings + readings < WARMUP or not s.warm:
             return
         warm = np.asarray(s.warm)
         low, high = float(warm.min()), float(warm.max())
@@ -547,8 +560,8 @@ class StreamDetector:
             rows = segment[at]
             beyond = np.maximum(xs[rows] - highs[rows], lows[rows] - xs[rows]).clip(0.0)
             score[rows] = ratio_score(1.0 + beyond / (BINS * s.bin_width))
-            if len(seen) < MAX_SEEN_BINS:
-                s.seen_bins = sorted(seen | {int(b) for b in bins[at].tolist()})
+            # At most MAX_BANDS + 1 bands span the range seen: the memory stays small.
+            s.seen_bins = sorted(seen | {int(b) for b in bins[at].tolist()})
         s.seen_low, s.seen_high = float(lows[-1]), float(highs[-1])
         return score
 
@@ -627,7 +640,7 @@ class StreamDetector:
 
 
 def _judge(
-    scale: Scale, track: Track, xs: Float64s, step_floor: Float64s, judged: bool
+    scale: Scale, track: Track, xs: Float64s, floor: Float64s, judged: bool
 ) -> tuple[Float64s, Float64s]:
     """One time scale's deviation ratios (z over the decayed peak, 1 = at the threshold)
     for ``xs``, and the level each was judged against; moves ``track`` past them."""
@@ -648,9 +661,11 @@ def _judge(
     ends = np.arange(xs.size) + len(track.recent) + 1
     starts = np.maximum(ends - scale.window, 0)
     mean = (sums[ends] - sums[starts]) / (ends - starts)
-    floor = np.maximum(np.maximum(step_floor, 1e-9 * np.abs(base)), 1e-300)
     # A mean of n readings spreads sqrt(n) times less than one reading.
-    z = np.abs(mean - base) / np.maximum(spread / math.sqrt(scale.window), floor)
+    with np.errstate(over="ignore"):
+        z = np.minimum(
+            np.abs(mean - base) / np.maximum(spread / math.sqrt(scale.window), floor), Z_CAP
+        )
     if not judged:
         z = np.zeros(xs.size)
     peak_before, track.peak = decaying_peak(z, track.peak, PEAK_DECAY)
