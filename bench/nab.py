@@ -16,8 +16,9 @@ that gives every row of a labelled series an anomaly score in [0, 1]:
 - the raw score is normalised so that detecting nothing scores 0 and detecting
   every window at its first row scores 100.
 
-This module reproduces that, row for row, with numpy: ``bench.nab_check``
-checks it against the reference table of the development half.
+This module reproduces that, row for row, with numpy:
+``tests/unit/test_nab_scorer.py`` checks it against the reference table of
+the development half, and ``bench/nab_bench.py`` scores our detector with it.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ Int64s = npt.NDArray[np.int64]
 PROBATION_SHARE = 0.15
 PROBATION_MAX_ROWS = 750  # NAB: 0.15 * 5000
 NULL_THRESHOLD = 1.1  # above every score: the threshold at which nothing is detected
+WINDOW_SHARE = 0.10  # of a series' rows, shared by its labels' windows
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +50,14 @@ class Profile:
     true_positive: float
     false_positive: float
     false_negative: float
+
+
+PROFILES = (
+    Profile("standard", 1.0, 0.11, 1.0),
+    Profile("reward_low_FP_rate", 1.0, 0.22, 1.0),
+    Profile("reward_low_FN_rate", 1.0, 0.11, 2.0),
+)
+"""NAB's three profiles, as its ``config/profiles.json`` gives them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +107,26 @@ def scaled_sigmoid(position: Float64s) -> Float64s:
     """NAB's sigmoid: 1 at a window's start (-1), 0 at its end, towards -1 past it (-1 beyond 3)."""
     value = 2.0 / (1.0 + np.exp(5.0 * position)) - 1.0
     return np.where(position > 3.0, -1.0, value)
+
+
+def windows_for(rows: int, labels: Iterable[int]) -> tuple[tuple[int, int], ...]:
+    """NAB's windows around labelled rows: ``WINDOW_SHARE`` of the rows shared by the labels,
+    each window centred on its label and cut at the series' ends, overlapping ones merged.
+
+    This is how NAB's ``combined_windows.json`` was made from ``combined_labels.json``
+    (the development half's 64 windows are reproduced from its 66 labels)."""
+    marks = sorted(set(labels))
+    if not marks:
+        return ()
+    half = int(WINDOW_SHARE * rows / len(marks)) // 2
+    merged: list[tuple[int, int]] = []
+    for row in marks:
+        low, high = max(row - half, 0), min(row + half, rows - 1)
+        if merged and low <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(high, merged[-1][1]))
+        else:
+            merged.append((low, high))
+    return tuple(merged)
 
 
 def _to_us(texts: Iterable[str]) -> Int64s:
@@ -226,11 +256,13 @@ def score_at(
                 raw -= profile.false_negative
     null = -profile.false_negative * corpus.windows
     perfect = profile.true_positive * corpus.windows
+    # Without windows there is nothing to normalise against (NAB's per-file scores are raw).
+    normalized = 100.0 * (raw - null) / (perfect - null) if corpus.windows else math.nan
     return Score(
         profile.name,
         threshold,
         raw,
-        100.0 * (raw - null) / (perfect - null),
+        normalized,
         tp_rows,
         fp_rows,
         found,
