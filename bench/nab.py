@@ -181,8 +181,8 @@ def _rows(series: Series, profile: Profile, first_window: int) -> _Rows:
         span = slice(left, right + 1)
         window[span] = first_window + number
         position = -(right - index[span] + 1) / width
-        weight[span] = scaled_sigmoid(position) * profile.true_positive / scaled_sigmoid(
-            np.array(-1.0)
+        weight[span] = (
+            scaled_sigmoid(position) * profile.true_positive / scaled_sigmoid(np.array(-1.0))
         )
         end = series.windows[number + 1][0] if number + 1 < len(series.windows) else size
         after = slice(right + 1, end)
@@ -205,26 +205,41 @@ def optimise(
     weight = np.concatenate([p.weight for p, _ in parts])
     window = np.concatenate([p.window for p, _ in parts])
     score = np.concatenate([sc for _, sc in parts])
+    # Rows from the highest score down, as NAB sweeps them (ties in corpus order).
     order = np.argsort(-score, kind="stable")
-    best_per_window = np.full(corpus.windows, -profile.false_negative)
-    current = float(best_per_window.sum())
-    best_threshold, best_raw = NULL_THRESHOLD, current
-    threshold = NULL_THRESHOLD
-    for row in order.tolist():
-        value = float(score[row])
-        if value != threshold:
-            if current > best_raw:
-                best_threshold, best_raw = threshold, current
-            threshold = value
-        number = int(window[row])
-        if number < 0:
-            current += float(weight[row])
-        elif weight[row] > best_per_window[number]:
-            current += float(weight[row] - best_per_window[number])
-            best_per_window[number] = weight[row]
-    if current > best_raw:
-        best_threshold, best_raw = threshold, current
-    return best_threshold, best_raw
+    weight, window, score = weight[order], window[order], score[order]
+    start = float(np.full(corpus.windows, -profile.false_negative).sum())
+    # What each row adds: its weight outside windows; inside, how far it raises its
+    # window's best so far (a miss, -A_FN, before the first).
+    added = np.where(window < 0, weight, 0.0)
+    inside = np.flatnonzero(window >= 0)
+    by_window = inside[np.argsort(window[inside], kind="stable")]
+    numbers = window[by_window]
+    for first, last in _runs(numbers):
+        rows = by_window[first:last]
+        best = np.maximum.accumulate(np.maximum(weight[rows], -profile.false_negative))
+        before = np.concatenate([[-profile.false_negative], best[:-1]])
+        added[rows] = np.where(weight[rows] > before, weight[rows] - before, 0.0)
+    if not score.size:
+        return NULL_THRESHOLD, start
+    # The raw score after each row (accumulated in sweep order, as NAB adds them up), read
+    # at the last row of each distinct score: the candidate thresholds, highest first.
+    raw = np.cumsum(np.concatenate([[start], added]))[1:]
+    ends = np.flatnonzero(np.concatenate([score[1:] != score[:-1], [True]]))
+    best_at = int(ends[int(np.argmax(raw[ends]))])  # the first of equal maxima: the highest
+    if raw[best_at] > start:
+        return float(score[best_at]), float(raw[best_at])
+    return NULL_THRESHOLD, start
+
+
+def _runs(values: Int64s) -> list[tuple[int, int]]:
+    """``[first, last)`` of each run of equal values in ``values``."""
+    if not values.size:
+        return []
+    breaks = np.flatnonzero(values[1:] != values[:-1]) + 1
+    firsts = np.concatenate([[0], breaks]).tolist()
+    lasts = np.concatenate([breaks, [values.size]]).tolist()
+    return list(zip(firsts, lasts, strict=True))
 
 
 def _window_numbers(corpus: Corpus) -> list[int]:
@@ -293,11 +308,11 @@ def published_scores(root: Path, detector: str, corpus: Corpus) -> dict[str, Flo
         category, file = s.name.split("/")
         path = root / "results" / detector / category / f"{detector}_{file}.gz"
         with gzip.open(path, "rt") as stream:
-            header = stream.readline().strip().split(",")
-            column = header.index("anomaly_score")
-            scores[s.name] = np.array(
-                [float(line.split(",")[column]) for line in stream if line.strip()]
-            )
+            header, *lines = stream.read().splitlines()
+        column = header.split(",").index("anomaly_score")
+        # Split off only the columns up to the score: the rest of a row is not needed.
+        cells = [line.split(",", column + 1)[column] for line in lines if line.strip()]
+        scores[s.name] = np.array(cells, dtype=np.float64)
     return scores
 
 
