@@ -3,10 +3,13 @@
 Jobs: ``auth`` (the cost of an authenticated call), ``postgresql`` and
 ``sqlite`` (telemetry's ingest, one reading per message, range queries and
 storage on each database), ``memory`` (telemetry's memory over a soak under
-the device simulator), ``analytics`` (the anomaly detectors' F1 per type and NAB
-score on labelled synthetic series, and their throughput; in-process, no
-services), ``chat`` (the assistant's intent and slot accuracy on a held-out
-set of utterances, and the time to train and to understand; in-process),
+the device simulator), ``analytics`` (the anomaly detector's F1 per type and a
+NAB-style score on labelled synthetic series, and its throughput; in-process,
+no services), ``nab`` (the detector on the development half of the Numenta
+Anomaly Benchmark, scored by NAB's rules beside the published detectors;
+in-process, needs the ``nab-dev`` dataset: ``--nab-dev PATH``), ``chat``
+(the assistant's intent and slot accuracy on a held-out set of utterances,
+and the time to train and to understand; in-process),
 ``chat-speed`` (a reply through the gateway that asks devices, against the
 gateway's own ``/healthz``).
 ``--only JOB`` (repeatable) runs some of them; the page
@@ -26,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import analytics, auth_calls, chat, chat_speed, soak, telemetry
+from bench import analytics, auth_calls, chat, chat_speed, nab_bench, soak, telemetry
 from bench.report import JobResult, load, render, write
 
 OUTPUT = Path(__file__).resolve().parent.parent / "docs" / "BENCHMARKS.md"
@@ -39,7 +42,7 @@ ORDER = [
     telemetry.STORAGE_TITLE,
     soak.MEMORY_TITLE,
     analytics.QUALITY_TITLE,
-    analytics.NAB_TITLE,
+    nab_bench.NAB_TITLE,
     analytics.SPEED_TITLE,
     soak.ANALYSIS_TITLE,
     AUTH_TITLE,
@@ -58,7 +61,8 @@ INTRO = [
     "The readings are the device simulator's signals (`tools/signals.py`) at 1 kHz, rounded",
     "to each sensor's resolution. On this two-core machine the load generator, telemetry and",
     "PostgreSQL share the two cores, so the ingest figures are lower bounds of the service.",
-    "The analytics job runs the detectors in this process on labelled series at 1 Hz.",
+    "The analytics job runs the detector in this process on labelled synthetic series at 1 Hz;",
+    "the nab job runs it on the development half of the Numenta Anomaly Benchmark (real data).",
     "",
 ]
 
@@ -85,6 +89,10 @@ async def _analytics(args: argparse.Namespace) -> JobResult:
     return await analytics.measure()
 
 
+async def _nab(args: argparse.Namespace) -> JobResult:
+    return await nab_bench.measure(root=args.nab_dev)
+
+
 async def _chat(args: argparse.Namespace) -> JobResult:
     return await chat.measure()
 
@@ -98,6 +106,7 @@ JOBS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, JobResult]]] 
     "sqlite": _sqlite,
     "memory": _memory,
     "analytics": _analytics,
+    "nab": _nab,
     "auth": _auth,
     "chat": _chat,
     "chat-speed": _chat_speed,
@@ -121,6 +130,13 @@ def main() -> int:
         # With analytics keeping up, telemetry also merges chunks all along; its caches
         # fill for about seven minutes, so a shorter soak cannot tell them from a leak.
         help="length of the memory soak (600)",
+    )
+    parser.add_argument(
+        "--nab-dev",
+        type=Path,
+        default=None,
+        help=f"the nab-dev dataset (${nab_bench.ENVIRONMENT}, else shared/datasets/nab-dev "
+        "found above the checkout)",
     )
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/ alone")
     args = parser.parse_args()

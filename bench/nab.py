@@ -16,8 +16,9 @@ that gives every row of a labelled series an anomaly score in [0, 1]:
 - the raw score is normalised so that detecting nothing scores 0 and detecting
   every window at its first row scores 100.
 
-This module reproduces that, row for row, with numpy: ``bench.nab_check``
-checks it against the reference table of the development half.
+This module reproduces that, row for row, with numpy:
+``tests/unit/test_nab_scorer.py`` checks it against the reference table of
+the development half, and ``bench/nab_bench.py`` scores our detector with it.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ Int64s = npt.NDArray[np.int64]
 PROBATION_SHARE = 0.15
 PROBATION_MAX_ROWS = 750  # NAB: 0.15 * 5000
 NULL_THRESHOLD = 1.1  # above every score: the threshold at which nothing is detected
+WINDOW_SHARE = 0.10  # of a series' rows, shared by its labels' windows
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +50,14 @@ class Profile:
     true_positive: float
     false_positive: float
     false_negative: float
+
+
+PROFILES = (
+    Profile("standard", 1.0, 0.11, 1.0),
+    Profile("reward_low_FP_rate", 1.0, 0.22, 1.0),
+    Profile("reward_low_FN_rate", 1.0, 0.11, 2.0),
+)
+"""NAB's three profiles, as its ``config/profiles.json`` gives them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +107,26 @@ def scaled_sigmoid(position: Float64s) -> Float64s:
     """NAB's sigmoid: 1 at a window's start (-1), 0 at its end, towards -1 past it (-1 beyond 3)."""
     value = 2.0 / (1.0 + np.exp(5.0 * position)) - 1.0
     return np.where(position > 3.0, -1.0, value)
+
+
+def windows_for(rows: int, labels: Iterable[int]) -> tuple[tuple[int, int], ...]:
+    """NAB's windows around labelled rows: ``WINDOW_SHARE`` of the rows shared by the labels,
+    each window centred on its label and cut at the series' ends, overlapping ones merged.
+
+    This is how NAB's ``combined_windows.json`` was made from ``combined_labels.json``
+    (the development half's 64 windows are reproduced from its 66 labels)."""
+    marks = sorted(set(labels))
+    if not marks:
+        return ()
+    half = int(WINDOW_SHARE * rows / len(marks)) // 2
+    merged: list[tuple[int, int]] = []
+    for row in marks:
+        low, high = max(row - half, 0), min(row + half, rows - 1)
+        if merged and low <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(high, merged[-1][1]))
+        else:
+            merged.append((low, high))
+    return tuple(merged)
 
 
 def _to_us(texts: Iterable[str]) -> Int64s:
@@ -151,8 +181,8 @@ def _rows(series: Series, profile: Profile, first_window: int) -> _Rows:
         span = slice(left, right + 1)
         window[span] = first_window + number
         position = -(right - index[span] + 1) / width
-        weight[span] = scaled_sigmoid(position) * profile.true_positive / scaled_sigmoid(
-            np.array(-1.0)
+        weight[span] = (
+            scaled_sigmoid(position) * profile.true_positive / scaled_sigmoid(np.array(-1.0))
         )
         end = series.windows[number + 1][0] if number + 1 < len(series.windows) else size
         after = slice(right + 1, end)
@@ -175,26 +205,41 @@ def optimise(
     weight = np.concatenate([p.weight for p, _ in parts])
     window = np.concatenate([p.window for p, _ in parts])
     score = np.concatenate([sc for _, sc in parts])
+    # Rows from the highest score down, as NAB sweeps them (ties in corpus order).
     order = np.argsort(-score, kind="stable")
-    best_per_window = np.full(corpus.windows, -profile.false_negative)
-    current = float(best_per_window.sum())
-    best_threshold, best_raw = NULL_THRESHOLD, current
-    threshold = NULL_THRESHOLD
-    for row in order.tolist():
-        value = float(score[row])
-        if value != threshold:
-            if current > best_raw:
-                best_threshold, best_raw = threshold, current
-            threshold = value
-        number = int(window[row])
-        if number < 0:
-            current += float(weight[row])
-        elif weight[row] > best_per_window[number]:
-            current += float(weight[row] - best_per_window[number])
-            best_per_window[number] = weight[row]
-    if current > best_raw:
-        best_threshold, best_raw = threshold, current
-    return best_threshold, best_raw
+    weight, window, score = weight[order], window[order], score[order]
+    start = float(np.full(corpus.windows, -profile.false_negative).sum())
+    # What each row adds: its weight outside windows; inside, how far it raises its
+    # window's best so far (a miss, -A_FN, before the first).
+    added = np.where(window < 0, weight, 0.0)
+    inside = np.flatnonzero(window >= 0)
+    by_window = inside[np.argsort(window[inside], kind="stable")]
+    numbers = window[by_window]
+    for first, last in _runs(numbers):
+        rows = by_window[first:last]
+        best = np.maximum.accumulate(np.maximum(weight[rows], -profile.false_negative))
+        before = np.concatenate([[-profile.false_negative], best[:-1]])
+        added[rows] = np.where(weight[rows] > before, weight[rows] - before, 0.0)
+    if not score.size:
+        return NULL_THRESHOLD, start
+    # The raw score after each row (accumulated in sweep order, as NAB adds them up), read
+    # at the last row of each distinct score: the candidate thresholds, highest first.
+    raw = np.cumsum(np.concatenate([[start], added]))[1:]
+    ends = np.flatnonzero(np.concatenate([score[1:] != score[:-1], [True]]))
+    best_at = int(ends[int(np.argmax(raw[ends]))])  # the first of equal maxima: the highest
+    if raw[best_at] > start:
+        return float(score[best_at]), float(raw[best_at])
+    return NULL_THRESHOLD, start
+
+
+def _runs(values: Int64s) -> list[tuple[int, int]]:
+    """``[first, last)`` of each run of equal values in ``values``."""
+    if not values.size:
+        return []
+    breaks = np.flatnonzero(values[1:] != values[:-1]) + 1
+    firsts = np.concatenate([[0], breaks]).tolist()
+    lasts = np.concatenate([breaks, [values.size]]).tolist()
+    return list(zip(firsts, lasts, strict=True))
 
 
 def _window_numbers(corpus: Corpus) -> list[int]:
@@ -226,11 +271,13 @@ def score_at(
                 raw -= profile.false_negative
     null = -profile.false_negative * corpus.windows
     perfect = profile.true_positive * corpus.windows
+    # Without windows there is nothing to normalise against (NAB's per-file scores are raw).
+    normalized = 100.0 * (raw - null) / (perfect - null) if corpus.windows else math.nan
     return Score(
         profile.name,
         threshold,
         raw,
-        100.0 * (raw - null) / (perfect - null),
+        normalized,
         tp_rows,
         fp_rows,
         found,
@@ -261,11 +308,11 @@ def published_scores(root: Path, detector: str, corpus: Corpus) -> dict[str, Flo
         category, file = s.name.split("/")
         path = root / "results" / detector / category / f"{detector}_{file}.gz"
         with gzip.open(path, "rt") as stream:
-            header = stream.readline().strip().split(",")
-            column = header.index("anomaly_score")
-            scores[s.name] = np.array(
-                [float(line.split(",")[column]) for line in stream if line.strip()]
-            )
+            header, *lines = stream.read().splitlines()
+        column = header.split(",").index("anomaly_score")
+        # Split off only the columns up to the score: the rest of a row is not needed.
+        cells = [line.split(",", column + 1)[column] for line in lines if line.strip()]
+        scores[s.name] = np.array(cells, dtype=np.float64)
     return scores
 
 

@@ -42,14 +42,26 @@ class Figure:
         return self.value / self.baseline if self.baseline else float("nan")
 
 
+@dataclass(frozen=True, slots=True)
+class Table:
+    """A table under a section's figures, for comparisons one value per row cannot show
+    (several profiles side by side, a breakdown); cells are Markdown, already formatted."""
+
+    caption: str
+    header: list[str]
+    rows: list[list[str]]
+    align: str = ""  # a letter per column, "l" or "r" (left when missing)
+
+
 @dataclass
 class JobResult:
-    """What one job measured: figures by section title, when, and with which options."""
+    """What one job measured: figures (and tables) by section title, when, with which options."""
 
     when: str
     options: str
     sections: dict[str, list[Figure]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    tables: dict[str, list[Table]] = field(default_factory=dict)
 
 
 def _number(value: float) -> str:
@@ -78,6 +90,16 @@ def _target(figure: Figure) -> str:
     return f"{figure.target} {mark}".strip()
 
 
+def _table(table: Table, job: str | None) -> list[str]:
+    """A table's Markdown: its caption (with the job, when several), the header, the rows."""
+    caption = table.caption + (f" ({job})" if job else "")
+    lines = [caption, ""] if caption else []
+    rules = ["---:" if table.align[i : i + 1] == "r" else "---" for i in range(len(table.header))]
+    lines += ["| " + " | ".join(table.header) + " |", "|" + "|".join(rules) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in table.rows]
+    return [*lines, ""]
+
+
 def render(
     jobs: dict[str, JobResult], *, command: str, order: list[str], intro: list[str] | None = None
 ) -> str:
@@ -96,24 +118,28 @@ def render(
     ]
     lines += [f"| {name} | {job.when} | `{job.options}` |" for name, job in jobs.items()]
     lines.append("")
-    titles = [t for t in order if any(t in j.sections for j in jobs.values())]
-    titles += sorted({t for j in jobs.values() for t in j.sections} - set(titles))
+    present = {t for j in jobs.values() for t in (*j.sections, *j.tables)}
+    titles = [t for t in order if t in present]
+    titles += sorted(present - set(titles))
     for title in titles:
-        lines += [
-            f"## {title}",
-            "",
-            "| measured | value | baseline | baseline value | ratio | target | note |",
-            "|---|---:|---|---:|---:|---|---|",
-        ]
+        lines += [f"## {title}", ""]
+        if any(job.sections.get(title) for job in jobs.values()):
+            lines += [
+                "| measured | value | baseline | baseline value | ratio | target | note |",
+                "|---|---:|---|---:|---:|---|---|",
+            ]
+            for name, job in jobs.items():
+                for f in job.sections.get(title, []):
+                    lines.append(
+                        f"| {f.name} | {_number(f.value)} {f.unit} | {f.baseline_name} | "
+                        f"{_number(f.baseline)} {f.baseline_unit or f.unit} | {_ratio(f)} | "
+                        f"{_target(f)} | "
+                        f"{f.note}{'' if len(jobs) == 1 else f' ({name})'} |"
+                    )
+            lines.append("")
         for name, job in jobs.items():
-            for f in job.sections.get(title, []):
-                lines.append(
-                    f"| {f.name} | {_number(f.value)} {f.unit} | {f.baseline_name} | "
-                    f"{_number(f.baseline)} {f.baseline_unit or f.unit} | {_ratio(f)} | "
-                    f"{_target(f)} | "
-                    f"{f.note}{'' if len(jobs) == 1 else f' ({name})'} |"
-                )
-        lines.append("")
+            for table in job.tables.get(title, []):
+                lines += _table(table, None if len(jobs) == 1 else name)
     notes = [(name, note) for name, job in jobs.items() for note in job.notes]
     if notes:
         lines += ["## Notes", ""]
@@ -125,6 +151,7 @@ def render(
             "options": job.options,
             "notes": job.notes,
             "sections": {t: [asdict(f) for f in figs] for t, figs in job.sections.items()},
+            "tables": {t: [asdict(x) for x in tables] for t, tables in job.tables.items()},
         }
         for name, job in jobs.items()
     }
@@ -143,6 +170,9 @@ def load(path: Path) -> dict[str, JobResult]:
                 options=job["options"],
                 notes=list(job.get("notes", [])),
                 sections={t: [Figure(**f) for f in figs] for t, figs in job["sections"].items()},
+                tables={
+                    t: [Table(**x) for x in tables] for t, tables in job.get("tables", {}).items()
+                },
             )
             for name, job in raw.items()
         }

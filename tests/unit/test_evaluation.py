@@ -1,120 +1,20 @@
-"""Scoring of detectors: NAB's sigmoid, windows and score, per-type F1, masking, the baseline."""
+"""Scoring of detectors: per-type F1, masking, the baseline, and the synthetic series made
+NAB-style (NAB's scoring itself: ``test_nab_scorer.py``)."""
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import pytest
 
-from bench.evaluation import (
-    STANDARD,
-    Label,
-    nab_score,
-    nab_windows,
-    scaled_sigmoid,
-    score_types,
-    unmasked,
-    windowed_gaussian,
-)
+from bench.analytics import Series, detection_rows, nab_style_series
+from bench.evaluation import Label, score_types, unmasked, windowed_gaussian
 from services.analytics.analytics.detectors import Finding
 
 SECOND = 1_000_000
-LENGTH = 1000 * SECOND
-"""A series of 1,000 s: with two labels, each NAB window is 50 s wide."""
 
 
 def finding(kind: str, t: int) -> Finding:
     return Finding(kind, t, 0.0, 1.0, 0.0)
-
-
-def score(detections: list[int], labels: list[Label]) -> float:
-    return nab_score(detections, labels, series_start=0, series_end=LENGTH)
-
-
-TWO = [Label("spike", 300 * SECOND, 301 * SECOND), Label("dip", 700 * SECOND, 701 * SECOND)]
-
-
-def test_scaled_sigmoid_at_the_window_start_end_and_far_after() -> None:
-    assert scaled_sigmoid(-1.0) == pytest.approx(2 / (1 + math.exp(-5)) - 1)
-    assert scaled_sigmoid(-1.0) == pytest.approx(0.9866, abs=1e-4)
-    assert scaled_sigmoid(0.0) == 0.0
-    assert scaled_sigmoid(3.5) == -1.0
-    assert scaled_sigmoid(100.0) == -1.0
-    assert -1.0 < scaled_sigmoid(3.0) < -0.9999  # just before the cut-off, already about -1
-
-
-def test_windows_are_centred_on_labels_and_share_a_tenth_of_the_series() -> None:
-    windows = nab_windows(TWO, series_start=0, series_end=LENGTH)
-    assert windows == [(275 * SECOND, 325 * SECOND), (675 * SECOND, 725 * SECOND)]
-    assert nab_windows([], series_start=0, series_end=LENGTH) == []
-
-
-def test_overlapping_windows_merge() -> None:
-    labels = [
-        Label("spike", 520 * SECOND, 521 * SECOND),
-        Label("spike", 500 * SECOND, 501 * SECOND),  # out of order on purpose
-        Label("dip", 100 * SECOND, 101 * SECOND),
-    ]
-    # Three labels: windows of 33.3 s; those at 500 s and 520 s overlap and become one.
-    windows = nab_windows(labels, series_start=0, series_end=LENGTH)
-    width = 0.1 * LENGTH / 3
-    assert len(windows) == 2
-    assert windows[0] == (int(100 * SECOND - width / 2), int(100 * SECOND + width / 2))
-    assert windows[1] == (int(500 * SECOND - width / 2), int(520 * SECOND + width / 2))
-
-
-def test_a_window_covers_a_label_longer_than_it() -> None:
-    labels = [Label("flatline", 100 * SECOND, 400 * SECOND)]
-    assert nab_windows(labels, series_start=0, series_end=LENGTH) == [(50 * SECOND, 400 * SECOND)]
-
-
-def test_nab_detecting_nothing_scores_zero() -> None:
-    assert score([], TWO) == pytest.approx(0.0)
-
-
-def test_nab_detecting_every_window_at_its_start_scores_100() -> None:
-    starts = [lo for lo, _ in nab_windows(TWO, series_start=0, series_end=LENGTH)]
-    assert score(starts, TWO) == pytest.approx(100.0)
-
-
-def test_nab_counts_only_the_first_detection_in_a_window() -> None:
-    starts = [lo for lo, _ in nab_windows(TWO, series_start=0, series_end=LENGTH)]
-    assert score([*starts, 300 * SECOND, 310 * SECOND], TWO) == pytest.approx(100.0)
-
-
-def test_nab_false_positives_lower_the_score() -> None:
-    starts = [lo for lo, _ in nab_windows(TWO, series_start=0, series_end=LENGTH)]
-    after = score([*starts, 500 * SECOND], TWO)  # long after the first window
-    before = score([*starts, 10 * SECOND], TWO)  # before any window
-    assert after < 100.0 and before < 100.0
-    # Before every window a false positive costs its full weight.
-    perfect = 2 * STANDARD.true_positive * scaled_sigmoid(-1.0)
-    null = -2 * STANDARD.false_negative
-    assert before == pytest.approx(
-        100.0 * (perfect - STANDARD.false_positive - null) / (perfect - null)
-    )
-    assert score([*starts, 500 * SECOND, 550 * SECOND], TWO) < after
-
-
-def test_nab_a_false_positive_just_after_a_window_costs_less_than_later() -> None:
-    starts = [lo for lo, _ in nab_windows(TWO, series_start=0, series_end=LENGTH)]
-    soon = score([*starts, 326 * SECOND], TWO)
-    late = score([*starts, 500 * SECOND], TWO)
-    assert late < soon < 100.0
-
-
-def test_nab_a_later_detection_in_the_window_scores_less() -> None:
-    early, middle, late = (score([t * SECOND], TWO) for t in (280, 300, 320))
-    assert 0.0 < late < middle < early
-    # At the window's end the sigmoid is 0: as good as missing it, without the miss's cost.
-    at_end = score([325 * SECOND], TWO)
-    assert at_end == pytest.approx(100.0 * 1.0 / (2 * scaled_sigmoid(-1.0) + 2))
-
-
-def test_nab_with_no_labels_rewards_silence() -> None:
-    assert score([], []) == 100.0
-    assert score([5 * SECOND], []) == 0.0
 
 
 def test_score_types_counts_hits_within_the_tolerance() -> None:
@@ -200,3 +100,23 @@ def test_windowed_gaussian_needs_more_than_a_window() -> None:
     values = np.zeros(600)
     values[-1] = 1e6
     assert windowed_gaussian(timestamps, values, window=600) == []
+
+
+def test_synthetic_series_get_nabs_windows_outside_the_probation() -> None:
+    timestamps = np.arange(10_000, dtype=np.int64) * SECOND  # probation: 750 rows
+    labels = [
+        Label("spike", 500 * SECOND, 501 * SECOND),  # in the probation: left out
+        Label("gap", 4_000 * SECOND, 4_030 * SECOND),
+        Label("dip", 8_000 * SECOND, 8_001 * SECOND),
+    ]
+    series = Series("temperature", 1, timestamps, np.zeros(10_000), labels)
+    styled = nab_style_series(series, labels)
+    # Two labels kept: windows of int(0.1 * 10,000 / 2) = 500 rows, centred on each.
+    assert styled.name == "temperature/seed-1"
+    assert styled.windows == ((3_750, 4_250), (7_750, 8_250))
+
+
+def test_detections_mark_their_rows() -> None:
+    timestamps = np.array([0, 10, 20, 50, 60], dtype=np.int64)
+    assert detection_rows(timestamps, [20, 60, 20]).tolist() == [0, 0, 1, 0, 1]
+    assert detection_rows(timestamps, []).tolist() == [0] * 5
