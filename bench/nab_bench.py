@@ -1,10 +1,11 @@
 """NAB: our detector on the development half of the Numenta Anomaly Benchmark, scored NAB's way.
 
 The corpus is ``nab-dev`` (31 real and artificial series, 64 labelled windows;
-``--nab-dev PATH``, else ``shared/datasets/nab-dev`` beside the checkout or
-above it). Each series goes through a fresh ``generic`` :class:`StreamDetector`
-in batches of ``BATCH`` readings, as analytics receives them, with no declared
-sampling period, and is scored by ``bench/nab.py`` in two ways:
+``--nab-dev PATH``, else ``$IOTSUITE_NAB_DEV``, else the first
+``shared/datasets/nab-dev`` in a folder above the checkout). Each series goes
+through a fresh ``generic`` :class:`StreamDetector` in batches of ``BATCH``
+readings, as analytics receives them, with no declared sampling period, and
+is scored by ``bench/nab.py`` in two ways:
 
 - **every finding a user would see**: a finding marks the row of the reading
   with which the detector could know it (``found_us``, the causal placement),
