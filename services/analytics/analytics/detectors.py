@@ -383,7 +383,8 @@ class StreamDetector:
         s = self.state
         previous_outside = np.concatenate([[s.outside], ~inside[:-1]])
         bound_starts = ~inside & ~previous_outside
-        reaching = (score >= s.threshold) & (s.readings + np.arange(xs.size) >= WARMUP)
+        # Nor in the REST readings after the warm-up: the slow scales are still settling.
+        reaching = (score >= s.threshold) & (s.readings + np.arange(xs.size) >= WARMUP + REST)
         # A flatline is one event however long the run: only its crossing counts.
         reaching &= (kinds != 4) | flat_cross
         reaching |= bound_starts
