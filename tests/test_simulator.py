@@ -187,7 +187,7 @@ async def test_small_batches_are_merged_into_few_chunks(
     try:
         await check_merged(suite, backend)
     finally:
-        for process in suite.processes.values():
+        for process in reversed(list(suite.processes.values())):  # dependents first
             await process.aclose(grace=0)
 
 

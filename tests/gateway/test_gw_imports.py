@@ -306,7 +306,7 @@ async def client(backend: Backend) -> AsyncIterator[httpx.AsyncClient]:
             yield http
     finally:
         await stop_gateway(server, task)
-        for process in suite.processes.values():
+        for process in reversed(list(suite.processes.values())):  # dependents first
             await process.aclose(grace=0)
 
 

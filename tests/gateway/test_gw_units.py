@@ -68,9 +68,7 @@ def test_rpc_routes_may_not_shadow_the_gateway_pages() -> None:
 
 
 def test_upstream_names_follow_the_package_or_the_served_by_option() -> None:
-    services = {
-        s.full_name: s for f in proto_files() for s in f.services_by_name.values()
-    }
+    services = {s.full_name: s for f in proto_files() for s in f.services_by_name.values()}
     assert upstream_of(services["iot.auth.v1.AuthService"]) == "auth"
     assert upstream_of(services["iot.devices.v1.DeviceService"]) == "devices"
     # No alias in the gateway: the proto says which process serves the status.

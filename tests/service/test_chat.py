@@ -109,7 +109,7 @@ async def clients(backend: Backend) -> AsyncIterator[Clients]:
             assistant,
             backend,
         )
-    for process in suite.processes.values():
+    for process in reversed(list(suite.processes.values())):  # dependents first
         await process.aclose(grace=0)
 
 

@@ -36,7 +36,7 @@ async def suite_with_gateway(
             yield suite, http
     finally:
         await stop_gateway(server, task)
-        for process in suite.processes.values():
+        for process in reversed(list(suite.processes.values())):  # dependents first
             await process.aclose(grace=0)
 
 

@@ -54,7 +54,7 @@ async def running(
             yield suite, http
     finally:
         await stop_gateway(server, task)
-        for process in suite.processes.values():
+        for process in reversed(list(suite.processes.values())):  # dependents first
             await process.aclose(grace=0)
 
 
@@ -164,7 +164,7 @@ async def test_a_service_started_after_the_revocation_refuses_the_token(
                 )
             assert failure.value.code() is grpc.StatusCode.UNAUTHENTICATED
     finally:
-        for process in suite.processes.values():
+        for process in reversed(list(suite.processes.values())):  # dependents first
             await process.aclose(grace=0)
 
 

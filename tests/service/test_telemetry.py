@@ -51,7 +51,7 @@ async def env(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> AsyncIterato
             suite,
             backend,
         )
-    for process in suite.processes.values():
+    for process in reversed(list(suite.processes.values())):  # dependents first
         await process.aclose(grace=0)
 
 
