@@ -12,10 +12,12 @@ import os
 import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 from argon2 import PasswordHasher
@@ -125,6 +127,12 @@ class Suite:
         """Stop one service, as if it crashed."""
         await self.processes.pop(service).aclose(grace=0)
 
+    async def aclose(self) -> None:
+        """Stop every service, dependents first (the reverse of the start order), so none
+        is left calling one that already stopped (auth, for revocations)."""
+        for process in reversed(list(self.processes.values())):
+            await process.aclose(grace=0)
+
 
 async def start_suite(
     backend: Backend, services: tuple[str, ...] = SERVICES, **settings_changes: Any
@@ -162,13 +170,29 @@ async def start_suite(
     return Suite(settings, processes)
 
 
+@asynccontextmanager
+async def suite_with_gateway(
+    backend: Backend, services: tuple[str, ...] = SERVICES, **changes: Any
+) -> AsyncIterator[tuple[Suite, httpx.AsyncClient]]:
+    """``services`` (every one by default) and a REST client of a gateway in front of them."""
+    from gateway.serve import start_gateway, stop_gateway
+
+    suite = await start_suite(backend, services, **changes)
+    server, port, task = await start_gateway(suite.settings, "127.0.0.1", 0)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=15) as http:
+            yield suite, http
+    finally:
+        await stop_gateway(server, task)
+        await suite.aclose()
+
+
 @pytest.fixture
 async def suite(backend: Backend) -> AsyncIterator[Suite]:
     """All five services, on SQLite and on PostgreSQL."""
     running = await start_suite(backend)
     yield running
-    for process in running.processes.values():
-        await process.aclose(grace=0)
+    await running.aclose()
 
 
 @pytest.fixture
@@ -176,5 +200,4 @@ async def auth_only(backend: Backend) -> AsyncIterator[Suite]:
     """Just the auth service, on SQLite and on PostgreSQL."""
     running = await start_suite(backend, ("auth",))
     yield running
-    for process in running.processes.values():
-        await process.aclose(grace=0)
+    await running.aclose()

@@ -29,8 +29,7 @@ PASSWORD = "Sim-ulat0r!pass"
 async def suite(backend: Backend) -> AsyncIterator[Suite]:
     running = await start_suite(backend, ("auth", "devices", "telemetry"))
     yield running
-    for process in running.processes.values():
-        await process.aclose(grace=0)
+    await running.aclose()
 
 
 def options(**changes: object) -> Options:
@@ -187,8 +186,7 @@ async def test_small_batches_are_merged_into_few_chunks(
     try:
         await check_merged(suite, backend)
     finally:
-        for process in reversed(list(suite.processes.values())):  # dependents first
-            await process.aclose(grace=0)
+        await suite.aclose()
 
 
 async def check_merged(suite: Suite, backend: Backend) -> None:

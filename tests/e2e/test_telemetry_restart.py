@@ -164,5 +164,4 @@ async def test_kill_mid_stream_then_resume(settings: Settings, tmp_path: Path) -
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
             process.wait(timeout=15)
-        for running in suite.processes.values():
-            await running.aclose(grace=0)
+        await suite.aclose()

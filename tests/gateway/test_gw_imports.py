@@ -306,8 +306,7 @@ async def client(backend: Backend) -> AsyncIterator[httpx.AsyncClient]:
             yield http
     finally:
         await stop_gateway(server, task)
-        for process in reversed(list(suite.processes.values())):  # dependents first
-            await process.aclose(grace=0)
+        await suite.aclose()
 
 
 async def new_device(client: httpx.AsyncClient, who: dict[str, str]) -> str:

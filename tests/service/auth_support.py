@@ -212,5 +212,4 @@ async def start_auth(
         async with grpc.aio.insecure_channel(suite.address("auth")) as channel:
             yield Auth(suite, channel, mailbox)
     finally:
-        for process in suite.processes.values():
-            await process.aclose(grace=0)
+        await suite.aclose()

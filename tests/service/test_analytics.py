@@ -69,8 +69,7 @@ async def env(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> AsyncIterato
             suite,
             backend,
         )
-    for process in reversed(list(suite.processes.values())):  # dependents first
-        await process.aclose(grace=0)
+    await suite.aclose()
 
 
 async def user(env: Env) -> tuple[list[tuple[str, str]], str]:

@@ -188,8 +188,7 @@ async def test_the_environment_creates_the_first_admin_only_once(backend: Backen
             login = await stub.Login(auth_pb2.LoginRequest(email=taken, password=PASSWORD))
             assert login.user.role == "user"
     finally:
-        for process in reversed(list(suite.processes.values())):  # dependents first
-            await process.aclose(grace=0)
+        await suite.aclose()
     with pytest.raises(ConfigError, match="IOT_ADMIN_PASSWORD"):
         await start_suite(backend, ("auth",), admin_email=new_email(), admin_password="weak")
 

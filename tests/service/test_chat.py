@@ -109,8 +109,7 @@ async def clients(backend: Backend) -> AsyncIterator[Clients]:
             assistant,
             backend,
         )
-    for process in reversed(list(suite.processes.values())):  # dependents first
-        await process.aclose(grace=0)
+    await suite.aclose()
 
 
 async def user(clients: Clients, *, admin: bool = False) -> list[tuple[str, str]]:

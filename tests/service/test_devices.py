@@ -39,8 +39,7 @@ async def clients(backend: Backend) -> AsyncIterator[Clients]:
             suite,
             backend,
         )
-    for process in suite.processes.values():
-        await process.aclose(grace=0)
+    await suite.aclose()
 
 
 async def user(clients: Clients, *, admin: bool = False) -> list[tuple[str, str]]:

@@ -53,8 +53,7 @@ async def env(backend: Backend) -> AsyncIterator[Env]:
             t,
             suite,
         )
-    for process in suite.processes.values():
-        await process.aclose(grace=0)
+    await suite.aclose()
 
 
 async def user(env: Env) -> list[tuple[str, str]]:

@@ -60,8 +60,7 @@ async def running(backend: Backend, **settings_changes: Any) -> AsyncIterator[En
                 backend,
             )
     finally:
-        for process in reversed(list(suite.processes.values())):  # dependents first
-            await process.aclose(grace=0)
+        await suite.aclose()
 
 
 @pytest.fixture

@@ -9,35 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from gateway.serve import start_gateway, stop_gateway
 from iotkit.config import Settings
-from tests.conftest import Backend, Suite, start_suite
+from tests.conftest import Backend, suite_with_gateway
 from tests.support import PASSWORD, new_email
 from tests.throwaway import throwaway_postgres, throwaway_redis
-
-
-@asynccontextmanager
-async def suite_with_gateway(
-    backend: Backend, services: tuple[str, ...] | None = None, **changes: Any
-) -> AsyncIterator[tuple[Suite, httpx.AsyncClient]]:
-    suite = await (
-        start_suite(backend, services, **changes) if services else start_suite(backend, **changes)
-    )
-    server, port, task = await start_gateway(suite.settings, "127.0.0.1", 0)
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=15) as http:
-            yield suite, http
-    finally:
-        await stop_gateway(server, task)
-        for process in reversed(list(suite.processes.values())):  # dependents first
-            await process.aclose(grace=0)
 
 
 async def register(http: httpx.AsyncClient) -> str:

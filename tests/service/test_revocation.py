@@ -18,12 +18,11 @@ import httpx
 import pytest
 from grpc import aio
 
-from gateway.serve import start_gateway, stop_gateway
 from iot.auth.v1 import auth_pb2, auth_pb2_grpc
 from iot.devices.v1 import devices_pb2, devices_pb2_grpc
 from iotkit.revocation import STREAM, Revocation, RevokedSessions
 from iotkit.server import channel
-from tests.conftest import Backend, Suite, start_suite
+from tests.conftest import Backend, Suite, start_suite, suite_with_gateway
 from tests.support import bearer, rest_login
 
 WITHIN = 1.0
@@ -47,15 +46,8 @@ async def running(
     changes = {}
     if request.param == "redis":
         changes["redis_url"] = request.getfixturevalue("redis_url")
-    suite = await start_suite(backend, **changes)
-    server, port, task = await start_gateway(suite.settings, "127.0.0.1", 0)
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
-            yield suite, http
-    finally:
-        await stop_gateway(server, task)
-        for process in reversed(list(suite.processes.values())):  # dependents first
-            await process.aclose(grace=0)
+    async with suite_with_gateway(backend, **changes) as running:
+        yield running
 
 
 async def statuses(http: httpx.AsyncClient, token: str) -> dict[str, int]:
@@ -164,8 +156,7 @@ async def test_a_service_started_after_the_revocation_refuses_the_token(
                 )
             assert failure.value.code() is grpc.StatusCode.UNAUTHENTICATED
     finally:
-        for process in reversed(list(suite.processes.values())):  # dependents first
-            await process.aclose(grace=0)
+        await suite.aclose()
 
 
 def test_revocations_are_forgotten_once_their_tokens_have_expired() -> None:

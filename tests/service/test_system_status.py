@@ -94,8 +94,7 @@ async def test_redis_is_checked_when_configured(backend, redis_url: str) -> None
         assert status.services.cache == "healthy"
         assert {d.detail for d in status.dependencies if d.name == "cache"} == {"redis"}
     finally:
-        for process in running.processes.values():
-            await process.aclose(grace=0)
+        await running.aclose()
 
 
 async def test_unreachable_redis_degrades_the_cache(backend) -> None:  # type: ignore[no-untyped-def]
@@ -108,8 +107,7 @@ async def test_unreachable_redis_degrades_the_cache(backend) -> None:  # type: i
         assert status.services.cache == "down"
         assert status.status == "degraded"
     finally:
-        for process in running.processes.values():
-            await process.aclose(grace=0)
+        await running.aclose()
 
 
 @pytest.mark.parametrize("service", [s for s in SERVICES if s != "auth"])
@@ -182,5 +180,4 @@ async def test_a_service_that_serves_no_api_of_its_own_is_no_api_not_healthy(
         assert (chat.status, gone.services.chat, gone.status) == ("down", "down", "degraded")
         assert chat.message == "Not reachable or not serving"
     finally:
-        for process in running.processes.values():
-            await process.aclose(grace=0)
+        await running.aclose()

@@ -51,8 +51,7 @@ async def env(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> AsyncIterato
             suite,
             backend,
         )
-    for process in reversed(list(suite.processes.values())):  # dependents first
-        await process.aclose(grace=0)
+    await suite.aclose()
 
 
 async def user(env: Env) -> list[tuple[str, str]]:
