@@ -20,7 +20,6 @@ so the process can serve (NOT_SERVING) meanwhile.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import re
@@ -42,6 +41,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.sql.elements import ClauseElement
 
 from iotkit.config import Settings
+from iotkit.tasks import cancel
 
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -88,10 +88,7 @@ class Database:
 
     async def close(self) -> None:
         """Stop waiting for the database, then release every pooled connection."""
-        if self.preparing is not None:
-            self.preparing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.preparing
+        await cancel(self.preparing)
         await self.engine.dispose()
 
 

@@ -32,6 +32,7 @@ from iotkit.convert import micros
 from iotkit.errors import Unavailable
 from iotkit.redis_client import redis_client
 from iotkit.service_tokens import ServiceTokenSource
+from iotkit.tasks import cancel
 
 log = logging.getLogger(__name__)
 
@@ -141,10 +142,8 @@ class RevocationFollower:
 
     async def stop(self) -> None:
         """Stop following."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         redis = None

@@ -8,12 +8,12 @@ and retried on the next one, never fatal to the process.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from iotkit.sqltypes import utcnow
+from iotkit.tasks import cancel
 from services.auth.data.store import ExportStore
 from services.auth.link_tokens import LinkTokenStore
 from services.auth.mail.store import OutboxStore
@@ -62,11 +62,8 @@ class Housekeeping:
 
     async def stop(self) -> None:
         """Stop the loop."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel(self._task)
+        self._task = None
 
     async def _loop(self) -> None:
         while True:

@@ -15,7 +15,6 @@ than skipped, and followers take repeats in their stride.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -24,6 +23,7 @@ from datetime import datetime, timedelta
 from iotkit.redis_client import redis_client
 from iotkit.revocation import Revocation, publish
 from iotkit.sqltypes import utcnow
+from iotkit.tasks import cancel
 from iotkit.tokens import LEEWAY_SECONDS
 from services.auth.core.store import AuthStore
 
@@ -102,11 +102,8 @@ class RedisRelay:
 
     async def stop(self) -> None:
         """Stop relaying and close the connection."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel(self._task)
+        self._task = None
         await self._redis.aclose()
 
     async def _loop(self) -> None:

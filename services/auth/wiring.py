@@ -192,6 +192,7 @@ async def build(
     ]
     diagnostics = DiagnosticsServicer(service="auth", checks=checks, counters=counters)
     peers = {name: channel(settings.address(name)) for name in SERVICES if name != "auth"}
+
     def service_token() -> str:
         return service.service_token(service="auth").token
 

@@ -23,6 +23,7 @@ from grpc import aio
 from iot.analytics.v1 import analytics_pb2, analytics_pb2_grpc
 from iotkit.codec import decode
 from iotkit.service_tokens import ServiceTokenSource
+from iotkit.tasks import cancel
 
 log = logging.getLogger(__name__)
 
@@ -122,11 +123,8 @@ class AnalyticsForwarder:
 
     async def stop(self) -> None:
         """Stop forwarding; the cursor already holds what analytics acknowledged."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         failures = 0

@@ -19,6 +19,7 @@ from iot.devices.v1 import devices_pb2, devices_pb2_grpc
 from iotkit.convert import micros_timestamp
 from iotkit.service_tokens import ServiceTokenSource
 from iotkit.sqltypes import utcnow
+from iotkit.tasks import cancel
 from services.telemetry.telemetry.store import TelemetryStore
 
 log = logging.getLogger(__name__)
@@ -42,11 +43,8 @@ class Periodic:
 
     async def stop(self) -> None:
         """Stop the loop, then run the work once more so nothing pending is lost."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel(self._task)
+        self._task = None
         with contextlib.suppress(Exception):
             await self._work()
 

@@ -520,11 +520,7 @@ class SupportAssistant:
         strength = abs(found.coefficient)
         kind = "strongly" if strength >= 0.7 else "moderately" if strength >= 0.4 else "weakly"
         sense = "together" if found.coefficient >= 0 else "in opposite directions"
-        trust = (
-            "a real relation"
-            if found.p_value < 0.05
-            else "not significant: it could be chance"
-        )
+        trust = "a real relation" if found.p_value < 0.05 else "not significant: it could be chance"
         return (
             f"{words[0].upper()}{words[1:]}, {first.name} {stream_a.metric_name} and {second.name} "
             f"{stream_b.metric_name} move {kind} {sense}: Pearson r = {found.coefficient:.2f} "

@@ -29,4 +29,3 @@ class FallbackAssistant:
         if _PERSON.search(text):
             return Reply(text=HANDOVER, intent="human", confidence=1.0, wants_person=True)
         return Reply(text=OFFER, intent="out_of_scope", confidence=0.0, unsure=True)
-

@@ -25,6 +25,7 @@ import numpy as np
 from iotkit.convert import epoch_micros
 from iotkit.errors import DomainError
 from iotkit.sqltypes import utcnow
+from iotkit.tasks import cancel
 from services.telemetry.imports.access import DeviceWriteCheck
 from services.telemetry.imports.parsing import (
     Defaults,
@@ -135,9 +136,7 @@ class FileImporter:
         """Stop; a file being imported is left PROCESSING and imported again at the next start."""
         if self._task is None:
             return
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        await cancel(self._task)
         self._task = None
 
     def submit(self, file_id: str, token: str) -> None:

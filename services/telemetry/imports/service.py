@@ -516,9 +516,7 @@ class ImportService:
             "this batch; readings already stored are not stored twice",
         )
 
-    async def _log_file(
-        self, file: UploadedFile, severity: str, source: str, message: str
-    ) -> None:
+    async def _log_file(self, file: UploadedFile, severity: str, source: str, message: str) -> None:
         await self._store.add_errors(
             entries=[
                 error_entry(

@@ -530,4 +530,3 @@ class ImportStore:
                 limit=query.limit,
             )
             return [_error(row) for row in rows], total
-

@@ -15,7 +15,6 @@ readings: between groups, the writer merges a stream's small chunks into one
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import defaultdict
 from collections.abc import Callable
@@ -24,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from iotkit.codec import Float64s, Int64s, decode, decode_many, encode
+from iotkit.tasks import cancel
 from services.telemetry.telemetry.store import NewChunk, StreamAdvance, TelemetryStore
 
 log = logging.getLogger(__name__)
@@ -104,9 +104,7 @@ class GroupWriter:
         if self._task is None:
             return
         await self._queue.join()
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        await cancel(self._task)
         self._task = None
 
     def forget(self, stream_ids: set[str]) -> None:
