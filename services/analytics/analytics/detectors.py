@@ -154,9 +154,6 @@ class DetectorState:
     base_threshold: float = DEFAULT_THRESHOLD
     readings: int = 0
     late: int = 0
-    level: float = 0.0  # shown: the short scale's level, variance and deviation
-    variance: float = 0.0
-    scale: float = 0.0
     short: Track = field(default_factory=Track)
     long: Track = field(default_factory=Track)
     daily: Track = field(default_factory=Track)
@@ -183,6 +180,16 @@ class DetectorState:
     last_finding_score: float = 0.0
     dismissed: int = 0
     confirmed: int = 0
+
+    @property
+    def level(self) -> float:
+        """The stream's level as shown: the fast scale's."""
+        return self.short.level
+
+    @property
+    def scale(self) -> float:
+        """The spread around it as shown: the fast scale's deviation."""
+        return math.sqrt(self.short.variance)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-safe dict (infinities become None)."""
@@ -463,8 +470,6 @@ class StreamDetector:
         best = np.where(higher, ratio, best)
         # What the profile expected, plus the residual's own level.
         base = np.where(higher, xs - residual + level, base)
-        s.level, s.variance = s.short.level, s.short.variance
-        s.scale = math.sqrt(s.variance)
         return (ratio_score(best) if judged else np.zeros(xs.size)), base
 
     def _deseasoned(self, ts: Int64s, xs: Float64s, alphas: Float64s) -> Float64s:
