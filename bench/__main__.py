@@ -63,6 +63,10 @@ INTRO = [
     "PostgreSQL share the two cores, so the ingest figures are lower bounds of the service.",
     "The analytics job runs the detector in this process on labelled synthetic series at 1 Hz;",
     "the nab job runs it on the development half of the Numenta Anomaly Benchmark (real data).",
+    "Only §8 is evidence of detection quality: real recordings, labels made by others, and",
+    "published detectors scored by the same code. §7 runs on signals and labels this project",
+    "generated itself, so it is a regression check on the detector's typing, not a measure of",
+    "quality; §9's speed is timed on the simulator's signals beside a peer algorithm.",
     "",
 ]
 
