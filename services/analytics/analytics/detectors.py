@@ -130,17 +130,49 @@ class BatchResult:
     # finite): not learnt from
 
 
-@dataclass
+def _no_readings() -> Float64s:
+    return np.zeros(0, dtype=np.float64)
+
+
+_TRACK_ARRAYS = ("recent", "recent_levels", "recent_variances")
+
+
+@dataclass(eq=False)
 class Track:
     """A deviation time scale's memory: level, variance, recent readings and peak."""
 
     level: float = 0.0
     variance: float = 0.0
     # The last `window` readings, and the level and variance after each (newest last).
-    recent: list[float] = field(default_factory=list)
-    recent_levels: list[float] = field(default_factory=list)
-    recent_variances: list[float] = field(default_factory=list)
+    # Arrays, not lists: a stream fed one reading at a time would otherwise convert
+    # thousands of floats each way per reading (the slow scale keeps ~4,000).
+    recent: Float64s = field(default_factory=_no_readings)
+    recent_levels: Float64s = field(default_factory=_no_readings)
+    recent_variances: Float64s = field(default_factory=_no_readings)
     peak: float = 0.0
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Track):
+            return NotImplemented
+        return (self.level, self.variance, self.peak) == (
+            other.level,
+            other.variance,
+            other.peak,
+        ) and all(np.array_equal(getattr(self, k), getattr(other, k)) for k in _TRACK_ARRAYS)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-safe dict (the arrays as lists)."""
+        data: dict[str, Any] = {"level": self.level, "variance": self.variance, "peak": self.peak}
+        data.update({key: getattr(self, key).tolist() for key in _TRACK_ARRAYS})
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Track:
+        """Inverse of :meth:`to_json`."""
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        for key in _TRACK_ARRAYS:
+            known[key] = np.asarray(known.get(key, ()), dtype=np.float64)
+        return cls(**known)
 
 
 @dataclass
@@ -194,6 +226,8 @@ class DetectorState:
     def to_json(self) -> dict[str, Any]:
         """A JSON-safe dict (infinities become None)."""
         data = asdict(self)
+        for key in ("short", "long", "daily"):
+            data[key] = getattr(self, key).to_json()
         for key in ("min_value", "max_value", "min_step", "seen_low", "seen_high"):
             if not math.isfinite(data[key]):
                 data[key] = None
@@ -214,7 +248,8 @@ class DetectorState:
             if values.get(key, empty) is None:
                 values[key] = empty
         for key in ("short", "long", "daily"):
-            values[key] = Track(**values[key]) if isinstance(values.get(key), dict) else Track()
+            track = values.get(key)
+            values[key] = Track.from_json(track) if isinstance(track, dict) else Track()
         state = cls(**values)
         if not THRESHOLD_RANGE[0] <= state.base_threshold <= THRESHOLD_RANGE[1]:
             # A state from the previous detector counted thresholds in deviations.
@@ -444,7 +479,7 @@ class StreamDetector:
         """Deviation scores of in-range readings (the higher of the time scales), and the
         level each was judged against (that of the scale that judged it higher)."""
         s = self.state
-        previous = s.short.recent[-1] if s.short.recent else float(xs[0])
+        previous = float(s.short.recent[-1]) if s.short.recent.size else float(xs[0])
         steps = np.abs(np.diff(np.concatenate([[previous], xs])))
         moved = np.where(steps > 0, steps, np.inf)
         # The smallest step the sensor has made before each reading: its resolution.
@@ -651,7 +686,7 @@ def _judge(
     """One time scale's deviation ratios (z over the decayed peak, 1 = at the threshold)
     for ``xs``, and the level each was judged against; moves ``track`` past them."""
     alpha = 2.0 / (scale.span + 1)
-    start_level = track.level if track.recent else float(xs[0])
+    start_level = track.level if track.recent.size else float(xs[0])
     levels = ewma(xs, alpha, start_level)
     before = np.concatenate([[start_level], levels[:-1]])
     variances = ewma((xs - before) ** 2, alpha, track.variance)
@@ -676,9 +711,9 @@ def _judge(
         z = np.zeros(xs.size)
     peak_before, track.peak = decaying_peak(z, track.peak, PEAK_DECAY)
     track.level, track.variance = float(levels[-1]), float(variances[-1])
-    track.recent = window[-scale.window :].tolist()
-    track.recent_levels = all_levels[-scale.window :].tolist()
-    track.recent_variances = all_variances[-scale.window :].tolist()
+    track.recent = window[-scale.window :].copy()
+    track.recent_levels = all_levels[-scale.window :].copy()
+    track.recent_variances = all_variances[-scale.window :].copy()
     return z / np.maximum(peak_before, scale.z_min), base
 
 
