@@ -8,6 +8,11 @@ and the service recovers by itself when the dependency returns.
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
+import grpc
+from grpc import aio
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -41,6 +46,28 @@ def is_outage(exc: BaseException) -> bool:
             return True
         current = current.__cause__ or current.__context__
     return False
+
+
+# What another service of the suite answers while it starts, stops or waits for its own
+# dependencies: the caller's next round will do.
+_PASSING_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+
+
+def is_passing(exc: BaseException) -> bool:
+    """True for an outage, or another service answering UNAVAILABLE or not in time."""
+    if isinstance(exc, aio.AioRpcError) and exc.code() in _PASSING_CODES:
+        return True
+    return is_outage(exc)
+
+
+def log_failed_round(log: logging.Logger, message: str, exc: BaseException, **extra: Any) -> None:
+    """Log a background round that failed and will be retried: a line for what passes
+    (a dependency down or starting), the traceback only for what may be a bug."""
+    if is_passing(exc):
+        code = exc.code().name if isinstance(exc, aio.AioRpcError) else None
+        log.warning(message, extra={**extra, "error": type(exc).__name__, "code": code})
+    else:
+        log.warning(message, extra=extra, exc_info=exc)
 
 
 def outage() -> Unavailable:

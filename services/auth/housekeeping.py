@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+from iotkit.outages import log_failed_round
 from iotkit.sqltypes import utcnow
 from iotkit.tasks import cancel
 from services.auth.data.store import ExportStore
@@ -69,6 +70,6 @@ class Housekeeping:
         while True:
             try:
                 await self.run_once()
-            except Exception:  # the next round retries
-                log.warning("housekeeping round failed", exc_info=True)
+            except Exception as exc:  # the next round retries
+                log_failed_round(log, "housekeeping round failed", exc)
             await asyncio.sleep(self._period)

@@ -17,6 +17,7 @@ from grpc import aio
 
 from iot.devices.v1 import devices_pb2, devices_pb2_grpc
 from iotkit.convert import micros_timestamp
+from iotkit.outages import log_failed_round
 from iotkit.service_tokens import ServiceTokenSource
 from iotkit.sqltypes import utcnow
 from iotkit.tasks import cancel
@@ -53,8 +54,8 @@ class Periodic:
             await asyncio.sleep(self._period)
             try:
                 await self._work()
-            except Exception:  # the next round retries
-                log.warning("background job failed", extra={"job": self._name}, exc_info=True)
+            except Exception as exc:  # the next round retries
+                log_failed_round(log, "background job failed", exc, job=self._name)
 
 
 class ActivityReporter:

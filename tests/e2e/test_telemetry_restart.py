@@ -26,7 +26,7 @@ from iot.auth.v1 import auth_pb2_grpc
 from iot.devices.v1 import devices_pb2, devices_pb2_grpc
 from iot.telemetry.v1 import telemetry_pb2, telemetry_pb2_grpc
 from iotkit.config import Settings
-from tests.conftest import Backend, _required, start_suite
+from tests.conftest import Backend, Suite, _required, start_suite
 from tests.support import bearer, new_user
 
 pytestmark = pytest.mark.e2e
@@ -48,14 +48,18 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Setting
         connection.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
-def start_telemetry(settings: Settings, address: str, log: Path) -> subprocess.Popen[bytes]:
+def start_service(
+    service: str, settings: Settings, address: str, log: Path
+) -> subprocess.Popen[bytes]:
+    """``service`` as its own process (``python -m services.<service>``) on ``address``,
+    beside the test's other services, its log appended to ``log``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("IOT_")}
     env.update({f"IOT_{n.upper()}_ADDR": a for n, a in settings.addresses.items()})
-    env.update({"IOT_TELEMETRY_ADDR": address, "IOT_DATA_DIR": str(settings.data_dir)})
+    env.update({f"IOT_{service.upper()}_ADDR": address, "IOT_DATA_DIR": str(settings.data_dir)})
     if settings.database_url:
         env["IOT_DATABASE_URL"] = settings.database_url
     return subprocess.Popen(
-        [sys.executable, "-m", "services.telemetry"],
+        [sys.executable, "-m", f"services.{service}"],
         env=env,
         stderr=log.open("ab"),
         cwd=Path(__file__).resolve().parents[2],
@@ -63,6 +67,7 @@ def start_telemetry(settings: Settings, address: str, log: Path) -> subprocess.P
 
 
 async def wait_serving(address: str) -> None:
+    """Until the process at ``address`` answers health SERVING (30 s at most)."""
     deadline = time.monotonic() + 30
     async with grpc.aio.insecure_channel(address) as channel:
         while time.monotonic() < deadline:
@@ -93,26 +98,43 @@ def batch(n: int, device_id: str, start_us: int) -> telemetry_pb2.ReadingBatch:
     )
 
 
+Metadata = list[tuple[str, str]]
+
+
+async def owner_with_devices(
+    suite: Suite, email: str, count: int
+) -> tuple[Metadata, dict[str, Metadata]]:
+    """A new user's call metadata, and ``count`` temperature devices of theirs, each id
+    with the metadata of its own device credential."""
+    async with (
+        grpc.aio.insecure_channel(suite.address("auth")) as a,
+        grpc.aio.insecure_channel(suite.address("devices")) as d,
+    ):
+        auth, devices = auth_pb2_grpc.AuthServiceStub(a), devices_pb2_grpc.DeviceServiceStub(d)
+        owner = bearer((await new_user(auth, email)).access_token)
+        tokens: dict[str, Metadata] = {}
+        for k in range(count):
+            device = await devices.RegisterDevice(
+                devices_pb2.RegisterDeviceRequest(name=f"device {k}", type="temperature"),
+                metadata=owner,
+            )
+            issued = await devices.IssueDeviceCredential(
+                devices_pb2.IssueDeviceCredentialRequest(device_id=device.device_id),
+                metadata=owner,
+            )
+            tokens[device.device_id] = bearer(issued.token)
+    return owner, tokens
+
+
 async def test_kill_mid_stream_then_resume(settings: Settings, tmp_path: Path) -> None:
     backend = Backend("postgresql" if settings.database_url else "sqlite", settings, "")
     suite = await start_suite(backend, ("auth", "devices"))
     address = suite.address("telemetry")
     log = tmp_path / "telemetry.log"
-    process = start_telemetry(suite.settings, address, log)
+    process = start_service("telemetry", suite.settings, address, log)
     try:
-        async with (
-            grpc.aio.insecure_channel(suite.address("auth")) as a,
-            grpc.aio.insecure_channel(suite.address("devices")) as d,
-        ):
-            auth, devices = auth_pb2_grpc.AuthServiceStub(a), devices_pb2_grpc.DeviceServiceStub(d)
-            owner = bearer((await new_user(auth, "k@example.com")).access_token)
-            device = await devices.RegisterDevice(
-                devices_pb2.RegisterDeviceRequest(name="k", type="temperature"), metadata=owner
-            )
-            issued = await devices.IssueDeviceCredential(
-                devices_pb2.IssueDeviceCredentialRequest(device_id=device.device_id), metadata=owner
-            )
-        token = bearer(issued.token)
+        owner, tokens = await owner_with_devices(suite, "k@example.com", 1)
+        ((device_id, token),) = tokens.items()
         start_us = int(time.time() * 1_000_000) - 3_600_000_000
         await wait_serving(address)
 
@@ -131,7 +153,7 @@ async def test_kill_mid_stream_then_resume(settings: Settings, tmp_path: Path) -
                             await asyncio.sleep(0.1)
                         process.send_signal(signal.SIGKILL)  # mid-stream, with batches in flight
                         process.wait(timeout=10)  # gone for sure before the next batch goes out
-                    yield batch(n, device.device_id, start_us)
+                    yield batch(n, device_id, start_us)
                     await asyncio.sleep(0.01)
 
             with pytest.raises(grpc.aio.AioRpcError):
@@ -140,7 +162,7 @@ async def test_kill_mid_stream_then_resume(settings: Settings, tmp_path: Path) -
         process.wait(timeout=10)
         assert acked and all(count == SIZE for count in acked.values())
 
-        process = start_telemetry(suite.settings, address, log)
+        process = start_service("telemetry", suite.settings, address, log)
         await wait_serving(address)
         async with grpc.aio.insecure_channel(address) as channel:
             stub = telemetry_pb2_grpc.TelemetryServiceStub(channel)
@@ -148,7 +170,7 @@ async def test_kill_mid_stream_then_resume(settings: Settings, tmp_path: Path) -
 
             async def everything_again() -> AsyncIterator[telemetry_pb2.ReadingBatch]:
                 for n in range(BATCHES):  # the device resends all it has no ack for, and more
-                    yield batch(n, device.device_id, start_us)
+                    yield batch(n, device_id, start_us)
 
             duplicates = 0
             async for ack in stub.StreamReadings(everything_again(), metadata=token):

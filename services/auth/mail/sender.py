@@ -22,6 +22,7 @@ from email.utils import formatdate, parseaddr
 from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
+from iotkit.outages import log_failed_round
 from iotkit.sqltypes import utcnow
 from services.auth.crypto import SecretBox
 from services.auth.mail.store import LOGGED, SENT, OutboxRow, OutboxStore
@@ -179,8 +180,8 @@ class OutboxSender:
             try:
                 while not self._stopping and await self.deliver_due() == self._batch:
                     pass
-            except Exception:  # the next round retries
-                log.warning("outbox round failed", exc_info=True)
+            except Exception as exc:  # the next round retries
+                log_failed_round(log, "outbox round failed", exc)
 
     async def deliver_due(self) -> int:
         """Send what is due now; answers how many emails were claimed."""

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from iotkit.codec import Float64s, Int64s, decode, decode_many, encode
+from iotkit.outages import log_failed_round
 from iotkit.tasks import cancel
 from services.telemetry.telemetry.store import NewChunk, StreamAdvance, TelemetryStore
 
@@ -146,8 +147,8 @@ class GroupWriter:
                     self._queue.task_done()
             try:
                 await self._compact()
-            except Exception:  # the chunks stay as they are; the next round retries
-                log.warning("merging small chunks failed", exc_info=True)
+            except Exception as exc:  # the chunks stay as they are; the next round retries
+                log_failed_round(log, "merging small chunks failed", exc)
 
     async def _compact(self) -> None:
         """Merge the small chunks of streams that wrote COMPACT_AFTER of them."""
