@@ -8,6 +8,7 @@ one fails the run instead.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 import uuid
@@ -55,10 +56,18 @@ class Backend:
         """The PostgreSQL schema of ``service`` for this test (None on SQLite)."""
         return f"{self.prefix}_{service}" if self.kind == "postgresql" else None
 
-    def sql(
+    async def sql(
         self, service: str, statement: str, params: tuple[object, ...] = ()
     ) -> list[tuple[object, ...]]:
-        """Run one statement in ``service``'s own database (``?`` placeholders)."""
+        """Run one statement in ``service``'s own database (``?`` placeholders), in a
+        thread: the services run in the test's event loop, and one of them may hold the
+        SQLite write lock until the loop lets it commit (a blocking call here would wait
+        for a lock that can then never be released)."""
+        return await asyncio.to_thread(self._sql, service, statement, params)
+
+    def _sql(
+        self, service: str, statement: str, params: tuple[object, ...]
+    ) -> list[tuple[object, ...]]:
         if self.kind == "sqlite":
             with sqlite3.connect(
                 self.settings.data_dir / f"{service}.db", timeout=30

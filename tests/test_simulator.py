@@ -86,7 +86,7 @@ async def test_simulated_devices_stream_into_the_suite(suite: Suite, backend: Ba
     who = await access_token(suite, chosen.email)
     for run in summary.devices:
         assert run.stream_id and run.stream_id in text  # the summary names every stream
-        stored = backend.sql(
+        stored = await backend.sql(
             "telemetry",
             "SELECT readings_count, (SELECT sum(count) FROM chunks WHERE stream_id = ?) "
             "FROM streams WHERE id = ?",
@@ -194,11 +194,11 @@ async def check_merged(suite: Suite, backend: Backend) -> None:
     summary = await simulate(suite.settings, chosen, out=io.StringIO())
     who = await access_token(suite, chosen.email)
     for run in summary.devices:
-        chunks, readings = backend.sql(
+        ((chunks, readings),) = await backend.sql(
             "telemetry",
             "SELECT count(*), sum(count) FROM chunks WHERE stream_id = ?",
             (run.stream_id,),
-        )[0]
+        )
         assert readings == run.accepted
         assert isinstance(chunks, int) and chunks <= 8  # rather than one per batch
         data = await stream_data(suite, who, run.stream_id)
@@ -234,7 +234,7 @@ async def test_a_telemetry_restart_loses_no_acknowledged_reading(
         # and acknowledged as duplicates then (``accepted`` counts new readings only). So
         # every accepted reading is stored, once, and nothing is stored that was never
         # acknowledged at all: accepted <= stored <= accepted + duplicates.
-        ((count, in_chunks),) = backend.sql(
+        ((count, in_chunks),) = await backend.sql(
             "telemetry",
             "SELECT readings_count, (SELECT sum(count) FROM chunks WHERE stream_id = ?) "
             "FROM streams WHERE id = ?",

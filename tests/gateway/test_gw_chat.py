@@ -28,7 +28,7 @@ async def admin(client: httpx.AsyncClient, backend: Backend) -> dict[str, str]:
     """A new admin's header: promoted in auth's own database, then logged in again."""
     login = await rest_login(client)
     email = login["user"]["email"]
-    backend.sql("auth", "UPDATE users SET role = 'admin' WHERE email = ?", (email,))
+    await backend.sql("auth", "UPDATE users SET role = 'admin' WHERE email = ?", (email,))
     again = await client.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
     return {"authorization": f"Bearer {again.json()['data']['access_token']}"}
 

@@ -792,7 +792,7 @@ async def test_anomalies_stored_before_known_at_show_their_detected_at(
     await analyze(env, [analytics_pb2.AnalysisRequest(chunks=[chunk(1, stream, owner_id, ts, vs)])])
     await env.suite.stop("analytics")
     # The anomalies table as it was before the column.
-    env.backend.sql("analytics", "ALTER TABLE anomalies DROP COLUMN known_us")
+    await env.backend.sql("analytics", "ALTER TABLE anomalies DROP COLUMN known_us")
     from services.analytics.wiring import build
 
     restarted = await build(
@@ -889,7 +889,7 @@ async def test_scores_are_stored_and_shown_to_the_streams_owner(
         analytics_pb2.ForgetDeviceRequest(device_id=stream), metadata=await as_telemetry(env)
     )
     assert forgotten.anomalies_removed == 0
-    assert env.backend.sql("analytics", "SELECT count(*) FROM scores") == [(0,)]
+    assert await env.backend.sql("analytics", "SELECT count(*) FROM scores") == [(0,)]
 
 
 async def test_charts_carry_each_points_peak_score(

@@ -182,7 +182,7 @@ async def test_altered_or_expired_links_fail_alike(auth: Auth, backend: Backend)
         assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
         messages.add(caught.value.details())
     assert (await auth.data.DownloadExport(good)).data
-    backend.sql("auth", "UPDATE data_exports SET expires_at = created_at")
+    await backend.sql("auth", "UPDATE data_exports SET expires_at = created_at")
     with pytest.raises(grpc.aio.AioRpcError) as expired:
         await auth.data.DownloadExport(good)
     messages.add(expired.value.details())

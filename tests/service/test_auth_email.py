@@ -71,9 +71,9 @@ async def test_registration_sends_a_verification_link_that_works_once(
     assert login.user.is_verified
 
     # Stored as a digest only; the outbox body (sealed) is wiped once delivered.
-    stored = backend.sql("auth", "SELECT token_digest FROM link_tokens")
+    stored = await backend.sql("auth", "SELECT token_digest FROM link_tokens")
     assert stored and all(token not in str(row) for row in stored)
-    bodies = backend.sql("auth", "SELECT status, sealed_body FROM email_outbox")
+    bodies = await backend.sql("auth", "SELECT status, sealed_body FROM email_outbox")
     assert {status for status, _ in bodies} == {SENT}
     assert all(blob(body) == b"" for _, body in bodies)
 
@@ -108,7 +108,7 @@ async def test_forged_empty_and_expired_verification_tokens(
     )
     email = await auth.register()
     token = await mailbox.token(email, "verify")
-    backend.sql("auth", "UPDATE link_tokens SET expires_at = created_at")
+    await backend.sql("auth", "UPDATE link_tokens SET expires_at = created_at")
     expired = await expect(
         auth.auth.VerifyEmail(auth_pb2.VerifyEmailRequest(token=token)),
         grpc.StatusCode.UNAUTHENTICATED,
@@ -269,7 +269,7 @@ async def test_without_smtp_the_email_is_logged_without_its_link(
         email = await auth.register()
         await auth.auth.ForgotPassword(auth_pb2.ForgotPasswordRequest(email=email))
         for _ in range(200):
-            rows = backend.sql("auth", "SELECT status, sealed_body FROM email_outbox")
+            rows = await backend.sql("auth", "SELECT status, sealed_body FROM email_outbox")
             if len(rows) == 2 and all(status == LOGGED for status, _ in rows):
                 break
             await asyncio.sleep(0.02)

@@ -53,7 +53,7 @@ async def test_setup_answers_a_secret_and_its_uri_and_keeps_it_sealed(
     query = parse_qs(uri.query)
     assert query["secret"] == [setup.secret] and query["issuer"] == ["iotsuite"]
     assert email.replace("@", "%40") in setup.otpauth_uri
-    stored = backend.sql("auth", "SELECT totp_pending, totp_secret FROM user_security")
+    stored = await backend.sql("auth", "SELECT totp_pending, totp_secret FROM user_security")
     assert all(setup.secret.encode() not in blob(pending or b"") for pending, _ in stored)
     # Logins need no code until MFA is enabled.
     assert not (await auth.login(email)).mfa_required
@@ -90,7 +90,7 @@ async def test_enable_needs_a_valid_code_and_answers_recovery_codes_once(
     )
     assert enabled.user.mfa_enabled and enabled.user.is_configured
     assert len(set(enabled.recovery_codes)) == 10
-    stored = backend.sql("auth", "SELECT code_digest FROM recovery_codes")
+    stored = await backend.sql("auth", "SELECT code_digest FROM recovery_codes")
     assert len(stored) == 10
     assert not {c.replace("-", "") for c in enabled.recovery_codes} & {r[0] for r in stored}
     again = await expect(

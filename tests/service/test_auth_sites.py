@@ -114,7 +114,7 @@ async def test_a_site_secret_is_shown_once_and_stored_as_a_digest(
     fetched = await auth.accounts.GetSite(sites_pb2.GetSiteRequest(site_id=site.id), metadata=admin)
     assert [s.id for s in listed.sites] == [site.id] and fetched == site
     assert secret not in str(listed) + str(fetched)
-    stored = backend.sql("auth", "SELECT secret_digest FROM sites")
+    stored = await backend.sql("auth", "SELECT secret_digest FROM sites")
     assert all(secret not in str(row) for row in stored)
     taken = await expect(
         auth.accounts.CreateSite(

@@ -118,7 +118,7 @@ async def user(clients: Clients, *, admin: bool = False) -> list[tuple[str, str]
         return bearer((await new_user(clients.auth)).access_token)
     email = new_email()
     await clients.auth.Register(auth_pb2.RegisterRequest(email=email, password=PASSWORD))
-    clients.backend.sql("auth", "UPDATE users SET role = 'admin' WHERE email = ?", (email,))
+    await clients.backend.sql("auth", "UPDATE users SET role = 'admin' WHERE email = ?", (email,))
     login = await clients.auth.Login(auth_pb2.LoginRequest(email=email, password=PASSWORD))
     return bearer(login.access_token)
 
@@ -214,7 +214,7 @@ async def test_anonymous_sessions_need_their_token(clients: Clients) -> None:
     )
     assert len(got.messages) == 2
     # The token is stored hashed: the database never holds it.
-    stored = clients.backend.sql("chat", "SELECT token_hash FROM chat_sessions")
+    stored = await clients.backend.sql("chat", "SELECT token_hash FROM chat_sessions")
     assert stored and all(token not in str(row) for row in stored)
     ann = await user(clients)
     for who, given in ((None, ""), (None, token[:-1] + "x"), (ann, "")):

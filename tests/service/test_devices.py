@@ -48,14 +48,14 @@ async def user(clients: Clients, *, admin: bool = False) -> list[tuple[str, str]
         return bearer((await new_user(clients.auth)).access_token)
     email = new_email()
     await clients.auth.Register(auth_pb2.RegisterRequest(email=email, password=PASSWORD))
-    promote(clients.backend, email)
+    await promote(clients.backend, email)
     login = await clients.auth.Login(auth_pb2.LoginRequest(email=email, password=PASSWORD))
     return bearer(login.access_token)
 
 
-def promote(backend: Backend, email: str) -> None:
+async def promote(backend: Backend, email: str) -> None:
     """Make a user an admin, the way `iot admin create` will (issue 6)."""
-    backend.sql("auth", "UPDATE users SET role = 'admin' WHERE email = ?", (email,))
+    await backend.sql("auth", "UPDATE users SET role = 'admin' WHERE email = ?", (email,))
 
 
 async def register(

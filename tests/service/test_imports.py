@@ -640,7 +640,7 @@ async def test_an_import_cut_short_by_a_restart_is_finished_at_the_next_start(en
     file = await upload(env, ann, content, format="csv", batch_id=batch.id, metric_name="temp")
     assert file.status == "COMPLETED"
     # As if telemetry had died in the middle of the import.
-    env.backend.sql(
+    await env.backend.sql(
         "telemetry",
         "UPDATE uploaded_files SET status = 'PROCESSING', rows_imported = 1 WHERE id = ?",
         (file.id,),

@@ -349,10 +349,10 @@ async def test_activity_reaches_the_device_and_decommission_purges(env: Env) -> 
     remaining: list[tuple[object, ...]] = []
     for _ in range(50):  # telemetry follows the device event log in the background
         await asyncio.sleep(0.1)
-        remaining = env.backend.sql(
+        remaining = await env.backend.sql(
             "telemetry", "SELECT count(*) FROM chunks WHERE stream_id = ?", (stream_id,)
         )
-        remaining += env.backend.sql(
+        remaining += await env.backend.sql(
             "telemetry", "SELECT count(*) FROM streams WHERE id = ?", (stream_id,)
         )
         if remaining == [(0,), (0,)]:
@@ -710,7 +710,7 @@ async def test_a_database_from_before_sampling_periods_still_starts(env: Env) ->
     )
     await env.suite.stop("telemetry")
     # The streams table as it was before the column: its rows have only a rate.
-    env.backend.sql("telemetry", "ALTER TABLE streams DROP COLUMN sampling_period_us")
+    await env.backend.sql("telemetry", "ALTER TABLE streams DROP COLUMN sampling_period_us")
     address = env.suite.address("telemetry")
     restarted = await telemetry_wiring.build(
         env.suite.settings, address=address, schema=env.backend.schema("telemetry")

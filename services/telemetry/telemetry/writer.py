@@ -134,7 +134,7 @@ class GroupWriter:
             try:
                 duplicates = await self._write_group(group)
             except Exception as exc:  # every batch of the group fails alike; none was stored
-                log.exception("write group failed", extra={"batches": len(group)})
+                log_failed_round(log, "write group failed", exc, batches=len(group))
                 for pending in group:
                     if not pending.done.done():
                         pending.done.set_exception(exc)
