@@ -249,6 +249,12 @@ class ServiceInterceptor(aio.ServerInterceptor):
             )
             state.code = grpc.StatusCode.CANCELLED
             return
+        elif isinstance(exc, NotImplementedError):
+            # grpc's generated base servicer raises it for a method the servicer lacks (the
+            # health service's List): the caller asked for something absent, not a bug.
+            state.code = grpc.StatusCode.UNIMPLEMENTED
+            await context.abort(state.code, "Method not implemented")
+            return
         elif isinstance(exc, Exception) and is_outage(exc):
             # A dependency is down: the caller may retry, and nothing here is a bug.
             log.warning(
