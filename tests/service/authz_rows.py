@@ -58,11 +58,15 @@ class Row:
     """Public, yet a token that is sent is verified (a bad one is UNAUTHENTICATED)."""
     owned: OwnedRequest | None = None
     """A request naming the owner's resource: another user gets NOT_FOUND."""
+    filtered: OwnedRequest | None = None
+    """A list filtered by the owner's resource: another user gets none of the owner's rows."""
 
 
-def user(owned: OwnedRequest | None = None, *, also: str = "") -> Row:
+def user(
+    owned: OwnedRequest | None = None, *, also: str = "", filtered: OwnedRequest | None = None
+) -> Row:
     """An RPC for signed-in users (access tokens, and the types in ``also``)."""
-    return Row(tokens=ACCESS | frozenset(also.split()), owned=owned)
+    return Row(tokens=ACCESS | frozenset(also.split()), owned=owned, filtered=filtered)
 
 
 def admin() -> Row:
@@ -252,8 +256,12 @@ RPCS: dict[str, Row] = {
     # analytics
     "/iot.analytics.v1.AnalyticsService/AnalyzeReadings": service(),
     "/iot.analytics.v1.AnalyticsService/ForgetDevice": service(),
-    "/iot.analytics.v1.AnalyticsService/ListAnomalies": user(),
-    "/iot.analytics.v1.AnalyticsService/ExportAnomalies": user(),
+    "/iot.analytics.v1.AnalyticsService/ListAnomalies": user(
+        filtered=naming(analytics_pb2.ListAnomaliesRequest, "device_id")
+    ),
+    "/iot.analytics.v1.AnalyticsService/ExportAnomalies": user(
+        filtered=naming(analytics_pb2.ExportRequest, "stream_id", format="csv")
+    ),
     "/iot.analytics.v1.AnalyticsService/WatchAnomalies": user(),
     "/iot.analytics.v1.AnalyticsService/GetAnomaly": user(
         naming(analytics_pb2.GetAnomalyRequest, "anomaly_id")
@@ -279,8 +287,12 @@ RPCS: dict[str, Row] = {
             algorithm="pearson",
         )
     ),
-    "/iot.analytics.v1.AnalyticsService/ListCorrelations": user(),
-    "/iot.analytics.v1.AnalyticsService/ExportCorrelations": user(),
+    "/iot.analytics.v1.AnalyticsService/ListCorrelations": user(
+        filtered=naming(analytics_pb2.ListCorrelationsRequest, "stream_id")
+    ),
+    "/iot.analytics.v1.AnalyticsService/ExportCorrelations": user(
+        filtered=naming(analytics_pb2.ExportRequest, "stream_id", format="csv")
+    ),
     "/iot.analytics.v1.AnalyticsService/GetCorrelation": user(
         naming(analytics_pb2.GetCorrelationRequest, "correlation_id")
     ),

@@ -21,7 +21,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeAlias
@@ -98,14 +98,32 @@ def expectation(row: Row, variant: str) -> grpc.StatusCode | str | None:
 
 
 @dataclass(frozen=True)
+class Hidden:
+    """A list filtered by another user's id: it answers, and none of these ids is in it."""
+
+    ids: frozenset[str]
+
+    def __str__(self) -> str:
+        return "an answer without the owner's rows"
+
+
+Expected: TypeAlias = grpc.StatusCode | str | Hidden
+
+
+@dataclass(frozen=True)
 class Answer:
-    """What one call answered, in gRPC terms (REST statuses are mapped back)."""
+    """What one call answered: a gRPC code or an HTTP status, the error's message, and the
+    answer's text (of a stream, its first message)."""
 
     code: grpc.StatusCode | int
     details: str
+    body: str = ""
 
-    def meets(self, expected: grpc.StatusCode | str) -> bool:
+    def meets(self, expected: Expected) -> bool:
         """True when this answer is what the matrix expects."""
+        if isinstance(expected, Hidden):
+            answered = self.code in (grpc.StatusCode.OK, 200)
+            return answered and not any(found in self.body for found in expected.ids)
         if isinstance(self.code, int):  # an HTTP status
             if expected == LET_IN:
                 return self.code < 500 and not (self.code == 401 and self.details == AUTH_REQUIRED)
@@ -423,7 +441,7 @@ async def matrix(matrix_backend: Backend) -> AsyncIterator[Matrix]:
         async with channel(suite.address("auth")) as auth_ch:
             owner = await new_user(auth_pb2_grpc.AuthServiceStub(auth_ch))
         resources = await _owned_resources(suite, owner)
-        tokens = await _tokens(suite, matrix_backend)
+        tokens = {**await _tokens(suite, matrix_backend), "owner": owner.access_token}
         yield Matrix(
             suite=suite,
             http=http,
@@ -447,10 +465,15 @@ async def _one(request: Message) -> AsyncIterator[Message]:
 
 
 async def call_grpc(
-    process_channel: aio.Channel, path: str, request: Message | None, token: str | None
+    process_channel: aio.Channel,
+    path: str,
+    request: Message | None,
+    token: str | None,
+    *,
+    whole: bool = False,
 ) -> Answer:
     """Call ``path`` with ``request`` (an empty one by default); a stream is read to its first
-    message, which is as far as authorization goes."""
+    message, which is as far as authorization goes, or to its end when ``whole``."""
     method = _method(path)
     request_class = message_factory.GetMessageClass(method.input_type)
     response_class = message_factory.GetMessageClass(method.output_type)
@@ -466,24 +489,27 @@ async def call_grpc(
         elif method.server_streaming:
             stream = process_channel.unary_stream(path, **options)(message, **kwargs)
         elif method.client_streaming:
-            await process_channel.stream_unary(path, **options)(_one(message), **kwargs)
-            return Answer(grpc.StatusCode.OK, "")
+            reply = await process_channel.stream_unary(path, **options)(_one(message), **kwargs)
+            return Answer(grpc.StatusCode.OK, "", str(reply))
         else:
-            await process_channel.unary_unary(path, **options)(message, **kwargs)
-            return Answer(grpc.StatusCode.OK, "")
-        async for _ in stream:
-            break
+            reply = await process_channel.unary_unary(path, **options)(message, **kwargs)
+            return Answer(grpc.StatusCode.OK, "", str(reply))
+        read = []
+        async for reply in stream:
+            read.append(str(reply))
+            if not whole:
+                break
         stream.cancel()
     except aio.AioRpcError as error:
         return Answer(error.code(), error.details() or "")
-    return Answer(grpc.StatusCode.OK, "")
+    return Answer(grpc.StatusCode.OK, "", "".join(read))
 
 
 async def call_rest(
     http: httpx.AsyncClient, route: Route, request: Message | None, token: str | None
 ) -> Answer:
     """Call ``route`` with the fields of ``request`` in its path, query or body (made-up ids
-    when there is no request); only the status and the error's message are read."""
+    when there is no request); an event stream is not read past its status."""
     fields = json_format.MessageToDict(request, preserving_proto_field_name=True) if request else {}
     path = route.template.openapi_path()
     for variable in route.template.variables:
@@ -501,9 +527,12 @@ async def call_rest(
     else:
         body["params"] = fields
     async with http.stream(route.verb, path, headers=headers, **body) as response:
-        if response.status_code < 400:
+        if response.headers.get("content-type", "").startswith("text/event-stream"):
             return Answer(response.status_code, "")
-        envelope = json_format_loads(await response.aread())
+        raw = await response.aread()
+        if response.status_code < 400:
+            return Answer(response.status_code, "", raw.decode("utf-8", "replace"))
+        envelope = json_format_loads(raw)
     return Answer(response.status_code, str(envelope.get("message", "")))
 
 
@@ -514,10 +543,10 @@ def json_format_loads(raw: bytes) -> dict[str, Any]:
     return loaded
 
 
-def _verdict(where: str, expected: grpc.StatusCode | str, answer: Answer) -> str | None:
+def _verdict(where: str, expected: Expected, answer: Answer) -> str | None:
     if answer.meets(expected):
         return None
-    wanted = expected.name if isinstance(expected, grpc.StatusCode) else expected
+    wanted = expected.name if isinstance(expected, grpc.StatusCode) else str(expected)
     got = answer.code.name if isinstance(answer.code, grpc.StatusCode) else answer.code
     return f"{where}: expected {wanted}, got {got} {answer.details!r}"
 
@@ -545,7 +574,6 @@ async def process_channels(suite: Suite) -> AsyncIterator[dict[str, aio.Channel]
             await opened.close()
 
 
-Expected: TypeAlias = grpc.StatusCode | str
 Plan: TypeAlias = list[tuple[str, Message | None, Expected]]
 """The cells of one variant: RPC path, request (None for an empty one), what it must answer."""
 
@@ -560,16 +588,23 @@ def token_plan(variant: str) -> Plan:
 
 
 def owned_plan(resources: Resources, variant: str) -> Plan:
-    """Every RPC that names a resource, called with the owner's ids by another user's token."""
-    return [
+    """Every RPC that names a resource, called with the owner's ids by another user's token:
+    NOT_FOUND, or for a list filtered by the owner's id, none of the owner's rows."""
+    plan: Plan = [
         (path, row.owned(resources), NOT_FOUND)
         for path, row in RPCS.items()
         if row.owned is not None and variant in row.tokens
     ]
+    for path, row in RPCS.items():
+        if row.filtered is not None and variant in row.tokens:
+            request = row.filtered(resources)
+            ids = {value for value in astuple(resources) if value not in str(request)}
+            plan.append((path, request, Hidden(frozenset(ids))))
+    return plan
 
 
-async def check_grpc(matrix: Matrix, variant: str, plan: Plan) -> None:
-    """Call each cell of ``plan`` on every process serving its RPC; fail listing every miss."""
+async def grpc_misses(matrix: Matrix, variant: str, plan: Plan) -> list[str]:
+    """Call each cell of ``plan`` on every process serving its RPC; answers every miss."""
 
     async def cell(
         process_channel: aio.Channel,
@@ -578,7 +613,9 @@ async def check_grpc(matrix: Matrix, variant: str, plan: Plan) -> None:
         request: Message | None,
         expected: Expected,
     ) -> str | None:
-        answer = await call_grpc(process_channel, path, request, matrix.tokens[variant])
+        token = matrix.tokens[variant]
+        whole = isinstance(expected, Hidden)
+        answer = await call_grpc(process_channel, path, request, token, whole=whole)
         return _verdict(where, expected, answer)
 
     async with process_channels(matrix.suite) as channels:
@@ -587,14 +624,14 @@ async def check_grpc(matrix: Matrix, variant: str, plan: Plan) -> None:
             for path, request, expected in plan
             for process in matrix.served.get(path, [])
         ]
-        failures = await _gather(cells)
+        misses = await _gather(cells)
     assert cells
-    assert not failures, "\n".join(failures)
+    return misses
 
 
-async def check_rest(matrix: Matrix, variant: str, plan: Plan) -> None:
+async def rest_misses(matrix: Matrix, variant: str, plan: Plan) -> list[str]:
     """Call each cell of ``plan`` on every route of its RPC (and, without a token, the
-    gateway's own routes); fail listing every miss."""
+    gateway's own routes); answers every miss."""
 
     async def cell(route: Route, request: Message | None, expected: Expected) -> str | None:
         answer = await call_rest(matrix.http, route, request, matrix.tokens[variant])
@@ -608,9 +645,9 @@ async def check_rest(matrix: Matrix, variant: str, plan: Plan) -> None:
     ]
     if variant == "no_token":
         cells += [cell(route, None, LET_IN) for route in matrix.routes if route.rpc is None]
-    failures = await _gather(cells)
+    misses = await _gather(cells)
     assert cells
-    assert not failures, "\n".join(failures)
+    return misses
 
 
 # --- the tests ------------------------------------------------------------------------------
@@ -643,14 +680,15 @@ def test_every_route_has_a_row(matrix: Matrix) -> None:
     )
 
 
-CHECKS = {"grpc": check_grpc, "rest": check_rest}
+CHECKS = {"grpc": grpc_misses, "rest": rest_misses}
 
 
 @IN_MODULE_LOOP
 @pytest.mark.parametrize("transport", CHECKS)
 @pytest.mark.parametrize("variant", VARIANTS)
 async def test_matrix(matrix: Matrix, transport: str, variant: str) -> None:
-    await CHECKS[transport](matrix, variant, token_plan(variant))
+    misses = await CHECKS[transport](matrix, variant, token_plan(variant))
+    assert not misses, "\n".join(misses)
 
 
 @IN_MODULE_LOOP
@@ -659,4 +697,14 @@ async def test_matrix(matrix: Matrix, transport: str, variant: str) -> None:
 async def test_another_users_resource_is_not_found(
     matrix: Matrix, transport: str, variant: str
 ) -> None:
-    await CHECKS[transport](matrix, variant, owned_plan(matrix.resources, variant))
+    misses = await CHECKS[transport](matrix, variant, owned_plan(matrix.resources, variant))
+    assert not misses, "\n".join(misses)
+
+
+@IN_MODULE_LOOP
+@pytest.mark.parametrize("transport", CHECKS)
+async def test_the_filtered_lists_show_the_owner_their_rows(matrix: Matrix, transport: str) -> None:
+    """The control of the lists above: the same filter shows the owner what it hides."""
+    plan = [cell for cell in owned_plan(matrix.resources, "access") if isinstance(cell[2], Hidden)]
+    misses = await CHECKS[transport](matrix, "owner", plan)
+    assert plan and len(misses) == len(plan), misses
