@@ -182,6 +182,8 @@ class ServiceInterceptor(aio.ServerInterceptor):
                 result = behavior(_screened(request, streamed=streamed), context)
                 if inspect.isasyncgen(result):
                     async for item in result:
+                        # A live stream outlasts its checks: nothing more once the session ends.
+                        await self._check_session(caller_var.get())
                         yield item
                 else:  # a servicer that writes with context.write and returns
                     await result
@@ -213,8 +215,7 @@ class ServiceInterceptor(aio.ServerInterceptor):
         if self._verifier is None:
             raise Unauthenticated("This service does not accept tokens")
         caller = await self._verifier.verify(token.strip(), token_types=rule.token_types)
-        if self._session_check is not None and not await self._session_check(caller):
-            raise Unauthenticated("Invalid or expired token")
+        await self._check_session(caller)
         missing = rule.scopes - caller.scopes
         if missing:
             raise PermissionDenied(
@@ -223,6 +224,13 @@ class ServiceInterceptor(aio.ServerInterceptor):
                 metadata={"required": " ".join(sorted(missing))},
             )
         caller_var.set(caller)
+
+    async def _check_session(self, caller: Caller | None) -> None:
+        """Raise Unauthenticated when ``caller``'s session has been revoked."""
+        if caller is None or self._session_check is None:
+            return
+        if not await self._session_check(caller):
+            raise Unauthenticated("Invalid or expired token")
 
     async def _fail(
         self,

@@ -54,7 +54,7 @@ from services.auth.keys import SigningKeys
 from tests.conftest import Backend, Suite, open_backend, suite_with_gateway
 from tests.service.auth_support import ADMIN_EMAIL, ADMIN_PASSWORD
 from tests.service.authz_rows import GATEWAY_ROUTES, ROUTES, RPCS, Resources, Row
-from tests.support import bearer, new_user
+from tests.support import PASSWORD, bearer, new_user
 
 IN_MODULE_LOOP = pytest.mark.asyncio(loop_scope="module")
 """The tests share the module's suite, so they run in its event loop."""
@@ -149,6 +149,7 @@ class Matrix:
     """gRPC method path -> the processes that serve it."""
     tokens: dict[str, str | None]
     resources: Resources
+    owner: auth_pb2.LoginResponse
 
 
 # --- the suite and its tokens -------------------------------------------------------------
@@ -236,9 +237,14 @@ async def _until_refused(suite: Suite, token: str) -> None:
             await asyncio.sleep(0.1)
 
 
-def _readings(start: datetime, value: Any) -> list[telemetry_pb2.Reading]:
+def _spike_at(index: int) -> Any:
+    """A temperature series with one spike, which analytics reports as an anomaly."""
+    return lambda i: 45.0 if i == index else 20 + (i % 7) / 10
+
+
+def _readings(start: datetime, value: Any, count: int = 300) -> list[telemetry_pb2.Reading]:
     readings = []
-    for i in range(300):
+    for i in range(count):
         reading = telemetry_pb2.Reading(value=value(i))
         reading.timestamp.FromDatetime(start + timedelta(seconds=i))
         readings.append(reading)
@@ -264,7 +270,7 @@ async def _owned_resources(suite: Suite, owner: auth_pb2.LoginResponse) -> Resou
         )
         start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
         for metric, value in (
-            ("temperature", lambda i: 45.0 if i == 200 else 20 + (i % 7) / 10),
+            ("temperature", _spike_at(200)),
             ("humidity", lambda i: 60 - (i % 5) / 10),
         ):
             await telemetry.UploadReadings(
@@ -449,6 +455,7 @@ async def matrix(matrix_backend: Backend) -> AsyncIterator[Matrix]:
             served=await _served(suite),
             tokens=tokens,
             resources=resources,
+            owner=owner,
         )
 
 
@@ -708,3 +715,43 @@ async def test_the_filtered_lists_show_the_owner_their_rows(matrix: Matrix, tran
     plan = [cell for cell in owned_plan(matrix.resources, "access") if isinstance(cell[2], Hidden)]
     misses = await CHECKS[transport](matrix, "owner", plan)
     assert plan and len(misses) == len(plan), misses
+
+
+@IN_MODULE_LOOP
+async def test_a_live_stream_ends_when_its_session_is_revoked(matrix: Matrix) -> None:
+    """A stream opened before a logout shows nothing after it: its next message is a 401."""
+    stream = analytics_pb2.WatchAnomaliesRequest(stream_id=matrix.resources.stream_id)
+    async with (
+        channel(matrix.suite.address("auth")) as auth_ch,
+        channel(matrix.suite.address("analytics")) as analytics_ch,
+        channel(matrix.suite.address("telemetry")) as telemetry_ch,
+    ):
+        auth = auth_pb2_grpc.AuthServiceStub(auth_ch)
+        analytics = analytics_pb2_grpc.AnalyticsServiceStub(analytics_ch)
+        second = await auth.Login(
+            auth_pb2.LoginRequest(email=matrix.owner.user.email, password=PASSWORD)
+        )
+        live = analytics.WatchAnomalies(stream, metadata=bearer(second.access_token), timeout=60)
+        control = analytics.WatchAnomalies(stream, metadata=bearer(matrix.owner.access_token))
+        await live.initial_metadata()  # both streams are open (the servicer says so)
+        await control.initial_metadata()
+        await auth.Logout(auth_pb2.LogoutRequest(), metadata=bearer(second.access_token))
+        await _until_refused(matrix.suite, second.access_token)
+
+        # A new spike on the owner's stream: the live session sees it, the ended one must not.
+        start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=4)
+        await telemetry_pb2_grpc.TelemetryServiceStub(telemetry_ch).UploadReadings(
+            telemetry_pb2.UploadReadingsRequest(
+                device_id=matrix.resources.device_id,
+                metric_name="temperature",
+                readings=_readings(start, _spike_at(150), count=200),
+            ),
+            metadata=bearer(matrix.owner.access_token),
+        )
+        seen = await asyncio.wait_for(anext(control.__aiter__()), timeout=60)
+        assert seen.stream_id == matrix.resources.stream_id
+        control.cancel()
+        with pytest.raises(aio.AioRpcError) as ended:
+            async for anomaly in live:
+                pytest.fail(f"a revoked session was shown {anomaly.anomaly_id}")
+    assert ended.value.code() == UNAUTHENTICATED
