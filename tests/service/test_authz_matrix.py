@@ -5,12 +5,15 @@ every service of ``iot/descriptors.binpb``) and every route of the gateway's
 table must have a row in ``tests/service/authz_rows.py``; then each row is
 called with no token, an expired one, a forged one (the payload of a user's
 token made admin, the signature kept), one signed with a key that is not
-auth's, an ``alg: none`` one, a revoked session's, and a refresh, device,
-site, service and plain user token. Refusals must be UNAUTHENTICATED (401)
-where a token is missing, bad or of a type the row does not take,
-PERMISSION_DENIED (403) for a non-admin on admin rows, and NOT_FOUND (404)
-for another user's resource. The suite starts once per backend; the cells
-of one variant run concurrently.
+auth's (under auth's key id and under another), an ``alg: none`` one, a
+revoked session's, and a refresh, device, site, service and plain user
+token. Refusals must be UNAUTHENTICATED (401) where a token is missing, bad
+or of a type the row does not take, PERMISSION_DENIED (403) for a non-admin
+on admin rows, and NOT_FOUND (404) for another user's resource, whether
+named by their access, device or site token; a list filtered by the owner's
+id shows another user none of the owner's rows. A stream opened before a
+logout ends at its next message. The suite starts once per backend; the
+cells of one variant run concurrently.
 """
 
 from __future__ import annotations
@@ -195,42 +198,25 @@ def _bad_tokens(keys: SigningKeys, access: str) -> dict[str, str]:
     }
 
 
+_PROBES = {
+    "auth": "/iot.auth.v1.AuthService/GetMe",
+    "devices": "/iot.devices.v1.DeviceService/ListDevices",
+    "telemetry": "/iot.telemetry.v1.ImportService/ListBatches",
+    "analytics": "/iot.analytics.v1.AnalyticsService/ListAnomalies",
+    "chat": "/iot.chat.v1.ChatService/ListSessions",
+}
+"""One RPC of each process that takes a user's token."""
+
+
 async def _until_refused(suite: Suite, token: str) -> None:
     """Wait until every process refuses ``token`` (revocations take up to a second to spread)."""
-    metadata = bearer(token)
     deadline = time.monotonic() + 15
-    async with (
-        channel(suite.address("auth")) as auth_ch,
-        channel(suite.address("devices")) as devices_ch,
-        channel(suite.address("telemetry")) as telemetry_ch,
-        channel(suite.address("analytics")) as analytics_ch,
-        channel(suite.address("chat")) as chat_ch,
-    ):
-        probes = [
-            lambda: auth_pb2_grpc.AuthServiceStub(auth_ch).GetMe(
-                auth_pb2.GetMeRequest(), metadata=metadata
-            ),
-            lambda: devices_pb2_grpc.DeviceServiceStub(devices_ch).ListDevices(
-                devices_pb2.ListDevicesRequest(), metadata=metadata
-            ),
-            lambda: telemetry_pb2_grpc.TelemetryServiceStub(telemetry_ch).ListStreams(
-                telemetry_pb2.ListStreamsRequest(device_id=str(uuid.uuid4())), metadata=metadata
-            ),
-            lambda: analytics_pb2_grpc.AnalyticsServiceStub(analytics_ch).ListAnomalies(
-                analytics_pb2.ListAnomaliesRequest(), metadata=metadata
-            ),
-            lambda: chat_pb2_grpc.ChatServiceStub(chat_ch).ListSessions(
-                chat_pb2.ListSessionsRequest(), metadata=metadata
-            ),
-        ]
+    async with process_channels(suite) as channels:
         while True:
-            codes = []
-            for probe in probes:
-                try:
-                    await probe()
-                    codes.append(grpc.StatusCode.OK)
-                except aio.AioRpcError as error:
-                    codes.append(error.code())
+            codes = [
+                (await call_grpc(channels[name], path, None, token)).code
+                for name, path in _PROBES.items()
+            ]
             if all(code == UNAUTHENTICATED for code in codes):
                 return
             assert time.monotonic() < deadline, f"the revoked session is still taken: {codes}"
@@ -392,17 +378,8 @@ async def _tokens(suite: Suite, backend: Backend) -> dict[str, str | None]:
     }
 
 
-def _infrastructure() -> dict[str, Any]:
-    """Health and reflection descriptors, by service name (imported for their side effect)."""
-    from grpc_health.v1 import health_pb2
-    from grpc_reflection.v1alpha import reflection_pb2 as alpha
-
-    return {"health": health_pb2, "reflection": alpha}
-
-
 async def _served(suite: Suite) -> dict[str, list[str]]:
     """Every gRPC method any process serves (by reflection), and the processes serving it."""
-    _infrastructure()
     pool = descriptor_pool.Default()
     served: dict[str, list[str]] = {}
     for name in suite.processes:
@@ -539,11 +516,11 @@ async def call_rest(
         raw = await response.aread()
         if response.status_code < 400:
             return Answer(response.status_code, "", raw.decode("utf-8", "replace"))
-        envelope = json_format_loads(raw)
+        envelope = _envelope(raw)
     return Answer(response.status_code, str(envelope.get("message", "")))
 
 
-def json_format_loads(raw: bytes) -> dict[str, Any]:
+def _envelope(raw: bytes) -> dict[str, Any]:
     """The envelope of an error answer."""
     loaded = json.loads(raw)
     assert isinstance(loaded, dict), loaded
