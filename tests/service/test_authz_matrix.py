@@ -12,8 +12,8 @@ or of a type the row does not take, PERMISSION_DENIED (403) for a non-admin
 on admin rows, and NOT_FOUND (404) for another user's resource, whether
 named by their access, device or site token; a list filtered by the owner's
 id shows another user none of the owner's rows. A stream opened before a
-logout ends at its next message. The suite starts once per backend; the
-cells of one variant run concurrently.
+logout, or before its token expired, ends at its next message. The suite
+starts once per backend; the cells of one variant run concurrently.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ from iot.chat.v1 import chat_pb2, chat_pb2_grpc
 from iot.devices.v1 import devices_pb2, devices_pb2_grpc
 from iot.telemetry.v1 import imports_pb2, imports_pb2_grpc, telemetry_pb2, telemetry_pb2_grpc
 from iotkit.server import channel
-from iotkit.tokens import b64url
+from iotkit.tokens import LEEWAY_SECONDS, b64url
 from services.auth.keys import SigningKeys
 from tests.conftest import Backend, Suite, open_backend, suite_with_gateway
 from tests.service.auth_support import ADMIN_EMAIL, ADMIN_PASSWORD
@@ -153,6 +153,8 @@ class Matrix:
     tokens: dict[str, str | None]
     resources: Resources
     owner: auth_pb2.LoginResponse
+    keys: SigningKeys
+    """Auth's own signing key (read from its database) for tokens no flow hands out."""
 
 
 # --- the suite and its tokens -------------------------------------------------------------
@@ -433,6 +435,7 @@ async def matrix(matrix_backend: Backend) -> AsyncIterator[Matrix]:
             tokens=tokens,
             resources=resources,
             owner=owner,
+            keys=_real_keys(matrix_backend, suite),
         )
 
 
@@ -695,9 +698,11 @@ async def test_the_filtered_lists_show_the_owner_their_rows(matrix: Matrix, tran
 
 
 @IN_MODULE_LOOP
-async def test_a_live_stream_ends_when_its_session_is_revoked(matrix: Matrix) -> None:
-    """A stream opened before a logout shows nothing after it: its next message is a 401."""
-    stream = analytics_pb2.WatchAnomaliesRequest(stream_id=matrix.resources.stream_id)
+@pytest.mark.parametrize("ending", ["logout", "expiry"])
+async def test_a_live_stream_ends_with_its_token(matrix: Matrix, ending: str) -> None:
+    """A stream opened before a logout, or before its token expired, shows nothing after it:
+    its next message is a 401, while a live session's stream shows that message."""
+    stream = analytics_pb2.WatchAnomaliesRequest(device_id=matrix.resources.device_id)
     async with (
         channel(matrix.suite.address("auth")) as auth_ch,
         channel(matrix.suite.address("analytics")) as analytics_ch,
@@ -705,30 +710,39 @@ async def test_a_live_stream_ends_when_its_session_is_revoked(matrix: Matrix) ->
     ):
         auth = auth_pb2_grpc.AuthServiceStub(auth_ch)
         analytics = analytics_pb2_grpc.AnalyticsServiceStub(analytics_ch)
-        second = await auth.Login(
-            auth_pb2.LoginRequest(email=matrix.owner.user.email, password=PASSWORD)
-        )
-        live = analytics.WatchAnomalies(stream, metadata=bearer(second.access_token), timeout=60)
+        if ending == "logout":
+            login = auth_pb2.LoginRequest(email=matrix.owner.user.email, password=PASSWORD)
+            token = (await auth.Login(login)).access_token
+        else:  # the owner's own token, about to run out (past the verifier's leeway)
+            claims = jwt.decode(matrix.owner.access_token, options={"verify_signature": False})
+            ends = int(time.time()) - LEEWAY_SECONDS + 2
+            token = matrix.keys.sign(dict(claims, jti=str(uuid.uuid4()), exp=ends))
+        live = analytics.WatchAnomalies(stream, metadata=bearer(token), timeout=60)
         control = analytics.WatchAnomalies(stream, metadata=bearer(matrix.owner.access_token))
         await live.initial_metadata()  # both streams are open (the servicer says so)
         await control.initial_metadata()
-        await auth.Logout(auth_pb2.LogoutRequest(), metadata=bearer(second.access_token))
-        await _until_refused(matrix.suite, second.access_token)
+        if ending == "logout":
+            await auth.Logout(auth_pb2.LogoutRequest(), metadata=bearer(token))
+            await _until_refused(matrix.suite, token)
+        else:
+            while time.time() <= ends + LEEWAY_SECONDS:
+                await asyncio.sleep(0.1)
 
-        # A new spike on the owner's stream: the live session sees it, the ended one must not.
-        start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=4)
+        # A spike on a new stream of the owner's device: the control sees it, the ended
+        # stream must not.
+        start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
         await telemetry_pb2_grpc.TelemetryServiceStub(telemetry_ch).UploadReadings(
             telemetry_pb2.UploadReadingsRequest(
                 device_id=matrix.resources.device_id,
-                metric_name="temperature",
-                readings=_readings(start, _spike_at(150), count=200),
+                metric_name=f"probe_{ending}",
+                readings=_readings(start, _spike_at(200)),
             ),
             metadata=bearer(matrix.owner.access_token),
         )
         seen = await asyncio.wait_for(anext(control.__aiter__()), timeout=60)
-        assert seen.stream_id == matrix.resources.stream_id
+        assert seen.device_id == matrix.resources.device_id
         control.cancel()
         with pytest.raises(aio.AioRpcError) as ended:
             async for anomaly in live:
-                pytest.fail(f"a revoked session was shown {anomaly.anomaly_id}")
+                pytest.fail(f"an ended token was shown {anomaly.anomaly_id}")
     assert ended.value.code() == UNAUTHENTICATED
