@@ -39,12 +39,14 @@ from gateway.sse import (
 )
 from gateway.transcode import build_request
 from gateway.upstream import Upstreams
+from iotkit.streams import OPEN_HEADER
 
 MAX_BODY_BYTES = 10 * 1024 * 1024
 """Largest request body accepted (10 MiB); larger ones answer 413."""
 
-FIRST_REPLY_WAIT_SECONDS = 0.5
-"""How long a stream's first message may take before its response starts anyway."""
+QUIET_STREAM_WAIT_SECONDS = 10.0
+"""How long a stream that neither answers nor sends its headers may take before its response
+starts anyway (a servicer that does not open its stream; the suite's own servicers do)."""
 
 MAX_UPLOAD_BYTES = 100 * 1024 * 1024
 """Largest raw upload accepted (100 MiB); larger ones answer 413."""
@@ -64,6 +66,14 @@ def to_json(message: Message, binding: HttpBinding | None = None) -> Any:
     if binding is not None and binding.response_body:
         return data.get(binding.response_body)
     return data
+
+
+async def _opened(call: grpc.aio.UnaryStreamCall[Any, Any]) -> None:
+    """Returns once the service has said that it accepted the stream (``iotkit.streams``);
+    never for a refused call, whose answer is its first reply."""
+    metadata = await call.initial_metadata()
+    if tuple(OPEN_HEADER) not in list(metadata or ()):
+        await asyncio.Event().wait()
 
 
 async def _disconnected(request: Request) -> None:
@@ -275,21 +285,24 @@ class RpcHandler:
         )
         call = callable_(message, metadata=metadata)
         replies = call.__aiter__()
-        # Wait for the first message so that an immediate refusal (bad token,
-        # unknown id) is an ordinary error response with its HTTP status; and
-        # meanwhile watch the browser, which may leave before a quiet stream speaks.
+        # Wait for the first message so that a refusal (bad token, unknown id) is an
+        # ordinary error response with its HTTP status; and meanwhile watch the browser,
+        # which may leave before a quiet stream speaks.
         first_reply = asyncio.ensure_future(anext(replies))
         gone = asyncio.ensure_future(_disconnected(request))
         raw = is_http_body(self.method.response_class.DESCRIPTOR)
-        # A live stream may stay quiet for long: past a short wait the response starts
-        # anyway (refusals come back well within it), and a later failure is an error event.
-        # A raw download needs its first message for the content type, so it waits for it.
+        # A live stream may stay quiet for long: its servicer says when it has accepted the
+        # call (iotkit.streams), and then the response starts. Waiting for that rather than
+        # for a clock keeps a refusal a 4xx on a loaded machine. A raw download needs its
+        # first message for the content type.
+        opened = asyncio.ensure_future(_opened(call))
         await asyncio.wait(
-            {first_reply, gone},
-            timeout=None if raw else FIRST_REPLY_WAIT_SECONDS,
+            {first_reply, gone} if raw else {first_reply, gone, opened},
+            timeout=None if raw else QUIET_STREAM_WAIT_SECONDS,
             return_when=asyncio.FIRST_COMPLETED,
         )
         gone.cancel()
+        opened.cancel()
         if not first_reply.done() and (raw or gone.done()):
             first_reply.cancel()
             call.cancel()

@@ -33,7 +33,7 @@ from iotkit.errors import (
 from iotkit.outages import is_outage, outage
 from iotkit.rules import access_rule
 from iotkit.screening import Refused, screening_deserializer
-from iotkit.tokens import TokenVerifier
+from iotkit.tokens import LEEWAY_SECONDS, TokenVerifier
 
 # Calls made on a timer by the suite itself, logged only at DEBUG when they succeed.
 ROUTINE_METHODS = frozenset({"/iot.auth.v1.AuthService/ListRevokedSessions"})
@@ -182,6 +182,9 @@ class ServiceInterceptor(aio.ServerInterceptor):
                 result = behavior(_screened(request, streamed=streamed), context)
                 if inspect.isasyncgen(result):
                     async for item in result:
+                        # A live stream outlasts its checks: nothing more once the session ends
+                        # or the user's token expires.
+                        await self._check_caller(caller_var.get(), expiry=True)
                         yield item
                 else:  # a servicer that writes with context.write and returns
                     await result
@@ -213,8 +216,7 @@ class ServiceInterceptor(aio.ServerInterceptor):
         if self._verifier is None:
             raise Unauthenticated("This service does not accept tokens")
         caller = await self._verifier.verify(token.strip(), token_types=rule.token_types)
-        if self._session_check is not None and not await self._session_check(caller):
-            raise Unauthenticated("Invalid or expired token")
+        await self._check_caller(caller)
         missing = rule.scopes - caller.scopes
         if missing:
             raise PermissionDenied(
@@ -223,6 +225,22 @@ class ServiceInterceptor(aio.ServerInterceptor):
                 metadata={"required": " ".join(sorted(missing))},
             )
         caller_var.set(caller)
+
+    async def _check_caller(self, caller: Caller | None, *, expiry: bool = False) -> None:
+        """Raise Unauthenticated when ``caller``'s session has been revoked, or with ``expiry``
+        when the caller's access token has expired since it was verified."""
+        if caller is None:
+            return
+        # Only a user's token: the suite's own long streams (telemetry to analytics) carry a
+        # service token for as long as the stream lives, and devices' tokens are long-lived.
+        if (
+            expiry
+            and caller.token_type == "access"
+            and caller.expires_at + LEEWAY_SECONDS < time.time()
+        ):
+            raise Unauthenticated("Invalid or expired token")
+        if self._session_check is not None and not await self._session_check(caller):
+            raise Unauthenticated("Invalid or expired token")
 
     async def _fail(
         self,
@@ -248,6 +266,12 @@ class ServiceInterceptor(aio.ServerInterceptor):
                 extra={"method": method, "error": type(exc).__name__, "details": str(exc)},
             )
             state.code = grpc.StatusCode.CANCELLED
+            return
+        elif isinstance(exc, NotImplementedError):
+            # grpc's generated base servicer raises it for a method the servicer lacks (the
+            # health service's List): the caller asked for something absent, not a bug.
+            state.code = grpc.StatusCode.UNIMPLEMENTED
+            await context.abort(state.code, "Method not implemented")
             return
         elif isinstance(exc, Exception) and is_outage(exc):
             # A dependency is down: the caller may retry, and nothing here is a bug.

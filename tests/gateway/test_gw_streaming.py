@@ -72,6 +72,21 @@ async def test_a_refusal_before_the_first_message_is_an_ordinary_error(
     assert response.json()["message"] == "Token expired"
 
 
+async def test_a_slow_refusal_is_still_an_ordinary_error(
+    client: httpx.AsyncClient, fakes: Fakes
+) -> None:
+    # On a loaded machine a refusal may come late; the stream was never opened, so the
+    # answer is the refusal's own status, not a 200 with an error event.
+    async def deny_late(request: Any, context: Any) -> Any:
+        await asyncio.sleep(1.5)
+        await abort_with(context, rich_status(grpc.StatusCode.UNAUTHENTICATED, "Token expired"))
+
+    fakes.recorder.script("WatchThings", deny_late)
+    response = await client.get("/v1/things:watch", params={"limit": "2"})
+    assert response.status_code == 401
+    assert response.json()["message"] == "Token expired"
+
+
 async def test_closing_the_event_stream_cancels_the_grpc_call(
     client: httpx.AsyncClient, fakes: Fakes
 ) -> None:

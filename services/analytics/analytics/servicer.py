@@ -13,6 +13,7 @@ from iot.analytics.v1 import analytics_pb2, analytics_pb2_grpc
 from iotkit.context import current_caller
 from iotkit.convert import datetime_field, micros_timestamp, timestamp
 from iotkit.listing import pagination
+from iotkit.streams import open_stream
 from services.analytics.analytics.analysis import AnalysisService, ChunkIn
 from services.analytics.analytics.service import (
     AnomalyService,
@@ -177,6 +178,7 @@ class AnalyticsServicer(analytics_pb2_grpc.AnalyticsServiceServicer):
         self, request: analytics_pb2.WatchAnomaliesRequest, context: Context
     ) -> AsyncIterator[analytics_pb2.Anomaly]:
         """New anomalies as they are found."""
+        await open_stream(context)
         async for row in self._anomalies.watch(
             caller=current_caller(), stream_id=request.stream_id, device_id=request.device_id
         ):

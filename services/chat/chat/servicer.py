@@ -11,6 +11,7 @@ from iot.chat.v1 import chat_pb2, chat_pb2_grpc
 from iotkit.context import current_caller, optional_caller
 from iotkit.convert import timestamp
 from iotkit.listing import pagination
+from iotkit.streams import open_stream
 from services.chat.chat.service import ChatService
 from services.chat.chat.values import (
     Article,
@@ -164,6 +165,7 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
             token=request.session_token,
             after=request.last_event_id,
         )
+        await open_stream(context)
         async for event in events:
             yield event_message(event)
 
