@@ -169,9 +169,9 @@ def matrix_backend(
         yield backend
 
 
-def _real_keys(backend: Backend, suite: Suite) -> SigningKeys:
+async def _real_keys(backend: Backend, suite: Suite) -> SigningKeys:
     """Auth's own signing key, read from its database, to mint the expired token."""
-    rows = backend.sql("auth", "SELECT kid, private_pem FROM signing_keys")
+    rows = await backend.sql("auth", "SELECT kid, private_pem FROM signing_keys")
     secret = suite.settings.secret_key.encode()
     keys = {}
     for kid, pem in rows:
@@ -370,7 +370,7 @@ async def _tokens(suite: Suite, backend: Backend) -> dict[str, str | None]:
     await _until_refused(suite, revoked.access_token)
     return {
         "no_token": None,
-        **_bad_tokens(_real_keys(backend, suite), other.access_token),
+        **_bad_tokens(await _real_keys(backend, suite), other.access_token),
         "revoked": revoked.access_token,
         "access": other.access_token,
         "refresh": other.refresh_token,
@@ -435,7 +435,7 @@ async def matrix(matrix_backend: Backend) -> AsyncIterator[Matrix]:
             tokens=tokens,
             resources=resources,
             owner=owner,
-            keys=_real_keys(matrix_backend, suite),
+            keys=await _real_keys(matrix_backend, suite),
         )
 
 
