@@ -12,7 +12,7 @@ import os
 import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,17 +82,25 @@ def _drop_schemas(url: str, prefix: str) -> None:
             connection.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(name)))
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    """Each test that uses it runs once on SQLite and once on PostgreSQL."""
-    settings = Settings(data_dir=tmp_path / "data")
-    if request.param == "sqlite":
+@contextmanager
+def backend_of(kind: str, directory: Path) -> Iterator[Backend]:
+    """A ``kind`` ("sqlite" or "postgresql") backend with its data under ``directory``;
+    PostgreSQL's schemas are dropped afterwards."""
+    settings = Settings(data_dir=directory / "data")
+    if kind == "sqlite":
         yield Backend("sqlite", settings, "")
         return
     url = _required("IOT_TEST_DATABASE_URL")
     prefix = f"t{uuid.uuid4().hex[:12]}"
     yield Backend("postgresql", settings.model_copy(update={"database_url": url}), prefix)
     _drop_schemas(url, prefix)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    """Each test that uses it runs once on SQLite and once on PostgreSQL."""
+    with backend_of(request.param, tmp_path) as chosen:
+        yield chosen
 
 
 @pytest.fixture
