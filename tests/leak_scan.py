@@ -141,13 +141,19 @@ def response_hooks(
     return {"response": [scan]}
 
 
+# Loggers of the test harness, not of the product, that log every URL at INFO: the tests'
+# own HTTP client, and uvicorn's access log, which the gateway turns off (gateway.serve)
+# but pytest's capture handlers on it turn back on. Both would repeat what tests send.
+HARNESS_LOGGERS = ("httpx", "uvicorn.access")
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """Attach the scanner to the root logger for the whole run."""
     root = logging.getLogger()
     root.addHandler(_handler)
     if root.getEffectiveLevel() > logging.INFO:
         root.setLevel(logging.INFO)
-    for name in PARAMETER_LOGGERS:
+    for name in (*PARAMETER_LOGGERS, *HARNESS_LOGGERS):
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
