@@ -8,6 +8,8 @@ from typing import Any
 from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
 from google.protobuf.message import Message
 
+from iotkit.errors import FieldViolation, ValidationFailed
+
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
@@ -68,12 +70,23 @@ def duration_micros(message: Message, name: str) -> int | None:
     return duration.ToMicroseconds()
 
 
+TIMESTAMP_RANGE = "must be a timestamp between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z"
+
+
 def datetime_field(message: Message, name: str) -> datetime | None:
-    """The aware UTC datetime of ``message``'s Timestamp field ``name``, or None when unset."""
+    """The aware UTC datetime of ``message``'s Timestamp field ``name``, or None when unset.
+
+    Raises :class:`ValidationFailed` naming the field when the Timestamp is outside
+    what a datetime (and the proto's own spec) allows: seconds before year 1 or after
+    9999, or nanos outside [0, 999999999] — a caller's value, not a server fault.
+    """
     if not message.HasField(name):
         return None
     stamp: timestamp_pb2.Timestamp = getattr(message, name)
-    return stamp.ToDatetime(tzinfo=UTC)
+    try:
+        return stamp.ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError):
+        raise ValidationFailed([FieldViolation(name, TIMESTAMP_RANGE)]) from None
 
 
 def struct(value: dict[str, Any] | None) -> struct_pb2.Struct:

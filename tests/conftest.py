@@ -24,15 +24,25 @@ import pytest
 from argon2 import PasswordHasher
 from psycopg import sql
 
-from iotkit.config import SERVICES, Settings
+from iotkit.config import PLACEHOLDER_SECRET, SERVICES, Settings
 from iotkit.server import ServiceProcess
 from services.auth.settings import AuthSettings
 from services.chat.settings import ChatSettings
 from services.telemetry.settings import TelemetrySettings
-from tests.support import free_port
+from tests import leak_scan
+from tests.support import PASSWORD, free_port
 
 # Cheap argon2 parameters: the tests check behaviour, not hashing cost.
 FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+
+leak_scan.register(leak_scan.PASSWORD, PASSWORD)
+# The service secret every test suite runs with (the development placeholder).
+leak_scan.register(leak_scan.CLIENT_SECRET, PLACEHOLDER_SECRET)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Scan every log record and gateway response of the run for secrets."""
+    config.pluginmanager.register(leak_scan, "leak_scan")
 
 
 def _required(name: str) -> str:
@@ -199,7 +209,9 @@ async def suite_with_gateway(
     suite = await start_suite(backend, services, **changes)
     server, port, task = await start_gateway(suite.settings, "127.0.0.1", 0)
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=15) as http:
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}", timeout=15, event_hooks=leak_scan.response_hooks()
+        ) as http:
             yield suite, http
     finally:
         await stop_gateway(server, task)

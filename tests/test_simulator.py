@@ -18,11 +18,13 @@ from iot.auth.v1 import auth_pb2, auth_pb2_grpc
 from iot.telemetry.v1 import telemetry_pb2, telemetry_pb2_grpc
 from iotsuite import cli
 from services.telemetry.telemetry import writer
+from tests import leak_scan
 from tests.conftest import Backend, Suite, start_suite
 from tests.support import bearer
 from tools.simulate import Options, SimulatorError, Summary, simulate
 
 PASSWORD = "Sim-ulat0r!pass"
+leak_scan.register(leak_scan.PASSWORD, PASSWORD)
 
 
 @pytest.fixture

@@ -32,6 +32,7 @@ from gw_support import (
 from iot.auth.v1 import auth_pb2_grpc
 from iot.system.v1 import system_pb2_grpc
 from iotkit.config import Settings
+from tests import leak_scan
 
 
 @pytest.fixture(scope="session")
@@ -78,6 +79,8 @@ async def client(fakes: Fakes, probe: Probe) -> AsyncIterator[httpx.AsyncClient]
     settings = Settings(addresses={"auth": fakes.address, "devices": fakes.address})
     async with (
         running_gateway(settings, gateway_methods(probe)) as base_url,
-        httpx.AsyncClient(base_url=base_url, timeout=10) as http,
+        httpx.AsyncClient(
+            base_url=base_url, timeout=10, event_hooks=leak_scan.response_hooks()
+        ) as http,
     ):
         yield http

@@ -35,6 +35,7 @@ from iot.auth.v1 import (
     security_pb2_grpc,
     sites_pb2_grpc,
 )
+from tests import leak_scan
 from tests.conftest import Backend, Suite, start_suite
 from tests.support import PASSWORD, client, new_email
 
@@ -46,6 +47,9 @@ CHROME = (
     "(KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
 )
 FIREFOX = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:121.0) Gecko/20100101 Firefox/121.0"
+
+for _password in (NEW_PASSWORD, ADMIN_PASSWORD):
+    leak_scan.register(leak_scan.PASSWORD, _password)
 
 _LINK_TOKEN = re.compile(r"[?&]token=([A-Za-z0-9_-]+)")
 

@@ -31,9 +31,11 @@ from iot.devices.v1 import devices_pb2, devices_pb2_grpc
 from iotkit.config import Settings
 from iotkit.db import DatabaseUnavailable, open_database
 from services.devices.wiring import build as build_devices
+from tests import leak_scan
 from tests.support import free_port
 
 PASSWORD = "pw-never-logged-9f3a"
+leak_scan.register(leak_scan.PASSWORD, PASSWORD)
 
 
 def on_port(url: str, port: int, *, password: str | None = None) -> str:

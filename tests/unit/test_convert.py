@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 
+import pytest
 from google.protobuf import timestamp_pb2
 from hypothesis import given
 from hypothesis import strategies as st
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 from iot.devices.v1 import devices_pb2
 from iotkit.convert import (
     EPOCH,
+    TIMESTAMP_RANGE,
     datetime_field,
     epoch_micros,
     micros,
@@ -18,6 +20,7 @@ from iotkit.convert import (
     micros_timestamp,
     timestamp,
 )
+from iotkit.errors import FieldViolation, ValidationFailed
 
 # Timestamp's valid range is years 1 to 9999; datetime's too.
 MICROS = st.integers(min_value=-62_135_596_800_000_000, max_value=253_402_300_799_999_999)
@@ -69,3 +72,27 @@ def test_datetime_field_is_none_when_unset() -> None:
     )
     assert datetime_field(set_, "last_seen_at") == datetime(2026, 1, 2, 3, 4, 5, 7, tzinfo=UTC)
     assert timestamp(None) is None
+
+
+@given(
+    seconds=st.one_of(
+        st.integers(-(2**63), -62_135_596_801), st.integers(253_402_300_800, 2**63 - 1)
+    ),
+)
+def test_a_timestamp_outside_years_1_to_9999_is_a_violation_of_its_field(seconds: int) -> None:
+    request = devices_pb2.RecordDeviceActivityRequest(
+        last_seen_at=timestamp_pb2.Timestamp(seconds=seconds)
+    )
+    with pytest.raises(ValidationFailed) as caught:
+        datetime_field(request, "last_seen_at")
+    assert caught.value.violations == [FieldViolation("last_seen_at", TIMESTAMP_RANGE)]
+
+
+@pytest.mark.parametrize("nanos", [-1, 1_000_000_000, -(2**31)])
+def test_nanos_outside_a_second_are_a_violation_of_the_field(nanos: int) -> None:
+    request = devices_pb2.RecordDeviceActivityRequest(
+        last_seen_at=timestamp_pb2.Timestamp(seconds=0, nanos=nanos)
+    )
+    with pytest.raises(ValidationFailed) as caught:
+        datetime_field(request, "last_seen_at")
+    assert caught.value.violations == [FieldViolation("last_seen_at", TIMESTAMP_RANGE)]

@@ -14,6 +14,7 @@ from iotkit.context import current_caller
 from iotkit.convert import datetime_field, micros_timestamp, timestamp
 from iotkit.listing import pagination
 from iotkit.streams import open_stream
+from iotkit.validation import Violations
 from services.analytics.analytics.analysis import AnalysisService, ChunkIn
 from services.analytics.analytics.service import (
     AnomalyService,
@@ -94,6 +95,15 @@ def _period_us(chunk: analytics_pb2.StreamChunk) -> float:
     return 1e6 / chunk.sampling_rate if chunk.sampling_rate else 0.0
 
 
+def _check_chunks(request: analytics_pb2.AnalysisRequest) -> None:
+    """Refuse a chunk whose columns differ in length: no reading can be paired up."""
+    violations = Violations()
+    for index, chunk in enumerate(request.chunks):
+        if len(chunk.values) != len(chunk.timestamps):
+            violations.add(f"chunks[{index}].values", "must hold one value per timestamp")
+    violations.raise_if_any()
+
+
 class AnalyticsServicer(analytics_pb2_grpc.AnalyticsServiceServicer):
     """Each RPC reads its message, calls the services and builds the answer."""
 
@@ -115,6 +125,7 @@ class AnalyticsServicer(analytics_pb2_grpc.AnalyticsServiceServicer):
     ) -> AsyncIterator[analytics_pb2.AnalysisResponse]:
         """Analyse each forwarded request, then acknowledge it."""
         async for request in request_iterator:
+            _check_chunks(request)
             chunks = [
                 ChunkIn(
                     position=chunk.position,
