@@ -3,7 +3,9 @@
 The JSON body (all of it for ``body: "*"``, or one field's value for
 ``body: "field"``), the path variables and the query parameters are merged
 into one proto-JSON dict, which ``json_format.ParseDict`` turns into the
-request message. Path variables win over the body, as in grpc-gateway.
+request message. A field bound by the path is set by the path alone: a body
+that names it too is refused (a 400 naming the field), whatever its value, as
+a query parameter naming it is; the OpenAPI body schemas leave such fields out.
 Every failure is a 400 naming the field; nothing here raises anything else.
 """
 
@@ -106,6 +108,21 @@ def _apply_query(
         _set_path(payload, fields, value, append=leaf.is_repeated)
 
 
+def _refuse_path_fields(payload: dict[str, Any], message: Descriptor, binding: HttpBinding) -> None:
+    """Raise a 400 when the JSON body sets a field that a path variable binds."""
+    for var in binding.template.variables:
+        target: object = payload
+        for field in resolve_path(message, var.field_path):
+            if not isinstance(target, dict):
+                break
+            key = field.name if field.name in target else field.json_name
+            if key not in target:
+                break
+            target = target[key]
+        else:
+            raise _invalid(var.name, "Is set by the path, not by the body")
+
+
 def _apply_path(payload: dict[str, Any], message: Descriptor, params: Mapping[str, str]) -> None:
     for name, text in params.items():
         # Discovery checked that every path variable binds a singular text field.
@@ -133,6 +150,7 @@ def build_request(
         if not isinstance(value, dict):
             raise bad_request("Request body must be a JSON object", code="INVALID_JSON")
         payload = value
+        _refuse_path_fields(payload, descriptor, binding)
     elif binding.body and body.strip():
         payload = {binding.body: parse_json_body(body)}
     _apply_query(payload, descriptor, binding, query)
