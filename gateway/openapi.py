@@ -31,9 +31,13 @@ SUCCESS_ENVELOPE = "iotsuite.Envelope"
 ERROR_ENVELOPE = "iotsuite.ErrorEnvelope"
 _MAX_QUERY_DEPTH = 3
 
-# Digits only: "" or "1.5" is not a 64-bit integer (the range is the format's).
-_INT64 = r"^-?[0-9]{1,19}$"
-_UINT64 = r"^[0-9]{1,20}$"
+# Digits only: "" or "1.5" is not a 64-bit integer. One digit fewer than the largest
+# value has, so that every string matching is in range (a regex cannot say "at most
+# 18446744073709551615" simply); the extremes are still accepted, just not promised.
+_INT64 = r"^-?[0-9]{1,18}$"
+_UINT64 = r"^[0-9]{1,19}$"
+# Every service refuses text holding a NUL character (iot.common.v1.MethodRules).
+_NO_NUL = r"^[^\u0000]*$"
 
 _SCALARS: dict[int, dict[str, Any]] = {
     _T.TYPE_DOUBLE: {"type": "number", "format": "double"},
@@ -50,7 +54,7 @@ _SCALARS: dict[int, dict[str, Any]] = {
     _T.TYPE_UINT64: {"type": "string", "format": "uint64", "pattern": _UINT64},
     _T.TYPE_FIXED64: {"type": "string", "format": "uint64", "pattern": _UINT64},
     _T.TYPE_BOOL: {"type": "boolean"},
-    _T.TYPE_STRING: {"type": "string"},
+    _T.TYPE_STRING: {"type": "string", "pattern": _NO_NUL},
     _T.TYPE_BYTES: {"type": "string", "contentEncoding": "base64"},
 }
 
@@ -109,7 +113,8 @@ def _value_rules(rules: options_pb2.FieldRules) -> dict[str, Any]:
     if rules.format:
         keywords["format"] = rules.format
     if rules.pattern:
-        keywords["pattern"] = rules.pattern
+        # Beside the NUL rule of every string: a schema has one "pattern", allOf takes more.
+        keywords["allOf"] = [{"pattern": rules.pattern}]
     if rules.values:
         keywords["enum"] = list(rules.values)
     return keywords
