@@ -117,6 +117,8 @@ def _value_rules(rules: options_pb2.FieldRules) -> dict[str, Any]:
         keywords["allOf"] = [{"pattern": rules.pattern}]
     if rules.values:
         keywords["enum"] = list(rules.values)
+    if rules.items_type:
+        keywords["items"] = {"type": rules.items_type}
     return keywords
 
 
