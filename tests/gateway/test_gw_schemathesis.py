@@ -15,6 +15,8 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
+
 from iotkit.config import Settings
 from tests.conftest import Backend, suite_with_gateway
 from tests.support import PASSWORD, new_email, rest_login
@@ -55,6 +57,8 @@ async def _schemathesis(base_url: str, workdir: Path, env: dict[str, str]) -> tu
     return process.returncode, output.decode("utf-8", "replace")
 
 
+# Past the suite's default 120 s: a loaded 2-core machine may take minutes over ~6,500 cases.
+@pytest.mark.timeout(RUN_TIMEOUT_SECONDS + 60)
 async def test_schemathesis_finds_nothing_signed_in_or_not(tmp_path: Path) -> None:
     backend = Backend("sqlite", Settings(data_dir=tmp_path / "data"), "")
     async with suite_with_gateway(backend) as (_, http):
