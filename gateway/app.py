@@ -18,7 +18,6 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route as StarletteRoute
 from starlette.types import Message, Receive, Scope, Send
 
 from gateway.comments import load_comments
@@ -167,12 +166,11 @@ def build_app(
         finally:
             await upstreams.close()
 
-    app = Starlette(
-        # An ASGI endpoint (not a function) accepts every method: 405s are the gateway's own.
-        routes=[StarletteRoute("/{path:path}", Dispatcher(table))],
-        middleware=[Middleware(RequestContextMiddleware)],
-        lifespan=lifespan,
-    )
+    app = Starlette(middleware=[Middleware(RequestContextMiddleware)], lifespan=lifespan)
+    # The dispatcher is the router's default, reached by every request whatever its method
+    # and path: a Starlette route pattern would not match a path holding a newline, whose
+    # 404 would then be Starlette's plain text instead of the envelope.
+    app.router.default = Dispatcher(table)
     app.state.route_table = table
     app.state.upstreams = upstreams
     return app

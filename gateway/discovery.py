@@ -60,6 +60,8 @@ class Presentation:
     """A string field of the response that, when not empty, replaces ``success_message``."""
     token_optional: bool = False
     """A public RPC that also takes a token when one is sent (the chat's sessions)."""
+    content_types: tuple[str, ...] = ()
+    """The media types of an ``HttpBody`` answer (any when empty), for the OpenAPI document."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +135,7 @@ def _presentation(method: MethodDescriptor) -> Presentation:
         success_message=rules.success_message or "OK",
         raw_response=rules.raw_response,
         message_field=rules.message_field,
+        content_types=tuple(rules.content_types),
     )
 
 

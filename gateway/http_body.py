@@ -7,6 +7,7 @@ message's ``content_type`` becomes the response's Content-Type and its
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from google.api import httpbody_pb2
@@ -34,6 +35,16 @@ def http_body_response(reply: Message, *, status: int) -> Response:
     )
 
 
-def http_body_content() -> dict[str, Any]:
-    """The OpenAPI ``content`` of an HttpBody answer: any type, binary."""
-    return {"*/*": {"schema": {"type": "string", "format": "binary"}}}
+def http_body_content(content_types: Sequence[str] = ()) -> dict[str, Any]:
+    """The OpenAPI ``content`` of an HttpBody answer: its declared types (any when none).
+
+    A JSON type is documented as any JSON value (the file's own structure is not a
+    message); other types as binary.
+    """
+    binary = {"schema": {"type": "string", "format": "binary"}}
+    if not content_types:
+        return {"*/*": binary}
+    return {
+        media: {"schema": {}} if media.endswith(("/json", "+json")) else binary
+        for media in content_types
+    }

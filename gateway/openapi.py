@@ -2,7 +2,13 @@
 
 Schemas follow proto JSON as the gateway emits it: proto field names, 64-bit
 integers as strings, enums by name, Timestamp as an RFC 3339 string. Every
-answer is documented inside the envelope, except ``raw_response`` methods.
+answer is documented inside the envelope, except ``raw_response`` methods and
+files (``google.api.HttpBody``), documented with the media types they have.
+
+What a service accepts comes from the protos too: fields marked
+``google.api.field_behavior`` REQUIRED are ``required``, and the
+``(iot.common.v1.field_rules)`` of a field become its bounds, lengths, format,
+pattern and enum.
 """
 
 from __future__ import annotations
@@ -10,18 +16,28 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from google.api import field_behavior_pb2
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
 from gateway.discovery import HttpBinding, Presentation, RpcMethod
 from gateway.fields import WRAPPERS, accepts_text, is_map, is_plain_message
 from gateway.http_body import http_body_content, is_http_body
 from gateway.routing import Route
+from iot.common.v1 import options_pb2
 
 _T = FieldDescriptor
 OPENAPI_VERSION = "3.1.0"
 SUCCESS_ENVELOPE = "iotsuite.Envelope"
 ERROR_ENVELOPE = "iotsuite.ErrorEnvelope"
 _MAX_QUERY_DEPTH = 3
+
+# Digits only: "" or "1.5" is not a 64-bit integer. One digit fewer than the largest
+# value has, so that every string matching is in range (a regex cannot say "at most
+# 18446744073709551615" simply); the extremes are still accepted, just not promised.
+_INT64 = r"^-?[0-9]{1,18}$"
+_UINT64 = r"^[0-9]{1,19}$"
+# Every service refuses text holding a NUL character (iot.common.v1.MethodRules).
+_NO_NUL = r"^[^\u0000]*$"
 
 _SCALARS: dict[int, dict[str, Any]] = {
     _T.TYPE_DOUBLE: {"type": "number", "format": "double"},
@@ -32,13 +48,13 @@ _SCALARS: dict[int, dict[str, Any]] = {
     _T.TYPE_UINT32: {"type": "integer", "format": "int64", "minimum": 0, "maximum": 2**32 - 1},
     _T.TYPE_FIXED32: {"type": "integer", "format": "int64", "minimum": 0, "maximum": 2**32 - 1},
     # Proto JSON writes 64-bit integers as strings: JavaScript numbers cannot hold them.
-    _T.TYPE_INT64: {"type": "string", "format": "int64"},
-    _T.TYPE_SINT64: {"type": "string", "format": "int64"},
-    _T.TYPE_SFIXED64: {"type": "string", "format": "int64"},
-    _T.TYPE_UINT64: {"type": "string", "format": "uint64"},
-    _T.TYPE_FIXED64: {"type": "string", "format": "uint64"},
+    _T.TYPE_INT64: {"type": "string", "format": "int64", "pattern": _INT64},
+    _T.TYPE_SINT64: {"type": "string", "format": "int64", "pattern": _INT64},
+    _T.TYPE_SFIXED64: {"type": "string", "format": "int64", "pattern": _INT64},
+    _T.TYPE_UINT64: {"type": "string", "format": "uint64", "pattern": _UINT64},
+    _T.TYPE_FIXED64: {"type": "string", "format": "uint64", "pattern": _UINT64},
     _T.TYPE_BOOL: {"type": "boolean"},
-    _T.TYPE_STRING: {"type": "string"},
+    _T.TYPE_STRING: {"type": "string", "pattern": _NO_NUL},
     _T.TYPE_BYTES: {"type": "string", "contentEncoding": "base64"},
 }
 
@@ -56,6 +72,80 @@ _WELL_KNOWN: dict[str, dict[str, Any]] = {
         "additionalProperties": True,
     },
 }
+
+
+def is_required(field: FieldDescriptor) -> bool:
+    """True when the proto marks ``field`` ``(google.api.field_behavior) = REQUIRED``."""
+    behaviors = field.GetOptions().Extensions[field_behavior_pb2.field_behavior]
+    return field_behavior_pb2.REQUIRED in behaviors
+
+
+def _rules(field: FieldDescriptor) -> options_pb2.FieldRules | None:
+    options = field.GetOptions()
+    if not options.HasExtension(options_pb2.field_rules):
+        return None
+    return options.Extensions[options_pb2.field_rules]
+
+
+def _any_of(message: Descriptor) -> list[str]:
+    """The fields of ``message`` of which one at least must be set (``MessageRules.any_of``)."""
+    options = message.GetOptions()
+    if not options.HasExtension(options_pb2.message_rules):
+        return []
+    return list(options.Extensions[options_pb2.message_rules].any_of)
+
+
+# FieldRules fields that constrain one value, and their JSON Schema keywords.
+_VALUE_KEYWORDS = {
+    "minimum": "minimum",
+    "maximum": "maximum",
+    "min_length": "minLength",
+    "max_length": "maxLength",
+}
+
+
+def _value_rules(rules: options_pb2.FieldRules) -> dict[str, Any]:
+    keywords: dict[str, Any] = {
+        keyword: getattr(rules, name)
+        for name, keyword in _VALUE_KEYWORDS.items()
+        if rules.HasField(name)
+    }
+    if rules.format:
+        keywords["format"] = rules.format
+    if rules.pattern:
+        # Beside the NUL rule of every string: a schema has one "pattern", allOf takes more.
+        keywords["allOf"] = [{"pattern": rules.pattern}]
+    if rules.values:
+        keywords["enum"] = list(rules.values)
+    if rules.items_type:
+        keywords["items"] = {"type": rules.items_type}
+    return keywords
+
+
+def nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` that also takes ``null``, which proto JSON reads as "not set"."""
+    if "type" in schema and "$ref" not in schema:
+        types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+        widened = {**schema, "type": [*types, "null"] if "null" not in types else types}
+        if "enum" in schema and None not in schema["enum"]:
+            widened["enum"] = [*schema["enum"], None]
+        return widened
+    if not schema or schema.get("anyOf", [{}])[-1] == {"type": "null"}:
+        return schema  # any JSON value (google.protobuf.Value), or already nullable
+    inner = {key: value for key, value in schema.items() if key != "description"}
+    widened = {"anyOf": [inner, {"type": "null"}]}
+    if "description" in schema:
+        widened["description"] = schema["description"]
+    return widened
+
+
+def _array_rules(rules: options_pb2.FieldRules) -> dict[str, Any]:
+    keywords: dict[str, Any] = {}
+    if rules.HasField("min_items"):
+        keywords["minItems"] = rules.min_items
+    if rules.HasField("max_items"):
+        keywords["maxItems"] = rules.max_items
+    return keywords
 
 
 class _Builder:
@@ -78,12 +168,42 @@ class _Builder:
             self.schemas[name] = self._message_schema(message)
         return {"$ref": f"#/components/schemas/{name}"}
 
-    def _message_schema(self, message: Descriptor) -> dict[str, Any]:
+    def body_ref(self, message: Descriptor, path_fields: frozenset[str]) -> dict[str, Any]:
+        """The schema of ``message`` as a ``body: "*"`` request body: without ``path_fields``,
+        which only the path sets (the gateway refuses a body that names them)."""
+        if not path_fields:
+            return self.ref(message)
+        name = f"{message.full_name}.Body"
+        if name not in self.schemas:
+            self.schemas[name] = self._message_schema(message, skip=path_fields)
+        return {"$ref": f"#/components/schemas/{name}"}
+
+    def _message_schema(
+        self, message: Descriptor, skip: frozenset[str] = frozenset()
+    ) -> dict[str, Any]:
         schema: dict[str, Any] = {
             "type": "object",
-            "properties": {field.name: self.field_schema(field) for field in message.fields},
+            # A field may be null (not set), unless it is required: null is no value.
+            "properties": {
+                field.name: (
+                    self.field_schema(field)
+                    if is_required(field)
+                    else nullable(self.field_schema(field))
+                )
+                for field in message.fields
+                if field.name not in skip
+            },
             "additionalProperties": False,
         }
+        required = [f.name for f in message.fields if f.name not in skip and is_required(f)]
+        if required:
+            schema["required"] = required
+        any_of = _any_of(message)
+        if any_of:
+            schema["anyOf"] = [
+                {"required": [name], "properties": {name: {"type": "string", "pattern": r"\S"}}}
+                for name in any_of
+            ]
         if message.full_name in self.comments:
             schema["description"] = self.comments[message.full_name]
         return schema
@@ -97,14 +217,22 @@ class _Builder:
         return dict(_SCALARS[field.type])
 
     def field_schema(self, field: FieldDescriptor) -> dict[str, Any]:
-        """The schema of ``field`` as it appears in JSON, with its comment."""
+        """The schema of ``field`` as it appears in JSON, with its rules and comment."""
+        rules = _rules(field)
         if is_map(field):
             value = field.message_type.fields_by_name["value"]
             schema = {"type": "object", "additionalProperties": self.value_schema(value)}
         elif field.is_repeated:
-            schema = {"type": "array", "items": self.value_schema(field)}
+            items = self.value_schema(field)
+            if rules is not None:
+                items = {**items, **_value_rules(rules)}
+            schema = {"type": "array", "items": items}
+            if rules is not None:
+                schema.update(_array_rules(rules))
         else:
             schema = self.value_schema(field)
+            if rules is not None:
+                schema = {**schema, **_value_rules(rules)}
         description = self.comments.get(field.full_name)
         if description:
             # Siblings of $ref are allowed in OpenAPI 3.1.
@@ -132,7 +260,8 @@ def _query_parameters(
             parameter: dict[str, Any] = {
                 "name": name,
                 "in": "query",
-                "required": False,
+                # A nested field is required only of a message that is sent at all.
+                "required": not prefix and is_required(field),
                 "schema": schema,
             }
             if field.is_repeated:
@@ -186,13 +315,23 @@ def _request_body(
             "description": description or "The raw bytes",
             "content": {"application/octet-stream": {"schema": raw}, "*/*": {"schema": raw}},
         }
+    required = True
     if binding.body == "*":
-        schema = builder.ref(request)
+        # A nested path field ({device.id}) leaves its message in the schema, which cannot
+        # say "all of it but one field" simply; no iot route binds one.
+        path_fields = frozenset(
+            var.name for var in binding.template.variables if len(var.field_path) == 1
+        )
+        schema = builder.body_ref(request, path_fields)
+        # No body is the empty object: fine unless the request needs some field.
+        required = bool(_any_of(request)) or any(
+            is_required(field) for field in request.fields if field.name not in path_fields
+        )
     elif binding.body:
         schema = builder.field_schema(request.fields_by_name[binding.body])
     else:
         return None
-    return {"required": binding.body != "*", "content": {"application/json": {"schema": schema}}}
+    return {"required": required, "content": {"application/json": {"schema": schema}}}
 
 
 def _responses(builder: _Builder, method: RpcMethod, binding: HttpBinding) -> dict[str, Any]:
@@ -203,14 +342,15 @@ def _responses(builder: _Builder, method: RpcMethod, binding: HttpBinding) -> di
         else builder.ref(response)
     )
     presentation = method.presentation
-    if method.server_streaming:
+    if is_http_body(response):
+        # A file, streamed or not: its bytes as they are, not events nor the envelope.
+        content = http_body_content(presentation.content_types)
+    elif method.server_streaming:
         content = {
             "text/event-stream": {
                 "schema": {**data, "description": "Each event's data is one message"}
             }
         }
-    elif is_http_body(response):
-        content = http_body_content()
     elif presentation.raw_response:
         content = {"application/json": {"schema": data}}
     else:

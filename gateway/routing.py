@@ -6,6 +6,10 @@ also makes 404 and 405 answers the same envelope as every other error.
 
 ``HEAD`` is served by the GET route of a path (the dispatcher drops the body),
 and ``OPTIONS`` by the table itself: every path it knows allows both.
+
+A path belongs to its most specific template alone: ``/v1/anomalies/export``
+is the export's path, not also an anomaly whose id is "export", so it allows
+only the export's methods and answers 405 to the others.
 """
 
 from __future__ import annotations
@@ -70,6 +74,7 @@ class RouteTable:
                 )
             seen[key] = route
         self.routes: tuple[Route, ...] = tuple(ordered)
+        self._shapes = tuple(_shape(route.template) for route in ordered)
 
     def check_reserved(self, paths: Iterable[str]) -> None:
         """Raise RouteConflict if an RPC route would answer one of the gateway's own ``paths``."""
@@ -82,12 +87,16 @@ class RouteTable:
                     )
 
     def routes_for(self, raw_path: str) -> list[RouteMatch]:
-        """Every route whose template matches ``raw_path``, most specific first."""
-        found = []
-        for route in self.routes:
+        """The routes of ``raw_path``: those of the most specific template shape matching it."""
+        found: list[RouteMatch] = []
+        best = ""
+        for route, shape in zip(self.routes, self._shapes, strict=True):
+            if found and shape != best:
+                continue
             params = route.template.match(raw_path)
             if params is not None:
                 found.append(RouteMatch(route, params))
+                best = shape
         return found
 
     @staticmethod

@@ -3,7 +3,9 @@
 The JSON body (all of it for ``body: "*"``, or one field's value for
 ``body: "field"``), the path variables and the query parameters are merged
 into one proto-JSON dict, which ``json_format.ParseDict`` turns into the
-request message. Path variables win over the body, as in grpc-gateway.
+request message. A field bound by the path is set by the path alone: a body
+that names it too is refused (a 400 naming the field), whatever its value, as
+a query parameter naming it is; the OpenAPI body schemas leave such fields out.
 Every failure is a 400 naming the field; nothing here raises anything else.
 """
 
@@ -19,7 +21,16 @@ from google.protobuf.message import Message
 
 from gateway.discovery import HttpBinding, RpcMethod
 from gateway.errors import GatewayError, bad_request
-from gateway.fields import accepts_text, from_text, resolve_path
+from gateway.fields import (
+    WRAPPERS,
+    accepts_text,
+    expectation,
+    find_field,
+    from_text,
+    is_map,
+    is_plain_message,
+    resolve_path,
+)
 from gateway.parse_errors import violation_from_parse_error
 from iotkit.errors import FieldViolation
 
@@ -106,6 +117,56 @@ def _apply_query(
         _set_path(payload, fields, value, append=leaf.is_repeated)
 
 
+def _refuse_path_fields(payload: dict[str, Any], message: Descriptor, binding: HttpBinding) -> None:
+    """Raise a 400 when the JSON body sets a field that a path variable binds."""
+    for var in binding.template.variables:
+        target: object = payload
+        for field in resolve_path(message, var.field_path):
+            if not isinstance(target, dict):
+                break
+            key = field.name if field.name in target else field.json_name
+            if key not in target:
+                break
+            target = target[key]
+        else:
+            raise _invalid(var.name, "Is set by the path, not by the body")
+
+
+def _takes_bool(field: FieldDescriptor) -> bool:
+    """False for number, string and enum fields (and wrappers of them), which JSON
+    ``true``/``false`` must not set."""
+    if field.message_type is None:
+        return field.type == FieldDescriptor.TYPE_BOOL
+    if field.message_type.full_name in WRAPPERS:
+        return _takes_bool(field.message_type.fields_by_name["value"])
+    return True  # a message: json_format judges it (Value and Struct take anything)
+
+
+def _refuse_booleans(value: object, message: Descriptor, prefix: str = "") -> None:
+    """Raise a 400 for ``true``/``false`` given to a field that is not boolean.
+
+    json_format takes them as 1 and 0 for number fields (a bool is an int in
+    Python), so ``{"longitude": false}`` would silently mean 0.
+    """
+    if not isinstance(value, dict):
+        return
+    for key, item in value.items():
+        field = find_field(message, key) if isinstance(key, str) else None
+        if field is None or is_map(field):
+            continue  # unknown fields are json_format's to name; maps are rare and free-form
+        name = prefix + field.name
+        elements: list[tuple[str, object]] = [(name, item)]
+        if field.is_repeated:
+            elements = (
+                [(f"{name}[{i}]", e) for i, e in enumerate(item)] if isinstance(item, list) else []
+            )
+        for where, element in elements:
+            if isinstance(element, bool) and not _takes_bool(field):
+                raise _invalid(where, _sentence("must be " + expectation(field, element=True)))
+            if is_plain_message(field):
+                _refuse_booleans(element, field.message_type, where + ".")
+
+
 def _apply_path(payload: dict[str, Any], message: Descriptor, params: Mapping[str, str]) -> None:
     for name, text in params.items():
         # Discovery checked that every path variable binds a singular text field.
@@ -133,8 +194,10 @@ def build_request(
         if not isinstance(value, dict):
             raise bad_request("Request body must be a JSON object", code="INVALID_JSON")
         payload = value
+        _refuse_path_fields(payload, descriptor, binding)
     elif binding.body and body.strip():
         payload = {binding.body: parse_json_body(body)}
+    _refuse_booleans(payload, descriptor)
     _apply_query(payload, descriptor, binding, query)
     _apply_path(payload, descriptor, path_params)
     request = method.request_class()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import httpx
@@ -13,6 +14,9 @@ from gateway.proxy import RpcHandler
 from gateway.routing import Route
 from gateway.upstream import Upstreams
 from iotkit.config import Settings
+from iotkit.listing import LIMIT_MAX
+from services.auth import rules as auth_rules
+from services.devices.devices import rules as device_rules
 
 
 def schema_of(document: dict[str, Any], name: str) -> dict[str, Any]:
@@ -51,16 +55,17 @@ async def test_schemas_follow_proto_json(client: httpx.AsyncClient) -> None:
     document = (await client.get("/openapi.json")).json()
     request = schema_of(document, "iot.auth.v1.RegisterRequest")
     assert set(request["properties"]) == {"email", "password", "display_name", "mfa_enabled"}
-    assert request["properties"]["mfa_enabled"]["type"] == "boolean"
+    # null is proto JSON's "not set": any field that is not required takes it.
+    assert request["properties"]["mfa_enabled"]["type"] == ["boolean", "null"]
     user = schema_of(document, "iot.auth.v1.User")
     assert user["properties"]["created_at"]["format"] == "date-time"
     profile = schema_of(document, "iot.auth.v1.Profile")
-    assert profile["properties"]["tags"]["type"] == "array"
-    assert profile["properties"]["metadata"]["type"] == "object"
+    assert profile["properties"]["tags"]["type"] == ["array", "null"]
+    assert profile["properties"]["metadata"]["type"] == ["object", "null"]
     status = schema_of(document, "iot.system.v1.SystemStatus")
-    assert status["properties"]["uptime"]["type"] == "number"
+    assert status["properties"]["uptime"]["type"] == ["number", "null"]
     login = schema_of(document, "iot.auth.v1.LoginResponse")
-    assert login["properties"]["expires_in"]["type"] == "integer"
+    assert login["properties"]["expires_in"]["type"] == ["integer", "null"]
     # Comments of the proto sources become descriptions.
     assert "Creates an account" in document["paths"]["/v1/auth/register"]["post"]["description"]
     assert request["properties"]["email"]["description"].startswith("Login email")
@@ -102,20 +107,66 @@ def test_parameters_and_types_of_the_probe(probe: Probe) -> None:
     watch = document["paths"]["/v1/things:watch"]["get"]["responses"]["200"]["content"]
     assert "text/event-stream" in watch
     imported = schema_of(document, "gwprobe.v1.ImportThingsResponse")
-    assert imported["properties"]["total_bytes"]["type"] == "string"
+    assert imported["properties"]["total_bytes"]["type"] == ["string", "null"]
     location = document["paths"]["/v1/things/{thing_id}/location"]["get"]["responses"]["200"]
     data = location["content"]["application/json"]["schema"]["allOf"][1]["properties"]["data"]
     assert data["$ref"] == "#/components/schemas/gwprobe.v1.Location"
 
 
 def test_every_discovered_route_is_in_the_document() -> None:
+    document = _real_document()
+    for method in discover(proto_files()):
+        for binding in method.bindings:
+            assert binding.verb.lower() in document["paths"][binding.template.openapi_path()]
+
+
+def _real_document() -> dict[str, Any]:
     methods = discover(proto_files())
     upstreams = Upstreams(Settings(), {m.upstream for m in methods})
-    routes = [
-        Route(b.verb, b.template, RpcHandler(m, b, upstreams, deadline=1), rpc=m, binding=b)
-        for m in methods
-        for b in m.bindings
-    ]
-    document = build_openapi(routes)
-    for route in routes:
-        assert route.verb.lower() in document["paths"][route.template.openapi_path()]
+    return build_openapi(
+        [
+            Route(b.verb, b.template, RpcHandler(m, b, upstreams, deadline=1), rpc=m, binding=b)
+            for m in methods
+            for b in m.bindings
+        ]
+    )
+
+
+def test_required_fields_formats_bounds_and_enums_come_from_the_protos() -> None:
+    # The document once had none of these, and accepted what the services refuse.
+    document = _real_document()
+    register = schema_of(document, "iot.auth.v1.RegisterRequest")
+    assert register["required"] == ["email", "password"]
+    assert document["paths"]["/v1/auth/register"]["post"]["requestBody"]["required"] is True
+    email, password = register["properties"]["email"], register["properties"]["password"]
+    # 254, not the seed's 255: the address check refuses longer ones (RFC 5321).
+    assert (email["format"], email["maxLength"]) == ("email", 254)
+    assert (password["minLength"], password["maxLength"]) == (
+        auth_rules.PASSWORD_MIN,
+        auth_rules.PASSWORD_MAX,
+    )
+    pattern = re.compile(password["allOf"][0]["pattern"])
+    for candidate in ("Str0ng!pass", "weakpass", "NOLOWER1!", "Sh0rt!", "Tab\t0k!Aa"):
+        assert bool(pattern.search(candidate)) == bool(
+            auth_rules.PASSWORD_PATTERN.match(candidate)
+        ), candidate
+    device = schema_of(document, "iot.devices.v1.RegisterDeviceRequest")
+    assert device["required"] == ["name", "type"]
+    assert device["properties"]["type"]["enum"] == list(device_rules.DEVICE_TYPES)
+    assert device["properties"]["name"]["maxLength"] == device_rules.NAME_MAX
+    location = schema_of(document, "iot.devices.v1.Location")["properties"]
+    assert (location["latitude"]["minimum"], location["latitude"]["maximum"]) == (-90, 90)
+    get_device = document["paths"]["/v1/devices/{device_id}"]["get"]["parameters"][0]
+    assert get_device["schema"]["format"] == "uuid"
+    listing = {p["name"]: p for p in document["paths"]["/v1/devices"]["get"]["parameters"]}
+    assert (listing["limit"]["schema"]["minimum"], listing["limit"]["schema"]["maximum"]) == (
+        0,
+        LIMIT_MAX,
+    )
+    # Proto JSON's 64-bit integers are strings of digits, not any string.
+    expires = {
+        p["name"]: p
+        for p in document["paths"]["/v1/downloads/{export_id}/{file_name}"]["get"]["parameters"]
+    }["expires"]
+    assert not re.search(expires["schema"]["pattern"], "")
+    assert re.search(expires["schema"]["pattern"], "-1764547200")

@@ -12,9 +12,12 @@ from google.protobuf import descriptor_pb2, descriptor_pool
 from google.protobuf.descriptor import FileDescriptor
 from gw_support import Fakes, Probe
 
+from gateway.app import build_app
 from gateway.console import STATIC_DIR
 from gateway.discovery import DiscoveryError, discover, proto_files
+from gateway.errors import GatewayError
 from iot.common.v1 import options_pb2
+from iotkit.config import Settings
 
 
 def test_every_annotated_rpc_of_the_iot_protos_is_discovered() -> None:
@@ -230,3 +233,33 @@ def test_the_message_field_must_be_a_string_field_of_the_response() -> None:
     assert method.presentation.message_field == "summary"
     with pytest.raises(DiscoveryError, match="message_field 'nope'"):
         discover([_file_with_message_field("nope")], upstream=lambda _: "devices")
+
+
+async def test_odd_paths_answer_404_and_405_in_the_envelope(client: httpx.AsyncClient) -> None:
+    # A newline (encoded or not by the client, it reaches the app decoded) once
+    # fell outside the catch-all route and answered Starlette's text/plain 404.
+    for path in ("/v1/nowhere%0A", "/%0A", "/v1/auth/register%0Ax", "/v1/%00/%FF", "/%2F%2F"):
+        for method in ("GET", "POST", "OPTIONS", "HEAD"):
+            response = await client.request(method, path)
+            assert response.status_code == 404, (method, path)
+            assert response.headers["content-type"] == "application/json", (method, path)
+            if method != "HEAD":
+                assert response.json()["error"]["error_code"] == "NOT_FOUND", (method, path)
+    # A newline inside a path variable reaches the route, whose 405 is the envelope too.
+    wrong = await client.put("/v1/things/a%0Ab")
+    assert wrong.status_code == 405
+    assert wrong.json()["error"]["error_code"] == "METHOD_NOT_ALLOWED"
+
+
+def test_a_path_allows_only_the_methods_of_its_most_specific_template() -> None:
+    table = build_app(Settings()).state.route_table
+    # /v1/anomalies/{anomaly_id} (PATCH) also matches the literal export path,
+    # which once made OPTIONS and 405s list PATCH for the export.
+    export = table.routes_for("/v1/anomalies/export")
+    assert table.allowed(export) == ["GET", "HEAD", "OPTIONS"]
+    with pytest.raises(GatewayError) as refused:
+        table.match("PATCH", "/v1/anomalies/export")
+    assert refused.value.status == 405
+    assert refused.value.headers["Allow"] == "GET, HEAD, OPTIONS"
+    anomaly = table.routes_for("/v1/anomalies/0b6e4c1e-3f0c-4f7e-9a55-3b1f1c2d4e5f")
+    assert "PATCH" in table.allowed(anomaly)

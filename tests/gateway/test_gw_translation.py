@@ -205,6 +205,26 @@ async def test_nested_type_errors_give_the_full_field_path(client: httpx.AsyncCl
     assert violations(response) == [
         {"field": "things[1].location.latitude", "message": "Must be a number"}
     ]
+    # true and false once set number fields to 1 and 0 (and a string field to "True").
+    for thing, field, message in (
+        ({"location": {"latitude": False}}, "things[0].location.latitude", "Must be a number"),
+        ({"limit": True}, "things[0].limit", "Must be an integer from -2147483648 to 2147483647"),
+        (
+            {"nums": [1, True]},
+            "things[0].nums[1]",
+            "Must be an integer from -2147483648 to 2147483647",
+        ),
+        ({"thing_id": False}, "things[0].thing_id", "Must be a string"),
+        (
+            {"kind": True},
+            "things[0].kind",
+            "Must be one of KIND_UNSPECIFIED, KIND_SENSOR, KIND_ACTUATOR",
+        ),
+    ):
+        response = await client.post("/v1/things:import", json={"things": [thing]})
+        assert violations(response) == [{"field": field, "message": message}], thing
+    response = await client.post("/v1/things:import", json={"things": [{"flag": True}]})
+    assert response.status_code == 202
     response = await client.post("/v1/things:import", json={"things": [{"limit": 2**40}]})
     assert violations(response) == [
         {

@@ -95,3 +95,27 @@ def test_scores_are_matched_to_readings_by_time() -> None:
     found = scores_at(timestamps, scored, np.array([0.9, 0.2, 0.4, 0.8]))
     assert np.array_equal(found, [np.nan, 0.2, np.nan, 0.4], equal_nan=True)
     assert np.isnan(scores_at(timestamps, scored[:0], np.empty(0))).all()
+
+
+@given(
+    st.lists(st.floats(allow_nan=False, allow_infinity=False, width=64), min_size=1, max_size=50),
+    st.sampled_from(["min_max", "z_score"]),
+)
+def test_statistics_and_normalised_values_of_finite_readings_are_finite(
+    values: list[float], normalization: str
+) -> None:
+    # Readings near float64's limit (stored before telemetry bounded them at 1e150) once
+    # answered "stddev": "Infinity" and "normalized_value": "NaN".
+    timestamps = np.arange(len(values), dtype=np.int64)
+    shown = series(timestamps, np.array(values), max_points=100, normalization=normalization)
+    stats = shown.stats
+    assert np.isfinite([stats.min, stats.max, stats.mean, stats.stddev]).all()
+    assert stats.min <= stats.mean <= stats.max or np.isclose(stats.mean, stats.min)
+    assert shown.normalized is not None and np.isfinite(shown.normalized).all()
+
+
+def test_statistics_of_extreme_readings_keep_their_values() -> None:
+    values = np.array([1.79e308, -1.79e308, 1.79e308, -1.79e308])
+    shown = series(np.arange(4, dtype=np.int64), values, max_points=10, normalization="z_score")
+    assert (shown.stats.mean, shown.stats.stddev) == (0.0, 1.79e308)
+    assert shown.normalized is not None and list(shown.normalized) == [1.0, -1.0, 1.0, -1.0]

@@ -30,6 +30,7 @@ from services.telemetry.imports.parsing import (
     read_xlsx,
 )
 from services.telemetry.objects import InvalidKey, LocalObjectStore, check_key, safe_filename
+from services.telemetry.telemetry.ingest import MAX_MAGNITUDE
 
 DEVICE = str(uuid.uuid4())
 DEFAULTS = Defaults(metric_name="temp", device_id=DEVICE)
@@ -38,7 +39,8 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 moments = st.datetimes(
     min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)
 )
-finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
+# Every value a reading may hold: finite, and within telemetry's bound.
+finite = st.floats(min_value=-MAX_MAGNITUDE, max_value=MAX_MAGNITUDE, width=64)
 metrics = st.text(alphabet=string.ascii_letters + string.digits + "_.-", min_size=1, max_size=64)
 rows_strategy = st.lists(st.tuples(moments, finite, metrics), min_size=0, max_size=30)
 
@@ -120,6 +122,9 @@ def test_values_read_back_exactly(value: float) -> None:
         (float("inf"), parsing.MSG_VALUE_FINITE),
         ("1e999", parsing.MSG_VALUE_FINITE),
         (10**400, parsing.MSG_VALUE_FINITE),
+        ("1.79e308", parsing.MSG_VALUE_RANGE),
+        (-1.0000000001e150, parsing.MSG_VALUE_RANGE),
+        (10**151, parsing.MSG_VALUE_RANGE),
         ("1_000", parsing.MSG_VALUE),
         ("1,5", parsing.MSG_VALUE),
         ("12°", parsing.MSG_VALUE),

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import BinaryIO
 
-from services.telemetry.telemetry.ingest import METRIC_NAME
+from services.telemetry.telemetry.ingest import MAX_MAGNITUDE, METRIC_NAME
 
 FORMATS = ("csv", "json", "xlsx")
 REQUIRED_COLUMNS = ("timestamp", "value")
@@ -57,6 +57,7 @@ MSG_TIMESTAMP_ZONE = "timestamp needs a time zone, such as 2026-01-01T00:00:00Z"
 MSG_TIMESTAMP_RANGE = "timestamp is out of range"
 MSG_VALUE = "value must be a number"
 MSG_VALUE_FINITE = "value must be a finite number"
+MSG_VALUE_RANGE = f"value must be within ±{MAX_MAGNITUDE:g}"
 
 _INTEGER = re.compile(r"[+-]?\d+")
 _DECIMAL = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
@@ -184,6 +185,8 @@ def parse_value(raw: object) -> float:
         raise ValueError(MSG_VALUE)
     if not math.isfinite(value):
         raise ValueError(MSG_VALUE_FINITE)
+    if abs(value) > MAX_MAGNITUDE:
+        raise ValueError(MSG_VALUE_RANGE)
     return value
 
 

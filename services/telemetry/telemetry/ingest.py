@@ -46,6 +46,9 @@ FUTURE_TOLERANCE_US = 5 * 60 * 1_000_000
 OLDEST_US = 946_684_800 * 1_000_000  # 2000-01-01: older readings are almost surely unit mistakes
 METRIC_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 STREAM_CACHE_SIZE = 100_000
+MAX_MAGNITUDE = 1e150
+"""Largest magnitude of a reading's value: the squares of a range's values (its standard
+deviation) then stay far from float64's overflow at about 1.8e308, whatever its length."""
 MAX_STREAMS_PER_DEVICE = 100  # the default of IOT_MAX_STREAMS_PER_DEVICE
 
 ActivitySink = Callable[[str, int, int], None]
@@ -66,6 +69,7 @@ class EntryIn:
 # Where the bulk upload's refusals point, by rejection reason (others: "readings").
 _REASON_FIELDS = {
     "NON_FINITE_VALUE": "readings.value",
+    "VALUE_OUT_OF_RANGE": "readings.value",
     "TIMESTAMP_IN_FUTURE": "readings.timestamp",
     "TIMESTAMP_TOO_OLD": "readings.timestamp",
     "UNKNOWN_DEVICE": "device_id",
@@ -432,6 +436,11 @@ class IngestService:
         values = np.asarray(entry.values, dtype=np.float64)
         checks = (
             (~np.isfinite(values), "NON_FINITE_VALUE", "values must be finite numbers"),
+            (
+                np.abs(values) > MAX_MAGNITUDE,
+                "VALUE_OUT_OF_RANGE",
+                f"values must be within ±{MAX_MAGNITUDE:g}",
+            ),
             (
                 timestamps > now_us + FUTURE_TOLERANCE_US,
                 "TIMESTAMP_IN_FUTURE",

@@ -10,6 +10,7 @@ highest score of the readings it stands for, so peaks are kept too.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,16 +68,31 @@ async def read_range(
     return timestamps, values
 
 
+def _unit(low: float, high: float) -> float:
+    """A power of two at least half the magnitude of every value in [low, high] (1 for
+    zeros): not more, since 2**1024 is past float64's range.
+
+    Sums and squares are taken of values divided by it, which is exact, so that they
+    cannot overflow even for values near float64's limit (stored before telemetry
+    bounded them): statistics and normalised values stay finite numbers.
+    """
+    magnitude = max(abs(low), abs(high))
+    return math.ldexp(1.0, math.frexp(magnitude)[1] - 1) if magnitude else 1.0
+
+
 def stats_of(values: Float64s) -> RangeStats:
     """Count, min, max, mean, population stddev, first and last of ``values``."""
     if not values.size:
         return RangeStats(0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    low, high = float(values.min()), float(values.max())
+    unit = _unit(low, high)
+    scaled = values / unit
     return RangeStats(
         int(values.size),
-        float(values.min()),
-        float(values.max()),
-        float(values.mean()),
-        float(values.std()),
+        low,
+        high,
+        float(scaled.mean()) * unit,
+        float(scaled.std()) * unit,
         float(values[0]),
         float(values[-1]),
     )
@@ -166,10 +182,13 @@ def normalize(values: Float64s, stats: RangeStats, how: str) -> Float64s | None:
     """Values scaled as asked over the range's statistics; None for "none"."""
     if how == "none":
         return None
+    unit = _unit(stats.min, stats.max)  # differences of huge values must not overflow either
+    scaled = values / unit
     if how == "min_max":
-        spread = stats.max - stats.min
-        return (values - stats.min) / spread if spread else np.zeros_like(values)
-    return (values - stats.mean) / stats.stddev if stats.stddev else np.zeros_like(values)
+        spread = stats.max / unit - stats.min / unit
+        return (scaled - stats.min / unit) / spread if spread else np.zeros_like(values)
+    deviation = stats.stddev / unit
+    return (scaled - stats.mean / unit) / deviation if deviation else np.zeros_like(values)
 
 
 def series(
