@@ -7,90 +7,29 @@ run in the test. SQLite, and PostgreSQL in a database made for the test.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
 import time
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
-import psycopg
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-from psycopg import sql
 
 from iot.auth.v1 import auth_pb2_grpc
 from iot.devices.v1 import devices_pb2, devices_pb2_grpc
 from iot.telemetry.v1 import telemetry_pb2, telemetry_pb2_grpc
 from iotkit.config import Settings
-from tests.conftest import Backend, _required, start_suite
+from tests.conftest import Backend, start_suite
+from tests.e2e.processes import batch as readings
+from tests.e2e.processes import start_telemetry, wait_serving
 from tests.support import bearer, new_user
 
 pytestmark = pytest.mark.e2e
 BATCHES, SIZE = 20, 1000
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
-    base = Settings(data_dir=tmp_path / "data")
-    if request.param == "sqlite":
-        yield base
-        return
-    admin_url = _required("IOT_TEST_DATABASE_URL")
-    name = f"iot_restart_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(admin_url, autocommit=True) as connection:
-        connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    yield base.model_copy(update={"database_url": f"{admin_url.rpartition('/')[0]}/{name}"})
-    with psycopg.connect(admin_url, autocommit=True) as connection:
-        connection.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
-def start_telemetry(settings: Settings, address: str, log: Path) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IOT_")}
-    env.update({f"IOT_{n.upper()}_ADDR": a for n, a in settings.addresses.items()})
-    env.update({"IOT_TELEMETRY_ADDR": address, "IOT_DATA_DIR": str(settings.data_dir)})
-    if settings.database_url:
-        env["IOT_DATABASE_URL"] = settings.database_url
-    return subprocess.Popen(
-        [sys.executable, "-m", "services.telemetry"],
-        env=env,
-        stderr=log.open("ab"),
-        cwd=Path(__file__).resolve().parents[2],
-    )
-
-
-async def wait_serving(address: str) -> None:
-    deadline = time.monotonic() + 30
-    async with grpc.aio.insecure_channel(address) as channel:
-        while time.monotonic() < deadline:
-            try:
-                answer = await health_pb2_grpc.HealthStub(channel).Check(
-                    health_pb2.HealthCheckRequest(), timeout=1
-                )
-                if answer.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.aio.AioRpcError:
-                pass
-            await asyncio.sleep(0.2)
-    raise AssertionError("telemetry did not come up")
-
-
 def batch(n: int, device_id: str, start_us: int) -> telemetry_pb2.ReadingBatch:
-    timestamps = [start_us + (n * SIZE + i) * 10_000 for i in range(SIZE)]
-    return telemetry_pb2.ReadingBatch(
-        sequence=n,
-        streams=[
-            telemetry_pb2.StreamReadings(
-                device_id=device_id,
-                metric_name="temp",
-                timestamps=timestamps,
-                values=[round(20 + i / 1000, 3) for i in range(SIZE)],
-            )
-        ],
-    )
+    return readings(n, device_id, start_us, size=SIZE, step_us=10_000)
 
 
 async def test_kill_mid_stream_then_resume(settings: Settings, tmp_path: Path) -> None:
