@@ -77,7 +77,13 @@ class ChunkRow(Base):
     """A compressed run of one stream's readings with its span and summary."""
 
     __tablename__ = "chunks"
-    __table_args__ = (Index("ix_chunks_stream_span", "stream_id", "ts_min", "ts_max"),)
+    __table_args__ = (
+        Index("ix_chunks_stream_span", "stream_id", "ts_min", "ts_max"),
+        # Ids are the forwarder's positions, so one is never used twice: without
+        # AUTOINCREMENT SQLite hands out the highest id again once its chunk is deleted
+        # (a device purged), below the cursor, and that chunk would never be analysed.
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(SEQUENCE, primary_key=True, autoincrement=True)
     stream_id: Mapped[str] = mapped_column(String(36))
