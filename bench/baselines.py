@@ -4,7 +4,8 @@ A (stream_id, ts, value) table with a primary key on (stream_id, ts), fed
 with the very readings the ingest benchmark sent, in the order they were
 sent: by a binary ``COPY`` (psycopg) into PostgreSQL, and by ``executemany``
 (the standard ``sqlite3`` module) into SQLite with telemetry's own pragmas
-(WAL, synchronous=NORMAL). Each commit holds one round of every stream's
+(WAL, and ``iotkit.db.SQLITE_SYNCHRONOUS``: FULL, every commit fsynced, as
+telemetry's acknowledgements need). Each commit holds one round of every stream's
 batch, the grouping telemetry's writer gets. The binary COPY data is built
 with numpy, the fastest a Python client can feed PostgreSQL.
 """
@@ -23,6 +24,7 @@ import numpy.typing as npt
 import psycopg
 
 from bench.load import LoadPlan, batch_arrays, values_pool
+from iotkit.db import SQLITE_SYNCHRONOUS
 
 Int64s = npt.NDArray[np.int64]
 Float64s = npt.NDArray[np.float64]
@@ -150,7 +152,8 @@ def sqlite_executemany(path: Path, batches: list[Round], *, fresh: bool = True) 
     connection = sqlite3.connect(path)
     try:
         connection.execute("PRAGMA journal_mode=WAL")
-        connection.execute("PRAGMA synchronous=NORMAL")
+        # Telemetry's own durability, so that both sides pay the same fsync per commit.
+        connection.execute(f"PRAGMA synchronous={SQLITE_SYNCHRONOUS}")
         connection.execute(
             f"CREATE TABLE IF NOT EXISTS {PLAIN_TABLE} (stream_id INTEGER NOT NULL, "
             "ts INTEGER NOT NULL, value REAL NOT NULL, PRIMARY KEY (stream_id, ts))"

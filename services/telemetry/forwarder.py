@@ -1,12 +1,14 @@
 """Forwarding every stored chunk to analytics over one bidirectional stream.
 
-Chunks are numbered in the order they are written (the writer commits one
-group at a time), so "everything up to position P" is a complete cursor.
-Telemetry sends chunks after its durable cursor, a window of requests in
-flight, and moves the cursor only when analytics acknowledges a watermark.
-If analytics is down or restarts, ingest goes on and forwarding resumes
-from the cursor: no chunk is skipped, and analytics skips what it has
-already analysed, so none is analysed twice.
+Chunk ids commit in id order however many telemetry replicas write (the
+store draws them under a lock on PostgreSQL; SQLite has one writer), so
+"everything up to position P" is a complete cursor. Telemetry sends chunks
+after its durable cursor, a window of requests in flight, and moves the
+cursor only when analytics acknowledges a watermark. If analytics is down or
+restarts, ingest goes on and forwarding resumes from the cursor: no chunk is
+skipped, and analytics skips what it has already analysed, so none is
+analysed twice. Replicas each forward, sharing the cursor (it only moves
+forward); a chunk both send is analysed once for the same reason.
 """
 
 from __future__ import annotations

@@ -18,40 +18,17 @@ from pathlib import Path
 import grpc
 import pytest
 
-from iot.analytics.v1 import analytics_pb2, analytics_pb2_grpc
+from iot.analytics.v1 import analytics_pb2_grpc
 from iot.telemetry.v1 import telemetry_pb2, telemetry_pb2_grpc
 from iotkit.config import Settings
 from tests.conftest import Backend, start_suite
-from tests.e2e.test_telemetry_restart import (
-    SIZE,
-    Metadata,
-    batch,
-    owner_with_devices,
-    settings,
-    start_service,
-    wait_serving,
-)
+from tests.e2e.processes import analysed, owner_with_devices, start_service, wait_serving
+from tests.e2e.processes import batch as readings
 
 pytestmark = pytest.mark.e2e
-__all__ = ["settings"]  # the fixture, SQLite and PostgreSQL
 
-DEVICES, BATCHES = 3, 12
+DEVICES, BATCHES, SIZE = 3, 12, 1000
 ANALYSED_WITHIN = 90.0  # seconds for analytics to catch up after its restart
-
-
-async def analysed(
-    stub: analytics_pb2_grpc.AnalyticsServiceStub, stream_id: str, owner: Metadata
-) -> int:
-    """Readings of the stream analytics has analysed (late ones included); 0 before any."""
-    try:
-        detector = await stub.GetDetector(
-            analytics_pb2.GetDetectorRequest(stream_id=stream_id), metadata=owner, timeout=5
-        )
-    except grpc.aio.AioRpcError as error:
-        if error.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAVAILABLE):
-            return 0
-        raise
-    return int(detector.readings + detector.late_readings)
 
 
 async def test_kill_analytics_mid_ingest(settings: Settings, tmp_path: Path) -> None:
@@ -76,7 +53,7 @@ async def test_kill_analytics_mid_ingest(settings: Settings, tmp_path: Path) -> 
                     for n in range(BATCHES):
                         if n == BATCHES // 2:
                             await killed.wait()  # the second half goes while analytics is dead
-                        yield batch(n, device_id, start_us)
+                        yield readings(n, device_id, start_us, size=SIZE, step_us=10_000)
 
                 async for ack in telemetry.StreamReadings(batches(), metadata=tokens[device_id]):
                     acked[device_id] += ack.accepted

@@ -11,38 +11,18 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import psycopg
 import pytest
-from psycopg import sql
 
 from iotkit.config import SERVICES
-from tests.conftest import _required
 from tests.support import bearer, free_port
 
 pytestmark = pytest.mark.e2e
 READY_TIMEOUT = 90.0
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
-    """None for SQLite; otherwise a PostgreSQL database made for this test and dropped after."""
-    if request.param == "sqlite":
-        yield None
-        return
-    admin_url = _required("IOT_TEST_DATABASE_URL")
-    name = f"iot_e2e_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(admin_url, autocommit=True) as connection:
-        connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    base, _, _ = admin_url.rpartition("/")
-    yield f"{base}/{name}"
-    with psycopg.connect(admin_url, autocommit=True) as connection:
-        connection.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 @dataclass(frozen=True)

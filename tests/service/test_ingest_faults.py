@@ -22,12 +22,12 @@ from iot.analytics.v1 import analytics_pb2_grpc
 from iot.telemetry.v1 import telemetry_pb2, telemetry_pb2_grpc
 from iotkit.config import Settings
 from tests.conftest import Backend, Suite, start_suite
-from tests.e2e.test_analytics_kill import analysed
-from tests.e2e.test_telemetry_restart import Metadata, batch, owner_with_devices
+from tests.e2e.processes import Metadata, analysed, owner_with_devices
+from tests.e2e.processes import batch as readings
 from tests.throwaway import throwaway_postgres, throwaway_redis
 
 DEVICES, BATCHES = 3, 10
-SIZE = 1000  # readings per batch (test_telemetry_restart's batches)
+SIZE = 1000  # readings per batch
 SETTLED_WITHIN = 90.0  # seconds for every reading to be analysed after the outage
 # What a device may meet while a dependency is away; it resends and goes on.
 PASSING = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
@@ -77,7 +77,7 @@ async def send_until_acknowledged(
             for n in numbers:
                 if n >= BATCHES // 2:
                     await down.wait()  # the second half meets the outage
-                yield batch(n, device_id, start_us)
+                yield readings(n, device_id, start_us, size=SIZE, step_us=10_000)
                 await asyncio.sleep(0.05)
 
         try:

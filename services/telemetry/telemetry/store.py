@@ -32,6 +32,7 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.exc import IntegrityError
@@ -76,7 +77,13 @@ class ChunkRow(Base):
     """A compressed run of one stream's readings with its span and summary."""
 
     __tablename__ = "chunks"
-    __table_args__ = (Index("ix_chunks_stream_span", "stream_id", "ts_min", "ts_max"),)
+    __table_args__ = (
+        Index("ix_chunks_stream_span", "stream_id", "ts_min", "ts_max"),
+        # Ids are the forwarder's positions, so one is never used twice: without
+        # AUTOINCREMENT SQLite hands out the highest id again once its chunk is deleted
+        # (a device purged), below the cursor, and that chunk would never be analysed.
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(SEQUENCE, primary_key=True, autoincrement=True)
     stream_id: Mapped[str] = mapped_column(String(36))
@@ -168,6 +175,25 @@ def _chunk_row(chunk: NewChunk) -> dict[str, Any]:
         "v_sum": chunk.v_sum,
         "data": chunk.data,
     }
+
+
+async def _lock_positions(session: AsyncSession) -> None:
+    """Make chunk ids commit in id order, whatever the number of writers.
+
+    The analytics forwarder's cursor means "every chunk up to P", which holds
+    only if no chunk commits below a position already read. With several
+    telemetry replicas on one PostgreSQL, a writer that drew id 101 could
+    commit after another's 102 was read. So a writer draws its ids only while
+    holding a transaction-level advisory lock (one per schema), which is
+    released after its commit is visible: ids drawn later are higher and
+    commit later, and a reader that sees an id sees every lower one that will
+    ever commit. SQLite needs nothing: its one writer at a time holds the
+    database lock from the first write to the commit.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(
+            text("SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.chunks'))")
+        )
 
 
 class TelemetryStore:
@@ -278,7 +304,6 @@ class TelemetryStore:
         async with self._sessions.begin() as session:
             # Two executemany statements per group, whatever its size: a statement per
             # stream made the database round trips, not the data, the cost of a group.
-            await session.execute(insert(_CHUNKS), [_chunk_row(c) for c in chunks])
             if advances:
                 await session.execute(
                     _ADVANCE,
@@ -292,6 +317,10 @@ class TelemetryStore:
                         for a in advances
                     ],
                 )
+            # Positions (chunk ids) are drawn last, under the position lock, so that only the
+            # insert and the commit are serialised between replicas.
+            await _lock_positions(session)
+            await session.execute(insert(_CHUNKS), [_chunk_row(c) for c in chunks])
 
     async def small_chunks(
         self, *, stream_ids: Sequence[str], below: int, since: int, upto: int | None = None
@@ -395,10 +424,20 @@ class TelemetryStore:
             return 0 if row is None else int(row.position)
 
     async def save_cursor(self, *, name: str, position: int) -> None:
-        """Store a cursor position."""
+        """Move a cursor forward to ``position``; never back.
+
+        Replicas share their cursors: a replica whose forwarder is behind must
+        not take back what another's analytics acknowledged.
+        """
         async with self._sessions.begin() as session:
-            row = await session.get(CursorRow, name)
-            if row is None:
+            moved = await session.execute(
+                update(CursorRow)
+                .where(CursorRow.name == name)
+                .values(
+                    position=case(
+                        (CursorRow.position < position, position), else_=CursorRow.position
+                    )
+                )
+            )
+            if not moved.rowcount:  # type: ignore[attr-defined]
                 session.add(CursorRow(name=name, position=position))
-            else:
-                row.position = position
