@@ -71,6 +71,10 @@ INTRO = [
     "published detectors scored by the same code. §7 runs on signals and labels this project",
     "generated itself, so it is a regression check on the detector's typing, not a measure of",
     "quality; §9's speed is timed on the simulator's signals beside a peer algorithm.",
+    '§11 (`soak`, opt-in: `make bench BENCH_ARGS="--only soak"`) runs all five services and the',
+    "gateway as processes on PostgreSQL and Redis under the device simulator for ten minutes,",
+    "SIGKILLs analytics half-way and starts it again, and counts every reading from the devices",
+    "to analytics' scores.",
     "",
 ]
 

@@ -25,7 +25,9 @@ class Ledger:
     ``acknowledged`` counts readings telemetry acknowledged as stored, new or
     already stored (a batch sent again after a reconnect comes back as
     duplicates); ``rejected``, ``dropped`` (by the devices, never sent) and
-    ``unacked`` (sent, no ack by the end) explain a shortfall.
+    ``unacked`` (sent, no ack by the end) explain a shortfall. ``queued``
+    counts stored readings after telemetry's forwarding cursor: analytics has
+    not acknowledged them yet, so they are late, not lost.
     """
 
     sent: int
@@ -35,11 +37,18 @@ class Ledger:
     rejected: int = 0
     dropped: int = 0
     unacked: int = 0
+    queued: int = 0
 
     @property
     def balanced(self) -> bool:
         """Every reading sent was acknowledged, stored and analysed, once."""
         return self.sent == self.acknowledged == self.stored == self.analysed
+
+    @property
+    def skipped(self) -> int:
+        """Stored readings analytics acknowledged (the cursor passed them) without scoring
+        them: lost to analysis, where ``queued`` ones are only late."""
+        return self.stored - self.analysed - self.queued
 
     def gaps(self) -> dict[str, int]:
         """The difference between each step and the next, by step (0 when it kept all)."""
@@ -65,6 +74,11 @@ class Ledger:
             if count
         ]
         extra += [f"{name}: {count:+,}" for name, count in self.gaps().items() if count]
+        if self.stored != self.analysed:
+            extra.append(
+                f"of those not analysed, {self.queued:,} still queued after telemetry's "
+                f"forwarding cursor and {self.skipped:,} passed by it unscored"
+            )
         return text + ("; " + "; ".join(extra) if extra else "")
 
 

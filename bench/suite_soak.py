@@ -41,6 +41,7 @@ from bench.soak_accounts import (
 )
 from bench.telemetry import telemetry_storage
 from iotkit.config import SERVICES, Settings
+from services.telemetry import forwarder
 from tools.simulate import Options, simulate
 
 SOAK_TITLE = "11. Soak: the whole suite on PostgreSQL and Redis, analytics killed once"
@@ -95,19 +96,26 @@ def _simulate(settings: Settings, options: Options) -> FleetOutcome:
     )
 
 
-def _analysed(database_url: str) -> int:
-    """Readings analytics scored, from its own schema (a row per analysed chunk)."""
+def _analysed(database_url: str) -> tuple[int, int]:
+    """Readings analytics scored (its own schema, a row per analysed chunk), and stored
+    readings after telemetry's forwarding cursor (not yet acknowledged by analytics)."""
     with psycopg.connect(database_url) as connection:
-        row = connection.execute("SELECT coalesce(sum(count), 0) FROM iot_analytics.scores")
-        analysed = row.fetchone()
-    return int(analysed[0] if analysed else 0)
+        analysed = connection.execute(
+            "SELECT coalesce(sum(count), 0) FROM iot_analytics.scores"
+        ).fetchone()
+        queued = connection.execute(
+            "SELECT coalesce(sum(count), 0) FROM iot_telemetry.chunks WHERE id > coalesce("
+            "(SELECT position FROM iot_telemetry.cursors WHERE name = %s), 0)",
+            (forwarder.CURSOR,),
+        ).fetchone()
+    return int(analysed[0] if analysed else 0), int(queued[0] if queued else 0)
 
 
-async def _counts(suite: RunningServices) -> tuple[int, int]:
-    """Readings telemetry's database holds and readings analytics scored."""
+async def _counts(suite: RunningServices) -> tuple[int, int, int]:
+    """Readings telemetry's database holds, analytics scored, and are queued for it."""
     assert suite.settings.database_url
     stored, _ = await telemetry_storage(suite)
-    return stored, await asyncio.to_thread(_analysed, suite.settings.database_url)
+    return stored, *await asyncio.to_thread(_analysed, suite.settings.database_url)
 
 
 def _rss(suite: RunningServices) -> dict[str, int]:
@@ -124,17 +132,32 @@ async def _wait_for_stream(suite: RunningServices, future: asyncio.Future[Any]) 
     return time.monotonic()
 
 
-async def _drain(
-    suite: RunningServices, acknowledged: int, seconds: float
-) -> tuple[int, int, float]:
+@dataclass(frozen=True, slots=True)
+class Drained:
+    """The counts once the pipeline drained (or the wait ran out), and how analysis moved."""
+
+    stored: int
+    analysed: int
+    queued: int
+    seconds: float
+    analysed_before: int  # when the load stopped
+
+    @property
+    def analysis_rate(self) -> float:
+        """Readings analysed per second during the wait."""
+        return (self.analysed - self.analysed_before) / self.seconds if self.seconds else 0.0
+
+
+async def _drain(suite: RunningServices, acknowledged: int, seconds: float) -> Drained:
     """Wait (at most ``seconds``) until telemetry holds every acknowledged reading and
-    analytics has scored them all; answers stored, analysed and the seconds waited."""
+    analytics has scored them all."""
     started = time.monotonic()
+    _, before, _ = await _counts(suite)
     while True:
-        stored, analysed = await _counts(suite)
+        stored, analysed, queued = await _counts(suite)
         waited = time.monotonic() - started
         if (stored >= acknowledged and analysed >= stored) or waited >= seconds:
-            return stored, analysed, waited
+            return Drained(stored, analysed, queued, waited, before)
         await asyncio.sleep(1.0)
 
 
@@ -168,9 +191,11 @@ def _figures(
     options: SoakOptions,
     outcome: FleetOutcome,
     ledger: Ledger,
-    drained: float,
+    drained: Drained,
     errors: dict[str, int],
     memory: dict[str, Memory],
+    *,
+    behind: str,
 ) -> list[Figure]:
     load = (
         f"{options.devices} simulated devices at {options.rate_hz:g} Hz, a batch every "
@@ -191,8 +216,9 @@ def _figures(
             float(ledger.analysed),
             "readings the devices sent",
             float(ledger.sent),
-            f"{ledger.describe()}; counted {drained:.0f} s after the load stopped "
-            f"(drain wait up to {options.drain_seconds:g} s); {load}",
+            f"{ledger.describe()}; counted {drained.seconds:.0f} s after the load stopped "
+            f"(drain wait up to {options.drain_seconds:g} s; analytics scored "
+            f"{drained.analysis_rate:,.0f} readings/s meanwhile); {behind}; {load}",
             target="sent = acknowledged = stored = analysed",
             met=ledger.balanced,
         ),
@@ -268,6 +294,7 @@ async def measure(options: SoakOptions) -> JobResult:
                 await asyncio.wait([future], timeout=min(10.0, max(0.0, half - time.monotonic())))
                 busy.append(os.getloadavg()[0])
             middle = _rss(suite)
+            at_kill = await _counts(suite)
             suite.kill(KILLED)
             print(f"  soak: {KILLED} killed", flush=True)
             await asyncio.sleep(RESTART_PAUSE)
@@ -279,7 +306,7 @@ async def measure(options: SoakOptions) -> JobResult:
                 busy.append(os.getloadavg()[0])
             outcome = future.result()
         acknowledged = outcome.accepted + outcome.duplicates
-        stored, analysed, drained = await _drain(suite, acknowledged, options.drain_seconds)
+        drained = await _drain(suite, acknowledged, options.drain_seconds)
         end = _rss(suite)
         errors = {
             name: error_lines(
@@ -290,14 +317,22 @@ async def measure(options: SoakOptions) -> JobResult:
     ledger = Ledger(
         sent=outcome.sent,
         acknowledged=acknowledged,
-        stored=stored,
-        analysed=analysed,
+        stored=drained.stored,
+        analysed=drained.analysed,
         rejected=outcome.rejected,
         dropped=outcome.dropped,
         unacked=outcome.unacked,
+        queued=drained.queued,
     )
     memory = {name: Memory(start[name], middle[name], end[name]) for name in CHILDREN}
-    job.sections[SOAK_TITLE] = _figures(options, outcome, ledger, drained, errors, memory)
+    stored, analysed, queued = at_kill
+    behind = (
+        f"when {KILLED} was killed, telemetry held {stored:,} readings, {analysed:,} were "
+        f"analysed and {queued:,} queued after the forwarding cursor"
+    )
+    job.sections[SOAK_TITLE] = _figures(
+        options, outcome, ledger, drained, errors, memory, behind=behind
+    )
     job.tables[SOAK_TITLE] = [_memory_table(memory, restarted)]
     job.notes.append(
         f"soak: 1-minute load average between {min(busy):.1f} and {max(busy):.1f} on "

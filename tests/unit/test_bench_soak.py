@@ -38,6 +38,18 @@ def test_a_ledger_names_what_explains_a_shortfall_and_a_surplus() -> None:
     assert "dropped" not in text
 
 
+def test_readings_not_analysed_are_late_when_queued_and_lost_when_the_cursor_passed_them() -> None:
+    late = Ledger(sent=100, acknowledged=100, stored=100, analysed=70, queued=30)
+    assert (late.balanced, late.skipped) == (False, 0)
+    assert "30 still queued after telemetry's forwarding cursor and 0 passed by it" in (
+        late.describe()
+    )
+    lost = Ledger(sent=100, acknowledged=100, stored=100, analysed=70, queued=10)
+    assert lost.skipped == 20
+    assert "10 still queued" in lost.describe() and "20 passed by it unscored" in lost.describe()
+    assert "queued" not in Ledger(sent=1, acknowledged=1, stored=1, analysed=1).describe()
+
+
 def test_histogram_quantiles_are_the_smallest_bucket_holding_the_fraction() -> None:
     histogram = Counter({5: 98, 40: 1, 900: 1})
     assert histogram_quantile(histogram, 0.5) == 5.0
