@@ -122,6 +122,7 @@ async def _soak(args: argparse.Namespace) -> JobResult:
             batch_ms=args.soak_batch_ms,
             database_url=args.soak_database_url,
             redis_url=args.soak_redis_url,
+            drain_seconds=args.soak_drain_seconds,
         )
     )
 
@@ -178,6 +179,12 @@ def main() -> int:
     )
     parser.add_argument(
         "--soak-batch-ms", type=int, default=defaults.batch_ms, help="soak: ms between batches"
+    )
+    parser.add_argument(
+        "--soak-drain-seconds",
+        type=float,
+        default=defaults.drain_seconds,
+        help="soak: longest wait for the counts to agree after the load (300)",
     )
     parser.add_argument(
         "--soak-database-url",
