@@ -11,9 +11,12 @@ in-process, needs the ``nab-dev`` dataset: ``--nab-dev PATH``), ``chat``
 (the assistant's intent and slot accuracy on a held-out set of utterances,
 and the time to train and to understand; in-process),
 ``chat-speed`` (a reply through the gateway that asks devices, against the
-gateway's own ``/healthz``).
+gateway's own ``/healthz``), ``soak`` (the whole suite on PostgreSQL and
+Redis under a simulated fleet for ten minutes, analytics killed and restarted
+half-way: nothing lost, errors, ack latency, every process's memory).
 ``--only JOB`` (repeatable) runs some of them; the page
 is still written whole, with the other jobs' figures from their last run.
+Opt-in jobs (``soak``) run only when named with ``--only``.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import analytics, auth_calls, chat, chat_speed, nab_bench, soak, telemetry
+from bench import analytics, auth_calls, chat, chat_speed, nab_bench, soak, suite_soak, telemetry
 from bench.report import JobResult, load, render, write
 
 OUTPUT = Path(__file__).resolve().parent.parent / "docs" / "BENCHMARKS.md"
@@ -45,6 +48,7 @@ ORDER = [
     nab_bench.NAB_TITLE,
     analytics.SPEED_TITLE,
     soak.ANALYSIS_TITLE,
+    suite_soak.SOAK_TITLE,
     AUTH_TITLE,
     chat.QUALITY_TITLE,
     chat.SPEED_TITLE,
@@ -67,6 +71,10 @@ INTRO = [
     "published detectors scored by the same code. §7 runs on signals and labels this project",
     "generated itself, so it is a regression check on the detector's typing, not a measure of",
     "quality; §9's speed is timed on the simulator's signals beside a peer algorithm.",
+    '§11 (`soak`, opt-in: `make bench BENCH_ARGS="--only soak"`) runs all five services and the',
+    "gateway as processes on PostgreSQL and Redis under the device simulator for ten minutes,",
+    "SIGKILLs analytics half-way and starts it again, and counts every reading from the devices",
+    "to analytics' scores.",
     "",
 ]
 
@@ -105,6 +113,20 @@ async def _chat_speed(args: argparse.Namespace) -> JobResult:
     return await chat_speed.measure()
 
 
+async def _soak(args: argparse.Namespace) -> JobResult:
+    return await suite_soak.measure(
+        suite_soak.SoakOptions(
+            devices=args.soak_devices,
+            minutes=args.soak_minutes,
+            rate_hz=args.soak_rate_hz,
+            batch_ms=args.soak_batch_ms,
+            database_url=args.soak_database_url,
+            redis_url=args.soak_redis_url,
+            drain_seconds=args.soak_drain_seconds,
+        )
+    )
+
+
 JOBS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, JobResult]]] = {
     "postgresql": _postgresql,
     "sqlite": _sqlite,
@@ -114,8 +136,11 @@ JOBS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, JobResult]]] 
     "auth": _auth,
     "chat": _chat,
     "chat-speed": _chat_speed,
+    "soak": _soak,
 }
 """Every job, in the order a full run measures them."""
+OPT_IN = frozenset({"soak"})
+"""Jobs a run without ``--only`` leaves out: they take long and need PostgreSQL and Redis."""
 
 
 def main() -> int:
@@ -142,12 +167,41 @@ def main() -> int:
         help=f"the nab-dev dataset (${nab_bench.ENVIRONMENT}, else shared/datasets/nab-dev "
         "found above the checkout)",
     )
+    defaults = suite_soak.SoakOptions()
+    parser.add_argument(
+        "--soak-devices", type=int, default=defaults.devices, help="soak: simulated devices (200)"
+    )
+    parser.add_argument(
+        "--soak-minutes", type=float, default=defaults.minutes, help="soak: minutes of load (10)"
+    )
+    parser.add_argument(
+        "--soak-rate-hz", type=float, default=defaults.rate_hz, help="soak: readings/s a device"
+    )
+    parser.add_argument(
+        "--soak-batch-ms", type=int, default=defaults.batch_ms, help="soak: ms between batches"
+    )
+    parser.add_argument(
+        "--soak-drain-seconds",
+        type=float,
+        default=defaults.drain_seconds,
+        help="soak: longest wait for the counts to agree after the load (300)",
+    )
+    parser.add_argument(
+        "--soak-database-url",
+        default=defaults.database_url,
+        help="soak: PostgreSQL server to make the run's database in ($IOT_TEST_DATABASE_URL)",
+    )
+    parser.add_argument(
+        "--soak-redis-url",
+        default=defaults.redis_url,
+        help="soak: Redis for every service ($IOT_TEST_REDIS_URL)",
+    )
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/ alone")
     args = parser.parse_args()
     options = " ".join(shlex.quote(a) for a in sys.argv[1:]) or "(defaults)"
     recorded = load(OUTPUT)
     failed = []
-    for name in args.only or list(JOBS):
+    for name in args.only or [job for job in JOBS if job not in OPT_IN]:
         print(f"bench: {name} ...", flush=True)
         # Other work on the machine slows every figure: say how busy it was.
         busy = os.getloadavg()[0]

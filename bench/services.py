@@ -1,10 +1,11 @@
 """The services under test, each in its own process, on a database made for the run.
 
-Benchmarks run auth, devices and telemetry as ``python -m services.<name>``
-children (exactly what ``iot up`` runs) on free ports, so the telemetry
-process has a core to itself and its memory can be read from /proc. The
-PostgreSQL variant gets a fresh database created for the run and dropped
-afterwards; the SQLite one a temporary data directory.
+Benchmarks run auth, devices and telemetry (and, when asked, the other
+services and the gateway) as ``python -m services.<name>`` and ``python -m
+gateway`` children (exactly what ``iot up`` runs) on free ports, so the
+telemetry process has a core to itself and its memory can be read from
+/proc. The PostgreSQL variant gets a fresh database created for the run and
+dropped afterwards; the SQLite one a temporary data directory.
 """
 
 from __future__ import annotations
@@ -23,12 +24,16 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import psycopg
 from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from psycopg import sql
 
 from iotkit.config import SERVICES, Settings
+
+GATEWAY = "gateway"
+"""The REST gateway's child name; every other child is a gRPC service."""
 
 ROOT = Path(__file__).resolve().parent.parent
 POSTGRES_URL = os.environ.get("IOT_BENCH_DATABASE_URL", "postgresql://root@127.0.0.1:5432/test")
@@ -91,6 +96,9 @@ class RunningServices:
         }
         if self.settings.database_url:
             env["IOT_DATABASE_URL"] = self.settings.database_url
+        if self.settings.redis_url:
+            env["IOT_REDIS_URL"] = self.settings.redis_url
+        env["IOT_GATEWAY_PORT"] = str(self.settings.gateway_port)
         for name in SERVICES:
             env[f"IOT_{name.upper()}_ADDR"] = self.settings.address(name)
         return env
@@ -104,7 +112,7 @@ class RunningServices:
         env = {**os.environ, **self.environment()}
         assert self.log_dir is not None
         for name in services:
-            argv = [sys.executable, "-m", f"services.{name}"]
+            argv = [sys.executable, "-m", GATEWAY if name == GATEWAY else f"services.{name}"]
             if profile is not None and name == "telemetry":
                 argv = [
                     sys.executable,
@@ -115,7 +123,8 @@ class RunningServices:
                     "-m",
                     "services.telemetry",
                 ]
-            log = (self.log_dir / f"{name}.log").open("wb")
+            # Appending: a restarted child's log follows its predecessor's.
+            log = (self.log_dir / f"{name}.log").open("ab")
             self.children[name] = subprocess.Popen(
                 argv,
                 cwd=ROOT,
@@ -128,19 +137,36 @@ class RunningServices:
 
     async def _wait_ready(self, name: str) -> None:
         deadline = time.monotonic() + READY_TIMEOUT
-        async with aio.insecure_channel(self.address(name)) as channel:
+        # The gateway answers plain HTTP on /healthz; services the gRPC health service.
+        target = (
+            f"127.0.0.1:{self.settings.gateway_port}" if name == GATEWAY else self.address(name)
+        )
+        async with (
+            aio.insecure_channel(target) as channel,
+            httpx.AsyncClient(base_url=f"http://{target}", timeout=1.0) as http,
+        ):
             stub = health_pb2_grpc.HealthStub(channel)
             while time.monotonic() < deadline:
                 if self.children[name].poll() is not None:
                     assert self.log_dir is not None
                     tail = (self.log_dir / f"{name}.log").read_text(errors="replace")[-2000:]
                     raise RuntimeError(f"{name} exited at start:\n{tail}")
-                with contextlib.suppress(aio.AioRpcError):
-                    reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=1.0)
-                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                        return
+                with contextlib.suppress(aio.AioRpcError, httpx.HTTPError):
+                    if name == GATEWAY:
+                        if (await http.get("/healthz")).status_code == 200:
+                            return
+                    else:
+                        reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=1.0)
+                        if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                            return
                 await asyncio.sleep(0.2)
         raise RuntimeError(f"{name} did not become ready in {READY_TIMEOUT:.0f} s")
+
+    def kill(self, service: str) -> None:
+        """SIGKILL ``service``, as a crash would end it; :meth:`start` brings it back."""
+        child = self.children.pop(service)
+        child.kill()
+        child.wait()
 
     async def stop(self, service: str | None = None) -> None:
         """Stop one service (or all, newest first) with SIGTERM, as ``iot up`` does."""
@@ -164,16 +190,24 @@ async def running(
     services: Sequence[str] = ("auth", "devices", "telemetry"),
     *,
     profile: Path | None = None,
+    postgres_url: str = POSTGRES_URL,
+    redis_url: str | None = None,
 ) -> AsyncIterator[RunningServices]:
-    """``services`` running on ``kind`` ("sqlite" or "postgresql") until the block ends."""
+    """``services`` running on ``kind`` ("sqlite" or "postgresql") until the block ends.
+
+    ``services`` may include ``"gateway"``; ``redis_url``, when given, is every child's
+    ``IOT_REDIS_URL`` (lockouts, rate limits, revocations).
+    """
     with tempfile.TemporaryDirectory(prefix="iot-bench-") as tmp:
         settings = Settings(
             data_dir=Path(tmp) / "data",
             addresses={name: f"127.0.0.1:{free_port()}" for name in SERVICES},
+            gateway_port=free_port(),
+            redis_url=redis_url,
         )
         with contextlib.ExitStack() as stack:
             if kind == "postgresql":
-                url = stack.enter_context(fresh_postgres_database())
+                url = stack.enter_context(fresh_postgres_database(postgres_url))
                 settings = settings.model_copy(update={"database_url": url})
             suite = RunningServices(settings, log_dir=Path(tmp))
             try:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import secrets
 import signal
 import sys
@@ -100,6 +101,11 @@ class DeviceRun:
     unacked: OrderedDict[int, tuple[telemetry_pb2.ReadingBatch, int]] = field(
         default_factory=OrderedDict
     )
+    # Sequence number -> when it was first sent (monotonic seconds), while unacknowledged.
+    sent_at: dict[int, float] = field(default_factory=dict)
+    # Batches acknowledged, by the whole milliseconds (rounded up) from first send to ack:
+    # a histogram, so that a run without an end keeps bounded memory.
+    ack_ms: Counter[int] = field(default_factory=Counter)
 
     @property
     def unacked_readings(self) -> int:
@@ -124,6 +130,11 @@ class Summary:
     def rejected(self) -> int:
         """Readings telemetry refused."""
         return sum(d.rejected for d in self.devices)
+
+    @property
+    def sent(self) -> int:
+        """Readings the devices sent (a batch sent again after a reconnect counts once)."""
+        return sum(d.sent for d in self.devices)
 
     @property
     def duplicates(self) -> int:
@@ -379,6 +390,7 @@ class _Device:
                 ],
             )
             self.run.unacked[self._sequence] = (batch, int(block.timestamps.size))
+            self.run.sent_at[self._sequence] = time.monotonic()
             self.run.sent += int(block.timestamps.size)
             await call.write(batch)
 
@@ -393,6 +405,9 @@ class _Device:
                 self._acked = True
                 if self.run.unacked.pop(ack.sequence, None) is None:
                     continue  # an ack of a batch sent twice, already counted
+                sent = self.run.sent_at.pop(ack.sequence, None)
+                if sent is not None:
+                    self.run.ack_ms[math.ceil((time.monotonic() - sent) * 1000)] += 1
                 self.run.accepted += ack.accepted
                 self.run.rejected += ack.rejected
                 self.run.duplicates += ack.duplicates
