@@ -115,6 +115,7 @@ FLAT_MIN_READINGS = 20
 FLAT_MIN_SECONDS = 5.0
 FLAT_CHANCE = 1e-6  # a run this unlikely for the stream's rate of repeats is stuck
 TYPE_AFTER = 1  # readings after a sudden departure that tell a spike or dip from a level shift
+_SETTLED = math.ceil(math.log(1e-17) / math.log(1.0 - ALPHA))  # (1 - ALPHA) ** n < 1e-17
 _EWMA_BLOCK = 256  # keeps (1 - alpha) ** -k far from overflow
 
 
@@ -506,6 +507,8 @@ class StreamDetector:
         """Type the sudden departures (waiting ones, then those ``raised`` at their index in
         this phase) whose ``TYPE_AFTER`` next readings are known; the others wait."""
         s = self.state
+        if not s.pending and not raised:
+            return
         waiting = [(-1, pending) for pending in s.pending] + raised
         s.pending = []
         for at, pending in waiting:
@@ -741,7 +744,7 @@ class StreamDetector:
         )
         # Twice the longest normal run lately, too (runs end where a new one begins).
         ended = np.where(same, 0, np.concatenate([[s.run_length], carried[:-1]]))
-        normal, s.run_peak = decaying_peak(self._taught(ended, floor), s.run_peak, PEAK_DECAY)
+        normal = self._normal_runs(ended, floor)
         needed = np.maximum(FLAT_FACTOR * normal, floor)
         score = ratio_score(carried / needed) if judged else np.zeros(xs.size)
         earlier = ratio_score((carried - 1) / needed)
@@ -752,25 +755,31 @@ class StreamDetector:
         s.run_floor = float(floor[-1])
         return np.where(carried > 1, score, 0.0), cross, starts.astype(np.int64)
 
-    def _taught(self, ended: Int64s, floor: Float64s) -> Float64s:
-        """What each run that ended teaches of the stream's normal runs (on the reading
-        after it): its length, but no more than the bar it had to reach to be found. So a
-        stuck run lifts the bar only to what it was when the run was found: the next stuck
-        run is found too, while a stream whose long runs are its habit raises it, doubling
-        at each, and all of it is forgotten with PEAK_HALF_LIFE.
+    def _normal_runs(self, ended: Int64s, floor: Float64s) -> Float64s:
+        """The longest normal run lately, before each reading (a peak decaying by
+        PEAK_DECAY per reading), from the runs that ended (``ended``, on the reading after).
 
-        The bar depends on what runs before taught: a loop, but only over runs long enough
-        to matter (a run shorter than FLAT_MIN_READINGS / FLAT_FACTOR never sets it)."""
+        A run teaches its length, but no more than the bar it had to reach to be found.
+        So a stuck run lifts the bar only to what it was when the run was found: the next
+        stuck run is found too, while a stream whose long runs are its habit raises it,
+        doubling at each. The bar depends on what runs before taught: a loop, but only
+        over runs long enough to matter (a run shorter than FLAT_MIN_READINGS /
+        FLAT_FACTOR never sets it)."""
         s = self.state
-        taught = np.zeros(ended.size)
-        peak, at = s.run_peak, -1  # the decaying peak after reading `at`
+        size = ended.size
+        powers = _decay_powers(size)
+        normal = np.empty(size)
+        peak, at = s.run_peak, -1  # the peak after reading `at`
         for end in np.flatnonzero(ended * FLAT_FACTOR >= FLAT_MIN_READINGS).tolist():
-            # The bar on the run's last reading, from the peak before that reading.
-            before = FLAT_FACTOR * peak * PEAK_DECAY ** (end - 1 - at)
-            bar = max(before, float(floor[end - 1]) if end else s.run_floor)
-            taught[end] = min(float(ended[end]), bar)
-            peak, at = max(peak * PEAK_DECAY ** (end - at), float(taught[end])), end
-        return taught
+            normal[at + 1 : end + 1] = peak * powers[1 : end - at + 1]
+            # The bar on the run's last reading.
+            bar = max(
+                FLAT_FACTOR * float(normal[end]), float(floor[end - 1]) if end else s.run_floor
+            )
+            peak, at = max(peak * float(powers[end - at]), min(float(ended[end]), bar)), end
+        normal[at + 1 :] = peak * powers[1 : size - at]
+        s.run_peak = peak * float(powers[size - 1 - at])
+        return normal
 
     def _repeat_share(self, same: Bools) -> Float64s:
         """The share of readings equal to the one before, after each reading: an average
@@ -778,6 +787,8 @@ class StreamDetector:
         s = self.state
         raw = ewma(same.astype(np.float64), ALPHA, s.repeat_share)
         s.repeat_share = float(raw[-1])
+        if s.readings > _SETTLED:
+            return raw  # the correction is below rounding: no power per reading
         counted = s.readings + np.arange(1, same.size + 1, dtype=np.float64)
         return np.asarray(raw / (1.0 - (1.0 - ALPHA) ** counted), dtype=np.float64)
 
@@ -829,11 +840,22 @@ def _judge(
     return z / np.maximum(peak_before, scale.z_min), base
 
 
+_DECAY_POWERS: list[Float64s] = [np.ones(1)]
+
+
+def _decay_powers(size: int) -> Float64s:
+    """``PEAK_DECAY ** k`` for k = 0 .. size, cached (grown by doubling)."""
+    if _DECAY_POWERS[0].size <= size:
+        length = max(size + 1, 2 * _DECAY_POWERS[0].size)
+        _DECAY_POWERS[0] = np.power(PEAK_DECAY, np.arange(length, dtype=np.float64))
+    return _DECAY_POWERS[0]
+
+
 def _run_bar(share: Float64s) -> Float64s:
     """How long a run may last before it is unlikely: were readings to repeat the one
     before at random with probability ``share``, a run of n readings would have the chance
     ``share ** (n - 1)``; the bar is the n where that falls to ``FLAT_CHANCE``."""
-    p = np.clip(share, 1e-12, 1.0 - 1e-12)
+    p = np.minimum(np.maximum(share, 1e-12), 1.0 - 1e-12)  # np.clip costs more on small arrays
     return np.asarray(1.0 + math.log(FLAT_CHANCE) / np.log(p), dtype=np.float64)
 
 
