@@ -271,8 +271,9 @@ async def test_a_stream_that_never_moved_then_leaps_is_stored_and_analysed_on(en
     )
     assert detector.readings == 700
     listed = await env.analytics.ListAnomalies(analytics_pb2.ListAnomaliesRequest(), metadata=owner)
+    # A leap that stays is a level shift, typed with the reading after it.
     assert [(a.anomaly_type, a.detected_at.ToMicroseconds()) for a in listed.anomalies] == [
-        ("spike", ts[300])
+        ("rate_of_change", ts[300])
     ]
 
 

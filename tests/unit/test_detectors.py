@@ -33,6 +33,7 @@ from services.analytics.analytics.detectors import (
     MAX_MAGNITUDE,
     REST,
     REST_BREAK,
+    TYPE_AFTER,
     WARMUP,
     DetectorState,
     Finding,
@@ -136,6 +137,14 @@ def late_rows(timestamps: Int64s, values: Float64s) -> int:
     return late
 
 
+def raised_us(finding: Finding) -> int:
+    """The reading a finding was raised with: a departure's own (typed once TYPE_AFTER
+    readings after it are known), else the one it was found with (a run's or gap's end)."""
+    if finding.anomaly_type in ("spike", "dip", "rate_of_change"):
+        return finding.timestamp_us
+    return finding.found_us
+
+
 def check_run(run: Run, timestamps: Int64s, values: Float64s, *, analysed_before: int = 0) -> None:
     """What holds of every run: scores finite in [0, 1], one per reading analysed, late
     readings counted, findings dated no later than found, one event per REST readings,
@@ -150,10 +159,10 @@ def check_run(run: Run, timestamps: Int64s, values: Float64s, *, analysed_before
         assert finding.found_us >= finding.timestamp_us, finding
         assert math.isfinite(finding.confidence) and 0.0 <= finding.confidence <= 1.0, finding
         assert math.isfinite(finding.raw_value) and math.isfinite(finding.expected_value)
-    # Every finding but out-of-range ones is at least REST readings after the previous one,
-    # or scores REST_BREAK above it, and none comes before the warm-up is over.
-    judged = [f for f in run.findings if f.anomaly_type != "out_of_range"]
-    at = np.searchsorted(run.timestamps, [f.found_us for f in judged])
+    # Every finding but out-of-range ones is raised at least REST readings after the previous
+    # one, or scores REST_BREAK above it, and none comes before the warm-up is over.
+    judged = sorted((f for f in run.findings if f.anomaly_type != "out_of_range"), key=raised_us)
+    at = np.searchsorted(run.timestamps, [raised_us(f) for f in judged])
     assert np.all(at + analysed_before >= WARMUP), "a finding during the warm-up"
     for before, after, apart in zip(judged, judged[1:], np.diff(at), strict=False):
         assert apart > REST or after.confidence >= before.confidence + REST_BREAK - 1e-4, (
@@ -461,6 +470,27 @@ def test_state_survives_a_json_round_trip_mid_stream(cut: int) -> None:
     assert np.allclose(joined, whole.scores, rtol=0, atol=SCORE_TOLERANCE)
 
 
+def test_a_spike_waiting_for_its_type_survives_a_json_round_trip() -> None:
+    # The spike is the last reading of the first call: it is typed with the next reading,
+    # which comes in the next call, to a detector restored from the stored state.
+    timestamps, values = _signal(
+        "temperature", 1, scheduled=(Scheduled("spike", INJECTED_AT - 600 * SECOND, magnitude=8.0),)
+    )
+    cut = int(np.searchsorted(timestamps, INJECTED_AT - 600 * SECOND)) + 1
+    whole = feed(timestamps, values, device_type="temperature", period_us=1e6)
+    first = feed(timestamps[:cut], values[:cut], device_type="temperature", period_us=1e6)
+    assert len(first.state.pending) == 1
+    restored = DetectorState.from_json(json.loads(json.dumps(first.state.to_json())))
+    assert restored == first.state
+    rest = feed(timestamps[cut:], values[cut:], state=restored, period_us=1e6)
+    assert [key(f) for f in first.findings + rest.findings] == [key(f) for f in whole.findings]
+    assert ("spike", int(timestamps[cut - 1]), int(timestamps[cut])) == (
+        rest.findings[0].anomaly_type,
+        rest.findings[0].timestamp_us,
+        rest.findings[0].found_us,
+    )
+
+
 # What the previous detector (thresholds in robust standard deviations) stored for a
 # temperature stream after an hour at 1 Hz, threshold raised to 8 by dismissals.
 OLD_STATE = {
@@ -533,10 +563,12 @@ def _injected(device_type: str, kind: str, duration_s: int) -> tuple[Run, Int64s
 @pytest.mark.parametrize(
     ("kind", "expected", "duration_s", "dated_s", "found_within_s"),
     [
-        ("spike", "spike", 0, 0, 0),
-        ("dip", "dip", 0, 0, 0),
+        # A spike or dip is known to be one with the next reading, back where it was.
+        ("spike", "spike", 0, 0, TYPE_AFTER),
+        ("dip", "dip", 0, 0, TYPE_AFTER),
         # A stuck sensor repeats the reading before the injection: the run starts there,
-        # and it is known once it is twice as long as any before and 20 readings long.
+        # and it is known once it is twice as long as any normal run lately, and unlikely
+        # for how often this sensor repeats a reading, and 20 readings long.
         ("stuck", "flatline", 120, -1, 60),
         # A gap is dated at the last reading before it and known with the first after it.
         ("gap", "gap", 30, -1, 30),
@@ -565,23 +597,42 @@ def test_an_injected_anomaly_is_found_typed_and_dated(
 def test_a_jump_is_found_where_it_starts(device_type: str) -> None:
     run, _, _ = _injected(device_type, "jump", 300)
     found = [f for f in run.findings if f.timestamp_us == INJECTED_AT]
-    assert len(found) == 1 and found[0].found_us == INJECTED_AT
+    assert len(found) == 1 and found[0].found_us == INJECTED_AT + TYPE_AFTER * SECOND
     # Well past the threshold (evidence at least twice its own), and above every other finding.
     assert found[0].confidence >= 0.75
     assert all(f.confidence < found[0].confidence for f in run.findings if f is not found[0])
 
 
 @pytest.mark.parametrize("device_type", ["temperature", "pressure", "motion"])
-def test_a_jump_is_found_at_its_first_reading_as_the_sudden_departure_it_is(
+def test_a_jump_is_a_rate_of_change_dated_at_its_first_reading_known_with_the_next(
     device_type: str,
 ) -> None:
-    # Causally, the first reading of a level shift cannot be told from a spike: it is typed
-    # by its direction (README: spike / dip when the reading jumped there), and known at once.
+    # Causally, the first reading of a level shift cannot be told from a spike; the next
+    # one can: it stays. So it is typed once that reading is known, and dated where it began.
     run, _, _ = _injected(device_type, "jump", 300)
     found = [f for f in run.findings if abs(f.timestamp_us - INJECTED_AT) <= 2 * SECOND]
-    assert len(found) == 1, found
-    assert found[0].anomaly_type in ("spike", "dip")
-    assert found[0].found_us == found[0].timestamp_us
+    assert [(f.anomaly_type, f.timestamp_us) for f in found] == [("rate_of_change", INJECTED_AT)]
+    assert found[0].found_us == INJECTED_AT + TYPE_AFTER * SECOND
+
+
+@pytest.mark.parametrize("device_type", ["temperature", "pressure", "motion"])
+def test_a_sensor_stuck_again_after_a_long_stuck_run_is_found_again(device_type: str) -> None:
+    # A stuck run teaches the detector no more than the bar it crossed (the bar doubles at
+    # most), and that is forgotten: after one of five minutes, one of a minute an hour
+    # later is found too (it was not when the longest run ever seen set the bar).
+    later = INJECTED_AT + 3600 * SECOND
+    timestamps, values = _signal(
+        device_type,
+        3,
+        scheduled=(
+            Scheduled("stuck", INJECTED_AT, 300 * SECOND),
+            Scheduled("stuck", later, 60 * SECOND),
+        ),
+    )
+    run = feed(timestamps, values, batch=100, device_type=device_type, period_us=1e6)
+    check_run(run, timestamps, values)
+    flat = [f.timestamp_us for f in run.findings if f.anomaly_type == "flatline"]
+    assert flat == [INJECTED_AT - SECOND, later - SECOND], run.findings
 
 
 @pytest.mark.parametrize("device_type", ["temperature", "pressure", "motion"])

@@ -25,9 +25,12 @@ scaled so that 0.5 means "as unusual as the threshold of that evidence":
   period, or, without one, than both ``GAP_FACTOR`` typical intervals and
   twice the longest interval seen lately, so irregular sampling learns its
   own rhythm.
-- **flatline**: a run of identical values twice as long as any this stream
-  has shown (and at least ``FLAT_MIN_READINGS`` readings and
-  ``FLAT_MIN_SECONDS``).
+- **flatline**: a run of identical values twice as long as any normal run
+  this stream has shown lately (a peak that decays with ``PEAK_HALF_LIFE``;
+  a run that was found stuck teaches no more than the bar it crossed, so one
+  long stuck run does not hide the next), unlikely for how often the stream
+  repeats a reading (``FLAT_CHANCE``), and at least ``FLAT_MIN_READINGS``
+  readings and ``FLAT_MIN_SECONDS``.
 - **out of range**: a value beyond the device type's physical bounds scores 1.
 
 A ratio r of evidence to its threshold maps to a score of r / 2 below 1 and
@@ -38,6 +41,12 @@ at least ``REST`` readings have passed since the previous one, or it scores
 stronger event is not hidden by a weaker one just before it. Out-of-range
 findings are raised at the start of every run outside the bounds, and a
 flatline once per run.
+
+A deviation is typed by how it came and went: one that drifted there is a
+``rate_of_change``; a sudden one waits for the next ``TYPE_AFTER`` reading,
+which tells a ``spike`` or ``dip`` (back where it was) from a level shift
+(still there: a ``rate_of_change`` no physical process has). It is dated at
+its own reading and known (``found_us``) with the one that typed it.
 
 Every quantity is a per-reading recurrence carried in :class:`DetectorState`,
 so the findings and scores do not depend on how readings are split into
@@ -50,7 +59,7 @@ overflow the recurrences) and values that are not finite (not checked).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -104,6 +113,9 @@ GAP_PEAK_FACTOR = 2.0
 FLAT_FACTOR = 2.0
 FLAT_MIN_READINGS = 20
 FLAT_MIN_SECONDS = 5.0
+FLAT_CHANCE = 1e-6  # a run this unlikely for the stream's rate of repeats is stuck
+TYPE_AFTER = 1  # readings after a sudden departure that tell a spike or dip from a level shift
+_SETTLED = math.ceil(math.log(1e-17) / math.log(1.0 - ALPHA))  # (1 - ALPHA) ** n < 1e-17
 _EWMA_BLOCK = 256  # keeps (1 - alpha) ** -k far from overflow
 
 
@@ -117,6 +129,34 @@ class Finding:
     confidence: float
     expected_value: float
     found_us: int = 0  # the reading with which the detector could know it
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A sudden departure raised but not typed yet: a spike or dip comes back within
+    ``TYPE_AFTER`` readings, a level shift stays; ``after`` holds the readings since."""
+
+    timestamp_us: int
+    raw_value: float
+    confidence: float
+    expected_value: float
+    after: tuple[float, ...] = ()
+
+    def typed(self, after: Float64s, found_us: int) -> Finding:
+        """The finding, typed by the ``TYPE_AFTER`` readings after it (known at ``found_us``).
+
+        A level shift is a rate of change no physical process has (README), so it is
+        ``rate_of_change`` however suddenly it came; a reading that stood alone is a
+        ``spike`` or ``dip``. With more than one reading after, their median decides."""
+        departure = self.raw_value - self.expected_value
+        stayed = float(np.median((after - self.expected_value) * np.sign(departure)))
+        if stayed >= 0.5 * abs(departure):
+            kind = "rate_of_change"
+        else:
+            kind = "spike" if departure > 0 else "dip"
+        return Finding(
+            kind, self.timestamp_us, self.raw_value, self.confidence, self.expected_value, found_us
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,11 +244,16 @@ class DetectorState:
     outside: bool = False  # the last reading was out of range
     run_length: int = 0
     run_start_us: int = 0
-    longest_run: int = 0
+    repeat_share: float = 0.0  # readings equal to the one before: a weighted average
+    run_share: float = 0.0  # the share as the current run began
+    run_peak: float = 0.0  # the longest normal run lately (a decaying peak, in readings)
+    run_floor: float = FLAT_MIN_READINGS  # the bar of the last reading, but for run_peak
     log_interval: float = 0.0
     intervals: int = 0
     gap_peak: float = 0.0
     since_finding: int = REST + 1
+    # Sudden departures waiting for the readings that type them (oldest first).
+    pending: list[Pending] = field(default_factory=list)
     last_finding_score: float = 0.0
     dismissed: int = 0
     confirmed: int = 0
@@ -250,6 +295,10 @@ class DetectorState:
         for key in ("short", "long", "daily"):
             track = values.get(key)
             values[key] = Track.from_json(track) if isinstance(track, dict) else Track()
+        values["pending"] = [
+            Pending(**{**item, "after": tuple(item.get("after", ()))})
+            for item in values.get("pending", ())
+        ]
         state = cls(**values)
         if not THRESHOLD_RANGE[0] <= state.base_threshold <= THRESHOLD_RANGE[1]:
             # A state from the previous detector counted thresholds in deviations.
@@ -402,7 +451,10 @@ class StreamDetector:
             higher = part > score
             score = np.where(higher, part, score)
             kinds[higher] = kind
-        self._raise(ts, xs, inside, score, kinds, base, gap_from, flat_cross, run_start, findings)
+        raised = self._raise(
+            ts, xs, inside, score, kinds, base, gap_from, flat_cross, run_start, findings
+        )
+        self._settle(ts, xs, raised, findings)
         s.readings += size
         s.last_ts, s.last_value = int(ts[-1]), float(xs[-1])
         s.outside = not bool(inside[-1])
@@ -420,8 +472,9 @@ class StreamDetector:
         flat_cross: Bools,
         run_start: Int64s,
         findings: list[Finding],
-    ) -> None:
-        """Findings where the score reaches the threshold, one per event (see REST)."""
+    ) -> list[tuple[int, Pending]]:
+        """Findings where the score reaches the threshold, one per event (see REST); the
+        sudden departures among them are answered (with their index) to be typed later."""
         s = self.state
         previous_outside = np.concatenate([[s.outside], ~inside[:-1]])
         bound_starts = ~inside & ~previous_outside
@@ -432,15 +485,40 @@ class StreamDetector:
         reaching |= bound_starts
         since = s.since_finding
         last = -1
+        raised: list[tuple[int, Pending]] = []
         for at in np.flatnonzero(reaching).tolist():
             gap = since + at - last if last < 0 else at - last
             stronger = score[at] >= s.last_finding_score + REST_BREAK
             if not bound_starts[at] and gap <= REST and not stronger:
                 continue
-            findings.append(self._finding(at, ts, xs, score, kinds, base, gap_from, run_start))
+            found = self._finding(at, ts, xs, score, kinds, base, gap_from, run_start)
+            if isinstance(found, Pending):
+                raised.append((at, found))
+            else:
+                findings.append(found)
             last = at
             s.last_finding_score = float(score[at])
         s.since_finding = since + xs.size if last < 0 else xs.size - 1 - last
+        return raised
+
+    def _settle(
+        self, ts: Int64s, xs: Float64s, raised: list[tuple[int, Pending]], findings: list[Finding]
+    ) -> None:
+        """Type the sudden departures (waiting ones, then those ``raised`` at their index in
+        this phase) whose ``TYPE_AFTER`` next readings are known; the others wait."""
+        s = self.state
+        if not s.pending and not raised:
+            return
+        waiting = [(-1, pending) for pending in s.pending] + raised
+        s.pending = []
+        for at, pending in waiting:
+            need = TYPE_AFTER - len(pending.after)
+            after = pending.after + tuple(xs[at + 1 : at + 1 + need].tolist())
+            if len(after) < TYPE_AFTER:
+                s.pending.append(replace(pending, after=after))
+                continue
+            # Known with the last of the readings that typed it, not before.
+            findings.append(pending.typed(np.asarray(after), int(ts[at + need])))
 
     def _finding(
         self,
@@ -452,7 +530,9 @@ class StreamDetector:
         base: Float64s,
         gap_from: Int64s,
         run_start: Int64s,
-    ) -> Finding:
+    ) -> Finding | Pending:
+        """The finding raised at ``at``; a sudden departure is typed once the readings after
+        it are known (see :class:`Pending`)."""
         s = self.state
         value, when, confidence = float(xs[at]), int(ts[at]), round(float(score[at]), 4)
         if not s.min_value <= value <= s.max_value:
@@ -466,10 +546,10 @@ class StreamDetector:
         if kind == 4:
             return Finding("flatline", int(run_start[at]), value, confidence, expected, when)
         previous = float(xs[at - 1]) if at else _or(s.last_value, expected)
-        departure = value - expected
-        sudden = abs(value - previous) >= 0.5 * abs(departure)
-        kind_name = ("spike" if departure > 0 else "dip") if sudden else "rate_of_change"
-        return Finding(kind_name, when, value, confidence, expected, when)
+        if abs(value - previous) >= 0.5 * abs(value - expected):
+            return Pending(when, value, confidence, expected)
+        # It drifted there over several readings.
+        return Finding("rate_of_change", when, value, confidence, expected, when)
 
     # -- evidences -----------------------------------------------------------------
 
@@ -652,22 +732,65 @@ class StreamDetector:
         last_break = np.maximum.accumulate(np.where(same, -1, index))
         carried = np.where(last_break < 0, s.run_length + index + 1, index - last_break + 1)
         starts = np.where(last_break < 0, s.run_start_us, ts[np.maximum(last_break, 0)])
-        # The longest run that ended before each reading (runs end where a new one begins).
-        ended = np.where(same, 0, np.concatenate([[s.run_length], carried[:-1]]))
-        longest = np.maximum.accumulate(np.concatenate([[s.longest_run], ended]))[1:]
-        needed = np.maximum(FLAT_FACTOR * longest, FLAT_MIN_READINGS).astype(np.float64)
+        # How often a reading repeats the one before, as the run began: what a healthy run
+        # of this stream may last (see _run_bar); the run's own repeats do not excuse it.
+        share = self._repeat_share(same)
+        run_share = np.where(last_break < 0, s.run_share, share[np.maximum(last_break, 0)])
+        floor = np.maximum(_run_bar(run_share), FLAT_MIN_READINGS)
         # At least FLAT_MIN_SECONDS of readings, once the typical interval is known.
         known = typical_log != 0.0
-        needed = np.where(
-            known, np.maximum(needed, FLAT_MIN_SECONDS * 1e6 / np.exp(typical_log)), needed
+        floor = np.where(
+            known, np.maximum(floor, FLAT_MIN_SECONDS * 1e6 / np.exp(typical_log)), floor
         )
+        # Twice the longest normal run lately, too (runs end where a new one begins).
+        ended = np.where(same, 0, np.concatenate([[s.run_length], carried[:-1]]))
+        normal = self._normal_runs(ended, floor)
+        needed = np.maximum(FLAT_FACTOR * normal, floor)
         score = ratio_score(carried / needed) if judged else np.zeros(xs.size)
         earlier = ratio_score((carried - 1) / needed)
         cross = (score >= s.threshold) & (earlier < s.threshold) & (carried > 1)
         s.run_length = int(carried[-1])
         s.run_start_us = int(starts[-1])
-        s.longest_run = int(longest[-1])
+        s.run_share = float(run_share[-1])
+        s.run_floor = float(floor[-1])
         return np.where(carried > 1, score, 0.0), cross, starts.astype(np.int64)
+
+    def _normal_runs(self, ended: Int64s, floor: Float64s) -> Float64s:
+        """The longest normal run lately, before each reading (a peak decaying by
+        PEAK_DECAY per reading), from the runs that ended (``ended``, on the reading after).
+
+        A run teaches its length, but no more than the bar it had to reach to be found.
+        So a stuck run lifts the bar only to what it was when the run was found: the next
+        stuck run is found too, while a stream whose long runs are its habit raises it,
+        doubling at each. The bar depends on what runs before taught: a loop, but only
+        over runs long enough to matter (a run shorter than FLAT_MIN_READINGS /
+        FLAT_FACTOR never sets it)."""
+        s = self.state
+        size = ended.size
+        powers = _decay_powers(size)
+        normal = np.empty(size)
+        peak, at = s.run_peak, -1  # the peak after reading `at`
+        for end in np.flatnonzero(ended * FLAT_FACTOR >= FLAT_MIN_READINGS).tolist():
+            normal[at + 1 : end + 1] = peak * powers[1 : end - at + 1]
+            # The bar on the run's last reading.
+            bar = max(
+                FLAT_FACTOR * float(normal[end]), float(floor[end - 1]) if end else s.run_floor
+            )
+            peak, at = max(peak * float(powers[end - at]), min(float(ended[end]), bar)), end
+        normal[at + 1 :] = peak * powers[1 : size - at]
+        s.run_peak = peak * float(powers[size - 1 - at])
+        return normal
+
+    def _repeat_share(self, same: Bools) -> Float64s:
+        """The share of readings equal to the one before, after each reading: an average
+        over ~400 readings, corrected for its start at 0 as in Adam (Kingma and Ba 2015)."""
+        s = self.state
+        raw = ewma(same.astype(np.float64), ALPHA, s.repeat_share)
+        s.repeat_share = float(raw[-1])
+        if s.readings > _SETTLED:
+            return raw  # the correction is below rounding: no power per reading
+        counted = s.readings + np.arange(1, same.size + 1, dtype=np.float64)
+        return np.asarray(raw / (1.0 - (1.0 - ALPHA) ** counted), dtype=np.float64)
 
     def _late_bounds(self, ts: Int64s, xs: Float64s) -> list[Finding]:
         """Late readings are judged against the bounds only."""
@@ -715,6 +838,25 @@ def _judge(
     track.recent_levels = all_levels[-scale.window :].copy()
     track.recent_variances = all_variances[-scale.window :].copy()
     return z / np.maximum(peak_before, scale.z_min), base
+
+
+_DECAY_POWERS: list[Float64s] = [np.ones(1)]
+
+
+def _decay_powers(size: int) -> Float64s:
+    """``PEAK_DECAY ** k`` for k = 0 .. size, cached (grown by doubling)."""
+    if _DECAY_POWERS[0].size <= size:
+        length = max(size + 1, 2 * _DECAY_POWERS[0].size)
+        _DECAY_POWERS[0] = np.power(PEAK_DECAY, np.arange(length, dtype=np.float64))
+    return _DECAY_POWERS[0]
+
+
+def _run_bar(share: Float64s) -> Float64s:
+    """How long a run may last before it is unlikely: were readings to repeat the one
+    before at random with probability ``share``, a run of n readings would have the chance
+    ``share ** (n - 1)``; the bar is the n where that falls to ``FLAT_CHANCE``."""
+    p = np.minimum(np.maximum(share, 1e-12), 1.0 - 1e-12)  # np.clip costs more on small arrays
+    return np.asarray(1.0 + math.log(FLAT_CHANCE) / np.log(p), dtype=np.float64)
 
 
 def _profile_alpha(typical_log: Float64s) -> Float64s:
