@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import time
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -493,6 +494,20 @@ async def test_a_batch_left_active_expires(
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await send(env, ann, waiting.file_id, b"timestamp,value\n")
         assert reason_of(caught.value) == "BATCH_NOT_ACTIVE"
+
+
+async def test_a_user_cannot_attach_a_batch_to_a_site(env: Env) -> None:
+    # Only a site attaches a batch to a site, its own: a user naming any site id (another
+    # account's included) gets SITE_NOT_FOUND, and no batch claims that site.
+    ann = await user(env)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await env.imports.CreateBatch(
+            imports_pb2.CreateBatchRequest(site_id=str(uuid.uuid4())), metadata=ann
+        )
+    assert caught.value.code() is grpc.StatusCode.NOT_FOUND
+    assert reason_of(caught.value) == "SITE_NOT_FOUND"
+    listed = await env.imports.ListBatches(imports_pb2.ListBatchesRequest(), metadata=ann)
+    assert list(listed.batches) == []
 
 
 async def test_another_users_batches_and_uploads_are_not_found(env: Env) -> None:

@@ -179,6 +179,10 @@ class ImportService:
         if device_id and await self._devices.owner(token=caller.token, device_id=device_id) is None:
             raise NotFound("Device not found", reason=reasons.DEVICE_NOT_FOUND)
         account_id, limit = None, self._limits.max_active_batches
+        if site_id and caller.token_type != "site":
+            # Only a site attaches a batch to a site (itself): telemetry cannot tell whose
+            # a site id is, and a batch must not claim another account's site.
+            raise NotFound("Site not found", reason=reasons.SITE_NOT_FOUND)
         if caller.token_type == "site":
             site_id = site_id or caller.subject
             if site_id != caller.subject:  # a site speaks for itself only
