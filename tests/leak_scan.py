@@ -141,6 +141,18 @@ def response_hooks(
     return {"response": [scan]}
 
 
+def scan_log(text: str, source: str, handler: LeakHandler = _handler) -> list[str]:
+    """Scan the log a process of the suite wrote (end-to-end tests run services as
+    processes, whose records this process never sees), line by line; answers the kinds
+    found, and records each like a finding in this process's own logs."""
+    found: list[str] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        for kind in handler.scanner.kinds_in(line):
+            handler.findings.append(Finding(handler.test, f"{source} line {number}", kind))
+            found.append(kind)
+    return sorted(set(found))
+
+
 # Loggers of the test harness, not of the product, that log every URL at INFO: the tests'
 # own HTTP client, and uvicorn's access log, which the gateway turns off (gateway.serve)
 # but pytest's capture handlers on it turn back on. Both would repeat what tests send.

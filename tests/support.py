@@ -15,8 +15,10 @@ from typing import Any
 import httpx
 
 from iot.auth.v1 import auth_pb2, auth_pb2_grpc
+from tests import leak_scan
 
 PASSWORD = "Str0ng!pass"
+leak_scan.register(leak_scan.PASSWORD, PASSWORD)  # the password most tests sign up with
 
 _HANDED_OUT: deque[int] = deque(maxlen=4000)
 

@@ -1,4 +1,5 @@
-"""End-to-end fixtures: a database of the test's own.
+"""End-to-end fixtures: a database of the test's own, and the leak scan of the logs the
+test's processes wrote.
 
 On PostgreSQL a database made for the test, so that services started as
 processes take their default schemas in it, as in production.
@@ -16,6 +17,7 @@ from psycopg import sql
 
 from iotkit.config import Settings
 from tests.conftest import _required
+from tests.leak_scan import scan_log
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -39,3 +41,13 @@ def settings(database_url: str | None, tmp_path: Path) -> Settings:
     """Settings on SQLite, then on a PostgreSQL database made for the test."""
     base = Settings(data_dir=tmp_path / "data")
     return base if database_url is None else base.model_copy(update={"database_url": database_url})
+
+
+@pytest.fixture(autouse=True)
+def logs_without_secrets(tmp_path: Path) -> Iterator[None]:
+    """After the test, every ``*.log`` its processes wrote under ``tmp_path`` holds no
+    secret (the services run as processes here, out of the in-process scan's sight)."""
+    yield
+    for path in sorted(tmp_path.rglob("*.log")):
+        kinds = scan_log(path.read_text(errors="replace"), f"log file {path.name}")
+        assert not kinds, f"{path.name} holds a {', '.join(kinds)}"

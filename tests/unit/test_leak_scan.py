@@ -6,6 +6,7 @@ Each test uses its own scanner, so the secrets fed here do not fail the run.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import time
@@ -49,6 +50,18 @@ def test_a_log_line_with_an_argon2_hash_or_a_password_is_flagged_by_logger_and_k
         "tests/x.py::test_y: logger 'iotkit.rpc' carried a password",
     ]
     assert not any(hashed in line or PASSWORD in line for line in reports)
+
+
+def test_a_process_log_file_is_scanned_line_by_line() -> None:
+    # End-to-end tests run the services as processes: their log files are scanned after.
+    handler = LeakHandler(scanner())
+    handler.test = "tests/e2e/x.py::test_y"
+    text = '{"msg": "serving"}\n' + json.dumps({"msg": "login", "password": PASSWORD}) + "\n"
+    assert leak_scan.scan_log(text, "log file suite.log", handler) == [leak_scan.PASSWORD]
+    assert [str(f) for f in handler.findings] == [
+        "tests/e2e/x.py::test_y: log file suite.log line 2 carried a password"
+    ]
+    assert leak_scan.scan_log('{"msg": "serving"}\n', "log file ok.log", handler) == []
 
 
 def test_exception_text_is_scanned_too() -> None:
