@@ -4,32 +4,9 @@ a device and issuing its credential, deep links and the back button."""
 from __future__ import annotations
 
 from tests.browser.conftest import Console
+from tests.browser.steps import new_account, sign_in
 from tests.service.auth_support import totp_code
-from tests.support import PASSWORD, new_email
-
-
-async def sign_in(console: Console, email: str, *, mfa_secret: str = "") -> None:
-    """Sign in through the console's form, answering the MFA step when asked."""
-    page = console.page
-    await console.open("/")
-    await page.get_by_label("Email").fill(email)
-    await page.get_by_label("Password").fill(PASSWORD)
-    await page.get_by_role("button", name="Log in").click()
-    if mfa_secret:
-        code = page.get_by_label("MFA code")
-        await code.wait_for()
-        await code.fill(totp_code(mfa_secret, steps_ahead=1))
-        await page.get_by_role("button", name="Log in").click()
-    await page.wait_for_url("**/#/devices")
-
-
-async def new_account(console: Console) -> str:
-    email = new_email()
-    answer = await console.http.post(
-        "/v1/auth/register", json={"email": email, "password": PASSWORD}
-    )
-    assert answer.status_code == 201, answer.text
-    return email
+from tests.support import PASSWORD
 
 
 async def test_sign_in_register_a_device_and_issue_its_credential(console: Console) -> None:
@@ -66,6 +43,9 @@ async def test_sign_in_register_a_device_and_issue_its_credential(console: Conso
     await page.go_back()
     await page.locator("#device-table").get_by_role("link", name="Boiler <b>room</b>").wait_for()
     await console.screenshot("devices")
+    await page.set_viewport_size({"width": 390, "height": 844})
+    await console.screenshot("devices-phone")
+    await page.set_viewport_size({"width": 1280, "height": 900})
 
     # A deep link opens the device directly; decommissioning asks first.
     await console.open(f"/devices/{device_id}")

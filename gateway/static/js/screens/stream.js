@@ -38,6 +38,8 @@ export function Stream({ streamId, params }) {
   const go = (update) => navigate(`/streams/${streamId}`, { range: preset, norm: normalization, ...update });
 
   const [info] = useLoad(() => api.get(path), [path]);
+  const deviceId = info && info.success ? info.data.device_id : "";
+  const [device] = useLoad(async () => (deviceId ? api.get(`/v1/devices/${deviceId}`) : null), [deviceId]);
   const [answer] = useLoad(async () => {
     if (!width) return null;
     const asked = windowOf(params);
@@ -110,7 +112,7 @@ export function Stream({ streamId, params }) {
   return html`<div class="stack">
     <section class="card wide">
       <nav class="crumbs" aria-label="Breadcrumb"><a href="#/devices">Devices</a> ›
-        ${stream && html` <a href=${href(`/devices/${stream.device_id}`)}>device</a> ›`}</nav>
+        ${stream && html` <a href=${href(`/devices/${stream.device_id}`)}>${device && device.success ? device.data.name : "device"}</a> ›`}</nav>
       <${Heading}>${stream ? stream.metric_name : "Stream"}<//>
       ${info && !info.success && html`<${Message} answer=${info} />`}
       <div class="toolbar">
