@@ -27,6 +27,7 @@ export function Device({ deviceId }) {
         <dt>Registered</dt><dd>${formatTime(device.registered_at)}</dd>
         <dt>Device id</dt><dd><code>${device.device_id}</code></dd>
       </dl>
+      <a href=${href("/anomalies", { device_id: device.device_id })}>Anomalies of this device</a>
       <${Message} answer=${message} />
     </section>
     <${Streams} deviceId=${deviceId} />

@@ -102,9 +102,11 @@ export function Stream({ streamId, params }) {
     const span = view.to - view.from;
     go({ from: Math.round(view.from + span * fraction), to: Math.round(view.to + span * fraction) });
   };
-  const zoomOut = () => {
-    const span = view.to - view.from;
-    go({ from: Math.round(view.from - span / 2), to: Math.round(view.to + span / 2) });
+  // Zooms about the window's middle: `factor` 2 shows twice the span, 0.5 half of it.
+  const zoom = (factor) => {
+    const middle = (view.from + view.to) / 2;
+    const half = ((view.to - view.from) * factor) / 2;
+    go({ from: Math.round(middle - half), to: Math.round(middle + half) });
   };
   const stream = info && info.success ? info.data : null;
   const stats = answer && answer.success ? answer.data.stats : null;
@@ -125,7 +127,8 @@ export function Stream({ streamId, params }) {
         <div role="group" aria-label="Pan and zoom" class="buttons">
           <button type="button" class="secondary small" disabled=${!view} onClick=${() => pan(-0.5)}>◀ Earlier</button>
           <button type="button" class="secondary small" disabled=${!view} onClick=${() => pan(0.5)}>Later ▶</button>
-          <button type="button" class="secondary small" disabled=${!view} onClick=${zoomOut}>Zoom out</button>
+          <button type="button" class="secondary small" disabled=${!view} onClick=${() => zoom(0.5)}>Zoom in</button>
+          <button type="button" class="secondary small" disabled=${!view} onClick=${() => zoom(2)}>Zoom out</button>
         </div>
         <label class="inline">Normalization
           <select value=${normalization} onChange=${(event) => go({ norm: event.currentTarget.value, from: params.from, to: params.to })}>
@@ -133,7 +136,7 @@ export function Stream({ streamId, params }) {
           </select>
         </label>
       </div>
-      <p class="muted">Drag across the chart to zoom; the server answers the new window at the chart's resolution.
+      <p class="muted">Drag across the chart (or use the buttons) to zoom; the server answers the new window at the chart's resolution.
         ${range && ` Showing ${formatTime(range.start)} – ${formatTime(range.end)}`}
         ${answer && answer.success && answer.data.downsampled && ` · ${answer.data.data.length} points (${answer.data.downsampling})`}</p>
       ${answer && !answer.success && html`<${Message} answer=${answer} />`}
