@@ -5,6 +5,7 @@ server for that window, and the spike's marker opens the anomaly, which is dismi
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -107,11 +108,20 @@ async def test_readings_on_the_chart_zoom_asks_the_server_and_an_anomaly_is_dism
     await page.go_back()
     await page.wait_for_function("() => !location.hash.includes('from=')")
 
-    # The spike's marker opens the anomaly; it is dismissed with a note.
-    await page.locator("#stream-chart .marker").first.click()
+    # The spike's marker is a button: from the keyboard it opens the anomaly, which is
+    # dismissed with a note.
+    await page.locator("#stream-chart .marker").first.focus()
+    await page.keyboard.press("Enter")
     await page.wait_for_url("**/#/anomalies/*")
     await page.get_by_label("Note").fill("kiln door opened")
     await page.get_by_role("button", name="Dismiss").click()
     await page.locator("#anomaly-status", has_text="dismissed").wait_for()
     await page.get_by_text("kiln door opened").wait_for()
     await console.screenshot("anomaly")
+
+    # The export is fetched with the token and handed to the browser as a file.
+    await page.get_by_role("link", name="Anomalies", exact=True).first.click()
+    async with page.expect_download() as downloading:
+        await page.get_by_role("button", name="Export CSV").click()
+    exported = Path(await (await downloading.value).path()).read_text()
+    assert exported.startswith("anomaly_id,") and "dismissed" in exported

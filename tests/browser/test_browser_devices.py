@@ -32,6 +32,9 @@ async def test_sign_in_register_a_device_and_issue_its_credential(console: Conso
     await page.get_by_role("button", name="Copy the token").wait_for()
     await page.get_by_role("button", name="Rotate the credential").wait_for()
     await console.screenshot("device")
+    await page.get_by_role("button", name="Revoke").click()
+    await page.get_by_role("button", name="Issue a credential").wait_for()
+    assert await token.count() == 0
 
     # The list: a filter lands in the URL, and Back undoes it.
     await page.get_by_role("link", name="Devices").first.click()

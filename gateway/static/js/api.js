@@ -15,7 +15,22 @@ export function query(params) {
   return text ? `?${text}` : "";
 }
 
+// A background tab's timers are throttled, so the scheduled refresh may come
+// late: a call made with a token about to expire refreshes first. One refresh
+// at a time: calls made meanwhile wait for the same one.
+const STALE_MS = 5_000;
+let refreshing = null;
+async function freshToken() {
+  if (session.refresh && session.expiresAt - Date.now() <= STALE_MS) await refreshOnce();
+}
+
+function refreshOnce() {
+  refreshing = refreshing || refreshTokens().finally(() => { refreshing = null; });
+  return refreshing;
+}
+
 export async function request(method, path, body, { auth = true } = {}) {
+  if (auth) await freshToken();
   const headers = { Accept: "application/json" };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   if (auth && session.access) headers.Authorization = `Bearer ${session.access}`;
@@ -53,7 +68,7 @@ export async function refreshTokens() {
     endSession(`Your session could not be renewed (${answer.message}). Please sign in again.`);
   }
 }
-setRefresher(refreshTokens);
+setRefresher(refreshOnce);
 
 // Fetches a file with the token (a plain link cannot send it) and hands it to
 // the browser as a download.

@@ -10,6 +10,9 @@ import { formatNumber, formatTime, Heading, Message, useLoad } from "../ui.js";
 
 const HOUR = 3_600_000;
 export const PRESETS = { "1h": HOUR, "24h": 24 * HOUR, "7d": 7 * 24 * HOUR, all: null };
+// A stream opens on all its readings, from its first to now: the server
+// downsamples any length to the chart's width, and a young stream fills the chart.
+const DEFAULT_PRESET = "all";
 const NORMALIZATIONS = [["none", "Raw values"], ["min_max", "Min–max (0 to 1)"], ["z_score", "Z-score"]];
 // A min and a max per pixel column is all a chart can show.
 const POINTS_PER_PIXEL = 2;
@@ -18,7 +21,7 @@ const MAX_POINTS = 10_000;
 // The window to ask for, in ms; null ends mean "the stream's first reading" / "now".
 function windowOf(params) {
   if (params.from && params.to) return { from: Number(params.from), to: Number(params.to) };
-  const span = PRESETS[params.range || "24h"];
+  const span = PRESETS[params.range || DEFAULT_PRESET];
   if (span === null || span === undefined) return { from: null, to: null };
   const now = Date.now();
   return { from: now - span, to: now };
@@ -27,7 +30,7 @@ function windowOf(params) {
 const iso = (ms) => (ms === null ? undefined : new Date(ms).toISOString());
 
 export function Stream({ streamId, params }) {
-  const preset = params.range in PRESETS ? params.range : "24h";
+  const preset = params.range in PRESETS ? params.range : DEFAULT_PRESET;
   const normalization = params.norm || "none";
   const box = useRef(null);
   const chart = useRef(null);
