@@ -29,7 +29,7 @@ async function takeEmailLink(setNotice) {
     return;
   }
   const answer = await api.post("/v1/auth/verify-email", { token });
-  setNotice(answer.message);
+  setNotice(answer);
   window.dispatchEvent(new HashChangeEvent("hashchange"));
 }
 
@@ -45,7 +45,7 @@ function signedOutScreen(parts, notice, setNotice) {
     case "forgot-password": return html`<${ForgotPassword} />`;
     case "reset-password": return html`<${ResetPassword} token=${resetToken} onDone=${setNotice} />`;
     case "status": return html`<${Status} />`;
-    default: return html`<${SignIn} notice=${notice} key=${notice} />`;
+    default: return html`<${SignIn} notice=${notice} key=${notice ? notice.message : ""} />`;
   }
 }
 
@@ -65,11 +65,12 @@ function signedInScreen(parts, params) {
 function App() {
   const { parts, params } = useRoute();
   const signedIn = useSignedIn();
-  const [notice, setNotice] = useState("");
+  // What sign-in shows on arrival: an envelope-like {success, message}, or null.
+  const [notice, setNotice] = useState(null);
   useEffect(() => { takeEmailLink(setNotice); }, [parts.join("/"), params.token]);
   useEffect(() => { if (signedIn) scheduleRefresh(); }, [signedIn]);
   // A session that ends (sign-out, a 401, a failed refresh) brings its reason to sign-in.
-  useEffect(() => session.subscribe(() => { if (!session.signedIn) setNotice(session.takeEndedMessage()); }), []);
+  useEffect(() => session.subscribe(() => { if (!session.signedIn) setNotice(session.takeEndedNotice()); }), []);
   // Signed in with no screen named (or on a signed-out screen), the devices are home.
   useEffect(() => {
     if (signedIn && (parts.length === 0 || ["register", "forgot-password", "reset-password"].includes(parts[0]))) {
@@ -78,7 +79,7 @@ function App() {
   }, [signedIn, parts.join("/")]);
   const logout = async () => {
     await api.post("/v1/auth/logout", {});
-    endSession("You are signed out.");
+    endSession("You are signed out.", { ok: true });
   };
   const section = parts[0] || "";
   return html`

@@ -8,7 +8,7 @@ const REFRESH_MARGIN_MS = 60_000;
 
 const listeners = new Set();
 let refreshTimer = 0;
-let endedMessage = "";
+let endedNotice = null;
 
 export const session = {
   get access() { return store.getItem("iot.access_token"); },
@@ -16,8 +16,9 @@ export const session = {
   get email() { return store.getItem("iot.email") || ""; },
   get expiresAt() { return Number(store.getItem("iot.expires_at") || 0); },
   get signedIn() { return Boolean(this.access); },
-  // Why the last session ended (a revoked session, a failed refresh); read once by sign-in.
-  takeEndedMessage() { const text = endedMessage; endedMessage = ""; return text; },
+  // Why the last session ended ({success, message}: a sign-out, a revoked
+  // session, a failed refresh), or null; read once by sign-in.
+  takeEndedNotice() { const notice = endedNotice; endedNotice = null; return notice; },
   subscribe(listener) { listeners.add(listener); return () => listeners.delete(listener); },
 };
 
@@ -32,10 +33,10 @@ export function saveLogin(login) {
   notify();
 }
 
-export function endSession(message = "") {
+export function endSession(message = "", { ok = false } = {}) {
   for (const key of KEYS) store.removeItem(key);
   clearTimeout(refreshTimer);
-  endedMessage = message;
+  endedNotice = message ? { success: ok, message } : null;
   notify();
 }
 

@@ -18,7 +18,7 @@ export function SignIn({ notice }) {
     }
     if (got.success) saveLogin(got.data);
     return got;
-  }, notice ? { success: false, message: notice } : null);
+  }, notice);
   return html`<section class="card narrow">
     <${Heading}>Sign in<//>
     <form id="login-form" onSubmit=${submit} autocomplete="on">
@@ -85,7 +85,7 @@ export function ResetPassword({ token, onDone }) {
   const { answer, busy, submit } = useSubmit(async (values) => {
     const got = await api.post("/v1/auth/reset-password", { token, password: values.password });
     if (got.success) {
-      onDone(`${got.message}. Log in with the new password.`);
+      onDone({ success: true, message: `${got.message}. Log in with the new password.` });
       navigate("/");
     }
     return got;
