@@ -1,7 +1,7 @@
 // One device: its details and streams, editing, its credential (issued,
 // rotated and revoked; the token is shown once) and decommissioning.
 import { api } from "../api.js";
-import { html, useState } from "../lib.js";
+import { html, useEffect, useRef, useState } from "../lib.js";
 import { href, navigate } from "../router.js";
 import { CopyButton, formatNumber, formatTime, Heading, Message, useBusy, useLoad, useSubmit } from "../ui.js";
 import { DEVICE_STATUSES, locationOf } from "./devices.js";
@@ -115,6 +115,10 @@ function Credential({ device, onChanged }) {
 
 function Decommission({ device }) {
   const [asking, setAsking] = useState(false);
+  // The button pressed is replaced by the question: focus goes to its safe answer,
+  // not back to the top of the page.
+  const keep = useRef(null);
+  useEffect(() => { if (asking && keep.current) keep.current.focus(); }, [asking]);
   const [answer, setAnswer] = useState(null);
   const [busy, run] = useBusy();
   const confirm = () => run(async () => {
@@ -128,7 +132,7 @@ function Decommission({ device }) {
     ${asking
       ? html`<div class="buttons" role="group" aria-label="Confirm decommissioning">
           <button type="button" class="danger" id="confirm-decommission" disabled=${busy} onClick=${confirm}>Yes, decommission “${device.name}”</button>
-          <button type="button" class="secondary" onClick=${() => setAsking(false)}>Keep it</button>
+          <button type="button" class="secondary" ref=${keep} onClick=${() => setAsking(false)}>Keep it</button>
         </div>`
       : html`<div class="buttons"><button type="button" class="danger" id="decommission" onClick=${() => setAsking(true)}>Decommission…</button></div>`}
     <${Message} answer=${answer} />

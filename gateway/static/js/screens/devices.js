@@ -32,6 +32,8 @@ export function Devices({ params }) {
   // A changed filter starts again at page 1; replace keeps typing out of the history.
   const change = (update, replace = false) => navigate("/devices", { ...filters, page: 1, ...update }, { replace });
   const [search, setSearch] = useState(filters.search);
+  // Back and forward change the URL's search under the box: show it.
+  useEffect(() => setSearch(filters.search), [filters.search]);
   useEffect(() => {
     if (search === filters.search) return undefined;
     const timer = setTimeout(() => change({ search }, true), SEARCH_DELAY_MS);
