@@ -1,5 +1,5 @@
 """The console in a real browser: sign-in (with its MFA step), the device list, registering
-a device and issuing its credential, deep links and the back button."""
+a device and issuing its credential, deep links and the back button, importing from a file."""
 
 from __future__ import annotations
 
@@ -74,3 +74,20 @@ async def test_sign_in_with_the_mfa_step(console: Console) -> None:
     assert enabled.status_code == 200, enabled.text
     await sign_in(console, email, mfa_secret=setup["secret"])
     await console.page.get_by_text(email).wait_for()
+
+
+async def test_import_devices_from_a_csv_file_with_a_bad_row(console: Console) -> None:
+    page = console.page
+    await sign_in(console, await new_account(console))
+    await page.get_by_role("button", name="Import from a file…").click()
+    csv = "name,type,latitude,longitude\nPump 1,pressure,52.5,13.4\n,motion,,\nPump 2,generic,,\n"
+    await page.get_by_label("CSV (name,type,latitude,longitude) or JSON file").set_input_files(
+        files=[{"name": "devices.csv", "mimeType": "text/csv", "buffer": csv.encode()}]
+    )
+    await page.get_by_role("button", name="Import", exact=True).click()
+    await page.get_by_text("2 created, 1 rejected.").wait_for()
+    results = page.locator("#import-results tbody tr")
+    assert await results.count() == 3
+    assert "name" in (await results.nth(1).text_content() or "")
+    await page.locator("#device-table").get_by_role("link", name="Pump 2").wait_for()
+    await console.screenshot("import")

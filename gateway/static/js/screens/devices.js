@@ -1,9 +1,11 @@
 // The device list: paging, filters and sorting kept in the URL (so a filtered
-// page is a link and the back button undoes a filter), and registration.
+// page is a link and the back button undoes a filter), and registration, one
+// device at a time or from a file.
 import { api } from "../api.js";
 import { html, useEffect, useState } from "../lib.js";
 import { href, navigate } from "../router.js";
 import { formatTime, Heading, Message, Pager, useLoad, useSubmit } from "../ui.js";
+import { ImportDevices } from "./import.js";
 
 export const DEVICE_TYPES = ["temperature", "pressure", "motion", "generic"];
 export const DEVICE_STATUSES = ["active", "inactive", "maintenance"];
@@ -86,6 +88,7 @@ export function locationOf(values) {
 }
 
 function RegisterDevice({ onRegistered }) {
+  // false, true (the registration form) or "import".
   const [open, setOpen] = useState(false);
   const { answer, busy, submit } = useSubmit(async (values, form) => {
     const body = { name: values.name, type: values.type };
@@ -99,8 +102,12 @@ function RegisterDevice({ onRegistered }) {
     }
     return got;
   });
+  if (open === "import") return html`<${ImportDevices} onImported=${onRegistered} onClose=${() => setOpen(false)} />`;
   if (!open) {
-    return html`<div class="buttons"><button type="button" id="register-device" onClick=${() => setOpen(true)}>Register a device…</button></div>`;
+    return html`<div class="buttons">
+      <button type="button" id="register-device" onClick=${() => setOpen(true)}>Register a device…</button>
+      <button type="button" class="secondary" onClick=${() => setOpen("import")}>Import from a file…</button>
+    </div>`;
   }
   return html`<form class="inline-form" id="register-device-form" onSubmit=${submit}>
     <label>Name <input name="name" required maxlength="100" /></label>
