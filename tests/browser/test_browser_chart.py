@@ -90,15 +90,16 @@ async def test_readings_on_the_chart_zoom_asks_the_server_and_an_anomaly_is_dism
     box = await chart.bounding_box()
     assert box is not None
     y = box["y"] + box["height"] / 2
-    await page.mouse.move(box["x"] + box["width"] * 0.70, y)
-    await page.mouse.down()
-    await page.mouse.move(box["x"] + box["width"] * 0.85, y, steps=5)
-    await page.mouse.move(box["x"] + box["width"] * 0.99, y, steps=5)
-    await page.mouse.up()
+    async with page.expect_response("**/data?*") as zoomed:
+        await page.mouse.move(box["x"] + box["width"] * 0.70, y)
+        await page.mouse.down()
+        await page.mouse.move(box["x"] + box["width"] * 0.85, y, steps=5)
+        await page.mouse.move(box["x"] + box["width"] * 0.99, y, steps=5)
+        await page.mouse.up()
     await page.wait_for_url("**from=*")
-    await page.wait_for_function("() => document.querySelectorAll('#stream-chart .marker').length")
-    assert len(data_requests) >= 2
-    start, end = window_of(data_requests[-1])
+    await marker.wait_for()
+    assert len(data_requests) == 2
+    start, end = window_of((await zoomed.value).url)
     span = (first_end - first_start).total_seconds()
     assert first_start < start < end <= first_end
     assert 0.2 * span < (end - start).total_seconds() < 0.4 * span
@@ -109,7 +110,7 @@ async def test_readings_on_the_chart_zoom_asks_the_server_and_an_anomaly_is_dism
     await page.wait_for_function("() => !location.hash.includes('from=')")
 
     # Normalized, the chart asks again; z-scores put the spike far above the rest.
-    async with page.expect_request("**/data?*normalization=z_score*"):
+    async with page.expect_response("**/data?*normalization=z_score*"):
         await page.get_by_label("Normalization").select_option("z_score")
     await page.wait_for_url("**norm=z_score*")
 
@@ -130,3 +131,9 @@ async def test_readings_on_the_chart_zoom_asks_the_server_and_an_anomaly_is_dism
         await page.get_by_role("button", name="Export CSV").click()
     exported = Path(await (await downloading.value).path()).read_text()
     assert exported.startswith("anomaly_id,") and "dismissed" in exported
+
+    # A bulk review: every anomaly of the page ticked, confirmed at once.
+    await page.get_by_label("Select every anomaly on this page").check()
+    await page.get_by_role("button", name="Confirm selected (1)").click()
+    await page.get_by_text("1 confirmed").wait_for()
+    await page.locator("#anomaly-table .badge", has_text="confirmed").wait_for()

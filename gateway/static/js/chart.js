@@ -21,11 +21,24 @@ async function uPlotClass() {
 const SYNC_KEY = "iot-stream";
 const SCORE_HEIGHT = 110;
 
+function markerButton(marker, onMarker) {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.textContent = "▼";
+  button.dataset.anomalyId = marker.id;
+  button.addEventListener("mousedown", (event) => event.stopPropagation());
+  button.addEventListener("click", () => onMarker(marker.id));
+  return button;
+}
+
 function markerLayer(onMarker) {
   let markers = [];
+  // One button per anomaly, kept across redraws so that a redraw (new data,
+  // a resize) never takes the keyboard focus away from a marker.
+  const buttons = new Map();
   return {
     set(next) { markers = next; },
-    // Drawn after each redraw, as buttons over the plot: keyboard users reach
+    // Placed after each redraw, as buttons over the plot: keyboard users reach
     // them with Tab, and a click opens the anomaly instead of starting a zoom.
     draw(u) {
       let layer = u.over.querySelector(".markers");
@@ -34,21 +47,23 @@ function markerLayer(onMarker) {
         layer.className = "markers";
         u.over.append(layer);
       }
-      layer.replaceChildren();
       const [min, max] = [u.scales.x.min, u.scales.x.max];
-      for (const marker of markers) {
-        if (marker.x < min || marker.x > max) continue;
-        const button = document.createElement("button");
-        button.type = "button";
+      const shown = markers.filter((marker) => marker.x >= min && marker.x <= max);
+      const keep = new Set(shown.map((marker) => marker.id));
+      for (const [id, button] of buttons) {
+        if (!keep.has(id)) { button.remove(); buttons.delete(id); }
+      }
+      for (const marker of shown) {
+        let button = buttons.get(marker.id);
+        if (!button) {
+          button = markerButton(marker, onMarker);
+          buttons.set(marker.id, button);
+          layer.append(button);
+        }
         button.className = `marker marker-${marker.status}`;
-        button.style.left = `${u.valToPos(marker.x, "x")}px`;
-        button.textContent = "▼";
         button.title = marker.label;
         button.setAttribute("aria-label", marker.label);
-        button.dataset.anomalyId = marker.id;
-        button.addEventListener("mousedown", (event) => event.stopPropagation());
-        button.addEventListener("click", () => onMarker(marker.id));
-        layer.append(button);
+        button.style.left = `${u.valToPos(marker.x, "x")}px`;
       }
     },
   };

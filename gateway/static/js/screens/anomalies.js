@@ -4,7 +4,8 @@ import { api, download, query } from "../api.js";
 import { html, useEffect, useState } from "../lib.js";
 import { href, navigate } from "../router.js";
 import { watch } from "../sse.js";
-import { formatNumber, formatTime, Heading, Message, Pager, useLoad } from "../ui.js";
+import { formatNumber, formatTime, Heading, Message, Pager, useBusy, useLoad } from "../ui.js";
+import { chartLink, reviewAnomaly } from "./anomaly.js";
 
 const TYPES = ["spike", "dip", "out_of_range", "flatline", "rate_of_change", "gap"];
 const STATUSES = ["pending", "confirmed", "dismissed"];
@@ -23,6 +24,16 @@ export function Anomalies({ params }) {
     [filters.page, filters.status, filters.anomaly_type, filters.device_id, filters.stream_id]);
   const change = (update) => navigate("/anomalies", { ...filters, page: 1, ...update });
   const items = answer && answer.success ? answer.data.anomalies : [];
+  // Ids ticked for a bulk review; a new page or filter starts with none.
+  const [selected, setSelected] = useState(new Set());
+  useEffect(() => setSelected(new Set()), [answer]);
+  const toggle = (id) => setSelected((old) => {
+    const next = new Set(old);
+    if (next.has(id)) next.delete(id); else next.add(id);
+    return next;
+  });
+  const allTicked = items.length > 0 && items.every((item) => selected.has(item.anomaly_id));
+  const tickAll = () => setSelected(allTicked ? new Set() : new Set(items.map((item) => item.anomaly_id)));
   const [exported, setExported] = useState(null);
   const exportAs = async (format) => {
     const path = `/v1/anomalies/export${query({ format, status: filters.status, stream_id: filters.stream_id })}`;
@@ -48,9 +59,12 @@ export function Anomalies({ params }) {
       </div>
       <${Message} answer=${exported} />
       ${answer && !answer.success && html`<${Message} answer=${answer} />`}
+      <${BulkReview} ids=${[...selected]} onDone=${reload} />
       <div class="table-scroll"><table id="anomaly-table">
-        <thead><tr><th scope="col">Detected</th><th scope="col">Type</th><th scope="col">Value</th><th scope="col">Confidence</th><th scope="col">Status</th><th scope="col">Chart</th></tr></thead>
+        <thead><tr><th scope="col"><input type="checkbox" aria-label="Select every anomaly on this page" checked=${allTicked} onChange=${tickAll} /></th><th scope="col">Detected</th><th scope="col">Type</th><th scope="col">Value</th><th scope="col">Confidence</th><th scope="col">Status</th><th scope="col">Chart</th></tr></thead>
         <tbody>${items.map((item) => html`<tr key=${item.anomaly_id}>
+          <td><input type="checkbox" aria-label=${`Select the ${item.anomaly_type} at ${formatTime(item.detected_at)}`}
+            checked=${selected.has(item.anomaly_id)} onChange=${() => toggle(item.anomaly_id)} /></td>
           <td><a href=${href(`/anomalies/${item.anomaly_id}`)}>${formatTime(item.detected_at)}</a></td>
           <td>${item.anomaly_type.replaceAll("_", " ")}</td>
           <td>${formatNumber(item.raw_value)}</td>
@@ -65,10 +79,28 @@ export function Anomalies({ params }) {
   </div>`;
 }
 
-// The chart of the anomaly's stream, an hour either side of it.
-export function chartLink(item) {
-  const at = Date.parse(item.detected_at);
-  return href(`/streams/${item.stream_id}`, { from: at - 3_600_000, to: at + 3_600_000 });
+// Confirms or dismisses every ticked anomaly with one note, one call each
+// (the API reviews one at a time), and says how many went through.
+function BulkReview({ ids, onDone }) {
+  const [note, setNote] = useState("");
+  const [result, setResult] = useState(null);
+  const [busy, run] = useBusy();
+  const review = (status) => run(async () => {
+    const answers = [];
+    for (const id of ids) answers.push(await reviewAnomaly(id, status, note));
+    const failed = answers.filter((got) => !got.success);
+    setResult(failed.length
+      ? { success: false, message: `${answers.length - failed.length} ${status}; ${failed.length} failed: ${failed[0].message}` }
+      : { success: true, message: `${answers.length} ${status}` });
+    setNote("");
+    onDone();
+  });
+  return html`<div class="bulk" role="group" aria-label="Review the selected anomalies">
+    <label class="inline">Note <input value=${note} maxlength="1000" onInput=${(event) => setNote(event.currentTarget.value)} /></label>
+    <button type="button" class="small" disabled=${busy || !ids.length} onClick=${() => review("confirmed")}>Confirm selected (${ids.length})</button>
+    <button type="button" class="secondary small" disabled=${busy || !ids.length} onClick=${() => review("dismissed")}>Dismiss selected</button>
+    <${Message} answer=${result} />
+  </div>`;
 }
 
 function Live({ onNew }) {

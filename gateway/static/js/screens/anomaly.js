@@ -3,7 +3,17 @@ import { api } from "../api.js";
 import { html, useState } from "../lib.js";
 import { href } from "../router.js";
 import { formatNumber, formatTime, formValues, Heading, Message, useBusy, useLoad } from "../ui.js";
-import { chartLink } from "./anomalies.js";
+
+// The chart of the anomaly's stream, an hour either side of it.
+export function chartLink(item) {
+  const at = Date.parse(item.detected_at);
+  return href(`/streams/${item.stream_id}`, { from: at - 3_600_000, to: at + 3_600_000 });
+}
+
+// Reviews one anomaly: "confirmed", "dismissed" or "pending" (reopened), with an optional note.
+export function reviewAnomaly(anomalyId, status, note) {
+  return api.patch(`/v1/anomalies/${encodeURIComponent(anomalyId)}`, { status, note: note || "" });
+}
 
 export function Anomaly({ anomalyId }) {
   const path = `/v1/anomalies/${encodeURIComponent(anomalyId)}`;
@@ -16,7 +26,7 @@ export function Anomaly({ anomalyId }) {
   const submit = (status) => (event) => {
     const form = event.currentTarget.form;
     run(async () => {
-      const got = await api.patch(path, { status, note: formValues(form).note || "" });
+      const got = await reviewAnomaly(anomalyId, status, formValues(form).note);
       setReview(got);
       if (got.success) reload();
     });
