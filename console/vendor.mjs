@@ -31,6 +31,8 @@ const files = {
   // uPlot's ES module build is not minified (145 KB); its minified build is a
   // script that assigns a global, turned into a module by exporting that name.
   "uplot.js": readFileSync(join(modules, "uplot/dist/uPlot.iife.min.js"), "utf8") + "\nexport default uPlot;\n",
+  // QR codes of the MFA set-up; loaded only there.
+  "uqr.js": readFileSync(join(modules, "uqr/dist/index.mjs"), "utf8"),
 };
 for (const [name, text] of Object.entries(files)) {
   if (/from\s*"(?!\.\/)/.test(text)) throw new Error(`${name} still imports a bare specifier`);
@@ -39,9 +41,10 @@ for (const [name, text] of Object.entries(files)) {
 copyFileSync(join(modules, "uplot/dist/uPlot.min.css"), join(target, "uplot.css"));
 
 // Licences travel with the code they cover.
-for (const name of ["preact", "htm", "uplot"]) {
+const PACKAGES = ["preact", "htm", "uplot", "uqr"];
+for (const name of PACKAGES) {
   copyFileSync(join(modules, name, "LICENSE"), join(target, `LICENSE-${name}.txt`));
 }
-const versions = Object.fromEntries(["preact", "htm", "uplot"].map((name) => [name, version(name)]));
+const versions = Object.fromEntries(PACKAGES.map((name) => [name, version(name)]));
 writeFileSync(join(target, "VERSIONS.json"), JSON.stringify(versions, null, 2) + "\n");
 console.log(`vendored into ${target}:`, versions);

@@ -1,6 +1,7 @@
 """The account side of the console in a real browser: tokens refreshed before they
-expire, the status page refreshing itself, the profile, and a revoked session returning
-to sign-in with a message; and what the first load costs."""
+expire, the status page refreshing itself, the profile, two-factor set-up, the security
+log, and a revoked session returning to sign-in with a message; and what the first load
+costs."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from playwright.async_api import expect
 
 from tests.browser.conftest import Console
 from tests.browser.steps import new_account, sign_in
+from tests.service.auth_support import totp_code
 
 # The console asks for new tokens a minute before expiry: with 62 s tokens, 2 s in.
 SHORT_LIVED = {"access_token_ttl": 62}
@@ -35,7 +37,9 @@ async def test_tokens_are_refreshed_before_they_expire_and_status_refreshes(
     await console.screenshot("status")
 
 
-async def test_profile_and_a_revoked_session_returns_to_sign_in(console: Console) -> None:
+async def test_profile_two_factor_set_up_security_log_and_a_revoked_session(
+    console: Console,
+) -> None:
     page = console.page
     email = await new_account(console)
     await sign_in(console, email)
@@ -46,8 +50,23 @@ async def test_profile_and_a_revoked_session_returns_to_sign_in(console: Console
     await form.get_by_role("button", name="Save").click()
     await page.locator(".message-ok").wait_for()
     await expect(form.get_by_label("Tags")).to_have_value("night shift, kiln")
+    await expect(form.get_by_label("Display name")).to_have_value("Ann <i>Operator</i>")
     await page.locator("#session-table tbody tr").first.wait_for()
+
+    # Two-factor set-up: the QR code and the key, a code from the app, the recovery codes.
+    await page.get_by_role("button", name="Set up two-factor login").click()
+    await page.get_by_role("img", name="QR code for an authenticator app").wait_for()
+    secret = await page.locator("#mfa-secret").text_content()
+    assert secret
+    enable = page.locator("#mfa-enable-form")
+    await enable.get_by_label("Code from the app").fill(totp_code(secret))
+    await enable.get_by_role("button", name="Turn on").click()
+    await expect(page.locator("#recovery-codes li")).to_have_count(10)
+    await page.locator("#security-log").get_by_text("mfa enabled").wait_for()
     await console.screenshot("account")
+    await page.get_by_label("Action", exact=True).select_option("login_failed")
+    await page.wait_for_url("**action=login_failed*")
+    await page.get_by_text("Nothing recorded.").wait_for()
 
     await page.get_by_role("button", name="Sign out here").click()
     await page.locator("#login-form").wait_for()

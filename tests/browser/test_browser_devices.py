@@ -24,6 +24,13 @@ async def test_sign_in_register_a_device_and_issue_its_credential(console: Conso
     # Server text is text: the name's markup shows as typed, it is not parsed.
     await page.get_by_role("heading", name="Boiler <b>room</b>").wait_for()
     device_id = page.url.rsplit("/", 1)[1]
+    edit = page.locator("#edit-device-form")
+    await edit.get_by_label("Status").select_option("maintenance")
+    await edit.get_by_label("Latitude").fill("52.52")
+    await edit.get_by_label("Longitude").fill("13.405")
+    await edit.get_by_role("button", name="Save").click()
+    await page.locator(".facts .badge", has_text="maintenance").wait_for()
+    await page.get_by_text("52.52, 13.405").wait_for()
 
     await page.get_by_role("button", name="Issue a credential").click()
     token = page.locator("#issued-token code")

@@ -56,7 +56,7 @@ function signedInScreen(parts, params) {
     case "streams": return html`<${Stream} streamId=${id} params=${params} key=${id} />`;
     case "anomalies": return id ? html`<${Anomaly} anomalyId=${id} key=${id} />` : html`<${Anomalies} params=${params} />`;
     case "status": return html`<${Status} />`;
-    case "account": return html`<${Account} />`;
+    case "account": return html`<${Account} params=${params} />`;
     case undefined: return null;
     default: return html`<section class="card"><h2>Not found</h2><p>No screen is called “${parts.join("/")}”. <a href="#/devices">Go to the devices</a>.</p></section>`;
   }

@@ -1,11 +1,16 @@
-// The signed-in user's account: profile (display name, tags) and sessions,
-// each of which can be revoked.
+// The signed-in user's account: profile (display name, tags), two-factor
+// login, sessions (each can be revoked) and the security log.
 import { api } from "../api.js";
 import { html, useState } from "../lib.js";
 import { formatTime, Heading, Message, useLoad, useSubmit } from "../ui.js";
+import { TwoFactor } from "./mfa.js";
+import { SecurityLog } from "./security-log.js";
 
-export function Account() {
-  const [me] = useLoad(() => api.get("/v1/auth/me"), []);
+export function Account({ params }) {
+  const [me, reloadMe] = useLoad(() => api.get("/v1/auth/me"), []);
+  // Counts changes made here, so the security log asks again and shows them.
+  const [changes, setChanges] = useState(0);
+  const changed = () => { reloadMe(); setChanges((count) => count + 1); };
   const user = me && me.success ? me.data.user || me.data : null;
   return html`<div class="stack">
     <section class="card">
@@ -17,7 +22,9 @@ export function Account() {
       </dl>`}
     </section>
     <${Profile} />
+    ${user && html`<${TwoFactor} enabled=${user.mfa_enabled} onChanged=${changed} />`}
     <${Sessions} />
+    <${SecurityLog} params=${params} changes=${changes} />
   </div>`;
 }
 
@@ -32,11 +39,14 @@ function Profile() {
   if (!answer) return null;
   if (!answer.success) return html`<section class="card"><h3>Profile</h3><${Message} answer=${answer} /></section>`;
   const profile = answer.data;
+  // The fields take default values, not values: a re-render of the page (the
+  // account loading beside it) must not undo what is being typed. A saved
+  // profile has a new updated_at, which re-creates the form with what was saved.
   return html`<section class="card">
     <h3>Profile</h3>
     <form id="profile-form" onSubmit=${submit} key=${profile.updated_at}>
-      <label>Display name <input name="display_name" required maxlength="100" value=${profile.display_name} /></label>
-      <label>Tags (comma-separated) <input name="tags" value=${(profile.tags || []).join(", ")} /></label>
+      <label>Display name <input name="display_name" required maxlength="100" defaultValue=${profile.display_name} /></label>
+      <label>Tags (comma-separated) <input name="tags" defaultValue=${(profile.tags || []).join(", ")} /></label>
       <div class="buttons"><button type="submit" disabled=${busy}>Save</button></div>
     </form>
     <${Message} answer=${saved} />

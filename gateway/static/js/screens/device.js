@@ -66,15 +66,17 @@ function EditDevice({ device, onChanged }) {
     return null;
   });
   const location = device.location || {};
+  // Default values, not values: a re-render (a credential issued beside it)
+  // must not undo what is being typed; a saved device re-creates the form.
   return html`<section class="card">
     <h3>Edit</h3>
     <form class="inline-form" id="edit-device-form" onSubmit=${submit} key=${device.updated_at}>
-      <label>Name <input name="name" required maxlength="100" value=${device.name} /></label>
-      <label>Status <select name="status" value=${device.status}>
-        ${DEVICE_STATUSES.map((status) => html`<option value=${status}>${status}</option>`)}
+      <label>Name <input name="name" required maxlength="100" defaultValue=${device.name} /></label>
+      <label>Status <select name="status">
+        ${DEVICE_STATUSES.map((status) => html`<option value=${status} defaultSelected=${status === device.status}>${status}</option>`)}
       </select></label>
-      <label>Latitude <input name="latitude" type="number" step="any" min="-90" max="90" value=${location.latitude ?? ""} /></label>
-      <label>Longitude <input name="longitude" type="number" step="any" min="-180" max="180" value=${location.longitude ?? ""} /></label>
+      <label>Latitude <input name="latitude" type="number" step="any" min="-90" max="90" defaultValue=${location.latitude ?? ""} /></label>
+      <label>Longitude <input name="longitude" type="number" step="any" min="-180" max="180" defaultValue=${location.longitude ?? ""} /></label>
       <div class="buttons"><button type="submit" disabled=${busy}>Save</button></div>
     </form>
   </section>`;
