@@ -114,6 +114,13 @@ async def test_readings_on_the_chart_zoom_asks_the_server_and_an_anomaly_is_dism
         await page.get_by_label("Normalization").select_option("z_score")
     await page.wait_for_url("**norm=z_score*")
 
+    # The detector says what it learnt; its base threshold is a setting.
+    detector = page.locator("#detector")
+    await detector.get_by_text(f"{READINGS} analysed").wait_for()
+    await detector.get_by_label("Base threshold").fill("0.6")
+    await detector.get_by_role("button", name="Save the detector").click()
+    await detector.get_by_text("base 0.6").wait_for()
+
     # The spike's marker is a button: from the keyboard it opens the anomaly, which is
     # dismissed with a note.
     await page.locator("#stream-chart .marker").first.focus()

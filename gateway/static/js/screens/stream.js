@@ -1,12 +1,14 @@
 // A stream's chart: a range preset or a zoomed window (both in the URL, so a
 // zoom is a link and Back undoes it), data downsampled by the server to the
 // chart's width, stats over the whole window, normalization, the anomaly
-// score under the chart and anomalies as markers that open their detail.
+// score under the chart, anomalies as markers that open their detail, and
+// the stream's detector.
 import { api } from "../api.js";
 import { createChart } from "../chart.js";
 import { html, useEffect, useRef, useState } from "../lib.js";
 import { href, navigate } from "../router.js";
 import { formatNumber, formatTime, Heading, Message, useLoad } from "../ui.js";
+import { Detector } from "./detector.js";
 
 const HOUR = 3_600_000;
 export const PRESETS = { "1h": HOUR, "24h": 24 * HOUR, "7d": 7 * 24 * HOUR, all: null };
@@ -158,6 +160,7 @@ export function Stream({ streamId, params }) {
           ${item.anomaly_type} at ${formatTime(item.detected_at)}</a> <span class=${`badge review-${item.status}`}>${item.status}</span></li>`)}
       </ul>`}
     </section>
+    <${Detector} streamId=${streamId} />
   </div>`;
 }
 
