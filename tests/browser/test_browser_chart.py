@@ -144,3 +144,13 @@ async def test_readings_on_the_chart_zoom_asks_the_server_and_an_anomaly_is_dism
     await page.get_by_role("button", name="Confirm selected (1)").click()
     await page.get_by_text("1 confirmed").wait_for()
     await page.locator("#anomaly-table .badge", has_text="confirmed").wait_for()
+
+    # On a phone the chart takes the screen's width and the stats go under it.
+    await page.set_viewport_size({"width": 390, "height": 844})
+    await console.open(f"/streams/{stream_id}?range=1h")
+    await marker.wait_for()
+    width = await page.evaluate(
+        "document.querySelector('#stream-chart .chart-values canvas').getBoundingClientRect().width"
+    )
+    assert width <= 390
+    await console.screenshot("chart-phone")
