@@ -52,6 +52,16 @@ async def test_sign_in_register_a_device_and_issue_its_credential(console: Conso
     await page.get_by_text("No device matches.").wait_for()
     await page.go_back()
     await page.locator("#device-table").get_by_role("link", name="Boiler <b>room</b>").wait_for()
+    # A column header sorts: by name, then the other way.
+    await page.get_by_role("button", name="Name").click()
+    await page.wait_for_url("**sort=name*")
+    await (
+        page.get_by_role("columnheader", name="Name")
+        .and_(page.locator("[aria-sort=ascending]"))
+        .wait_for()
+    )
+    await page.get_by_role("button", name="Name").click()
+    await page.wait_for_url("**sort=-name*")
     await page.get_by_label("Name contains").fill("oiler")
     await page.wait_for_url("**/#/devices?*search=oiler*")
     await page.locator("#device-table").get_by_role("link", name="Boiler <b>room</b>").wait_for()

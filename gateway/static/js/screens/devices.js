@@ -63,7 +63,12 @@ export function Devices({ params }) {
     ${answer && !answer.success && html`<${Message} answer=${answer} />`}
     <div class="table-scroll">
       <table id="device-table">
-        <thead><tr><th scope="col">Name</th><th scope="col">Type</th><th scope="col">Status</th><th scope="col">Readings</th><th scope="col">Last seen</th><th scope="col">Credential</th></tr></thead>
+        <thead><tr>
+          <${SortHeader} field="name" label="Name" sort=${filters.sort} onSort=${(sort) => change({ sort })} />
+          <th scope="col">Type</th><th scope="col">Status</th><th scope="col">Readings</th><th scope="col">Last seen</th>
+          <${SortHeader} field="registered_at" label="Registered" sort=${filters.sort} onSort=${(sort) => change({ sort })} />
+          <th scope="col">Credential</th>
+        </tr></thead>
         <tbody>
           ${devices.map((device) => html`<tr key=${device.device_id}>
             <td><a href=${href(`/devices/${device.device_id}`)}>${device.name}</a></td>
@@ -71,6 +76,7 @@ export function Devices({ params }) {
             <td><span class=${`badge status-${device.status}`}>${device.status}</span></td>
             <td>${device.readings_total}</td>
             <td>${formatTime(device.last_seen_at)}</td>
+            <td>${formatTime(device.registered_at)}</td>
             <td>${device.has_credential ? "yes" : "no"}</td>
           </tr>`)}
         </tbody>
@@ -79,6 +85,16 @@ export function Devices({ params }) {
     ${answer && answer.success && devices.length === 0 && html`<p class="muted">No device matches.</p>`}
     <${Pager} pagination=${answer && answer.success && answer.data.pagination} onPage=${(page) => navigate("/devices", { ...filters, page })} />
   </section>`;
+}
+
+// A column header that sorts by its field: a button (keyboard and screen
+// reader users reach it), with aria-sort saying the order shown.
+function SortHeader({ field, label, sort, onSort }) {
+  const order = sort === field ? "ascending" : sort === `-${field}` ? "descending" : "none";
+  const next = order === "ascending" ? `-${field}` : field;
+  return html`<th scope="col" aria-sort=${order}>
+    <button type="button" class="link" onClick=${() => onSort(next)}>${label} ${order === "ascending" ? "▲" : order === "descending" ? "▼" : ""}</button>
+  </th>`;
 }
 
 // Location fields are optional; both or neither.
