@@ -38,3 +38,13 @@ async def access_header(console: Console, email: str) -> dict[str, str]:
     answer = await console.http.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
     assert answer.status_code == 200, answer.text
     return {"authorization": f"Bearer {answer.json()['data']['access_token']}"}
+
+
+async def new_device(
+    console: Console, email: str, name: str, kind: str
+) -> tuple[dict[str, str], str]:
+    """Register a device of ``email`` over REST; answers the user's header and its id."""
+    who = await access_header(console, email)
+    answer = await console.http.post("/v1/devices", headers=who, json={"name": name, "type": kind})
+    assert answer.status_code == 201, answer.text
+    return who, str(answer.json()["data"]["device_id"])

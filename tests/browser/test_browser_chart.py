@@ -10,7 +10,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from tests.browser.conftest import Console
-from tests.browser.steps import access_header, new_account, sign_in
+from tests.browser.steps import new_account, new_device, sign_in
 
 READINGS = 800
 SPIKE_AT = 700
@@ -52,22 +52,15 @@ async def test_readings_on_the_chart_zoom_asks_the_server_and_an_anomaly_is_dism
 ) -> None:
     page = console.page
     email = await new_account(console)
-    who = await access_header(console, email)
-    device = (
-        await console.http.post(
-            "/v1/devices", headers=who, json={"name": "Kiln", "type": "temperature"}
-        )
-    ).json()["data"]
-    issued = await console.http.post(
-        f"/v1/devices/{device['device_id']}/credentials", headers=who, json={}
-    )
+    who, device_id = await new_device(console, email, "Kiln", "temperature")
+    issued = await console.http.post(f"/v1/devices/{device_id}/credentials", headers=who, json={})
     token = issued.json()["data"]["token"]
     await sign_in(console, email)
 
     # The live list is open while the readings arrive: the spike appears without a reload.
     await page.get_by_role("link", name="Anomalies").click()
     await page.get_by_text("live", exact=True).wait_for()
-    stream_id = await upload(console, device["device_id"], token)
+    stream_id = await upload(console, device_id, token)
     await page.locator("#live-anomalies li").first.wait_for()
     await page.locator("#anomaly-table tbody tr").first.wait_for()
     await console.screenshot("anomalies")
@@ -154,3 +147,34 @@ async def test_readings_on_the_chart_zoom_asks_the_server_and_an_anomaly_is_dism
     )
     assert width <= 390
     await console.screenshot("chart-phone")
+
+
+async def test_every_stream_of_a_device_on_one_time_axis(console: Console) -> None:
+    page = console.page
+    email = await new_account(console)
+    who, device_id = await new_device(console, email, "Greenhouse", "generic")
+    now = datetime.now(UTC).replace(microsecond=0)
+    # Two metrics in other units and rhythms: a saw tooth of 5 s and one of 70 s.
+    for metric, base, period in (("humidity", 60.0, 5), ("temperature", 21.0, 70)):
+        readings = [
+            {
+                "timestamp": (now - timedelta(seconds=300 - i)).isoformat(),
+                "value": base + 4 * (i % period) / (period - 1),
+            }
+            for i in range(300)
+        ]
+        stored = await console.http.post(
+            f"/v1/devices/{device_id}/readings",
+            headers=who,
+            json={"metric_name": metric, "readings": readings},
+        )
+        assert stored.status_code == 200, stored.text
+    await sign_in(console, email)
+    await console.open(f"/devices/{device_id}")
+    async with page.expect_response("**/data?*normalization=min_max*"):
+        await page.get_by_role("link", name="All streams on one time axis").click()
+    legend = page.locator("#device-chart .u-legend")
+    await legend.get_by_text("humidity").wait_for()
+    await legend.get_by_text("temperature").wait_for()
+    await page.locator(".stats").get_by_text("60 to 64").wait_for()
+    await console.screenshot("device-chart")

@@ -7,6 +7,7 @@ import { Account } from "./screens/account.js";
 import { Anomalies } from "./screens/anomalies.js";
 import { Anomaly } from "./screens/anomaly.js";
 import { Device } from "./screens/device.js";
+import { DeviceChart } from "./screens/device-chart.js";
 import { Devices } from "./screens/devices.js";
 import { ForgotPassword, Register, ResetPassword, SignIn } from "./screens/signin.js";
 import { Status } from "./screens/status.js";
@@ -52,7 +53,11 @@ function signedOutScreen(parts, notice, setNotice) {
 function signedInScreen(parts, params) {
   const [section, id] = parts;
   switch (section) {
-    case "devices": return id ? html`<${Device} deviceId=${id} key=${id} />` : html`<${Devices} params=${params} />`;
+    case "devices":
+      if (!id) return html`<${Devices} params=${params} />`;
+      return parts[2] === "chart"
+        ? html`<${DeviceChart} deviceId=${id} params=${params} key=${id} />`
+        : html`<${Device} deviceId=${id} key=${id} />`;
     case "streams": return html`<${Stream} streamId=${id} params=${params} key=${id} />`;
     case "anomalies": return id ? html`<${Anomaly} anomalyId=${id} key=${id} />` : html`<${Anomalies} params=${params} />`;
     case "status": return html`<${Status} />`;

@@ -1,5 +1,5 @@
-// A stream's chart on uPlot: the values, an optional anomaly-score strip under
-// them on the same time axis, anomaly markers as focusable buttons, and
+// Charts of streams on uPlot: one or more value series on one time axis, an
+// optional anomaly-score strip under them on the same axis, anomaly markers as focusable buttons, and
 // drag-select that reports the chosen time window instead of zooming locally,
 // so the screen can ask the server for that window at full resolution.
 //
@@ -19,6 +19,7 @@ async function uPlotClass() {
 }
 
 const SYNC_KEY = "iot-stream";
+const COLOURS = ["#2459c7", "#c2410c", "#15803d", "#7c3aed", "#0e7490", "#b45309", "#be185d", "#4d7c0f"];
 const SCORE_HEIGHT = 110;
 
 function markerButton(marker, onMarker) {
@@ -69,7 +70,9 @@ function markerLayer(onMarker) {
   };
 }
 
-export async function createChart(container, { onWindow, onMarker, label }) {
+// `labels` names the value series; `onWindow(fromMs, toMs)` gets a dragged
+// window, `onMarker(id)` a marker's anomaly.
+export async function createChart(container, { onWindow, onMarker = () => {}, labels }) {
   const UPlot = await uPlotClass();
   const width = () => Math.max(240, container.clientWidth);
   const markers = markerLayer(onMarker);
@@ -78,7 +81,11 @@ export async function createChart(container, { onWindow, onMarker, label }) {
     height: 320,
     cursor: { sync: { key: SYNC_KEY }, drag: { x: true, y: false, setScale: false } },
     scales: { x: { time: true } },
-    series: [{}, { label, stroke: "#2459c7", width: 1.5, spanGaps: false }],
+    // Several series share the union of their times, so each has holes where
+    // only the others have points: drawn across. One series has no such holes.
+    series: [{}, ...labels.map((label, index) => ({
+      label, stroke: COLOURS[index % COLOURS.length], width: 1.5, spanGaps: labels.length > 1,
+    }))],
     axes: [{}, { size: 60 }],
     hooks: {
       draw: [(u) => markers.draw(u)],
@@ -91,7 +98,7 @@ export async function createChart(container, { onWindow, onMarker, label }) {
       }],
     },
   };
-  const valueChart = new UPlot(valueOptions, [[], []], container.querySelector(".chart-values"));
+  const valueChart = new UPlot(valueOptions, [[], ...labels.map(() => [])], container.querySelector(".chart-values"));
   const scoreElement = container.querySelector(".chart-scores");
   const scoreChart = new UPlot({
     width: width(),
@@ -110,10 +117,11 @@ export async function createChart(container, { onWindow, onMarker, label }) {
   observer.observe(container);
 
   return {
-    // xs in seconds; `window` [from, to] in seconds fixes the x axis to the range asked for.
-    update({ xs, values, scores, window, marks }) {
+    // xs in seconds, one array of values per label (null where a series has no point);
+    // `window` [from, to] in seconds fixes the x axis to the range asked for.
+    update({ xs, series, scores = null, window, marks = [] }) {
       markers.set(marks);
-      valueChart.setData([xs, values], false);
+      valueChart.setData([xs, ...series], false);
       valueChart.setScale("x", { min: window[0], max: window[1] });
       scoreElement.hidden = !scores;
       if (scores) {

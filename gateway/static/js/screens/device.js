@@ -42,6 +42,7 @@ function Streams({ deviceId }) {
   const streams = answer && answer.success ? answer.data.streams : [];
   return html`<section class="card">
     <h3>Streams</h3>
+    ${streams.length > 1 && html`<p><a href=${href(`/devices/${deviceId}/chart`)}>All streams on one time axis</a></p>`}
     ${answer && !answer.success && html`<${Message} answer=${answer} />`}
     ${answer && answer.success && streams.length === 0 && html`<p class="muted">No readings yet: streams appear with a device's first readings.</p>`}
     ${streams.length > 0 && html`<div class="table-scroll"><table id="stream-table">

@@ -7,32 +7,14 @@ import { api } from "../api.js";
 import { createChart } from "../chart.js";
 import { html, useEffect, useRef, useState } from "../lib.js";
 import { href, navigate } from "../router.js";
+import { dataQuery, presetOf, RangeControls } from "../range.js";
 import { formatNumber, formatTime, Heading, Message, useLoad } from "../ui.js";
 import { Detector } from "./detector.js";
 
-const HOUR = 3_600_000;
-export const PRESETS = { "1h": HOUR, "24h": 24 * HOUR, "7d": 7 * 24 * HOUR, all: null };
-// A stream opens on all its readings, from its first to now: the server
-// downsamples any length to the chart's width, and a young stream fills the chart.
-const DEFAULT_PRESET = "all";
 const NORMALIZATIONS = [["none", "Raw values"], ["min_max", "Min–max (0 to 1)"], ["z_score", "Z-score"]];
-// A min and a max per pixel column is all a chart can show.
-const POINTS_PER_PIXEL = 2;
-const MAX_POINTS = 10_000;
-
-// The window to ask for, in ms; null ends mean "the stream's first reading" / "now".
-function windowOf(params) {
-  if (params.from && params.to) return { from: Number(params.from), to: Number(params.to) };
-  const span = PRESETS[params.range || DEFAULT_PRESET];
-  if (span === null || span === undefined) return { from: null, to: null };
-  const now = Date.now();
-  return { from: now - span, to: now };
-}
-
-const iso = (ms) => (ms === null ? undefined : new Date(ms).toISOString());
 
 export function Stream({ streamId, params }) {
-  const preset = params.range in PRESETS ? params.range : DEFAULT_PRESET;
+  const preset = presetOf(params);
   const normalization = params.norm || "none";
   const box = useRef(null);
   const chart = useRef(null);
@@ -41,21 +23,15 @@ export function Stream({ streamId, params }) {
   const [width, setWidth] = useState(0);
   const path = `/v1/streams/${encodeURIComponent(streamId)}`;
   const go = (update) => navigate(`/streams/${streamId}`, { range: preset, norm: normalization, ...update });
+  const latestGo = useRef(go);
+  latestGo.current = go;
 
   const [info] = useLoad(() => api.get(path), [path]);
   const deviceId = info && info.success ? info.data.device_id : "";
   const [device] = useLoad(async () => (deviceId ? api.get(`/v1/devices/${deviceId}`) : null), [deviceId]);
   const [answer] = useLoad(async () => {
     if (!width) return null;
-    const asked = windowOf(params);
-    const got = await api.get(`${path}/data`, {
-      start: iso(asked.from),
-      end: iso(asked.to),
-      max_points: Math.min(MAX_POINTS, Math.max(2, Math.round(width * POINTS_PER_PIXEL))),
-      normalization,
-      include_scores: true,
-    });
-    return got;
+    return api.get(`${path}/data`, { ...dataQuery(params, width), normalization, include_scores: true });
   }, [path, preset, params.from, params.to, normalization, width]);
   const range = answer && answer.success ? answer.data.time_range : null;
   const [anomalies] = useLoad(async () => {
@@ -68,8 +44,9 @@ export function Stream({ streamId, params }) {
     let alive = true;
     setWidth(box.current.clientWidth);
     createChart(box.current, {
-      label: "value",
-      onWindow: (from, to) => go({ from: Math.round(from), to: Math.round(to) }),
+      labels: ["value"],
+      // Through the ref: the chart outlives this render, the settings may not.
+      onWindow: (from, to) => latestGo.current({ from: Math.round(from), to: Math.round(to) }),
       onMarker: (id) => navigate(`/anomalies/${id}`),
     }).then((built) => {
       if (alive) chart.current = built; else built.destroy();
@@ -88,7 +65,7 @@ export function Stream({ streamId, params }) {
     const found = anomalies && anomalies.success ? anomalies.data.anomalies : [];
     chart.current.update({
       xs,
-      values,
+      series: [values],
       scores,
       window: [Date.parse(data.time_range.start) / 1000, Date.parse(data.time_range.end) / 1000],
       marks: found.map((item) => ({
@@ -103,16 +80,6 @@ export function Stream({ streamId, params }) {
   useEffect(draw, [answer, anomalies]);
 
   const view = range ? { from: Date.parse(range.start), to: Date.parse(range.end) } : null;
-  const pan = (fraction) => {
-    const span = view.to - view.from;
-    go({ from: Math.round(view.from + span * fraction), to: Math.round(view.to + span * fraction) });
-  };
-  // Zooms about the window's middle: `factor` 2 shows twice the span, 0.5 half of it.
-  const zoom = (factor) => {
-    const middle = (view.from + view.to) / 2;
-    const half = ((view.to - view.from) * factor) / 2;
-    go({ from: Math.round(middle - half), to: Math.round(middle + half) });
-  };
   const stream = info && info.success ? info.data : null;
   const stats = answer && answer.success ? answer.data.stats : null;
   const found = anomalies && anomalies.success ? anomalies.data.anomalies : [];
@@ -123,18 +90,7 @@ export function Stream({ streamId, params }) {
       <${Heading}>${stream ? stream.metric_name : "Stream"}<//>
       ${info && !info.success && html`<${Message} answer=${info} />`}
       <div class="toolbar">
-        <div role="group" aria-label="Range" class="buttons">
-          ${Object.keys(PRESETS).map((key) => html`<a
-            class=${`button small ${key === preset && !params.from ? "" : "secondary"}`}
-            aria-current=${key === preset && !params.from ? "true" : undefined}
-            href=${href(`/streams/${streamId}`, { range: key, norm: normalization })}>${key === "all" ? "All" : key}</a>`)}
-        </div>
-        <div role="group" aria-label="Pan and zoom" class="buttons">
-          <button type="button" class="secondary small" disabled=${!view} onClick=${() => pan(-0.5)}>◀ Earlier</button>
-          <button type="button" class="secondary small" disabled=${!view} onClick=${() => pan(0.5)}>Later ▶</button>
-          <button type="button" class="secondary small" disabled=${!view} onClick=${() => zoom(0.5)}>Zoom in</button>
-          <button type="button" class="secondary small" disabled=${!view} onClick=${() => zoom(2)}>Zoom out</button>
-        </div>
+        <${RangeControls} path=${`/streams/${streamId}`} params=${params} keep=${{ norm: normalization }} view=${view} />
         <label class="inline">Normalization
           <select value=${normalization} onChange=${(event) => go({ norm: event.currentTarget.value, from: params.from, to: params.to })}>
             ${NORMALIZATIONS.map(([value, text]) => html`<option value=${value}>${text}</option>`)}
