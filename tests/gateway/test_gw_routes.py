@@ -152,17 +152,18 @@ async def test_the_console_is_served_with_a_strict_content_security_policy(
     assert page.headers["content-type"].startswith("text/html")
     assert "default-src 'self'" in page.headers["content-security-policy"]
     scripts = re.findall(r'src="([^"]+)"', page.text)
-    assert scripts == ["/static/app.js"]
-    script = await client.get("/static/app.js")
+    assert scripts == ["/static/js/app.js"]
+    script = await client.get("/static/js/app.js")
     assert script.status_code == 200
-    assert "/v1/auth/login" in script.text
-    assert "/v1/system/status" in script.text
+    assert script.headers["content-type"].startswith("text/javascript")
+    signin = await client.get("/static/js/screens/signin.js")
+    assert "/v1/auth/login" in signin.text
     missing = await client.get("/static/../app.py")
     assert missing.status_code == 404
 
 
 async def test_head_answers_like_get_without_a_body(client: httpx.AsyncClient) -> None:
-    for path in ("/", "/static/app.js", "/favicon.ico", "/healthz", "/v1/system/status"):
+    for path in ("/", "/static/js/app.js", "/favicon.ico", "/healthz", "/v1/system/status"):
         got = await client.get(path)
         head = await client.head(path)
         assert head.status_code == got.status_code == 200, path

@@ -1,0 +1,88 @@
+// Calls to the REST gateway. Every answer is the gateway's envelope
+// ({success, message, data, error}); network failures become one too, so
+// screens handle a single shape. A 401 on a signed-in call ends the session
+// with a message, which sends the app back to sign-in.
+import { endSession, saveLogin, session, setRefresher } from "./session.js";
+
+const UNREACHABLE = { success: false, message: "The gateway cannot be reached", data: { errors: [] } };
+
+export function query(params) {
+  const search = new URLSearchParams();
+  for (const [key, value] of Object.entries(params || {})) {
+    if (value !== undefined && value !== null && value !== "") search.set(key, String(value));
+  }
+  const text = search.toString();
+  return text ? `?${text}` : "";
+}
+
+// A background tab's timers are throttled, so the scheduled refresh may come
+// late: a call made with a token about to expire refreshes first. One refresh
+// at a time: calls made meanwhile wait for the same one.
+const STALE_MS = 5_000;
+let refreshing = null;
+async function freshToken() {
+  if (session.refresh && session.expiresAt - Date.now() <= STALE_MS) await refreshOnce();
+}
+
+function refreshOnce() {
+  refreshing = refreshing || refreshTokens().finally(() => { refreshing = null; });
+  return refreshing;
+}
+
+export async function request(method, path, body, { auth = true } = {}) {
+  if (auth) await freshToken();
+  const headers = { Accept: "application/json" };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (auth && session.access) headers.Authorization = `Bearer ${session.access}`;
+  let response;
+  try {
+    response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  } catch {
+    return UNREACHABLE;
+  }
+  let envelope;
+  try {
+    envelope = await response.json();
+  } catch {
+    envelope = { success: false, message: `Unexpected answer (HTTP ${response.status})`, data: { errors: [] } };
+  }
+  if (response.status === 401 && auth && session.signedIn) {
+    endSession(`Your session has ended (${envelope.message || "unauthorised"}). Please sign in again.`);
+  }
+  return envelope;
+}
+
+export const api = {
+  get: (path, params) => request("GET", path + query(params)),
+  post: (path, body = {}) => request("POST", path, body),
+  patch: (path, body = {}) => request("PATCH", path, body),
+  del: (path) => request("DELETE", path),
+};
+
+// Rotates the tokens with the refresh token; a refused refresh ends the session.
+export async function refreshTokens() {
+  if (!session.refresh) return;
+  const answer = await request("POST", "/v1/auth/refresh", { refresh_token: session.refresh }, { auth: false });
+  if (answer.success) saveLogin(answer.data);
+  else if (answer.http_status_code === 401 || answer.http_status_code === 400) {
+    endSession(`Your session could not be renewed (${answer.message}). Please sign in again.`);
+  }
+}
+setRefresher(refreshOnce);
+
+// Fetches a file with the token (a plain link cannot send it) and hands it to
+// the browser as a download.
+export async function download(path, fileName) {
+  const response = await fetch(path, { headers: { Authorization: `Bearer ${session.access}` } });
+  if (response.status === 401) { endSession("Your session has ended. Please sign in again."); return false; }
+  if (!response.ok) return false;
+  const url = URL.createObjectURL(await response.blob());
+  const link = document.createElement("a");
+  link.href = url;
+  link.download = fileName;
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10_000);
+  return true;
+}

@@ -1,0 +1,110 @@
+// The console's shell: which screen a hash route shows, the header and its
+// navigation, sign-out, and the email links that land here with a token.
+import { api } from "./api.js";
+import { html, render, useEffect, useState } from "./lib.js";
+import { navigate, useRoute } from "./router.js";
+import { Account } from "./screens/account.js";
+import { Anomalies } from "./screens/anomalies.js";
+import { Anomaly } from "./screens/anomaly.js";
+import { Device } from "./screens/device.js";
+import { DeviceChart } from "./screens/device-chart.js";
+import { Devices } from "./screens/devices.js";
+import { ForgotPassword, Register, ResetPassword, SignIn } from "./screens/signin.js";
+import { Status } from "./screens/status.js";
+import { Stream } from "./screens/stream.js";
+import { endSession, scheduleRefresh, session } from "./session.js";
+
+const NAV = [["devices", "Devices"], ["anomalies", "Anomalies"], ["status", "Status"], ["account", "Account"]];
+
+// A token in an email link must leave the address bar and the history at once;
+// it is kept in memory for the screen that uses it.
+let resetToken = "";
+async function takeEmailLink(setNotice) {
+  const match = /^#\/(verify-email|reset-password)\?(.*)$/.exec(window.location.hash);
+  if (!match) return;
+  const token = new URLSearchParams(match[2]).get("token") || "";
+  history.replaceState(null, "", `${window.location.pathname}${window.location.search}#/${match[1] === "verify-email" ? "" : "reset-password"}`);
+  if (match[1] === "reset-password") {
+    resetToken = token;
+    window.dispatchEvent(new HashChangeEvent("hashchange"));
+    return;
+  }
+  const answer = await api.post("/v1/auth/verify-email", { token });
+  setNotice(answer);
+  window.dispatchEvent(new HashChangeEvent("hashchange"));
+}
+
+function useSignedIn() {
+  const [signedIn, setSignedIn] = useState(session.signedIn);
+  useEffect(() => session.subscribe(() => setSignedIn(session.signedIn)), []);
+  return signedIn;
+}
+
+function signedOutScreen(parts, notice, setNotice) {
+  switch (parts[0]) {
+    case "register": return html`<${Register} />`;
+    case "forgot-password": return html`<${ForgotPassword} />`;
+    case "reset-password": return html`<${ResetPassword} token=${resetToken} onDone=${setNotice} />`;
+    case "status": return html`<${Status} />`;
+    default: return html`<${SignIn} notice=${notice} key=${notice ? notice.message : ""} />`;
+  }
+}
+
+function signedInScreen(parts, params) {
+  const [section, id] = parts;
+  switch (section) {
+    case "devices":
+      if (!id) return html`<${Devices} params=${params} />`;
+      return parts[2] === "chart"
+        ? html`<${DeviceChart} deviceId=${id} params=${params} key=${id} />`
+        : html`<${Device} deviceId=${id} key=${id} />`;
+    case "streams": return html`<${Stream} streamId=${id} params=${params} key=${id} />`;
+    case "anomalies": return id ? html`<${Anomaly} anomalyId=${id} key=${id} />` : html`<${Anomalies} params=${params} />`;
+    case "status": return html`<${Status} />`;
+    case "account": return html`<${Account} params=${params} />`;
+    case undefined: return null;
+    default: return html`<section class="card"><h2>Not found</h2><p>No screen is called “${parts.join("/")}”. <a href="#/devices">Go to the devices</a>.</p></section>`;
+  }
+}
+
+function App() {
+  const { parts, params } = useRoute();
+  const signedIn = useSignedIn();
+  // What sign-in shows on arrival: an envelope-like {success, message}, or null.
+  const [notice, setNotice] = useState(null);
+  useEffect(() => { takeEmailLink(setNotice); }, [parts.join("/"), params.token]);
+  useEffect(() => { if (signedIn) scheduleRefresh(); }, [signedIn]);
+  // A session that ends (sign-out, a 401, a failed refresh) brings its reason to sign-in.
+  useEffect(() => session.subscribe(() => { if (!session.signedIn) setNotice(session.takeEndedNotice()); }), []);
+  // Signed in with no screen named (or on a signed-out screen), the devices are home.
+  useEffect(() => {
+    if (signedIn && (parts.length === 0 || ["register", "forgot-password", "reset-password"].includes(parts[0]))) {
+      navigate("/devices", {}, { replace: true });
+    }
+  }, [signedIn, parts.join("/")]);
+  const logout = async () => {
+    await api.post("/v1/auth/logout", {});
+    endSession("You are signed out.", { ok: true });
+  };
+  const section = parts[0] || "";
+  return html`
+    <a class="skip-link" href="#main" onClick=${(event) => { event.preventDefault(); document.getElementById("main").focus(); }}>Skip to content</a>
+    <header>
+      <h1><a href="#/">iotsuite</a></h1>
+      ${signedIn && html`<nav aria-label="Main"><ul>
+        ${NAV.map(([key, label]) => html`<li><a href=${`#/${key}`} aria-current=${section === key ? "page" : undefined}>${label}</a></li>`)}
+      </ul></nav>`}
+      <div class="who">
+        <span class="muted" id="who">${signedIn ? session.email || "signed in" : "not signed in"}</span>
+        ${signedIn && html`<button type="button" class="secondary small" id="logout-button" onClick=${logout}>Log out</button>`}
+      </div>
+    </header>
+    <main id="main" tabindex="-1">
+      ${signedIn ? signedInScreen(parts, params) : signedOutScreen(parts, notice, setNotice)}
+    </main>`;
+}
+
+// Preact renders beside what the container holds, so the no-JavaScript notice goes first.
+const root = document.getElementById("app");
+root.replaceChildren();
+render(html`<${App} />`, root);

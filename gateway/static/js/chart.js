@@ -1,0 +1,138 @@
+// Charts of streams on uPlot: one or more value series on one time axis, an
+// optional anomaly-score strip under them on the same axis, anomaly markers as focusable buttons, and
+// drag-select that reports the chosen time window instead of zooming locally,
+// so the screen can ask the server for that window at full resolution.
+//
+// uPlot is loaded only when a chart is first shown, keeping it out of the
+// console's first load.
+const loading = { uPlot: null };
+
+async function uPlotClass() {
+  if (!loading.uPlot) {
+    const link = document.createElement("link");
+    link.rel = "stylesheet";
+    link.href = "/static/vendor/uplot.css";
+    document.head.append(link);
+    loading.uPlot = import("../vendor/uplot.js").then((module) => module.default);
+  }
+  return loading.uPlot;
+}
+
+const SYNC_KEY = "iot-stream";
+const COLOURS = ["#2459c7", "#c2410c", "#15803d", "#7c3aed", "#0e7490", "#b45309", "#be185d", "#4d7c0f"];
+const SCORE_HEIGHT = 110;
+
+function markerButton(marker, onMarker) {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.textContent = "▼";
+  button.dataset.anomalyId = marker.id;
+  button.addEventListener("mousedown", (event) => event.stopPropagation());
+  button.addEventListener("click", () => onMarker(marker.id));
+  return button;
+}
+
+function markerLayer(onMarker) {
+  let markers = [];
+  // One button per anomaly, kept across redraws so that a redraw (new data,
+  // a resize) never takes the keyboard focus away from a marker.
+  const buttons = new Map();
+  return {
+    set(next) { markers = next; },
+    // Placed after each redraw, as buttons over the plot: keyboard users reach
+    // them with Tab, and a click opens the anomaly instead of starting a zoom.
+    draw(u) {
+      let layer = u.over.querySelector(".markers");
+      if (!layer) {
+        layer = document.createElement("div");
+        layer.className = "markers";
+        u.over.append(layer);
+      }
+      const [min, max] = [u.scales.x.min, u.scales.x.max];
+      const shown = markers.filter((marker) => marker.x >= min && marker.x <= max);
+      const keep = new Set(shown.map((marker) => marker.id));
+      for (const [id, button] of buttons) {
+        if (!keep.has(id)) { button.remove(); buttons.delete(id); }
+      }
+      for (const marker of shown) {
+        let button = buttons.get(marker.id);
+        if (!button) {
+          button = markerButton(marker, onMarker);
+          buttons.set(marker.id, button);
+          layer.append(button);
+        }
+        button.className = `marker marker-${marker.status}`;
+        button.title = marker.label;
+        button.setAttribute("aria-label", marker.label);
+        button.style.left = `${u.valToPos(marker.x, "x")}px`;
+      }
+    },
+  };
+}
+
+// `labels` names the value series; `onWindow(fromMs, toMs)` gets a dragged
+// window, `onMarker(id)` a marker's anomaly.
+export async function createChart(container, { onWindow, onMarker = () => {}, labels }) {
+  const UPlot = await uPlotClass();
+  const width = () => Math.max(240, container.clientWidth);
+  const markers = markerLayer(onMarker);
+  const valueOptions = {
+    width: width(),
+    height: 320,
+    cursor: { sync: { key: SYNC_KEY }, drag: { x: true, y: false, setScale: false } },
+    scales: { x: { time: true } },
+    // Several series share the union of their times, so each has holes where
+    // only the others have points: drawn across. One series has no such holes.
+    series: [{}, ...labels.map((label, index) => ({
+      label, stroke: COLOURS[index % COLOURS.length], width: 1.5, spanGaps: labels.length > 1,
+    }))],
+    axes: [{}, { size: 60 }],
+    hooks: {
+      draw: [(u) => markers.draw(u)],
+      setSelect: [(u) => {
+        if (u.select.width < 4) return;
+        const from = u.posToVal(u.select.left, "x");
+        const to = u.posToVal(u.select.left + u.select.width, "x");
+        u.setSelect({ left: 0, top: 0, width: 0, height: 0 }, false);
+        onWindow(from * 1000, to * 1000);
+      }],
+    },
+  };
+  const valueChart = new UPlot(valueOptions, [[], ...labels.map(() => [])], container.querySelector(".chart-values"));
+  const scoreElement = container.querySelector(".chart-scores");
+  const scoreChart = new UPlot({
+    width: width(),
+    height: SCORE_HEIGHT,
+    cursor: { sync: { key: SYNC_KEY }, drag: { x: false, y: false } },
+    scales: { x: { time: true }, y: { range: [0, 1] } },
+    legend: { show: true },
+    series: [{}, { label: "anomaly score", stroke: "#b42318", fill: "rgba(180,35,24,0.12)", width: 1 }],
+    axes: [{}, { size: 60 }],
+  }, [[], []], scoreElement);
+
+  const observer = new ResizeObserver(() => {
+    valueChart.setSize({ width: width(), height: 320 });
+    scoreChart.setSize({ width: width(), height: SCORE_HEIGHT });
+  });
+  observer.observe(container);
+
+  return {
+    // xs in seconds, one array of values per label (null where a series has no point);
+    // `window` [from, to] in seconds fixes the x axis to the range asked for.
+    update({ xs, series, scores = null, window, marks = [] }) {
+      markers.set(marks);
+      valueChart.setData([xs, ...series], false);
+      valueChart.setScale("x", { min: window[0], max: window[1] });
+      scoreElement.hidden = !scores;
+      if (scores) {
+        scoreChart.setData([xs, scores], false);
+        scoreChart.setScale("x", { min: window[0], max: window[1] });
+      }
+    },
+    destroy() {
+      observer.disconnect();
+      valueChart.destroy();
+      scoreChart.destroy();
+    },
+  };
+}

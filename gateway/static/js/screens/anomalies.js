@@ -1,0 +1,127 @@
+// Anomalies: the reviewed list with filters kept in the URL, exports, and a
+// live list of new anomalies from the gateway's watch stream.
+import { api, download, query } from "../api.js";
+import { html, useEffect, useState } from "../lib.js";
+import { href, navigate } from "../router.js";
+import { watch } from "../sse.js";
+import { formatNumber, formatTime, Heading, Message, Pager, useBusy, useLoad } from "../ui.js";
+import { chartLink, reviewAnomaly } from "./anomaly.js";
+
+const TYPES = ["spike", "dip", "out_of_range", "flatline", "rate_of_change", "gap"];
+const STATUSES = ["pending", "confirmed", "dismissed"];
+// The live list keeps the newest few; the full history is the table below it.
+const LIVE_KEEP = 20;
+
+export function Anomalies({ params }) {
+  const filters = {
+    page: Number(params.page || 1),
+    status: params.status || "",
+    anomaly_type: params.anomaly_type || "",
+    device_id: params.device_id || "",
+    stream_id: params.stream_id || "",
+  };
+  const [answer, reload] = useLoad(() => api.get("/v1/anomalies", { ...filters, limit: 20 }),
+    [filters.page, filters.status, filters.anomaly_type, filters.device_id, filters.stream_id]);
+  const change = (update) => navigate("/anomalies", { ...filters, page: 1, ...update });
+  const items = answer && answer.success ? answer.data.anomalies : [];
+  // Ids ticked for a bulk review; a new page or filter starts with none.
+  const [selected, setSelected] = useState(new Set());
+  useEffect(() => setSelected(new Set()), [answer]);
+  const toggle = (id) => setSelected((old) => {
+    const next = new Set(old);
+    if (next.has(id)) next.delete(id); else next.add(id);
+    return next;
+  });
+  const allTicked = items.length > 0 && items.every((item) => selected.has(item.anomaly_id));
+  const tickAll = () => setSelected(allTicked ? new Set() : new Set(items.map((item) => item.anomaly_id)));
+  const [exported, setExported] = useState(null);
+  const exportAs = async (format) => {
+    const path = `/v1/anomalies/export${query({ format, status: filters.status, stream_id: filters.stream_id })}`;
+    const ok = await download(path, `anomalies.${format}`);
+    setExported(ok ? null : { success: false, message: "The export failed" });
+  };
+  return html`<div class="stack">
+    <${Live} onNew=${reload} />
+    <section class="card wide">
+      <${Heading}>Anomalies<//>
+      <form class="filters" onSubmit=${(event) => event.preventDefault()}>
+        <label>Status <select value=${filters.status} onChange=${(event) => change({ status: event.currentTarget.value })}>
+          <option value="">any</option>${STATUSES.map((status) => html`<option value=${status}>${status}</option>`)}
+        </select></label>
+        <label>Type <select value=${filters.anomaly_type} onChange=${(event) => change({ anomaly_type: event.currentTarget.value })}>
+          <option value="">any</option>${TYPES.map((type) => html`<option value=${type}>${type.replaceAll("_", " ")}</option>`)}
+        </select></label>
+        ${(filters.device_id || filters.stream_id) && html`<a class="button secondary small" href="#/anomalies">Clear the device/stream filter</a>`}
+      </form>
+      <div class="buttons">
+        <button type="button" class="secondary small" onClick=${() => exportAs("csv")}>Export CSV</button>
+        <button type="button" class="secondary small" onClick=${() => exportAs("json")}>Export JSON</button>
+      </div>
+      <${Message} answer=${exported} />
+      ${answer && !answer.success && html`<${Message} answer=${answer} />`}
+      <${BulkReview} ids=${[...selected]} onDone=${reload} />
+      <div class="table-scroll"><table id="anomaly-table">
+        <thead><tr><th scope="col"><input type="checkbox" aria-label="Select every anomaly on this page" checked=${allTicked} onChange=${tickAll} /></th><th scope="col">Detected</th><th scope="col">Type</th><th scope="col">Value</th><th scope="col">Confidence</th><th scope="col">Status</th><th scope="col">Chart</th></tr></thead>
+        <tbody>${items.map((item) => html`<tr key=${item.anomaly_id}>
+          <td><input type="checkbox" aria-label=${`Select the ${item.anomaly_type} at ${formatTime(item.detected_at)}`}
+            checked=${selected.has(item.anomaly_id)} onChange=${() => toggle(item.anomaly_id)} /></td>
+          <td><a href=${href(`/anomalies/${item.anomaly_id}`)}>${formatTime(item.detected_at)}</a></td>
+          <td>${item.anomaly_type.replaceAll("_", " ")}</td>
+          <td>${formatNumber(item.raw_value)}</td>
+          <td>${formatNumber(item.confidence_score, 2)}</td>
+          <td><span class=${`badge review-${item.status}`}>${item.status}</span></td>
+          <td><a href=${chartLink(item)}>chart</a></td>
+        </tr>`)}</tbody>
+      </table></div>
+      ${answer && answer.success && items.length === 0 && html`<p class="muted">No anomaly matches.</p>`}
+      <${Pager} pagination=${answer && answer.success && answer.data.pagination} onPage=${(page) => navigate("/anomalies", { ...filters, page })} />
+    </section>
+  </div>`;
+}
+
+// Confirms or dismisses every ticked anomaly with one note, one call each
+// (the API reviews one at a time), and says how many went through.
+function BulkReview({ ids, onDone }) {
+  const [note, setNote] = useState("");
+  const [result, setResult] = useState(null);
+  const [busy, run] = useBusy();
+  const review = (status) => run(async () => {
+    const answers = [];
+    for (const id of ids) answers.push(await reviewAnomaly(id, status, note));
+    const failed = answers.filter((got) => !got.success);
+    setResult(failed.length
+      ? { success: false, message: `${answers.length - failed.length} ${status}; ${failed.length} failed: ${failed[0].message}` }
+      : { success: true, message: `${answers.length} ${status}` });
+    setNote("");
+    onDone();
+  });
+  return html`<div class="bulk" role="group" aria-label="Review the selected anomalies">
+    <label class="inline">Note <input value=${note} maxlength="1000" onInput=${(event) => setNote(event.currentTarget.value)} /></label>
+    <button type="button" class="small" disabled=${busy || !ids.length} onClick=${() => review("confirmed")}>Confirm selected (${ids.length})</button>
+    <button type="button" class="secondary small" disabled=${busy || !ids.length} onClick=${() => review("dismissed")}>Dismiss selected</button>
+    <${Message} answer=${result} />
+  </div>`;
+}
+
+function Live({ onNew }) {
+  const [state, setState] = useState("connecting");
+  const [items, setItems] = useState([]);
+  useEffect(() => {
+    const stream = watch("/v1/anomalies:watch", {
+      onState: setState,
+      onEvent: (type, payload) => {
+        if (type !== "message") return;
+        setItems((old) => [payload, ...old].slice(0, LIVE_KEEP));
+        onNew();
+      },
+    });
+    return () => stream.stop();
+  }, []);
+  return html`<section class="card wide" aria-live="polite">
+    <h3>Live <span class=${`badge live-${state}`}>${state}</span></h3>
+    ${items.length === 0 ? html`<p class="muted">New anomalies appear here as analytics finds them.</p>` : html`<ul class="anomaly-links" id="live-anomalies">
+      ${items.map((item) => html`<li key=${item.anomaly_id}><a href=${href(`/anomalies/${item.anomaly_id}`)}>
+        ${item.anomaly_type} · ${formatNumber(item.raw_value)} at ${formatTime(item.detected_at)}</a></li>`)}
+    </ul>`}
+  </section>`;
+}

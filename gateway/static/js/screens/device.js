@@ -1,0 +1,143 @@
+// One device: its details and streams, editing, its credential (issued,
+// rotated and revoked; the token is shown once) and decommissioning.
+import { api } from "../api.js";
+import { html, useEffect, useRef, useState } from "../lib.js";
+import { href, navigate } from "../router.js";
+import { CopyButton, formatNumber, formatTime, Heading, Message, useBusy, useLoad, useSubmit } from "../ui.js";
+import { DEVICE_STATUSES, locationOf } from "./devices.js";
+
+export function Device({ deviceId }) {
+  const path = `/v1/devices/${encodeURIComponent(deviceId)}`;
+  const [answer, reload] = useLoad(() => api.get(path), [path]);
+  const [message, setMessage] = useState(null);
+  if (!answer) return html`<p class="muted">Loading…</p>`;
+  if (!answer.success) return html`<section class="card"><${Heading}>Device<//><${Message} answer=${answer} /><a href="#/devices">All devices</a></section>`;
+  const device = answer.data;
+  const changed = (got) => { setMessage(got); if (got.success) reload(); };
+  return html`<div class="stack">
+    <section class="card">
+      <nav class="crumbs" aria-label="Breadcrumb"><a href="#/devices">Devices</a> ›</nav>
+      <${Heading}>${device.name}<//>
+      <dl class="facts">
+        <dt>Type</dt><dd>${device.type}</dd>
+        <dt>Status</dt><dd><span class=${`badge status-${device.status}`}>${device.status}</span></dd>
+        <dt>Location</dt><dd>${device.location ? `${formatNumber(device.location.latitude, 5)}, ${formatNumber(device.location.longitude, 5)}` : "—"}</dd>
+        <dt>Readings</dt><dd>${device.readings_total}</dd>
+        <dt>Last seen</dt><dd>${formatTime(device.last_seen_at)}</dd>
+        <dt>Registered</dt><dd>${formatTime(device.registered_at)}</dd>
+        <dt>Device id</dt><dd><code>${device.device_id}</code></dd>
+      </dl>
+      <a href=${href("/anomalies", { device_id: device.device_id })}>Anomalies of this device</a>
+      <${Message} answer=${message} />
+    </section>
+    <${Streams} deviceId=${deviceId} />
+    <${EditDevice} device=${device} onChanged=${changed} />
+    <${Credential} device=${device} onChanged=${reload} />
+    <${Decommission} device=${device} />
+  </div>`;
+}
+
+function Streams({ deviceId }) {
+  const [answer] = useLoad(() => api.get(`/v1/devices/${encodeURIComponent(deviceId)}/streams`), [deviceId]);
+  const streams = answer && answer.success ? answer.data.streams : [];
+  return html`<section class="card">
+    <h3>Streams</h3>
+    ${streams.length > 1 && html`<p><a href=${href(`/devices/${deviceId}/chart`)}>All streams on one time axis</a></p>`}
+    ${answer && !answer.success && html`<${Message} answer=${answer} />`}
+    ${answer && answer.success && streams.length === 0 && html`<p class="muted">No readings yet: streams appear with a device's first readings.</p>`}
+    ${streams.length > 0 && html`<div class="table-scroll"><table id="stream-table">
+      <thead><tr><th scope="col">Metric</th><th scope="col">Readings</th><th scope="col">Latest</th><th scope="col">Last reading</th></tr></thead>
+      <tbody>${streams.map((stream) => html`<tr key=${stream.stream_id}>
+        <td><a href=${href(`/streams/${stream.stream_id}`)}>${stream.metric_name}</a></td>
+        <td>${stream.readings_count}</td>
+        <td>${formatNumber(stream.latest_value)}</td>
+        <td>${formatTime(stream.last_seen_at)}</td>
+      </tr>`)}</tbody>
+    </table></div>`}
+  </section>`;
+}
+
+function EditDevice({ device, onChanged }) {
+  const { busy, submit } = useSubmit(async (values) => {
+    const body = { name: values.name, status: values.status };
+    const location = locationOf(values);
+    if (location) body.location = location;
+    else if (device.location) body.clear_location = true;
+    onChanged(await api.patch(`/v1/devices/${device.device_id}`, body));
+    return null;
+  });
+  const location = device.location || {};
+  // Default values, not values: a re-render (a credential issued beside it)
+  // must not undo what is being typed; a saved device re-creates the form.
+  return html`<section class="card">
+    <h3>Edit</h3>
+    <form class="inline-form" id="edit-device-form" onSubmit=${submit} key=${device.updated_at}>
+      <label>Name <input name="name" required maxlength="100" defaultValue=${device.name} /></label>
+      <label>Status <select name="status">
+        ${DEVICE_STATUSES.map((status) => html`<option value=${status} defaultSelected=${status === device.status}>${status}</option>`)}
+      </select></label>
+      <label>Latitude <input name="latitude" type="number" step="any" min="-90" max="90" defaultValue=${location.latitude ?? ""} /></label>
+      <label>Longitude <input name="longitude" type="number" step="any" min="-180" max="180" defaultValue=${location.longitude ?? ""} /></label>
+      <div class="buttons"><button type="submit" disabled=${busy}>Save</button></div>
+    </form>
+  </section>`;
+}
+
+function Credential({ device, onChanged }) {
+  const [issued, setIssued] = useState(null);
+  const [answer, setAnswer] = useState(null);
+  const [busy, run] = useBusy();
+  const issue = () => run(async () => {
+    const got = await api.post(`/v1/devices/${device.device_id}/credentials`, {});
+    setAnswer(got);
+    setIssued(got.success ? got.data : null);
+    if (got.success) onChanged();
+  });
+  const revoke = () => run(async () => {
+    const got = await api.del(`/v1/devices/${device.device_id}/credentials`);
+    setAnswer(got);
+    setIssued(null);
+    if (got.success) onChanged();
+  });
+  return html`<section class="card">
+    <h3>Credential</h3>
+    <p class="muted">${device.has_credential
+      ? "The device has a working credential. Rotating issues a new token and stops the old one."
+      : "The device has no working credential; issue one to let it stream readings."}</p>
+    <div class="buttons">
+      <button type="button" id="issue-credential" disabled=${busy} onClick=${issue}>${device.has_credential ? "Rotate the credential" : "Issue a credential"}</button>
+      ${device.has_credential && html`<button type="button" class="danger" id="revoke-credential" disabled=${busy} onClick=${revoke}>Revoke</button>`}
+    </div>
+    ${issued && html`<div class="secret" id="issued-token">
+      <p><strong>Store this token now: it is not shown again.</strong> It expires ${formatTime(issued.expires_at)}.</p>
+      <div class="copy-row"><code>${issued.token}</code><${CopyButton} text=${issued.token} label="Copy the token" /></div>
+    </div>`}
+    <${Message} answer=${answer} />
+  </section>`;
+}
+
+function Decommission({ device }) {
+  const [asking, setAsking] = useState(false);
+  // The button pressed is replaced by the question: focus goes to its safe answer,
+  // not back to the top of the page.
+  const keep = useRef(null);
+  useEffect(() => { if (asking && keep.current) keep.current.focus(); }, [asking]);
+  const [answer, setAnswer] = useState(null);
+  const [busy, run] = useBusy();
+  const confirm = () => run(async () => {
+    const got = await api.del(`/v1/devices/${device.device_id}`);
+    setAnswer(got);
+    if (got.success) navigate("/devices");
+  });
+  return html`<section class="card danger-zone">
+    <h3>Decommission</h3>
+    <p class="muted">The device leaves the registry for good, its credential stops working and its data is purged.</p>
+    ${asking
+      ? html`<div class="buttons" role="group" aria-label="Confirm decommissioning">
+          <button type="button" class="danger" id="confirm-decommission" disabled=${busy} onClick=${confirm}>Yes, decommission “${device.name}”</button>
+          <button type="button" class="secondary" ref=${keep} onClick=${() => setAsking(false)}>Keep it</button>
+        </div>`
+      : html`<div class="buttons"><button type="button" class="danger" id="decommission" onClick=${() => setAsking(true)}>Decommission…</button></div>`}
+    <${Message} answer=${answer} />
+  </section>`;
+}

@@ -1,0 +1,139 @@
+// The device list: paging, filters and sorting kept in the URL (so a filtered
+// page is a link and the back button undoes a filter), and registration, one
+// device at a time or from a file.
+import { api } from "../api.js";
+import { html, useEffect, useState } from "../lib.js";
+import { href, navigate } from "../router.js";
+import { formatTime, Heading, Message, Pager, useLoad, useSubmit } from "../ui.js";
+import { ImportDevices } from "./import.js";
+
+export const DEVICE_TYPES = ["temperature", "pressure", "motion", "generic"];
+export const DEVICE_STATUSES = ["active", "inactive", "maintenance"];
+const SORTS = [
+  ["-registered_at", "Newest first"],
+  ["registered_at", "Oldest first"],
+  ["name", "Name A–Z"],
+  ["-name", "Name Z–A"],
+];
+const PAGE_SIZE = 20;
+// Typing in the search box asks the server once the typing pauses.
+const SEARCH_DELAY_MS = 300;
+
+export function Devices({ params }) {
+  const filters = {
+    page: Number(params.page || 1),
+    type: params.type || "",
+    status: params.status || "",
+    search: params.search || "",
+    sort: params.sort || "-registered_at",
+  };
+  const [answer, reload] = useLoad(
+    () => api.get("/v1/devices", { ...filters, limit: PAGE_SIZE }),
+    [filters.page, filters.type, filters.status, filters.search, filters.sort],
+  );
+  // A changed filter starts again at page 1; replace keeps typing out of the history.
+  const change = (update, replace = false) => navigate("/devices", { ...filters, page: 1, ...update }, { replace });
+  const [search, setSearch] = useState(filters.search);
+  // Back and forward change the URL's search under the box: show it.
+  useEffect(() => setSearch(filters.search), [filters.search]);
+  useEffect(() => {
+    if (search === filters.search) return undefined;
+    const timer = setTimeout(() => change({ search }, true), SEARCH_DELAY_MS);
+    return () => clearTimeout(timer);
+  }, [search]);
+
+  const devices = answer && answer.success ? answer.data.devices : [];
+  return html`<section class="card wide">
+    <${Heading}>Devices<//>
+    <${RegisterDevice} onRegistered=${reload} />
+    <form class="filters" role="search" onSubmit=${(event) => event.preventDefault()}>
+      <label>Name contains <input type="search" name="search" value=${search} onInput=${(event) => setSearch(event.currentTarget.value)} /></label>
+      <label>Type <select name="type" value=${filters.type} onChange=${(event) => change({ type: event.currentTarget.value })}>
+        <option value="">any</option>
+        ${DEVICE_TYPES.map((type) => html`<option value=${type}>${type}</option>`)}
+      </select></label>
+      <label>Status <select name="status" value=${filters.status} onChange=${(event) => change({ status: event.currentTarget.value })}>
+        <option value="">any</option>
+        ${DEVICE_STATUSES.map((status) => html`<option value=${status}>${status}</option>`)}
+      </select></label>
+      <label>Sort <select name="sort" value=${filters.sort} onChange=${(event) => change({ sort: event.currentTarget.value })}>
+        ${SORTS.map(([value, label]) => html`<option value=${value}>${label}</option>`)}
+      </select></label>
+    </form>
+    ${answer && !answer.success && html`<${Message} answer=${answer} />`}
+    <div class="table-scroll">
+      <table id="device-table">
+        <thead><tr>
+          <${SortHeader} field="name" label="Name" sort=${filters.sort} onSort=${(sort) => change({ sort })} />
+          <th scope="col">Type</th><th scope="col">Status</th><th scope="col">Readings</th><th scope="col">Last seen</th>
+          <${SortHeader} field="registered_at" label="Registered" sort=${filters.sort} onSort=${(sort) => change({ sort })} />
+          <th scope="col">Credential</th>
+        </tr></thead>
+        <tbody>
+          ${devices.map((device) => html`<tr key=${device.device_id}>
+            <td><a href=${href(`/devices/${device.device_id}`)}>${device.name}</a></td>
+            <td>${device.type}</td>
+            <td><span class=${`badge status-${device.status}`}>${device.status}</span></td>
+            <td>${device.readings_total}</td>
+            <td>${formatTime(device.last_seen_at)}</td>
+            <td>${formatTime(device.registered_at)}</td>
+            <td>${device.has_credential ? "yes" : "no"}</td>
+          </tr>`)}
+        </tbody>
+      </table>
+    </div>
+    ${answer && answer.success && devices.length === 0 && html`<p class="muted">No device matches.</p>`}
+    <${Pager} pagination=${answer && answer.success && answer.data.pagination} onPage=${(page) => navigate("/devices", { ...filters, page })} />
+  </section>`;
+}
+
+// A column header that sorts by its field: a button (keyboard and screen
+// reader users reach it), with aria-sort saying the order shown.
+function SortHeader({ field, label, sort, onSort }) {
+  const order = sort === field ? "ascending" : sort === `-${field}` ? "descending" : "none";
+  const next = order === "ascending" ? `-${field}` : field;
+  return html`<th scope="col" aria-sort=${order}>
+    <button type="button" class="link" onClick=${() => onSort(next)}>${label} ${order === "ascending" ? "▲" : order === "descending" ? "▼" : ""}</button>
+  </th>`;
+}
+
+// Location fields are optional; both or neither.
+export function locationOf(values) {
+  if (values.latitude === "" && values.longitude === "") return undefined;
+  return { latitude: Number(values.latitude), longitude: Number(values.longitude) };
+}
+
+function RegisterDevice({ onRegistered }) {
+  // false, true (the registration form) or "import".
+  const [open, setOpen] = useState(false);
+  const { answer, busy, submit } = useSubmit(async (values, form) => {
+    const body = { name: values.name, type: values.type };
+    const location = locationOf(values);
+    if (location) body.location = location;
+    const got = await api.post("/v1/devices", body);
+    if (got.success) {
+      form.reset();
+      onRegistered();
+      navigate(`/devices/${got.data.device_id}`);
+    }
+    return got;
+  });
+  if (open === "import") return html`<${ImportDevices} onImported=${onRegistered} onClose=${() => setOpen(false)} />`;
+  if (!open) {
+    return html`<div class="buttons">
+      <button type="button" id="register-device" onClick=${() => setOpen(true)}>Register a device…</button>
+      <button type="button" class="secondary" onClick=${() => setOpen("import")}>Import from a file…</button>
+    </div>`;
+  }
+  return html`<form class="inline-form" id="register-device-form" onSubmit=${submit}>
+    <label>Name <input name="name" required maxlength="100" /></label>
+    <label>Type <select name="type">${DEVICE_TYPES.map((type) => html`<option value=${type}>${type}</option>`)}</select></label>
+    <label>Latitude <input name="latitude" type="number" step="any" min="-90" max="90" /></label>
+    <label>Longitude <input name="longitude" type="number" step="any" min="-180" max="180" /></label>
+    <div class="buttons">
+      <button type="submit" disabled=${busy}>Register</button>
+      <button type="button" class="secondary" onClick=${() => setOpen(false)}>Cancel</button>
+    </div>
+    <${Message} answer=${answer} />
+  </form>`;
+}

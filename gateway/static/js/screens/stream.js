@@ -1,0 +1,131 @@
+// A stream's chart: a range preset or a zoomed window (both in the URL, so a
+// zoom is a link and Back undoes it), data downsampled by the server to the
+// chart's width, stats over the whole window, normalization, the anomaly
+// score under the chart, anomalies as markers that open their detail, and
+// the stream's detector.
+import { api } from "../api.js";
+import { createChart } from "../chart.js";
+import { html, useEffect, useRef, useState } from "../lib.js";
+import { href, navigate } from "../router.js";
+import { dataQuery, presetOf, RangeControls } from "../range.js";
+import { formatNumber, formatTime, Heading, Message, useLoad } from "../ui.js";
+import { Detector } from "./detector.js";
+
+const NORMALIZATIONS = [["none", "Raw values"], ["min_max", "Min–max (0 to 1)"], ["z_score", "Z-score"]];
+
+export function Stream({ streamId, params }) {
+  const preset = presetOf(params);
+  const normalization = params.norm || "none";
+  const box = useRef(null);
+  const chart = useRef(null);
+  // The chart loads asynchronously; when it is ready it draws the latest answer, not its first render's.
+  const latestDraw = useRef(() => {});
+  const [width, setWidth] = useState(0);
+  const path = `/v1/streams/${encodeURIComponent(streamId)}`;
+  const go = (update) => navigate(`/streams/${streamId}`, { range: preset, norm: normalization, ...update });
+  const latestGo = useRef(go);
+  latestGo.current = go;
+
+  const [info] = useLoad(() => api.get(path), [path]);
+  const deviceId = info && info.success ? info.data.device_id : "";
+  const [device] = useLoad(async () => (deviceId ? api.get(`/v1/devices/${deviceId}`) : null), [deviceId]);
+  const [answer] = useLoad(async () => {
+    if (!width) return null;
+    return api.get(`${path}/data`, { ...dataQuery(params, width), normalization, include_scores: true });
+  }, [path, preset, params.from, params.to, normalization, width]);
+  const range = answer && answer.success ? answer.data.time_range : null;
+  const [anomalies] = useLoad(async () => {
+    if (!range) return null;
+    return api.get("/v1/anomalies", { stream_id: streamId, start: range.start, end: range.end, limit: 100 });
+  }, [range && range.start, range && range.end]);
+
+  // The chart is built once the container exists, and torn down with the screen.
+  useEffect(() => {
+    let alive = true;
+    setWidth(box.current.clientWidth);
+    createChart(box.current, {
+      labels: ["value"],
+      // Through the ref: the chart outlives this render, the settings may not.
+      onWindow: (from, to) => latestGo.current({ from: Math.round(from), to: Math.round(to) }),
+      onMarker: (id) => navigate(`/anomalies/${id}`),
+    }).then((built) => {
+      if (alive) chart.current = built; else built.destroy();
+      latestDraw.current();
+    });
+    return () => { alive = false; if (chart.current) chart.current.destroy(); chart.current = null; };
+  }, [streamId]);
+
+  const draw = () => {
+    if (!chart.current || !answer || !answer.success) return;
+    const data = answer.data;
+    const xs = data.data.map((point) => Date.parse(point.timestamp) / 1000);
+    const normalized = data.normalization && data.normalization !== "none";
+    const values = data.data.map((point) => (normalized ? point.normalized_value ?? null : point.value));
+    const scores = data.scores_available ? data.data.map((point) => point.anomaly_score ?? null) : null;
+    const found = anomalies && anomalies.success ? anomalies.data.anomalies : [];
+    chart.current.update({
+      xs,
+      series: [values],
+      scores,
+      window: [Date.parse(data.time_range.start) / 1000, Date.parse(data.time_range.end) / 1000],
+      marks: found.map((item) => ({
+        x: Date.parse(item.detected_at) / 1000,
+        id: item.anomaly_id,
+        status: item.status,
+        label: `${item.anomaly_type} at ${formatTime(item.detected_at)} (${item.status})`,
+      })),
+    });
+  };
+  latestDraw.current = draw;
+  useEffect(draw, [answer, anomalies]);
+
+  const view = range ? { from: Date.parse(range.start), to: Date.parse(range.end) } : null;
+  const stream = info && info.success ? info.data : null;
+  const stats = answer && answer.success ? answer.data.stats : null;
+  const found = anomalies && anomalies.success ? anomalies.data.anomalies : [];
+  return html`<div class="stack">
+    <section class="card wide">
+      <nav class="crumbs" aria-label="Breadcrumb"><a href="#/devices">Devices</a> ›
+        ${stream && html` <a href=${href(`/devices/${stream.device_id}`)}>${device && device.success ? device.data.name : "device"}</a> ›`}</nav>
+      <${Heading}>${stream ? stream.metric_name : "Stream"}<//>
+      ${info && !info.success && html`<${Message} answer=${info} />`}
+      <div class="toolbar">
+        <${RangeControls} path=${`/streams/${streamId}`} params=${params} keep=${{ norm: normalization }} view=${view} />
+        <label class="inline">Normalization
+          <select value=${normalization} onChange=${(event) => go({ norm: event.currentTarget.value, from: params.from, to: params.to })}>
+            ${NORMALIZATIONS.map(([value, text]) => html`<option value=${value}>${text}</option>`)}
+          </select>
+        </label>
+      </div>
+      <p class="muted">Drag across the chart (or use the buttons) to zoom; the server answers the new window at the chart's resolution.
+        ${range && ` Showing ${formatTime(range.start)} – ${formatTime(range.end)}`}
+        ${answer && answer.success && answer.data.downsampled && ` · ${answer.data.data.length} points (${answer.data.downsampling})`}</p>
+      ${answer && !answer.success && html`<${Message} answer=${answer} />`}
+      <div class="chart-layout">
+        <div class="chart" ref=${box} id="stream-chart">
+          <div class="chart-values"></div>
+          <div class="chart-scores" hidden></div>
+        </div>
+        <${Stats} stats=${stats} />
+      </div>
+    </section>
+    <section class="card wide">
+      <h3>Anomalies in this window</h3>
+      ${found.length === 0 ? html`<p class="muted">None.</p>` : html`<ul class="anomaly-links">
+        ${found.map((item) => html`<li key=${item.anomaly_id}><a href=${href(`/anomalies/${item.anomaly_id}`)}>
+          ${item.anomaly_type} at ${formatTime(item.detected_at)}</a> <span class=${`badge review-${item.status}`}>${item.status}</span></li>`)}
+      </ul>`}
+    </section>
+    <${Detector} streamId=${streamId} />
+  </div>`;
+}
+
+function Stats({ stats }) {
+  const rows = [["Readings", stats && stats.count], ["Min", stats && formatNumber(stats.min)], ["Max", stats && formatNumber(stats.max)],
+    ["Mean", stats && formatNumber(stats.mean)], ["Std dev", stats && formatNumber(stats.stddev)],
+    ["First", stats && formatNumber(stats.first)], ["Last", stats && formatNumber(stats.last)]];
+  return html`<aside class="stats" aria-label="Statistics over the window">
+    <h3>Stats</h3>
+    <dl class="facts">${rows.map(([name, value]) => html`<dt>${name}</dt><dd>${value ?? "—"}</dd>`)}</dl>
+  </aside>`;
+}

@@ -1,0 +1,102 @@
+// Small pieces every screen uses: an envelope's message, a pager, times,
+// a copy button, and a hook that loads from the gateway.
+import { html, useCallback, useEffect, useRef, useState } from "./lib.js";
+
+// Shows an answer's message, and its field errors on failure. role=status so
+// screen readers announce it without moving focus.
+export function Message({ answer, ok }) {
+  if (!answer) return null;
+  const errors = (answer.data && answer.data.errors) || [];
+  return html`<div class="message" role="status" aria-live="polite">
+    <p class=${answer.success ? "message-ok" : "message-error"}>${answer.success ? ok || answer.message : answer.message}</p>
+    ${!answer.success && errors.length > 0 && html`<ul>
+      ${errors.map((item) => html`<li>${item.field ? `${item.field}: ${item.message}` : item.message}</li>`)}
+    </ul>`}
+  </div>`;
+}
+
+// Loads with `fetcher` whenever a dependency changes; answers the latest
+// envelope and a reload function. An answer for stale dependencies is dropped.
+export function useLoad(fetcher, deps) {
+  const [answer, setAnswer] = useState(null);
+  const generation = useRef(0);
+  const load = useCallback(async () => {
+    const mine = ++generation.current;
+    const got = await fetcher();
+    if (mine === generation.current) setAnswer(got);
+  }, deps);
+  useEffect(() => { load(); }, [load]);
+  return [answer, load];
+}
+
+export function Pager({ pagination, onPage }) {
+  if (!pagination || !pagination.total_pages || pagination.total_pages <= 1) {
+    return pagination ? html`<p class="muted">${pagination.total ?? 0} in all</p>` : null;
+  }
+  const { page, total_pages: pages, total } = pagination;
+  return html`<nav class="pager" aria-label="Pages">
+    <button type="button" class="secondary small" disabled=${page <= 1} onClick=${() => onPage(page - 1)}>Previous</button>
+    <span>Page ${page} of ${pages} · ${total} in all</span>
+    <button type="button" class="secondary small" disabled=${page >= pages} onClick=${() => onPage(page + 1)}>Next</button>
+  </nav>`;
+}
+
+export function formatTime(value) {
+  if (!value) return "—";
+  const date = new Date(value);
+  return Number.isNaN(date.getTime()) ? String(value) : date.toLocaleString();
+}
+
+export function formatNumber(value, digits = 3) {
+  return typeof value === "number" && Number.isFinite(value) ? Number(value.toFixed(digits)).toString() : "—";
+}
+
+export function CopyButton({ text, label = "Copy" }) {
+  const [done, setDone] = useState(false);
+  const copy = async () => {
+    try {
+      await navigator.clipboard.writeText(text);
+      setDone(true);
+    } catch {
+      setDone(false);
+    }
+  };
+  return html`<button type="button" class="secondary small" onClick=${copy}>${done ? "Copied" : label}</button>`;
+}
+
+// The values of a form's named fields.
+export function formValues(form) {
+  return Object.fromEntries(new FormData(form).entries());
+}
+
+// Runs `work` with the submit button disabled, so a double click sends once.
+export function useBusy() {
+  const [busy, setBusy] = useState(false);
+  const run = async (work) => {
+    setBusy(true);
+    try { return await work(); } finally { setBusy(false); }
+  };
+  return [busy, run];
+}
+
+// A form's submit handler: the default navigation prevented, the submit
+// button kept disabled while `send(values, form)` runs, and the envelope it
+// answers kept for <Message>.
+export function useSubmit(send, initial = null) {
+  const [answer, setAnswer] = useState(initial);
+  const [busy, run] = useBusy();
+  const submit = (event) => {
+    event.preventDefault();
+    const form = event.currentTarget;
+    run(async () => setAnswer(await send(formValues(form), form)));
+  };
+  return { answer, setAnswer, busy, submit };
+}
+
+// Moves focus to a screen's heading when it opens, so keyboard and screen
+// reader users land on the new page rather than on the link they left.
+export function Heading({ children }) {
+  const ref = useRef(null);
+  useEffect(() => { if (ref.current) ref.current.focus(); }, []);
+  return html`<h2 tabindex="-1" ref=${ref}>${children}</h2>`;
+}

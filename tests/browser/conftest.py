@@ -1,0 +1,118 @@
+"""Fixtures for tests in a real browser: Debian's chromium driven by Playwright, against
+the five services and a gateway served by uvicorn on a free port.
+
+Playwright drives the machine's own browser through ``executable_path`` and never
+downloads one. Without /usr/bin/chromium (or Playwright) the tests skip, unless
+``IOT_TEST_REQUIRE_BROWSER=1`` (as in CI) makes that a failure. Each test's screenshots
+go to ``build/browser-screenshots/<test>/`` as artefacts (build/ is ignored by git).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from iotkit.config import Settings
+from tests.conftest import Backend, Suite, suite_with_gateway
+
+CHROMIUM = Path(os.environ.get("IOT_TEST_CHROMIUM", "/usr/bin/chromium"))
+# Headless and quiet: no GPU, no QUIC, no first-run pages, and no network calls of the
+# browser's own (updates, sync, field trials) in a test or in CI.
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+# The console has no chat screen yet; chat's start (its language model) is the slowest.
+CONSOLE_SERVICES = ("auth", "devices", "telemetry", "analytics")
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "build" / "browser-screenshots"
+# Long enough for a chart's first draw on a busy CI machine, short enough to fail fast.
+TIMEOUT_MS = 15_000
+
+
+def _missing(reason: str) -> None:
+    if os.environ.get("IOT_TEST_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"{reason}, and IOT_TEST_REQUIRE_BROWSER=1 requires a browser")
+    pytest.skip(f"{reason}: install Debian's chromium (apt-get install chromium) to run them")
+
+
+@dataclass
+class Console:
+    """A browser page on the console, what it logged as errors, and its screenshots."""
+
+    page: Any
+    base_url: str
+    http: httpx.AsyncClient
+    suite: Suite
+    shots: Path
+    errors: list[str] = field(default_factory=list)
+
+    async def open(self, route: str = "") -> None:
+        """Load the console at ``#<route>``."""
+        await self.page.goto(f"{self.base_url}/#{route}")
+
+    async def screenshot(self, name: str) -> None:
+        """Save the page as ``<name>.png`` among the test's artefacts."""
+        self.shots.mkdir(parents=True, exist_ok=True)
+        await self.page.screenshot(path=str(self.shots / f"{name}.png"), full_page=True)
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Any]:
+    """A headless chromium, one per test (each test has its own event loop)."""
+    if not CHROMIUM.is_file():
+        _missing(f"browser tests need {CHROMIUM}")
+    try:
+        from playwright.async_api import async_playwright
+    except ImportError:
+        _missing("browser tests need Playwright for Python (the dev extras)")
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+        )
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+@pytest.fixture
+async def console(
+    browser: Any, tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[Console]:
+    """The suite on SQLite with a gateway, and a fresh browser page; fails the test when
+    the page logged a JavaScript error or a Content-Security-Policy violation. Parametrize
+    it indirectly with a dict to change the suite's settings (``access_token_ttl``)."""
+    backend = Backend("sqlite", Settings(data_dir=tmp_path / "data"), "")
+    changes: dict[str, Any] = getattr(request, "param", {})
+    async with suite_with_gateway(backend, CONSOLE_SERVICES, **changes) as (suite, http):
+        context = await browser.new_context(viewport={"width": 1280, "height": 900})
+        context.set_default_timeout(TIMEOUT_MS)
+        page = await context.new_page()
+        shots = SCREENSHOTS / re.sub(r"[^\w.-]+", "_", request.node.name)
+        opened = Console(page, str(http.base_url).rstrip("/"), http, suite, shots)
+
+        def console_error(message: Any) -> None:
+            # A 401 is logged by the browser as a failed load; the console handles it.
+            if message.type == "error" and "401" not in message.text:
+                opened.errors.append(f"console error: {message.text}")
+
+        page.on("pageerror", lambda error: opened.errors.append(f"page error: {error}"))
+        page.on("console", console_error)
+        try:
+            yield opened
+        finally:
+            await context.close()
+        assert opened.errors == [], "the page logged errors"

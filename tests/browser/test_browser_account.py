@@ -1,0 +1,98 @@
+"""The account side of the console in a real browser: tokens refreshed before they
+expire, the status page refreshing itself, the profile, two-factor set-up, the security
+log, and a revoked session returning to sign-in with a message; and what the first load
+costs."""
+
+from __future__ import annotations
+
+import gzip
+
+import pytest
+from playwright.async_api import expect
+
+from tests.browser.conftest import Console
+from tests.browser.steps import new_account, sign_in
+from tests.service.auth_support import totp_code
+
+# The console asks for new tokens a minute before expiry: with 62 s tokens, 2 s in.
+SHORT_LIVED = {"access_token_ttl": 62}
+FIRST_LOAD_BUDGET = 200_000
+
+
+@pytest.mark.parametrize("console", [SHORT_LIVED], indirect=True)
+async def test_tokens_are_refreshed_before_they_expire_and_status_refreshes(
+    console: Console,
+) -> None:
+    page = console.page
+    email = await new_account(console)
+    async with page.expect_response("**/v1/auth/refresh", timeout=10_000) as refreshed:
+        await sign_in(console, email)
+    assert (await refreshed.value).status == 200
+    await page.get_by_role("link", name="Status").click()
+    await page.locator("#status-table").wait_for()
+    # The page asks again by itself, every 5 s.
+    async with page.expect_request("**/v1/system/status", timeout=10_000):
+        pass
+    await page.locator("#status-summary").wait_for()
+    await console.screenshot("status")
+
+
+async def test_profile_two_factor_set_up_security_log_and_a_revoked_session(
+    console: Console,
+) -> None:
+    page = console.page
+    email = await new_account(console)
+    await sign_in(console, email)
+    await page.get_by_role("link", name="Account").click()
+    form = page.locator("#profile-form")
+    await form.get_by_label("Display name").fill("Ann <i>Operator</i>")
+    await form.get_by_label("Tags").fill("night shift, kiln")
+    await form.get_by_role("button", name="Save").click()
+    await page.locator(".message-ok").wait_for()
+    await expect(form.get_by_label("Tags")).to_have_value("night shift, kiln")
+    await expect(form.get_by_label("Display name")).to_have_value("Ann <i>Operator</i>")
+    await page.locator("#session-table tbody tr").first.wait_for()
+
+    # Two-factor set-up: the QR code and the key, a code from the app, the recovery codes.
+    await page.get_by_role("button", name="Set up two-factor login").click()
+    await page.get_by_role("img", name="QR code for an authenticator app").wait_for()
+    secret = await page.locator("#mfa-secret").text_content()
+    assert secret
+    enable = page.locator("#mfa-enable-form")
+    await enable.get_by_label("Code from the app").fill(totp_code(secret))
+    await enable.get_by_role("button", name="Turn on").click()
+    await expect(page.locator("#recovery-codes li")).to_have_count(10)
+    await page.locator("#security-log").get_by_text("mfa enabled").wait_for()
+    await console.screenshot("account")
+    await page.get_by_label("Action").select_option("login_failed")
+    await page.wait_for_url("**action=login_failed*")
+    await page.get_by_text("Nothing recorded.").wait_for()
+
+    await page.get_by_role("button", name="Sign out here").click()
+    await page.locator("#login-form").wait_for()
+    await page.get_by_text("Your session has ended").wait_for()
+    await console.screenshot("signed-out")
+
+
+async def test_the_first_load_is_small_and_keeps_the_content_security_policy(
+    console: Console,
+) -> None:
+    page = console.page
+    bodies: dict[str, bytes] = {}
+
+    async def keep(response: object) -> None:
+        bodies[response.url] = await response.body()  # type: ignore[attr-defined]
+
+    page.on("response", keep)
+    answer = await page.goto(f"{console.base_url}/")
+    assert answer is not None
+    policy = answer.headers["content-security-policy"]
+    assert "script-src 'self'" in policy and "unsafe-inline" not in policy
+    await page.locator("#login-form").wait_for()
+    await page.wait_for_load_state("networkidle")
+    compressed = sum(len(gzip.compress(body, 9)) for body in bodies.values())
+    assert not any("uplot" in url for url in bodies), "the chart library loads with a chart"
+    assert compressed < FIRST_LOAD_BUDGET, f"{compressed} bytes gzipped: {sorted(bodies)}"
+    # On a phone: the same screens, one column.
+    await page.set_viewport_size({"width": 390, "height": 844})
+    await console.screenshot("sign-in-phone")
