@@ -131,8 +131,16 @@ async def test_a_spike_arrives_live_and_is_reviewed(
         "known_at",
         "found_at",
     }
-    # A spike is known with its own reading; the event watched says the same.
-    assert anomaly["known_at"] == anomaly["detected_at"] == event["known_at"]
+    # A spike is known with the reading after it (which shows the value went back, not a
+    # level that moved), 1 s later at 1 Hz; the event watched says the same.
+    assert anomaly["detected_at"] == datetime.fromtimestamp(timestamps[700] / 1e6, UTC).strftime(
+        "%Y-%m-%dT%H:%M:%SZ"
+    )
+    assert (
+        anomaly["known_at"]
+        == event["known_at"]
+        == datetime.fromtimestamp(timestamps[701] / 1e6, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    )
     confirmed = await client.patch(
         f"/v1/anomalies/{anomaly['anomaly_id']}", headers=owner, json={"status": "confirmed"}
     )
