@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Any
 
 
 async def cancel(task: asyncio.Task[Any] | None) -> None:
-    """Cancel ``task`` (nothing when None) and wait until it has ended."""
+    """Cancel ``task`` (nothing when None) and wait until it has ended.
+
+    The task's own cancellation is swallowed; the caller's is not: were the caller
+    cancelled while it waits (a process shutting down, a test's loop closing), a plain
+    ``suppress(CancelledError)`` would eat that too and leave the caller running."""
     if task is None:
         return
     task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
+    try:
         await task
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise
