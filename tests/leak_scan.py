@@ -22,6 +22,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 import pytest
@@ -121,6 +122,19 @@ def register(kind: str, value: str) -> None:
     SCANNER.register(kind, value)
 
 
+def _check_body(response: httpx.Response, handler: LeakHandler) -> None:
+    kinds = handler.scanner.kinds_in(response.text, BODY_KINDS)
+    if kinds:
+        where = f"response of {response.request.method} {response.request.url.path}"
+        handler.findings.extend(Finding(handler.test, where, kind) for kind in kinds)
+        raise AssertionError(f"the {where} carried a {', '.join(kinds)}")
+
+
+def _is_event_stream(response: httpx.Response) -> bool:
+    # An event stream may never end; its events are the same envelopes anyway.
+    return response.headers.get("content-type", "").startswith("text/event-stream")
+
+
 def response_hooks(
     handler: LeakHandler = _handler,
 ) -> dict[str, list[Callable[[httpx.Response], Awaitable[None]]]]:
@@ -128,17 +142,45 @@ def response_hooks(
     the request (and the run, should the test swallow that) on a finding."""
 
     async def scan(response: httpx.Response) -> None:
-        # An event stream may never end; its events are the same envelopes anyway.
-        if response.headers.get("content-type", "").startswith("text/event-stream"):
-            return
-        await response.aread()
-        kinds = handler.scanner.kinds_in(response.text, BODY_KINDS)
-        if kinds:
-            where = f"response of {response.request.method} {response.request.url.path}"
-            handler.findings.extend(Finding(handler.test, where, kind) for kind in kinds)
-            raise AssertionError(f"the {where} carried a {', '.join(kinds)}")
+        if not _is_event_stream(response):
+            await response.aread()
+            _check_body(response, handler)
 
+    scan.leak_scan = True  # type: ignore[attr-defined]
     return {"response": [scan]}
+
+
+def _sync_response_hooks(
+    handler: LeakHandler = _handler,
+) -> dict[str, list[Callable[[httpx.Response], None]]]:
+    """The same for a blocking ``httpx.Client``."""
+
+    def scan(response: httpx.Response) -> None:
+        if not _is_event_stream(response):
+            response.read()
+            _check_body(response, handler)
+
+    scan.leak_scan = True  # type: ignore[attr-defined]
+    return {"response": [scan]}
+
+
+def _scan_every_client() -> None:
+    """Give every httpx client the run makes the response scan, unless it has one: tests
+    build clients of their own beside the shared ones."""
+    for cls, hooks in ((httpx.AsyncClient, response_hooks), (httpx.Client, _sync_response_hooks)):
+        original = cls.__init__
+
+        def init(
+            self: Any, *args: Any, _original: Any = original, _hooks: Any = hooks, **kwargs: Any
+        ) -> None:
+            given = kwargs.pop("event_hooks", None) or {}
+            merged = {name: list(functions) for name, functions in given.items()}
+            scans = merged.setdefault("response", [])
+            if not any(getattr(f, "leak_scan", False) for f in scans):
+                scans.extend(_hooks()["response"])
+            _original(self, *args, event_hooks=merged, **kwargs)
+
+        cls.__init__ = init  # type: ignore[method-assign]
 
 
 def scan_log(text: str, source: str, handler: LeakHandler = _handler) -> list[str]:
@@ -163,6 +205,7 @@ def pytest_configure(config: pytest.Config) -> None:
     """Attach the scanner to the root logger for the whole run."""
     root = logging.getLogger()
     root.addHandler(_handler)
+    _scan_every_client()
     if root.getEffectiveLevel() > logging.INFO:
         root.setLevel(logging.INFO)
     for name in (*PARAMETER_LOGGERS, *HARNESS_LOGGERS):

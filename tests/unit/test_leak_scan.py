@@ -139,3 +139,22 @@ async def test_a_response_body_with_a_hash_fails_the_request_and_is_a_finding() 
     assert [(f.source, f.kind) for f in handler.findings] == [
         ("response of GET /leaky", leak_scan.ARGON2_HASH)
     ]
+
+
+@pytest.mark.parametrize("blocking", [False, True], ids=["async", "sync"])
+async def test_a_client_a_test_makes_for_itself_is_scanned_too(blocking: bool) -> None:
+    # The run gives every httpx client the scan, not only the shared ones; this test then
+    # takes its own finding back, so that the run itself stays green.
+    hashed = FAST_HASHER.hash("x")
+    transport = httpx.MockTransport(lambda _: httpx.Response(200, json={"hash": hashed}))
+    before = len(leak_scan._handler.findings)
+    with pytest.raises(AssertionError, match="GET /mine carried a argon2 hash"):
+        if blocking:
+            with httpx.Client(transport=transport, base_url="http://gw") as plain:
+                plain.get("/mine")
+        else:
+            async with httpx.AsyncClient(transport=transport, base_url="http://gw") as http:
+                await http.get("/mine")
+    taken = leak_scan._handler.findings[before:]
+    del leak_scan._handler.findings[before:]
+    assert [(f.source, f.kind) for f in taken] == [("response of GET /mine", leak_scan.ARGON2_HASH)]
