@@ -9,13 +9,10 @@ framing with a strict Content-Security-Policy.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 
-from starlette.requests import Request
-from starlette.responses import FileResponse, Response
-
 from gateway.routing import Handler, Route
+from gateway.static_files import StaticFile
 from gateway.templates import parse_template
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -27,15 +24,12 @@ SECURITY_HEADERS = {
     ),
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-cache",
 }
 
 
 def _file_handler(path: Path) -> Handler:
-    async def serve(request: Request, params: Mapping[str, str]) -> Response:
-        return FileResponse(path, headers=SECURITY_HEADERS)
-
-    return serve
+    # Revalidated on every use, index.html included (see gateway.static_files for why).
+    return StaticFile(path, SECURITY_HEADERS)
 
 
 def console_routes(static_dir: Path = STATIC_DIR) -> list[Route]:
