@@ -1,5 +1,5 @@
 """The web console: a static single-page app served at ``/`` and ``/static/*``,
-and its icon at ``/favicon.ico``.
+its icon at ``/favicon.ico``, and the API documentation page at ``/docs``.
 
 Only files present in ``gateway/static`` when the app is built are served,
 each as an exact route, so no request path can reach outside that folder.
@@ -33,12 +33,16 @@ def _file_handler(path: Path) -> Handler:
 
 
 def console_routes(static_dir: Path = STATIC_DIR) -> list[Route]:
-    """GET routes for ``/`` (the console page), ``/favicon.ico`` and each file of
-    ``static_dir`` under /static/."""
+    """GET routes for ``/`` (the console page), ``/docs``, ``/favicon.ico`` and each
+    file of ``static_dir`` under /static/."""
     routes: list[Route] = []
     index = static_dir / "index.html"
     if index.is_file():
         routes.append(Route("GET", parse_template("/"), _file_handler(index)))
+    docs = static_dir / "docs.html"
+    if docs.is_file():
+        # The interactive API documentation (Swagger UI over /openapi.json).
+        routes.append(Route("GET", parse_template("/docs"), _file_handler(docs)))
     icon = static_dir / "favicon.svg"
     if icon.is_file():
         # Browsers ask for /favicon.ico whatever the page links; the SVG is the icon (its
