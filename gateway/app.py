@@ -169,7 +169,7 @@ def build_app(
 
     # The request-context middleware is outermost, so its access line sees every answer.
     app = Starlette(
-        middleware=[Middleware(RequestContextMiddleware), compression()], lifespan=lifespan
+        middleware=[Middleware(RequestContextMiddleware), *compression()], lifespan=lifespan
     )
     # The dispatcher is the router's default, reached by every request whatever its method
     # and path: a Starlette route pattern would not match a path holding a newline, whose

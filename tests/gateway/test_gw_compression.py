@@ -43,6 +43,12 @@ async def test_console_scripts_are_gzipped(client: httpx.AsyncClient) -> None:
         assert script.headers["content-encoding"] == "gzip", path
         assert script.headers["content-type"].startswith("text/javascript"), path
         assert int(script.headers["content-length"]) < len(script.content), path
+        # Not the same bytes as the file: a weak tag, which still revalidates.
+        assert script.headers["etag"].startswith('W/"'), path
+        again = await client.get(path, headers={**GZIP, "If-None-Match": script.headers["etag"]})
+        assert again.status_code == 304, path
+        plain = await client.get(path, headers={"Accept-Encoding": "identity"})
+        assert plain.headers["etag"] == script.headers["etag"].removeprefix("W/"), path
 
 
 async def test_server_sent_events_are_not_compressed_and_arrive_one_by_one(
@@ -70,7 +76,7 @@ async def test_downloads_compressed_already_are_sent_as_they_are() -> None:
     async def download(request: Request) -> Response:
         return Response(body, media_type=request.query_params["type"])
 
-    app = Starlette(routes=[Route("/download", download)], middleware=[compression()])
+    app = Starlette(routes=[Route("/download", download)], middleware=compression())
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://gw"
     ) as http:
