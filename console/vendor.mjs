@@ -40,11 +40,27 @@ for (const [name, text] of Object.entries(files)) {
 }
 copyFileSync(join(modules, "uplot/dist/uPlot.min.css"), join(target, "uplot.css"));
 
+// Swagger UI for the API documentation at /docs (never loaded by the console).
+// Its bundle is a UMD script that sets the global SwaggerUIBundle: /docs loads
+// it with a plain <script src>, then its own gateway/static/js/docs.js. The
+// standalone preset is left out: it injects an inline <style> for its logo.
+writeFileSync(
+  join(target, "swagger-ui-bundle.js"),
+  withoutSourceMap(readFileSync(join(modules, "swagger-ui-dist/swagger-ui-bundle.js"), "utf8")),
+);
+writeFileSync(
+  join(target, "swagger-ui.css"),
+  readFileSync(join(modules, "swagger-ui-dist/swagger-ui.css"), "utf8")
+    .replace(/\n*\/\*# sourceMappingURL=\S+?\s*\*\/\s*$/, "\n"),
+);
+
 // Licences travel with the code they cover.
-const PACKAGES = ["preact", "htm", "uplot", "uqr"];
+const PACKAGES = ["preact", "htm", "uplot", "uqr", "swagger-ui-dist"];
 for (const name of PACKAGES) {
   copyFileSync(join(modules, name, "LICENSE"), join(target, `LICENSE-${name}.txt`));
 }
+// Apache-2.0 asks for the NOTICE file too.
+copyFileSync(join(modules, "swagger-ui-dist/NOTICE"), join(target, "NOTICE-swagger-ui-dist.txt"));
 const versions = Object.fromEntries(PACKAGES.map((name) => [name, version(name)]));
 writeFileSync(join(target, "VERSIONS.json"), JSON.stringify(versions, null, 2) + "\n");
 console.log(`vendored into ${target}:`, versions);

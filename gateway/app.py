@@ -21,6 +21,7 @@ from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
 from gateway.comments import load_comments
+from gateway.compression import compression
 from gateway.console import STATIC_DIR, console_routes
 from gateway.discovery import RpcMethod, discover, proto_files
 from gateway.envelope import EnvelopeResponse, error_response, success_response
@@ -166,7 +167,10 @@ def build_app(
         finally:
             await upstreams.close()
 
-    app = Starlette(middleware=[Middleware(RequestContextMiddleware)], lifespan=lifespan)
+    # The request-context middleware is outermost, so its access line sees every answer.
+    app = Starlette(
+        middleware=[Middleware(RequestContextMiddleware), *compression()], lifespan=lifespan
+    )
     # The dispatcher is the router's default, reached by every request whatever its method
     # and path: a Starlette route pattern would not match a path holding a newline, whose
     # 404 would then be Starlette's plain text instead of the envelope.

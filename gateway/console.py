@@ -1,5 +1,5 @@
 """The web console: a static single-page app served at ``/`` and ``/static/*``,
-and its icon at ``/favicon.ico``.
+its icon at ``/favicon.ico``, and the API documentation page at ``/docs``.
 
 Only files present in ``gateway/static`` when the app is built are served,
 each as an exact route, so no request path can reach outside that folder.
@@ -9,13 +9,10 @@ framing with a strict Content-Security-Policy.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 
-from starlette.requests import Request
-from starlette.responses import FileResponse, Response
-
 from gateway.routing import Handler, Route
+from gateway.static_files import StaticFile
 from gateway.templates import parse_template
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -27,24 +24,25 @@ SECURITY_HEADERS = {
     ),
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-cache",
 }
 
 
 def _file_handler(path: Path) -> Handler:
-    async def serve(request: Request, params: Mapping[str, str]) -> Response:
-        return FileResponse(path, headers=SECURITY_HEADERS)
-
-    return serve
+    # Revalidated on every use, index.html included (see gateway.static_files for why).
+    return StaticFile(path, SECURITY_HEADERS)
 
 
 def console_routes(static_dir: Path = STATIC_DIR) -> list[Route]:
-    """GET routes for ``/`` (the console page), ``/favicon.ico`` and each file of
-    ``static_dir`` under /static/."""
+    """GET routes for ``/`` (the console page), ``/docs``, ``/favicon.ico`` and each
+    file of ``static_dir`` under /static/."""
     routes: list[Route] = []
     index = static_dir / "index.html"
     if index.is_file():
         routes.append(Route("GET", parse_template("/"), _file_handler(index)))
+    docs = static_dir / "docs.html"
+    if docs.is_file():
+        # The interactive API documentation (Swagger UI over /openapi.json).
+        routes.append(Route("GET", parse_template("/docs"), _file_handler(docs)))
     icon = static_dir / "favicon.svg"
     if icon.is_file():
         # Browsers ask for /favicon.ico whatever the page links; the SVG is the icon (its

@@ -430,6 +430,7 @@ GATEWAY_ROUTES: dict[str, str] = {
     "GET /healthz": "the gateway's liveness probe; says only that it serves HTTP",
     "GET /openapi.json": "the API description, built from the protos; no data",
     "GET /": _CONSOLE,
+    "GET /docs": "the API documentation page over /openapi.json; no data",
     "GET /favicon.ico": _CONSOLE,
     "GET /static/*": _CONSOLE,
 }

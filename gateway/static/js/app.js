@@ -95,6 +95,7 @@ function App() {
         ${NAV.map(([key, label]) => html`<li><a href=${`#/${key}`} aria-current=${section === key ? "page" : undefined}>${label}</a></li>`)}
       </ul></nav>`}
       <div class="who">
+        <a href="/docs" id="api-docs-link">API</a>
         <span class="muted" id="who">${signedIn ? session.email || "signed in" : "not signed in"}</span>
         ${signedIn && html`<button type="button" class="secondary small" id="logout-button" onClick=${logout}>Log out</button>`}
       </div>
