@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 
@@ -29,12 +29,6 @@ from tests.service.auth_support import NEW_PASSWORD, Auth, Mailbox, blob, smtp_s
 from tests.support import PASSWORD, bearer, new_email
 
 BAD_TOKEN = "Invalid or expired token"
-
-
-@pytest.fixture
-def mailbox() -> Iterator[Mailbox]:
-    with smtp_server() as box:
-        yield box
 
 
 @pytest.fixture
