@@ -22,6 +22,7 @@ from iotkit.sqltypes import utcnow
 from services.auth import rules
 from services.auth.core.store import Base
 from services.auth.crypto import SecretBox
+from services.auth.mail.mailer import RESET_KIND, VERIFY_KIND
 from services.auth.mail.sender import OutboxSender, SmtpTarget, SmtpTransport
 from services.auth.mail.store import FAILED, LOGGED, SENT, OutboxStore
 from tests.conftest import Backend
@@ -148,6 +149,50 @@ async def test_forgot_password_answers_the_same_for_unknown_addresses(
         grpc.StatusCode.INVALID_ARGUMENT,
     )
     assert violations_of(error) == [FieldViolation("email", rules.MSG_EMAIL_FORMAT)]
+
+
+async def queued(backend: Backend, email: str, kind: str) -> int:
+    """How many emails of ``kind`` auth queued for ``email`` (sent or not yet)."""
+    rows = await backend.sql(
+        "auth",
+        "SELECT COUNT(*) FROM email_outbox WHERE to_address = ? AND kind = ?",
+        (email, kind),
+    )
+    count = rows[0][0]
+    assert isinstance(count, int)
+    return count
+
+
+async def test_forgot_password_sends_3_links_an_hour_silently_counting_unknown_addresses(
+    auth: Auth, backend: Backend
+) -> None:
+    email = await auth.register()
+    for _ in range(5):
+        answer = await auth.auth.ForgotPassword(auth_pb2.ForgotPasswordRequest(email=email))
+        assert answer == auth_pb2.ForgotPasswordResponse()
+    assert await queued(backend, email, RESET_KIND) == 3
+
+    # Asked for before the address had an account: the hour's three are spent already.
+    later = new_email()
+    for _ in range(3):
+        await auth.auth.ForgotPassword(auth_pb2.ForgotPasswordRequest(email=later))
+    await auth.register(later)
+    await auth.auth.ForgotPassword(auth_pb2.ForgotPasswordRequest(email=later))
+    assert await queued(backend, later, RESET_KIND) == 0
+
+
+async def test_resend_verification_is_refused_after_3_an_hour(auth: Auth, backend: Backend) -> None:
+    email, login = await auth.user()
+    request = auth_pb2.ResendVerificationRequest()
+    for _ in range(3):
+        await auth.auth.ResendVerification(request, metadata=bearer(login.access_token))
+    error = await expect(
+        auth.auth.ResendVerification(request, metadata=bearer(login.access_token)),
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+    )
+    assert reason_of(error) == "RATE_LIMITED"
+    # The one at registration and the three resent.
+    assert await queued(backend, email, VERIFY_KIND) == 4
 
 
 async def test_reset_password_applies_the_rules_and_ends_every_session(
