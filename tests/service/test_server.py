@@ -13,7 +13,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from iot.system.v1 import system_pb2, system_pb2_grpc
+from iotkit import revocation
 from iotkit.errors import reason_of
+from iotkit.revocation import Revocation, RevocationFollower
 from iotkit.server import build_server
 from iotkit.tokens import KeySet, TokenVerifier, static_keys
 from tests.support import bearer
@@ -141,3 +143,50 @@ async def test_a_call_ended_by_the_runtime_is_a_log_line_not_a_traceback(server,
     ended = [r for r in caplog.records if r.getMessage() == "call ended by the gRPC runtime"]
     assert ended and ended[0].levelname == "WARNING"
     assert not any(r.exc_info for r in caplog.records if r.name.startswith("iotkit"))
+
+
+async def test_a_session_token_waits_for_the_first_revocation_sync_then_is_unavailable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Until a process has read the revoked sessions once it cannot tell a revoked
+    token from a live one: it answers UNAVAILABLE (503 at the gateway), not the call."""
+    auth_up = False
+
+    async def poll(cursor: Any) -> tuple[list[Revocation], Any]:
+        if not auth_up:
+            raise ConnectionError("auth is down")
+        return [], "cursor"
+
+    # The first sync is waited for briefly; the test need not wait the real while.
+    monkeypatch.setattr(revocation, "FIRST_SYNC_WAIT", 0.05)
+    follower = RevocationFollower(poll=poll, poll_interval=0.01)
+    verifier = TokenVerifier(KeySet(static_keys([("k", KEY.public_key())])))
+    built = build_server(
+        service="test",
+        register=register,
+        verifier=verifier,
+        session_check=follower.session_is_live,
+    )
+    await built.start()
+    follower.start()
+    token = jwt.encode(
+        {**jwt.decode(access_token(), options={"verify_signature": False}), "sid": "s"},
+        KEY,
+        algorithm="EdDSA",
+        headers={"kid": "k"},
+    )
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{built.port}") as channel:
+            call = channel.unary_unary(SLOW)
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await call(b"", metadata=bearer(token))
+            assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert caught.value.details() == "Revoked sessions are not known yet; retry shortly"
+
+            auth_up = True
+            await follower.poll_once()
+            # Synced, and the session is not revoked: the call is served.
+            assert await call(b"", metadata=bearer(token)) == b"done"
+    finally:
+        await follower.stop()
+        await built.stop(0)
