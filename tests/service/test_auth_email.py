@@ -9,6 +9,7 @@ import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
+from urllib.parse import urlsplit
 
 import grpc
 import pytest
@@ -26,7 +27,15 @@ from services.auth.mail.mailer import RESET_KIND, VERIFY_KIND
 from services.auth.mail.sender import OutboxSender, SmtpTarget, SmtpTransport
 from services.auth.mail.store import FAILED, LOGGED, SENT, OutboxStore
 from tests.conftest import Backend
-from tests.service.auth_support import NEW_PASSWORD, Auth, Mailbox, blob, smtp_server, start_auth
+from tests.service.auth_support import (
+    NEW_PASSWORD,
+    Auth,
+    Mailbox,
+    blob,
+    link_token,
+    smtp_server,
+    start_auth,
+)
 from tests.support import PASSWORD, bearer, new_email
 
 BAD_TOKEN = "Invalid or expired token"
@@ -149,6 +158,19 @@ async def test_forgot_password_answers_the_same_for_unknown_addresses(
         grpc.StatusCode.INVALID_ARGUMENT,
     )
     assert violations_of(error) == [FieldViolation("email", rules.MSG_EMAIL_FORMAT)]
+
+
+async def test_link_tokens_travel_in_the_url_fragment(auth: Auth, mailbox: Mailbox) -> None:
+    """Browsers send no fragment to any server: the token stays out of access logs."""
+    email = await auth.register()
+    await auth.auth.ForgotPassword(auth_pb2.ForgotPasswordRequest(email=email))
+    for subject, route in (("verify", "/verify-email"), ("reset", "/reset-password")):
+        message = await mailbox.wait(email, subject)
+        found = re.search(r"https://\S+", message.get_content())
+        assert found, message.get_content()
+        link = urlsplit(found.group(0))
+        assert (link.path, link.query) == ("/", "")
+        assert link.fragment == f"{route}?token={link_token(message)}"
 
 
 async def queued(backend: Backend, email: str, kind: str) -> int:
