@@ -20,6 +20,7 @@ from iot.telemetry.v1 import telemetry_pb2, telemetry_pb2_grpc
 from iotkit import reasons
 from iotkit.errors import FieldViolation, reason_of, violations_of
 from tests.conftest import Backend, Suite, start_suite
+from tests.service.proto_strategies import varint
 from tests.support import PASSWORD, bearer, new_email, new_user
 
 NUL = "must not contain NUL characters"
@@ -169,15 +170,6 @@ async def test_garbage_bytes_on_stream_readings_are_a_clear_invalid_argument(env
 UPDATE_PROFILE = "/iot.auth.v1.ProfileService/UpdateProfile"
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        low, value = value & 0x7F, value >> 7
-        out.append(low | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
-
-
 def nested_metadata(depth: int) -> bytes:
     """An UpdateProfileRequest whose metadata nests ``depth`` lists in one another
     (Struct -> Value -> ListValue -> Value -> ...), written as bytes: no client
@@ -188,14 +180,14 @@ def nested_metadata(depth: int) -> bytes:
     size = 0
     for _ in range(depth):
         for tag in (0x0A, 0x32):  # ListValue.values[0], then Value.list_value
-            prefix = bytes([tag]) + _varint(size)
+            prefix = bytes([tag]) + varint(size)
             prefixes.append(prefix)
             size += len(prefix)
     entry_key = b"\x0a\x01k"
-    value = bytes([0x12]) + _varint(size)  # the map entry's Value
-    entry = bytes([0x0A]) + _varint(len(entry_key) + len(value) + size)  # Struct.fields
+    value = bytes([0x12]) + varint(size)  # the map entry's Value
+    entry = bytes([0x0A]) + varint(len(entry_key) + len(value) + size)  # Struct.fields
     total = len(entry) + len(entry_key) + len(value) + size
-    metadata = bytes([0x1A]) + _varint(total)  # UpdateProfileRequest.metadata
+    metadata = bytes([0x1A]) + varint(total)  # UpdateProfileRequest.metadata
     return b"".join([metadata, entry, entry_key, value, *reversed(prefixes)])
 
 
