@@ -190,3 +190,14 @@ async def test_a_session_token_waits_for_the_first_revocation_sync_then_is_unava
     finally:
         await follower.stop()
         await built.stop(0)
+
+
+async def test_a_request_over_32_mib_is_refused_and_one_under_is_served(server) -> None:  # type: ignore[no-untyped-def]
+    limit = 32 * 1024 * 1024
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        call = channel.unary_unary(SLOW)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await call(b"x" * (limit + 1), metadata=bearer(access_token()))
+        assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        # Far above gRPC's 4 MiB default, within the suite's limit.
+        assert await call(b"x" * (limit - 1024), metadata=bearer(access_token())) == b"done"
