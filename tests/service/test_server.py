@@ -24,6 +24,9 @@ KEY = Ed25519PrivateKey.generate()
 SLOW = "/test.Slow/Call"
 BROKEN = "/test.Slow/Broken"
 ENDED = "/test.Slow/Ended"
+# Answers as many bytes as the request names (in ASCII digits).
+SIZED = "/test.Slow/Sized"
+MIB = 1024 * 1024
 
 
 def access_token() -> str:
@@ -51,7 +54,11 @@ def register(server: grpc.aio.Server) -> list[str]:
         # What reading a stream raises when the server stops under the call.
         raise grpc.aio.UsageError("Server already stopped.")
 
+    async def sized(request: bytes, context: Any) -> bytes:
+        return b"x" * int(request)
+
     handlers = {
+        "Sized": grpc.unary_unary_rpc_method_handler(sized),
         "Call": grpc.unary_unary_rpc_method_handler(slow),
         "Broken": grpc.unary_unary_rpc_method_handler(broken),
         "Ended": grpc.unary_unary_rpc_method_handler(ended),
@@ -192,12 +199,21 @@ async def test_a_session_token_waits_for_the_first_revocation_sync_then_is_unava
         await built.stop(0)
 
 
-async def test_a_request_over_32_mib_is_refused_and_one_under_is_served(server) -> None:  # type: ignore[no-untyped-def]
-    limit = 32 * 1024 * 1024
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+async def test_messages_over_32_mib_are_refused_each_way_and_those_under_served(server) -> None:  # type: ignore[no-untyped-def]
+    limit = 32 * MIB
+    # The client takes more, so that only the server's limits are tried.
+    options = [("grpc.max_receive_message_length", 2 * limit)]
+    token = bearer(access_token())
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}", options=options) as channel:
         call = channel.unary_unary(SLOW)
-        with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await call(b"x" * (limit + 1), metadata=bearer(access_token()))
-        assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        with pytest.raises(grpc.aio.AioRpcError) as asked:
+            await call(b"x" * (limit + 1), metadata=token)
+        assert asked.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         # Far above gRPC's 4 MiB default, within the suite's limit.
-        assert await call(b"x" * (limit - 1024), metadata=bearer(access_token())) == b"done"
+        assert await call(b"x" * (limit - 1024), metadata=token) == b"done"
+
+        sized = channel.unary_unary(SIZED)
+        with pytest.raises(grpc.aio.AioRpcError) as answered:
+            await sized(str(limit + 1).encode(), metadata=token)
+        assert answered.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert len(await sized(str(limit - 1024).encode(), metadata=token)) == limit - 1024
