@@ -173,10 +173,17 @@ class Suite:
 
 
 async def start_suite(
-    backend: Backend, services: tuple[str, ...] = SERVICES, **settings_changes: Any
+    backend: Backend,
+    services: tuple[str, ...] = SERVICES,
+    *,
+    hasher: PasswordHasher | None = FAST_HASHER,
+    **settings_changes: Any,
 ) -> Suite:
     """Start ``services`` on free ports with the real wiring of each; ``settings_changes``
-    are fields of :class:`SuiteSettings` to change from the backend's (``max_active_batches=2``)."""
+    are fields of :class:`SuiteSettings` to change from the backend's (``max_active_batches=2``).
+
+    ``hasher`` is auth's password hasher; None leaves the wiring to build its own (the
+    production parameters, slow on purpose)."""
     from services.analytics.wiring import build as build_analytics
     from services.auth.wiring import build as build_auth
     from services.chat.wiring import build as build_chat
@@ -197,7 +204,7 @@ async def start_suite(
     for name in services:
         if name == "auth":
             process = await build_auth(
-                settings, address=addresses[name], schema=backend.schema(name), hasher=FAST_HASHER
+                settings, address=addresses[name], schema=backend.schema(name), hasher=hasher
             )
         else:
             process = await builders[name](

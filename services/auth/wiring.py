@@ -48,7 +48,7 @@ from services.auth.data.service import DataExportService
 from services.auth.data.servicer import DataServicer
 from services.auth.data.store import ExportStore
 from services.auth.housekeeping import Housekeeping
-from services.auth.keys import SigningKeys
+from services.auth.keys import KeyDecryptionError, SigningKeys
 from services.auth.link_tokens import LinkTokenStore
 from services.auth.mail.mailer import Mailer
 from services.auth.mail.sender import OutboxSender, transport_for
@@ -117,7 +117,15 @@ async def build(
             await database.close()
             broken = "; ".join(v.message for v in exc.violations)
             raise ConfigError(f"IOT_ADMIN_EMAIL/IOT_ADMIN_PASSWORD: {broken}") from exc
-    keys = await SigningKeys.load_or_create(store=store, secret=settings.secret_key, now=utcnow())
+    try:
+        keys = await SigningKeys.load_or_create(
+            store=store, secret=settings.secret_key, now=utcnow()
+        )
+    except KeyDecryptionError as exc:
+        # A configuration error: the process exits with one line naming the variable,
+        # not a traceback, and leaves no connection open behind it.
+        await database.close()
+        raise ConfigError(f"IOT_SECRET_KEY: {exc}") from exc
     verifier = TokenVerifier(KeySet(static_keys(keys.public_keys().items())))
 
     secret = settings.secret_key

@@ -271,6 +271,35 @@ async def test_a_body_over_the_limit_is_413_and_the_call_is_cancelled(
     assert blobs[0].completed == []
 
 
+async def test_the_default_upload_limit_is_100_mib(blobs: tuple[Blobs, str]) -> None:
+    """The gateway as built for production (no limit given) refuses a body declared one
+    byte over 100 MiB before reading it: the test sends the headers only."""
+    state, address = blobs
+    settings = Settings(addresses={"devices": address})
+    app = build_app(settings, methods=blob_methods(state.pb2))
+    server, port, task = await start_gateway(settings, "127.0.0.1", 0, app=app)
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(
+            b"PUT /v1/blobs/big HTTP/1.1\r\nHost: gateway\r\n"
+            + f"Content-Length: {100 * MIB + 1}\r\n\r\n".encode()
+        )
+        await writer.drain()
+        head = (await reader.readuntil(b"\r\n\r\n")).decode()
+        length = next(
+            int(line.split(":", 1)[1])
+            for line in head.split("\r\n")
+            if line.lower().startswith("content-length:")
+        )
+        body = json.loads(await reader.readexactly(length))
+        writer.close()
+    finally:
+        await stop_gateway(server, task)
+    assert head.startswith("HTTP/1.1 413")
+    assert body["message"] == "Request body exceeds 100 MiB"
+    assert state.completed == []
+
+
 @pytest.mark.parametrize(
     ("params", "field"),
     [({"data": "x"}, "data"), ({"nope": "1"}, "nope"), ({"copies": "x"}, "copies")],

@@ -162,6 +162,33 @@ async def test_the_console_is_served_with_a_strict_content_security_policy(
     assert missing.status_code == 404
 
 
+CONSOLE_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
+
+
+async def test_the_console_carries_every_security_header_and_json_answers_none(
+    client: httpx.AsyncClient,
+) -> None:
+    for path in ("/", "/static/js/app.js"):
+        console = await client.get(path)
+        assert console.headers["content-security-policy"] == CONSOLE_POLICY, path
+        assert console.headers["x-content-type-options"] == "nosniff", path
+        assert console.headers["referrer-policy"] == "no-referrer", path
+        # The gateway does not terminate TLS, so it promises no HTTPS.
+        assert "strict-transport-security" not in console.headers, path
+    answer = await client.get("/v1/system/status")
+    assert answer.headers["content-type"].startswith("application/json")
+    for name in (
+        "content-security-policy",
+        "x-content-type-options",
+        "referrer-policy",
+        "strict-transport-security",
+    ):
+        assert name not in answer.headers, name
+
+
 async def test_head_answers_like_get_without_a_body(client: httpx.AsyncClient) -> None:
     for path in ("/", "/static/js/app.js", "/favicon.ico", "/healthz", "/v1/system/status"):
         got = await client.get(path)

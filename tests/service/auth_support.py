@@ -23,6 +23,7 @@ from urllib.parse import parse_qs, urlsplit
 import grpc
 import pyotp
 from aiosmtpd.controller import Controller
+from argon2 import PasswordHasher
 
 from iot.auth.v1 import (
     admin_pb2_grpc,
@@ -30,14 +31,15 @@ from iot.auth.v1 import (
     auth_pb2_grpc,
     data_pb2,
     data_pb2_grpc,
+    mfa_pb2,
     mfa_pb2_grpc,
     profile_pb2_grpc,
     security_pb2_grpc,
     sites_pb2_grpc,
 )
 from tests import leak_scan
-from tests.conftest import Backend, Suite, start_suite
-from tests.support import PASSWORD, client, new_email
+from tests.conftest import FAST_HASHER, Backend, Suite, start_suite
+from tests.support import PASSWORD, bearer, client, new_email
 
 NEW_PASSWORD = "N3w!passw0rd"
 ADMIN_EMAIL = "root@example.com"
@@ -194,6 +196,18 @@ def totp_code(secret: str, *, steps_ahead: int = 0) -> str:
     return pyotp.TOTP(secret).at(time.time() + 30 * steps_ahead)
 
 
+async def enable_mfa(auth: Auth, token: str) -> tuple[str, list[str]]:
+    """Set up and enable MFA; answers the secret and the recovery codes.
+
+    The enabling code is the current step's, so a login can use the next step's.
+    """
+    setup = await auth.mfa.SetupMfa(mfa_pb2.SetupMfaRequest(), metadata=bearer(token))
+    enabled = await auth.mfa.EnableMfa(
+        mfa_pb2.EnableMfaRequest(code=totp_code(setup.secret)), metadata=bearer(token)
+    )
+    return setup.secret, list(enabled.recovery_codes)
+
+
 @asynccontextmanager
 async def start_auth(
     backend: Backend,
@@ -201,11 +215,14 @@ async def start_auth(
     mailbox: Mailbox | None = None,
     redis_url: str | None = None,
     services: tuple[str, ...] = ("auth",),
+    hasher: PasswordHasher | None = FAST_HASHER,
 ) -> AsyncIterator[Auth]:
-    """The auth process (and ``services``) with the test SMTP server, an admin, maybe Redis."""
+    """The auth process (and ``services``) with the test SMTP server, an admin, maybe Redis;
+    ``hasher`` as :func:`~tests.conftest.start_suite` takes it."""
     suite = await start_suite(
         backend,
         services,
+        hasher=hasher,
         smtp_url=mailbox.url if mailbox else None,
         redis_url=redis_url,
         admin_email=ADMIN_EMAIL,

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
@@ -21,16 +21,9 @@ from tests.service.auth_support import (
     ADMIN_PASSWORD,
     Auth,
     Mailbox,
-    smtp_server,
     start_auth,
 )
 from tests.support import PASSWORD, bearer, new_email
-
-
-@pytest.fixture
-def mailbox() -> Iterator[Mailbox]:
-    with smtp_server() as box:
-        yield box
 
 
 @pytest.fixture

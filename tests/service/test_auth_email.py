@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
+from urllib.parse import urlsplit
 
 import grpc
 import pytest
@@ -22,19 +23,22 @@ from iotkit.sqltypes import utcnow
 from services.auth import rules
 from services.auth.core.store import Base
 from services.auth.crypto import SecretBox
+from services.auth.mail.mailer import RESET_KIND, VERIFY_KIND
 from services.auth.mail.sender import OutboxSender, SmtpTarget, SmtpTransport
 from services.auth.mail.store import FAILED, LOGGED, SENT, OutboxStore
 from tests.conftest import Backend
-from tests.service.auth_support import NEW_PASSWORD, Auth, Mailbox, blob, smtp_server, start_auth
+from tests.service.auth_support import (
+    NEW_PASSWORD,
+    Auth,
+    Mailbox,
+    blob,
+    link_token,
+    smtp_server,
+    start_auth,
+)
 from tests.support import PASSWORD, bearer, new_email
 
 BAD_TOKEN = "Invalid or expired token"
-
-
-@pytest.fixture
-def mailbox() -> Iterator[Mailbox]:
-    with smtp_server() as box:
-        yield box
 
 
 @pytest.fixture
@@ -154,6 +158,63 @@ async def test_forgot_password_answers_the_same_for_unknown_addresses(
         grpc.StatusCode.INVALID_ARGUMENT,
     )
     assert violations_of(error) == [FieldViolation("email", rules.MSG_EMAIL_FORMAT)]
+
+
+async def test_link_tokens_travel_in_the_url_fragment(auth: Auth, mailbox: Mailbox) -> None:
+    """Browsers send no fragment to any server: the token stays out of access logs."""
+    email = await auth.register()
+    await auth.auth.ForgotPassword(auth_pb2.ForgotPasswordRequest(email=email))
+    for subject, route in (("verify", "/verify-email"), ("reset", "/reset-password")):
+        message = await mailbox.wait(email, subject)
+        found = re.search(r"https://\S+", message.get_content())
+        assert found, message.get_content()
+        link = urlsplit(found.group(0))
+        assert (link.path, link.query) == ("/", "")
+        assert link.fragment == f"{route}?token={link_token(message)}"
+
+
+async def queued(backend: Backend, email: str, kind: str) -> int:
+    """How many emails of ``kind`` auth queued for ``email`` (sent or not yet)."""
+    rows = await backend.sql(
+        "auth",
+        "SELECT COUNT(*) FROM email_outbox WHERE to_address = ? AND kind = ?",
+        (email, kind),
+    )
+    count = rows[0][0]
+    assert isinstance(count, int)
+    return count
+
+
+async def test_forgot_password_sends_3_links_an_hour_silently_counting_unknown_addresses(
+    auth: Auth, backend: Backend
+) -> None:
+    email = await auth.register()
+    for _ in range(5):
+        answer = await auth.auth.ForgotPassword(auth_pb2.ForgotPasswordRequest(email=email))
+        assert answer == auth_pb2.ForgotPasswordResponse()
+    assert await queued(backend, email, RESET_KIND) == 3
+
+    # Asked for before the address had an account: the hour's three are spent already.
+    later = new_email()
+    for _ in range(3):
+        await auth.auth.ForgotPassword(auth_pb2.ForgotPasswordRequest(email=later))
+    await auth.register(later)
+    await auth.auth.ForgotPassword(auth_pb2.ForgotPasswordRequest(email=later))
+    assert await queued(backend, later, RESET_KIND) == 0
+
+
+async def test_resend_verification_is_refused_after_3_an_hour(auth: Auth, backend: Backend) -> None:
+    email, login = await auth.user()
+    request = auth_pb2.ResendVerificationRequest()
+    for _ in range(3):
+        await auth.auth.ResendVerification(request, metadata=bearer(login.access_token))
+    error = await expect(
+        auth.auth.ResendVerification(request, metadata=bearer(login.access_token)),
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+    )
+    assert reason_of(error) == "RATE_LIMITED"
+    # The one at registration and the three resent.
+    assert await queued(backend, email, VERIFY_KIND) == 4
 
 
 async def test_reset_password_applies_the_rules_and_ends_every_session(

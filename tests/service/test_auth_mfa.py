@@ -13,7 +13,7 @@ from iot.auth.v1 import auth_pb2, mfa_pb2
 from iotkit.errors import FieldViolation, reason_of, violations_of
 from services.auth.mfa import service as mfa
 from tests.conftest import Backend
-from tests.service.auth_support import Auth, blob, start_auth, totp_code
+from tests.service.auth_support import Auth, blob, enable_mfa, start_auth, totp_code
 from tests.support import bearer
 
 
@@ -28,18 +28,6 @@ async def expect(call: object, code: grpc.StatusCode) -> grpc.aio.AioRpcError:
         await call  # type: ignore[misc]
     assert caught.value.code() == code, caught.value.details()
     return caught.value
-
-
-async def enable_mfa(auth: Auth, token: str) -> tuple[str, list[str]]:
-    """Set up and enable MFA; answers the secret and the recovery codes.
-
-    The enabling code is the current step's, so a login can use the next step's.
-    """
-    setup = await auth.mfa.SetupMfa(mfa_pb2.SetupMfaRequest(), metadata=bearer(token))
-    enabled = await auth.mfa.EnableMfa(
-        mfa_pb2.EnableMfaRequest(code=totp_code(setup.secret)), metadata=bearer(token)
-    )
-    return setup.secret, list(enabled.recovery_codes)
 
 
 async def test_setup_answers_a_secret_and_its_uri_and_keeps_it_sealed(

@@ -8,7 +8,7 @@ is looked for in every answer but the one allowed to carry it, and in the logs.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable
 
 import pytest
 
@@ -28,17 +28,10 @@ from tests.service.auth_support import (
     NEW_PASSWORD,
     Mailbox,
     link_request,
-    smtp_server,
     start_auth,
     totp_code,
 )
 from tests.support import PASSWORD, bearer, new_email
-
-
-@pytest.fixture
-def mailbox() -> Iterator[Mailbox]:
-    with smtp_server() as box:
-        yield box
 
 
 class Answers:

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import grpc
+import jwt
 import pytest
 from google.protobuf import timestamp_pb2
 
@@ -307,7 +308,8 @@ async def test_device_credential_works_for_its_device_only(clients: Clients) -> 
         first.user_id,
         "temperature",
     )
-    assert allowed.ttl_seconds > 0
+    # Cacheable, for at most 30 s (telemetry also caps what it is given).
+    assert allowed.ttl_seconds == 30
     other = await check(clients, issued.token, second.device_id)
     assert (other.allowed, other.reason) == (False, "not_found")
     read = await check(clients, issued.token, first.device_id, access="read")
@@ -321,6 +323,36 @@ async def test_device_credential_works_for_its_device_only(clients: Clients) -> 
         devices_pb2.GetDeviceRequest(device_id=first.device_id), metadata=ann
     )
     assert shown.has_credential
+
+
+async def test_a_credential_lasts_365_days_unless_asked_and_at_most_3650(
+    clients: Clients,
+) -> None:
+    ann = await user(clients)
+    device = await register(clients, ann)
+    day = 24 * 3600
+    for asked, lasts in ((0, 365), (3650, 3650)):
+        issued = await clients.devices.IssueDeviceCredential(
+            devices_pb2.IssueDeviceCredentialRequest(device_id=device.device_id, valid_days=asked),
+            metadata=ann,
+        )
+        assert issued.expires_at.seconds - issued.created_at.seconds == lasts * day
+        # The token itself, as auth signed it, lasts as long as the credential.
+        claims = jwt.decode(issued.token, options={"verify_signature": False})
+        assert claims["exp"] - claims["iat"] == lasts * day
+    for asked in (3651, -1):
+        error = await failure(
+            clients.devices.IssueDeviceCredential(
+                devices_pb2.IssueDeviceCredentialRequest(
+                    device_id=device.device_id, valid_days=asked
+                ),
+                metadata=ann,
+            )
+        )
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert {v.field: v.message for v in violations_of(error)} == {
+            "valid_days": "valid_days must be between 1 and 3650"
+        }
 
 
 async def test_rotation_and_revocation_invalidate_old_tokens(clients: Clients) -> None:

@@ -20,6 +20,7 @@ from iot.telemetry.v1 import telemetry_pb2, telemetry_pb2_grpc
 from iotkit import reasons
 from iotkit.errors import FieldViolation, reason_of, violations_of
 from tests.conftest import Backend, Suite, start_suite
+from tests.service.proto_strategies import varint
 from tests.support import PASSWORD, bearer, new_email, new_user
 
 NUL = "must not contain NUL characters"
@@ -164,3 +165,42 @@ async def test_garbage_bytes_on_stream_readings_are_a_clear_invalid_argument(env
             pass
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert caught.value.details() == "request is not a valid ReadingBatch"
+
+
+UPDATE_PROFILE = "/iot.auth.v1.ProfileService/UpdateProfile"
+
+
+def nested_metadata(depth: int) -> bytes:
+    """An UpdateProfileRequest whose metadata nests ``depth`` lists in one another
+    (Struct -> Value -> ListValue -> Value -> ...), written as bytes: no client
+    library would build it."""
+    # Each level is only a prefix (tag and length) around the levels inside it, so the
+    # prefixes are made inside-out and written outside-in.
+    prefixes: list[bytes] = []
+    size = 0
+    for _ in range(depth):
+        for tag in (0x0A, 0x32):  # ListValue.values[0], then Value.list_value
+            prefix = bytes([tag]) + varint(size)
+            prefixes.append(prefix)
+            size += len(prefix)
+    entry_key = b"\x0a\x01k"
+    value = bytes([0x12]) + varint(size)  # the map entry's Value
+    entry = bytes([0x0A]) + varint(len(entry_key) + len(value) + size)  # Struct.fields
+    total = len(entry) + len(entry_key) + len(value) + size
+    metadata = bytes([0x1A]) + varint(total)  # UpdateProfileRequest.metadata
+    return b"".join([metadata, entry, entry_key, value, *reversed(prefixes)])
+
+
+async def test_deeply_nested_protobuf_is_a_clear_invalid_argument(env: Env) -> None:
+    who = await user(env)
+    async with grpc.aio.insecure_channel(env.suite.address("auth")) as channel:
+        send = channel.unary_unary(
+            UPDATE_PROFILE, request_serializer=lambda raw: raw, response_deserializer=bytes
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await send(nested_metadata(100_000), metadata=who)
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert caught.value.details() == "request is not a valid UpdateProfileRequest"
+        assert reason_of(caught.value) == reasons.VALIDATION_FAILED
+        # Shallow nesting is a request like any other: the bytes were well formed.
+        assert await send(nested_metadata(3), metadata=who)

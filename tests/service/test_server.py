@@ -13,7 +13,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from iot.system.v1 import system_pb2, system_pb2_grpc
+from iotkit import revocation
 from iotkit.errors import reason_of
+from iotkit.revocation import Revocation, RevocationFollower
 from iotkit.server import build_server
 from iotkit.tokens import KeySet, TokenVerifier, static_keys
 from tests.support import bearer
@@ -22,6 +24,9 @@ KEY = Ed25519PrivateKey.generate()
 SLOW = "/test.Slow/Call"
 BROKEN = "/test.Slow/Broken"
 ENDED = "/test.Slow/Ended"
+# Answers as many bytes as the request names (in ASCII digits).
+SIZED = "/test.Slow/Sized"
+MIB = 1024 * 1024
 
 
 def access_token() -> str:
@@ -49,7 +54,11 @@ def register(server: grpc.aio.Server) -> list[str]:
         # What reading a stream raises when the server stops under the call.
         raise grpc.aio.UsageError("Server already stopped.")
 
+    async def sized(request: bytes, context: Any) -> bytes:
+        return b"x" * int(request)
+
     handlers = {
+        "Sized": grpc.unary_unary_rpc_method_handler(sized),
         "Call": grpc.unary_unary_rpc_method_handler(slow),
         "Broken": grpc.unary_unary_rpc_method_handler(broken),
         "Ended": grpc.unary_unary_rpc_method_handler(ended),
@@ -141,3 +150,70 @@ async def test_a_call_ended_by_the_runtime_is_a_log_line_not_a_traceback(server,
     ended = [r for r in caplog.records if r.getMessage() == "call ended by the gRPC runtime"]
     assert ended and ended[0].levelname == "WARNING"
     assert not any(r.exc_info for r in caplog.records if r.name.startswith("iotkit"))
+
+
+async def test_a_session_token_waits_for_the_first_revocation_sync_then_is_unavailable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Until a process has read the revoked sessions once it cannot tell a revoked
+    token from a live one: it answers UNAVAILABLE (503 at the gateway), not the call."""
+    auth_up = False
+
+    async def poll(cursor: Any) -> tuple[list[Revocation], Any]:
+        if not auth_up:
+            raise ConnectionError("auth is down")
+        return [], "cursor"
+
+    # The first sync is waited for briefly; the test need not wait the real while.
+    monkeypatch.setattr(revocation, "FIRST_SYNC_WAIT", 0.05)
+    follower = RevocationFollower(poll=poll, poll_interval=0.01)
+    verifier = TokenVerifier(KeySet(static_keys([("k", KEY.public_key())])))
+    built = build_server(
+        service="test",
+        register=register,
+        verifier=verifier,
+        session_check=follower.session_is_live,
+    )
+    await built.start()
+    follower.start()
+    token = jwt.encode(
+        {**jwt.decode(access_token(), options={"verify_signature": False}), "sid": "s"},
+        KEY,
+        algorithm="EdDSA",
+        headers={"kid": "k"},
+    )
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{built.port}") as channel:
+            call = channel.unary_unary(SLOW)
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await call(b"", metadata=bearer(token))
+            assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert caught.value.details() == "Revoked sessions are not known yet; retry shortly"
+
+            auth_up = True
+            await follower.poll_once()
+            # Synced, and the session is not revoked: the call is served.
+            assert await call(b"", metadata=bearer(token)) == b"done"
+    finally:
+        await follower.stop()
+        await built.stop(0)
+
+
+async def test_messages_over_32_mib_are_refused_each_way_and_those_under_served(server) -> None:  # type: ignore[no-untyped-def]
+    limit = 32 * MIB
+    # The client takes more, so that only the server's limits are tried.
+    options = [("grpc.max_receive_message_length", 2 * limit)]
+    token = bearer(access_token())
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}", options=options) as channel:
+        call = channel.unary_unary(SLOW)
+        with pytest.raises(grpc.aio.AioRpcError) as asked:
+            await call(b"x" * (limit + 1), metadata=token)
+        assert asked.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        # Far above gRPC's 4 MiB default, within the suite's limit.
+        assert await call(b"x" * (limit - 1024), metadata=token) == b"done"
+
+        sized = channel.unary_unary(SIZED)
+        with pytest.raises(grpc.aio.AioRpcError) as answered:
+            await sized(str(limit + 1).encode(), metadata=token)
+        assert answered.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert len(await sized(str(limit - 1024).encode(), metadata=token)) == limit - 1024

@@ -512,6 +512,32 @@ async def test_streamed_rejections_name_streams_never_devices(env: Env) -> None:
     assert nan.summary == "Stored 0 of 3 readings; 3 rejected: 3 NON_FINITE_VALUE"
 
 
+async def test_a_streamed_batch_holds_at_most_100000_readings(env: Env) -> None:
+    ann = await user(env)
+    mine = await device(env, ann)
+    token = await credential(env, ann, mine.device_id)
+    # 10 ms apart, so that even the last reading is in the past.
+    timestamps, values = series(100_001, step=10_000)
+    # Counted over the whole batch: two streams, neither over the limit alone.
+    over = telemetry_pb2.ReadingBatch(
+        sequence=1,
+        streams=[
+            telemetry_pb2.StreamReadings(
+                device_id=mine.device_id,
+                metric_name=metric,
+                timestamps=timestamps[part],
+                values=values[part],
+            )
+            for metric, part in (("a", slice(0, 50_000)), ("b", slice(50_000, None)))
+        ],
+    )
+    (refused,) = await stream(env, token, [over])
+    assert (refused.accepted, refused.rejected) == (0, 100_001)
+    assert {r.reason for r in refused.rejections} == {"BATCH_TOO_LARGE"}
+    (taken,) = await stream(env, token, [batch(2, mine.device_id, timestamps[1:], values[1:])])
+    assert (taken.accepted, taken.rejected) == (100_000, 0)
+
+
 async def test_a_stream_without_readings_has_no_latest_value(env: Env) -> None:
     ann = await user(env)
     sensor = await device(env, ann)
