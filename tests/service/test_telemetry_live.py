@@ -2,8 +2,9 @@
 
 A watcher sees the batches stored after it subscribed, in order; one that
 resumes after a position gets exactly the readings stored after it, then the
-live ones; another user's stream is not found. The hub's bound on a slow
-watcher is tested without a server.
+live ones; another user's stream is not found. A watcher that falls behind
+is caught up from the store (with a real store and writer, no server): its
+queue stays bounded and it still sends every reading once.
 """
 
 from __future__ import annotations
@@ -17,9 +18,12 @@ import pytest
 
 from iot.telemetry.v1 import telemetry_pb2
 from iotkit.streams import OPEN_HEADER
-from services.telemetry.telemetry.live import ReadingHub
-from services.telemetry.telemetry.writer import Prepared
+from services.telemetry.telemetry.live import ReadingHub, watch_readings
+from services.telemetry.telemetry.store import Base, TelemetryStore
+from services.telemetry.telemetry.writer import GroupWriter, Prepared
+from tests.conftest import Backend
 from tests.service.test_telemetry import Env, batch, credential, device, env, series, stream, user
+from tests.service.test_telemetry_positions import _stream
 
 __all__ = ["env"]  # the fixture, shared with the telemetry tests
 
@@ -122,3 +126,41 @@ async def test_a_slow_watcher_is_told_to_catch_up_instead_of_buffering() -> None
     assert later is not None and int(later.timestamps[0]) == 100
     slow.close()
     assert hub.watchers("s") == 0
+
+
+async def test_a_watcher_that_fell_behind_catches_up_from_the_store_exactly(
+    backend: Backend,
+) -> None:
+    database = await backend.open("telemetry", Base.metadata)
+    store = TelemetryStore(database.sessions)
+    hub = ReadingHub(queue_size=2)
+    writer = GroupWriter(store, on_commit=hub.publish)
+    writer.start()
+    try:
+        stream_id = (await store.add_stream(stream=_stream())).id
+        await writer.write([_prepared(stream_id, 1, 10)])
+        watching = watch_readings(store=store, hub=hub, stream_id=stream_id, after=0)
+        first = asyncio.create_task(anext(watching))
+        while not hub.watchers(stream_id):
+            await asyncio.sleep(0.01)
+        # Eight batches while the watcher reads nothing: its queue of two overflows.
+        for n in range(8):
+            await writer.write([_prepared(stream_id, 11 + n * 10, 10)])
+        got = [await asyncio.wait_for(first, WAIT)]
+        while got[-1].position < 90:
+            got.append(await asyncio.wait_for(anext(watching), WAIT))
+        sent = np.concatenate([event.timestamps for event in got]).tolist()
+        assert sent == list(range(11, 91))  # every one after the history, once, in order
+        await writer.write([_prepared(stream_id, 91, 5)])
+        assert (await asyncio.wait_for(anext(watching), WAIT)).timestamps.tolist() == [
+            91,
+            92,
+            93,
+            94,
+            95,
+        ]
+        await watching.aclose()
+        assert hub.watchers(stream_id) == 0
+    finally:
+        await writer.stop()
+        await database.close()
