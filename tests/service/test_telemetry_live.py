@@ -18,7 +18,7 @@ import pytest
 
 from iot.telemetry.v1 import telemetry_pb2
 from iotkit.streams import OPEN_HEADER
-from services.telemetry.telemetry.live import ReadingHub, watch_readings
+from services.telemetry.telemetry.live import LiveEvent, ReadingHub, watch_readings
 from services.telemetry.telemetry.store import Base, TelemetryStore
 from services.telemetry.telemetry.writer import GroupWriter, Prepared
 from tests.conftest import Backend
@@ -140,7 +140,11 @@ async def test_a_watcher_that_fell_behind_catches_up_from_the_store_exactly(
         stream_id = (await store.add_stream(stream=_stream())).id
         await writer.write([_prepared(stream_id, 1, 10)])
         watching = watch_readings(store=store, hub=hub, stream_id=stream_id, after=0)
-        first = asyncio.create_task(anext(watching))
+
+        async def next_event() -> LiveEvent:
+            return await anext(watching)
+
+        first = asyncio.create_task(next_event())
         while not hub.watchers(stream_id):
             await asyncio.sleep(0.01)
         # Eight batches while the watcher reads nothing: its queue of two overflows.

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -130,7 +130,7 @@ async def _stored_after(
 
 async def watch_readings(
     *, store: TelemetryStore, hub: ReadingHub, stream_id: str, after: int
-) -> AsyncIterator[LiveEvent]:
+) -> AsyncGenerator[LiveEvent, None]:
     """The stream's readings newer than ``after`` (µs; 0 for only those stored from now
     on): stored ones first, then each committed batch, in time order, until closed."""
     # From now on: newer than what is stored, read before subscribing so that what is
