@@ -16,6 +16,7 @@ import grpc
 import numpy as np
 import pytest
 
+from iot.auth.v1 import auth_pb2
 from iot.telemetry.v1 import telemetry_pb2
 from iotkit.streams import OPEN_HEADER
 from services.telemetry.telemetry.live import LiveEvent, ReadingHub, watch_readings
@@ -107,6 +108,26 @@ async def test_another_users_stream_is_not_found(env: Env) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await asyncio.wait_for(anext(call.__aiter__()), WAIT)
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_the_watch_ends_with_the_session(env: Env) -> None:
+    ann = await user(env)
+    sensor = await device(env, ann)
+    token = await credential(env, ann, sensor.device_id)
+    timestamps, values = series(100)
+    (ack,) = await stream(env, token, [batch(0, sensor.device_id, timestamps[:1], values[:1])])
+    call, replies = await events(env, ann, ack.stream_ids[0])
+    await env.auth.Logout(auth_pb2.LogoutRequest(), metadata=ann)
+    # Services learn of a revocation within a second; each event is sent only to a live session.
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        for n in range(1, 100):
+            await stream(
+                env, token, [batch(n, sensor.device_id, timestamps[n : n + 1], values[n : n + 1])]
+            )
+            await asyncio.wait_for(anext(replies), WAIT)
+            await asyncio.sleep(0.1)
+    assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    call.cancel()
 
 
 def _prepared(stream_id: str, start: int, count: int) -> Prepared:
