@@ -19,6 +19,7 @@ import pytest
 from iot.auth.v1 import auth_pb2
 from iot.telemetry.v1 import telemetry_pb2
 from iotkit.streams import OPEN_HEADER
+from services.telemetry.telemetry import live
 from services.telemetry.telemetry.live import LiveEvent, ReadingHub, watch_readings
 from services.telemetry.telemetry.store import Base, TelemetryStore
 from services.telemetry.telemetry.writer import GroupWriter, Prepared
@@ -150,8 +151,9 @@ async def test_a_slow_watcher_is_told_to_catch_up_instead_of_buffering() -> None
 
 
 async def test_a_watcher_that_fell_behind_catches_up_from_the_store_exactly(
-    backend: Backend,
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(live, "CATCHUP_READINGS", 15)  # catching up takes several windows
     database = await backend.open("telemetry", Base.metadata)
     store = TelemetryStore(database.sessions)
     hub = ReadingHub(queue_size=2)
@@ -176,6 +178,8 @@ async def test_a_watcher_that_fell_behind_catches_up_from_the_store_exactly(
             got.append(await asyncio.wait_for(anext(watching), WAIT))
         sent = np.concatenate([event.timestamps for event in got]).tolist()
         assert sent == list(range(11, 91))  # every one after the history, once, in order
+        # Read back in windows of two chunks, not a batch at a time: the catching up ran.
+        assert max(len(event.timestamps) for event in got) == 20
         await writer.write([_prepared(stream_id, 91, 5)])
         assert (await asyncio.wait_for(anext(watching), WAIT)).timestamps.tolist() == [
             91,

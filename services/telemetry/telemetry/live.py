@@ -4,8 +4,8 @@ The group writer tells the :class:`ReadingHub` what it committed; each watcher
 of a stream holds a bounded queue of those batches. A watcher that falls
 behind is not buffered further: its queue is emptied and it is told to catch
 up, which it does from the store after the last reading it sent (see
-:func:`watch_readings`). So a slow watcher costs at most its queue, and still
-misses nothing.
+:func:`watch_readings`), a window at a time. So a slow watcher costs at most
+its queue or one window, and still misses nothing.
 
 A watcher sends a stream in time order: its position is the newest reading
 time it sent, and it sends only newer readings. A late reading (stored after a
@@ -31,7 +31,10 @@ QUEUE_SIZE = 64
 """Committed batches a watcher may have waiting before it must catch up from the store."""
 EVENT_MAX_READINGS = 10_000
 """Readings per event read back from the store, so that one event stays small."""
-_END_OF_TIME = 2**62  # past any reading time in µs that ingest accepts
+CATCHUP_READINGS = 100_000
+"""Readings read back from the store at a time (plus at most a chunk), while catching up."""
+CATCHUP_CHUNKS = 1_000
+"""Chunk spans looked at to plan a window of catching up."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,14 +121,30 @@ async def _newest(store: TelemetryStore, stream_id: str) -> int:
 async def _stored_after(
     store: TelemetryStore, stream_id: str, after: int
 ) -> AsyncIterator[LiveEvent]:
-    timestamps, values = await query.read_range(
-        store, stream_id=stream_id, start=after + 1, end=_END_OF_TIME
-    )
-    for offset in range(0, timestamps.size, EVENT_MAX_READINGS):
-        part = timestamps[offset : offset + EVENT_MAX_READINGS]
-        yield LiveEvent(
-            int(part[-1]), stream_id, part, values[offset : offset + EVENT_MAX_READINGS]
+    """What is stored after ``after``, oldest first, a window of about CATCHUP_READINGS at a
+    time, so that a watcher far behind does not load all it missed at once."""
+    while True:
+        spans = await store.chunk_spans(stream_id=stream_id, after=after, limit=CATCHUP_CHUNKS)
+        if not spans:
+            return
+        # The window ends after the chunks that fill the budget: every reading before its
+        # end is read (chunks of late data overlapping it too), so the next window
+        # starts right after the last reading sent.
+        total, high = 0, after
+        for _, ts_max, count in spans:
+            high = max(high, ts_max)
+            total += count
+            if total >= CATCHUP_READINGS:
+                break
+        timestamps, values = await query.read_range(
+            store, stream_id=stream_id, start=after + 1, end=high + 1
         )
+        for offset in range(0, timestamps.size, EVENT_MAX_READINGS):
+            part = timestamps[offset : offset + EVENT_MAX_READINGS]
+            yield LiveEvent(
+                int(part[-1]), stream_id, part, values[offset : offset + EVENT_MAX_READINGS]
+            )
+        after = high
 
 
 async def watch_readings(
