@@ -28,10 +28,11 @@ from services.telemetry.jobs import (
 from services.telemetry.objects import LocalObjectStore
 from services.telemetry.settings import TelemetrySettings
 from services.telemetry.telemetry.ingest import IngestService
+from services.telemetry.telemetry.live import ReadingHub
 from services.telemetry.telemetry.service import StreamService
 from services.telemetry.telemetry.servicer import TelemetryServicer
 from services.telemetry.telemetry.store import Base, TelemetryStore
-from services.telemetry.telemetry.writer import GroupWriter
+from services.telemetry.telemetry.writer import GroupWriter, Prepared
 
 ACTIVITY_PERIOD = 2.0
 EVENTS_PERIOD = 5.0
@@ -48,11 +49,15 @@ def _registrar(parts: Parts, *, limits: ImportLimits, max_streams_per_device: in
     forwarder = AnalyticsForwarder(
         source=store, channel=analytics_channel, tokens=parts.service_tokens
     )
+    live = ReadingHub()
+
+    def committed(stored: list[Prepared]) -> None:
+        forwarder.notify()
+        live.publish(stored)
+
     # Only chunks analytics has acknowledged may be merged: a merged chunk keeps the highest
     # id it replaces, so the forwarder never sends its readings a second time.
-    writer = GroupWriter(
-        store, merge_upto=lambda: forwarder.acknowledged, on_commit=forwarder.notify
-    )
+    writer = GroupWriter(store, merge_upto=lambda: forwarder.acknowledged, on_commit=committed)
     activity = ActivityReporter(channel=devices_channel, tokens=parts.service_tokens)
     ingest = IngestService(
         store=store,
@@ -67,6 +72,7 @@ def _registrar(parts: Parts, *, limits: ImportLimits, max_streams_per_device: in
         access=access,
         analytics=forwarder,
         scores=AnalyticsScores(analytics_channel),
+        live=live,
     )
     follower = DecommissionFollower(
         channel=devices_channel, tokens=parts.service_tokens, store=store, purger=streams

@@ -211,6 +211,9 @@ RPCS: dict[str, Row] = {
     "/iot.telemetry.v1.TelemetryService/GetStreamData": user(
         naming(telemetry_pb2.GetStreamDataRequest, "stream_id")
     ),
+    "/iot.telemetry.v1.TelemetryService/WatchStreamReadings": user(
+        naming(telemetry_pb2.WatchStreamReadingsRequest, "stream_id")
+    ),
     "/iot.telemetry.v1.TelemetryService/ReadStream": user(
         naming(telemetry_pb2.ReadStreamRequest, "stream_id"), also="service"
     ),
@@ -415,6 +418,9 @@ ROUTES: dict[str, str] = {
     "GET /v1/streams/{stream_id}/data": "/iot.telemetry.v1.TelemetryService/GetStreamData",
     "GET /v1/streams/{stream_id}/detector": "/iot.analytics.v1.AnalyticsService/GetDetector",
     "PATCH /v1/streams/{stream_id}/detector": "/iot.analytics.v1.AnalyticsService/UpdateDetector",
+    "GET /v1/streams/{stream_id}/readings:watch": (
+        "/iot.telemetry.v1.TelemetryService/WatchStreamReadings"
+    ),
     "GET /v1/streams/{stream_id}/scores": "/iot.analytics.v1.AnalyticsService/GetScores",
     "GET /v1/system/status": "/iot.system.v1.SystemService/GetSystemStatus",
     "POST /v1/uploads": "/iot.telemetry.v1.ImportService/CreateUpload",

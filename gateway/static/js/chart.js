@@ -122,11 +122,28 @@ export async function createChart(container, { onWindow, onMarker = () => {}, la
     update({ xs, series, scores = null, window, marks = [] }) {
       markers.set(marks);
       valueChart.setData([xs, ...series], false);
+      // How many points are drawn, for whoever checks the chart (the browser tests).
+      container.dataset.points = String(xs.length);
       valueChart.setScale("x", { min: window[0], max: window[1] });
       scoreElement.hidden = !scores;
       if (scores) {
         scoreChart.setData([xs, scores], false);
         scoreChart.setScale("x", { min: window[0], max: window[1] });
+      }
+    },
+    // Live mode: readings after the last drawn (xs in seconds, one array of
+    // values per label), the oldest beyond `keep` points dropped so that a long
+    // live view stays light; the x axis follows the data from then on.
+    append(newXs, newSeries, keep) {
+      const [xs, ...series] = valueChart.data;
+      const drop = Math.max(0, xs.length + newXs.length - keep);
+      const grown = (old, added) => old.slice(drop).concat(added);
+      valueChart.setData([grown(xs, newXs), ...series.map((old, i) => grown(old, newSeries[i]))]);
+      container.dataset.points = String(valueChart.data[0].length);
+      if (!scoreElement.hidden) {
+        // Live readings have no score yet: the strip keeps the same times, without values.
+        const [, scores] = scoreChart.data;
+        scoreChart.setData([valueChart.data[0], grown(scores, newXs.map(() => null))]);
       }
     },
     destroy() {

@@ -26,6 +26,7 @@ from iotkit.sqltypes import utcnow
 from iotkit.validation import Violations, check_uuid
 from services.telemetry.telemetry import query
 from services.telemetry.telemetry.ingest import METRIC_NAME, IngestService, too_many_streams
+from services.telemetry.telemetry.live import LiveEvent, ReadingHub, watch_readings
 from services.telemetry.telemetry.sampling import IRREGULAR, check_sampling
 from services.telemetry.telemetry.store import TelemetryStore
 from services.telemetry.telemetry.values import Stream
@@ -68,6 +69,7 @@ class StreamService:
         access: DeviceAccessClient,
         analytics: PurgeListener,
         scores: ScoreSource | None = None,
+        live: ReadingHub | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._store = store
@@ -75,6 +77,7 @@ class StreamService:
         self._access = access
         self._analytics = analytics
         self._scores = scores
+        self._live = live or ReadingHub()
         self._clock = clock
 
     async def create(
@@ -263,6 +266,19 @@ class StreamService:
         )
         for offset in range(0, timestamps.size, READ_CHUNK):
             yield timestamps[offset : offset + READ_CHUNK], values[offset : offset + READ_CHUNK]
+
+    async def watch(
+        self, *, caller: Caller, token: str, stream_id: str, after: int
+    ) -> AsyncIterator[LiveEvent]:
+        """One of the caller's streams live: its readings newer than ``after`` (µs) read back
+        from the store, then each batch as it is committed (see ``live``); 0 for only the
+        readings stored from now on. Checks access before answering the iterator."""
+        if after < 0:
+            violations = Violations()
+            violations.add("last_event_id", "last_event_id must be 0 or a reading time in µs")
+            violations.raise_if_any()
+        stream = await self._readable(caller, token, stream_id)
+        return watch_readings(store=self._store, hub=self._live, stream_id=stream.id, after=after)
 
     async def purge_device(self, *, device_id: str) -> int:
         """Delete every stream and reading of a decommissioned device; answers how many streams.

@@ -20,6 +20,7 @@ from iotkit.convert import (
     timestamp,
 )
 from iotkit.listing import pagination
+from iotkit.streams import open_stream
 from services.telemetry.telemetry.ingest import BatchResult, EntryIn, IngestService
 from services.telemetry.telemetry.service import StreamService
 from services.telemetry.telemetry.values import Stream
@@ -239,4 +240,22 @@ class TelemetryServicer(telemetry_pb2_grpc.TelemetryServiceServicer):
         ):
             yield telemetry_pb2.ReadingChunk(
                 stream_id=request.stream_id, timestamps=timestamps.tolist(), values=values.tolist()
+            )
+
+    async def WatchStreamReadings(
+        self, request: telemetry_pb2.WatchStreamReadingsRequest, context: Context
+    ) -> AsyncIterator[telemetry_pb2.StreamReadingsEvent]:
+        """A stream's readings as they are stored, after ``last_event_id`` when given."""
+        caller = current_caller()
+        after, stream_id = request.last_event_id, request.stream_id
+        events = await self._streams.watch(
+            caller=caller, token=caller.token, stream_id=stream_id, after=after
+        )
+        await open_stream(context)
+        async for event in events:
+            yield telemetry_pb2.StreamReadingsEvent(
+                event_id=event.position,
+                stream_id=event.stream_id,
+                timestamps=event.timestamps.tolist(),
+                values=event.values.tolist(),
             )

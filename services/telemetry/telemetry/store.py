@@ -287,6 +287,20 @@ class TelemetryStore:
             )
             return [(int(a), int(b), bytes(c)) for a, b, c in rows]
 
+    async def chunk_spans(
+        self, *, stream_id: str, after: int, limit: int
+    ) -> list[tuple[int, int, int]]:
+        """(ts_min, ts_max, count) of the first ``limit`` chunks of a stream holding readings
+        newer than ``after``, by start: what a reader plans its next window with."""
+        async with self._sessions() as session:
+            rows = await session.execute(
+                select(ChunkRow.ts_min, ChunkRow.ts_max, ChunkRow.count)
+                .where(ChunkRow.stream_id == stream_id, ChunkRow.ts_max > after)
+                .order_by(ChunkRow.ts_min, ChunkRow.id)
+                .limit(limit)
+            )
+            return [(int(a), int(b), int(c)) for a, b, c in rows]
+
     async def first_ts(self, *, stream_id: str) -> int | None:
         """Time of a stream's oldest stored reading."""
         async with self._sessions() as session:

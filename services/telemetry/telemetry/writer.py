@@ -77,7 +77,7 @@ class GroupWriter:
         queue_size: int = 256,
         max_group: int = 1024,
         merge_upto: Callable[[], int] | None = None,
-        on_commit: Callable[[], None] | None = None,
+        on_commit: Callable[[list[Prepared]], None] | None = None,
     ) -> None:
         """Build a writer; start it with :meth:`start` inside the serving loop.
 
@@ -87,7 +87,9 @@ class GroupWriter:
         """
         self._store = store
         self._merge_upto = merge_upto
-        self._on_commit = on_commit  # told after every committed group (the forwarder wakes)
+        # Told what every committed group stored, per stream (the forwarder wakes, live
+        # watchers receive the readings).
+        self._on_commit = on_commit
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue(maxsize=queue_size)
         self._max_group = max_group
         self._newest: dict[str, int] = {}  # newest stored timestamp per stream, as far as we know
@@ -216,6 +218,7 @@ class GroupWriter:
                     by_stream[entry.stream_id].append((g, e, entry))
         chunks: list[NewChunk] = []
         advances: list[StreamAdvance] = []
+        committed: list[Prepared] = []
         for stream_id, items in by_stream.items():
             low = min(int(p.timestamps[0]) for _, _, p in items)
             high = max(int(p.timestamps[-1]) for _, _, p in items)
@@ -244,6 +247,7 @@ class GroupWriter:
             if np.any(np.diff(all_ts) < 0):
                 order = np.argsort(all_ts, kind="stable")
                 all_ts, all_values = all_ts[order], all_values[order]
+            committed.append(Prepared(stream_id, all_ts, all_values))
             for start in range(0, all_ts.size, CHUNK_MAX_READINGS):
                 stop = start + CHUNK_MAX_READINGS
                 chunks.append(chunk_of(stream_id, all_ts[start:stop], all_values[start:stop]))
@@ -255,7 +259,7 @@ class GroupWriter:
             )
         await self._store.write_group(chunks=chunks, advances=advances)
         if self._on_commit is not None and chunks:
-            self._on_commit()
+            self._on_commit(committed)
         self._count_small(chunks)
         for advance in advances:
             known = self._newest.get(advance.stream_id)

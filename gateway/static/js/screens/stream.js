@@ -2,15 +2,19 @@
 // zoom is a link and Back undoes it), data downsampled by the server to the
 // chart's width, stats over the whole window, normalization, the anomaly
 // score under the chart, anomalies as markers that open their detail, and
-// the stream's detector.
+// the stream's detector. In live mode the readings stored from then on are
+// appended as they arrive, in a window of the newest LIVE_POINTS.
 import { api } from "../api.js";
 import { createChart } from "../chart.js";
+import { micros, watchReadings } from "../live.js";
 import { html, useEffect, useRef, useState } from "../lib.js";
 import { href, navigate } from "../router.js";
 import { dataQuery, presetOf, RangeControls } from "../range.js";
 import { formatNumber, formatTime, Heading, Message, useLoad } from "../ui.js";
 import { Detector } from "./detector.js";
 
+// Points a live chart keeps (the oldest go): a few screens' width of readings.
+const LIVE_POINTS = 5_000;
 const NORMALIZATIONS = [["none", "Raw values"], ["min_max", "Min–max (0 to 1)"], ["z_score", "Z-score"]];
 
 export function Stream({ streamId, params }) {
@@ -79,6 +83,31 @@ export function Stream({ streamId, params }) {
   latestDraw.current = draw;
   useEffect(draw, [answer, anomalies]);
 
+  const [live, setLive] = useState(false);
+  const [liveState, setLiveState] = useState("");
+  const [liveCount, setLiveCount] = useState(0);
+  // Live readings carry raw values: a normalized chart cannot take them.
+  const canLive = normalization === "none";
+  const liveOn = live && canLive;
+  // Watching stops when Live is turned off and when the screen is left.
+  useEffect(() => {
+    if (!liveOn) return undefined;
+    // Resume after the newest reading drawn when the window ends now, so that none
+    // falls between the chart's answer and the live ones.
+    const points = answer && answer.success && !params.to ? answer.data.data : [];
+    const after = points.length ? micros(points[points.length - 1].timestamp) : 0;
+    setLiveCount(0);
+    const source = watchReadings(streamId, {
+      after,
+      onState: setLiveState,
+      onReadings: (xs, values) => {
+        if (chart.current) chart.current.append(xs, [values], LIVE_POINTS);
+        setLiveCount((count) => count + xs.length);
+      },
+    });
+    return () => { source.stop(); setLiveState(""); };
+  }, [liveOn, streamId]);
+
   const view = range ? { from: Date.parse(range.start), to: Date.parse(range.end) } : null;
   const stream = info && info.success ? info.data : null;
   const stats = answer && answer.success ? answer.data.stats : null;
@@ -96,6 +125,10 @@ export function Stream({ streamId, params }) {
             ${NORMALIZATIONS.map(([value, text]) => html`<option value=${value}>${text}</option>`)}
           </select>
         </label>
+        <label class="inline" title=${canLive ? "Append readings as they are stored" : "Live shows raw values: set Normalization to raw"}>
+          <input type="checkbox" id="live-toggle" checked=${liveOn} disabled=${!canLive}
+            onChange=${(event) => setLive(event.currentTarget.checked)} /> Live</label>
+        ${liveOn && liveState && html`<span class=${`badge live-${liveState}`} id="live-state" aria-live="polite">${liveState} · ${liveCount} new</span>`}
       </div>
       <p class="muted">Drag across the chart (or use the buttons) to zoom; the server answers the new window at the chart's resolution.
         ${range && ` Showing ${formatTime(range.start)} – ${formatTime(range.end)}`}
