@@ -110,8 +110,7 @@ async def _serve(service: str, build: Builder, kind: type[Settings]) -> None:
     try:
         await serve_until_signal(process.built, service=service, grace=settings.grace_seconds)
     finally:
-        for close in reversed(process.closers):
-            await close()
+        await process.close_resources()
 
 
 def run(service: str, build: Builder, settings: type[Settings] = Settings) -> None:

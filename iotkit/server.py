@@ -33,6 +33,12 @@ Registrar = Callable[[aio.Server], Sequence[str]]
 # Chart answers and 10 MiB JSON bodies exceed gRPC's 4 MiB default.
 MAX_MESSAGE_BYTES = 32 * 1024 * 1024
 
+CLOSE_STEP_SECONDS = 10.0
+"""Longest wait for one step of closing a process (beyond the server's grace): a step that
+has not finished by then is logged by name and left behind, so that one stuck close (a gRPC
+server whose shutdown is never reported, a closer awaiting a task that will not end) cannot
+keep the process, or a test's teardown, from ending."""
+
 
 @dataclass(slots=True)
 class ServiceProcess:
@@ -47,10 +53,35 @@ class ServiceProcess:
         return self.built.port
 
     async def aclose(self, grace: float = 0.5) -> None:
-        """Stop the server, then close databases and channels, newest first."""
-        await self.built.stop(grace)
+        """Stop the server, then close databases and channels, newest first; each step
+        waits at most :data:`CLOSE_STEP_SECONDS` (see there)."""
+        await bounded_step(self.built.stop(grace), "server stop", grace + CLOSE_STEP_SECONDS)
+        await self.close_resources()
+
+    async def close_resources(self) -> None:
+        """Close what the server used (databases, channels, background tasks), newest
+        first, once it has stopped."""
         for close in reversed(self.closers):
-            await close()
+            await bounded_step(close(), _name_of(close), CLOSE_STEP_SECONDS)
+
+
+async def bounded_step(step: Awaitable[Any], name: str, seconds: float) -> None:
+    """Await ``step`` for up to ``seconds``; past that, log ``name`` and leave it behind
+    (cancelled, not awaited: a step that ignores cancellation would hang its awaiter too).
+    The step's own exception is raised as usual."""
+    task = asyncio.ensure_future(step)
+    done, _ = await asyncio.wait({task}, timeout=seconds)
+    if not done:
+        task.cancel()
+        log.error(
+            "closing step did not finish; left behind", extra={"step": name, "seconds": seconds}
+        )
+        return
+    task.result()
+
+
+def _name_of(close: Callable[[], Awaitable[Any]]) -> str:
+    return str(getattr(close, "__qualname__", None) or repr(close))
 
 
 @dataclass(slots=True)
@@ -165,7 +196,7 @@ async def serve_until_signal(built: BuiltServer, *, service: str, grace: float) 
     log.info("serving", extra={"service": service, "port": built.port})
     await stop.wait()
     log.info("draining", extra={"service": service, "grace_seconds": grace})
-    await built.stop(grace)
+    await bounded_step(built.stop(grace), "server stop", grace + CLOSE_STEP_SECONDS)
     log.info("stopped", extra={"service": service})
 
 

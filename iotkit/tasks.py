@@ -21,3 +21,15 @@ async def cancel(task: asyncio.Task[Any] | None) -> None:
         current = asyncio.current_task()
         if current is not None and current.cancelling():
             raise
+
+
+async def finish(task: asyncio.Task[Any] | None, *, within: float) -> None:
+    """Let ``task`` end by itself for up to ``within`` seconds, then cancel it (as
+    :func:`cancel` does); the caller's own cancellation is never swallowed."""
+    if task is None:
+        return
+    done, _ = await asyncio.wait({task}, timeout=within)
+    if not done:
+        await cancel(task)
+    elif not task.cancelled():
+        task.result()

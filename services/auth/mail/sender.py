@@ -24,6 +24,7 @@ from urllib.parse import unquote, urlsplit
 
 from iotkit.outages import log_failed_round
 from iotkit.sqltypes import utcnow
+from iotkit.tasks import finish
 from services.auth.crypto import SecretBox
 from services.auth.mail.store import LOGGED, SENT, OutboxRow, OutboxStore
 
@@ -166,11 +167,9 @@ class OutboxSender:
         still due is sent by the next start."""
         self._stopping = True
         self._wake.set()
-        if self._task is not None:
-            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-                # A send that hangs is cut off: its lease lets a later round retry it.
-                await asyncio.wait_for(self._task, SMTP_TIMEOUT * 2)
-            self._task = None
+        # A send that hangs is cut off: its lease lets a later round retry it.
+        await finish(self._task, within=SMTP_TIMEOUT * 2)
+        self._task = None
 
     async def _loop(self) -> None:
         while not self._stopping:
