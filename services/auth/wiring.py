@@ -84,12 +84,8 @@ MAIL_WINDOW = 3600.0
 
 
 async def open_auth_database(settings: Settings, *, schema: str | None = None) -> Database:
-    """Auth's database with every table (those of each ``store`` module imported above)."""
-    database = await open_database(
-        service="auth", settings=settings, tables=MIGRATIONS, schema=schema
-    )
-    await AuthStore(database.sessions).backfill_security_rows()
-    return database
+    """Auth's database, migrated to the head of its history."""
+    return await open_database(service="auth", settings=settings, tables=MIGRATIONS, schema=schema)
 
 
 async def build(
