@@ -59,10 +59,11 @@ RETRY_MAX = 5.0
 """Longest pause between two attempts, so that a database that returns is found soon."""
 
 ATTEMPT_MIN = 5.0
-"""Shortest time one attempt may take, even when the start-up deadline is nearer."""
+"""Shortest time one attempt to connect may take, even when the start-up deadline is nearer."""
 
 ATTEMPT_MAX = 60.0
-"""Longest time one attempt may take, so that a hung connect is given up and retried."""
+"""Longest time one attempt to connect may take, so that a hung connect is retried (a
+migration, once connected, runs as long as it needs)."""
 
 SQLITE_SYNCHRONOUS = "FULL"
 """SQLite's ``synchronous`` for every service: a commit is on disk before it is acknowledged."""
@@ -132,11 +133,28 @@ def _postgres_engine(url: str, schema: str) -> AsyncEngine:
     )
 
 
+Attempt = Callable[[asyncio.Timeout], Awaitable[None]]
+"""One try at preparing the database, under a time limit it may lift once connected."""
+
+
 def _prepare_tables(connection: Connection, tables: History | MetaData, schema: str | None) -> None:
     if isinstance(tables, History):
         upgrade(connection, tables, schema=schema)
     else:
         tables.create_all(connection)
+
+
+def _preparer(engine: AsyncEngine, tables: History | MetaData, schema: str | None) -> Attempt:
+    async def attempt(limit: asyncio.Timeout) -> None:
+        async with engine.begin() as connection:
+            if schema is not None:
+                await connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+            # Connected: the limit is for a connect that hangs, not for a migration that
+            # takes long (or waits for a replica's), which a cut would only roll back.
+            limit.reschedule(None)
+            await connection.run_sync(_prepare_tables, tables, schema)
+
+    return attempt
 
 
 async def open_database(
@@ -164,32 +182,24 @@ async def open_database(
             raise ValueError(f"invalid schema name {name!r}")
         engine = _postgres_engine(settings.database_url, name)
         where = make_url(settings.database_url).render_as_string(hide_password=True)
-
-        async def prepare() -> None:
-            async with engine.begin() as connection:
-                await connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{name}"'))
-                await connection.run_sync(_prepare_tables, tables, name)
-
         database = Database(
             engine, async_sessionmaker(engine, expire_on_commit=False), "postgresql", name
         )
-        await _prepare(database, prepare, where=where, settings=settings, wait=wait)
+        attempt = _preparer(engine, tables, name)
+        await _prepare(database, attempt, where=where, settings=settings, wait=wait)
         return database
     path = settings.data_dir / f"{service}.db"
     engine = _sqlite_engine(path)
-
-    async def create() -> None:
-        async with engine.begin() as connection:
-            await connection.run_sync(_prepare_tables, tables, None)
-
     database = Database(engine, async_sessionmaker(engine, expire_on_commit=False), "sqlite", None)
-    await _prepare(database, create, where=str(path), settings=settings, wait=wait)
+    await _prepare(
+        database, _preparer(engine, tables, None), where=str(path), settings=settings, wait=wait
+    )
     return database
 
 
 async def _prepare(
     database: Database,
-    attempt: Callable[[], Awaitable[None]],
+    attempt: Attempt,
     *,
     where: str,
     settings: Settings,
@@ -205,8 +215,8 @@ async def _prepare(
             database.ready.set()
             return
         try:
-            async with asyncio.timeout(ATTEMPT_MIN):
-                await attempt()
+            async with asyncio.timeout(ATTEMPT_MIN) as limit:
+                await attempt(limit)
             database.ready.set()
             return
         except _UNREACHABLE as exc:
@@ -241,7 +251,7 @@ def _reason(exc: BaseException) -> str:
 
 
 async def _until_reachable(
-    attempt: Callable[[], Awaitable[None]], engine: AsyncEngine, *, where: str, timeout: float
+    attempt: Attempt, engine: AsyncEngine, *, where: str, timeout: float
 ) -> None:
     """Run ``attempt`` until it succeeds, retrying unreachable-database errors with backoff."""
     deadline = time.monotonic() + timeout
@@ -254,8 +264,8 @@ async def _until_reachable(
             # not outlast the deadline by more than one short attempt.
             async with asyncio.timeout(
                 max(min(deadline - time.monotonic(), ATTEMPT_MAX), ATTEMPT_MIN)
-            ):
-                await attempt()
+            ) as limit:
+                await attempt(limit)
             return
         except _UNREACHABLE as exc:
             reason = _reason(exc) if not isinstance(exc, TimeoutError) else "no answer"

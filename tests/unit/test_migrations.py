@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,7 +43,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import make_url
 
-from iotkit.config import SERVICES
+from iotkit import db
+from iotkit.config import SERVICES, Settings
 from iotkit.db import open_database
 from iotkit.migrations import History, MigrationRefused, current, differences, upgrade
 from iotsuite.cli import main as iot
@@ -345,3 +347,23 @@ def test_iot_migrate_applies_reports_and_downgrades(
     assert iot(["migrate", "--to", "0001"]) == 2  # which service's 0001?
     assert iot(["migrate", "--service", "auth", "--to", "0999"]) == 2
     assert "auth has no revision '0999'" in capsys.readouterr().err
+
+
+async def test_a_migration_longer_than_an_attempt_is_not_cut_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The attempt limit is for a connect that hangs; a slow migration must run to its end.
+    monkeypatch.setattr(db, "ATTEMPT_MIN", 0.2)
+    monkeypatch.setattr(db, "ATTEMPT_MAX", 0.2)
+    calls = []
+
+    def slow_upgrade(connection: Any, found: History, *, schema: str | None) -> Any:
+        calls.append(found.service)
+        time.sleep(0.5)  # blocks the loop as a long migration's SQL would
+        return upgrade(connection, found, schema=schema)
+
+    monkeypatch.setattr(db, "upgrade", slow_upgrade)
+    settings = Settings(data_dir=tmp_path, startup_timeout=5)
+    database = await open_database(service="chat", settings=settings, tables=history("chat"))
+    await database.close()
+    assert calls == ["chat"]
