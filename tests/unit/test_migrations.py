@@ -9,7 +9,10 @@
   one line naming the service, the revision and the head (exit status 4);
 - a database made before migrations (no version table) is adopted; one that
   lacks part of the first revision is refused rather than stamped;
-- ``iot migrate`` applies, reports and downgrades.
+- ``iot migrate`` applies, reports and downgrades;
+- replicas starting together on PostgreSQL take turns; a migration is not cut
+  off by the connect time limit; a refusal found after a late database answer
+  is logged and leaves the service NOT_SERVING.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -42,6 +46,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from iotkit import db
 from iotkit.config import SERVICES, Settings
@@ -51,7 +56,7 @@ from iotsuite.cli import main as iot
 from iotsuite.migrate_cli import history
 from services.auth.admin.store import AdminStore
 from services.auth.mfa.store import MfaStore
-from tests.conftest import Backend
+from tests.conftest import Backend, open_backend
 from tests.support import free_port
 
 FOLDED = {
@@ -367,3 +372,45 @@ async def test_a_migration_longer_than_an_attempt_is_not_cut_off(
     database = await open_database(service="chat", settings=settings, tables=history("chat"))
     await database.close()
     assert calls == ["chat"]
+
+
+def test_replicas_starting_together_migrate_one_after_the_other(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    # Without the advisory lock both would create the tables, and one would fail.
+    with open_backend("postgresql", tmp_path) as backend:
+        found = history("devices")
+        engines = [_engine(backend, "devices") for _ in range(2)]
+        try:
+            with ThreadPoolExecutor(2) as pool:
+                outcomes = list(pool.map(lambda e: _migrate(e, found, backend), engines))
+        finally:
+            for engine in engines:
+                engine.dispose()
+    assert sorted((o.before or "", o.after) for o in outcomes) == [
+        ("", found.head),
+        (found.head, found.head),
+    ]
+
+
+async def test_a_refusal_found_in_the_background_is_logged_and_stays_not_serving(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A service other than auth starts while its database is down; when the database
+    # answers, it is at a revision the code does not know.
+    monkeypatch.setattr(db, "RETRY_FIRST", 0.01)
+    answers: list[BaseException] = [OSError("connection refused"), MigrationRefused("at 9999")]
+
+    async def attempt(_limit: object) -> None:
+        raise answers.pop(0)
+
+    settings = Settings(data_dir=tmp_path)
+    engine = db._sqlite_engine(tmp_path / "chat.db")
+    database = db.Database(engine, async_sessionmaker(engine), "sqlite", None)
+    await db._prepare(database, attempt, where="chat.db", settings=settings, wait=False)
+    assert database.preparing is not None
+    await database.preparing
+    assert not database.ready.is_set()
+    refused = [r for r in caplog.records if r.getMessage() == "database refused"]
+    assert [getattr(r, "reason", None) for r in refused] == ["at 9999"]
+    await database.close()
