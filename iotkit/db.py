@@ -170,11 +170,12 @@ async def open_database(
     ``tables`` is the service's :class:`~iotkit.migrations.History`, or a bare
     ``MetaData`` whose tables are created as they are (tests' throwaway tables).
     Raises :class:`~iotkit.migrations.MigrationRefused` for a database this
-    code cannot migrate. ``schema`` overrides the PostgreSQL schema name (``iot_<service>``), which
-    tests use to get a clean schema of their own. While the database cannot be
-    reached, retries with backoff until ``settings.startup_timeout`` has passed,
-    then raises :class:`DatabaseUnavailable`; with ``wait=False``, answers after
-    the first attempt and keeps retrying in the background until it succeeds.
+    code cannot migrate. ``schema`` overrides the PostgreSQL schema name
+    (``iot_<service>``), which tests use to get a clean schema of their own.
+    While the database cannot be reached, retries with backoff until
+    ``settings.startup_timeout`` has passed, then raises
+    :class:`DatabaseUnavailable`; with ``wait=False``, answers after the first
+    attempt and keeps retrying in the background until it succeeds.
     """
     if settings.database_url:
         name = schema or f"iot_{service}"
