@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from iotkit.config import Settings
-    from iotkit.migrations import History
+    from iotkit.migrations import History, Outcome
 
 HELP = "apply each service's schema migrations (--status: where each database is)"
 
@@ -73,8 +73,8 @@ async def status(settings: Settings, service: str, *, schema: str | None = None)
 
 async def migrate(
     settings: Settings, service: str, *, target: str = "head", schema: str | None = None
-) -> tuple[str | None, str]:
-    """Bring ``service``'s database to ``target``; answers the revisions before and after."""
+) -> Outcome:
+    """Bring ``service``'s database to ``target``; answers what was done."""
     from sqlalchemy import MetaData
 
     from iotkit.db import open_database
@@ -91,7 +91,7 @@ async def migrate(
             )
     finally:
         await database.close()
-    return outcome.before, outcome.after
+    return outcome
 
 
 def run(args: argparse.Namespace) -> int:
@@ -115,13 +115,16 @@ def run(args: argparse.Namespace) -> int:
             if args.status:
                 at = asyncio.run(status(settings, service))
                 mark = "" if at == head else "  (behind: starting it migrates)"
-                if at is not None and not history(service).knows(at):
+                if at is None:
+                    mark = "  (empty or made before migrations: starting it builds or adopts)"
+                elif not history(service).knows(at):
                     mark = "  (unknown to this code: it refuses to start)"
                 print(f"{service:<10} database {at or 'none':<8} head {head}{mark}")
                 continue
-            before, after = asyncio.run(migrate(settings, service, target=args.to))
-            change = "already at" if before == after else f"{before or 'empty'} ->"
-            print(f"{service:<10} {change} {after}")
+            done = asyncio.run(migrate(settings, service, target=args.to))
+            change = "already at" if done.before == done.after else f"{done.before or 'empty'} ->"
+            adopted = f" (adopted: stamped {done.before} first)" if done.adopted else ""
+            print(f"{service:<10} {change} {done.after}{adopted}")
     except MigrationRefused as exc:
         print(f"iot migrate: {exc}", file=sys.stderr)
         return 4

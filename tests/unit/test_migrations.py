@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -348,6 +349,14 @@ def test_iot_migrate_applies_reports_and_downgrades(
     status = capsys.readouterr().out
     assert f"auth       database 0001     head {heads['auth']}  (behind" in status
     assert f"devices    database {heads['devices']:<8} head {heads['devices']}\n" in status
+
+    with sqlite3.connect(tmp_path / "chat.db") as connection:  # as before migrations
+        connection.execute("DROP TABLE alembic_version")
+    assert iot(["migrate", "--status", "--service", "chat"]) == 0
+    assert "chat       database none     head 0001  (empty or made" in capsys.readouterr().out
+    assert iot(["migrate", "--service", "chat"]) == 0
+    adopted = capsys.readouterr().out.strip()
+    assert adopted == "chat       already at 0001 (adopted: stamped 0001 first)"
 
     assert iot(["migrate", "--to", "0001"]) == 2  # which service's 0001?
     assert iot(["migrate", "--service", "auth", "--to", "0999"]) == 2
