@@ -141,14 +141,14 @@ def upgrade(
             f"know (its head is {history.head}): a newer release migrated it; run that "
             f"release, or restore a backup taken before it"
         )
+    wanted = history.head if target == "head" else target
+    if not history.knows(wanted):
+        raise ValueError(f"{history.service} has no revision {target!r}")
     adopted = False
     if before is None and _user_tables(connection, schema):
         _adopt(connection, history, schema=schema)
         before = history.base
         adopted = True
-    wanted = history.head if target == "head" else target
-    if not history.knows(wanted):
-        raise ValueError(f"{history.service} has no revision {target!r}")
     if before != wanted:
         down = _is_older(history, wanted, before)
         _run(connection, history, schema=schema, target=wanted, down=down)
