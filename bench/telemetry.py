@@ -31,7 +31,8 @@ from iotkit.convert import micros_timestamp
 from iotkit.db import open_database
 from iotkit.server import channel
 from services.telemetry.telemetry import query
-from services.telemetry.telemetry.store import Base, TelemetryStore
+from services.telemetry.telemetry.store import TelemetryStore
+from services.telemetry.wiring import MIGRATIONS
 
 INGEST_TITLE = {
     "postgresql": "1. Durable ingest into PostgreSQL",
@@ -121,7 +122,7 @@ async def _in_process_query(
 ) -> tuple[list[float], list[float], query.Series]:
     """Run times of the in-process query path, and of numpy alone on the same arrays."""
     database = await open_database(
-        service="telemetry", settings=suite.settings, metadata=Base.metadata
+        service="telemetry", settings=suite.settings, tables=MIGRATIONS
     )
     try:
         store = TelemetryStore(database.sessions)

@@ -6,17 +6,22 @@ service can read another's tables by accident. Either way a commit is durable
 when it returns: SQLite runs with ``synchronous=FULL`` (PostgreSQL's default
 ``synchronous_commit=on`` does the same).
 
-Tables are created when missing; columns added to an existing table since it
-was created are added too (:func:`add_missing_columns`), a stopgap until the
-services have migrations (issue 14).
+Each service's schema is its Alembic history (:mod:`iotkit.migrations`),
+applied to its head as the database is opened: a fresh database is built by
+the migrations, an older one upgraded, one made before migrations adopted; a
+database at a revision the code does not know makes :func:`open_database`
+raise :class:`~iotkit.migrations.MigrationRefused`, and the process exits
+saying so rather than run on a schema it does not understand. Only tests'
+throwaway tables (a bare ``MetaData``) are created as they are.
 
 A service may start before its database does (a machine booting, a
 container restarted): :func:`open_database` then retries with backoff for
 ``IOT_STARTUP_TIMEOUT`` seconds, logging one line per failed attempt, and
 raises :class:`DatabaseUnavailable` when the database never answered. With
 ``wait=False`` it answers at once instead and keeps trying in the background
-for as long as it takes; :attr:`Database.ready` is set once the tables exist,
-so the process can serve (NOT_SERVING) meanwhile.
+for as long as it takes; :attr:`Database.ready` is set once the migrations
+ran, so the process can serve (NOT_SERVING) meanwhile. A refusal found in the
+background is logged and leaves the process NOT_SERVING.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Column, Connection, DefaultClause, MetaData, event, inspect, literal, text
+from sqlalchemy import Connection, MetaData, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import (
@@ -40,9 +45,9 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.sql.elements import ClauseElement
 
 from iotkit.config import Settings
+from iotkit.migrations import History, MigrationRefused, upgrade
 from iotkit.tasks import cancel
 
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -54,10 +59,11 @@ RETRY_MAX = 5.0
 """Longest pause between two attempts, so that a database that returns is found soon."""
 
 ATTEMPT_MIN = 5.0
-"""Shortest time one attempt may take, even when the start-up deadline is nearer."""
+"""Shortest time one attempt to connect may take, even when the start-up deadline is nearer."""
 
 ATTEMPT_MAX = 60.0
-"""Longest time one attempt may take, so that a hung connect is given up and retried."""
+"""Longest time one attempt to connect may take, so that a hung connect is retried (a
+migration, once connected, runs as long as it needs)."""
 
 SQLITE_SYNCHRONOUS = "FULL"
 """SQLite's ``synchronous`` for every service: a commit is on disk before it is acknowledged."""
@@ -127,90 +133,49 @@ def _postgres_engine(url: str, schema: str) -> AsyncEngine:
     )
 
 
-def _column_default(column: Column[Any], connection: Connection) -> str | None:
-    """The SQL default that fills ``column`` in the rows already there, or None."""
-    dialect = connection.dialect
-    value: object = None
-    if isinstance(column.server_default, DefaultClause):
-        value = column.server_default.arg
-        if isinstance(value, ClauseElement):
-            return str(value.compile(dialect=dialect))
-    elif column.default is not None and column.default.is_scalar:
-        value = column.default.arg  # type: ignore[attr-defined]
-    if isinstance(value, bool | int | float | str):
-        rendered = literal(value, column.type).compile(
-            dialect=dialect, compile_kwargs={"literal_binds": True}
-        )
-        return str(rendered)
-    return None
+Attempt = Callable[[asyncio.Timeout], Awaitable[None]]
+"""One try at preparing the database, under a time limit it may lift once connected."""
 
 
-def add_missing_columns(connection: Connection, metadata: MetaData) -> list[str]:
-    """Add to existing tables the columns of ``metadata`` they lack; answers them as table.column.
-
-    A stopgap until migrations (issue 14): ``create_all`` creates a missing table
-    but never changes one that exists, so a database made before a column was
-    added would fail on the first query naming it. A missing column is added
-    with its server default, or its scalar Python default, filling the rows
-    already there; a nullable one without either is added empty. One that is
-    NOT NULL with no default to fill old rows with cannot be: it is logged and
-    left out (that table needs recreating). Running it again changes nothing.
-    """
-    inspector = inspect(connection)
-    existing = set(inspector.get_table_names())
-    preparer = connection.dialect.identifier_preparer
-    # PostgreSQL replicas may start together; SQLite has one process per file.
-    guard = "IF NOT EXISTS " if connection.dialect.name == "postgresql" else ""
-    added = []
-    for table in metadata.sorted_tables:
-        if table.name not in existing:
-            continue  # create_all's to make, whole
-        present = {column["name"] for column in inspector.get_columns(table.name)}
-        for column in table.columns:
-            if column.name in present:
-                continue
-            name = f"{table.name}.{column.name}"
-            default = _column_default(column, connection)
-            if default is None and not column.nullable:
-                log.error(
-                    "column missing from an existing table and cannot be added",
-                    extra={"column": name, "why": "NOT NULL without a default"},
-                )
-                continue
-            kind = column.type.compile(dialect=connection.dialect)
-            spec = f"{preparer.format_column(column)} {kind}"
-            if default is not None:
-                spec += f" DEFAULT {default}"
-            if not column.nullable:
-                spec += " NOT NULL"
-            connection.execute(
-                text(f"ALTER TABLE {preparer.format_table(table)} ADD COLUMN {guard}{spec}")
-            )
-            log.info("added a column to an existing table", extra={"column": name})
-            added.append(name)
-    return added
+def _prepare_tables(connection: Connection, tables: History | MetaData, schema: str | None) -> None:
+    if isinstance(tables, History):
+        upgrade(connection, tables, schema=schema)
+    else:
+        tables.create_all(connection)
 
 
-def _create(connection: Connection, metadata: MetaData) -> None:
-    metadata.create_all(connection)
-    add_missing_columns(connection, metadata)
+def _preparer(engine: AsyncEngine, tables: History | MetaData, schema: str | None) -> Attempt:
+    async def attempt(limit: asyncio.Timeout) -> None:
+        async with engine.begin() as connection:
+            if schema is not None:
+                await connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+            # Connected: the limit is for a connect that hangs, not for a migration that
+            # takes long (or waits for a replica's), which a cut would only roll back.
+            limit.reschedule(None)
+            await connection.run_sync(_prepare_tables, tables, schema)
+
+    return attempt
 
 
 async def open_database(
     *,
     service: str,
     settings: Settings,
-    metadata: MetaData,
+    tables: History | MetaData,
     schema: str | None = None,
     wait: bool = True,
 ) -> Database:
-    """Connect the database of ``service`` and create its tables (and new columns) if missing.
+    """Connect the database of ``service`` and migrate it to the head of its history.
 
-    ``schema`` overrides the PostgreSQL schema name (``iot_<service>``), which
-    tests use to get a clean schema of their own. While the database cannot be
-    reached, retries with backoff until ``settings.startup_timeout`` has passed,
-    then raises :class:`DatabaseUnavailable`; with ``wait=False``, answers after
-    the first attempt and keeps retrying in the background until it succeeds.
+    ``tables`` is the service's :class:`~iotkit.migrations.History`, or a bare
+    ``MetaData`` whose tables are created as they are (tests' throwaway tables).
+    Raises :class:`~iotkit.migrations.MigrationRefused` for a database this
+    code cannot migrate. ``schema`` overrides the PostgreSQL schema name
+    (``iot_<service>``), which tests use to get a clean schema of their own.
+    While the database cannot be reached, retries with backoff until
+    ``settings.startup_timeout`` has passed, then raises
+    :class:`DatabaseUnavailable`; with ``wait=False``, answers after the first
+    attempt and keeps retrying in the background until it succeeds.
     """
     if settings.database_url:
         name = schema or f"iot_{service}"
@@ -218,32 +183,24 @@ async def open_database(
             raise ValueError(f"invalid schema name {name!r}")
         engine = _postgres_engine(settings.database_url, name)
         where = make_url(settings.database_url).render_as_string(hide_password=True)
-
-        async def prepare() -> None:
-            async with engine.begin() as connection:
-                await connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{name}"'))
-                await connection.run_sync(_create, metadata)
-
         database = Database(
             engine, async_sessionmaker(engine, expire_on_commit=False), "postgresql", name
         )
-        await _prepare(database, prepare, where=where, settings=settings, wait=wait)
+        attempt = _preparer(engine, tables, name)
+        await _prepare(database, attempt, where=where, settings=settings, wait=wait)
         return database
     path = settings.data_dir / f"{service}.db"
     engine = _sqlite_engine(path)
-
-    async def create() -> None:
-        async with engine.begin() as connection:
-            await connection.run_sync(_create, metadata)
-
     database = Database(engine, async_sessionmaker(engine, expire_on_commit=False), "sqlite", None)
-    await _prepare(database, create, where=str(path), settings=settings, wait=wait)
+    await _prepare(
+        database, _preparer(engine, tables, None), where=str(path), settings=settings, wait=wait
+    )
     return database
 
 
 async def _prepare(
     database: Database,
-    attempt: Callable[[], Awaitable[None]],
+    attempt: Attempt,
     *,
     where: str,
     settings: Settings,
@@ -251,26 +208,36 @@ async def _prepare(
 ) -> None:
     """Run ``attempt`` until it succeeds: within the start-up timeout, or (``wait=False``)
     once now and then in the background for as long as it takes."""
-    if wait:
-        await _until_reachable(
-            attempt, database.engine, where=where, timeout=settings.startup_timeout
-        )
-        database.ready.set()
-        return
     try:
-        async with asyncio.timeout(ATTEMPT_MIN):
-            await attempt()
-        database.ready.set()
-        return
-    except _UNREACHABLE as exc:
-        reason = _reason(exc) if not isinstance(exc, TimeoutError) else "no answer"
+        if wait:
+            await _until_reachable(
+                attempt, database.engine, where=where, timeout=settings.startup_timeout
+            )
+            database.ready.set()
+            return
+        try:
+            async with asyncio.timeout(ATTEMPT_MIN) as limit:
+                await attempt(limit)
+            database.ready.set()
+            return
+        except _UNREACHABLE as exc:
+            reason = _reason(exc) if not isinstance(exc, TimeoutError) else "no answer"
+    except MigrationRefused:
+        # The caller exits; no pooled connection should outlive the refusal.
+        await database.engine.dispose()
+        raise
     log.warning(
         "database not reachable, serving NOT_SERVING until it is",
         extra={"database": where, "reason": reason},
     )
 
     async def in_background() -> None:
-        await _until_reachable(attempt, database.engine, where=where, timeout=math.inf)
+        try:
+            await _until_reachable(attempt, database.engine, where=where, timeout=math.inf)
+        except MigrationRefused as exc:
+            # Too late to refuse the start: the process stays NOT_SERVING and says why.
+            log.error("database refused", extra={"database": where, "reason": str(exc)})
+            return
         database.ready.set()
         log.info("database reachable", extra={"database": where})
 
@@ -285,7 +252,7 @@ def _reason(exc: BaseException) -> str:
 
 
 async def _until_reachable(
-    attempt: Callable[[], Awaitable[None]], engine: AsyncEngine, *, where: str, timeout: float
+    attempt: Attempt, engine: AsyncEngine, *, where: str, timeout: float
 ) -> None:
     """Run ``attempt`` until it succeeds, retrying unreachable-database errors with backoff."""
     deadline = time.monotonic() + timeout
@@ -298,8 +265,8 @@ async def _until_reachable(
             # not outlast the deadline by more than one short attempt.
             async with asyncio.timeout(
                 max(min(deadline - time.monotonic(), ATTEMPT_MAX), ATTEMPT_MIN)
-            ):
-                await attempt()
+            ) as limit:
+                await attempt(limit)
             return
         except _UNREACHABLE as exc:
             reason = _reason(exc) if not isinstance(exc, TimeoutError) else "no answer"

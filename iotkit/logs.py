@@ -63,3 +63,6 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     silence_parameter_loggers()
+    # Alembic narrates every start (its context, each step) at INFO; iotkit.migrations
+    # logs what changed, once, with the service.
+    logging.getLogger("alembic").setLevel(logging.WARNING)

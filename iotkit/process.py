@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from grpc import aio
-from sqlalchemy import MetaData
 
 from iotkit.checks import DependencyCheck, database_check, redis_check
 from iotkit.config import ConfigError, Settings
 from iotkit.db import Database, DatabaseUnavailable, open_database
 from iotkit.jwks import remote_jwks
 from iotkit.logs import configure_logging
+from iotkit.migrations import History, MigrationRefused
 from iotkit.revocation import RevocationFollower, remote_revocations
 from iotkit.server import Registrar, ServiceProcess, build_server, channel, serve_until_signal
 from iotkit.service_tokens import ServiceTokenSource
@@ -61,18 +61,19 @@ def standard_checks(
 async def build_service(
     settings: Settings,
     *,
-    service: str,
-    metadata: MetaData,
+    history: History,
     address: str,
     register: Callable[[Parts], Registrar] | None = None,
     schema: str | None = None,
     extra_checks: Sequence[DependencyCheck] = (),
 ) -> ServiceProcess:
-    """Wire a service that owns a database and trusts the keys auth publishes."""
+    """Wire a service that owns a database (migrated to ``history``'s head) and trusts the
+    keys auth publishes."""
+    service = history.service
     # A database that is down does not stop the start: the process serves health
     # (NOT_SERVING) and its diagnostics until the database answers.
     database = await open_database(
-        service=service, settings=settings, metadata=metadata, schema=schema, wait=False
+        service=service, settings=settings, tables=history, schema=schema, wait=False
     )
     auth_channel = channel(settings.address("auth"))
     keys = KeySet(remote_jwks(auth_channel))
@@ -115,7 +116,8 @@ async def _serve(service: str, build: Builder, kind: type[Settings]) -> None:
 
 def run(service: str, build: Builder, settings: type[Settings] = Settings) -> None:
     """Serve ``service`` until SIGTERM or SIGINT; a configuration error exits with status 2,
-    a database that stayed unreachable for ``IOT_STARTUP_TIMEOUT`` with status 3.
+    a database that stayed unreachable for ``IOT_STARTUP_TIMEOUT`` with status 3, one at a
+    schema revision this code cannot migrate with status 4.
 
     ``settings`` is the service's own settings class when it has one (``AuthSettings``).
     """
@@ -128,3 +130,7 @@ def run(service: str, build: Builder, settings: type[Settings] = Settings) -> No
         # One line, no traceback: the cause is outside the process.
         print(f"{service}: cannot start: {exc}", file=sys.stderr)
         raise SystemExit(3) from exc
+    except MigrationRefused as exc:
+        # Running on a schema this code does not know could lose data: refuse, in one line.
+        print(f"{service}: cannot start: {exc}", file=sys.stderr)
+        raise SystemExit(4) from exc

@@ -2,7 +2,8 @@
 
 ``iot up`` starts every service and the gateway on this machine (what
 ``make run`` does); ``iot gen`` regenerates the Python code from ``protos/``;
-``iot simulate`` streams simulated devices' readings into a running suite.
+``iot simulate`` streams simulated devices' readings into a running suite;
+``iot migrate`` applies the services' schema migrations by hand.
 Each subcommand is one entry of :data:`COMMANDS`, so adding one means adding
 an entry, not editing the parser.
 """
@@ -16,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from iotkit.config import ConfigError, load_settings
-from iotsuite import admin_cli
+from iotsuite import admin_cli, migrate_cli
 
 
 def _no_options(parser: argparse.ArgumentParser) -> None:
@@ -140,6 +141,9 @@ COMMANDS: dict[str, Command] = {
         configure=_configure_simulate,
     ),
     "admin": Command(help=admin_cli.HELP, run=admin_cli.run, configure=admin_cli.configure),
+    "migrate": Command(
+        help=migrate_cli.HELP, run=migrate_cli.run, configure=migrate_cli.configure
+    ),
 }
 """Every subcommand of ``iot``, by name."""
 

@@ -23,11 +23,11 @@ import psycopg
 import pytest
 from argon2 import PasswordHasher
 from psycopg import sql
-from sqlalchemy import MetaData
 
 from iotkit.config import PLACEHOLDER_SECRET, SERVICES, Settings
 from iotkit.db import Database, open_database
 from iotkit.server import ServiceProcess
+from iotsuite.migrate_cli import history
 from services.auth.settings import AuthSettings
 from services.chat.settings import ChatSettings
 from services.telemetry.settings import TelemetrySettings
@@ -68,11 +68,14 @@ class Backend:
         """The PostgreSQL schema of ``service`` for this test (None on SQLite)."""
         return f"{self.prefix}_{service}" if self.kind == "postgresql" else None
 
-    async def open(self, service: str, metadata: MetaData) -> Database:
-        """Open ``service``'s database of this test with ``metadata``'s tables, as the
-        service would (close it after)."""
+    async def open(self, service: str) -> Database:
+        """Open ``service``'s database of this test, migrated as the service would (close it
+        after)."""
         return await open_database(
-            service=service, settings=self.settings, metadata=metadata, schema=self.schema(service)
+            service=service,
+            settings=self.settings,
+            tables=history(service),
+            schema=self.schema(service),
         )
 
     async def sql(

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from grpc import aio
 
 from iot.analytics.v1 import analytics_pb2, analytics_pb2_grpc
 from iotkit.config import Settings
+from iotkit.migrations import History
 from iotkit.process import Parts, build_service
 from iotkit.server import Registrar, ServiceProcess, channel
 from services.analytics.analytics.analysis import AnalysisService
@@ -18,6 +21,11 @@ from services.analytics.analytics.service import (
 from services.analytics.analytics.servicer import AnalyticsServicer
 from services.analytics.analytics.store import AnalyticsStore, Base
 from services.analytics.telemetry_client import TelemetryReader
+
+MIGRATIONS = History(
+    service="analytics", directory=Path(__file__).with_name("migrations"), metadata=Base.metadata
+)
+"""The analytics service's schema history, applied at start and by ``iot migrate``."""
 
 
 def _registrar(parts: Parts) -> Registrar:
@@ -44,8 +52,7 @@ async def build(settings: Settings, *, address: str, schema: str | None = None) 
     """Build the analytics server bound to ``address``."""
     return await build_service(
         settings,
-        service="analytics",
-        metadata=Base.metadata,
+        history=MIGRATIONS,
         address=address,
         schema=schema,
         register=_registrar,

@@ -3,6 +3,8 @@ and the background sender of the email outbox."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from argon2 import PasswordHasher
 from grpc import aio
 
@@ -30,6 +32,7 @@ from iotkit.diagnostics import DiagnosticsServicer
 from iotkit.errors import ValidationFailed
 from iotkit.interceptors import RequestCounters
 from iotkit.limits import window_counter
+from iotkit.migrations import History
 from iotkit.process import standard_checks
 from iotkit.server import ServiceProcess, build_server, channel
 from iotkit.sqltypes import utcnow
@@ -72,16 +75,17 @@ from services.auth.system.probes import local_probe, remote_probe
 from services.auth.system.service import SystemStatusService
 from services.auth.system.servicer import SystemServicer
 
+MIGRATIONS = History(
+    service="auth", directory=Path(__file__).with_name("migrations"), metadata=Base.metadata
+)
+"""The auth service's schema history, applied at start and by ``iot migrate``."""
+
 MAIL_WINDOW = 3600.0
 
 
 async def open_auth_database(settings: Settings, *, schema: str | None = None) -> Database:
-    """Auth's database with every table (those of each ``store`` module imported above)."""
-    database = await open_database(
-        service="auth", settings=settings, metadata=Base.metadata, schema=schema
-    )
-    await AuthStore(database.sessions).backfill_security_rows()
-    return database
+    """Auth's database, migrated to the head of its history."""
+    return await open_database(service="auth", settings=settings, tables=MIGRATIONS, schema=schema)
 
 
 async def build(

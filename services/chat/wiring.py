@@ -4,11 +4,13 @@ the other services, the optional language model), the chat service and its servi
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 from grpc import aio
 
 from iot.chat.v1 import chat_pb2, chat_pb2_grpc
 from iotkit.config import Settings
+from iotkit.migrations import History
 from iotkit.process import Parts, build_service
 from iotkit.server import Registrar, ServiceProcess, channel
 from services.chat.chat.assistant import SupportAssistant
@@ -22,6 +24,11 @@ from services.chat.chat.store import Base, ChatStore
 from services.chat.chat.values import Assistant, HelpArticles
 from services.chat.clients import GrpcSources
 from services.chat.settings import ChatSettings
+
+MIGRATIONS = History(
+    service="chat", directory=Path(__file__).with_name("migrations"), metadata=Base.metadata
+)
+"""The chat service's schema history, applied at start and by ``iot migrate``."""
 
 
 def _registrar(
@@ -82,8 +89,7 @@ async def build(
     and help library (the built-in assistant and the packaged articles otherwise)."""
     return await build_service(
         settings,
-        service="chat",
-        metadata=Base.metadata,
+        history=MIGRATIONS,
         address=address,
         schema=schema,
         register=_registrar(assistant, help),

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from grpc import aio
 
 from iot.devices.v1 import devices_pb2, devices_pb2_grpc
 from iotkit.config import Settings
+from iotkit.migrations import History
 from iotkit.process import Parts, build_service
 from iotkit.server import Registrar, ServiceProcess
 from services.devices.auth_client import AuthTokenMinter
 from services.devices.devices.service import DeviceService
 from services.devices.devices.servicer import DeviceServicer
 from services.devices.devices.store import Base, DeviceStore
+
+MIGRATIONS = History(
+    service="devices", directory=Path(__file__).with_name("migrations"), metadata=Base.metadata
+)
+"""The devices service's schema history, applied at start and by ``iot migrate``."""
 
 
 def _registrar(parts: Parts) -> Registrar:
@@ -31,8 +39,7 @@ async def build(settings: Settings, *, address: str, schema: str | None = None) 
     """Build the devices server bound to ``address``."""
     return await build_service(
         settings,
-        service="devices",
-        metadata=Base.metadata,
+        history=MIGRATIONS,
         address=address,
         schema=schema,
         register=_registrar,

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 from functools import partial
+from pathlib import Path
 
 from grpc import aio
 
 from iot.telemetry.v1 import imports_pb2, imports_pb2_grpc, telemetry_pb2, telemetry_pb2_grpc
 from iotkit.checks import storage_check
 from iotkit.device_access import DeviceAccessClient
+from iotkit.migrations import History
 from iotkit.process import Parts, build_service
 from iotkit.server import Registrar, ServiceProcess, channel
 from services.telemetry.analytics_client import AnalyticsScores
@@ -33,6 +35,11 @@ from services.telemetry.telemetry.service import StreamService
 from services.telemetry.telemetry.servicer import TelemetryServicer
 from services.telemetry.telemetry.store import Base, TelemetryStore
 from services.telemetry.telemetry.writer import GroupWriter, Prepared
+
+MIGRATIONS = History(
+    service="telemetry", directory=Path(__file__).with_name("migrations"), metadata=Base.metadata
+)
+"""The telemetry service's schema history, applied at start and by ``iot migrate``."""
 
 ACTIVITY_PERIOD = 2.0
 EVENTS_PERIOD = 5.0
@@ -138,8 +145,7 @@ async def build(
     )
     return await build_service(
         settings,
-        service="telemetry",
-        metadata=Base.metadata,
+        history=MIGRATIONS,
         address=address,
         schema=schema,
         register=partial(

@@ -21,11 +21,11 @@ from iotkit.errors import FieldViolation, reason_of, violations_of
 from iotkit.logs import JsonFormatter
 from iotkit.sqltypes import utcnow
 from services.auth import rules
-from services.auth.core.store import Base
 from services.auth.crypto import SecretBox
 from services.auth.mail.mailer import RESET_KIND, VERIFY_KIND
 from services.auth.mail.sender import OutboxSender, SmtpTarget, SmtpTransport
 from services.auth.mail.store import FAILED, LOGGED, SENT, OutboxStore
+from services.auth.wiring import MIGRATIONS
 from tests.conftest import Backend
 from tests.service.auth_support import (
     NEW_PASSWORD,
@@ -346,7 +346,7 @@ async def test_the_sender_retries_a_refused_delivery(backend: Backend) -> None:
     database = await open_database(
         service="auth",
         settings=backend.settings,
-        metadata=Base.metadata,
+        tables=MIGRATIONS,
         schema=backend.schema("auth"),
     )
     outbox = OutboxStore(database.sessions)

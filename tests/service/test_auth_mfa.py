@@ -41,7 +41,7 @@ async def test_setup_answers_a_secret_and_its_uri_and_keeps_it_sealed(
     query = parse_qs(uri.query)
     assert query["secret"] == [setup.secret] and query["issuer"] == ["iotsuite"]
     assert email.replace("@", "%40") in setup.otpauth_uri
-    stored = await backend.sql("auth", "SELECT totp_pending, totp_secret FROM user_security")
+    stored = await backend.sql("auth", "SELECT totp_pending, totp_secret FROM users")
     assert all(setup.secret.encode() not in blob(pending or b"") for pending, _ in stored)
     # Logins need no code until MFA is enabled.
     assert not (await auth.login(email)).mfa_required

@@ -145,7 +145,7 @@ async def test_a_database_that_never_answers_fails_the_start_clearly(
 
     # Auth waits for its database (it holds the signing keys) and gives up clearly.
     with pytest.raises(DatabaseUnavailable) as failure:
-        await open_database(service="auth", settings=settings, metadata=MetaData())
+        await open_database(service="auth", settings=settings, tables=MetaData())
 
     assert asyncio.get_running_loop().time() - started < 10
     message = str(failure.value)

@@ -725,7 +725,7 @@ async def test_sampling_is_a_rate_a_period_or_both_alike(env: Env) -> None:
     assert shown(fetched) == (0, 0) and fetched.retention_days == 3
 
 
-async def test_a_database_from_before_sampling_periods_still_starts(env: Env) -> None:
+async def test_a_stream_from_before_sampling_periods_keeps_its_rate(env: Env) -> None:
     ann = await user(env)
     sensor = await device(env, ann)
     created = await env.telemetry.CreateStream(
@@ -735,8 +735,8 @@ async def test_a_database_from_before_sampling_periods_still_starts(env: Env) ->
         metadata=ann,
     )
     await env.suite.stop("telemetry")
-    # The streams table as it was before the column: its rows have only a rate.
-    await env.backend.sql("telemetry", "ALTER TABLE streams DROP COLUMN sampling_period_us")
+    # A row from before the column: the server default that filled it, only a rate.
+    await env.backend.sql("telemetry", "UPDATE streams SET sampling_period_us = 0")
     address = env.suite.address("telemetry")
     restarted = await telemetry_wiring.build(
         env.suite.settings, address=address, schema=env.backend.schema("telemetry")

@@ -21,7 +21,7 @@ from iot.telemetry.v1 import telemetry_pb2
 from iotkit.streams import OPEN_HEADER
 from services.telemetry.telemetry import live
 from services.telemetry.telemetry.live import LiveEvent, ReadingHub, watch_readings
-from services.telemetry.telemetry.store import Base, TelemetryStore
+from services.telemetry.telemetry.store import TelemetryStore
 from services.telemetry.telemetry.writer import GroupWriter, Prepared
 from tests.conftest import Backend
 from tests.service.test_telemetry import Env, batch, credential, device, env, series, stream, user
@@ -154,7 +154,7 @@ async def test_a_watcher_that_fell_behind_catches_up_from_the_store_exactly(
     backend: Backend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(live, "CATCHUP_READINGS", 15)  # catching up takes several windows
-    database = await backend.open("telemetry", Base.metadata)
+    database = await backend.open("telemetry")
     store = TelemetryStore(database.sessions)
     hub = ReadingHub(queue_size=2)
     writer = GroupWriter(store, on_commit=hub.publish)

@@ -15,7 +15,7 @@ import uuid
 import numpy as np
 
 from iotkit.sqltypes import utcnow
-from services.telemetry.telemetry.store import Base, StreamAdvance, TelemetryStore
+from services.telemetry.telemetry.store import StreamAdvance, TelemetryStore
 from services.telemetry.telemetry.values import Stream
 from services.telemetry.telemetry.writer import chunk_of
 from tests.conftest import Backend
@@ -40,7 +40,7 @@ def _stream() -> Stream:
 async def test_a_follower_of_positions_reads_every_chunk_of_concurrent_writers(
     backend: Backend,
 ) -> None:
-    databases = [await backend.open("telemetry", Base.metadata) for _ in range(2)]
+    databases = [await backend.open("telemetry") for _ in range(2)]
     stores = [TelemetryStore(database.sessions) for database in databases]
     try:
         streams = [
@@ -93,7 +93,7 @@ async def test_a_follower_of_positions_reads_every_chunk_of_concurrent_writers(
 
 
 async def test_a_position_is_never_handed_out_twice(backend: Backend) -> None:
-    database = await backend.open("telemetry", Base.metadata)
+    database = await backend.open("telemetry")
     store = TelemetryStore(database.sessions)
     try:
         first, second = [await store.add_stream(stream=_stream()) for _ in range(2)]

@@ -8,7 +8,6 @@ import asyncio
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.telemetry.telemetry.store import Base
 from tests.conftest import Backend
 
 FULL = 2  # PRAGMA synchronous answers a number: 0 OFF, 1 NORMAL, 2 FULL, 3 EXTRA
@@ -20,7 +19,7 @@ async def _settings_of(engine: AsyncEngine, statements: list[str]) -> list[objec
 
 
 async def test_every_connection_of_telemetrys_database_commits_durably(backend: Backend) -> None:
-    database = await backend.open("telemetry", Base.metadata)
+    database = await backend.open("telemetry")
     try:
         if database.kind == "sqlite":
             statements, durable = ["PRAGMA journal_mode", "PRAGMA synchronous"], ["wal", FULL]

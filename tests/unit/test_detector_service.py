@@ -29,8 +29,9 @@ from services.analytics.analytics.detectors import (
 )
 from services.analytics.analytics.hub import AnomalyHub
 from services.analytics.analytics.service import DetectorService
-from services.analytics.analytics.store import AnalyticsStore, Base
+from services.analytics.analytics.store import AnalyticsStore
 from services.analytics.analytics.values import Anomaly, Detector
+from services.analytics.wiring import MIGRATIONS
 from tests.conftest import Backend
 
 OWNER = str(uuid.uuid4())
@@ -46,7 +47,7 @@ async def store(backend: Backend) -> AsyncIterator[AnalyticsStore]:
     database = await open_database(
         service="analytics",
         settings=backend.settings,
-        metadata=Base.metadata,
+        tables=MIGRATIONS,
         schema=backend.schema("analytics"),
     )
     yield AnalyticsStore(database.sessions, dialect=database.kind)

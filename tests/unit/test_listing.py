@@ -37,7 +37,7 @@ async def database(backend: Backend) -> AsyncIterator[Database]:
     opened = await open_database(
         service="listing",
         settings=backend.settings,
-        metadata=_Base.metadata,
+        tables=_Base.metadata,
         schema=backend.schema("listing"),
     )
     async with opened.sessions.begin() as session:

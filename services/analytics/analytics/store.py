@@ -87,8 +87,8 @@ class AnomalyRow(Base):
     device_id: Mapped[str] = mapped_column(String(36), index=True)
     owner_id: Mapped[str] = mapped_column(String(36))
     detected_us: Mapped[int] = mapped_column(BigInteger)
-    # Added after anomalies first shipped: NULL in a row from before (see
-    # iotkit.db.add_missing_columns), shown as detected_us, the best there is to say.
+    # Added after anomalies first shipped: NULL in a row from before, shown as
+    # detected_us, the best there is to say.
     known_us: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     anomaly_type: Mapped[str] = mapped_column(String(16))
     raw_value: Mapped[float] = mapped_column(Float)

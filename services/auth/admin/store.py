@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from iotkit.listing import PageRequest, contains
 from services.auth.account import Account
-from services.auth.core.store import ProfileRow, SessionRow, UserRow, UserSecurityRow, to_account
+from services.auth.core.store import ProfileRow, SessionRow, UserRow, to_account
 
 
 class AdminStore:
@@ -119,5 +119,7 @@ class AdminStore:
     async def failed_login_attempts(self, *, user_id: str) -> int:
         """How many logins of a user failed since their last successful one."""
         async with self._sessions() as session:
-            security = await session.get(UserSecurityRow, user_id)
-            return security.failed_login_attempts if security else 0
+            count = await session.scalar(
+                select(UserRow.failed_login_attempts).where(UserRow.id == user_id)
+            )
+            return count or 0

@@ -4,10 +4,9 @@ tokens and signing keys, with the queries of ``AuthService`` (protos/iot/auth/v1
 The other API folders' ``store.py`` share these models and ``Base`` (one
 metadata, one database) and hold their own queries. Every query answers
 domain values (``services.auth.account``), never a row. Auth owns these
-tables and those of the other stores; no other service reads them. State
-added after the first release lives in tables of its own (``user_security``)
-rather than new columns of ``users``, because ``create_all`` adds missing
-tables to an existing database but not columns.
+tables and those of the other stores; no other service reads them. Their
+schema changes through migrations (``services/auth/migrations``), so state
+that is one per user is a column of ``users``.
 """
 
 from __future__ import annotations
@@ -26,8 +25,6 @@ from sqlalchemy import (
     String,
     delete,
     func,
-    insert,
-    literal,
     select,
     update,
 )
@@ -51,7 +48,13 @@ def new_id() -> str:
 
 
 class UserRow(Base):
-    """An account. The password is stored only as an argon2id hash."""
+    """An account. The password is stored only as an argon2id hash.
+
+    The TOTP secrets are sealed with a key derived from IOT_SECRET_KEY;
+    ``totp_last_step`` is the newest time step a code was accepted for, so a
+    code cannot be used twice. (Login failures and TOTP state were the table
+    ``user_security`` until revision 0002 folded it in.)
+    """
 
     __tablename__ = "users"
 
@@ -66,6 +69,12 @@ class UserRow(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
     last_login_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    # The server default fills the rows that were there when the column came (revision 0002).
+    failed_login_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_failed_login_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    totp_secret: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    totp_pending: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class ProfileRow(Base):
@@ -80,26 +89,6 @@ class ProfileRow(Base):
     extra: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
-
-
-class UserSecurityRow(Base):
-    """A user's login failures and TOTP state; one per user.
-
-    The TOTP secrets are sealed with a key derived from IOT_SECRET_KEY;
-    ``totp_last_step`` is the newest time step a code was accepted for, so a
-    code cannot be used twice.
-    """
-
-    __tablename__ = "user_security"
-
-    user_id: Mapped[str] = mapped_column(
-        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
-    )
-    failed_login_attempts: Mapped[int] = mapped_column(Integer, default=0)
-    last_failed_login_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
-    totp_secret: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
-    totp_pending: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
-    totp_last_step: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class SessionRow(Base):
@@ -240,6 +229,7 @@ class AuthStore:
             mfa_enabled=False,
             created_at=now,
             updated_at=now,
+            failed_login_attempts=0,
         )
         profile = ProfileRow(
             id=new_id(),
@@ -255,7 +245,6 @@ class AuthStore:
                 session.add(user)
                 await session.flush()
                 session.add(profile)
-                session.add(UserSecurityRow(user_id=user.id, failed_login_attempts=0))
         except IntegrityError as exc:
             raise AlreadyExists("Email is already registered", reason=reasons.EMAIL_TAKEN) from exc
         return to_account(user, profile)
@@ -281,38 +270,22 @@ class AuthStore:
             profile = await session.scalar(select(ProfileRow).where(ProfileRow.user_id == user_id))
             return to_account(user, profile)
 
-    async def backfill_security_rows(self) -> None:
-        """Give a ``user_security`` row to every user created before that table existed."""
-        known = select(UserSecurityRow.user_id)
-        async with self._sessions.begin() as session:
-            await session.execute(
-                insert(UserSecurityRow).from_select(
-                    ["user_id", "failed_login_attempts"],
-                    select(UserRow.id, literal(0)).where(UserRow.id.not_in(known)),
-                )
-            )
-
     async def record_login(self, *, user_id: str, now: datetime, password_hash: str | None) -> None:
         """Stamp the last login, clear the failure count, store a re-hashed password if any."""
-        values: dict[str, Any] = {"last_login_at": now}
+        values: dict[str, Any] = {"last_login_at": now, "failed_login_attempts": 0}
         if password_hash is not None:
             values["password_hash"] = password_hash
         async with self._sessions.begin() as session:
             await session.execute(update(UserRow).where(UserRow.id == user_id).values(**values))
-            await session.execute(
-                update(UserSecurityRow)
-                .where(UserSecurityRow.user_id == user_id)
-                .values(failed_login_attempts=0)
-            )
 
     async def record_failed_login(self, *, user_id: str, now: datetime) -> None:
         """Count a failed login of a known user (for the admin view)."""
         async with self._sessions.begin() as session:
             await session.execute(
-                update(UserSecurityRow)
-                .where(UserSecurityRow.user_id == user_id)
+                update(UserRow)
+                .where(UserRow.id == user_id)
                 .values(
-                    failed_login_attempts=UserSecurityRow.failed_login_attempts + 1,
+                    failed_login_attempts=UserRow.failed_login_attempts + 1,
                     last_failed_login_at=now,
                 )
             )

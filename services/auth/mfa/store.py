@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
 from iotkit.sqltypes import UtcDateTime
-from services.auth.core.store import Base, UserRow, UserSecurityRow, new_id
+from services.auth.core.store import Base, UserRow, new_id
 
 
 class RecoveryCodeRow(Base):
@@ -34,22 +34,22 @@ class MfaStore:
         """The sealed secret awaiting confirmation, if setup was started."""
         async with self._sessions() as session:
             return await session.scalar(
-                select(UserSecurityRow.totp_pending).where(UserSecurityRow.user_id == user_id)
+                select(UserRow.totp_pending).where(UserRow.id == user_id)
             )
 
     async def live_secret(self, *, user_id: str) -> bytes | None:
         """The sealed secret that login codes are checked against, while MFA is on."""
         async with self._sessions() as session:
             return await session.scalar(
-                select(UserSecurityRow.totp_secret).where(UserSecurityRow.user_id == user_id)
+                select(UserRow.totp_secret).where(UserRow.id == user_id)
             )
 
     async def set_pending(self, *, user_id: str, sealed_secret: bytes) -> None:
         """Store a secret awaiting confirmation (replacing any earlier one)."""
         async with self._sessions.begin() as session:
             await session.execute(
-                update(UserSecurityRow)
-                .where(UserSecurityRow.user_id == user_id)
+                update(UserRow)
+                .where(UserRow.id == user_id)
                 .values(totp_pending=sealed_secret)
             )
 
@@ -61,12 +61,12 @@ class MfaStore:
         """
         async with self._sessions.begin() as session:
             result = await session.execute(
-                update(UserSecurityRow)
+                update(UserRow)
                 .where(
-                    UserSecurityRow.user_id == user_id,
+                    UserRow.id == user_id,
                     or_(
-                        UserSecurityRow.totp_last_step.is_(None),
-                        UserSecurityRow.totp_last_step < step,
+                        UserRow.totp_last_step.is_(None),
+                        UserRow.totp_last_step < step,
                     ),
                 )
                 .values(totp_last_step=step)
@@ -79,8 +79,8 @@ class MfaStore:
         """Make the pending secret the live one and store fresh recovery codes."""
         async with self._sessions.begin() as session:
             await session.execute(
-                update(UserSecurityRow)
-                .where(UserSecurityRow.user_id == user_id)
+                update(UserRow)
+                .where(UserRow.id == user_id)
                 .values(totp_secret=sealed_secret, totp_pending=None)
             )
             await session.execute(
@@ -98,8 +98,8 @@ class MfaStore:
         """Forget the secret and the recovery codes."""
         async with self._sessions.begin() as session:
             await session.execute(
-                update(UserSecurityRow)
-                .where(UserSecurityRow.user_id == user_id)
+                update(UserRow)
+                .where(UserRow.id == user_id)
                 .values(totp_secret=None, totp_pending=None)
             )
             await session.execute(

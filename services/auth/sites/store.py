@@ -25,8 +25,11 @@ from services.auth.sites.values import Site, SiteAccount
 class AccountOwnerRow(Base):
     """The user who owns an account; its sites write that user's devices.
 
-    A table of its own rather than a column of ``accounts``: ``create_all``
-    adds missing tables to an existing database, not columns.
+    It came as a table when the schema could gain tables but not columns. Its
+    natural home is a column of ``accounts``, but not yet folded (README,
+    "Databases made by an older version"): on SQLite a foreign-key column can
+    only be dropped, for the downgrade, by rebuilding ``accounts``, which would
+    cascade-delete its sites.
     """
 
     __tablename__ = "account_owners"

@@ -87,8 +87,9 @@ class AccountSlotRow(Base):
     A site's batches count against its account, all sites together; the unique
     (account, slot) pair keeps the account within it when requests race, as
     ``active_slot`` does for one owner. The row lives while the batch is
-    ACTIVE. A table of its own rather than a column of ``batches``:
-    ``create_all`` adds missing tables to an existing database, not columns.
+    ACTIVE. It came as a table when the schema could gain tables but not columns;
+    it stays one (README, "Databases made by an older version"): a slot lives
+    only while its batch is ACTIVE, and its unique pair is what admission races on.
     """
 
     __tablename__ = "account_batch_slots"

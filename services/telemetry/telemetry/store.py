@@ -63,8 +63,8 @@ class StreamRow(Base):
     # The device's type when the stream was created: analytics takes physical bounds from it.
     device_type: Mapped[str] = mapped_column(String(16), default="")
     sampling_rate: Mapped[int] = mapped_column(Integer, default=0)
-    # Added after streams first shipped: a row from before has 0 here (the server default,
-    # see iotkit.db.add_missing_columns) and its period is then its rate's.
+    # Added after streams first shipped: a row from before has 0 here (the server default
+    # that filled it) and its period is then its rate's.
     sampling_period_us: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     retention_days: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)

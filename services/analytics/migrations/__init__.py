@@ -1,0 +1,2 @@
+"""The analytics service's schema migrations (Alembic): one module per revision in ``versions/``,
+applied by ``iotkit.migrations`` (see ``MIGRATIONS`` in ``services.analytics.wiring``)."""

@@ -1,0 +1,1 @@
+"""The analytics service's revisions, oldest first by their ``down_revision``."""

@@ -1,0 +1,1 @@
+"""The auth service's revisions, oldest first by their ``down_revision``."""

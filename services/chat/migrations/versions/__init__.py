@@ -1,0 +1,1 @@
+"""The chat service's revisions, oldest first by their ``down_revision``."""
