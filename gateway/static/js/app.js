@@ -4,6 +4,7 @@ import { api } from "./api.js";
 import { html, render, useEffect, useState } from "./lib.js";
 import { navigate, useRoute } from "./router.js";
 import { Account } from "./screens/account.js";
+import { NotAdmin, User, Users } from "./screens/admin.js";
 import { Anomalies } from "./screens/anomalies.js";
 import { Anomaly } from "./screens/anomaly.js";
 import { Device } from "./screens/device.js";
@@ -15,6 +16,8 @@ import { Stream } from "./screens/stream.js";
 import { endSession, scheduleRefresh, session } from "./session.js";
 
 const NAV = [["devices", "Devices"], ["anomalies", "Anomalies"], ["status", "Status"], ["account", "Account"]];
+// Shown to admins only (the gateway refuses their routes to anyone else).
+const ADMIN_NAV = [["admin", "Admin"]];
 
 // A token in an email link must leave the address bar and the history at once;
 // it is kept in memory for the screen that uses it.
@@ -62,8 +65,18 @@ function signedInScreen(parts, params) {
     case "anomalies": return id ? html`<${Anomaly} anomalyId=${id} key=${id} />` : html`<${Anomalies} params=${params} />`;
     case "status": return html`<${Status} />`;
     case "account": return html`<${Account} params=${params} />`;
+    case "admin": return adminScreen(parts.slice(1), params);
     case undefined: return null;
     default: return html`<section class="card"><h2>Not found</h2><p>No screen is called “${parts.join("/")}”. <a href="#/devices">Go to the devices</a>.</p></section>`;
+  }
+}
+
+function adminScreen([section, id], params) {
+  if (!session.isAdmin) return html`<${NotAdmin} />`;
+  switch (section) {
+    case "users": case undefined:
+      return id ? html`<${User} userId=${id} key=${id} />` : html`<${Users} params=${params} />`;
+    default: return html`<section class="card"><h2>Not found</h2><p><a href="#/admin/users">Go to the users</a>.</p></section>`;
   }
 }
 
@@ -92,7 +105,7 @@ function App() {
     <header>
       <h1><a href="#/">iotsuite</a></h1>
       ${signedIn && html`<nav aria-label="Main"><ul>
-        ${NAV.map(([key, label]) => html`<li><a href=${`#/${key}`} aria-current=${section === key ? "page" : undefined}>${label}</a></li>`)}
+        ${[...NAV, ...(session.isAdmin ? ADMIN_NAV : [])].map(([key, label]) => html`<li><a href=${`#/${key}`} aria-current=${section === key ? "page" : undefined}>${label}</a></li>`)}
       </ul></nav>`}
       <div class="who">
         <a href="/docs" id="api-docs-link">API</a>

