@@ -5,11 +5,13 @@ import { html, render, useEffect, useState } from "./lib.js";
 import { navigate, useRoute } from "./router.js";
 import { Account } from "./screens/account.js";
 import { NotAdmin, User, Users } from "./screens/admin.js";
+import { AgentQueue, AgentSession } from "./screens/agent-queue.js";
 import { Anomalies } from "./screens/anomalies.js";
 import { Anomaly } from "./screens/anomaly.js";
 import { Device } from "./screens/device.js";
 import { DeviceChart } from "./screens/device-chart.js";
 import { Devices } from "./screens/devices.js";
+import { ChatWidget, HelpArticle } from "./screens/chat.js";
 import { ForgotPassword, Register, ResetPassword, SignIn } from "./screens/signin.js";
 import { Status } from "./screens/status.js";
 import { Stream } from "./screens/stream.js";
@@ -66,6 +68,7 @@ function signedInScreen(parts, params) {
     case "status": return html`<${Status} />`;
     case "account": return html`<${Account} params=${params} />`;
     case "admin": return adminScreen(parts.slice(1), params);
+    case "help": return html`<${HelpArticle} slug=${id} key=${id} />`;
     case undefined: return null;
     default: return html`<section class="card"><h2>Not found</h2><p>No screen is called “${parts.join("/")}”. <a href="#/devices">Go to the devices</a>.</p></section>`;
   }
@@ -76,6 +79,8 @@ function adminScreen([section, id], params) {
   switch (section) {
     case "users": case undefined:
       return id ? html`<${User} userId=${id} key=${id} />` : html`<${Users} params=${params} />`;
+    case "chat":
+      return id ? html`<${AgentSession} sessionId=${id} key=${id} />` : html`<${AgentQueue} params=${params} />`;
     default: return html`<section class="card"><h2>Not found</h2><p><a href="#/admin/users">Go to the users</a>.</p></section>`;
   }
 }
@@ -115,7 +120,8 @@ function App() {
     </header>
     <main id="main" tabindex="-1">
       ${signedIn ? signedInScreen(parts, params) : signedOutScreen(parts, notice, setNotice)}
-    </main>`;
+    </main>
+    ${signedIn && html`<${ChatWidget} />`}`;
 }
 
 // Preact renders beside what the container holds, so the no-JavaScript notice goes first.
