@@ -12,12 +12,13 @@ import { Device } from "./screens/device.js";
 import { DeviceChart } from "./screens/device-chart.js";
 import { Devices } from "./screens/devices.js";
 import { ChatWidget, HelpArticle } from "./screens/chat.js";
+import { CorrelationResult, Correlations } from "./screens/correlation.js";
 import { ForgotPassword, Register, ResetPassword, SignIn } from "./screens/signin.js";
 import { Status } from "./screens/status.js";
 import { Stream } from "./screens/stream.js";
 import { endSession, scheduleRefresh, session } from "./session.js";
 
-const NAV = [["devices", "Devices"], ["anomalies", "Anomalies"], ["status", "Status"], ["account", "Account"]];
+const NAV = [["devices", "Devices"], ["anomalies", "Anomalies"], ["correlations", "Correlations"], ["status", "Status"], ["account", "Account"]];
 // Shown to admins only (the gateway refuses their routes to anyone else).
 const ADMIN_NAV = [["admin", "Admin"]];
 
@@ -68,6 +69,8 @@ function signedInScreen(parts, params) {
     case "status": return html`<${Status} />`;
     case "account": return html`<${Account} params=${params} />`;
     case "admin": return adminScreen(parts.slice(1), params);
+    case "correlations":
+      return id ? html`<${CorrelationResult} correlationId=${id} key=${id} />` : html`<${Correlations} params=${params} />`;
     case "help": return html`<${HelpArticle} slug=${id} key=${id} />`;
     case undefined: return null;
     default: return html`<section class="card"><h2>Not found</h2><p>No screen is called “${parts.join("/")}”. <a href="#/devices">Go to the devices</a>.</p></section>`;
