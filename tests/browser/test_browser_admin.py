@@ -73,3 +73,50 @@ async def test_an_admin_deactivates_a_user_who_is_then_refused(console: Console)
     assert "#/devices" not in page.url
     await console.screenshot("deactivated-user-refused")
     console.forgive(403)
+
+
+@pytest.mark.parametrize("console", [WITH_ADMIN], indirect=True)
+async def test_an_admin_adds_a_site_and_rotates_its_secret(console: Console) -> None:
+    page = console.page
+    await sign_in_as_admin(console)
+    await console.open("/admin/accounts")
+    await page.get_by_role("button", name="Create an account…").click()
+    form = page.locator("#create-account-form")
+    await form.get_by_label("Name").fill("Plant Co")
+    await form.get_by_label("Contact email").fill("plant@example.com")
+    await form.get_by_label("Open batches allowed").fill("3")
+    await form.get_by_label("Owner (user id)").fill("nobody")
+    await form.get_by_role("button", name="Create").click()
+    # The server's refusal is told beside the field it is about.
+    owner = form.get_by_role("textbox", name="Owner (user id)")
+    await form.locator("#error-owner_user_id").wait_for()
+    assert await owner.get_attribute("aria-invalid") == "true"
+    console.forgive(400)
+    await owner.fill("")
+    await form.get_by_role("button", name="Create").click()
+    await page.wait_for_url("**/#/admin/accounts/*")
+    await page.get_by_role("heading", name="Plant Co").wait_for()
+
+    sites = page.locator("#create-site-form")
+    await sites.get_by_label("Domain").fill("line-7.example.com")
+    await sites.get_by_label("Site name").fill("Line 7")
+    await sites.get_by_role("button", name="Add a site").click()
+    secret = page.locator("#site-secret code")
+    await secret.wait_for()
+    first = await secret.text_content()
+    await page.get_by_role("button", name="Copy the secret").wait_for()
+    await page.get_by_role("button", name="Rotate the secret of line-7.example.com…").click()
+    await page.get_by_role("button", name="Yes, rotate").click()
+    await page.wait_for_function(
+        "(old) => document.querySelector('#site-secret code')?.textContent !== old", arg=first
+    )
+    rotated = await secret.text_content()
+    await console.screenshot("admin-account")
+    # The new secret gets a token; the old one no longer does.
+    for value, status in ((rotated, 200), (first, 401)):
+        answer = await console.http.post(
+            "/v1/sites/token", json={"domain": "line-7.example.com", "client_secret": value}
+        )
+        assert answer.status_code == status, answer.text
+    await page.get_by_role("button", name="I have stored it").click()
+    assert await secret.count() == 0

@@ -5,6 +5,7 @@ import { html, render, useEffect, useState } from "./lib.js";
 import { navigate, useRoute } from "./router.js";
 import { Account } from "./screens/account.js";
 import { NotAdmin, User, Users } from "./screens/admin.js";
+import { Account as AdminAccount, Accounts } from "./screens/admin-accounts.js";
 import { AgentQueue, AgentSession } from "./screens/agent-queue.js";
 import { Anomalies } from "./screens/anomalies.js";
 import { Anomaly } from "./screens/anomaly.js";
@@ -82,6 +83,8 @@ function adminScreen([section, id], params) {
   switch (section) {
     case "users": case undefined:
       return id ? html`<${User} userId=${id} key=${id} />` : html`<${Users} params=${params} />`;
+    case "accounts":
+      return id ? html`<${AdminAccount} accountId=${id} key=${id} />` : html`<${Accounts} params=${params} />`;
     case "chat":
       return id ? html`<${AgentSession} sessionId=${id} key=${id} />` : html`<${AgentQueue} params=${params} />`;
     default: return html`<section class="card"><h2>Not found</h2><p><a href="#/admin/users">Go to the users</a>.</p></section>`;

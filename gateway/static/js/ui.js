@@ -41,14 +41,15 @@ export function errorProps(answer, field) {
 
 // A dangerous action asked twice: the button is replaced by the question, with
 // focus on its safe answer. `onConfirm` runs on "yes"; answers its envelope.
-export function Confirm({ label, yes, no = "Cancel", question, onConfirm, danger = true, id }) {
+// `name` is the button's accessible name when its visible label needs context.
+export function Confirm({ label, name, yes, no = "Cancel", question, onConfirm, danger = true, id }) {
   const [asking, setAsking] = useState(false);
   const keep = useRef(null);
   useEffect(() => { if (asking && keep.current) keep.current.focus(); }, [asking]);
   const [busy, run] = useBusy();
   const confirm = () => run(async () => { await onConfirm(); setAsking(false); });
   if (!asking) {
-    return html`<button type="button" id=${id} class=${danger ? "danger small" : "secondary small"} onClick=${() => setAsking(true)}>${label}</button>`;
+    return html`<button type="button" id=${id} aria-label=${name} class=${danger ? "danger small" : "secondary small"} onClick=${() => setAsking(true)}>${label}</button>`;
   }
   return html`<span class="confirm" role="group" aria-label=${question}>
     <span>${question}</span>
