@@ -4,20 +4,23 @@ import { api } from "./api.js";
 import { html, render, useEffect, useState } from "./lib.js";
 import { navigate, useRoute } from "./router.js";
 import { Account } from "./screens/account.js";
-import { NotAdmin, User, Users } from "./screens/admin.js";
-import { Account as AdminAccount, Accounts } from "./screens/admin-accounts.js";
-import { AgentQueue, AgentSession } from "./screens/agent-queue.js";
 import { Anomalies } from "./screens/anomalies.js";
 import { Anomaly } from "./screens/anomaly.js";
 import { Device } from "./screens/device.js";
 import { DeviceChart } from "./screens/device-chart.js";
 import { Devices } from "./screens/devices.js";
-import { ChatWidget, HelpArticle } from "./screens/chat.js";
-import { CorrelationResult, Correlations } from "./screens/correlation.js";
 import { ForgotPassword, Register, ResetPassword, SignIn } from "./screens/signin.js";
 import { Status } from "./screens/status.js";
 import { Stream } from "./screens/stream.js";
 import { endSession, scheduleRefresh, session } from "./session.js";
+import { Heading, Lazy } from "./ui.js";
+
+// Screens loaded when first shown, so that the first load (sign-in) stays small.
+const ADMIN = () => import("./screens/admin.js");
+const ACCOUNTS = () => import("./screens/admin-accounts.js");
+const AGENTS = () => import("./screens/agent-queue.js");
+const CHAT = () => import("./screens/chat.js");
+const CORRELATION = () => import("./screens/correlation.js");
 
 const NAV = [["devices", "Devices"], ["anomalies", "Anomalies"], ["correlations", "Correlations"], ["status", "Status"], ["account", "Account"]];
 // Shown to admins only (the gateway refuses their routes to anyone else).
@@ -71,22 +74,35 @@ function signedInScreen(parts, params) {
     case "account": return html`<${Account} params=${params} />`;
     case "admin": return adminScreen(parts.slice(1), params);
     case "correlations":
-      return id ? html`<${CorrelationResult} correlationId=${id} key=${id} />` : html`<${Correlations} params=${params} />`;
-    case "help": return html`<${HelpArticle} slug=${id} key=${id} />`;
+      return id
+        ? html`<${Lazy} load=${CORRELATION} name="CorrelationResult" correlationId=${id} key=${id} />`
+        : html`<${Lazy} load=${CORRELATION} name="Correlations" params=${params} />`;
+    case "help": return html`<${Lazy} load=${CHAT} name="HelpArticle" slug=${id} key=${id} />`;
     case undefined: return null;
     default: return html`<section class="card"><h2>Not found</h2><p>No screen is called “${parts.join("/")}”. <a href="#/devices">Go to the devices</a>.</p></section>`;
   }
+}
+
+function NotAdmin() {
+  return html`<section class="card"><${Heading}>Admins only<//>
+    <p>These screens are for administrators. <a href="#/devices">Go to the devices</a>.</p></section>`;
 }
 
 function adminScreen([section, id], params) {
   if (!session.isAdmin) return html`<${NotAdmin} />`;
   switch (section) {
     case "users": case undefined:
-      return id ? html`<${User} userId=${id} key=${id} />` : html`<${Users} params=${params} />`;
+      return id
+        ? html`<${Lazy} load=${ADMIN} name="User" userId=${id} key=${id} />`
+        : html`<${Lazy} load=${ADMIN} name="Users" params=${params} />`;
     case "accounts":
-      return id ? html`<${AdminAccount} accountId=${id} key=${id} />` : html`<${Accounts} params=${params} />`;
+      return id
+        ? html`<${Lazy} load=${ACCOUNTS} name="Account" accountId=${id} key=${id} />`
+        : html`<${Lazy} load=${ACCOUNTS} name="Accounts" params=${params} />`;
     case "chat":
-      return id ? html`<${AgentSession} sessionId=${id} key=${id} />` : html`<${AgentQueue} params=${params} />`;
+      return id
+        ? html`<${Lazy} load=${AGENTS} name="AgentSession" sessionId=${id} key=${id} />`
+        : html`<${Lazy} load=${AGENTS} name="AgentQueue" params=${params} />`;
     default: return html`<section class="card"><h2>Not found</h2><p><a href="#/admin/users">Go to the users</a>.</p></section>`;
   }
 }
@@ -127,7 +143,7 @@ function App() {
     <main id="main" tabindex="-1">
       ${signedIn ? signedInScreen(parts, params) : signedOutScreen(parts, notice, setNotice)}
     </main>
-    ${signedIn && html`<${ChatWidget} />`}`;
+    ${signedIn && html`<${Lazy} load=${CHAT} name="ChatWidget" quiet=${true} />`}`;
 }
 
 // Preact renders beside what the container holds, so the no-JavaScript notice goes first.

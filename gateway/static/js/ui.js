@@ -152,6 +152,23 @@ export function useSubmit(send, initial = null) {
   return { answer, setAnswer, busy, submit };
 }
 
+// A component of a module imported on first use: `load` (a constant function
+// calling import()) and the export's `name`; other props go to the component.
+// "Loading…" meanwhile, or nothing when `quiet`.
+const loaded = new Map();
+export function Lazy({ load, name, quiet = false, ...props }) {
+  const [module, setModule] = useState(() => loaded.get(load));
+  const [failed, setFailed] = useState(false);
+  useEffect(() => {
+    if (module) return;
+    load().then((got) => { loaded.set(load, got); setModule(got); }, () => setFailed(true));
+  }, [load]);
+  if (failed) return quiet ? null : html`<p class="message-error">This screen could not be loaded; reload the page.</p>`;
+  if (!module) return quiet ? null : html`<p class="loading">Loading…</p>`;
+  const Component = module[name];
+  return html`<${Component} ...${props} />`;
+}
+
 // Moves focus to a screen's heading when it opens, so keyboard and screen
 // reader users land on the new page rather than on the link they left.
 export function Heading({ children }) {

@@ -23,11 +23,6 @@ export function AdminNav({ current }) {
   </nav>`;
 }
 
-export function NotAdmin() {
-  return html`<section class="card"><${Heading}>Admins only<//>
-    <p>These screens are for administrators. <a href="#/devices">Go to the devices</a>.</p></section>`;
-}
-
 export function Users({ params }) {
   const filters = {
     page: Number(params.page || 1),
