@@ -62,3 +62,22 @@ async def test_chat_answers_and_an_agent_replies_live(console: Console, browser:
     await panel.locator(".chat-message.from-agent", has_text="Sam from support").wait_for()
     await page.set_viewport_size({"width": 390, "height": 844})
     await console.screenshot("chat-phone")
+
+
+@pytest.mark.parametrize("console", [{"services": (*CONSOLE_SERVICES, "chat")}], indirect=True)
+async def test_a_visitor_chats_before_signing_in(console: Console) -> None:
+    page = console.page
+    await console.open("/")
+    await page.get_by_role("button", name="Chat with support").click()
+    panel = page.locator("#chat-panel")
+    await panel.get_by_text("live", exact=True).wait_for()
+    await panel.get_by_label("Your message").fill("how do i reset my password")
+    await panel.get_by_role("button", name="Send").click()
+    reply = panel.locator(".chat-message.from-bot")
+    await reply.get_by_role("link", name="Help: password reset").click()
+    await page.wait_for_url("**/#/help/password-reset")
+    article = (await console.http.get("/v1/chat/help/password-reset")).json()["data"]
+    await page.get_by_role("heading", name=article["title"]).wait_for()
+    # The anonymous session (and its token) lasts for the tab, across screens.
+    await panel.get_by_text("how do i reset my password").wait_for()
+    await console.screenshot("chat-signed-out")

@@ -56,6 +56,7 @@ function signedOutScreen(parts, notice, setNotice) {
     case "forgot-password": return html`<${ForgotPassword} />`;
     case "reset-password": return html`<${ResetPassword} token=${resetToken} onDone=${setNotice} />`;
     case "status": return html`<${Status} />`;
+    case "help": return html`<${Lazy} load=${CHAT} name="HelpArticle" slug=${parts[1]} key=${parts[1]} />`;
     default: return html`<${SignIn} notice=${notice} key=${notice ? notice.message : ""} />`;
   }
 }
@@ -143,7 +144,7 @@ function App() {
     <main id="main" tabindex="-1">
       ${signedIn ? signedInScreen(parts, params) : signedOutScreen(parts, notice, setNotice)}
     </main>
-    ${signedIn && html`<${Lazy} load=${CHAT} name="ChatWidget" quiet=${true} />`}`;
+    <${Lazy} load=${CHAT} name="ChatWidget" quiet=${true} signedIn=${signedIn} key=${signedIn ? "signed-in" : "anonymous"} />`;
 }
 
 // Preact renders beside what the container holds, so the no-JavaScript notice goes first.

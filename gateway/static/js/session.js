@@ -2,7 +2,8 @@
 // no cookies, so the gateway needs no CSRF defence), refreshed before the
 // access token expires, and a notice to the app when the session ends.
 const store = window.sessionStorage;
-const KEYS = ["iot.access_token", "iot.refresh_token", "iot.expires_at", "iot.email"];
+// The chat session of the signed-in user ends with their session in this tab.
+const KEYS = ["iot.access_token", "iot.refresh_token", "iot.expires_at", "iot.email", "iot.chat_session"];
 // Refresh this long before expiry, so a request in flight never carries a dead token.
 const REFRESH_MARGIN_MS = 60_000;
 

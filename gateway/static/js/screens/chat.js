@@ -1,15 +1,35 @@
-// The support chat: a widget on every signed-in screen (a button that opens a
-// panel), its session kept for the tab so that moving between screens keeps
-// the conversation; the assistant's replies with links to what they speak of;
+// The support chat: a widget on every screen (a button that opens a panel),
+// its session kept for the tab so that moving between screens keeps the
+// conversation; signed out, an anonymous session proven by its token; the assistant's replies with links to what they speak of;
 // a person's replies as they come (the session's events, Server-Sent Events).
 // Also the help article screen the replies link to.
-import { api } from "../api.js";
+import { api, query } from "../api.js";
 import { html, useEffect, useRef, useState } from "../lib.js";
 import { href } from "../router.js";
 import { watch } from "../sse.js";
 import { errorProps, FieldError, formatTime, Heading, Message, useLoad, useSubmit } from "../ui.js";
 
+// The tab's session: its id when signed in (cleared with the sign-in), and
+// {id, token} for an anonymous visitor, whose token proves the session theirs.
 const SESSION_KEY = "iot.chat_session";
+const ANONYMOUS_KEY = "iot.chat_anonymous";
+const store = window.sessionStorage;
+
+function savedSession(signedIn) {
+  if (signedIn) return { id: store.getItem(SESSION_KEY) || "", token: "" };
+  try {
+    const { id = "", token = "" } = JSON.parse(store.getItem(ANONYMOUS_KEY) || "{}");
+    return { id, token };
+  } catch {
+    return { id: "", token: "" };
+  }
+}
+
+function saveSession(signedIn, { id, token }) {
+  const key = signedIn ? SESSION_KEY : ANONYMOUS_KEY;
+  if (!id) store.removeItem(key);
+  else store.setItem(key, signedIn ? id : JSON.stringify({ id, token }));
+}
 const ASK_FOR_A_PERSON = "I would like to talk to a person";
 
 // Adds messages to a list once each (a reply comes both in the answer to the
@@ -23,11 +43,13 @@ export function merge(messages, more) {
 
 // The session's events while `sessionId` is set: new messages, typing and
 // escalation changes; `onEnded` when it ends. Answers the connection state.
-export function useSessionEvents(sessionId, { onMessage, onLevel, onTyping, onEnded }) {
+// An anonymous session's `token` goes in the query (there is no bearer token).
+export function useSessionEvents(sessionId, { onMessage, onLevel, onTyping, onEnded, token = "" }) {
   const [state, setState] = useState("connecting");
   useEffect(() => {
     if (!sessionId) return undefined;
-    const stream = watch(`/v1/chat/sessions/${sessionId}/events`, {
+    const stream = watch(`/v1/chat/sessions/${sessionId}/events${query({ session_token: token })}`, {
+      auth: !token,
       onState: setState,
       onEvent: (type, event) => {
         if (type !== "message") return;
@@ -42,25 +64,29 @@ export function useSessionEvents(sessionId, { onMessage, onLevel, onTyping, onEn
   return state;
 }
 
-export function ChatWidget() {
+export function ChatWidget({ signedIn }) {
   const [open, setOpen] = useState(false);
-  const [sessionId, setSessionId] = useState(() => window.sessionStorage.getItem(SESSION_KEY) || "");
+  const [current, setCurrent] = useState(() => savedSession(signedIn));
+  const sessionId = current.id;
+  // Sent with every call of an anonymous session; absent when signed in.
+  const proof = current.token ? { session_token: current.token } : {};
   const [messages, setMessages] = useState([]);
   const [level, setLevel] = useState(0);
   const [typing, setTyping] = useState(false);
   const [problem, setProblem] = useState(null);
   const panel = useRef(null);
 
-  const remember = (id) => {
-    if (id) window.sessionStorage.setItem(SESSION_KEY, id); else window.sessionStorage.removeItem(SESSION_KEY);
-    setSessionId(id);
+  const remember = (next) => {
+    saveSession(signedIn, next);
+    setCurrent(next);
   };
+  const forget = () => { remember({ id: "", token: "" }); setMessages([]); };
   // Opening the panel resumes the tab's session, or starts one.
   useEffect(() => {
     if (!open) return;
     (async () => {
       if (sessionId) {
-        const got = await api.get(`/v1/chat/sessions/${sessionId}`);
+        const got = await api.get(`/v1/chat/sessions/${sessionId}`, proof);
         if (got.success && !got.data.ended_at) {
           setMessages((old) => merge(old, got.data.messages));
           setLevel(got.data.escalation_level);
@@ -71,24 +97,24 @@ export function ChatWidget() {
       if (!created.success) { setProblem(created); return; }
       setMessages([]);
       setLevel(0);
-      remember(created.data.session.session_id);
+      remember({ id: created.data.session.session_id, token: created.data.session_token || "" });
     })();
   }, [open, sessionId]);
   useEffect(() => { if (open && panel.current) panel.current.focus(); }, [open]);
   const state = useSessionEvents(open ? sessionId : "", {
+    token: current.token,
     onMessage: (message) => setMessages((old) => merge(old, [message])),
     onLevel: setLevel,
     onTyping: setTyping,
-    onEnded: () => { remember(""); setMessages([]); },
+    onEnded: forget,
   });
   const end = async () => {
-    if (sessionId) await api.post(`/v1/chat/sessions/${sessionId}/end`, {});
-    remember("");
-    setMessages([]);
+    if (sessionId) await api.post(`/v1/chat/sessions/${sessionId}/end`, proof);
+    forget();
     setOpen(false);
   };
   const send = async (content) => {
-    const got = await api.post(`/v1/chat/sessions/${sessionId}/messages`, { content });
+    const got = await api.post(`/v1/chat/sessions/${sessionId}/messages`, { content, ...proof });
     if (got.success) {
       setMessages((old) => merge(old, [got.data.message, got.data.reply]));
       setLevel(got.data.escalation_level);
@@ -102,7 +128,8 @@ export function ChatWidget() {
     ${open && html`<section class="chat-panel" id="chat-panel" tabindex="-1" ref=${panel}>
       <h2 class="chat-title">Support chat <span class=${`badge live-${state}`}>${state}</span></h2>
       <${Message} answer=${problem} />
-      <${Conversation} messages=${messages} typing=${typing} />
+      <${Conversation} messages=${messages} typing=${typing}
+        hint=${signedIn ? undefined : "Ask how to use the console, or sign in to ask about your devices."} />
       ${level === 1 && html`<p class="muted">Not what you needed?
         <button type="button" class="secondary small" onClick=${() => send(ASK_FOR_A_PERSON)}>Talk to a person</button></p>`}
       ${level === 2 && html`<p class="muted" id="chat-waiting">A person has been asked to answer; their reply appears here.</p>`}
@@ -117,14 +144,14 @@ export const AGENT_VIEW = { user: "User", bot: "Assistant", agent: "Support (you
 
 // The messages, newest at the bottom, announced to screen readers as they come.
 // `authors` names who wrote what, as the reader sees it.
-export function Conversation({ messages, typing, authors = USER_VIEW }) {
+export function Conversation({ messages, typing, authors = USER_VIEW, hint = "Ask about your devices, their readings and anomalies, or how to use the console." }) {
   const log = useRef(null);
   useEffect(() => { if (log.current) log.current.scrollTop = log.current.scrollHeight; }, [messages.length, typing]);
   return html`<div class="chat-log" role="log" aria-live="polite" ref=${log} id="chat-log">
-    ${messages.length === 0 && html`<p class="muted">Ask about your devices, their readings and anomalies, or how to use the console.</p>`}
+    ${messages.length === 0 && html`<p class="muted">${hint}</p>`}
     ${messages.map((message) => html`<div key=${message.message_id} class=${`chat-message from-${message.author || (message.is_bot ? "bot" : "user")}`}>
       <p class="chat-author">${authors[message.author] || message.author} <span class="muted">${formatTime(message.sent_at)}</span></p>
-      <p class="chat-text">${message.content}</p>
+      ${message.author === "user" ? html`<p class="chat-text">${message.content}</p>` : html`<${Markdown} text=${message.content} />`}
       <${FactLinks} facts=${message.facts} />
     </div>`)}
     ${typing && html`<p class="muted">The assistant is writing…</p>`}
@@ -160,12 +187,36 @@ export function Composer({ onSend, disabled, label }) {
   </form>`;
 }
 
+// Inline code spans of a line of Markdown as <code>, the rest as text.
+function inline(text) {
+  return text.split("`").map((part, index) => (index % 2 ? html`<code>${part}</code>` : part));
+}
+
+// The little Markdown the help articles and the assistant write: headings,
+// paragraphs, "- " lists and `code`, built as elements (never as HTML), so
+// that nothing in the text can become markup. `skip` drops a leading title.
+export function Markdown({ text, skip = "" }) {
+  const blocks = String(text || "").split(/\n\s*\n/).map((block) => block.trim()).filter(Boolean);
+  return html`<div class="markdown">${blocks.map((block) => {
+    const heading = /^(#{1,6})\s+(.*)$/.exec(block);
+    if (heading) {
+      if (heading[2] === skip) return null;
+      return heading[1].length <= 2 ? html`<h3>${inline(heading[2])}</h3>` : html`<h4>${inline(heading[2])}</h4>`;
+    }
+    const lines = block.split("\n");
+    if (lines.every((line) => /^[-*]\s/.test(line))) {
+      return html`<ul>${lines.map((line) => html`<li>${inline(line.slice(2))}</li>`)}</ul>`;
+    }
+    return html`<p>${inline(lines.join(" "))}</p>`;
+  })}</div>`;
+}
+
 export function HelpArticle({ slug }) {
   const [answer] = useLoad(() => api.get(`/v1/chat/help/${encodeURIComponent(slug)}`), [slug]);
   if (!answer) return html`<p class="loading">Loading…</p>`;
   if (!answer.success) return html`<section class="card"><${Heading}>Help<//><${Message} answer=${answer} /></section>`;
   return html`<section class="card">
     <${Heading}>${answer.data.title}<//>
-    <div class="article">${answer.data.markdown}</div>
+    <${Markdown} text=${answer.data.markdown} skip=${answer.data.title} />
   </section>`;
 }
