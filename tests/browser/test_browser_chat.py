@@ -16,18 +16,25 @@ from tests.browser.test_browser_admin import WITH_ADMIN, sign_in_as_admin
 WITH_CHAT = {"services": (*CONSOLE_SERVICES, "chat"), **WITH_ADMIN}
 
 
+async def open_chat_and_ask(page: Any, question: str) -> Any:
+    """Open the chat widget, wait for its events stream, and send ``question``; answers
+    the assistant's replies."""
+    await page.get_by_role("button", name="Chat with support").click()
+    panel = page.locator("#chat-panel")
+    await panel.get_by_text("live", exact=True).wait_for()
+    await panel.get_by_label("Your message").fill(question)
+    await panel.get_by_role("button", name="Send").click()
+    return panel.locator(".chat-message.from-bot")
+
+
 @pytest.mark.parametrize("console", [WITH_CHAT], indirect=True)
 async def test_chat_answers_and_an_agent_replies_live(console: Console, browser: Any) -> None:
     page = console.page
     email = await new_account(console)
     await new_device(console, email, "Greenhouse", "temperature")
     await sign_in(console, email)
-    await page.get_by_role("button", name="Chat with support").click()
+    reply = await open_chat_and_ask(page, "how many devices do i have?")
     panel = page.locator("#chat-panel")
-    await panel.get_by_text("live", exact=True).wait_for()
-    await panel.get_by_label("Your message").fill("how many devices do i have?")
-    await panel.get_by_role("button", name="Send").click()
-    reply = panel.locator(".chat-message.from-bot")
     await reply.get_by_text("1 device").wait_for()
     await reply.get_by_role("link", name="Device 1").wait_for()
     await console.screenshot("chat")
@@ -68,12 +75,8 @@ async def test_chat_answers_and_an_agent_replies_live(console: Console, browser:
 async def test_a_visitor_chats_before_signing_in(console: Console) -> None:
     page = console.page
     await console.open("/")
-    await page.get_by_role("button", name="Chat with support").click()
+    reply = await open_chat_and_ask(page, "how do i reset my password")
     panel = page.locator("#chat-panel")
-    await panel.get_by_text("live", exact=True).wait_for()
-    await panel.get_by_label("Your message").fill("how do i reset my password")
-    await panel.get_by_role("button", name="Send").click()
-    reply = panel.locator(".chat-message.from-bot")
     await reply.get_by_role("link", name="Help: password reset").click()
     await page.wait_for_url("**/#/help/password-reset")
     article = (await console.http.get("/v1/chat/help/password-reset")).json()["data"]
@@ -81,3 +84,7 @@ async def test_a_visitor_chats_before_signing_in(console: Console) -> None:
     # The anonymous session (and its token) lasts for the tab, across screens.
     await panel.get_by_text("how do i reset my password").wait_for()
     await console.screenshot("chat-signed-out")
+    # Escape closes the panel and gives the focus back to its button.
+    await panel.get_by_label("Your message").press("Escape")
+    await page.get_by_role("button", name="Chat with support").wait_for()
+    assert await page.evaluate("document.activeElement.id") == "chat-toggle"

@@ -122,10 +122,16 @@ export function ChatWidget({ signedIn }) {
     return got;
   };
 
+  // Escape closes the panel and gives the focus back to its button.
+  const closeOnEscape = (event) => {
+    if (event.key !== "Escape") return;
+    setOpen(false);
+    document.getElementById("chat-toggle").focus();
+  };
   return html`<aside class=${`chat ${open ? "chat-open" : ""}`} aria-label="Support chat">
     <button type="button" class="chat-toggle" id="chat-toggle" aria-expanded=${open ? "true" : "false"} aria-controls="chat-panel"
       onClick=${() => setOpen(!open)}>${open ? "Close the chat" : "Chat with support"}</button>
-    ${open && html`<section class="chat-panel" id="chat-panel" tabindex="-1" ref=${panel}>
+    ${open && html`<section class="chat-panel" id="chat-panel" tabindex="-1" ref=${panel} onKeyDown=${closeOnEscape}>
       <h2 class="chat-title">Support chat <span class=${`badge live-${state}`}>${state}</span></h2>
       <${Message} answer=${problem} />
       <${Conversation} messages=${messages} typing=${typing}
