@@ -196,6 +196,11 @@ function Scatter({ result, names }) {
   useEffect(() => {
     let chart = null;
     let gone = false;
+    const element = box.current;
+    // The plot follows its box's width (a phone turned, a window resized).
+    const observer = new ResizeObserver(() => {
+      if (chart && !gone) chart.setSize({ width: Math.max(240, element.clientWidth), height: 320 });
+    });
     (async () => {
       const range = { start: result.window_start, end: result.window_end, max_points: SCATTER_POINTS };
       const [a, b, UPlot] = await Promise.all([
@@ -208,7 +213,6 @@ function Scatter({ result, names }) {
       const [xs, ys] = pairs(a.data.data, b.data.data, result);
       const downsampled = a.data.downsampled || b.data.downsampled;
       setNote(`${xs.length} pairs on the ${formatNumber(result.grid_seconds)} s grid${downsampled ? ", from downsampled readings" : ""}.`);
-      const element = box.current;
       chart = new UPlot({
         width: Math.max(240, element.clientWidth),
         height: 320,
@@ -220,8 +224,9 @@ function Scatter({ result, names }) {
       }, [xs, ys], element);
       // How many pairs are drawn, for whoever checks the chart (the browser tests).
       element.dataset.points = String(xs.length);
+      observer.observe(element);
     })();
-    return () => { gone = true; if (chart) chart.destroy(); };
+    return () => { gone = true; observer.disconnect(); if (chart) chart.destroy(); };
   }, [result.correlation_id, names[0], names[1]]);
   return html`<figure class="scatter">
     <div class="chart" ref=${box} id="scatter" role="img" aria-label=${`Scatter of ${names[0] || "the first stream"} against ${names[1] || "the second"}`}></div>
