@@ -94,7 +94,8 @@ export function ChatWidget({ signedIn }) {
         }
       }
       const created = await api.post("/v1/chat/sessions", {});
-      if (!created.success) { setProblem(created); return; }
+      setProblem(created.success ? null : created);
+      if (!created.success) return;
       setMessages([]);
       setLevel(0);
       remember({ id: created.data.session.session_id, token: created.data.session_token || "" });
