@@ -35,7 +35,12 @@ async def test_tokens_are_refreshed_before_they_expire_and_status_refreshes(
     async with page.expect_request("**/v1/system/status", timeout=10_000):
         pass
     await page.locator("#status-summary").wait_for()
+    await page.locator("#status-checks").get_by_text("database").first.wait_for()
     await console.screenshot("status")
+    await page.get_by_role("button", name="Pause").click()
+    await page.get_by_text("Paused", exact=False).wait_for()
+    await page.get_by_role("button", name="Resume").click()
+    await page.get_by_text("Refreshed every 5 s", exact=False).wait_for()
 
 
 async def test_profile_two_factor_set_up_security_log_and_a_revoked_session(

@@ -13,8 +13,18 @@ import { ForgotPassword, Register, ResetPassword, SignIn } from "./screens/signi
 import { Status } from "./screens/status.js";
 import { Stream } from "./screens/stream.js";
 import { endSession, scheduleRefresh, session } from "./session.js";
+import { Heading, Lazy } from "./ui.js";
 
-const NAV = [["devices", "Devices"], ["anomalies", "Anomalies"], ["status", "Status"], ["account", "Account"]];
+// Screens loaded when first shown, so that the first load (sign-in) stays small.
+const ADMIN = () => import("./screens/admin.js");
+const ACCOUNTS = () => import("./screens/admin-accounts.js");
+const AGENTS = () => import("./screens/agent-queue.js");
+const CHAT = () => import("./screens/chat.js");
+const CORRELATION = () => import("./screens/correlation.js");
+
+const NAV = [["devices", "Devices"], ["anomalies", "Anomalies"], ["correlations", "Correlations"], ["status", "Status"], ["account", "Account"]];
+// Shown to admins only (the gateway refuses their routes to anyone else).
+const ADMIN_NAV = [["admin", "Admin"]];
 
 // A token in an email link must leave the address bar and the history at once;
 // it is kept in memory for the screen that uses it.
@@ -46,6 +56,7 @@ function signedOutScreen(parts, notice, setNotice) {
     case "forgot-password": return html`<${ForgotPassword} />`;
     case "reset-password": return html`<${ResetPassword} token=${resetToken} onDone=${setNotice} />`;
     case "status": return html`<${Status} />`;
+    case "help": return html`<${Lazy} load=${CHAT} name="HelpArticle" slug=${parts[1]} key=${parts[1]} />`;
     default: return html`<${SignIn} notice=${notice} key=${notice ? notice.message : ""} />`;
   }
 }
@@ -62,8 +73,38 @@ function signedInScreen(parts, params) {
     case "anomalies": return id ? html`<${Anomaly} anomalyId=${id} key=${id} />` : html`<${Anomalies} params=${params} />`;
     case "status": return html`<${Status} />`;
     case "account": return html`<${Account} params=${params} />`;
+    case "admin": return adminScreen(parts.slice(1), params);
+    case "correlations":
+      return id
+        ? html`<${Lazy} load=${CORRELATION} name="CorrelationResult" correlationId=${id} key=${id} />`
+        : html`<${Lazy} load=${CORRELATION} name="Correlations" params=${params} />`;
+    case "help": return html`<${Lazy} load=${CHAT} name="HelpArticle" slug=${id} key=${id} />`;
     case undefined: return null;
     default: return html`<section class="card"><h2>Not found</h2><p>No screen is called “${parts.join("/")}”. <a href="#/devices">Go to the devices</a>.</p></section>`;
+  }
+}
+
+function NotAdmin() {
+  return html`<section class="card"><${Heading}>Admins only<//>
+    <p>These screens are for administrators. <a href="#/devices">Go to the devices</a>.</p></section>`;
+}
+
+function adminScreen([section, id], params) {
+  if (!session.isAdmin) return html`<${NotAdmin} />`;
+  switch (section) {
+    case "users": case undefined:
+      return id
+        ? html`<${Lazy} load=${ADMIN} name="User" userId=${id} key=${id} />`
+        : html`<${Lazy} load=${ADMIN} name="Users" params=${params} />`;
+    case "accounts":
+      return id
+        ? html`<${Lazy} load=${ACCOUNTS} name="Account" accountId=${id} key=${id} />`
+        : html`<${Lazy} load=${ACCOUNTS} name="Accounts" params=${params} />`;
+    case "chat":
+      return id
+        ? html`<${Lazy} load=${AGENTS} name="AgentSession" sessionId=${id} key=${id} />`
+        : html`<${Lazy} load=${AGENTS} name="AgentQueue" params=${params} />`;
+    default: return html`<section class="card"><h2>Not found</h2><p><a href="#/admin/users">Go to the users</a>.</p></section>`;
   }
 }
 
@@ -92,7 +133,7 @@ function App() {
     <header>
       <h1><a href="#/">iotsuite</a></h1>
       ${signedIn && html`<nav aria-label="Main"><ul>
-        ${NAV.map(([key, label]) => html`<li><a href=${`#/${key}`} aria-current=${section === key ? "page" : undefined}>${label}</a></li>`)}
+        ${[...NAV, ...(session.isAdmin ? ADMIN_NAV : [])].map(([key, label]) => html`<li><a href=${`#/${key}`} aria-current=${section === key ? "page" : undefined}>${label}</a></li>`)}
       </ul></nav>`}
       <div class="who">
         <a href="/docs" id="api-docs-link">API</a>
@@ -102,7 +143,8 @@ function App() {
     </header>
     <main id="main" tabindex="-1">
       ${signedIn ? signedInScreen(parts, params) : signedOutScreen(parts, notice, setNotice)}
-    </main>`;
+    </main>
+    <${Lazy} load=${CHAT} name="ChatWidget" quiet=${true} signedIn=${signedIn} key=${signedIn ? "signed-in" : "anonymous"} />`;
 }
 
 // Preact renders beside what the container holds, so the no-JavaScript notice goes first.

@@ -7,7 +7,8 @@
 // console's first load.
 const loading = { uPlot: null };
 
-async function uPlotClass() {
+// The uPlot class, loaded (with its stylesheet) on first use.
+export async function uPlotClass() {
   if (!loading.uPlot) {
     const link = document.createElement("link");
     link.rel = "stylesheet";

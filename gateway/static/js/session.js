@@ -2,7 +2,8 @@
 // no cookies, so the gateway needs no CSRF defence), refreshed before the
 // access token expires, and a notice to the app when the session ends.
 const store = window.sessionStorage;
-const KEYS = ["iot.access_token", "iot.refresh_token", "iot.expires_at", "iot.email"];
+// The chat session of the signed-in user ends with their session in this tab.
+const KEYS = ["iot.access_token", "iot.refresh_token", "iot.expires_at", "iot.email", "iot.chat_session"];
 // Refresh this long before expiry, so a request in flight never carries a dead token.
 const REFRESH_MARGIN_MS = 60_000;
 
@@ -16,11 +17,24 @@ export const session = {
   get email() { return store.getItem("iot.email") || ""; },
   get expiresAt() { return Number(store.getItem("iot.expires_at") || 0); },
   get signedIn() { return Boolean(this.access); },
+  // The access token's claims, read to shape the console (an admin sees the
+  // admin screens); the gateway checks the token itself on every call.
+  get claims() { return claimsOf(this.access); },
+  get isAdmin() { return this.claims.role === "admin"; },
   // Why the last session ended ({success, message}: a sign-out, a revoked
   // session, a failed refresh), or null; read once by sign-in.
   takeEndedNotice() { const notice = endedNotice; endedNotice = null; return notice; },
   subscribe(listener) { listeners.add(listener); return () => listeners.delete(listener); },
 };
+
+function claimsOf(token) {
+  try {
+    const part = (token || "").split(".")[1].replaceAll("-", "+").replaceAll("_", "/");
+    return JSON.parse(atob(part.padEnd(Math.ceil(part.length / 4) * 4, "=")));
+  } catch {
+    return {};
+  }
+}
 
 function notify() { for (const listener of listeners) listener(); }
 

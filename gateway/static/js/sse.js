@@ -6,13 +6,16 @@ import { session } from "./session.js";
 
 const RETRY_MS = 3_000;
 
-export function watch(path, { onEvent, onState }) {
+// `auth: false` watches without a token (a stream the API opens to anyone
+// holding its own proof, such as an anonymous chat session's token).
+export function watch(path, { onEvent, onState, auth = true }) {
   const controller = new AbortController();
   let lastId = "";
   let stopped = false;
 
   async function readOnce() {
-    const headers = { Accept: "text/event-stream", Authorization: `Bearer ${session.access}` };
+    const headers = { Accept: "text/event-stream" };
+    if (auth) headers.Authorization = `Bearer ${session.access}`;
     if (lastId) headers["Last-Event-ID"] = lastId;
     const response = await fetch(path, { headers, signal: controller.signal });
     if (!response.ok || !response.body) throw new Error(`HTTP ${response.status}`);
@@ -48,7 +51,7 @@ export function watch(path, { onEvent, onState }) {
   }
 
   (async () => {
-    while (!stopped && session.signedIn) {
+    while (!stopped && (!auth || session.signedIn)) {
       try {
         await readOnce();
       } catch {

@@ -4,15 +4,58 @@ import { html, useCallback, useEffect, useRef, useState } from "./lib.js";
 
 // Shows an answer's message, and its field errors on failure. role=status so
 // screen readers announce it without moving focus.
-export function Message({ answer, ok }) {
+// `inline` names the fields whose errors a <FieldError> shows beside them.
+export function Message({ answer, ok, inline = [] }) {
   if (!answer) return null;
-  const errors = (answer.data && answer.data.errors) || [];
+  const errors = fieldErrors(answer).filter((item) => !inline.includes(item.field));
   return html`<div class="message" role="status" aria-live="polite">
     <p class=${answer.success ? "message-ok" : "message-error"}>${answer.success ? ok || answer.message : answer.message}</p>
     ${!answer.success && errors.length > 0 && html`<ul>
       ${errors.map((item) => html`<li>${item.field ? `${item.field}: ${item.message}` : item.message}</li>`)}
     </ul>`}
   </div>`;
+}
+
+function fieldErrors(answer) {
+  return (answer && !answer.success && answer.data && answer.data.errors) || [];
+}
+
+// The envelope's errors about one field, shown beside it; the field itself
+// takes ...${errorProps(answer, field)} so that it is marked invalid and
+// described by them.
+export function FieldError({ answer, field }) {
+  const errors = fieldErrors(answer).filter((item) => item.field === field);
+  if (!errors.length) return null;
+  return html`<span class="field-error" id=${errorId(field)}>${errors.map((item) => item.message).join("; ")}</span>`;
+}
+
+function errorId(field) {
+  return `error-${field.replaceAll(/[^\w-]/g, "-")}`;
+}
+
+export function errorProps(answer, field) {
+  return fieldErrors(answer).some((item) => item.field === field)
+    ? { "aria-invalid": "true", "aria-describedby": errorId(field) }
+    : {};
+}
+
+// A dangerous action asked twice: the button is replaced by the question, with
+// focus on its safe answer. `onConfirm` runs on "yes"; answers its envelope.
+// `name` is the button's accessible name when its visible label needs context.
+export function Confirm({ label, name, yes, no = "Cancel", question, onConfirm, danger = true, id }) {
+  const [asking, setAsking] = useState(false);
+  const keep = useRef(null);
+  useEffect(() => { if (asking && keep.current) keep.current.focus(); }, [asking]);
+  const [busy, run] = useBusy();
+  const confirm = () => run(async () => { await onConfirm(); setAsking(false); });
+  if (!asking) {
+    return html`<button type="button" id=${id} aria-label=${name} class=${danger ? "danger small" : "secondary small"} onClick=${() => setAsking(true)}>${label}</button>`;
+  }
+  return html`<span class="confirm" role="group" aria-label=${question}>
+    <span>${question}</span>
+    <button type="button" class=${danger ? "danger small" : "small"} disabled=${busy} onClick=${confirm}>${yes}</button>
+    <button type="button" class="secondary small" ref=${keep} onClick=${() => setAsking(false)}>${no}</button>
+  </span>`;
 }
 
 // Loads with `fetcher` whenever a dependency changes; answers the latest
@@ -27,6 +70,22 @@ export function useLoad(fetcher, deps) {
   }, deps);
   useEffect(() => { load(); }, [load]);
   return [answer, load];
+}
+
+// A search box whose text reaches the URL once typing pauses (replacing the
+// history entry, so Back undoes a whole search rather than each letter); Back
+// and Forward change the URL under the box, and the box shows it.
+const SEARCH_DELAY_MS = 300;
+
+export function useSearch(value, onSearch) {
+  const [search, setSearch] = useState(value);
+  useEffect(() => setSearch(value), [value]);
+  useEffect(() => {
+    if (search === value) return undefined;
+    const timer = setTimeout(() => onSearch(search), SEARCH_DELAY_MS);
+    return () => clearTimeout(timer);
+  }, [search]);
+  return [search, setSearch];
 }
 
 export function Pager({ pagination, onPage }) {
@@ -91,6 +150,23 @@ export function useSubmit(send, initial = null) {
     run(async () => setAnswer(await send(formValues(form), form)));
   };
   return { answer, setAnswer, busy, submit };
+}
+
+// A component of a module imported on first use: `load` (a constant function
+// calling import()) and the export's `name`; other props go to the component.
+// "Loading…" meanwhile, or nothing when `quiet`.
+const loaded = new Map();
+export function Lazy({ load, name, quiet = false, ...props }) {
+  const [module, setModule] = useState(() => loaded.get(load));
+  const [failed, setFailed] = useState(false);
+  useEffect(() => {
+    if (module) return;
+    load().then((got) => { loaded.set(load, got); setModule(got); }, () => setFailed(true));
+  }, [load]);
+  if (failed) return quiet ? null : html`<p class="message-error">This screen could not be loaded; reload the page.</p>`;
+  if (!module) return quiet ? null : html`<p class="loading">Loading…</p>`;
+  const Component = module[name];
+  return html`<${Component} ...${props} />`;
 }
 
 // Moves focus to a screen's heading when it opens, so keyboard and screen

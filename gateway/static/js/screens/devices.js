@@ -2,9 +2,9 @@
 // page is a link and the back button undoes a filter), and registration, one
 // device at a time or from a file.
 import { api } from "../api.js";
-import { html, useEffect, useState } from "../lib.js";
+import { html, useState } from "../lib.js";
 import { href, navigate } from "../router.js";
-import { formatTime, Heading, Message, Pager, useLoad, useSubmit } from "../ui.js";
+import { formatTime, Heading, Message, Pager, useLoad, useSearch, useSubmit } from "../ui.js";
 import { ImportDevices } from "./import.js";
 
 export const DEVICE_TYPES = ["temperature", "pressure", "motion", "generic"];
@@ -16,8 +16,6 @@ const SORTS = [
   ["-name", "Name Z–A"],
 ];
 const PAGE_SIZE = 20;
-// Typing in the search box asks the server once the typing pauses.
-const SEARCH_DELAY_MS = 300;
 
 export function Devices({ params }) {
   const filters = {
@@ -33,14 +31,7 @@ export function Devices({ params }) {
   );
   // A changed filter starts again at page 1; replace keeps typing out of the history.
   const change = (update, replace = false) => navigate("/devices", { ...filters, page: 1, ...update }, { replace });
-  const [search, setSearch] = useState(filters.search);
-  // Back and forward change the URL's search under the box: show it.
-  useEffect(() => setSearch(filters.search), [filters.search]);
-  useEffect(() => {
-    if (search === filters.search) return undefined;
-    const timer = setTimeout(() => change({ search }, true), SEARCH_DELAY_MS);
-    return () => clearTimeout(timer);
-  }, [search]);
+  const [search, setSearch] = useSearch(filters.search, (text) => change({ search: text }, true));
 
   const devices = answer && answer.success ? answer.data.devices : [];
   return html`<section class="card wide">

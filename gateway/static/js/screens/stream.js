@@ -129,6 +129,7 @@ export function Stream({ streamId, params }) {
           <input type="checkbox" id="live-toggle" checked=${liveOn} disabled=${!canLive}
             onChange=${(event) => setLive(event.currentTarget.checked)} /> Live</label>
         ${liveOn && liveState && html`<span class=${`badge live-${liveState}`} id="live-state" aria-live="polite">${liveState} · ${liveCount} new</span>`}
+        <a class="button secondary small" href=${href("/correlations", { a: streamId })}>Correlate with…</a>
       </div>
       <p class="muted">Drag across the chart (or use the buttons) to zoom; the server answers the new window at the chart's resolution.
         ${range && ` Showing ${formatTime(range.start)} – ${formatTime(range.end)}`}

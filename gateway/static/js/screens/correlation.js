@@ -1,0 +1,235 @@
+// Correlation of two streams: pick them, a window and an algorithm, and see
+// the result (coefficient, p-value, interval, pairs, the best lag) with a
+// scatter of the two streams over the window on the result's grid; the past
+// results below, each a link. `#/correlations?a=<stream>&b=<stream>` picks the
+// streams; `#/correlations/<id>` is one result.
+import { api } from "../api.js";
+import { uPlotClass } from "../chart.js";
+import { html, useEffect, useRef, useState } from "../lib.js";
+import { href, navigate } from "../router.js";
+import { errorProps, FieldError, formatNumber, formatTime, Heading, Message, Pager, useLoad, useSubmit } from "../ui.js";
+
+const ALGORITHMS = [["pearson", "Pearson (linear)"], ["spearman", "Spearman (ranks)"], ["cross_correlation", "Cross-correlation (best lag)"]];
+const HOUR = 3_600_000;
+const WINDOWS = [["1h", "Last hour", HOUR], ["24h", "Last 24 hours", 24 * HOUR], ["7d", "Last 7 days", 7 * 24 * HOUR], ["30d", "Last 30 days", 30 * 24 * HOUR], ["custom", "Dates of my choice", 0]];
+// Devices whose streams the pickers offer; a user with more picks by deep link.
+const DEVICE_LIMIT = 100;
+// Readings asked of each stream for the scatter (downsampled beyond that).
+const SCATTER_POINTS = 4_000;
+
+// Every stream of the caller's devices, as [stream id, "device · metric"].
+function useStreams() {
+  const [streams, setStreams] = useState(null);
+  useEffect(() => {
+    (async () => {
+      const devices = await api.get("/v1/devices", { limit: DEVICE_LIMIT, sort: "name" });
+      if (!devices.success) { setStreams([]); return; }
+      const lists = await Promise.all(devices.data.devices.map(async (device) => {
+        const got = await api.get(`/v1/devices/${device.device_id}/streams`, { limit: 100 });
+        return got.success ? got.data.streams.map((stream) => [stream.stream_id, `${device.name} · ${stream.metric_name}`]) : [];
+      }));
+      setStreams(lists.flat());
+    })();
+  }, []);
+  return streams;
+}
+
+// datetime-local wants local time without a zone.
+function localInput(ms) {
+  const date = new Date(ms - new Date(ms).getTimezoneOffset() * 60_000);
+  return date.toISOString().slice(0, 16);
+}
+
+export function Correlations({ params }) {
+  const streams = useStreams();
+  const page = Number(params.page || 1);
+  const [past, reload] = useLoad(() => api.get("/v1/correlations", { page, limit: 10 }), [page]);
+  const [windowKey, setWindowKey] = useState(params.window || "24h");
+  const [algorithm, setAlgorithm] = useState(params.algorithm || "pearson");
+  const { answer, busy, submit } = useSubmit(async (values) => {
+    const body = { stream_a: values.stream_a, stream_b: values.stream_b, algorithm: values.algorithm };
+    const span = WINDOWS.find(([key]) => key === windowKey);
+    const now = Date.now();
+    const [from, to] = windowKey === "custom"
+      ? [Date.parse(values.window_start), Date.parse(values.window_end)]
+      : [now - span[2], now];
+    if (Number.isFinite(from)) body.window_start = new Date(from).toISOString();
+    if (Number.isFinite(to)) body.window_end = new Date(to).toISOString();
+    if (values.algorithm === "cross_correlation" && values.max_lag_seconds !== "") body.max_lag_seconds = Number(values.max_lag_seconds);
+    const got = await api.post("/v1/correlations", body);
+    if (got.success) {
+      reload();
+      navigate(`/correlations/${got.data.correlation_id}`);
+    }
+    return got;
+  });
+  const field = (name) => errorProps(answer, name);
+  // The custom window's first values; kept, so that a redraw never undoes what was typed.
+  const [defaults] = useState(() => ({ from: localInput(Date.now() - 24 * HOUR), to: localInput(Date.now()) }));
+  const options = streams || [];
+  return html`<div class="stack">
+    <section class="card wide">
+      <${Heading}>Correlate two streams<//>
+      ${streams && streams.length === 0 && html`<p class="muted">No streams yet: a device's first readings create them.</p>`}
+      <form class="inline-form" id="correlation-form" onSubmit=${submit}>
+        <label>First stream <select name="stream_a" required ...${field("stream_a")}>
+          ${options.map(([id, label]) => html`<option value=${id} selected=${id === params.a}>${label}</option>`)}
+        </select><${FieldError} answer=${answer} field="stream_a" /></label>
+        <label>Second stream <select name="stream_b" required ...${field("stream_b")}>
+          ${options.map(([id, label], index) => html`<option value=${id}
+            selected=${params.b ? id === params.b : index === Math.min(1, options.length - 1)}>${label}</option>`)}
+        </select><${FieldError} answer=${answer} field="stream_b" /></label>
+        <label>Window <select name="window" value=${windowKey} onChange=${(event) => setWindowKey(event.currentTarget.value)}>
+          ${WINDOWS.map(([key, label]) => html`<option value=${key}>${label}</option>`)}
+        </select></label>
+        ${windowKey === "custom" && html`
+          <label>From <input type="datetime-local" name="window_start" required defaultValue=${defaults.from} ...${field("window_start")} />
+            <${FieldError} answer=${answer} field="window_start" /></label>
+          <label>To <input type="datetime-local" name="window_end" required defaultValue=${defaults.to} ...${field("window_end")} />
+            <${FieldError} answer=${answer} field="window_end" /></label>`}
+        <label>Algorithm <select name="algorithm" value=${algorithm} onChange=${(event) => setAlgorithm(event.currentTarget.value)} ...${field("algorithm")}>
+          ${ALGORITHMS.map(([key, label]) => html`<option value=${key}>${label}</option>`)}
+        </select><${FieldError} answer=${answer} field="algorithm" /></label>
+        ${algorithm === "cross_correlation" && html`<label>Largest lag, seconds
+          <input type="number" name="max_lag_seconds" min="0" max="3600" step="any" placeholder="60" ...${field("max_lag_seconds")} />
+          <${FieldError} answer=${answer} field="max_lag_seconds" /></label>`}
+        <div class="buttons"><button type="submit" disabled=${busy || !options.length}>Correlate</button></div>
+        <${Message} answer=${answer && !answer.success ? answer : null}
+          inline=${["stream_a", "stream_b", "algorithm", "max_lag_seconds", ...(windowKey === "custom" ? ["window_start", "window_end"] : [])]} />
+      </form>
+    </section>
+    <section class="card wide">
+      <h3>Past results</h3>
+      ${past && !past.success && html`<${Message} answer=${past} />`}
+      <${ResultTable} items=${past && past.success ? past.data.correlations : []} names=${new Map(options)} />
+      <${Pager} pagination=${past && past.success && past.data.pagination} onPage=${(next) => navigate("/correlations", { ...params, page: next })} />
+    </section>
+  </div>`;
+}
+
+function ResultTable({ items, names }) {
+  if (!items.length) return html`<p class="muted">None yet.</p>`;
+  return html`<div class="table-scroll"><table id="correlation-table">
+    <thead><tr><th scope="col">Computed</th><th scope="col">Streams</th><th scope="col">Algorithm</th><th scope="col">Coefficient</th><th scope="col">Pairs</th><th scope="col">Window</th></tr></thead>
+    <tbody>${items.map((item) => html`<tr key=${item.correlation_id}>
+      <td><a href=${href(`/correlations/${item.correlation_id}`)}>${formatTime(item.created_at)}</a></td>
+      <td>${names.get(item.stream_a) || "?"} × ${names.get(item.stream_b) || "?"}</td>
+      <td>${item.algorithm.replaceAll("_", " ")}</td>
+      <td>${formatNumber(item.coefficient)}</td>
+      <td>${item.sample_count}</td>
+      <td>${formatTime(item.window_start)} – ${formatTime(item.window_end)}</td>
+    </tr>`)}</tbody>
+  </table></div>`;
+}
+
+async function streamName(id) {
+  const got = await api.get(`/v1/streams/${id}`);
+  if (!got.success) return id;
+  const device = await api.get(`/v1/devices/${got.data.device_id}`);
+  return device.success ? `${device.data.name} · ${got.data.metric_name}` : got.data.metric_name;
+}
+
+export function CorrelationResult({ correlationId }) {
+  const [answer] = useLoad(() => api.get(`/v1/correlations/${encodeURIComponent(correlationId)}`), [correlationId]);
+  const [names, setNames] = useState(["", ""]);
+  const result = answer && answer.success ? answer.data : null;
+  useEffect(() => {
+    if (!result) return;
+    Promise.all([streamName(result.stream_a), streamName(result.stream_b)]).then(setNames);
+  }, [result && result.correlation_id]);
+  if (!answer) return html`<p class="loading">Loading…</p>`;
+  if (!result) {
+    return html`<section class="card"><${Heading}>Correlation<//><${Message} answer=${answer} />
+      <p><a href="#/correlations">Correlate two streams</a></p></section>`;
+  }
+  const again = href("/correlations", { a: result.stream_a, b: result.stream_b, algorithm: result.algorithm });
+  return html`<section class="card wide">
+    <p class="crumbs"><a href="#/correlations">Correlations</a> /</p>
+    <${Heading}>${names[0] || "…"} × ${names[1] || "…"}<//>
+    <div class="chart-layout wide-side">
+      <${Scatter} result=${result} names=${names} />
+      <dl class="facts" id="correlation-result">
+        <dt>Coefficient</dt><dd id="coefficient">${formatNumber(result.coefficient)}</dd>
+        <dt>Algorithm</dt><dd>${result.algorithm.replaceAll("_", " ")}</dd>
+        <dt>95 % interval</dt><dd>${formatNumber(result.ci_low)} to ${formatNumber(result.ci_high)}</dd>
+        <dt>p-value</dt><dd>${result.p_value < 0.0001 ? "< 0.0001" : formatNumber(result.p_value, 4)}</dd>
+        <dt>Pairs</dt><dd>${result.sample_count} (effectively ${formatNumber(result.effective_sample_count, 1)} independent)</dd>
+        <dt>Grid</dt><dd>${formatNumber(result.grid_seconds)} s</dd>
+        ${result.algorithm === "cross_correlation" && html`<dt>Best lag</dt><dd>${formatNumber(result.best_lag_seconds)} s (of ${result.lags_tried} tried)</dd>`}
+        <dt>Window</dt><dd>${formatTime(result.window_start)} – ${formatTime(result.window_end)}</dd>
+        <dt>Streams</dt><dd><a href=${href(`/streams/${result.stream_a}`)}>first</a> · <a href=${href(`/streams/${result.stream_b}`)}>second</a></dd>
+      </dl>
+    </div>
+    <div class="buttons"><a class="button secondary" href=${again}>Correlate these again…</a></div>
+  </section>`;
+}
+
+// The readings of both streams averaged on the result's grid, paired bucket by
+// bucket (the second shifted by the best lag), as x and y sorted by x.
+export function pairs(a, b, result) {
+  const start = Date.parse(result.window_start);
+  const step = Math.max(1, result.grid_seconds * 1000);
+  const lag = Math.round((result.best_lag_seconds * 1000) / step);
+  const buckets = (points, shift) => {
+    const sums = new Map();
+    for (const point of points) {
+      const key = Math.floor((Date.parse(point.timestamp) - start) / step) - shift;
+      const [sum, count] = sums.get(key) || [0, 0];
+      sums.set(key, [sum + point.value, count + 1]);
+    }
+    return sums;
+  };
+  const first = buckets(a, 0);
+  const second = buckets(b, lag);
+  const joined = [];
+  for (const [key, [sum, count]] of first) {
+    const other = second.get(key);
+    if (other) joined.push([sum / count, other[0] / other[1]]);
+  }
+  joined.sort((p, q) => p[0] - q[0]);
+  return [joined.map((pair) => pair[0]), joined.map((pair) => pair[1])];
+}
+
+function Scatter({ result, names }) {
+  const box = useRef(null);
+  const [note, setNote] = useState("Loading the readings…");
+  useEffect(() => {
+    let chart = null;
+    let gone = false;
+    const element = box.current;
+    // The plot follows its box's width (a phone turned, a window resized).
+    const observer = new ResizeObserver(() => {
+      if (chart && !gone) chart.setSize({ width: Math.max(240, element.clientWidth), height: 320 });
+    });
+    (async () => {
+      const range = { start: result.window_start, end: result.window_end, max_points: SCATTER_POINTS };
+      const [a, b, UPlot] = await Promise.all([
+        api.get(`/v1/streams/${result.stream_a}/data`, range),
+        api.get(`/v1/streams/${result.stream_b}/data`, range),
+        uPlotClass(),
+      ]);
+      if (gone) return;
+      if (!a.success || !b.success) { setNote((a.success ? b : a).message); return; }
+      const [xs, ys] = pairs(a.data.data, b.data.data, result);
+      const downsampled = a.data.downsampled || b.data.downsampled;
+      setNote(`${xs.length} pairs on the ${formatNumber(result.grid_seconds)} s grid${downsampled ? ", from downsampled readings" : ""}.`);
+      chart = new UPlot({
+        width: Math.max(240, element.clientWidth),
+        height: 320,
+        scales: { x: { time: false } },
+        cursor: { drag: { x: false, y: false } },
+        legend: { show: false },
+        axes: [{ label: names[0] || "first" }, { label: names[1] || "second", size: 60 }],
+        series: [{}, { stroke: "#2459c7", fill: "#2459c7", paths: () => null, points: { show: true, size: 5, fill: "#2459c7" } }],
+      }, [xs, ys], element);
+      // How many pairs are drawn, for whoever checks the chart (the browser tests).
+      element.dataset.points = String(xs.length);
+      observer.observe(element);
+    })();
+    return () => { gone = true; observer.disconnect(); if (chart) chart.destroy(); };
+  }, [result.correlation_id, names[0], names[1]]);
+  return html`<figure class="scatter">
+    <div class="chart" ref=${box} id="scatter" role="img" aria-label=${`Scatter of ${names[0] || "the first stream"} against ${names[1] || "the second"}`}></div>
+    <figcaption class="muted">${note}</figcaption>
+  </figure>`;
+}
