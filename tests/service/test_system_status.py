@@ -7,11 +7,11 @@ import grpc
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import MetaData
 
 from iot.system.v1 import system_pb2, system_pb2_grpc
 from iotkit.config import SERVICES
 from iotkit.process import build_service
+from services.chat.wiring import MIGRATIONS as CHAT_MIGRATIONS
 from tests.conftest import Backend, Suite, start_suite
 from tests.support import bearer
 
@@ -154,8 +154,7 @@ async def test_a_service_that_serves_no_api_of_its_own_is_no_api_not_healthy(
     running = await start_suite(backend, tuple(name for name in SERVICES if name != "chat"))
     bare = await build_service(
         running.settings,
-        service="chat",
-        metadata=MetaData(),
+        history=CHAT_MIGRATIONS,
         address=running.address("chat"),
         schema=backend.schema("chat"),
     )
