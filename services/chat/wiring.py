@@ -4,6 +4,7 @@ the other services, the optional language model), the chat service and its servi
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import cache
 from pathlib import Path
 
 from grpc import aio
@@ -35,7 +36,7 @@ def _registrar(
     assistant: Assistant | None, help: HelpArticles | None
 ) -> Callable[[Parts], Registrar]:
     def registrar(parts: Parts) -> Registrar:
-        library = HelpLibrary.load()
+        library = _packaged_library()
         answering = assistant or _assistant(parts, library)
         service = ChatService(
             store=ChatStore(parts.database.sessions),
@@ -51,6 +52,19 @@ def _registrar(
         return register
 
     return registrar
+
+
+# The help index and the trained understander depend only on files packaged with the
+# code and are never changed after they are built, so a process builds each once: a
+# restarted service (and the tests, which build chat many times in one process) reuse them.
+@cache
+def _packaged_library() -> HelpLibrary:
+    return HelpLibrary.load()
+
+
+@cache
+def _packaged_understander() -> Understander:
+    return Understander.trained()
 
 
 def _assistant(parts: Parts, library: HelpLibrary) -> SupportAssistant:
@@ -70,7 +84,7 @@ def _assistant(parts: Parts, library: HelpLibrary) -> SupportAssistant:
         )
         parts.closers.append(phraser.aclose)
     return SupportAssistant(
-        understander=Understander.trained(),
+        understander=_packaged_understander(),
         library=library,
         sources=GrpcSources(auth=parts.auth_channel, **channels),
         phraser=phraser,
