@@ -5,6 +5,7 @@ accounts and sites with a client secret shown once."""
 from __future__ import annotations
 
 import pytest
+from playwright.async_api import expect
 
 from tests.browser.conftest import Console
 from tests.browser.steps import new_account, sign_in
@@ -50,8 +51,8 @@ async def test_an_admin_deactivates_a_user_who_is_then_refused(console: Console)
     await console.screenshot("admin-user")
 
     await page.get_by_role("button", name="Deactivate…").click()
-    # The question takes the focus to its safe answer.
-    assert await page.evaluate("document.activeElement.textContent") == "Cancel"
+    # The question takes the focus to its safe answer (once it has rendered: expect retries).
+    await expect(page.get_by_role("button", name="Cancel", exact=True)).to_be_focused()
     await page.get_by_role("button", name=f"Yes, deactivate {email}").click()
     await page.locator("#user-facts").get_by_text("deactivated").wait_for()
     await page.get_by_role("button", name="Activate…").wait_for()
