@@ -734,14 +734,45 @@ def test_novelty_far_beyond_the_warm_up_keeps_few_bands_whatever_the_batching() 
         assert_same_run(runs[batch], runs[1000], f"batches of {batch}")
 
 
+@pytest.mark.parametrize("batch", [1, 10, 400])
+def test_a_sensor_stuck_since_the_warm_up_is_found_once_judging_starts(batch: int) -> None:
+    # Found live with `iot simulate`: a device stuck 10 s into its stream (at 10 Hz,
+    # before the 150-reading warm-up was over) scored 0.8 all along, yet no flatline
+    # was raised, since only the reading crossing the threshold could raise one.
+    rng = np.random.default_rng(41)
+    stuck_at = 100
+    values = np.concatenate([20 + rng.normal(size=stuck_at), np.full(300, 20.5)])
+    run = feed(GRID[:400], values, batch=batch)
+    check_run(run, GRID[:400], values)
+    flatlines = [f for f in run.findings if f.anomaly_type == "flatline"]
+    assert [(f.timestamp_us, f.raw_value) for f in flatlines] == [(int(GRID[stuck_at]), 20.5)]
+    assert flatlines[0].found_us == int(GRID[WARMUP + REST])
+
+
+def test_a_sensor_stuck_right_after_another_finding_is_still_found() -> None:
+    # A spike, then the sensor sticks at once: the run crosses its bar within the rest
+    # after the spike, and is found when the rest is over.
+    rng = np.random.default_rng(42)
+    spike_at = 500
+    values = np.concatenate(
+        [20 + rng.normal(size=spike_at), [60.0, 20.3], np.full(200, 20.3), 20 + rng.normal(size=98)]
+    )
+    run = feed(GRID[:800], values)
+    check_run(run, GRID[:800], values)
+    found = [(f.anomaly_type, f.timestamp_us) for f in run.findings]
+    assert ("spike", int(GRID[spike_at])) in found
+    assert ("flatline", int(GRID[spike_at + 1])) in found
+
+
 def test_a_finding_after_a_zero_is_typed_alike_whatever_the_batch() -> None:
     # The reading before a finding decides spike/dip against rate_of_change; a 0.0 there
     # is a reading like any other, at the start of a batch or inside one (as in NAB's
     # grok_asg_anomaly.csv). Here 2.63 after a run of zeros, far below the level of 25:
-    # a slow departure from the zeros, not a sudden one.
+    # a slow departure from the zeros, not a sudden one. (The low readings alternate, so
+    # that they are no stuck run: a flatline found there would hold 2.63 back.)
     rng = np.random.default_rng(40)
     values = np.concatenate(
-        [25 + rng.normal(size=300), np.zeros(60), [2.63], 25 + rng.normal(size=39)]
+        [25 + rng.normal(size=300), np.tile([0.01, 0.0], 30), [2.63], 25 + rng.normal(size=39)]
     )
     runs = {batch: feed(GRID[:400], values, batch=batch) for batch in (400, 1)}
     assert ("rate_of_change", int(GRID[360])) in [

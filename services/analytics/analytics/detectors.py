@@ -248,6 +248,7 @@ class DetectorState:
     run_share: float = 0.0  # the share as the current run began
     run_peak: float = 0.0  # the longest normal run lately (a decaying peak, in readings)
     run_floor: float = FLAT_MIN_READINGS  # the bar of the last reading, but for run_peak
+    flat_found_us: int | None = None  # the start of the last run found stuck
     log_interval: float = 0.0
     intervals: int = 0
     gap_peak: float = 0.0
@@ -434,7 +435,7 @@ class StreamDetector:
         score = np.where(inside, 0.0, 1.0)
         kinds = np.zeros(size, dtype=np.int8)  # 0 none, 1 deviation, 2 novelty, 3 gap, 4 flat
         gap_score, gap_from, typical_log = self._gaps(ts, period_us, judged)
-        flat_score, flat_cross, run_start = self._flatline(ts, xs, judged, typical_log)
+        flat_score, run_start = self._flatline(ts, xs, judged, typical_log)
         stat_score = np.zeros(size)
         novel_score = np.zeros(size)
         base = np.full(size, s.level)
@@ -451,9 +452,7 @@ class StreamDetector:
             higher = part > score
             score = np.where(higher, part, score)
             kinds[higher] = kind
-        raised = self._raise(
-            ts, xs, inside, score, kinds, base, gap_from, flat_cross, run_start, findings
-        )
+        raised = self._raise(ts, xs, inside, score, kinds, base, gap_from, run_start, findings)
         self._settle(ts, xs, raised, findings)
         s.readings += size
         s.last_ts, s.last_value = int(ts[-1]), float(xs[-1])
@@ -469,7 +468,6 @@ class StreamDetector:
         kinds: npt.NDArray[np.int8],
         base: Float64s,
         gap_from: Int64s,
-        flat_cross: Bools,
         run_start: Int64s,
         findings: list[Finding],
     ) -> list[tuple[int, Pending]]:
@@ -480,8 +478,12 @@ class StreamDetector:
         bound_starts = ~inside & ~previous_outside
         # Nor in the REST readings after the warm-up: the slow scales are still settling.
         reaching = (score >= s.threshold) & (s.readings + np.arange(xs.size) >= WARMUP + REST)
-        # A flatline is one event however long the run: only its crossing counts.
-        reaching &= (kinds != 4) | flat_cross
+        # A flatline is one event however long the run: found at the first of its readings
+        # that may raise one (the run may have been stuck since the warm-up, or a rest after
+        # another finding held it back), then never again for the same run.
+        flat = kinds == 4
+        found_us = -1 if s.flat_found_us is None else s.flat_found_us
+        reaching &= ~flat | (run_start != found_us)
         reaching |= bound_starts
         since = s.since_finding
         last = -1
@@ -489,8 +491,12 @@ class StreamDetector:
         for at in np.flatnonzero(reaching).tolist():
             gap = since + at - last if last < 0 else at - last
             stronger = score[at] >= s.last_finding_score + REST_BREAK
+            if flat[at] and run_start[at] == s.flat_found_us:
+                continue  # found earlier in this batch
             if not bound_starts[at] and gap <= REST and not stronger:
                 continue
+            if flat[at]:
+                s.flat_found_us = int(run_start[at])
             found = self._finding(at, ts, xs, score, kinds, base, gap_from, run_start)
             if isinstance(found, Pending):
                 raised.append((at, found))
@@ -723,8 +729,8 @@ class StreamDetector:
 
     def _flatline(
         self, ts: Int64s, xs: Float64s, judged: bool, typical_log: Float64s
-    ) -> tuple[Float64s, Bools, Int64s]:
-        """Flatline scores, where a run's score first reaches the threshold, and run starts."""
+    ) -> tuple[Float64s, Int64s]:
+        """Flatline scores, and where each reading's run started."""
         s = self.state
         index = np.arange(xs.size)
         previous = np.concatenate([[s.last_value if s.last_value is not None else np.nan], xs[:-1]])
@@ -747,13 +753,11 @@ class StreamDetector:
         normal = self._normal_runs(ended, floor)
         needed = np.maximum(FLAT_FACTOR * normal, floor)
         score = ratio_score(carried / needed) if judged else np.zeros(xs.size)
-        earlier = ratio_score((carried - 1) / needed)
-        cross = (score >= s.threshold) & (earlier < s.threshold) & (carried > 1)
         s.run_length = int(carried[-1])
         s.run_start_us = int(starts[-1])
         s.run_share = float(run_share[-1])
         s.run_floor = float(floor[-1])
-        return np.where(carried > 1, score, 0.0), cross, starts.astype(np.int64)
+        return np.where(carried > 1, score, 0.0), starts.astype(np.int64)
 
     def _normal_runs(self, ended: Int64s, floor: Float64s) -> Float64s:
         """The longest normal run lately, before each reading (a peak decaying by
