@@ -12,13 +12,13 @@ import uvicorn
 
 from gateway.app import build_app
 from gateway.serve import uvicorn_config
-from iotkit.config import load_settings
+from gateway.settings import GatewaySettings
 from iotkit.logs import configure_logging
 
 
 def main() -> None:
     """Read settings, build the app and serve it until signalled."""
-    settings = load_settings()
+    settings = GatewaySettings.load()
     configure_logging("gateway", settings.log_level)
     app = build_app(settings)
     logging.getLogger("gateway").info(

@@ -16,6 +16,7 @@ from urllib.parse import quote
 import anyio
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
@@ -29,7 +30,9 @@ from gateway.errors import GatewayError
 from gateway.middleware import LOG_PATH_KEY, RequestContextMiddleware
 from gateway.openapi import build_openapi
 from gateway.proxy import MAX_BODY_BYTES, MAX_UPLOAD_BYTES, RpcHandler
+from gateway.rate_limits import RateLimitMiddleware, RateLimits, window_counter
 from gateway.routing import Route, RouteTable
+from gateway.settings import gateway_settings
 from gateway.templates import parse_template
 from gateway.upstream import DEFAULT_DEADLINE_SECONDS, Upstreams
 from iotkit import __version__
@@ -116,6 +119,22 @@ class Dispatcher:
         await response(scope, receive, _headers_only(send) if request.method == "HEAD" else send)
 
 
+def _cors(origins: Sequence[str]) -> list[Middleware]:
+    """Cross-origin access for the pages of ``origins`` (none: same origin only)."""
+    if not origins:
+        return []
+    return [
+        Middleware(
+            CORSMiddleware,
+            allow_origins=list(origins),
+            allow_methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["authorization", "content-type", "last-event-id", "x-request-id"],
+            expose_headers=["x-request-id", "retry-after", "content-disposition"],
+            max_age=600,
+        )
+    ]
+
+
 def build_app(
     settings: Settings,
     *,
@@ -159,6 +178,12 @@ def build_app(
     table = RouteTable([*rpc_routes, *own_routes])
     table.check_reserved(route.template.source for route in own_routes)
 
+    own = gateway_settings(settings)
+    limits = RateLimits(
+        per_client=own.gateway_rate_per_client, per_token=own.gateway_rate_per_token
+    )
+    counter = window_counter(settings.redis_url)
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await upstreams.open()
@@ -166,10 +191,18 @@ def build_app(
             yield
         finally:
             await upstreams.close()
+            await counter.aclose()
 
-    # The request-context middleware is outermost, so its access line sees every answer.
+    # The request-context middleware is outermost, so its access line sees every answer;
+    # a browser's preflight is answered before it counts against a rate limit.
     app = Starlette(
-        middleware=[Middleware(RequestContextMiddleware), *compression()], lifespan=lifespan
+        middleware=[
+            Middleware(RequestContextMiddleware),
+            *_cors(own.cors_origins),
+            Middleware(RateLimitMiddleware, limits=limits, counter=counter),
+            *compression(),
+        ],
+        lifespan=lifespan,
     )
     # The dispatcher is the router's default, reached by every request whatever its method
     # and path: a Starlette route pattern would not match a path holding a newline, whose

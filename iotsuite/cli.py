@@ -46,14 +46,16 @@ def _configure_up(parser: argparse.ArgumentParser) -> None:
 def _up(args: argparse.Namespace) -> int:
     # Imported here so that `iot gen` works before the suite's dependencies
     # are importable, and `iot --help` stays fast.
+    from gateway.settings import GatewaySettings
     from iotsuite.launcher import run_suite
     from services.auth.settings import AuthSettings
+    from services.chat.settings import ChatSettings
     from services.telemetry.settings import TelemetrySettings
 
     try:
         # The children read these (each its own); refused here, a bad value stops
         # `iot up` with one line before anything starts.
-        for own in (AuthSettings, TelemetrySettings):
+        for own in (AuthSettings, TelemetrySettings, ChatSettings, GatewaySettings):
             own.load()
         settings = load_settings()
     except ConfigError as exc:

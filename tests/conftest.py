@@ -24,6 +24,7 @@ import pytest
 from argon2 import PasswordHasher
 from psycopg import sql
 
+from gateway.settings import GatewaySettings
 from iotkit.config import PLACEHOLDER_SECRET, SERVICES, Settings
 from iotkit.db import Database, open_database
 from iotkit.server import ServiceProcess
@@ -148,7 +149,7 @@ def redis_url() -> str:
     return _required("IOT_TEST_REDIS_URL")
 
 
-class SuiteSettings(AuthSettings, TelemetrySettings, ChatSettings):
+class SuiteSettings(AuthSettings, TelemetrySettings, ChatSettings, GatewaySettings):
     """Every process's settings in one object, so one value serves each service's wiring
     (and a restart in a test); a real process reads only its own class."""
 

@@ -8,13 +8,14 @@ from pathlib import Path
 
 import pytest
 
+from gateway.settings import GatewaySettings
 from iotkit.config import PLACEHOLDER_SECRET, SERVICES, ConfigError, Settings, load_settings
 from iotkit.logs import JsonFormatter
 from services.auth.settings import AuthSettings
 from services.chat.settings import ChatSettings
 from services.telemetry.settings import TelemetrySettings
 
-KINDS = (Settings, AuthSettings, TelemetrySettings, ChatSettings)
+KINDS = (Settings, AuthSettings, TelemetrySettings, ChatSettings, GatewaySettings)
 
 
 def test_defaults_are_the_embedded_ones() -> None:

@@ -1,0 +1,47 @@
+"""The gateway's settings: the shared ones plus its browser-facing limits (``IOT_*`` variables)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Self
+
+from pydantic import model_validator
+
+from iotkit.config import ConfigError, EmptyIsUnset, Settings
+
+
+class GatewaySettings(Settings):
+    """The gateway process's settings; see the configuration table in the README."""
+
+    # Requests to the API (/v1/...) answered per minute: to one client address, and to one
+    # bearer token; 0 turns a limit off. Shared through Redis when IOT_REDIS_URL is set.
+    gateway_rate_per_client: Annotated[int, EmptyIsUnset] = 3000
+    gateway_rate_per_token: Annotated[int, EmptyIsUnset] = 1200
+    # Origins of other sites whose pages may call the API (comma-separated, exact
+    # "scheme://host[:port]"); none by default: the console is served from the same origin.
+    gateway_cors_origins: str = ""
+
+    @model_validator(mode="after")
+    def _check_gateway(self) -> Self:
+        for field in ("gateway_rate_per_client", "gateway_rate_per_token"):
+            if getattr(self, field) < 0:
+                raise ConfigError(f"IOT_{field.upper()} must be 0 (off) or more")
+        for origin in self.cors_origins:
+            if origin == "*" or not origin.startswith(("http://", "https://")):
+                raise ConfigError(
+                    "IOT_GATEWAY_CORS_ORIGINS lists origins like https://app.example.com, "
+                    f"not {origin!r}"
+                )
+        return self
+
+    @property
+    def cors_origins(self) -> tuple[str, ...]:
+        """The allowed origins, without blanks or trailing slashes."""
+        parts = (part.strip().rstrip("/") for part in self.gateway_cors_origins.split(","))
+        return tuple(part for part in parts if part)
+
+
+def gateway_settings(settings: Settings) -> GatewaySettings:
+    """``settings`` as the gateway's: its own when they are, the defaults beside shared ones."""
+    if isinstance(settings, GatewaySettings):
+        return settings
+    return GatewaySettings(**settings.model_dump())
