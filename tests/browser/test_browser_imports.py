@@ -64,6 +64,7 @@ async def test_import_a_csv_with_bad_rows_and_read_its_error_log(console: Consol
         await expect(bar).to_have_js_property("value", len(content))
     await expect(page.locator('[data-file="good.csv"]')).to_have_text("COMPLETED")
     await expect(page.locator('[data-file="bad.csv"]')).to_have_text("COMPLETED")
+    await expect(page.locator("#import-progress")).to_have_text("Every file has been processed.")
     files = page.locator("#file-table tbody tr")
     await expect(files.filter(has_text="good.csv")).to_contain_text("2000 imported, 0 rejected")
     await expect(files.filter(has_text="bad.csv")).to_contain_text(

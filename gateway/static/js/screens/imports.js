@@ -93,7 +93,6 @@ export function ImportBatch({ batchId, params }) {
   const [deviceId, setDeviceId] = useState(null);
   const [metric, setMetric] = useState("temperature");
   const [dragging, setDragging] = useState(false);
-  const picker = useRef(null);
 
   const info = batch && batch.success ? batch.data : null;
   const device = deviceId ?? (info ? info.device_id : "");
@@ -154,6 +153,12 @@ export function ImportBatch({ batchId, params }) {
     ...known.map((file) => ({ file, local: uploads.find((item) => item.fileId === file.file_id) })),
     ...uploads.filter((item) => !item.fileId || !known.some((file) => file.file_id === item.fileId)).map((local) => ({ file: null, local })),
   ];
+  // Said to screen readers as it changes: how far this tab's files got.
+  const sending = uploads.filter((item) => !item.done).length;
+  const importing = known.filter((file) => MOVING.has(file.status)).length;
+  const progress = sending ? `Uploading ${sending} of ${uploads.length} files…`
+    : importing ? `Importing ${importing} ${importing === 1 ? "file" : "files"}…`
+      : uploads.length ? "Every file has been processed." : "";
 
   if (batch && !batch.success) {
     return html`<section class="card"><${Heading}>Import batch<//><${Message} answer=${batch} />
@@ -186,12 +191,13 @@ export function ImportBatch({ batchId, params }) {
           onDragOver=${(event) => { event.preventDefault(); setDragging(true); }}
           onDragLeave=${() => setDragging(false)} onDrop=${drop}>
           <span>Drop CSV, JSON or XLSX files here, or choose them</span>
-          <input type="file" name="files" multiple ref=${picker} accept=${FORMATS.map((format) => `.${format}`).join(",")} onChange=${picked} />
+          <input type="file" name="files" multiple accept=${FORMATS.map((format) => `.${format}`).join(",")} onChange=${picked} />
         </label>
       </form>
     </section>`}
     <section class="card">
       <h3>Files</h3>
+      <p class="muted" role="status" id="import-progress">${progress}</p>
       ${rows.length === 0
         ? html`<p class="muted">No file yet.</p>`
         : html`<div class="table-scroll"><table id="file-table">
