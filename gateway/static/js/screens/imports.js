@@ -32,7 +32,8 @@ export function Imports({ params }) {
   const page = Number(params.page || 1);
   const [answer] = useLoad(() => api.get("/v1/batches", { page, limit: 20 }), [page]);
   const devices = useDevices();
-  const [deviceId, setDeviceId] = useState("");
+  // A device's page links here with it chosen.
+  const [deviceId, setDeviceId] = useState(params.device_id || "");
   const [created, setCreated] = useState(null);
   const [busy, run] = useBusy();
   const start = (event) => {
