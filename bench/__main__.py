@@ -13,10 +13,12 @@ and the time to train and to understand; in-process),
 ``chat-speed`` (a reply through the gateway that asks devices, against the
 gateway's own ``/healthz``), ``soak`` (the whole suite on PostgreSQL and
 Redis under a simulated fleet for ten minutes, analytics killed and restarted
-half-way: nothing lost, errors, ack latency, every process's memory).
+half-way: nothing lost, errors, ack latency, every process's memory),
+``chart`` (the console's chart of 1,000,000 readings in headless chromium,
+from the click to uPlot's draw, against the same data request alone).
 ``--only JOB`` (repeatable) runs some of them; the page
 is still written whole, with the other jobs' figures from their last run.
-Opt-in jobs (``soak``) run only when named with ``--only``.
+Opt-in jobs (``soak``, ``chart``) run only when named with ``--only``.
 """
 
 from __future__ import annotations
@@ -32,7 +34,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import analytics, auth_calls, chat, chat_speed, nab_bench, soak, suite_soak, telemetry
+from bench import (
+    analytics,
+    auth_calls,
+    chart_draw,
+    chat,
+    chat_speed,
+    nab_bench,
+    soak,
+    suite_soak,
+    telemetry,
+)
 from bench.report import JobResult, load, render, write
 
 OUTPUT = Path(__file__).resolve().parent.parent / "docs" / "BENCHMARKS.md"
@@ -53,6 +65,7 @@ ORDER = [
     chat.QUALITY_TITLE,
     chat.SPEED_TITLE,
     chat_speed.SPEED_TITLE,
+    chart_draw.CHART_TITLE,
 ]
 INTRO = [
     "Telemetry runs as its own process (`python -m services.telemetry`), beside auth and",
@@ -75,6 +88,8 @@ INTRO = [
     "gateway as processes on PostgreSQL and Redis under the device simulator for ten minutes,",
     "SIGKILLs analytics half-way and starts it again, and counts every reading from the devices",
     "to analytics' scores.",
+    '§15 (`chart`, opt-in: `make bench BENCH_ARGS="--only chart"`) needs Debian\'s chromium and',
+    "Playwright: the console in headless chromium, timed in the page with the Performance API.",
     "",
 ]
 
@@ -113,6 +128,10 @@ async def _chat_speed(args: argparse.Namespace) -> JobResult:
     return await chat_speed.measure()
 
 
+async def _chart(args: argparse.Namespace) -> JobResult:
+    return await chart_draw.measure()
+
+
 async def _soak(args: argparse.Namespace) -> JobResult:
     return await suite_soak.measure(
         suite_soak.SoakOptions(
@@ -137,10 +156,12 @@ JOBS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, JobResult]]] 
     "chat": _chat,
     "chat-speed": _chat_speed,
     "soak": _soak,
+    "chart": _chart,
 }
 """Every job, in the order a full run measures them."""
-OPT_IN = frozenset({"soak"})
-"""Jobs a run without ``--only`` leaves out: they take long and need PostgreSQL and Redis."""
+OPT_IN = frozenset({"soak", "chart"})
+"""Jobs a run without ``--only`` leaves out: ``soak`` takes long and needs PostgreSQL and
+Redis, ``chart`` needs Debian's chromium and Playwright."""
 
 
 def main() -> int:

@@ -43,11 +43,9 @@ async def test_chat_answers_and_an_agent_replies_live(console: Console, browser:
     # The conversation survives a move to another screen.
     await page.get_by_role("link", name="Anomalies").click()
     await panel.get_by_text("how many devices do i have?").wait_for()
-    await panel.get_by_label("Your message").fill("a human please")
-    await panel.get_by_label("Your message").press("Enter")
-    await panel.locator("#chat-waiting").wait_for()
 
-    # An admin, in another browser context, takes the session from the queue and replies.
+    # An admin, in another browser context, watches the queue: the session joins it as the
+    # user asks for a person, from the queue's event stream (no polling while it is live).
     context = await browser.new_context(viewport={"width": 1280, "height": 900})
     context.set_default_timeout(TIMEOUT_MS)
     agent_page = await context.new_page()
@@ -55,6 +53,12 @@ async def test_chat_answers_and_an_agent_replies_live(console: Console, browser:
     try:
         await sign_in_as_admin(agent)
         await agent.open("/admin/chat")
+        await expect(agent_page.locator("#queue-state")).to_have_text("live")
+        await agent_page.get_by_text("Nobody is waiting.").wait_for()
+        await panel.get_by_label("Your message").fill("a human please")
+        await panel.get_by_label("Your message").press("Enter")
+        await panel.locator("#chat-waiting").wait_for()
+        # The agent takes the session from the queue and replies.
         await agent_page.locator("#queue-table").get_by_text("a human please").wait_for()
         await agent.screenshot("chat-queue")
         await agent_page.get_by_role("link", name="Take").click()

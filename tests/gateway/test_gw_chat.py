@@ -130,6 +130,39 @@ async def test_a_person_is_asked_for_and_the_agents_reply_arrives_live(
     assert again.json()["error"]["error_code"] == "NOT_ESCALATED"
 
 
+async def test_the_agents_queue_is_watched_as_server_sent_events(
+    client: httpx.AsyncClient, backend: Backend
+) -> None:
+    ann, agent = await rest_user(client), await admin(client, backend)
+    refused = await client.get("/v1/chat/escalations:watch", headers=ann)
+    assert refused.status_code == 403
+    assert refused.json()["error"]["error_code"] == "MISSING_SCOPE"
+
+    ready = asyncio.Event()
+    watcher = asyncio.create_task(
+        read_events(client, "/v1/chat/escalations:watch", 3, agent, ready)
+    )
+    await asyncio.wait_for(ready.wait(), 10)
+    created = await client.post("/v1/chat/sessions", headers=ann, json={})
+    sid = created.json()["data"]["session"]["session_id"]
+    for content in ("a human please", "hello?"):
+        sent = await client.post(
+            f"/v1/chat/sessions/{sid}/messages", headers=ann, json={"content": content}
+        )
+        assert sent.status_code == 201, sent.text
+    resolved = await client.post(f"/v1/chat/sessions/{sid}/resolve", headers=agent, json={})
+    assert resolved.status_code == 200, resolved.text
+    events = await asyncio.wait_for(watcher, 10)
+    assert [(e["kind"], e["session_id"], e["escalation_level"]) for _, e in events] == [
+        ("joined", sid, 2),
+        ("message", sid, 2),
+        ("left", sid, 0),
+    ]
+    # Nothing is replayed, so the events carry no id.
+    assert [event_id for event_id, _ in events] == ["", "", ""]
+    assert all(e["occurred_at"] for _, e in events)
+
+
 async def test_last_event_id_resumes_the_stream(client: httpx.AsyncClient) -> None:
     created = (await client.post("/v1/chat/sessions", json={})).json()["data"]
     sid, token = created["session"]["session_id"], created["session_token"]

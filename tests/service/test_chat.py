@@ -373,6 +373,49 @@ async def test_the_escalation_flow_reaches_the_users_stream_at_once(clients: Cli
     watch.cancel()
 
 
+async def test_the_agents_queue_changes_reach_its_watchers(clients: Clients) -> None:
+    ann, bob, agent = await user(clients), await user(clients), await user(clients, admin=True)
+    error = await failure(
+        clients.chat.WatchQueue(chat_pb2.WatchQueueRequest(), metadata=ann).read()
+    )
+    assert (error.code(), reason_of(error)) == (
+        grpc.StatusCode.PERMISSION_DENIED,
+        reasons.MISSING_SCOPE,
+    )
+    watch = clients.chat.WatchQueue(chat_pb2.WatchQueueRequest(), metadata=agent)
+    # The headers come once the watch is subscribed: nothing after them is missed.
+    await watch.initial_metadata()
+    changes = watch.__aiter__()
+
+    # Unsure (level 1), sure again (0), then a person asked for (2): only the last is
+    # a change of the queue, and the assistant's handing-over reply is not a message in it.
+    sid = (await start(clients, ann)).session_id
+    assert (await say(clients, ann, sid, "hmm")).escalation_level == 1
+    assert (await say(clients, ann, sid, "temperature")).escalation_level == 0
+    assert (await say(clients, ann, sid, "person please")).escalation_level == 2
+    await say(clients, ann, sid, "still there?")
+    await clients.chat.SendAgentMessage(
+        chat_pb2.SendAgentMessageRequest(session_id=sid, content="Yes, Dana here."), metadata=agent
+    )
+    other = (await start(clients, bob)).session_id
+    await say(clients, bob, other, "person now")
+    await clients.chat.EndSession(chat_pb2.EndSessionRequest(session_id=other), metadata=bob)
+    await clients.chat.ResolveEscalation(
+        chat_pb2.ResolveEscalationRequest(session_id=sid), metadata=agent
+    )
+    seen = [await next_event(changes) for _ in range(6)]
+    assert [(c.kind, c.session_id, c.escalation_level) for c in seen] == [
+        ("joined", sid, 2),
+        ("message", sid, 2),
+        ("message", sid, 2),
+        ("joined", other, 2),
+        ("left", other, 2),
+        ("left", sid, 0),
+    ]
+    assert all(c.HasField("occurred_at") for c in seen)
+    watch.cancel()
+
+
 async def test_an_agent_message_to_a_session_at_level_one_is_a_conflict(clients: Clients) -> None:
     ann, agent = await user(clients), await user(clients, admin=True)
     session = await start(clients, ann)

@@ -86,3 +86,38 @@ export async function download(path, fileName) {
   setTimeout(() => URL.revokeObjectURL(url), 10_000);
   return true;
 }
+
+// PUTs a file's bytes with XMLHttpRequest, whose upload events (unlike
+// fetch's) tell how much has gone: `onProgress(sent, total)` as it goes.
+// The token is refreshed first like any call's, and the answer is the
+// gateway's envelope (or one made for a network failure or an abort).
+// `signal` (an AbortSignal) stops the upload.
+export async function upload(path, body, { contentType = "application/octet-stream", onProgress, signal } = {}) {
+  await freshToken();
+  return new Promise((resolve) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open("PUT", path);
+    xhr.setRequestHeader("Accept", "application/json");
+    xhr.setRequestHeader("Content-Type", contentType);
+    if (session.access) xhr.setRequestHeader("Authorization", `Bearer ${session.access}`);
+    if (onProgress) {
+      xhr.upload.addEventListener("progress", (event) => onProgress(event.loaded, event.lengthComputable ? event.total : body.size));
+    }
+    xhr.addEventListener("load", () => {
+      let envelope;
+      try {
+        envelope = JSON.parse(xhr.responseText);
+      } catch {
+        envelope = { success: false, message: `Unexpected answer (HTTP ${xhr.status})`, data: { errors: [] } };
+      }
+      if (xhr.status === 401 && session.signedIn) {
+        endSession(`Your session has ended (${envelope.message || "unauthorised"}). Please sign in again.`);
+      }
+      resolve(envelope);
+    });
+    xhr.addEventListener("error", () => resolve(UNREACHABLE));
+    xhr.addEventListener("abort", () => resolve({ success: false, message: "The upload was stopped", data: { errors: [] } }));
+    if (signal) signal.addEventListener("abort", () => xhr.abort(), { once: true });
+    xhr.send(body);
+  });
+}

@@ -21,8 +21,9 @@ const ACCOUNTS = () => import("./screens/admin-accounts.js");
 const AGENTS = () => import("./screens/agent-queue.js");
 const CHAT = () => import("./screens/chat.js");
 const CORRELATION = () => import("./screens/correlation.js");
+const IMPORTS = () => import("./screens/imports.js");
 
-const NAV = [["devices", "Devices"], ["anomalies", "Anomalies"], ["correlations", "Correlations"], ["status", "Status"], ["account", "Account"]];
+const NAV = [["devices", "Devices"], ["anomalies", "Anomalies"], ["correlations", "Correlations"], ["imports", "Imports"], ["status", "Status"], ["account", "Account"]];
 // Shown to admins only (the gateway refuses their routes to anyone else).
 const ADMIN_NAV = [["admin", "Admin"]];
 
@@ -78,6 +79,10 @@ function signedInScreen(parts, params) {
       return id
         ? html`<${Lazy} load=${CORRELATION} name="CorrelationResult" correlationId=${id} key=${id} />`
         : html`<${Lazy} load=${CORRELATION} name="Correlations" params=${params} />`;
+    case "imports":
+      return id
+        ? html`<${Lazy} load=${IMPORTS} name="ImportBatch" batchId=${id} params=${params} key=${id} />`
+        : html`<${Lazy} load=${IMPORTS} name="Imports" params=${params} />`;
     case "help": return html`<${Lazy} load=${CHAT} name="HelpArticle" slug=${id} key=${id} />`;
     case undefined: return null;
     default: return html`<section class="card"><h2>Not found</h2><p>No screen is called “${parts.join("/")}”. <a href="#/devices">Go to the devices</a>.</p></section>`;

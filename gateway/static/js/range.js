@@ -1,6 +1,7 @@
 // The time window of a chart, kept in the URL: a preset (1h, 24h, 7d, all)
 // or a zoomed window (from/to in ms), and the buttons that move it. Charts ask
 // the server for the window at their own width.
+import { markAsked } from "./chart.js";
 import { html } from "./lib.js";
 import { href, navigate } from "./router.js";
 
@@ -41,7 +42,10 @@ export function dataQuery(params, width) {
 // in ms) once the server has answered.
 export function RangeControls({ path, params, keep, view }) {
   const preset = presetOf(params);
-  const go = (from, to) => navigate(path, { range: preset, ...keep, from: Math.round(from), to: Math.round(to) });
+  const go = (from, to) => {
+    markAsked();
+    navigate(path, { range: preset, ...keep, from: Math.round(from), to: Math.round(to) });
+  };
   const pan = (fraction) => {
     const span = view.to - view.from;
     go(view.from + span * fraction, view.to + span * fraction);
@@ -57,7 +61,7 @@ export function RangeControls({ path, params, keep, view }) {
       ${Object.keys(PRESETS).map((key) => html`<a
         class=${`button small ${key === preset && !params.from ? "" : "secondary"}`}
         aria-current=${key === preset && !params.from ? "true" : undefined}
-        href=${href(path, { range: key, ...keep })}>${key === "all" ? "All" : key}</a>`)}
+        href=${href(path, { range: key, ...keep })} onClick=${markAsked}>${key === "all" ? "All" : key}</a>`)}
     </div>
     <div role="group" aria-label="Pan and zoom" class="buttons">
       <button type="button" class="secondary small" disabled=${!view} onClick=${() => pan(-0.5)}>◀ Earlier</button>

@@ -35,7 +35,7 @@ from iotkit.ownership import owned
 from iotkit.sqltypes import utcnow
 from iotkit.validation import Violations, check_uuid
 from services.chat.chat.fallback import FallbackAssistant
-from services.chat.chat.hub import EventHub
+from services.chat.chat.hub import EventHub, Subscription
 from services.chat.chat.store import ChatStore
 from services.chat.chat.values import (
     AGENT,
@@ -55,6 +55,7 @@ from services.chat.chat.values import (
     HelpArticles,
     NewEvent,
     NewSession,
+    QueueChange,
     Reply,
     SessionWithMessages,
     Turn,
@@ -271,6 +272,11 @@ class ChatService:
 
     # Agents.
 
+    def watch_queue(self, *, caller: Caller) -> Subscription[QueueChange]:
+        """The agents' queue's changes from now on (sessions joining it, messages in it,
+        sessions leaving it), collected from this call on; the caller closes it."""
+        return self._hub.subscribe_queue()
+
     async def escalations(self, *, caller: Caller, page: int, limit: int) -> SessionPage:
         """A page of the sessions waiting for a person, longest waiting first, with history."""
         violations = Violations()
@@ -319,7 +325,7 @@ class ChatService:
                 changes={"escalation_level": 0, "unsure_streak": 0, "resolved_at": now},
                 now=now,
             )
-            self._hub.publish(stored)
+            self._hub.publish(stored, was_waiting=True)
         return await self._with_messages(session)
 
     # Help articles.

@@ -169,6 +169,23 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
         async for event in events:
             yield event_message(event)
 
+    async def WatchQueue(
+        self, request: chat_pb2.WatchQueueRequest, context: Context
+    ) -> AsyncIterator[chat_pb2.QueueEvent]:
+        """The agents' queue's changes as they happen."""
+        subscription = self._service.watch_queue(caller=current_caller())
+        try:
+            await open_stream(context)
+            async for change in subscription.events():
+                yield chat_pb2.QueueEvent(
+                    kind=change.kind,
+                    session_id=change.session_id,
+                    escalation_level=change.escalation_level,
+                    occurred_at=timestamp(change.occurred_at),
+                )
+        finally:
+            subscription.close()
+
     async def ListEscalations(
         self, request: chat_pb2.ListEscalationsRequest, context: Context
     ) -> chat_pb2.ListEscalationsResponse:

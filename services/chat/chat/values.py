@@ -131,6 +131,42 @@ class ChatEvent:
     message: ChatMessage | None = None
 
 
+# Kinds of a change of the agents' queue.
+JOINED, LEFT = "joined", "left"
+WAITING_LEVEL = 2
+"""A session at this escalation level (or above) waits in the agents' queue."""
+
+
+@dataclass(frozen=True, slots=True)
+class QueueChange:
+    """A change of the agents' queue: a session joined it, got a message in it, or left it."""
+
+    kind: str
+    session_id: str
+    escalation_level: int
+    occurred_at: datetime
+
+
+def queue_change(event: ChatEvent, *, was_waiting: bool) -> QueueChange | None:
+    """What ``event`` changes in the agents' queue, if anything; ``was_waiting`` says the
+    session waited before it (a level falling below 2 leaves the queue, one falling from
+    1 to 0 was never in it)."""
+    waiting = event.escalation_level >= WAITING_LEVEL
+    if event.kind == ESCALATION:
+        kind = JOINED if waiting else LEFT if was_waiting else ""
+    elif event.kind == ENDED:
+        kind = LEFT if waiting else ""
+    elif event.kind == MESSAGE:
+        # The assistant's reply that hands a session over comes with its joining.
+        by_person = event.message is not None and event.message.author != BOT
+        kind = MESSAGE if waiting and by_person else ""
+    else:
+        kind = ""
+    if not kind:
+        return None
+    return QueueChange(kind, event.session_id, event.escalation_level, event.occurred_at)
+
+
 @dataclass(frozen=True, slots=True)
 class NewEvent:
     """An event to store: the store numbers it."""

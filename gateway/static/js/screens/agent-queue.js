@@ -1,28 +1,52 @@
 // Admins answering the chat: the sessions waiting for a person, longest
-// waiting first (asked again every few seconds), and one taken session with
-// its conversation live, a reply box and "resolve" (the assistant answers
-// again).
+// waiting first (listed again on each change the queue's event stream
+// announces; asked every few seconds while that stream is down), and one
+// taken session with its conversation live, a reply box and "resolve" (the
+// assistant answers again).
 import { api } from "../api.js";
 import { html, useEffect, useState } from "../lib.js";
 import { href, navigate } from "../router.js";
+import { watch } from "../sse.js";
 import { formatTime, Heading, Message, Pager, useLoad } from "../ui.js";
 import { AdminNav } from "./admin.js";
 import { AGENT_VIEW, Composer, Conversation, merge, useSessionEvents } from "./chat.js";
 
 const REFRESH_MS = 5_000;
 
+// The queue's changes from /v1/chat/escalations:watch: each one (and each
+// opening of the stream, which may follow missed ones) lists the queue again;
+// while the stream is down the queue is asked every REFRESH_MS instead.
+function useQueueChanges(reload) {
+  const [state, setState] = useState("");
+  useEffect(() => {
+    const source = watch("/v1/chat/escalations:watch", {
+      onEvent: () => reload(),
+      onState: (next) => {
+        setState(next);
+        if (next === "live") reload();
+      },
+    });
+    return () => source.stop();
+  }, [reload]);
+  useEffect(() => {
+    if (state === "live") return undefined;
+    const timer = setInterval(reload, REFRESH_MS);
+    return () => clearInterval(timer);
+  }, [state, reload]);
+  return state;
+}
+
 export function AgentQueue({ params }) {
   const page = Number(params.page || 1);
   const [answer, reload] = useLoad(() => api.get("/v1/chat/escalations", { page, limit: 20 }), [page]);
-  useEffect(() => {
-    const timer = setInterval(reload, REFRESH_MS);
-    return () => clearInterval(timer);
-  }, [reload]);
+  const state = useQueueChanges(reload);
   const sessions = answer && answer.success ? answer.data.sessions : [];
   return html`<section class="card wide">
     <${AdminNav} current="chat" />
     <${Heading}>Chat queue<//>
-    <p class="muted">Sessions waiting for a person, longest waiting first; refreshed every ${REFRESH_MS / 1000} s.</p>
+    <p class="muted">Sessions waiting for a person, longest waiting first;
+      ${state === "live" ? " updated as they change." : ` asked again every ${REFRESH_MS / 1000} s.`}
+      ${state && html` <span class=${`badge live-${state}`} id="queue-state" aria-live="polite">${state}</span>`}</p>
     ${answer && !answer.success && html`<${Message} answer=${answer} />`}
     <div class="table-scroll"><table id="queue-table">
       <thead><tr><th scope="col">Waiting since</th><th scope="col">Messages</th><th scope="col">The user's last words</th><th scope="col"><span class="visually-hidden">Take</span></th></tr></thead>

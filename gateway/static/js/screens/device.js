@@ -45,6 +45,7 @@ function Streams({ deviceId }) {
     ${streams.length > 1 && html`<p><a href=${href(`/devices/${deviceId}/chart`)}>All streams on one time axis</a></p>`}
     ${answer && !answer.success && html`<${Message} answer=${answer} />`}
     ${answer && answer.success && streams.length === 0 && html`<p class="muted">No readings yet: streams appear with a device's first readings.</p>`}
+    <p><a href=${href("/imports", { device_id: deviceId })}>Import readings from files…</a></p>
     ${streams.length > 0 && html`<div class="table-scroll"><table id="stream-table">
       <thead><tr><th scope="col">Metric</th><th scope="col">Readings</th><th scope="col">Latest</th><th scope="col">Last reading</th></tr></thead>
       <tbody>${streams.map((stream) => html`<tr key=${stream.stream_id}>

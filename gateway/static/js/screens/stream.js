@@ -59,8 +59,12 @@ export function Stream({ streamId, params }) {
     return () => { alive = false; if (chart.current) chart.current.destroy(); chart.current = null; };
   }, [streamId]);
 
+  // The answer drawn last: drawing it again (its anomalies arrived) is not a new answer.
+  const drawnAnswer = useRef(null);
   const draw = () => {
     if (!chart.current || !answer || !answer.success) return;
+    const fresh = drawnAnswer.current !== answer;
+    drawnAnswer.current = answer;
     const data = answer.data;
     const xs = data.data.map((point) => Date.parse(point.timestamp) / 1000);
     const normalized = data.normalization && data.normalization !== "none";
@@ -68,6 +72,7 @@ export function Stream({ streamId, params }) {
     const scores = data.scores_available ? data.data.map((point) => point.anomaly_score ?? null) : null;
     const found = anomalies && anomalies.success ? anomalies.data.anomalies : [];
     chart.current.update({
+      fresh,
       xs,
       series: [values],
       scores,
