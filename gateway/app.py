@@ -1,7 +1,7 @@
 """The gateway application: ``build_app(settings)`` assembles routes, channels and middleware.
 
-Nothing is created at import time. Channels open in the Starlette lifespan
-(inside the serving event loop) and close at shutdown.
+Nothing is created at import time. Channels and the ``/metrics`` endpoint open
+in the Starlette lifespan (inside the serving event loop) and close at shutdown.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import quote
 
 import anyio
+from opentelemetry import trace
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -26,14 +27,16 @@ from gateway.console import STATIC_DIR, console_routes
 from gateway.discovery import RpcMethod, discover, proto_files
 from gateway.envelope import EnvelopeResponse, error_response, success_response
 from gateway.errors import GatewayError
+from gateway.metrics import ROUTE_KEY, RouteMetrics
 from gateway.middleware import LOG_PATH_KEY, RequestContextMiddleware
 from gateway.openapi import build_openapi
 from gateway.proxy import MAX_BODY_BYTES, MAX_UPLOAD_BYTES, RpcHandler
 from gateway.routing import Route, RouteTable
 from gateway.templates import parse_template
 from gateway.upstream import DEFAULT_DEADLINE_SECONDS, Upstreams
-from iotkit import __version__
-from iotkit.config import Settings
+from iotkit import __version__, tracing
+from iotkit.config import GATEWAY, Settings
+from iotkit.metrics import ProcessMetrics
 
 HEALTH_PATH = "/healthz"
 OPENAPI_PATH = "/openapi.json"
@@ -94,6 +97,16 @@ def _headers_only(send: Send) -> Send:
     return send_headers
 
 
+def _name_route(scope: Scope, route: str) -> None:
+    """Leave the matched route's template for the metrics, and name the request's span by it
+    (the span starts before any route is known)."""
+    scope.setdefault("state", {})[ROUTE_KEY] = route
+    span = trace.get_current_span()
+    if span.is_recording():
+        span.update_name(f"{scope.get('method', '')} {route}")
+        span.set_attribute("http.route", route)
+
+
 class Dispatcher:
     """The one ASGI endpoint: matches the route table and renders GatewayErrors as envelopes."""
 
@@ -106,6 +119,7 @@ class Dispatcher:
         try:
             matched = self.table.match(request.method, _raw_path(scope))
             template = matched.route.template
+            _name_route(scope, template.source)
             if any(
                 word in var.name.lower() for var in template.variables for word in _SECRET_WORDS
             ):
@@ -158,18 +172,28 @@ def build_app(
     ]
     table = RouteTable([*rpc_routes, *own_routes])
     table.check_reserved(route.template.source for route in own_routes)
+    metrics = ProcessMetrics(GATEWAY)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await upstreams.open()
+        metrics.start(settings.metrics_address(GATEWAY))
         try:
             yield
         finally:
+            await metrics.aclose()
             await upstreams.close()
 
-    # The request-context middleware is outermost, so its access line sees every answer.
+    # The request-context middleware is outermost but for tracing and metrics, so its access
+    # line sees every answer (and, inside the request's span, carries its trace id).
     app = Starlette(
-        middleware=[Middleware(RequestContextMiddleware), *compression()], lifespan=lifespan
+        middleware=[
+            *_tracing(),
+            Middleware(RouteMetrics, metrics=metrics),
+            Middleware(RequestContextMiddleware),
+            *compression(),
+        ],
+        lifespan=lifespan,
     )
     # The dispatcher is the router's default, reached by every request whatever its method
     # and path: a Starlette route pattern would not match a path holding a newline, whose
@@ -177,4 +201,15 @@ def build_app(
     app.router.default = Dispatcher(table)
     app.state.route_table = table
     app.state.upstreams = upstreams
+    app.state.metrics = metrics
     return app
+
+
+def _tracing() -> list[Middleware]:
+    """OpenTelemetry's ASGI middleware when tracing is on (see :mod:`iotkit.tracing`)."""
+    if not tracing.enabled():
+        return []
+    from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+
+    # Probes would bury the traces worth reading, as health checks do on the services.
+    return [Middleware(OpenTelemetryMiddleware, excluded_urls=HEALTH_PATH)]
