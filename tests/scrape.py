@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 import httpx
@@ -11,14 +12,26 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 """Each sample's value, keyed by sample name and its labels."""
 
 
-async def scrape(port: int) -> Samples:
-    """Every sample ``http://127.0.0.1:port/metrics`` answers (the text format, parsed)."""
+async def exposition(port: int) -> str:
+    """What ``http://127.0.0.1:port/metrics`` answers, as text."""
     async with httpx.AsyncClient(trust_env=False) as http:
         answer = await http.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
     assert answer.status_code == 200, answer.text
+    return answer.text
+
+
+def families(text: str) -> set[str]:
+    """The metric names an exposition declares (its ``# HELP`` lines), those without a
+    sample yet (a labelled counter nothing incremented) included."""
+    return set(re.findall(r"^# HELP (\S+) ", text, flags=re.MULTILINE))
+
+
+async def scrape(port: int) -> Samples:
+    """Every sample ``http://127.0.0.1:port/metrics`` answers (the text format, parsed)."""
+    text = await exposition(port)
     return {
         (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(answer.text)
+        for family in text_string_to_metric_families(text)
         for sample in family.samples
     }
 

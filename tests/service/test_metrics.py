@@ -22,8 +22,9 @@ from iot.telemetry.v1 import telemetry_pb2, telemetry_pb2_grpc
 from iotkit.config import GATEWAY, PROCESSES, SERVICES
 from tests.conftest import Backend, start_suite
 from tests.e2e.processes import batch
-from tests.scrape import Samples, label_values, names, scrape, total
+from tests.scrape import Samples, exposition, families, label_values, names, scrape, total
 from tests.support import bearer, rest_user
+from tests.test_observability_files import dashboard_series
 
 READINGS = 3000
 STEP_US = 100_000
@@ -127,6 +128,10 @@ async def test_every_process_exports_series_that_move_under_load(backend: Backen
         routes = label_values(after[GATEWAY], "iot_http_requests_total", "route")
         assert {"/v1/devices", "/v1/streams/{stream_id}/data"} <= routes
         assert grew(GATEWAY, "iot_http_request_duration_seconds_count", route="/v1/devices")
+
+        # Every series the Grafana dashboard queries is one some process exports.
+        exported = set().union(*[families(await exposition(p)) for p in ports.values()])
+        assert dashboard_series() - exported == set()
     finally:
         await stop_gateway(server, task)
         await suite.aclose()
