@@ -211,5 +211,10 @@ def _tracing() -> list[Middleware]:
         return []
     from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 
-    # Probes would bury the traces worth reading, as health checks do on the services.
-    return [Middleware(OpenTelemetryMiddleware, excluded_urls=HEALTH_PATH)]
+    # Probes would bury the traces worth reading, as health checks do on the services; a span
+    # per ASGI message (each SSE event) would too.
+    return [
+        Middleware(
+            OpenTelemetryMiddleware, excluded_urls=HEALTH_PATH, exclude_spans=["receive", "send"]
+        )
+    ]
