@@ -21,7 +21,14 @@ from threading import Thread
 from typing import Any
 from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    start_http_server,
+)
 
 from iotkit.tasks import cancel
 
@@ -82,6 +89,11 @@ class ProcessMetrics:
     endpoint: MetricsEndpoint | None = None
     _samplers: list[_Sampler] = field(default_factory=list)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        # CPU, memory and open files of the OS process (the same for several wirings in one
+        # test process, which is harmless).
+        ProcessCollector(registry=self.registry)
 
     @property
     def port(self) -> int | None:
