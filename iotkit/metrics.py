@@ -18,7 +18,6 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from threading import Thread
-from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import (
@@ -29,6 +28,8 @@ from prometheus_client import (
     ProcessCollector,
     start_http_server,
 )
+from sqlalchemy import QueuePool
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from iotkit.tasks import cancel
 
@@ -124,15 +125,23 @@ class ProcessMetrics:
         gauge.set_function(read)
         return gauge
 
-    def sample_every(self, period: float, name: str, sample: Callable[[], Awaitable[None]]) -> None:
-        """Run ``sample`` (which sets gauges) every ``period`` seconds once started, for
-        values that need the event loop (a query)."""
-        self._samplers.append(_Sampler(name, sample, period))
+    def sampled_gauge(
+        self, name: str, documentation: str, read: Callable[[], Awaitable[float]], *, period: float
+    ) -> Gauge:
+        """A gauge set to ``await read()`` every ``period`` seconds once served, for values
+        that need the event loop (a query); a failed read keeps the last value."""
+        gauge = self.gauge(name, documentation)
 
-    def watch_pool(self, engine: Any) -> None:
+        async def sample() -> None:
+            gauge.set(await read())
+
+        self._samplers.append(_Sampler(name, sample, period))
+        return gauge
+
+    def watch_pool(self, engine: AsyncEngine) -> None:
         """Gauges of ``engine``'s connection pool: connections checked out and its size."""
         pool = engine.pool
-        if not hasattr(pool, "checkedout"):
+        if not isinstance(pool, QueuePool):
             return  # a pool without bookkeeping (NullPool, StaticPool) has nothing to show
         self.gauge_of(
             "iot_db_pool_checked_out",
@@ -142,12 +151,14 @@ class ProcessMetrics:
         self.gauge_of("iot_db_pool_size", "Connections the pool keeps open.", pool.size)
 
     def start(self, address: str | None) -> None:
-        """Start the samplers and, given an ``address``, the endpoint (inside the loop)."""
+        """Serve the registry at ``address`` and start the samplers (inside the loop); with no
+        address, nothing: no one would read what the samplers' queries found."""
+        if address is None:
+            return
         for sampler in self._samplers:
             self._tasks.append(asyncio.create_task(self._sample(sampler), name=sampler.name))
-        if address is not None:
-            self.endpoint = serve_metrics(self.registry, address)
-            log.info("serving metrics", extra={"metrics_of": self.process, "port": self.port})
+        self.endpoint = serve_metrics(self.registry, address)
+        log.info("serving metrics", extra={"metrics_of": self.process, "port": self.port})
 
     async def aclose(self) -> None:
         """Stop the samplers and the endpoint."""

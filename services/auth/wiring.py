@@ -82,7 +82,7 @@ MIGRATIONS = History(
 
 MAIL_WINDOW = 3600.0
 # The outbox depth is a count query: often enough for a dashboard, rare enough to cost nothing.
-OUTBOX_SAMPLE_SECONDS = 10.0
+QUEUE_SAMPLE_SECONDS = 10.0
 
 
 async def open_auth_database(settings: Settings, *, schema: str | None = None) -> Database:
@@ -200,12 +200,12 @@ async def build(
     )
 
     metrics = open_metrics("auth", settings, database)
-    outbox_depth = metrics.gauge("iot_auth_outbox_pending", "Emails waiting in the outbox.")
-
-    async def sample_outbox() -> None:
-        outbox_depth.set(await outbox.pending_count())
-
-    metrics.sample_every(OUTBOX_SAMPLE_SECONDS, "outbox-depth", sample_outbox)
+    metrics.sampled_gauge(
+        "iot_auth_outbox_pending",
+        "Emails waiting in the outbox.",
+        outbox.pending_count,
+        period=QUEUE_SAMPLE_SECONDS,
+    )
 
     counters = RequestCounters()
     checks = [

@@ -34,10 +34,6 @@ class TelemetryMetrics:
         self._forwarded = metrics.counter(
             "iot_telemetry_chunks_forwarded_total", "Stored chunks sent to analytics."
         )
-        self._lag = metrics.gauge(
-            "iot_telemetry_forward_lag_chunks",
-            "Chunk positions stored but not yet acknowledged by analytics.",
-        )
         metrics.gauge_of(
             "iot_telemetry_writer_queue_depth",
             "Batches waiting for the group writer.",
@@ -45,7 +41,12 @@ class TelemetryMetrics:
         )
         self._newest_position = newest_position
         self._acknowledged = acknowledged
-        metrics.sample_every(LAG_SAMPLE_SECONDS, "forward-lag", self._sample_lag)
+        metrics.sampled_gauge(
+            "iot_telemetry_forward_lag_chunks",
+            "Chunk positions stored but not yet acknowledged by analytics.",
+            self._lag,
+            period=LAG_SAMPLE_SECONDS,
+        )
 
     def stored(self, groups: list[Prepared]) -> None:
         """Count the readings of a committed group."""
@@ -55,6 +56,5 @@ class TelemetryMetrics:
         """Count chunks written to the analytics stream."""
         self._forwarded.inc(chunks)
 
-    async def _sample_lag(self) -> None:
-        newest = await self._newest_position()
-        self._lag.set(max(0, newest - self._acknowledged()))
+    async def _lag(self) -> float:
+        return float(max(0, await self._newest_position() - self._acknowledged()))

@@ -112,6 +112,7 @@ async def test_every_process_exports_series_that_move_under_load(backend: Backen
             method="/iot.devices.v1.DeviceService/RegisterDevice",
         )
         assert "iot_auth_outbox_pending" in names(after["auth"])
+        assert "iot_chat_escalations_waiting" in names(after["chat"])
 
         telemetry = after["telemetry"]
         assert (
