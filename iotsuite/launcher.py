@@ -445,6 +445,12 @@ def _ready_banner(settings: Settings, names: Sequence[str]) -> str:
         lines[0] += f": {gateway_url(settings)}"
     width = max(len(name) for name in names)
     lines += [f"  {name:<{width}}  {settings.address(name)}" for name in names if name != GATEWAY]
+    # Where a person can look at each process's metrics (loopback for a wildcard listener).
+    served = [(name, address) for name in names if (address := settings.metrics_address(name))]
+    lines += [
+        f"  {name:<{width}}  metrics http://{dial_host(host)}:{port}/metrics"
+        for name, (host, port) in ((name, split_address(a)) for name, a in served)
+    ]
     lines.append("Press Ctrl-C to stop.")
     return "\n".join(lines)
 

@@ -323,6 +323,19 @@ async def test_taken_metrics_port_is_reported_and_nothing_starts(
     assert suite.pids() == {}
 
 
+async def test_the_banner_says_where_metrics_are_served(suite: Suite) -> None:
+    port = free_port()
+    env = {**suite.env, "IOT_DEVICES_METRICS_ADDR": f"0.0.0.0:{port}"}
+    ready = Ready()
+    stop = asyncio.Event()
+    task = await Suite(load_settings(env), env, suite.pid_dir).run(on_ready=ready, stop=stop)
+    await ready.wait(task)
+    stop.set()
+    assert await asyncio.wait_for(task, 30) == 0
+    (line,) = [line for line in ready.text.splitlines() if "metrics" in line]
+    assert line.split() == ["devices", "metrics", f"http://127.0.0.1:{port}/metrics"]
+
+
 def test_iot_up_serves_metrics_at_default_ports_unless_set() -> None:
     env = launcher.with_metrics_defaults(
         {"IOT_TELEMETRY_METRICS_ADDR": "0.0.0.0:9999", "IOT_CHAT_METRICS_ADDR": ""}
