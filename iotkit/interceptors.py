@@ -48,6 +48,7 @@ SessionCheck = Callable[[Caller], Awaitable[bool]]
 _ALWAYS = ("/grpc.health.", "/grpc.reflection.", "/iot.system.v1.DiagnosticsService/")
 NOT_READY = "The service is starting: its database is not reachable yet; retry shortly"
 
+
 @dataclass(slots=True)
 class RequestCounters:
     """RPCs answered since start, and how many failed on the server side."""
