@@ -31,6 +31,7 @@ from prometheus_client import (
 from sqlalchemy import QueuePool
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from iotkit.config import ConfigError, metrics_variable
 from iotkit.tasks import cancel
 
 log = logging.getLogger(__name__)
@@ -155,9 +156,16 @@ class ProcessMetrics:
         address, nothing: no one would read what the samplers' queries found."""
         if address is None:
             return
+        try:
+            self.endpoint = serve_metrics(self.registry, address)
+        except OSError as exc:
+            # Exits with one line naming the variable, as a bad setting does.
+            raise ConfigError(
+                f"{metrics_variable(self.process)}: cannot serve metrics on {address}: "
+                f"{exc.strerror or exc}"
+            ) from exc
         for sampler in self._samplers:
             self._tasks.append(asyncio.create_task(self._sample(sampler), name=sampler.name))
-        self.endpoint = serve_metrics(self.registry, address)
         log.info("serving metrics", extra={"metrics_of": self.process, "port": self.port})
 
     async def aclose(self) -> None:
