@@ -13,6 +13,7 @@ import uvicorn
 from gateway.app import build_app
 from gateway.serve import uvicorn_config
 from gateway.settings import GatewaySettings
+from iotkit import tracing
 from iotkit.logs import configure_logging
 
 
@@ -20,11 +21,15 @@ def main() -> None:
     """Read settings, build the app and serve it until signalled."""
     settings = GatewaySettings.load()
     configure_logging("gateway", settings.log_level)
+    tracing.configure_tracing("gateway")
     app = build_app(settings)
     logging.getLogger("gateway").info(
         "starting gateway", extra={"host": settings.gateway_host, "port": settings.gateway_port}
     )
-    uvicorn.Server(uvicorn_config(app, settings.gateway_host, settings.gateway_port)).run()
+    try:
+        uvicorn.Server(uvicorn_config(app, settings.gateway_host, settings.gateway_port)).run()
+    finally:
+        tracing.shutdown()
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """The gateway application: ``build_app(settings)`` assembles routes, channels and middleware.
 
-Nothing is created at import time. Channels open in the Starlette lifespan
-(inside the serving event loop) and close at shutdown.
+Nothing is created at import time. Channels and the ``/metrics`` endpoint open
+in the Starlette lifespan (inside the serving event loop) and close at shutdown.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import quote
 
 import anyio
+from opentelemetry import trace
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -27,6 +28,7 @@ from gateway.console import STATIC_DIR, console_routes
 from gateway.discovery import RpcMethod, discover, proto_files
 from gateway.envelope import EnvelopeResponse, error_response, success_response
 from gateway.errors import GatewayError
+from gateway.metrics import ROUTE_KEY, RouteMetrics
 from gateway.middleware import LOG_PATH_KEY, RequestContextMiddleware
 from gateway.openapi import build_openapi
 from gateway.proxy import MAX_BODY_BYTES, MAX_UPLOAD_BYTES, RpcHandler
@@ -35,8 +37,9 @@ from gateway.routing import Route, RouteTable
 from gateway.settings import gateway_settings
 from gateway.templates import parse_template
 from gateway.upstream import DEFAULT_DEADLINE_SECONDS, Upstreams
-from iotkit import __version__
-from iotkit.config import Settings
+from iotkit import __version__, tracing
+from iotkit.config import GATEWAY, Settings
+from iotkit.metrics import ProcessMetrics
 
 HEALTH_PATH = "/healthz"
 OPENAPI_PATH = "/openapi.json"
@@ -97,6 +100,16 @@ def _headers_only(send: Send) -> Send:
     return send_headers
 
 
+def _name_route(scope: Scope, route: str) -> None:
+    """Leave the matched route's template for the metrics, and name the request's span by it
+    (the span starts before any route is known)."""
+    scope.setdefault("state", {})[ROUTE_KEY] = route
+    span = trace.get_current_span()
+    if span.is_recording():
+        span.update_name(f"{scope.get('method', '')} {route}")
+        span.set_attribute("http.route", route)
+
+
 class Dispatcher:
     """The one ASGI endpoint: matches the route table and renders GatewayErrors as envelopes."""
 
@@ -109,6 +122,7 @@ class Dispatcher:
         try:
             matched = self.table.match(request.method, _raw_path(scope))
             template = matched.route.template
+            _name_route(scope, template.source)
             if any(
                 word in var.name.lower() for var in template.variables for word in _SECRET_WORDS
             ):
@@ -177,6 +191,7 @@ def build_app(
     ]
     table = RouteTable([*rpc_routes, *own_routes])
     table.check_reserved(route.template.source for route in own_routes)
+    metrics = ProcessMetrics(GATEWAY)
 
     own = gateway_settings(settings)
     limits = RateLimits(
@@ -187,16 +202,21 @@ def build_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await upstreams.open()
+        metrics.start(settings.metrics_address(GATEWAY))
         try:
             yield
         finally:
+            await metrics.aclose()
             await upstreams.close()
             await counter.aclose()
 
-    # The request-context middleware is outermost, so its access line sees every answer;
-    # a browser's preflight is answered before it counts against a rate limit.
+    # The request-context middleware is outermost but for tracing and metrics, so its access
+    # line sees every answer (and, inside the request's span, carries its trace id); a
+    # browser's preflight is answered before it counts against a rate limit.
     app = Starlette(
         middleware=[
+            *_tracing(),
+            Middleware(RouteMetrics, metrics=metrics),
             Middleware(RequestContextMiddleware),
             *_cors(own.cors_origins),
             Middleware(RateLimitMiddleware, limits=limits, counter=counter),
@@ -210,4 +230,20 @@ def build_app(
     app.router.default = Dispatcher(table)
     app.state.route_table = table
     app.state.upstreams = upstreams
+    app.state.metrics = metrics
     return app
+
+
+def _tracing() -> list[Middleware]:
+    """OpenTelemetry's ASGI middleware when tracing is on (see :mod:`iotkit.tracing`)."""
+    if not tracing.enabled():
+        return []
+    from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+
+    # Probes would bury the traces worth reading, as health checks do on the services; a span
+    # per ASGI message (each SSE event) would too.
+    return [
+        Middleware(
+            OpenTelemetryMiddleware, excluded_urls=HEALTH_PATH, exclude_spans=["receive", "send"]
+        )
+    ]

@@ -2,7 +2,9 @@
 
 Forwarded: the ``Authorization`` header, the request id, the client address
 (appended to any ``X-Forwarded-For`` already present, as proxies do; services
-decide how far to trust it) and the user agent. gRPC accepts only printable
+decide how far to trust it), the user agent and, when tracing is on, the
+request's trace context (``traceparent``), passed here rather than by a
+client interceptor so that streaming calls carry it too. gRPC accepts only printable
 ASCII in text metadata, so a header that is not is dropped rather than
 failing the call.
 """
@@ -13,6 +15,8 @@ import re
 import uuid
 
 from starlette.datastructures import Headers
+
+from iotkit.tracing import trace_metadata
 
 REQUEST_ID_HEADER = "X-Request-Id"
 
@@ -48,4 +52,5 @@ def forwarded_metadata(
     agent = _printable(headers.get("user-agent"))
     if agent:
         metadata.append(("x-forwarded-user-agent", agent))
+    metadata += trace_metadata()
     return tuple(metadata)

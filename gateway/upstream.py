@@ -55,7 +55,9 @@ class Upstreams:
     async def open(self) -> None:
         """Create the channels; call from within the event loop that will use them."""
         for address in set(self._addresses.values()):
-            self._channels[address] = channel(address)
+            # Untraced: every call carries the request's trace in its metadata already
+            # (gateway.metadata), streams included.
+            self._channels[address] = channel(address, traced=False)
 
     async def close(self) -> None:
         """Close every channel, cancelling calls still in flight."""

@@ -6,7 +6,9 @@ and several processes read; a service with settings of its own subclasses it
 beside its code (``services/auth/settings.py``,
 ``services/telemetry/settings.py``). Each field is the variable
 ``IOT_<FIELD>`` and its default is written once, on the field;
-``IOT_<SERVICE>_ADDR`` fills :attr:`Settings.addresses`.
+``IOT_<SERVICE>_ADDR`` fills :attr:`Settings.addresses`, and
+``IOT_<PROCESS>_METRICS_ADDR`` (a service or ``GATEWAY``) fills
+:attr:`Settings.metrics_addresses`.
 
 A process ignores the ``IOT_*`` variables it does not read, unknown ones
 included: the launcher hands one environment to every process, so auth's
@@ -45,6 +47,22 @@ DEFAULT_PORTS = {
     "chat": 50055,
 }
 """Default gRPC port of each service on 127.0.0.1."""
+
+GATEWAY = "gateway"
+"""The REST gateway's process name."""
+
+PROCESSES = (*SERVICES, GATEWAY)
+"""Every process of the suite: the services, then the gateway."""
+
+DEFAULT_METRICS_PORTS = {
+    "auth": 9461,
+    "devices": 9462,
+    "telemetry": 9463,
+    "analytics": 9464,
+    "chat": 9465,
+    GATEWAY: 9460,
+}
+"""The ``/metrics`` port of each process under ``iot up`` (a process alone serves none)."""
 
 PLACEHOLDER_SECRET = "dev-insecure-secret-change-me"
 """The development secret; refused outside development."""
@@ -88,6 +106,7 @@ class Settings(BaseSettings):
     redis_url: Annotated[str | None, EmptyIsUnset] = Field(default=None, repr=False)
     service_secret: str = Field(default=PLACEHOLDER_SECRET, repr=False)
     addresses: Mapping[str, str] = Field(default_factory=dict)
+    metrics_addresses: Mapping[str, str] = Field(default_factory=dict)
     gateway_host: str = "127.0.0.1"
     gateway_port: Annotated[int, EmptyIsUnset] = 8080
     log_level: str = "INFO"
@@ -125,6 +144,15 @@ class Settings(BaseSettings):
     def _upper_case_level(cls, value: str) -> str:
         return value.upper()
 
+    @field_validator("metrics_addresses")
+    @classmethod
+    def _host_and_port(cls, value: Mapping[str, str]) -> Mapping[str, str]:
+        for process, address in value.items():
+            _, sep, port = address.rpartition(":")
+            if not sep or not port.isdigit() or int(port) > 65535:
+                raise ConfigError(f"{metrics_variable(process)} must be host:port, got {address!r}")
+        return value
+
     @field_validator("public_url")
     @classmethod
     def _no_trailing_slash(cls, value: str) -> str:
@@ -149,9 +177,19 @@ class Settings(BaseSettings):
         """The ``host:port`` where ``service`` listens."""
         return self.addresses.get(service) or f"127.0.0.1:{DEFAULT_PORTS[service]}"
 
+    def metrics_address(self, process: str) -> str | None:
+        """The ``host:port`` where ``process`` serves ``/metrics``, or None when it serves
+        none (the default: ``iot up`` sets them; see :data:`DEFAULT_METRICS_PORTS`)."""
+        return self.metrics_addresses.get(process) or None
+
     def base_url(self) -> str:
         """Where browsers reach the gateway, for links in emails and download URLs."""
         return self.public_url or f"http://{self.gateway_host}:{self.gateway_port}"
+
+
+def metrics_variable(process: str) -> str:
+    """The variable holding where ``process`` serves ``/metrics``."""
+    return variable(f"{process}_metrics_addr")
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -175,13 +213,18 @@ class _Variables(PydanticBaseSettingsSource):
         values: dict[str, Any] = {}
         for name, field in self.settings_cls.model_fields.items():
             value, _, _ = self.get_field_value(field, name)
-            if value is not None and name != "addresses":
+            if value is not None and name not in ("addresses", "metrics_addresses"):
                 values[name] = value
         # Not one IOT_ADDRESSES: a variable per service, as Compose files set them.
         values["addresses"] = {
             name: self._environ[variable(f"{name}_addr")]
             for name in SERVICES
             if self._environ.get(variable(f"{name}_addr"))
+        }
+        values["metrics_addresses"] = {
+            name: self._environ[metrics_variable(name)]
+            for name in PROCESSES
+            if self._environ.get(metrics_variable(name))
         }
         return values
 
@@ -195,6 +238,8 @@ def _config_error(exc: ValidationError) -> ConfigError:
     loc = first["loc"]
     if loc[:1] == ("addresses",) and len(loc) > 1:
         name = variable(f"{loc[1]}_addr")
+    elif loc[:1] == ("metrics_addresses",) and len(loc) > 1:
+        name = metrics_variable(str(loc[1]))
     else:
         name = variable(str(loc[0])) if loc else "IOT_*"
     kind = {"int": "a whole number", "float": "a number"}.get(first["type"].partition("_")[0])

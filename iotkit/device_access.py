@@ -24,6 +24,7 @@ import grpc
 from grpc import aio
 
 from iot.devices.v1 import devices_pb2, devices_pb2_grpc
+from iotkit.context import bearer_metadata
 from iotkit.errors import Unavailable
 
 CALL_DEADLINE = 3.0
@@ -76,7 +77,7 @@ class DeviceAccessClient:
         try:
             answer = await self._stub.CheckDeviceAccess(
                 devices_pb2.CheckDeviceAccessRequest(device_id=device_id, access=access),
-                metadata=[("authorization", f"Bearer {token}")],
+                metadata=bearer_metadata(token),
                 timeout=CALL_DEADLINE,
             )
         except aio.AioRpcError as exc:

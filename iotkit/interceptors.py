@@ -3,7 +3,7 @@
 In order, for every RPC: a request id and the client's address in context,
 authentication and scope checks from the method's proto rules, the call
 itself, mapping of domain errors to rich statuses (and of a dependency that is
-down to UNAVAILABLE), counters, and one JSON log line. It is one interceptor
+down to UNAVAILABLE), counters and Prometheus series, and one JSON log line. It is one interceptor
 so that the log line sees the final status code.
 """
 
@@ -31,6 +31,7 @@ from iotkit.errors import (
     to_grpc_status,
 )
 from iotkit.outages import is_outage, outage
+from iotkit.rpc_metrics import SERVER_FAULTS, RpcMetrics
 from iotkit.rules import access_rule
 from iotkit.screening import Refused, screening_deserializer
 from iotkit.tokens import LEEWAY_SECONDS, TokenVerifier
@@ -47,14 +48,6 @@ SessionCheck = Callable[[Caller], Awaitable[bool]]
 _ALWAYS = ("/grpc.health.", "/grpc.reflection.", "/iot.system.v1.DiagnosticsService/")
 NOT_READY = "The service is starting: its database is not reachable yet; retry shortly"
 
-_SERVER_ERRORS = {
-    grpc.StatusCode.INTERNAL,
-    grpc.StatusCode.UNKNOWN,
-    grpc.StatusCode.UNAVAILABLE,
-    grpc.StatusCode.DATA_LOSS,
-    grpc.StatusCode.DEADLINE_EXCEEDED,
-}
-
 
 @dataclass(slots=True)
 class RequestCounters:
@@ -68,7 +61,7 @@ class RequestCounters:
         """Count one answered RPC."""
         self.total += 1
         self.by_code[code.name] = self.by_code.get(code.name, 0) + 1
-        if code in _SERVER_ERRORS:
+        if code in SERVER_FAULTS:
             self.errors += 1
 
 
@@ -105,7 +98,7 @@ class _CallState:
 
 
 class ServiceInterceptor(aio.ServerInterceptor):
-    """Request ids, authentication, scopes, error mapping, counters and logs."""
+    """Request ids, authentication, scopes, error mapping, counters, metrics and logs."""
 
     def __init__(
         self,
@@ -114,9 +107,11 @@ class ServiceInterceptor(aio.ServerInterceptor):
         counters: RequestCounters,
         session_check: SessionCheck | None = None,
         ready: Callable[[], bool] | None = None,
+        metrics: RpcMetrics | None = None,
     ) -> None:
         self._verifier = verifier
         self._counters = counters
+        self._metrics = metrics
         self._session_check = session_check
         self._ready = ready
 
@@ -293,6 +288,9 @@ class ServiceInterceptor(aio.ServerInterceptor):
         self, method: str, context: aio.ServicerContext[Any, Any], state: _CallState
     ) -> None:
         self._counters.record(state.code)
+        seconds = time.perf_counter() - state.started
+        if self._metrics is not None:
+            self._metrics.record(method, state.code, seconds)
         # Every service polls for revocations four times a second: routine, not news.
         routine = method in ROUTINE_METHODS and state.code == grpc.StatusCode.OK
         log.log(
@@ -301,7 +299,7 @@ class ServiceInterceptor(aio.ServerInterceptor):
             extra={
                 "method": method,
                 "grpc_code": state.code.name,
-                "duration_ms": round((time.perf_counter() - state.started) * 1000, 2),
+                "duration_ms": round(seconds * 1000, 2),
                 "peer": peer_var.get()[0],
             },
         )

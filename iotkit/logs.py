@@ -1,4 +1,5 @@
-"""Structured logging: one JSON object per line, with the request id.
+"""Structured logging: one JSON object per line, with the request id (and the trace id
+when tracing is on, so that a line leads to its trace).
 
 Secrets never reach a log line because nothing logs request bodies or
 headers; as a second guard, keys that name secrets are masked in ``extra``.
@@ -13,13 +14,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from iotkit.context import request_id_var
+from iotkit.tracing import current_trace_id
 
 _SECRET_WORDS = ("password", "token", "secret", "authorization", "hash", "private", "otp")
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
 
 class JsonFormatter(logging.Formatter):
-    """Formats records as JSON with time, level, logger, message, request id and extras."""
+    """Formats records as JSON with time, level, logger, message, request id, trace id
+    (inside a recorded span) and extras."""
 
     def __init__(self, service: str) -> None:
         super().__init__()
@@ -35,6 +38,9 @@ class JsonFormatter(logging.Formatter):
             "msg": record.getMessage(),
             "request_id": request_id_var.get(),
         }
+        trace_id = current_trace_id()
+        if trace_id is not None:
+            entry["trace_id"] = trace_id
         for key, value in record.__dict__.items():
             if key in _STANDARD or key.startswith("_"):
                 continue

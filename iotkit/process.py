@@ -15,11 +15,13 @@ from typing import Any
 
 from grpc import aio
 
+from iotkit import tracing
 from iotkit.checks import DependencyCheck, database_check, redis_check
 from iotkit.config import ConfigError, Settings
 from iotkit.db import Database, DatabaseUnavailable, open_database
 from iotkit.jwks import remote_jwks
 from iotkit.logs import configure_logging
+from iotkit.metrics import ProcessMetrics
 from iotkit.migrations import History, MigrationRefused
 from iotkit.revocation import RevocationFollower, remote_revocations
 from iotkit.server import Registrar, ServiceProcess, build_server, channel, serve_until_signal
@@ -40,8 +42,18 @@ class Parts:
     verifier: TokenVerifier
     auth_channel: aio.Channel
     service_tokens: ServiceTokenSource
+    # The process's Prometheus registry: the registrar adds the service's own series.
+    metrics: ProcessMetrics
     # What the service's own wiring opened, closed after the server stops (last first).
     closers: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
+
+
+def open_metrics(service: str, settings: Settings, database: Database) -> ProcessMetrics:
+    """The process's metrics, with its database pool's gauges; :meth:`ProcessMetrics.start`
+    serves them where ``IOT_<SERVICE>_METRICS_ADDR`` says, once the rest is wired."""
+    metrics = ProcessMetrics(service)
+    metrics.watch_pool(database.engine)
+    return metrics
 
 
 def standard_checks(
@@ -84,7 +96,8 @@ async def build_service(
     follower = RevocationFollower(
         poll=remote_revocations(auth_channel, tokens), redis_url=settings.redis_url
     )
-    parts = Parts(settings, database, verifier, auth_channel, tokens)
+    metrics = open_metrics(service, settings, database)
+    parts = Parts(settings, database, verifier, auth_channel, tokens, metrics)
     built = build_server(
         service=service,
         register=register(parts) if register else _no_domain_services,
@@ -93,10 +106,14 @@ async def build_service(
         checks=[*standard_checks(database, settings, service=service), *extra_checks],
         address=address,
         ready=database.ready,
+        metrics=metrics,
     )
     follower.start()
+    metrics.start(settings.metrics_address(service))
     return ServiceProcess(
-        built, [database.close, auth_channel.close, follower.stop, *parts.closers]
+        built,
+        [metrics.aclose, database.close, auth_channel.close, follower.stop, *parts.closers],
+        metrics,
     )
 
 
@@ -107,11 +124,13 @@ def _no_domain_services(server: object) -> list[str]:
 async def _serve(service: str, build: Builder, kind: type[Settings]) -> None:
     settings = kind.load()
     configure_logging(service, settings.log_level)
+    tracing.configure_tracing(service)
     process = await build(settings, address=settings.address(service))
     try:
         await serve_until_signal(process.built, service=service, grace=settings.grace_seconds)
     finally:
         await process.close_resources()
+        tracing.shutdown()
 
 
 def run(service: str, build: Builder, settings: type[Settings] = Settings) -> None:

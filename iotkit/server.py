@@ -1,8 +1,9 @@
 """Build a service's ``grpc.aio`` server, then serve it until a signal.
 
 Building is separate from serving so that tests start the very same server
-on port 0. Every server gets the interceptor chain, the standard health
-service, reflection and the DiagnosticsService.
+on port 0. Every server gets the interceptor chain (OpenTelemetry's first when
+tracing is on), the standard health service, reflection and the
+DiagnosticsService.
 """
 
 from __future__ import annotations
@@ -20,9 +21,12 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from iot.system.v1 import system_pb2, system_pb2_grpc
+from iotkit import tracing
 from iotkit.checks import DependencyCheck
 from iotkit.diagnostics import DiagnosticsServicer
 from iotkit.interceptors import RequestCounters, ServiceInterceptor, SessionCheck
+from iotkit.metrics import ProcessMetrics
+from iotkit.rpc_metrics import RpcMetrics
 from iotkit.tokens import TokenVerifier
 
 log = logging.getLogger(__name__)
@@ -46,6 +50,8 @@ class ServiceProcess:
 
     built: BuiltServer
     closers: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
+    metrics: ProcessMetrics | None = None
+    """The process's Prometheus series (``metrics.port`` is where they are served, if so)."""
 
     @property
     def port(self) -> int:
@@ -136,23 +142,27 @@ def build_server(
     counters: RequestCounters | None = None,
     diagnostics: DiagnosticsServicer | None = None,
     ready: asyncio.Event | None = None,
+    metrics: ProcessMetrics | None = None,
 ) -> BuiltServer:
     """Build the server of ``service`` bound to ``address`` (port 0 picks a free port).
 
     A process that reads its own diagnostics (auth, for the system status)
     passes in the ``counters`` and ``diagnostics`` it holds; others get fresh ones.
     Until ``ready`` is set (when given), health says NOT_SERVING and every call
-    but health, reflection and diagnostics answers UNAVAILABLE.
+    but health, reflection and diagnostics answers UNAVAILABLE. Each answered
+    call is counted in ``metrics``' registry when given.
     """
     counters = counters or RequestCounters()
     server = aio.server(
         interceptors=[
+            *tracing.server_interceptors(),
             ServiceInterceptor(
                 verifier=verifier,
                 counters=counters,
                 session_check=session_check,
                 ready=ready.is_set if ready is not None else None,
-            )
+                metrics=RpcMetrics(metrics) if metrics is not None else None,
+            ),
         ],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -200,10 +210,15 @@ async def serve_until_signal(built: BuiltServer, *, service: str, grace: float) 
     log.info("stopped", extra={"service": service})
 
 
-def channel(address: str) -> aio.Channel:
-    """An insecure channel to another service of the suite."""
+def channel(address: str, *, traced: bool = True) -> aio.Channel:
+    """An insecure channel to another service of the suite.
+
+    With tracing on, its unary calls carry the caller's trace (see :mod:`iotkit.tracing`);
+    ``traced=False`` for a caller that passes :func:`~iotkit.tracing.trace_metadata` itself.
+    """
     return aio.insecure_channel(
         address,
+        interceptors=tracing.client_interceptors() if traced else None,
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),

@@ -14,6 +14,7 @@ import time
 from grpc import aio
 
 from iot.auth.v1 import auth_pb2, auth_pb2_grpc
+from iotkit.context import bearer_metadata
 
 RENEW_BEFORE_SECONDS = 30.0
 CALL_DEADLINE = 3.0
@@ -45,4 +46,4 @@ class ServiceTokenSource:
 
     async def metadata(self) -> list[tuple[str, str]]:
         """Call metadata carrying the service token."""
-        return [("authorization", f"Bearer {await self.token()}")]
+        return bearer_metadata(await self.token())

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -47,22 +48,23 @@ def _up(args: argparse.Namespace) -> int:
     # Imported here so that `iot gen` works before the suite's dependencies
     # are importable, and `iot --help` stays fast.
     from gateway.settings import GatewaySettings
-    from iotsuite.launcher import run_suite
+    from iotsuite.launcher import run_suite, with_metrics_defaults
     from services.auth.settings import AuthSettings
     from services.chat.settings import ChatSettings
     from services.telemetry.settings import TelemetrySettings
 
+    env = with_metrics_defaults(os.environ)
     try:
         # The children read these (each its own); refused here, a bad value stops
         # `iot up` with one line before anything starts.
         for own in (AuthSettings, TelemetrySettings, ChatSettings, GatewaySettings):
-            own.load()
-        settings = load_settings()
+            own.load(env)
+        settings = load_settings(env)
     except ConfigError as exc:
         print(f"iot: configuration error: {exc}", file=sys.stderr)
         return 2
     try:
-        return asyncio.run(run_suite(settings, ready_timeout=args.ready_timeout))
+        return asyncio.run(run_suite(settings, env=env, ready_timeout=args.ready_timeout))
     except KeyboardInterrupt:
         # Only reachable before the launcher installs its own signal handling.
         return 130
@@ -143,9 +145,7 @@ COMMANDS: dict[str, Command] = {
         configure=_configure_simulate,
     ),
     "admin": Command(help=admin_cli.HELP, run=admin_cli.run, configure=admin_cli.configure),
-    "migrate": Command(
-        help=migrate_cli.HELP, run=migrate_cli.run, configure=migrate_cli.configure
-    ),
+    "migrate": Command(help=migrate_cli.HELP, run=migrate_cli.run, configure=migrate_cli.configure),
 }
 """Every subcommand of ``iot``, by name."""
 

@@ -34,7 +34,7 @@ import httpx
 from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from iotkit.config import SERVICES, Settings
+from iotkit.config import DEFAULT_METRICS_PORTS, SERVICES, Settings, metrics_variable
 
 GATEWAY = "gateway"
 """Name of the REST gateway child; every other child is a gRPC service."""
@@ -81,6 +81,16 @@ def default_commands(python: str = sys.executable) -> dict[str, list[str]]:
     commands = {name: [python, "-m", f"services.{name}"] for name in SERVICES}
     commands[GATEWAY] = [python, "-m", "gateway"]
     return commands
+
+
+def with_metrics_defaults(environ: Mapping[str, str]) -> dict[str, str]:
+    """``environ`` with each process's ``/metrics`` address at its default port on loopback,
+    where the variable is absent: ``iot up`` serves metrics unless told otherwise, and a
+    variable set empty turns one process's off."""
+    env = dict(environ)
+    for name, port in DEFAULT_METRICS_PORTS.items():
+        env.setdefault(metrics_variable(name), f"127.0.0.1:{port}")
+    return env
 
 
 def split_address(address: str) -> tuple[str, int]:
@@ -278,10 +288,16 @@ class _Suite:
         return _Probe(name, f"{dial_host(host)}:{port}", gateway=False)
 
     def check_ports(self) -> None:
-        """Refuse to start when two children share a port or a port is taken."""
+        """Refuse to start when two children (or their ``/metrics``) share a port or a port
+        is taken."""
         seen: dict[tuple[str, int], str] = {}
-        for name in self.commands:
-            host, port = self.listen_address(name)
+        listeners = [(name, self.listen_address(name)) for name in self.commands]
+        listeners += [
+            (f"{name} metrics", split_address(address))
+            for name in self.commands
+            if (address := self.settings.metrics_address(name))
+        ]
+        for name, (host, port) in listeners:
             if (host, port) in seen:
                 raise LaunchError(
                     f"{seen[host, port]} and {name} are both configured for {host}:{port}"
@@ -429,6 +445,12 @@ def _ready_banner(settings: Settings, names: Sequence[str]) -> str:
         lines[0] += f": {gateway_url(settings)}"
     width = max(len(name) for name in names)
     lines += [f"  {name:<{width}}  {settings.address(name)}" for name in names if name != GATEWAY]
+    # Where a person can look at each process's metrics (loopback for a wildcard listener).
+    served = [(name, address) for name in names if (address := settings.metrics_address(name))]
+    lines += [
+        f"  {name:<{width}}  metrics http://{dial_host(host)}:{port}/metrics"
+        for name, (host, port) in ((name, split_address(a)) for name, a in served)
+    ]
     lines.append("Press Ctrl-C to stop.")
     return "\n".join(lines)
 

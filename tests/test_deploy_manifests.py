@@ -19,7 +19,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from iotkit.config import DEFAULT_PORTS, SERVICES
+from iotkit.config import DEFAULT_METRICS_PORTS, DEFAULT_PORTS, SERVICES, metrics_variable
 from iotsuite.cli import COMMANDS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -153,7 +153,10 @@ def test_services_listen_on_their_port_and_are_dialled_by_their_service_name() -
     for name in SERVICES:
         port = DEFAULT_PORTS[name]
         spec = container(deployments[name])
-        assert spec["ports"] == [{"name": "grpc", "containerPort": port}]
+        assert spec["ports"] == [
+            {"name": "grpc", "containerPort": port},
+            {"name": "metrics", "containerPort": DEFAULT_METRICS_PORTS[name]},
+        ]
         assert spec["readinessProbe"]["grpc"]["port"] == port
         # Listens on every interface of its pod; the others dial the headless Service.
         assert {"name": f"IOT_{name.upper()}_ADDR", "value": f"0.0.0.0:{port}"} in spec["env"]
@@ -164,6 +167,20 @@ def test_services_listen_on_their_port_and_are_dialled_by_their_service_name() -
         assert service["selector"] == deployments[name]["spec"]["selector"]["matchLabels"]
     assert config["data"]["IOT_GATEWAY_PORT"] == "8080"
     assert container(deployments["gateway"])["ports"][0]["containerPort"] == 8080
+
+
+def test_every_process_serves_metrics_where_its_pod_says() -> None:
+    (config,) = by_kind("ConfigMap").values()
+    for name, deployment in by_kind("Deployment").items():
+        port = DEFAULT_METRICS_PORTS[name]
+        annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+        assert annotations == {
+            "prometheus.io/scrape": "true",
+            "prometheus.io/port": str(port),
+            "prometheus.io/path": "/metrics",
+        }
+        assert {"name": "metrics", "containerPort": port} in container(deployment)["ports"]
+        assert config["data"][metrics_variable(name)] == f"0.0.0.0:{port}"
 
 
 def test_every_deployment_has_a_budget_requests_and_probes() -> None:

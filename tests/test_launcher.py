@@ -308,6 +308,45 @@ async def test_taken_port_is_reported_and_nothing_starts(
     assert suite.pids() == {}
 
 
+async def test_taken_metrics_port_is_reported_and_nothing_starts(
+    suite: Suite, capsys: pytest.CaptureFixture[str]
+) -> None:
+    port = free_port()
+    env = {**suite.env, "IOT_TELEMETRY_METRICS_ADDR": f"127.0.0.1:{port}"}
+    with closing(socket.socket()) as squatter:
+        squatter.bind(("127.0.0.1", port))
+        squatter.listen()
+        task = await Suite(load_settings(env), env, suite.pid_dir).run()
+        assert await asyncio.wait_for(task, 30) == 1
+    err = capsys.readouterr().err
+    assert f"cannot start telemetry metrics on 127.0.0.1:{port}: address already in use" in err
+    assert suite.pids() == {}
+
+
+async def test_the_banner_says_where_metrics_are_served(suite: Suite) -> None:
+    port = free_port()
+    env = {**suite.env, "IOT_DEVICES_METRICS_ADDR": f"0.0.0.0:{port}"}
+    ready = Ready()
+    stop = asyncio.Event()
+    task = await Suite(load_settings(env), env, suite.pid_dir).run(on_ready=ready, stop=stop)
+    await ready.wait(task)
+    stop.set()
+    assert await asyncio.wait_for(task, 30) == 0
+    (line,) = [line for line in ready.text.splitlines() if "metrics" in line]
+    assert line.split() == ["devices", "metrics", f"http://127.0.0.1:{port}/metrics"]
+
+
+def test_iot_up_serves_metrics_at_default_ports_unless_set() -> None:
+    env = launcher.with_metrics_defaults(
+        {"IOT_TELEMETRY_METRICS_ADDR": "0.0.0.0:9999", "IOT_CHAT_METRICS_ADDR": ""}
+    )
+    settings = load_settings(env)
+    assert settings.metrics_address("auth") == "127.0.0.1:9461"
+    assert settings.metrics_address("gateway") == "127.0.0.1:9460"
+    assert settings.metrics_address("telemetry") == "0.0.0.0:9999"
+    assert settings.metrics_address("chat") is None  # set empty: off
+
+
 async def test_child_ignoring_sigterm_is_killed(
     suite: Suite, capsys: pytest.CaptureFixture[str]
 ) -> None:

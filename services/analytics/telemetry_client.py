@@ -10,6 +10,7 @@ import numpy as np
 from grpc import aio
 
 from iot.telemetry.v1 import telemetry_pb2, telemetry_pb2_grpc
+from iotkit.context import bearer_metadata
 from iotkit.convert import micros_timestamp
 from services.analytics.analytics.correlation import Float64s, Int64s
 
@@ -31,7 +32,7 @@ class TelemetryReader:
         values: list[Float64s] = []
         call = self._stub.ReadStream(
             telemetry_pb2.ReadStreamRequest(stream_id=stream_id, start=start, end=end),
-            metadata=[("authorization", f"Bearer {token}")],
+            metadata=bearer_metadata(token),
             timeout=CALL_DEADLINE,
         )
         async for chunk in call:

@@ -20,6 +20,7 @@ from services.analytics.analytics.service import (
 )
 from services.analytics.analytics.servicer import AnalyticsServicer
 from services.analytics.analytics.store import AnalyticsStore, Base
+from services.analytics.metrics import AnalysisMetrics
 from services.analytics.telemetry_client import TelemetryReader
 
 MIGRATIONS = History(
@@ -31,7 +32,9 @@ MIGRATIONS = History(
 def _registrar(parts: Parts) -> Registrar:
     store = AnalyticsStore(parts.database.sessions, dialect=parts.database.kind)
     hub = AnomalyHub()
-    analysis = AnalysisService(store=store, hub=hub)
+    analysis = AnalysisService(
+        store=store, hub=hub, on_analyzed=AnalysisMetrics(parts.metrics).analyzed
+    )
     telemetry_channel = channel(parts.settings.address("telemetry"))
     parts.closers.append(telemetry_channel.close)
     servicer = AnalyticsServicer(

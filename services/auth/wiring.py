@@ -33,7 +33,7 @@ from iotkit.errors import ValidationFailed
 from iotkit.interceptors import RequestCounters
 from iotkit.limits import window_counter
 from iotkit.migrations import History
-from iotkit.process import standard_checks
+from iotkit.process import open_metrics, standard_checks
 from iotkit.server import ServiceProcess, build_server, channel
 from iotkit.sqltypes import utcnow
 from iotkit.tokens import KeySet, TokenVerifier, static_keys
@@ -81,6 +81,8 @@ MIGRATIONS = History(
 """The auth service's schema history, applied at start and by ``iot migrate``."""
 
 MAIL_WINDOW = 3600.0
+# The outbox depth is a count query: often enough for a dashboard, rare enough to cost nothing.
+QUEUE_SAMPLE_SECONDS = 10.0
 
 
 async def open_auth_database(settings: Settings, *, schema: str | None = None) -> Database:
@@ -197,6 +199,14 @@ async def build(
         exports=exports, links=links, outbox=outbox, revocations=revocations
     )
 
+    metrics = open_metrics("auth", settings, database)
+    metrics.sampled_gauge(
+        "iot_auth_outbox_pending",
+        "Emails waiting in the outbox.",
+        outbox.pending_count,
+        period=QUEUE_SAMPLE_SECONDS,
+    )
+
     counters = RequestCounters()
     checks = [
         *standard_checks(database, settings, service="auth", cache_required=True),
@@ -256,15 +266,18 @@ async def build(
         address=address,
         counters=counters,
         diagnostics=diagnostics,
+        metrics=metrics,
     )
     sender.start()
     housekeeping.start()
     if relay is not None:
         relay.start()
+    metrics.start(settings.metrics_address("auth"))
     # Closed last-first: background work stops before the counters, channels and database.
     return ServiceProcess(
         built,
         [
+            metrics.aclose,
             database.close,
             *(peer.close for peer in peers.values()),
             login_failures.aclose,
@@ -273,4 +286,5 @@ async def build(
             housekeeping.stop,
             *([relay.stop] if relay is not None else []),
         ],
+        metrics,
     )

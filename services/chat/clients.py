@@ -19,6 +19,7 @@ from iot.auth.v1 import profile_pb2, profile_pb2_grpc
 from iot.devices.v1 import devices_pb2, devices_pb2_grpc
 from iot.system.v1 import system_pb2, system_pb2_grpc
 from iot.telemetry.v1 import telemetry_pb2, telemetry_pb2_grpc
+from iotkit.context import bearer_metadata
 from iotkit.convert import datetime_field, timestamp
 from iotkit.server import is_unavailable
 from services.chat.chat.sources import (
@@ -34,10 +35,6 @@ DEADLINE = 5.0
 """Seconds one call may take before the answer says the data cannot be reached."""
 
 T = TypeVar("T")
-
-
-def _metadata(token: str) -> list[tuple[str, str]]:
-    return [("authorization", f"Bearer {token}")]
 
 
 async def _call(pending: Awaitable[T]) -> T:
@@ -75,7 +72,7 @@ class GrpcSources:
             answer = await _call(
                 self._devices.ListDevices(
                     devices_pb2.ListDevicesRequest(page=page, limit=100, sort="name"),
-                    metadata=_metadata(token),
+                    metadata=bearer_metadata(token),
                     timeout=DEADLINE,
                 )
             )
@@ -102,7 +99,7 @@ class GrpcSources:
             answer = await _call(
                 self._telemetry.ListStreams(
                     telemetry_pb2.ListStreamsRequest(device_id=device_id, page=page, limit=100),
-                    metadata=_metadata(token),
+                    metadata=bearer_metadata(token),
                     timeout=DEADLINE,
                 )
             )
@@ -127,7 +124,7 @@ class GrpcSources:
                 telemetry_pb2.GetStreamDataRequest(
                     stream_id=stream_id, start=timestamp(start), end=timestamp(end), max_points=2
                 ),
-                metadata=_metadata(token),
+                metadata=bearer_metadata(token),
                 timeout=DEADLINE,
             )
         )
@@ -156,7 +153,7 @@ class GrpcSources:
                     start=timestamp(start),
                     end=timestamp(end),
                 ),
-                metadata=_metadata(token),
+                metadata=bearer_metadata(token),
                 timeout=DEADLINE,
             )
         )
@@ -186,7 +183,7 @@ class GrpcSources:
                     window_end=timestamp(end),
                     algorithm="pearson",
                 ),
-                metadata=_metadata(token),
+                metadata=bearer_metadata(token),
                 timeout=DEADLINE,
             )
         )
@@ -208,7 +205,7 @@ class GrpcSources:
         """The profile's ``timezone`` metadata, else UTC."""
         profile = await _call(
             self._profiles.GetProfile(
-                profile_pb2.GetProfileRequest(), metadata=_metadata(token), timeout=DEADLINE
+                profile_pb2.GetProfileRequest(), metadata=bearer_metadata(token), timeout=DEADLINE
             )
         )
         zone = profile.metadata.fields.get("timezone")

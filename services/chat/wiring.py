@@ -31,6 +31,9 @@ MIGRATIONS = History(
 )
 """The chat service's schema history, applied at start and by ``iot migrate``."""
 
+QUEUE_SAMPLE_SECONDS = 10.0
+"""How often the agents' queue is counted for its gauge."""
+
 
 def _registrar(
     assistant: Assistant | None, help: HelpArticles | None
@@ -38,8 +41,20 @@ def _registrar(
     def registrar(parts: Parts) -> Registrar:
         library = _packaged_library()
         answering = assistant or _assistant(parts, library)
+        store = ChatStore(parts.database.sessions)
+
+        async def waiting() -> float:
+            _, total = await store.escalated(offset=0, limit=1)
+            return float(total)
+
+        parts.metrics.sampled_gauge(
+            "iot_chat_escalations_waiting",
+            "Chat sessions waiting for a person (the agents' queue).",
+            waiting,
+            period=QUEUE_SAMPLE_SECONDS,
+        )
         service = ChatService(
-            store=ChatStore(parts.database.sessions),
+            store=store,
             assistant=answering,
             help=help or library,
             hub=EventHub(),

@@ -17,6 +17,7 @@ from grpc import aio
 
 from iot.analytics.v1 import analytics_pb2, analytics_pb2_grpc
 from iotkit.codec import Float64s, Int64s
+from iotkit.context import bearer_metadata
 from iotkit.convert import micros, micros_timestamp
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,7 @@ class AnalyticsScores:
                     end=micros_timestamp(end_us),
                     limit=PAGE,
                 ),
-                metadata=[("authorization", f"Bearer {token}")],
+                metadata=bearer_metadata(token),
                 timeout=DEADLINE,
             )
             times.append(np.array(answer.timestamps_us, dtype=np.int64))

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -94,9 +94,16 @@ class AnalyticsForwarder:
     """Keeps one stream to analytics open and feeds it; see the module docstring."""
 
     def __init__(
-        self, *, source: ChunkSource, channel: aio.Channel, tokens: ServiceTokenSource
+        self,
+        *,
+        source: ChunkSource,
+        channel: aio.Channel,
+        tokens: ServiceTokenSource,
+        on_forwarded: Callable[[int], None] | None = None,
     ) -> None:
+        """``on_forwarded`` is told how many chunks each request carried (metrics)."""
         self._source = source
+        self._on_forwarded = on_forwarded
         self._stub = analytics_pb2_grpc.AnalyticsServiceStub(channel)
         self._tokens = tokens
         self._wake = asyncio.Event()
@@ -164,6 +171,8 @@ class AnalyticsForwarder:
                 await room.acquire()
                 await call.write(request_of(chunks))
                 sent = chunks[-1].position
+                if self._on_forwarded is not None:
+                    self._on_forwarded(len(chunks))
 
         async def receive() -> None:
             while True:

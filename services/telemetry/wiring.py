@@ -27,6 +27,7 @@ from services.telemetry.jobs import (
     Periodic,
     enforce_retention,
 )
+from services.telemetry.metrics import TelemetryMetrics
 from services.telemetry.objects import LocalObjectStore
 from services.telemetry.settings import TelemetrySettings
 from services.telemetry.telemetry.ingest import IngestService
@@ -53,14 +54,25 @@ def _registrar(parts: Parts, *, limits: ImportLimits, max_streams_per_device: in
     devices_channel = channel(parts.settings.address("devices"))
     access = DeviceAccessClient(devices_channel)
     analytics_channel = channel(parts.settings.address("analytics"))
+    # The lambdas read the forwarder and the writer built below, at each scrape.
+    measured = TelemetryMetrics(
+        parts.metrics,
+        newest_position=store.newest_position,
+        acknowledged=lambda: forwarder.acknowledged,
+        queued=lambda: writer.queued,
+    )
     forwarder = AnalyticsForwarder(
-        source=store, channel=analytics_channel, tokens=parts.service_tokens
+        source=store,
+        channel=analytics_channel,
+        tokens=parts.service_tokens,
+        on_forwarded=measured.forwarded,
     )
     live = ReadingHub()
 
     def committed(stored: list[Prepared]) -> None:
         forwarder.notify()
         live.publish(stored)
+        measured.stored(stored)
 
     # Only chunks analytics has acknowledged may be merged: a merged chunk keeps the highest
     # id it replaces, so the forwarder never sends its readings a second time.

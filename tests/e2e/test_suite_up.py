@@ -18,7 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from iotkit.config import SERVICES
+from iotkit.config import GATEWAY, PROCESSES, SERVICES, metrics_variable
+from tests.scrape import scrape, total
 from tests.support import bearer, free_port
 
 pytestmark = pytest.mark.e2e
@@ -31,6 +32,8 @@ class Running:
 
     url: str
     addresses: dict[str, str]
+    metrics_ports: dict[str, int]
+    """Where each process (the gateway too) serves ``/metrics``."""
 
 
 @pytest.fixture
@@ -38,6 +41,8 @@ def running(tmp_path: Path, database_url: str | None) -> Iterator[Running]:
     """Start ``iot up`` in a child process; answer the gateway URL it prints and the addresses."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("IOT_")}
     env.update({f"IOT_{name.upper()}_ADDR": f"127.0.0.1:{free_port()}" for name in SERVICES})
+    metrics_ports = {name: free_port() for name in PROCESSES}
+    env.update({metrics_variable(n): f"127.0.0.1:{port}" for n, port in metrics_ports.items()})
     gateway_port = free_port()
     env.update({"IOT_DATA_DIR": str(tmp_path / "data"), "IOT_GATEWAY_PORT": str(gateway_port)})
     if database_url:
@@ -62,7 +67,7 @@ def running(tmp_path: Path, database_url: str | None) -> Iterator[Running]:
             pytest.fail(f"iot up exited with {process.returncode}:\n{log.read()[-4000:]}")
         banner += line
         assert time.monotonic() < deadline, "the suite did not become ready in time"
-    yield Running(url, {name: env[f"IOT_{name.upper()}_ADDR"] for name in SERVICES})
+    yield Running(url, {name: env[f"IOT_{name.upper()}_ADDR"] for name in SERVICES}, metrics_ports)
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=30) == 0
     log.seek(0)
@@ -71,6 +76,7 @@ def running(tmp_path: Path, database_url: str | None) -> Iterator[Running]:
     for port in [
         gateway_port,
         *(int(env[f"IOT_{n.upper()}_ADDR"].rsplit(":", 1)[1]) for n in SERVICES),
+        *metrics_ports.values(),
     ]:
         with pytest.raises(httpx.ConnectError):
             httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
@@ -192,3 +198,10 @@ def test_devices_stream_with_their_own_credential_and_charts_answer(running: Run
                 break
             time.sleep(0.2)
         assert shown["readings_total"] == "100" and shown["last_seen_at"]
+
+    # Every process, as separate processes, exports series the load above moved.
+    samples = {name: asyncio.run(scrape(port)) for name, port in running.metrics_ports.items()}
+    for name in SERVICES:
+        assert total(samples[name], "iot_rpc_requests_total", code="OK") > 0, name
+    assert total(samples["telemetry"], "iot_telemetry_readings_stored_total") >= 100
+    assert total(samples[GATEWAY], "iot_http_requests_total", route="/v1/devices") > 0

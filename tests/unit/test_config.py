@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 
 from gateway.settings import GatewaySettings
-from iotkit.config import PLACEHOLDER_SECRET, SERVICES, ConfigError, Settings, load_settings
+from iotkit.config import (
+    PLACEHOLDER_SECRET,
+    PROCESSES,
+    SERVICES,
+    ConfigError,
+    Settings,
+    load_settings,
+    metrics_variable,
+)
 from iotkit.logs import JsonFormatter
 from services.auth.settings import AuthSettings
 from services.chat.settings import ChatSettings
@@ -177,7 +185,20 @@ def test_direct_construction_never_reads_the_environment(monkeypatch: pytest.Mon
 def test_every_variable_of_the_readme_table_is_read_by_a_process() -> None:
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     table = set(re.findall(r"^\| `(IOT_[A-Z_]+)` \|", readme, flags=re.MULTILINE))
-    fields = {name for kind in KINDS for name in kind.model_fields if name != "addresses"}
+    per_process = ("addresses", "metrics_addresses")
+    fields = {name for kind in KINDS for name in kind.model_fields if name not in per_process}
     variables = {f"IOT_{name.upper()}" for name in fields}
     addresses = {f"IOT_{name.upper()}_ADDR" for name in SERVICES}
-    assert table == variables | addresses
+    metrics = {metrics_variable(name) for name in PROCESSES}
+    assert table == variables | addresses | metrics
+
+
+def test_metrics_addresses_are_per_process_and_off_when_unset_or_empty() -> None:
+    settings = Settings.load(
+        {"IOT_TELEMETRY_METRICS_ADDR": "0.0.0.0:9463", "IOT_GATEWAY_METRICS_ADDR": ""}
+    )
+    assert settings.metrics_address("telemetry") == "0.0.0.0:9463"
+    assert settings.metrics_address("gateway") is None
+    assert settings.metrics_address("auth") is None
+    with pytest.raises(ConfigError, match="IOT_CHAT_METRICS_ADDR must be host:port"):
+        Settings.load({"IOT_CHAT_METRICS_ADDR": "9465"})

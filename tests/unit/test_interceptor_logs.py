@@ -14,6 +14,7 @@ def finish(method: str, code: grpc.StatusCode, caplog: pytest.LogCaptureFixture)
     """The level the interceptor logged one finished call at."""
     interceptor = ServiceInterceptor.__new__(ServiceInterceptor)
     interceptor._counters = type("Counters", (), {"record": lambda self, code: None})()
+    interceptor._metrics = None
     state = _CallState()
     state.code = code
     caplog.clear()

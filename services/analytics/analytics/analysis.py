@@ -82,11 +82,19 @@ class AnalysisService:
     """Runs detectors over forwarded chunks and keeps their state."""
 
     def __init__(
-        self, *, store: AnalyticsStore, hub: AnomalyHub, clock: Callable[[], datetime] = utcnow
+        self,
+        *,
+        store: AnalyticsStore,
+        hub: AnomalyHub,
+        clock: Callable[[], datetime] = utcnow,
+        on_analyzed: Callable[[Sequence[ChunkIn], datetime], None] | None = None,
     ) -> None:
+        """``on_analyzed`` is told each analysed request's chunks and the time it was
+        analysed (metrics)."""
         self._store = store
         self._hub = hub
         self._clock = clock
+        self._on_analyzed = on_analyzed
         self._cache: dict[str, _Detector] = {}
         # Analysis and reviews both change detector state; one at a time keeps them consistent.
         self._lock = asyncio.Lock()
@@ -147,6 +155,8 @@ class AnalysisService:
             # Only now, with everything durable, does the cache move on.
             self._cache.update(working)
         self._hub.publish(stored)
+        if self._on_analyzed is not None:
+            self._on_analyzed(chunks, now)
         return max(chunk.position for chunk in chunks), stored
 
     async def forget_device(self, *, device_id: str) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Integer, LargeBinary, String, delete, select, update
+from sqlalchemy import Integer, LargeBinary, String, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -61,6 +61,14 @@ class OutboxStore:
         async with self._sessions.begin() as session:
             session.add(row)
         return row.id
+
+    async def pending_count(self) -> int:
+        """How many emails wait to be sent (due or retrying later)."""
+        async with self._sessions() as session:
+            count = await session.scalar(
+                select(func.count()).select_from(OutboxRow).where(OutboxRow.status == PENDING)
+            )
+        return int(count or 0)
 
     async def claim_due(
         self, *, now: datetime, lease_until: datetime, limit: int

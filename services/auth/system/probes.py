@@ -13,6 +13,7 @@ from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from iot.system.v1 import system_pb2, system_pb2_grpc
+from iotkit.context import bearer_metadata
 from iotkit.diagnostics import DiagnosticsServicer
 from services.auth.system.service import (
     Dependency,
@@ -74,7 +75,7 @@ def remote_probe(channel: aio.Channel, service_token: Callable[[], str]) -> Prob
             process = await system_pb2_grpc.DiagnosticsServiceStub(channel).GetProcessStatus(
                 system_pb2.GetProcessStatusRequest(),
                 timeout=CALL_DEADLINE,
-                metadata=[("authorization", f"Bearer {service_token()}")],
+                metadata=bearer_metadata(service_token()),
             )
         except grpc.RpcError as exc:
             raise Undiagnosable from exc

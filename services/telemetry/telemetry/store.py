@@ -406,6 +406,12 @@ class TelemetryStore:
                 await session.execute(delete(StreamRow).where(StreamRow.id.in_(ids)))
             return len(ids)
 
+    async def newest_position(self) -> int:
+        """The highest chunk id stored (0 when there is none)."""
+        async with self._sessions() as session:
+            newest = await session.scalar(select(func.max(ChunkRow.id)))
+        return int(newest or 0)
+
     async def chunks_after(self, *, position: int, limit: int) -> list[StoredChunk]:
         """Chunks with ids after ``position``, in id order, with their stream's facts."""
         async with self._sessions() as session:

@@ -110,6 +110,11 @@ class GroupWriter:
         await cancel(self._task)
         self._task = None
 
+    @property
+    def queued(self) -> int:
+        """Batches waiting to be written."""
+        return self._queue.qsize()
+
     def forget(self, stream_ids: set[str]) -> None:
         """Drop what the writer knows of streams whose data was deleted."""
         for stream_id in stream_ids:
