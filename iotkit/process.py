@@ -107,7 +107,7 @@ def _no_domain_services(server: object) -> list[str]:
 async def _serve(service: str, build: Builder, kind: type[Settings]) -> None:
     settings = kind.load()
     configure_logging(service, settings.log_level)
-    process = await build(settings, address=settings.address(service))
+    process = await build(settings, address=settings.listen_address(service))
     try:
         await serve_until_signal(process.built, service=service, grace=settings.grace_seconds)
     finally:

@@ -21,6 +21,7 @@ from grpc_reflection.v1alpha import reflection
 
 from iot.system.v1 import system_pb2, system_pb2_grpc
 from iotkit.checks import DependencyCheck
+from iotkit.config import split_addresses
 from iotkit.diagnostics import DiagnosticsServicer
 from iotkit.interceptors import RequestCounters, ServiceInterceptor, SessionCheck
 from iotkit.tokens import TokenVerifier
@@ -200,10 +201,19 @@ async def serve_until_signal(built: BuiltServer, *, service: str, grace: float) 
     log.info("stopped", extra={"service": service})
 
 
+def target(address: str) -> str:
+    """The gRPC target of ``address``: itself, or for a comma-separated list of replicas
+    (IP literals, as the configuration checks) the ``ipv4:``/``ipv6:`` target naming them all."""
+    parts = split_addresses(address)
+    if len(parts) < 2:
+        return address
+    return ("ipv6:" if parts[0].startswith("[") else "ipv4:") + ",".join(parts)
+
+
 def channel(address: str) -> aio.Channel:
-    """An insecure channel to another service of the suite."""
+    """An insecure channel to another service of the suite (to every replica of a list)."""
     return aio.insecure_channel(
-        address,
+        target(address),
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
