@@ -53,8 +53,13 @@ def _registrar(parts: Parts, *, limits: ImportLimits, max_streams_per_device: in
     devices_channel = channel(parts.settings.address("devices"))
     access = DeviceAccessClient(devices_channel)
     analytics_channel = channel(parts.settings.address("analytics"))
+    # Its own stream to each analytics replica, so that it picks the replica per stream.
     forwarder = AnalyticsForwarder(
-        source=store, channel=analytics_channel, tokens=parts.service_tokens
+        source=store,
+        channel=analytics_channel,
+        tokens=parts.service_tokens,
+        replicas=parts.settings.replicas("analytics"),
+        connect=channel,
     )
     live = ReadingHub()
 
