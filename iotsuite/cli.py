@@ -41,12 +41,27 @@ def _configure_up(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="give up when the suite is not ready after this long (default: 60)",
     )
+    parser.add_argument(
+        "--replicas",
+        type=_replica_counts,
+        default={},
+        metavar="SERVICE=N,...",
+        help="run N processes of a service, e.g. telemetry=2,analytics=2 (needs PostgreSQL); "
+        "replica n listens on the service's port + 10 x (n - 1)",
+    )
+
+
+def _replica_counts(text: str) -> dict[str, int]:
+    from iotsuite.replicas import parse_replicas
+
+    return parse_replicas(text)
 
 
 def _up(args: argparse.Namespace) -> int:
     # Imported here so that `iot gen` works before the suite's dependencies
     # are importable, and `iot --help` stays fast.
     from iotsuite.launcher import run_suite
+    from iotsuite.replicas import ReplicaError, plan
     from services.auth.settings import AuthSettings
     from services.telemetry.settings import TelemetrySettings
 
@@ -56,11 +71,14 @@ def _up(args: argparse.Namespace) -> int:
         for own in (AuthSettings, TelemetrySettings):
             own.load()
         settings = load_settings()
-    except ConfigError as exc:
+        plan(settings, args.replicas)
+    except (ConfigError, ReplicaError) as exc:
         print(f"iot: configuration error: {exc}", file=sys.stderr)
         return 2
     try:
-        return asyncio.run(run_suite(settings, ready_timeout=args.ready_timeout))
+        return asyncio.run(
+            run_suite(settings, ready_timeout=args.ready_timeout, replicas=args.replicas)
+        )
     except KeyboardInterrupt:
         # Only reachable before the launcher installs its own signal handling.
         return 130
@@ -141,9 +159,7 @@ COMMANDS: dict[str, Command] = {
         configure=_configure_simulate,
     ),
     "admin": Command(help=admin_cli.HELP, run=admin_cli.run, configure=admin_cli.configure),
-    "migrate": Command(
-        help=migrate_cli.HELP, run=migrate_cli.run, configure=migrate_cli.configure
-    ),
+    "migrate": Command(help=migrate_cli.HELP, run=migrate_cli.run, configure=migrate_cli.configure),
 }
 """Every subcommand of ``iot``, by name."""
 
