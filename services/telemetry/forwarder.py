@@ -18,8 +18,13 @@ analysed, none twice (analytics checks that position in the transaction that
 stores results). A stream only changes owner once its old owner has
 acknowledged everything of it that it holds; its new chunks wait until then,
 so one stream's chunks are never analysed out of order by two replicas.
-Telemetry replicas each forward, sharing the cursor (it only moves forward);
-a chunk both send is analysed once for the same reason.
+Telemetry replicas share the cursor (it only moves forward) and a lease
+(``iotkit.leases``, a PostgreSQL advisory lock): only its holder reads new
+chunks, so analytics is not sent every chunk once per telemetry replica. The
+others keep their view of the cursor fresh, and one of them takes over when
+the holder goes away. The lease only saves work: while two replicas both
+forward (a holder that lost its connection and does not know yet), a chunk
+both send is analysed once for the same reason as above.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from iot.analytics.v1 import analytics_pb2, analytics_pb2_grpc
 from iotkit.codec import decode
+from iotkit.leases import Lease
 from iotkit.service_tokens import ServiceTokenSource
 from iotkit.tasks import cancel
 from services.telemetry.ring import owner
@@ -45,6 +51,7 @@ from services.telemetry.ring import owner
 log = logging.getLogger(__name__)
 
 CURSOR = "analytics.forwarded"
+LEASE = "analytics-forwarder"
 CHUNKS_PER_REQUEST = 64
 WINDOW = 4  # requests in flight per replica
 MAX_PENDING = 4096  # chunks read and not yet acknowledged, all replicas together
@@ -141,8 +148,10 @@ class AnalyticsForwarder:
         tokens: ServiceTokenSource,
         replicas: Sequence[str],
         connect: Callable[[str], aio.Channel],
+        lease: Lease,
     ) -> None:
         self._source = source
+        self._lease = lease
         self._stub = analytics_pb2_grpc.AnalyticsServiceStub(channel)
         self._tokens = tokens
         self._links = {address: _Link(address, connect(address)) for address in replicas}
@@ -176,6 +185,7 @@ class AnalyticsForwarder:
 
     def start(self) -> None:
         """Start forwarding in the background."""
+        self._lease.start()
         self._tasks = [
             asyncio.create_task(self._dispatch(), name="analytics-forwarder"),
             asyncio.create_task(self._keep_cursor(), name="analytics-cursor"),
@@ -190,6 +200,7 @@ class AnalyticsForwarder:
         for task in self._tasks:
             await cancel(task)
         self._tasks = []
+        await self._lease.stop()
         for link in self._links.values():
             await link.channel.close()
 
@@ -208,6 +219,9 @@ class AnalyticsForwarder:
                     started = True
                 # Clear before looking, so that a commit in between still wakes us.
                 self._wake.clear()
+                if not self._lease.held:
+                    await self._follow()
+                    continue
                 if len(self._pending) >= MAX_PENDING or not self.live():
                     await self._wake.wait()
                     continue
@@ -231,6 +245,16 @@ class AnalyticsForwarder:
                 self._pending[chunk.position] = chunk
                 self._assign(chunk)
             self._read = chunks[-1].position
+
+    async def _follow(self) -> None:
+        """While another replica forwards: move up to its cursor, for merging and for when
+        this one takes over (what this one still has in flight drains meanwhile)."""
+        stored = await self._source.cursor(name=CURSOR)
+        if stored > self.acknowledged:
+            self.acknowledged = stored
+        if not self._pending and stored > self._read:
+            self._read = stored
+        await asyncio.sleep(IDLE_POLL_SECONDS)
 
     def _assign(self, chunk: StoredChunk) -> None:
         """Queue a pending chunk for its stream's replica, or park it (see the docstring)."""

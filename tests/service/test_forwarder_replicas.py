@@ -22,6 +22,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from iot.analytics.v1 import analytics_pb2, analytics_pb2_grpc
 from iotkit.codec import encode
+from iotkit.leases import AlwaysHeld
 from iotkit.server import channel
 from iotkit.service_tokens import ServiceTokenSource
 from services.telemetry.forwarder import CURSOR, AnalyticsForwarder, StoredChunk
@@ -141,6 +142,7 @@ async def test_streams_go_to_their_owners_and_move_when_a_replica_stops_and_retu
         tokens=cast(ServiceTokenSource, Tokens()),
         replicas=addresses,
         connect=channel,
+        lease=AlwaysHeld(),
     )
     forwarder.start()
     try:
