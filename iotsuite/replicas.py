@@ -13,7 +13,9 @@ replica per address without ``--replicas``.
 
 Replicas need PostgreSQL (``IOT_DATABASE_URL``): SQLite has one writer per
 file, and what replicas share (chunk positions, analysed positions, the email
-outbox) is locked in the database, not in a process. Chat keeps no replicas:
+outbox) is locked in the database, not in a process; auth's replicas also
+need Redis (``IOT_REDIS_URL``), where login failures and rate limits are
+counted for all of them. Chat keeps no replicas:
 a session's live events are fanned out inside its process, so a reply written
 by one replica would not reach a watcher of another.
 """
@@ -118,6 +120,11 @@ def plan(settings: Settings, replicas: Mapping[str, int]) -> Layout:
             raise ReplicaError(
                 f"{service} runs as one process: a session's live events stay in its process"
             )
+    if "auth" in several and not settings.redis_url:
+        raise ReplicaError(
+            "replicas of auth need Redis (set IOT_REDIS_URL): without it each would count "
+            "login failures and rate limits on its own, letting through N times as many"
+        )
     if several and not settings.database_url:
         raise ReplicaError(
             f"replicas of {', '.join(several)} need PostgreSQL (set IOT_DATABASE_URL): SQLite "

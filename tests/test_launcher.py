@@ -470,6 +470,7 @@ def test_every_child_is_told_every_replica_and_each_replica_where_it_listens() -
     [
         (Settings(), {"telemetry": 2}, "replicas of telemetry need PostgreSQL"),
         (Settings(database_url=POSTGRES), {"chat": 2}, "chat runs as one process"),
+        (Settings(database_url=POSTGRES), {"auth": 2}, "replicas of auth need Redis"),
         (
             Settings(addresses={"telemetry": "127.0.0.1:1,127.0.0.1:2"}, database_url=POSTGRES),
             {"telemetry": 2},
