@@ -310,7 +310,12 @@ class AnalyticsStore:
         stale = {stream for stream in ids if stored.get(stream) != read_as.get(stream)}
         if stale:
             raise StaleDetectors(stale)
-        new = [detector for detector in detectors if detector.stream_id not in stored]
+        # Inserted in stream order too: two replicas inserting the same new streams in
+        # different orders would each wait for the other's.
+        new = sorted(
+            (detector for detector in detectors if detector.stream_id not in stored),
+            key=lambda detector: detector.stream_id,
+        )
         if new:
             inserted = await session.execute(
                 self._insert(DetectorRow).on_conflict_do_nothing().returning(DetectorRow.stream_id),
