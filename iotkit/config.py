@@ -6,7 +6,10 @@ and several processes read; a service with settings of its own subclasses it
 beside its code (``services/auth/settings.py``,
 ``services/telemetry/settings.py``). Each field is the variable
 ``IOT_<FIELD>`` and its default is written once, on the field;
-``IOT_<SERVICE>_ADDR`` fills :attr:`Settings.addresses`, and
+``IOT_<SERVICE>_ADDR`` fills :attr:`Settings.addresses`: one ``host:port``, or
+a comma-separated list with one per replica of the service (IP literals, so
+that gRPC can spread calls over them without a resolver); a replica listens
+where ``IOT_LISTEN_ADDR`` says, by default its service's first address.
 ``IOT_<PROCESS>_METRICS_ADDR`` (a service or ``GATEWAY``) fills
 :attr:`Settings.metrics_addresses`.
 
@@ -26,6 +29,7 @@ when ``IOT_ENV=development``.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -107,6 +111,7 @@ class Settings(BaseSettings):
     service_secret: str = Field(default=PLACEHOLDER_SECRET, repr=False)
     addresses: Mapping[str, str] = Field(default_factory=dict)
     metrics_addresses: Mapping[str, str] = Field(default_factory=dict)
+    listen_addr: Annotated[str | None, EmptyIsUnset] = None
     gateway_host: str = "127.0.0.1"
     gateway_port: Annotated[int, EmptyIsUnset] = 8080
     log_level: str = "INFO"
@@ -171,16 +176,26 @@ class Settings(BaseSettings):
                 )
         if self.public_url and not self.public_url.startswith(("http://", "https://")):
             raise ConfigError("IOT_PUBLIC_URL must be an http:// or https:// URL")
+        for service, listed in self.addresses.items():
+            _check_replica_list(variable(f"{service}_addr"), listed)
         return self
 
     def address(self, service: str) -> str:
-        """The ``host:port`` where ``service`` listens."""
+        """Where ``service`` is dialled: its ``host:port``, or its replicas' comma-separated."""
         return self.addresses.get(service) or f"127.0.0.1:{DEFAULT_PORTS[service]}"
 
     def metrics_address(self, process: str) -> str | None:
         """The ``host:port`` where ``process`` serves ``/metrics``, or None when it serves
         none (the default: ``iot up`` sets them; see :data:`DEFAULT_METRICS_PORTS`)."""
         return self.metrics_addresses.get(process) or None
+
+    def replicas(self, service: str) -> tuple[str, ...]:
+        """The ``host:port`` of each replica of ``service`` (one unless a list is configured)."""
+        return split_addresses(self.address(service))
+
+    def listen_address(self, service: str) -> str:
+        """Where this process, a replica of ``service``, listens."""
+        return self.listen_addr or self.replicas(service)[0]
 
     def base_url(self) -> str:
         """Where browsers reach the gateway, for links in emails and download URLs."""
@@ -195,6 +210,37 @@ def metrics_variable(process: str) -> str:
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """The shared :class:`Settings` from ``environ``; a service's own class has ``load``."""
     return Settings.load(environ)
+
+
+def split_addresses(listed: str) -> tuple[str, ...]:
+    """The addresses of a comma-separated list (a single address is a list of one)."""
+    return tuple(part.strip() for part in listed.split(",") if part.strip())
+
+
+def _check_replica_list(name: str, listed: str) -> None:
+    """Refuse a list of several addresses unless each is an IP literal with a port.
+
+    gRPC spreads a channel over a list only with the ``ipv4:``/``ipv6:`` schemes,
+    which take no host names; one name that resolves to every replica (as in
+    Compose or Kubernetes) is a single address and needs no list.
+    """
+    parts = split_addresses(listed)
+    if len(parts) < 2:
+        return
+    families = set()
+    for part in parts:
+        host, sep, port = part.rpartition(":")
+        try:
+            families.add(ipaddress.ip_address(host.strip("[]")).version)
+        except ValueError:
+            host = ""
+        if not sep or not port.isdigit() or not host:
+            raise ConfigError(
+                f"{name}: {part!r} is not an IP address with a port; a list of replicas "
+                "takes IP addresses (use one name that resolves to every replica instead)"
+            )
+    if len(families) > 1:
+        raise ConfigError(f"{name}: a list of replicas is all IPv4 or all IPv6")
 
 
 class _Variables(PydanticBaseSettingsSource):

@@ -47,7 +47,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from iotkit.config import Settings
-from iotkit.migrations import History, MigrationRefused, upgrade
+from iotkit.migrations import History, MigrationRefused, lock_schema, upgrade
 from iotkit.tasks import cancel
 
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -138,6 +138,11 @@ Attempt = Callable[[asyncio.Timeout], Awaitable[None]]
 
 
 def _prepare_tables(connection: Connection, tables: History | MetaData, schema: str | None) -> None:
+    if schema is not None:
+        # Under the schema's lock: CREATE SCHEMA IF NOT EXISTS fails, rather than waits,
+        # when a replica starting at the same moment creates it first.
+        lock_schema(connection, schema)
+        connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
     if isinstance(tables, History):
         upgrade(connection, tables, schema=schema)
     else:
@@ -147,8 +152,6 @@ def _prepare_tables(connection: Connection, tables: History | MetaData, schema: 
 def _preparer(engine: AsyncEngine, tables: History | MetaData, schema: str | None) -> Attempt:
     async def attempt(limit: asyncio.Timeout) -> None:
         async with engine.begin() as connection:
-            if schema is not None:
-                await connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
             # Connected: the limit is for a connect that hangs, not for a migration that
             # takes long (or waits for a replica's), which a cut would only roll back.
             limit.reschedule(None)

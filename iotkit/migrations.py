@@ -117,6 +117,16 @@ def _user_tables(connection: Connection, schema: str | None) -> set[str]:
     return set(inspect(connection).get_table_names(schema=schema)) - {VERSION_TABLE}
 
 
+def lock_schema(connection: Connection, schema: str | None) -> None:
+    """On PostgreSQL, take the advisory lock of ``schema`` until the transaction ends, so
+    that replicas starting together create and migrate it one after the other."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(
+            text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
+            {"key": f"iotsuite-migrations:{schema or ''}"},
+        )
+
+
 def upgrade(
     connection: Connection, history: History, *, schema: str | None = None, target: str = "head"
 ) -> Outcome:
@@ -129,11 +139,7 @@ def upgrade(
     takes an advisory lock of the schema, so replicas starting together migrate
     one after the other (the second finds nothing left to do).
     """
-    if connection.dialect.name == "postgresql":
-        connection.execute(
-            text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
-            {"key": f"iotsuite-migrations:{schema or ''}"},
-        )
+    lock_schema(connection, schema)
     before = current(connection, schema=schema)
     if before is not None and not all(history.knows(rev) for rev in before.split(",")):
         raise MigrationRefused(

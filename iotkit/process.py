@@ -125,7 +125,7 @@ async def _serve(service: str, build: Builder, kind: type[Settings]) -> None:
     settings = kind.load()
     configure_logging(service, settings.log_level)
     tracing.configure_tracing(service)
-    process = await build(settings, address=settings.address(service))
+    process = await build(settings, address=settings.listen_address(service))
     try:
         await serve_until_signal(process.built, service=service, grace=settings.grace_seconds)
     finally:

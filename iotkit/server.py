@@ -23,6 +23,7 @@ from grpc_reflection.v1alpha import reflection
 from iot.system.v1 import system_pb2, system_pb2_grpc
 from iotkit import tracing
 from iotkit.checks import DependencyCheck
+from iotkit.config import split_addresses
 from iotkit.diagnostics import DiagnosticsServicer
 from iotkit.interceptors import RequestCounters, ServiceInterceptor, SessionCheck
 from iotkit.metrics import ProcessMetrics
@@ -210,14 +211,23 @@ async def serve_until_signal(built: BuiltServer, *, service: str, grace: float) 
     log.info("stopped", extra={"service": service})
 
 
+def target(address: str) -> str:
+    """The gRPC target of ``address``: itself, or for a comma-separated list of replicas
+    (IP literals, as the configuration checks) the ``ipv4:``/``ipv6:`` target naming them all."""
+    parts = split_addresses(address)
+    if len(parts) < 2:
+        return address
+    return ("ipv6:" if parts[0].startswith("[") else "ipv4:") + ",".join(parts)
+
+
 def channel(address: str, *, traced: bool = True) -> aio.Channel:
-    """An insecure channel to another service of the suite.
+    """An insecure channel to another service of the suite (to every replica of a list).
 
     With tracing on, its unary calls carry the caller's trace (see :mod:`iotkit.tracing`);
     ``traced=False`` for a caller that passes :func:`~iotkit.tracing.trace_metadata` itself.
     """
     return aio.insecure_channel(
-        address,
+        target(address),
         interceptors=tracing.client_interceptors() if traced else None,
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),

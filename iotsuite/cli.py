@@ -42,6 +42,20 @@ def _configure_up(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="give up when the suite is not ready after this long (default: 60)",
     )
+    parser.add_argument(
+        "--replicas",
+        type=_replica_counts,
+        default={},
+        metavar="SERVICE=N,...",
+        help="run N processes of a service, e.g. telemetry=2,analytics=2 (needs PostgreSQL); "
+        "replica n listens on the service's port + 10 x (n - 1)",
+    )
+
+
+def _replica_counts(text: str) -> dict[str, int]:
+    from iotsuite.replicas import parse_replicas
+
+    return parse_replicas(text)
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -49,6 +63,7 @@ def _up(args: argparse.Namespace) -> int:
     # are importable, and `iot --help` stays fast.
     from gateway.settings import GatewaySettings
     from iotsuite.launcher import run_suite, with_metrics_defaults
+    from iotsuite.replicas import ReplicaError, plan
     from services.auth.settings import AuthSettings
     from services.chat.settings import ChatSettings
     from services.telemetry.settings import TelemetrySettings
@@ -60,11 +75,16 @@ def _up(args: argparse.Namespace) -> int:
         for own in (AuthSettings, TelemetrySettings, ChatSettings, GatewaySettings):
             own.load(env)
         settings = load_settings(env)
-    except ConfigError as exc:
+        plan(settings, args.replicas)
+    except (ConfigError, ReplicaError) as exc:
         print(f"iot: configuration error: {exc}", file=sys.stderr)
         return 2
     try:
-        return asyncio.run(run_suite(settings, env=env, ready_timeout=args.ready_timeout))
+        return asyncio.run(
+            run_suite(
+                settings, env=env, ready_timeout=args.ready_timeout, replicas=args.replicas
+            )
+        )
     except KeyboardInterrupt:
         # Only reachable before the launcher installs its own signal handling.
         return 130

@@ -14,6 +14,10 @@ The launcher deliberately depends on nothing but the standard gRPC health
 service and plain HTTP, not on generated code or on the rest of the kit, so
 that it can explain a failure of any part of the suite instead of failing
 with it.
+
+With replicas (``iot up --replicas telemetry=2``, see :mod:`iotsuite.replicas`)
+a service has several children, ``telemetry`` and ``telemetry-2``, each
+supervised on its own.
 """
 
 from __future__ import annotations
@@ -34,7 +38,8 @@ import httpx
 from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from iotkit.config import DEFAULT_METRICS_PORTS, SERVICES, Settings, metrics_variable
+from iotkit.config import DEFAULT_METRICS_PORTS, SERVICES, Settings, metrics_variable, variable
+from iotsuite.replicas import Layout, ReplicaError, plan
 
 GATEWAY = "gateway"
 """Name of the REST gateway child; every other child is a gRPC service."""
@@ -59,6 +64,9 @@ RESTART_RESET = 60.0
 
 Commands = Mapping[str, Sequence[str]]
 """Child name (a service of :data:`~iotkit.config.SERVICES` or ``gateway``) to its argv."""
+
+LISTEN = variable("listen_addr")
+"""Tells each service child where it listens itself (a replica among its service's)."""
 
 # Reconnect quickly while a service is still starting: gRPC's default backoff
 # grows past several seconds, which would delay "ready" long after it is true.
@@ -259,13 +267,17 @@ class _Suite:
         settings: Settings,
         commands: Commands,
         *,
+        layout: Layout,
         env: Mapping[str, str],
         kill_after: float,
         stop: asyncio.Event,
     ) -> None:
         self.settings = settings
         self.commands = commands
+        self.layout = layout
         self.env = dict(env)
+        # Each service child gets its own; one inherited would make them all listen there.
+        self.env.pop(LISTEN, None)
         # Children's log lines must reach the terminal as they happen, even
         # when the launcher's output is a pipe (make, tee, docker logs).
         self.env.setdefault("PYTHONUNBUFFERED", "1")
@@ -279,7 +291,7 @@ class _Suite:
     def listen_address(self, name: str) -> tuple[str, int]:
         if name == GATEWAY:
             return self.settings.gateway_host, self.settings.gateway_port
-        return split_address(self.settings.address(name))
+        return split_address(self.layout.address_of(name))
 
     def probe_for(self, name: str) -> _Probe:
         host, port = self.listen_address(name)
@@ -295,7 +307,7 @@ class _Suite:
         listeners += [
             (f"{name} metrics", split_address(address))
             for name in self.commands
-            if (address := self.settings.metrics_address(name))
+            if (address := self.layout.metrics_address(self.settings, name))
         ]
         for name, (host, port) in listeners:
             if (host, port) in seen:
@@ -313,10 +325,15 @@ class _Suite:
 
     async def _spawn(self, name: str) -> None:
         argv = list(self.commands[name])
+        env = (
+            self.env
+            if name == GATEWAY
+            else {**self.env, **self.layout.own_variables(self.settings, name)}
+        )
         try:
             process = await asyncio.create_subprocess_exec(
                 *argv,
-                env=self.env,
+                env=env,
                 stdin=asyncio.subprocess.DEVNULL,
                 # Own process group: a Ctrl-C in the terminal reaches only the
                 # launcher, which then stops the children in a safe order.
@@ -439,14 +456,16 @@ class _Suite:
             child.signal_group(signal.SIGKILL)
 
 
-def _ready_banner(settings: Settings, names: Sequence[str]) -> str:
+def _ready_banner(settings: Settings, layout: Layout, names: Sequence[str]) -> str:
     lines = ["iotsuite is ready"]
     if GATEWAY in names:
         lines[0] += f": {gateway_url(settings)}"
     width = max(len(name) for name in names)
-    lines += [f"  {name:<{width}}  {settings.address(name)}" for name in names if name != GATEWAY]
+    lines += [f"  {name:<{width}}  {layout.address_of(name)}" for name in names if name != GATEWAY]
     # Where a person can look at each process's metrics (loopback for a wildcard listener).
-    served = [(name, address) for name in names if (address := settings.metrics_address(name))]
+    served = [
+        (name, address) for name in names if (address := layout.metrics_address(settings, name))
+    ]
     lines += [
         f"  {name:<{width}}  metrics http://{dial_host(host)}:{port}/metrics"
         for name, (host, port) in ((name, split_address(a)) for name, a in served)
@@ -466,6 +485,7 @@ async def run_suite(
     on_ready: Callable[[str], object] = print,
     stop: asyncio.Event | None = None,
     handle_signals: bool = True,
+    replicas: Mapping[str, int] | None = None,
 ) -> int:
     """Run the suite until asked to stop; answers the exit status for ``iot up``.
 
@@ -489,16 +509,33 @@ async def run_suite(
     nothing is restarted any more and every child is stopped: SIGTERM, then
     SIGKILL after ``kill_after`` seconds (default: the drain grace plus
     :data:`STOP_MARGIN`).
+
+    ``replicas`` asks for several children of some services (service to count;
+    see :mod:`iotsuite.replicas`), each on its own port, every child dialling
+    all of them; a list of addresses in ``IOT_<SERVICE>_ADDR`` does the same.
+    Replicas that cannot run (SQLite, chat) fail the run with the reason.
     """
     commands = default_commands(python) if commands is None else commands
     unknown = [name for name in commands if name != GATEWAY and name not in SERVICES]
     if unknown:
         raise ValueError(f"unknown children {unknown}; expected names from {(*SERVICES, GATEWAY)}")
+    try:
+        layout = plan(settings, replicas or {})
+    except ReplicaError as exc:
+        _say(str(exc))
+        return 1
+    settings = settings.model_copy(update={"addresses": layout.addresses()})
+    commands = {
+        child: argv
+        for name, argv in commands.items()
+        for child in ([name] if name == GATEWAY else layout.children(name))
+    }
     stop = asyncio.Event() if stop is None else stop
     suite = _Suite(
         settings,
         commands,
-        env=os.environ if env is None else env,
+        layout=layout,
+        env={**(os.environ if env is None else env), **layout.variables()},
         kill_after=settings.grace_seconds + STOP_MARGIN if kill_after is None else kill_after,
         stop=stop,
     )
@@ -519,7 +556,7 @@ async def run_suite(
             await suite.start(group)
             if not await suite.wait_ready(group, deadline):
                 return 0
-        on_ready(_ready_banner(settings, list(commands)))
+        on_ready(_ready_banner(settings, layout, list(commands)))
         suite.supervise()
         await stop.wait()
         return 0

@@ -8,6 +8,7 @@ child outlives the launcher.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import signal
@@ -23,7 +24,7 @@ from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from iotkit.config import SERVICES, Settings, load_settings
-from iotsuite import cli, launcher
+from iotsuite import cli, launcher, replicas
 from iotsuite.launcher import (
     GATEWAY,
     default_commands,
@@ -68,6 +69,7 @@ class Suite:
         handle_signals: bool = False,
         ready_timeout: float = 30.0,
         kill_after: float | None = None,
+        replicas: Mapping[str, int] | None = None,
     ) -> asyncio.Task[int]:
         """Start the launcher on the fakes (or on ``commands``) in a task."""
         coroutine = run_suite(
@@ -79,6 +81,7 @@ class Suite:
             handle_signals=handle_signals,
             ready_timeout=ready_timeout,
             kill_after=kill_after,
+            replicas=replicas,
         )
         return asyncio.create_task(coroutine)
 
@@ -448,4 +451,129 @@ def test_cli_up_with_bad_config_exits_2_with_one_line(
     assert cli.main(["up"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("iot: configuration error: IOT_SECRET_KEY")
+    assert err.count("\n") == 1
+
+
+# A database the fakes never open: replicas are refused without PostgreSQL.
+POSTGRES = "postgresql://nobody@127.0.0.1:1/none"
+
+
+async def test_replicas_listen_on_ports_ten_apart_and_each_is_kept_running(
+    suite: Suite, capsys: pytest.CaptureFixture[str]
+) -> None:
+    suite.settings = suite.settings.model_copy(update={"database_url": POSTGRES})
+    ready = Ready()
+    task = await suite.run(
+        on_ready=ready, handle_signals=True, replicas={"telemetry": 2, "analytics": 3}
+    )
+    await ready.wait(task)
+    expected = {}
+    for service, count in (("telemetry", 2), ("analytics", 3)):
+        host, port = split_address(suite.settings.address(service))
+        for n in range(count):
+            expected[replicas.child_name(service, n + 1)] = f"{host}:{port + 10 * n}"
+    banner = dict(line.split() for line in ready.text.splitlines()[1:-1])
+    for name, address in expected.items():
+        assert banner[name] == address
+        assert await serving(address)
+    before = suite.pids()
+    assert sorted(before) == sorted(
+        [*SERVICES, GATEWAY, "telemetry-2", "analytics-2", "analytics-3"]
+    )
+
+    os.kill(before["analytics-2"], signal.SIGKILL)
+    await new_pid(suite, "analytics-2", before["analytics-2"])
+    assert await serving(expected["analytics-2"])
+    os.kill(os.getpid(), signal.SIGINT)
+    assert await asyncio.wait_for(task, 30) == 0
+    err = capsys.readouterr().err
+    assert "analytics-2 exited unexpectedly (killed by SIGKILL)" in err
+    assert err.count("restarting it") == 1
+    assert_all_gone({**before, **suite.pids()})
+
+
+def test_every_child_is_told_every_replica_and_each_replica_where_it_listens() -> None:
+    settings = Settings(addresses={"analytics": "127.0.0.1:7004"}, database_url=POSTGRES)
+    layout = replicas.plan(settings, {"analytics": 2, "telemetry": 1})
+    assert layout.variables()["IOT_ANALYTICS_ADDR"] == "127.0.0.1:7004,127.0.0.1:7014"
+    assert layout.variables()["IOT_TELEMETRY_ADDR"] == "127.0.0.1:50053"
+    assert layout.children("analytics") == ["analytics", "analytics-2"]
+    assert layout.address_of("analytics-2") == "127.0.0.1:7014"
+    # A list configured already starts a replica per address.
+    listed = Settings(addresses={"devices": "127.0.0.1:7002,127.0.0.1:7102"}, database_url=POSTGRES)
+    assert replicas.plan(listed, {}).children("devices") == ["devices", "devices-2"]
+
+
+def test_each_replica_serves_its_metrics_on_its_own_port() -> None:
+    settings = Settings(
+        database_url=POSTGRES,
+        metrics_addresses={"analytics": "127.0.0.1:9464", "gateway": "127.0.0.1:9460"},
+    )
+    layout = replicas.plan(settings, {"analytics": 3})
+    assert [layout.metrics_address(settings, c) for c in layout.children("analytics")] == [
+        "127.0.0.1:9464",
+        "127.0.0.1:9474",
+        "127.0.0.1:9484",
+    ]
+    assert layout.metrics_address(settings, GATEWAY) == "127.0.0.1:9460"
+    assert layout.metrics_address(settings, "devices") is None  # off for devices
+    assert layout.own_variables(settings, "analytics-2") == {
+        "IOT_LISTEN_ADDR": "127.0.0.1:50064",
+        "IOT_ANALYTICS_METRICS_ADDR": "127.0.0.1:9474",
+    }
+    assert layout.own_variables(settings, "devices") == {"IOT_LISTEN_ADDR": "127.0.0.1:50052"}
+
+
+@pytest.mark.parametrize(
+    ("settings", "asked", "reason"),
+    [
+        (Settings(), {"telemetry": 2}, "replicas of telemetry need PostgreSQL"),
+        (Settings(database_url=POSTGRES), {"chat": 2}, "chat runs as one process"),
+        (Settings(database_url=POSTGRES), {"auth": 2}, "replicas of auth need Redis"),
+        (
+            Settings(addresses={"telemetry": "127.0.0.1:1,127.0.0.1:2"}, database_url=POSTGRES),
+            {"telemetry": 2},
+            "give either that list or --replicas telemetry=N",
+        ),
+    ],
+)
+def test_replicas_that_cannot_run_are_refused_saying_why(
+    settings: Settings, asked: dict[str, int], reason: str
+) -> None:
+    with pytest.raises(replicas.ReplicaError, match=reason):
+        replicas.plan(settings, asked)
+
+
+async def test_replicas_on_sqlite_start_nothing(
+    suite: Suite, capsys: pytest.CaptureFixture[str]
+) -> None:
+    task = await suite.run(replicas={"analytics": 2})
+    assert await asyncio.wait_for(task, 30) == 1
+    assert "SQLite has one writer per file" in capsys.readouterr().err
+    assert suite.pids() == {}
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("telemetry", "is not SERVICE=COUNT"),
+        ("telemetry=two", "is not SERVICE=COUNT"),
+        ("billing=2", "unknown service"),
+        ("analytics=0", "between 1 and 10"),
+        ("analytics=11", "between 1 and 10"),
+    ],
+)
+def test_bad_replica_counts_are_refused(text: str, error: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError, match=error):
+        replicas.parse_replicas(text)
+    assert replicas.parse_replicas("telemetry=2, analytics=3") == {"telemetry": 2, "analytics": 3}
+
+
+def test_cli_up_with_replicas_on_sqlite_exits_2_with_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("IOT_DATABASE_URL", raising=False)
+    assert cli.main(["up", "--replicas", "telemetry=2"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("iot: configuration error: replicas of telemetry need PostgreSQL")
     assert err.count("\n") == 1

@@ -11,11 +11,12 @@ from grpc import aio
 from iot.telemetry.v1 import imports_pb2, imports_pb2_grpc, telemetry_pb2, telemetry_pb2_grpc
 from iotkit.checks import storage_check
 from iotkit.device_access import DeviceAccessClient
+from iotkit.leases import lease
 from iotkit.migrations import History
 from iotkit.process import Parts, build_service
 from iotkit.server import Registrar, ServiceProcess, channel
 from services.telemetry.analytics_client import AnalyticsScores
-from services.telemetry.forwarder import AnalyticsForwarder
+from services.telemetry.forwarder import LEASE, AnalyticsForwarder
 from services.telemetry.imports.access import DeviceWriteCheck
 from services.telemetry.imports.processor import FileImporter
 from services.telemetry.imports.service import ImportLimits, ImportService
@@ -61,10 +62,14 @@ def _registrar(parts: Parts, *, limits: ImportLimits, max_streams_per_device: in
         acknowledged=lambda: forwarder.acknowledged,
         queued=lambda: writer.queued,
     )
+    # Its own stream to each analytics replica, so that it picks the replica per stream.
     forwarder = AnalyticsForwarder(
         source=store,
         channel=analytics_channel,
         tokens=parts.service_tokens,
+        replicas=parts.settings.replicas("analytics"),
+        connect=channel,
+        lease=lease(parts.database, LEASE),
         on_forwarded=measured.forwarded,
     )
     live = ReadingHub()

@@ -19,7 +19,8 @@ from iot.auth.v1 import auth_pb2_grpc
 from iot.devices.v1 import devices_pb2, devices_pb2_grpc
 from iot.telemetry.v1 import telemetry_pb2
 from iotkit.config import Settings
-from tests.conftest import Suite
+from services.telemetry.forwarder import CURSOR
+from tests.conftest import Backend, Suite
 from tests.support import bearer, new_user
 
 
@@ -27,10 +28,13 @@ def start_service(
     service: str, settings: Settings, address: str, log: Path
 ) -> subprocess.Popen[bytes]:
     """Start ``service`` (``python -m services.<service>``) listening on ``address``, beside
-    the test's other services, its stderr appended to ``log``."""
+    the test's other services, its stderr appended to ``log``. When ``settings`` list
+    replicas of ``service`` including ``address``, it is that replica."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("IOT_")}
     env.update({f"IOT_{n.upper()}_ADDR": a for n, a in settings.addresses.items()})
-    env.update({f"IOT_{service.upper()}_ADDR": address, "IOT_DATA_DIR": str(settings.data_dir)})
+    if address not in settings.replicas(service):
+        env[f"IOT_{service.upper()}_ADDR"] = address
+    env.update({"IOT_LISTEN_ADDR": address, "IOT_DATA_DIR": str(settings.data_dir)})
     if settings.database_url:
         env["IOT_DATABASE_URL"] = settings.database_url
     return subprocess.Popen(
@@ -123,3 +127,17 @@ async def analysed(
             return 0
         raise
     return int(detector.readings + detector.late_readings)
+
+
+async def all_forwarded(backend: Backend, within: float = 120.0) -> None:
+    """Wait until the telemetry replicas' shared cursor says analytics acknowledged every
+    stored chunk (nothing is timed; ``within`` only keeps a broken build from hanging)."""
+    last = int(str((await backend.sql("telemetry", "SELECT max(id) FROM chunks"))[0][0] or 0))
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        cursor = await backend.sql(
+            "telemetry", "SELECT position FROM cursors WHERE name = ?", (CURSOR,)
+        )
+        if cursor and int(str(cursor[0][0])) >= last:
+            return
+        await asyncio.sleep(0.2)

@@ -64,7 +64,9 @@ async def test_kill_analytics_mid_ingest(settings: Settings, tmp_path: Path) -> 
                 async with grpc.aio.insecure_channel(address) as a:
                     stub = analytics_pb2_grpc.AnalyticsServiceStub(a)
                     for _ in range(600):
-                        counts = [await analysed(stub, s, owner) for s in list(stream_ids.values())]
+                        # A copy: the devices add their streams meanwhile.
+                        streams = list(stream_ids.values())
+                        counts = [await analysed(stub, s, owner) for s in streams]
                         if sum(counts):
                             break
                         await asyncio.sleep(0.1)

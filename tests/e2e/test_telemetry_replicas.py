@@ -24,9 +24,8 @@ from iot.auth.v1 import auth_pb2_grpc
 from iot.devices.v1 import devices_pb2, devices_pb2_grpc
 from iot.telemetry.v1 import telemetry_pb2, telemetry_pb2_grpc
 from iotkit.config import Settings
-from services.telemetry.forwarder import CURSOR
 from tests.conftest import Backend, start_suite
-from tests.e2e.processes import batch, start_telemetry, wait_serving
+from tests.e2e.processes import all_forwarded, batch, start_telemetry, wait_serving
 from tests.support import bearer, free_port, new_user
 
 DEVICES, BATCHES, SIZE = 48, 20, 10
@@ -119,17 +118,7 @@ async def test_two_replicas_store_and_analyse_every_reading_once(
         stored = int(
             str((await backend.sql("telemetry", "SELECT sum(count) FROM chunks"))[0][0] or 0)
         )
-        last = int(str((await backend.sql("telemetry", "SELECT max(id) FROM chunks"))[0][0] or 0))
-        # Wait until the replicas' shared cursor says analytics acknowledged every chunk
-        # (nothing is timed; the bound only keeps a broken build from hanging).
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            cursor = await backend.sql(
-                "telemetry", "SELECT position FROM cursors WHERE name = ?", (CURSOR,)
-            )
-            if cursor and int(str(cursor[0][0])) >= last:
-                break
-            await asyncio.sleep(0.2)
+        await all_forwarded(backend)
         assert (acked, stored) == (sent, sent)
         assert await _analysed(backend) == sent
     finally:

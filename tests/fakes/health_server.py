@@ -1,8 +1,8 @@
 """A stand-in for one gRPC service of the suite, for launcher tests.
 
 Run as ``python health_server.py NAME [options]``: listens on
-``IOT_<NAME>_ADDR`` like the real service, serves only the standard health
-service, and on SIGTERM reports NOT_SERVING and stops, as the real ones do.
+``IOT_LISTEN_ADDR`` (else ``IOT_<NAME>_ADDR``) like the real service, serves
+only the standard health service, and on SIGTERM reports NOT_SERVING and stops, as the real ones do.
 Options make it misbehave in the ways the launcher must handle.
 """
 
@@ -25,9 +25,16 @@ def write_pid(name: str) -> None:
         Path(directory, f"{name}.pid").write_text(str(os.getpid()))
 
 
+def listen_address(name: str) -> tuple[str, int]:
+    """Where this fake listens, and which replica (from 1) of its service that makes it."""
+    listed = os.environ[f"IOT_{name.upper()}_ADDR"].split(",")
+    address = os.environ.get("IOT_LISTEN_ADDR") or listed[0]
+    return address, listed.index(address) + 1 if address in listed else 1
+
+
 async def serve(args: argparse.Namespace) -> int:
     """Serve health until SIGTERM/SIGINT (or ``--exit-after``); answers the exit status."""
-    address = os.environ[f"IOT_{args.name.upper()}_ADDR"]
+    address, _ = listen_address(args.name)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     if args.ignore_term:
@@ -64,7 +71,9 @@ def main() -> int:
     parser.add_argument("--ignore-term", action="store_true", help="ignore SIGTERM")
     parser.add_argument("--not-serving", action="store_true", help="never report SERVING")
     args = parser.parse_args()
-    write_pid(args.name)
+    # A replica after the first is named as the launcher names it.
+    _, replica = listen_address(args.name)
+    write_pid(args.name if replica == 1 else f"{args.name}-{replica}")
     return asyncio.run(serve(args))
 
 

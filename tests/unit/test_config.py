@@ -19,6 +19,7 @@ from iotkit.config import (
     metrics_variable,
 )
 from iotkit.logs import JsonFormatter
+from iotkit.server import target
 from services.auth.settings import AuthSettings
 from services.chat.settings import ChatSettings
 from services.telemetry.settings import TelemetrySettings
@@ -44,6 +45,33 @@ def test_addresses_and_ports_come_from_the_environment() -> None:
     assert settings.address("auth") == "127.0.0.1:50051"
     assert settings.gateway_port == 9000
     assert settings.data_dir == Path("/tmp/x")
+
+
+def test_a_list_of_addresses_is_one_per_replica_and_each_listens_on_its_own() -> None:
+    listed = {"IOT_ANALYTICS_ADDR": "10.0.0.5:50054, 10.0.0.6:50054"}
+    settings = load_settings(listed)
+    assert settings.replicas("analytics") == ("10.0.0.5:50054", "10.0.0.6:50054")
+    assert settings.replicas("auth") == ("127.0.0.1:50051",)
+    assert settings.listen_address("analytics") == "10.0.0.5:50054"
+    second = load_settings({**listed, "IOT_LISTEN_ADDR": "10.0.0.6:50054"})
+    assert second.listen_address("analytics") == "10.0.0.6:50054"
+    # gRPC spreads a channel over a list only through the ipv4:/ipv6: schemes.
+    assert target(settings.address("analytics")) == "ipv4:10.0.0.5:50054,10.0.0.6:50054"
+    assert target("[::1]:1,[::1]:2") == "ipv6:[::1]:1,[::1]:2"
+    assert target("analytics:50054") == "analytics:50054"
+
+
+@pytest.mark.parametrize(
+    ("listed", "error"),
+    [
+        ("analytics-1:50054,analytics-2:50054", "'analytics-1:50054' is not an IP address"),
+        ("10.0.0.5:50054,10.0.0.6", "'10.0.0.6' is not an IP address with a port"),
+        ("10.0.0.5:50054,[::1]:50054", "a list of replicas is all IPv4 or all IPv6"),
+    ],
+)
+def test_a_list_of_addresses_takes_ip_addresses_with_ports(listed: str, error: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(f"IOT_ANALYTICS_ADDR: {error}")):
+        load_settings({"IOT_ANALYTICS_ADDR": listed})
 
 
 @pytest.mark.parametrize("name", ["IOT_SECRET_KEY", "IOT_SERVICE_SECRET"])

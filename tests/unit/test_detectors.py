@@ -749,6 +749,15 @@ def test_a_sensor_stuck_since_the_warm_up_is_found_once_judging_starts(batch: in
     assert flatlines[0].found_us == int(GRID[WARMUP + REST])
 
 
+def test_a_stream_that_never_moved_is_not_stuck() -> None:
+    # A status that has read 0 since it started: no reading ever said it should move.
+    values = np.zeros(600)
+    run = feed(GRID[:600], values)
+    check_run(run, GRID[:600], values)
+    assert run.findings == []
+    assert run.scores.max() < DEFAULT_THRESHOLD
+
+
 def test_a_sensor_stuck_right_after_another_finding_is_still_found() -> None:
     # A spike, then the sensor sticks at once: the run crosses its bar within the rest
     # after the spike, and is found when the rest is over.

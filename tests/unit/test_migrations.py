@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 import subprocess
@@ -400,6 +401,27 @@ def test_replicas_starting_together_migrate_one_after_the_other(
         ("", found.head),
         (found.head, found.head),
     ]
+
+
+async def test_replicas_starting_together_create_their_schema_one_after_the_other(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    # CREATE SCHEMA IF NOT EXISTS fails when another session creates it at the same moment.
+    with open_backend("postgresql", tmp_path) as backend:
+        opened = await asyncio.gather(
+            *(
+                open_database(
+                    service="devices",
+                    settings=backend.settings,
+                    tables=history("devices"),
+                    schema=backend.schema("devices"),
+                )
+                for _ in range(4)
+            )
+        )
+        for database in opened:
+            assert database.kind == "postgresql"
+            await database.close()
 
 
 async def test_a_refusal_found_in_the_background_is_logged_and_stays_not_serving(

@@ -6,6 +6,14 @@ stored position was analysed before (a resend after a restart) and is
 skipped, so nothing is analysed twice into a second anomaly or score. Detector
 state, positions, anomalies and the readings' scores of a request are stored
 in one transaction before the request is acknowledged.
+
+With several replicas a stream may be analysed by another replica between
+two requests this one gets (its streams moved while this replica was away),
+so the detectors cached here can be stale. The store commits an analysis only
+if every detector it used is as this replica read it; when one is not,
+nothing was stored, those detectors are read again and the request analysed
+again from them, skipping what the other replica analysed. Reviews and
+settings change the stored detector under a row lock, never a cached copy.
 """
 
 from __future__ import annotations
@@ -23,13 +31,21 @@ from iotkit.sqltypes import utcnow
 from iotkit.validation import Violations, check_uuid
 from services.analytics.analytics.detectors import THRESHOLD_RANGE, DetectorState, StreamDetector
 from services.analytics.analytics.hub import AnomalyHub
-from services.analytics.analytics.store import AnalyticsStore
+from services.analytics.analytics.store import (
+    AnalyticsStore,
+    StaleDetectors,
+    Version,
+    version_of,
+)
 from services.analytics.analytics.values import Anomaly, Checkpoint, Detector, ScoreSeries
 
 # A dismissal raises the score a finding needs by 10% (at most to 1.8 times the base),
 # a confirmation lowers it by 5% back towards the base.
 MAX_THRESHOLD_FACTOR = 1.8
 DISMISS_STEP, CONFIRM_STEP = 1.1, 1.05
+# A request is analysed again from fresh detectors when another replica changed some of
+# them; each attempt rereads those, so more than a few conflicts in a row means a fault.
+COMMIT_ATTEMPTS = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +72,7 @@ class _Detector:
     position: int
     state: DetectorState
     updated_at: datetime
+    read_as: Version | None  # the stored version it was read at; None when new
 
     def checkpoint(self) -> Checkpoint:
         """What the store keeps of it."""
@@ -104,60 +121,77 @@ class AnalysisService:
         if not chunks:
             return 0, []
         async with self._lock:
-            now = self._clock()
-            working: dict[str, _Detector] = {}
-            found: list[Anomaly] = []
-            scored: list[ScoreSeries] = []
-            # Chunks telemetry read before it purged a decommissioned device may still arrive.
-            retired = await self._store.retired_among(device_ids={c.device_id for c in chunks})
-            for chunk in chunks:
-                if chunk.device_id in retired:
-                    continue
-                detector = working.get(chunk.stream_id) or await self._working_copy(chunk, now)
-                working[chunk.stream_id] = detector
-                if chunk.position <= detector.position:
-                    continue  # analysed before this restart
-                result = StreamDetector(detector.state).process(
-                    chunk.timestamps, chunk.values, sampling_period_us=chunk.sampling_period_us
-                )
-                findings = result.findings
-                detector.position = chunk.position
-                scored.append(
-                    ScoreSeries(chunk.stream_id, chunk.device_id, result.timestamps, result.scores)
-                )
-                found += [
-                    Anomaly(
-                        id=str(uuid.uuid4()),
-                        stream_id=chunk.stream_id,
-                        device_id=chunk.device_id,
-                        owner_id=chunk.owner_id,
-                        detected_us=f.timestamp_us,
-                        known_us=f.found_us or f.timestamp_us,
-                        anomaly_type=f.anomaly_type,
-                        raw_value=f.raw_value,
-                        expected_value=f.expected_value,
-                        confidence=round(f.confidence, 4),
-                        status="pending",
-                        found_at=now,
-                        reviewed_by=None,
-                        reviewed_at=None,
-                        review_note="",
-                    )
-                    for f in findings
-                ]
-            checkpoints = []
-            for detector in working.values():
-                detector.updated_at = now
-                checkpoints.append(detector.checkpoint())
-            stored = await self._store.commit_analysis(
-                detectors=checkpoints, anomalies=found, scores=scored
-            )
-            # Only now, with everything durable, does the cache move on.
-            self._cache.update(working)
+            for attempt in range(COMMIT_ATTEMPTS):
+                try:
+                    stored = await self._analyze_once(chunks)
+                    break
+                except StaleDetectors as stale:
+                    # Another replica moved these streams on: read them again and redo.
+                    for stream_id in stale.stream_ids:
+                        self._cache.pop(stream_id, None)
+                    if attempt == COMMIT_ATTEMPTS - 1:
+                        raise
         self._hub.publish(stored)
         if self._on_analyzed is not None:
-            self._on_analyzed(chunks, now)
+            self._on_analyzed(chunks, self._clock())
         return max(chunk.position for chunk in chunks), stored
+
+    async def _analyze_once(self, chunks: Sequence[ChunkIn]) -> list[Anomaly]:
+        now = self._clock()
+        working: dict[str, _Detector] = {}
+        found: list[Anomaly] = []
+        scored: list[ScoreSeries] = []
+        # Chunks telemetry read before it purged a decommissioned device may still arrive.
+        retired = await self._store.retired_among(device_ids={c.device_id for c in chunks})
+        for chunk in chunks:
+            if chunk.device_id in retired:
+                continue
+            detector = working.get(chunk.stream_id) or await self._working_copy(chunk, now)
+            working[chunk.stream_id] = detector
+            if chunk.position <= detector.position:
+                continue  # analysed before (a resend, or by another replica)
+            result = StreamDetector(detector.state).process(
+                chunk.timestamps, chunk.values, sampling_period_us=chunk.sampling_period_us
+            )
+            detector.position = chunk.position
+            scored.append(
+                ScoreSeries(chunk.stream_id, chunk.device_id, result.timestamps, result.scores)
+            )
+            found += [
+                Anomaly(
+                    id=str(uuid.uuid4()),
+                    stream_id=chunk.stream_id,
+                    device_id=chunk.device_id,
+                    owner_id=chunk.owner_id,
+                    detected_us=f.timestamp_us,
+                    known_us=f.found_us or f.timestamp_us,
+                    anomaly_type=f.anomaly_type,
+                    raw_value=f.raw_value,
+                    expected_value=f.expected_value,
+                    confidence=round(f.confidence, 4),
+                    status="pending",
+                    found_at=now,
+                    reviewed_by=None,
+                    reviewed_at=None,
+                    review_note="",
+                )
+                for f in result.findings
+            ]
+        checkpoints = []
+        for detector in working.values():
+            detector.updated_at = now
+            checkpoints.append(detector.checkpoint())
+        stored = await self._store.commit_analysis(
+            detectors=checkpoints,
+            read_as={d.stream_id: d.read_as for d in working.values()},
+            anomalies=found,
+            scores=scored,
+        )
+        # Only now, with everything durable, does the cache move on (at the version stored).
+        for detector in working.values():
+            detector.read_as = (detector.position, detector.updated_at)
+        self._cache.update(working)
+        return stored
 
     async def forget_device(self, *, device_id: str) -> int:
         """Delete a decommissioned device's anomalies and detectors; answers the anomalies removed.
@@ -178,11 +212,8 @@ class AnalysisService:
 
     async def feedback(self, *, stream_id: str, status: str) -> None:
         """Feed a review back: dismissals raise the threshold, confirmations lower it."""
-        async with self._lock:
-            detector = self._cache.get(stream_id) or await self._load(stream_id)
-            if detector is None:
-                return
-            state = detector.state
+
+        def review(state: DetectorState) -> None:
             if status == "dismissed":
                 state.dismissed += 1
                 state.threshold = min(
@@ -193,14 +224,16 @@ class AnalysisService:
             elif status == "confirmed":
                 state.confirmed += 1
                 state.threshold = max(state.threshold / CONFIRM_STEP, state.base_threshold)
-            detector.updated_at = self._clock()
-            await self._store.save_detector(detector=detector.checkpoint())
-            self._cache[stream_id] = detector
+
+        await self._change(stream_id, review)
 
     async def detector(self, *, stream_id: str) -> Detector | None:
-        """A stream's detector, whoever owns the stream (the caller's service checks that)."""
+        """A stream's detector, whoever owns the stream (the caller's service checks that).
+
+        Read from the store, not the cache: another replica may be analysing the stream.
+        """
         async with self._lock:
-            detector = self._cache.get(stream_id) or await self._load(stream_id)
+            detector = await self._load(stream_id)
             return None if detector is None else detector.shown()
 
     async def configure(
@@ -212,34 +245,42 @@ class AnalysisService:
         threshold: float | None,
     ) -> Detector | None:
         """Change a stream's bounds or base threshold."""
-        async with self._lock:
-            detector = self._cache.get(stream_id) or await self._load(stream_id)
-            if detector is None:
-                return None
-            state = detector.state
+
+        def settle(state: DetectorState) -> None:
             if min_value is not None:
                 state.min_value = min_value
             if max_value is not None:
                 state.max_value = max_value
             if threshold is not None:
                 state.base_threshold = state.threshold = threshold
-            detector.updated_at = self._clock()
-            await self._store.save_detector(detector=detector.checkpoint())
+
+        detector = await self._change(stream_id, settle)
+        return None if detector is None else detector.shown()
+
+    async def _change(
+        self, stream_id: str, change: Callable[[DetectorState], None]
+    ) -> _Detector | None:
+        """Apply ``change`` to the stored detector under its row lock; cache the result."""
+        now = self._clock()
+
+        def changed(stored: Checkpoint) -> Checkpoint:
+            state = DetectorState.from_json(stored.state)
+            change(state)
+            return replace(stored, state=state.to_json(), updated_at=now)
+
+        async with self._lock:
+            stored = await self._store.change_detector(stream_id=stream_id, change=changed)
+            if stored is None:
+                return None
+            detector = _detector_of(stored)
             self._cache[stream_id] = detector
-            return detector.shown()
+            return detector
 
     async def _load(self, stream_id: str) -> _Detector | None:
         stored = await self._store.detector(stream_id=stream_id)
         if stored is None:
             return None
-        detector = _Detector(
-            stream_id=stored.stream_id,
-            owner_id=stored.owner_id,
-            device_id=stored.device_id,
-            position=stored.position,
-            state=DetectorState.from_json(stored.state),
-            updated_at=stored.updated_at,
-        )
+        detector = _detector_of(stored)
         self._cache[stream_id] = detector
         return detector
 
@@ -253,6 +294,20 @@ class AnalysisService:
                 position=0,
                 state=DetectorState.for_type(chunk.device_type),
                 updated_at=now.astimezone(UTC),
+                read_as=None,
             )
         # Work on a copy so that a failed commit leaves the cache as the database has it.
         return replace(cached, state=copy.deepcopy(cached.state))
+
+
+def _detector_of(stored: Checkpoint) -> _Detector:
+    """A stored detector at work, remembering the version it was read at."""
+    return _Detector(
+        stream_id=stored.stream_id,
+        owner_id=stored.owner_id,
+        device_id=stored.device_id,
+        position=stored.position,
+        state=DetectorState.from_json(stored.state),
+        updated_at=stored.updated_at,
+        read_as=version_of(stored),
+    )

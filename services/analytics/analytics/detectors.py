@@ -753,6 +753,9 @@ class StreamDetector:
         normal = self._normal_runs(ended, floor)
         needed = np.maximum(FLAT_FACTOR * normal, floor)
         score = ratio_score(carried / needed) if judged else np.zeros(xs.size)
+        # A stream that has repeated one value since its first reading never moved: nothing
+        # says it should, so it is not stuck (a status that has stayed 0 since it started).
+        score[carried >= s.readings + index + 1] = 0.0
         s.run_length = int(carried[-1])
         s.run_start_us = int(starts[-1])
         s.run_share = float(run_share[-1])

@@ -5,6 +5,12 @@ of every analysed reading, and correlation results; it owns no raw readings
 (those stay in telemetry). Rows stay in here: queries answer the domain values
 of ``values.py`` and writes take them.
 
+Several analytics replicas share these tables. A stream's detector row is its
+"analysed up to": an analysis commits only if every detector it used is still
+as it was read (position and last update, checked under a row lock in the
+transaction that stores the results), so two replicas can never both analyse
+one chunk, and a review changes a detector under the same lock.
+
 Scores are kept like telemetry's readings: a row per analysed chunk, with the
 chunk's span and its timestamps and scores as one compressed blob
 (:mod:`iotkit.codec`, scores quantised to 16 bits), so that storing them costs
@@ -13,7 +19,7 @@ one row per chunk rather than one per reading.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
@@ -177,6 +183,24 @@ class AnomalyQuery:
     limit: int | None
 
 
+Version = tuple[int, datetime]
+"""What a detector row was when read: its position and last update."""
+
+
+class StaleDetectors(Exception):
+    """Another replica changed these streams' detectors since they were read; nothing of
+    the analysis was stored."""
+
+    def __init__(self, stream_ids: Iterable[str]) -> None:
+        self.stream_ids = frozenset(stream_ids)
+        super().__init__(f"{len(self.stream_ids)} detectors changed since they were read")
+
+
+def version_of(checkpoint: Checkpoint) -> Version:
+    """The version of a stored detector, to commit an analysis of it against."""
+    return checkpoint.position, checkpoint.updated_at
+
+
 def _columns(row: Base) -> dict[str, Any]:
     """A mapped row's column values by attribute name, for its domain value."""
     return {column.key: getattr(row, column.key) for column in row.__mapper__.column_attrs}
@@ -236,18 +260,23 @@ class AnalyticsStore:
         self,
         *,
         detectors: Sequence[Checkpoint],
+        read_as: Mapping[str, Version | None],
         anomalies: Sequence[Anomaly],
         scores: Sequence[ScoreSeries] = (),
     ) -> list[Anomaly]:
         """Store detector checkpoints, new anomalies and the chunks' scores in one transaction.
 
-        Answers the anomalies actually inserted: one already stored (same
-        stream, type and time) is not stored twice. Scores are not checked so:
-        a chunk is analysed once (its position moves the checkpoint stored here).
+        ``read_as`` is each detector's version when the analysis read it (None:
+        none was stored). If any is no longer so, another replica analysed or
+        reviewed that stream meanwhile: nothing is stored and
+        :class:`StaleDetectors` names them. Answers the anomalies actually
+        inserted: one already stored (same stream, type and time) is not stored
+        twice. Scores are not checked so: a chunk is analysed once (its position
+        moves the checkpoint stored here, and only from the position read).
         """
         async with self._sessions.begin() as session:
             if detectors:
-                await self._upsert_detectors(session, detectors)
+                await self._claim_detectors(session, detectors, read_as)
             rows = [row for row in map(_score_row, scores) if row is not None]
             if rows:
                 await session.execute(insert(ScoreRow), rows)
@@ -257,6 +286,47 @@ class AnalyticsStore:
             result = await session.execute(statement, [_fields(a) for a in anomalies])
             stored = set(result.scalars())
         return [anomaly for anomaly in anomalies if anomaly.id in stored]
+
+    async def _claim_detectors(
+        self,
+        session: AsyncSession,
+        detectors: Sequence[Checkpoint],
+        read_as: Mapping[str, Version | None],
+    ) -> None:
+        """Write the detectors if each is still at the version read; else raise StaleDetectors.
+
+        Stored rows are locked (FOR UPDATE on PostgreSQL) before they are
+        compared, so a replica committing the same stream waits, then finds it
+        changed. New rows are inserted only where none appeared meanwhile.
+        """
+        ids = [detector.stream_id for detector in detectors]
+        rows = await session.execute(
+            select(DetectorRow.stream_id, DetectorRow.position, DetectorRow.updated_at)
+            .where(DetectorRow.stream_id.in_(ids))
+            .order_by(DetectorRow.stream_id)  # one lock order for every replica: no deadlock
+            .with_for_update()
+        )
+        stored: dict[str, Version] = {row[0]: (row[1], row[2]) for row in rows}
+        stale = {stream for stream in ids if stored.get(stream) != read_as.get(stream)}
+        if stale:
+            raise StaleDetectors(stale)
+        # Inserted in stream order too: two replicas inserting the same new streams in
+        # different orders would each wait for the other's.
+        new = sorted(
+            (detector for detector in detectors if detector.stream_id not in stored),
+            key=lambda detector: detector.stream_id,
+        )
+        if new:
+            inserted = await session.execute(
+                self._insert(DetectorRow).on_conflict_do_nothing().returning(DetectorRow.stream_id),
+                [_fields(detector) for detector in new],
+            )
+            lost = {detector.stream_id for detector in new} - set(inserted.scalars())
+            if lost:
+                raise StaleDetectors(lost)
+        kept = [detector for detector in detectors if detector.stream_id in stored]
+        if kept:
+            await self._upsert_detectors(session, kept)
 
     async def _upsert_detectors(
         self, session: AsyncSession, detectors: Sequence[Checkpoint]
@@ -397,10 +467,25 @@ class AnalyticsStore:
             return Scores(timestamps[:limit], scores[:limit], int(timestamps[limit]))
         return Scores(timestamps, scores, cutoff)
 
-    async def save_detector(self, *, detector: Checkpoint) -> None:
-        """Store a detector's settings or state outside an analysis."""
+    async def change_detector(
+        self, *, stream_id: str, change: Callable[[Checkpoint], Checkpoint]
+    ) -> Checkpoint | None:
+        """Apply ``change`` to a stream's stored detector under a row lock and store the
+        result (a review or new settings); None when the stream has none.
+
+        Read and written in one transaction, so a change made by another
+        replica meanwhile is never overwritten, and an analysis that read the
+        detector before finds it changed (see :meth:`commit_analysis`).
+        """
         async with self._sessions.begin() as session:
-            await self._upsert_detectors(session, [detector])
+            row = await session.scalar(
+                select(DetectorRow).where(DetectorRow.stream_id == stream_id).with_for_update()
+            )
+            if row is None:
+                return None
+            changed = change(row.to_value())
+            await self._upsert_detectors(session, [changed])
+            return changed
 
     async def add_correlation(self, *, correlation: Correlation) -> None:
         """Store a correlation result."""
