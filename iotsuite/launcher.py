@@ -470,6 +470,15 @@ def _ready_banner(settings: Settings, layout: Layout, names: Sequence[str]) -> s
         f"  {name:<{width}}  metrics http://{dial_host(host)}:{port}/metrics"
         for name, (host, port) in ((name, split_address(a)) for name, a in served)
     ]
+    # Programs started elsewhere (iot simulate, devices) reach every replica only when told.
+    lists = {
+        variable(f"{service}_addr"): listed
+        for service, listed in layout.addresses().items()
+        if "," in listed
+    }
+    if lists:
+        lines.append("Other programs reach every replica with:")
+        lines += [f"  export {name}={listed}" for name, listed in lists.items()]
     lines.append("Press Ctrl-C to stop.")
     return "\n".join(lines)
 

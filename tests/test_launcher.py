@@ -472,7 +472,10 @@ async def test_replicas_listen_on_ports_ten_apart_and_each_is_kept_running(
         host, port = split_address(suite.settings.address(service))
         for n in range(count):
             expected[replicas.child_name(service, n + 1)] = f"{host}:{port + 10 * n}"
-    banner = dict(line.split() for line in ready.text.splitlines()[1:-1])
+    lines = ready.text.splitlines()
+    banner = dict(line.split() for line in lines[1:] if len(line.split()) == 2)
+    analytics = ",".join(expected[replicas.child_name("analytics", n)] for n in (1, 2, 3))
+    assert f"  export IOT_ANALYTICS_ADDR={analytics}" in lines
     for name, address in expected.items():
         assert banner[name] == address
         assert await serving(address)
