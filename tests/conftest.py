@@ -9,6 +9,9 @@ one fails the run instead.
 from __future__ import annotations
 
 import asyncio
+import inspect
+import io
+import logging
 import os
 import sqlite3
 import uuid
@@ -46,6 +49,42 @@ leak_scan.register(leak_scan.CLIENT_SECRET, PLACEHOLDER_SECRET)
 def pytest_configure(config: pytest.Config) -> None:
     """Scan every log record and gateway response of the run for secrets."""
     config.pluginmanager.register(leak_scan, "leak_scan")
+
+
+TASKS_LEFT_BEHIND_SECONDS = 10.0
+_log = logging.getLogger(__name__)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every coroutine test cleans up the tasks it leaves running (see the fixture); first
+    in its fixtures, so that its teardown comes after every other one's."""
+    for item in items:
+        if isinstance(item, pytest.Function) and inspect.iscoroutinefunction(item.obj):
+            item.fixturenames.insert(0, "_tasks_left_behind")
+
+
+@pytest.fixture
+async def _tasks_left_behind() -> AsyncIterator[None]:
+    """Cancels the tasks a test leaves running once its fixtures are torn down, while the
+    loop still serves; a task that will not stop within TASKS_LEFT_BEHIND_SECONDS is
+    logged with its stack. Left to the loop's own closing, such a task (a gRPC call
+    cancelled after its channel closed) once held a test until pytest-timeout, naming
+    nothing but gRPC's poller thread."""
+    before = asyncio.all_tasks()
+    yield
+    current = asyncio.current_task()
+    left = [t for t in asyncio.all_tasks() - before if t is not current and not t.done()]
+    for task in left:
+        task.cancel()
+    if not left:
+        return
+    _, stuck = await asyncio.wait(left, timeout=TASKS_LEFT_BEHIND_SECONDS)
+    for task in stuck:
+        stack = io.StringIO()
+        task.print_stack(file=stack)
+        _log.error(
+            "a task the test left running did not stop when cancelled:\n%s", stack.getvalue()
+        )
 
 
 def _required(name: str) -> str:
