@@ -749,6 +749,24 @@ def test_a_sensor_stuck_since_the_warm_up_is_found_once_judging_starts(batch: in
     assert flatlines[0].found_us == int(GRID[WARMUP + REST])
 
 
+@pytest.mark.parametrize("batch", [1, 200])
+@pytest.mark.parametrize("into_the_hour", [20, 220, 300, 380, 440, 620])
+def test_flat_noise_raises_nothing_as_it_turns_into_new_hours(
+    into_the_hour: int, batch: int
+) -> None:
+    # Seen as a flaky gateway test at 11:10 UTC: each hour's daily profile began at that
+    # hour's first reading, so stepping into an hour not seen before shifted the residual
+    # by the difference of two noise samples, and a weak finding (about 0.5) followed.
+    rng = np.random.default_rng(11)
+    values = np.round(21 + rng.uniform(-0.05, 0.05, 2000), 2)
+    hour = 3_600 * SECOND
+    start = (START_US // hour + 5) * hour - into_the_hour * SECOND
+    timestamps = start + np.arange(2000, dtype=np.int64) * SECOND
+    run = feed(timestamps, values, batch=batch, device_type="temperature")
+    check_run(run, timestamps, values)
+    assert run.findings == []
+
+
 def test_a_stream_that_never_moved_is_not_stuck() -> None:
     # A status that has read 0 since it started: no reading ever said it should move.
     values = np.zeros(600)

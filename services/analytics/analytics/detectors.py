@@ -232,6 +232,7 @@ class DetectorState:
     # The daily profile (None for an hour not seen yet), and its weight per reading.
     profile: list[float | None] = field(default_factory=lambda: [None] * DAY_BUCKETS)
     profile_alpha: float = 0.0
+    profile_hour: int | None = None  # the hour of the last reading the profile took
     min_step: float = math.inf
     warm: list[float] = field(default_factory=list)
     bin_low: float = 0.0
@@ -604,24 +605,12 @@ class StreamDetector:
         opens = np.flatnonzero(np.diff(sorted_hours, prepend=-1))
         run = np.cumsum(np.diff(sorted_hours, prepend=-1) != 0) - 1
         known = [s.profile[int(h)] for h in sorted_hours[opens].tolist()]
-        starts = np.array(
-            [
-                float(values[i]) if k is None else k
-                for k, i in zip(known, opens.tolist(), strict=True)
-            ]
-        )
-        if bool(np.all(alphas == alphas[0])):
+        uniform = bool(np.all(alphas == alphas[0]))
+        if uniform and all(k is not None for k in known):
+            starts = np.array(known, dtype=np.float64)
             after = _runs_ewma(values, float(alphas[0]), starts, opens, run)
-        else:  # the warm-up only: a plain loop over at most WARMUP readings
-            after = np.empty(values.size)
-            level = 0.0
-            opening = set(opens.tolist())
-            for i, (value, alpha) in enumerate(
-                zip(values.tolist(), alphas[order].tolist(), strict=True)
-            ):
-                level = float(starts[run[i]]) if i in opening else level
-                level += alpha * (value - level)
-                after[i] = level
+        else:
+            starts, after = self._new_hours(values, alphas[order], order, opens, known)
         before = np.concatenate([[0.0], after[:-1]])
         before[opens] = starts
         residual = np.empty(xs.size)
@@ -629,7 +618,52 @@ class StreamDetector:
         closes = np.concatenate([opens[1:], [values.size]]) - 1
         for hour, level in zip(sorted_hours[opens].tolist(), after[closes].tolist(), strict=True):
             s.profile[int(hour)] = level
+        s.profile_hour = int(hours[-1])
         return residual
+
+    def _new_hours(
+        self,
+        values: Float64s,
+        alphas: Float64s,
+        order: Int64s,
+        opens: Int64s,
+        known: list[float | None],
+    ) -> tuple[Float64s, Float64s]:
+        """The profile's runs (``values`` sorted by hour, run ``r`` from ``opens[r]``) when
+        some hour is new or the weights differ (the warm-up): each run's start, and the
+        level after each reading. An hour seen for the first time starts where the hour of
+        the reading before it stood, not at its own first reading: one noisy reading would
+        otherwise anchor the hour, and every step into it would shift the residual by the
+        difference of two noise samples (seen as weak findings at the turn of the hour)."""
+        s = self.state
+        closes = np.concatenate([opens[1:], [values.size]])
+        place = np.empty(values.size, dtype=np.int64)
+        place[order] = np.arange(values.size)  # where each reading is among the sorted
+        starts = np.empty(opens.size)
+        after = np.empty(values.size)
+        # Runs in the order their first readings arrived: the reading before a new hour's
+        # first one belongs to a run that began earlier, so its level is known by then.
+        for r in sorted(range(opens.size), key=lambda r: int(order[opens[r]])):
+            first, lo, hi = int(order[opens[r]]), int(opens[r]), int(closes[r])
+            start = known[r]
+            if start is None and first > 0:
+                start = float(after[place[first - 1]])
+            if start is None and s.profile_hour is not None:
+                start = s.profile[s.profile_hour]
+            if start is None:
+                start = float(values[lo])  # the stream's first reading
+            starts[r] = start
+            weights = alphas[lo:hi]
+            if bool(np.all(weights == weights[0])):
+                after[lo:hi] = ewma(values[lo:hi], float(weights[0]), start)
+            else:  # the warm-up only: a plain loop over at most WARMUP readings
+                level = start
+                for i, (value, alpha) in enumerate(
+                    zip(values[lo:hi].tolist(), weights.tolist(), strict=True)
+                ):
+                    level += alpha * (value - level)
+                    after[lo + i] = level
+        return starts, after
 
     def _warm(self, xs: Float64s, readings: int) -> None:
         """Gather the in-range values of ``readings`` warm-up readings; with the last warm-up
