@@ -51,7 +51,7 @@ LEAK = re.compile(r"Traceback|File \"|\b[A-Z][A-Za-z]*(?:Error|Exception)\b")
 CLIENT_CORE_ERROR = "Internal error from Core"
 UNARY_DEADLINE = 20.0
 # Watches never end on their own: a few messages or this long, then the client hangs up.
-STREAM_DEADLINE = 3.0
+STREAM_DEADLINE = 1.0
 STREAM_READS = 3
 
 FUZZ = settings(

@@ -265,10 +265,10 @@ def test_nab_series_is_scored_alike_in_batches_of_10_100_and_1000(name: str) -> 
     assert_same_run(nab_run(name, None), reference, f"{name} in one batch")
 
 
-ONE_AT_A_TIME = 3_000
-"""Readings of each series fed one at a time: the warm-up and well past it (the slow
-scale's first halving included). The whole corpus at a call per reading cost most of the
-suite's slowest minute and a half for little more than batches of 10 already prove."""
+ONE_AT_A_TIME = 2_000
+"""Readings of each series fed one at a time: the warm-up (150) and the rest after it many
+times over. The whole corpus at a call per reading cost the suite's slowest minute and a
+half, for little more than batches of 10 over every whole series already prove."""
 
 
 def _one_at_a_time(name: str) -> tuple[Run, Run]:
