@@ -95,7 +95,11 @@ async def test_readings_on_the_chart_zoom_asks_the_server_and_an_anomaly_is_dism
         await page.mouse.move(box["x"] + box["width"] * 0.99, y, steps=5)
         await page.mouse.up()
     await page.wait_for_url("**from=*")
-    await page.wait_for_function(f"({measures})() === 1")
+    # A function, not an expression: Playwright polls an expression with eval, which the
+    # console's Content-Security-Policy refuses (no 'unsafe-eval').
+    await page.wait_for_function(
+        "() => performance.getEntriesByName('chart:asked-to-drawn').length === 1"
+    )
     await marker.wait_for()
     assert len(data_requests) == 2
     start, end = window_of((await zoomed.value).url)
