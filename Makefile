@@ -6,6 +6,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 PYTEST_ARGS ?=
+# Test worker processes (pytest-xdist): one per core; 0 runs the tests in this process.
+PYTEST_WORKERS ?= auto
 PYTEST_EXIT_FILE ?=
 BENCH_ARGS ?=
 
@@ -47,8 +49,9 @@ run: $(GENERATED)
 
 # PYTEST_EXIT_FILE (set by .ci/run) receives pytest's own exit status, which
 # make would otherwise turn into its own 2: exit 5 means no test ran.
+# A test file runs whole in one worker (--dist loadfile): its module fixtures start once.
 test: $(GENERATED)
-	@status=0; $(BIN)/python -m pytest $(PYTEST_ARGS) || status=$$?; \
+	@status=0; $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS) || status=$$?; \
 	if [ -n "$(PYTEST_EXIT_FILE)" ]; then echo $$status > "$(PYTEST_EXIT_FILE)"; fi; \
 	exit $$status
 

@@ -15,7 +15,9 @@ gateway's own ``/healthz``), ``soak`` (the whole suite on PostgreSQL and
 Redis under a simulated fleet for ten minutes, analytics killed and restarted
 half-way: nothing lost, errors, ack latency, every process's memory),
 ``chart`` (the console's chart of 1,000,000 readings in headless chromium,
-from the click to uPlot's draw, against the same data request alone).
+from the click to uPlot's draw, against the same data request alone),
+``partitions`` (telemetry's range query at 100 M readings in PostgreSQL, the
+chunk table by month against one plain table, and retention by partition).
 ``--only JOB`` (repeatable) runs some of them; the page
 is still written whole, with the other jobs' figures from their last run.
 Opt-in jobs (``soak``, ``chart``) run only when named with ``--only``.
@@ -41,6 +43,7 @@ from bench import (
     chat,
     chat_speed,
     nab_bench,
+    partitions,
     soak,
     suite_soak,
     telemetry,
@@ -66,6 +69,7 @@ ORDER = [
     chat.SPEED_TITLE,
     chat_speed.SPEED_TITLE,
     chart_draw.CHART_TITLE,
+    partitions.PARTITION_TITLE,
 ]
 INTRO = [
     "Telemetry runs as its own process (`python -m services.telemetry`), beside auth and",
@@ -132,6 +136,10 @@ async def _chart(args: argparse.Namespace) -> JobResult:
     return await chart_draw.measure()
 
 
+async def _partitions(args: argparse.Namespace) -> JobResult:
+    return await partitions.measure()
+
+
 async def _soak(args: argparse.Namespace) -> JobResult:
     return await suite_soak.measure(
         suite_soak.SoakOptions(
@@ -157,11 +165,13 @@ JOBS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, JobResult]]] 
     "chat-speed": _chat_speed,
     "soak": _soak,
     "chart": _chart,
+    "partitions": _partitions,
 }
 """Every job, in the order a full run measures them."""
-OPT_IN = frozenset({"soak", "chart"})
+OPT_IN = frozenset({"soak", "chart", "partitions"})
 """Jobs a run without ``--only`` leaves out: ``soak`` takes long and needs PostgreSQL and
-Redis, ``chart`` needs Debian's chromium and Playwright."""
+Redis, ``chart`` needs Debian's chromium and Playwright, ``partitions`` loads 100 M readings
+twice (about 1.5 GB of PostgreSQL)."""
 
 
 def main() -> int:

@@ -245,12 +245,27 @@ def _base_shape(history: History) -> dict[str, frozenset[str]]:
 
 def differences(connection: Connection, history: History) -> list[Any]:
     """What Alembic's autogenerate finds between the database and the models (empty when
-    they agree), ignoring the version table."""
+    they agree), ignoring the version table and the partitions of partitioned tables (the
+    models declare the parent; its partitions are made at run time)."""
+    ignored = {VERSION_TABLE, *partition_tables(connection)}
     context = MigrationContext.configure(
         connection,
         opts={
             "compare_type": True,
-            "include_name": lambda name, kind, _parent: kind != "table" or name != VERSION_TABLE,
+            "include_name": lambda name, kind, _parent: kind != "table" or name not in ignored,
         },
     )
     return list(compare_metadata(context, history.metadata))
+
+
+def partition_tables(connection: Connection) -> set[str]:
+    """The tables of the current schema that are partitions of another (PostgreSQL)."""
+    if connection.dialect.name != "postgresql":
+        return set()
+    rows = connection.execute(
+        text(
+            "SELECT relname FROM pg_class WHERE relispartition "
+            "AND relnamespace = to_regnamespace(current_schema())"
+        )
+    )
+    return {str(name) for (name,) in rows}

@@ -6,6 +6,7 @@ REST (:func:`rest_login`); both with the same password and fresh addresses.
 
 from __future__ import annotations
 
+import os
 import random
 import socket
 import uuid
@@ -15,6 +16,8 @@ from typing import Any
 import httpx
 
 from iot.auth.v1 import auth_pb2, auth_pb2_grpc
+from iotkit.sqltypes import utcnow
+from services.telemetry.telemetry.values import Stream
 from tests import leak_scan
 
 PASSWORD = "Str0ng!pass"
@@ -30,8 +33,9 @@ def free_port() -> int:
     connection of this or another process can be handed the same port before
     the test binds it.
     """
+    ports = _worker_ports()
     while True:
-        port = random.randrange(20_000, 32_000)
+        port = random.choice(ports)
         if port in _HANDED_OUT:  # not yet bound by whoever got it: never hand it out twice
             continue
         with socket.socket() as sock:
@@ -41,6 +45,31 @@ def free_port() -> int:
                 continue
             _HANDED_OUT.append(port)
             return port
+
+
+def _worker_ports() -> range:
+    """This process's share of 20000-31999: pytest-xdist's workers (gw0, gw1, ...) each
+    draw from their own, so two never hand out the same port."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    count = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+    index = int(worker.removeprefix("gw") or 0) % count
+    width = 12_000 // count
+    return range(20_000 + index * width, 20_000 + (index + 1) * width)
+
+
+def telemetry_stream(*, retention_days: int = 0) -> Stream:
+    """A new stream of a new device, as telemetry's store takes it."""
+    return Stream(
+        id=str(uuid.uuid4()),
+        device_id=str(uuid.uuid4()),
+        owner_id=str(uuid.uuid4()),
+        metric_name="temp",
+        device_type="temperature",
+        sampling_rate=1,
+        sampling_period_us=1_000_000,
+        retention_days=retention_days,
+        created_at=utcnow(),
+    )
 
 
 def new_email() -> str:

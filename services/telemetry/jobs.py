@@ -139,8 +139,11 @@ class DecommissionFollower:
 
 
 async def enforce_retention(store: TelemetryStore, *, now: datetime | None = None) -> int:
-    """Drop chunks older than each stream's retention; answers how many chunks went."""
+    """Drop chunks older than each stream's retention; answers how many chunks went
+    one by one (on PostgreSQL, whole months whose every stream allows it go first, as
+    tables: see ``partitions``)."""
     moment = (now or utcnow()).astimezone(UTC)
+    await store.partitions.drop_expired(now=moment)
     dropped = 0
     for stream in await store.streams_with_retention():
         horizon = int((moment.timestamp() - stream.retention_days * 86_400) * 1_000_000)

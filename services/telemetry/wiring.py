@@ -46,6 +46,8 @@ MIGRATIONS = History(
 ACTIVITY_PERIOD = 2.0
 EVENTS_PERIOD = 5.0
 RETENTION_PERIOD = 3600.0
+# Months of the chunk table made ahead (PostgreSQL); writes make a missing one themselves.
+PARTITIONS_PERIOD = 3600.0
 # File import: how often ACTIVE batches are checked for expiry (the limits are settings).
 BATCH_EXPIRY_PERIOD = 60.0
 
@@ -121,6 +123,7 @@ def _registrar(parts: Parts, *, limits: ImportLimits, max_streams_per_device: in
         Periodic("activity", activity.flush, ACTIVITY_PERIOD),
         Periodic("decommissions", follower.poll, EVENTS_PERIOD),
         Periodic("retention", lambda: enforce_retention(store), RETENTION_PERIOD),
+        Periodic("partitions", store.partitions.make_ahead, PARTITIONS_PERIOD),
         Periodic("batch-expiry", imports.expire_batches, BATCH_EXPIRY_PERIOD),
     ]
     writer.start()

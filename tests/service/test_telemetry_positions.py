@@ -10,31 +10,16 @@ already read would be skipped for ever. On SQLite and PostgreSQL.
 from __future__ import annotations
 
 import asyncio
-import uuid
 
 import numpy as np
 
-from iotkit.sqltypes import utcnow
 from services.telemetry.telemetry.store import StreamAdvance, TelemetryStore
 from services.telemetry.telemetry.values import Stream
 from services.telemetry.telemetry.writer import chunk_of
 from tests.conftest import Backend
+from tests.support import telemetry_stream
 
 WRITERS_PER_REPLICA, GROUPS, STREAMS_PER_GROUP = 4, 25, 3
-
-
-def _stream() -> Stream:
-    return Stream(
-        id=str(uuid.uuid4()),
-        device_id=str(uuid.uuid4()),
-        owner_id=str(uuid.uuid4()),
-        metric_name="temp",
-        device_type="temperature",
-        sampling_rate=1,
-        sampling_period_us=1_000_000,
-        retention_days=0,
-        created_at=utcnow(),
-    )
 
 
 async def test_a_follower_of_positions_reads_every_chunk_of_concurrent_writers(
@@ -44,7 +29,7 @@ async def test_a_follower_of_positions_reads_every_chunk_of_concurrent_writers(
     stores = [TelemetryStore(database.sessions) for database in databases]
     try:
         streams = [
-            await stores[0].add_stream(stream=_stream())
+            await stores[0].add_stream(stream=telemetry_stream())
             for _ in range(WRITERS_PER_REPLICA * 2 * STREAMS_PER_GROUP)
         ]
         writing = True
@@ -96,7 +81,7 @@ async def test_a_position_is_never_handed_out_twice(backend: Backend) -> None:
     database = await backend.open("telemetry")
     store = TelemetryStore(database.sessions)
     try:
-        first, second = [await store.add_stream(stream=_stream()) for _ in range(2)]
+        first, second = [await store.add_stream(stream=telemetry_stream()) for _ in range(2)]
         timestamps = np.arange(10, dtype=np.int64)
 
         async def write(stream: Stream) -> int:

@@ -53,7 +53,14 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from iotkit import db
 from iotkit.config import SERVICES, Settings
 from iotkit.db import open_database
-from iotkit.migrations import History, MigrationRefused, current, differences, upgrade
+from iotkit.migrations import (
+    History,
+    MigrationRefused,
+    current,
+    differences,
+    partition_tables,
+    upgrade,
+)
 from iotsuite.cli import main as iot
 from iotsuite.migrate_cli import history
 from services.auth.admin.store import AdminStore
@@ -164,13 +171,15 @@ def _fill(engine: Engine, rows: int) -> dict[str, int]:
 
 
 def _counts(engine: Engine) -> dict[str, int]:
+    """Rows per table; a partitioned table's rows are counted once, in the table itself."""
     reflected = MetaData()
     reflected.reflect(engine)
     with engine.connect() as connection:
+        partitions = partition_tables(connection)
         return {
             table.name: connection.scalar(select(func.count()).select_from(table)) or 0
             for table in reflected.sorted_tables
-            if table.name != "alembic_version"
+            if table.name != "alembic_version" and table.name not in partitions
         }
 
 
