@@ -17,7 +17,9 @@ half-way: nothing lost, errors, ack latency, every process's memory),
 ``chart`` (the console's chart of 1,000,000 readings in headless chromium,
 from the click to uPlot's draw, against the same data request alone),
 ``partitions`` (telemetry's range query at 100 M readings in PostgreSQL, the
-chunk table by month against one plain table, and retention by partition).
+chunk table by month against one plain table, and retention by partition),
+``scaleout`` (the gateway's requests/s with two worker processes on one port
+against one).
 ``--only JOB`` (repeatable) runs some of them; the page
 is still written whole, with the other jobs' figures from their last run.
 Opt-in jobs (``soak``, ``chart``) run only when named with ``--only``.
@@ -44,6 +46,7 @@ from bench import (
     chat_speed,
     nab_bench,
     partitions,
+    scaleout,
     soak,
     suite_soak,
     telemetry,
@@ -70,6 +73,7 @@ ORDER = [
     chat_speed.SPEED_TITLE,
     chart_draw.CHART_TITLE,
     partitions.PARTITION_TITLE,
+    scaleout.SCALE_TITLE,
 ]
 INTRO = [
     "Telemetry runs as its own process (`python -m services.telemetry`), beside auth and",
@@ -140,6 +144,10 @@ async def _partitions(args: argparse.Namespace) -> JobResult:
     return await partitions.measure()
 
 
+async def _scaleout(args: argparse.Namespace) -> JobResult:
+    return await scaleout.measure()
+
+
 async def _soak(args: argparse.Namespace) -> JobResult:
     return await suite_soak.measure(
         suite_soak.SoakOptions(
@@ -166,6 +174,7 @@ JOBS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, JobResult]]] 
     "soak": _soak,
     "chart": _chart,
     "partitions": _partitions,
+    "scaleout": _scaleout,
 }
 """Every job, in the order a full run measures them."""
 OPT_IN = frozenset({"soak", "chart", "partitions"})

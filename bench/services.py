@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -106,13 +106,19 @@ class RunningServices:
             env[f"IOT_{name.upper()}_ADDR"] = self.settings.address(name)
         return env
 
-    async def start(self, services: Sequence[str], *, profile: Path | None = None) -> None:
+    async def start(
+        self,
+        services: Sequence[str],
+        *,
+        profile: Path | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         """Start ``services`` in order, each once the previous one serves.
 
         ``profile`` runs telemetry under cProfile and writes its statistics there
-        when it stops.
+        when it stops; ``env`` adds variables for these children only.
         """
-        env = {**os.environ, **self.environment()}
+        env = {**os.environ, **self.environment(), **(env or {})}
         assert self.log_dir is not None
         for name in services:
             argv = [sys.executable, "-m", GATEWAY if name == GATEWAY else f"services.{name}"]

@@ -202,7 +202,7 @@ def build_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await upstreams.open()
-        metrics.start(settings.metrics_address(GATEWAY))
+        metrics.start(settings.metrics_address(GATEWAY), alternates=own.gateway_workers)
         try:
             yield
         finally:

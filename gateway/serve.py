@@ -7,6 +7,7 @@ the bound port, so tests and end-to-end runs need no fixed ports.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
@@ -15,23 +16,27 @@ from gateway.app import build_app
 from iotkit.config import Settings
 
 
-def uvicorn_config(app: Starlette, host: str, port: int) -> uvicorn.Config:
-    """The uvicorn settings of the gateway.
+def uvicorn_options(host: str, port: int) -> dict[str, Any]:
+    """The uvicorn settings of the gateway, one process or several.
 
     Logging is left to the process (the gateway writes its own access line);
     ``proxy_headers`` is off because the gateway itself appends the peer to
     ``X-Forwarded-For``, and uvicorn's rewrite of the peer would duplicate it.
     """
-    return uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        lifespan="on",
-        log_config=None,
-        access_log=False,
-        proxy_headers=False,
-        server_header=False,
-    )
+    return {
+        "host": host,
+        "port": port,
+        "lifespan": "on",
+        "log_config": None,
+        "access_log": False,
+        "proxy_headers": False,
+        "server_header": False,
+    }
+
+
+def uvicorn_config(app: Starlette, host: str, port: int) -> uvicorn.Config:
+    """The uvicorn settings of the gateway serving ``app`` in this process."""
+    return uvicorn.Config(app, **uvicorn_options(host, port))
 
 
 async def _serve(server: uvicorn.Server) -> None:

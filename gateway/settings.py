@@ -8,6 +8,9 @@ from pydantic import model_validator
 
 from iotkit.config import ConfigError, EmptyIsUnset, Settings
 
+MAX_WORKERS = 10
+"""The most gateway workers: their metrics ports step by 10 and must not meet a service's."""
+
 
 class GatewaySettings(Settings):
     """The gateway process's settings; see the configuration table in the README."""
@@ -19,12 +22,17 @@ class GatewaySettings(Settings):
     # Origins of other sites whose pages may call the API (comma-separated, exact
     # "scheme://host[:port]"); none by default: the console is served from the same origin.
     gateway_cors_origins: str = ""
+    # Worker processes serving the gateway's one port (uvicorn's supervisor shares the
+    # socket); worker n serves /metrics at the first free of the metrics port + 10 * k.
+    gateway_workers: Annotated[int, EmptyIsUnset] = 1
 
     @model_validator(mode="after")
     def _check_gateway(self) -> Self:
         for field in ("gateway_rate_per_client", "gateway_rate_per_token"):
             if getattr(self, field) < 0:
                 raise ConfigError(f"IOT_{field.upper()} must be 0 (off) or more")
+        if not 1 <= self.gateway_workers <= MAX_WORKERS:
+            raise ConfigError(f"IOT_GATEWAY_WORKERS must be between 1 and {MAX_WORKERS}")
         for origin in self.cors_origins:
             if origin == "*" or not origin.startswith(("http://", "https://")):
                 raise ConfigError(

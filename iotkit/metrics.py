@@ -41,6 +41,10 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2
 milliseconds; a stream lasts as long as its client keeps it, and lands in +Inf."""
 
 
+ALTERNATE_STEP = 10
+"""How far apart the metrics ports of one process's workers are (as replicas' are)."""
+
+
 @dataclass(slots=True)
 class MetricsEndpoint:
     """A running ``/metrics`` HTTP server."""
@@ -151,19 +155,30 @@ class ProcessMetrics:
         )
         self.gauge_of("iot_db_pool_size", "Connections the pool keeps open.", pool.size)
 
-    def start(self, address: str | None) -> None:
+    def start(self, address: str | None, *, alternates: int = 1) -> None:
         """Serve the registry at ``address`` and start the samplers (inside the loop); with no
-        address, nothing: no one would read what the samplers' queries found."""
+        address, nothing: no one would read what the samplers' queries found.
+
+        With ``alternates`` above 1 (workers of one process sharing its setting), the first
+        free of the address's port + :data:`ALTERNATE_STEP` * k for k below it."""
         if address is None:
             return
-        try:
-            self.endpoint = serve_metrics(self.registry, address)
-        except OSError as exc:
-            # Exits with one line naming the variable, as a bad setting does.
-            raise ConfigError(
-                f"{metrics_variable(self.process)}: cannot serve metrics on {address}: "
-                f"{exc.strerror or exc}"
-            ) from exc
+        host, port = split_host_port(address)
+        tried = [address] + [
+            f"{host}:{port + ALTERNATE_STEP * k}" for k in range(1, alternates) if port
+        ]
+        for n, where in enumerate(tried):
+            try:
+                self.endpoint = serve_metrics(self.registry, where)
+                break
+            except OSError as exc:
+                if n + 1 < len(tried):
+                    continue  # another worker has it
+                # Exits with one line naming the variable, as a bad setting does.
+                raise ConfigError(
+                    f"{metrics_variable(self.process)}: cannot serve metrics on {where}: "
+                    f"{exc.strerror or exc}"
+                ) from exc
         for sampler in self._samplers:
             self._tasks.append(asyncio.create_task(self._sample(sampler), name=sampler.name))
         log.info("serving metrics", extra={"metrics_of": self.process, "port": self.port})
