@@ -1,4 +1,5 @@
-"""Several processes of a hot path on one host: the gateway's workers, 1 against 2.
+"""Several processes of a hot path on one host: the gateway's workers and telemetry's
+replicas, 1 against 2.
 
 Auth and devices run as processes on SQLite; the gateway runs as ``python -m
 gateway`` with ``IOT_GATEWAY_WORKERS=1``, then again with 2 (uvicorn's
@@ -11,6 +12,13 @@ transcode, auth metadata, one gRPC call to devices, the envelope) and ``GET
 /healthz`` (the gateway alone). On this two-core machine the load generator,
 devices and the gateway share the cores, so a second worker gains only what
 the cores have left; the figure says how much.
+
+Telemetry: auth, devices and telemetry on a fresh PostgreSQL database (replicas
+need it); 100 devices stream batches of 1,000 readings from two load processes,
+half the devices each, first both to one telemetry process, then each half to
+its own replica (a second ``python -m services.telemetry`` on its own port, as
+``iot up --replicas telemetry=2`` runs it). Readings acknowledged per second
+after commit, both loads together.
 """
 
 from __future__ import annotations
@@ -21,11 +29,13 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from bench import telemetry
 from bench.fleet import make_fleet
+from bench.load import LoadPlan, run_elsewhere
 from bench.report import Figure, JobResult
-from bench.services import GATEWAY, running
+from bench.services import GATEWAY, free_port, running
 
-SCALE_TITLE = "17. Several gateway processes on one host"
+SCALE_TITLE = "17. Several processes of the hot paths on one host: gateway and telemetry"
 SECONDS = 8.0
 WARMUP = 2.0
 GENERATORS = 2
@@ -135,5 +145,52 @@ async def measure() -> JobResult:
                 met=two > one,
             )
         )
+    figures.append(await _telemetry())
     job.sections[SCALE_TITLE] = figures
     return job
+
+
+async def _ingest(plans: list[LoadPlan]) -> tuple[float, int]:
+    """Readings/s acknowledged by the loads together, and the next batch number to use."""
+    results = await asyncio.gather(*(run_elsewhere(plan) for plan in plans))
+    return sum(r.rate for r in results), max(r.next_batch for r in results)
+
+
+async def _telemetry() -> Figure:
+    """Ingest with one telemetry process, then with two replicas, the same load."""
+    async with running("postgresql", ("auth", "devices", "telemetry")) as suite:
+        fleet = await make_fleet(suite, telemetry.DEVICES)
+        halves = (fleet.devices[::2], fleet.devices[1::2])
+        first = suite.address("telemetry")
+        start_us = time.time_ns() // 1000 - 6 * 3600 * 1_000_000
+
+        def plans(addresses: tuple[str, str], first_batch: int) -> list[LoadPlan]:
+            return [
+                LoadPlan(
+                    address=address,
+                    devices=devices,
+                    batch_size=telemetry.BATCH,
+                    seconds=SECONDS,
+                    warmup=WARMUP,
+                    start_us=start_us,
+                    rate_hz=telemetry.RATE_HZ,
+                    first_batch=first_batch,
+                )
+                for address, devices in zip(addresses, halves, strict=True)
+            ]
+
+        one, next_batch = await _ingest(plans((first, first), 0))
+        second = f"127.0.0.1:{free_port()}"
+        await suite.start_replica("telemetry", 2, second)
+        two, _ = await _ingest(plans((first, second), next_batch + 1))
+    return Figure(
+        f"StreamReadings into PostgreSQL, {telemetry.DEVICES} devices, 2 telemetry replicas",
+        "readings/s",
+        two,
+        "the same load on 1 telemetry process, same run",
+        one,
+        f"batches of {telemetry.BATCH:,}, acked after commit; two load processes of half the "
+        "devices each; the loads, PostgreSQL, auth, devices and telemetry share the two cores",
+        target="> 1.0x",
+        met=two > one,
+    )

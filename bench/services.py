@@ -118,38 +118,60 @@ class RunningServices:
         ``profile`` runs telemetry under cProfile and writes its statistics there
         when it stops; ``env`` adds variables for these children only.
         """
+        for name in services:
+            await self.start_child(name, name, profile=profile, env=env)
+
+    async def start_replica(self, service: str, replica: int, address: str) -> str:
+        """Start replica ``replica`` (from 2) of ``service``, listening on ``address`` and
+        sharing its database; answers its child name."""
+        name = f"{service}-{replica}"
+        await self.start_child(name, service, env={"IOT_LISTEN_ADDR": address}, at=address)
+        return name
+
+    async def start_child(
+        self,
+        name: str,
+        service: str,
+        *,
+        profile: Path | None = None,
+        env: Mapping[str, str] | None = None,
+        at: str | None = None,
+    ) -> None:
+        """Start the child ``name`` running ``service`` and wait until it serves (at its
+        service's address, or ``at``)."""
         env = {**os.environ, **self.environment(), **(env or {})}
         assert self.log_dir is not None
-        for name in services:
-            argv = [sys.executable, "-m", GATEWAY if name == GATEWAY else f"services.{name}"]
-            if profile is not None and name == "telemetry":
-                argv = [
-                    sys.executable,
-                    "-m",
-                    "cProfile",
-                    "-o",
-                    str(profile),
-                    "-m",
-                    "services.telemetry",
-                ]
-            # Appending: a restarted child's log follows its predecessor's.
-            log = (self.log_dir / f"{name}.log").open("ab")
-            self.children[name] = subprocess.Popen(
-                argv,
-                cwd=ROOT,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-            await self._wait_ready(name)
-
-    async def _wait_ready(self, name: str) -> None:
-        deadline = time.monotonic() + READY_TIMEOUT
-        # The gateway answers plain HTTP on /healthz; services the gRPC health service.
-        target = (
-            f"127.0.0.1:{self.settings.gateway_port}" if name == GATEWAY else self.address(name)
+        argv = [sys.executable, "-m", GATEWAY if service == GATEWAY else f"services.{service}"]
+        if profile is not None and name == "telemetry":
+            argv = [
+                sys.executable,
+                "-m",
+                "cProfile",
+                "-o",
+                str(profile),
+                "-m",
+                "services.telemetry",
+            ]
+        # Appending: a restarted child's log follows its predecessor's.
+        log = (self.log_dir / f"{name}.log").open("ab")
+        self.children[name] = subprocess.Popen(
+            argv,
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
+        await self._wait_ready(name, at or self._target(service))
+
+    def _target(self, service: str) -> str:
+        # The gateway answers plain HTTP on /healthz; services the gRPC health service.
+        if service == GATEWAY:
+            return f"127.0.0.1:{self.settings.gateway_port}"
+        return self.address(service)
+
+    async def _wait_ready(self, name: str, target: str) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT
         async with (
             aio.insecure_channel(target) as channel,
             httpx.AsyncClient(base_url=f"http://{target}", timeout=1.0) as http,
