@@ -121,6 +121,8 @@ class Settings(BaseSettings):
     # The MQTT broker (README "Devices over MQTT"): mqtt://admin:password@host:port. Unset:
     # MQTT ingest is off (``iot up`` sets it when it starts a Mosquitto of its own).
     mqtt_url: Annotated[str | None, EmptyIsUnset] = Field(default=None, repr=False)
+    # Where the Mosquitto ``iot up`` starts listens (loopback), when IOT_MQTT_URL is unset.
+    mqtt_port: Annotated[int, EmptyIsUnset] = 1883
 
     @classmethod
     def settings_customise_sources(

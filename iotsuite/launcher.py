@@ -456,7 +456,9 @@ class _Suite:
             child.signal_group(signal.SIGKILL)
 
 
-def _ready_banner(settings: Settings, layout: Layout, names: Sequence[str]) -> str:
+def _ready_banner(
+    settings: Settings, layout: Layout, names: Sequence[str], notes: Sequence[str] = ()
+) -> str:
     lines = ["iotsuite is ready"]
     if GATEWAY in names:
         lines[0] += f": {gateway_url(settings)}"
@@ -479,6 +481,7 @@ def _ready_banner(settings: Settings, layout: Layout, names: Sequence[str]) -> s
     if lists:
         lines.append("Other programs reach every replica with:")
         lines += [f"  export {name}={listed}" for name, listed in lists.items()]
+    lines += notes
     lines.append("Press Ctrl-C to stop.")
     return "\n".join(lines)
 
@@ -495,6 +498,7 @@ async def run_suite(
     stop: asyncio.Event | None = None,
     handle_signals: bool = True,
     replicas: Mapping[str, int] | None = None,
+    notes: Sequence[str] = (),
 ) -> int:
     """Run the suite until asked to stop; answers the exit status for ``iot up``.
 
@@ -523,6 +527,7 @@ async def run_suite(
     see :mod:`iotsuite.replicas`), each on its own port, every child dialling
     all of them; a list of addresses in ``IOT_<SERVICE>_ADDR`` does the same.
     Replicas that cannot run (SQLite, chat) fail the run with the reason.
+    ``notes`` are lines for the ready banner (whether MQTT ingest is on).
     """
     commands = default_commands(python) if commands is None else commands
     unknown = [name for name in commands if name != GATEWAY and name not in SERVICES]
@@ -565,7 +570,7 @@ async def run_suite(
             await suite.start(group)
             if not await suite.wait_ready(group, deadline):
                 return 0
-        on_ready(_ready_banner(settings, layout, list(commands)))
+        on_ready(_ready_banner(settings, layout, list(commands), notes))
         suite.supervise()
         await stop.wait()
         return 0

@@ -17,9 +17,10 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 DEFAULT_PORT = 1883
 ADMIN_USER = "iot-admin"
@@ -133,6 +134,55 @@ def start(broker: Broker, *, timeout: float = 10.0) -> subprocess.Popen[bytes]:
             time.sleep(0.05)
     process.kill()
     raise RuntimeError(f"mosquitto did not listen on port {broker.port} within {timeout} s")
+
+
+class BrokerError(Exception):
+    """The suite's own broker cannot start; the message says why."""
+
+
+@dataclass
+class OwnBroker:
+    """The Mosquitto ``iot up`` started: its URL for the children, and its process."""
+
+    url: str
+    display: str
+    process: subprocess.Popen[bytes]
+
+
+def for_suite(
+    *,
+    mqtt_url: str | None,
+    data_dir: Path,
+    port: int,
+    port_problem: Callable[[str, int], str | None],
+) -> tuple[OwnBroker | None, str]:
+    """Start the suite's own broker when none is configured and mosquitto is installed.
+
+    Answers the broker (None when it started none) and one line for the ready
+    banner saying whether MQTT ingest is on, and with which broker.
+    """
+    if mqtt_url:
+        host = urlsplit(mqtt_url)
+        return (
+            None,
+            f"MQTT ingest on: external broker mqtt://{host.hostname}:{host.port or DEFAULT_PORT}",
+        )
+    if not available():
+        return None, "MQTT ingest off: mosquitto is not installed and IOT_MQTT_URL is unset"
+    problem = port_problem("127.0.0.1", port)
+    if problem:
+        raise BrokerError(
+            f"cannot start mosquitto on 127.0.0.1:{port}: {problem} (set IOT_MQTT_PORT)"
+        )
+    broker = prepare(data_dir / "mosquitto", port=port)
+    try:
+        process = start(broker)
+    except RuntimeError as exc:
+        raise BrokerError(str(exc)) from None
+    display = f"mqtt://127.0.0.1:{port}"
+    return OwnBroker(
+        broker.url, display, process
+    ), f"MQTT ingest on: {display} (mosquitto of its own)"
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
