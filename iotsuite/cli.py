@@ -143,6 +143,13 @@ def _configure_simulate(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--password", help="its password (default: generated and printed at start)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the signals (default: 1)")
     parser.add_argument(
+        "--protocol",
+        choices=("grpc", "mqtt"),
+        default="grpc",
+        help="how the devices send: a gRPC stream each (default), or MQTT to the broker of "
+        "IOT_MQTT_URL or the one iot up started (127.0.0.1:IOT_MQTT_PORT)",
+    )
+    parser.add_argument(
         "--no-anomalies",
         action="store_true",
         help="no spikes, dips, jumps, gaps or stuck sensor",
@@ -169,6 +176,7 @@ def _simulate(args: argparse.Namespace) -> int:
         password=args.password,
         seed=args.seed,
         anomalies=not args.no_anomalies,
+        protocol=args.protocol,
     )
     return simulate.main(settings, options)
 
