@@ -15,10 +15,12 @@ gateway's own ``/healthz``), ``soak`` (the whole suite on PostgreSQL and
 Redis under a simulated fleet for ten minutes, analytics killed and restarted
 half-way: nothing lost, errors, ack latency, every process's memory),
 ``chart`` (the console's chart of 1,000,000 readings in headless chromium,
-from the click to uPlot's draw, against the same data request alone).
+from the click to uPlot's draw, against the same data request alone),
+``mqtt`` (100 devices publishing 1,000-reading messages to a Mosquitto of the
+job's own, into SQLite, beside gRPC's figure of the same run).
 ``--only JOB`` (repeatable) runs some of them; the page
 is still written whole, with the other jobs' figures from their last run.
-Opt-in jobs (``soak``, ``chart``) run only when named with ``--only``.
+Opt-in jobs (``soak``, ``chart``, ``mqtt``) run only when named with ``--only``.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from bench import (
     chart_draw,
     chat,
     chat_speed,
+    mqtt,
     nab_bench,
     soak,
     suite_soak,
@@ -66,6 +69,7 @@ ORDER = [
     chat.SPEED_TITLE,
     chat_speed.SPEED_TITLE,
     chart_draw.CHART_TITLE,
+    mqtt.MQTT_TITLE,
 ]
 INTRO = [
     "Telemetry runs as its own process (`python -m services.telemetry`), beside auth and",
@@ -128,6 +132,10 @@ async def _chat_speed(args: argparse.Namespace) -> JobResult:
     return await chat_speed.measure()
 
 
+async def _mqtt(args: argparse.Namespace) -> JobResult:
+    return await mqtt.measure(seconds=args.seconds)
+
+
 async def _chart(args: argparse.Namespace) -> JobResult:
     return await chart_draw.measure()
 
@@ -157,11 +165,12 @@ JOBS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, JobResult]]] 
     "chat-speed": _chat_speed,
     "soak": _soak,
     "chart": _chart,
+    "mqtt": _mqtt,
 }
 """Every job, in the order a full run measures them."""
-OPT_IN = frozenset({"soak", "chart"})
+OPT_IN = frozenset({"soak", "chart", "mqtt"})
 """Jobs a run without ``--only`` leaves out: ``soak`` takes long and needs PostgreSQL and
-Redis, ``chart`` needs Debian's chromium and Playwright."""
+Redis, ``chart`` needs Debian's chromium and Playwright, ``mqtt`` needs Mosquitto."""
 
 
 def main() -> int:
