@@ -121,7 +121,9 @@ async def _in_process_query(
     suite: RunningServices, stream_id: str, start: int, end: int
 ) -> tuple[list[float], list[float], query.Series]:
     """Run times of the in-process query path, and of numpy alone on the same arrays."""
-    database = await open_database(service="telemetry", settings=suite.settings, tables=MIGRATIONS)
+    database = await open_database(
+        service="telemetry", settings=suite.settings, tables=MIGRATIONS
+    )
     try:
         store = TelemetryStore(database.sessions)
         times = []
