@@ -134,7 +134,6 @@ def _registrar(
     writer.start()
     if mqtt is not None:
         mqtt.start(ingest=ingest, tokens=parts.service_tokens)
-        parts.closers.append(mqtt.stop)  # closed first: stored messages are acknowledged
     for job in jobs:
         job.start()
     importer.start()
@@ -150,6 +149,10 @@ def _registrar(
             importer.stop,
         ]
     )
+    if mqtt is not None:
+        # Closed first, while the writer still commits: what is in flight is stored and
+        # acknowledged, the rest stays with the broker for the next consumer.
+        parts.closers.append(mqtt.stop)
 
     def register(server: aio.Server) -> list[str]:
         servicer = TelemetryServicer(ingest=ingest, streams=streams)

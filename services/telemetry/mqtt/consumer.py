@@ -50,6 +50,8 @@ RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0)
 """Waits between attempts when a dependency fails; the last repeats while it is Unavailable."""
 FAILED_ATTEMPTS = 5
 """Attempts before a message that fails for an unforeseen reason is refused (INGEST_FAILED)."""
+DRAIN_SECONDS = 3.0
+"""How long a stopping consumer lets the messages it is storing finish."""
 RATE_LIMITED = "RATE_LIMITED"
 INGEST_FAILED = "INGEST_FAILED"
 WRONG_TOPIC = "WRONG_TOPIC"
@@ -131,10 +133,13 @@ class MqttIngest:
                 await asyncio.sleep(1.0)
 
     async def stop(self) -> None:
-        """Stop consuming; messages not stored yet stay unacknowledged with the broker."""
+        """Stop consuming: messages being stored get DRAIN_SECONDS to be stored and
+        acknowledged; the others stay unacknowledged with the broker."""
         self._stopping = True
         if self._starting is not None:
             self._starting.cancel()
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=DRAIN_SECONDS)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -147,6 +152,8 @@ class MqttIngest:
         return self._client is not None and self._client.connected
 
     def _received(self, message: Message) -> None:
+        if self._stopping:
+            return  # left unacknowledged: the broker sends it again to the next consumer
         task = asyncio.ensure_future(self._handle(message))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
