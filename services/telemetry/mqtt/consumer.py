@@ -167,7 +167,12 @@ class MqttIngest:
             self._client.ack(message)
             return
         async with self._slots:
-            answer = await self._answer(device_id, message)
+            try:
+                answer = await self._answer(device_id, message)
+            except Exception:  # a fault of ours: refused, not sent again and again
+                log.exception("MQTT message of device %s could not be read", device_id)
+                refused = payload.Refused(INGEST_FAILED, "the message could not be stored")
+                answer = _encode(_refusal(refused), 0, protobuf=False)
         if answer is None:
             return  # stopping: the broker sends the message again to the next consumer
         body, content_type = answer

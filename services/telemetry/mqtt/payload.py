@@ -151,10 +151,12 @@ def _json(device_id: str, payload: bytes) -> Parsed:
         timestamps = _timestamps(stamps)
     except (ValueError, OverflowError) as exc:
         raise Refused(MALFORMED, f"readings.timestamp: {exc}") from None
+    try:
+        numbers = np.array(values, dtype=np.float64)
+    except OverflowError:  # an integer beyond float64: ingest's range check would refuse it
+        raise Refused(MALFORMED, "readings.value: a number beyond ±1.8e308") from None
     parsed = Parsed(sequence=sequence, protobuf=False, total=1)
-    parsed.entries.append(
-        EntryIn("", device_id, metric, timestamps, np.array(values, dtype=np.float64))
-    )
+    parsed.entries.append(EntryIn("", device_id, metric, timestamps, numbers))
     parsed.places.append(0)
     return parsed
 
