@@ -279,3 +279,18 @@ async def test_the_status_says_whether_mqtt_ingest_is_on(
                 assert "password" not in mqtt.detail and "@" not in mqtt.detail
         finally:
             await suite.aclose()
+
+
+async def test_decommissioning_a_device_cuts_it_off_the_broker(env: Env) -> None:
+    device = await connected(env)
+    try:
+        await env.devices.DecommissionDevice(
+            devices_pb2.DecommissionDeviceRequest(device_id=device.id), metadata=env.owner
+        )
+        for _ in range(100):
+            if not device.client.connected:
+                break
+            await asyncio.sleep(0.05)
+        assert not device.client.connected
+    finally:
+        device.client.close()
