@@ -123,6 +123,7 @@ class MqttClient:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connected = asyncio.Event()
         self._subscribed = asyncio.Event()
+        self._refusal = asyncio.Event()  # the broker refused the connection or a subscription
         self._published: dict[int, asyncio.Future[None]] = {}
         self.refused = ""
         self._client = paho.Client(
@@ -155,15 +156,27 @@ class MqttClient:
         )
         self._client.loop_start()
         try:
-            await asyncio.wait_for(self._connected.wait(), timeout)
+            await self._first(self._connected, timeout)
             if self._subscriptions:
-                await asyncio.wait_for(self._subscribed.wait(), timeout)
+                await self._first(self._subscribed, timeout)
         except TimeoutError:
             self.close()
             raise ConnectionError(
                 f"MQTT broker {self._broker.display} did not accept the connection"
                 + (f" ({self.refused})" if self.refused else "")
             ) from None
+
+    async def _first(self, event: asyncio.Event, timeout: float) -> None:
+        """Wait for ``event``; a refusal by the broker ends the wait at once (TimeoutError)."""
+        self._refusal.clear()
+        waits = [asyncio.ensure_future(e.wait()) for e in (event, self._refusal)]
+        try:
+            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+        if not event.is_set():
+            raise TimeoutError
 
     @property
     def connected(self) -> bool:
@@ -225,6 +238,7 @@ class MqttClient:
     ) -> None:
         if reason.is_failure:
             self.refused = str(reason)
+            self._call(self._refusal.set)
             return
         self.refused = ""
         if self._subscriptions:
@@ -245,6 +259,7 @@ class MqttClient:
         else:
             self.refused = "subscription refused: " + ", ".join(str(r) for r in reasons)
             log.error("MQTT %s", self.refused)
+            self._call(self._refusal.set)
 
     def _published_cb(
         self, client: paho.Client, userdata: Any, mid: int, reason: Any, properties: Any
