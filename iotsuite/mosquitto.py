@@ -56,9 +56,19 @@ class Broker:
         return f"mqtt://{ADMIN_USER}:{quote(self.admin_password, safe='')}@127.0.0.1:{self.port}"
 
 
+def program(name: str) -> str | None:
+    """Where an installed Mosquitto program is: on PATH, or in /usr/sbin (where Debian puts
+    the broker, off the PATH of a user who is not root)."""
+    found = shutil.which(name)
+    if found:
+        return found
+    sbin = Path("/usr/sbin") / name
+    return str(sbin) if sbin.is_file() and os.access(sbin, os.X_OK) else None
+
+
 def available() -> bool:
     """True when mosquitto, mosquitto_ctrl and the dynamic-security plugin are installed."""
-    return bool(shutil.which("mosquitto") and shutil.which("mosquitto_ctrl") and plugin_path())
+    return bool(program("mosquitto") and program("mosquitto_ctrl") and plugin_path())
 
 
 def plugin_path() -> Path | None:
@@ -78,8 +88,9 @@ def prepare(directory: Path, *, port: int, persistent: bool = True) -> Broker:
     if not dynsec.exists() or not password_file.exists():
         password = secrets.token_hex(24)
         dynsec.unlink(missing_ok=True)
+        ctrl = program("mosquitto_ctrl") or "mosquitto_ctrl"
         subprocess.run(
-            ["mosquitto_ctrl", "dynsec", "init", str(dynsec), ADMIN_USER, password],
+            [ctrl, "dynsec", "init", str(dynsec), ADMIN_USER, password],
             check=True,
             capture_output=True,
         )
@@ -117,7 +128,7 @@ def prepare(directory: Path, *, port: int, persistent: bool = True) -> Broker:
 def start(broker: Broker, *, timeout: float = 10.0) -> subprocess.Popen[bytes]:
     """Start mosquitto on ``broker``'s configuration; answers once it accepts connections."""
     process = subprocess.Popen(
-        ["mosquitto", "-c", str(broker.config)],
+        [program("mosquitto") or "mosquitto", "-c", str(broker.config)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         start_new_session=True,
