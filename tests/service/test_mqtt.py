@@ -197,17 +197,27 @@ async def test_bad_payloads_refused_with_a_reason_and_the_consumer_goes_on(env: 
 
 
 async def test_the_broker_keeps_a_device_to_its_own_topics(env: Env) -> None:
-    device = await connected(env)
+    device_id, password = await new_device(env)
+    device = Device(env, device_id, password)
+    await device.client.start()
     other, _ = await new_device(env)
     try:
         with pytest.raises(ConnectionError, match="Not authorized"):
             await device.client.publish(readings_topic(other), readings_json("t", [[NOW_S, 1]]))
-        nosy = MqttClient(
+        impostor = MqttClient(
             broker=parse_url(env.url),
             username=device.id,
             password="not the credential",
         )
         with pytest.raises(ConnectionError, match="Not authorized"):
+            await impostor.start(timeout=3)
+        nosy = MqttClient(
+            broker=parse_url(env.url),
+            username=device.id,
+            password=password,
+            subscriptions=(acks_topic(other),),
+        )
+        with pytest.raises(ConnectionError, match="subscription refused"):
             await nosy.start(timeout=3)
     finally:
         device.client.close()
