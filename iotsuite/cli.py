@@ -91,8 +91,11 @@ def _up(args: argparse.Namespace) -> int:
     except mosquitto.BrokerError as exc:
         print(f"iot: {exc}", file=sys.stderr)
         return 1
+    # Every child learns where the broker is; only devices, its administrator, the password.
+    service_env = {}
     if broker is not None:
-        env["IOT_MQTT_URL"] = broker.url
+        env["IOT_MQTT_URL"] = broker.display
+        service_env["devices"] = {"IOT_MQTT_URL": broker.url}
     try:
         return asyncio.run(
             run_suite(
@@ -101,6 +104,7 @@ def _up(args: argparse.Namespace) -> int:
                 ready_timeout=args.ready_timeout,
                 replicas=args.replicas,
                 notes=[mqtt_line],
+                service_env=service_env,
             )
         )
     except KeyboardInterrupt:
