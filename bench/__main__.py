@@ -19,10 +19,13 @@ from the click to uPlot's draw, against the same data request alone),
 ``partitions`` (telemetry's range query at 100 M readings in PostgreSQL, the
 chunk table by month against one plain table, and retention by partition),
 ``scaleout`` (the gateway's requests/s with two worker processes on one port
-against one).
+against one, and telemetry's ingest with two replicas against one),
+``mqtt`` (100 devices publishing 1,000-reading messages to a Mosquitto of the
+job's own, into SQLite, beside gRPC's figure of the same run).
 ``--only JOB`` (repeatable) runs some of them; the page
 is still written whole, with the other jobs' figures from their last run.
-Opt-in jobs (``soak``, ``chart``) run only when named with ``--only``.
+Opt-in jobs (``soak``, ``chart``, ``partitions``, ``scaleout``, ``mqtt``) run only when
+named with ``--only``.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from bench import (
     chart_draw,
     chat,
     chat_speed,
+    mqtt,
     nab_bench,
     partitions,
     scaleout,
@@ -74,6 +78,7 @@ ORDER = [
     chart_draw.CHART_TITLE,
     partitions.PARTITION_TITLE,
     scaleout.SCALE_TITLE,
+    mqtt.MQTT_TITLE,
 ]
 INTRO = [
     "Telemetry runs as its own process (`python -m services.telemetry`), beside auth and",
@@ -98,6 +103,9 @@ INTRO = [
     "to analytics' scores.",
     '§15 (`chart`, opt-in: `make bench BENCH_ARGS="--only chart"`) needs Debian\'s chromium and',
     "Playwright: the console in headless chromium, timed in the page with the Performance API.",
+    "§16 (`partitions`), §17 (`scaleout`) and §18 (`mqtt`, needs Debian's mosquitto) are",
+    "opt-in too: 100 M readings in PostgreSQL, several processes of the gateway and telemetry,",
+    "and devices publishing over MQTT.",
     "",
 ]
 
@@ -134,6 +142,10 @@ async def _chat(args: argparse.Namespace) -> JobResult:
 
 async def _chat_speed(args: argparse.Namespace) -> JobResult:
     return await chat_speed.measure()
+
+
+async def _mqtt(args: argparse.Namespace) -> JobResult:
+    return await mqtt.measure(seconds=args.seconds)
 
 
 async def _chart(args: argparse.Namespace) -> JobResult:
@@ -175,12 +187,14 @@ JOBS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, JobResult]]] 
     "chart": _chart,
     "partitions": _partitions,
     "scaleout": _scaleout,
+    "mqtt": _mqtt,
 }
 """Every job, in the order a full run measures them."""
-OPT_IN = frozenset({"soak", "chart", "partitions"})
+OPT_IN = frozenset({"soak", "chart", "partitions", "scaleout", "mqtt"})
 """Jobs a run without ``--only`` leaves out: ``soak`` takes long and needs PostgreSQL and
 Redis, ``chart`` needs Debian's chromium and Playwright, ``partitions`` loads 100 M readings
-twice (about 1.5 GB of PostgreSQL)."""
+twice (about 1.5 GB of PostgreSQL), ``scaleout`` starts the services twice over and loads
+both cores, ``mqtt`` needs Mosquitto."""
 
 
 def main() -> int:

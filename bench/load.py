@@ -86,6 +86,20 @@ class LoadResult:
         """Batches (messages) acknowledged per second inside the window."""
         return self.batches / self.seconds if self.seconds else 0.0
 
+    def count(
+        self, ack: telemetry_pb2.BatchAck, sent: dict[int, float], window: tuple[float, float]
+    ) -> None:
+        """Count an acknowledgement now; ``sent`` holds when each unacknowledged batch went."""
+        now = time.perf_counter()
+        self.total_accepted += ack.accepted
+        self.rejected += ack.rejected
+        self.duplicates += ack.duplicates
+        first = sent.pop(ack.sequence, now)
+        if window[0] <= now < window[1]:
+            self.readings += ack.accepted
+            self.batches += 1
+            self.latencies_ms.append((now - first) * 1000)
+
     def latency(self, quantile: float) -> float:
         """A quantile of the time from sending a batch to its ack, in ms."""
         return float(np.quantile(self.latencies_ms, quantile)) if self.latencies_ms else 0.0
@@ -108,6 +122,24 @@ def batch_arrays(plan: LoadPlan, pool: np.ndarray, sequence: int) -> tuple[np.nd
     return timestamps, values
 
 
+def reading_batch(
+    plan: LoadPlan, pool: np.ndarray, sequence: int, *, device_id: str, metric: str
+) -> telemetry_pb2.ReadingBatch:
+    """Batch ``sequence`` of a device as a message (``device_id`` "" when a topic names it)."""
+    timestamps, values = batch_arrays(plan, pool, sequence)
+    return telemetry_pb2.ReadingBatch(
+        sequence=sequence,
+        streams=[
+            telemetry_pb2.StreamReadings(
+                device_id=device_id,
+                metric_name=metric,
+                timestamps=timestamps.tolist(),
+                values=values.tolist(),
+            )
+        ],
+    )
+
+
 async def _device(
     plan: LoadPlan,
     device: Device,
@@ -121,7 +153,6 @@ async def _device(
     call = stub.StreamReadings(metadata=[("authorization", f"Bearer {device.token}")])
     room = asyncio.Semaphore(plan.in_flight)
     sent: dict[int, float] = {}
-    start, end = window
 
     async def acks() -> None:
         try:
@@ -135,17 +166,8 @@ async def _device(
             ack = await call.read()
             if ack is aio.EOF:
                 return
-            now = time.perf_counter()
             room.release()
-            result.total_accepted += ack.accepted
-            result.rejected += ack.rejected
-            result.duplicates += ack.duplicates
-            if start <= now < end:
-                result.readings += ack.accepted
-                result.batches += 1
-                result.latencies_ms.append((now - sent.pop(ack.sequence, now)) * 1000)
-            else:
-                sent.pop(ack.sequence, None)
+            result.count(ack, sent, window)
 
     reader = asyncio.create_task(acks())
     sequence = plan.first_batch
@@ -159,18 +181,7 @@ async def _device(
                 for _ in range(plan.in_flight - 1):  # every batch acknowledged
                     await room.acquire()
                 break
-            timestamps, values = batch_arrays(plan, pool, sequence)
-            batch = telemetry_pb2.ReadingBatch(
-                sequence=sequence,
-                streams=[
-                    telemetry_pb2.StreamReadings(
-                        device_id=device.device_id,
-                        metric_name=metric,
-                        timestamps=timestamps.tolist(),
-                        values=values.tolist(),
-                    )
-                ],
-            )
+            batch = reading_batch(plan, pool, sequence, device_id=device.device_id, metric=metric)
             sent[sequence] = time.perf_counter()
             await call.write(batch)
             sequence += 1

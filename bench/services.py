@@ -101,6 +101,8 @@ class RunningServices:
             env["IOT_DATABASE_URL"] = self.settings.database_url
         if self.settings.redis_url:
             env["IOT_REDIS_URL"] = self.settings.redis_url
+        if self.settings.mqtt_url:
+            env["IOT_MQTT_URL"] = self.settings.mqtt_url
         env["IOT_GATEWAY_PORT"] = str(self.settings.gateway_port)
         for name in SERVICES:
             env[f"IOT_{name.upper()}_ADDR"] = self.settings.address(name)
@@ -223,11 +225,13 @@ async def running(
     profile: Path | None = None,
     postgres_url: str = POSTGRES_URL,
     redis_url: str | None = None,
+    mqtt_url: str | None = None,
 ) -> AsyncIterator[RunningServices]:
     """``services`` running on ``kind`` ("sqlite" or "postgresql") until the block ends.
 
     ``services`` may include ``"gateway"``; ``redis_url``, when given, is every child's
-    ``IOT_REDIS_URL`` (lockouts, rate limits, revocations).
+    ``IOT_REDIS_URL`` (lockouts, rate limits, revocations); ``mqtt_url`` their
+    ``IOT_MQTT_URL`` (a broker the caller started).
     """
     with tempfile.TemporaryDirectory(prefix="iot-bench-") as tmp:
         settings = Settings(
@@ -235,6 +239,7 @@ async def running(
             addresses={name: f"127.0.0.1:{free_port()}" for name in SERVICES},
             gateway_port=free_port(),
             redis_url=redis_url,
+            mqtt_url=mqtt_url,
         )
         with contextlib.ExitStack() as stack:
             if kind == "postgresql":

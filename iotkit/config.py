@@ -118,6 +118,11 @@ class Settings(BaseSettings):
     grace_seconds: Annotated[float, EmptyIsUnset] = 5.0
     startup_timeout: Annotated[float, EmptyIsUnset] = 60.0
     public_url: str = ""
+    # The MQTT broker (README "Devices over MQTT"): mqtt://admin:password@host:port. Unset:
+    # MQTT ingest is off (``iot up`` sets it when it starts a Mosquitto of its own).
+    mqtt_url: Annotated[str | None, EmptyIsUnset] = Field(default=None, repr=False)
+    # Where the Mosquitto ``iot up`` starts listens (loopback), when IOT_MQTT_URL is unset.
+    mqtt_port: Annotated[int, EmptyIsUnset] = 1883
 
     @classmethod
     def settings_customise_sources(
@@ -174,6 +179,8 @@ class Settings(BaseSettings):
                     f"{variable(field)} must be set to a random value of at least 32 characters "
                     f"when IOT_ENV={self.env}"
                 )
+        if self.mqtt_url and not self.mqtt_url.startswith("mqtt://"):
+            raise ConfigError("IOT_MQTT_URL must be mqtt://[user:password@]host[:port]")
         if self.public_url and not self.public_url.startswith(("http://", "https://")):
             raise ConfigError("IOT_PUBLIC_URL must be an http:// or https:// URL")
         for service, listed in self.addresses.items():

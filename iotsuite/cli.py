@@ -62,7 +62,8 @@ def _up(args: argparse.Namespace) -> int:
     # Imported here so that `iot gen` works before the suite's dependencies
     # are importable, and `iot --help` stays fast.
     from gateway.settings import GatewaySettings
-    from iotsuite.launcher import run_suite, with_metrics_defaults
+    from iotsuite import mosquitto
+    from iotsuite.launcher import port_problem, run_suite, with_metrics_defaults
     from iotsuite.replicas import ReplicaError, plan
     from services.auth.settings import AuthSettings
     from services.chat.settings import ChatSettings
@@ -80,14 +81,38 @@ def _up(args: argparse.Namespace) -> int:
         print(f"iot: configuration error: {exc}", file=sys.stderr)
         return 2
     try:
+        # A broker of the suite's own when none is named and mosquitto is installed.
+        broker, mqtt_line = mosquitto.for_suite(
+            mqtt_url=settings.mqtt_url,
+            data_dir=settings.data_dir,
+            port=settings.mqtt_port,
+            port_problem=port_problem,
+        )
+    except mosquitto.BrokerError as exc:
+        print(f"iot: {exc}", file=sys.stderr)
+        return 1
+    # Every child learns where the broker is; only devices, its administrator, the password.
+    service_env = {}
+    if broker is not None:
+        env["IOT_MQTT_URL"] = broker.display
+        service_env["devices"] = {"IOT_MQTT_URL": broker.url}
+    try:
         return asyncio.run(
             run_suite(
-                settings, env=env, ready_timeout=args.ready_timeout, replicas=args.replicas
+                settings,
+                env=env,
+                ready_timeout=args.ready_timeout,
+                replicas=args.replicas,
+                notes=[mqtt_line],
+                service_env=service_env,
             )
         )
     except KeyboardInterrupt:
         # Only reachable before the launcher installs its own signal handling.
         return 130
+    finally:
+        if broker is not None:
+            mosquitto.stop(broker.process)
 
 
 def _gen(args: argparse.Namespace) -> int:
@@ -122,6 +147,13 @@ def _configure_simulate(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--password", help="its password (default: generated and printed at start)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the signals (default: 1)")
     parser.add_argument(
+        "--protocol",
+        choices=("grpc", "mqtt"),
+        default="grpc",
+        help="how the devices send: a gRPC stream each (default), or MQTT to the broker of "
+        "IOT_MQTT_URL or the one iot up started (127.0.0.1:IOT_MQTT_PORT)",
+    )
+    parser.add_argument(
         "--no-anomalies",
         action="store_true",
         help="no spikes, dips, jumps, gaps or stuck sensor",
@@ -148,6 +180,7 @@ def _simulate(args: argparse.Namespace) -> int:
         password=args.password,
         seed=args.seed,
         anomalies=not args.no_anomalies,
+        protocol=args.protocol,
     )
     return simulate.main(settings, options)
 

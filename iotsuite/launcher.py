@@ -271,8 +271,11 @@ class _Suite:
         env: Mapping[str, str],
         kill_after: float,
         stop: asyncio.Event,
+        service_env: Mapping[str, Mapping[str, str]] | None = None,
     ) -> None:
         self.settings = settings
+        # Variables only the children of one service get (the broker's administrator).
+        self.service_env = service_env or {}
         self.commands = commands
         self.layout = layout
         self.env = dict(env)
@@ -328,7 +331,11 @@ class _Suite:
         env = (
             self.env
             if name == GATEWAY
-            else {**self.env, **self.layout.own_variables(self.settings, name)}
+            else {
+                **self.env,
+                **self.layout.own_variables(self.settings, name),
+                **self.service_env.get(self.layout.replica_of(name)[0], {}),
+            }
         )
         try:
             process = await asyncio.create_subprocess_exec(
@@ -456,7 +463,9 @@ class _Suite:
             child.signal_group(signal.SIGKILL)
 
 
-def _ready_banner(settings: Settings, layout: Layout, names: Sequence[str]) -> str:
+def _ready_banner(
+    settings: Settings, layout: Layout, names: Sequence[str], notes: Sequence[str] = ()
+) -> str:
     lines = ["iotsuite is ready"]
     if GATEWAY in names:
         lines[0] += f": {gateway_url(settings)}"
@@ -479,6 +488,7 @@ def _ready_banner(settings: Settings, layout: Layout, names: Sequence[str]) -> s
     if lists:
         lines.append("Other programs reach every replica with:")
         lines += [f"  export {name}={listed}" for name, listed in lists.items()]
+    lines += notes
     lines.append("Press Ctrl-C to stop.")
     return "\n".join(lines)
 
@@ -495,6 +505,8 @@ async def run_suite(
     stop: asyncio.Event | None = None,
     handle_signals: bool = True,
     replicas: Mapping[str, int] | None = None,
+    notes: Sequence[str] = (),
+    service_env: Mapping[str, Mapping[str, str]] | None = None,
 ) -> int:
     """Run the suite until asked to stop; answers the exit status for ``iot up``.
 
@@ -523,6 +535,9 @@ async def run_suite(
     see :mod:`iotsuite.replicas`), each on its own port, every child dialling
     all of them; a list of addresses in ``IOT_<SERVICE>_ADDR`` does the same.
     Replicas that cannot run (SQLite, chat) fail the run with the reason.
+    ``notes`` are lines for the ready banner (whether MQTT ingest is on);
+    ``service_env`` variables only the children of one service get (service to
+    variables), on top of ``env``.
     """
     commands = default_commands(python) if commands is None else commands
     unknown = [name for name in commands if name != GATEWAY and name not in SERVICES]
@@ -547,6 +562,7 @@ async def run_suite(
         env={**(os.environ if env is None else env), **layout.variables()},
         kill_after=settings.grace_seconds + STOP_MARGIN if kill_after is None else kill_after,
         stop=stop,
+        service_env=service_env,
     )
     loop = asyncio.get_running_loop()
     handled: list[signal.Signals] = []
@@ -565,7 +581,7 @@ async def run_suite(
             await suite.start(group)
             if not await suite.wait_ready(group, deadline):
                 return 0
-        on_ready(_ready_banner(settings, layout, list(commands)))
+        on_ready(_ready_banner(settings, layout, list(commands), notes))
         suite.supervise()
         await stop.wait()
         return 0

@@ -277,6 +277,38 @@ async def suite_with_gateway(
         await suite.aclose()
 
 
+@pytest.fixture(scope="session")
+def mosquitto_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A broker directory prepared once (``mosquitto_ctrl dynsec init``), copied per test."""
+    from iotsuite import mosquitto
+
+    if not mosquitto.available():
+        message = "mosquitto and its dynamic-security plugin are not installed"
+        if os.environ.get("IOT_TEST_REQUIRE_MOSQUITTO") == "1":  # CI installs them
+            pytest.fail(message)
+        pytest.skip(message)
+    directory = tmp_path_factory.mktemp("mosquitto")
+    mosquitto.prepare(directory, port=free_port(), persistent=False)
+    return directory
+
+
+@pytest.fixture
+def mosquitto_url(mosquitto_template: Path, tmp_path: Path) -> Iterator[str]:
+    """``IOT_MQTT_URL`` of a Mosquitto of this test's own, on a free port: a fresh broker
+    per test (it starts in milliseconds) so that no session a test leaves behind takes a
+    share of the next test's messages."""
+    import shutil
+
+    from iotsuite import mosquitto
+
+    directory = tmp_path / "mosquitto"
+    shutil.copytree(mosquitto_template, directory)
+    broker = mosquitto.prepare(directory, port=free_port(), persistent=False)
+    process = mosquitto.start(broker)
+    yield broker.url
+    mosquitto.stop(process)
+
+
 @pytest.fixture
 async def suite(backend: Backend) -> AsyncIterator[Suite]:
     """All five services, on SQLite and on PostgreSQL."""

@@ -247,3 +247,21 @@ async def test_a_telemetry_restart_loses_no_acknowledged_reading(
         data = await stream_data(suite, who, run.stream_id)
         stamps = [p.timestamp.ToMicroseconds() for p in data.data]
         assert len(set(stamps)) == len(stamps) == count and run.accepted >= 150
+
+
+async def test_simulated_devices_publish_over_mqtt(backend: Backend, mosquitto_url: str) -> None:
+    suite = await start_suite(backend, ("auth", "devices", "telemetry"), mqtt_url=mosquitto_url)
+    try:
+        out = io.StringIO()
+        summary = await simulate(suite.settings, options(protocol="mqtt"), out=out)
+        assert "MQTT broker mqtt://127.0.0.1:" in out.getvalue()
+        assert not any(d.error for d in summary.devices)
+        assert summary.accepted > 0
+        assert (summary.rejected, summary.duplicates, summary.unacked) == (0, 0, 0)
+        for run in summary.devices:
+            stored = await backend.sql(
+                "telemetry", "SELECT readings_count FROM streams WHERE id = ?", (run.stream_id,)
+            )
+            assert stored == [(run.accepted,)] and run.accepted > 0
+    finally:
+        await suite.aclose()

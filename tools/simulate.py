@@ -32,17 +32,20 @@ import signal
 import sys
 import time
 from collections import Counter, OrderedDict
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
 import grpc
+from google.protobuf.message import DecodeError
 from grpc import aio
 
 from iot.auth.v1 import auth_pb2, auth_pb2_grpc
 from iot.devices.v1 import devices_pb2, devices_pb2_grpc
 from iot.telemetry.v1 import telemetry_pb2, telemetry_pb2_grpc
 from iotkit.config import Settings
+from iotkit.mqtt import BrokerAddress, Message, MqttClient, acks_topic, parse_url, readings_topic
 from iotkit.server import channel
 from tools.signals import DEVICE_TYPES, MODELS, NO_ANOMALIES, Anomaly, Scheduled, SignalSource
 
@@ -77,6 +80,8 @@ class Options:
     seed: int = 1
     anomalies: bool = True
     max_in_flight: int = MAX_IN_FLIGHT
+    # "grpc" (a StreamReadings call per device) or "mqtt" (the broker of broker_of(settings)).
+    protocol: str = "grpc"
 
 
 @dataclass
@@ -150,6 +155,15 @@ class Summary:
     def unacked(self) -> int:
         """Readings still unacknowledged at the end."""
         return sum(d.unacked_readings for d in self.devices)
+
+
+def broker_of(settings: Settings) -> BrokerAddress:
+    """The MQTT broker devices publish to: IOT_MQTT_URL's host and port (not its
+    administrator), or the one ``iot up`` starts on 127.0.0.1:IOT_MQTT_PORT."""
+    if settings.mqtt_url:
+        named = parse_url(settings.mqtt_url)
+        return BrokerAddress(named.host, named.port)
+    return BrokerAddress("127.0.0.1", settings.mqtt_port)
 
 
 def _now_us() -> int:
@@ -294,7 +308,7 @@ class _Device:
         run: DeviceRun,
         source: SignalSource,
         *,
-        stub: telemetry_pb2_grpc.TelemetryServiceStub,
+        stub: telemetry_pb2_grpc.TelemetryServiceStub | None,
         token: str,
         options: Options,
         stop: asyncio.Event,
@@ -316,6 +330,7 @@ class _Device:
         """Send until stopped, reconnecting on failure; then wait for the last acks."""
         backoff = 0.5
         while True:
+            assert self._stub is not None  # a gRPC device has its stub
             call = self._stub.StreamReadings(metadata=_bearer(self._token))
             reader = asyncio.create_task(self._read_acks(call))
             try:
@@ -349,7 +364,8 @@ class _Device:
                 with contextlib.suppress(BaseException):
                     await reader
 
-    async def _send(self, call: Any, reader: asyncio.Task[None]) -> None:
+    async def _ticks(self) -> AsyncIterator[None]:
+        """Each time a batch is due (every batch_ms, from the device's offset), until stopped."""
         loop = asyncio.get_running_loop()
         interval = self._options.batch_ms / 1000
         next_send = loop.time() + self._offset
@@ -359,6 +375,10 @@ class _Device:
             if self._stop.is_set():
                 return
             next_send = max(next_send + interval, loop.time())
+            yield
+
+    async def _send(self, call: Any, reader: asyncio.Task[None]) -> None:
+        async for _ in self._ticks():
             while len(self.run.unacked) >= self._options.max_in_flight:
                 if reader.done():
                     reader.result()  # raises the call's error
@@ -369,30 +389,37 @@ class _Device:
                     await asyncio.wait_for(self._room.wait(), 1.0)
                 if self._stop.is_set():
                     return
-            now = _now_us()
-            due = self._source.positions_until(now)
-            if due > self._backlog:  # telemetry could not keep up: drop the oldest
-                self.run.dropped += self._source.take(due - self._backlog).timestamps.size
-            block = self._source.take_until(now, limit=MAX_BATCH_READINGS)
-            self.run.anomalies.extend(block.anomalies)
-            if not block.timestamps.size:
-                continue
-            self._sequence += 1
-            batch = telemetry_pb2.ReadingBatch(
-                sequence=self._sequence,
-                streams=[
-                    telemetry_pb2.StreamReadings(
-                        device_id=self.run.device_id,
-                        metric_name=self.run.metric,
-                        timestamps=block.timestamps.tolist(),
-                        values=block.values.tolist(),
-                    )
-                ],
-            )
-            self.run.unacked[self._sequence] = (batch, int(block.timestamps.size))
-            self.run.sent_at[self._sequence] = time.monotonic()
-            self.run.sent += int(block.timestamps.size)
-            await call.write(batch)
+            batch = self._next_batch()
+            if batch is not None:
+                await call.write(batch)
+
+    def _next_batch(self, *, device_id: str | None = None) -> telemetry_pb2.ReadingBatch | None:
+        """The readings due now as the next batch, recorded as unacknowledged (None when none
+        is due); ``device_id`` is the one the batch names (the device's own by default)."""
+        now = _now_us()
+        due = self._source.positions_until(now)
+        if due > self._backlog:  # telemetry could not keep up: drop the oldest
+            self.run.dropped += self._source.take(due - self._backlog).timestamps.size
+        block = self._source.take_until(now, limit=MAX_BATCH_READINGS)
+        self.run.anomalies.extend(block.anomalies)
+        if not block.timestamps.size:
+            return None
+        self._sequence += 1
+        batch = telemetry_pb2.ReadingBatch(
+            sequence=self._sequence,
+            streams=[
+                telemetry_pb2.StreamReadings(
+                    device_id=self.run.device_id if device_id is None else device_id,
+                    metric_name=self.run.metric,
+                    timestamps=block.timestamps.tolist(),
+                    values=block.values.tolist(),
+                )
+            ],
+        )
+        self.run.unacked[self._sequence] = (batch, int(block.timestamps.size))
+        self.run.sent_at[self._sequence] = time.monotonic()
+        self.run.sent += int(block.timestamps.size)
+        return batch
 
     async def _read_acks(self, call: Any) -> None:
         try:
@@ -402,22 +429,96 @@ class _Device:
                     if self.run.unacked and not self._stop.is_set():
                         raise _ConnectionLost("the stream ended early")
                     return
-                self._acked = True
-                if self.run.unacked.pop(ack.sequence, None) is None:
-                    continue  # an ack of a batch sent twice, already counted
-                sent = self.run.sent_at.pop(ack.sequence, None)
-                if sent is not None:
-                    self.run.ack_ms[math.ceil((time.monotonic() - sent) * 1000)] += 1
-                self.run.accepted += ack.accepted
-                self.run.rejected += ack.rejected
-                self.run.duplicates += ack.duplicates
-                for rejection in ack.rejections:
-                    self.run.rejections[rejection.reason] += rejection.count
-                if ack.stream_ids and ack.stream_ids[0]:
-                    self.run.stream_id = ack.stream_ids[0]
-                self._room.set()
+                self._record(ack)
         finally:
             self._room.set()  # wake a sender waiting for room, so it sees the end
+
+    def _record(self, ack: telemetry_pb2.BatchAck) -> None:
+        """Count an acknowledgement (once per batch, however often it was sent)."""
+        self._acked = True
+        if self.run.unacked.pop(ack.sequence, None) is None:
+            return  # an ack of a batch sent twice, already counted
+        sent = self.run.sent_at.pop(ack.sequence, None)
+        if sent is not None:
+            self.run.ack_ms[math.ceil((time.monotonic() - sent) * 1000)] += 1
+        self.run.accepted += ack.accepted
+        self.run.rejected += ack.rejected
+        self.run.duplicates += ack.duplicates
+        for rejection in ack.rejections:
+            self.run.rejections[rejection.reason] += rejection.count
+        if ack.stream_ids and ack.stream_ids[0]:
+            self.run.stream_id = ack.stream_ids[0]
+        self._room.set()
+
+
+class _MqttDevice(_Device):
+    """Publishes one device's signal to the MQTT broker (protobuf ReadingBatches, QoS 1)
+    with its id and credential, and counts the BatchAcks telemetry answers on its ack topic.
+
+    A batch the broker did not take is sent again on the next round; telemetry's
+    de-duplication keeps a batch published twice from doubling."""
+
+    def __init__(
+        self,
+        run: DeviceRun,
+        source: SignalSource,
+        *,
+        broker: BrokerAddress,
+        token: str,
+        options: Options,
+        stop: asyncio.Event,
+        offset: float,
+    ) -> None:
+        super().__init__(
+            run, source, stub=None, token=token, options=options, stop=stop, offset=offset
+        )
+        self._client = MqttClient(
+            broker=broker,
+            username=run.device_id,
+            password=token,
+            subscriptions=(acks_topic(run.device_id),),
+            on_message=self._acknowledged,
+        )
+
+    async def stream(self) -> None:
+        """Publish until stopped; then wait for the last acks."""
+        try:
+            await self._client.start()
+        except ConnectionError as exc:
+            self.run.error = f"MQTT: {exc}"
+            return
+        try:
+            async for _ in self._ticks():
+                if len(self.run.unacked) >= self._options.max_in_flight:
+                    continue  # telemetry is behind: the readings wait (or are dropped)
+                batch = self._next_batch(device_id="")  # the topic names the device
+                if batch is not None:
+                    await self._publish(batch)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + DRAIN_SECONDS
+            while self.run.unacked and loop.time() < deadline:
+                await asyncio.sleep(0.05)
+        finally:
+            self._client.close()
+
+    async def _publish(self, batch: telemetry_pb2.ReadingBatch) -> None:
+        try:
+            await self._client.publish(
+                readings_topic(self.run.device_id),
+                batch.SerializeToString(),
+                content_type="application/x-protobuf",
+            )
+        except ConnectionError as exc:
+            if "Not authorized" in str(exc):
+                self.run.error = f"MQTT: {exc}"
+                self._stop.set()
+            self.run.reconnects += 1  # paho reconnects by itself; the ack never comes
+
+    def _acknowledged(self, message: Message) -> None:
+        try:
+            self._record(telemetry_pb2.BatchAck.FromString(message.payload))
+        except DecodeError:
+            return
 
 
 def _number(value: float) -> str:
@@ -507,6 +608,8 @@ async def simulate(
     """
     if options.devices < 1 or options.rate_hz <= 0 or options.batch_ms < 1:
         raise SimulatorError("devices, rate and batch interval must be positive")
+    if options.protocol not in ("grpc", "mqtt"):
+        raise SimulatorError("protocol must be grpc or mqtt")
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
@@ -559,20 +662,36 @@ async def simulate(
                 if options.anomalies and index == 0
                 else (),
             )
+            offset = options.batch_ms / 1000 * index / options.devices
             runners.append(
-                _Device(
+                _MqttDevice(
+                    run,
+                    source,
+                    broker=broker_of(settings),
+                    token=token,
+                    options=options,
+                    stop=stop,
+                    offset=offset,
+                )
+                if options.protocol == "mqtt"
+                else _Device(
                     run,
                     source,
                     stub=telemetry,
                     token=token,
                     options=options,
                     stop=stop,
-                    offset=options.batch_ms / 1000 * index / options.devices,
+                    offset=offset,
                 )
             )
+        target = (
+            f"MQTT broker {broker_of(settings).display}"
+            if options.protocol == "mqtt"
+            else settings.address("telemetry")
+        )
         print(
             f"streaming {options.devices} devices at {options.rate_hz:g} Hz "
-            f"(batches every {options.batch_ms} ms) to {settings.address('telemetry')}"
+            f"(batches every {options.batch_ms} ms) to {target}"
             + (f" for {options.seconds:g} s" if options.seconds > 0 else "; Ctrl-C stops"),
             file=out,
             flush=True,

@@ -9,9 +9,11 @@ from grpc import aio
 from iot.devices.v1 import devices_pb2, devices_pb2_grpc
 from iotkit.config import Settings
 from iotkit.migrations import History
+from iotkit.mqtt import parse_url, telemetry_password
 from iotkit.process import Parts, build_service
 from iotkit.server import Registrar, ServiceProcess
 from services.devices.auth_client import AuthTokenMinter
+from services.devices.broker import DynsecBroker
 from services.devices.devices.service import DeviceService
 from services.devices.devices.servicer import DeviceServicer
 from services.devices.devices.store import Base, DeviceStore
@@ -22,10 +24,24 @@ MIGRATIONS = History(
 """The devices service's schema history, applied at start and by ``iot migrate``."""
 
 
+def _broker(parts: Parts) -> DynsecBroker | None:
+    """The MQTT broker's provisioning, connecting in the background; None without a broker."""
+    if not parts.settings.mqtt_url:
+        return None
+    broker = DynsecBroker(
+        broker=parse_url(parts.settings.mqtt_url),
+        telemetry_password=telemetry_password(parts.settings.service_secret),
+    )
+    broker.start()
+    parts.closers.append(broker.close)
+    return broker
+
+
 def _registrar(parts: Parts) -> Registrar:
     service = DeviceService(
         store=DeviceStore(parts.database.sessions),
         mint_token=AuthTokenMinter(channel=parts.auth_channel, service_tokens=parts.service_tokens),
+        broker=_broker(parts),
     )
 
     def register(server: aio.Server) -> list[str]:

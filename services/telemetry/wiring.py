@@ -13,6 +13,7 @@ from iotkit.checks import storage_check
 from iotkit.device_access import DeviceAccessClient
 from iotkit.leases import lease
 from iotkit.migrations import History
+from iotkit.mqtt import parse_url, telemetry_password
 from iotkit.process import Parts, build_service
 from iotkit.server import Registrar, ServiceProcess, channel
 from services.telemetry.analytics_client import AnalyticsScores
@@ -29,6 +30,7 @@ from services.telemetry.jobs import (
     enforce_retention,
 )
 from services.telemetry.metrics import TelemetryMetrics
+from services.telemetry.mqtt.consumer import MqttIngest, MqttLimits, off_check
 from services.telemetry.objects import LocalObjectStore
 from services.telemetry.settings import TelemetrySettings
 from services.telemetry.telemetry.ingest import IngestService
@@ -52,7 +54,13 @@ PARTITIONS_PERIOD = 3600.0
 BATCH_EXPIRY_PERIOD = 60.0
 
 
-def _registrar(parts: Parts, *, limits: ImportLimits, max_streams_per_device: int) -> Registrar:
+def _registrar(
+    parts: Parts,
+    *,
+    limits: ImportLimits,
+    max_streams_per_device: int,
+    mqtt: MqttIngest | None,
+) -> Registrar:
     store = TelemetryStore(parts.database.sessions)
     devices_channel = channel(parts.settings.address("devices"))
     access = DeviceAccessClient(devices_channel)
@@ -127,6 +135,8 @@ def _registrar(parts: Parts, *, limits: ImportLimits, max_streams_per_device: in
         Periodic("batch-expiry", imports.expire_batches, BATCH_EXPIRY_PERIOD),
     ]
     writer.start()
+    if mqtt is not None:
+        mqtt.start(ingest=ingest, tokens=parts.service_tokens)
     for job in jobs:
         job.start()
     importer.start()
@@ -142,6 +152,10 @@ def _registrar(parts: Parts, *, limits: ImportLimits, max_streams_per_device: in
             importer.stop,
         ]
     )
+    if mqtt is not None:
+        # Closed first, while the writer still commits: what is in flight is stored and
+        # acknowledged, the rest stays with the broker for the next consumer.
+        parts.closers.append(mqtt.stop)
 
     def register(server: aio.Server) -> list[str]:
         servicer = TelemetryServicer(ingest=ingest, streams=streams)
@@ -163,6 +177,7 @@ async def build(
         max_active_batches=settings.max_active_batches,
         batch_max_age=timedelta(hours=settings.batch_max_age_hours),
     )
+    mqtt = _mqtt(settings, address)
     return await build_service(
         settings,
         history=MIGRATIONS,
@@ -172,6 +187,26 @@ async def build(
             _registrar,
             limits=limits,
             max_streams_per_device=settings.max_streams_per_device,
+            mqtt=mqtt,
         ),
-        extra_checks=[storage_check(settings.data_dir / "objects", service="telemetry")],
+        extra_checks=[
+            storage_check(settings.data_dir / "objects", service="telemetry"),
+            mqtt.check() if mqtt is not None else off_check(),
+        ],
+    )
+
+
+def _mqtt(settings: TelemetrySettings, address: str) -> MqttIngest | None:
+    """The MQTT consumer when a broker is configured; None leaves MQTT ingest off."""
+    if not settings.mqtt_url:
+        return None
+    return MqttIngest(
+        broker=parse_url(settings.mqtt_url),
+        password=telemetry_password(settings.service_secret),
+        limits=MqttLimits(
+            device_rate=settings.mqtt_device_rate,
+            max_message_bytes=settings.mqtt_max_message_bytes,
+        ),
+        # One session per replica, named by where it listens, so that a restart takes it back.
+        client_id="iot-telemetry-" + address.replace(":", "-"),
     )

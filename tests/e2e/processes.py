@@ -37,6 +37,8 @@ def start_service(
     env.update({"IOT_LISTEN_ADDR": address, "IOT_DATA_DIR": str(settings.data_dir)})
     if settings.database_url:
         env["IOT_DATABASE_URL"] = settings.database_url
+    if settings.mqtt_url:
+        env["IOT_MQTT_URL"] = settings.mqtt_url
     return subprocess.Popen(
         [sys.executable, "-m", f"services.{service}"],
         env=env,

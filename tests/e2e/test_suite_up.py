@@ -45,6 +45,8 @@ def running(tmp_path: Path, database_url: str | None) -> Iterator[Running]:
     env.update({metrics_variable(n): f"127.0.0.1:{port}" for n, port in metrics_ports.items()})
     gateway_port = free_port()
     env.update({"IOT_DATA_DIR": str(tmp_path / "data"), "IOT_GATEWAY_PORT": str(gateway_port)})
+    # The Mosquitto iot up starts when it is installed: a free port, not 1883.
+    env["IOT_MQTT_PORT"] = str(free_port())
     if database_url:
         env["IOT_DATABASE_URL"] = database_url
     log = (tmp_path / "suite.log").open("w+")
@@ -77,6 +79,7 @@ def running(tmp_path: Path, database_url: str | None) -> Iterator[Running]:
         gateway_port,
         *(int(env[f"IOT_{n.upper()}_ADDR"].rsplit(":", 1)[1]) for n in SERVICES),
         *metrics_ports.values(),
+        int(env["IOT_MQTT_PORT"]),  # its Mosquitto stopped with it
     ]:
         with pytest.raises(httpx.ConnectError):
             httpx.get(f"http://127.0.0.1:{port}/", timeout=1)

@@ -183,7 +183,7 @@ RPCS: dict[str, Row] = {
         naming(devices_pb2.RevokeDeviceCredentialRequest, "device_id")
     ),
     "/iot.devices.v1.DeviceService/ImportDevices": user(),
-    "/iot.devices.v1.DeviceService/CheckDeviceAccess": user(also="device site"),
+    "/iot.devices.v1.DeviceService/CheckDeviceAccess": user(also="device site service"),
     "/iot.devices.v1.DeviceService/RecordDeviceActivity": service(),
     "/iot.devices.v1.DeviceService/ListDeviceEvents": service(),
     # telemetry

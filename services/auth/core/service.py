@@ -47,7 +47,13 @@ MAX_DEVICE_TOKEN_TTL = 3650 * 24 * 3600
 SERVICE_SCOPES: dict[str, tuple[str, ...]] = {
     "auth": ("system:read",),
     "devices": ("tokens:device", "sessions:revoked"),
-    "telemetry": ("devices:activity", "devices:events", "analytics:ingest", "sessions:revoked"),
+    "telemetry": (
+        "devices:activity",
+        "devices:events",
+        "devices:ingest",
+        "analytics:ingest",
+        "sessions:revoked",
+    ),
     "analytics": ("sessions:revoked",),
     "chat": ("sessions:revoked",),
 }

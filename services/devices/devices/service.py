@@ -7,6 +7,7 @@ own devices (another user's device is "not found"); an admin sees all.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from iotkit.listing import PageRequest, check_page
 from iotkit.ownership import owned
 from iotkit.sqltypes import utcnow
 from iotkit.validation import Violations, check_uuid
+from services.devices.broker import BrokerAccess
 from services.devices.devices import rules
 from services.devices.devices.importer import MAX_CONTENT_CHARS, MAX_ROWS, parse_content
 from services.devices.devices.store import SORTS, DeviceQuery, DeviceStore
@@ -31,10 +33,14 @@ from services.devices.devices.values import (
     ParsedRow,
 )
 
+log = logging.getLogger(__name__)
+
 ACCESS_TTL_SECONDS = 30
 DEFAULT_VALID_DAYS, MAX_VALID_DAYS = 365, 3650
 EVENTS_DEFAULT, EVENTS_MAX = 100, 1000
 _ACCESS_SCOPES = {"read": "telemetry:read", "write": "telemetry:write"}
+MQTT_INGEST_SCOPE = "devices:ingest"
+"""The service scope (telemetry's) to write any device that holds a working credential."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,10 +122,13 @@ class DeviceService:
         *,
         store: DeviceStore,
         mint_token: DeviceTokenMinter,
+        broker: BrokerAccess | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._store = store
         self._mint_token = mint_token
+        # The MQTT broker's accounts follow the credentials; None when no broker is configured.
+        self._broker = broker
         self._clock = clock
 
     async def register(self, *, caller: Caller, device: NewDevice) -> DeviceView:
@@ -256,6 +265,12 @@ class DeviceService:
         gone = await self._store.decommission(device_id=device.id, now=self._clock())
         if gone is None:
             raise NotFound("Device not found")
+        if self._broker is not None:
+            try:
+                await self._broker.revoke(device_id=device.id)
+            except RuntimeError as exc:  # the registry has spoken; the broker is told again on
+                # a revoke of the same device (it answers NotFound then: nothing more to do)
+                log.error("device %s decommissioned but not removed from MQTT: %s", device.id, exc)
         return gone
 
     async def issue_credential(
@@ -285,12 +300,28 @@ class DeviceService:
         except Exception as exc:  # nothing is stored when auth cannot sign
             raise Unavailable("Cannot issue a credential right now; retry shortly") from exc
         await self._store.replace_credential(credential=credential, now=now)
+        if self._broker is not None:
+            try:
+                await self._broker.grant(device_id=device.id, password=token)
+            except RuntimeError as exc:
+                # The credential works over gRPC and REST; MQTT takes it once issued again.
+                log.error("credential of device %s not provisioned on MQTT: %s", device.id, exc)
         return IssuedCredential(credential, token, scopes)
 
     async def revoke_credential(self, *, caller: Caller, device_id: str) -> int:
         """Revoke the credential of one of the caller's devices; answers how many were working."""
         device = await self._owned(caller, device_id)
-        return await self._store.revoke_credentials(device_id=device.id, now=self._clock())
+        revoked = await self._store.revoke_credentials(device_id=device.id, now=self._clock())
+        if self._broker is not None:
+            try:
+                await self._broker.revoke(device_id=device.id)
+            except RuntimeError as exc:
+                # Revoked here, maybe still connected there: say so, so that the caller retries.
+                log.error("device %s revoked but not removed from MQTT: %s", device.id, exc)
+                raise Unavailable(
+                    "The credential is revoked, but the MQTT broker could not be told; retry"
+                ) from None
+        return revoked
 
     async def check_access(self, *, caller: Caller, device_id: str, access: str) -> Access:
         """Whether ``caller`` may read or write the data of a device."""
@@ -301,9 +332,19 @@ class DeviceService:
         device = await self._store.live_device(device_id=device_id)
         if device is None:
             return Access(False, "not_found")
-        if _ACCESS_SCOPES[access] not in caller.scopes:
+        if caller.token_type == "service":
+            # Telemetry writing what a device published over MQTT: the broker authenticated the
+            # device, and takes it only while it holds a working credential (checked here too).
+            if access != "write" or MQTT_INGEST_SCOPE not in caller.scopes:
+                return Access(False, "missing_scope")
+            live = await self._store.devices_with_credentials(
+                device_ids=[device.id], now=self._clock()
+            )
+            if device.id not in live:
+                return Access(False, "credential_revoked")
+        elif _ACCESS_SCOPES[access] not in caller.scopes:
             return Access(False, "missing_scope")
-        if caller.token_type == "device":
+        elif caller.token_type == "device":
             credential = str(caller.claims.get("cid", ""))
             if caller.subject != device.id or caller.claims.get("owner") != device.owner_id:
                 return Access(False, "not_found")

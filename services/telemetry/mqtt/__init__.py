@@ -1,0 +1,1 @@
+"""MQTT ingest: readings devices publish to the broker, stored through telemetry's ingest."""

@@ -1,0 +1,299 @@
+"""The MQTT consumer: readings from the broker, stored through ingest, then acknowledged.
+
+Telemetry holds an MQTT 5 shared subscription (``$share/telemetry/...``), so
+that its replicas share the devices' messages, in a persistent session (clean
+start off, a session expiry), at QoS 1 with manual acknowledgement: a message
+is PUBACKed only once ingest has stored it (de-duplicated on stream and
+timestamp, as the gRPC stream is), so a telemetry process killed mid-flow gets
+every unacknowledged message again from the broker and stores each once.
+
+Each message's outcome, a ``BatchAck`` (JSON, or protobuf for a protobuf
+message), goes to the device's acknowledgement topic. A message refused whole
+(malformed, too large, a wrong topic, a device over its rate) is acknowledged
+too, with its reason: sending it again would change nothing. A failure of a
+dependency (devices or the database away) is retried, never acknowledged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass, replace
+
+from google.protobuf import json_format
+
+from iot.system.v1 import system_pb2
+from iotkit.checks import DependencyCheck, run_check
+from iotkit.errors import Unavailable
+from iotkit.mqtt import (
+    SHARE_GROUP,
+    TELEMETRY_USER,
+    TOPIC_PREFIX,
+    BrokerAddress,
+    Message,
+    MqttClient,
+    acks_topic,
+)
+from iotkit.service_tokens import ServiceTokenSource
+from services.telemetry.mqtt import payload
+from services.telemetry.telemetry.ingest import BatchResult, IngestService, Rejected
+from services.telemetry.telemetry.servicer import ack_message
+
+log = logging.getLogger(__name__)
+
+SUBSCRIPTION = f"$share/{SHARE_GROUP}/{TOPIC_PREFIX}/+/readings"
+CONCURRENCY = 64
+"""Messages stored at once: ingest's group writer commits concurrent ones together."""
+RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0)
+"""Waits between attempts when a dependency fails; the last repeats while it is Unavailable."""
+FAILED_ATTEMPTS = 5
+"""Attempts before a message that fails for an unforeseen reason is refused (INGEST_FAILED)."""
+DRAIN_SECONDS = 3.0
+"""How long a stopping consumer lets the messages it is storing finish."""
+RATE_LIMITED = "RATE_LIMITED"
+INGEST_FAILED = "INGEST_FAILED"
+WRONG_TOPIC = "WRONG_TOPIC"
+
+
+@dataclass(frozen=True, slots=True)
+class MqttLimits:
+    """The consumer's limits (settings IOT_MQTT_DEVICE_RATE and IOT_MQTT_MAX_MESSAGE_BYTES)."""
+
+    # Messages per second one device may publish, on average (twice as many in a burst).
+    device_rate: float = 50.0
+    max_message_bytes: int = 1024 * 1024
+
+
+class _Buckets:
+    """A token bucket per device: ``rate`` messages a second, bursts of twice that."""
+
+    def __init__(self, rate: float) -> None:
+        self._rate = rate
+        self._burst = max(1.0, 2 * rate)
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def take(self, device_id: str) -> bool:
+        now = time.monotonic()
+        tokens, since = self._buckets.get(device_id, (self._burst, now))
+        tokens = min(self._burst, tokens + (now - since) * self._rate)
+        allowed = tokens >= 1.0
+        self._buckets[device_id] = (tokens - 1.0 if allowed else tokens, now)
+        if len(self._buckets) > 100_000:  # forget idle devices rather than grow without end
+            self._buckets = {k: v for k, v in self._buckets.items() if now - v[1] < 60}
+        return allowed
+
+
+class MqttIngest:
+    """Consumes the devices' readings from the broker; see the module's docstring."""
+
+    def __init__(
+        self, *, broker: BrokerAddress, password: str, limits: MqttLimits, client_id: str
+    ) -> None:
+        self.broker = broker
+        self._password = password
+        self._limits = limits
+        self._client_id = client_id
+        self._buckets = _Buckets(limits.device_rate)
+        self._slots = asyncio.Semaphore(CONCURRENCY)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stopping = False
+        self._client: MqttClient | None = None
+        self._ingest: IngestService | None = None
+        self._tokens: ServiceTokenSource | None = None
+        self._starting: asyncio.Task[None] | None = None
+
+    def start(self, *, ingest: IngestService, tokens: ServiceTokenSource) -> None:
+        """Connect in the background (paho retries on its own) and consume."""
+        self._ingest, self._tokens = ingest, tokens
+        # The client id names the session: a restarted process takes its session back.
+        self._client = MqttClient(
+            broker=self.broker,
+            client_id=self._client_id,
+            username=TELEMETRY_USER,
+            password=self._password,
+            persistent=True,
+            manual_ack=True,
+            subscriptions=(SUBSCRIPTION,),
+            on_message=self._received,
+        )
+        self._starting = asyncio.ensure_future(self._connect(self._client))
+
+    async def _connect(self, client: MqttClient) -> None:
+        # Devices provisions telemetry's account when it starts: until then we are refused.
+        while not self._stopping:
+            try:
+                await client.start(timeout=5.0)
+                log.info("MQTT ingest on: %s", self.broker.display)
+                return
+            except ConnectionError as exc:
+                log.warning("MQTT ingest waiting for the broker: %s", exc)
+                client.close()
+                await asyncio.sleep(1.0)
+
+    async def stop(self) -> None:
+        """Stop consuming: messages being stored get DRAIN_SECONDS to be stored and
+        acknowledged; the others stay unacknowledged with the broker."""
+        self._stopping = True
+        if self._starting is not None:
+            self._starting.cancel()
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=DRAIN_SECONDS)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._client is not None:
+            self._client.close()
+
+    @property
+    def connected(self) -> bool:
+        """True while the broker connection is up."""
+        return self._client is not None and self._client.connected
+
+    def _received(self, message: Message) -> None:
+        if self._stopping:
+            return  # left unacknowledged: the broker sends it again to the next consumer
+        task = asyncio.ensure_future(self._handle(message))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _handle(self, message: Message) -> None:
+        assert self._client is not None
+        device_id = payload.device_of(message.topic)
+        if device_id is None:
+            # The broker's ACL keeps devices off other topics: nobody to answer, nothing to keep.
+            log.warning("MQTT message on an unexpected topic refused (%s)", WRONG_TOPIC)
+            self._client.ack(message)
+            return
+        async with self._slots:
+            try:
+                answer = await self._answer(device_id, message)
+            except Exception:  # a fault of ours: refused, not sent again and again
+                log.exception("MQTT message of device %s could not be read", device_id)
+                refused = payload.Refused(INGEST_FAILED, "the message could not be stored")
+                answer = _encode(_refusal(refused), 0, protobuf=False)
+        if answer is None:
+            return  # stopping: the broker sends the message again to the next consumer
+        body, content_type = answer
+        try:
+            await self._client.publish(
+                acks_topic(device_id),
+                body,
+                qos=1,
+                content_type=content_type,
+                correlation=message.correlation,
+                wait=False,
+            )
+        except ConnectionError:
+            log.warning("MQTT acknowledgement to device %s not sent", device_id)
+        self._client.ack(message)
+
+    async def _answer(self, device_id: str, message: Message) -> tuple[bytes, str] | None:
+        """The acknowledgement to publish, once the message is stored or refused."""
+        protobuf = message.content_type.split(";", 1)[0].strip().lower() in payload.PROTOBUF_TYPES
+        if not self._buckets.take(device_id):
+            refused = payload.Refused(
+                RATE_LIMITED,
+                f"a device publishes at most {self._limits.device_rate:g} messages a second;"
+                " this one was not stored",
+            )
+            return _encode(_refusal(refused), 0, protobuf=protobuf)
+        try:
+            parsed = payload.parse(
+                device_id=device_id,
+                payload=message.payload,
+                content_type=message.content_type,
+                max_bytes=self._limits.max_message_bytes,
+            )
+        except payload.Refused as refused:
+            return _encode(_refusal(refused), 0, protobuf=protobuf)
+        result = await self._store(device_id, parsed)
+        if result is None:
+            return None
+        return _encode(result, parsed.sequence, protobuf=parsed.protobuf)
+
+    async def _store(self, device_id: str, parsed: payload.Parsed) -> BatchResult | None:
+        """Ingest's result for the message's entries, retried while a dependency fails."""
+        assert self._ingest is not None and self._tokens is not None
+        failures = 0
+        while not self._stopping:
+            try:
+                token = await self._tokens.token()
+                result = await self._ingest.ingest(caller=None, token=token, entries=parsed.entries)
+                return _placed(result, parsed)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a dependency away, or a fault: retried, never lost
+                unforeseen = not isinstance(exc, Unavailable | ConnectionError | OSError)
+                failures += 1
+                if unforeseen and failures >= FAILED_ATTEMPTS:
+                    log.exception("MQTT message of device %s could not be stored", device_id)
+                    return _refusal(
+                        payload.Refused(INGEST_FAILED, "the readings could not be stored; retry")
+                    )
+                log.warning(
+                    "MQTT message of device %s not stored yet (%s); retrying",
+                    device_id,
+                    type(exc).__name__,
+                )
+                await asyncio.sleep(RETRY_DELAYS[min(failures, len(RETRY_DELAYS)) - 1])
+        return None
+
+    def check(self) -> DependencyCheck:
+        """The status page's entry: whether MQTT ingest is on, and with which broker."""
+
+        async def probe() -> str:
+            if not self.connected:
+                raise ConnectionError("not connected")
+            return f"ingest on, {self.broker.display}"
+
+        return lambda: run_check(probe, name="mqtt", service="telemetry")
+
+
+def off_check() -> DependencyCheck:
+    """The status page's entry when no broker is configured: MQTT ingest is off."""
+
+    async def check() -> system_pb2.DependencyStatus:
+        return system_pb2.DependencyStatus(
+            name="mqtt",
+            service="telemetry",
+            status="healthy",
+            detail="ingest off: no broker (IOT_MQTT_URL unset, mosquitto not installed)",
+            optional=True,
+        )
+
+    return check
+
+
+def _placed(result: BatchResult, parsed: payload.Parsed) -> BatchResult:
+    """Ingest's result for the entries it was given, indexed as in the whole message."""
+    placed = BatchResult(
+        accepted=result.accepted,
+        duplicates=result.duplicates,
+        rejections=[
+            *parsed.refused,
+            *(replace(r, index=parsed.places[r.index]) for r in result.rejections),
+        ],
+        stream_ids=[""] * parsed.total,
+    )
+    for index, stream_id in zip(parsed.places, result.stream_ids, strict=True):
+        placed.stream_ids[index] = stream_id
+    placed.rejections.sort(key=lambda r: r.index)
+    return placed
+
+
+def _refusal(refused: payload.Refused) -> BatchResult:
+    """The result of a message refused whole."""
+    return BatchResult(rejections=[Rejected(0, "", 0, refused.reason, refused.message)])
+
+
+def _encode(result: BatchResult, sequence: int, *, protobuf: bool) -> tuple[bytes, str]:
+    """A BatchAck as the device's message was: protobuf, or JSON with the proto field names."""
+    ack = ack_message(sequence, result)
+    if protobuf:
+        return ack.SerializeToString(), "application/x-protobuf"
+    document = json_format.MessageToDict(
+        ack, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
+    return json.dumps(document).encode(), "application/json"
