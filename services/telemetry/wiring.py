@@ -33,6 +33,7 @@ from services.telemetry.metrics import TelemetryMetrics
 from services.telemetry.mqtt.consumer import MqttIngest, MqttLimits, off_check
 from services.telemetry.objects import LocalObjectStore
 from services.telemetry.settings import TelemetrySettings
+from services.telemetry.telemetry.commits import CommitListener, Replica
 from services.telemetry.telemetry.ingest import IngestService
 from services.telemetry.telemetry.live import ReadingHub
 from services.telemetry.telemetry.service import StreamService
@@ -83,6 +84,13 @@ def _registrar(
         on_forwarded=measured.forwarded,
     )
     live = ReadingHub()
+    # Replicas share a PostgreSQL schema: each tells the others which streams it wrote.
+    listener = None
+    if parts.database.schema is not None and parts.settings.database_url:
+        store.replica = Replica.of_schema(parts.database.schema)
+        listener = CommitListener(
+            database_url=parts.settings.database_url, replica=store.replica, hub=live
+        )
 
     def committed(stored: list[Prepared]) -> None:
         forwarder.notify()
@@ -142,6 +150,9 @@ def _registrar(
     importer.start()
     # Closed last-first: the file importer, the jobs, then the writer drains, then the channel.
     forwarder.start()
+    if listener is not None:
+        listener.start()
+        parts.closers.append(listener.stop)
     parts.closers.extend(
         [
             devices_channel.close,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import grpc
 import numpy as np
@@ -20,12 +21,13 @@ from iot.auth.v1 import auth_pb2
 from iot.telemetry.v1 import telemetry_pb2
 from iotkit.streams import OPEN_HEADER
 from services.telemetry.telemetry import live
+from services.telemetry.telemetry.commits import CommitListener, Replica, parse, payloads
 from services.telemetry.telemetry.live import LiveEvent, ReadingHub, watch_readings
 from services.telemetry.telemetry.store import TelemetryStore
 from services.telemetry.telemetry.writer import GroupWriter, Prepared
-from tests.conftest import Backend
+from tests.conftest import Backend, open_backend
 from tests.service.test_telemetry import Env, batch, credential, device, env, series, stream, user
-from tests.service.test_telemetry_positions import _stream
+from tests.support import telemetry_stream
 
 __all__ = ["env"]  # the fixture, shared with the telemetry tests
 
@@ -160,7 +162,7 @@ async def test_a_watcher_that_fell_behind_catches_up_from_the_store_exactly(
     writer = GroupWriter(store, on_commit=hub.publish)
     writer.start()
     try:
-        stream_id = (await store.add_stream(stream=_stream())).id
+        stream_id = (await store.add_stream(stream=telemetry_stream())).id
         await writer.write([_prepared(stream_id, 1, 10)])
         watching = watch_readings(store=store, hub=hub, stream_id=stream_id, after=0)
 
@@ -193,3 +195,63 @@ async def test_a_watcher_that_fell_behind_catches_up_from_the_store_exactly(
     finally:
         await writer.stop()
         await database.close()
+
+
+async def test_a_watcher_hears_what_another_replica_commits(tmp_path: Path) -> None:
+    """Two telemetry replicas on one PostgreSQL schema, each with its store, writer and
+    hub: a watcher of one sees, in order and once, what a device writes through the other
+    (its commits are told through NOTIFY), and its own replica's commits as before."""
+    with open_backend("postgresql", tmp_path) as backend:
+        databases = [await backend.open("telemetry") for _ in range(2)]
+        stores = [TelemetryStore(database.sessions) for database in databases]
+        hubs = [ReadingHub(), ReadingHub()]
+        schema = backend.schema("telemetry")
+        assert schema is not None and backend.settings.database_url
+        listeners = []
+        writers = []
+        for store, hub in zip(stores, hubs, strict=True):
+            store.replica = Replica.of_schema(schema)
+            writers.append(GroupWriter(store, on_commit=hub.publish))
+            listeners.append(
+                CommitListener(
+                    database_url=backend.settings.database_url, replica=store.replica, hub=hub
+                )
+            )
+        try:
+            for writer in writers:
+                writer.start()
+            for listener in listeners:
+                listener.start()
+            for listener in listeners:
+                await asyncio.wait_for(listener.listening.wait(), WAIT)
+            stream_id = (await stores[0].add_stream(stream=telemetry_stream())).id
+            watching = watch_readings(store=stores[1], hub=hubs[1], stream_id=stream_id, after=0)
+            first = asyncio.create_task(anext(watching))
+            while not hubs[1].watchers(stream_id):
+                await asyncio.sleep(0.01)
+            await writers[0].write([_prepared(stream_id, 1_000, 10)])  # the other replica
+            await writers[0].write([_prepared(stream_id, 1_010, 10)])
+            got = [await asyncio.wait_for(first, WAIT)]
+            while got[-1].position < 1_019:
+                got.append(await asyncio.wait_for(anext(watching), WAIT))
+            await writers[1].write([_prepared(stream_id, 1_020, 5)])  # its own replica
+            while got[-1].position < 1_024:
+                got.append(await asyncio.wait_for(anext(watching), WAIT))
+            sent = np.concatenate([event.timestamps for event in got]).tolist()
+            assert sent == list(range(1_000, 1_025))
+            await watching.aclose()
+        finally:
+            for listener in listeners:
+                await listener.stop()
+            for writer in writers:
+                await writer.stop()
+            for database in databases:
+                await database.close()
+
+
+def test_commit_payloads_stay_under_the_notification_limit() -> None:
+    ids = [f"{n:036d}" for n in range(1_000)]
+    told = payloads(ids, sender="me")
+    assert all(len(payload.encode()) <= 8_000 for payload in told) and len(told) > 1
+    assert [stream for payload in told for stream in parse(payload)[1]] == ids
+    assert {parse(payload)[0] for payload in told} == {"me"}

@@ -7,6 +7,9 @@ up, which it does from the store after the last reading it sent (see
 :func:`watch_readings`), a window at a time. So a slow watcher costs at most
 its queue or one window, and still misses nothing.
 
+With several telemetry replicas, the others' commits arrive as nudges
+(``commits``): the watchers of those streams catch up from the store.
+
 A watcher sends a stream in time order: its position is the newest reading
 time it sent, and it sends only newer readings. A late reading (stored after a
 newer one of its stream) is therefore not sent live; charts read it with the
@@ -68,6 +71,16 @@ class Subscription:
             return
         self._queue.put_nowait(batch)
 
+    def catch_up(self) -> None:
+        """Have the watcher read the store after what it sent (another replica committed):
+        batches offered until it does are in the store by then, so they are not queued."""
+        if self._behind:
+            return
+        while not self._queue.empty():
+            self._queue.get_nowait()
+        self._behind = True
+        self._queue.put_nowait(None)
+
     async def next(self) -> Prepared | None:
         """The next committed batch, or None when the watcher must catch up from the store."""
         batch = await self._queue.get()
@@ -93,6 +106,13 @@ class ReadingHub:
         for batch in batches:
             for subscription in list(self._watchers.get(batch.stream_id, ())):
                 subscription.offer(batch)
+
+    def nudge(self, stream_ids: Sequence[str] | None) -> None:
+        """Tell the watchers of ``stream_ids`` (of every stream, for None) to catch up from
+        the store: another replica committed readings of them (see ``commits``)."""
+        for stream_id in list(self._watchers) if stream_ids is None else stream_ids:
+            for subscription in list(self._watchers.get(stream_id, ())):
+                subscription.catch_up()
 
     def subscribe(self, stream_id: str) -> Subscription:
         """Start collecting the stream's committed readings now."""
