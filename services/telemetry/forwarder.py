@@ -5,8 +5,9 @@ store draws them under a lock on PostgreSQL; SQLite has one writer), so
 "everything up to position P" is a complete cursor. Telemetry reads chunks
 after its durable cursor and sends each over a bidirectional stream to the
 analytics replica that owns its stream on a rendezvous-hash ring of the
-replicas that are live (configured addresses, health-checked; see
-``ring.py``). The cursor moves past a chunk only once its owner acknowledged
+replicas that are live (configured addresses, or every address a configured
+name resolves to, followed as they change; health-checked; see ``ring.py`` and
+``members.py``). The cursor moves past a chunk only once its owner acknowledged
 it, so if analytics is down or restarts, ingest goes on and forwarding
 resumes from the cursor: no chunk is skipped.
 
@@ -46,6 +47,7 @@ from iotkit.codec import decode
 from iotkit.leases import Lease
 from iotkit.service_tokens import ServiceTokenSource
 from iotkit.tasks import cancel
+from services.telemetry.members import Resolver, members, resolve
 from services.telemetry.ring import owner
 
 log = logging.getLogger(__name__)
@@ -58,6 +60,7 @@ MAX_PENDING = 4096  # chunks read and not yet acknowledged, all replicas togethe
 IDLE_POLL_SECONDS = 1.0
 RETRY_SECONDS = (0.5, 1.0, 2.0, 5.0, 10.0)
 FORGET_DEADLINE = 5.0
+DISCOVER_SECONDS = 10.0  # how often the names of the analytics replicas are resolved again
 HEALTH_DEADLINE = 2.0
 # A replica that has not acknowledged a request for this long is taken for gone (a
 # hung process or a silent network), and its streams move on.
@@ -150,14 +153,21 @@ class AnalyticsForwarder:
         connect: Callable[[str], aio.Channel],
         lease: Lease,
         on_forwarded: Callable[[int], None] | None = None,
+        resolver: Resolver = resolve,
     ) -> None:
-        """``on_forwarded`` is told how many chunks each request carried (metrics)."""
+        """``on_forwarded`` is told how many chunks each request carried (metrics);
+        ``resolver`` finds the replicas behind each of ``replicas`` (see ``members``)."""
         self._source = source
         self._lease = lease
         self._on_forwarded = on_forwarded
         self._stub = analytics_pb2_grpc.AnalyticsServiceStub(channel)
         self._tokens = tokens
+        self._connect = connect
+        self._configured = list(replicas)
+        self._resolver = resolver
+        self._resolved: dict[str, list[str]] = {address: [address] for address in replicas}
         self._links = {address: _Link(address, connect(address)) for address in replicas}
+        self._link_tasks: dict[str, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()  # new chunks stored, or room made
         self._moved = asyncio.Event()  # the cursor moved: save it
         self._tasks: list[asyncio.Task[None]] = []
@@ -192,20 +202,45 @@ class AnalyticsForwarder:
         self._tasks = [
             asyncio.create_task(self._dispatch(), name="analytics-forwarder"),
             asyncio.create_task(self._keep_cursor(), name="analytics-cursor"),
-            *(
-                asyncio.create_task(self._keep_link(link), name=f"analytics-link {address}")
-                for address, link in self._links.items()
-            ),
+            asyncio.create_task(self._discover(), name="analytics-members"),
         ]
+        for link in self._links.values():
+            self._start_link(link)
 
     async def stop(self) -> None:
         """Stop forwarding; the cursor already holds what analytics acknowledged."""
-        for task in self._tasks:
+        for task in [*self._tasks, *self._link_tasks.values()]:
             await cancel(task)
         self._tasks = []
+        self._link_tasks = {}
         await self._lease.stop()
         for link in self._links.values():
             await link.channel.close()
+
+    def _start_link(self, link: _Link) -> None:
+        self._link_tasks[link.address] = asyncio.create_task(
+            self._keep_link(link), name=f"analytics-link {link.address}"
+        )
+
+    async def _discover(self) -> None:
+        """Follow the replicas behind the configured addresses (see ``members``)."""
+        while True:
+            self._resolved = await members(
+                self._configured, resolver=self._resolver, previous=self._resolved
+            )
+            wanted = {address for found in self._resolved.values() for address in found}
+            for address in sorted(wanted - set(self._links)):
+                log.info("analytics replica found", extra={"address": address})
+                link = self._links[address] = _Link(address, self._connect(address))
+                self._owners.clear()
+                self._start_link(link)
+            for address in sorted(set(self._links) - wanted):
+                log.info("analytics replica no longer listed", extra={"address": address})
+                link = self._links.pop(address)
+                await cancel(self._link_tasks.pop(address, None))
+                self._down(link)  # what it held goes to its streams' next owners
+                await link.channel.close()
+            await asyncio.sleep(DISCOVER_SECONDS)
 
     def live(self) -> list[str]:
         """The addresses of the analytics replicas forwarded to now."""

@@ -18,6 +18,7 @@ from typing import Any, cast
 
 import grpc
 import numpy as np
+import pytest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from iot.analytics.v1 import analytics_pb2, analytics_pb2_grpc
@@ -25,7 +26,9 @@ from iotkit.codec import encode
 from iotkit.leases import AlwaysHeld
 from iotkit.server import channel
 from iotkit.service_tokens import ServiceTokenSource
+from services.telemetry import forwarder as forwarder_module
 from services.telemetry.forwarder import CURSOR, AnalyticsForwarder, StoredChunk
+from services.telemetry.members import resolve
 from services.telemetry.ring import owner
 from tests.support import free_port
 
@@ -195,3 +198,80 @@ async def test_streams_go_to_their_owners_and_move_when_a_replica_stops_and_retu
         await shared.close()
         for replica in running:
             await replica.stop()
+
+
+async def test_replicas_behind_one_name_are_followed_as_it_resolves(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One configured name (a headless Service, a scaled Compose service) that resolves to
+    an address per replica: each is a member of the ring; a replica no longer listed hands
+    its streams on, and a new one takes its share, each stream still in order."""
+    monkeypatch.setattr(forwarder_module, "DISCOVER_SECONDS", 0.05)
+    log: list[tuple[str, int]] = []
+    replicas = [Replica(f"127.0.0.1:{free_port()}", log) for _ in range(3)]
+    for replica in replicas:
+        await replica.start()
+    first, second, third = (replica.address for replica in replicas)
+    listed = {"analytics:50054": [first, second]}
+
+    async def resolver(address: str) -> list[str]:
+        if address not in listed:
+            raise OSError("unknown name")
+        return listed[address]
+
+    source = Source()
+    shared = channel(first)
+    forwarder = AnalyticsForwarder(
+        source=source,
+        channel=shared,
+        tokens=cast(ServiceTokenSource, Tokens()),
+        replicas=["analytics:50054"],
+        connect=channel,
+        lease=AlwaysHeld(),
+        resolver=resolver,
+    )
+    forwarder.start()
+    try:
+        await live(forwarder, 2)
+        assert sorted(forwarder.live()) == sorted([first, second])
+        source.add(600)
+        forwarder.notify()
+        await caught_up(source, forwarder)
+        for replica in replicas[:2]:
+            streams = {stream for stream, _ in replica.received}
+            assert streams and all(owner(s, [first, second]) == replica.address for s in streams)
+
+        # The name stops listing the second replica (still running), and later lists a third.
+        listed["analytics:50054"] = [first]
+        await live(forwarder, 1)
+        source.add(600)
+        forwarder.notify()
+        await caught_up(source, forwarder)
+        listed["analytics:50054"] = [first, third]
+        await live(forwarder, 2)
+        since = len(replicas[2].received)
+        source.add(600)
+        forwarder.notify()
+        await caught_up(source, forwarder)
+        taken = {stream for stream, _ in replicas[2].received[since:]}
+        assert taken and all(owner(s, [first, third]) == third for s in taken)
+        assert in_order(log)
+        assert {p for r in replicas for _, p in r.received} == set(range(1, 1801))
+
+        # A name that does not resolve for a while keeps the members it had.
+        listed.clear()
+        await asyncio.sleep(0.3)
+        assert sorted(forwarder.live()) == sorted([first, third])
+    finally:
+        await forwarder.stop()
+        await shared.close()
+        for replica in replicas:
+            await replica.stop()
+
+
+async def test_an_address_resolves_to_itself_unless_its_name_lists_several() -> None:
+    assert await resolve("127.0.0.1:50054") == ["127.0.0.1:50054"]
+    assert await resolve("[::1]:50054") == ["[::1]:50054"]
+    assert await resolve("dns:///analytics:50054") == ["dns:///analytics:50054"]
+    found = await resolve("localhost:50054")
+    assert found == ["localhost:50054"] or set(found) <= {"127.0.0.1:50054", "[::1]:50054"}
