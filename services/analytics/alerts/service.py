@@ -22,6 +22,7 @@ from dataclasses import fields, replace
 from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from iotkit import reasons
 from iotkit.context import Caller
 from iotkit.errors import FailedPrecondition, NotFound
 from iotkit.listing import PageRequest, check_page
@@ -42,8 +43,6 @@ from services.analytics.alerts.values import (
     RuleSpec,
 )
 
-RULE_NOT_FOUND = "RULE_NOT_FOUND"
-TOO_MANY_RULES = "TOO_MANY_RULES"
 ANOMALY_TYPES = ("spike", "dip", "out_of_range", "flatline", "rate_of_change", "gap")
 MAX_FILTER_ITEMS = 100
 SILENCE_RANGE = (1, 30 * 86400)
@@ -150,7 +149,7 @@ class AlertRuleService:
         checked = await self._check_spec(spec)
         if await self._store.count_rules(owner_id=caller.subject) >= self._max_rules:
             raise FailedPrecondition(
-                f"At most {self._max_rules} alert rules per user", reason=TOO_MANY_RULES
+                f"At most {self._max_rules} alert rules per user", reason=reasons.TOO_MANY_RULES
             )
         secret = new_secret()
         rule = await self._store.add_rule(
@@ -172,7 +171,7 @@ class AlertRuleService:
             await self._store.rule(rule_id=rule_id),
             caller,
             message="Alert rule not found",
-            reason=RULE_NOT_FOUND,
+            reason=reasons.RULE_NOT_FOUND,
         )
 
     async def list_rules(
@@ -235,7 +234,7 @@ class AlertRuleService:
         """Stop repeats of the rule's open alert until it clears or a new one begins."""
         current = await self.get(caller=caller, rule_id=rule_id)
         if not current.state.firing:
-            raise FailedPrecondition("The rule has no open alert", reason="ALERT_NOT_OPEN")
+            raise FailedPrecondition("The rule has no open alert", reason=reasons.ALERT_NOT_OPEN)
         return self._changed(await self._store.acknowledge(rule_id=current.id, now=self._clock()))
 
     async def deliveries(
@@ -255,6 +254,6 @@ class AlertRuleService:
         """A changed rule (the evaluator is told); one deleted between its check and its
         change is NOT_FOUND."""
         if rule is None:
-            raise NotFound("Alert rule not found", reason=RULE_NOT_FOUND)
+            raise NotFound("Alert rule not found", reason=reasons.RULE_NOT_FOUND)
         self._on_change()
         return rule
