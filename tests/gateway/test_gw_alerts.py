@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from gw_support import first_sse_event
 
 from tests import leak_scan
 from tests.alerts_support import webhook_receiver
@@ -54,19 +55,6 @@ def spiked_readings(count: int = 300, spike_at: int = 250) -> list[dict[str, Any
     ]
 
 
-async def first_alert(
-    http: httpx.AsyncClient, who: dict[str, str], ready: asyncio.Event
-) -> dict[str, Any]:
-    async with http.stream("GET", "/v1/alerts:watch", headers=who) as response:
-        assert response.status_code == 200
-        assert response.headers["content-type"].startswith("text/event-stream")
-        ready.set()
-        async for line in response.aiter_lines():
-            if line.startswith("data:"):
-                return dict(json.loads(line[5:]))
-    raise AssertionError("the stream ended without an event")
-
-
 async def test_a_spike_reaches_email_webhook_and_live_feed(
     http: httpx.AsyncClient, mailbox: Mailbox
 ) -> None:
@@ -97,7 +85,7 @@ async def test_a_spike_reaches_email_webhook_and_live_feed(
         assert data["rule"]["spec"]["device_ids"] == [device]
 
         ready = asyncio.Event()
-        watcher = asyncio.create_task(first_alert(http, who, ready))
+        watcher = asyncio.create_task(first_sse_event(http, "/v1/alerts:watch", who, ready))
         await asyncio.wait_for(ready.wait(), 10)
         uploaded = await http.post(
             f"/v1/devices/{device}/readings",
