@@ -15,7 +15,9 @@ gateway's own ``/healthz``), ``soak`` (the whole suite on PostgreSQL and
 Redis under a simulated fleet for ten minutes, analytics killed and restarted
 half-way: nothing lost, errors, ack latency, every process's memory),
 ``chart`` (the console's chart of 1,000,000 readings in headless chromium,
-from the click to uPlot's draw, against the same data request alone).
+from the click to uPlot's draw, against the same data request alone),
+``alerts`` (from an anomaly stored to its signed webhook received, p50/p99
+over a few hundred anomalies; auth and analytics as processes).
 ``--only JOB`` (repeatable) runs some of them; the page
 is still written whole, with the other jobs' figures from their last run.
 Opt-in jobs (``soak``, ``chart``) run only when named with ``--only``.
@@ -35,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import (
+    alerts,
     analytics,
     auth_calls,
     chart_draw,
@@ -66,6 +69,7 @@ ORDER = [
     chat.SPEED_TITLE,
     chat_speed.SPEED_TITLE,
     chart_draw.CHART_TITLE,
+    alerts.LATENCY_TITLE,
 ]
 INTRO = [
     "Telemetry runs as its own process (`python -m services.telemetry`), beside auth and",
@@ -132,6 +136,10 @@ async def _chart(args: argparse.Namespace) -> JobResult:
     return await chart_draw.measure()
 
 
+async def _alerts(args: argparse.Namespace) -> JobResult:
+    return await alerts.measure()
+
+
 async def _soak(args: argparse.Namespace) -> JobResult:
     return await suite_soak.measure(
         suite_soak.SoakOptions(
@@ -157,6 +165,7 @@ JOBS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, JobResult]]] 
     "chat-speed": _chat_speed,
     "soak": _soak,
     "chart": _chart,
+    "alerts": _alerts,
 }
 """Every job, in the order a full run measures them."""
 OPT_IN = frozenset({"soak", "chart"})

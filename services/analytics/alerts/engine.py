@@ -212,6 +212,7 @@ class AlertEngine:
             maxsize=QUEUE_LIMIT
         )
         self._rules: dict[str, list[Rule]] = {}
+        self._reading_owners: frozenset[str] = frozenset()  # owners of rules that read readings
         self._stale = True
         self._seen: dict[str, tuple[str, datetime]] = {}
         self._lock = asyncio.Lock()  # evaluation, ticks and dispatch change rule rows in turn
@@ -225,10 +226,15 @@ class AlertEngine:
             self._offer((anomalies, ()))
 
     def readings_analysed(self, chunks: Sequence[ChunkIn], at: datetime) -> None:
-        """Note when each device was heard from, and evaluate the readings."""
+        """Note when each device was heard from, and evaluate the readings of owners with
+        threshold or silence rules (every owner's while the rules are being read again)."""
         for chunk in chunks:
             self._seen[chunk.device_id] = (chunk.owner_id, at)
-        self._offer(((), chunks))
+        if not self._stale:
+            # Readings hold arrays: only those a rule reads wait on the queue.
+            chunks = [c for c in chunks if c.owner_id in self._reading_owners]
+        if chunks:
+            self._offer(((), chunks))
 
     def rules_changed(self) -> None:
         """A rule changed: read the rules again before the next evaluation."""
@@ -286,6 +292,11 @@ class AlertEngine:
             for rule in await self._store.enabled_rules():
                 by_owner[rule.owner_id].append(rule)
             self._rules = dict(by_owner)
+            self._reading_owners = frozenset(
+                owner
+                for owner, rules in by_owner.items()
+                if any(rule.spec.kind in (THRESHOLD, SILENCE) for rule in rules)
+            )
         return [rule for owner in owner_ids for rule in self._rules.get(owner, ())]
 
     async def evaluate(self, anomalies: Sequence[Anomaly], chunks: Sequence[ChunkIn]) -> None:
