@@ -43,7 +43,9 @@ MIGRATIONS = History(
 """The analytics service's schema history, applied at start and by ``iot migrate``."""
 
 
-def _alerts(parts: Parts, hub: AnomalyHub) -> tuple[AlertEngine, AlertServicer]:
+def _alerts(
+    parts: Parts, hub: AnomalyHub, analytics: AnalyticsStore
+) -> tuple[AlertEngine, AlertServicer]:
     """The alert rules' engine (started here, stopped with the process) and servicer."""
     settings = (
         parts.settings
@@ -71,6 +73,7 @@ def _alerts(parts: Parts, hub: AnomalyHub) -> tuple[AlertEngine, AlertServicer]:
         worker=worker,
         hub=alert_hub,
         anomalies=hub,
+        retired=lambda devices: analytics.retired_among(device_ids=devices),
         check_interval=settings.alerts_check_seconds,
     )
     rules = AlertRuleService(
@@ -89,7 +92,7 @@ def _alerts(parts: Parts, hub: AnomalyHub) -> tuple[AlertEngine, AlertServicer]:
 def _registrar(parts: Parts) -> Registrar:
     store = AnalyticsStore(parts.database.sessions, dialect=parts.database.kind)
     hub = AnomalyHub()
-    engine, alerts = _alerts(parts, hub)
+    engine, alerts = _alerts(parts, hub, store)
     metrics = AnalysisMetrics(parts.metrics)
 
     def analyzed(chunks: Sequence[ChunkIn], at: datetime) -> None:

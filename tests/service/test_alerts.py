@@ -55,17 +55,22 @@ class Env:
         login = await new_user(self.auth)
         return bearer(login.access_token), login.user.uuid
 
-    async def feed(self, chunks: list[analytics_pb2.StreamChunk]) -> None:
-        """Forward ``chunks`` as telemetry does, one request each, in order."""
+    async def service_token(self) -> list[tuple[str, str]]:
+        """Call metadata of telemetry's service token."""
         token = await self.auth.IssueServiceToken(
             auth_pb2.IssueServiceTokenRequest(service="telemetry", client_secret=PLACEHOLDER_SECRET)
         )
+        return bearer(token.token)
+
+    async def feed(self, chunks: list[analytics_pb2.StreamChunk]) -> None:
+        """Forward ``chunks`` as telemetry does, one request each, in order."""
+        metadata = await self.service_token()
 
         async def requests() -> AsyncIterator[analytics_pb2.AnalysisRequest]:
             for one in chunks:
                 yield analytics_pb2.AnalysisRequest(chunks=[one])
 
-        call = self.analytics.AnalyzeReadings(requests(), metadata=bearer(token.token))
+        call = self.analytics.AnalyzeReadings(requests(), metadata=metadata)
         answers = [answer async for answer in call]
         assert len(answers) == len(chunks)
 
@@ -466,6 +471,14 @@ async def test_a_silent_device_and_a_reading_past_a_value_fire(
         stream_ids=[stream],
         webhook_url=receiver.url,
     )
+    # A decommissioned device is gone, not silent: its late chunk never makes it silent.
+    gone = str(uuid.uuid4())
+    gone_id, _ = await create(
+        env, owner, kind="silence", silence_seconds=1, device_ids=[gone], webhook_url=receiver.url
+    )
+    await env.analytics.ForgetDevice(
+        analytics_pb2.ForgetDeviceRequest(device_id=gone), metadata=await env.service_token()
+    )
     start = (int(time.time()) - 60) * SECOND
     await env.feed(
         [
@@ -475,7 +488,10 @@ async def test_a_silent_device_and_a_reading_past_a_value_fire(
                 device=device,
                 values=[21.0, 26.5, 27.0, 22.0],
                 start_us=start,
-            )
+            ),
+            env.chunk(
+                owner_id, stream=str(uuid.uuid4()), device=gone, values=[21.0], start_us=start
+            ),
         ]
     )
     calls = await receiver.wait(2)
@@ -487,6 +503,11 @@ async def test_a_silent_device_and_a_reading_past_a_value_fire(
     # The threshold alert closed with the last reading back below; the device is silent.
     silent = await wait_rule(env, owner, silence_id, lambda r: r.firing)
     assert silent.firing
+    # The tick that found the device silent looked at the decommissioned one too.
+    forgotten = await env.alerts.GetAlertRule(
+        alerts_pb2.GetAlertRuleRequest(rule_id=gone_id), metadata=owner
+    )
+    assert not forgotten.firing and len(receiver.calls) == 2
     crossed = await env.alerts.GetAlertRule(
         alerts_pb2.GetAlertRuleRequest(rule_id=threshold_id), metadata=owner
     )

@@ -30,7 +30,7 @@ import logging
 import math
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -197,12 +197,15 @@ class AlertEngine:
         worker: DeliveryWorker,
         hub: Hub[AlertMessage],
         anomalies: Hub[Anomaly],
+        retired: Callable[[set[str]], Awaitable[set[str]]],
         check_interval: float = 5.0,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         """``hub`` takes the messages of live rules; ``anomalies`` is where analysis
-        publishes the anomalies it stored."""
+        publishes the anomalies it stored; ``retired`` answers which of some devices were
+        decommissioned (they are not silent: they are gone)."""
         self._store = store
+        self._retired = retired
         self._anomalies = anomalies
         self._worker = worker
         self._hub = hub
@@ -372,6 +375,10 @@ class AlertEngine:
 
     async def _check_silence(self, rules: Sequence[Rule], now: datetime) -> None:
         seen = await self._store.devices_seen(owner_ids={r.owner_id for r in rules})
+        gone = await self._retired({device_id for device_id, _, _ in seen})
+        if gone:
+            await self._store.forget_seen(device_ids=gone)
+            seen = [entry for entry in seen if entry[0] not in gone]
         for rule in rules:
             limit = now - timedelta(seconds=rule.spec.silence_seconds)
             silent: list[Hit] = []
@@ -385,8 +392,9 @@ class AlertEngine:
                     heard.add(device_id)
                 elif device_id not in rule.state.subjects:
                     silent.append(_silence_hit(device_id, seen_at, now))
-            if silent or heard & set(rule.state.subjects):
-                await self._record(rule, silent, heard, now)
+            cleared = heard | (gone & set(rule.state.subjects))
+            if silent or cleared & set(rule.state.subjects):
+                await self._record(rule, silent, cleared, now)
 
     async def _dispatch(self, rule_ids: Sequence[str], now: datetime) -> None:
         """Send a message for each rule whose period has passed, outside quiet hours."""

@@ -399,6 +399,13 @@ class AlertStore:
         async with self._sessions.begin() as session:
             await session.execute(statement)
 
+    async def forget_seen(self, *, device_ids: Iterable[str]) -> None:
+        """Forget decommissioned devices' activity."""
+        async with self._sessions.begin() as session:
+            await session.execute(
+                delete(DeviceSeenRow).where(DeviceSeenRow.device_id.in_(list(device_ids)))
+            )
+
     async def devices_seen(self, *, owner_ids: Iterable[str]) -> list[tuple[str, str, datetime]]:
         """(device, owner, last seen) of the given owners' devices."""
         async with self._sessions() as session:
