@@ -20,6 +20,7 @@ from iotkit.sealing import SecretBox
 from iotkit.server import Registrar, ServiceProcess, channel
 from services.analytics.alerts.delivery import DeliveryWorker
 from services.analytics.alerts.engine import AlertEngine
+from services.analytics.alerts.profiles import ProfileZones
 from services.analytics.alerts.service import AlertRuleService
 from services.analytics.alerts.servicer import AlertServicer
 from services.analytics.alerts.store import AlertStore
@@ -82,6 +83,7 @@ def _alerts(
         allow_private=settings.alerts_allow_private_webhooks,
         max_rules=settings.alerts_max_rules,
         on_change=engine.rules_changed,
+        profile_zone=ProfileZones(parts.auth_channel).zone_of,
     )
     worker.start()
     engine.start()

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from iot.analytics.v1 import alerts_pb2, alerts_pb2_grpc, analytics_pb2, analytics_pb2_grpc
-from iot.auth.v1 import auth_pb2, auth_pb2_grpc
+from iot.auth.v1 import auth_pb2, auth_pb2_grpc, profile_pb2, profile_pb2_grpc
 from iotkit.config import PLACEHOLDER_SECRET
 from iotkit.errors import reason_of, violations_of
 from tests import leak_scan
@@ -50,6 +50,7 @@ class Env:
     alerts: alerts_pb2_grpc.AlertServiceStub
     analytics: analytics_pb2_grpc.AnalyticsServiceStub
     positions: Iterator[int]
+    auth_channel: grpc.aio.Channel
 
     async def user(self) -> tuple[list[tuple[str, str]], str]:
         login = await new_user(self.auth)
@@ -120,6 +121,7 @@ async def _env(backend: Backend, **settings: Any) -> AsyncIterator[Env]:
                 alerts_pb2_grpc.AlertServiceStub(n),
                 analytics_pb2_grpc.AnalyticsServiceStub(n),
                 iter(range(1, 1_000_000)),
+                a,
             )
     finally:
         await suite.aclose()
@@ -390,14 +392,24 @@ async def test_events_within_a_period_are_grouped_into_one_message(
 
 async def test_quiet_hours_hold_messages_until_they_end(env: Env, receiver: Receiver) -> None:
     owner, owner_id = await env.user()
+    # The rule names no zone: the user's profile does (9 hours from UTC, so hours read in
+    # UTC would not be quiet now).
     zone = "Asia/Tokyo"
+    request = profile_pb2.UpdateProfileRequest()
+    request.metadata.update({"timezone": zone})
+    await profile_pb2_grpc.ProfileServiceStub(env.auth_channel).UpdateProfile(
+        request, metadata=owner
+    )
     local = datetime.now(UTC).astimezone(ZoneInfo(zone))
     quiet = {
         "quiet_start": (local - timedelta(hours=1)).strftime("%H:%M"),
         "quiet_end": (local + timedelta(hours=1)).strftime("%H:%M"),
-        "time_zone": zone,
     }
     rule_id, _ = await create(env, owner, webhook_url=receiver.url, **quiet)
+    saved = await env.alerts.GetAlertRule(
+        alerts_pb2.GetAlertRuleRequest(rule_id=rule_id), metadata=owner
+    )
+    assert saved.spec.time_zone == zone
     await env.feed([env.spike(owner_id), env.spike(owner_id)])
     rule = await wait_rule(env, owner, rule_id, lambda r: r.pending_events == 2)
     assert rule.firing and receiver.calls == []

@@ -17,7 +17,7 @@ import math
 import re
 import secrets
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import fields, replace
 from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -74,16 +74,24 @@ class AlertRuleService:
         allow_private: bool,
         max_rules: int,
         on_change: Callable[[], None],
+        profile_zone: Callable[[Caller], Awaitable[str]],
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         """``on_change`` is told that a rule was created, changed or deleted (the evaluator
-        reads the rules again)."""
+        reads the rules again); ``profile_zone`` answers the caller's profile time zone."""
         self._store = store
         self._box = box
         self._allow_private = allow_private
         self._max_rules = max_rules
         self._on_change = on_change
+        self._profile_zone = profile_zone
         self._clock = clock
+
+    async def _zoned(self, caller: Caller, spec: RuleSpec) -> RuleSpec:
+        """Quiet hours without a zone of their own take the profile's (UTC when it has none)."""
+        if spec.quiet_start and not spec.time_zone:
+            return replace(spec, time_zone=await self._profile_zone(caller))
+        return spec
 
     async def _check_spec(self, spec: RuleSpec) -> RuleSpec:
         """The spec with its lists in canonical form; raises ValidationFailed naming every bad
@@ -146,7 +154,7 @@ class AlertRuleService:
 
     async def create(self, *, caller: Caller, spec: RuleSpec) -> tuple[Rule, str]:
         """Store a new rule; answers it and its signing secret (shown once)."""
-        checked = await self._check_spec(spec)
+        checked = await self._zoned(caller, await self._check_spec(spec))
         if await self._store.count_rules(owner_id=caller.subject) >= self._max_rules:
             raise FailedPrecondition(
                 f"At most {self._max_rules} alert rules per user", reason=reasons.TOO_MANY_RULES
@@ -202,7 +210,7 @@ class AlertRuleService:
         merged = replace(
             current.spec, **{name: getattr(spec, name) for name in SPEC_FIELDS if name in chosen}
         )
-        checked = await self._check_spec(merged)
+        checked = await self._zoned(caller, await self._check_spec(merged))
         return self._changed(
             await self._store.update_spec(
                 rule_id=current.id,
