@@ -84,11 +84,12 @@ def _alerts(
         max_rules=settings.alerts_max_rules,
         on_change=engine.rules_changed,
         profile_zone=ProfileZones(parts.auth_channel).zone_of,
+        hub=alert_hub,
     )
     worker.start()
     engine.start()
     parts.closers.extend([worker.stop, engine.stop])  # closed last first: the engine first
-    return engine, AlertServicer(rules=rules, hub=alert_hub)
+    return engine, AlertServicer(rules=rules)
 
 
 def _registrar(parts: Parts) -> Registrar:

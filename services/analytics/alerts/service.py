@@ -17,7 +17,7 @@ import math
 import re
 import secrets
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import fields, replace
 from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from iotkit import reasons
 from iotkit.context import Caller
 from iotkit.errors import FailedPrecondition, NotFound
+from iotkit.hub import Hub
 from iotkit.listing import PageRequest, check_page
 from iotkit.ownership import owned
 from iotkit.sealing import SecretBox
@@ -38,6 +39,7 @@ from services.analytics.alerts.values import (
     KINDS,
     SILENCE,
     THRESHOLD,
+    AlertMessage,
     Delivery,
     Rule,
     RuleSpec,
@@ -75,6 +77,7 @@ class AlertRuleService:
         max_rules: int,
         on_change: Callable[[], None],
         profile_zone: Callable[[Caller], Awaitable[str]],
+        hub: Hub[AlertMessage],
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         """``on_change`` is told that a rule was created, changed or deleted (the evaluator
@@ -85,6 +88,7 @@ class AlertRuleService:
         self._max_rules = max_rules
         self._on_change = on_change
         self._profile_zone = profile_zone
+        self._hub = hub
         self._clock = clock
 
     async def _zoned(self, caller: Caller, spec: RuleSpec) -> RuleSpec:
@@ -257,6 +261,16 @@ class AlertRuleService:
             rule_id=current.id, offset=paging.offset, limit=paging.limit
         )
         return found, total, paging
+
+    def watch(self, *, caller: Caller, rule_id: str) -> AsyncIterator[AlertMessage]:
+        """The caller's alert messages (every user's for an administrator) as they are sent,
+        only ``rule_id``'s when given."""
+
+        def accepts(message: AlertMessage) -> bool:
+            mine = caller.is_admin or message.owner_id == caller.subject
+            return mine and (not rule_id or message.rule_id == rule_id)
+
+        return self._hub.watch(accepts)
 
     def _changed(self, rule: Rule | None) -> Rule:
         """A changed rule (the evaluator is told); one deleted between its check and its

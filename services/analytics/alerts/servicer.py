@@ -11,7 +11,6 @@ from grpc import aio
 from iot.analytics.v1 import alerts_pb2, alerts_pb2_grpc
 from iotkit.context import current_caller
 from iotkit.convert import micros_timestamp, timestamp
-from iotkit.hub import Hub
 from iotkit.listing import pagination
 from iotkit.streams import open_stream
 from services.analytics.alerts.service import AlertRuleService
@@ -84,9 +83,8 @@ def alert_message(message: AlertMessage) -> alerts_pb2.Alert:
 class AlertServicer(alerts_pb2_grpc.AlertServiceServicer):
     """Each RPC reads its message, calls the rule service and builds the answer."""
 
-    def __init__(self, *, rules: AlertRuleService, hub: Hub[AlertMessage]) -> None:
+    def __init__(self, *, rules: AlertRuleService) -> None:
         self._rules = rules
-        self._hub = hub
 
     async def CreateAlertRule(
         self, request: alerts_pb2.CreateAlertRuleRequest, context: Context
@@ -168,14 +166,7 @@ class AlertServicer(alerts_pb2_grpc.AlertServiceServicer):
         self, request: alerts_pb2.WatchAlertsRequest, context: Context
     ) -> AsyncIterator[alerts_pb2.Alert]:
         """The caller's alert messages as they are sent."""
-        caller = current_caller()
-        rule_id = request.rule_id
-
-        def accepts(message: AlertMessage) -> bool:
-            return (message.owner_id == caller.subject or caller.is_admin) and (
-                not rule_id or message.rule_id == rule_id
-            )
-
+        messages = self._rules.watch(caller=current_caller(), rule_id=request.rule_id)
         await open_stream(context)
-        async for message in self._hub.watch(accepts):
+        async for message in messages:
             yield alert_message(message)
