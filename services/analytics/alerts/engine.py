@@ -41,7 +41,7 @@ from iotkit.convert import epoch_micros
 from iotkit.hub import Hub
 from iotkit.outages import log_failed_round
 from iotkit.sqltypes import utcnow
-from iotkit.tasks import cancel
+from iotkit.tasks import cancel, finish
 from services.analytics.alerts.delivery import DeliveryWorker
 from services.analytics.alerts.store import AlertRuleRow, AlertStore, DeliveryRow
 from services.analytics.alerts.values import (
@@ -63,6 +63,7 @@ log = logging.getLogger(__name__)
 
 QUEUE_LIMIT = 10_000
 MIN_CLEAR_SECONDS = 60.0
+STOP_SECONDS = 10.0  # the longest a stop waits for the evaluation or tick in flight
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,9 +218,12 @@ class AlertEngine:
         self._rules: dict[str, list[Rule]] = {}
         self._reading_owners: frozenset[str] = frozenset()  # owners of rules that read readings
         self._stale = True
+        # Rule changes made here, and how many of them the cache holds.
+        self._changes, self._loaded_changes = 0, -1
         self._seen: dict[str, tuple[str, datetime]] = {}
         self._lock = asyncio.Lock()  # evaluation, ticks and dispatch change rule rows in turn
         self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = asyncio.Event()
 
     # What analysis hands over (never waits)
 
@@ -233,8 +237,9 @@ class AlertEngine:
         threshold or silence rules (every owner's while the rules are being read again)."""
         for chunk in chunks:
             self._seen[chunk.device_id] = (chunk.owner_id, at)
-        if not self._stale:
-            # Readings hold arrays: only those a rule reads wait on the queue.
+        if self._loaded_changes == self._changes:
+            # Readings hold arrays: only those a rule reads wait on the queue (once the
+            # cache holds every change made here).
             chunks = [c for c in chunks if c.owner_id in self._reading_owners]
         if chunks:
             self._offer(((), chunks))
@@ -242,6 +247,7 @@ class AlertEngine:
     def rules_changed(self) -> None:
         """A rule changed: read the rules again before the next evaluation."""
         self._stale = True
+        self._changes += 1
 
     def _offer(self, item: tuple[Sequence[Anomaly], Sequence[ChunkIn]]) -> None:
         try:
@@ -254,6 +260,7 @@ class AlertEngine:
 
     def start(self) -> None:
         """Start evaluating and ticking."""
+        self._stopping.clear()
         self._tasks = [
             asyncio.create_task(self._follow_anomalies(), name="alert-anomalies"),
             asyncio.create_task(self._evaluate_loop(), name="alert-evaluation"),
@@ -261,9 +268,13 @@ class AlertEngine:
         ]
 
     async def stop(self) -> None:
-        """Stop, storing when devices were last heard from."""
-        for task in self._tasks:
-            await cancel(task)
+        """Stop after the evaluation or tick in flight (cancelled mid-query, a database
+        connection could be left inside its transaction), storing device activity."""
+        self._stopping.set()
+        follow, *loops = self._tasks
+        await cancel(follow)  # it waits on the hub only
+        for task in loops:
+            await finish(task, within=STOP_SECONDS)
         self._tasks = []
         with contextlib.suppress(Exception):
             await self._flush_seen()
@@ -272,17 +283,31 @@ class AlertEngine:
         async for anomaly in self._anomalies.watch(lambda _: True):
             self.anomalies_stored([anomaly])
 
+    async def _next(self) -> tuple[Sequence[Anomaly], Sequence[ChunkIn]] | None:
+        """The next batch to evaluate, or None once stopping."""
+        getting = asyncio.ensure_future(self._queue.get())
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({getting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            if not getting.done():
+                getting.cancel()
+        return getting.result() if getting.done() and not getting.cancelled() else None
+
     async def _evaluate_loop(self) -> None:
-        while True:
-            anomalies, chunks = await self._queue.get()
+        while (item := await self._next()) is not None:
             try:
-                await self.evaluate(anomalies, chunks)
+                await self.evaluate(*item)
             except Exception as exc:  # one bad round must not stop alerting
                 log_failed_round(log, "alert evaluation failed", exc)
 
     async def _tick_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self._check_interval)
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self._check_interval)
+            if self._stopping.is_set():
+                return
             try:
                 await self.tick()
             except Exception as exc:
@@ -291,8 +316,14 @@ class AlertEngine:
     async def _rules_of(self, owner_ids: set[str]) -> list[Rule]:
         if self._stale:
             self._stale = False
+            changes = self._changes
             by_owner: dict[str, list[Rule]] = defaultdict(list)
-            for rule in await self._store.enabled_rules():
+            try:
+                enabled = await self._store.enabled_rules()
+            except BaseException:
+                self._stale = True  # read them again next time
+                raise
+            for rule in enabled:
                 by_owner[rule.owner_id].append(rule)
             self._rules = dict(by_owner)
             self._reading_owners = frozenset(
@@ -300,6 +331,7 @@ class AlertEngine:
                 for owner, rules in by_owner.items()
                 if any(rule.spec.kind in (THRESHOLD, SILENCE) for rule in rules)
             )
+            self._loaded_changes = changes
         return [rule for owner in owner_ids for rule in self._rules.get(owner, ())]
 
     async def evaluate(self, anomalies: Sequence[Anomaly], chunks: Sequence[ChunkIn]) -> None:
