@@ -113,19 +113,17 @@ class AlertRuleService:
             v.add("spec.anomaly_types", f"anomaly_types must be among {', '.join(ANOMALY_TYPES)}")
         if not 0.0 <= spec.min_confidence <= 1.0:
             v.add("spec.min_confidence", "min_confidence must be between 0 and 1")
-        if (
-            spec.kind == SILENCE
-            and not SILENCE_RANGE[0] <= spec.silence_seconds <= SILENCE_RANGE[1]
-        ):
+        # Fields of another kind are ignored, but must still be well-formed.
+        low = SILENCE_RANGE[0] if spec.kind == SILENCE else 0
+        if not low <= spec.silence_seconds <= SILENCE_RANGE[1]:
             v.add(
                 "spec.silence_seconds",
                 f"silence_seconds must be between {SILENCE_RANGE[0]} and {SILENCE_RANGE[1]}",
             )
-        if spec.kind == THRESHOLD:
-            if spec.direction not in (ABOVE, BELOW):
-                v.add("spec.direction", "direction must be above or below")
-            if not math.isfinite(spec.value):
-                v.add("spec.value", "value must be a finite number")
+        if spec.direction not in (ABOVE, BELOW) and (spec.kind == THRESHOLD or spec.direction):
+            v.add("spec.direction", "direction must be above or below")
+        if not math.isfinite(spec.value):
+            v.add("spec.value", "value must be a finite number")
         if not (spec.email_to or spec.webhook_url or spec.live):
             v.add("spec.webhook_url", "choose at least one channel: email_to, webhook_url or live")
         if spec.email_to and (len(spec.email_to) > 254 or not _EMAIL.match(spec.email_to)):
