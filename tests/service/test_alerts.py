@@ -385,9 +385,16 @@ async def test_events_within_a_period_are_grouped_into_one_message(
     owner, owner_id = await env.user()
     rule_id, _ = await create(env, owner, webhook_url=receiver.url, period_seconds=2)
     await env.feed([env.spike(owner_id) for _ in range(4)])
-    first, second = await receiver.wait(2)
-    assert [first.json()["event_count"], second.json()["event_count"]] == [1, 3]
-    assert {first.json()["rule_id"], second.json()["rule_id"]} == {rule_id}
+    # The first anomaly goes out at once; those found within the period after it wait and go
+    # out together (two messages, 1 and 3, unless the machine took a period to analyse them).
+    counts: list[int] = []
+    deadline = time.monotonic() + 10
+    while sum(counts) < 4 and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+        counts = [call.json()["event_count"] for call in receiver.calls]
+    assert sum(counts) == 4 and counts[0] == 1
+    assert len(counts) < 4 and max(counts) >= 2
+    assert {call.json()["rule_id"] for call in receiver.calls} == {rule_id}
 
 
 async def test_quiet_hours_hold_messages_until_they_end(env: Env, receiver: Receiver) -> None:
