@@ -64,6 +64,7 @@ def _up(args: argparse.Namespace) -> int:
     from gateway.settings import GatewaySettings
     from iotsuite.launcher import run_suite, with_metrics_defaults
     from iotsuite.replicas import ReplicaError, plan
+    from services.analytics.settings import AnalyticsSettings
     from services.auth.settings import AuthSettings
     from services.chat.settings import ChatSettings
     from services.telemetry.settings import TelemetrySettings
@@ -72,7 +73,13 @@ def _up(args: argparse.Namespace) -> int:
     try:
         # The children read these (each its own); refused here, a bad value stops
         # `iot up` with one line before anything starts.
-        for own in (AuthSettings, TelemetrySettings, ChatSettings, GatewaySettings):
+        for own in (
+            AuthSettings,
+            TelemetrySettings,
+            ChatSettings,
+            GatewaySettings,
+            AnalyticsSettings,
+        ):
             own.load(env)
         settings = load_settings(env)
         plan(settings, args.replicas)
@@ -81,9 +88,7 @@ def _up(args: argparse.Namespace) -> int:
         return 2
     try:
         return asyncio.run(
-            run_suite(
-                settings, env=env, ready_timeout=args.ready_timeout, replicas=args.replicas
-            )
+            run_suite(settings, env=env, ready_timeout=args.ready_timeout, replicas=args.replicas)
         )
     except KeyboardInterrupt:
         # Only reachable before the launcher installs its own signal handling.

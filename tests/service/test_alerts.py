@@ -51,6 +51,7 @@ class Env:
     analytics: analytics_pb2_grpc.AnalyticsServiceStub
     positions: Iterator[int]
     auth_channel: grpc.aio.Channel
+    backend: Backend
 
     async def user(self) -> tuple[list[tuple[str, str]], str]:
         login = await new_user(self.auth)
@@ -122,6 +123,7 @@ async def _env(backend: Backend, **settings: Any) -> AsyncIterator[Env]:
                 analytics_pb2_grpc.AnalyticsServiceStub(n),
                 iter(range(1, 1_000_000)),
                 a,
+                backend,
             )
     finally:
         await suite.aclose()
@@ -195,8 +197,14 @@ async def test_rules_are_created_listed_changed_and_deleted_by_their_owner_only(
         alerts_pb2.GetAlertRuleRequest(rule_id=rule.rule_id), metadata=owner
     )
     assert got.spec == rule.spec
-    # The secret is shown once: no later answer carries it.
+    # The secret is shown once: no later answer carries it, and it is stored sealed.
     assert created.webhook_secret not in str(got)
+    [(sealed,)] = await env.backend.sql(
+        "analytics", "SELECT sealed_secret FROM alert_rules WHERE id = ?", (rule.rule_id,)
+    )
+    assert isinstance(sealed, bytes | memoryview) and created.webhook_secret.encode() not in bytes(
+        sealed
+    )
 
     changed = await env.alerts.UpdateAlertRule(
         alerts_pb2.UpdateAlertRuleRequest(
