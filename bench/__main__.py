@@ -21,11 +21,13 @@ chunk table by month against one plain table, and retention by partition),
 ``scaleout`` (the gateway's requests/s with two worker processes on one port
 against one, and telemetry's ingest with two replicas against one),
 ``mqtt`` (100 devices publishing 1,000-reading messages to a Mosquitto of the
-job's own, into SQLite, beside gRPC's figure of the same run).
+job's own, into SQLite, beside gRPC's figure of the same run),
+``alerts`` (from an anomaly stored to its signed webhook received, p50/p99
+over a few hundred anomalies; auth and analytics as processes).
 ``--only JOB`` (repeatable) runs some of them; the page
 is still written whole, with the other jobs' figures from their last run.
-Opt-in jobs (``soak``, ``chart``, ``partitions``, ``scaleout``, ``mqtt``) run only when
-named with ``--only``.
+Opt-in jobs (``soak``, ``chart``, ``partitions``, ``scaleout``, ``mqtt``, ``alerts``) run
+only when named with ``--only``.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import (
+    alerts,
     analytics,
     auth_calls,
     chart_draw,
@@ -79,6 +82,7 @@ ORDER = [
     partitions.PARTITION_TITLE,
     scaleout.SCALE_TITLE,
     mqtt.MQTT_TITLE,
+    alerts.LATENCY_TITLE,
 ]
 INTRO = [
     "Telemetry runs as its own process (`python -m services.telemetry`), beside auth and",
@@ -103,9 +107,9 @@ INTRO = [
     "to analytics' scores.",
     '§15 (`chart`, opt-in: `make bench BENCH_ARGS="--only chart"`) needs Debian\'s chromium and',
     "Playwright: the console in headless chromium, timed in the page with the Performance API.",
-    "§16 (`partitions`), §17 (`scaleout`) and §18 (`mqtt`, needs Debian's mosquitto) are",
-    "opt-in too: 100 M readings in PostgreSQL, several processes of the gateway and telemetry,",
-    "and devices publishing over MQTT.",
+    "§16 (`partitions`), §17 (`scaleout`), §18 (`mqtt`, needs Debian's mosquitto) and §19",
+    "(`alerts`) are opt-in too: 100 M readings in PostgreSQL, several processes of the gateway",
+    "and telemetry, devices publishing over MQTT, and the time from an anomaly to its webhook.",
     "",
 ]
 
@@ -158,6 +162,8 @@ async def _partitions(args: argparse.Namespace) -> JobResult:
 
 async def _scaleout(args: argparse.Namespace) -> JobResult:
     return await scaleout.measure()
+async def _alerts(args: argparse.Namespace) -> JobResult:
+    return await alerts.measure()
 
 
 async def _soak(args: argparse.Namespace) -> JobResult:
@@ -188,13 +194,14 @@ JOBS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, JobResult]]] 
     "partitions": _partitions,
     "scaleout": _scaleout,
     "mqtt": _mqtt,
+    "alerts": _alerts,
 }
 """Every job, in the order a full run measures them."""
-OPT_IN = frozenset({"soak", "chart", "partitions", "scaleout", "mqtt"})
+OPT_IN = frozenset({"soak", "chart", "partitions", "scaleout", "mqtt", "alerts"})
 """Jobs a run without ``--only`` leaves out: ``soak`` takes long and needs PostgreSQL and
 Redis, ``chart`` needs Debian's chromium and Playwright, ``partitions`` loads 100 M readings
 twice (about 1.5 GB of PostgreSQL), ``scaleout`` starts the services twice over and loads
-both cores, ``mqtt`` needs Mosquitto."""
+both cores, ``mqtt`` needs Mosquitto, ``alerts`` starts auth and analytics to time webhooks."""
 
 
 def main() -> int:

@@ -65,6 +65,7 @@ def _up(args: argparse.Namespace) -> int:
     from iotsuite import mosquitto
     from iotsuite.launcher import port_problem, run_suite, with_metrics_defaults
     from iotsuite.replicas import ReplicaError, plan
+    from services.analytics.settings import AnalyticsSettings
     from services.auth.settings import AuthSettings
     from services.chat.settings import ChatSettings
     from services.telemetry.settings import TelemetrySettings
@@ -73,7 +74,13 @@ def _up(args: argparse.Namespace) -> int:
     try:
         # The children read these (each its own); refused here, a bad value stops
         # `iot up` with one line before anything starts.
-        for own in (AuthSettings, TelemetrySettings, ChatSettings, GatewaySettings):
+        for own in (
+            AuthSettings,
+            TelemetrySettings,
+            ChatSettings,
+            GatewaySettings,
+            AnalyticsSettings,
+        ):
             own.load(env)
         settings = load_settings(env)
         plan(settings, args.replicas)

@@ -32,6 +32,7 @@ from iotkit.config import PLACEHOLDER_SECRET, SERVICES, Settings
 from iotkit.db import Database, open_database
 from iotkit.server import ServiceProcess
 from iotsuite.migrate_cli import history
+from services.analytics.settings import AnalyticsSettings
 from services.auth.settings import AuthSettings
 from services.chat.settings import ChatSettings
 from services.telemetry.settings import TelemetrySettings
@@ -188,7 +189,9 @@ def redis_url() -> str:
     return _required("IOT_TEST_REDIS_URL")
 
 
-class SuiteSettings(AuthSettings, TelemetrySettings, ChatSettings, GatewaySettings):
+class SuiteSettings(
+    AuthSettings, TelemetrySettings, ChatSettings, GatewaySettings, AnalyticsSettings
+):
     """Every process's settings in one object, so one value serves each service's wiring
     (and a restart in a test); a real process reads only its own class."""
 

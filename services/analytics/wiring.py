@@ -1,17 +1,31 @@
-"""Assembles the analytics process: detectors, anomaly review, correlations, the live hub."""
+"""Assembles the analytics process: detectors, anomaly review, correlations, the live hub,
+alert rules and their deliveries."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 
 from grpc import aio
 
-from iot.analytics.v1 import analytics_pb2, analytics_pb2_grpc
+from iot.analytics.v1 import alerts_pb2, alerts_pb2_grpc, analytics_pb2, analytics_pb2_grpc
 from iotkit.config import Settings
+from iotkit.hub import Hub
+from iotkit.mail import transport_for
 from iotkit.migrations import History
+from iotkit.outbox import Backoff
 from iotkit.process import Parts, build_service
+from iotkit.sealing import SecretBox
 from iotkit.server import Registrar, ServiceProcess, channel
-from services.analytics.analytics.analysis import AnalysisService
+from services.analytics.alerts.delivery import DeliveryWorker
+from services.analytics.alerts.engine import AlertEngine
+from services.analytics.alerts.profiles import ProfileZones
+from services.analytics.alerts.service import AlertRuleService
+from services.analytics.alerts.servicer import AlertServicer
+from services.analytics.alerts.store import AlertStore
+from services.analytics.alerts.values import AlertMessage
+from services.analytics.analytics.analysis import AnalysisService, ChunkIn
 from services.analytics.analytics.hub import AnomalyHub
 from services.analytics.analytics.service import (
     AnomalyService,
@@ -21,6 +35,7 @@ from services.analytics.analytics.service import (
 from services.analytics.analytics.servicer import AnalyticsServicer
 from services.analytics.analytics.store import AnalyticsStore, Base
 from services.analytics.metrics import AnalysisMetrics
+from services.analytics.settings import AnalyticsSettings
 from services.analytics.telemetry_client import TelemetryReader
 
 MIGRATIONS = History(
@@ -29,12 +44,65 @@ MIGRATIONS = History(
 """The analytics service's schema history, applied at start and by ``iot migrate``."""
 
 
+def _alerts(
+    parts: Parts, hub: AnomalyHub, analytics: AnalyticsStore
+) -> tuple[AlertEngine, AlertServicer]:
+    """The alert rules' engine (started here, stopped with the process) and servicer."""
+    settings = (
+        parts.settings
+        if isinstance(parts.settings, AnalyticsSettings)
+        else AnalyticsSettings(**parts.settings.model_dump())
+    )
+    store = AlertStore(parts.database.sessions, dialect=parts.database.kind)
+    # Webhook secrets must be recovered to sign: sealed with a key of their own, derived
+    # from the service secret every analytics replica shares.
+    box = SecretBox(settings.service_secret, purpose="analytics/webhook-secret")
+    worker = DeliveryWorker(
+        store=store,
+        box=box,
+        transport=transport_for(settings.smtp_url),
+        mail_from=settings.mail_from,
+        allow_private=settings.alerts_allow_private_webhooks,
+        backoff=Backoff(
+            base=settings.alerts_retry_base_seconds, attempts=settings.alerts_max_attempts
+        ),
+        poll_interval=settings.alerts_check_seconds,
+    )
+    alert_hub: Hub[AlertMessage] = Hub()
+    engine = AlertEngine(
+        store=store,
+        worker=worker,
+        hub=alert_hub,
+        anomalies=hub,
+        retired=lambda devices: analytics.retired_among(device_ids=devices),
+        check_interval=settings.alerts_check_seconds,
+    )
+    rules = AlertRuleService(
+        store=store,
+        box=box,
+        allow_private=settings.alerts_allow_private_webhooks,
+        max_rules=settings.alerts_max_rules,
+        on_change=engine.rules_changed,
+        profile_zone=ProfileZones(parts.auth_channel).zone_of,
+        hub=alert_hub,
+    )
+    worker.start()
+    engine.start()
+    parts.closers.extend([worker.stop, engine.stop])  # closed last first: the engine first
+    return engine, AlertServicer(rules=rules)
+
+
 def _registrar(parts: Parts) -> Registrar:
     store = AnalyticsStore(parts.database.sessions, dialect=parts.database.kind)
     hub = AnomalyHub()
-    analysis = AnalysisService(
-        store=store, hub=hub, on_analyzed=AnalysisMetrics(parts.metrics).analyzed
-    )
+    engine, alerts = _alerts(parts, hub, store)
+    metrics = AnalysisMetrics(parts.metrics)
+
+    def analyzed(chunks: Sequence[ChunkIn], at: datetime) -> None:
+        metrics.analyzed(chunks, at)
+        engine.readings_analysed(chunks, at)
+
+    analysis = AnalysisService(store=store, hub=hub, on_analyzed=analyzed)
     telemetry_channel = channel(parts.settings.address("telemetry"))
     parts.closers.append(telemetry_channel.close)
     servicer = AnalyticsServicer(
@@ -46,7 +114,11 @@ def _registrar(parts: Parts) -> Registrar:
 
     def register(server: aio.Server) -> list[str]:
         analytics_pb2_grpc.add_AnalyticsServiceServicer_to_server(servicer, server)
-        return [analytics_pb2.DESCRIPTOR.services_by_name["AnalyticsService"].full_name]
+        alerts_pb2_grpc.add_AlertServiceServicer_to_server(alerts, server)
+        return [
+            analytics_pb2.DESCRIPTOR.services_by_name["AnalyticsService"].full_name,
+            alerts_pb2.DESCRIPTOR.services_by_name["AlertService"].full_name,
+        ]
 
     return register
 

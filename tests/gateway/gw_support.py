@@ -11,6 +11,7 @@ its service is routed to the "devices" address.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from types import ModuleType
 from typing import Any
 
 import grpc
+import httpx
 from google.protobuf import any_pb2, duration_pb2
 from google.protobuf.descriptor import FileDescriptor
 from google.rpc import error_details_pb2, status_pb2
@@ -248,3 +250,18 @@ async def running_gateway(settings: Settings, methods: list[RpcMethod]) -> Async
         yield f"http://127.0.0.1:{port}"
     finally:
         await stop_gateway(server, task)
+
+
+async def first_sse_event(
+    client: httpx.AsyncClient, path: str, headers: dict[str, str], ready: asyncio.Event
+) -> dict[str, object]:
+    """The first event of the Server-Sent Events stream at ``path``; ``ready`` is set once the
+    stream is open (so the test sends what should appear only then)."""
+    async with client.stream("GET", path, headers=headers) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        ready.set()
+        async for line in response.aiter_lines():
+            if line.startswith("data:"):
+                return dict(json.loads(line[5:]))
+    raise AssertionError("the stream ended without an event")

@@ -4,7 +4,6 @@ list, review and watch them live through the gateway (SQLite and PostgreSQL)."""
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -13,6 +12,7 @@ import grpc
 import httpx
 import numpy as np
 import pytest
+from gw_support import first_sse_event
 
 from gateway.serve import start_gateway, stop_gateway
 from iot.telemetry.v1 import telemetry_pb2, telemetry_pb2_grpc
@@ -90,26 +90,13 @@ async def device_with_token(client: httpx.AsyncClient, who: dict[str, str]) -> t
     return device["device_id"], issued.json()["data"]["token"]
 
 
-async def first_event(
-    client: httpx.AsyncClient, who: dict[str, str], ready: asyncio.Event
-) -> dict[str, object]:
-    async with client.stream("GET", "/v1/anomalies:watch", headers=who) as response:
-        assert response.status_code == 200
-        assert response.headers["content-type"].startswith("text/event-stream")
-        ready.set()
-        async for line in response.aiter_lines():
-            if line.startswith("data:"):
-                return dict(json.loads(line[5:]))
-    raise AssertionError("the stream ended without an event")
-
-
 async def test_a_spike_arrives_live_and_is_reviewed(
     suite: Suite, client: httpx.AsyncClient
 ) -> None:
     owner = await rest_user(client)
     device_id, token = await device_with_token(client, owner)
     ready = asyncio.Event()
-    watcher = asyncio.create_task(first_event(client, owner, ready))
+    watcher = asyncio.create_task(first_sse_event(client, "/v1/anomalies:watch", owner, ready))
     await asyncio.wait_for(ready.wait(), 10)
     start = within_the_last_hour()
     timestamps, values = readings(800, start, spike_at=700)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from google.protobuf import timestamp_pb2
 from google.protobuf.message import Message
 
-from iot.analytics.v1 import analytics_pb2
+from iot.analytics.v1 import alerts_pb2, analytics_pb2
 from iot.auth.v1 import security_pb2
 from iot.chat.v1 import chat_pb2
 from iot.devices.v1 import devices_pb2
@@ -38,6 +38,7 @@ class Resources:
     file_id: str
     session_id: str
     chat_session_id: str
+    alert_rule_id: str
 
 
 OwnedRequest = Callable[[Resources], Message]
@@ -299,6 +300,27 @@ RPCS: dict[str, Row] = {
     "/iot.analytics.v1.AnalyticsService/GetCorrelation": user(
         naming(analytics_pb2.GetCorrelationRequest, "correlation_id")
     ),
+    "/iot.analytics.v1.AlertService/CreateAlertRule": user(),
+    "/iot.analytics.v1.AlertService/ListAlertRules": user(),
+    "/iot.analytics.v1.AlertService/GetAlertRule": user(
+        naming(alerts_pb2.GetAlertRuleRequest, "rule_id", "alert_rule_id")
+    ),
+    "/iot.analytics.v1.AlertService/UpdateAlertRule": user(
+        naming(alerts_pb2.UpdateAlertRuleRequest, "rule_id", "alert_rule_id", fields=["paused"])
+    ),
+    "/iot.analytics.v1.AlertService/DeleteAlertRule": user(
+        naming(alerts_pb2.DeleteAlertRuleRequest, "rule_id", "alert_rule_id")
+    ),
+    "/iot.analytics.v1.AlertService/RotateWebhookSecret": user(
+        naming(alerts_pb2.RotateWebhookSecretRequest, "rule_id", "alert_rule_id")
+    ),
+    "/iot.analytics.v1.AlertService/AcknowledgeAlert": user(
+        naming(alerts_pb2.AcknowledgeAlertRequest, "rule_id", "alert_rule_id")
+    ),
+    "/iot.analytics.v1.AlertService/ListDeliveries": user(
+        naming(alerts_pb2.ListDeliveriesRequest, "rule_id", "alert_rule_id")
+    ),
+    "/iot.analytics.v1.AlertService/WatchAlerts": user(),
     # chat
     "/iot.chat.v1.ChatService/CreateSession": public(_CHAT, optional=True),
     "/iot.chat.v1.ChatService/ListSessions": user(),
@@ -390,6 +412,17 @@ ROUTES: dict[str, str] = {
     "GET /v1/correlations": "/iot.analytics.v1.AnalyticsService/ListCorrelations",
     "GET /v1/correlations/export": "/iot.analytics.v1.AnalyticsService/ExportCorrelations",
     "GET /v1/correlations/{correlation_id}": "/iot.analytics.v1.AnalyticsService/GetCorrelation",
+    "POST /v1/alert-rules": "/iot.analytics.v1.AlertService/CreateAlertRule",
+    "GET /v1/alert-rules": "/iot.analytics.v1.AlertService/ListAlertRules",
+    "GET /v1/alert-rules/{rule_id}": "/iot.analytics.v1.AlertService/GetAlertRule",
+    "PATCH /v1/alert-rules/{rule_id}": "/iot.analytics.v1.AlertService/UpdateAlertRule",
+    "DELETE /v1/alert-rules/{rule_id}": "/iot.analytics.v1.AlertService/DeleteAlertRule",
+    "POST /v1/alert-rules/{rule_id}:rotateSecret": (
+        "/iot.analytics.v1.AlertService/RotateWebhookSecret"
+    ),
+    "POST /v1/alert-rules/{rule_id}:acknowledge": "/iot.analytics.v1.AlertService/AcknowledgeAlert",
+    "GET /v1/alert-rules/{rule_id}/deliveries": "/iot.analytics.v1.AlertService/ListDeliveries",
+    "GET /v1/alerts:watch": "/iot.analytics.v1.AlertService/WatchAlerts",
     "GET /v1/devices": "/iot.devices.v1.DeviceService/ListDevices",
     "POST /v1/devices": "/iot.devices.v1.DeviceService/RegisterDevice",
     "DELETE /v1/devices/{device_id}": "/iot.devices.v1.DeviceService/DecommissionDevice",

@@ -46,7 +46,7 @@ from gateway.app import build_app
 from gateway.comments import DESCRIPTORS
 from gateway.routing import Route
 from gateway.upstream import upstream_of
-from iot.analytics.v1 import analytics_pb2, analytics_pb2_grpc
+from iot.analytics.v1 import alerts_pb2, alerts_pb2_grpc, analytics_pb2, analytics_pb2_grpc
 from iot.auth.v1 import auth_pb2, auth_pb2_grpc, sites_pb2, sites_pb2_grpc
 from iot.chat.v1 import chat_pb2, chat_pb2_grpc
 from iot.devices.v1 import devices_pb2, devices_pb2_grpc
@@ -295,6 +295,12 @@ async def _owned_resources(suite: Suite, owner: auth_pb2.LoginResponse) -> Resou
         chat = await chat_pb2_grpc.ChatServiceStub(chat_ch).CreateSession(
             chat_pb2.CreateSessionRequest(), metadata=metadata
         )
+        rule = await alerts_pb2_grpc.AlertServiceStub(analytics_ch).CreateAlertRule(
+            alerts_pb2.CreateAlertRuleRequest(
+                spec=alerts_pb2.AlertRuleSpec(name="greenhouse", kind="anomaly", live=True)
+            ),
+            metadata=metadata,
+        )
         # The spike becomes an anomaly once analytics has read the forwarded readings.
         deadline = time.monotonic() + 60
         while True:
@@ -315,6 +321,7 @@ async def _owned_resources(suite: Suite, owner: auth_pb2.LoginResponse) -> Resou
         file_id=upload.file_id,
         session_id=jwt.decode(owner.access_token, options={"verify_signature": False})["sid"],
         chat_session_id=chat.session.session_id,
+        alert_rule_id=rule.rule.rule_id,
     )
 
 

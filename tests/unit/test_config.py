@@ -20,11 +20,19 @@ from iotkit.config import (
 )
 from iotkit.logs import JsonFormatter
 from iotkit.server import target
+from services.analytics.settings import AnalyticsSettings
 from services.auth.settings import AuthSettings
 from services.chat.settings import ChatSettings
 from services.telemetry.settings import TelemetrySettings
 
-KINDS = (Settings, AuthSettings, TelemetrySettings, ChatSettings, GatewaySettings)
+KINDS = (
+    Settings,
+    AuthSettings,
+    TelemetrySettings,
+    ChatSettings,
+    GatewaySettings,
+    AnalyticsSettings,
+)
 
 
 def test_defaults_are_the_embedded_ones() -> None:

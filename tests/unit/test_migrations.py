@@ -208,7 +208,8 @@ async def test_a_database_filled_at_the_first_revision_loses_no_row_up_to_head(
         if service == "auth":
             # The one table folded away; every row of it now lives in its user's row.
             assert before.pop("user_security") == after["users"]
-        assert after == before, service
+        # Tables a later revision made start empty.
+        assert {t: n for t, n in after.items() if t in before or n} == before, service
 
     # The folded state is where the code reads it.
     database = await open_database(

@@ -18,12 +18,13 @@ import { Heading, Lazy } from "./ui.js";
 // Screens loaded when first shown, so that the first load (sign-in) stays small.
 const ADMIN = () => import("./screens/admin.js");
 const ACCOUNTS = () => import("./screens/admin-accounts.js");
+const ALERTS = () => import("./screens/alerts.js");
 const AGENTS = () => import("./screens/agent-queue.js");
 const CHAT = () => import("./screens/chat.js");
 const CORRELATION = () => import("./screens/correlation.js");
 const IMPORTS = () => import("./screens/imports.js");
 
-const NAV = [["devices", "Devices"], ["anomalies", "Anomalies"], ["correlations", "Correlations"], ["imports", "Imports"], ["status", "Status"], ["account", "Account"]];
+const NAV = [["devices", "Devices"], ["anomalies", "Anomalies"], ["alerts", "Alerts"], ["correlations", "Correlations"], ["imports", "Imports"], ["status", "Status"], ["account", "Account"]];
 // Shown to admins only (the gateway refuses their routes to anyone else).
 const ADMIN_NAV = [["admin", "Admin"]];
 
@@ -72,6 +73,7 @@ function signedInScreen(parts, params) {
         : html`<${Device} deviceId=${id} key=${id} />`;
     case "streams": return html`<${Stream} streamId=${id} params=${params} key=${id} />`;
     case "anomalies": return id ? html`<${Anomaly} anomalyId=${id} key=${id} />` : html`<${Anomalies} params=${params} />`;
+    case "alerts": return html`<${Lazy} load=${ALERTS} name="Alerts" params=${params} />`;
     case "status": return html`<${Status} />`;
     case "account": return html`<${Account} params=${params} />`;
     case "admin": return adminScreen(parts.slice(1), params);

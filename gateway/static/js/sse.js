@@ -2,6 +2,7 @@
 // Authorization header the gateway needs, so the stream is read and split
 // into events here. Reconnects after a pause, sending Last-Event-ID when the
 // server gave ids; stop() ends it for good.
+import { useEffect, useState } from "./lib.js";
 import { session } from "./session.js";
 
 const RETRY_MS = 3_000;
@@ -64,4 +65,23 @@ export function watch(path, { onEvent, onState, auth = true }) {
   })();
 
   return { stop() { stopped = true; controller.abort(); } };
+}
+
+// A live list for a screen: the newest `keep` events of the watch stream at
+// `path`, newest first, and the stream's state; `onNew` runs on each event.
+export function useLiveList(path, { keep = 20, onNew = () => {} } = {}) {
+  const [state, setState] = useState("connecting");
+  const [items, setItems] = useState([]);
+  useEffect(() => {
+    const stream = watch(path, {
+      onState: setState,
+      onEvent: (type, payload) => {
+        if (type !== "message") return;
+        setItems((old) => [payload, ...old].slice(0, keep));
+        onNew();
+      },
+    });
+    return () => stream.stop();
+  }, [path]);
+  return [state, items];
 }

@@ -13,10 +13,13 @@ from sqlalchemy import Integer, LargeBinary, String, delete, func, select, updat
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
+from iotkit.mail import LOGGED as LOGGED
+from iotkit.mail import SENT as SENT
+from iotkit.outbox import claim_due
 from iotkit.sqltypes import UtcDateTime
 from services.auth.core.store import Base, new_id
 
-PENDING, SENT, LOGGED, FAILED = "pending", "sent", "logged", "failed"
+PENDING, FAILED = "pending", "failed"
 
 
 class OutboxRow(Base):
@@ -73,36 +76,15 @@ class OutboxStore:
     async def claim_due(
         self, *, now: datetime, lease_until: datetime, limit: int
     ) -> list[OutboxRow]:
-        """Claim up to ``limit`` due emails until ``lease_until``.
-
-        Each claim is a conditional UPDATE, so with several replicas each email
-        goes to one sender; one that dies mid-send leaves its email due again
-        when the lease ends.
-        """
-        async with self._sessions() as session:
-            due = list(
-                await session.scalars(
-                    select(OutboxRow)
-                    .where(OutboxRow.status == PENDING, OutboxRow.next_attempt_at <= now)
-                    .order_by(OutboxRow.next_attempt_at, OutboxRow.id)
-                    .limit(limit)
-                )
-            )
-        claimed = []
-        for row in due:
-            async with self._sessions.begin() as session:
-                result = await session.execute(
-                    update(OutboxRow)
-                    .where(
-                        OutboxRow.id == row.id,
-                        OutboxRow.status == PENDING,
-                        OutboxRow.next_attempt_at == row.next_attempt_at,
-                    )
-                    .values(next_attempt_at=lease_until)
-                )
-            if result.rowcount == 1:  # type: ignore[attr-defined]
-                claimed.append(row)
-        return claimed
+        """Claim up to ``limit`` due emails until ``lease_until`` (one sender each)."""
+        return await claim_due(
+            self._sessions,
+            OutboxRow,
+            pending=PENDING,
+            now=now,
+            lease_until=lease_until,
+            limit=limit,
+        )
 
     async def settle(self, *, email_id: str, status: str, now: datetime) -> None:
         """Record a delivery (``sent`` or ``logged``) and wipe the body with its link."""

@@ -3,7 +3,7 @@
 import { api, download, query } from "../api.js";
 import { html, useEffect, useState } from "../lib.js";
 import { href, navigate } from "../router.js";
-import { watch } from "../sse.js";
+import { useLiveList } from "../sse.js";
 import { formatNumber, formatTime, Heading, Message, Pager, useBusy, useLoad } from "../ui.js";
 import { chartLink, reviewAnomaly } from "./anomaly.js";
 
@@ -104,19 +104,7 @@ function BulkReview({ ids, onDone }) {
 }
 
 function Live({ onNew }) {
-  const [state, setState] = useState("connecting");
-  const [items, setItems] = useState([]);
-  useEffect(() => {
-    const stream = watch("/v1/anomalies:watch", {
-      onState: setState,
-      onEvent: (type, payload) => {
-        if (type !== "message") return;
-        setItems((old) => [payload, ...old].slice(0, LIVE_KEEP));
-        onNew();
-      },
-    });
-    return () => stream.stop();
-  }, []);
+  const [state, items] = useLiveList("/v1/anomalies:watch", { keep: LIVE_KEEP, onNew });
   return html`<section class="card wide" aria-live="polite">
     <h3>Live <span class=${`badge live-${state}`}>${state}</span></h3>
     ${items.length === 0 ? html`<p class="muted">New anomalies appear here as analytics finds them.</p>` : html`<ul class="anomaly-links" id="live-anomalies">

@@ -1,0 +1,50 @@
+"""In-process fan-out of new items (anomalies, alert messages) to live watchers.
+
+Each watcher gets a bounded queue; a watcher that falls behind loses the
+oldest items rather than slowing whoever publishes (they stay listable).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Generic, TypeVar
+
+QUEUE_SIZE = 1000
+
+ItemT = TypeVar("ItemT")
+
+
+class Hub(Generic[ItemT]):
+    """Publishes items to whoever watches."""
+
+    def __init__(self) -> None:
+        self._watchers: set[tuple[asyncio.Queue[ItemT], Callable[[ItemT], bool]]] = set()
+
+    def publish(self, items: Sequence[ItemT]) -> None:
+        """Hand new items to every watcher whose filter takes them."""
+        for queue, accepts in list(self._watchers):
+            for item in items:
+                if not accepts(item):
+                    continue
+                if queue.full():
+                    with contextlib.suppress(asyncio.QueueEmpty):
+                        queue.get_nowait()
+                queue.put_nowait(item)
+
+    async def watch(self, accepts: Callable[[ItemT], bool]) -> AsyncIterator[ItemT]:
+        """Items as they are published, until the caller stops iterating."""
+        queue: asyncio.Queue[ItemT] = asyncio.Queue(maxsize=QUEUE_SIZE)
+        entry = (queue, accepts)
+        self._watchers.add(entry)
+        try:
+            while True:
+                yield await queue.get()
+        finally:
+            self._watchers.discard(entry)
+
+    @property
+    def watchers(self) -> int:
+        """How many watchers are listening."""
+        return len(self._watchers)

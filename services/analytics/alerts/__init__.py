@@ -1,0 +1,1 @@
+"""Alert rules: conditions on anomalies, silent devices and readings, and their messages."""
