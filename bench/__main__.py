@@ -19,10 +19,12 @@ from the click to uPlot's draw, against the same data request alone),
 ``partitions`` (telemetry's range query at 100 M readings in PostgreSQL, the
 chunk table by month against one plain table, and retention by partition),
 ``scaleout`` (the gateway's requests/s with two worker processes on one port
-against one).
+against one), ``gateway-speed`` (``GET /v1/devices/{id}`` through the gateway
+against a bare Starlette app under the same load, and each process's CPU per request).
 ``--only JOB`` (repeatable) runs some of them; the page
 is still written whole, with the other jobs' figures from their last run.
-Opt-in jobs (``soak``, ``chart``) run only when named with ``--only``.
+Opt-in jobs (``soak``, ``chart``, ``partitions``, ``gateway-speed``) run only when
+named with ``--only``.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from bench import (
     chart_draw,
     chat,
     chat_speed,
+    gateway_speed,
     nab_bench,
     partitions,
     scaleout,
@@ -74,6 +77,7 @@ ORDER = [
     chart_draw.CHART_TITLE,
     partitions.PARTITION_TITLE,
     scaleout.SCALE_TITLE,
+    gateway_speed.SPEED_TITLE,
 ]
 INTRO = [
     "Telemetry runs as its own process (`python -m services.telemetry`), beside auth and",
@@ -148,6 +152,10 @@ async def _scaleout(args: argparse.Namespace) -> JobResult:
     return await scaleout.measure()
 
 
+async def _gateway_speed(args: argparse.Namespace) -> JobResult:
+    return await gateway_speed.measure()
+
+
 async def _soak(args: argparse.Namespace) -> JobResult:
     return await suite_soak.measure(
         suite_soak.SoakOptions(
@@ -175,9 +183,10 @@ JOBS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, JobResult]]] 
     "chart": _chart,
     "partitions": _partitions,
     "scaleout": _scaleout,
+    "gateway-speed": _gateway_speed,
 }
 """Every job, in the order a full run measures them."""
-OPT_IN = frozenset({"soak", "chart", "partitions"})
+OPT_IN = frozenset({"soak", "chart", "partitions", "gateway-speed"})
 """Jobs a run without ``--only`` leaves out: ``soak`` takes long and needs PostgreSQL and
 Redis, ``chart`` needs Debian's chromium and Playwright, ``partitions`` loads 100 M readings
 twice (about 1.5 GB of PostgreSQL)."""
