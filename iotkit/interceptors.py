@@ -293,8 +293,11 @@ class ServiceInterceptor(aio.ServerInterceptor):
             self._metrics.record(method, state.code, seconds)
         # Every service polls for revocations four times a second: routine, not news.
         routine = method in ROUTINE_METHODS and state.code == grpc.StatusCode.OK
+        level = logging.DEBUG if routine else logging.INFO
+        if not log.isEnabledFor(level):
+            return  # the line's fields are not worth building for nobody
         log.log(
-            logging.DEBUG if routine else logging.INFO,
+            level,
             "rpc",
             extra={
                 "method": method,
