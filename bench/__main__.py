@@ -102,6 +102,9 @@ INTRO = [
     "to analytics' scores.",
     '§15 (`chart`, opt-in: `make bench BENCH_ARGS="--only chart"`) needs Debian\'s chromium and',
     "Playwright: the console in headless chromium, timed in the page with the Performance API.",
+    '§18 (`gateway-speed`, opt-in: `make bench BENCH_ARGS="--only gateway-speed"`) puts the same',
+    "load on a bare Starlette app and on the gateway's device read; `IOT_BENCH_PROFILE=DIR`",
+    "also records the gateway and devices with py-spy.",
     "",
 ]
 
