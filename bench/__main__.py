@@ -23,11 +23,13 @@ against one, and telemetry's ingest with two replicas against one),
 ``mqtt`` (100 devices publishing 1,000-reading messages to a Mosquitto of the
 job's own, into SQLite, beside gRPC's figure of the same run),
 ``alerts`` (from an anomaly stored to its signed webhook received, p50/p99
-over a few hundred anomalies; auth and analytics as processes).
+over a few hundred anomalies; auth and analytics as processes),
+``gateway-speed`` (``GET /v1/devices/{id}`` through the gateway against a bare
+Starlette app under the same load, and each process's CPU per request).
 ``--only JOB`` (repeatable) runs some of them; the page
 is still written whole, with the other jobs' figures from their last run.
-Opt-in jobs (``soak``, ``chart``, ``partitions``, ``scaleout``, ``mqtt``, ``alerts``) run
-only when named with ``--only``.
+Opt-in jobs (``soak``, ``chart``, ``partitions``, ``scaleout``, ``mqtt``, ``alerts``,
+``gateway-speed``) run only when named with ``--only``.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from bench import (
     chart_draw,
     chat,
     chat_speed,
+    gateway_speed,
     mqtt,
     nab_bench,
     partitions,
@@ -83,6 +86,7 @@ ORDER = [
     scaleout.SCALE_TITLE,
     mqtt.MQTT_TITLE,
     alerts.LATENCY_TITLE,
+    gateway_speed.SPEED_TITLE,
 ]
 INTRO = [
     "Telemetry runs as its own process (`python -m services.telemetry`), beside auth and",
@@ -110,6 +114,9 @@ INTRO = [
     "§16 (`partitions`), §17 (`scaleout`), §18 (`mqtt`, needs Debian's mosquitto) and §19",
     "(`alerts`) are opt-in too: 100 M readings in PostgreSQL, several processes of the gateway",
     "and telemetry, devices publishing over MQTT, and the time from an anomaly to its webhook.",
+    '§20 (`gateway-speed`, opt-in: `make bench BENCH_ARGS="--only gateway-speed"`) puts the same',
+    "load on a bare Starlette app and on the gateway's device read; `IOT_BENCH_PROFILE=DIR`",
+    "also records the gateway and devices with py-spy.",
     "",
 ]
 
@@ -162,8 +169,14 @@ async def _partitions(args: argparse.Namespace) -> JobResult:
 
 async def _scaleout(args: argparse.Namespace) -> JobResult:
     return await scaleout.measure()
+
+
 async def _alerts(args: argparse.Namespace) -> JobResult:
     return await alerts.measure()
+
+
+async def _gateway_speed(args: argparse.Namespace) -> JobResult:
+    return await gateway_speed.measure()
 
 
 async def _soak(args: argparse.Namespace) -> JobResult:
@@ -195,13 +208,15 @@ JOBS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, JobResult]]] 
     "scaleout": _scaleout,
     "mqtt": _mqtt,
     "alerts": _alerts,
+    "gateway-speed": _gateway_speed,
 }
 """Every job, in the order a full run measures them."""
-OPT_IN = frozenset({"soak", "chart", "partitions", "scaleout", "mqtt", "alerts"})
+OPT_IN = frozenset({"soak", "chart", "partitions", "scaleout", "mqtt", "alerts", "gateway-speed"})
 """Jobs a run without ``--only`` leaves out: ``soak`` takes long and needs PostgreSQL and
 Redis, ``chart`` needs Debian's chromium and Playwright, ``partitions`` loads 100 M readings
 twice (about 1.5 GB of PostgreSQL), ``scaleout`` starts the services twice over and loads
-both cores, ``mqtt`` needs Mosquitto, ``alerts`` starts auth and analytics to time webhooks."""
+both cores, ``mqtt`` needs Mosquitto, ``alerts`` starts auth and analytics to time webhooks,
+``gateway-speed`` loads the gateway and a bare app in turn."""
 
 
 def main() -> int:

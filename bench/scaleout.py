@@ -53,7 +53,13 @@ class Load:
     warmup: float
 
 
-async def _connection(load: Load, counts: list[int], stop_at: float, count_from: float) -> None:
+async def _connection(
+    load: Load,
+    counts: list[int],
+    stop_at: float,
+    count_from: float,
+    latencies: list[float] | None = None,
+) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", load.port)
     request = (
         f"GET {load.path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
@@ -72,29 +78,45 @@ async def _connection(load: Load, counts: list[int], stop_at: float, count_from:
             await reader.readexactly(length)
             if now >= count_from:
                 counts[0 if status == 200 else 1] += 1
+                if latencies is not None:
+                    latencies.append(time.monotonic() - now)
     finally:
         writer.close()
 
 
 def _generate(load: Load, answers: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
-    """One load process: CONNECTIONS connections until the time is up; puts (ok, other)."""
+    """One load process: CONNECTIONS connections until the time is up; puts (ok, other,
+    seconds of each counted request)."""
 
-    async def run() -> list[int]:
+    async def run() -> tuple[int, int, list[float]]:
         counts = [0, 0]
+        latencies: list[float] = []
         start = time.monotonic()
         await asyncio.gather(
             *(
-                _connection(load, counts, start + load.warmup + load.seconds, start + load.warmup)
+                _connection(
+                    load, counts, start + load.warmup + load.seconds, start + load.warmup, latencies
+                )
                 for _ in range(CONNECTIONS)
             )
         )
-        return counts
+        return counts[0], counts[1], latencies
 
     answers.put(asyncio.run(run()))
 
 
-def _rate(load: Load) -> tuple[float, int]:
-    """Requests per second answered 200 across the load processes, and the others."""
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """What the load processes saw: requests/s answered 200, other answers, and the
+    seconds each counted request took."""
+
+    rate: float
+    failed: int
+    latencies: list[float]
+
+
+def sample(load: Load) -> Sample:
+    """Run the load processes (GENERATORS x CONNECTIONS connections) once; blocks."""
     context = multiprocessing.get_context("spawn")
     answers = context.Queue()
     workers = [context.Process(target=_generate, args=(load, answers)) for _ in range(GENERATORS)]
@@ -103,8 +125,17 @@ def _rate(load: Load) -> tuple[float, int]:
     results = [answers.get(timeout=load.seconds + load.warmup + 60) for _ in workers]
     for worker in workers:
         worker.join()
-    ok = sum(r[0] for r in results)
-    return ok / load.seconds, sum(r[1] for r in results)
+    return Sample(
+        sum(r[0] for r in results) / load.seconds,
+        sum(r[1] for r in results),
+        [seconds for r in results for seconds in r[2]],
+    )
+
+
+def _rate(load: Load) -> tuple[float, int]:
+    """Requests per second answered 200 across the load processes, and the others."""
+    found = sample(load)
+    return found.rate, found.failed
 
 
 async def measure() -> JobResult:

@@ -35,7 +35,7 @@ from gateway.proxy import MAX_BODY_BYTES, MAX_UPLOAD_BYTES, RpcHandler
 from gateway.rate_limits import RateLimitMiddleware, RateLimits, window_counter
 from gateway.routing import Route, RouteTable
 from gateway.settings import gateway_settings
-from gateway.templates import parse_template
+from gateway.templates import PathTemplate, parse_template
 from gateway.upstream import DEFAULT_DEADLINE_SECONDS, Upstreams
 from iotkit import __version__, tracing
 from iotkit.config import GATEWAY, Settings
@@ -110,11 +110,21 @@ def _name_route(scope: Scope, route: str) -> None:
         span.set_attribute("http.route", route)
 
 
+def _log_path(template: PathTemplate) -> str | None:
+    """What the access log shows of the paths of ``template`` binding a secret-looking
+    variable (the template itself), or None for the paths themselves."""
+    if any(word in var.name.lower() for var in template.variables for word in _SECRET_WORDS):
+        return template.openapi_path()
+    return None
+
+
 class Dispatcher:
     """The one ASGI endpoint: matches the route table and renders GatewayErrors as envelopes."""
 
     def __init__(self, table: RouteTable) -> None:
         self.table = table
+        # Decided once per template rather than on every request.
+        self._log_paths = {id(route.template): _log_path(route.template) for route in table.routes}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one HTTP request."""
@@ -123,10 +133,10 @@ class Dispatcher:
             matched = self.table.match(request.method, _raw_path(scope))
             template = matched.route.template
             _name_route(scope, template.source)
-            if any(
-                word in var.name.lower() for var in template.variables for word in _SECRET_WORDS
-            ):
-                scope.setdefault("state", {})[LOG_PATH_KEY] = template.openapi_path()
+            key = id(template)
+            log_path = self._log_paths[key] if key in self._log_paths else _log_path(template)
+            if log_path is not None:
+                scope.setdefault("state", {})[LOG_PATH_KEY] = log_path
             response = await matched.route.handler(request, matched.params)
         except GatewayError as error:
             response = error_response(error, path=request.url.path)
@@ -219,7 +229,12 @@ def build_app(
             Middleware(RouteMetrics, metrics=metrics),
             Middleware(RequestContextMiddleware),
             *_cors(own.cors_origins),
-            Middleware(RateLimitMiddleware, limits=limits, counter=counter),
+            # Left out when both limits are off: a layer that would only pass requests on.
+            *(
+                [Middleware(RateLimitMiddleware, limits=limits, counter=counter)]
+                if limits.active
+                else []
+            ),
             *compression(),
         ],
         lifespan=lifespan,

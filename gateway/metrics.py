@@ -12,6 +12,7 @@ HTTP's usual few share ``other``, for the same reason.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -41,6 +42,7 @@ class RouteMetrics:
             "Time from a request's arrival to the end of its answer, by method and route.",
             ("method", "route"),
         )
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one ASGI connection, counting HTTP requests."""
@@ -63,5 +65,15 @@ class RouteMetrics:
             method = scope.get("method", "")
             method = method if method in _METHODS else "other"
             route = str(state.get(ROUTE_KEY) or UNMATCHED)
-            self._requests.labels(method, route, str(status)).inc()
-            self._duration.labels(method, route).observe(time.perf_counter() - started)
+            key = (method, route, status)
+            children = self._children.get(key)
+            if children is None:
+                # A labelled child is looked up (labels checked, a lock taken) once per
+                # method, route template and status: few, since routes are templates.
+                children = (
+                    self._requests.labels(method, route, str(status)),
+                    self._duration.labels(method, route),
+                )
+                self._children[key] = children
+            children[0].inc()
+            children[1].observe(time.perf_counter() - started)

@@ -64,18 +64,26 @@ class RequestContextMiddleware:
                 response = error_response(internal_error(), path=scope.get("path", ""))
                 await response(scope, receive, send_with_id)
         finally:
-            path = str(state.get(LOG_PATH_KEY) or scope.get("path", ""))[:_MAX_LOGGED_PATH]
-            access_logger.info(
-                "%s %s %s",
-                scope.get("method"),
-                path,
-                status,
-                extra={
-                    "method": scope.get("method"),
-                    "path": path,
-                    "status": status,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-                    "request_id": request_id,
-                },
-            )
+            if access_logger.isEnabledFor(logging.INFO):
+                _log_access(scope, state, status, started, request_id)
             request_id_var.reset(token)
+
+
+def _log_access(
+    scope: Scope, state: dict[str, object], status: int, started: float, request_id: str
+) -> None:
+    """The request's access line (built only when the level lets it through)."""
+    path = str(state.get(LOG_PATH_KEY) or scope.get("path", ""))[:_MAX_LOGGED_PATH]
+    access_logger.info(
+        "%s %s %s",
+        scope.get("method"),
+        path,
+        status,
+        extra={
+            "method": scope.get("method"),
+            "path": path,
+            "status": status,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+            "request_id": request_id,
+        },
+    )

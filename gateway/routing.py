@@ -23,7 +23,7 @@ from starlette.responses import Response
 
 from gateway.discovery import HttpBinding, RpcMethod
 from gateway.errors import GatewayError
-from gateway.templates import PathTemplate
+from gateway.templates import PathTemplate, SegmentKind
 
 Handler = Callable[[Request, Mapping[str, str]], Awaitable[Response]]
 """Serves one matched request, given the decoded path variables."""
@@ -60,6 +60,26 @@ def _shape(template: PathTemplate) -> str:
     return _GROUP.sub("(", template.regex.pattern)
 
 
+_Key = tuple[str, str]
+
+
+def _template_key(template: PathTemplate) -> _Key | None:
+    """The first two segments of the paths ``template`` matches, when both are literals."""
+    head = template.segments[:2]
+    if len(head) < 2 or any(segment.kind is not SegmentKind.LITERAL for segment in head):
+        return None
+    return head[0].text, head[1].text
+
+
+def _path_key(raw_path: str) -> _Key | None:
+    """The key a template of two leading literals would need to match ``raw_path``: its
+    first two segments, the second without a ``:verb`` (literals hold no colon)."""
+    parts = raw_path.split("/", 3)
+    if len(parts) < 3 or parts[0]:
+        return None
+    return parts[1], parts[2].partition(":")[0]
+
+
 class RouteTable:
     """Routes sorted most specific first; :meth:`match` answers 404 and 405 as GatewayErrors."""
 
@@ -75,6 +95,18 @@ class RouteTable:
             seen[key] = route
         self.routes: tuple[Route, ...] = tuple(ordered)
         self._shapes = tuple(_shape(route.template) for route in ordered)
+        # Candidates by the path's first two segments, so that a request tries the dozen
+        # routes under its prefix rather than all of them; routes without two leading
+        # literals are candidates of every path. Each list keeps the table's order.
+        candidates = list(zip(self.routes, self._shapes, strict=True))
+        self._anywhere = [pair for pair in candidates if _template_key(pair[0].template) is None]
+        self._by_key: dict[_Key, list[tuple[Route, str]]] = {}
+        for pair in candidates:
+            own = _template_key(pair[0].template)
+            if own is not None and own not in self._by_key:
+                self._by_key[own] = [
+                    other for other in candidates if _template_key(other[0].template) in (own, None)
+                ]
 
     def check_reserved(self, paths: Iterable[str]) -> None:
         """Raise RouteConflict if an RPC route would answer one of the gateway's own ``paths``."""
@@ -90,7 +122,9 @@ class RouteTable:
         """The routes of ``raw_path``: those of the most specific template shape matching it."""
         found: list[RouteMatch] = []
         best = ""
-        for route, shape in zip(self.routes, self._shapes, strict=True):
+        key = _path_key(raw_path)
+        candidates = self._by_key.get(key, self._anywhere) if key else self._anywhere
+        for route, shape in candidates:
             if found and shape != best:
                 continue
             params = route.template.match(raw_path)

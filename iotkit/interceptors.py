@@ -114,6 +114,7 @@ class ServiceInterceptor(aio.ServerInterceptor):
         self._metrics = metrics
         self._session_check = session_check
         self._ready = ready
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     async def intercept_service(
         self,
@@ -125,6 +126,16 @@ class ServiceInterceptor(aio.ServerInterceptor):
         if handler is None:
             return handler
         method = handler_call_details.method
+        # gRPC asks on every call; the servicer's handler of a method is the same object each
+        # time, so its wrapping is made once.
+        known = self._wrapped.get(method)
+        if known is not None and known[0] is handler:
+            return known[1]
+        wrapped = self._wrap(method, handler)
+        self._wrapped[method] = (handler, wrapped)
+        return wrapped
+
+    def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
                 self._wrap_unary(method, handler.unary_unary),
@@ -293,8 +304,11 @@ class ServiceInterceptor(aio.ServerInterceptor):
             self._metrics.record(method, state.code, seconds)
         # Every service polls for revocations four times a second: routine, not news.
         routine = method in ROUTINE_METHODS and state.code == grpc.StatusCode.OK
+        level = logging.DEBUG if routine else logging.INFO
+        if not log.isEnabledFor(level):
+            return  # the line's fields are not worth building for nobody
         log.log(
-            logging.DEBUG if routine else logging.INFO,
+            level,
             "rpc",
             extra={
                 "method": method,

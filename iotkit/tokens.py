@@ -11,7 +11,9 @@ import asyncio
 import base64
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -22,6 +24,8 @@ from iotkit.errors import Unauthenticated, Unavailable
 ISSUER = "iotsuite"
 ALGORITHM = "EdDSA"
 LEEWAY_SECONDS = 5
+VERIFIED_CACHE_SIZE = 4096
+"""Most tokens whose signature check a process remembers (least recently used leave first)."""
 _INVALID = "Invalid or expired token"
 
 log = logging.getLogger(__name__)
@@ -73,6 +77,10 @@ class KeySet:
                 log.warning("could not fetch signing keys", extra={"error": type(exc).__name__})
             return self.loaded
 
+    def current(self, kid: str) -> Ed25519PublicKey | None:
+        """The key named ``kid`` if the set holds it now (no refresh)."""
+        return self._keys.get(kid)
+
     async def key(self, kid: str) -> Ed25519PublicKey | None:
         """The key named ``kid``, refreshing once if it is not known yet."""
         if kid not in self._keys:
@@ -90,14 +98,62 @@ def static_keys(keys: Iterable[tuple[str, Ed25519PublicKey]]) -> KeyFetcher:
     return fetch
 
 
-class TokenVerifier:
-    """Checks signature, expiry, issuer and type of a token and answers its caller."""
+@dataclass(frozen=True, slots=True)
+class _Verified:
+    """A token whose signature, issuer and claims were checked, and the key that signed it."""
 
-    def __init__(self, keys: KeySet) -> None:
+    caller: Caller
+    kid: str
+    key: Ed25519PublicKey
+
+
+class TokenVerifier:
+    """Checks signature, expiry, issuer and type of a token and answers its caller.
+
+    A token that passed is remembered (a bounded LRU, :data:`VERIFIED_CACHE_SIZE`), so a
+    client's next calls skip the Ed25519 check and the JSON decoding: what is remembered is
+    only what the token's bytes prove, which cannot change. Expiry, type and the signing key
+    still being trusted are checked again on every call, and whether the session has been
+    revoked is not the verifier's to say: callers check it on every call
+    (:mod:`iotkit.revocation`), cached token or not.
+    """
+
+    def __init__(
+        self,
+        keys: KeySet,
+        *,
+        cache_size: int = VERIFIED_CACHE_SIZE,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.keys = keys
+        self._verified: OrderedDict[str, _Verified] = OrderedDict()
+        self._cache_size = cache_size
+        self._clock = clock
 
     async def verify(self, token: str, *, token_types: Iterable[str] = ("access",)) -> Caller:
         """The caller of a valid ``token`` of one of ``token_types``; raises Unauthenticated."""
+        known = self._verified.get(token)
+        if known is not None:
+            if known.caller.expires_at + LEEWAY_SECONDS < self._clock() or (
+                self.keys.current(known.kid) is not known.key
+            ):
+                del self._verified[token]  # expired, or its key withdrawn: checked afresh
+            else:
+                self._verified.move_to_end(token)
+                if known.caller.token_type not in set(token_types):
+                    raise Unauthenticated(_INVALID)
+                return known.caller
+        caller, kid, key = await self._check(token)
+        if caller.token_type not in set(token_types):
+            raise Unauthenticated(_INVALID)
+        if self._cache_size > 0:
+            self._verified[token] = _Verified(caller, kid, key)
+            if len(self._verified) > self._cache_size:
+                self._verified.popitem(last=False)
+        return caller
+
+    async def _check(self, token: str) -> tuple[Caller, str, Ed25519PublicKey]:
+        """Signature and claims of ``token``: its caller, and the key that signed it."""
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
@@ -121,10 +177,8 @@ class TokenVerifier:
             )
         except jwt.PyJWTError as exc:
             raise Unauthenticated(_INVALID) from exc
-        if claims.get("typ") not in set(token_types):
-            raise Unauthenticated(_INVALID)
         scope = claims.get("scope", "")
-        return Caller(
+        caller = Caller(
             subject=str(claims["sub"]),
             role=str(claims.get("role", "user")),
             scopes=frozenset(str(scope).split()),
@@ -136,3 +190,4 @@ class TokenVerifier:
             claims=claims,
             token=token,
         )
+        return caller, kid, key

@@ -53,6 +53,28 @@ def test_route_table_answers_404_and_405() -> None:
     assert missing.value.code == "NOT_FOUND"
 
 
+def test_routes_are_found_by_prefix_with_verbs_and_leading_variables() -> None:
+    # The table tries the routes under a path's first two segments, plus those that do not
+    # start with two literals: each kind must still be found, most specific first.
+    table = RouteTable(
+        [
+            route("GET", "/v1/a/{id}"),
+            route("POST", "/v1/a:import"),
+            route("GET", "/v1/a/mine"),
+            route("GET", "/{page}"),
+            route("GET", "/v1/{name=b/*}"),
+        ]
+    )
+    assert table.match("POST", "/v1/a:import").route.template.source == "/v1/a:import"
+    assert table.match("GET", "/v1/a/mine").route.template.source == "/v1/a/mine"
+    assert table.match("GET", "/v1/a/7").params == {"id": "7"}
+    assert table.match("GET", "/healthz").params == {"page": "healthz"}
+    assert table.match("GET", "/v1/b/9").params == {"name": "b/9"}
+    with pytest.raises(GatewayError) as missing:
+        table.match("GET", "/v1/c/9")
+    assert missing.value.status == 404
+
+
 def test_routes_differing_only_in_variable_names_conflict() -> None:
     with pytest.raises(RouteConflict):
         RouteTable([route("GET", "/v1/a/{id}"), route("GET", "/v1/a/{name}")])

@@ -530,3 +530,24 @@ async def test_an_oversized_import_is_refused_before_it_is_parsed(clients: Clien
     assert [v.field for v in violations_of(error)] == ["devices"]
     listed = await clients.devices.ListDevices(devices_pb2.ListDevicesRequest(), metadata=ann)
     assert listed.total_count == 0
+
+
+async def test_a_device_read_tells_its_credential_from_one_statement(clients: Clients) -> None:
+    # GetDevice answers the device and its credential in one query: the credential must
+    # count only while it works, and another user must learn nothing of either.
+    ann = await user(clients)
+    bob = await user(clients)
+    device = await register(clients, ann)
+    request = devices_pb2.GetDeviceRequest(device_id=device.device_id)
+    assert not (await clients.devices.GetDevice(request, metadata=ann)).has_credential
+    await clients.devices.IssueDeviceCredential(
+        devices_pb2.IssueDeviceCredentialRequest(device_id=device.device_id), metadata=ann
+    )
+    shown = await clients.devices.GetDevice(request, metadata=ann)
+    assert (shown.has_credential, shown.name) == (True, device.name)
+    error = await failure(clients.devices.GetDevice(request, metadata=bob))
+    assert error.code() == grpc.StatusCode.NOT_FOUND
+    await clients.devices.RevokeDeviceCredential(
+        devices_pb2.RevokeDeviceCredentialRequest(device_id=device.device_id), metadata=ann
+    )
+    assert not (await clients.devices.GetDevice(request, metadata=ann)).has_credential

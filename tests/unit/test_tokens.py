@@ -115,3 +115,51 @@ async def test_no_keys_yet_is_unavailable_not_unauthenticated() -> None:
 
     with pytest.raises(Unavailable):
         await TokenVerifier(KeySet(fetch)).verify(token())
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_a_verified_token_is_remembered_until_it_expires() -> None:
+    clock = Clock()
+    checker = TokenVerifier(KeySet(static_keys([("k1", KEY.public_key())])), clock=clock)
+    good = token(exp=int(clock.now) + 60)
+    first = await checker.verify(good)
+    assert await checker.verify(good) is first  # remembered: no second signature check
+    # Its type is still checked on every call.
+    with pytest.raises(Unauthenticated):
+        await checker.verify(good, token_types=("refresh",))
+    clock.now += 60 + 6  # past exp and the leeway, on the verifier's clock only
+    # Forgotten and checked afresh (which PyJWT, on the real clock, still passes).
+    assert await checker.verify(good) is not first
+
+
+async def test_a_remembered_token_falls_with_its_withdrawn_key() -> None:
+    published = {"k1": KEY.public_key()}
+
+    async def fetch() -> dict[str, Ed25519PublicKey]:
+        return dict(published)
+
+    keys = KeySet(fetch, min_refresh_interval=0)
+    checker = TokenVerifier(keys)
+    good = token()
+    assert (await checker.verify(good)).subject == "u1"
+    published.clear()
+    published["k2"] = Ed25519PrivateKey.generate().public_key()
+    assert await keys.refresh(force=True)
+    with pytest.raises(Unauthenticated):
+        await checker.verify(good)
+
+
+async def test_the_memory_of_verified_tokens_is_bounded() -> None:
+    checker = TokenVerifier(KeySet(static_keys([("k1", KEY.public_key())])), cache_size=2)
+    tokens = [token(jti=f"j{n}") for n in range(3)]
+    callers = [await checker.verify(t) for t in tokens]
+    # The oldest was forgotten: verified afresh (a new caller), the newest still remembered.
+    assert await checker.verify(tokens[0]) is not callers[0]
+    assert await checker.verify(tokens[2]) is callers[2]

@@ -222,7 +222,13 @@ class DeviceService:
 
     async def get(self, *, caller: Caller, device_id: str) -> DeviceView:
         """One of the caller's devices."""
-        return (await self._views([await self._owned(caller, device_id)]))[0]
+        # One statement answers the device and its credential; the credential's presence is
+        # only told once ownership has been checked.
+        found = await self._store.live_device_view(
+            device_id=_device_id(device_id), now=self._clock()
+        )
+        device = _theirs(found[0] if found else None, caller)
+        return DeviceView(device, found is not None and found[1])
 
     async def update(
         self,
@@ -405,18 +411,23 @@ class DeviceService:
         )
 
     async def _owned(self, caller: Caller, device_id: str) -> Device:
-        violations = Violations()
-        device_id = check_uuid(violations, device_id, field="device_id")
-        violations.raise_if_any()
-        return owned(
-            await self._store.live_device(device_id=device_id),
-            caller,
-            message="Device not found",
-            reason=reasons.DEVICE_NOT_FOUND,
-        )
+        return _theirs(await self._store.live_device(device_id=_device_id(device_id)), caller)
 
     async def _views(self, devices: Sequence[Device]) -> list[DeviceView]:
         with_credentials = await self._store.devices_with_credentials(
             device_ids=[device.id for device in devices], now=self._clock()
         )
         return [DeviceView(device, device.id in with_credentials) for device in devices]
+
+
+def _device_id(device_id: str) -> str:
+    """``device_id`` when it is a UUID; else INVALID_ARGUMENT on the field."""
+    violations = Violations()
+    device_id = check_uuid(violations, device_id, field="device_id")
+    violations.raise_if_any()
+    return device_id
+
+
+def _theirs(device: Device | None, caller: Caller) -> Device:
+    """``device`` when it is the caller's (or the caller an admin); else NOT_FOUND."""
+    return owned(device, caller, message="Device not found", reason=reasons.DEVICE_NOT_FOUND)

@@ -12,8 +12,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Float, ForeignKey, String, func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import (
+    BigInteger,
+    Float,
+    ForeignKey,
+    String,
+    bindparam,
+    exists,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from iotkit.listing import contains, fetch_page
@@ -94,7 +104,8 @@ def _event(kind: str, device: DeviceRow, now: datetime) -> DeviceEventRow:
     return DeviceEventRow(kind=kind, device_id=device.id, owner_id=device.owner_id, occurred_at=now)
 
 
-def _device(row: DeviceRow) -> Device:
+def _device(row: Any) -> Device:
+    # A DeviceRow, or a core Row of its columns (read by name alike).
     return Device(
         id=row.id,
         owner_id=row.owner_id,
@@ -128,11 +139,28 @@ def _device_row(device: Device) -> DeviceRow:
     )
 
 
+_LIVE_DEVICE_VIEW = select(
+    *DeviceRow.__table__.c,
+    exists()
+    .where(
+        CredentialRow.device_id == DeviceRow.id,
+        CredentialRow.revoked_at.is_(None),
+        CredentialRow.expires_at > bindparam("now"),
+    )
+    .label("has_credential"),
+).where(DeviceRow.id == bindparam("device_id"), DeviceRow.decommissioned_at.is_(None))
+"""A live device and whether it holds a working credential, in one statement: built once,
+so SQLAlchemy compiles it once (the read path of GetDevice, the gateway's commonest call)."""
+
+
 class DeviceStore:
     """Queries over the devices tables; every method runs in its own transaction."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
+        # Reads that need no ORM objects go through the engine: a session's identity map,
+        # unit of work and close cost more than the query itself on a one-row read.
+        self._engine: AsyncEngine = sessions.kw["bind"]
 
     async def add_devices(self, *, devices: Sequence[Device], now: datetime) -> None:
         """Insert devices with their "registered" events, all or none."""
@@ -150,6 +178,18 @@ class DeviceStore:
                 )
             )
             return None if row is None else _device(row)
+
+    async def live_device_view(
+        self, *, device_id: str, now: datetime
+    ) -> tuple[Device, bool] | None:
+        """A device that has not been decommissioned and whether it has a working credential
+        (unrevoked and unexpired at ``now``), or None."""
+        async with self._engine.connect() as connection:
+            result = await connection.execute(
+                _LIVE_DEVICE_VIEW, {"device_id": device_id, "now": now}
+            )
+            row = result.first()
+        return None if row is None else (_device(row), bool(row.has_credential))
 
     async def list_devices(self, *, query: DeviceQuery) -> tuple[list[Device], int]:
         """A page of live devices matching ``query`` and how many match in all."""
