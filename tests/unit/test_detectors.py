@@ -36,6 +36,7 @@ from services.analytics.analytics.detectors import (
     MAX_MAGNITUDE,
     REST,
     REST_BREAK,
+    SPIKE_REST,
     TYPE_AFTER,
     WARMUP,
     DetectorState,
@@ -46,7 +47,7 @@ from services.analytics.analytics.detectors import (
     ratio_score,
 )
 from tests.shared import SHARED
-from tools.signals import AnomalyRates, Scheduled, SignalSource
+from tools.signals import MODELS, AnomalyRates, Scheduled, SignalSource
 
 Int64s = npt.NDArray[np.int64]
 Float64s = npt.NDArray[np.float64]
@@ -162,11 +163,17 @@ def check_run(run: Run, timestamps: Int64s, values: Float64s, *, analysed_before
         assert finding.found_us >= finding.timestamp_us, finding
         assert math.isfinite(finding.confidence) and 0.0 <= finding.confidence <= 1.0, finding
         assert math.isfinite(finding.raw_value) and math.isfinite(finding.expected_value)
-    # Every finding but out-of-range ones is raised at least REST readings after the previous
-    # one, or scores REST_BREAK above it, and none comes before the warm-up is over.
+    # None comes before the warm-up is over. Every finding but out-of-range ones, spikes and
+    # dips is raised at least REST readings after the previous one, or scores REST_BREAK
+    # above it; spikes and dips have their own rest (a spike evidence of their own, apart
+    # from the others), and one reading is never found twice as a spike or dip.
     judged = sorted((f for f in run.findings if f.anomaly_type != "out_of_range"), key=raised_us)
     at = np.searchsorted(run.timestamps, [raised_us(f) for f in judged])
     assert np.all(at + analysed_before >= WARMUP), "a finding during the warm-up"
+    sudden = [f.timestamp_us for f in judged if f.anomaly_type in ("spike", "dip")]
+    assert len(sudden) == len(set(sudden)), "a reading found twice as a spike or dip"
+    judged = [f for f in judged if f.anomaly_type not in ("spike", "dip")]
+    at = np.searchsorted(run.timestamps, [raised_us(f) for f in judged])
     for before, after, apart in zip(judged, judged[1:], np.diff(at), strict=False):
         assert apart > REST or after.confidence >= before.confidence + REST_BREAK - 1e-4, (
             "two findings closer than REST readings, the second not stronger",
@@ -620,6 +627,31 @@ def test_an_injected_anomaly_is_found_typed_and_dated(
         # Above the healthy sensors' ceiling (0.8, below) and every other finding here.
         assert found.confidence >= 0.85
         assert all(f.confidence < found.confidence for f in run.findings if f is not found)
+
+
+@pytest.mark.parametrize("device_type", ["temperature", "pressure", "motion"])
+def test_spikes_and_dips_close_together_are_each_found_and_typed(device_type: str) -> None:
+    # The largest spike the simulator makes, a mid-sized dip 30 s after it (past SPIKE_REST;
+    # a spike teaches the bar 1.2 times itself at most), a jump, and a mid-sized spike and
+    # dip on the jump's level, a minute apart: each is found,
+    # typed and dated at its own reading. (A departure learnt whole would hide the smaller
+    # ones for an hour; one finding per REST readings of whatever type would hide the dip
+    # behind the spike, and the jump's level would hide what happens on it.)
+    low, high = MODELS[device_type].spike_range
+    events = (
+        Scheduled("spike", INJECTED_AT, 0, high),
+        Scheduled("dip", INJECTED_AT + (SPIKE_REST + 10) * SECOND, 0, -(low + high) / 2),
+        Scheduled("jump", INJECTED_AT + 300 * SECOND, 300 * SECOND),
+        Scheduled("spike", INJECTED_AT + 360 * SECOND, 0, (low + high) / 2),
+        Scheduled("dip", INJECTED_AT + 420 * SECOND, 0, -(low + high) / 2),
+    )
+    timestamps, values = _signal(device_type, 2, scheduled=events)
+    run = feed(timestamps, values, batch=100, device_type=device_type, period_us=1e6)
+    check_run(run, timestamps, values)
+    found = {(f.anomaly_type, f.timestamp_us) for f in run.findings}
+    for event in events:
+        if event.kind != "jump":
+            assert (event.kind, event.start_us) in found, (event, run.findings)
 
 
 @pytest.mark.parametrize("device_type", ["temperature", "pressure", "motion"])

@@ -32,6 +32,15 @@ scaled so that 0.5 means "as unusual as the threshold of that evidence":
   repeats a reading (``FLAT_CHANCE``), and at least ``FLAT_MIN_READINGS``
   readings and ``FLAT_MIN_SECONDS``.
 - **out of range**: a value beyond the device type's physical bounds scores 1.
+- **spike**: a reading that left both its neighbours (the one before and the one
+  after, which came back) by ``SPIKE_Z_MIN`` deviations of one step or more,
+  judged against the largest such departure lately (as the deviation is, but
+  each departure teaching that bar no more than ``SPIKE_CLIP`` times itself);
+  see :func:`_spike_ratios`. The spread of steps is blind to the level shifts
+  and drifts that inflate a level's variance for hundreds of readings, which
+  hid most spikes and dips after a jump. Its findings are raised apart from
+  the others' (``SPIKE_REST``), dated at the reading that stood out and known
+  with the next.
 
 A ratio r of evidence to its threshold maps to a score of r / 2 below 1 and
 1 - 1 / (2r) above, so scores rank findings and never saturate. A finding is
@@ -64,6 +73,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from numba import njit
 
 Int64s = npt.NDArray[np.int64]
 Float64s = npt.NDArray[np.float64]
@@ -114,6 +124,13 @@ FLAT_FACTOR = 2.0
 FLAT_MIN_READINGS = 20
 FLAT_MIN_SECONDS = 5.0
 FLAT_CHANCE = 1e-6  # a run this unlikely for the stream's rate of repeats is stuck
+# Spikes and dips: a reading that left its neighbours both ways by this many deviations of a
+# step (at least; see _spike_ratios), a departure teaching the bar at most SPIKE_CLIP times
+# itself, and SPIKE_REST readings between two such findings.
+SPIKE_Z_MIN = 40.0
+SPIKE_CLIP = 1.2
+SPIKE_REST = 20
+STEP_CLIP = 5.0  # a step teaches the steps' variance at most this many deviations
 TYPE_AFTER = 1  # readings after a sudden departure that tell a spike or dip from a level shift
 _SETTLED = math.ceil(math.log(1e-17) / math.log(1.0 - ALPHA))  # (1 - ALPHA) ** n < 1e-17
 _EWMA_BLOCK = 256  # keeps (1 - alpha) ** -k far from overflow
@@ -234,6 +251,13 @@ class DetectorState:
     profile_alpha: float = 0.0
     profile_hour: int | None = None  # the hour of the last reading the profile took
     min_step: float = math.inf
+    # Spikes and dips (see _spike_ratios): the steps' variance, the bar's peak, the time of
+    # the last in-range reading, readings since the last spike finding and its score.
+    step_variance: float = 0.0
+    step_peak: float = 0.0
+    inside_ts: int = 0
+    spike_since: int = SPIKE_REST + 1
+    spike_score: float = 0.0
     warm: list[float] = field(default_factory=list)
     bin_low: float = 0.0
     bin_width: float = 0.0
@@ -370,6 +394,54 @@ def decaying_peak(values: Float64s, start: float, decay: float) -> tuple[Float64
     return before, float(after[-1])
 
 
+@njit(cache=True)
+def _spike_ratios(
+    xs: Float64s,
+    before2: float,
+    before1: float,
+    known: int,
+    variance: float,
+    peak: float,
+    floors: Float64s,
+    judged: bool,
+) -> tuple[Float64s, float, float]:  # pragma: no cover - compiled; run by the tests
+    """For each reading t, how far reading t - 1 stood out from both its neighbours (a
+    spike or dip, known once t came back), over its threshold (1 = at it); and the steps'
+    variance and the bar's peak after the readings.
+
+    The evidence is the smaller of the steps into and out of t - 1, less the step from
+    t - 2 to t (a level that moved is not a spike), in deviations of one step: the spread
+    of steps is blind to level shifts and slow drifts, which inflate a level's variance for
+    hundreds of readings. A step teaches that variance no more than STEP_CLIP deviations,
+    and a spike teaches the bar (a peak decaying by PEAK_DECAY, never below SPIKE_Z_MIN) no
+    more than SPIKE_CLIP times itself, so anomalies do not hide the next ones, while spikes
+    that are a stream's habit still raise its bar. A loop per reading, compiled: each step
+    depends on the variance the clipped ones left. ``known`` counts earlier readings
+    (``before1`` and ``before2`` the last two); ``floors`` are the squared resolution."""
+    out = np.zeros(xs.size)
+    cap = STEP_CLIP * STEP_CLIP
+    for i in range(xs.size):
+        x = xs[i]
+        spread = max(variance, floors[i])
+        learnt = 0.0
+        if judged and known >= 2 and spread > 0.0:
+            into, out_of = before1 - before2, before1 - x
+            size = min(abs(into), abs(out_of)) - abs(x - before2)
+            z = size / math.sqrt(spread) if into * out_of > 0.0 and size > 0.0 else 0.0
+            bar = max(peak * PEAK_DECAY, SPIKE_Z_MIN)
+            out[i] = z / bar
+            learnt = min(z, SPIKE_CLIP * bar)
+        peak = max(peak * PEAK_DECAY, learnt)
+        if known >= 1:
+            square = (x - before1) ** 2
+            if judged:
+                square = min(square, cap * spread)
+            variance += ALPHA * (square - variance)
+        before2, before1 = before1, x
+        known += 1
+    return out, variance, peak
+
+
 def _or(value: float | None, otherwise: float) -> float:
     """``value`` unless it is None (a reading of 0.0 is a reading)."""
     return float(otherwise if value is None else value)
@@ -439,12 +511,23 @@ class StreamDetector:
         flat_score, run_start = self._flatline(ts, xs, judged, typical_log)
         stat_score = np.zeros(size)
         novel_score = np.zeros(size)
+        spike_score = np.zeros(size)
         base = np.full(size, s.level)
+        spike_ts = np.zeros(size, dtype=np.int64)
+        spike_at = np.zeros(size)
+        spike_from = np.zeros(size)
         if inside.any():
             xi = xs[inside]
-            dev, base_i = self._deviation(ts[inside], xi, judged, typical_log[inside])
-            stat_score[inside] = dev
-            base[inside] = base_i
+            earlier = [0.0, 0.0, *s.short.recent[-2:].tolist()][-2:]  # before _deviation
+            stat_score[inside], base[inside], spike_score[inside] = self._deviation(
+                ts[inside], xi, judged, typical_log[inside]
+            )
+            # What a spike score is about: the in-range reading before, and the one before it.
+            tsi = ts[inside]
+            spike_ts[inside] = np.concatenate([[s.inside_ts], tsi[:-1]])
+            chain = np.concatenate([earlier, xi])
+            spike_at[inside], spike_from[inside] = chain[1:-1], chain[:-2]
+            s.inside_ts = int(tsi[-1])
             if judged:
                 novel_score[inside] = self._novelty(xi)
         if not judged:
@@ -455,6 +538,8 @@ class StreamDetector:
             kinds[higher] = kind
         raised = self._raise(ts, xs, inside, score, kinds, base, gap_from, run_start, findings)
         self._settle(ts, xs, raised, findings)
+        self._raise_spikes(ts, spike_score, spike_ts, spike_at, spike_from, findings)
+        score = np.maximum(score, spike_score)
         s.readings += size
         s.last_ts, s.last_value = int(ts[-1]), float(xs[-1])
         s.outside = not bool(inside[-1])
@@ -507,6 +592,37 @@ class StreamDetector:
             s.last_finding_score = float(score[at])
         s.since_finding = since + xs.size if last < 0 else xs.size - 1 - last
         return raised
+
+    def _raise_spikes(
+        self,
+        ts: Int64s,
+        score: Float64s,
+        spike_ts: Int64s,
+        spike_at: Float64s,
+        spike_from: Float64s,
+        findings: list[Finding],
+    ) -> None:
+        """Spike and dip findings where their own score reaches the threshold, at most one
+        per SPIKE_REST readings unless stronger (as in :meth:`_raise`); apart from the other
+        findings, as each is one reading and tells its type itself: a spike just after a
+        jump or a gap is an event of its own. Dated at the reading that stood out, known
+        with the one after; one the deviation already typed there is not raised again."""
+        s = self.state
+        reaching = (score >= s.threshold) & (s.readings + np.arange(ts.size) >= WARMUP + REST)
+        since, last = s.spike_since, -1
+        typed = {(f.anomaly_type, f.timestamp_us) for f in findings}
+        for at in np.flatnonzero(reaching).tolist():
+            gap = since + at - last if last < 0 else at - last
+            if gap <= SPIKE_REST and score[at] < s.spike_score + REST_BREAK:
+                continue
+            v, e = float(spike_at[at]), float(spike_from[at])
+            kind = "spike" if v > e else "dip"
+            last, s.spike_score = at, float(score[at])
+            if (kind, int(spike_ts[at])) in typed:
+                continue
+            confidence = round(float(score[at]), 4)
+            findings.append(Finding(kind, int(spike_ts[at]), v, confidence, e, int(ts[at])))
+        s.spike_since = since + ts.size if last < 0 else ts.size - 1 - last
 
     def _settle(
         self, ts: Int64s, xs: Float64s, raised: list[tuple[int, Pending]], findings: list[Finding]
@@ -562,9 +678,10 @@ class StreamDetector:
 
     def _deviation(
         self, ts: Int64s, xs: Float64s, judged: bool, typical_log: Float64s
-    ) -> tuple[Float64s, Float64s]:
-        """Deviation scores of in-range readings (the higher of the time scales), and the
-        level each was judged against (that of the scale that judged it higher)."""
+    ) -> tuple[Float64s, Float64s, Float64s]:
+        """Deviation scores of in-range readings (the higher of the time scales), the
+        level each was judged against (that of the scale that judged it higher), and the
+        spike scores (of the reading before each, see :func:`_spike_ratios`)."""
         s = self.state
         previous = float(s.short.recent[-1]) if s.short.recent.size else float(xs[0])
         steps = np.abs(np.diff(np.concatenate([[previous], xs])))
@@ -576,6 +693,17 @@ class StreamDetector:
         # rounding, which must not look like a departure.
         floor = np.maximum(np.maximum(step_floor, 1e-9 * np.abs(xs)), 1e-300)
         s.min_step = float(min(s.min_step, float(moved.min())))
+        recent = s.short.recent  # the last in-range readings, before these
+        spike, s.step_variance, s.step_peak = _spike_ratios(
+            xs,
+            float(recent[-2]) if recent.size > 1 else 0.0,
+            float(recent[-1]) if recent.size else 0.0,
+            min(recent.size, 2),
+            s.step_variance,
+            s.step_peak,
+            floor * floor,
+            judged,
+        )
         best = np.zeros(xs.size)
         base = np.zeros(xs.size)
         for scale, track in zip(SCALES, (s.short, s.long), strict=True):
@@ -592,7 +720,9 @@ class StreamDetector:
         best = np.where(higher, ratio, best)
         # What the profile expected, plus the residual's own level.
         base = np.where(higher, xs - residual + level, base)
-        return (ratio_score(best) if judged else np.zeros(xs.size)), base
+        if not judged:
+            return np.zeros(xs.size), base, np.zeros(xs.size)
+        return ratio_score(best), base, ratio_score(spike)
 
     def _deseasoned(self, ts: Int64s, xs: Float64s, alphas: Float64s) -> Float64s:
         """Each reading less its hour's profile (0 for an hour's first reading); moves the
