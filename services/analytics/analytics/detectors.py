@@ -75,6 +75,8 @@ import numpy as np
 import numpy.typing as npt
 from numba import njit
 
+from services.analytics.analytics import recurrences
+
 Int64s = npt.NDArray[np.int64]
 Float64s = npt.NDArray[np.float64]
 Bools = npt.NDArray[np.bool_]
@@ -133,7 +135,6 @@ SPIKE_REST = 20
 STEP_CLIP = 5.0  # a step teaches the steps' variance at most this many deviations
 TYPE_AFTER = 1  # readings after a sudden departure that tell a spike or dip from a level shift
 _SETTLED = math.ceil(math.log(1e-17) / math.log(1.0 - ALPHA))  # (1 - ALPHA) ** n < 1e-17
-_EWMA_BLOCK = 256  # keeps (1 - alpha) ** -k far from overflow
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,60 +339,18 @@ class DetectorState:
         return cls(device_type=device_type, min_value=low, max_value=high)
 
 
-_POWERS: dict[float, Float64s] = {}
-
-
-def _powers(keep: float) -> Float64s:
-    """``keep ** k`` for k = 1 .. _EWMA_BLOCK, cached: every batch of a stream uses the same."""
-    if keep not in _POWERS:
-        _POWERS[keep] = np.power(keep, np.arange(1, _EWMA_BLOCK + 1), dtype=np.float64)
-    return _POWERS[keep]
-
-
 def ewma(values: Float64s, alpha: float, start: float) -> Float64s:
-    """Exponentially weighted moving average of ``values`` continuing from ``start``, vectorised."""
-    size = values.size
-    if not size:
-        return values.astype(np.float64)
-    keep = 1.0 - alpha
-    blocks = -(-size // _EWMA_BLOCK)
-    if blocks * _EWMA_BLOCK == size:
-        grid = values.reshape(blocks, _EWMA_BLOCK)
-    else:
-        padded = np.zeros(blocks * _EWMA_BLOCK)
-        padded[:size] = values
-        grid = padded.reshape(blocks, _EWMA_BLOCK)
-    powers = _powers(keep)
-    # Within a block, from a zero start: y_k = alpha * keep^k * sum_j x_j / keep^j.
-    local = np.cumsum(grid / powers, axis=1)
-    local *= powers
-    local *= alpha
-    # Each block starts where the previous one ended: a short scalar recurrence over blocks.
-    carry = np.empty(blocks)
-    previous = start
-    tail = float(powers[-1])
-    for block, last in enumerate(local[:, -1].tolist()):
-        carry[block] = previous
-        previous = tail * previous + last
-    local += powers * carry[:, None]
-    return local.reshape(-1)[:size]
+    """Exponentially weighted moving average of ``values`` continuing from ``start``."""
+    return recurrences.ewma(np.ascontiguousarray(values, dtype=np.float64), alpha, start)
 
 
 def decaying_peak(values: Float64s, start: float, decay: float) -> tuple[Float64s, float]:
     """For each reading, the peak of the readings before it, each decayed by ``decay`` per
     reading since (``start`` is the peak after the last reading); and the peak after all."""
-    size = values.size
-    steps = np.arange(size, dtype=np.float64)
-    log_decay = math.log(decay)
-    # max_j v_j d^(t-j) = d^t max_j (v_j d^-j): a running maximum in the log domain.
-    logs = np.log(np.maximum(values, 1e-300)) - steps * log_decay
-    through = np.exp(np.maximum.accumulate(logs) + steps * log_decay)
-    carried = max(start, 1e-300) * np.exp((steps + 1.0) * log_decay)
-    after = np.maximum(through, carried)
-    before = np.empty(size)
-    before[0] = max(start, 0.0) * decay
-    before[1:] = after[:-1] * decay
-    return before, float(after[-1])
+    before, after = recurrences.decaying_peak(
+        np.ascontiguousarray(values, dtype=np.float64), start, decay
+    )
+    return before, float(after)
 
 
 @njit(cache=True)
@@ -979,36 +938,32 @@ def _judge(
 ) -> tuple[Float64s, Float64s]:
     """One time scale's deviation ratios (z over the decayed peak, 1 = at the threshold)
     for ``xs``, and the level each was judged against; moves ``track`` past them."""
-    alpha = 2.0 / (scale.span + 1)
-    start_level = track.level if track.recent.size else float(xs[0])
-    levels = ewma(xs, alpha, start_level)
-    before = np.concatenate([[start_level], levels[:-1]])
-    variances = ewma((xs - before) ** 2, alpha, track.variance)
-    # The base of reading t is the level and variance `window` readings before it.
-    all_levels = np.concatenate([track.recent_levels, levels])
-    all_variances = np.concatenate([track.recent_variances, variances])
-    index = np.arange(xs.size) + len(track.recent_levels) - scale.window
-    first = np.clip(index, 0, None)
-    base = np.where(index >= 0, all_levels[first], start_level)
-    spread = np.sqrt(np.where(index >= 0, all_variances[first], track.variance))
-    window = np.concatenate([track.recent, xs])
-    sums = np.cumsum(np.concatenate([[0.0], window]))
-    ends = np.arange(xs.size) + len(track.recent) + 1
-    starts = np.maximum(ends - scale.window, 0)
-    mean = (sums[ends] - sums[starts]) / (ends - starts)
-    # A mean of n readings spreads sqrt(n) times less than one reading.
-    with np.errstate(over="ignore"):
-        z = np.minimum(
-            np.abs(mean - base) / np.maximum(spread / math.sqrt(scale.window), floor), Z_CAP
-        )
-    if not judged:
-        z = np.zeros(xs.size)
-    peak_before, track.peak = decaying_peak(z, track.peak, PEAK_DECAY)
-    track.level, track.variance = float(levels[-1]), float(variances[-1])
-    track.recent = window[-scale.window :].copy()
-    track.recent_levels = all_levels[-scale.window :].copy()
-    track.recent_variances = all_variances[-scale.window :].copy()
-    return z / np.maximum(peak_before, scale.z_min), base
+    (
+        ratios,
+        base,
+        track.level,
+        track.variance,
+        track.peak,
+        track.recent,
+        track.recent_levels,
+        track.recent_variances,
+    ) = recurrences.judge(
+        np.ascontiguousarray(xs, dtype=np.float64),
+        np.ascontiguousarray(floor, dtype=np.float64),
+        scale.window,
+        2.0 / (scale.span + 1),
+        scale.z_min,
+        PEAK_DECAY,
+        Z_CAP,
+        judged,
+        track.level,
+        track.variance,
+        track.peak,
+        track.recent,
+        track.recent_levels,
+        track.recent_variances,
+    )
+    return ratios, base
 
 
 _DECAY_POWERS: list[Float64s] = [np.ones(1)]

@@ -1,0 +1,124 @@
+"""The detector's per-reading recurrences, compiled with numba.
+
+Each is a plain loop over a batch's readings, continuing from the state the
+last batch left: the same operations in the same order whatever the batch
+size, so results do not depend on how readings are split into batches (to
+the last bit, which the vectorised forms they replace could not promise), and
+one compiled pass instead of a dozen numpy calls per quantity. ``cache=True``
+keeps the machine code beside the module, so a process compiles each once;
+the functions take contiguous float64 arrays only (one signature each).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import numpy.typing as npt
+from numba import njit
+
+Float64s = npt.NDArray[np.float64]
+Judged = tuple[Float64s, Float64s, float, float, float, Float64s, Float64s, Float64s]
+
+
+@njit(cache=True)
+def ewma(values: Float64s, alpha: float, start: float) -> Float64s:  # pragma: no cover
+    """Exponentially weighted moving average of ``values`` continuing from ``start``: the
+    average after each value."""
+    out = np.empty(values.size)
+    level = start
+    for i in range(values.size):
+        level += alpha * (values[i] - level)
+        out[i] = level
+    return out
+
+
+@njit(cache=True)
+def decaying_peak(
+    values: Float64s, start: float, decay: float
+) -> tuple[Float64s, float]:  # pragma: no cover
+    """For each value, the peak of the values before it, each decayed by ``decay`` per
+    reading since (``start`` is the peak after the last reading); and the peak after all."""
+    before = np.empty(values.size)
+    peak = max(start, 0.0)
+    for i in range(values.size):
+        peak *= decay
+        before[i] = peak
+        peak = max(peak, values[i])
+    return before, peak
+
+
+@njit(cache=True)
+def judge(
+    xs: Float64s,
+    floor: Float64s,
+    window: int,
+    alpha: float,
+    z_min: float,
+    decay: float,
+    z_cap: float,
+    judged: bool,
+    level: float,
+    variance: float,
+    peak: float,
+    recent: Float64s,
+    recent_levels: Float64s,
+    recent_variances: Float64s,
+) -> Judged:  # pragma: no cover
+    """One deviation time scale over a batch (see ``detectors._judge``): for each reading,
+    the mean of the last ``window`` readings against the level and spread ``window``
+    readings before it, in deviations of such a mean (never below ``floor``), over the
+    decayed peak of those before it (never below ``z_min``); and the level judged against.
+    Answers the ratios, the levels, and the new level, variance, peak and recent arrays
+    (the last ``window`` readings, and the level and variance after each)."""
+    size = xs.size
+    held = recent.size
+    values = np.empty(held + size)
+    levels = np.empty(held + size)
+    variances = np.empty(held + size)
+    values[:held] = recent
+    levels[:held] = recent_levels
+    variances[:held] = recent_variances
+    start_level = level if held else (xs[0] if size else 0.0)
+    level = start_level
+    ratios = np.empty(size)
+    bases = np.empty(size)
+    root = math.sqrt(window)
+    peak = max(peak, 0.0)
+    for i in range(size):
+        x = xs[i]
+        at = held + i
+        values[at] = x
+        # The base of reading t is the level and variance `window` readings before it.
+        back = at - window
+        if back >= 0:
+            base, spread = levels[back], math.sqrt(variances[back])
+        else:
+            base, spread = start_level, math.sqrt(variance)
+        deviation = x - level
+        variance += alpha * (deviation * deviation - variance)
+        level += alpha * deviation
+        levels[at] = level
+        variances[at] = variance
+        first = max(at + 1 - window, 0)
+        total = 0.0
+        for j in range(first, at + 1):
+            total += values[j]
+        mean = total / (at + 1 - first)
+        # A mean of n readings spreads sqrt(n) times less than one reading.
+        z = min(abs(mean - base) / max(spread / root, floor[i]), z_cap) if judged else 0.0
+        peak *= decay
+        ratios[i] = z / max(peak, z_min)
+        bases[i] = base
+        peak = max(peak, z)
+    keep = max(held + size - window, 0)
+    return (
+        ratios,
+        bases,
+        level,
+        variance,
+        peak,
+        values[keep:].copy(),
+        levels[keep:].copy(),
+        variances[keep:].copy(),
+    )
