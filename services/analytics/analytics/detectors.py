@@ -1,4 +1,5 @@
-"""Online anomaly scoring for one stream, causal and vectorised per batch with numpy.
+"""Online anomaly scoring for one stream, causal and vectorised per batch with numpy, its
+per-reading recurrences compiled with numba (``recurrences.py``).
 
 Every reading gets an anomaly score in [0, 1] computed from it and the
 readings before it only. The score is the largest of these evidences, each
