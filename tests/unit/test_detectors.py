@@ -823,21 +823,38 @@ def test_a_sensor_stuck_right_after_another_finding_is_still_found() -> None:
     assert ("flatline", int(GRID[spike_at + 1])) in found
 
 
+def test_a_drift_that_goes_on_is_one_departure_not_one_per_rest() -> None:
+    # A level that starts drifting and keeps going: its score creeps past its own decayed
+    # peak again and again. While it keeps reaching the threshold it is the same event,
+    # found once (here twice: the score falls below the threshold for more than REST
+    # readings in between), not every REST readings as the drift lasts (8 times).
+    rng = np.random.default_rng(5)
+    t = np.arange(N)
+    values = rng.normal(size=N) + np.where(t > 400, 0.05 * (t - 400), 0.0)
+    run = feed(GRID, values, batch=100)
+    check_run(run, GRID, values)
+    drift = [f for f in run.findings if f.timestamp_us > GRID[400]]
+    assert drift and all(f.anomaly_type == "rate_of_change" for f in drift), run.findings
+    assert len(drift) <= 2, drift
+
+
 def test_a_finding_after_a_zero_is_typed_alike_whatever_the_batch() -> None:
     # The reading before a finding decides spike/dip against rate_of_change; a 0.0 there
     # is a reading like any other, at the start of a batch or inside one (as in NAB's
     # grok_asg_anomaly.csv). Here 2.63 after a run of zeros, far below the level of 25:
     # a slow departure from the zeros, not a sudden one. (The low readings alternate, so
-    # that they are no stuck run: a flatline found there would hold 2.63 back.)
+    # that they are no stuck run: a flatline found there would hold 2.63 back; and they
+    # last two minutes, so that the departure to them has ended: one still going on
+    # within REST readings before would make 2.63 part of it.)
     rng = np.random.default_rng(40)
     values = np.concatenate(
-        [25 + rng.normal(size=300), np.tile([0.01, 0.0], 30), [2.63], 25 + rng.normal(size=39)]
+        [25 + rng.normal(size=300), np.tile([0.01, 0.0], 60), [2.63], 25 + rng.normal(size=39)]
     )
-    runs = {batch: feed(GRID[:400], values, batch=batch) for batch in (400, 1)}
-    assert ("rate_of_change", int(GRID[360])) in [
-        (f.anomaly_type, f.timestamp_us) for f in runs[400].findings
+    runs = {batch: feed(GRID[:460], values, batch=batch) for batch in (460, 1)}
+    assert ("rate_of_change", int(GRID[420])) in [
+        (f.anomaly_type, f.timestamp_us) for f in runs[460].findings
     ]
-    assert_same_run(runs[1], runs[400], "one reading at a time")
+    assert_same_run(runs[1], runs[460], "one reading at a time")
 
 
 # -- (e) dating and causality on the simulator's signals ----------------------------------

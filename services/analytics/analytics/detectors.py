@@ -46,9 +46,11 @@ scaled so that 0.5 means "as unusual as the threshold of that evidence":
 A ratio r of evidence to its threshold maps to a score of r / 2 below 1 and
 1 - 1 / (2r) above, so scores rank findings and never saturate. A finding is
 raised where the score reaches the stream's threshold (0.5 by default) and
-at least ``REST`` readings have passed since the previous one, or it scores
-``REST_BREAK`` above the previous one: one event, one finding, but a
-stronger event is not hidden by a weaker one just before it. Out-of-range
+at least ``REST`` readings have passed since the previous one (and, for a
+deviation or novelty, since any of them last reached it: a departure that
+goes on, as a drift creeping past its own decayed peak does, is one event),
+or it scores ``REST_BREAK`` above the previous one: one event, one finding,
+but a stronger event is not hidden by a weaker one just before it. Out-of-range
 findings are raised at the start of every run outside the bounds, and a
 flatline once per run.
 
@@ -280,6 +282,7 @@ class DetectorState:
     intervals: int = 0
     gap_peak: float = 0.0
     since_finding: int = REST + 1
+    since_departure: int = REST + 1  # readings since one last reached it, found or not
     # Sudden departures waiting for the readings that type them (oldest first).
     pending: list[Pending] = field(default_factory=list)
     last_finding_score: float = 0.0
@@ -531,6 +534,17 @@ class StreamDetector:
         found_us = -1 if s.flat_found_us is None else s.flat_found_us
         reaching &= ~flat | (run_start != found_us)
         reaching |= bound_starts
+        # A departure lasts while its score keeps reaching the threshold: one that reached
+        # it within REST readings before is the same event (a slow drift creeps past its
+        # own decayed peak at every step, and would otherwise be found every REST readings).
+        departing = reaching & ((kinds == 1) | (kinds == 2)) & ~bound_starts
+        index = np.arange(xs.size)
+        latest = np.maximum.accumulate(np.where(departing, index, -1))
+        previous = np.concatenate([[-1], latest[:-1]])
+        lasting = np.where(previous >= 0, index - previous, s.since_departure + index + 1)
+        s.since_departure = (
+            xs.size - 1 - int(latest[-1]) if latest[-1] >= 0 else s.since_departure + xs.size
+        )
         since = s.since_finding
         last = -1
         raised: list[tuple[int, Pending]] = []
@@ -540,6 +554,8 @@ class StreamDetector:
             if flat[at] and run_start[at] == s.flat_found_us:
                 continue  # found earlier in this batch
             if not bound_starts[at] and gap <= REST and not stronger:
+                continue
+            if departing[at] and lasting[at] <= REST and not stronger:
                 continue
             if flat[at]:
                 s.flat_found_us = int(run_start[at])
