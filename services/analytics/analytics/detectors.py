@@ -42,6 +42,11 @@ scaled so that 0.5 means "as unusual as the threshold of that evidence":
   hid most spikes and dips after a jump. Its findings are raised apart from
   the others' (``SPIKE_REST``), dated at the reading that stood out and known
   with the next.
+- **level shift**: likewise, a reading that stepped from a level that held to
+  one that holds with the next reading, by ``SHIFT_Z_MIN`` deviations of one
+  step or more (see :func:`recurrences.shifts`: its spread of steps learns
+  every step but spikes', so a stream that steps as a habit learns its steps),
+  a ``rate_of_change`` raised apart from the others (``REST``).
 
 A ratio r of evidence to its threshold maps to a score of r / 2 below 1 and
 1 - 1 / (2r) above, so scores rank findings and never saturate. A finding is
@@ -135,6 +140,11 @@ FLAT_CHANCE = 1e-6  # a run this unlikely for the stream's rate of repeats is st
 SPIKE_Z_MIN = 40.0
 SPIKE_CLIP = 1.2
 SPIKE_REST = 20
+# Level shifts: a step to a level that holds, by this many deviations of a step (see
+# recurrences.shifts), each teaching the bar at most SPIKE_CLIP times itself; the steps of
+# a reading this many deviations out both ways (a spike) are not learnt.
+SHIFT_Z_MIN = 20.0
+SHIFT_SPIKE = 5.0
 STEP_CLIP = 5.0  # a step teaches the steps' variance at most this many deviations
 TYPE_AFTER = 1  # readings after a sudden departure that tell a spike or dip from a level shift
 _SETTLED = math.ceil(math.log(1e-17) / math.log(1.0 - ALPHA))  # (1 - ALPHA) ** n < 1e-17
@@ -262,6 +272,12 @@ class DetectorState:
     inside_ts: int = 0
     spike_since: int = SPIKE_REST + 1
     spike_score: float = 0.0
+    # Level shifts (see recurrences.shifts): the same, for steps that stay.
+    shift_variance: float = 0.0
+    shift_peak: float = 0.0
+    shift_skip: bool = False
+    shift_since: int = REST + 1
+    shift_score: float = 0.0
     warm: list[float] = field(default_factory=list)
     bin_low: float = 0.0
     bin_width: float = 0.0
@@ -474,7 +490,7 @@ class StreamDetector:
         flat_score, run_start = self._flatline(ts, xs, judged, typical_log)
         stat_score = np.zeros(size)
         novel_score = np.zeros(size)
-        spike_score = np.zeros(size)
+        spike_score = np.zeros((2, size))
         base = np.full(size, s.level)
         spike_ts = np.zeros(size, dtype=np.int64)
         spike_at = np.zeros(size)
@@ -482,7 +498,7 @@ class StreamDetector:
         if inside.any():
             xi = xs[inside]
             earlier = [0.0, 0.0, *s.short.recent[-2:].tolist()][-2:]  # before _deviation
-            stat_score[inside], base[inside], spike_score[inside] = self._deviation(
+            stat_score[inside], base[inside], spike_score[:, inside] = self._deviation(
                 ts[inside], xi, judged, typical_log[inside]
             )
             # What a spike score is about: the in-range reading before, and the one before it.
@@ -501,8 +517,8 @@ class StreamDetector:
             kinds[higher] = kind
         raised = self._raise(ts, xs, inside, score, kinds, base, gap_from, run_start, findings)
         self._settle(ts, xs, raised, findings)
-        self._raise_spikes(ts, spike_score, spike_ts, spike_at, spike_from, findings)
-        score = np.maximum(score, spike_score)
+        self._raise_steps(ts, spike_score, (spike_ts, spike_at, spike_from), findings)
+        score = np.maximum(score, spike_score.max(axis=0))
         s.readings += size
         s.last_ts, s.last_value = int(ts[-1]), float(xs[-1])
         s.outside = not bool(inside[-1])
@@ -569,36 +585,59 @@ class StreamDetector:
         s.since_finding = since + xs.size if last < 0 else xs.size - 1 - last
         return raised
 
-    def _raise_spikes(
+    def _raise_steps(
+        self,
+        ts: Int64s,
+        scores: Float64s,
+        about: tuple[Int64s, Float64s, Float64s],
+        findings: list[Finding],
+    ) -> None:
+        """Spike, dip and level-shift findings where their own scores (``scores``: spikes,
+        then shifts) reach the threshold, at most one per SPIKE_REST (spikes) or REST
+        (shifts) readings unless stronger (as in :meth:`_raise`); apart from the other
+        findings, as each is about one reading and tells its type itself: a spike just
+        after a jump or a gap is an event of its own. Dated at the reading that stood out
+        (``about``: its time, its value, and the one before it), known with the one after;
+        one the deviation already typed there is not raised again."""
+        s = self.state
+        typed = {(f.anomaly_type, f.timestamp_us) for f in findings}
+        s.spike_since, s.spike_score = self._raise_family(
+            ts, scores[0], about, findings, typed, ("spike", s.spike_since, s.spike_score)
+        )
+        s.shift_since, s.shift_score = self._raise_family(
+            ts, scores[1], about, findings, typed, ("shift", s.shift_since, s.shift_score)
+        )
+
+    def _raise_family(
         self,
         ts: Int64s,
         score: Float64s,
-        spike_ts: Int64s,
-        spike_at: Float64s,
-        spike_from: Float64s,
+        about: tuple[Int64s, Float64s, Float64s],
         findings: list[Finding],
-    ) -> None:
-        """Spike and dip findings where their own score reaches the threshold, at most one
-        per SPIKE_REST readings unless stronger (as in :meth:`_raise`); apart from the other
-        findings, as each is one reading and tells its type itself: a spike just after a
-        jump or a gap is an event of its own. Dated at the reading that stood out, known
-        with the one after; one the deviation already typed there is not raised again."""
+        typed: set[tuple[str, int]],
+        rest: tuple[str, int, float],
+    ) -> tuple[int, float]:
+        """One family of :meth:`_raise_steps` (``rest``: "spike" or "shift", the readings
+        since its last finding and that finding's score); answers the last two after."""
         s = self.state
+        at_us, values, earlier = about
+        family, since, last_score = rest
+        shift = family == "shift"
+        pause = REST if shift else SPIKE_REST
         reaching = (score >= s.threshold) & (s.readings + np.arange(ts.size) >= WARMUP + REST)
-        since, last = s.spike_since, -1
-        typed = {(f.anomaly_type, f.timestamp_us) for f in findings}
+        last = -1
         for at in np.flatnonzero(reaching).tolist():
             gap = since + at - last if last < 0 else at - last
-            if gap <= SPIKE_REST and score[at] < s.spike_score + REST_BREAK:
+            if gap <= pause and score[at] < last_score + REST_BREAK:
                 continue
-            v, e = float(spike_at[at]), float(spike_from[at])
-            kind = "spike" if v > e else "dip"
-            last, s.spike_score = at, float(score[at])
-            if (kind, int(spike_ts[at])) in typed:
+            value, expected = float(values[at]), float(earlier[at])
+            kind = "rate_of_change" if shift else ("spike" if value > expected else "dip")
+            last, last_score = at, float(score[at])
+            if (kind, int(at_us[at])) in typed:
                 continue
             confidence = round(float(score[at]), 4)
-            findings.append(Finding(kind, int(spike_ts[at]), v, confidence, e, int(ts[at])))
-        s.spike_since = since + ts.size if last < 0 else ts.size - 1 - last
+            findings.append(Finding(kind, int(at_us[at]), value, confidence, expected, int(ts[at])))
+        return (since + ts.size if last < 0 else ts.size - 1 - last), last_score
 
     def _settle(
         self, ts: Int64s, xs: Float64s, raised: list[tuple[int, Pending]], findings: list[Finding]
@@ -657,7 +696,8 @@ class StreamDetector:
     ) -> tuple[Float64s, Float64s, Float64s]:
         """Deviation scores of in-range readings (the higher of the time scales), the
         level each was judged against (that of the scale that judged it higher), and the
-        spike scores (of the reading before each, see :func:`_spike_ratios`)."""
+        spike and level-shift scores (two rows: of the reading before each, see
+        :func:`_spike_ratios` and :func:`recurrences.shifts`)."""
         s = self.state
         previous = float(s.short.recent[-1]) if s.short.recent.size else float(xs[0])
         steps = np.abs(np.diff(np.concatenate([[previous], xs])))
@@ -680,6 +720,21 @@ class StreamDetector:
             floor * floor,
             judged,
         )
+        shift, s.shift_variance, s.shift_peak, s.shift_skip = recurrences.shifts(
+            xs,
+            np.array([0.0, 0.0, 0.0, *recent[-3:].tolist()][-3:]),
+            min(recent.size, 3),
+            s.shift_variance,
+            s.shift_peak,
+            s.shift_skip,
+            floor * floor,
+            ALPHA,
+            SHIFT_Z_MIN,
+            SPIKE_CLIP,
+            PEAK_DECAY,
+            SHIFT_SPIKE,
+            judged,
+        )
         best = np.zeros(xs.size)
         base = np.zeros(xs.size)
         for scale, track in zip(SCALES, (s.short, s.long), strict=True):
@@ -697,8 +752,8 @@ class StreamDetector:
         # What the profile expected, plus the residual's own level.
         base = np.where(higher, xs - residual + level, base)
         if not judged:
-            return np.zeros(xs.size), base, np.zeros(xs.size)
-        return ratio_score(best), base, ratio_score(spike)
+            return np.zeros(xs.size), base, np.zeros((2, xs.size))
+        return ratio_score(best), base, ratio_score(np.stack([spike, shift]))
 
     def _deseasoned(self, ts: Int64s, xs: Float64s, alphas: Float64s) -> Float64s:
         """Each reading less its hour's profile (0 for an hour's first reading); moves the

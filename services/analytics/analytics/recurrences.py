@@ -122,3 +122,60 @@ def judge(
         levels[keep:].copy(),
         variances[keep:].copy(),
     )
+
+
+@njit(cache=True)
+def shifts(
+    xs: Float64s,
+    before: Float64s,
+    known: int,
+    variance: float,
+    peak: float,
+    skip: bool,
+    floors: Float64s,
+    alpha: float,
+    z_min: float,
+    clip: float,
+    decay: float,
+    spike: float,
+    judged: bool,
+) -> tuple[Float64s, float, float, bool]:  # pragma: no cover
+    """For each reading t, how far reading t - 1 stepped from a level that held (t - 3 to
+    t - 2) to one that holds (t), over its threshold (1 = at it): the smaller of the step
+    into t - 1 and of t against t - 2, less the larger of the steps beside (t - 1 to t,
+    t - 3 to t - 2), in deviations of one step; and the steps' variance, the bar's peak
+    and whether the next step to learn is a spike's way back, after. ``before`` holds the
+    three readings before these (oldest first), ``known`` how many there were.
+
+    The steps' variance learns every step whole but those of spikes (a reading ``spike``
+    deviations out both ways, known with the reading after, so steps are learnt one reading
+    late): a stream whose level steps as a habit (a daily square wave, say) learns the size
+    of its steps, and its next step is no news, while a rare step (a jump on a noisy
+    sensor) stands hundreds of deviations out. The bar is the largest such departure
+    lately, decaying by ``decay`` per reading and never below ``z_min``, each teaching it
+    no more than ``clip`` times itself."""
+    out = np.zeros(xs.size)
+    b3, b2, b1 = before[0], before[1], before[2]
+    for i in range(xs.size):
+        x = xs[i]
+        spread = max(variance, floors[i])
+        deviation = math.sqrt(spread)
+        into, out_of, across = b1 - b2, b1 - x, x - b2
+        learnt = 0.0
+        if judged and known >= 3 and spread > 0.0:
+            size = min(abs(into), abs(across)) - max(abs(out_of), abs(b2 - b3))
+            z = size / deviation if into * across > 0.0 and size > 0.0 else 0.0
+            bar = max(peak * decay, z_min)
+            out[i] = z / bar
+            learnt = min(z, clip * bar)
+        peak = max(peak * decay, learnt)
+        if known >= 2:
+            jutted = into * out_of > 0.0 and (
+                min(abs(into), abs(out_of)) - abs(across) > spike * deviation
+            )
+            if not (skip or jutted):
+                variance += alpha * (into * into - variance)
+            skip = jutted
+        b3, b2, b1 = b2, b1, x
+        known += 1
+    return out, variance, peak, skip
