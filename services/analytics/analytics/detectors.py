@@ -373,7 +373,7 @@ def decaying_peak(values: Float64s, start: float, decay: float) -> tuple[Float64
     return before, float(after)
 
 
-@njit(cache=True)
+@njit("(f8[:], f8, f8, i8, f8, f8, f8[:], b1)", cache=True)
 def _spike_ratios(
     xs: Float64s,
     before2: float,

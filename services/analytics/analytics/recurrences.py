@@ -4,9 +4,11 @@ Each is a plain loop over a batch's readings, continuing from the state the
 last batch left: the same operations in the same order whatever the batch
 size, so results do not depend on how readings are split into batches (to
 the last bit, which the vectorised forms they replace could not promise), and
-one compiled pass instead of a dozen numpy calls per quantity. ``cache=True``
-keeps the machine code beside the module, so a process compiles each once;
-the functions take contiguous float64 arrays only (one signature each).
+one compiled pass instead of a dozen numpy calls per quantity. Each has one
+signature, given, so it is compiled (or loaded) when the module is imported,
+as a service starts, not at its first batch, where it would hold up the event
+loop; ``cache=True`` keeps the machine code beside the module, so the first
+import ever compiles (seconds) and later ones load it.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ Float64s = npt.NDArray[np.float64]
 Judged = tuple[Float64s, Float64s, float, float, float, Float64s, Float64s, Float64s]
 
 
-@njit(cache=True)
+@njit("(f8[:], f8, f8)", cache=True)
 def ewma(values: Float64s, alpha: float, start: float) -> Float64s:  # pragma: no cover
     """Exponentially weighted moving average of ``values`` continuing from ``start``: the
     average after each value."""
@@ -33,7 +35,7 @@ def ewma(values: Float64s, alpha: float, start: float) -> Float64s:  # pragma: n
     return out
 
 
-@njit(cache=True)
+@njit("(f8[:], f8, f8)", cache=True)
 def decaying_peak(
     values: Float64s, start: float, decay: float
 ) -> tuple[Float64s, float]:  # pragma: no cover
@@ -48,7 +50,7 @@ def decaying_peak(
     return before, peak
 
 
-@njit(cache=True)
+@njit("(f8[:], f8[:], i8, f8, f8, f8, f8, b1, f8, f8, f8, f8[:], f8[:], f8[:])", cache=True)
 def judge(
     xs: Float64s,
     floor: Float64s,
@@ -124,7 +126,7 @@ def judge(
     )
 
 
-@njit(cache=True)
+@njit("(f8[:], f8[:], i8, f8, f8, b1, f8[:], f8, f8, f8, f8, f8, b1)", cache=True)
 def shifts(
     xs: Float64s,
     before: Float64s,
