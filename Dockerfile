@@ -46,9 +46,13 @@ USER iot
 
 # Inside a container the gateway must listen on every interface to be
 # reachable; the services keep their loopback defaults for `iot up`.
+# The detector's compiled loops (numba) cache their machine code; the image's
+# files are read-only to the iot user (and the root file system is in
+# Kubernetes), so the cache lives under /tmp, an emptyDir there.
 ENV IOT_DATA_DIR=/data \
     IOT_GATEWAY_HOST=0.0.0.0 \
-    IOT_GATEWAY_PORT=8080
+    IOT_GATEWAY_PORT=8080 \
+    NUMBA_CACHE_DIR=/tmp/numba-cache
 VOLUME ["/data"]
 EXPOSE 8080
 

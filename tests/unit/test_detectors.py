@@ -36,6 +36,7 @@ from services.analytics.analytics.detectors import (
     MAX_MAGNITUDE,
     REST,
     REST_BREAK,
+    SPIKE_REST,
     TYPE_AFTER,
     WARMUP,
     DetectorState,
@@ -46,7 +47,7 @@ from services.analytics.analytics.detectors import (
     ratio_score,
 )
 from tests.shared import SHARED
-from tools.signals import AnomalyRates, Scheduled, SignalSource
+from tools.signals import MODELS, AnomalyRates, Scheduled, SignalSource
 
 Int64s = npt.NDArray[np.int64]
 Float64s = npt.NDArray[np.float64]
@@ -162,11 +163,18 @@ def check_run(run: Run, timestamps: Int64s, values: Float64s, *, analysed_before
         assert finding.found_us >= finding.timestamp_us, finding
         assert math.isfinite(finding.confidence) and 0.0 <= finding.confidence <= 1.0, finding
         assert math.isfinite(finding.raw_value) and math.isfinite(finding.expected_value)
-    # Every finding but out-of-range ones is raised at least REST readings after the previous
-    # one, or scores REST_BREAK above it, and none comes before the warm-up is over.
+    # None comes before the warm-up is over. Gaps and flatlines are raised at least REST
+    # readings after the previous one of them, or score REST_BREAK above it; spikes, dips
+    # and level shifts have rests of their own (evidences of their own, raised apart from
+    # the others), and one reading is never found twice as the same type.
+    departures = ("spike", "dip", "rate_of_change")
     judged = sorted((f for f in run.findings if f.anomaly_type != "out_of_range"), key=raised_us)
     at = np.searchsorted(run.timestamps, [raised_us(f) for f in judged])
     assert np.all(at + analysed_before >= WARMUP), "a finding during the warm-up"
+    sudden = [(f.anomaly_type, f.timestamp_us) for f in judged if f.anomaly_type in departures]
+    assert len(sudden) == len(set(sudden)), "a reading found twice as the same type"
+    judged = [f for f in judged if f.anomaly_type not in departures]
+    at = np.searchsorted(run.timestamps, [raised_us(f) for f in judged])
     for before, after, apart in zip(judged, judged[1:], np.diff(at), strict=False):
         assert apart > REST or after.confidence >= before.confidence + REST_BREAK - 1e-4, (
             "two findings closer than REST readings, the second not stronger",
@@ -623,6 +631,47 @@ def test_an_injected_anomaly_is_found_typed_and_dated(
 
 
 @pytest.mark.parametrize("device_type", ["temperature", "pressure", "motion"])
+def test_spikes_and_dips_close_together_are_each_found_and_typed(device_type: str) -> None:
+    # The largest spike the simulator makes, a mid-sized dip 30 s after it (past SPIKE_REST;
+    # a spike teaches the bar 1.2 times itself at most), a jump, and a mid-sized spike and
+    # dip on the jump's level, a minute apart: each is found,
+    # typed and dated at its own reading. (A departure learnt whole would hide the smaller
+    # ones for an hour; one finding per REST readings of whatever type would hide the dip
+    # behind the spike, and the jump's level would hide what happens on it.)
+    low, high = MODELS[device_type].spike_range
+    events = (
+        Scheduled("spike", INJECTED_AT, 0, high),
+        Scheduled("dip", INJECTED_AT + (SPIKE_REST + 10) * SECOND, 0, -(low + high) / 2),
+        Scheduled("jump", INJECTED_AT + 300 * SECOND, 300 * SECOND),
+        Scheduled("spike", INJECTED_AT + 360 * SECOND, 0, (low + high) / 2),
+        Scheduled("dip", INJECTED_AT + 420 * SECOND, 0, -(low + high) / 2),
+    )
+    timestamps, values = _signal(device_type, 2, scheduled=events)
+    run = feed(timestamps, values, batch=100, device_type=device_type, period_us=1e6)
+    check_run(run, timestamps, values)
+    found = {(f.anomaly_type, f.timestamp_us) for f in run.findings}
+    for event in events:
+        if event.kind != "jump":
+            assert (event.kind, event.start_us) in found, (event, run.findings)
+
+
+@pytest.mark.parametrize("device_type", ["temperature", "pressure", "motion"])
+def test_a_jump_ten_minutes_after_a_large_spike_is_found(device_type: str) -> None:
+    # The largest spike the simulator makes inflates a level's variance for hundreds of
+    # readings; a step to a level that holds is judged against the spread of steps, which
+    # leaves spikes out, so the jump after it is still found where it starts.
+    events = (
+        Scheduled("spike", INJECTED_AT - 600 * SECOND, 0, MODELS[device_type].spike_range[1]),
+        Scheduled("jump", INJECTED_AT, 300 * SECOND, MODELS[device_type].jump_range[1]),
+    )
+    timestamps, values = _signal(device_type, 2, scheduled=events)
+    run = feed(timestamps, values, batch=100, device_type=device_type, period_us=1e6)
+    check_run(run, timestamps, values)
+    found = {(f.anomaly_type, f.timestamp_us) for f in run.findings}
+    assert ("rate_of_change", INJECTED_AT) in found, run.findings
+
+
+@pytest.mark.parametrize("device_type", ["temperature", "pressure", "motion"])
 def test_a_jump_is_found_where_it_starts(device_type: str) -> None:
     run, _, _ = _injected(device_type, "jump", 300)
     found = [f for f in run.findings if f.timestamp_us == INJECTED_AT]
@@ -791,21 +840,38 @@ def test_a_sensor_stuck_right_after_another_finding_is_still_found() -> None:
     assert ("flatline", int(GRID[spike_at + 1])) in found
 
 
+def test_a_drift_that_goes_on_is_one_departure_not_one_per_rest() -> None:
+    # A level that starts drifting and keeps going: its score creeps past its own decayed
+    # peak again and again. While it keeps reaching the threshold it is the same event,
+    # found once (here twice: the score falls below the threshold for more than REST
+    # readings in between), not every REST readings as the drift lasts (8 times).
+    rng = np.random.default_rng(5)
+    t = np.arange(N)
+    values = rng.normal(size=N) + np.where(t > 400, 0.05 * (t - 400), 0.0)
+    run = feed(GRID, values, batch=100)
+    check_run(run, GRID, values)
+    drift = [f for f in run.findings if f.timestamp_us > GRID[400]]
+    assert drift and all(f.anomaly_type == "rate_of_change" for f in drift), run.findings
+    assert len(drift) <= 2, drift
+
+
 def test_a_finding_after_a_zero_is_typed_alike_whatever_the_batch() -> None:
     # The reading before a finding decides spike/dip against rate_of_change; a 0.0 there
     # is a reading like any other, at the start of a batch or inside one (as in NAB's
     # grok_asg_anomaly.csv). Here 2.63 after a run of zeros, far below the level of 25:
     # a slow departure from the zeros, not a sudden one. (The low readings alternate, so
-    # that they are no stuck run: a flatline found there would hold 2.63 back.)
+    # that they are no stuck run: a flatline found there would hold 2.63 back; and they
+    # last two minutes, so that the departure to them has ended: one still going on
+    # within REST readings before would make 2.63 part of it.)
     rng = np.random.default_rng(40)
     values = np.concatenate(
-        [25 + rng.normal(size=300), np.tile([0.01, 0.0], 30), [2.63], 25 + rng.normal(size=39)]
+        [25 + rng.normal(size=300), np.tile([0.01, 0.0], 60), [2.63], 25 + rng.normal(size=39)]
     )
-    runs = {batch: feed(GRID[:400], values, batch=batch) for batch in (400, 1)}
-    assert ("rate_of_change", int(GRID[360])) in [
-        (f.anomaly_type, f.timestamp_us) for f in runs[400].findings
+    runs = {batch: feed(GRID[:460], values, batch=batch) for batch in (460, 1)}
+    assert ("rate_of_change", int(GRID[420])) in [
+        (f.anomaly_type, f.timestamp_us) for f in runs[460].findings
     ]
-    assert_same_run(runs[1], runs[400], "one reading at a time")
+    assert_same_run(runs[1], runs[460], "one reading at a time")
 
 
 # -- (e) dating and causality on the simulator's signals ----------------------------------

@@ -1,4 +1,5 @@
-"""Online anomaly scoring for one stream, causal and vectorised per batch with numpy.
+"""Online anomaly scoring for one stream, causal and vectorised per batch with numpy, its
+per-reading recurrences compiled with numba (``recurrences.py``).
 
 Every reading gets an anomaly score in [0, 1] computed from it and the
 readings before it only. The score is the largest of these evidences, each
@@ -32,13 +33,29 @@ scaled so that 0.5 means "as unusual as the threshold of that evidence":
   repeats a reading (``FLAT_CHANCE``), and at least ``FLAT_MIN_READINGS``
   readings and ``FLAT_MIN_SECONDS``.
 - **out of range**: a value beyond the device type's physical bounds scores 1.
+- **spike**: a reading that left both its neighbours (the one before and the one
+  after, which came back) by ``SPIKE_Z_MIN`` deviations of one step or more,
+  judged against the largest such departure lately (as the deviation is, but
+  each departure teaching that bar no more than ``SPIKE_CLIP`` times itself);
+  see :func:`_spike_ratios`. The spread of steps is blind to the level shifts
+  and drifts that inflate a level's variance for hundreds of readings, which
+  hid most spikes and dips after a jump. Its findings are raised apart from
+  the others' (``SPIKE_REST``), dated at the reading that stood out and known
+  with the next.
+- **level shift**: likewise, a reading that stepped from a level that held to
+  one that holds with the next reading, by ``SHIFT_Z_MIN`` deviations of one
+  step or more (see :func:`recurrences.shifts`: its spread of steps learns
+  every step but spikes', so a stream that steps as a habit learns its steps),
+  a ``rate_of_change`` raised apart from the others (``REST``).
 
 A ratio r of evidence to its threshold maps to a score of r / 2 below 1 and
 1 - 1 / (2r) above, so scores rank findings and never saturate. A finding is
 raised where the score reaches the stream's threshold (0.5 by default) and
-at least ``REST`` readings have passed since the previous one, or it scores
-``REST_BREAK`` above the previous one: one event, one finding, but a
-stronger event is not hidden by a weaker one just before it. Out-of-range
+at least ``REST`` readings have passed since the previous one (and, for a
+deviation or novelty, since any of them last reached it: a departure that
+goes on, as a drift creeping past its own decayed peak does, is one event),
+or it scores ``REST_BREAK`` above the previous one: one event, one finding,
+but a stronger event is not hidden by a weaker one just before it. Out-of-range
 findings are raised at the start of every run outside the bounds, and a
 flatline once per run.
 
@@ -64,6 +81,9 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from numba import njit
+
+from services.analytics.analytics import recurrences
 
 Int64s = npt.NDArray[np.int64]
 Float64s = npt.NDArray[np.float64]
@@ -114,9 +134,20 @@ FLAT_FACTOR = 2.0
 FLAT_MIN_READINGS = 20
 FLAT_MIN_SECONDS = 5.0
 FLAT_CHANCE = 1e-6  # a run this unlikely for the stream's rate of repeats is stuck
+# Spikes and dips: a reading that left its neighbours both ways by this many deviations of a
+# step (at least; see _spike_ratios), a departure teaching the bar at most SPIKE_CLIP times
+# itself, and SPIKE_REST readings between two such findings.
+SPIKE_Z_MIN = 40.0
+SPIKE_CLIP = 1.2
+SPIKE_REST = 20
+# Level shifts: a step to a level that holds, by this many deviations of a step (see
+# recurrences.shifts), each teaching the bar at most SPIKE_CLIP times itself; the steps of
+# a reading this many deviations out both ways (a spike) are not learnt.
+SHIFT_Z_MIN = 20.0
+SHIFT_SPIKE = 5.0
+STEP_CLIP = 5.0  # a step teaches the steps' variance at most this many deviations
 TYPE_AFTER = 1  # readings after a sudden departure that tell a spike or dip from a level shift
 _SETTLED = math.ceil(math.log(1e-17) / math.log(1.0 - ALPHA))  # (1 - ALPHA) ** n < 1e-17
-_EWMA_BLOCK = 256  # keeps (1 - alpha) ** -k far from overflow
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,6 +265,19 @@ class DetectorState:
     profile_alpha: float = 0.0
     profile_hour: int | None = None  # the hour of the last reading the profile took
     min_step: float = math.inf
+    # Spikes and dips (see _spike_ratios): the steps' variance, the bar's peak, the time of
+    # the last in-range reading, readings since the last spike finding and its score.
+    step_variance: float = 0.0
+    step_peak: float = 0.0
+    inside_ts: int = 0
+    spike_since: int = SPIKE_REST + 1
+    spike_score: float = 0.0
+    # Level shifts (see recurrences.shifts): the same, for steps that stay.
+    shift_variance: float = 0.0
+    shift_peak: float = 0.0
+    shift_skip: bool = False
+    shift_since: int = REST + 1
+    shift_score: float = 0.0
     warm: list[float] = field(default_factory=list)
     bin_low: float = 0.0
     bin_width: float = 0.0
@@ -254,6 +298,7 @@ class DetectorState:
     intervals: int = 0
     gap_peak: float = 0.0
     since_finding: int = REST + 1
+    since_departure: int = REST + 1  # readings since one last reached it, found or not
     # Sudden departures waiting for the readings that type them (oldest first).
     pending: list[Pending] = field(default_factory=list)
     last_finding_score: float = 0.0
@@ -314,60 +359,66 @@ class DetectorState:
         return cls(device_type=device_type, min_value=low, max_value=high)
 
 
-_POWERS: dict[float, Float64s] = {}
-
-
-def _powers(keep: float) -> Float64s:
-    """``keep ** k`` for k = 1 .. _EWMA_BLOCK, cached: every batch of a stream uses the same."""
-    if keep not in _POWERS:
-        _POWERS[keep] = np.power(keep, np.arange(1, _EWMA_BLOCK + 1), dtype=np.float64)
-    return _POWERS[keep]
-
-
 def ewma(values: Float64s, alpha: float, start: float) -> Float64s:
-    """Exponentially weighted moving average of ``values`` continuing from ``start``, vectorised."""
-    size = values.size
-    if not size:
-        return values.astype(np.float64)
-    keep = 1.0 - alpha
-    blocks = -(-size // _EWMA_BLOCK)
-    if blocks * _EWMA_BLOCK == size:
-        grid = values.reshape(blocks, _EWMA_BLOCK)
-    else:
-        padded = np.zeros(blocks * _EWMA_BLOCK)
-        padded[:size] = values
-        grid = padded.reshape(blocks, _EWMA_BLOCK)
-    powers = _powers(keep)
-    # Within a block, from a zero start: y_k = alpha * keep^k * sum_j x_j / keep^j.
-    local = np.cumsum(grid / powers, axis=1)
-    local *= powers
-    local *= alpha
-    # Each block starts where the previous one ended: a short scalar recurrence over blocks.
-    carry = np.empty(blocks)
-    previous = start
-    tail = float(powers[-1])
-    for block, last in enumerate(local[:, -1].tolist()):
-        carry[block] = previous
-        previous = tail * previous + last
-    local += powers * carry[:, None]
-    return local.reshape(-1)[:size]
+    """Exponentially weighted moving average of ``values`` continuing from ``start``."""
+    return recurrences.ewma(np.ascontiguousarray(values, dtype=np.float64), alpha, start)
 
 
 def decaying_peak(values: Float64s, start: float, decay: float) -> tuple[Float64s, float]:
     """For each reading, the peak of the readings before it, each decayed by ``decay`` per
     reading since (``start`` is the peak after the last reading); and the peak after all."""
-    size = values.size
-    steps = np.arange(size, dtype=np.float64)
-    log_decay = math.log(decay)
-    # max_j v_j d^(t-j) = d^t max_j (v_j d^-j): a running maximum in the log domain.
-    logs = np.log(np.maximum(values, 1e-300)) - steps * log_decay
-    through = np.exp(np.maximum.accumulate(logs) + steps * log_decay)
-    carried = max(start, 1e-300) * np.exp((steps + 1.0) * log_decay)
-    after = np.maximum(through, carried)
-    before = np.empty(size)
-    before[0] = max(start, 0.0) * decay
-    before[1:] = after[:-1] * decay
-    return before, float(after[-1])
+    before, after = recurrences.decaying_peak(
+        np.ascontiguousarray(values, dtype=np.float64), start, decay
+    )
+    return before, float(after)
+
+
+@njit("(f8[:], f8, f8, i8, f8, f8, f8[:], b1)", cache=True)
+def _spike_ratios(
+    xs: Float64s,
+    before2: float,
+    before1: float,
+    known: int,
+    variance: float,
+    peak: float,
+    floors: Float64s,
+    judged: bool,
+) -> tuple[Float64s, float, float]:  # pragma: no cover - compiled; run by the tests
+    """For each reading t, how far reading t - 1 stood out from both its neighbours (a
+    spike or dip, known once t came back), over its threshold (1 = at it); and the steps'
+    variance and the bar's peak after the readings.
+
+    The evidence is the smaller of the steps into and out of t - 1, less the step from
+    t - 2 to t (a level that moved is not a spike), in deviations of one step: the spread
+    of steps is blind to level shifts and slow drifts, which inflate a level's variance for
+    hundreds of readings. A step teaches that variance no more than STEP_CLIP deviations,
+    and a spike teaches the bar (a peak decaying by PEAK_DECAY, never below SPIKE_Z_MIN) no
+    more than SPIKE_CLIP times itself, so anomalies do not hide the next ones, while spikes
+    that are a stream's habit still raise its bar. A loop per reading, compiled: each step
+    depends on the variance the clipped ones left. ``known`` counts earlier readings
+    (``before1`` and ``before2`` the last two); ``floors`` are the squared resolution."""
+    out = np.zeros(xs.size)
+    cap = STEP_CLIP * STEP_CLIP
+    for i in range(xs.size):
+        x = xs[i]
+        spread = max(variance, floors[i])
+        learnt = 0.0
+        if judged and known >= 2 and spread > 0.0:
+            into, out_of = before1 - before2, before1 - x
+            size = min(abs(into), abs(out_of)) - abs(x - before2)
+            z = size / math.sqrt(spread) if into * out_of > 0.0 and size > 0.0 else 0.0
+            bar = max(peak * PEAK_DECAY, SPIKE_Z_MIN)
+            out[i] = z / bar
+            learnt = min(z, SPIKE_CLIP * bar)
+        peak = max(peak * PEAK_DECAY, learnt)
+        if known >= 1:
+            square = (x - before1) ** 2
+            if judged:
+                square = min(square, cap * spread)
+            variance += ALPHA * (square - variance)
+        before2, before1 = before1, x
+        known += 1
+    return out, variance, peak
 
 
 def _or(value: float | None, otherwise: float) -> float:
@@ -439,12 +490,23 @@ class StreamDetector:
         flat_score, run_start = self._flatline(ts, xs, judged, typical_log)
         stat_score = np.zeros(size)
         novel_score = np.zeros(size)
+        spike_score = np.zeros((2, size))
         base = np.full(size, s.level)
+        spike_ts = np.zeros(size, dtype=np.int64)
+        spike_at = np.zeros(size)
+        spike_from = np.zeros(size)
         if inside.any():
             xi = xs[inside]
-            dev, base_i = self._deviation(ts[inside], xi, judged, typical_log[inside])
-            stat_score[inside] = dev
-            base[inside] = base_i
+            earlier = [0.0, 0.0, *s.short.recent[-2:].tolist()][-2:]  # before _deviation
+            stat_score[inside], base[inside], spike_score[:, inside] = self._deviation(
+                ts[inside], xi, judged, typical_log[inside]
+            )
+            # What a spike score is about: the in-range reading before, and the one before it.
+            tsi = ts[inside]
+            spike_ts[inside] = np.concatenate([[s.inside_ts], tsi[:-1]])
+            chain = np.concatenate([earlier, xi])
+            spike_at[inside], spike_from[inside] = chain[1:-1], chain[:-2]
+            s.inside_ts = int(tsi[-1])
             if judged:
                 novel_score[inside] = self._novelty(xi)
         if not judged:
@@ -455,6 +517,8 @@ class StreamDetector:
             kinds[higher] = kind
         raised = self._raise(ts, xs, inside, score, kinds, base, gap_from, run_start, findings)
         self._settle(ts, xs, raised, findings)
+        self._raise_steps(ts, spike_score, (spike_ts, spike_at, spike_from), findings)
+        score = np.maximum(score, spike_score.max(axis=0))
         s.readings += size
         s.last_ts, s.last_value = int(ts[-1]), float(xs[-1])
         s.outside = not bool(inside[-1])
@@ -486,6 +550,17 @@ class StreamDetector:
         found_us = -1 if s.flat_found_us is None else s.flat_found_us
         reaching &= ~flat | (run_start != found_us)
         reaching |= bound_starts
+        # A departure lasts while its score keeps reaching the threshold: one that reached
+        # it within REST readings before is the same event (a slow drift creeps past its
+        # own decayed peak at every step, and would otherwise be found every REST readings).
+        departing = reaching & ((kinds == 1) | (kinds == 2)) & ~bound_starts
+        index = np.arange(xs.size)
+        latest = np.maximum.accumulate(np.where(departing, index, -1))
+        previous = np.concatenate([[-1], latest[:-1]])
+        lasting = np.where(previous >= 0, index - previous, s.since_departure + index + 1)
+        s.since_departure = (
+            xs.size - 1 - int(latest[-1]) if latest[-1] >= 0 else s.since_departure + xs.size
+        )
         since = s.since_finding
         last = -1
         raised: list[tuple[int, Pending]] = []
@@ -495,6 +570,8 @@ class StreamDetector:
             if flat[at] and run_start[at] == s.flat_found_us:
                 continue  # found earlier in this batch
             if not bound_starts[at] and gap <= REST and not stronger:
+                continue
+            if departing[at] and lasting[at] <= REST and not stronger:
                 continue
             if flat[at]:
                 s.flat_found_us = int(run_start[at])
@@ -507,6 +584,60 @@ class StreamDetector:
             s.last_finding_score = float(score[at])
         s.since_finding = since + xs.size if last < 0 else xs.size - 1 - last
         return raised
+
+    def _raise_steps(
+        self,
+        ts: Int64s,
+        scores: Float64s,
+        about: tuple[Int64s, Float64s, Float64s],
+        findings: list[Finding],
+    ) -> None:
+        """Spike, dip and level-shift findings where their own scores (``scores``: spikes,
+        then shifts) reach the threshold, at most one per SPIKE_REST (spikes) or REST
+        (shifts) readings unless stronger (as in :meth:`_raise`); apart from the other
+        findings, as each is about one reading and tells its type itself: a spike just
+        after a jump or a gap is an event of its own. Dated at the reading that stood out
+        (``about``: its time, its value, and the one before it), known with the one after;
+        one the deviation already typed there is not raised again."""
+        s = self.state
+        typed = {(f.anomaly_type, f.timestamp_us) for f in findings}
+        s.spike_since, s.spike_score = self._raise_family(
+            ts, scores[0], about, findings, typed, ("spike", s.spike_since, s.spike_score)
+        )
+        s.shift_since, s.shift_score = self._raise_family(
+            ts, scores[1], about, findings, typed, ("shift", s.shift_since, s.shift_score)
+        )
+
+    def _raise_family(
+        self,
+        ts: Int64s,
+        score: Float64s,
+        about: tuple[Int64s, Float64s, Float64s],
+        findings: list[Finding],
+        typed: set[tuple[str, int]],
+        rest: tuple[str, int, float],
+    ) -> tuple[int, float]:
+        """One family of :meth:`_raise_steps` (``rest``: "spike" or "shift", the readings
+        since its last finding and that finding's score); answers the last two after."""
+        s = self.state
+        at_us, values, earlier = about
+        family, since, last_score = rest
+        shift = family == "shift"
+        pause = REST if shift else SPIKE_REST
+        reaching = (score >= s.threshold) & (s.readings + np.arange(ts.size) >= WARMUP + REST)
+        last = -1
+        for at in np.flatnonzero(reaching).tolist():
+            gap = since + at - last if last < 0 else at - last
+            if gap <= pause and score[at] < last_score + REST_BREAK:
+                continue
+            value, expected = float(values[at]), float(earlier[at])
+            kind = "rate_of_change" if shift else ("spike" if value > expected else "dip")
+            last, last_score = at, float(score[at])
+            if (kind, int(at_us[at])) in typed:
+                continue
+            confidence = round(float(score[at]), 4)
+            findings.append(Finding(kind, int(at_us[at]), value, confidence, expected, int(ts[at])))
+        return (since + ts.size if last < 0 else ts.size - 1 - last), last_score
 
     def _settle(
         self, ts: Int64s, xs: Float64s, raised: list[tuple[int, Pending]], findings: list[Finding]
@@ -562,9 +693,11 @@ class StreamDetector:
 
     def _deviation(
         self, ts: Int64s, xs: Float64s, judged: bool, typical_log: Float64s
-    ) -> tuple[Float64s, Float64s]:
-        """Deviation scores of in-range readings (the higher of the time scales), and the
-        level each was judged against (that of the scale that judged it higher)."""
+    ) -> tuple[Float64s, Float64s, Float64s]:
+        """Deviation scores of in-range readings (the higher of the time scales), the
+        level each was judged against (that of the scale that judged it higher), and the
+        spike and level-shift scores (two rows: of the reading before each, see
+        :func:`_spike_ratios` and :func:`recurrences.shifts`)."""
         s = self.state
         previous = float(s.short.recent[-1]) if s.short.recent.size else float(xs[0])
         steps = np.abs(np.diff(np.concatenate([[previous], xs])))
@@ -576,6 +709,32 @@ class StreamDetector:
         # rounding, which must not look like a departure.
         floor = np.maximum(np.maximum(step_floor, 1e-9 * np.abs(xs)), 1e-300)
         s.min_step = float(min(s.min_step, float(moved.min())))
+        recent = s.short.recent  # the last in-range readings, before these
+        spike, s.step_variance, s.step_peak = _spike_ratios(
+            xs,
+            float(recent[-2]) if recent.size > 1 else 0.0,
+            float(recent[-1]) if recent.size else 0.0,
+            min(recent.size, 2),
+            s.step_variance,
+            s.step_peak,
+            floor * floor,
+            judged,
+        )
+        shift, s.shift_variance, s.shift_peak, s.shift_skip = recurrences.shifts(
+            xs,
+            np.array([0.0, 0.0, 0.0, *recent[-3:].tolist()][-3:]),
+            min(recent.size, 3),
+            s.shift_variance,
+            s.shift_peak,
+            s.shift_skip,
+            floor * floor,
+            ALPHA,
+            SHIFT_Z_MIN,
+            SPIKE_CLIP,
+            PEAK_DECAY,
+            SHIFT_SPIKE,
+            judged,
+        )
         best = np.zeros(xs.size)
         base = np.zeros(xs.size)
         for scale, track in zip(SCALES, (s.short, s.long), strict=True):
@@ -592,7 +751,9 @@ class StreamDetector:
         best = np.where(higher, ratio, best)
         # What the profile expected, plus the residual's own level.
         base = np.where(higher, xs - residual + level, base)
-        return (ratio_score(best) if judged else np.zeros(xs.size)), base
+        if not judged:
+            return np.zeros(xs.size), base, np.zeros((2, xs.size))
+        return ratio_score(best), base, ratio_score(np.stack([spike, shift]))
 
     def _deseasoned(self, ts: Int64s, xs: Float64s, alphas: Float64s) -> Float64s:
         """Each reading less its hour's profile (0 for an hour's first reading); moves the
@@ -849,36 +1010,32 @@ def _judge(
 ) -> tuple[Float64s, Float64s]:
     """One time scale's deviation ratios (z over the decayed peak, 1 = at the threshold)
     for ``xs``, and the level each was judged against; moves ``track`` past them."""
-    alpha = 2.0 / (scale.span + 1)
-    start_level = track.level if track.recent.size else float(xs[0])
-    levels = ewma(xs, alpha, start_level)
-    before = np.concatenate([[start_level], levels[:-1]])
-    variances = ewma((xs - before) ** 2, alpha, track.variance)
-    # The base of reading t is the level and variance `window` readings before it.
-    all_levels = np.concatenate([track.recent_levels, levels])
-    all_variances = np.concatenate([track.recent_variances, variances])
-    index = np.arange(xs.size) + len(track.recent_levels) - scale.window
-    first = np.clip(index, 0, None)
-    base = np.where(index >= 0, all_levels[first], start_level)
-    spread = np.sqrt(np.where(index >= 0, all_variances[first], track.variance))
-    window = np.concatenate([track.recent, xs])
-    sums = np.cumsum(np.concatenate([[0.0], window]))
-    ends = np.arange(xs.size) + len(track.recent) + 1
-    starts = np.maximum(ends - scale.window, 0)
-    mean = (sums[ends] - sums[starts]) / (ends - starts)
-    # A mean of n readings spreads sqrt(n) times less than one reading.
-    with np.errstate(over="ignore"):
-        z = np.minimum(
-            np.abs(mean - base) / np.maximum(spread / math.sqrt(scale.window), floor), Z_CAP
-        )
-    if not judged:
-        z = np.zeros(xs.size)
-    peak_before, track.peak = decaying_peak(z, track.peak, PEAK_DECAY)
-    track.level, track.variance = float(levels[-1]), float(variances[-1])
-    track.recent = window[-scale.window :].copy()
-    track.recent_levels = all_levels[-scale.window :].copy()
-    track.recent_variances = all_variances[-scale.window :].copy()
-    return z / np.maximum(peak_before, scale.z_min), base
+    (
+        ratios,
+        base,
+        track.level,
+        track.variance,
+        track.peak,
+        track.recent,
+        track.recent_levels,
+        track.recent_variances,
+    ) = recurrences.judge(
+        np.ascontiguousarray(xs, dtype=np.float64),
+        np.ascontiguousarray(floor, dtype=np.float64),
+        scale.window,
+        2.0 / (scale.span + 1),
+        scale.z_min,
+        PEAK_DECAY,
+        Z_CAP,
+        judged,
+        track.level,
+        track.variance,
+        track.peak,
+        track.recent,
+        track.recent_levels,
+        track.recent_variances,
+    )
+    return ratios, base
 
 
 _DECAY_POWERS: list[Float64s] = [np.ones(1)]

@@ -1,0 +1,183 @@
+"""The detector's per-reading recurrences, compiled with numba.
+
+Each is a plain loop over a batch's readings, continuing from the state the
+last batch left: the same operations in the same order whatever the batch
+size, so results do not depend on how readings are split into batches (to
+the last bit, which the vectorised forms they replace could not promise), and
+one compiled pass instead of a dozen numpy calls per quantity. Each has one
+signature, given, so it is compiled (or loaded) when the module is imported,
+as a service starts, not at its first batch, where it would hold up the event
+loop; ``cache=True`` keeps the machine code beside the module, so the first
+import ever compiles (seconds) and later ones load it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import numpy.typing as npt
+from numba import njit
+
+Float64s = npt.NDArray[np.float64]
+Judged = tuple[Float64s, Float64s, float, float, float, Float64s, Float64s, Float64s]
+
+
+@njit("(f8[:], f8, f8)", cache=True)
+def ewma(values: Float64s, alpha: float, start: float) -> Float64s:  # pragma: no cover
+    """Exponentially weighted moving average of ``values`` continuing from ``start``: the
+    average after each value."""
+    out = np.empty(values.size)
+    level = start
+    for i in range(values.size):
+        level += alpha * (values[i] - level)
+        out[i] = level
+    return out
+
+
+@njit("(f8[:], f8, f8)", cache=True)
+def decaying_peak(
+    values: Float64s, start: float, decay: float
+) -> tuple[Float64s, float]:  # pragma: no cover
+    """For each value, the peak of the values before it, each decayed by ``decay`` per
+    reading since (``start`` is the peak after the last reading); and the peak after all."""
+    before = np.empty(values.size)
+    peak = max(start, 0.0)
+    for i in range(values.size):
+        peak *= decay
+        before[i] = peak
+        peak = max(peak, values[i])
+    return before, peak
+
+
+@njit("(f8[:], f8[:], i8, f8, f8, f8, f8, b1, f8, f8, f8, f8[:], f8[:], f8[:])", cache=True)
+def judge(
+    xs: Float64s,
+    floor: Float64s,
+    window: int,
+    alpha: float,
+    z_min: float,
+    decay: float,
+    z_cap: float,
+    judged: bool,
+    level: float,
+    variance: float,
+    peak: float,
+    recent: Float64s,
+    recent_levels: Float64s,
+    recent_variances: Float64s,
+) -> Judged:  # pragma: no cover
+    """One deviation time scale over a batch (see ``detectors._judge``): for each reading,
+    the mean of the last ``window`` readings against the level and spread ``window``
+    readings before it, in deviations of such a mean (never below ``floor``), over the
+    decayed peak of those before it (never below ``z_min``); and the level judged against.
+    Answers the ratios, the levels, and the new level, variance, peak and recent arrays
+    (the last ``window`` readings, and the level and variance after each)."""
+    size = xs.size
+    held = recent.size
+    values = np.empty(held + size)
+    levels = np.empty(held + size)
+    variances = np.empty(held + size)
+    values[:held] = recent
+    levels[:held] = recent_levels
+    variances[:held] = recent_variances
+    start_level = level if held else (xs[0] if size else 0.0)
+    level = start_level
+    ratios = np.empty(size)
+    bases = np.empty(size)
+    root = math.sqrt(window)
+    peak = max(peak, 0.0)
+    for i in range(size):
+        x = xs[i]
+        at = held + i
+        values[at] = x
+        # The base of reading t is the level and variance `window` readings before it.
+        back = at - window
+        if back >= 0:
+            base, spread = levels[back], math.sqrt(variances[back])
+        else:
+            base, spread = start_level, math.sqrt(variance)
+        deviation = x - level
+        variance += alpha * (deviation * deviation - variance)
+        level += alpha * deviation
+        levels[at] = level
+        variances[at] = variance
+        first = max(at + 1 - window, 0)
+        total = 0.0
+        for j in range(first, at + 1):
+            total += values[j]
+        mean = total / (at + 1 - first)
+        # A mean of n readings spreads sqrt(n) times less than one reading.
+        z = min(abs(mean - base) / max(spread / root, floor[i]), z_cap) if judged else 0.0
+        peak *= decay
+        ratios[i] = z / max(peak, z_min)
+        bases[i] = base
+        peak = max(peak, z)
+    keep = max(held + size - window, 0)
+    return (
+        ratios,
+        bases,
+        level,
+        variance,
+        peak,
+        values[keep:].copy(),
+        levels[keep:].copy(),
+        variances[keep:].copy(),
+    )
+
+
+@njit("(f8[:], f8[:], i8, f8, f8, b1, f8[:], f8, f8, f8, f8, f8, b1)", cache=True)
+def shifts(
+    xs: Float64s,
+    before: Float64s,
+    known: int,
+    variance: float,
+    peak: float,
+    skip: bool,
+    floors: Float64s,
+    alpha: float,
+    z_min: float,
+    clip: float,
+    decay: float,
+    spike: float,
+    judged: bool,
+) -> tuple[Float64s, float, float, bool]:  # pragma: no cover
+    """For each reading t, how far reading t - 1 stepped from a level that held (t - 3 to
+    t - 2) to one that holds (t), over its threshold (1 = at it): the smaller of the step
+    into t - 1 and of t against t - 2, less the larger of the steps beside (t - 1 to t,
+    t - 3 to t - 2), in deviations of one step; and the steps' variance, the bar's peak
+    and whether the next step to learn is a spike's way back, after. ``before`` holds the
+    three readings before these (oldest first), ``known`` how many there were.
+
+    The steps' variance learns every step whole but those of spikes (a reading ``spike``
+    deviations out both ways, known with the reading after, so steps are learnt one reading
+    late): a stream whose level steps as a habit (a daily square wave, say) learns the size
+    of its steps, and its next step is no news, while a rare step (a jump on a noisy
+    sensor) stands hundreds of deviations out. The bar is the largest such departure
+    lately, decaying by ``decay`` per reading and never below ``z_min``, each teaching it
+    no more than ``clip`` times itself."""
+    out = np.zeros(xs.size)
+    b3, b2, b1 = before[0], before[1], before[2]
+    for i in range(xs.size):
+        x = xs[i]
+        spread = max(variance, floors[i])
+        deviation = math.sqrt(spread)
+        into, out_of, across = b1 - b2, b1 - x, x - b2
+        learnt = 0.0
+        if judged and known >= 3 and spread > 0.0:
+            size = min(abs(into), abs(across)) - max(abs(out_of), abs(b2 - b3))
+            z = size / deviation if into * across > 0.0 and size > 0.0 else 0.0
+            bar = max(peak * decay, z_min)
+            out[i] = z / bar
+            learnt = min(z, clip * bar)
+        peak = max(peak * decay, learnt)
+        if known >= 2:
+            jutted = into * out_of > 0.0 and (
+                min(abs(into), abs(out_of)) - abs(across) > spike * deviation
+            )
+            if not (skip or jutted):
+                variance += alpha * (into * into - variance)
+            skip = jutted
+        b3, b2, b1 = b2, b1, x
+        known += 1
+    return out, variance, peak, skip
