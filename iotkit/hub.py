@@ -21,9 +21,17 @@ class Hub(Generic[ItemT]):
 
     def __init__(self) -> None:
         self._watchers: set[tuple[asyncio.Queue[ItemT], Callable[[ItemT], bool]]] = set()
+        self._onward: list[Hub[ItemT]] = []
+
+    def forward_to(self, other: Hub[ItemT]) -> None:
+        """Publish everything published here in ``other`` too."""
+        self._onward.append(other)
 
     def publish(self, items: Sequence[ItemT]) -> None:
-        """Hand new items to every watcher whose filter takes them."""
+        """Hand new items to every watcher whose filter takes them (and to the hubs
+        forwarded to)."""
+        for other in self._onward:
+            other.publish(items)
         for queue, accepts in list(self._watchers):
             for item in items:
                 if not accepts(item):

@@ -14,6 +14,7 @@ from iotkit.config import Settings
 from iotkit.hub import Hub
 from iotkit.mail import transport_for
 from iotkit.migrations import History
+from iotkit.notices import NoticeChannel, NoticeListener
 from iotkit.outbox import Backoff
 from iotkit.process import Parts, build_service
 from iotkit.sealing import SecretBox
@@ -103,11 +104,29 @@ def _registrar(parts: Parts) -> Registrar:
         engine.readings_analysed(chunks, at)
 
     analysis = AnalysisService(store=store, hub=hub, on_analyzed=analyzed)
+    # Live watchers hear this replica's anomalies and, through PostgreSQL notices, the
+    # other replicas'; the alert engine only this one's (each anomaly is found once).
+    watched = AnomalyHub()
+    hub.forward_to(watched)
+    if parts.database.schema is not None and parts.settings.database_url:
+        store.notices = NoticeChannel.of(parts.database.schema, "anomalies")
+
+        async def found_elsewhere(anomaly_ids: Sequence[str] | None) -> None:
+            if anomaly_ids:  # None: some may have been missed; live lists may lose some
+                watched.publish(await store.anomalies_by_id(anomaly_ids=anomaly_ids))
+
+        listener = NoticeListener(
+            database_url=parts.settings.database_url,
+            channel=store.notices,
+            on_ids=found_elsewhere,
+        )
+        listener.start()
+        parts.closers.append(listener.stop)
     telemetry_channel = channel(parts.settings.address("telemetry"))
     parts.closers.append(telemetry_channel.close)
     servicer = AnalyticsServicer(
         analysis=analysis,
-        anomalies=AnomalyService(store=store, analysis=analysis, hub=hub),
+        anomalies=AnomalyService(store=store, analysis=analysis, hub=watched),
         correlations=CorrelationService(store=store, reader=TelemetryReader(telemetry_channel)),
         detectors=DetectorService(analysis=analysis, store=store),
     )

@@ -14,6 +14,7 @@ from iotkit.device_access import DeviceAccessClient
 from iotkit.leases import lease
 from iotkit.migrations import History
 from iotkit.mqtt import parse_url, telemetry_password
+from iotkit.notices import NoticeChannel, NoticeListener
 from iotkit.process import Parts, build_service
 from iotkit.server import Registrar, ServiceProcess, channel
 from services.telemetry.analytics_client import AnalyticsScores
@@ -33,7 +34,6 @@ from services.telemetry.metrics import TelemetryMetrics
 from services.telemetry.mqtt.consumer import MqttIngest, MqttLimits, off_check
 from services.telemetry.objects import LocalObjectStore
 from services.telemetry.settings import TelemetrySettings
-from services.telemetry.telemetry.commits import CommitListener, Replica
 from services.telemetry.telemetry.ingest import IngestService
 from services.telemetry.telemetry.live import ReadingHub
 from services.telemetry.telemetry.service import StreamService
@@ -84,12 +84,13 @@ def _registrar(
         on_forwarded=measured.forwarded,
     )
     live = ReadingHub()
-    # Replicas share a PostgreSQL schema: each tells the others which streams it wrote.
+    # Replicas share a PostgreSQL schema: each tells the others which streams it wrote, and
+    # the watchers of those streams here catch up from the store.
     listener = None
     if parts.database.schema is not None and parts.settings.database_url:
-        store.replica = Replica.of_schema(parts.database.schema)
-        listener = CommitListener(
-            database_url=parts.settings.database_url, replica=store.replica, hub=live
+        store.notices = NoticeChannel.of(parts.database.schema, "commits")
+        listener = NoticeListener(
+            database_url=parts.settings.database_url, channel=store.notices, on_ids=live.nudge
         )
 
     def committed(stored: list[Prepared]) -> None:

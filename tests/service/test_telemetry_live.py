@@ -19,9 +19,9 @@ import pytest
 
 from iot.auth.v1 import auth_pb2
 from iot.telemetry.v1 import telemetry_pb2
+from iotkit.notices import NoticeChannel, NoticeListener, parse, payloads
 from iotkit.streams import OPEN_HEADER
 from services.telemetry.telemetry import live
-from services.telemetry.telemetry.commits import CommitListener, Replica, parse, payloads
 from services.telemetry.telemetry.live import LiveEvent, ReadingHub, watch_readings
 from services.telemetry.telemetry.store import TelemetryStore
 from services.telemetry.telemetry.writer import GroupWriter, Prepared
@@ -210,11 +210,13 @@ async def test_a_watcher_hears_what_another_replica_commits(tmp_path: Path) -> N
         listeners = []
         writers = []
         for store, hub in zip(stores, hubs, strict=True):
-            store.replica = Replica.of_schema(schema)
+            store.notices = NoticeChannel.of(schema, "commits")
             writers.append(GroupWriter(store, on_commit=hub.publish))
             listeners.append(
-                CommitListener(
-                    database_url=backend.settings.database_url, replica=store.replica, hub=hub
+                NoticeListener(
+                    database_url=backend.settings.database_url,
+                    channel=store.notices,
+                    on_ids=hub.nudge,
                 )
             )
         try:

@@ -46,6 +46,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from iotkit.codec import Float64s, Int64s, decode_many, encode
 from iotkit.listing import fetch_page
+from iotkit.notices import NoticeChannel
 from iotkit.sqltypes import SEQUENCE, UtcDateTime
 from services.analytics.analytics.values import (
     Anomaly,
@@ -247,6 +248,10 @@ class AnalyticsStore:
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], *, dialect: str) -> None:
         self._sessions = sessions
+        self.notices: NoticeChannel | None = None
+        """Where each analysis tells other replicas the anomalies it stored (PostgreSQL
+        notices, ``iotkit.notices``), so that their live watchers hear of them; None
+        tells no one."""
         # ON CONFLICT DO NOTHING is spelt per dialect in SQLAlchemy.
         self._insert = pg_insert if dialect == "postgresql" else sqlite_insert
 
@@ -285,7 +290,19 @@ class AnalyticsStore:
             statement = self._insert(AnomalyRow).on_conflict_do_nothing().returning(AnomalyRow.id)
             result = await session.execute(statement, [_fields(a) for a in anomalies])
             stored = set(result.scalars())
+            if self.notices is not None and stored:
+                await self.notices.announce(session, sorted(stored))  # sent at commit
         return [anomaly for anomaly in anomalies if anomaly.id in stored]
+
+    async def anomalies_by_id(self, *, anomaly_ids: Sequence[str]) -> list[Anomaly]:
+        """The anomalies of ``anomaly_ids`` that exist, in time order."""
+        async with self._sessions() as session:
+            rows = await session.scalars(
+                select(AnomalyRow)
+                .where(AnomalyRow.id.in_(anomaly_ids))
+                .order_by(AnomalyRow.detected_us, AnomalyRow.id)
+            )
+            return [row.to_value() for row in rows]
 
     async def _claim_detectors(
         self,

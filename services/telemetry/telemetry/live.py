@@ -8,7 +8,7 @@ up, which it does from the store after the last reading it sent (see
 its queue or one window, and still misses nothing.
 
 With several telemetry replicas, the others' commits arrive as nudges
-(``commits``): the watchers of those streams catch up from the store.
+(``iotkit.notices``): the watchers of those streams catch up from the store.
 
 A watcher sends a stream in time order: its position is the newest reading
 time it sent, and it sends only newer readings. A late reading (stored after a
@@ -109,7 +109,7 @@ class ReadingHub:
 
     def nudge(self, stream_ids: Sequence[str] | None) -> None:
         """Tell the watchers of ``stream_ids`` (of every stream, for None) to catch up from
-        the store: another replica committed readings of them (see ``commits``)."""
+        the store: another replica committed readings of them (``iotkit.notices``)."""
         for stream_id in list(self._watchers) if stream_ids is None else stream_ids:
             for subscription in list(self._watchers.get(stream_id, ())):
                 subscription.catch_up()

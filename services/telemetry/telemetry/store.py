@@ -41,9 +41,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from iotkit.listing import fetch_page
+from iotkit.notices import NoticeChannel
 from iotkit.sqltypes import SEQUENCE, UtcDateTime
 from services.telemetry.forwarder import StoredChunk
-from services.telemetry.telemetry.commits import Replica, payloads
 from services.telemetry.telemetry.partitions import ChunkPartitions
 from services.telemetry.telemetry.sampling import period_of_rate
 from services.telemetry.telemetry.values import Stream
@@ -241,9 +241,9 @@ class TelemetryStore:
         self._sessions = sessions
         self.partitions = ChunkPartitions(sessions)
         """The monthly partitions of the chunk table (PostgreSQL)."""
-        self.replica: Replica | None = None
+        self.notices: NoticeChannel | None = None
         """Where each write group tells other replicas which streams it wrote (PostgreSQL
-        NOTIFY, see ``commits``); None tells no one."""
+        notices, ``iotkit.notices``); None tells no one."""
 
     async def stream(self, *, stream_id: str) -> Stream | None:
         """A stream by id."""
@@ -388,11 +388,9 @@ class TelemetryStore:
             # insert and the commit are serialised between replicas.
             await _lock_positions(session)
             await session.execute(insert(_CHUNKS), [_chunk_row(c) for c in chunks])
-            if self.replica is not None:
-                # Sent at commit, never for a rollback: one statement for every payload.
-                channel, sender = self.replica.channel, self.replica.sender
-                told = [{"c": channel, "p": p} for p in payloads(spans, sender=sender)]
-                await session.execute(text("SELECT pg_notify(:c, :p)"), told)
+            if self.notices is not None:
+                # Sent at commit, never for a rollback.
+                await self.notices.announce(session, spans)
 
     async def small_chunks(
         self, *, stream_ids: Sequence[str], below: int, since: int, upto: int | None = None
