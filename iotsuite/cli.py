@@ -94,6 +94,7 @@ def _up(args: argparse.Namespace) -> int:
             data_dir=settings.data_dir,
             port=settings.mqtt_port,
             port_problem=port_problem,
+            port_chosen="mqtt_port" in settings.model_fields_set,
         )
     except mosquitto.BrokerError as exc:
         print(f"iot: {exc}", file=sys.stderr)

@@ -160,17 +160,25 @@ class OwnBroker:
     process: subprocess.Popen[bytes]
 
 
+FALLBACK_PORTS = 16
+"""How many ports after the default one ``iot up`` tries when it is taken."""
+
+
 def for_suite(
     *,
     mqtt_url: str | None,
     data_dir: Path,
     port: int,
     port_problem: Callable[[str, int], str | None],
+    port_chosen: bool = True,
 ) -> tuple[OwnBroker | None, str]:
     """Start the suite's own broker when none is configured and mosquitto is installed.
 
     Answers the broker (None when it started none) and one line for the ready
-    banner saying whether MQTT ingest is on, and with which broker.
+    banner saying whether MQTT ingest is on, and with which broker. When the
+    port was not chosen (``IOT_MQTT_PORT`` unset) and the default one is taken
+    (a system Mosquitto often holds 1883), the next free one of the following
+    :data:`FALLBACK_PORTS` is taken instead, and the banner says so.
     """
     if mqtt_url:
         host = urlsplit(mqtt_url)
@@ -181,6 +189,13 @@ def for_suite(
     if not available():
         return None, "MQTT ingest off: mosquitto is not installed and IOT_MQTT_URL is unset"
     problem = port_problem("127.0.0.1", port)
+    note = ""
+    if problem and not port_chosen:
+        for other in range(port + 1, port + 1 + FALLBACK_PORTS):
+            if port_problem("127.0.0.1", other) is None:
+                note = f"; {port} is in use, IOT_MQTT_PORT chooses another"
+                port, problem = other, None
+                break
     if problem:
         raise BrokerError(
             f"cannot start mosquitto on 127.0.0.1:{port}: {problem} (set IOT_MQTT_PORT)"
@@ -193,7 +208,7 @@ def for_suite(
     display = f"mqtt://127.0.0.1:{port}"
     return OwnBroker(
         broker.url, display, process
-    ), f"MQTT ingest on: {display} (mosquitto of its own)"
+    ), f"MQTT ingest on: {display} (mosquitto of its own{note})"
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:

@@ -55,3 +55,31 @@ def test_its_own_broker_starts_under_the_data_dir_and_keeps_its_password(
         mosquitto.stop(broker.process)
     again = mosquitto.prepare(tmp_path / "mosquitto", port=free_port())
     assert again.admin_password == password  # a restart keeps the provisioned broker
+
+
+def test_a_default_port_taken_moves_to_the_next_free_one(
+    mosquitto_template: Path, tmp_path: Path
+) -> None:
+    """A system Mosquitto often holds 1883: unless IOT_MQTT_PORT chose it, iot up takes the
+    next free port and says so, rather than not starting at all."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        broker, line = mosquitto.for_suite(
+            mqtt_url=None,
+            data_dir=tmp_path,
+            port=port,
+            port_problem=port_problem,
+            port_chosen=False,
+        )
+        assert broker is not None
+        try:
+            moved = int(broker.display.rsplit(":", 1)[1])
+            assert port < moved <= port + mosquitto.FALLBACK_PORTS
+            assert line.startswith(f"MQTT ingest on: mqtt://127.0.0.1:{moved} (")
+            assert f"{port} is in use" in line and "IOT_MQTT_PORT" in line
+            with socket.create_connection(("127.0.0.1", moved), timeout=2):
+                pass
+        finally:
+            mosquitto.stop(broker.process)
