@@ -361,6 +361,7 @@ async def test_a_spike_sends_an_email_and_a_signed_webhook(
         ("email", "delivered", 1),
         ("webhook", "delivered", 1),
     ]
+    assert all([(a.outcome, a.error) for a in d.attempt_log] == [("delivered", "")] for d in done)
     # Another user's anomalies never reach this rule.
     _, other_id = await env.user()
     await env.feed([env.spike(other_id)])
@@ -379,6 +380,11 @@ async def test_failing_webhooks_are_retried_then_dead_lettered(env: Env) -> None
         [dead] = await deliveries(env, owner, rule_id, settled=1)
         assert (dead.status, dead.attempts, dead.last_error) == ("dead", 3, "HTTP 500")
         assert len(failing.calls) == 3
+        # Each attempt is kept, in order, with what it got.
+        log = [(a.outcome, a.error) for a in dead.attempt_log]
+        assert log == [("failed", "HTTP 500")] * 3
+        times = [a.attempted_at.ToMicroseconds() for a in dead.attempt_log]
+        assert times == sorted(times) and times[0] > 0
         # Every retry is the same delivery, signed again.
         assert len({c.headers["x-iot-delivery"] for c in failing.calls}) == 1
     rule = await env.alerts.GetAlertRule(

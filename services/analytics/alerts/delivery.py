@@ -199,7 +199,9 @@ class DeliveryWorker:
             failures = delivery.attempts + 1
             delay = self._backoff.delay(failures)
             retry_at = None if delay is None else self._clock() + timedelta(seconds=delay)
-            await self._store.failed(delivery_id=delivery.id, error=error, retry_at=retry_at)
+            await self._store.failed(
+                delivery_id=delivery.id, error=error, now=self._clock(), retry_at=retry_at
+            )
             log.warning(
                 "alert delivery failed",
                 extra={

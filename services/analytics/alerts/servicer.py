@@ -57,6 +57,12 @@ def delivery_message(delivery: Delivery) -> alerts_pb2.Delivery:
         created_at=timestamp(delivery.created_at),
         delivered_at=timestamp(delivery.delivered_at),
         next_attempt_at=timestamp(delivery.next_attempt_at),
+        attempt_log=[
+            alerts_pb2.DeliveryAttempt(
+                attempted_at=timestamp(attempt.at), outcome=attempt.outcome, error=attempt.error
+            )
+            for attempt in delivery.attempt_log
+        ],
     )
 
 

@@ -13,7 +13,7 @@ Webhook secrets are stored sealed (the server must recover them to sign).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import datetime
 from typing import Any
 
@@ -36,11 +36,13 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from iotkit.listing import fetch_page
 from iotkit.outbox import claim_due
-from iotkit.sqltypes import UtcDateTime
+from iotkit.sqltypes import SEQUENCE, UtcDateTime
 from services.analytics.alerts.values import (
     DEAD,
     DELIVERED,
+    FAILED,
     PENDING,
+    Attempt,
     Delivery,
     Rule,
     RuleSpec,
@@ -132,6 +134,18 @@ class DeliveryRow(Base):
             target=self.target,
             body=dict(self.body),
         )
+
+
+class AttemptRow(Base):
+    """One try at delivering a message, kept for the user to read."""
+
+    __tablename__ = "alert_delivery_attempts"
+
+    id: Mapped[int] = mapped_column(SEQUENCE, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[str] = mapped_column(String(36), index=True)
+    attempted_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    outcome: Mapped[str] = mapped_column(String(16))
+    error: Mapped[str] = mapped_column(String(200))
 
 
 class DeviceSeenRow(Base):
@@ -293,8 +307,10 @@ class AlertStore:
             )
 
     async def delete_rule(self, *, rule_id: str) -> None:
-        """Delete a rule and its deliveries."""
+        """Delete a rule, its deliveries and their attempts."""
         async with self._sessions.begin() as session:
+            theirs = select(DeliveryRow.id).where(DeliveryRow.rule_id == rule_id)
+            await session.execute(delete(AttemptRow).where(AttemptRow.delivery_id.in_(theirs)))
             await session.execute(delete(DeliveryRow).where(DeliveryRow.rule_id == rule_id))
             await session.execute(delete(AlertRuleRow).where(AlertRuleRow.id == rule_id))
 
@@ -345,15 +361,20 @@ class AlertStore:
         return [row.to_value() for row in rows]
 
     async def delivered(self, *, delivery_id: str, now: datetime) -> None:
-        """Record a delivered message."""
+        """Record a delivered message, and the attempt that delivered it."""
         async with self._sessions.begin() as session:
             await session.execute(
                 update(DeliveryRow)
                 .where(DeliveryRow.id == delivery_id)
                 .values(status=DELIVERED, delivered_at=now, attempts=DeliveryRow.attempts + 1)
             )
+            session.add(
+                AttemptRow(delivery_id=delivery_id, attempted_at=now, outcome=DELIVERED, error="")
+            )
 
-    async def failed(self, *, delivery_id: str, error: str, retry_at: datetime | None) -> None:
+    async def failed(
+        self, *, delivery_id: str, error: str, now: datetime, retry_at: datetime | None
+    ) -> None:
         """Record a failed attempt: due again at ``retry_at``, or dead when None."""
         values: dict[str, object] = {
             "attempts": DeliveryRow.attempts + 1,
@@ -367,6 +388,11 @@ class AlertStore:
             await session.execute(
                 update(DeliveryRow).where(DeliveryRow.id == delivery_id).values(**values)
             )
+            session.add(
+                AttemptRow(
+                    delivery_id=delivery_id, attempted_at=now, outcome=FAILED, error=error[:200]
+                )
+            )
 
     async def list_deliveries(
         self, *, rule_id: str, offset: int, limit: int
@@ -379,7 +405,19 @@ class AlertStore:
         )
         async with self._sessions() as session:
             rows, total = await fetch_page(session, statement, offset=offset, limit=limit)
-        return [row.to_value() for row in rows], total
+            attempts = await session.scalars(
+                select(AttemptRow)
+                .where(AttemptRow.delivery_id.in_([row.id for row in rows]))
+                .order_by(AttemptRow.id)
+            )
+            log: dict[str, list[Attempt]] = {}
+            for attempt in attempts:
+                log.setdefault(attempt.delivery_id, []).append(
+                    Attempt(at=attempt.attempted_at, outcome=attempt.outcome, error=attempt.error)
+                )
+        return [
+            replace(row.to_value(), attempt_log=tuple(log.get(row.id, ()))) for row in rows
+        ], total
 
     # Device activity
 

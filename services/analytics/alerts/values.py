@@ -10,6 +10,8 @@ KINDS = (ANOMALY, SILENCE, THRESHOLD)
 ABOVE, BELOW = "above", "below"
 EMAIL, WEBHOOK = "email", "webhook"
 PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
+FAILED = "failed"
+"""An attempt's outcome when it did not deliver (a delivery is then pending or dead)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +128,15 @@ class AlertMessage:
 
 
 @dataclass(frozen=True, slots=True)
+class Attempt:
+    """One try at delivering a message: when, and what came of it."""
+
+    at: datetime
+    outcome: str  # "delivered" or "failed"
+    error: str  # what a failed one got ("HTTP 500", "ConnectError"), never a secret
+
+
+@dataclass(frozen=True, slots=True)
 class Delivery:
     """One message to one channel, with its attempts."""
 
@@ -142,3 +153,4 @@ class Delivery:
     next_attempt_at: datetime | None
     target: str  # the email address or webhook URL
     body: dict[str, object]
+    attempt_log: tuple[Attempt, ...] = ()  # every attempt, oldest first (when listed)

@@ -33,24 +33,18 @@ class MfaStore:
     async def pending_secret(self, *, user_id: str) -> bytes | None:
         """The sealed secret awaiting confirmation, if setup was started."""
         async with self._sessions() as session:
-            return await session.scalar(
-                select(UserRow.totp_pending).where(UserRow.id == user_id)
-            )
+            return await session.scalar(select(UserRow.totp_pending).where(UserRow.id == user_id))
 
     async def live_secret(self, *, user_id: str) -> bytes | None:
         """The sealed secret that login codes are checked against, while MFA is on."""
         async with self._sessions() as session:
-            return await session.scalar(
-                select(UserRow.totp_secret).where(UserRow.id == user_id)
-            )
+            return await session.scalar(select(UserRow.totp_secret).where(UserRow.id == user_id))
 
     async def set_pending(self, *, user_id: str, sealed_secret: bytes) -> None:
         """Store a secret awaiting confirmation (replacing any earlier one)."""
         async with self._sessions.begin() as session:
             await session.execute(
-                update(UserRow)
-                .where(UserRow.id == user_id)
-                .values(totp_pending=sealed_secret)
+                update(UserRow).where(UserRow.id == user_id).values(totp_pending=sealed_secret)
             )
 
     async def use_step(self, *, user_id: str, step: int) -> bool:
