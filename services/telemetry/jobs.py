@@ -32,10 +32,20 @@ EVENTS_CURSOR = "devices.events"
 class Periodic:
     """Runs ``work`` every ``period`` seconds in the background."""
 
-    def __init__(self, name: str, work: Callable[[], Awaitable[object]], period: float) -> None:
+    def __init__(
+        self,
+        name: str,
+        work: Callable[[], Awaitable[object]],
+        period: float,
+        *,
+        run_at_stop: bool = True,
+    ) -> None:
+        """``run_at_stop``: run the work once more when stopped (for work that would
+        otherwise be lost; not for upkeep that can wait for the next start)."""
         self._name = name
         self._work = work
         self._period = period
+        self._run_at_stop = run_at_stop
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -46,8 +56,9 @@ class Periodic:
         """Stop the loop, then run the work once more so nothing pending is lost."""
         await cancel(self._task)
         self._task = None
-        with contextlib.suppress(Exception):
-            await self._work()
+        if self._run_at_stop:
+            with contextlib.suppress(Exception):
+                await self._work()
 
     async def _loop(self) -> None:
         while True:

@@ -140,7 +140,8 @@ def _registrar(
         Periodic("activity", activity.flush, ACTIVITY_PERIOD),
         Periodic("decommissions", follower.poll, EVENTS_PERIOD),
         Periodic("retention", lambda: enforce_retention(store), RETENTION_PERIOD),
-        Periodic("partitions", store.partitions.make_ahead, PARTITIONS_PERIOD),
+        # DDL while the process stops would only hold its shutdown up: the next start does it.
+        Periodic("partitions", store.partitions.make_ahead, PARTITIONS_PERIOD, run_at_stop=False),
         Periodic("batch-expiry", imports.expire_batches, BATCH_EXPIRY_PERIOD),
     ]
     writer.start()

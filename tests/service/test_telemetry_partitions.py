@@ -15,9 +15,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+import psycopg
 import pytest
+from psycopg import sql
 
 from services.telemetry.jobs import enforce_retention
+from services.telemetry.telemetry import partitions
 from services.telemetry.telemetry.partitions import DEFAULT, Month
 from services.telemetry.telemetry.store import StreamAdvance, TelemetryStore
 from services.telemetry.telemetry.values import Stream
@@ -215,5 +218,33 @@ async def test_a_chunk_that_starts_long_before_the_range_is_still_read(backend: 
         assert await store.chunk_spans(stream_id=merged.id, after=_us(2026, 5, 19), limit=5) == [
             (_us(2026, 5, 1), int(both[-1]), 200)
         ]
+    finally:
+        await database.close()
+
+
+async def test_a_month_that_cannot_be_made_now_waits_in_the_default(
+    postgres: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Making a month locks ``chunks`` whole; while another transaction keeps it from
+    that, the write does not wait on it (nor make every reader queue behind it): its rows
+    go to the default partition, and move into the month once it can be made."""
+    monkeypatch.setattr(partitions, "RETRY_SECONDS", 0.0)
+    database = await postgres.open("telemetry")
+    store = TelemetryStore(database.sessions)
+    assert postgres.settings.database_url
+    try:
+        stream = await store.add_stream(stream=telemetry_stream())
+        with psycopg.connect(postgres.settings.database_url) as holder:
+            holder.execute(
+                sql.SQL("SET search_path TO {}").format(
+                    sql.Identifier(postgres.schema("telemetry") or "")
+                )
+            )
+            holder.execute("LOCK TABLE chunks IN ACCESS SHARE MODE")  # a long report, say
+            await _write(store, stream, _us(2026, 10, 5))
+            assert await _partitions(postgres) == {DEFAULT: 1}
+            holder.rollback()
+        await _write(store, stream, _us(2026, 10, 6))
+        assert await _partitions(postgres) == {"chunks_p202610": 2, DEFAULT: 0}
     finally:
         await database.close()

@@ -8,6 +8,8 @@ telemetry keeps that up at run time:
 - a write group asks for the months its chunks start in before it inserts
   them (:meth:`ChunkPartitions.ensure`): a month met for the first time gets
   its partition then, under an advisory lock so that replicas make it once;
+  making it waits at most :data:`LOCK_TIMEOUT` for ``chunks``, and if it
+  cannot, the rows wait in the default partition for the month to be made;
   a periodic job makes this month's and the next ones ahead of time, so that
   live writes never wait on it;
 - months before 2000-01 or more than a year ahead get no partition of their
@@ -25,11 +27,13 @@ On SQLite every method does nothing: the embedded default has one table.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 log = logging.getLogger(__name__)
@@ -41,6 +45,12 @@ MONTHS_AHEAD = 12
 MADE_AHEAD = 2
 """How many months after the current one the periodic job makes ahead of time."""
 DEFAULT = "chunks_default"
+LOCK_TIMEOUT = "SET LOCAL lock_timeout = '2s'"
+"""Making or dropping a partition locks ``chunks`` whole: while a transaction keeps it
+from doing so, it must not wait long, since every reader and writer of ``chunks`` would
+queue behind its request. It gives up instead, and is tried again later."""
+RETRY_SECONDS = 60.0
+"""How long writes leave a month that could not be made before trying it again."""
 _DAY_US = 86_400_000_000
 
 
@@ -100,6 +110,7 @@ class ChunkPartitions:
         self._sessions = sessions
         self._partitioned: bool | None = None
         self._made: set[Month] = set()
+        self._retry_at: dict[Month, float] = {}  # months that could not be made, until when
 
     async def _enabled(self) -> bool:
         if self._partitioned is None:
@@ -123,7 +134,18 @@ class ChunkPartitions:
         if not wanted or not await self._enabled():
             return
         for month in sorted(wanted):
-            await self._make(month)
+            if self._retry_at.get(month, 0.0) > time.monotonic():
+                continue
+            try:
+                await self._make(month)
+            except DBAPIError as exc:
+                self._retry_at[month] = time.monotonic() + RETRY_SECONDS
+                # The month's rows go to the default partition meanwhile, and move into the
+                # month when it is made (by the next write that meets it, or the job ahead).
+                log.warning(
+                    "chunk partition not made now",
+                    extra={"partition": month.table, "error": type(exc.orig).__name__},
+                )
 
     async def make_ahead(self, *, now: datetime | None = None) -> None:
         """Make this month's partition and the next :data:`MADE_AHEAD` ones."""
@@ -137,6 +159,7 @@ class ChunkPartitions:
             await session.execute(
                 text("SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.partitions'))")
             )
+            await session.execute(text(LOCK_TIMEOUT))
             exists = await session.scalar(text(f"SELECT to_regclass('{table}') IS NOT NULL"))
             if not exists:
                 stranded = await session.scalar(
@@ -218,6 +241,7 @@ class ChunkPartitions:
                 )
                 if held:
                     continue
+                await session.execute(text(LOCK_TIMEOUT))
                 await session.execute(text(f"DROP TABLE {month.table}"))
             self._made.discard(month)
             dropped.append(month.table)
