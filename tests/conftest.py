@@ -145,13 +145,36 @@ class Backend:
             return list(cursor.fetchall()) if cursor.description else []
 
 
+DROP_LOCK_TIMEOUT = "5s"
+_HOLDERS = """
+    SELECT DISTINCT l.pid, a.state, left(a.query, 120) FROM pg_locks l
+    JOIN pg_class c ON c.oid = l.relation
+    JOIN pg_namespace n ON n.oid = c.relnamespace
+    JOIN pg_stat_activity a ON a.pid = l.pid
+    WHERE n.nspname = %s AND l.pid <> pg_backend_pid()
+"""
+
+
 def _drop_schemas(url: str, prefix: str) -> None:
+    """Drop this test's schemas. A connection of the test's in-process services that its
+    closed event loop left behind mid-query (its socket open, its server backend still in
+    a transaction) would hold a lock in them for as long as this process lives; such
+    backends are named in the log and ended, then the drop is tried again."""
     with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute(f"SET lock_timeout = '{DROP_LOCK_TIMEOUT}'")
         rows = connection.execute(
             "SELECT nspname FROM pg_namespace WHERE nspname LIKE %s", (prefix + "\\_%",)
         ).fetchall()
         for (name,) in rows:
-            connection.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(name)))
+            drop = sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(name))
+            try:
+                connection.execute(drop)
+            except psycopg.errors.LockNotAvailable:
+                holders = connection.execute(_HOLDERS, (name,)).fetchall()
+                _log.warning("backends left holding schema %s: %s", name, holders)
+                for pid, _state, _query in holders:
+                    connection.execute("SELECT pg_terminate_backend(%s)", (pid,))
+                connection.execute(drop)
 
 
 @contextmanager
