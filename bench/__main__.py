@@ -117,6 +117,12 @@ INTRO = [
     '§20 (`gateway-speed`, opt-in: `make bench BENCH_ARGS="--only gateway-speed"`) puts the same',
     "load on a bare Starlette app and on the gateway's device read; `IOT_BENCH_PROFILE=DIR`",
     "also records the gateway and devices with py-spy.",
+    "What §16-§20 compare with: §20 puts the gateway beside a peer (a bare Starlette app under",
+    "the same uvicorn and load); §16's baseline is the same rows in one plain PostgreSQL table",
+    "(a random walk the job generates, so it times the query plan, not any quality), §17's is",
+    "the suite with one process, §18's the same devices over gRPC, §19's the target alone. No",
+    "peer time-series database ran beside them: InfluxDB is not installed on this machine, and",
+    "§16 against it (and §18 against another MQTT ingest) is still to do.",
     "",
 ]
 
