@@ -68,6 +68,14 @@ migration, once connected, runs as long as it needs)."""
 SQLITE_SYNCHRONOUS = "FULL"
 """SQLite's ``synchronous`` for every service: a commit is on disk before it is acknowledged."""
 
+IDLE_IN_TRANSACTION_MS = 60_000
+"""How long PostgreSQL lets a service connection sit idle inside a transaction before it
+ends the session; no service waits between two statements of a transaction that long."""
+
+CLIENT_CHECK_MS = 5_000
+"""How often PostgreSQL (14 or newer) checks, during a long query, that the client is
+still connected."""
+
 # Errors that say the database is not there (yet), as opposed to a bug or a bad schema.
 _UNREACHABLE = (OperationalError, InterfaceError, OSError, TimeoutError)
 
@@ -122,6 +130,18 @@ def _sqlite_engine(path: Path) -> AsyncEngine:
     return engine
 
 
+_SERVER_GUARDS = (
+    f"-cidle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_MS}"
+    f" -cclient_connection_check_interval={CLIENT_CHECK_MS}"
+)
+"""Server-side limits on every service connection. A process that dies, or an event loop
+that closes, with a transaction open leaves its backend holding row and table locks
+for as long as the socket stays open: every writer of those rows, and any DDL (a
+migration, a partition), would queue behind it. The server ends such a transaction once
+it has been idle that long, and a query whose client has gone is ended at the next check
+instead of when it finishes."""
+
+
 def _postgres_engine(url: str, schema: str) -> AsyncEngine:
     parsed = make_url(url).set(drivername="postgresql+psycopg")
     return create_async_engine(
@@ -129,7 +149,7 @@ def _postgres_engine(url: str, schema: str) -> AsyncEngine:
         pool_size=5,
         max_overflow=5,
         pool_pre_ping=True,
-        connect_args={"options": f"-csearch_path={schema}"},
+        connect_args={"options": f"-csearch_path={schema} {_SERVER_GUARDS}"},
     )
 
 

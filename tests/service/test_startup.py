@@ -24,7 +24,7 @@ import pytest
 from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from psycopg import sql
-from sqlalchemy import MetaData
+from sqlalchemy import MetaData, text
 from sqlalchemy.engine import make_url
 
 from iot.devices.v1 import devices_pb2, devices_pb2_grpc
@@ -181,3 +181,29 @@ def test_the_process_exits_with_one_line_when_its_database_stays_down(
     assert "not reachable after" in last
     assert "Traceback" not in done.stderr
     assert PASSWORD not in done.stderr
+
+
+async def test_service_connections_carry_the_server_side_guards(postgres_url: str) -> None:
+    """A service's PostgreSQL session asks the server to end a transaction left idle and
+    a query whose client has gone (see ``iotkit.db._SERVER_GUARDS``)."""
+    schema = f"t{uuid.uuid4().hex[:12]}_guards"
+    database = await open_database(
+        service="devices",
+        settings=Settings(database_url=postgres_url),
+        tables=MetaData(),
+        schema=schema,
+    )
+    try:
+        async with database.engine.connect() as connection:
+            idle = await connection.scalar(
+                text("SELECT current_setting('idle_in_transaction_session_timeout')")
+            )
+            check = await connection.scalar(
+                text("SELECT current_setting('client_connection_check_interval')")
+            )
+            path = await connection.scalar(text("SELECT current_setting('search_path')"))
+        assert (idle, check) == ("1min", "5s")
+        assert path == schema
+    finally:
+        await database.close()
+        drop_schema(postgres_url, schema)
