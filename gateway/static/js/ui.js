@@ -155,15 +155,24 @@ export function useSubmit(send, initial = null) {
 // A component of a module imported on first use: `load` (a constant function
 // calling import()) and the export's `name`; other props go to the component.
 // "Loading…" meanwhile, or nothing when `quiet`.
+// The module is looked up by `load` at every render: Preact keeps one Lazy
+// instance when the route changes from one lazy screen to another (same place,
+// same component), so a module held in state would be the previous screen's.
 const loaded = new Map();
 export function Lazy({ load, name, quiet = false, ...props }) {
-  const [module, setModule] = useState(() => loaded.get(load));
-  const [failed, setFailed] = useState(false);
+  const [, setLoads] = useState(0);
+  const [failed, setFailed] = useState(null);
+  const module = loaded.get(load);
   useEffect(() => {
-    if (module) return;
-    load().then((got) => { loaded.set(load, got); setModule(got); }, () => setFailed(true));
+    if (loaded.has(load)) return;
+    let current = true;
+    load().then(
+      (got) => { loaded.set(load, got); if (current) setLoads((n) => n + 1); },
+      () => { if (current) setFailed(load); },
+    );
+    return () => { current = false; };
   }, [load]);
-  if (failed) return quiet ? null : html`<p class="message-error">This screen could not be loaded; reload the page.</p>`;
+  if (failed === load) return quiet ? null : html`<p class="message-error">This screen could not be loaded; reload the page.</p>`;
   if (!module) return quiet ? null : html`<p class="loading">Loading…</p>`;
   const Component = module[name];
   return html`<${Component} ...${props} />`;

@@ -26,8 +26,7 @@ export function Detector({ streamId }) {
   return html`<section class="card wide" id="detector">
     <h3>Detector</h3>
     <dl class="facts">
-      <dt>Threshold</dt><dd>${formatNumber(detector.threshold, 3)} now (base ${formatNumber(detector.base_threshold, 3)};
-        ${detector.dismissed} dismissed, ${detector.confirmed} confirmed)</dd>
+      <dt>Threshold</dt><dd>${formatNumber(detector.threshold, 3)} now (base ${formatNumber(detector.base_threshold, 3)};${" "}${detector.dismissed} dismissed, ${detector.confirmed} confirmed)</dd>
       <dt>Bounds</dt><dd>${bound(detector.min_value)} to ${bound(detector.max_value)} (${detector.device_type})</dd>
       <dt>Learnt level</dt><dd>${formatNumber(detector.level)} ± ${formatNumber(detector.scale)}</dd>
       <dt>Readings</dt><dd>${detector.readings} analysed, ${detector.late_readings} late</dd>
