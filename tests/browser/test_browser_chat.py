@@ -37,7 +37,7 @@ async def test_chat_answers_and_an_agent_replies_live(console: Console, browser:
     reply = await open_chat_and_ask(page, "how many devices do i have?")
     panel = page.locator("#chat-panel")
     await reply.get_by_text("1 device").wait_for()
-    await reply.get_by_role("link", name="Device 1").wait_for()
+    await reply.get_by_role("link", name="The device").wait_for()
     await console.screenshot("chat")
 
     # The conversation survives a move to another screen.

@@ -171,12 +171,18 @@ function FactLinks({ facts }) {
   if (!facts) return null;
   const range = facts.start && facts.end ? { from: Date.parse(facts.start), to: Date.parse(facts.end) } : {};
   const links = [
-    ...(facts.device_ids || []).map((id, index) => [href(`/devices/${id}`), `Device ${index + 1}`]),
-    ...(facts.stream_ids || []).map((id, index) => [href(`/streams/${id}`, range), `Chart ${index + 1}`]),
+    ...numbered(facts.device_ids, "The device", "Device").map(([id, label]) => [href(`/devices/${id}`), label]),
+    ...numbered(facts.stream_ids, "The chart", "Chart").map(([id, label]) => [href(`/streams/${id}`, range), label]),
     ...(facts.articles || []).map((slug) => [href(`/help/${slug}`), `Help: ${slug.replaceAll("-", " ")}`]),
   ];
   if (!links.length) return null;
   return html`<ul class="chat-facts">${links.map(([url, label]) => html`<li><a href=${url}>${label}</a></li>`)}</ul>`;
+}
+
+// Labels for the links to ids a reply names: the one, or each by its place.
+function numbered(ids, one, many) {
+  const list = ids || [];
+  return list.map((id, index) => [id, list.length === 1 ? one : `${many} ${index + 1}`]);
 }
 
 // The message box: Enter in the field sends (it is an input, not a text area).
