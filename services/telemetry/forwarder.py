@@ -54,7 +54,13 @@ log = logging.getLogger(__name__)
 
 CURSOR = "analytics.forwarded"
 LEASE = "analytics-forwarder"
-CHUNKS_PER_REQUEST = 64
+# A request carries what its replica's outbox holds, up to this many chunks or readings
+# (whichever comes first; a larger chunk goes alone). Analytics joins a stream's chunks of
+# one request into one detector call and checkpoints each stream once per request, so
+# while it catches up (after a restart, or behind a burst) larger requests are cheaper
+# per reading; 100,000 readings are about 1.6 MB as a message.
+CHUNKS_PER_REQUEST = 512
+READINGS_PER_REQUEST = 100_000
 WINDOW = 4  # requests in flight per replica
 MAX_PENDING = 4096  # chunks read and not yet acknowledged, all replicas together
 IDLE_POLL_SECONDS = 1.0
@@ -80,6 +86,7 @@ class StoredChunk:
     sampling_rate: int
     sampling_period_us: int
     data: bytes
+    count: int  # readings in ``data``
 
 
 class ChunkSource(Protocol):
@@ -118,6 +125,21 @@ def request_of(chunks: Sequence[StoredChunk]) -> analytics_pb2.AnalysisRequest:
             )
         )
     return analytics_pb2.AnalysisRequest(chunks=messages)
+
+
+def _next_request(outbox: deque[StoredChunk]) -> list[StoredChunk]:
+    """The chunks of the next request, taken from the front of ``outbox`` (not empty)."""
+    batch = [outbox.popleft()]
+    readings = batch[0].count
+    while (
+        outbox
+        and len(batch) < CHUNKS_PER_REQUEST
+        and readings + outbox[0].count <= READINGS_PER_REQUEST
+    ):
+        chunk = outbox.popleft()
+        readings += chunk.count
+        batch.append(chunk)
+    return batch
 
 
 @dataclass(eq=False)
@@ -400,9 +422,7 @@ class AnalyticsForwarder:
                     await link.ready.wait()
                     continue
                 await room.acquire()
-                batch = [
-                    link.outbox.popleft() for _ in range(min(CHUNKS_PER_REQUEST, len(link.outbox)))
-                ]
+                batch = _next_request(link.outbox)
                 link.inflight.append((time.monotonic(), batch))
                 await call.write(request_of(batch))
                 if self._on_forwarded is not None:

@@ -48,7 +48,7 @@ class Source:
             position = len(self.chunks) + 1
             stream = STREAMS[position % len(STREAMS)]
             self.chunks.append(
-                StoredChunk(position, stream, stream, "o", "generic", "m", 0, 0, DATA)
+                StoredChunk(position, stream, stream, "o", "generic", "m", 0, 0, DATA, 3)
             )
 
     async def chunks_after(self, *, position: int, limit: int) -> Sequence[StoredChunk]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -210,7 +211,8 @@ async def test_scores_are_stored_with_the_analysis_and_paged_back(
     chunks.append(chunk_in(stream, 6, [150, 250, 251]))
     chunks[2] = chunk_in(stream, 3, [t for t in range(200, 300) if t not in (250, 251)])
     chunks[1] = chunk_in(stream, 2, [t for t in range(100, 200) if t != 150])
-    await analysis.analyze(chunks)
+    for chunk in chunks:  # one request each: a score row per chunk, overlapping in time
+        await analysis.analyze([chunk])
     detectors = DetectorService(analysis=analysis, store=store)
     owner = caller(OWNER)
 
@@ -267,6 +269,81 @@ async def test_scores_are_stored_with_the_analysis_and_paged_back(
     assert (
         await store.scores(stream_id=stream, start_us=0, end_us=None, limit=10)
     ).timestamps.size == 0
+
+
+async def test_a_streams_chunks_in_one_request_are_analysed_as_if_one_by_one(
+    analysis: AnalysisService, store: AnalyticsStore
+) -> None:
+    """A request joins each stream's chunks into one detector call: the same anomalies,
+    scores and detector state as a request per chunk, whatever else the request holds."""
+    rng = np.random.default_rng(7)
+    values = 20 + rng.normal(0, 0.1, 2000)
+    values[1200] += 4  # a spike
+    values[1600:] += 3  # a jump
+    timestamps = np.arange(2000, dtype=np.int64) * SECOND
+
+    def chunks(stream: str) -> list[ChunkIn]:
+        return [
+            ChunkIn(
+                position=n + 1,
+                stream_id=stream,
+                device_id=stream,
+                owner_id=OWNER,
+                device_type="generic",
+                sampling_period_us=1e6,
+                timestamps=timestamps[n * 100 : (n + 1) * 100],
+                values=values[n * 100 : (n + 1) * 100],
+            )
+            for n in range(20)
+        ]
+
+    apart, joined, beside = (str(uuid.uuid4()) for _ in range(3))
+    found: dict[str, list[Anomaly]] = {apart: [], joined: [], beside: []}
+    for chunk in chunks(apart):
+        found[apart] += (await analysis.analyze([chunk]))[1]
+    # Two requests of ten chunks each, the chunks of two streams interleaved.
+    mixed = [c for pair in zip(chunks(joined), chunks(beside), strict=True) for c in pair]
+    for request in (mixed[:20], mixed[20:]):
+        for anomaly in (await analysis.analyze(request))[1]:
+            found[anomaly.stream_id].append(anomaly)
+
+    def seen(anomalies: list[Anomaly]) -> list[tuple[str, int, int, float]]:
+        return sorted((a.anomaly_type, a.detected_us, a.known_us, a.confidence) for a in anomalies)
+
+    assert {a.anomaly_type for a in found[apart]} >= {"spike"}
+    for stream in (joined, beside):
+        assert seen(found[stream]) == seen(found[apart])
+        scores = await store.scores(stream_id=stream, start_us=0, end_us=None, limit=10_000)
+        expected = await store.scores(stream_id=apart, start_us=0, end_us=None, limit=10_000)
+        assert scores.timestamps.tolist() == expected.timestamps.tolist() == timestamps.tolist()
+        assert scores.scores.tolist() == expected.scores.tolist()
+        detector, reference = (
+            await store.detector(stream_id=stream),
+            await store.detector(stream_id=apart),
+        )
+        assert detector is not None and reference is not None
+        assert detector.position == reference.position
+        # Equal up to rounding: a sum over a longer batch adds in another order.
+        assert leaves(detector.state).keys() == leaves(reference.state).keys()
+        for path, value in leaves(detector.state).items():
+            other = leaves(reference.state)[path]
+            if isinstance(value, float):
+                assert value == pytest.approx(other, rel=1e-9), path
+            else:
+                assert value == other, path
+
+
+def leaves(state: Any, path: str = "") -> dict[str, Any]:
+    """Every scalar of a JSON document by its path."""
+    if isinstance(state, dict):
+        return {
+            k: v for key, item in state.items() for k, v in leaves(item, f"{path}.{key}").items()
+        }
+    if isinstance(state, list):
+        return {
+            k: v for i, item in enumerate(state) for k, v in leaves(item, f"{path}[{i}]").items()
+        }
+    return {path: state}
 
 
 async def test_only_finite_scores_are_stored_within_zero_and_one(

@@ -89,6 +89,7 @@ def test_the_forwarder_sends_the_period_beside_the_rate() -> None:
         sampling_rate=0,
         sampling_period_us=300_000_000,
         data=encode(timestamps, np.array([1.0, 2.0, 3.0])),
+        count=3,
     )
     (sent,) = request_of([chunk]).chunks
     assert (sent.sampling_rate, sent.sampling_period_us) == (0, 300_000_000)

@@ -1,7 +1,11 @@
 """Analysis of forwarded chunks: run each stream's detector, checkpoint, store anomalies
 and scores.
 
-Chunks arrive in telemetry's position order. A chunk at or below a stream's
+Chunks arrive in telemetry's position order. A request's chunks of one stream are
+joined and run through its detector in one call (the detector's findings do not
+depend on how readings are batched), and each stream is checkpointed once per
+request: behind a backlog, telemetry sends larger requests and analysis catches
+up at a lower cost per reading. A chunk at or below a stream's
 stored position was analysed before (a resend after a restart) and is
 skipped, so nothing is analysed twice into a second anomaly or score. Detector
 state, positions, anomalies and the readings' scores of a request are stored
@@ -143,40 +147,17 @@ class AnalysisService:
         scored: list[ScoreSeries] = []
         # Chunks telemetry read before it purged a decommissioned device may still arrive.
         retired = await self._store.retired_among(device_ids={c.device_id for c in chunks})
-        for chunk in chunks:
-            if chunk.device_id in retired:
+        for stream_chunks in _by_stream(chunks):
+            first = stream_chunks[0]
+            if first.device_id in retired:
                 continue
-            detector = working.get(chunk.stream_id) or await self._working_copy(chunk, now)
-            working[chunk.stream_id] = detector
-            if chunk.position <= detector.position:
-                continue  # analysed before (a resend, or by another replica)
-            result = StreamDetector(detector.state).process(
-                chunk.timestamps, chunk.values, sampling_period_us=chunk.sampling_period_us
-            )
-            detector.position = chunk.position
-            scored.append(
-                ScoreSeries(chunk.stream_id, chunk.device_id, result.timestamps, result.scores)
-            )
-            found += [
-                Anomaly(
-                    id=str(uuid.uuid4()),
-                    stream_id=chunk.stream_id,
-                    device_id=chunk.device_id,
-                    owner_id=chunk.owner_id,
-                    detected_us=f.timestamp_us,
-                    known_us=f.found_us or f.timestamp_us,
-                    anomaly_type=f.anomaly_type,
-                    raw_value=f.raw_value,
-                    expected_value=f.expected_value,
-                    confidence=round(f.confidence, 4),
-                    status="pending",
-                    found_at=now,
-                    reviewed_by=None,
-                    reviewed_at=None,
-                    review_note="",
-                )
-                for f in result.findings
-            ]
+            detector = working[first.stream_id] = await self._working_copy(first, now)
+            # Analysed before (a resend, or by another replica): skipped.
+            fresh = [chunk for chunk in stream_chunks if chunk.position > detector.position]
+            for run in _runs(fresh):
+                findings, scores = self._process(detector, run, now)
+                found += findings
+                scored.append(scores)
         checkpoints = []
         for detector in working.values():
             detector.updated_at = now
@@ -192,6 +173,38 @@ class AnalysisService:
             detector.read_as = (detector.position, detector.updated_at)
         self._cache.update(working)
         return stored
+
+    @staticmethod
+    def _process(
+        detector: _Detector, run: _Run, now: datetime
+    ) -> tuple[list[Anomaly], ScoreSeries]:
+        """Run ``detector`` over ``run``: its findings as anomalies, and its scores."""
+        result = StreamDetector(detector.state).process(
+            run.timestamps, run.values, sampling_period_us=run.sampling_period_us
+        )
+        detector.position = run.position
+        scores = ScoreSeries(run.stream_id, run.device_id, result.timestamps, result.scores)
+        anomalies = [
+            Anomaly(
+                id=str(uuid.uuid4()),
+                stream_id=run.stream_id,
+                device_id=run.device_id,
+                owner_id=run.owner_id,
+                detected_us=f.timestamp_us,
+                known_us=f.found_us or f.timestamp_us,
+                anomaly_type=f.anomaly_type,
+                raw_value=f.raw_value,
+                expected_value=f.expected_value,
+                confidence=round(f.confidence, 4),
+                status="pending",
+                found_at=now,
+                reviewed_by=None,
+                reviewed_at=None,
+                review_note="",
+            )
+            for f in result.findings
+        ]
+        return anomalies, scores
 
     async def forget_device(self, *, device_id: str) -> int:
         """Delete a decommissioned device's anomalies and detectors; answers the anomalies removed.
@@ -311,3 +324,51 @@ def _detector_of(stored: Checkpoint) -> _Detector:
         updated_at=stored.updated_at,
         read_as=version_of(stored),
     )
+
+
+@dataclass(slots=True)
+class _Run:
+    """Consecutive chunks of one stream with the same expected interval, joined: the
+    detector gives the same findings and scores for them in one call as chunk by chunk
+    (its state carries everything between batches), for one call's overhead."""
+
+    stream_id: str
+    device_id: str
+    owner_id: str
+    position: int  # the last chunk's
+    sampling_period_us: float
+    timestamps: np.ndarray
+    values: np.ndarray
+
+
+def _by_stream(chunks: Sequence[ChunkIn]) -> list[list[ChunkIn]]:
+    """``chunks`` grouped by stream, each group in position order (streams are analysed
+    independently, so only the order within a stream matters)."""
+    groups: dict[str, list[ChunkIn]] = {}
+    for chunk in sorted(chunks, key=lambda c: c.position):
+        groups.setdefault(chunk.stream_id, []).append(chunk)
+    return list(groups.values())
+
+
+def _runs(chunks: Sequence[ChunkIn]) -> list[_Run]:
+    """One stream's chunks joined into runs of the same expected interval."""
+    runs: list[list[ChunkIn]] = []
+    for chunk in chunks:
+        if runs and runs[-1][-1].sampling_period_us == chunk.sampling_period_us:
+            runs[-1].append(chunk)
+        else:
+            runs.append([chunk])
+    return [
+        _Run(
+            stream_id=run[-1].stream_id,
+            device_id=run[-1].device_id,
+            owner_id=run[-1].owner_id,
+            position=run[-1].position,
+            sampling_period_us=run[-1].sampling_period_us,
+            timestamps=np.concatenate([c.timestamps for c in run])
+            if len(run) > 1
+            else run[0].timestamps,
+            values=np.concatenate([c.values for c in run]) if len(run) > 1 else run[0].values,
+        )
+        for run in runs
+    ]

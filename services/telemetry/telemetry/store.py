@@ -486,6 +486,7 @@ class TelemetryStore:
                     StreamRow.sampling_rate,
                     StreamRow.sampling_period_us,
                     ChunkRow.data,
+                    ChunkRow.count,
                 )
                 .join(StreamRow, StreamRow.id == ChunkRow.stream_id)
                 .where(ChunkRow.id > position)
@@ -493,8 +494,10 @@ class TelemetryStore:
                 .limit(limit)
             )
             return [
-                StoredChunk(int(i), s, d, o, t or "", m, int(r or 0), _period_us(p, r), bytes(b))
-                for i, s, d, o, t, m, r, p, b in rows
+                StoredChunk(
+                    int(i), s, d, o, t or "", m, int(r or 0), _period_us(p, r), bytes(b), int(n)
+                )
+                for i, s, d, o, t, m, r, p, b, n in rows
             ]
 
     async def cursor(self, *, name: str) -> int:
