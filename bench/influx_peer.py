@@ -578,7 +578,7 @@ def _figures(label: str, ours: Side, peer: Side | None) -> list[Figure]:
                 "readings/s",
                 ingest.rate,
                 f"{base}: line protocol over HTTP /write" if peer else base,
-                theirs.rate if theirs else 0.0,
+                theirs.rate if theirs else math.nan,
                 f"{DEVICES} devices x {READINGS:,} readings, batches of {BATCH:,}, ours with up "
                 f"to {IN_FLIGHT} a device unacknowledged"
                 + (f", InfluxDB's best run ({theirs.note})" if theirs else "")
@@ -598,7 +598,7 @@ def _figures(label: str, ours: Side, peer: Side | None) -> list[Figure]:
                 "B/reading",
                 ingest.size / max(1, ingest.stored),
                 f"{base}, TSM after compaction" if peer else base,
-                theirs.compacted_size / max(1, theirs.stored) if theirs else 0.0,
+                theirs.compacted_size / max(1, theirs.stored) if theirs else math.nan,
                 f"{ingest.stored:,} readings in {ingest.size / 1e6:.1f} MB"
                 + (
                     f"; InfluxDB right after the ingest (TSM and WAL): "
