@@ -16,8 +16,10 @@ import asyncio
 import contextlib
 import multiprocessing
 import time
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from grpc import aio
@@ -59,6 +61,9 @@ class LoadPlan:
     # When set, each device sends this many batches, waits for their acks and stops;
     # the window is then the whole run.
     batches: int = 0
+    # Each device's values, in the order of ``devices`` (a recorded series, repeated);
+    # the simulator's signal when empty.
+    pools: tuple[np.ndarray, ...] = ()
 
 
 @dataclass
@@ -112,6 +117,13 @@ def values_pool(device: Device, *, rate_hz: float, start_us: int, size: int = PO
     return np.resize(values, size)
 
 
+def pool_of(plan: LoadPlan, index: int) -> np.ndarray:
+    """The values device ``index`` of the plan sends, cyclically: its own, else its signal's."""
+    if plan.pools:
+        return plan.pools[index]
+    return values_pool(plan.devices[index], rate_hz=plan.rate_hz, start_us=plan.start_us)
+
+
 def batch_arrays(plan: LoadPlan, pool: np.ndarray, sequence: int) -> tuple[np.ndarray, np.ndarray]:
     """Timestamps and values of batch ``sequence`` of a device."""
     period = max(1, round(1_000_000 / plan.rate_hz))
@@ -142,13 +154,14 @@ def reading_batch(
 
 async def _device(
     plan: LoadPlan,
-    device: Device,
+    index: int,
     stub: telemetry_pb2_grpc.TelemetryServiceStub,
     window: tuple[float, float],
     result: LoadResult,
     stop: asyncio.Event,
 ) -> int:
-    pool = values_pool(device, rate_hz=plan.rate_hz, start_us=plan.start_us)
+    device = plan.devices[index]
+    pool = pool_of(plan, index)
     metric = MODELS[device.device_type].metric
     call = stub.StreamReadings(metadata=[("authorization", f"Bearer {device.token}")])
     room = asyncio.Semaphore(plan.in_flight)
@@ -210,8 +223,8 @@ async def drive(plan: LoadPlan) -> LoadResult:
     window = (begin, float("inf") if plan.batches else begin + plan.seconds)
     try:
         tasks = [
-            asyncio.create_task(_device(plan, d, stubs[i % CHANNELS], window, result, stop))
-            for i, d in enumerate(plan.devices)
+            asyncio.create_task(_device(plan, i, stubs[i % CHANNELS], window, result, stop))
+            for i in range(len(plan.devices))
         ]
         if not plan.batches:
             await asyncio.sleep(plan.warmup + plan.seconds)
@@ -226,12 +239,20 @@ async def drive(plan: LoadPlan) -> LoadResult:
     return result
 
 
-def _run(plan: LoadPlan) -> LoadResult:
-    return asyncio.run(drive(plan))
+def _run(drive_load: Callable[..., Coroutine[Any, Any, LoadResult]], *args: Any) -> LoadResult:
+    return asyncio.run(drive_load(*args))
+
+
+async def elsewhere(
+    drive_load: Callable[..., Coroutine[Any, Any, LoadResult]], *args: Any
+) -> LoadResult:
+    """Run a load's coroutine function (a module-level one) in a fresh process, so that
+    making the load takes no CPU from this one; answers its result."""
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        return await asyncio.get_running_loop().run_in_executor(pool, _run, drive_load, *args)
 
 
 async def run_elsewhere(plan: LoadPlan) -> LoadResult:
     """Run :func:`drive` in a fresh process and answer its result."""
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-        return await asyncio.get_running_loop().run_in_executor(pool, _run, plan)
+    return await elsewhere(drive, plan)

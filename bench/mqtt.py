@@ -14,10 +14,8 @@ figure beside it.
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +26,7 @@ from bench.load import (
     Device,
     LoadPlan,
     LoadResult,
+    elsewhere,
     reading_batch,
     run_elsewhere,
     values_pool,
@@ -114,16 +113,6 @@ async def _drive(plan: LoadPlan, broker: BrokerAddress) -> LoadResult:
     return result
 
 
-def _run(plan: LoadPlan, broker: BrokerAddress) -> LoadResult:
-    return asyncio.run(_drive(plan, broker))
-
-
-async def _publish_elsewhere(plan: LoadPlan, broker: BrokerAddress) -> LoadResult:
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-        return await asyncio.get_running_loop().run_in_executor(pool, _run, plan, broker)
-
-
 async def measure(*, seconds: float) -> JobResult:
     """MQTT ingest of 100 devices into SQLite, and gRPC's of the same devices."""
     job = JobResult(when=f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC", options="")
@@ -144,7 +133,7 @@ async def measure(*, seconds: float) -> JobResult:
                 )
                 pid = suite.pid("telemetry")
                 cpu = cpu_seconds(pid)
-                published = await _publish_elsewhere(plan, BrokerAddress("127.0.0.1", broker.port))
+                published = await elsewhere(_drive, plan, BrokerAddress("127.0.0.1", broker.port))
                 cpu = cpu_seconds(pid) - cpu
                 await asyncio.sleep(2.0)  # the last acknowledgements go out
                 streamed = await run_elsewhere(

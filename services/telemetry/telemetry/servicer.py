@@ -190,24 +190,9 @@ class TelemetryServicer(telemetry_pb2_grpc.TelemetryServiceServicer):
             normalization=request.normalization,
             include_scores=request.include_scores,
         )
-        normalized = None if series.normalized is None else series.normalized.tolist()
-        scores = None if series.scores is None else series.scores.tolist()
-        points = [
-            telemetry_pb2.DataPoint(
-                timestamp=micros_timestamp(int(ts)),
-                value=float(value),
-                normalized_value=normalized[i] if normalized is not None else None,
-                # NaN is "no score": the field is left out.
-                anomaly_score=None if scores is None or math.isnan(scores[i]) else scores[i],
-            )
-            for i, (ts, value) in enumerate(
-                zip(series.timestamps.tolist(), series.values.tolist(), strict=True)
-            )
-        ]
         stats = series.stats
-        return telemetry_pb2.SensorDataResponse(
+        response = telemetry_pb2.SensorDataResponse(
             stream=stream_message(stream),
-            data=points,
             time_range=telemetry_pb2.TimeRange(
                 start=micros_timestamp(low), end=micros_timestamp(high)
             ),
@@ -225,6 +210,23 @@ class TelemetryServicer(telemetry_pb2_grpc.TelemetryServiceServicer):
             normalization=request.normalization.lower() or "none",
             scores_available=series.scores is not None,
         )
+        normalized = None if series.normalized is None else series.normalized.tolist()
+        scores = None if series.scores is None else series.scores.tolist()
+        # Points are filled in place: making a DataPoint and a Timestamp message for each and
+        # copying them into the answer took 8x as long (80 ms for a raw range of 10,000).
+        add = response.data.add
+        for i, (ts, value) in enumerate(
+            zip(series.timestamps.tolist(), series.values.tolist(), strict=True)
+        ):
+            point = add(value=value)
+            seconds, micros = divmod(ts, 1_000_000)  # as Timestamp.FromMicroseconds
+            point.timestamp.seconds, point.timestamp.nanos = seconds, micros * 1000
+            if normalized is not None:
+                point.normalized_value = normalized[i]
+            # NaN is "no score": the field is left out.
+            if scores is not None and not math.isnan(scores[i]):
+                point.anomaly_score = scores[i]
+        return response
 
     async def ReadStream(
         self, request: telemetry_pb2.ReadStreamRequest, context: Context
