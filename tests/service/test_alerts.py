@@ -15,6 +15,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -28,9 +29,9 @@ from iotkit.config import PLACEHOLDER_SECRET
 from iotkit.errors import reason_of, violations_of
 from tests import leak_scan
 from tests.alerts_support import Receiver, webhook_receiver
-from tests.conftest import Backend, Suite, start_suite
+from tests.conftest import Backend, Suite, open_backend, start_suite
 from tests.service.auth_support import Mailbox
-from tests.support import bearer, new_user
+from tests.support import bearer, free_port, new_user
 
 SECOND = 1_000_000
 SPIKE_AT = 250
@@ -569,4 +570,73 @@ async def wait_rule(
             return rule
         if time.monotonic() > deadline:
             raise AssertionError(f"rule never reached the state: {rule}")
+        await asyncio.sleep(0.05)
+
+
+async def test_a_live_message_reaches_the_watchers_of_every_analytics_replica(
+    tmp_path: Path, mailbox: Mailbox
+) -> None:
+    """Two analytics replicas on one PostgreSQL schema: the message one replica sends
+    reaches the live feed of both, once each (PostgreSQL notices, ``iotkit.notices``)."""
+    from services.analytics.wiring import build as build_analytics
+
+    with open_backend("postgresql", tmp_path) as backend:
+        async for env in _env(backend, smtp_url=mailbox.url, **FAST):
+            second = await build_analytics(
+                env.suite.settings,
+                address=f"127.0.0.1:{free_port()}",
+                schema=backend.schema("analytics"),
+            )
+            await second.built.start()
+            try:
+                async with grpc.aio.insecure_channel(f"127.0.0.1:{second.built.port}") as other:
+                    owner, owner_id = await env.user()
+                    rule_id, _ = await create(env, owner)
+                    feeds = [
+                        env.alerts.WatchAlerts(alerts_pb2.WatchAlertsRequest(), metadata=owner),
+                        alerts_pb2_grpc.AlertServiceStub(other).WatchAlerts(
+                            alerts_pb2.WatchAlertsRequest(), metadata=owner
+                        ),
+                    ]
+                    for feed in feeds:
+                        await feed.initial_metadata()
+                    await _listening(backend, replicas=2)
+                    device = str(uuid.uuid4())
+                    await env.feed([env.spike(owner_id, device=device)])  # to the first only
+                    for feed in feeds:
+                        live = await asyncio.wait_for(feed.read(), 10)
+                        assert (live.rule_id, live.device_id, live.event_count) == (
+                            rule_id,
+                            device,
+                            1,
+                        )
+                    # Once each: the sender skips its own notice.
+                    extra = [asyncio.ensure_future(feed.read()) for feed in feeds]
+                    await asyncio.sleep(0.5)
+                    assert not any(task.done() for task in extra)
+                    for feed in feeds:
+                        feed.cancel()
+                    await asyncio.gather(*extra, return_exceptions=True)
+                    stored = await backend.sql(
+                        "analytics", "SELECT count(*) FROM alert_live_messages"
+                    )
+                    assert stored == [(1,)]
+            finally:
+                await second.aclose(grace=0)
+
+
+async def _listening(backend: Backend, *, replicas: int) -> None:
+    """Wait until ``replicas`` analytics replicas listen to the alerts channel (a notice
+    sent before a replica listens is not heard by it)."""
+    channel = f"iot_alerts_{backend.schema('analytics')}"[:63]
+    deadline = time.monotonic() + 10
+    while True:
+        [(count,)] = await backend.sql(
+            "analytics",
+            "SELECT count(*) FROM pg_stat_activity WHERE query = ?",
+            (f'LISTEN "{channel}"',),
+        )
+        if count == replicas or time.monotonic() > deadline:
+            assert count == replicas
+            return
         await asyncio.sleep(0.05)
