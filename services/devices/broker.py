@@ -141,8 +141,6 @@ class DynsecBroker:
         self._again = False
         self.on_ready: Callable[[], Awaitable[object]] | None = None
         """Run after each (re)connection's provisioning: the registry's reconciliation."""
-        self.provisioned = asyncio.Event()
-        """Set once a connection's provisioning (and ``on_ready``) is done (tests wait)."""
 
     def start(self) -> None:
         """Connect in the background; each connection provisions telemetry's client."""
@@ -164,31 +162,34 @@ class DynsecBroker:
         """A connection was accepted: provision (again, if a provisioning is under way)."""
         if self._telemetry_password is None:
             return
-        self.provisioned.clear()
         if self._provisioning is not None and not self._provisioning.done():
             self._again = True
             return
         self._provisioning = asyncio.ensure_future(self._provision())
 
     async def _provision(self) -> None:
+        password = self._telemetry_password
+        if password is None:
+            return
         attempt = 0
         while True:
             self._again = False
             try:
-                assert self._telemetry_password is not None
-                await self._run(telemetry_commands(self._telemetry_password))
+                await self._run(telemetry_commands(password))
                 log.info("MQTT broker %s provisioned for telemetry", self._broker.display)
                 if self.on_ready is not None:
                     await self.on_ready()
             except Exception as exc:  # the broker or the registry's database away: try again
                 if attempt >= len(PROVISION_RETRIES):
-                    log.error("MQTT broker %s not provisioned: %s", self._broker.display, exc)
+                    # A database error's text may quote its statement's parameters: only its
+                    # type is logged (the broker's refusals name commands, never passwords).
+                    why = exc if isinstance(exc, RuntimeError) else type(exc).__name__
+                    log.error("MQTT broker %s not provisioned: %s", self._broker.display, why)
                     return
                 await asyncio.sleep(PROVISION_RETRIES[attempt])
                 attempt += 1
                 continue
             if not self._again:
-                self.provisioned.set()
                 return
 
     async def close(self) -> None:

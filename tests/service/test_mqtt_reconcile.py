@@ -130,15 +130,24 @@ async def test_the_broker_is_reconciled_at_start_and_after_an_outage(
                 assert await publishes(env, kept, kept_token) == 1
                 with pytest.raises(ConnectionError, match="Not authorized"):
                     await Device(env, revoked, revoked_token).client.start(timeout=3)
-                # Again: nothing to change.
                 database = await backend.open("devices")
                 try:
+                    # In pages of one device: again, nothing to change.
                     again = BrokerSync(
                         store=DeviceStore(database.sessions),
                         broker=tool,
                         box=seal_box(env.suite.settings.service_secret),
+                        batch=1,
                     )
                     assert await again.reconcile() == Reconciled()
+                    # The broker drifts (A lost, B back): one pass puts it right, the next
+                    # finds nothing to do.
+                    await tool.revoke(device_id=kept)
+                    await tool.grant(device_id=revoked, password=revoked_token)
+                    assert await again.reconcile() == Reconciled(granted=1, removed=1)
+                    assert await again.reconcile() == Reconciled()
+                    names = await tool.client_names()
+                    assert kept in names and revoked not in names
                 finally:
                     await database.close()
             # The broker restarts without its state: devices reconnects and reconciles.

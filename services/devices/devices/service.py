@@ -317,11 +317,20 @@ class DeviceService:
         if self._broker is not None:
             try:
                 await self._broker.grant(device_id=device.id, password=token)
-                await self._store.mark_on_broker(credential_ids=[credential.id])
             except RuntimeError as exc:
                 # The credential works over gRPC and REST; MQTT takes it when the broker is
                 # next reconciled (devices' reconnection or restart), or once issued again.
                 log.error("credential of device %s not provisioned on MQTT: %s", device.id, exc)
+            else:
+                try:
+                    await self._store.mark_on_broker(credential_ids=[credential.id])
+                except Exception as exc:  # issued all the same: the next reconciliation
+                    # grants it again, which changes nothing
+                    log.warning(
+                        "credential of device %s on MQTT but not marked so: %s",
+                        device.id,
+                        type(exc).__name__,
+                    )
         return IssuedCredential(credential, token, scopes)
 
     async def revoke_credential(self, *, caller: Caller, device_id: str) -> int:
