@@ -11,11 +11,14 @@ the anomaly's ``found_at`` (when analytics stored it); both clocks are this
 machine's. A call whose message groups several anomalies (``event_count`` > 1,
 when evaluation fell behind) is timed for the anomaly it names.
 
-:func:`measure_under_load` (job ``alerts-load``) times the same while the
-soak's ingest load runs: devices and telemetry run too, and the device
-simulator (``iot simulate``, the soak's 100 devices at 1 kHz, a batch every
-100 ms each) publishes into telemetry, which forwards every reading to the
-same analytics, from a few seconds before the first spike to after the last.
+:func:`measure_under_load` (job ``alerts-load``) times the same while an
+ingest load runs: devices and telemetry run too, and the device simulator
+(``iot simulate``) streams into telemetry, which forwards every reading to
+the same analytics, from a few seconds before the first spike to after the
+last. Two loads, one after the other on a fresh suite each: the whole-suite
+soak's configured fleet (§11: 200 devices at 10 Hz, a batch a second each)
+and the telemetry memory soak's (§6: 100 devices at 1 kHz, a batch every
+100 ms each), fifty times heavier.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from typing import Any
 import grpc
 import numpy as np
 
-from bench import soak
+from bench import soak, suite_soak
 from bench.report import Figure, JobResult
 from bench.services import running
 from iot.analytics.v1 import alerts_pb2, alerts_pb2_grpc, analytics_pb2, analytics_pb2_grpc
@@ -139,14 +142,43 @@ async def measure(count: int = 300, rate_hz: float = 20.0) -> JobResult:
     return job
 
 
+@dataclass(frozen=True, slots=True)
+class Load:
+    """A simulated fleet streaming into telemetry while the alerts are timed."""
+
+    name: str
+    devices: int
+    rate_hz: float
+    batch_ms: int
+
+
+_SUITE_SOAK = suite_soak.SoakOptions()
+LOADS = (
+    Load(
+        "the whole-suite soak's fleet",
+        _SUITE_SOAK.devices,
+        _SUITE_SOAK.rate_hz,
+        _SUITE_SOAK.batch_ms,
+    ),
+    Load("the memory soak's fleet", soak.DEVICES, soak.RATE_HZ, soak.BATCH_MS),
+)
+
+
 async def measure_under_load(count: int = 300, rate_hz: float = 20.0) -> JobResult:
-    """The same figures while the soak's ingest load runs into telemetry and on to the same
-    analytics (see the module's docstring)."""
+    """The same figures under each of :data:`LOADS` (see the module's docstring)."""
     job = JobResult(when="", options="")
+    figures: list[Figure] = []
+    for load in LOADS:
+        figures += await _under(load, count, rate_hz)
+    job.sections[LATENCY_TITLE] = figures
+    return job
+
+
+async def _under(load: Load, count: int, rate_hz: float) -> list[Figure]:
     calls = _Calls()
     seconds = count / rate_hz + 2 * LOAD_LEAD_S
     options = Options(
-        devices=soak.DEVICES, rate_hz=soak.RATE_HZ, seconds=seconds, batch_ms=soak.BATCH_MS
+        devices=load.devices, rate_hz=load.rate_hz, seconds=seconds, batch_ms=load.batch_ms
     )
     before = os.getloadavg()[0]
     with _private_webhooks():
@@ -166,18 +198,17 @@ async def measure_under_load(count: int = 300, rate_hz: float = 20.0) -> JobResu
                 ):
                     found = await _run(auth_channel, channel, calls, url, count, rate_hz)
                 outcome: soak.SimulatorOutcome = await simulated
-    load = (
-        f"; meanwhile {options.devices} simulated devices at {options.rate_hz:,.0f} Hz "
-        f"(a batch every {options.batch_ms} ms each) into telemetry, forwarded to the same "
-        f"analytics: {outcome.accepted:,} readings accepted over {outcome.seconds:.0f} s "
+    note = (
+        f"; meanwhile {load.name}, {options.devices} simulated devices at "
+        f"{options.rate_hz:,.0f} Hz (a batch every {options.batch_ms} ms each), into "
+        f"telemetry and forwarded to the same analytics: {outcome.accepted:,} readings "
+        f"accepted over {outcome.seconds:.0f} s "
         f"({outcome.accepted / max(outcome.seconds, 1e-9):,.0f}/s), {outcome.dropped:,} "
         f"dropped by the devices; load average {before:.1f} before, "
         f"{os.getloadavg()[0]:.1f} after, 2 cores"
     )
-    job.sections[LATENCY_TITLE] = _figures(
-        found, calls, rate_hz, load=load, label=" under the soak's ingest load"
-    )
-    return job
+    label = f" under {load.name} ({options.devices * options.rate_hz:,.0f} readings/s)"
+    return _figures(found, calls, rate_hz, load=note, label=label)
 
 
 def _figures(
