@@ -60,10 +60,13 @@ LOAD_LEAD_S = 5.0
 
 @dataclass
 class _Calls:
-    """Webhook calls received: (receive time, body), signatures checked."""
+    """Webhook calls received: (receive time, body), signatures checked; when each delivery
+    was queued (its message taken from the rule), by delivery id."""
 
     secret: str = ""
     received: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
+    deliveries: dict[str, str] = field(default_factory=dict)  # message id -> delivery id
+    queued: dict[str, float] = field(default_factory=dict)
     bad_signatures: int = 0
 
 
@@ -78,7 +81,9 @@ def _receiver(calls: _Calls) -> Iterator[str]:
                 "sha256=" + hmac.new(calls.secret.encode(), signed, hashlib.sha256).hexdigest()
             )
             if hmac.compare_digest(expected, self.headers["X-Iot-Signature"]):
-                calls.received.append((at, json.loads(body)))
+                document = json.loads(body)
+                calls.received.append((at, document))
+                calls.deliveries[document["alert_id"]] = self.headers["X-Iot-Delivery"]
             else:
                 calls.bad_signatures += 1
             self.send_response(204)
@@ -220,9 +225,20 @@ def _figures(
     )
     p50, p99 = np.quantile(latencies, [0.5, 0.99])
     grouped = sum(body["event_count"] for _, body in calls.received)
+    # Where the time went: evaluation (stored to its message queued as a delivery) and
+    # delivery (queued to received), p50/p99 of each.
+    queued = [
+        (calls.queued[delivery], at, found[body["last_event"]["anomaly_id"]])
+        for at, body in calls.received
+        if (delivery := calls.deliveries.get(body["alert_id"], "")) in calls.queued
+    ]
+    evaluation = np.quantile([q - f for q, _, f in queued] or [0.0], [0.5, 0.99])
+    sending = np.quantile([a - q for q, a, _ in queued] or [0.0], [0.5, 0.99])
     note = (
         f"{len(found)} anomalies at {rate_hz:g}/s, {len(calls.received)} calls "
-        f"({grouped} anomalies counted in them), {calls.bad_signatures} bad signatures{load}"
+        f"({grouped} anomalies counted in them), {calls.bad_signatures} bad signatures; "
+        f"stored to queued p50 {evaluation[0]:.2f} s, p99 {evaluation[1]:.2f} s, queued to "
+        f"received p50 {sending[0]:.2f} s, p99 {sending[1]:.2f} s{load}"
     )
     return [
         Figure(
@@ -291,6 +307,19 @@ async def _run(
         if time.monotonic() > deadline:
             break
         await asyncio.sleep(0.1)
+    page = 1
+    while True:
+        listed_deliveries = await alerts.ListDeliveries(
+            alerts_pb2.ListDeliveriesRequest(rule_id=created.rule.rule_id, page=page, limit=100),
+            metadata=owner,
+        )
+        calls.queued |= {
+            d.delivery_id: d.created_at.ToMicroseconds() / SECOND
+            for d in listed_deliveries.deliveries
+        }
+        if page >= listed_deliveries.pagination.total_pages:
+            break
+        page += 1
     found: dict[str, float] = {}
     page = 1
     while True:
