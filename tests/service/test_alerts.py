@@ -10,6 +10,7 @@ so each test runs auth and analytics only.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -392,6 +393,26 @@ async def test_failing_webhooks_are_retried_then_dead_lettered(env: Env) -> None
         alerts_pb2.GetAlertRuleRequest(rule_id=rule_id), metadata=owner
     )
     assert rule.dead_deliveries == 1
+
+
+async def test_a_slow_receiver_holds_up_only_its_own_calls(env: Env, receiver: Receiver) -> None:
+    owner, owner_id = await env.user()
+    slow_device, fast_device = str(uuid.uuid4()), str(uuid.uuid4())
+    answer = threading.Event()
+    with webhook_receiver(hold=answer) as slow:
+        slow_rule, _ = await create(env, owner, webhook_url=slow.url, device_ids=[slow_device])
+        await create(env, owner, webhook_url=receiver.url, device_ids=[fast_device])
+        await env.feed([env.spike(owner_id, device=slow_device)])
+        await slow.wait(1, within=30)  # called, and not answered
+        await env.feed([env.spike(owner_id, device=fast_device)])
+        [call] = await receiver.wait(1, within=30)
+        assert call.json()["last_event"]["device_id"] == fast_device
+        # The slow call is still waiting for its answer: no attempt of it has ended.
+        [held] = await deliveries(env, owner, slow_rule, settled=0, within=0)
+        assert (held.status, held.attempts) == ("pending", 0)
+        answer.set()
+        [done] = await deliveries(env, owner, slow_rule, settled=1, within=30)
+        assert (done.status, done.attempts) == ("delivered", 1)
 
 
 async def test_events_within_a_period_are_grouped_into_one_message(
