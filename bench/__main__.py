@@ -24,6 +24,8 @@ against one, and telemetry's ingest with two replicas against one),
 job's own, into SQLite, beside gRPC's figure of the same run),
 ``alerts`` (from an anomaly stored to its signed webhook received, p50/p99
 over a few hundred anomalies; auth and analytics as processes),
+``alerts-load`` (the same while the soak's ingest load runs through telemetry
+into the same analytics),
 ``gateway-speed`` (``GET /v1/devices/{id}`` through the gateway against a bare
 Starlette app under the same load, and each process's CPU per request),
 ``influx`` (telemetry on SQLite and on PostgreSQL beside an InfluxDB of the job's
@@ -32,7 +34,7 @@ needs Debian's ``influxdb``, measures our side alone without it).
 ``--only JOB`` (repeatable) runs some of them; the page
 is still written whole, with the other jobs' figures from their last run.
 Opt-in jobs (``soak``, ``chart``, ``partitions``, ``scaleout``, ``mqtt``, ``alerts``,
-``gateway-speed``, ``influx``) run only when named with ``--only``.
+``alerts-load``, ``gateway-speed``, ``influx``) run only when named with ``--only``.
 """
 
 from __future__ import annotations
@@ -195,6 +197,10 @@ async def _alerts(args: argparse.Namespace) -> JobResult:
     return await alerts.measure()
 
 
+async def _alerts_load(args: argparse.Namespace) -> JobResult:
+    return await alerts.measure_under_load()
+
+
 async def _gateway_speed(args: argparse.Namespace) -> JobResult:
     return await gateway_speed.measure()
 
@@ -232,17 +238,29 @@ JOBS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, JobResult]]] 
     "scaleout": _scaleout,
     "mqtt": _mqtt,
     "alerts": _alerts,
+    "alerts-load": _alerts_load,
     "gateway-speed": _gateway_speed,
     "influx": _influx,
 }
 """Every job, in the order a full run measures them."""
 OPT_IN = frozenset(
-    {"soak", "chart", "partitions", "scaleout", "mqtt", "alerts", "gateway-speed", "influx"}
+    {
+        "soak",
+        "chart",
+        "partitions",
+        "scaleout",
+        "mqtt",
+        "alerts",
+        "alerts-load",
+        "gateway-speed",
+        "influx",
+    }
 )
 """Jobs a run without ``--only`` leaves out: ``soak`` takes long and needs PostgreSQL and
 Redis, ``chart`` needs Debian's chromium and Playwright, ``partitions`` loads 100 M readings
 twice (about 1.5 GB of PostgreSQL), ``scaleout`` starts the services twice over and loads
-both cores, ``mqtt`` needs Mosquitto, ``alerts`` starts auth and analytics to time webhooks,
+both cores, ``mqtt`` needs Mosquitto, ``alerts`` starts auth and analytics to time webhooks
+(``alerts-load`` the whole suite with the soak's ingest load beside),
 ``gateway-speed`` loads the gateway and a bare app in turn, ``influx`` needs Debian's
 influxdb and loads 5 M readings into each of three systems twice over."""
 

@@ -57,7 +57,8 @@ class SimulatorOutcome:
     errors: tuple[str, ...]
 
 
-def _simulate(settings: Settings, options: Options) -> SimulatorOutcome:
+def run_simulator(settings: Settings, options: Options) -> SimulatorOutcome:
+    """Run the device simulator to its end (in a process of its own: see callers)."""
     summary = asyncio.run(simulate(settings, options, out=io.StringIO()))
     return SimulatorOutcome(
         summary.accepted,
@@ -172,7 +173,7 @@ async def measure(*, soak_seconds: float) -> JobResult:
         started = time.monotonic()
         with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
             future: asyncio.Future[Any] = asyncio.get_running_loop().run_in_executor(
-                pool, _simulate, suite.settings, options
+                pool, run_simulator, suite.settings, options
             )
             while not future.done():
                 samples.append((time.monotonic() - started, rss_bytes(pid)))

@@ -115,8 +115,12 @@ class MqttClient:
         manual_ack: bool = False,
         subscriptions: tuple[str, ...] = (),
         on_message: Handler | None = None,
+        on_connect: Callable[[], None] | None = None,
     ) -> None:
+        """``on_connect`` is told, on the event loop, of each connection the broker accepts
+        (the first and every reconnection)."""
         self._broker = broker
+        self._on_connect = on_connect
         self._persistent = persistent
         self._subscriptions = subscriptions
         self._on_message = on_message
@@ -245,6 +249,8 @@ class MqttClient:
             options = paho.SubscribeOptions(qos=1)
             client.subscribe([(topic, options) for topic in self._subscriptions])
         self._call(self._connected.set)
+        if self._on_connect is not None:
+            self._call(self._on_connect)
 
     def _disconnected_cb(
         self, client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any

@@ -57,9 +57,13 @@ async def claim_due(
                 .limit(limit)
             )
         )
-    claimed = []
-    for row in due:
-        async with sessions.begin() as session:
+    claimed: list[RowT] = []
+    if not due:
+        return claimed
+    # Every claim of the batch in one transaction: one commit, not one per row (each a
+    # wait for SQLite's write lock while the service's other writes hold it).
+    async with sessions.begin() as session:
+        for row in due:
             result = await session.execute(
                 update(table)
                 .where(
@@ -69,8 +73,8 @@ async def claim_due(
                 )
                 .values(next_attempt_at=lease_until)
             )
-        if result.rowcount == 1:  # type: ignore[attr-defined]
-            claimed.append(row)
+            if result.rowcount == 1:  # type: ignore[attr-defined]
+                claimed.append(row)
     return claimed
 
 

@@ -49,6 +49,8 @@ class Receiver:
     url: str = ""
     statuses: list[int] = field(default_factory=list)
     calls: list[Call] = field(default_factory=list)
+    hold: threading.Event | None = None
+    """When given, each call is kept (and counted) at once but answered only once it is set."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def take(self, headers: dict[str, str], body: bytes) -> int:
@@ -69,14 +71,18 @@ class Receiver:
 
 
 @contextmanager
-def webhook_receiver(statuses: list[int] | None = None) -> Iterator[Receiver]:
-    """A webhook receiver on a port the OS chose."""
-    receiver = Receiver(statuses=list(statuses or []))
+def webhook_receiver(
+    statuses: list[int] | None = None, *, hold: threading.Event | None = None
+) -> Iterator[Receiver]:
+    """A webhook receiver on a port the OS chose (answering once ``hold`` is set, if given)."""
+    receiver = Receiver(statuses=list(statuses or []), hold=hold)
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
             status = receiver.take({k.lower(): v for k, v in self.headers.items()}, body)
+            if receiver.hold is not None:
+                receiver.hold.wait(timeout=60)
             self.send_response(status)
             self.send_header("Content-Length", "0")
             self.end_headers()
@@ -91,5 +97,7 @@ def webhook_receiver(statuses: list[int] | None = None) -> Iterator[Receiver]:
     try:
         yield receiver
     finally:
+        if hold is not None:
+            hold.set()
         server.shutdown()
         server.server_close()

@@ -70,6 +70,20 @@ def _alerts(
         poll_interval=settings.alerts_check_seconds,
     )
     alert_hub: Hub[AlertMessage] = Hub()
+    # The live feed hears this replica's messages in process and, through PostgreSQL
+    # notices, the other replicas' (each rule's message is sent by one replica).
+    if parts.database.schema is not None and settings.database_url:
+        store.notices = NoticeChannel.of(parts.database.schema, "alerts")
+
+        async def sent_elsewhere(message_ids: Sequence[str] | None) -> None:
+            if message_ids:  # None: some may have been missed; the feed may lose some
+                alert_hub.publish(await store.live_messages(message_ids=message_ids))
+
+        listener = NoticeListener(
+            database_url=settings.database_url, channel=store.notices, on_ids=sent_elsewhere
+        )
+        listener.start()
+        parts.closers.append(listener.stop)
     engine = AlertEngine(
         store=store,
         worker=worker,

@@ -222,4 +222,5 @@ def _mqtt(settings: TelemetrySettings, address: str) -> MqttIngest | None:
         ),
         # One session per replica, named by where it listens, so that a restart takes it back.
         client_id="iot-telemetry-" + address.replace(":", "-"),
+        redis_url=settings.redis_url,
     )

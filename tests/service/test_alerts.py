@@ -10,11 +10,13 @@ so each test runs auth and analytics only.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -28,9 +30,9 @@ from iotkit.config import PLACEHOLDER_SECRET
 from iotkit.errors import reason_of, violations_of
 from tests import leak_scan
 from tests.alerts_support import Receiver, webhook_receiver
-from tests.conftest import Backend, Suite, start_suite
+from tests.conftest import Backend, Suite, open_backend, start_suite
 from tests.service.auth_support import Mailbox
-from tests.support import bearer, new_user
+from tests.support import bearer, free_port, new_user
 
 SECOND = 1_000_000
 SPIKE_AT = 250
@@ -393,6 +395,26 @@ async def test_failing_webhooks_are_retried_then_dead_lettered(env: Env) -> None
     assert rule.dead_deliveries == 1
 
 
+async def test_a_slow_receiver_holds_up_only_its_own_calls(env: Env, receiver: Receiver) -> None:
+    owner, owner_id = await env.user()
+    slow_device, fast_device = str(uuid.uuid4()), str(uuid.uuid4())
+    answer = threading.Event()
+    with webhook_receiver(hold=answer) as slow:
+        slow_rule, _ = await create(env, owner, webhook_url=slow.url, device_ids=[slow_device])
+        await create(env, owner, webhook_url=receiver.url, device_ids=[fast_device])
+        await env.feed([env.spike(owner_id, device=slow_device)])
+        await slow.wait(1, within=30)  # called, and not answered
+        await env.feed([env.spike(owner_id, device=fast_device)])
+        [call] = await receiver.wait(1, within=30)
+        assert call.json()["last_event"]["device_id"] == fast_device
+        # The slow call is still waiting for its answer: no attempt of it has ended.
+        [held] = await deliveries(env, owner, slow_rule, settled=0, within=0)
+        assert (held.status, held.attempts) == ("pending", 0)
+        answer.set()
+        [done] = await deliveries(env, owner, slow_rule, settled=1, within=30)
+        assert (done.status, done.attempts) == ("delivered", 1)
+
+
 async def test_events_within_a_period_are_grouped_into_one_message(
     env: Env, receiver: Receiver
 ) -> None:
@@ -569,4 +591,73 @@ async def wait_rule(
             return rule
         if time.monotonic() > deadline:
             raise AssertionError(f"rule never reached the state: {rule}")
+        await asyncio.sleep(0.05)
+
+
+async def test_a_live_message_reaches_the_watchers_of_every_analytics_replica(
+    tmp_path: Path, mailbox: Mailbox
+) -> None:
+    """Two analytics replicas on one PostgreSQL schema: the message one replica sends
+    reaches the live feed of both, once each (PostgreSQL notices, ``iotkit.notices``)."""
+    from services.analytics.wiring import build as build_analytics
+
+    with open_backend("postgresql", tmp_path) as backend:
+        async for env in _env(backend, smtp_url=mailbox.url, **FAST):
+            second = await build_analytics(
+                env.suite.settings,
+                address=f"127.0.0.1:{free_port()}",
+                schema=backend.schema("analytics"),
+            )
+            await second.built.start()
+            try:
+                async with grpc.aio.insecure_channel(f"127.0.0.1:{second.built.port}") as other:
+                    owner, owner_id = await env.user()
+                    rule_id, _ = await create(env, owner)
+                    feeds = [
+                        env.alerts.WatchAlerts(alerts_pb2.WatchAlertsRequest(), metadata=owner),
+                        alerts_pb2_grpc.AlertServiceStub(other).WatchAlerts(
+                            alerts_pb2.WatchAlertsRequest(), metadata=owner
+                        ),
+                    ]
+                    for feed in feeds:
+                        await feed.initial_metadata()
+                    await _listening(backend, replicas=2)
+                    device = str(uuid.uuid4())
+                    await env.feed([env.spike(owner_id, device=device)])  # to the first only
+                    for feed in feeds:
+                        live = await asyncio.wait_for(feed.read(), 10)
+                        assert (live.rule_id, live.device_id, live.event_count) == (
+                            rule_id,
+                            device,
+                            1,
+                        )
+                    # Once each: the sender skips its own notice.
+                    extra = [asyncio.ensure_future(feed.read()) for feed in feeds]
+                    await asyncio.sleep(0.5)
+                    assert not any(task.done() for task in extra)
+                    for feed in feeds:
+                        feed.cancel()
+                    await asyncio.gather(*extra, return_exceptions=True)
+                    stored = await backend.sql(
+                        "analytics", "SELECT count(*) FROM alert_live_messages"
+                    )
+                    assert stored == [(1,)]
+            finally:
+                await second.aclose(grace=0)
+
+
+async def _listening(backend: Backend, *, replicas: int) -> None:
+    """Wait until ``replicas`` analytics replicas listen to the alerts channel (a notice
+    sent before a replica listens is not heard by it)."""
+    channel = f"iot_alerts_{backend.schema('analytics')}"[:63]
+    deadline = time.monotonic() + 10
+    while True:
+        [(count,)] = await backend.sql(
+            "analytics",
+            "SELECT count(*) FROM pg_stat_activity WHERE query = ?",
+            (f'LISTEN "{channel}"',),
+        )
+        if count == replicas or time.monotonic() > deadline:
+            assert count == replicas
+            return
         await asyncio.sleep(0.05)

@@ -253,10 +253,13 @@ async def test_revoking_disconnects_and_a_new_credential_replaces_the_old(env: E
         renewed.client.close()
 
 
+@pytest.mark.parametrize("counted", ["in_process", "in_redis"])
 async def test_a_flooding_device_is_refused_past_its_rate(
-    backend: Backend, mosquitto_url: str
+    backend: Backend, mosquitto_url: str, counted: str, request: pytest.FixtureRequest
 ) -> None:
-    async for env in start(backend, mosquitto_url, mqtt_device_rate=0.5):
+    # In Redis, the count every telemetry replica shares (tests/unit/test_mqtt_rate.py).
+    redis_url = request.getfixturevalue("redis_url") if counted == "in_redis" else None
+    async for env in start(backend, mosquitto_url, mqtt_device_rate=0.5, redis_url=redis_url):
         device = await connected(env)
         try:
             for k in range(4):

@@ -13,6 +13,10 @@ Any 2xx answer delivers; anything else, a timeout or a refused address is a
 failed attempt, retried with exponential backoff until ``IOT_ALERTS_MAX_ATTEMPTS``
 attempts have failed, and then the delivery is dead (listed with its last error).
 
+Deliveries are claimed as soon as they are queued and sent concurrently (up
+to :data:`IN_FLIGHT` at once): a receiver that is slow to answer holds up
+its own calls only, not the next rule's.
+
 Webhook targets must be public: a host that resolves to a loopback, private,
 link-local, multicast, reserved or otherwise non-global address is refused,
 when the rule is saved and again at each call, unless the administrator sets
@@ -41,6 +45,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from iotkit.mail import Transport, compose
+from iotkit.outages import log_failed_round
 from iotkit.outbox import Backoff, OutboxLoop
 from iotkit.sealing import SecretBox
 from iotkit.sqltypes import utcnow
@@ -54,6 +59,8 @@ TIMESTAMP_HEADER = "X-Iot-Timestamp"
 DELIVERY_HEADER = "X-Iot-Delivery"
 WEBHOOK_TIMEOUT = 10.0
 BATCH = 50
+IN_FLIGHT = 2 * BATCH
+"""Deliveries being sent at once, at most."""
 
 
 class TargetRefused(ValueError):
@@ -164,6 +171,8 @@ class DeliveryWorker:
             name="alert-deliveries",
             stop_within=WEBHOOK_TIMEOUT * 2,
         )
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._full = False  # a round left due deliveries for want of room
 
     def notify(self) -> None:
         """Wake the worker: deliveries were queued."""
@@ -176,17 +185,45 @@ class DeliveryWorker:
     async def stop(self) -> None:
         """Stop after the deliveries in flight; close the HTTP client."""
         await self._loop.stop()
+        if self._in_flight:
+            # A delivery that hangs is cut off: its lease lets a later round retry it.
+            _, stuck = await asyncio.wait(set(self._in_flight), timeout=WEBHOOK_TIMEOUT * 2)
+            for task in stuck:
+                task.cancel()
+            await asyncio.gather(*stuck, return_exceptions=True)
         await self._http.aclose()
 
     async def deliver_due(self) -> int:
-        """Send what is due, concurrently; answers how many deliveries were claimed."""
+        """Claim what is due and start sending it; answers how many deliveries were claimed.
+
+        The round does not wait for the calls: a delivery queued while others are being
+        sent (a slow receiver takes up to the timeout) is claimed at once, up to
+        :data:`IN_FLIGHT` at a time."""
+        room = IN_FLIGHT - len(self._in_flight)
+        if room <= 0:
+            self._full = True  # woken again when one ends
+            return 0
         now = self._clock()
         # The lease outlasts an attempt that times out, so no one else claims it meanwhile.
         lease = now + timedelta(seconds=WEBHOOK_TIMEOUT * 3)
-        claimed = await self._store.claim_due(now=now, lease_until=lease, limit=BATCH)
-        if claimed and not self._loop.stopping:
-            await asyncio.gather(*(self._deliver(delivery) for delivery in claimed))
+        claimed = await self._store.claim_due(now=now, lease_until=lease, limit=min(BATCH, room))
+        if self._loop.stopping:
+            return len(claimed)  # their leases end and a later start sends them
+        for delivery in claimed:
+            task = asyncio.create_task(self._deliver(delivery), name="alert-delivery")
+            self._in_flight.add(task)
+            task.add_done_callback(self._ended)
         return len(claimed)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            # Recording the outcome failed (the database away): the lease ends, and a
+            # later round sends it again.
+            log_failed_round(log, "alert delivery not recorded", exc)
+        if self._full:
+            self._full = False
+            self._loop.notify()
 
     async def _deliver(self, delivery: Delivery) -> None:
         try:

@@ -19,7 +19,9 @@ from (so a restart keeps it, to within a tick), finds silent devices and
 closes quiet anomaly alerts, and sends what is due. A rule with events
 waiting sends one message with their count as soon as its period since the
 last message has passed and it is outside its quiet hours; the first event
-after a quiet period goes out at once.
+after a quiet period goes out at once. A live rule's message reaches this
+replica's watchers through ``hub``, and the other replicas' through the store
+(``AlertStore.notices``).
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from iotkit.outages import log_failed_round
 from iotkit.sqltypes import utcnow
 from iotkit.tasks import cancel, finish
 from services.analytics.alerts.delivery import DeliveryWorker
-from services.analytics.alerts.store import AlertRuleRow, AlertStore, DeliveryRow
+from services.analytics.alerts.store import AlertRuleRow, AlertStore, DeliveryRow, Taken
 from services.analytics.alerts.values import (
     ABOVE,
     ANOMALY,
@@ -64,6 +66,7 @@ log = logging.getLogger(__name__)
 QUEUE_LIMIT = 10_000
 MIN_CLEAR_SECONDS = 60.0
 STOP_SECONDS = 10.0  # the longest a stop waits for the evaluation or tick in flight
+LIVE_KEPT = timedelta(minutes=5)  # how long live messages stay readable by other replicas
 
 
 @dataclass(frozen=True, slots=True)
@@ -395,6 +398,7 @@ class AlertEngine:
                     if last is None or now - last > timedelta(seconds=quiet_for):
                         await self._record(rule, [], set(rule.state.subjects), now)
             await self._dispatch(await self._store.due_rules(), now)
+        await self._store.forget_live_messages(before=now - LIVE_KEPT)
 
     async def _flush_seen(self) -> None:
         seen, self._seen = self._seen, {}
@@ -435,7 +439,7 @@ class AlertEngine:
             message: AlertMessage | None = None
             live = False
 
-            def take(row: AlertRuleRow) -> list[DeliveryRow] | None:
+            def take(row: AlertRuleRow) -> Taken | None:
                 nonlocal message, live
                 rule = row.to_value()
                 if not row.enabled or row.pending_events == 0 or in_quiet_hours(rule, now):
@@ -456,7 +460,7 @@ class AlertEngine:
                 )
                 live = rule.spec.live
                 row.pending_events, row.first_pending_us, row.last_sent_at = 0, 0, now
-                return _deliveries(rule, message, now)
+                return Taken(_deliveries(rule, message, now), message if live else None)
 
             if await self._store.dispatch(rule_id=rule_id, change=take) is None:
                 continue

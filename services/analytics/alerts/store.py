@@ -8,12 +8,17 @@ owner's streams never lose each other's counts. Deliveries are the outbox
 of the email and webhook channels: claimed with a conditional UPDATE (one
 sender per delivery, with a lease), retried, and kept with their attempts.
 Webhook secrets are stored sealed (the server must recover them to sign).
+
+A live rule's message is stored too when other replicas must hear of it
+(PostgreSQL, several replicas: :attr:`AlertStore.notices`), in the
+transaction that takes its events, whose commit tells them its id; they read
+it back for their watchers. Such messages are kept a few minutes only.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -35,6 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
 from iotkit.listing import fetch_page
+from iotkit.notices import NoticeChannel
 from iotkit.outbox import claim_due
 from iotkit.sqltypes import SEQUENCE, UtcDateTime
 from services.analytics.alerts.values import (
@@ -42,8 +48,10 @@ from services.analytics.alerts.values import (
     DELIVERED,
     FAILED,
     PENDING,
+    AlertMessage,
     Attempt,
     Delivery,
+    Event,
     Rule,
     RuleSpec,
     RuleState,
@@ -148,6 +156,16 @@ class AttemptRow(Base):
     error: Mapped[str] = mapped_column(String(200))
 
 
+class LiveMessageRow(Base):
+    """A live rule's message, kept a few minutes for the other replicas' watchers."""
+
+    __tablename__ = "alert_live_messages"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    message: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+
+
 class DeviceSeenRow(Base):
     """When analytics last received a reading of a device (for silence rules)."""
 
@@ -176,8 +194,27 @@ async def _dead(session: AsyncSession, rule_ids: Sequence[str]) -> dict[str, int
     return {rule_id: int(count) for rule_id, count in result.all()}
 
 
+def message_json(message: AlertMessage) -> dict[str, Any]:
+    """A message as stored for other replicas."""
+    return asdict(message)
+
+
+def message_of(stored: dict[str, Any]) -> AlertMessage:
+    """A stored message back as a value."""
+    return AlertMessage(**{**stored, "last_event": Event(**stored["last_event"])})
+
+
 RuleChange = Callable[[AlertRuleRow], None]
 """Changes a locked rule row in place."""
+
+
+@dataclass(frozen=True, slots=True)
+class Taken:
+    """What a dispatch took from a rule: its message's deliveries, and the message when the
+    rule's live feed shows it."""
+
+    deliveries: list[DeliveryRow]
+    live: AlertMessage | None = None
 
 
 class AlertStore:
@@ -186,6 +223,10 @@ class AlertStore:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], *, dialect: str) -> None:
         self._sessions = sessions
         self._insert = pg_insert if dialect == "postgresql" else sqlite_insert
+        self.notices: NoticeChannel | None = None
+        """Where a dispatch tells other replicas the live messages it stored (PostgreSQL
+        notices, ``iotkit.notices``), so that their watchers hear of them; None stores
+        none and tells no one."""
 
     # Rules
 
@@ -328,23 +369,50 @@ class AlertStore:
     # Deliveries
 
     async def dispatch(
-        self, *, rule_id: str, change: Callable[[AlertRuleRow], Iterable[DeliveryRow] | None]
+        self, *, rule_id: str, change: Callable[[AlertRuleRow], Taken | None]
     ) -> Rule | None:
         """Under the rule's row lock, let ``change`` take its waiting events and answer the
         deliveries of their message (None: not due), stored in the same transaction so that
-        a message is queued exactly when its events leave the rule."""
+        a message is queued exactly when its events leave the rule. A live message is stored
+        and told to the other replicas at commit, when there are others to tell."""
         async with self._sessions.begin() as session:
             row = await session.scalar(
                 select(AlertRuleRow).where(AlertRuleRow.id == rule_id).with_for_update()
             )
             if row is None:
                 return None
-            deliveries = change(row)
-            if deliveries is None:
+            taken = change(row)
+            if taken is None:
                 return None
-            session.add_all(list(deliveries))
+            session.add_all(taken.deliveries)
+            if taken.live is not None and self.notices is not None:
+                session.add(
+                    LiveMessageRow(
+                        id=taken.live.id,
+                        message=message_json(taken.live),
+                        created_at=row.last_sent_at or row.updated_at,
+                    )
+                )
+                await self.notices.announce(session, [taken.live.id])  # sent at commit
             await session.flush()
             return row.to_value()
+
+    async def live_messages(self, *, message_ids: Sequence[str]) -> list[AlertMessage]:
+        """The stored live messages of ``message_ids`` that are still kept, oldest first."""
+        async with self._sessions() as session:
+            rows = await session.scalars(
+                select(LiveMessageRow)
+                .where(LiveMessageRow.id.in_(message_ids))
+                .order_by(LiveMessageRow.created_at, LiveMessageRow.id)
+            )
+            return [message_of(row.message) for row in rows]
+
+    async def forget_live_messages(self, *, before: datetime) -> None:
+        """Drop the live messages stored before ``before`` (their notices are long read)."""
+        if self.notices is None:
+            return
+        async with self._sessions.begin() as session:
+            await session.execute(delete(LiveMessageRow).where(LiveMessageRow.created_at < before))
 
     async def claim_due(
         self, *, now: datetime, lease_until: datetime, limit: int

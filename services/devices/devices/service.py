@@ -123,12 +123,16 @@ class DeviceService:
         store: DeviceStore,
         mint_token: DeviceTokenMinter,
         broker: BrokerAccess | None = None,
+        seal: Callable[[str], bytes] | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
+        """``seal`` seals a credential's token to keep beside it, so that a broker can be
+        given it later (``services.devices.broker_sync``); None keeps no token."""
         self._store = store
         self._mint_token = mint_token
         # The MQTT broker's accounts follow the credentials; None when no broker is configured.
         self._broker = broker
+        self._seal = seal
         self._clock = clock
 
     async def register(self, *, caller: Caller, device: NewDevice) -> DeviceView:
@@ -305,13 +309,28 @@ class DeviceService:
             )
         except Exception as exc:  # nothing is stored when auth cannot sign
             raise Unavailable("Cannot issue a credential right now; retry shortly") from exc
-        await self._store.replace_credential(credential=credential, now=now)
+        await self._store.replace_credential(
+            credential=credential,
+            now=now,
+            sealed_token=self._seal(token) if self._seal is not None else None,
+        )
         if self._broker is not None:
             try:
                 await self._broker.grant(device_id=device.id, password=token)
             except RuntimeError as exc:
-                # The credential works over gRPC and REST; MQTT takes it once issued again.
+                # The credential works over gRPC and REST; MQTT takes it when the broker is
+                # next reconciled (devices' reconnection or restart), or once issued again.
                 log.error("credential of device %s not provisioned on MQTT: %s", device.id, exc)
+            else:
+                try:
+                    await self._store.mark_on_broker(credential_ids=[credential.id])
+                except Exception as exc:  # issued all the same: the next reconciliation
+                    # grants it again, which changes nothing
+                    log.warning(
+                        "credential of device %s on MQTT but not marked so: %s",
+                        device.id,
+                        type(exc).__name__,
+                    )
         return IssuedCredential(credential, token, scopes)
 
     async def revoke_credential(self, *, caller: Caller, device_id: str) -> int:

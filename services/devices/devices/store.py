@@ -14,11 +14,14 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Float,
     ForeignKey,
+    LargeBinary,
     String,
     bindparam,
     exists,
+    false,
     func,
     select,
     update,
@@ -64,6 +67,12 @@ class CredentialRow(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    # The token sealed with a key of the service secret, so that the MQTT broker can be
+    # given it later (a broker configured after it was issued, or one that lost its
+    # state); None for a credential issued before tokens were kept.
+    sealed_token: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    # Whether the broker was given this credential's token (a failed grant leaves False).
+    on_broker: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class DeviceEventRow(Base):
@@ -76,6 +85,16 @@ class DeviceEventRow(Base):
     device_id: Mapped[str] = mapped_column(String(36))
     owner_id: Mapped[str] = mapped_column(String(36))
     occurred_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerCredential:
+    """A device's working credential as the MQTT broker needs it."""
+
+    device_id: str
+    credential_id: str
+    sealed_token: bytes | None
+    on_broker: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,8 +268,11 @@ class DeviceStore:
             session.add(_event("decommissioned", device, now))
             return _device(device)
 
-    async def replace_credential(self, *, credential: Credential, now: datetime) -> int:
-        """Store a new credential and revoke the device's others; answers how many were revoked."""
+    async def replace_credential(
+        self, *, credential: Credential, now: datetime, sealed_token: bytes | None = None
+    ) -> int:
+        """Store a new credential (with its sealed token) and revoke the device's others;
+        answers how many were revoked."""
         async with self._sessions.begin() as session:
             result = await session.execute(
                 update(CredentialRow)
@@ -266,6 +288,8 @@ class DeviceStore:
                     device_id=credential.device_id,
                     created_at=credential.created_at,
                     expires_at=credential.expires_at,
+                    sealed_token=sealed_token,
+                    on_broker=False,
                 )
             )
             return int(result.rowcount or 0)  # type: ignore[attr-defined]
@@ -311,6 +335,52 @@ class DeviceStore:
                 )
             )
             return set(rows)
+
+    def _working(self, now: datetime) -> Any:
+        return select(
+            CredentialRow.device_id,
+            CredentialRow.id,
+            CredentialRow.sealed_token,
+            CredentialRow.on_broker,
+        ).where(CredentialRow.revoked_at.is_(None), CredentialRow.expires_at > now)
+
+    async def broker_credentials_after(
+        self, *, after: str, limit: int, now: datetime
+    ) -> list[BrokerCredential]:
+        """Up to ``limit`` working credentials of devices whose id sorts after ``after``,
+        by device id (pages of the broker's reconciliation)."""
+        statement = (
+            self._working(now)
+            .where(CredentialRow.device_id > after)
+            .order_by(CredentialRow.device_id, CredentialRow.id)
+            .limit(limit)
+        )
+        async with self._sessions() as session:
+            rows = (await session.execute(statement)).all()
+        return [BrokerCredential(*row) for row in rows]
+
+    async def broker_credentials(
+        self, *, device_ids: Iterable[str], now: datetime
+    ) -> dict[str, BrokerCredential]:
+        """The working credential of each of ``device_ids`` that has one."""
+        ids = list(device_ids)
+        if not ids:
+            return {}
+        async with self._sessions() as session:
+            rows = (
+                await session.execute(self._working(now).where(CredentialRow.device_id.in_(ids)))
+            ).all()
+        return {row[0]: BrokerCredential(*row) for row in rows}
+
+    async def mark_on_broker(self, *, credential_ids: Iterable[str]) -> None:
+        """Record that the broker was given these credentials' tokens."""
+        ids = list(credential_ids)
+        if not ids:
+            return
+        async with self._sessions.begin() as session:
+            await session.execute(
+                update(CredentialRow).where(CredentialRow.id.in_(ids)).values(on_broker=True)
+            )
 
     async def record_activity(
         self, *, device_id: str, last_seen_at: datetime | None, readings: int

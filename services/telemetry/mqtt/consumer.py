@@ -10,7 +10,8 @@ every unacknowledged message again from the broker and stores each once.
 Each message's outcome, a ``BatchAck`` (JSON, or protobuf for a protobuf
 message), goes to the device's acknowledgement topic. A message refused whole
 (malformed, too large, a wrong topic, a device over its rate) is acknowledged
-too, with its reason: sending it again would change nothing. A failure of a
+too, with its reason: sending it again would change nothing (the rate is
+counted across replicas in Redis when configured: ``mqtt.rate``). A failure of a
 dependency (devices or the database away) is retried, never acknowledged.
 """
 
@@ -19,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 from dataclasses import dataclass, replace
 
 from google.protobuf import json_format
@@ -38,6 +38,7 @@ from iotkit.mqtt import (
 )
 from iotkit.service_tokens import ServiceTokenSource
 from services.telemetry.mqtt import payload
+from services.telemetry.mqtt.rate import DeviceRates
 from services.telemetry.telemetry.ingest import BatchResult, IngestService, Rejected
 from services.telemetry.telemetry.servicer import ack_message
 
@@ -66,36 +67,25 @@ class MqttLimits:
     max_message_bytes: int = 1024 * 1024
 
 
-class _Buckets:
-    """A token bucket per device: ``rate`` messages a second, bursts of twice that."""
-
-    def __init__(self, rate: float) -> None:
-        self._rate = rate
-        self._burst = max(1.0, 2 * rate)
-        self._buckets: dict[str, tuple[float, float]] = {}
-
-    def take(self, device_id: str) -> bool:
-        now = time.monotonic()
-        tokens, since = self._buckets.get(device_id, (self._burst, now))
-        tokens = min(self._burst, tokens + (now - since) * self._rate)
-        allowed = tokens >= 1.0
-        self._buckets[device_id] = (tokens - 1.0 if allowed else tokens, now)
-        if len(self._buckets) > 100_000:  # forget idle devices rather than grow without end
-            self._buckets = {k: v for k, v in self._buckets.items() if now - v[1] < 60}
-        return allowed
-
-
 class MqttIngest:
     """Consumes the devices' readings from the broker; see the module's docstring."""
 
     def __init__(
-        self, *, broker: BrokerAddress, password: str, limits: MqttLimits, client_id: str
+        self,
+        *,
+        broker: BrokerAddress,
+        password: str,
+        limits: MqttLimits,
+        client_id: str,
+        redis_url: str | None = None,
     ) -> None:
+        """``redis_url`` (IOT_REDIS_URL) shares the per-device rate limit with the other
+        replicas (``services.telemetry.mqtt.rate``); None counts it in this process."""
         self.broker = broker
         self._password = password
         self._limits = limits
         self._client_id = client_id
-        self._buckets = _Buckets(limits.device_rate)
+        self._rates = DeviceRates(limits.device_rate, redis_url=redis_url)
         self._slots = asyncio.Semaphore(CONCURRENCY)
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
@@ -145,6 +135,7 @@ class MqttIngest:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._client is not None:
             self._client.close()
+        await self._rates.aclose()
 
     @property
     def connected(self) -> bool:
@@ -192,7 +183,7 @@ class MqttIngest:
     async def _answer(self, device_id: str, message: Message) -> tuple[bytes, str] | None:
         """The acknowledgement to publish, once the message is stored or refused."""
         protobuf = message.content_type.split(";", 1)[0].strip().lower() in payload.PROTOBUF_TYPES
-        if not self._buckets.take(device_id):
+        if not await self._rates.take(device_id):
             refused = payload.Refused(
                 RATE_LIMITED,
                 f"a device publishes at most {self._limits.device_rate:g} messages a second;"
