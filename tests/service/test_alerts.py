@@ -433,6 +433,28 @@ async def test_events_within_a_period_are_grouped_into_one_message(
     assert {call.json()["rule_id"] for call in receiver.calls} == {rule_id}
 
 
+async def test_anomalies_stored_together_are_evaluated_in_one_round(
+    env: Env, receiver: Receiver
+) -> None:
+    """Anomalies that reach the rules together make one write and one message per rule,
+    whatever the period: evaluation keeps up however many arrive at once."""
+    owner, owner_id = await env.user()
+    rule_id, _ = await create(env, owner, webhook_url=receiver.url)  # no period: no grouping
+    metadata = await env.service_token()
+    request = analytics_pb2.AnalysisRequest(chunks=[env.spike(owner_id) for _ in range(20)])
+    answers = [
+        answer async for answer in env.analytics.AnalyzeReadings(iter([request]), metadata=metadata)
+    ]
+    assert len(answers) == 1
+    counts: list[int] = []
+    deadline = time.monotonic() + 10
+    while sum(counts) < 20 and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+        counts = [call.json()["event_count"] for call in receiver.calls]
+    assert counts == [20]
+    assert {call.json()["rule_id"] for call in receiver.calls} == {rule_id}
+
+
 async def test_quiet_hours_hold_messages_until_they_end(env: Env, receiver: Receiver) -> None:
     owner, owner_id = await env.user()
     # The rule names no zone: the user's profile does (9 hours from UTC, so hours read in

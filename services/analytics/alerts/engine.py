@@ -64,6 +64,7 @@ from services.analytics.analytics.values import Anomaly
 log = logging.getLogger(__name__)
 
 QUEUE_LIMIT = 10_000
+ROUND_LIMIT = 1_000  # anomalies and chunks evaluated together at most
 MIN_CLEAR_SECONDS = 60.0
 STOP_SECONDS = 10.0  # the longest a stop waits for the evaluation or tick in flight
 LIVE_KEPT = timedelta(minutes=5)  # how long live messages stay readable by other replicas
@@ -300,8 +301,16 @@ class AlertEngine:
 
     async def _evaluate_loop(self) -> None:
         while (item := await self._next()) is not None:
+            # What queued up meanwhile is evaluated with it, in one round: a round costs a
+            # write per matching rule, not per anomaly, so evaluation keeps up however
+            # many arrive while a round waits for the database.
+            anomalies, chunks = list(item[0]), list(item[1])
+            while not self._queue.empty() and len(anomalies) + len(chunks) < ROUND_LIMIT:
+                more = self._queue.get_nowait()
+                anomalies += more[0]
+                chunks += more[1]
             try:
-                await self.evaluate(*item)
+                await self.evaluate(anomalies, chunks)
             except Exception as exc:  # one bad round must not stop alerting
                 log_failed_round(log, "alert evaluation failed", exc)
 
@@ -343,7 +352,6 @@ class AlertEngine:
         async with self._lock:
             rules = await self._rules_of(owners)
             now = self._clock()
-            due: list[str] = []
             for rule in rules:
                 cleared: set[str] = set()
                 if rule.spec.kind == ANOMALY:
@@ -358,26 +366,30 @@ class AlertEngine:
                         if c.owner_id == rule.owner_id
                         and _matches(rule, stream_id=c.stream_id, device_id=c.device_id)
                     } & set(rule.state.subjects)
-                if (hits or cleared) and await self._record(rule, hits, cleared, now):
-                    due.append(rule.id)
-            await self._dispatch(due, now)
+                if hits or cleared:
+                    await self._record(rule, hits, cleared, now)
 
     async def _record(
         self, rule: Rule, hits: Sequence[Hit], cleared: set[str], now: datetime
-    ) -> bool:
-        """Record hits on the rule's row; True when events wait. The cache takes the rule
-        as stored, so the next evaluation sees its subjects."""
+    ) -> None:
+        """Record hits on the rule's row and, in the same transaction, take its waiting
+        events into a message if one is due: one write per rule and round, which matters
+        on SQLite, where each write waits for analysis's commits. The cache takes the
+        rule as stored, so the next evaluation sees its subjects."""
+        sent: list[tuple[AlertMessage, bool]] = []
+        take = _taker(now, sent)
 
-        def change(row: AlertRuleRow) -> None:
-            if row.enabled:
-                record(row, hits, cleared, now)
+        def change(row: AlertRuleRow) -> Taken | None:
+            if not row.enabled:
+                return None
+            record(row, hits, cleared, now)
+            return take(row)
 
-        stored = await self._store.change_rule(rule_id=rule.id, change=change)
-        if stored is None:
-            return False
-        cached = self._rules.get(stored.owner_id, [])
-        self._rules[stored.owner_id] = [stored if r.id == stored.id else r for r in cached]
-        return not stored.spec.paused and stored.state.pending_events > 0
+        stored = await self._store.dispatch(rule_id=rule.id, change=change)
+        if stored is not None:
+            cached = self._rules.get(stored.owner_id, [])
+            self._rules[stored.owner_id] = [stored if r.id == stored.id else r for r in cached]
+        self._sent(sent)
 
     async def tick(self) -> None:
         """Store device activity, find silent devices, close quiet anomaly alerts, send what
@@ -434,42 +446,52 @@ class AlertEngine:
 
     async def _dispatch(self, rule_ids: Sequence[str], now: datetime) -> None:
         """Send a message for each rule whose period has passed, outside quiet hours."""
-        queued = False
+        sent: list[tuple[AlertMessage, bool]] = []
         for rule_id in dict.fromkeys(rule_ids):
-            message: AlertMessage | None = None
-            live = False
+            await self._store.dispatch(rule_id=rule_id, change=_taker(now, sent))
+        self._sent(sent)
 
-            def take(row: AlertRuleRow) -> Taken | None:
-                nonlocal message, live
-                rule = row.to_value()
-                if not row.enabled or row.pending_events == 0 or in_quiet_hours(rule, now):
-                    return None
-                last = row.last_sent_at
-                if last is not None and now < last + timedelta(seconds=rule.spec.period_seconds):
-                    return None
-                event = row.last_event
-                message = AlertMessage(
-                    id=str(uuid.uuid4()),
-                    rule_id=row.id,
-                    rule_name=rule.spec.name,
-                    owner_id=row.owner_id,
-                    kind=row.kind,
-                    event_count=row.pending_events,
-                    first_us=row.first_pending_us or epoch_micros(now),
-                    last_event=Event(**event),  # type: ignore[arg-type]
-                )
-                live = rule.spec.live
-                row.pending_events, row.first_pending_us, row.last_sent_at = 0, 0, now
-                return Taken(_deliveries(rule, message, now), message if live else None)
-
-            if await self._store.dispatch(rule_id=rule_id, change=take) is None:
-                continue
-            if message is not None:
-                queued = True
-                if live:
-                    self._hub.publish([message])
-        if queued:
+    def _sent(self, messages: Sequence[tuple[AlertMessage, bool]]) -> None:
+        """Messages were queued (each with whether its rule is live): live ones go to this
+        replica's watchers, and the delivery worker is woken."""
+        live = [message for message, is_live in messages if is_live]
+        if live:
+            self._hub.publish(live)
+        if messages:
             self._worker.notify()
+
+
+def _taker(
+    now: datetime, sent: list[tuple[AlertMessage, bool]]
+) -> Callable[[AlertRuleRow], Taken | None]:
+    """A change that takes a locked rule's waiting events into one message when its period
+    has passed and it is outside quiet hours (None: not due); each message taken is added
+    to ``sent``, with whether its rule is live."""
+
+    def take(row: AlertRuleRow) -> Taken | None:
+        rule = row.to_value()
+        if not row.enabled or row.pending_events == 0 or in_quiet_hours(rule, now):
+            return None
+        last = row.last_sent_at
+        if last is not None and now < last + timedelta(seconds=rule.spec.period_seconds):
+            return None
+        event = row.last_event
+        message = AlertMessage(
+            id=str(uuid.uuid4()),
+            rule_id=row.id,
+            rule_name=rule.spec.name,
+            owner_id=row.owner_id,
+            kind=row.kind,
+            event_count=row.pending_events,
+            first_us=row.first_pending_us or epoch_micros(now),
+            last_event=Event(**event),  # type: ignore[arg-type]
+        )
+        row.pending_events, row.first_pending_us, row.last_sent_at = 0, 0, now
+        live = rule.spec.live
+        sent.append((message, live))
+        return Taken(_deliveries(rule, message, now), message if live else None)
+
+    return take
 
 
 def _silence_hit(device_id: str, seen_at: datetime, now: datetime) -> Hit:

@@ -371,10 +371,11 @@ class AlertStore:
     async def dispatch(
         self, *, rule_id: str, change: Callable[[AlertRuleRow], Taken | None]
     ) -> Rule | None:
-        """Under the rule's row lock, let ``change`` take its waiting events and answer the
-        deliveries of their message (None: not due), stored in the same transaction so that
-        a message is queued exactly when its events leave the rule. A live message is stored
-        and told to the other replicas at commit, when there are others to tell."""
+        """Under the rule's row lock, let ``change`` change the rule (record events) and take
+        its waiting events, answering the deliveries of their message (None: none due),
+        stored in the same transaction so that a message is queued exactly when its events
+        leave the rule. A live message is stored and told to the other replicas at commit,
+        when there are others to tell. Answers the rule as stored; None when it is gone."""
         async with self._sessions.begin() as session:
             row = await session.scalar(
                 select(AlertRuleRow).where(AlertRuleRow.id == rule_id).with_for_update()
@@ -383,7 +384,8 @@ class AlertStore:
                 return None
             taken = change(row)
             if taken is None:
-                return None
+                await session.flush()
+                return row.to_value()
             session.add_all(taken.deliveries)
             if taken.live is not None and self.notices is not None:
                 session.add(
