@@ -80,7 +80,7 @@ overflow the recurrences) and values that are not finite (not checked).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
@@ -239,6 +239,10 @@ class Track:
             other.peak,
         ) and all(np.array_equal(getattr(self, k), getattr(other, k)) for k in _TRACK_ARRAYS)
 
+    def copy(self) -> Track:
+        """An independent copy (cheaper than ``copy.deepcopy``)."""
+        return replace(self, **{key: getattr(self, key).copy() for key in _TRACK_ARRAYS})
+
     def to_json(self) -> dict[str, Any]:
         """A JSON-safe dict (the arrays as lists)."""
         data: dict[str, Any] = {"level": self.level, "variance": self.variance, "peak": self.peak}
@@ -252,6 +256,10 @@ class Track:
         for key in _TRACK_ARRAYS:
             known[key] = np.asarray(known.get(key, ()), dtype=np.float64)
         return cls(**known)
+
+
+_TRACKS = ("short", "long", "daily")
+_LISTS = ("profile", "warm", "seen_bins", "pending")  # a state's mutable values but tracks
 
 
 @dataclass
@@ -324,11 +332,20 @@ class DetectorState:
         """The spread around it as shown: the fast scale's deviation."""
         return math.sqrt(self.short.variance)
 
+    def copy(self) -> DetectorState:
+        """An independent copy, as analysis works on one per request (``copy.deepcopy``
+        of the whole state cost as much as analysing a chunk of 100 readings)."""
+        copied: dict[str, Any] = {key: getattr(self, key).copy() for key in _TRACKS}
+        copied.update({key: list(getattr(self, key)) for key in _LISTS})
+        return replace(self, **copied)
+
     def to_json(self) -> dict[str, Any]:
-        """A JSON-safe dict (infinities become None)."""
-        data = asdict(self)
-        for key in ("short", "long", "daily"):
-            data[key] = getattr(self, key).to_json()
+        """A JSON-safe dict (infinities become None). Built field by field: ``asdict``
+        deep-copies every value first, which cost more than analysing a chunk."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data.update({key: getattr(self, key).to_json() for key in _TRACKS})
+        data.update({key: list(getattr(self, key)) for key in _LISTS})
+        data["pending"] = [asdict(pending) for pending in self.pending]
         for key in ("min_value", "max_value", "min_step", "seen_low", "seen_high"):
             if not math.isfinite(data[key]):
                 data[key] = None
@@ -607,9 +624,10 @@ class StreamDetector:
         findings, as each is about one reading and tells its type itself: a spike just
         after a jump or a gap is an event of its own. Dated at the reading that stood out
         (``about``: its time, its value, and the one before it), known with the one after;
-        one the deviation already typed there is not raised again."""
+        one the deviation already typed there is not raised again, but lends it its score
+        when higher (the finding ranks by all the evidence about its reading)."""
         s = self.state
-        typed = {(f.anomaly_type, f.timestamp_us) for f in findings}
+        typed = {(f.anomaly_type, f.timestamp_us): i for i, f in enumerate(findings)}
         s.spike_since, s.spike_score = self._raise_family(
             ts, scores[0], about, findings, typed, ("spike", s.spike_since, s.spike_score)
         )
@@ -623,7 +641,7 @@ class StreamDetector:
         score: Float64s,
         about: tuple[Int64s, Float64s, Float64s],
         findings: list[Finding],
-        typed: set[tuple[str, int]],
+        typed: dict[tuple[str, int], int],
         rest: tuple[str, int, float],
     ) -> tuple[int, float]:
         """One family of :meth:`_raise_steps` (``rest``: "spike" or "shift", the readings
@@ -642,9 +660,12 @@ class StreamDetector:
             value, expected = float(values[at]), float(earlier[at])
             kind = "rate_of_change" if shift else ("spike" if value > expected else "dip")
             last, last_score = at, float(score[at])
-            if (kind, int(at_us[at])) in typed:
-                continue
             confidence = round(float(score[at]), 4)
+            same = typed.get((kind, int(at_us[at])))
+            if same is not None:  # typed by the deviation: one finding, the higher score
+                if confidence > findings[same].confidence:
+                    findings[same] = replace(findings[same], confidence=confidence)
+                continue
             findings.append(Finding(kind, int(at_us[at]), value, confidence, expected, int(ts[at])))
         return (since + ts.size if last < 0 else ts.size - 1 - last), last_score
 
