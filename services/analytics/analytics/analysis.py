@@ -23,7 +23,6 @@ settings change the stored detector under a row lock, never a cached copy.
 from __future__ import annotations
 
 import asyncio
-import copy
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -95,7 +94,7 @@ class _Detector:
             stream_id=self.stream_id,
             owner_id=self.owner_id,
             device_id=self.device_id,
-            state=copy.deepcopy(self.state),
+            state=self.state.copy(),
         )
 
 
@@ -310,7 +309,7 @@ class AnalysisService:
                 read_as=None,
             )
         # Work on a copy so that a failed commit leaves the cache as the database has it.
-        return replace(cached, state=copy.deepcopy(cached.state))
+        return replace(cached, state=cached.state.copy())
 
 
 def _detector_of(stored: Checkpoint) -> _Detector:

@@ -21,7 +21,10 @@ scaled so that 0.5 means "as unusual as the threshold of that evidence":
 - **novelty**: a value in a band (one of ``BINS`` bands across the range of
   the warm-up readings, extended beyond it, doubling in width whenever the
   range seen spans more than ``MAX_BANDS``) the stream has never visited;
-  the farther past everything seen, the higher.
+  the farther past everything seen, the higher; the news of a new band itself is
+  divided by how far the stream is past its habit of finding new bands
+  (``NOVELTY_HABIT`` over ~``NOVELTY_SPAN`` readings), so a slow drift into new
+  ground is not news at every band.
 - **gap**: an interval longer than ``GAP_FACTOR`` times the stream's declared
   period, or, without one, than both ``GAP_FACTOR`` typical intervals and
   twice the longest interval seen lately, so irregular sampling learns its
@@ -45,7 +48,8 @@ scaled so that 0.5 means "as unusual as the threshold of that evidence":
 - **level shift**: likewise, a reading that stepped from a level that held to
   one that holds with the next reading, by ``SHIFT_Z_MIN`` deviations of one
   step or more (see :func:`recurrences.shifts`: its spread of steps learns
-  every step but spikes', so a stream that steps as a habit learns its steps),
+  every step but spikes', each at most ``SHIFT_Z_MIN`` deviations, so a stream
+  that steps as a habit learns its steps while one jump does not hide the next),
   a ``rate_of_change`` raised apart from the others (``REST``).
 
 A ratio r of evidence to its threshold maps to a score of r / 2 below 1 and
@@ -76,7 +80,7 @@ overflow the recurrences) and values that are not finite (not checked).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
@@ -99,6 +103,10 @@ THRESHOLD_RANGE = (0.05, 0.99)
 WARMUP = 150  # readings learnt from before anything but the bounds is judged
 BINS = 8  # bands across the warm-up range, for novelty
 MAX_BANDS = 32  # bands across the range seen before they double in width
+# New bands found over ~NOVELTY_SPAN readings a stream may find as a habit (see _novelty).
+NOVELTY_SPAN = 3000
+NOVELTY_ALPHA = 1.0 / NOVELTY_SPAN
+NOVELTY_HABIT = 8.0
 ALPHA = 2.0 / (400 + 1)  # the typical interval's exponential memory: ~400 readings
 PEAK_HALF_LIFE = 4000.0  # readings
 PEAK_DECAY = 0.5 ** (1.0 / PEAK_HALF_LIFE)
@@ -231,6 +239,10 @@ class Track:
             other.peak,
         ) and all(np.array_equal(getattr(self, k), getattr(other, k)) for k in _TRACK_ARRAYS)
 
+    def copy(self) -> Track:
+        """An independent copy (cheaper than ``copy.deepcopy``)."""
+        return replace(self, **{key: getattr(self, key).copy() for key in _TRACK_ARRAYS})
+
     def to_json(self) -> dict[str, Any]:
         """A JSON-safe dict (the arrays as lists)."""
         data: dict[str, Any] = {"level": self.level, "variance": self.variance, "peak": self.peak}
@@ -244,6 +256,10 @@ class Track:
         for key in _TRACK_ARRAYS:
             known[key] = np.asarray(known.get(key, ()), dtype=np.float64)
         return cls(**known)
+
+
+_TRACKS = ("short", "long", "daily")
+_LISTS = ("profile", "warm", "seen_bins", "pending")  # a state's mutable values but tracks
 
 
 @dataclass
@@ -284,6 +300,7 @@ class DetectorState:
     seen_bins: list[int] = field(default_factory=list)
     seen_low: float = math.inf
     seen_high: float = -math.inf
+    discoveries: float = 0.0  # new bands found lately: an average, times NOVELTY_ALPHA
     last_ts: int | None = None
     last_value: float | None = None
     outside: bool = False  # the last reading was out of range
@@ -315,11 +332,20 @@ class DetectorState:
         """The spread around it as shown: the fast scale's deviation."""
         return math.sqrt(self.short.variance)
 
+    def copy(self) -> DetectorState:
+        """An independent copy, as analysis works on one per request (``copy.deepcopy``
+        of the whole state cost as much as analysing a chunk of 100 readings)."""
+        copied: dict[str, Any] = {key: getattr(self, key).copy() for key in _TRACKS}
+        copied.update({key: list(getattr(self, key)) for key in _LISTS})
+        return replace(self, **copied)
+
     def to_json(self) -> dict[str, Any]:
-        """A JSON-safe dict (infinities become None)."""
-        data = asdict(self)
-        for key in ("short", "long", "daily"):
-            data[key] = getattr(self, key).to_json()
+        """A JSON-safe dict (infinities become None). Built field by field: ``asdict``
+        deep-copies every value first, which cost more than analysing a chunk."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data.update({key: getattr(self, key).to_json() for key in _TRACKS})
+        data.update({key: list(getattr(self, key)) for key in _LISTS})
+        data["pending"] = [asdict(pending) for pending in self.pending]
         for key in ("min_value", "max_value", "min_step", "seen_low", "seen_high"):
             if not math.isfinite(data[key]):
                 data[key] = None
@@ -598,9 +624,10 @@ class StreamDetector:
         findings, as each is about one reading and tells its type itself: a spike just
         after a jump or a gap is an event of its own. Dated at the reading that stood out
         (``about``: its time, its value, and the one before it), known with the one after;
-        one the deviation already typed there is not raised again."""
+        one the deviation already typed there is not raised again, but lends it its score
+        when higher (the finding ranks by all the evidence about its reading)."""
         s = self.state
-        typed = {(f.anomaly_type, f.timestamp_us) for f in findings}
+        typed = {(f.anomaly_type, f.timestamp_us): i for i, f in enumerate(findings)}
         s.spike_since, s.spike_score = self._raise_family(
             ts, scores[0], about, findings, typed, ("spike", s.spike_since, s.spike_score)
         )
@@ -614,7 +641,7 @@ class StreamDetector:
         score: Float64s,
         about: tuple[Int64s, Float64s, Float64s],
         findings: list[Finding],
-        typed: set[tuple[str, int]],
+        typed: dict[tuple[str, int], int],
         rest: tuple[str, int, float],
     ) -> tuple[int, float]:
         """One family of :meth:`_raise_steps` (``rest``: "spike" or "shift", the readings
@@ -633,9 +660,12 @@ class StreamDetector:
             value, expected = float(values[at]), float(earlier[at])
             kind = "rate_of_change" if shift else ("spike" if value > expected else "dip")
             last, last_score = at, float(score[at])
-            if (kind, int(at_us[at])) in typed:
-                continue
             confidence = round(float(score[at]), 4)
+            same = typed.get((kind, int(at_us[at])))
+            if same is not None:  # typed by the deviation: one finding, the higher score
+                if confidence > findings[same].confidence:
+                    findings[same] = replace(findings[same], confidence=confidence)
+                continue
             findings.append(Finding(kind, int(at_us[at]), value, confidence, expected, int(ts[at])))
         return (since + ts.size if last < 0 else ts.size - 1 - last), last_score
 
@@ -851,12 +881,17 @@ class StreamDetector:
 
         When the range seen grows past ``MAX_BANDS`` bands, the bands double in
         width (merging exactly, as they are aligned), so a stream whose warm-up
-        was narrower than its life does not find every later value new.
+        was narrower than its life does not find every later value new. A stream
+        that found more than ``NOVELTY_HABIT`` bands lately (over ~``NOVELTY_SPAN``
+        readings) finds new ones as a habit, as a slow drift does in its first hours:
+        the bare news of a new band is divided by how far past that habit it is, while
+        the distance past everything seen counts whole (a spike far out stays news).
         """
         s = self.state
-        score = np.zeros(xs.size)
+        ratio = np.zeros(xs.size)
+        found = np.zeros(xs.size)
         if not s.bin_width > 0:
-            return score
+            return ratio
         # The range seen including each reading, and the doublings it calls for.
         lows = np.minimum.accumulate(np.concatenate([[s.seen_low], xs]))
         highs = np.maximum.accumulate(np.concatenate([[s.seen_high], xs]))
@@ -881,11 +916,19 @@ class StreamDetector:
             at = np.asarray(new)
             rows = segment[at]
             beyond = np.maximum(xs[rows] - highs[rows], lows[rows] - xs[rows]).clip(0.0)
-            score[rows] = ratio_score(1.0 + beyond / (BINS * s.bin_width))
+            ratio[rows] = beyond / (BINS * s.bin_width)
+            found[rows] = 1.0
             # At most MAX_BANDS + 1 bands span the range seen: the memory stays small.
             s.seen_bins = sorted(seen | {int(b) for b in bins[at].tolist()})
         s.seen_low, s.seen_high = float(lows[-1]), float(highs[-1])
-        return score
+        # How many bands the stream found lately, before each reading (see NOVELTY_HABIT).
+        after = ewma(found, NOVELTY_ALPHA, s.discoveries)
+        before, s.discoveries = s.discoveries, float(after[-1])
+        if not found.any():
+            return ratio  # zeros: most batches find nothing new
+        lately = np.concatenate([[before], after[:-1]]) / NOVELTY_ALPHA
+        habit = np.maximum(lately / NOVELTY_HABIT, 1.0)
+        return np.where(found > 0.0, ratio_score(1.0 / habit + ratio), 0.0)
 
     def _gaps(
         self, ts: Int64s, period_us: float, judged: bool

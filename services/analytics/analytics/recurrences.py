@@ -149,13 +149,15 @@ def shifts(
     and whether the next step to learn is a spike's way back, after. ``before`` holds the
     three readings before these (oldest first), ``known`` how many there were.
 
-    The steps' variance learns every step whole but those of spikes (a reading ``spike``
+    The steps' variance learns every step but those of spikes (a reading ``spike``
     deviations out both ways, known with the reading after, so steps are learnt one reading
-    late): a stream whose level steps as a habit (a daily square wave, say) learns the size
-    of its steps, and its next step is no news, while a rare step (a jump on a noisy
-    sensor) stands hundreds of deviations out. The bar is the largest such departure
-    lately, decaying by ``decay`` per reading and never below ``z_min``, each teaching it
-    no more than ``clip`` times itself."""
+    late), each at most ``z_min`` deviations: a stream whose level steps as a habit (a
+    daily square wave, say) learns the size of its steps over a few of them, and its next
+    step is no news, while a rare step (a jump on a noisy sensor) stands hundreds of
+    deviations out, and does not inflate the variance enough to hide the next jump a few
+    hundred readings later (a jump and its way back, whole, did). The bar is the largest
+    such departure lately, decaying by ``decay`` per reading and never below ``z_min``,
+    each teaching it no more than ``clip`` times itself."""
     out = np.zeros(xs.size)
     b3, b2, b1 = before[0], before[1], before[2]
     for i in range(xs.size):
@@ -176,7 +178,8 @@ def shifts(
                 min(abs(into), abs(out_of)) - abs(across) > spike * deviation
             )
             if not (skip or jutted):
-                variance += alpha * (into * into - variance)
+                # No step teaches more than the least bar: one jump does not hide the next.
+                variance += alpha * (min(into * into, z_min * z_min * spread) - variance)
             skip = jutted
         b3, b2, b1 = b2, b1, x
         known += 1
