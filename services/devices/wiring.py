@@ -39,7 +39,7 @@ def _broker(parts: Parts) -> DynsecBroker | None:
 
 def _registrar(parts: Parts) -> Registrar:
     service = DeviceService(
-        store=DeviceStore(parts.database.sessions),
+        store=DeviceStore(parts.database.sessions, parts.database.reads),
         mint_token=AuthTokenMinter(channel=parts.auth_channel, service_tokens=parts.service_tokens),
         broker=_broker(parts),
     )
