@@ -19,7 +19,6 @@ from typing import Any
 
 import grpc
 from google.api import httpbody_pb2
-from google.protobuf import json_format
 from google.protobuf.message import Message
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
@@ -30,6 +29,7 @@ from gateway.envelope import EnvelopeResponse, failure_body, success_response
 from gateway.errors import GatewayError, from_rpc_error
 from gateway.http_body import http_body_response, is_http_body
 from gateway.metadata import REQUEST_ID_HEADER, forwarded_metadata, request_id_from
+from gateway.proto_json import message_to_dict
 from gateway.sse import (
     EventStreamResponse,
     data_event,
@@ -60,9 +60,7 @@ UPLOAD_DEADLINE_SECONDS = 900.0
 
 def to_json(message: Message, binding: HttpBinding | None = None) -> Any:
     """The proto JSON of ``message`` (proto names, defaults included), or of ``response_body``."""
-    data = json_format.MessageToDict(
-        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
-    )
+    data = message_to_dict(message)
     if binding is not None and binding.response_body:
         return data.get(binding.response_body)
     return data

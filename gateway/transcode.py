@@ -11,6 +11,7 @@ Every failure is a 400 naming the field; nothing here raises anything else.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -178,6 +179,34 @@ def _apply_path(payload: dict[str, Any], message: Descriptor, params: Mapping[st
         _set_path(payload, fields, value, append=False)
 
 
+@functools.cache
+def _text_path_fields(descriptor: Descriptor, binding: HttpBinding) -> bool:
+    """True when every path variable of ``binding`` names a plain string field of the request
+    itself (``device_id``): such a path alone needs no proto-JSON dict to set."""
+    for var in binding.template.variables:
+        if len(var.field_path) != 1:
+            return False
+        field = descriptor.fields_by_name.get(var.field_path[0])
+        if field is None or field.type != FieldDescriptor.TYPE_STRING or field.is_repeated:
+            return False
+    return True
+
+
+def _from_path_alone(
+    method: RpcMethod, binding: HttpBinding, path_params: Mapping[str, str]
+) -> Message | None:
+    """The request of a path that binds only string fields, set directly: what ``ParseDict``
+    would make of the same dict, for a fraction of its cost on the commonest reads (``GET
+    /v1/devices/{device_id}``). None when the path binds anything else, or when a value is
+    one the full path must judge (a lone surrogate: its 400 is ParseDict's)."""
+    if not _text_path_fields(method.request_class.DESCRIPTOR, binding):
+        return None
+    try:
+        return method.request_class(**path_params)
+    except (ValueError, TypeError, UnicodeError):
+        return None
+
+
 def build_request(
     method: RpcMethod,
     binding: HttpBinding,
@@ -187,6 +216,10 @@ def build_request(
     body: bytes,
 ) -> Message:
     """The request message for ``method`` from the parts of an HTTP request; raises 400s."""
+    if not query and not (binding.body and body.strip()):
+        request = _from_path_alone(method, binding, path_params)
+        if request is not None:
+            return request
     descriptor = method.request_class.DESCRIPTOR
     payload: dict[str, Any] = {}
     if binding.body == "*":

@@ -48,6 +48,7 @@ from sqlalchemy.ext.asyncio import (
 
 from iotkit.config import Settings
 from iotkit.migrations import History, MigrationRefused, lock_schema, upgrade
+from iotkit.point_reads import PointReads
 from iotkit.tasks import cancel
 
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -97,6 +98,11 @@ class Database:
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     """Set once the database answered and its tables exist."""
     preparing: asyncio.Task[None] | None = None
+    reads: PointReads = field(init=False)
+    """The hottest one-row reads, past SQLAlchemy's async layers (:mod:`iotkit.point_reads`)."""
+
+    def __post_init__(self) -> None:
+        self.reads = PointReads(self.engine)
 
     async def ping(self) -> float:
         """Run a trivial query; answers its latency in milliseconds (raises if unreachable)."""
@@ -108,6 +114,7 @@ class Database:
     async def close(self) -> None:
         """Stop waiting for the database, then release every pooled connection."""
         await cancel(self.preparing)
+        await self.reads.close()
         await self.engine.dispose()
 
 

@@ -7,7 +7,6 @@ that verify tokens with keys fetched from auth.
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -15,7 +14,7 @@ from typing import Any
 
 from grpc import aio
 
-from iotkit import tracing
+from iotkit import event_loop, tracing
 from iotkit.checks import DependencyCheck, database_check, redis_check
 from iotkit.config import ConfigError, Settings
 from iotkit.db import Database, DatabaseUnavailable, open_database
@@ -141,7 +140,7 @@ def run(service: str, build: Builder, settings: type[Settings] = Settings) -> No
     ``settings`` is the service's own settings class when it has one (``AuthSettings``).
     """
     try:
-        asyncio.run(_serve(service, build, settings))
+        event_loop.run(_serve(service, build, settings))
     except ConfigError as exc:
         print(f"{service}: configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from exc

@@ -42,7 +42,7 @@ def _broker(parts: Parts, store: DeviceStore, box: SecretBox) -> DynsecBroker | 
 
 
 def _registrar(parts: Parts) -> Registrar:
-    store = DeviceStore(parts.database.sessions)
+    store = DeviceStore(parts.database.sessions, parts.database.reads)
     # Tokens are kept sealed whether or not a broker is configured: one configured later
     # is given them.
     box = seal_box(parts.settings.service_secret)

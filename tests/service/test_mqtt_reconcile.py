@@ -134,7 +134,7 @@ async def test_the_broker_is_reconciled_at_start_and_after_an_outage(
                 try:
                     # In pages of one device: again, nothing to change.
                     again = BrokerSync(
-                        store=DeviceStore(database.sessions),
+                        store=DeviceStore(database.sessions, database.reads),
                         broker=tool,
                         box=seal_box(env.suite.settings.service_secret),
                         batch=1,

@@ -26,10 +26,11 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from iotkit.listing import contains, fetch_page
+from iotkit.point_reads import PointReads
 from iotkit.sqltypes import SEQUENCE, UtcDateTime
 from services.devices.devices.values import Credential, Device, DeviceEvent
 
@@ -175,11 +176,12 @@ so SQLAlchemy compiles it once (the read path of GetDevice, the gateway's common
 class DeviceStore:
     """Queries over the devices tables; every method runs in its own transaction."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], reads: PointReads) -> None:
         self._sessions = sessions
-        # Reads that need no ORM objects go through the engine: a session's identity map,
-        # unit of work and close cost more than the query itself on a one-row read.
-        self._engine: AsyncEngine = sessions.kw["bind"]
+        # The one-row reads of the hot path go past the session and the async engine: a
+        # session's identity map and unit of work, and on SQLite the engine's trips to its
+        # thread, cost many times the query itself (iotkit.point_reads).
+        self._reads = reads
 
     async def add_devices(self, *, devices: Sequence[Device], now: datetime) -> None:
         """Insert devices with their "registered" events, all or none."""
@@ -203,11 +205,7 @@ class DeviceStore:
     ) -> tuple[Device, bool] | None:
         """A device that has not been decommissioned and whether it has a working credential
         (unrevoked and unexpired at ``now``), or None."""
-        async with self._engine.connect() as connection:
-            result = await connection.execute(
-                _LIVE_DEVICE_VIEW, {"device_id": device_id, "now": now}
-            )
-            row = result.first()
+        row = await self._reads.first(_LIVE_DEVICE_VIEW, {"device_id": device_id, "now": now})
         return None if row is None else (_device(row), bool(row.has_credential))
 
     async def list_devices(self, *, query: DeviceQuery) -> tuple[list[Device], int]:
