@@ -25,6 +25,8 @@ import httpx
 import psycopg
 import pytest
 from argon2 import PasswordHasher
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 from psycopg import sql
 
 from gateway.settings import GatewaySettings
@@ -39,6 +41,14 @@ from services.chat.settings import ChatSettings
 from services.telemetry.settings import TelemetrySettings
 from tests import leak_scan
 from tests.support import PASSWORD, free_port
+
+# Property tests judge behaviour, never speed: on a loaded machine Hypothesis's own
+# timing checks (a 200 ms deadline per example, "input generation is slow") would fail a
+# test that is right.
+hypothesis_settings.register_profile(
+    "iotsuite", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+hypothesis_settings.load_profile("iotsuite")
 
 # Cheap argon2 parameters: the tests check behaviour, not hashing cost.
 FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
