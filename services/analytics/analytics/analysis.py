@@ -325,7 +325,7 @@ def _detector_of(stored: Checkpoint) -> _Detector:
     )
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class _Run:
     """Consecutive chunks of one stream with the same expected interval, joined: the
     detector gives the same findings and scores for them in one call as chunk by chunk
