@@ -10,11 +10,11 @@ scaled so that 0.5 means "as unusual as the threshold of that evidence":
   over ~400 readings before them, and the mean of the last 48 against those
   over ~4,000 (drifts, bursts, raised plateaus); each as a z value judged
   against the largest z this stream has shown lately at that scale (a peak
-  that decays with a half-life of ``PEAK_HALF_LIFE`` readings, never below
-  ``Z_MIN``). A noisy, spiky stream thus has to outdo its own recent
-  departures; a quiet one needs only ``Z_MIN``. The spread never drops below
-  the smallest step the sensor has made, so quantised series do not
-  collapse it.
+  that decays with a half-life of ``PEAK_HALF_LIFE`` readings or
+  ``PEAK_MEMORY_US``, the longer, never below ``Z_MIN``). A noisy, spiky stream
+  thus has to outdo its own recent departures; a quiet one needs only ``Z_MIN``.
+  The spread never drops below the smallest step the sensor has made, so
+  quantised series do not collapse it.
 - **daily pattern**: each reading less a profile of its hour of the (UTC)
   day (each day moves the profile by ``DAY_WEIGHT``), judged at the slow
   scale: a busy hour at night, a quiet one at noon.
@@ -57,8 +57,10 @@ A ratio r of evidence to its threshold maps to a score of r / 2 below 1 and
 raised where the score reaches the stream's threshold (0.5 by default) and
 at least ``REST`` readings have passed since the previous one (and, for a
 deviation or novelty, since any of them last reached it: a departure that
-goes on, as a drift creeping past its own decayed peak does, is one event),
-or it scores ``REST_BREAK`` above the previous one: one event, one finding,
+goes on, as a drift creeping past its own decayed peak does, is one event;
+so is one whose score stays above ``HOLD`` times the threshold, each such
+reading within ``EVENT_US`` of the last: a vibration growing for seconds at
+1 kHz), or it scores ``REST_BREAK`` above the previous one: one event, one finding,
 but a stronger event is not hidden by a weaker one just before it. Out-of-range
 findings are raised at the start of every run outside the bounds, and a
 flatline once per run.
@@ -106,10 +108,18 @@ MAX_BANDS = 32  # bands across the range seen before they double in width
 # New bands found over ~NOVELTY_SPAN readings a stream may find as a habit (see _novelty).
 NOVELTY_SPAN = 3000
 NOVELTY_ALPHA = 1.0 / NOVELTY_SPAN
+NOVELTY_SPAN_US = 3_000_000_000  # nor shorter than this (see _memory)
+# New bands are learnt, not news, in a stream's first NOVELTY_WARMUP_US: at 1 kHz, the
+# warm-up is 150 ms of noise, and its tails found a new band every few seconds for minutes.
+NOVELTY_WARMUP_US = 300_000_000
 NOVELTY_HABIT = 8.0
 ALPHA = 2.0 / (400 + 1)  # the typical interval's exponential memory: ~400 readings
 PEAK_HALF_LIFE = 4000.0  # readings
 PEAK_DECAY = 0.5 ** (1.0 / PEAK_HALF_LIFE)
+# Nor shorter than an hour, however fast the stream: what a stream has shown lately is of
+# the physical world's time. At 1 kHz, 4,000 readings are 4 s, and every burst of vibration
+# a few minutes apart came as news again (see _peak_decays).
+PEAK_MEMORY_US = 3_600_000_000
 Z_MIN = 5.0
 Z_CAP = 1e300  # keeps z, and the peak in the state, finite: a spread of zero has a tiny floor
 MAX_MAGNITUDE = 1e150  # values beyond are not learnt from (see the module docstring)
@@ -135,6 +145,12 @@ DAY_US = 86_400_000_000
 DAY_BUCKETS = 24
 DAY_WEIGHT = 0.1
 REST = 50  # readings after a finding before the next
+# A departure's event also goes on while its score stays at HOLD times the threshold or more,
+# each such reading within EVENT_US of the last (see recurrences.events): at 1 kHz, REST
+# readings are 50 ms, shorter than a cycle of a slow vibration, which reached the threshold
+# at every cycle while it grew.
+EVENT_US = 10_000_000
+HOLD = 0.8
 REST_BREAK = 0.2  # unless the next scores this much above the last: a stronger event
 GAP_FACTOR = 5.0
 GAP_PEAK_FACTOR = 2.0
@@ -301,6 +317,7 @@ class DetectorState:
     seen_low: float = math.inf
     seen_high: float = -math.inf
     discoveries: float = 0.0  # new bands found lately: an average, times NOVELTY_ALPHA
+    first_us: int | None = None  # the time of the first reading
     last_ts: int | None = None
     last_value: float | None = None
     outside: bool = False  # the last reading was out of range
@@ -316,6 +333,8 @@ class DetectorState:
     gap_peak: float = 0.0
     since_finding: int = REST + 1
     since_departure: int = REST + 1  # readings since one last reached it, found or not
+    held_us: int = 0  # the time of the last reading that held its event (see HOLD)
+    in_event: bool = False  # whether that event is still held
     # Sudden departures waiting for the readings that type them (oldest first).
     pending: list[Pending] = field(default_factory=list)
     last_finding_score: float = 0.0
@@ -399,9 +418,10 @@ def decaying_peak(values: Float64s, start: float, decay: float) -> tuple[Float64
     return before, float(after)
 
 
-@njit("(f8[:], f8, f8, i8, f8, f8, f8[:], b1)", cache=True)
+@njit("(f8[:], f8[:], f8, f8, i8, f8, f8, f8[:], b1)", cache=True)
 def _spike_ratios(
     xs: Float64s,
+    decays: Float64s,
     before2: float,
     before1: float,
     known: int,
@@ -433,10 +453,10 @@ def _spike_ratios(
             into, out_of = before1 - before2, before1 - x
             size = min(abs(into), abs(out_of)) - abs(x - before2)
             z = size / math.sqrt(spread) if into * out_of > 0.0 and size > 0.0 else 0.0
-            bar = max(peak * PEAK_DECAY, SPIKE_Z_MIN)
+            bar = max(peak * decays[i], SPIKE_Z_MIN)
             out[i] = z / bar
             learnt = min(z, SPIKE_CLIP * bar)
-        peak = max(peak * PEAK_DECAY, learnt)
+        peak = max(peak * decays[i], learnt)
         if known >= 1:
             square = (x - before1) ** 2
             if judged:
@@ -534,7 +554,7 @@ class StreamDetector:
             spike_at[inside], spike_from[inside] = chain[1:-1], chain[:-2]
             s.inside_ts = int(tsi[-1])
             if judged:
-                novel_score[inside] = self._novelty(xi)
+                novel_score[inside] = self._novelty(tsi, xi, typical_log[inside])
         if not judged:
             self._warm(xs[inside], size)
         for kind, part in ((1, stat_score), (2, novel_score), (3, gap_score), (4, flat_score)):
@@ -546,6 +566,8 @@ class StreamDetector:
         self._raise_steps(ts, spike_score, (spike_ts, spike_at, spike_from), findings)
         score = np.maximum(score, spike_score.max(axis=0))
         s.readings += size
+        if s.first_us is None:
+            s.first_us = int(ts[0])
         s.last_ts, s.last_value = int(ts[-1]), float(xs[-1])
         s.outside = not bool(inside[-1])
         return score
@@ -577,15 +599,14 @@ class StreamDetector:
         reaching &= ~flat | (run_start != found_us)
         reaching |= bound_starts
         # A departure lasts while its score keeps reaching the threshold: one that reached
-        # it within REST readings before is the same event (a slow drift creeps past its
-        # own decayed peak at every step, and would otherwise be found every REST readings).
-        departing = reaching & ((kinds == 1) | (kinds == 2)) & ~bound_starts
-        index = np.arange(xs.size)
-        latest = np.maximum.accumulate(np.where(departing, index, -1))
-        previous = np.concatenate([[-1], latest[:-1]])
-        lasting = np.where(previous >= 0, index - previous, s.since_departure + index + 1)
-        s.since_departure = (
-            xs.size - 1 - int(latest[-1]) if latest[-1] >= 0 else s.since_departure + xs.size
+        # it within REST readings or EVENT_US before is the same event (a slow drift creeps
+        # past its own decayed peak at every step, and would otherwise be found every REST
+        # readings; a vibration growing for seconds at 1 kHz reaches it at every cycle).
+        departure = ((kinds == 1) | (kinds == 2)) & ~bound_starts
+        departing = reaching & departure
+        held = departure & (score >= s.threshold * HOLD)
+        same_event, s.since_departure, s.held_us, s.in_event = recurrences.events(
+            departing, held, ts, REST, EVENT_US, s.since_departure, s.held_us, s.in_event
         )
         since = s.since_finding
         last = -1
@@ -597,7 +618,7 @@ class StreamDetector:
                 continue  # found earlier in this batch
             if not bound_starts[at] and gap <= REST and not stronger:
                 continue
-            if departing[at] and lasting[at] <= REST and not stronger:
+            if departing[at] and same_event[at] and not stronger:
                 continue
             if flat[at]:
                 s.flat_found_us = int(run_start[at])
@@ -739,9 +760,11 @@ class StreamDetector:
         # rounding, which must not look like a departure.
         floor = np.maximum(np.maximum(step_floor, 1e-9 * np.abs(xs)), 1e-300)
         s.min_step = float(min(s.min_step, float(moved.min())))
+        decays = _peak_decays(typical_log)
         recent = s.short.recent  # the last in-range readings, before these
         spike, s.step_variance, s.step_peak = _spike_ratios(
             xs,
+            decays,
             float(recent[-2]) if recent.size > 1 else 0.0,
             float(recent[-1]) if recent.size else 0.0,
             min(recent.size, 2),
@@ -761,14 +784,14 @@ class StreamDetector:
             ALPHA,
             SHIFT_Z_MIN,
             SPIKE_CLIP,
-            PEAK_DECAY,
+            decays,
             SHIFT_SPIKE,
             judged,
         )
         best = np.zeros(xs.size)
         base = np.zeros(xs.size)
         for scale, track in zip(SCALES, (s.short, s.long), strict=True):
-            ratio, level = _judge(scale, track, xs, floor, judged)
+            ratio, level = _judge(scale, track, xs, floor, decays, judged)
             higher = ratio >= best
             best = np.where(higher, ratio, best)
             base = np.where(higher, level, base)
@@ -776,7 +799,7 @@ class StreamDetector:
         # over, from the typical interval so far during it.
         alphas = np.full(xs.size, s.profile_alpha) if judged else _profile_alpha(typical_log)
         residual = self._deseasoned(ts, xs, alphas)
-        ratio, level = _judge(SCALES[1], s.daily, residual, floor, judged)
+        ratio, level = _judge(SCALES[1], s.daily, residual, floor, decays, judged)
         higher = ratio > best
         best = np.where(higher, ratio, best)
         # What the profile expected, plus the residual's own level.
@@ -876,7 +899,7 @@ class StreamDetector:
             _profile_alpha(np.array([s.log_interval if s.intervals else 0.0]))[0]
         )
 
-    def _novelty(self, xs: Float64s) -> Float64s:
+    def _novelty(self, ts: Int64s, xs: Float64s, typical_log: Float64s) -> Float64s:
         """Scores of values in bands never visited before.
 
         When the range seen grows past ``MAX_BANDS`` bands, the bands double in
@@ -922,13 +945,16 @@ class StreamDetector:
             s.seen_bins = sorted(seen | {int(b) for b in bins[at].tolist()})
         s.seen_low, s.seen_high = float(lows[-1]), float(highs[-1])
         # How many bands the stream found lately, before each reading (see NOVELTY_HABIT).
-        after = ewma(found, NOVELTY_ALPHA, s.discoveries)
+        alphas = _memory_alphas(typical_log, NOVELTY_SPAN, NOVELTY_SPAN_US)
+        after = recurrences.ewma_each(found, alphas, s.discoveries)
         before, s.discoveries = s.discoveries, float(after[-1])
         if not found.any():
             return ratio  # zeros: most batches find nothing new
-        lately = np.concatenate([[before], after[:-1]]) / NOVELTY_ALPHA
+        lately = np.concatenate([[before], after[:-1]]) / alphas
         habit = np.maximum(lately / NOVELTY_HABIT, 1.0)
-        return np.where(found > 0.0, ratio_score(1.0 / habit + ratio), 0.0)
+        # Nor in a stream's first NOVELTY_WARMUP_US (a fast stream's warm-up was a moment).
+        learning = ts < (ts[0] if s.first_us is None else s.first_us) + NOVELTY_WARMUP_US
+        return np.where((found > 0.0) & ~learning, ratio_score(1.0 / habit + ratio), 0.0)
 
     def _gaps(
         self, ts: Int64s, period_us: float, judged: bool
@@ -1049,7 +1075,7 @@ class StreamDetector:
 
 
 def _judge(
-    scale: Scale, track: Track, xs: Float64s, floor: Float64s, judged: bool
+    scale: Scale, track: Track, xs: Float64s, floor: Float64s, decays: Float64s, judged: bool
 ) -> tuple[Float64s, Float64s]:
     """One time scale's deviation ratios (z over the decayed peak, 1 = at the threshold)
     for ``xs``, and the level each was judged against; moves ``track`` past them."""
@@ -1068,7 +1094,7 @@ def _judge(
         scale.window,
         2.0 / (scale.span + 1),
         scale.z_min,
-        PEAK_DECAY,
+        decays,
         Z_CAP,
         judged,
         track.level,
@@ -1098,6 +1124,27 @@ def _run_bar(share: Float64s) -> Float64s:
     ``share ** (n - 1)``; the bar is the n where that falls to ``FLAT_CHANCE``."""
     p = np.minimum(np.maximum(share, 1e-12), 1.0 - 1e-12)  # np.clip costs more on small arrays
     return np.asarray(1.0 + math.log(FLAT_CHANCE) / np.log(p), dtype=np.float64)
+
+
+def _memory(typical_log: Float64s, readings: float, span_us: float) -> Float64s:
+    """A memory of ``readings`` readings, or of ``span_us`` at each reading's typical interval
+    (from its log, 0 when unknown) if that is longer: what a stream did lately is of the
+    physical world's time, and a fast stream's readings are moments of it."""
+    interval_us = np.exp(typical_log)
+    return np.where(typical_log != 0.0, np.maximum(readings, span_us / interval_us), readings)
+
+
+def _peak_decays(typical_log: Float64s) -> Float64s:
+    """The bars' decay per reading: a half-life of PEAK_HALF_LIFE readings or PEAK_MEMORY_US,
+    the longer (see :func:`_memory`)."""
+    half_life = _memory(typical_log, PEAK_HALF_LIFE, PEAK_MEMORY_US)
+    return np.asarray(0.5 ** (1.0 / half_life), dtype=np.float64)
+
+
+def _memory_alphas(typical_log: Float64s, readings: float, span_us: float) -> Float64s:
+    """The weight per reading of an average over ``readings`` or ``span_us`` (see
+    :func:`_memory`)."""
+    return np.asarray(1.0 / _memory(typical_log, readings, span_us), dtype=np.float64)
 
 
 def _profile_alpha(typical_log: Float64s) -> Float64s:

@@ -35,6 +35,48 @@ def ewma(values: Float64s, alpha: float, start: float) -> Float64s:  # pragma: n
     return out
 
 
+@njit("(f8[:], f8[:], f8)", cache=True)
+def ewma_each(values: Float64s, alphas: Float64s, start: float) -> Float64s:  # pragma: no cover
+    """As :func:`ewma`, each value weighing its own ``alphas``."""
+    out = np.empty(values.size)
+    level = start
+    for i in range(values.size):
+        level += alphas[i] * (values[i] - level)
+        out[i] = level
+    return out
+
+
+@njit("(b1[:], b1[:], i8[:], i8, i8, i8, i8, b1)", cache=True)
+def events(
+    reach: npt.NDArray[np.bool_],
+    held: npt.NDArray[np.bool_],
+    ts: npt.NDArray[np.int64],
+    rest: int,
+    event_us: int,
+    since: int,
+    held_us: int,
+    active: bool,
+) -> tuple[npt.NDArray[np.bool_], int, int, bool]:  # pragma: no cover
+    """For each reading that ``reach``-es the threshold, whether it belongs to the event of
+    an earlier one: one reached within ``rest`` readings before, or the event still held
+    (an event is held from a reach by ``held`` readings, each within ``event_us`` of the
+    last). Answers those, and the readings since the last reach, the time of the last held
+    reading and whether its event is still held, after the readings (``since``, ``held_us``
+    and ``active``: the same before them)."""
+    same = np.zeros(reach.size, dtype=np.bool_)
+    for i in range(reach.size):
+        since += 1
+        lapsed = not active or ts[i] - held_us > event_us
+        if reach[i]:
+            same[i] = since <= rest or not lapsed
+            since, held_us, active = 0, ts[i], True
+        elif held[i] and not lapsed:
+            held_us = ts[i]
+        elif lapsed:
+            active = False
+    return same, since, held_us, active
+
+
 @njit("(f8[:], f8, f8)", cache=True)
 def decaying_peak(
     values: Float64s, start: float, decay: float
@@ -50,14 +92,14 @@ def decaying_peak(
     return before, peak
 
 
-@njit("(f8[:], f8[:], i8, f8, f8, f8, f8, b1, f8, f8, f8, f8[:], f8[:], f8[:])", cache=True)
+@njit("(f8[:], f8[:], i8, f8, f8, f8[:], f8, b1, f8, f8, f8, f8[:], f8[:], f8[:])", cache=True)
 def judge(
     xs: Float64s,
     floor: Float64s,
     window: int,
     alpha: float,
     z_min: float,
-    decay: float,
+    decays: Float64s,
     z_cap: float,
     judged: bool,
     level: float,
@@ -109,7 +151,7 @@ def judge(
         mean = total / (at + 1 - first)
         # A mean of n readings spreads sqrt(n) times less than one reading.
         z = min(abs(mean - base) / max(spread / root, floor[i]), z_cap) if judged else 0.0
-        peak *= decay
+        peak *= decays[i]
         ratios[i] = z / max(peak, z_min)
         bases[i] = base
         peak = max(peak, z)
@@ -126,7 +168,7 @@ def judge(
     )
 
 
-@njit("(f8[:], f8[:], i8, f8, f8, b1, f8[:], f8, f8, f8, f8, f8, b1)", cache=True)
+@njit("(f8[:], f8[:], i8, f8, f8, b1, f8[:], f8, f8, f8, f8[:], f8, b1)", cache=True)
 def shifts(
     xs: Float64s,
     before: Float64s,
@@ -138,7 +180,7 @@ def shifts(
     alpha: float,
     z_min: float,
     clip: float,
-    decay: float,
+    decays: Float64s,
     spike: float,
     judged: bool,
 ) -> tuple[Float64s, float, float, bool]:  # pragma: no cover
@@ -156,7 +198,7 @@ def shifts(
     step is no news, while a rare step (a jump on a noisy sensor) stands hundreds of
     deviations out, and does not inflate the variance enough to hide the next jump a few
     hundred readings later (a jump and its way back, whole, did). The bar is the largest
-    such departure lately, decaying by ``decay`` per reading and never below ``z_min``,
+    such departure lately, decaying by ``decays`` (one per reading) and never below ``z_min``,
     each teaching it no more than ``clip`` times itself."""
     out = np.zeros(xs.size)
     b3, b2, b1 = before[0], before[1], before[2]
@@ -169,10 +211,10 @@ def shifts(
         if judged and known >= 3 and spread > 0.0:
             size = min(abs(into), abs(across)) - max(abs(out_of), abs(b2 - b3))
             z = size / deviation if into * across > 0.0 and size > 0.0 else 0.0
-            bar = max(peak * decay, z_min)
+            bar = max(peak * decays[i], z_min)
             out[i] = z / bar
             learnt = min(z, clip * bar)
-        peak = max(peak * decay, learnt)
+        peak = max(peak * decays[i], learnt)
         if known >= 2:
             jutted = into * out_of > 0.0 and (
                 min(abs(into), abs(out_of)) - abs(across) > spike * deviation
