@@ -9,7 +9,7 @@ labels hit by some finding. NAB's scoring is ``bench/nab.py``'s.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -56,16 +56,21 @@ class TypeScore:
 
 
 def unmasked(labels: Sequence[Label]) -> list[Label]:
-    """Labels not hidden by another: nothing can be seen inside a flatline or a gap."""
+    """Labels as they can be seen. Nothing can be seen inside a flatline or a gap: a label
+    that lies within one is left out. But a jump (``rate_of_change``) that outlasts one is
+    seen as the readings resume at its level, and one that ends inside one is seen ending
+    as they resume: its span reaches to the hider's end."""
     hiders = [label for label in labels if label.anomaly_type in ("flatline", "gap")]
-    return [
-        label
-        for label in labels
-        if not any(
-            other is not label and other.start_us <= label.start_us < other.end_us
-            for other in hiders
-        )
-    ]
+    seen = []
+    for label in labels:
+        others = [other for other in hiders if other is not label]
+        if any(o.start_us <= label.start_us <= label.end_us < o.end_us for o in others):
+            continue
+        if label.anomaly_type == "rate_of_change":
+            ends = [o.end_us for o in others if o.start_us <= label.end_us < o.end_us]
+            label = replace(label, end_us=max([label.end_us, *ends]))
+        seen.append(label)
+    return seen
 
 
 def score_types(

@@ -64,11 +64,33 @@ def test_unmasked_hides_labels_inside_a_flatline_or_a_gap() -> None:
     gap = Label("gap", 500 * SECOND, 530 * SECOND)
     inside_stuck = Label("spike", 150 * SECOND, 151 * SECOND)
     at_stuck_start = Label("dip", 100 * SECOND, 101 * SECOND)
-    inside_gap = Label("rate_of_change", 510 * SECOND, 600 * SECOND)
+    inside_gap = Label("dip", 510 * SECOND, 511 * SECOND)
     at_stuck_end = Label("spike", 200 * SECOND, 201 * SECOND)  # the end is exclusive
     before = Label("rate_of_change", 90 * SECOND, 300 * SECOND)  # began before: still seen
     labels = [stuck, gap, inside_stuck, at_stuck_start, inside_gap, at_stuck_end, before]
     assert unmasked(labels) == [stuck, gap, at_stuck_end, before]
+
+
+def test_a_jump_is_seen_where_the_readings_resume_after_a_gap() -> None:
+    # A jump that begins in a gap and outlasts it is seen as the readings resume at its
+    # level; one that ends in a gap is seen ending as they resume (found then, it is no
+    # false positive): its span reaches to the gap's end.
+    gap = Label("gap", 500 * SECOND, 530 * SECOND)
+    begins_inside = Label("rate_of_change", 510 * SECOND, 600 * SECOND)
+    ends_inside = Label("rate_of_change", 400 * SECOND, 520 * SECOND)
+    stuck = Label("flatline", 700 * SECOND, 800 * SECOND)
+    within = Label("rate_of_change", 710 * SECOND, 790 * SECOND)  # begins and ends stuck
+    assert unmasked([gap, begins_inside, ends_inside, stuck, within]) == [
+        gap,
+        begins_inside,
+        Label("rate_of_change", 400 * SECOND, 530 * SECOND),
+        stuck,
+    ]
+    found_as_it_resumes = [finding("rate_of_change", 530 * SECOND)]
+    score = score_types(
+        unmasked([gap, ends_inside]), found_as_it_resumes, tolerance_us=0, types=["rate_of_change"]
+    )["rate_of_change"]
+    assert (score.precision, score.recall) == (1.0, 1.0)
 
 
 def test_unmasked_ignores_other_long_labels() -> None:
