@@ -18,6 +18,8 @@ from collections.abc import Iterable
 from iotkit.tracing import trace_metadata
 
 REQUEST_ID_HEADER = "X-Request-Id"
+REQUEST_ID_KEY = REQUEST_ID_HEADER.lower().encode("latin-1")
+"""The request id header's name as an ASGI scope holds it."""
 
 # A caller-chosen request id is echoed in headers and logs; anything beyond a
 # plain token could inject log content or oversized headers, so it is replaced.

@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.envelope import error_response
 from gateway.errors import internal_error
-from gateway.metadata import REQUEST_ID_HEADER, header_value, request_id_from
+from gateway.metadata import REQUEST_ID_KEY, header_value, request_id_from
 from gateway.metrics import ROUTE_KEY, RouteMetrics
 from iotkit.context import request_id_var
 
@@ -29,7 +29,6 @@ LOG_PATH_KEY = "log_path"
 """Key of ``scope["state"]`` where the router leaves the path to log."""
 
 _MAX_LOGGED_PATH = 256
-_REQUEST_ID_KEY = REQUEST_ID_HEADER.lower().encode("latin-1")
 
 
 class RequestContextMiddleware:
@@ -45,8 +44,8 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        request_id = request_id_from(header_value(scope["headers"], _REQUEST_ID_KEY))
-        echoed = (_REQUEST_ID_KEY, request_id.encode("latin-1"))
+        request_id = request_id_from(header_value(scope["headers"], REQUEST_ID_KEY))
+        echoed = (REQUEST_ID_KEY, request_id.encode("latin-1"))
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
         token = request_id_var.set(request_id)

@@ -28,12 +28,7 @@ from gateway.early_status import StatusWatch
 from gateway.envelope import EnvelopeResponse, failure_body, success_response
 from gateway.errors import GatewayError, from_rpc_error
 from gateway.http_body import http_body_response, is_http_body
-from gateway.metadata import (
-    REQUEST_ID_HEADER,
-    forwarded_metadata,
-    header_value,
-    request_id_from,
-)
+from gateway.metadata import REQUEST_ID_KEY, forwarded_metadata, header_value, request_id_from
 from gateway.proto_json import message_to_dict
 from gateway.sse import (
     EventStreamResponse,
@@ -61,8 +56,6 @@ UPLOAD_CHUNK_BYTES = 1024 * 1024
 
 UPLOAD_DEADLINE_SECONDS = 900.0
 """Deadline of an upload call: long enough for 100 MiB over a slow link, yet finite."""
-
-_REQUEST_ID_KEY = REQUEST_ID_HEADER.lower().encode("latin-1")
 
 
 def to_json(message: Message, binding: HttpBinding | None = None) -> Any:
@@ -220,7 +213,7 @@ class RpcHandler:
         scope = request.scope
         headers = scope["headers"]
         request_id = scope.get("state", {}).get("request_id") or request_id_from(
-            header_value(headers, _REQUEST_ID_KEY)
+            header_value(headers, REQUEST_ID_KEY)
         )
         client = scope.get("client")
         return forwarded_metadata(
