@@ -44,19 +44,22 @@ TARGET_GATEWAY_CPU_MS = 0.3
 TARGET_DEVICES_CPU_MS = 0.5
 PROFILE_ENV = "IOT_BENCH_PROFILE"
 
+COLUMNS = [
+    "code",
+    "GET /v1/devices/{id}",
+    "bare app",
+    "ratio",
+    "p99 (bare)",
+    "gateway CPU/request",
+    "devices CPU/GetDevice",
+]
+"""The columns of the tables of runs in turn below."""
+
 EARLIER = Table(
     "The first speed work (the verified-token cache, lighter gateway layers): this job run in "
     "turn on commit 931bef2 (before) and at 2147fe7 (after), 2026-12-01 13:44-13:47 UTC, "
     "load average 4.6-7.3 on the two cores from other work; two runs of each",
-    [
-        "code",
-        "GET /v1/devices/{id}",
-        "bare app",
-        "ratio",
-        "p99 (bare)",
-        "gateway CPU/request",
-        "devices CPU/GetDevice",
-    ],
+    COLUMNS,
     [
         [
             "before",
@@ -99,6 +102,93 @@ EARLIER = Table(
 )
 """The figures of this job before and after the first speed work, run in turn."""
 
+THIRD = Table(
+    "Before and after the third speed work (the gateway's request context, metrics and gzip "
+    "in two layers with no Starlette ones around the dispatcher, headers read from the scope, "
+    "routes tried by slash count; devices' point reads on the loop's own thread, a locked "
+    "database still waited for on aiosqlite's; RPC metrics' children kept; Timestamps by "
+    "integer arithmetic): this job run in turn on commit 7c6c72c (before) and 930d2b8 "
+    "(after), 2026-12-01 19:42-19:50 UTC, load average 1.6-5.2 on the two cores from other "
+    "work",
+    COLUMNS,
+    [
+        [
+            "before",
+            "1,498 requests/s",
+            "23,153 requests/s",
+            "0.06x",
+            "60.9 ms (5.45 ms)",
+            "0.29 ms",
+            "0.46 ms",
+        ],
+        [
+            "after",
+            "1,730 requests/s",
+            "23,233 requests/s",
+            "0.07x",
+            "41.6 ms (5.37 ms)",
+            "0.29 ms",
+            "0.34 ms",
+        ],
+        [
+            "before",
+            "1,456 requests/s",
+            "23,175 requests/s",
+            "0.06x",
+            "68.1 ms (5.32 ms)",
+            "0.29 ms",
+            "0.47 ms",
+        ],
+        [
+            "after",
+            "1,520 requests/s",
+            "16,457 requests/s",
+            "0.09x",
+            "33.8 ms (7.06 ms)",
+            "0.21 ms",
+            "0.26 ms",
+        ],
+        [
+            "before",
+            "1,538 requests/s",
+            "23,656 requests/s",
+            "0.07x",
+            "61.5 ms (4.85 ms)",
+            "0.30 ms",
+            "0.43 ms",
+        ],
+        [
+            "after",
+            "2,289 requests/s",
+            "23,502 requests/s",
+            "0.10x",
+            "27.8 ms (5.34 ms)",
+            "0.22 ms",
+            "0.28 ms",
+        ],
+        [
+            "before",
+            "1,643 requests/s",
+            "23,124 requests/s",
+            "0.07x",
+            "53.4 ms (5.42 ms)",
+            "0.32 ms",
+            "0.46 ms",
+        ],
+        [
+            "after",
+            "2,892 requests/s",
+            "32,918 requests/s",
+            "0.09x",
+            "21.9 ms (2.12 ms)",
+            "0.28 ms",
+            "0.31 ms",
+        ],
+    ],
+    align="lrrrrrr",
+)
+"""The figures of this job on the code before the third speed work and after, run in turn."""
+
 BEFORE = Table(
     "Before and after the second speed work (uvloop and httptools in every process, GetDevice's "
     "row read in one trip to SQLite past SQLAlchemy's async layers, answers printed by "
@@ -107,15 +197,7 @@ BEFORE = Table(
     "branch at c13201b (after), 2026-12-01 16:23-16:31 UTC, load average 7.0-15.8 on the two "
     "cores from other work (three other sessions), so every figure is far below a quiet "
     "machine's; the bare app moves with the HTTP parser and loop as the gateway does",
-    [
-        "code",
-        "GET /v1/devices/{id}",
-        "bare app",
-        "ratio",
-        "p99 (bare)",
-        "gateway CPU/request",
-        "devices CPU/GetDevice",
-    ],
+    COLUMNS,
     [
         [
             "after",
@@ -304,7 +386,7 @@ async def measure() -> JobResult:
         "0.27-0.58 ms in devices between load averages 16 and 4 on 2026-12-01, so figures "
         "compare only within one run or runs in turn, as in the table below"
     )
-    job.tables[SPEED_TITLE] = [BEFORE, EARLIER]
+    job.tables[SPEED_TITLE] = [THIRD, BEFORE, EARLIER]
     if profile is not None:
         job.notes.append("profiled with py-spy at 500 Hz: the figures are slowed by sampling")
     return job

@@ -19,6 +19,9 @@ from gateway.errors import GatewayError
 
 _EXTRA_PHRASES = {499: "Client Closed Request"}
 
+# One encoder for every answer: json.dumps with options builds a new one on each call.
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
 
 def reason_phrase(status: int) -> str:
     """The HTTP reason phrase of ``status`` ("Bad Request"), including nginx's 499."""
@@ -63,7 +66,7 @@ class EnvelopeResponse(JSONResponse):
 
     def render(self, content: Any) -> bytes:
         """Serialize ``content`` as compact JSON."""
-        return json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        return _encode(content).encode("utf-8")
 
 
 def success_response(

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import os
 import re
-
-from starlette.datastructures import Headers
+from collections.abc import Iterable
 
 from iotkit.tracing import trace_metadata
 
 REQUEST_ID_HEADER = "X-Request-Id"
+REQUEST_ID_KEY = REQUEST_ID_HEADER.lower().encode("latin-1")
+"""The request id header's name as an ASGI scope holds it."""
 
 # A caller-chosen request id is echoed in headers and logs; anything beyond a
 # plain token could inject log content or oversized headers, so it is replaced.
@@ -38,19 +39,39 @@ def _printable(value: str | None) -> str | None:
     return value if value and _PRINTABLE.match(value) else None
 
 
+RawHeaders = Iterable[tuple[bytes, bytes]]
+"""An ASGI scope's ``headers``: lower-case names and values as bytes, in arrival order."""
+
+
+def header_value(headers: RawHeaders, name: bytes) -> str | None:
+    """The first value of header ``name`` (lower case), as Starlette's ``Headers.get`` reads
+    it; a scan of the raw list costs less than building ``Headers`` on every request."""
+    for key, value in headers:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+_FORWARDED = (b"authorization", b"x-forwarded-for", b"user-agent")
+
+
 def forwarded_metadata(
-    headers: Headers, *, client_host: str | None, request_id: str
+    headers: RawHeaders, *, client_host: str | None, request_id: str
 ) -> tuple[tuple[str, str], ...]:
-    """The gRPC metadata for a call made on behalf of an HTTP request."""
+    """The gRPC metadata for a call made on behalf of an HTTP request with raw ``headers``."""
+    found: dict[bytes, str] = {}
+    for key, value in headers:
+        if key in _FORWARDED and key not in found:  # the first of each, as Headers.get
+            found[key] = value.decode("latin-1")
     metadata = [("x-request-id", request_id)]
-    authorization = _printable(headers.get("authorization"))
+    authorization = _printable(found.get(b"authorization"))
     if authorization:
         metadata.append(("authorization", authorization))
-    incoming = _printable(headers.get("x-forwarded-for"))
+    incoming = _printable(found.get(b"x-forwarded-for"))
     chain = [part for part in (incoming, client_host) if part]
     if chain:
         metadata.append(("x-forwarded-for", ", ".join(chain)))
-    agent = _printable(headers.get("user-agent"))
+    agent = _printable(found.get(b"user-agent"))
     if agent:
         metadata.append(("x-forwarded-user-agent", agent))
     metadata += trace_metadata()

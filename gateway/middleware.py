@@ -1,9 +1,12 @@
-"""Per-request context: request id, one access-log line, and the last-resort 500.
+"""Per-request context: request id, one access-log line, per-route metrics and the
+last-resort 500.
 
 A pure ASGI middleware (no response buffering, so Server-Sent Events flow
 through). The access line holds method, path, status, duration and request id
 only: never a body, a query string, a header or a token. Routes whose path
 binds a secret-looking variable are logged by template instead of by path.
+The metrics are recorded here rather than by a layer of their own: both want the
+answer's status and duration, and each layer wraps every message a request sends.
 """
 
 from __future__ import annotations
@@ -11,12 +14,12 @@ from __future__ import annotations
 import logging
 import time
 
-from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.envelope import error_response
 from gateway.errors import internal_error
-from gateway.metadata import REQUEST_ID_HEADER, request_id_from
+from gateway.metadata import REQUEST_ID_KEY, header_value, request_id_from
+from gateway.metrics import ROUTE_KEY, RouteMetrics
 from iotkit.context import request_id_var
 
 logger = logging.getLogger(__name__)
@@ -29,21 +32,23 @@ _MAX_LOGGED_PATH = 256
 
 
 class RequestContextMiddleware:
-    """Assigns the request id, echoes it, logs the request and contains crashes."""
+    """Assigns the request id, echoes it, logs and counts the request and contains crashes."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, metrics: RouteMetrics | None = None) -> None:
         self.app = app
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one ASGI connection."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = request_id_from(Headers(scope=scope).get(REQUEST_ID_HEADER))
+        started = time.perf_counter()
+        request_id = request_id_from(header_value(scope["headers"], REQUEST_ID_KEY))
+        echoed = (REQUEST_ID_KEY, request_id.encode("latin-1"))
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
         token = request_id_var.set(request_id)
-        started = time.perf_counter()
         status = 500
         response_started = False
 
@@ -52,7 +57,7 @@ class RequestContextMiddleware:
             if message["type"] == "http.response.start":
                 response_started = True
                 status = message["status"]
-                MutableHeaders(scope=message).append(REQUEST_ID_HEADER, request_id)
+                message["headers"] = [*message.get("headers", ()), echoed]
             await send(message)
 
         try:
@@ -67,6 +72,13 @@ class RequestContextMiddleware:
             if access_logger.isEnabledFor(logging.INFO):
                 _log_access(scope, state, status, started, request_id)
             request_id_var.reset(token)
+            if self.metrics is not None:
+                self.metrics.record(
+                    scope.get("method", ""),
+                    state.get(ROUTE_KEY),
+                    status,
+                    time.perf_counter() - started,
+                )
 
 
 def _log_access(

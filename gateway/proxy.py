@@ -28,7 +28,7 @@ from gateway.early_status import StatusWatch
 from gateway.envelope import EnvelopeResponse, failure_body, success_response
 from gateway.errors import GatewayError, from_rpc_error
 from gateway.http_body import http_body_response, is_http_body
-from gateway.metadata import REQUEST_ID_HEADER, forwarded_metadata, request_id_from
+from gateway.metadata import REQUEST_ID_KEY, forwarded_metadata, header_value, request_id_from
 from gateway.proto_json import message_to_dict
 from gateway.sse import (
     EventStreamResponse,
@@ -209,13 +209,15 @@ class RpcHandler:
 
     @staticmethod
     def _metadata(request: Request) -> tuple[tuple[str, str], ...]:
-        request_id = getattr(request.state, "request_id", None) or request_id_from(
-            request.headers.get(REQUEST_ID_HEADER)
+        # From the scope itself: Starlette's Headers and State cost more to build than this.
+        scope = request.scope
+        headers = scope["headers"]
+        request_id = scope.get("state", {}).get("request_id") or request_id_from(
+            header_value(headers, REQUEST_ID_KEY)
         )
+        client = scope.get("client")
         return forwarded_metadata(
-            request.headers,
-            client_host=request.client.host if request.client else None,
-            request_id=request_id,
+            headers, client_host=client[0] if client else None, request_id=request_id
         )
 
     def _answer(self, reply: Message) -> Response:

@@ -80,6 +80,16 @@ def _path_key(raw_path: str) -> _Key | None:
     return parts[1], parts[2].partition(":")[0]
 
 
+def _slashes(template: PathTemplate) -> tuple[int, bool]:
+    """How many slashes the paths ``template`` matches hold, and whether they may hold more
+    (a trailing ``**``). Each segment is one slash-led part (no literal, verb or ``*``
+    matches a slash), so the count is exact otherwise."""
+    if not template.segments:
+        return 1, False  # "/" itself
+    open_ended = template.segments[-1].kind is SegmentKind.MULTI
+    return len(template.segments), open_ended
+
+
 class RouteTable:
     """Routes sorted most specific first; :meth:`match` answers 404 and 405 as GatewayErrors."""
 
@@ -99,14 +109,36 @@ class RouteTable:
         # routes under its prefix rather than all of them; routes without two leading
         # literals are candidates of every path. Each list keeps the table's order.
         candidates = list(zip(self.routes, self._shapes, strict=True))
-        self._anywhere = [pair for pair in candidates if _template_key(pair[0].template) is None]
-        self._by_key: dict[_Key, list[tuple[Route, str]]] = {}
+        # Each list is split again by the number of slashes of the paths its routes can
+        # match (beyond the largest count, only open-ended ``**`` routes remain).
+        self._most_slashes = max((_slashes(route.template)[0] for route in self.routes), default=0)
+        self._anywhere = self._by_slashes(
+            [pair for pair in candidates if _template_key(pair[0].template) is None]
+        )
+        self._by_key: dict[_Key, list[list[tuple[Route, str]]]] = {}
         for pair in candidates:
             own = _template_key(pair[0].template)
             if own is not None and own not in self._by_key:
-                self._by_key[own] = [
-                    other for other in candidates if _template_key(other[0].template) in (own, None)
-                ]
+                self._by_key[own] = self._by_slashes(
+                    [
+                        other
+                        for other in candidates
+                        if _template_key(other[0].template) in {own, None}
+                    ]
+                )
+
+    def _by_slashes(self, pairs: list[tuple[Route, str]]) -> list[list[tuple[Route, str]]]:
+        """``pairs`` by the slash count of a path, from 0 to one past the largest: those whose
+        routes can match a path with that many, in the table's order."""
+        split: list[list[tuple[Route, str]]] = []
+        for count in range(self._most_slashes + 2):
+            kept = []
+            for pair in pairs:
+                least, open_ended = _slashes(pair[0].template)
+                if count == least or (open_ended and count > least):
+                    kept.append(pair)
+            split.append(kept)
+        return split
 
     def check_reserved(self, paths: Iterable[str]) -> None:
         """Raise RouteConflict if an RPC route would answer one of the gateway's own ``paths``."""
@@ -118,20 +150,31 @@ class RouteTable:
                         f"collides with the gateway's own {path}"
                     )
 
-    def routes_for(self, raw_path: str) -> list[RouteMatch]:
-        """The routes of ``raw_path``: those of the most specific template shape matching it."""
-        found: list[RouteMatch] = []
-        best = ""
+    def _candidates(self, raw_path: str) -> list[tuple[Route, str]]:
         key = _path_key(raw_path)
-        candidates = self._by_key.get(key, self._anywhere) if key else self._anywhere
-        for route, shape in candidates:
-            if found and shape != best:
-                continue
-            params = route.template.match(raw_path)
-            if params is not None:
-                found.append(RouteMatch(route, params))
+        lists = self._by_key.get(key, self._anywhere) if key else self._anywhere
+        return lists[min(raw_path.count("/"), len(lists) - 1)]
+
+    def _best_routes(self, raw_path: str) -> list[Route]:
+        """The routes of the most specific template shape matching ``raw_path``: the first
+        route whose template matches, and those of the same shape (which match as well)."""
+        found: list[Route] = []
+        best = ""
+        for route, shape in self._candidates(raw_path):
+            if found:
+                if shape == best:
+                    found.append(route)
+            elif route.template.regex.fullmatch(raw_path) is not None:
+                found.append(route)
                 best = shape
         return found
+
+    def routes_for(self, raw_path: str) -> list[RouteMatch]:
+        """The routes of ``raw_path``: those of the most specific template shape matching it."""
+        return [
+            RouteMatch(route, route.template.match(raw_path) or {})
+            for route in self._best_routes(raw_path)
+        ]
 
     @staticmethod
     def allowed(matches: Iterable[RouteMatch]) -> list[str]:
@@ -145,11 +188,12 @@ class RouteTable:
     def match(self, verb: str, raw_path: str) -> RouteMatch:
         """The route for a request (HEAD takes the GET route); raises 404 NOT_FOUND or
         405 METHOD_NOT_ALLOWED (OPTIONS is not a route: the dispatcher answers it)."""
-        matches = self.routes_for(raw_path)
         wanted = "GET" if verb == "HEAD" else verb
-        for found in matches:
-            if found.route.verb == wanted:
-                return found
+        for route in self._best_routes(raw_path):
+            if route.verb == wanted:
+                # Only the chosen route's variables are decoded.
+                return RouteMatch(route, route.template.match(raw_path) or {})
+        matches = self.routes_for(raw_path)
         allowed = self.allowed(matches)
         if verb == "OPTIONS" and allowed:
             # Under the template of the path's own route, so that the access log hides

@@ -11,7 +11,6 @@ Every failure is a 400 naming the field; nothing here raises anything else.
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -179,17 +178,32 @@ def _apply_path(payload: dict[str, Any], message: Descriptor, params: Mapping[st
         _set_path(payload, fields, value, append=False)
 
 
-@functools.cache
+# Keyed by identity, not by the binding's value: hashing a frozen binding hashes its whole
+# template, segment by segment, on every request. Each entry keeps its objects, so that
+# their ids stay theirs.
+_TEXT_PATHS: dict[tuple[int, int], tuple[Descriptor, HttpBinding, bool]] = {}
+
+
 def _text_path_fields(descriptor: Descriptor, binding: HttpBinding) -> bool:
     """True when every path variable of ``binding`` names a plain string field of the request
     itself (``device_id``): such a path alone needs no proto-JSON dict to set."""
+    key = (id(descriptor), id(binding))
+    known = _TEXT_PATHS.get(key)
+    if known is not None and known[0] is descriptor and known[1] is binding:
+        return known[2]
+    answer = True
     for var in binding.template.variables:
-        if len(var.field_path) != 1:
-            return False
         field = descriptor.fields_by_name.get(var.field_path[0])
-        if field is None or field.type != FieldDescriptor.TYPE_STRING or field.is_repeated:
-            return False
-    return True
+        if (
+            len(var.field_path) != 1
+            or field is None
+            or field.type != FieldDescriptor.TYPE_STRING
+            or field.is_repeated
+        ):
+            answer = False
+            break
+    _TEXT_PATHS[key] = (descriptor, binding, answer)
+    return answer
 
 
 def _from_path_alone(

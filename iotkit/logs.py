@@ -18,6 +18,15 @@ from iotkit.tracing import current_trace_id
 
 _SECRET_WORDS = ("password", "token", "secret", "authorization", "hash", "private", "otp")
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+# Whether each extra key names a secret, decided once per key (the keys are the code's own).
+_MASKED: dict[str, bool] = {}
+
+
+def _masked(key: str) -> bool:
+    known = _MASKED.get(key)
+    if known is None:
+        known = _MASKED[key] = any(word in key.lower() for word in _SECRET_WORDS)
+    return known
 
 
 class JsonFormatter(logging.Formatter):
@@ -44,8 +53,7 @@ class JsonFormatter(logging.Formatter):
         for key, value in record.__dict__.items():
             if key in _STANDARD or key.startswith("_"):
                 continue
-            masked = any(word in key.lower() for word in _SECRET_WORDS)
-            entry[key] = "***" if masked else value
+            entry[key] = "***" if _masked(key) else value
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
@@ -68,6 +76,13 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # The lines carry neither the caller's file and line nor the thread or process, so no
+    # record needs to look them up: the logging HOWTO's "Optimization" switches, about a
+    # tenth of the cost of each line (the gateway's access line, a service's "rpc" line).
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     silence_parameter_loggers()
     # Alembic narrates every start (its context, each step) at INFO; iotkit.migrations
     # logs what changed, once, with the service.

@@ -4,13 +4,20 @@ Through an ``AsyncEngine`` on SQLite, a one-row SELECT makes five trips to
 aiosqlite's thread (cursor, execute, fetch, cursor close, the pool's
 rollback) with greenlet switches around each: about 0.4 ms of CPU for a query
 SQLite answers in 20 µs (BENCHMARKS §20). :class:`PointReads` compiles a
-statement once for the database's dialect and, on SQLite, runs it on an
-aiosqlite connection of its own in one trip, converting parameters and
-columns with the statement's own SQLAlchemy types, so a row reads as the
-engine's would (an aware ``UtcDateTime``, a bool). That connection reads in
-autocommit: each SELECT sees every transaction committed before it began (the
-engine's connections commit before a write returns), and in WAL mode it never
-waits for the writer. A driver error is raised as SQLAlchemy's
+statement once for the database's dialect and, on SQLite, runs it on a
+connection of its own, converting parameters and columns with the statement's
+own SQLAlchemy types, so a row reads as the engine's would (an aware
+``UtcDateTime``, a bool). That connection reads in autocommit: each SELECT sees
+every transaction committed before it began (the engine's connections commit
+before a write returns), and in WAL mode it never waits for the writer.
+
+So the read runs on the event loop's own thread: a read by key costs SQLite a few
+microseconds, less than even one trip to a thread and back (the hand-over, the thread's
+wake-up and its wait for the GIL, the loop's wake-up: about 40 µs of a ``GetDevice``
+under load). It never waits there: its connection gives up at once on a locked
+database (a reader meets a lock only outside WAL mode, or while SQLite recovers a
+journal), and that read goes to an aiosqlite connection, whose thread waits for the
+lock as the engine would. A driver error is raised as SQLAlchemy's
 (``OperationalError`` and so on), so outages are told apart as before.
 
 On PostgreSQL the read goes through the engine: psycopg runs on the event loop
@@ -34,7 +41,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 Processor = Callable[[Any], Any] | None
 
 CONNECT_TIMEOUT = 30.0
-"""Seconds SQLite waits on a lock before it answers "database is locked" (the engine's own)."""
+"""Seconds SQLite waits on a lock before it answers "database is locked" (the engine's own),
+on the thread that reads past a lock."""
+
+_LOCKED = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +98,7 @@ class PointReads:
             ":memory:",
         )
         self._prepared: dict[int, tuple[Select[Any], _Prepared]] = {}
+        self._here: sqlite3.Connection | None = None
         self._connection: aiosqlite.Connection | None = None
         self._opening = asyncio.Lock()
         self._closed = False
@@ -106,11 +117,9 @@ class PointReads:
             values[name] if process is None else process(values[name])
             for name, process in zip(prepared.names, prepared.binds, strict=True)
         ]
-        connection = await self._open()
-        try:
-            rows = list(await connection.execute_fetchall(prepared.sql, bound))
-        except sqlite3.Error as exc:
-            raise DBAPIError.instance(prepared.sql, bound, exc, sqlite3.Error) from exc
+        rows = self._read_here(prepared.sql, bound)
+        if rows is None:
+            rows = await self._read_waiting(prepared.sql, bound)
         if not rows:
             return None
         return prepared.row(
@@ -119,6 +128,40 @@ class PointReads:
                 for value, process in zip(rows[0], prepared.results, strict=True)
             )
         )
+
+    def _read_here(self, sql: str, bound: list[Any]) -> list[Any] | None:
+        """The rows, read on this thread without waiting; None when the database is locked."""
+        here = self._here or self._open_here()
+        try:
+            return here.execute(sql, bound).fetchall()
+        except sqlite3.Error as exc:
+            if getattr(exc, "sqlite_errorcode", None) in _LOCKED:
+                return None
+            raise DBAPIError.instance(sql, bound, exc, sqlite3.Error) from exc
+
+    def _open_here(self) -> sqlite3.Connection:
+        if self._closed:
+            raise RuntimeError("point reads closed")
+        try:
+            # No busy timeout: a lock is waited for on aiosqlite's thread, not on the loop's.
+            # (SQLite serializes a connection's use, should another thread ever share it.)
+            self._here = sqlite3.connect(
+                str(self._engine.url.database),
+                timeout=0,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+        except sqlite3.Error as exc:
+            raise DBAPIError.instance("connect", [], exc, sqlite3.Error) from exc
+        return self._here
+
+    async def _read_waiting(self, sql: str, bound: list[Any]) -> list[Any]:
+        """The rows, read on aiosqlite's thread, which waits for a lock as the engine does."""
+        connection = await self._open()
+        try:
+            return list(await connection.execute_fetchall(sql, bound))
+        except sqlite3.Error as exc:
+            raise DBAPIError.instance(sql, bound, exc, sqlite3.Error) from exc
 
     def _prepare(self, statement: Select[Any]) -> _Prepared:
         known = self._prepared.get(id(statement))
@@ -147,9 +190,12 @@ class PointReads:
             return self._connection
 
     async def close(self) -> None:
-        """Close the connection (its thread ends with it)."""
+        """Close the connections (the waiting one's thread ends with it)."""
         async with self._opening:
             self._closed = True
+            here, self._here = self._here, None
             connection, self._connection = self._connection, None
+        if here is not None:
+            here.close()
         if connection is not None:
             await connection.close()

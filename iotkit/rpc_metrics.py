@@ -8,6 +8,8 @@ the server itself defines, never anything a caller chooses.
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
 
 from iotkit.metrics import ProcessMetrics
@@ -45,10 +47,21 @@ class RpcMetrics:
             "Time from a call's arrival to its answer, by method.",
             ("method",),
         )
+        # The labelled children of each (method, code): looking one up checks the labels and
+        # takes a lock, on every call otherwise; methods and codes are few.
+        self._children: dict[tuple[str, grpc.StatusCode], tuple[Any, Any, Any]] = {}
 
     def record(self, method: str, code: grpc.StatusCode, seconds: float) -> None:
         """Count one answered call of ``method`` that ended with ``code`` after ``seconds``."""
-        self._requests.labels(method, code.name).inc()
-        if code in SERVER_FAULTS:
-            self._faults.labels(method, code.name).inc()
-        self._duration.labels(method).observe(seconds)
+        children = self._children.get((method, code))
+        if children is None:
+            children = (
+                self._requests.labels(method, code.name),
+                self._faults.labels(method, code.name) if code in SERVER_FAULTS else None,
+                self._duration.labels(method),
+            )
+            self._children[(method, code)] = children
+        children[0].inc()
+        if children[1] is not None:
+            children[1].inc()
+        children[2].observe(seconds)

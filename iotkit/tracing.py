@@ -113,7 +113,10 @@ def client_interceptors() -> list[aio.ClientInterceptor]:
 
 def trace_metadata() -> list[tuple[str, str]]:
     """gRPC metadata carrying the current span's context (``traceparent``); empty when there
-    is no span."""
+    is no span, or tracing is off (then no span is ever recorded: asking the propagators
+    would cost every call a few microseconds for nothing)."""
+    if _provider is None:
+        return []
     carrier: dict[str, str] = {}
     propagate.inject(carrier)
     return list(carrier.items())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Mapping
 
 import httpx
 import pytest
@@ -11,11 +12,15 @@ from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2, descriptor_pool
 from google.protobuf.descriptor import FileDescriptor
 from gw_support import Fakes, Probe
+from starlette.requests import Request
+from starlette.responses import Response
 
 from gateway.app import build_app
 from gateway.console import STATIC_DIR
 from gateway.discovery import DiscoveryError, discover, proto_files
 from gateway.errors import GatewayError
+from gateway.routing import Route, RouteTable
+from gateway.templates import parse_template
 from iot.common.v1 import options_pb2
 from iotkit.config import Settings
 
@@ -291,3 +296,40 @@ def test_a_path_allows_only_the_methods_of_its_most_specific_template() -> None:
     assert refused.value.headers["Allow"] == "GET, HEAD, OPTIONS"
     anomaly = table.routes_for("/v1/anomalies/0b6e4c1e-3f0c-4f7e-9a55-3b1f1c2d4e5f")
     assert "PATCH" in table.allowed(anomaly)
+
+
+def test_each_path_finds_its_template_whatever_its_slash_count() -> None:
+    """The table looks only at the routes that can match a path's number of segments; an
+    open-ended ``**`` template matches any number of them from its own on."""
+
+    async def handler(request: Request, params: Mapping[str, str]) -> Response:
+        raise AssertionError("not called")
+
+    sources = [
+        ("GET", "/"),
+        ("GET", "/healthz"),
+        ("GET", "/v1/files/{path=**}"),
+        ("GET", "/v1/files/{file_id}"),
+        ("POST", "/v1/files/{file_id}:copy"),
+        ("GET", "/v1/{name=shelves/*}/books/{book}"),
+    ]
+    table = RouteTable(Route(verb, parse_template(text), handler) for verb, text in sources)
+
+    def found(verb: str, path: str) -> tuple[str, dict[str, str]]:
+        match = table.match(verb, path)
+        return match.route.template.source, match.params
+
+    assert found("GET", "/") == ("/", {})
+    assert found("GET", "/healthz") == ("/healthz", {})
+    assert found("GET", "/v1/files/a") == ("/v1/files/{file_id}", {"file_id": "a"})
+    assert found("GET", "/v1/files/a/b/c") == ("/v1/files/{path=**}", {"path": "a/b/c"})
+    assert found("POST", "/v1/files/a:copy") == ("/v1/files/{file_id}:copy", {"file_id": "a"})
+    assert found("GET", "/v1/shelves/s%201/books/b") == (
+        "/v1/{name=shelves/*}/books/{book}",
+        {"name": "shelves/s 1", "book": "b"},
+    )
+    for path in ("//", "/healthz/", "/v1/files", "/v1/shelves/s/books", "/v1/a/b/c/d/e/f/g/h"):
+        with pytest.raises(GatewayError) as missing:
+            table.match("GET", path)
+        assert missing.value.status == 404, path
+    assert table.allowed(table.routes_for("/v1/files/a")) == ["GET", "HEAD", "OPTIONS"]

@@ -52,6 +52,14 @@ def test_a_datetime_round_trips_through_a_timestamp(moment: datetime) -> None:
     assert micros_datetime(micros(stamp)) == moment
 
 
+@given(AWARE | st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)))
+def test_a_timestamp_is_what_from_datetime_sets(moment: datetime) -> None:
+    """Aware or naive (local, as astimezone takes it), as the library's own conversion."""
+    expected = timestamp_pb2.Timestamp()
+    expected.FromDatetime(moment.astimezone(UTC))
+    assert timestamp(moment) == expected
+
+
 def test_epoch_micros_is_exact_where_a_float_is_not() -> None:
     # Through a float this one comes out as ...258016.
     moment = datetime(7168, 11, 29, 22, 55, 4, 258037, tzinfo=UTC)

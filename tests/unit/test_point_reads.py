@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,16 +16,17 @@ from sqlalchemy import (
     ForeignKey,
     String,
     bindparam,
+    create_engine,
     exists,
     select,
     update,
 )
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import create_async_engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from iotkit.db import Database, open_database
-from iotkit.point_reads import PointReads
+from iotkit.point_reads import CONNECT_TIMEOUT, PointReads
 from iotkit.sqltypes import UtcDateTime
 from tests.conftest import Backend
 
@@ -150,5 +153,38 @@ async def test_statements_it_cannot_prepare_are_refused(tmp_path: Path) -> None:
         with pytest.raises(ValueError, match="plain column names"):
             await reads.first(select(Thing.id.label("_private")), {})
     finally:
+        await reads.close()
+        await engine.dispose()
+
+
+async def test_a_locked_database_is_waited_for_off_the_loop(tmp_path: Path) -> None:
+    """Reads run on the loop's thread, but never wait there: outside WAL mode a writer's lock
+    stops readers, and such a read waits on aiosqlite's thread while the loop goes on."""
+    path = tmp_path / "journal.db"  # the default rollback journal, not WAL
+    setup = create_engine(f"sqlite:///{path}")
+    _Base.metadata.create_all(setup)
+    with Session(setup) as session:
+        session.add(Thing(id="a", name="locked out", count=1, made_at=NOW))
+        session.commit()
+    setup.dispose()
+    engine = create_async_engine(f"sqlite+aiosqlite:///{path}")
+    reads = PointReads(engine)
+    locker = sqlite3.connect(path, isolation_level=None)
+    try:
+        assert (await reads.first(LIVE_THING, {"thing_id": "a", "now": NOW})) is not None
+        locker.execute("BEGIN EXCLUSIVE")
+        read = asyncio.create_task(reads.first(LIVE_THING, {"thing_id": "a", "now": NOW}))
+        began = time.monotonic()
+        for _ in range(20):  # the loop keeps turning while the read waits
+            await asyncio.sleep(0.01)
+        # Not a speed check: a read that waited on the loop's thread would hold it for the
+        # whole lock wait (seconds), not let twenty short sleeps through meanwhile.
+        assert time.monotonic() - began < CONNECT_TIMEOUT / 10
+        assert not read.done()
+        locker.execute("COMMIT")
+        row = await asyncio.wait_for(read, timeout=10)
+        assert row is not None and row.name == "locked out"
+    finally:
+        locker.close()
         await reads.close()
         await engine.dispose()
