@@ -880,6 +880,52 @@ def test_a_fast_stream_without_anomalies_raises_next_to_nothing_in_its_first_min
     assert len(found) <= 4, found
 
 
+@pytest.mark.parametrize("device_type", ["temperature", "pressure", "motion"])
+def test_a_stuck_sensor_that_recovers_is_one_flatline_not_a_jump_too(device_type: str) -> None:
+    # `iot simulate --seconds 0` sticks its first device a minute in every ten: when it
+    # recovered, the value it came back to (where the signal had drifted meanwhile) was a
+    # new band and a level shift, a rate_of_change after every flatline.
+    stuck = tuple(
+        Scheduled("stuck", START_US + (60 + 600 * n) * SECOND, 60 * SECOND) for n in range(3)
+    )
+    source = SignalSource(
+        device_type, rate_hz=10, start_us=START_US, seed=1_000_003, rates=QUIET, scheduled=stuck
+    )
+    block = source.take(10 * 1800)
+    runs = {
+        batch: feed(
+            block.timestamps, block.values, batch=batch, device_type=device_type, period_us=1e5
+        )
+        for batch in (1, 100)
+    }
+    assert_same_run(runs[1], runs[100], "batches of 1 and 100")
+    found = [(f.anomaly_type, (f.timestamp_us - START_US) // SECOND) for f in runs[100].findings]
+    starts = [(s.start_us - START_US) // SECOND for s in stuck]
+    flats = [at for kind, at in found if kind == "flatline"]
+    assert len(flats) == 3, found
+    assert all(abs(a - b) <= 2 for a, b in zip(flats, starts, strict=True)), found
+    # Nothing else where each recovered (the run's last second is the one before its end).
+    recoveries = [(s.start_us + s.duration_us - START_US) // SECOND for s in stuck]
+    assert not [
+        (kind, at)
+        for kind, at in found
+        if kind != "flatline" and any(0 <= at - r <= 10 for r in recoveries)
+    ], found
+
+
+def test_a_jump_as_a_stuck_sensor_recovers_is_still_found() -> None:
+    # The recovery is no news unless it is stronger than the flatline: a sensor that comes
+    # back 40 deviations away did not drift there while it was stuck.
+    values = 20.0 + 0.1 * _noise(3)
+    values[400:700] = values[399]  # stuck for 300 readings
+    values[700:] += 4.0
+    run = feed(GRID, values, batch=100, period_us=1e6)
+    check_run(run, GRID, values)
+    found = [(f.anomaly_type, int((f.timestamp_us - START_US) // SECOND)) for f in run.findings]
+    assert any(kind == "flatline" and 398 <= at <= 400 for kind, at in found), found
+    assert any(kind == "rate_of_change" and 700 <= at <= 702 for kind, at in found), found
+
+
 def test_a_departure_held_near_the_threshold_is_one_event_until_it_lapses() -> None:
     # Readings one second apart: a reach, readings held (at HOLD times the threshold or
     # more) every second for a minute with reaches among them, then nothing held for more

@@ -151,6 +151,11 @@ REST = 50  # readings after a finding before the next
 # at every cycle while it grew.
 EVENT_US = 10_000_000
 HOLD = 0.8
+# A stuck sensor's recovery is the end of its flatline, not an event of its own: the value
+# it comes back to, where the signal went meanwhile, is no departure or level shift for
+# RECOVERY readings (the reading it recovered at, and those after).
+RECOVERY = REST
+NO_RUN = np.iinfo(np.int64).min
 REST_BREAK = 0.2  # unless the next scores this much above the last: a stronger event
 GAP_FACTOR = 5.0
 GAP_PEAK_FACTOR = 2.0
@@ -334,6 +339,7 @@ class DetectorState:
     since_finding: int = REST + 1
     since_departure: int = REST + 1  # readings since one last reached it, found or not
     held_us: int = 0  # the time of the last reading that held its event (see HOLD)
+    recovery_since: int = RECOVERY + 1  # readings since a run found stuck last ended
     in_event: bool = False  # whether that event is still held
     # Sudden departures waiting for the readings that type them (oldest first).
     pending: list[Pending] = field(default_factory=list)
@@ -533,7 +539,11 @@ class StreamDetector:
         score = np.where(inside, 0.0, 1.0)
         kinds = np.zeros(size, dtype=np.int8)  # 0 none, 1 deviation, 2 novelty, 3 gap, 4 flat
         gap_score, gap_from, typical_log = self._gaps(ts, period_us, judged)
+        run_before = s.run_start_us
         flat_score, run_start = self._flatline(ts, xs, judged, typical_log)
+        # Where a run ended: at a reading that began a new one, the start of the one before.
+        ended = np.concatenate([[run_before], run_start[:-1]])
+        ended = np.where((run_start == ts) & (ended != run_start), ended, NO_RUN)
         stat_score = np.zeros(size)
         novel_score = np.zeros(size)
         spike_score = np.zeros((2, size))
@@ -561,9 +571,13 @@ class StreamDetector:
             higher = part > score
             score = np.where(higher, part, score)
             kinds[higher] = kind
-        raised = self._raise(ts, xs, inside, score, kinds, base, gap_from, run_start, findings)
+        raised, recovering = self._raise(
+            ts, xs, inside, score, kinds, base, gap_from, (run_start, ended), findings
+        )
         self._settle(ts, xs, raised, findings)
-        self._raise_steps(ts, spike_score, (spike_ts, spike_at, spike_from), findings)
+        self._raise_steps(
+            ts, spike_score, (spike_ts, spike_at, spike_from), recovering, findings
+        )
         score = np.maximum(score, spike_score.max(axis=0))
         s.readings += size
         if s.first_us is None:
@@ -581,12 +595,16 @@ class StreamDetector:
         kinds: npt.NDArray[np.int8],
         base: Float64s,
         gap_from: Int64s,
-        run_start: Int64s,
+        runs: tuple[Int64s, Int64s],
         findings: list[Finding],
-    ) -> list[tuple[int, Pending]]:
+    ) -> tuple[list[tuple[int, Pending]], Bools]:
         """Findings where the score reaches the threshold, one per event (see REST); the
-        sudden departures among them are answered (with their index) to be typed later."""
+        sudden departures among them are answered (with their index) to be typed later,
+        with which readings are in a stuck sensor's recovery (see RECOVERY).
+        ``runs``: where each reading's run started, and where the run that ended at it did
+        (NO_RUN where none did)."""
         s = self.state
+        run_start, ended = runs
         previous_outside = np.concatenate([[s.outside], ~inside[:-1]])
         bound_starts = ~inside & ~previous_outside
         # Nor in the REST readings after the warm-up: the slow scales are still settling.
@@ -611,14 +629,23 @@ class StreamDetector:
         since = s.since_finding
         last = -1
         raised: list[tuple[int, Pending]] = []
-        for at in np.flatnonzero(reaching).tolist():
+        recoveries: list[int] = []
+        steps = np.union1d(np.flatnonzero(reaching), np.flatnonzero(ended != NO_RUN))
+        for at in steps.tolist():
+            if s.flat_found_us is not None and ended[at] == s.flat_found_us:
+                recoveries.append(at)  # the run found stuck ended here
+            if not reaching[at]:
+                continue
+            recovered = (
+                s.recovery_since + at + 1 if not recoveries else at - recoveries[-1]
+            ) <= RECOVERY
             gap = since + at - last if last < 0 else at - last
             stronger = score[at] >= s.last_finding_score + REST_BREAK
             if flat[at] and run_start[at] == s.flat_found_us:
                 continue  # found earlier in this batch
             if not bound_starts[at] and gap <= REST and not stronger:
                 continue
-            if departing[at] and same_event[at] and not stronger:
+            if departing[at] and (recovered or same_event[at]) and not stronger:
                 continue
             if flat[at]:
                 s.flat_found_us = int(run_start[at])
@@ -630,13 +657,20 @@ class StreamDetector:
             last = at
             s.last_finding_score = float(score[at])
         s.since_finding = since + xs.size if last < 0 else xs.size - 1 - last
-        return raised
+        marks = np.zeros(xs.size, dtype=np.bool_)
+        marks[recoveries] = True
+        after, s.recovery_since = _readings_since(marks, s.recovery_since)
+        # The readings up to RECOVERY after the recovery itself (its own included: the
+        # step into it is judged with the reading after).
+        recovering = (after <= RECOVERY) | marks
+        return raised, recovering
 
     def _raise_steps(
         self,
         ts: Int64s,
         scores: Float64s,
         about: tuple[Int64s, Float64s, Float64s],
+        recovering: Bools,
         findings: list[Finding],
     ) -> None:
         """Spike, dip and level-shift findings where their own scores (``scores``: spikes,
@@ -653,7 +687,13 @@ class StreamDetector:
             ts, scores[0], about, findings, typed, ("spike", s.spike_since, s.spike_score)
         )
         s.shift_since, s.shift_score = self._raise_family(
-            ts, scores[1], about, findings, typed, ("shift", s.shift_since, s.shift_score)
+            ts,
+            # Unless stronger than the finding before (the flatline's), as in _raise.
+            np.where(recovering & (scores[1] < s.last_finding_score + REST_BREAK), 0.0, scores[1]),
+            about,
+            findings,
+            typed,
+            ("shift", s.shift_since, s.shift_score),
         )
 
     def _raise_family(
@@ -1124,6 +1164,16 @@ def _run_bar(share: Float64s) -> Float64s:
     ``share ** (n - 1)``; the bar is the n where that falls to ``FLAT_CHANCE``."""
     p = np.minimum(np.maximum(share, 1e-12), 1.0 - 1e-12)  # np.clip costs more on small arrays
     return np.asarray(1.0 + math.log(FLAT_CHANCE) / np.log(p), dtype=np.float64)
+
+
+def _readings_since(marks: Bools, carried: int) -> tuple[Int64s, int]:
+    """For each reading, how many readings since the last marked one before it (``carried``:
+    since the last before the batch, as of its last reading); and that count after all."""
+    index = np.arange(marks.size)
+    latest = np.maximum.accumulate(np.where(marks, index, -1))
+    previous = np.concatenate([[-1], latest[:-1]])
+    since = np.where(previous >= 0, index - previous, carried + index + 1)
+    return since, (marks.size - 1 - int(latest[-1]) if latest[-1] >= 0 else carried + marks.size)
 
 
 def _memory(typical_log: Float64s, readings: float, span_us: float) -> Float64s:
