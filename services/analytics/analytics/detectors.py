@@ -23,8 +23,9 @@ scaled so that 0.5 means "as unusual as the threshold of that evidence":
   range seen spans more than ``MAX_BANDS``) the stream has never visited;
   the farther past everything seen, the higher; the news of a new band itself is
   divided by how far the stream is past its habit of finding new bands
-  (``NOVELTY_HABIT`` over ~``NOVELTY_SPAN`` readings), so a slow drift into new
-  ground is not news at every band.
+  (``NOVELTY_HABIT`` over ~``NOVELTY_SPAN`` readings or ``NOVELTY_SPAN_US``, the
+  longer), so a slow drift into new ground is not news at every band; the bands
+  found in a stream's first ``NOVELTY_WARMUP_US`` are learnt, not news.
 - **gap**: an interval longer than ``GAP_FACTOR`` times the stream's declared
   period, or, without one, than both ``GAP_FACTOR`` typical intervals and
   twice the longest interval seen lately, so irregular sampling learns its
@@ -63,7 +64,8 @@ reading within ``EVENT_US`` of the last: a vibration growing for seconds at
 1 kHz), or it scores ``REST_BREAK`` above the previous one: one event, one finding,
 but a stronger event is not hidden by a weaker one just before it. Out-of-range
 findings are raised at the start of every run outside the bounds, and a
-flatline once per run.
+flatline once per run; its recovery, the ``RECOVERY`` readings after a run
+found stuck, raises no departure or level shift unless it is stronger.
 
 A deviation is typed by how it came and went: one that drifted there is a
 ``rate_of_change``; a sudden one waits for the next ``TYPE_AFTER`` reading,
@@ -107,7 +109,6 @@ BINS = 8  # bands across the warm-up range, for novelty
 MAX_BANDS = 32  # bands across the range seen before they double in width
 # New bands found over ~NOVELTY_SPAN readings a stream may find as a habit (see _novelty).
 NOVELTY_SPAN = 3000
-NOVELTY_ALPHA = 1.0 / NOVELTY_SPAN
 NOVELTY_SPAN_US = 3_000_000_000  # nor shorter than this (see _memory)
 # New bands are learnt, not news, in a stream's first NOVELTY_WARMUP_US: at 1 kHz, the
 # warm-up is 150 ms of noise, and its tails found a new band every few seconds for minutes.
@@ -321,7 +322,7 @@ class DetectorState:
     seen_bins: list[int] = field(default_factory=list)
     seen_low: float = math.inf
     seen_high: float = -math.inf
-    discoveries: float = 0.0  # new bands found lately: an average, times NOVELTY_ALPHA
+    discoveries: float = 0.0  # new bands found lately: an average (see _novelty)
     first_us: int | None = None  # the time of the first reading
     last_ts: int | None = None
     last_value: float | None = None
@@ -575,9 +576,7 @@ class StreamDetector:
             ts, xs, inside, score, kinds, base, gap_from, (run_start, ended), findings
         )
         self._settle(ts, xs, raised, findings)
-        self._raise_steps(
-            ts, spike_score, (spike_ts, spike_at, spike_from), recovering, findings
-        )
+        self._raise_steps(ts, spike_score, (spike_ts, spike_at, spike_from), recovering, findings)
         score = np.maximum(score, spike_score.max(axis=0))
         s.readings += size
         if s.first_us is None:
@@ -946,7 +945,8 @@ class StreamDetector:
         width (merging exactly, as they are aligned), so a stream whose warm-up
         was narrower than its life does not find every later value new. A stream
         that found more than ``NOVELTY_HABIT`` bands lately (over ~``NOVELTY_SPAN``
-        readings) finds new ones as a habit, as a slow drift does in its first hours:
+        readings or ``NOVELTY_SPAN_US``, see :func:`_memory`) finds new ones as a
+        habit, as a slow drift does in its first hours:
         the bare news of a new band is divided by how far past that habit it is, while
         the distance past everything seen counts whole (a spike far out stays news).
         """
