@@ -31,6 +31,7 @@ import pytest
 from bench.nab import Corpus, Series, load_corpus
 from services.analytics.analytics import recurrences
 from services.analytics.analytics.detectors import (
+    BINS,
     BOUNDS,
     DEFAULT_THRESHOLD,
     EVENT_US,
@@ -761,6 +762,19 @@ def test_an_out_of_range_reading_in_the_warm_up_leaves_novelty_working(batch: in
     run = feed(GRID[:600], values, batch=batch, device_type="temperature", period_us=1e6)
     assert run.state.bin_width > 0 and run.state.warm == []
     assert run.scores[400] == pytest.approx(clean.scores[400], abs=SCORE_TOLERANCE)
+
+
+def test_novelty_bands_are_no_narrower_than_the_sensors_step() -> None:
+    # A barometer reporting 0.1 hPa steps whose quiet warm-up spans two of them: bands of
+    # a fortieth of a step made a reading one step past everything seen count as four
+    # bands beyond it (score 0.67, a finding that ranked above real jumps).
+    rng = np.random.default_rng(2)
+    values = np.round(1000.0 + rng.choice([-0.1, 0.0, 0.1], size=400, p=[0.2, 0.6, 0.2]), 1)
+    values[300] = 1000.2  # one step past the highest reading seen
+    run = feed(GRID[:400], values, batch=50, period_us=1e6)
+    check_run(run, GRID[:400], values)
+    assert run.state.bin_width == pytest.approx(0.1)
+    assert run.scores[300] == pytest.approx(float(ratio_score(np.array([1.0 + 1.0 / BINS]))[0]))
 
 
 def test_novelty_far_beyond_the_warm_up_keeps_few_bands_whatever_the_batching() -> None:

@@ -927,7 +927,9 @@ class StreamDetector:
             return
         warm = np.asarray(s.warm)
         low, high = float(warm.min()), float(warm.max())
-        width = (high - low) / BINS
+        # No narrower than the sensor's step: a coarse sensor's quiet warm-up spans a few
+        # steps, and each step its level drifts would be a band never visited.
+        width = max((high - low) / BINS, s.min_step if math.isfinite(s.min_step) else 0.0)
         if not width > 0:  # a constant warm-up: any change is new
             width = max(abs(low) * 1e-3, 1e-9)
         s.bin_low, s.bin_width = low, width
