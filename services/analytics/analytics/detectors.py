@@ -596,10 +596,10 @@ class StreamDetector:
         gap_from: Int64s,
         runs: tuple[Int64s, Int64s],
         findings: list[Finding],
-    ) -> tuple[list[tuple[int, Pending]], Bools]:
+    ) -> tuple[list[tuple[int, Pending]], Bools | None]:
         """Findings where the score reaches the threshold, one per event (see REST); the
         sudden departures among them are answered (with their index) to be typed later,
-        with which readings are in a stuck sensor's recovery (see RECOVERY).
+        with which readings are in a stuck sensor's recovery (see RECOVERY; None for none).
         ``runs``: where each reading's run started, and where the run that ended at it did
         (NO_RUN where none did)."""
         s = self.state
@@ -629,7 +629,13 @@ class StreamDetector:
         last = -1
         raised: list[tuple[int, Pending]] = []
         recoveries: list[int] = []
-        steps = np.union1d(np.flatnonzero(reaching), np.flatnonzero(ended != NO_RUN))
+        # The ends of runs that are or may be found stuck (most readings end a run).
+        stuck = run_start[reaching & flat]
+        if s.flat_found_us is not None:
+            stuck = np.append(stuck, s.flat_found_us)
+        steps = np.flatnonzero(reaching)
+        if stuck.size:
+            steps = np.union1d(steps, np.flatnonzero(np.isin(ended, stuck)))
         for at in steps.tolist():
             if s.flat_found_us is not None and ended[at] == s.flat_found_us:
                 recoveries.append(at)  # the run found stuck ended here
@@ -656,20 +662,22 @@ class StreamDetector:
             last = at
             s.last_finding_score = float(score[at])
         s.since_finding = since + xs.size if last < 0 else xs.size - 1 - last
+        if not recoveries and s.recovery_since >= RECOVERY:
+            s.recovery_since += xs.size
+            return raised, None  # most batches: none recovering
         marks = np.zeros(xs.size, dtype=np.bool_)
         marks[recoveries] = True
         after, s.recovery_since = _readings_since(marks, s.recovery_since)
         # The readings up to RECOVERY after the recovery itself (its own included: the
         # step into it is judged with the reading after).
-        recovering = (after <= RECOVERY) | marks
-        return raised, recovering
+        return raised, (after <= RECOVERY) | marks
 
     def _raise_steps(
         self,
         ts: Int64s,
         scores: Float64s,
         about: tuple[Int64s, Float64s, Float64s],
-        recovering: Bools,
+        recovering: Bools | None,
         findings: list[Finding],
     ) -> None:
         """Spike, dip and level-shift findings where their own scores (``scores``: spikes,
@@ -685,10 +693,14 @@ class StreamDetector:
         s.spike_since, s.spike_score = self._raise_family(
             ts, scores[0], about, findings, typed, ("spike", s.spike_since, s.spike_score)
         )
+        shifts = scores[1]
+        if recovering is not None:
+            # Unless stronger than the finding before (the flatline's), as in _raise.
+            weaker = scores[1] < s.last_finding_score + REST_BREAK
+            shifts = np.where(recovering & weaker, 0.0, shifts)
         s.shift_since, s.shift_score = self._raise_family(
             ts,
-            # Unless stronger than the finding before (the flatline's), as in _raise.
-            np.where(recovering & (scores[1] < s.last_finding_score + REST_BREAK), 0.0, scores[1]),
+            shifts,
             about,
             findings,
             typed,
