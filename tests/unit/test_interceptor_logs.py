@@ -24,10 +24,10 @@ def finish(method: str, code: grpc.StatusCode, caplog: pytest.LogCaptureFixture)
     return record.levelno
 
 
-def test_a_successful_revocation_poll_is_debug_and_anything_else_info(
-    caplog: pytest.LogCaptureFixture,
+@pytest.mark.parametrize("poll", sorted(ROUTINE_METHODS))
+def test_a_successful_routine_poll_is_debug_and_anything_else_info(
+    poll: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    (poll,) = ROUTINE_METHODS
     assert finish(poll, grpc.StatusCode.OK, caplog) == logging.DEBUG
     assert finish(poll, grpc.StatusCode.UNAVAILABLE, caplog) == logging.INFO
     assert finish("/iot.devices.v1.DeviceService/ListDevices", grpc.StatusCode.OK, caplog) == (
