@@ -41,7 +41,7 @@ from services.analytics.analytics.detectors import (
     Finding,
     StreamDetector,
 )
-from tools.signals import DEVICE_TYPES, MODELS, AnomalyRates, SignalSource
+from tools.signals import DEVICE_TYPES, MODELS, NO_ANOMALIES, AnomalyRates, SignalSource
 
 R = TypeVar("R")  # what a timed call answers
 
@@ -332,7 +332,7 @@ def quiet_findings(
             rate_hz=rate_hz,
             start_us=START_US,
             seed=1_000_003 + index,  # the simulator's seed of device `index` for --seed 1
-            rates=AnomalyRates(0.0, 0.0, 0.0, 0.0, 0.0),
+            rates=NO_ANOMALIES,
         )
         block = source.take(int(rate_hz * seconds))
         for finding in detect(

@@ -534,6 +534,8 @@ class StreamDetector:
         self, ts: Int64s, xs: Float64s, period_us: float, findings: list[Finding]
     ) -> Float64s:
         s = self.state
+        if s.first_us is None:  # the stream's first reading, in range or not
+            s.first_us = int(ts[0])
         judged = s.readings >= WARMUP
         size = xs.size
         inside = (xs >= s.min_value) & (xs <= s.max_value)
@@ -579,8 +581,6 @@ class StreamDetector:
         self._raise_steps(ts, spike_score, (spike_ts, spike_at, spike_from), recovering, findings)
         score = np.maximum(score, spike_score.max(axis=0))
         s.readings += size
-        if s.first_us is None:
-            s.first_us = int(ts[0])
         s.last_ts, s.last_value = int(ts[-1]), float(xs[-1])
         s.outside = not bool(inside[-1])
         return score
@@ -1007,7 +1007,7 @@ class StreamDetector:
         lately = np.concatenate([[before], after[:-1]]) / alphas
         habit = np.maximum(lately / NOVELTY_HABIT, 1.0)
         # Nor in a stream's first NOVELTY_WARMUP_US (a fast stream's warm-up was a moment).
-        learning = ts < (ts[0] if s.first_us is None else s.first_us) + NOVELTY_WARMUP_US
+        learning = ts < _or(s.first_us, float(ts[0])) + NOVELTY_WARMUP_US
         return np.where((found > 0.0) & ~learning, ratio_score(1.0 / habit + ratio), 0.0)
 
     def _gaps(
