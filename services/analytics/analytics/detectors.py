@@ -860,75 +860,26 @@ class StreamDetector:
         return ratio_score(best), base, ratio_score(np.stack([spike, shift]))
 
     def _deseasoned(self, ts: Int64s, xs: Float64s, alphas: Float64s) -> Float64s:
-        """Each reading less its hour's profile (0 for an hour's first reading); moves the
-        profile past them, each reading weighing ``alphas``."""
+        """Each reading less its hour's profile; moves the profile past them, each reading
+        weighing ``alphas`` (see :func:`recurrences.deseason`). An hour seen for the first
+        time starts where the hour of the reading before it stood, not at its own first
+        reading: one noisy reading would otherwise anchor the hour, and every step into it
+        would shift the residual by the difference of two noise samples (seen as weak
+        findings at the turn of the hour)."""
         s = self.state
-        hours = (ts % DAY_US) * DAY_BUCKETS // DAY_US
-        # The readings of each hour, one run after another: an average per run.
-        order = np.argsort(hours, kind="stable")
-        sorted_hours, values = hours[order], xs[order]
-        opens = np.flatnonzero(np.diff(sorted_hours, prepend=-1))
-        run = np.cumsum(np.diff(sorted_hours, prepend=-1) != 0) - 1
-        known = [s.profile[int(h)] for h in sorted_hours[opens].tolist()]
-        uniform = bool(np.all(alphas == alphas[0]))
-        if uniform and all(k is not None for k in known):
-            starts = np.array(known, dtype=np.float64)
-            after = _runs_ewma(values, float(alphas[0]), starts, opens, run)
-        else:
-            starts, after = self._new_hours(values, alphas[order], order, opens, known)
-        before = np.concatenate([[0.0], after[:-1]])
-        before[opens] = starts
-        residual = np.empty(xs.size)
-        residual[order] = values - before
-        closes = np.concatenate([opens[1:], [values.size]]) - 1
-        for hour, level in zip(sorted_hours[opens].tolist(), after[closes].tolist(), strict=True):
-            s.profile[int(hour)] = level
-        s.profile_hour = int(hours[-1])
+        profile = np.array([np.nan if p is None else p for p in s.profile])
+        residual, last = recurrences.deseason(
+            ts,
+            xs,
+            alphas,
+            DAY_US,
+            DAY_BUCKETS,
+            profile,
+            -1 if s.profile_hour is None else s.profile_hour,
+        )
+        s.profile = [None if math.isnan(p) else p for p in profile.tolist()]
+        s.profile_hour = last
         return residual
-
-    def _new_hours(
-        self,
-        values: Float64s,
-        alphas: Float64s,
-        order: Int64s,
-        opens: Int64s,
-        known: list[float | None],
-    ) -> tuple[Float64s, Float64s]:
-        """The profile's runs (``values`` sorted by hour, run ``r`` from ``opens[r]``) when
-        some hour is new or the weights differ (the warm-up): each run's start, and the
-        level after each reading. An hour seen for the first time starts where the hour of
-        the reading before it stood, not at its own first reading: one noisy reading would
-        otherwise anchor the hour, and every step into it would shift the residual by the
-        difference of two noise samples (seen as weak findings at the turn of the hour)."""
-        s = self.state
-        closes = np.concatenate([opens[1:], [values.size]])
-        place = np.empty(values.size, dtype=np.int64)
-        place[order] = np.arange(values.size)  # where each reading is among the sorted
-        starts = np.empty(opens.size)
-        after = np.empty(values.size)
-        # Runs in the order their first readings arrived: the reading before a new hour's
-        # first one belongs to a run that began earlier, so its level is known by then.
-        for r in sorted(range(opens.size), key=lambda r: int(order[opens[r]])):
-            first, lo, hi = int(order[opens[r]]), int(opens[r]), int(closes[r])
-            start = known[r]
-            if start is None and first > 0:
-                start = float(after[place[first - 1]])
-            if start is None and s.profile_hour is not None:
-                start = s.profile[s.profile_hour]
-            if start is None:
-                start = float(values[lo])  # the stream's first reading
-            starts[r] = start
-            weights = alphas[lo:hi]
-            if bool(np.all(weights == weights[0])):
-                after[lo:hi] = ewma(values[lo:hi], float(weights[0]), start)
-            else:  # the warm-up only: a plain loop over at most WARMUP readings
-                level = start
-                for i, (value, alpha) in enumerate(
-                    zip(values[lo:hi].tolist(), weights.tolist(), strict=True)
-                ):
-                    level += alpha * (value - level)
-                    after[lo + i] = level
-        return starts, after
 
     def _warm(self, xs: Float64s, readings: int) -> None:
         """Gather the in-range values of ``readings`` warm-up readings; with the last warm-up
@@ -1048,74 +999,46 @@ class StreamDetector:
     def _flatline(
         self, ts: Int64s, xs: Float64s, judged: bool, typical_log: Float64s
     ) -> tuple[Float64s, Int64s]:
-        """Flatline scores, and where each reading's run started."""
+        """Flatline scores, and where each reading's run started (see
+        :func:`recurrences.flatline`).
+
+        How often a reading repeats the one before, as the run began, is what a healthy run
+        of this stream may last; the run's own repeats do not excuse it. A run teaches its
+        length, but no more than the bar it had to reach to be found: a stuck run lifts the
+        bar only to what it was when the run was found, so the next stuck run is found too,
+        while a stream whose long runs are its habit raises it, doubling at each."""
         s = self.state
-        index = np.arange(xs.size)
-        previous = np.concatenate([[s.last_value if s.last_value is not None else np.nan], xs[:-1]])
-        same = xs == previous
-        last_break = np.maximum.accumulate(np.where(same, -1, index))
-        carried = np.where(last_break < 0, s.run_length + index + 1, index - last_break + 1)
-        starts = np.where(last_break < 0, s.run_start_us, ts[np.maximum(last_break, 0)])
-        # How often a reading repeats the one before, as the run began: what a healthy run
-        # of this stream may last (see _run_bar); the run's own repeats do not excuse it.
-        share = self._repeat_share(same)
-        run_share = np.where(last_break < 0, s.run_share, share[np.maximum(last_break, 0)])
-        floor = np.maximum(_run_bar(run_share), FLAT_MIN_READINGS)
-        # At least FLAT_MIN_SECONDS of readings, once the typical interval is known.
-        known = typical_log != 0.0
-        floor = np.where(
-            known, np.maximum(floor, FLAT_MIN_SECONDS * 1e6 / np.exp(typical_log)), floor
+        score, starts, runs = recurrences.flatline(
+            ts,
+            xs,
+            typical_log,
+            _or(s.last_value, 0.0),
+            s.last_value is not None,
+            s.readings,
+            s.run_length,
+            s.run_start_us,
+            s.run_share,
+            s.run_peak,
+            s.run_floor,
+            s.repeat_share,
+            ALPHA,
+            PEAK_DECAY,
+            FLAT_CHANCE,
+            FLAT_MIN_READINGS,
+            FLAT_MIN_SECONDS * 1e6,
+            FLAT_FACTOR,
+            _SETTLED,
+            judged,
         )
-        # Twice the longest normal run lately, too (runs end where a new one begins).
-        ended = np.where(same, 0, np.concatenate([[s.run_length], carried[:-1]]))
-        normal = self._normal_runs(ended, floor)
-        needed = np.maximum(FLAT_FACTOR * normal, floor)
-        score = ratio_score(carried / needed) if judged else np.zeros(xs.size)
-        # A stream that has repeated one value since its first reading never moved: nothing
-        # says it should, so it is not stuck (a status that has stayed 0 since it started).
-        score[carried >= s.readings + index + 1] = 0.0
-        s.run_length = int(carried[-1])
-        s.run_start_us = int(starts[-1])
-        s.run_share = float(run_share[-1])
-        s.run_floor = float(floor[-1])
-        return np.where(carried > 1, score, 0.0), starts.astype(np.int64)
-
-    def _normal_runs(self, ended: Int64s, floor: Float64s) -> Float64s:
-        """The longest normal run lately, before each reading (a peak decaying by
-        PEAK_DECAY per reading), from the runs that ended (``ended``, on the reading after).
-
-        A run teaches its length, but no more than the bar it had to reach to be found.
-        So a stuck run lifts the bar only to what it was when the run was found: the next
-        stuck run is found too, while a stream whose long runs are its habit raises it,
-        doubling at each. The bar depends on what runs before taught: a loop, but only
-        over runs long enough to matter (a run shorter than FLAT_MIN_READINGS /
-        FLAT_FACTOR never sets it)."""
-        s = self.state
-        size = ended.size
-        powers = _decay_powers(size)
-        normal = np.empty(size)
-        peak, at = s.run_peak, -1  # the peak after reading `at`
-        for end in np.flatnonzero(ended * FLAT_FACTOR >= FLAT_MIN_READINGS).tolist():
-            normal[at + 1 : end + 1] = peak * powers[1 : end - at + 1]
-            # The bar on the run's last reading.
-            bar = max(
-                FLAT_FACTOR * float(normal[end]), float(floor[end - 1]) if end else s.run_floor
-            )
-            peak, at = max(peak * float(powers[end - at]), min(float(ended[end]), bar)), end
-        normal[at + 1 :] = peak * powers[1 : size - at]
-        s.run_peak = peak * float(powers[size - 1 - at])
-        return normal
-
-    def _repeat_share(self, same: Bools) -> Float64s:
-        """The share of readings equal to the one before, after each reading: an average
-        over ~400 readings, corrected for its start at 0 as in Adam (Kingma and Ba 2015)."""
-        s = self.state
-        raw = ewma(same.astype(np.float64), ALPHA, s.repeat_share)
-        s.repeat_share = float(raw[-1])
-        if s.readings > _SETTLED:
-            return raw  # the correction is below rounding: no power per reading
-        counted = s.readings + np.arange(1, same.size + 1, dtype=np.float64)
-        return np.asarray(raw / (1.0 - (1.0 - ALPHA) ** counted), dtype=np.float64)
+        (
+            s.run_length,
+            s.run_start_us,
+            s.run_share,
+            s.run_peak,
+            s.run_floor,
+            s.repeat_share,
+        ) = runs
+        return score, starts
 
     def _late_bounds(self, ts: Int64s, xs: Float64s) -> list[Finding]:
         """Late readings are judged against the bounds only."""
@@ -1161,25 +1084,6 @@ def _judge(
     return ratios, base
 
 
-_DECAY_POWERS: list[Float64s] = [np.ones(1)]
-
-
-def _decay_powers(size: int) -> Float64s:
-    """``PEAK_DECAY ** k`` for k = 0 .. size, cached (grown by doubling)."""
-    if _DECAY_POWERS[0].size <= size:
-        length = max(size + 1, 2 * _DECAY_POWERS[0].size)
-        _DECAY_POWERS[0] = np.power(PEAK_DECAY, np.arange(length, dtype=np.float64))
-    return _DECAY_POWERS[0]
-
-
-def _run_bar(share: Float64s) -> Float64s:
-    """How long a run may last before it is unlikely: were readings to repeat the one
-    before at random with probability ``share``, a run of n readings would have the chance
-    ``share ** (n - 1)``; the bar is the n where that falls to ``FLAT_CHANCE``."""
-    p = np.minimum(np.maximum(share, 1e-12), 1.0 - 1e-12)  # np.clip costs more on small arrays
-    return np.asarray(1.0 + math.log(FLAT_CHANCE) / np.log(p), dtype=np.float64)
-
-
 def _readings_since(marks: Bools, carried: int) -> tuple[Int64s, int]:
     """For each reading, how many readings since the last marked one before it (``carried``:
     since the last before the batch, as of its last reading); and that count after all."""
@@ -1217,16 +1121,3 @@ def _profile_alpha(typical_log: Float64s) -> Float64s:
     interval_us = np.where(typical_log != 0.0, np.exp(typical_log), DAY_US / DAY_BUCKETS)
     per_hour = np.maximum(DAY_US / DAY_BUCKETS / interval_us, 1.0)
     return 1.0 - (1.0 - DAY_WEIGHT) ** (1.0 / per_hour)
-
-
-def _runs_ewma(
-    values: Float64s, alpha: float, starts: Float64s, opens: Int64s, run: Int64s
-) -> Float64s:
-    """Exponentially weighted averages of consecutive runs of ``values`` (run ``r`` opening
-    at ``opens[r]`` and continuing from ``starts[r]``) in one pass: one average over
-    everything, corrected at each run by the decayed difference of where it should start."""
-    keep = 1.0 - alpha
-    through = ewma(values, alpha, 0.0)
-    before_open = np.concatenate([[0.0], through[:-1]])[opens]
-    offset = np.arange(values.size) - opens[run]
-    return through + keep ** (offset + 1.0) * (starts - before_open)[run]

@@ -226,3 +226,107 @@ def shifts(
         b3, b2, b1 = b2, b1, x
         known += 1
     return out, variance, peak, skip
+
+
+@njit("(i8[:], f8[:], f8[:], i8, i8, f8[:], i8)", cache=True)
+def deseason(
+    ts: npt.NDArray[np.int64],
+    xs: Float64s,
+    alphas: Float64s,
+    day_us: int,
+    buckets: int,
+    profile: Float64s,
+    last_bucket: int,
+) -> tuple[Float64s, int]:  # pragma: no cover
+    """Each reading less the profile of its part of the day (``buckets`` of ``day_us``; NaN
+    for a part not seen yet), moving that part's profile by ``alphas`` towards it, in place.
+    A part seen for the first time starts where the part of the reading before it stood
+    (``last_bucket`` before the readings, -1 for none), or at its reading for the stream's
+    first. Answers the residuals and the part of the last reading."""
+    residual = np.empty(xs.size)
+    last = last_bucket
+    for i in range(xs.size):
+        bucket = (ts[i] % day_us) * buckets // day_us
+        level = profile[bucket]
+        if math.isnan(level):
+            level = profile[last] if last >= 0 else xs[i]
+        residual[i] = xs[i] - level
+        profile[bucket] = level + alphas[i] * (xs[i] - level)
+        last = bucket
+    return residual, last
+
+
+# What a run's recurrence carries: length, start, share as it began, the peak of normal
+# runs, the bar of the last reading, and the share of repeats.
+Runs = tuple[int, int, float, float, float, float]
+
+
+@njit(
+    "(i8[:], f8[:], f8[:], f8, b1, i8, i8, i8, f8, f8, f8, f8, f8, f8, f8, f8, f8, f8, i8, b1)",
+    cache=True,
+)
+def flatline(
+    ts: npt.NDArray[np.int64],
+    xs: Float64s,
+    typical_log: Float64s,
+    previous: float,
+    known: bool,
+    readings: int,
+    run_length: int,
+    run_start_us: int,
+    run_share: float,
+    run_peak: float,
+    run_floor: float,
+    repeat_share: float,
+    alpha: float,
+    decay: float,
+    chance: float,
+    min_readings: float,
+    min_us: float,
+    factor: float,
+    settled: int,
+    judged: bool,
+) -> tuple[Float64s, npt.NDArray[np.int64], Runs]:  # pragma: no cover
+    """Flatline scores of readings (``detectors._flatline`` tells the rule), where each
+    reading's run started, and the runs' recurrence after them (see ``Runs``; the same
+    before them in the arguments, ``previous`` the last reading when ``known``).
+
+    A run may last what readings repeating the one before at random, with the stream's
+    share of repeats as it began, would last with the chance ``chance``; at least
+    ``min_readings`` readings and ``min_us`` of time (once the typical interval is known);
+    and ``factor`` times the longest normal run lately: a peak decaying by ``decay`` per
+    reading, taught by each run that ended no more than the bar it had to reach to be
+    found. A stream that has repeated one value since its first reading is not stuck."""
+    score = np.zeros(xs.size)
+    starts = np.empty(xs.size, dtype=np.int64)
+    log_chance = math.log(chance)
+    for i in range(xs.size):
+        x = xs[i]
+        same = known and x == previous
+        counted = readings + i + 1
+        repeat_share += alpha * ((1.0 if same else 0.0) - repeat_share)
+        share = repeat_share
+        if counted <= settled:  # corrected for its start at 0, as in Adam
+            share = repeat_share / (1.0 - (1.0 - alpha) ** counted)
+        ended = 0
+        if same:
+            run_length += 1
+        else:
+            ended = run_length
+            run_length, run_start_us, run_share = 1, ts[i], share
+        p = min(max(run_share, 1e-12), 1.0 - 1e-12)
+        floor = max(1.0 + log_chance / math.log(p), min_readings)
+        if typical_log[i] != 0.0:
+            floor = max(floor, min_us / math.exp(typical_log[i]))
+        run_peak *= decay
+        needed = max(factor * run_peak, floor)  # the run that ended teaches the next reading
+        if ended * factor >= min_readings:
+            bar = max(factor * run_peak, run_floor)  # the ended run's bar on its last reading
+            run_peak = max(run_peak, min(float(ended), bar))
+        if judged and run_length > 1 and run_length < counted:
+            ratio = run_length / needed
+            score[i] = 0.5 * ratio if ratio < 1.0 else 1.0 - 0.5 / ratio
+        starts[i] = run_start_us
+        run_floor = floor
+        previous, known = x, True
+    return score, starts, (run_length, run_start_us, run_share, run_peak, run_floor, repeat_share)
