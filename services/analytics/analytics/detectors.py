@@ -916,85 +916,50 @@ class StreamDetector:
         the distance past everything seen counts whole (a spike far out stays news).
         """
         s = self.state
-        ratio = np.zeros(xs.size)
-        found = np.zeros(xs.size)
         if not s.bin_width > 0:
-            return ratio
-        # The range seen including each reading, and the doublings it calls for.
-        lows = np.minimum.accumulate(np.concatenate([[s.seen_low], xs]))
-        highs = np.maximum.accumulate(np.concatenate([[s.seen_high], xs]))
-        spans = (highs[1:] - lows[1:]) / (MAX_BANDS * s.bin_width)
-        doublings = np.ceil(np.log2(np.maximum(spans, 1.0))).astype(np.int64)
-        bounds = np.flatnonzero(np.diff(doublings)) + 1
-        for segment in np.split(np.arange(xs.size), bounds):
-            if not segment.size:
-                continue
-            for _ in range(int(doublings[segment[0]])):
-                s.bin_width *= 2.0
-                s.seen_bins = sorted({b // 2 for b in s.seen_bins})
-            doublings -= doublings[segment[0]]
-            part = xs[segment]
-            bins = np.floor((part - s.bin_low) / s.bin_width)
-            bins = np.clip(bins, -(2**52), 2**52).astype(np.int64)
-            unique, first = np.unique(bins, return_index=True)
-            seen = set(s.seen_bins)
-            new = [i for b, i in zip(unique.tolist(), first.tolist(), strict=True) if b not in seen]
-            if not new:
-                continue
-            at = np.asarray(new)
-            rows = segment[at]
-            beyond = np.maximum(xs[rows] - highs[rows], lows[rows] - xs[rows]).clip(0.0)
-            ratio[rows] = beyond / (BINS * s.bin_width)
-            found[rows] = 1.0
-            # At most MAX_BANDS + 1 bands span the range seen: the memory stays small.
-            s.seen_bins = sorted(seen | {int(b) for b in bins[at].tolist()})
-        s.seen_low, s.seen_high = float(lows[-1]), float(highs[-1])
-        # How many bands the stream found lately, before each reading (see NOVELTY_HABIT).
-        alphas = _memory_alphas(typical_log, NOVELTY_SPAN, NOVELTY_SPAN_US)
-        after = recurrences.ewma_each(found, alphas, s.discoveries)
-        before, s.discoveries = s.discoveries, float(after[-1])
-        if not found.any():
-            return ratio  # zeros: most batches find nothing new
-        lately = np.concatenate([[before], after[:-1]]) / alphas
-        habit = np.maximum(lately / NOVELTY_HABIT, 1.0)
-        # Nor in a stream's first NOVELTY_WARMUP_US (a fast stream's warm-up was a moment).
-        learning = ts < _or(s.first_us, float(ts[0])) + NOVELTY_WARMUP_US
-        return np.where((found > 0.0) & ~learning, ratio_score(1.0 / habit + ratio), 0.0)
+            return np.zeros(xs.size)
+        score, seen, s.bin_width, s.seen_low, s.seen_high, s.discoveries = recurrences.novelty(
+            ts,
+            xs,
+            typical_log,
+            np.array(s.seen_bins, dtype=np.int64),
+            s.bin_low,
+            s.bin_width,
+            s.seen_low,
+            s.seen_high,
+            s.discoveries,
+            (s.first_us if s.first_us is not None else int(ts[0])) + NOVELTY_WARMUP_US,
+            MAX_BANDS,
+            BINS,
+            NOVELTY_SPAN,
+            NOVELTY_SPAN_US,
+            NOVELTY_HABIT,
+        )
+        s.seen_bins = seen.tolist()
+        return score
 
     def _gaps(
         self, ts: Int64s, period_us: float, judged: bool
     ) -> tuple[Float64s, Int64s, Float64s]:
         """Gap scores (on the reading after each interval), where each interval began, and
-        the log of the typical interval before each reading (0 while unknown)."""
+        the log of the typical interval before each reading (0 while unknown); see
+        :func:`recurrences.gaps`."""
         s = self.state
-        previous = np.concatenate([[s.last_ts if s.last_ts is not None else ts[0]], ts[:-1]])
-        deltas = (ts - previous).astype(np.float64)
-        score = np.zeros(ts.size)
-        usable = deltas > 0
-        if s.last_ts is None:
-            usable[0] = False
-        if not usable.any():
-            return score, previous, np.full(ts.size, s.log_interval)
-        logs = np.log(deltas[usable])
-        # The typical interval: an average of log intervals over the readings that have one.
-        smoothed = ewma(logs, ALPHA, s.log_interval if s.intervals else float(logs[0]))
-        position = np.cumsum(usable) - 1
-        after = np.where(position >= 0, smoothed[np.maximum(position, 0)], s.log_interval)
-        typical_before = np.concatenate([[s.log_interval], after[:-1]])
-        counts_before = s.intervals + np.concatenate([[0], np.cumsum(usable)[:-1]])
-        peak_before, s.gap_peak = decaying_peak(
-            np.where(usable, deltas, 0.0), s.gap_peak, PEAK_DECAY
+        score, began, typical, s.log_interval, s.intervals, s.gap_peak = recurrences.gaps(
+            ts,
+            s.last_ts if s.last_ts is not None else 0,
+            s.last_ts is not None,
+            s.log_interval,
+            s.intervals,
+            s.gap_peak,
+            period_us,
+            ALPHA,
+            PEAK_DECAY,
+            GAP_FACTOR,
+            GAP_PEAK_FACTOR,
+            judged,
         )
-        if period_us > 0:
-            limit = np.full(ts.size, GAP_FACTOR * period_us)
-        else:
-            limit = np.maximum(GAP_FACTOR * np.exp(typical_before), GAP_PEAK_FACTOR * peak_before)
-            limit[counts_before < 2] = np.inf
-        if judged:
-            score = np.where(usable, ratio_score(deltas / limit), 0.0)
-        s.intervals += int(np.count_nonzero(usable))
-        s.log_interval = float(after[-1])
-        return score, previous, typical_before
+        return score, began, typical
 
     def _flatline(
         self, ts: Int64s, xs: Float64s, judged: bool, typical_log: Float64s
@@ -1030,14 +995,7 @@ class StreamDetector:
             _SETTLED,
             judged,
         )
-        (
-            s.run_length,
-            s.run_start_us,
-            s.run_share,
-            s.run_peak,
-            s.run_floor,
-            s.repeat_share,
-        ) = runs
+        s.run_length, s.run_start_us, s.run_share, s.run_peak, s.run_floor, s.repeat_share = runs
         return score, starts
 
     def _late_bounds(self, ts: Int64s, xs: Float64s) -> list[Finding]:

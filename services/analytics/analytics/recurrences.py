@@ -330,3 +330,132 @@ def flatline(
         run_floor = floor
         previous, known = x, True
     return score, starts, (run_length, run_start_us, run_share, run_peak, run_floor, repeat_share)
+
+
+@njit("(i8[:], i8, b1, f8, i8, f8, f8, f8, f8, f8, f8, b1)", cache=True)
+def gaps(
+    ts: npt.NDArray[np.int64],
+    last_ts: int,
+    known: bool,
+    log_interval: float,
+    intervals: int,
+    peak: float,
+    period_us: float,
+    alpha: float,
+    decay: float,
+    factor: float,
+    peak_factor: float,
+    judged: bool,
+) -> tuple[Float64s, npt.NDArray[np.int64], Float64s, float, int, float]:  # pragma: no cover
+    """Gap scores of readings (on the reading after each interval), where each interval
+    began, and the log of the typical interval before each reading (0 while unknown); and
+    the typical interval's log, the intervals counted and the intervals' peak after them
+    (the same before them in the arguments; ``last_ts`` the last reading's time when
+    ``known``).
+
+    The typical interval is an average of log intervals (``alpha`` per interval). An
+    interval is a gap past ``factor`` times the expected one (``period_us`` when the stream
+    says it, else the typical one) and, without a period, past ``peak_factor`` times the
+    longest interval lately (a peak decaying by ``decay`` per reading)."""
+    score = np.zeros(ts.size)
+    began = np.empty(ts.size, dtype=np.int64)
+    typical = np.empty(ts.size)
+    previous = last_ts if known else (ts[0] if ts.size else 0)
+    peak = max(peak, 0.0)
+    for i in range(ts.size):
+        began[i] = previous
+        typical[i] = log_interval
+        delta = float(ts[i] - previous)
+        usable = delta > 0.0 and (known or i > 0)
+        peak *= decay
+        if usable:
+            if judged:
+                if period_us > 0.0:
+                    limit = factor * period_us
+                elif intervals >= 2:
+                    limit = max(factor * math.exp(log_interval), peak_factor * peak)
+                else:
+                    limit = math.inf
+                ratio = delta / limit
+                score[i] = 0.5 * ratio if ratio < 1.0 else 1.0 - 0.5 / ratio
+            if intervals:
+                log_interval += alpha * (math.log(delta) - log_interval)
+            else:
+                log_interval = math.log(delta)
+            intervals += 1
+            peak = max(peak, delta)
+        previous = ts[i]
+    return score, began, typical, log_interval, intervals, peak
+
+
+@njit("(i8[:], f8[:], f8[:], i8[:], f8, f8, f8, f8, f8, i8, f8, f8, f8, f8, f8)", cache=True)
+def novelty(
+    ts: npt.NDArray[np.int64],
+    xs: Float64s,
+    typical_log: Float64s,
+    seen: npt.NDArray[np.int64],
+    bin_low: float,
+    width: float,
+    low: float,
+    high: float,
+    discoveries: float,
+    learnt_until: int,
+    max_bands: float,
+    bins: float,
+    span: float,
+    span_us: float,
+    habit: float,
+) -> tuple[Float64s, npt.NDArray[np.int64], float, float, float, float]:  # pragma: no cover
+    """Novelty scores of readings (``detectors._novelty`` tells the rule); and the bands
+    seen, their width, the range seen and the discoveries lately after them (the same before
+    them in the arguments). Bands are ``width`` wide from ``bin_low``, doubling whenever the
+    range seen spans more than ``max_bands``; a new band's news is divided by how far the
+    discoveries lately (an average over ``span`` readings or ``span_us``, the longer) are
+    past ``habit``, the distance past everything seen counting whole (in ``bins`` bands);
+    readings before ``learnt_until`` learn bands without news."""
+    score = np.zeros(xs.size)
+    held = np.empty(seen.size + xs.size, dtype=np.int64)  # seen bands, unordered
+    count = seen.size
+    held[:count] = seen
+    last_band = np.int64(-(2**62))  # the band of the reading before, seen by then
+    limit = float(2**52)
+    for i in range(xs.size):
+        x = xs[i]
+        new_low, new_high = min(low, x), max(high, x)
+        while (new_high - new_low) / (max_bands * width) > 1.0:  # exact: doublings
+            width *= 2.0
+            merged = 0
+            for j in range(count):
+                band = held[j] // 2
+                duplicate = False
+                for k in range(merged):
+                    if held[k] == band:
+                        duplicate = True
+                        break
+                if not duplicate:
+                    held[merged] = band
+                    merged += 1
+            count = merged
+            last_band = np.int64(-(2**62))
+        band = np.int64(min(max(math.floor((x - bin_low) / width), -limit), limit))
+        found = False
+        if band != last_band:
+            found = True
+            for j in range(count):
+                if held[j] == band:
+                    found = False
+                    break
+            if found:
+                held[count] = band
+                count += 1
+        alpha = 1.0 / span
+        if typical_log[i] != 0.0:
+            alpha = 1.0 / max(span, span_us / math.exp(typical_log[i]))
+        if found and ts[i] >= learnt_until:
+            beyond = max(x - high, low - x, 0.0)
+            lately = discoveries / alpha
+            evidence = 1.0 / max(lately / habit, 1.0) + beyond / (bins * width)
+            score[i] = 0.5 * evidence if evidence < 1.0 else 1.0 - 0.5 / evidence
+        discoveries += alpha * ((1.0 if found else 0.0) - discoveries)
+        low, high, last_band = new_low, new_high, band
+    return score, np.sort(held[:count]), width, low, high, discoveries
