@@ -38,16 +38,19 @@ from services.analytics.analytics.detectors import (
     MAX_BANDS,
     MAX_MAGNITUDE,
     PEAK_DECAY,
+    PEAK_HALF_LIFE,
     PEAK_MEMORY_US,
     REST,
     REST_BREAK,
+    SCALES,
     SPIKE_REST,
     TYPE_AFTER,
     WARMUP,
     DetectorState,
     Finding,
     StreamDetector,
-    _peak_decays,
+    Track,
+    _judge,
     decaying_peak,
     ewma,
     ratio_score,
@@ -971,7 +974,9 @@ def test_the_bars_remember_an_hour_however_fast_the_stream() -> None:
     # At one reading a second or slower, PEAK_HALF_LIFE readings are an hour or more; at
     # 1 kHz they were 4 s, and each burst of vibration minutes apart was news again.
     logs = np.log(np.array([1e6, 300e6, 1e3]))
-    decays = _peak_decays(np.concatenate([[0.0], logs]))
+    _, decays, _ = recurrences.resolutions(
+        np.zeros(4), 0.0, math.inf, np.concatenate([[0.0], logs]), PEAK_HALF_LIFE, PEAK_MEMORY_US
+    )
     assert decays[:3].tolist() == [PEAK_DECAY] * 3  # unknown interval, 1 s, 5 min
     assert decays[3] ** (PEAK_MEMORY_US / 1e3) == pytest.approx(0.5)
 
@@ -1010,3 +1015,35 @@ def test_scores_and_findings_are_causal(device_type: str) -> None:
         assert np.allclose(prefix.scores, whole.scores[:cut], rtol=0, atol=SCORE_TOLERANCE)
         known = [f for f in whole.findings if f.found_us <= timestamps[cut - 1]]
         assert [key(f) for f in prefix.findings] == [key(f) for f in known]
+
+
+def test_the_resolution_is_the_smallest_step_before_each_reading() -> None:
+    xs = np.array([1.0, 1.5, 1.5, 1.25, 3.0])
+    floor, _, smallest = recurrences.resolutions(
+        xs, 1.0, math.inf, np.zeros(xs.size), PEAK_HALF_LIFE, PEAK_MEMORY_US
+    )
+    # No step before the first two (a repeat is no step); then 0.5, then 0.25.
+    assert floor.tolist() == pytest.approx([1e-9, 1.5e-9, 0.5, 0.5, 0.25])
+    assert smallest == 0.25
+
+
+def test_the_window_mean_holds_whatever_the_magnitudes_before() -> None:
+    # The sum of the recent readings runs from batch to batch; huge values leaving it must
+    # not leave their rounding in the mean of small ones that follow.
+    rng = np.random.default_rng(3)
+    xs = np.concatenate([1e12 + rng.normal(size=500) * 1e6, 1.0 + rng.normal(size=500) * 1e-3])
+    track = Track()
+    means = []
+    for part in np.array_split(xs, 7):
+        _judge(SCALES[1], track, part, np.full(part.size, 1e-300), np.ones(part.size), False)
+        means.append(track.total / track.recent.size)
+    assert track.recent.size == SCALES[1].window
+    assert track.total / track.recent.size == pytest.approx(xs[-SCALES[1].window :].mean())
+    assert math.isfinite(means[0])
+
+
+def test_a_track_saved_before_the_running_sum_loads_with_it() -> None:
+    saved = {"level": 1.0, "variance": 0.5, "peak": 2.0, "recent": [1.0, 2.0, 4.0]}
+    track = Track.from_json(saved)
+    assert (track.total, track.taken) == (7.0, 0)
+    assert Track.from_json(track.to_json()) == track

@@ -109,7 +109,9 @@ BINS = 8  # bands across the warm-up range, for novelty
 MAX_BANDS = 32  # bands across the range seen before they double in width
 # New bands found over ~NOVELTY_SPAN readings a stream may find as a habit (see _novelty).
 NOVELTY_SPAN = 3000
-NOVELTY_SPAN_US = 3_000_000_000  # nor shorter than this (see _memory)
+# Nor shorter than NOVELTY_SPAN_US: what a stream did lately is of the physical world's time,
+# and a fast stream's readings are moments of it.
+NOVELTY_SPAN_US = 3_000_000_000
 # New bands are learnt, not news, in a stream's first NOVELTY_WARMUP_US: at 1 kHz, the
 # warm-up is 150 ms of noise, and its tails found a new band every few seconds for minutes.
 NOVELTY_WARMUP_US = 300_000_000
@@ -119,7 +121,7 @@ PEAK_HALF_LIFE = 4000.0  # readings
 PEAK_DECAY = 0.5 ** (1.0 / PEAK_HALF_LIFE)
 # Nor shorter than an hour, however fast the stream: what a stream has shown lately is of
 # the physical world's time. At 1 kHz, 4,000 readings are 4 s, and every burst of vibration
-# a few minutes apart came as news again (see _peak_decays).
+# a few minutes apart came as news again (see recurrences.resolutions).
 PEAK_MEMORY_US = 3_600_000_000
 Z_MIN = 5.0
 Z_CAP = 1e300  # keeps z, and the peak in the state, finite: a spread of zero has a tiny floor
@@ -251,14 +253,19 @@ class Track:
     recent_levels: Float64s = field(default_factory=_no_readings)
     recent_variances: Float64s = field(default_factory=_no_readings)
     peak: float = 0.0
+    # The sum of the recent readings, and the readings taken (see recurrences.judge).
+    total: float = 0.0
+    taken: int = 0
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Track):
             return NotImplemented
-        return (self.level, self.variance, self.peak) == (
+        return (self.level, self.variance, self.peak, self.total, self.taken) == (
             other.level,
             other.variance,
             other.peak,
+            other.total,
+            other.taken,
         ) and all(np.array_equal(getattr(self, k), getattr(other, k)) for k in _TRACK_ARRAYS)
 
     def copy(self) -> Track:
@@ -267,7 +274,13 @@ class Track:
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-safe dict (the arrays as lists)."""
-        data: dict[str, Any] = {"level": self.level, "variance": self.variance, "peak": self.peak}
+        data: dict[str, Any] = {
+            "level": self.level,
+            "variance": self.variance,
+            "peak": self.peak,
+            "total": self.total,
+            "taken": self.taken,
+        }
         data.update({key: getattr(self, key).tolist() for key in _TRACK_ARRAYS})
         return data
 
@@ -277,6 +290,8 @@ class Track:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         for key in _TRACK_ARRAYS:
             known[key] = np.asarray(known.get(key, ()), dtype=np.float64)
+        if "total" not in known:  # a state saved before the running sum
+            known["total"] = float(known["recent"].sum())
         return cls(**known)
 
 
@@ -802,16 +817,10 @@ class StreamDetector:
         :func:`_spike_ratios` and :func:`recurrences.shifts`)."""
         s = self.state
         previous = float(s.short.recent[-1]) if s.short.recent.size else float(xs[0])
-        steps = np.abs(np.diff(np.concatenate([[previous], xs])))
-        moved = np.where(steps > 0, steps, np.inf)
-        # The smallest step the sensor has made before each reading: its resolution.
-        step_floor = np.minimum.accumulate(np.concatenate([[s.min_step], moved]))[:-1]
-        step_floor = np.where(np.isfinite(step_floor), step_floor, 0.0)
-        # Nor below a billionth of the values' magnitude: a residual of a constant series is
-        # rounding, which must not look like a departure.
-        floor = np.maximum(np.maximum(step_floor, 1e-9 * np.abs(xs)), 1e-300)
-        s.min_step = float(min(s.min_step, float(moved.min())))
-        decays = _peak_decays(typical_log)
+        floor, decays, s.min_step = recurrences.resolutions(
+            xs, previous, s.min_step, typical_log, PEAK_HALF_LIFE, PEAK_MEMORY_US
+        )
+        squared_floor = floor * floor
         recent = s.short.recent  # the last in-range readings, before these
         spike, s.step_variance, s.step_peak = _spike_ratios(
             xs,
@@ -821,7 +830,7 @@ class StreamDetector:
             min(recent.size, 2),
             s.step_variance,
             s.step_peak,
-            floor * floor,
+            squared_floor,
             judged,
         )
         shift, s.shift_variance, s.shift_peak, s.shift_skip = recurrences.shifts(
@@ -831,7 +840,7 @@ class StreamDetector:
             s.shift_variance,
             s.shift_peak,
             s.shift_skip,
-            floor * floor,
+            squared_floor,
             ALPHA,
             SHIFT_Z_MIN,
             SPIKE_CLIP,
@@ -910,7 +919,7 @@ class StreamDetector:
         width (merging exactly, as they are aligned), so a stream whose warm-up
         was narrower than its life does not find every later value new. A stream
         that found more than ``NOVELTY_HABIT`` bands lately (over ~``NOVELTY_SPAN``
-        readings or ``NOVELTY_SPAN_US``, see :func:`_memory`) finds new ones as a
+        readings or ``NOVELTY_SPAN_US``, the longer) finds new ones as a
         habit, as a slow drift does in its first hours:
         the bare news of a new band is divided by how far past that habit it is, while
         the distance past everything seen counts whole (a spike far out stays news).
@@ -1023,6 +1032,8 @@ def _judge(
         track.recent,
         track.recent_levels,
         track.recent_variances,
+        track.total,
+        track.taken,
     ) = recurrences.judge(
         np.ascontiguousarray(xs, dtype=np.float64),
         np.ascontiguousarray(floor, dtype=np.float64),
@@ -1038,6 +1049,8 @@ def _judge(
         track.recent,
         track.recent_levels,
         track.recent_variances,
+        track.total,
+        track.taken,
     )
     return ratios, base
 
@@ -1050,27 +1063,6 @@ def _readings_since(marks: Bools, carried: int) -> tuple[Int64s, int]:
     previous = np.concatenate([[-1], latest[:-1]])
     since = np.where(previous >= 0, index - previous, carried + index + 1)
     return since, (marks.size - 1 - int(latest[-1]) if latest[-1] >= 0 else carried + marks.size)
-
-
-def _memory(typical_log: Float64s, readings: float, span_us: float) -> Float64s:
-    """A memory of ``readings`` readings, or of ``span_us`` at each reading's typical interval
-    (from its log, 0 when unknown) if that is longer: what a stream did lately is of the
-    physical world's time, and a fast stream's readings are moments of it."""
-    interval_us = np.exp(typical_log)
-    return np.where(typical_log != 0.0, np.maximum(readings, span_us / interval_us), readings)
-
-
-def _peak_decays(typical_log: Float64s) -> Float64s:
-    """The bars' decay per reading: a half-life of PEAK_HALF_LIFE readings or PEAK_MEMORY_US,
-    the longer (see :func:`_memory`)."""
-    half_life = _memory(typical_log, PEAK_HALF_LIFE, PEAK_MEMORY_US)
-    return np.asarray(0.5 ** (1.0 / half_life), dtype=np.float64)
-
-
-def _memory_alphas(typical_log: Float64s, readings: float, span_us: float) -> Float64s:
-    """The weight per reading of an average over ``readings`` or ``span_us`` (see
-    :func:`_memory`)."""
-    return np.asarray(1.0 / _memory(typical_log, readings, span_us), dtype=np.float64)
 
 
 def _profile_alpha(typical_log: Float64s) -> Float64s:
