@@ -93,12 +93,24 @@ def encode(timestamps: Int64s, values: Float64s) -> bytes:
 
 
 def decode(blob: bytes) -> tuple[Int64s, Float64s]:
-    """Decode a chunk made by :func:`encode`."""
+    """Decode a chunk made by :func:`encode`; ValueError for anything else."""
+    if len(blob) < _HEADER.size:
+        raise ValueError("chunk shorter than its header")
     version, kind, decimals, widths, count = _HEADER.unpack_from(blob)
     if version != VERSION:
         raise ValueError(f"unknown chunk version {version}")
-    body = zlib.decompress(blob[_HEADER.size :])
     time_code, value_code = widths & 0x0F, widths >> 4
+    if kind not in (_RAW, _DECIMAL) or time_code > 3 or value_code > 3:
+        raise ValueError("not a chunk of this encoding")
+    size = count * (_WIDTHS[time_code] + _WIDTHS[value_code])
+    # Inflated no further than the header says: a small blob must not claim gigabytes.
+    inflater = zlib.decompressobj()
+    try:
+        body = inflater.decompress(blob[_HEADER.size :], size)
+    except zlib.error as exc:
+        raise ValueError("chunk body is not deflated") from exc
+    if len(body) != size or inflater.unconsumed_tail or not inflater.eof:
+        raise ValueError("chunk body does not match its header")
     split = count * _WIDTHS[time_code]
     timestamps = np.cumsum(np.cumsum(_unzigzag(_widen(time_code, body[:split]))))
     if kind == _RAW:

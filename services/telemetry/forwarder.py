@@ -43,7 +43,6 @@ from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from iot.analytics.v1 import analytics_pb2, analytics_pb2_grpc
-from iotkit.codec import decode
 from iotkit.leases import Lease
 from iotkit.service_tokens import ServiceTokenSource
 from iotkit.tasks import cancel
@@ -106,11 +105,9 @@ class ChunkSource(Protocol):
 
 
 def request_of(chunks: Sequence[StoredChunk]) -> analytics_pb2.AnalysisRequest:
-    """The analysis request carrying ``chunks``."""
-    messages = []
-    for chunk in chunks:
-        timestamps, values = decode(chunk.data)
-        messages.append(
+    """The analysis request carrying ``chunks``, each as stored (``StreamChunk.data``)."""
+    return analytics_pb2.AnalysisRequest(
+        chunks=[
             analytics_pb2.StreamChunk(
                 position=chunk.position,
                 stream_id=chunk.stream_id,
@@ -120,11 +117,11 @@ def request_of(chunks: Sequence[StoredChunk]) -> analytics_pb2.AnalysisRequest:
                 metric_name=chunk.metric_name,
                 sampling_rate=chunk.sampling_rate,
                 sampling_period_us=chunk.sampling_period_us,
-                timestamps=timestamps.tolist(),
-                values=values.tolist(),
+                data=chunk.data,
             )
-        )
-    return analytics_pb2.AnalysisRequest(chunks=messages)
+            for chunk in chunks
+        ]
+    )
 
 
 def _next_request(outbox: deque[StoredChunk]) -> list[StoredChunk]:

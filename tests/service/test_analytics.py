@@ -11,6 +11,7 @@ import json
 import math
 import time
 import uuid
+import zlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
@@ -23,6 +24,7 @@ from iot.analytics.v1 import analytics_pb2, analytics_pb2_grpc
 from iot.auth.v1 import auth_pb2, auth_pb2_grpc
 from iot.devices.v1 import devices_pb2, devices_pb2_grpc
 from iot.telemetry.v1 import telemetry_pb2, telemetry_pb2_grpc
+from iotkit.codec import encode
 from iotkit.config import PLACEHOLDER_SECRET
 from iotkit.errors import reason_of, violations_of
 from services.analytics.analytics.detectors import (
@@ -187,6 +189,58 @@ async def test_chunks_are_analysed_once_and_anomalies_reviewed(env: Env) -> None
         analytics_pb2.ListAnomaliesRequest(), metadata=stranger
     )
     assert list(mine.anomalies) == []
+
+
+async def test_chunks_forwarded_as_stored_are_analysed_as_their_columns(env: Env) -> None:
+    # Telemetry forwards its stored chunks encoded (StreamChunk.data); the same readings
+    # as columns find the same anomaly.
+    owner, owner_id = await user(env)
+    ts, vs = signal(600, spike_at=450)
+    found = {}
+    for way in ("columns", "data"):
+        stream = str(uuid.uuid4())
+        sent = chunk(1, stream, owner_id, ts, vs)
+        if way == "data":
+            sent.data = encode(np.array(ts, dtype=np.int64), np.array(vs))
+            del sent.timestamps[:], sent.values[:]
+        [answer] = await analyze(env, [analytics_pb2.AnalysisRequest(chunks=[sent])])
+        assert answer.anomalies == 1
+        listed = await env.analytics.ListAnomalies(
+            analytics_pb2.ListAnomaliesRequest(stream_id=stream), metadata=owner
+        )
+        found[way] = [
+            (a.anomaly_type, a.detected_at.ToMicroseconds(), a.raw_value, a.confidence_score)
+            for a in listed.anomalies
+        ]
+    assert found["data"] == found["columns"] and found["data"][0][:2] == ("spike", ts[450])
+
+
+@pytest.mark.parametrize(
+    "data, columns, message",
+    [
+        (b"\x01", False, "is not an encoded chunk"),  # shorter than a header
+        (b"\x01\x01\x00\x00\x05\x00\x00\x00garbage", False, "is not an encoded chunk"),
+        # A header claiming 2**31 readings over a small body: refused, not inflated.
+        (
+            b"\x01\x01\x00\x00\x00\x00\x00\x80" + zlib.compress(b"\x00" * 1000),
+            False,
+            "is not an encoded chunk",
+        ),
+        (None, True, "must come without timestamps and values"),
+    ],
+)
+async def test_a_forwarded_chunk_that_cannot_be_read_is_400(
+    env: Env, data: bytes | None, columns: bool, message: str
+) -> None:
+    _, owner_id = await user(env)
+    ts, vs = signal(10)
+    sent = chunk(1, str(uuid.uuid4()), owner_id, ts if columns else [], vs if columns else [])
+    sent.data = data if data is not None else encode(np.array(ts, dtype=np.int64), np.array(vs))
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await analyze(env, [analytics_pb2.AnalysisRequest(chunks=[sent])])
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    [violation] = violations_of(caught.value)
+    assert violation.field == "chunks[0].data" and message in violation.message
 
 
 async def test_detector_state_survives_an_analytics_restart(env: Env) -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -81,3 +84,22 @@ def test_decode_many_is_decode_of_each_concatenated(chunks: list[list[tuple[int,
     expected_values = np.concatenate([v for _, v in each]) if each else np.empty(0)
     assert np.array_equal(many_ts, expected_ts)
     assert np.array_equal(many_values.view(np.int64), expected_values.view(np.int64))
+
+
+@pytest.mark.parametrize(
+    "blob",
+    [
+        b"",
+        b"\x01\x01",  # shorter than the header
+        b"\x02\x01\x00\x00\x01\x00\x00\x00",  # an unknown version
+        b"\x01\x07\x00\x00\x01\x00\x00\x00" + zlib.compress(b"\x00" * 2),  # an unknown kind
+        b"\x01\x01\x00\x00\x01\x00\x00\x00not deflated",
+        # The header claims 2**31 readings; the body inflates far beyond what is read.
+        b"\x01\x01\x00\x00\x00\x00\x00\x80" + zlib.compress(b"\x00" * 100_000),
+        # One reading claimed, two sent.
+        b"\x01\x01\x00\x00\x01\x00\x00\x00" + zlib.compress(b"\x00" * 4),
+    ],
+)
+def test_what_is_not_a_chunk_is_a_value_error(blob: bytes) -> None:
+    with pytest.raises(ValueError):
+        decode(blob)

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from iotkit.codec import encode
+from iotkit.codec import decode, encode
 from iotkit.validation import Violations
 from services.telemetry.forwarder import StoredChunk, request_of
 from services.telemetry.telemetry.sampling import (
@@ -93,4 +93,7 @@ def test_the_forwarder_sends_the_period_beside_the_rate() -> None:
     )
     (sent,) = request_of([chunk]).chunks
     assert (sent.sampling_rate, sent.sampling_period_us) == (0, 300_000_000)
-    assert list(sent.timestamps) == timestamps.tolist()
+    # The stored chunk goes as is: nothing decoded on the way.
+    assert sent.data == chunk.data and not sent.timestamps and not sent.values
+    sent_times, sent_values = decode(sent.data)
+    assert sent_times.tolist() == timestamps.tolist() and sent_values.tolist() == [1.0, 2.0, 3.0]

@@ -10,6 +10,7 @@ from google.api import httpbody_pb2
 from grpc import aio
 
 from iot.analytics.v1 import analytics_pb2, analytics_pb2_grpc
+from iotkit.codec import decode
 from iotkit.context import current_caller
 from iotkit.convert import datetime_field, micros_timestamp, timestamp
 from iotkit.listing import pagination
@@ -95,13 +96,37 @@ def _period_us(chunk: analytics_pb2.StreamChunk) -> float:
     return 1e6 / chunk.sampling_rate if chunk.sampling_rate else 0.0
 
 
-def _check_chunks(request: analytics_pb2.AnalysisRequest) -> None:
-    """Refuse a chunk whose columns differ in length: no reading can be paired up."""
+Readings: TypeAlias = tuple[np.ndarray, np.ndarray]
+
+
+def _readings(request: analytics_pb2.AnalysisRequest) -> list[Readings]:
+    """Each chunk's timestamps and values: decoded from ``data`` when it carries them (as
+    telemetry forwards them), else its columns. Refuses a chunk whose columns differ in
+    length (no reading can be paired up), or whose ``data`` is not a chunk of
+    ``iotkit.codec`` or comes with columns too (which readings would be meant?)."""
     violations = Violations()
+    readings: list[Readings] = []
     for index, chunk in enumerate(request.chunks):
+        if chunk.data:
+            if chunk.timestamps or chunk.values:
+                violations.add(f"chunks[{index}].data", "must come without timestamps and values")
+                continue
+            try:
+                readings.append(decode(chunk.data))
+            except ValueError as exc:
+                violations.add(f"chunks[{index}].data", f"is not an encoded chunk: {exc}")
+            continue
         if len(chunk.values) != len(chunk.timestamps):
             violations.add(f"chunks[{index}].values", "must hold one value per timestamp")
+            continue
+        readings.append(
+            (
+                np.fromiter(chunk.timestamps, dtype=np.int64, count=len(chunk.timestamps)),
+                np.fromiter(chunk.values, dtype=np.float64, count=len(chunk.values)),
+            )
+        )
     violations.raise_if_any()
+    return readings
 
 
 class AnalyticsServicer(analytics_pb2_grpc.AnalyticsServiceServicer):
@@ -125,7 +150,6 @@ class AnalyticsServicer(analytics_pb2_grpc.AnalyticsServiceServicer):
     ) -> AsyncIterator[analytics_pb2.AnalysisResponse]:
         """Analyse each forwarded request, then acknowledge it."""
         async for request in request_iterator:
-            _check_chunks(request)
             chunks = [
                 ChunkIn(
                     position=chunk.position,
@@ -134,12 +158,12 @@ class AnalyticsServicer(analytics_pb2_grpc.AnalyticsServiceServicer):
                     owner_id=chunk.owner_id,
                     device_type=chunk.device_type,
                     sampling_period_us=_period_us(chunk),
-                    timestamps=np.fromiter(
-                        chunk.timestamps, dtype=np.int64, count=len(chunk.timestamps)
-                    ),
-                    values=np.fromiter(chunk.values, dtype=np.float64, count=len(chunk.values)),
+                    timestamps=timestamps,
+                    values=values,
                 )
-                for chunk in request.chunks
+                for chunk, (timestamps, values) in zip(
+                    request.chunks, _readings(request), strict=True
+                )
             ]
             watermark, stored = await self._analysis.analyze(chunks)
             yield analytics_pb2.AnalysisResponse(watermark=watermark, anomalies=len(stored))
