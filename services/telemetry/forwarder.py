@@ -60,7 +60,7 @@ LEASE = "analytics-forwarder"
 # per reading; 100,000 readings are about 1.6 MB as a message.
 CHUNKS_PER_REQUEST = 512
 READINGS_PER_REQUEST = 100_000
-WINDOW = 4  # requests in flight per replica
+WINDOW = 2  # requests in flight per replica
 MAX_PENDING = 4096  # chunks read and not yet acknowledged, all replicas together
 IDLE_POLL_SECONDS = 1.0
 RETRY_SECONDS = (0.5, 1.0, 2.0, 5.0, 10.0)
