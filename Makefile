@@ -50,8 +50,9 @@ run: $(GENERATED)
 # PYTEST_EXIT_FILE (set by .ci/run) receives pytest's own exit status, which
 # make would otherwise turn into its own 2: exit 5 means no test ran.
 # A test file runs whole in one worker (--dist loadfile): its module fixtures start once.
+# The 15 slowest tests are listed at the end: the suite is to stay under 15 minutes.
 test: $(GENERATED)
-	@status=0; $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS) || status=$$?; \
+	@status=0; $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile --durations=15 $(PYTEST_ARGS) || status=$$?; \
 	if [ -n "$(PYTEST_EXIT_FILE)" ]; then echo $$status > "$(PYTEST_EXIT_FILE)"; fi; \
 	exit $$status
 
