@@ -51,8 +51,6 @@ from services.analytics.analytics.detectors import (
     StreamDetector,
     Track,
     _judge,
-    decaying_peak,
-    ewma,
     ratio_score,
 )
 from tests.shared import SHARED
@@ -195,33 +193,6 @@ def check_run(run: Run, timestamps: Int64s, values: Float64s, *, analysed_before
 
 
 # -- building blocks ---------------------------------------------------------------
-
-
-def test_ewma_continues_across_blocks_like_the_recurrence() -> None:
-    values = np.random.default_rng(1).normal(size=1000)
-    expected = np.empty_like(values)
-    level = 2.0
-    for index, value in enumerate(values):
-        level = 0.05 * value + 0.95 * level
-        expected[index] = level
-    assert np.allclose(ewma(values, 0.05, 2.0), expected)
-    halves = np.concatenate(
-        [ewma(values[:300], 0.05, 2.0), ewma(values[300:], 0.05, expected[299])]
-    )
-    assert np.allclose(halves, expected)
-
-
-def test_decaying_peak_is_the_recurrence_before_and_after_each_reading() -> None:
-    values = np.abs(np.random.default_rng(2).normal(size=500)) * 10
-    decay = 0.99
-    peak = 3.0
-    before = np.empty_like(values)
-    for index, value in enumerate(values):
-        before[index] = peak * decay
-        peak = max(peak * decay, value)
-    got, after = decaying_peak(values, 3.0, decay)
-    assert np.allclose(got, before, rtol=1e-12)
-    assert after == pytest.approx(peak, rel=1e-12)
 
 
 def test_ratio_score_is_half_at_the_threshold_and_never_one() -> None:

@@ -447,20 +447,6 @@ def _state_fields() -> tuple[str, ...]:
     return tuple(f.name for f in fields(DetectorState))
 
 
-def ewma(values: Float64s, alpha: float, start: float) -> Float64s:
-    """Exponentially weighted moving average of ``values`` continuing from ``start``."""
-    return recurrences.ewma(np.ascontiguousarray(values, dtype=np.float64), alpha, start)
-
-
-def decaying_peak(values: Float64s, start: float, decay: float) -> tuple[Float64s, float]:
-    """For each reading, the peak of the readings before it, each decayed by ``decay`` per
-    reading since (``start`` is the peak after the last reading); and the peak after all."""
-    before, after = recurrences.decaying_peak(
-        np.ascontiguousarray(values, dtype=np.float64), start, decay
-    )
-    return before, float(after)
-
-
 @njit("(f8[:], f8[:], f8, f8, i8, f8, f8, f8[:], b1)", cache=True)
 def _spike_ratios(
     xs: Float64s,

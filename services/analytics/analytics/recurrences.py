@@ -23,29 +23,6 @@ Float64s = npt.NDArray[np.float64]
 Judged = tuple[Float64s, Float64s, float, float, float, Float64s, Float64s, Float64s, float, int]
 
 
-@njit("(f8[:], f8, f8)", cache=True)
-def ewma(values: Float64s, alpha: float, start: float) -> Float64s:  # pragma: no cover
-    """Exponentially weighted moving average of ``values`` continuing from ``start``: the
-    average after each value."""
-    out = np.empty(values.size)
-    level = start
-    for i in range(values.size):
-        level += alpha * (values[i] - level)
-        out[i] = level
-    return out
-
-
-@njit("(f8[:], f8[:], f8)", cache=True)
-def ewma_each(values: Float64s, alphas: Float64s, start: float) -> Float64s:  # pragma: no cover
-    """As :func:`ewma`, each value weighing its own ``alphas``."""
-    out = np.empty(values.size)
-    level = start
-    for i in range(values.size):
-        level += alphas[i] * (values[i] - level)
-        out[i] = level
-    return out
-
-
 @njit("(b1[:], b1[:], i8[:], i8, i8, i8, i8, b1)", cache=True)
 def events(
     reach: npt.NDArray[np.bool_],
@@ -75,21 +52,6 @@ def events(
         elif lapsed:
             active = False
     return same, since, held_us, active
-
-
-@njit("(f8[:], f8, f8)", cache=True)
-def decaying_peak(
-    values: Float64s, start: float, decay: float
-) -> tuple[Float64s, float]:  # pragma: no cover
-    """For each value, the peak of the values before it, each decayed by ``decay`` per
-    reading since (``start`` is the peak after the last reading); and the peak after all."""
-    before = np.empty(values.size)
-    peak = max(start, 0.0)
-    for i in range(values.size):
-        peak *= decay
-        before[i] = peak
-        peak = max(peak, values[i])
-    return before, peak
 
 
 @njit("f8(f8[:], i8, i8)", cache=True)
