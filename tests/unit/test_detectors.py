@@ -424,6 +424,17 @@ def test_a_pathological_series_raises_nothing_and_does_not_flood(name: str) -> N
         assert_same_run(run, reference, f"{name} in batches of {batch}")
 
 
+@pytest.mark.parametrize("seed", range(20))
+def test_a_first_reading_off_its_neighbours_is_not_taken_for_the_level(seed: int) -> None:
+    # A 1 kHz sensor whose first reading stood 4 deviations off: its slow level and daily
+    # profile began there, and the warm-up's true level looked like a departure from it.
+    timestamps = START_US + np.arange(5_000, dtype=np.int64) * 1_000
+    values = np.round(18.0 + 0.03 * np.random.default_rng(seed).normal(size=5_000), 2)
+    values[0] = 18.12
+    found = feed(timestamps, values, batch=100, device_type="temperature").findings
+    assert found == []
+
+
 def test_a_single_reading_and_an_empty_batch() -> None:
     detector = StreamDetector(DetectorState.for_type("temperature"))
     empty = detector.process(np.zeros(0, dtype=np.int64), np.zeros(0))
