@@ -4,6 +4,7 @@ hour with its scatter, reached again by its deep link."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 from datetime import UTC, datetime, timedelta
 
@@ -80,3 +81,54 @@ async def test_two_streams_are_correlated_with_a_scatter(console: Console) -> No
     await page.locator("#correlation-table").get_by_role("link").first.click()
     await page.wait_for_url(result_url)
     await coefficient.wait_for()
+
+
+async def test_a_stream_beyond_the_first_hundred_devices_is_found_by_name(console: Console) -> None:
+    page = console.page
+    email = await new_account(console)
+    who, device_id = await new_device(console, email, "Zulu", "temperature")
+    for first in range(0, 100, 20):  # devices whose names sort before it, without streams
+        answers = await asyncio.gather(
+            *(
+                console.http.post(
+                    "/v1/devices", headers=who, json={"name": f"Aa {n:03}", "type": "pressure"}
+                )
+                for n in range(first, first + 20)
+            )
+        )
+        assert all(answer.status_code == 201 for answer in answers)
+    issued = await console.http.post(f"/v1/devices/{device_id}/credentials", headers=who, json={})
+    token = issued.json()["data"]["token"]
+    await upload(console, device_id, token, "temperature", 3.0)
+    await upload(console, device_id, token, "pressure", 1.5)
+    listed = await console.http.get(f"/v1/devices/{device_id}/streams", headers=who)
+    ids = {s["metric_name"]: s["stream_id"] for s in listed.json()["data"]["streams"]}
+    await sign_in(console, email)
+
+    await page.get_by_role("link", name="Correlations").click()
+    form = page.locator("#correlation-form")
+    await page.get_by_text("your first 100 devices by name").wait_for()
+    first, second = form.locator("select[name=stream_a]"), form.locator("select[name=stream_b]")
+    assert await first.locator("option").count() == 0
+    await form.get_by_label("Find a device (first)").fill("zul")
+    await first.locator("option", has_text="Zulu · temperature").wait_for(state="attached")
+    await first.select_option(label="Zulu · temperature")
+    await form.get_by_label("Find a device (second)").fill("Zulu")
+    await second.locator("option", has_text="Zulu · pressure").wait_for(state="attached")
+    await second.select_option(label="Zulu · pressure")
+    await console.screenshot("correlation-picker")
+    # Another search leaves the stream chosen before it in its list, still chosen.
+    await form.get_by_label("Find a device (first)").fill("Aa 00")
+    await form.get_by_text("No streams on devices whose name contains").wait_for()
+    assert await first.input_value() == ids["temperature"]
+    await form.locator("select[name=window]").select_option("1h")
+    await form.get_by_role("button", name="Correlate").click()
+    await page.wait_for_url("**/#/correlations/*")
+    assert float(await page.locator("#coefficient").text_content() or "0") > 0.9
+    await console.screenshot("correlation-search")
+
+    # A deep link to streams beyond the lists keeps them chosen, named.
+    await console.open(f"/correlations?a={ids['pressure']}&b={ids['temperature']}")
+    await first.locator("option", has_text="Zulu · pressure").wait_for(state="attached")
+    assert await first.input_value() == ids["pressure"]
+    assert await second.input_value() == ids["temperature"]

@@ -7,31 +7,72 @@ import { api } from "../api.js";
 import { uPlotClass } from "../chart.js";
 import { html, useEffect, useRef, useState } from "../lib.js";
 import { href, navigate } from "../router.js";
-import { errorProps, FieldError, formatNumber, formatTime, Heading, Message, Pager, useLoad, useSubmit } from "../ui.js";
+import { errorProps, FieldError, formatNumber, formatTime, Heading, Message, Pager, useLoad, useSearch, useSubmit } from "../ui.js";
 
 const ALGORITHMS = [["pearson", "Pearson (linear)"], ["spearman", "Spearman (ranks)"], ["cross_correlation", "Cross-correlation (best lag)"]];
 const HOUR = 3_600_000;
 const WINDOWS = [["1h", "Last hour", HOUR], ["24h", "Last 24 hours", 24 * HOUR], ["7d", "Last 7 days", 7 * 24 * HOUR], ["30d", "Last 30 days", 30 * 24 * HOUR], ["custom", "Dates of my choice", 0]];
-// Devices whose streams the pickers offer; a user with more picks by deep link.
+// Devices whose streams a picker offers at once (by name); its search finds the others.
 const DEVICE_LIMIT = 100;
 // Readings asked of each stream for the scatter (downsampled beyond that).
 const SCATTER_POINTS = 4_000;
 
-// Every stream of the caller's devices, as [stream id, "device · metric"].
-function useStreams() {
-  const [streams, setStreams] = useState(null);
+// The streams of the caller's first devices by name whose name contains `search`, as
+// [stream id, "device · metric"], and whether more devices matched; `streams` is null
+// until known, and when `search` is null (not asked).
+function useStreams(search = "") {
+  const [found, setFound] = useState({ streams: null, more: false });
   useEffect(() => {
+    let current = true;
+    setFound({ streams: null, more: false });
+    if (search === null) return undefined;
     (async () => {
-      const devices = await api.get("/v1/devices", { limit: DEVICE_LIMIT, sort: "name" });
-      if (!devices.success) { setStreams([]); return; }
+      const devices = await api.get("/v1/devices", { limit: DEVICE_LIMIT, sort: "name", search });
+      if (!devices.success) { if (current) setFound({ streams: [], more: false }); return; }
       const lists = await Promise.all(devices.data.devices.map(async (device) => {
         const got = await api.get(`/v1/devices/${device.device_id}/streams`, { limit: 100 });
         return got.success ? got.data.streams.map((stream) => [stream.stream_id, `${device.name} · ${stream.metric_name}`]) : [];
       }));
-      setStreams(lists.flat());
+      const more = (devices.data.pagination?.total ?? 0) > devices.data.devices.length;
+      if (current) setFound({ streams: lists.flat(), more });
     })();
-  }, []);
-  return streams;
+    return () => { current = false; };
+  }, [search]);
+  return found;
+}
+
+// One stream's select, with a search of device names above it: the streams of the devices
+// found, and always the stream chosen (from a deep link, or before the search changed).
+// `streams`: the page's list without a search, shared by both pickers.
+function StreamPicker({ name, label, find, streams, initial, fallback, answer }) {
+  const [query, setQuery] = useState("");
+  const [search, setSearch] = useSearch(query, setQuery);
+  const searched = useStreams(query ? query : null).streams;
+  const found = query ? searched : streams;
+  const [chosen, setChosen] = useState(initial ? [initial, initial] : null);
+  useEffect(() => {
+    if (!initial) return undefined;
+    let current = true;
+    setChosen([initial, initial]);
+    streamName(initial).then((text) => {
+      if (current) setChosen((now) => (now && now[0] === initial ? [initial, text] : now));
+    });
+    return () => { current = false; };
+  }, [initial]);
+  const listed = found || [];
+  const options = chosen && !listed.some(([id]) => id === chosen[0]) ? [chosen, ...listed] : listed;
+  const value = chosen ? chosen[0] : (options[Math.min(fallback, options.length - 1)] || [""])[0];
+  const pick = (event) => {
+    const id = event.currentTarget.value;
+    setChosen(options.find(([known]) => known === id) || null);
+  };
+  return html`<div class="stream-picker">
+    <label>${find} <input type="search" value=${search} onInput=${(event) => setSearch(event.currentTarget.value)} /></label>
+    <label>${label} <select name=${name} required value=${value} onChange=${pick} ...${errorProps(answer, name)}>
+      ${options.map(([id, text]) => html`<option value=${id}>${text}</option>`)}
+    </select><${FieldError} answer=${answer} field=${name} /></label>
+    ${found && !listed.length && query && html`<p class="muted">No streams on devices whose name contains “${query}”.</p>`}
+  </div>`;
 }
 
 // datetime-local wants local time without a zone.
@@ -41,7 +82,7 @@ function localInput(ms) {
 }
 
 export function Correlations({ params }) {
-  const streams = useStreams();
+  const { streams, more } = useStreams();
   const page = Number(params.page || 1);
   const [past, reload] = useLoad(() => api.get("/v1/correlations", { page, limit: 10 }), [page]);
   const [windowKey, setWindowKey] = useState(params.window || "24h");
@@ -70,15 +111,11 @@ export function Correlations({ params }) {
   return html`<div class="stack">
     <section class="card wide">
       <${Heading}>Correlate two streams<//>
-      ${streams && streams.length === 0 && html`<p class="muted">No streams yet: a device's first readings create them.</p>`}
+      ${streams && streams.length === 0 && !more && html`<p class="muted">No streams yet: a device's first readings create them.</p>`}
+      ${more && html`<p class="muted">The lists hold the streams of your first ${DEVICE_LIMIT} devices by name; find the others by their name.</p>`}
       <form class="inline-form" id="correlation-form" onSubmit=${submit}>
-        <label>First stream <select name="stream_a" required ...${field("stream_a")}>
-          ${options.map(([id, label]) => html`<option value=${id} selected=${id === params.a}>${label}</option>`)}
-        </select><${FieldError} answer=${answer} field="stream_a" /></label>
-        <label>Second stream <select name="stream_b" required ...${field("stream_b")}>
-          ${options.map(([id, label], index) => html`<option value=${id}
-            selected=${params.b ? id === params.b : index === Math.min(1, options.length - 1)}>${label}</option>`)}
-        </select><${FieldError} answer=${answer} field="stream_b" /></label>
+        <${StreamPicker} name="stream_a" label="First stream" find="Find a device (first)" streams=${streams} initial=${params.a} fallback=${0} answer=${answer} />
+        <${StreamPicker} name="stream_b" label="Second stream" find="Find a device (second)" streams=${streams} initial=${params.b} fallback=${1} answer=${answer} />
         <label>Window <select name="window" value=${windowKey} onChange=${(event) => setWindowKey(event.currentTarget.value)}>
           ${WINDOWS.map(([key, label]) => html`<option value=${key}>${label}</option>`)}
         </select></label>
@@ -93,7 +130,7 @@ export function Correlations({ params }) {
         ${algorithm === "cross_correlation" && html`<label>Largest lag, seconds
           <input type="number" name="max_lag_seconds" min="0" max="3600" step="any" placeholder="60" ...${field("max_lag_seconds")} />
           <${FieldError} answer=${answer} field="max_lag_seconds" /></label>`}
-        <div class="buttons"><button type="submit" disabled=${busy || !options.length}>Correlate</button></div>
+        <div class="buttons"><button type="submit" disabled=${busy}>Correlate</button></div>
         <${Message} answer=${answer && !answer.success ? answer : null}
           inline=${["stream_a", "stream_b", "algorithm", "max_lag_seconds", ...(windowKey === "custom" ? ["window_start", "window_end"] : [])]} />
       </form>
