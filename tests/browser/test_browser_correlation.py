@@ -126,6 +126,10 @@ async def test_a_stream_beyond_the_first_hundred_devices_is_found_by_name(consol
     await page.wait_for_url("**/#/correlations/*")
     assert float(await page.locator("#coefficient").text_content() or "0") > 0.9
     await console.screenshot("correlation-search")
+    # The past results name streams beyond the lists too.
+    await page.go_back()
+    both = "Zulu · temperature \N{MULTIPLICATION SIGN} Zulu · pressure"
+    await page.locator("#correlation-table").get_by_text(both).wait_for()
 
     # A deep link to streams beyond the lists keeps them chosen, named.
     await console.open(f"/correlations?a={ids['pressure']}&b={ids['temperature']}")

@@ -107,7 +107,6 @@ export function Correlations({ params }) {
   const field = (name) => errorProps(answer, name);
   // The custom window's first values; kept, so that a redraw never undoes what was typed.
   const [defaults] = useState(() => ({ from: localInput(Date.now() - 24 * HOUR), to: localInput(Date.now()) }));
-  const options = streams || [];
   return html`<div class="stack">
     <section class="card wide">
       <${Heading}>Correlate two streams<//>
@@ -138,19 +137,33 @@ export function Correlations({ params }) {
     <section class="card wide">
       <h3>Past results</h3>
       ${past && !past.success && html`<${Message} answer=${past} />`}
-      <${ResultTable} items=${past && past.success ? past.data.correlations : []} names=${new Map(options)} />
+      <${ResultTable} items=${past && past.success ? past.data.correlations : []} names=${streams && new Map(streams)} />
       <${Pager} pagination=${past && past.success && past.data.pagination} onPage=${(next) => navigate("/correlations", { ...params, page: next })} />
     </section>
   </div>`;
 }
 
+// `names`: the streams the page listed (null while it lists them); the others that a page
+// of results names are asked for, once the page's list is known.
 function ResultTable({ items, names }) {
+  const [asked, setAsked] = useState(() => new Map());
+  const ids = items.flatMap((item) => [item.stream_a, item.stream_b]);
+  const unknown = names ? [...new Set(ids)].filter((id) => !names.has(id) && !asked.has(id)) : [];
+  useEffect(() => {
+    if (!unknown.length) return undefined;
+    let current = true;
+    Promise.all(unknown.map(async (id) => [id, await streamName(id)])).then((found) => {
+      if (current) setAsked((now) => new Map([...now, ...found]));
+    });
+    return () => { current = false; };
+  }, [unknown.join(",")]);
+  const name = (id) => (names && names.get(id)) || asked.get(id) || "…";
   if (!items.length) return html`<p class="muted">None yet.</p>`;
   return html`<div class="table-scroll"><table id="correlation-table">
     <thead><tr><th scope="col">Computed</th><th scope="col">Streams</th><th scope="col">Algorithm</th><th scope="col">Coefficient</th><th scope="col">Pairs</th><th scope="col">Window</th></tr></thead>
     <tbody>${items.map((item) => html`<tr key=${item.correlation_id}>
       <td><a href=${href(`/correlations/${item.correlation_id}`)}>${formatTime(item.created_at)}</a></td>
-      <td>${names.get(item.stream_a) || "?"} × ${names.get(item.stream_b) || "?"}</td>
+      <td>${name(item.stream_a)} × ${name(item.stream_b)}</td>
       <td>${item.algorithm.replaceAll("_", " ")}</td>
       <td>${formatNumber(item.coefficient)}</td>
       <td>${item.sample_count}</td>
