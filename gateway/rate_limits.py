@@ -96,14 +96,15 @@ class RateLimitMiddleware:
         if self._limits.per_token and token:
             digest = hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()[:32]
             keys.append(("token", f"token:{digest}", self._limits.per_token))
-        for kind, key, limit in keys:
-            try:
-                count = await self._counter.hit(key)
-            except (OSError, RedisError) as exc:
-                log.warning(
-                    "rate limit not counted: its store is unreachable (%s)", type(exc).__name__
-                )
-                return None
+        if not keys:
+            return None
+        try:
+            # Every limit counts the request, in one round trip to a shared store.
+            counts = await self._counter.hit_many([key for _, key, _ in keys])
+        except (OSError, RedisError) as exc:
+            log.warning("rate limit not counted: its store is unreachable (%s)", type(exc).__name__)
+            return None
+        for (kind, _, limit), count in zip(keys, counts, strict=True):
             if count.count > limit:
                 return kind, count
         return None

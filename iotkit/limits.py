@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -18,12 +18,16 @@ from iotkit.redis_client import redis_client
 _MAX_LOCAL_KEYS = 100_000
 
 # INCR and PEXPIRE in one step, so that a crash between them cannot leave a
-# counter without expiry (a lockout that never ends).
+# counter without expiry (a lockout that never ends); every key given, in one round trip.
 _HIT_SCRIPT = """
-local count = redis.call('INCR', KEYS[1])
-if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
-local ttl = redis.call('PTTL', KEYS[1])
-return {count, ttl}
+local out = {}
+for _, key in ipairs(KEYS) do
+  local count = redis.call('INCR', key)
+  if count == 1 then redis.call('PEXPIRE', key, ARGV[1]) end
+  out[#out + 1] = count
+  out[#out + 1] = redis.call('PTTL', key)
+end
+return out
 """
 
 
@@ -48,6 +52,10 @@ class WindowCounter(Protocol):
 
     async def hit(self, key: str) -> WindowCount:
         """Count one hit on ``key``; answers the count including it."""
+        ...
+
+    async def hit_many(self, keys: Sequence[str]) -> list[WindowCount]:
+        """Count one hit on each of ``keys`` at once; answers their counts, in order."""
         ...
 
     async def peek(self, key: str) -> WindowCount:
@@ -81,6 +89,10 @@ class LocalWindowCounter:
             count, closes = 0, now + self._window
         self._windows[key] = (count + 1, closes)
         return WindowCount(count + 1, closes - now)
+
+    async def hit_many(self, keys: Sequence[str]) -> list[WindowCount]:
+        """Count one hit on each of ``keys``."""
+        return [await self.hit(key) for key in keys]
 
     async def peek(self, key: str) -> WindowCount:
         """The current count of ``key``."""
@@ -118,8 +130,18 @@ class RedisWindowCounter:
 
     async def hit(self, key: str) -> WindowCount:
         """Count one hit on ``key``."""
-        count, ttl_ms = await self._hit(keys=[self._key(key)], args=[self._window_ms])
-        return WindowCount(int(count), max(int(ttl_ms), 0) / 1000)
+        (counted,) = await self.hit_many([key])
+        return counted
+
+    async def hit_many(self, keys: Sequence[str]) -> list[WindowCount]:
+        """Count one hit on each of ``keys``, in one round trip."""
+        if not keys:
+            return []
+        raw = await self._hit(keys=[self._key(key) for key in keys], args=[self._window_ms])
+        return [
+            WindowCount(int(count), max(int(ttl_ms), 0) / 1000)
+            for count, ttl_ms in zip(raw[::2], raw[1::2], strict=True)
+        ]
 
     async def peek(self, key: str) -> WindowCount:
         """The current count of ``key``."""

@@ -84,6 +84,24 @@ async def test_redis_window_is_shared_and_expires(redis_url: str) -> None:
         await second.aclose()
 
 
+async def test_several_keys_are_counted_at_once_alike_in_redis_and_locally(
+    redis_url: str,
+) -> None:
+    namespace = f"test:{uuid.uuid4().hex}"
+    shared = RedisWindowCounter(redis_url, namespace=namespace, window=60)
+    local = LocalWindowCounter(window=60)
+    try:
+        for counter in (shared, local):
+            await counter.hit("b")
+            counts = await counter.hit_many(["a", "b"])
+            assert [c.count for c in counts] == [1, 2]
+            assert all(0 < c.retry_after <= 60 for c in counts)
+            assert (await counter.peek("a")).count == 1
+            assert await counter.hit_many([]) == []
+    finally:
+        await shared.aclose()
+
+
 SNAPSHOT: dict[str, Any] = {
     "exported_at": "2026-01-01T00:00:00Z",
     "user": {"uuid": "u", "email": "a@example.com", "last_login_at": None, "is_active": True},
