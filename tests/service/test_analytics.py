@@ -460,6 +460,26 @@ async def test_correlations_of_streams_at_different_rates(env: Env) -> None:
     assert empty.value.code() == grpc.StatusCode.FAILED_PRECONDITION
 
 
+async def test_a_correlation_while_telemetry_is_down_is_unavailable_not_unknown(env: Env) -> None:
+    # The streams exist and are the caller's: with telemetry away the answer is "try again",
+    # never "Stream not found", which would send the user hunting for a stream that is there.
+    owner, _ = await user(env)
+    base = [round(float(v), 3) for v in np.sin(np.arange(120) / 10.0)]
+    a = await store_readings(env, owner, base, SECOND)
+    b = await store_readings(env, owner, base, SECOND)
+    await env.suite.stop("telemetry")
+    start, end = window(120)
+    with pytest.raises(grpc.aio.AioRpcError) as away:
+        await env.analytics.CreateCorrelation(
+            analytics_pb2.CreateCorrelationRequest(
+                stream_a=a, stream_b=b, window_start=start, window_end=end, algorithm="pearson"
+            ),
+            metadata=owner,
+        )
+    assert away.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert reason_of(away.value) == "SERVICE_UNAVAILABLE"
+
+
 async def correlate_streams(
     env: Env, who: list[tuple[str, str]], a: str, b: str, seconds: int, **fields: object
 ) -> analytics_pb2.Correlation:

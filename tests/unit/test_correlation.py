@@ -12,11 +12,13 @@ from hypothesis import strategies as st
 
 from services.analytics.analytics.correlation import (
     ALGORITHMS,
+    MAX_GRID_BUCKETS,
     MIN_OVERLAP,
     Result,
     TooFewPairs,
     correlate,
     effective_samples,
+    lag_coefficients,
     pearson,
     ranks,
     regularized_beta,
@@ -219,3 +221,65 @@ def test_a_perfect_relation_has_a_zero_p_value_and_a_tight_interval() -> None:
     assert result.coefficient == pytest.approx(1.0)
     assert result.p_value == 0.0 and result.ci_low > 0.99
     assert math.isfinite(result.ci_low) and result.ci_high <= 1.0
+
+
+@given(
+    st.integers(min_value=0, max_value=2**32 - 1),
+    st.integers(min_value=12, max_value=200),
+    st.floats(min_value=0.0, max_value=0.6),
+    st.sampled_from([0.0, 1e3, -5e6]),
+)
+def test_every_lags_coefficient_at_once_is_the_direct_one(
+    seed: int, size: int, missing: float, offset: float
+) -> None:
+    # The transforms give each lag's pairs and coefficient as one pass per lag would, with
+    # empty buckets anywhere and values far from zero (sums of squares must not cancel).
+    rng = np.random.default_rng(seed)
+    a = np.cumsum(rng.normal(size=size)) + offset
+    b = 0.5 * np.roll(a, 3) + rng.normal(size=size)
+    a[rng.random(size) < missing] = np.nan
+    b[rng.random(size) < missing] = np.nan
+    max_lag = size // 3
+    counts, coefficients = lag_coefficients(a, b, max_lag)
+    for lag in range(-max_lag, max_lag + 1):
+        x = a[max(0, -lag) : size - max(0, lag)]
+        y = b[max(0, lag) : size - max(0, -lag)]
+        both = np.isfinite(x) & np.isfinite(y)
+        assert counts[lag + max_lag] == both.sum()
+        assert coefficients[lag + max_lag] == pytest.approx(pearson(x, y), abs=1e-7)
+
+
+def test_a_minute_each_way_between_two_1khz_streams_is_searched_at_once() -> None:
+    # Ten minutes at 1 kHz, the console's default search of 60 s each way: 120,001 lags on a
+    # 1 ms grid. One pass over the window per lag took hours and held analytics' loop.
+    rate = 1000
+    t = np.arange(0, 600 * SECOND, SECOND // rate, dtype=np.int64)
+    rng = np.random.default_rng(5)
+    base = np.cumsum(rng.normal(size=t.size))
+    follower = np.roll(base, 2_345) + rng.normal(0, 5.0, t.size)  # 2.345 s behind
+    result = correlate(
+        t,
+        base,
+        t,
+        follower,
+        start=0,
+        end=600 * SECOND,
+        algorithm="cross_correlation",
+        max_lag_us=60 * SECOND,
+    )
+    assert result.grid_us == 1_000
+    assert result.best_lag_us == 2_345_000
+    assert result.lags_tried == 120_001
+    assert result.coefficient == pytest.approx(pearson(base[:-2_345], follower[2_345:]))
+
+
+def test_a_window_is_aligned_on_at_most_a_bounded_grid() -> None:
+    # 2,000,000 readings a millisecond apart: the grid is coarsened to keep the buckets bounded.
+    t = np.arange(0, 2_000 * SECOND, 1_000, dtype=np.int64)
+    values = np.sin(t / 5e6)
+    result = correlate(
+        t, values, t, 2 * values, start=0, end=2_000 * SECOND, algorithm="pearson", max_lag_us=0
+    )
+    assert result.grid_us == 2_000 * SECOND // MAX_GRID_BUCKETS
+    assert result.samples == MAX_GRID_BUCKETS
+    assert result.coefficient == pytest.approx(1.0)

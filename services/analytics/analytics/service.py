@@ -6,6 +6,7 @@ A user sees the anomalies, correlations and detectors of their own streams
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
@@ -19,7 +20,13 @@ from typing import Protocol, TypeVar
 from iotkit import reasons
 from iotkit.context import Caller
 from iotkit.convert import epoch_micros, micros_datetime
-from iotkit.errors import FailedPrecondition, FieldViolation, NotFound, ValidationFailed
+from iotkit.errors import (
+    FailedPrecondition,
+    FieldViolation,
+    NotFound,
+    Unavailable,
+    ValidationFailed,
+)
 from iotkit.listing import PageRequest, check_page
 from iotkit.ownership import owned
 from iotkit.sqltypes import utcnow
@@ -115,7 +122,8 @@ class StreamReader(Protocol):
     async def read(
         self, *, token: str, stream_id: str, start_us: int, end_us: int
     ) -> tuple[Int64s, Float64s]:
-        """Readings of ``stream_id`` in [start_us, end_us); raises if the caller may not read it."""
+        """Readings of ``stream_id`` in [start_us, end_us); raises if the caller may not read
+        it, :class:`Unavailable` when its owner cannot be asked now."""
         ...
 
 
@@ -364,13 +372,18 @@ class CorrelationService:
                         token=caller.token, stream_id=stream_id, start_us=start_us, end_us=end_us
                     )
                 )
+            except Unavailable:
+                raise
             except Exception as exc:  # telemetry's NOT_FOUND covers foreign and unknown alike
                 raise NotFound(
                     f"Stream {stream_id} not found", reason=reasons.STREAM_NOT_FOUND
                 ) from exc
         (ts_a, values_a), (ts_b, values_b) = series
         try:
-            result = correlation.correlate(
+            # In a thread: a long window of fast streams takes seconds of numpy (which lets go
+            # of the GIL), and the loop meanwhile carries every stream's detection.
+            result = await asyncio.to_thread(
+                correlation.correlate,
                 ts_a,
                 values_a,
                 ts_b,
