@@ -120,3 +120,61 @@ def test_never_ends_after_now_nor_starts_after_its_end() -> None:
     for text in ("this evening", "last night", "this morning", "today", "since 9pm"):
         start, end = period(text, now=early)
         assert start <= end <= early
+
+
+@pytest.mark.parametrize(
+    ("text", "start", "end"),
+    [
+        # Parts of a named day (local 12:00-18:00 on Tuesday 10 March, EDT).
+        ("yesterday afternoon", utc(3, 10, 16), utc(3, 10, 22)),
+        ("on monday evening", utc(3, 9, 22), utc(3, 10, 4)),
+        ("tuesday night", utc(3, 10, 22), utc(3, 11, 10)),
+        # Clock ranges, on the day the message names anywhere, else today.
+        ("between 9am and 11:30am", utc(3, 11, 13), utc(3, 11, 15, 30)),
+        ("from 20:00 to 22:00 yesterday", utc(3, 11, 0), utc(3, 11, 2)),
+        ("8-10pm on monday", utc(3, 10, 0), utc(3, 10, 2)),
+        ("from 11pm to 1am on monday", utc(3, 10, 3), utc(3, 10, 5)),
+        # A moment is the hour around it.
+        ("at 6am", utc(3, 11, 9, 30), utc(3, 11, 10, 30)),
+        ("around 4:15 pm yesterday", utc(3, 10, 19, 45), utc(3, 10, 20, 45)),
+        # Dates: the whole local day; 3 March was still on EST (UTC-5).
+        ("on 3 march", utc(3, 3, 5), utc(3, 4, 5)),
+        ("march 9th", utc(3, 9, 4), utc(3, 10, 4)),
+        ("2026-03-01", utc(3, 1, 5), utc(3, 2, 5)),
+        ("since march 2", utc(3, 2, 5), NOW),
+        # Days back: Sunday 8 March, the day the clocks changed, is 23 hours long.
+        ("the day before yesterday", utc(3, 9, 4), utc(3, 10, 4)),
+        ("3 days ago", utc(3, 8, 5), utc(3, 9, 4)),
+        ("two hours ago", utc(3, 11, 16), utc(3, 11, 17)),
+        ("a week ago", utc(3, 2, 5), utc(3, 9, 4)),
+        ("this wk", utc(3, 9, 4), NOW),
+    ],
+)
+def test_days_parts_clock_times_and_dates(text: str, start: datetime, end: datetime) -> None:
+    assert period(text) == (start, end)
+
+
+def test_a_date_without_a_year_is_the_latest_one_so_far() -> None:
+    assert period("on 25 december") == (
+        datetime(2025, 12, 25, 5, 0, tzinfo=UTC),
+        datetime(2025, 12, 26, 5, 0, tzinfo=UTC),
+    )
+
+
+def test_this_morning_before_six_is_the_morning_so_far() -> None:
+    early = datetime(2026, 3, 11, 7, 40, tzinfo=UTC)  # 03:40 EDT
+    assert period("this morning", now=early) == (utc(3, 11, 4), early)
+    assert period("this morning") == (utc(3, 11, 10), utc(3, 11, 16))
+
+
+def test_a_clock_range_still_to_come_today_is_yesterdays() -> None:
+    early = datetime(2026, 3, 11, 12, 0, tzinfo=UTC)  # 08:00 EDT
+    assert period("between 6pm and 9pm", now=early) == (utc(3, 10, 22), utc(3, 11, 1))
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["sensor 5 may need a look", "between 2 and 5 sensors", "devices 3-4", "at 7 devices"],
+)
+def test_numbers_that_are_no_time(text: str) -> None:
+    assert find_period(SPELLER.normalise(text), now=NOW, tz=NEW_YORK) is None

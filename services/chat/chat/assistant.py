@@ -46,16 +46,20 @@ DATA_INTENTS = frozenset(
 
 DEFAULT_PERIOD = timedelta(hours=24)
 """The period of a question about readings or anomalies that names none."""
+NO_RELATION = 0.1
+"""Below this |r| two streams are said to show no linear relation, not to move "weakly"."""
 
 UNITS = {
     "temperature": "°C",
     "pressure": "hPa",
     "humidity": "%",
-    "motion": "g",
     "acceleration": "g",
     "vibration": "g",
 }
-"""Units of the metrics the device types report (seed 000's device types)."""
+"""Units of metrics by name (a metric whose name starts with one: "temperature_c" too)."""
+TYPE_UNITS = {"temperature": "°C", "pressure": "hPa", "motion": "g"}
+"""Units of what each device type reports (a motion sensor is an accelerometer), for a
+figure whose metric is not known (an anomaly names only its device)."""
 
 CAPABILITIES = (
     "I can tell you how many devices you have and how they are doing, what a device "
@@ -155,8 +159,13 @@ class _Unanswerable(Exception):
 
 
 def unit_of(metric: str, device_type: str = "") -> str:
-    """The unit of a metric (by its name, else by its device's type), or ""."""
-    return UNITS.get(metric.lower()) or UNITS.get(device_type.lower(), "")
+    """The unit of a metric by its name, or "" for a name of no known unit ("motion" may
+    count anything); without a metric, the unit of what its device type reports."""
+    name = metric.lower()
+    if not name:
+        return TYPE_UNITS.get(device_type.lower(), "")
+    found = [unit for prefix, unit in UNITS.items() if name.startswith(prefix[:4])]
+    return found[0] if found else ""
 
 
 def figure(value: float, unit: str = "") -> str:
@@ -413,10 +422,13 @@ class SupportAssistant:
 
     # Readings -------------------------------------------------------------------------
 
-    async def _stream(self, context: _Context, device: DeviceInfo) -> StreamInfo:
-        """The stream of ``device`` the question is about: the asked metric, else its only one."""
+    async def _stream(
+        self, context: _Context, device: DeviceInfo, metric: str | None = None
+    ) -> StreamInfo:
+        """The stream of ``device`` for ``metric`` (by default the asked one), else its only one."""
+        if metric is None:
+            metric = context.understanding.slots.metric
         streams = await self._sources.streams(context.token, device.device_id)
-        metric = context.understanding.slots.metric
         if metric is not None:
             streams = [s for s in streams if metric.lower() in s.metric_name.lower()] or (
                 [s for s in streams if unit_of(s.metric_name, device.type) == UNITS.get(metric)]
@@ -430,32 +442,51 @@ class SupportAssistant:
         context.stream_ids.append(streams[0].stream_id)
         return streams[0]
 
+    async def _asked_streams(self, context: _Context, device: DeviceInfo) -> list[StreamInfo]:
+        """The streams of ``device`` the question names: one per metric ("temperature and
+        humidity" is two), else the one asked for or its only one."""
+        metrics = context.understanding.slots.metrics
+        if len(metrics) < 2:
+            return [await self._stream(context, device)]
+        return [await self._stream(context, device, metric) for metric in metrics]
+
     async def _latest(self, context: _Context) -> str:
+        asked = context.understanding.slots.period
+        if asked is not None and asked.start < asked.end:
+            # "what was it at 7pm yesterday", "... on monday": a past range, not the newest value.
+            return await self._stats(context)
         device = self._one(context)
-        stream = await self._stream(context, device)
-        if stream.latest_value is None or stream.last_seen_at is None:
-            return f"{device.name} has no {stream.metric_name} readings yet."
-        context.start = context.end = stream.last_seen_at
-        value = figure(stream.latest_value, unit_of(stream.metric_name, device.type))
-        return (
-            f"{device.name} {stream.metric_name}: {value} at "
-            f"{context.when(stream.last_seen_at)} ({context.tz.key})."
-        )
+        lines = []
+        for stream in await self._asked_streams(context, device):
+            label = _label(device, stream)
+            if stream.latest_value is None or stream.last_seen_at is None:
+                lines.append(f"{device.name} has no {stream.metric_name} readings yet.")
+                continue
+            context.start = context.end = stream.last_seen_at
+            value = figure(stream.latest_value, unit_of(stream.metric_name, device.type))
+            lines.append(
+                f"{label}: {value} at {context.when(stream.last_seen_at)} ({context.tz.key})."
+            )
+        return "\n".join(lines)
 
     async def _stats(self, context: _Context) -> str:
         device = self._one(context)
-        stream = await self._stream(context, device)
+        streams = await self._asked_streams(context, device)
         start, end, words = context.period()
-        stats = await self._sources.stats(context.token, stream.stream_id, start, end)
-        if stats.count == 0:
-            return f"{device.name} has no {stream.metric_name} readings {words}."
-        unit = unit_of(stream.metric_name, device.type)
-        return (
-            f"{device.name} {stream.metric_name} {words} "
-            f"({context.when(start)} to {context.when(end)}, {context.tz.key}): "
-            f"min {figure(stats.min, unit)}, max {figure(stats.max, unit)}, "
-            f"mean {figure(stats.mean, unit)} over {stats.count:,} readings."
-        )
+        lines = []
+        for stream in streams:
+            stats = await self._sources.stats(context.token, stream.stream_id, start, end)
+            if stats.count == 0:
+                lines.append(f"{device.name} has no {stream.metric_name} readings {words}.")
+                continue
+            unit = unit_of(stream.metric_name, device.type)
+            lines.append(
+                f"{_label(device, stream)} {words} "
+                f"({context.when(start)} to {context.when(end)}, {context.tz.key}): "
+                f"min {figure(stats.min, unit)}, max {figure(stats.max, unit)}, "
+                f"mean {figure(stats.mean, unit)} over {stats.count:,} readings."
+            )
+        return "\n".join(lines)
 
     async def _anomalies(self, context: _Context) -> str:
         slots = context.understanding.slots
@@ -505,27 +536,60 @@ class SupportAssistant:
 
     async def _correlation(self, context: _Context) -> str:
         chosen = self._chosen(context)
+        metrics = context.understanding.slots.metrics
+        if len(chosen) == 1 and len(metrics) >= 2:
+            chosen = [chosen[0], chosen[0]]  # two metrics of one device
         if len(chosen) < 2:
             raise _Unanswerable(
                 "Which two devices should I compare? For example: "
                 '"how does the greenhouse temperature correlate with the cellar?"'
             )
         first, second = chosen[0], chosen[1]
-        stream_a = await self._stream(context, first)
-        stream_b = await self._stream(context, second)
+        # The metrics pair with the devices in the order written ("the barn's humidity vs the
+        # boiler's pressure"); one metric for two devices is asked of both, where they have it.
+        stream_a = await self._side(context, first, metrics[0] if metrics else None)
+        stream_b = await self._side(context, second, metrics[1] if len(metrics) > 1 else None)
         start, end, words = context.period()
         found = await self._sources.correlate(
             context.token, stream_a.stream_id, stream_b.stream_id, start, end
         )
         strength = abs(found.coefficient)
-        kind = "strongly" if strength >= 0.7 else "moderately" if strength >= 0.4 else "weakly"
-        sense = "together" if found.coefficient >= 0 else "in opposite directions"
         trust = "a real relation" if found.p_value < 0.05 else "not significant: it could be chance"
+        if strength < NO_RELATION:
+            how = "show no linear relation"
+        else:
+            kind = "strongly" if strength >= 0.7 else "moderately" if strength >= 0.4 else "weakly"
+            sense = "together" if found.coefficient >= 0 else "in opposite directions"
+            how = f"move {kind} {sense}"
         return (
-            f"{words[0].upper()}{words[1:]}, {first.name} {stream_a.metric_name} and {second.name} "
-            f"{stream_b.metric_name} move {kind} {sense}: Pearson r = {found.coefficient:.2f} "
+            f"{words[0].upper()}{words[1:]}, {_label(first, stream_a)} and "
+            f"{_label(second, stream_b)} {how}: Pearson r = {found.coefficient:.2f} "
             f"over {found.sample_count:,} paired samples (p = {found.p_value:.3g}, {trust})."
         )
+
+    async def _side(self, context: _Context, device: DeviceInfo, metric: str | None) -> StreamInfo:
+        """One side of a correlation: ``metric`` of ``device``; a device without that metric
+        but with a single stream offers that stream ("the greenhouse temperature and the
+        cellar", whose only stream is humidity)."""
+        metric = metric or context.understanding.slots.metric
+        try:
+            return await self._stream(context, device, metric)
+        except _Unanswerable:
+            if metric is None:
+                raise
+            streams = await self._sources.streams(context.token, device.device_id)
+            if len(streams) != 1:
+                raise
+            context.stream_ids.append(streams[0].stream_id)
+            return streams[0]
+
+
+def _label(device: DeviceInfo, stream: StreamInfo) -> str:
+    """A stream as people name it: "Greenhouse temperature"; "Hallway motion", not
+    "Hallway motion motion", when the device's name already says the metric."""
+    if stream.metric_name.lower() in device.name.lower().split():
+        return device.name
+    return f"{device.name} {stream.metric_name}"
 
 
 def _when_words(phrase: str) -> str:

@@ -19,7 +19,18 @@ Definitions where usage varies (all local time):
   else of the last one; "last weekend" is always the last complete one.
 - "monday", "on tuesday": that whole day, the latest one on or before today;
   "last monday": the latest one before today.
-- "since X": from the start of X to now ("since monday", "since 8am", "since yesterday").
+- "since X": from the start of X to now ("since monday", "since 8am", "since yesterday",
+  "since 2026-11-30").
+- "yesterday evening", "on tuesday morning": that part of that day (as "this ..." above;
+  a night runs to 06:00 the next morning). "This morning" asked before 06:00 starts at
+  midnight: it is the morning the asker is in.
+- "on 30 November", "nov 30th", "2026-11-30": that whole day; without a year, the latest
+  one on or before today. "The day before yesterday", "2 days ago": that whole day;
+  "3 hours ago": the hour around then; "2 weeks ago": that calendar week.
+- Clock times: "between 6pm and 9pm", "from 18:00 to 21:00", "6-9pm" are that range;
+  "at 7pm" the hour around it (18:30-19:30). Their day is the one the message names
+  anywhere ("... yesterday", "on monday", "on 30 nov"), else today, or yesterday when
+  today's is still to come.
 
 When a message holds several phrases, the first one wins.
 """
@@ -120,7 +131,10 @@ KEYWORDS = frozenset(
         "fifteen",
         "eleven",
         "twelve",
+        "before",
         *WEEKDAYS,
+        *(m for m in ("january", "february", "march", "april", "june", "july", "august",
+                      "september", "october", "november", "december")),
     }
 )
 """Words of time phrases, for the speller."""
@@ -133,6 +147,37 @@ _NUM = (
 _UNIT = r"(?P<unit>" + "|".join(sorted(_UNITS, key=len, reverse=True)) + r")"
 _DAY = r"(?P<day>" + "|".join(WEEKDAYS) + "|" + "|".join(_DAY_ABBREV) + r")"
 _CLOCK = r"(?P<hour>\d{1,2})(?::(?P<minute>\d{2}))?\s*(?P<ampm>am|pm|a\.m\.|p\.m\.)?"
+MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august",
+          "september", "october", "november", "december")  # fmt: skip
+_MONTH = (
+    r"(?P<month>"
+    + "|".join(sorted({*MONTHS, *(m[:3] for m in MONTHS), "sept"}, key=len, reverse=True))
+    + r")\.?"
+)
+_DAY_OF_MONTH = r"(?P<dom>\d{1,2})(?:st|nd|rd|th)?"
+_YEAR = r"(?:,?\s+(?P<year>\d{4}))?"
+_DATE = (
+    r"(?:(?:the\s+)?"
+    + _DAY_OF_MONTH
+    + r"\s+(?:of\s+)?"
+    + _MONTH
+    + _YEAR
+    + r"|"
+    + _MONTH.replace("month", "month2")
+    + r"\s+(?:the\s+)?"
+    + _DAY_OF_MONTH.replace("dom", "dom2")
+    + _YEAR.replace("year", "year2")
+    + r"|(?P<iso_y>\d{4})-(?P<iso_m>\d{1,2})-(?P<iso_d>\d{1,2}))\b"
+)
+_PART = r"(?P<part>morning|afternoon|evening|night)"
+_PARTS = {"morning": (6, 12), "afternoon": (12, 18), "evening": (18, 24), "night": (18, 30)}
+"""Parts of a day in local hours; a night ends at 06:00 the next day (hour 30)."""
+# A clock time people write: "7pm", "7 pm", "19:00", "noon", "midnight"; a bare "7" only
+# where the other end of a range says am or pm.
+_TIME = r"(?:\d{1,2}(?::\d{2})?\s*(?:am|pm|a\.m\.|p\.m\.)?|noon|midday|midnight)"
+_TIME_PIECE = re.compile(
+    r"(?P<hour>\d{1,2})(?::(?P<minute>\d{2}))?\s*(?P<ampm>am|pm|a\.m\.|p\.m\.)?|(?P<word>noon|midday|midnight)"
+)
 
 Resolver = Callable[[re.Match[str], datetime, ZoneInfo], tuple[datetime, datetime] | None]
 
@@ -251,17 +296,25 @@ def _since_day(m: re.Match[str], now: datetime, tz: ZoneInfo) -> tuple[datetime,
     return _at(day, 0, tz), now
 
 
-def _since_clock(m: re.Match[str], now: datetime, tz: ZoneInfo) -> tuple[datetime, datetime] | None:
-    ampm = (m.group("ampm") or "").replace(".", "")
-    if not ampm and m.group("minute") is None:
-        return None  # "since 2 days" is no clock time
-    hour, minute = int(m.group("hour")), int(m.group("minute") or 0)
+def _24h(hour: int, minute: int, ampm: str) -> tuple[int, int] | None:
+    """``hour:minute`` with "am"/"pm" (or "") on a 24-hour clock; None if no such time."""
     if ampm == "pm" and hour < 12:
         hour += 12
     elif ampm == "am" and hour == 12:
         hour = 0
     if hour > 23 or minute > 59:
         return None
+    return hour, minute
+
+
+def _since_clock(m: re.Match[str], now: datetime, tz: ZoneInfo) -> tuple[datetime, datetime] | None:
+    ampm = (m.group("ampm") or "").replace(".", "")
+    if not ampm and m.group("minute") is None:
+        return None  # "since 2 days" is no clock time
+    clock = _24h(int(m.group("hour")), int(m.group("minute") or 0), ampm)
+    if clock is None:
+        return None
+    hour, minute = clock
     today = _local_today(now, tz)
     start = _at(today, hour, tz, minute)
     # "since 9pm" asked at 8am means yesterday evening.
@@ -280,6 +333,160 @@ def _since(resolver: Resolver) -> Resolver:
     return resolve
 
 
+def _month_day(m: re.Match[str], today: date) -> date | None:
+    """The date a matched ``_DATE`` names; without a year, the latest on or before today."""
+    groups = m.groupdict()
+    try:
+        if groups.get("iso_y"):
+            return date(int(groups["iso_y"]), int(groups["iso_m"]), int(groups["iso_d"]))
+        name = groups.get("month") or groups.get("month2") or ""
+        number = int(groups.get("dom") or groups.get("dom2") or 0)
+        year_text = groups.get("year") or groups.get("year2")
+        month = next(i for i, full in enumerate(MONTHS, 1) if full.startswith(name[:3]))
+        if year_text:
+            return date(int(year_text), month, number)
+        found = date(today.year, month, number)
+        return found if found <= today else date(today.year - 1, month, number)
+    except (ValueError, StopIteration):
+        return None
+
+
+def _date(m: re.Match[str], now: datetime, tz: ZoneInfo) -> tuple[datetime, datetime] | None:
+    if (m.group("month") or m.group("month2")) == "may" and not re.match(
+        r"\s*(?:on|since|the)\b", m.group()
+    ):
+        return None  # "sensor 5 may be off": "may" is a month only after "on" or "the"
+    day = _month_day(m, _local_today(now, tz))
+    if day is None:
+        return None
+    return _at(day, 0, tz), _at(day + timedelta(days=1), 0, tz)
+
+
+def _days_before(count: int) -> Resolver:
+    def resolve(m: re.Match[str], now: datetime, tz: ZoneInfo) -> tuple[datetime, datetime]:
+        day = _local_today(now, tz) - timedelta(days=count)
+        return _at(day, 0, tz), _at(day + timedelta(days=1), 0, tz)
+
+    return resolve
+
+
+def _ago(m: re.Match[str], now: datetime, tz: ZoneInfo) -> tuple[datetime, datetime] | None:
+    count = _number(m.group("num"))
+    unit = _UNITS[m.group("unit")]
+    if count <= 0 or count > 10_000:
+        return None
+    today = _local_today(now, tz)
+    if unit == timedelta(days=1):
+        day = today - timedelta(days=count)
+        return _at(day, 0, tz), _at(day + timedelta(days=1), 0, tz)
+    if unit == timedelta(weeks=1):
+        monday = _monday(today) - timedelta(weeks=count)
+        return _at(monday, 0, tz), _at(monday + timedelta(days=7), 0, tz)
+    if unit > timedelta(weeks=1):
+        return None  # "2 months ago": no calendar month is meant precisely enough
+    moment = now - count * unit
+    return moment - unit / 2, moment + unit / 2
+
+
+def _part_of_day(m: re.Match[str], now: datetime, tz: ZoneInfo) -> tuple[datetime, datetime]:
+    today = _local_today(now, tz)
+    said = (m.group("which") or "").strip()
+    if m.group("day"):
+        day = _latest(_day_index(m.group("day")), today, before_today=False)
+    elif said == "yesterday":
+        day = today - timedelta(days=1)
+    else:
+        day = today
+    first, last = _PARTS[m.group("part")]
+    start = _at(day, first, tz)
+    if m.group("part") == "morning" and day == today and now < start:
+        start = _at(day, 0, tz)  # asked at 3 am: the morning the asker is in
+    return start, _at(day + timedelta(days=last // 24), last % 24, tz)
+
+
+_NAMED_DAY = re.compile(
+    r"\b(?P<before>(?:the\s+)?day\s+before\s+yesterday)\b|\b(?P<yesterday>yesterday|yday)\b"
+    r"|\b(?P<today>today|tonight)\b|\b(?:on\s+|last\s+)(?P<day>" + "|".join(WEEKDAYS) + r")\b"
+    r"|\b(?:on\s+)?" + _DATE
+)
+
+
+def _day_of(text: str, now: datetime, tz: ZoneInfo, *, start: time) -> date:
+    """The day a clock time of ``text`` is on: the one ``text`` names, else today, or
+    yesterday when ``start`` today is still to come ("between 9pm and 11pm" at 8 am)."""
+    today = _local_today(now, tz)
+    m = _NAMED_DAY.search(text)
+    if m is not None:
+        if m.group("before"):
+            return today - timedelta(days=2)
+        if m.group("yesterday"):
+            return today - timedelta(days=1)
+        if m.group("today"):
+            return today
+        if m.group("day"):
+            return _latest(_day_index(m.group("day")), today, before_today=False)
+        found = _month_day(m, today)
+        if found is not None:
+            return found
+    if datetime.combine(today, start, tzinfo=tz) > now:
+        return today - timedelta(days=1)
+    return today
+
+
+def _clock(text: str, *, default_ampm: str = "") -> tuple[int, int] | None:
+    """Hour and minute of a written clock time ("7pm", "19:00", "noon"); None if it is none."""
+    m = _TIME_PIECE.fullmatch(text.strip())
+    if m is None:
+        return None
+    if m.group("word"):
+        return (0, 0) if m.group("word") == "midnight" else (12, 0)
+    ampm = (m.group("ampm") or default_ampm).replace(".", "")
+    return _24h(int(m.group("hour")), int(m.group("minute") or 0), ampm)
+
+
+def _ampm(text: str) -> str:
+    m = re.search(r"(am|pm|a\.m\.|p\.m\.)\s*$", text.strip())
+    return m.group(1).replace(".", "") if m else ""
+
+
+def _clock_range(m: re.Match[str], now: datetime, tz: ZoneInfo) -> tuple[datetime, datetime] | None:
+    first_text, last_text = m.group("first"), m.group("last")
+    if not (_ampm(first_text) or _ampm(last_text) or ":" in first_text + last_text) and not (
+        re.search(r"noon|midday|midnight", first_text + last_text)
+    ):
+        return None  # "from 2 to 5" may be anything
+    last = _clock(last_text)
+    # "6-9pm", "between 6 and 9 pm": the first end takes the last one's am/pm.
+    first = _clock(first_text, default_ampm=_ampm(last_text))
+    if first is None or last is None:
+        return None
+    if last == (0, 0):
+        last = (24, 0)  # "until midnight": the end of that day
+    day = _day_of(m.string, now, tz, start=time(*first))
+    start = _at(day, first[0], tz, first[1])
+    end = _at(day + timedelta(days=last[0] // 24), last[0] % 24, tz, last[1])
+    if end <= start:
+        end += timedelta(days=1)  # "from 10pm to 2am"
+    return start, end
+
+
+def _at_clock(m: re.Match[str], now: datetime, tz: ZoneInfo) -> tuple[datetime, datetime] | None:
+    said = m.group("time")
+    if not (_ampm(said) or ":" in said or re.search(r"noon|midday|midnight", said)):
+        return None  # "at 7" may be a count or a sensor
+    clock = _clock(said)
+    if clock is None:
+        return None
+    day = _day_of(m.string, now, tz, start=time(*clock))
+    moment = _at(day, clock[0], tz, clock[1])
+    return moment - timedelta(minutes=30), moment + timedelta(minutes=30)
+
+
+def _since_date(m: re.Match[str], now: datetime, tz: ZoneInfo) -> tuple[datetime, datetime] | None:
+    found = _date(m, now, tz)
+    return None if found is None else (found[0], now)
+
+
 _LAST = r"(?:last|past|previous|prior|recent|preceding)"
 _RULES: tuple[tuple[re.Pattern[str], Resolver], ...] = tuple(
     (re.compile(pattern), resolver)
@@ -294,7 +501,26 @@ _RULES: tuple[tuple[re.Pattern[str], Resolver], ...] = tuple(
             _this_week,
         ),
         (r"\bsince\s+last\s+week\b", _since(_last_week)),
+        (r"\bsince\s+(?:the\s+)?" + _DATE, _since_date),
         (r"\bsince\s+" + _CLOCK, _since_clock),
+        (
+            r"\b(?:between\s+|from\s+)?(?P<first>" + _TIME + r")\s*"
+            r"(?:-|\u2013|to|and|until|till)\s*(?P<last>" + _TIME + r")"
+            r"(?!\s*(?:days?|hours?|h|d|mins?|minutes?|weeks?)\b)",
+            _clock_range,
+        ),
+        (r"\b(?:at|around|about)\s+(?P<time>" + _TIME + r")", _at_clock),
+        (
+            r"\b(?:(?P<which>yesterday|this)\s+|(?:on\s+)?(?:last\s+)?(?P<day>"
+            + "|".join(WEEKDAYS)
+            + r")\s+)"
+            + _PART
+            + r"\b",
+            _part_of_day,
+        ),
+        (r"\b(?:the\s+)?day\s+before\s+yesterday\b", _days_before(2)),
+        (r"\b" + _NUM + r"\s*" + _UNIT + r"\s+ago\b", _ago),
+        (r"\b(?:on\s+)?" + _DATE, _date),
         (
             r"\b(?:in\s+|over\s+|during\s+|for\s+|within\s+)?(?:the\s+)?"
             + _LAST
@@ -314,11 +540,10 @@ _RULES: tuple[tuple[re.Pattern[str], Resolver], ...] = tuple(
         (r"\b(?:last|yesterday)\s+night\b|\bovernight\b|\bduring\s+the\s+night\b", _last_night),
         (r"\byesterday\b|\byday\b", _yesterday),
         (r"\b(?:earlier\s+|so\s+far\s+)?today\b|\bso\s+far\s+today\b", _today),
-        (r"\bthis\s+morning\b", _part_of_today(6, 12)),
         (r"\bthis\s+afternoon\b", _part_of_today(12, 18)),
         (r"\bthis\s+evening\b|\btonight\b", _part_of_today(18, 24)),
-        (r"\b(?:this|the\s+current)\s+week\b|\bso\s+far\s+this\s+week\b", _this_week),
-        (r"\blast\s+week\b|\bthe\s+week\s+before\b", _last_week),
+        (r"\b(?:this|the\s+current)\s+(?:week|wk)\b|\bso\s+far\s+this\s+week\b", _this_week),
+        (r"\blast\s+(?:week|wk)\b|\bthe\s+week\s+before\b", _last_week),
         (r"\bthis\s+month\b", _this_month),
         (r"\blast\s+month\b", _last_month),
         (r"\blast\s+weekend\b", _weekend(complete=True)),

@@ -200,6 +200,12 @@ def first(rules: Sequence[Rule], text: str) -> tuple[str, int, int] | None:
     return None if best is None else (best[2], best[0], best[1])
 
 
+def every(rules: Sequence[Rule], text: str) -> tuple[str, ...]:
+    """Each value some rule matches in ``text``, once, in the order they are first written."""
+    found = sorted((m.start(), value) for pattern, value in rules for m in pattern.finditer(text))
+    return tuple(dict.fromkeys(value for _, value in found))
+
+
 def _blank(text: str, start: int, end: int) -> str:
     return text[:start] + " " * (end - start) + text[end:]
 
@@ -207,6 +213,16 @@ def _blank(text: str, start: int, end: int) -> str:
 def find_device_type(text: str) -> tuple[str, int, int] | None:
     """The kind of device named ("temperature sensors", "thermometers"), with its span."""
     return first(DEVICE_TYPES, text)
+
+
+def find_metrics(text: str) -> tuple[str, ...]:
+    """Every metric ``text`` (normalised) names, in order: "temperature and humidity" is both.
+
+    Metric words that name a kind of device ("temperature sensors") do not count.
+    """
+    while (found := find_device_type(text)) is not None:
+        text = _blank(text, found[1], found[2])
+    return every(METRICS, text)
 
 
 def find_slots(text: str) -> dict[str, str | None]:

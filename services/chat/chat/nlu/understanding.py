@@ -11,6 +11,15 @@ the intent is ``out_of_scope``; an ``out_of_scope`` answer's confidence is the
 probability of the likeliest intent the assistant *can* serve, so off-topic
 requests and nonsense alike come with a low confidence, and the caller treats
 a low confidence as "unsure" (offer a person) whatever the intent.
+
+A few rules then check the classifier where its training is known to be thin
+(:meth:`Understander._checked`): a correlation needs a word that compares
+("correlate", "vs", "move together"...), otherwise "greenhouse temperature"
+or "temperature and humidity in the barn" asks for readings, and two devices
+or metrics with such a word are a correlation whatever the rest; "how do I
+correlate two streams" with no device named asks how, not which; and a
+complaint that names a device ("what went wrong with the boiler room") and
+not the assistant ("you got that wrong") is about the device.
 """
 
 from __future__ import annotations
@@ -72,6 +81,24 @@ KNOWN_WORDS = frozenset(
 """Real words one edit from a keyword, which the speller must leave alone."""
 
 _ALNUM = re.compile(r"[^\W_]", re.UNICODE)
+COMPARISON = re.compile(
+    r"correlat|\bcompar|\brelat(?:e|ed|es|ion|ions|ionship)\b|\bvs\.?(?!\w)|\bversus\b"
+    r"|\bagainst\b|\btogether\b|\blink(?:ed|s)?\b|\bare\b.*\band\b.*\bconnected\b"
+    r"|\bfollow(?:s|ing)?\b|\btrack(?:s|ing)?\b|\bin\s+sync\b|\blag(?:s|ging)?\b|\bpredicts?\b"
+    r"|\bmatch\b|\bsimilar\b|\baffect(?:s|ed)?\b|\binfluenc|\bdepends?\b|\bpearson\b"
+    r"|\bspearman\b|\bcoefficient\b|\bwhen\b.*\bdo(?:es)?\b"
+    r"|\b(?:rise|rises|go|goes|drop|drops|fall|falls)\s+(?:up\s+|down\s+)?(?:with|when|as)\b"
+)
+"""Words that make a message a comparison of two streams; a correlation needs one."""
+HOW_TO = re.compile(
+    r"^\W*(?:how\s+(?:do|can|would|should)\s+(?:i|we|you)|how\s+to|where\s+(?:do|can)\s+i"
+    r"|what\s+(?:is|does|are)|explain)\b"
+)
+"""The start of a question about how iotsuite works, rather than about the asker's data."""
+DEVICE_INTENTS = ("device_status", "anomalies", "latest_reading", "reading_stats")
+"""What a message that names a device may ask, when the classifier calls it a complaint."""
+ADDRESSED = re.compile(r"\b(?:you|your|you'?re|u|ur|bot|assistant|answer|reply|useless|helpful)\b")
+"""Words of a complaint about the assistant itself ("you got that wrong")."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,12 +148,46 @@ class Understander:
     def _intent(self, text: str, devices: Sequence[DeviceRef]) -> tuple[str, float]:
         if len(_ALNUM.findall(text)) < 2:
             return "out_of_scope", 0.0
-        probabilities = self._classifier.probabilities(_for_classifier(text, devices))
+        probabilities = self._checked(
+            text, devices, self._classifier.probabilities(_for_classifier(text, devices))
+        )
         best = max(probabilities, key=lambda i: (probabilities[i], i))
         servable = max((p for i, p in probabilities.items() if i != "out_of_scope"), default=0.0)
         if best == "out_of_scope" or probabilities[best] < THRESHOLD:
             return "out_of_scope", min(servable, probabilities[best])
         return best, probabilities[best]
+
+    def _checked(
+        self, text: str, devices: Sequence[DeviceRef], probabilities: dict[str, float]
+    ) -> dict[str, float]:
+        """The classifier's probabilities, corrected where a rule knows better.
+
+        A corrected intent takes the probability of the one it replaces (the
+        classifier's certainty about the message's kind still holds), and the
+        replaced intent drops to 0.
+        """
+        best = max(probabilities, key=lambda i: (probabilities[i], i))
+        lowered = self._speller.normalise(text).text
+        target: str | None = None
+        if best == "correlation" and not devices and HOW_TO.search(lowered):
+            target = "help"
+        elif (
+            best in ("latest_reading", "reading_stats")
+            and COMPARISON.search(lowered)
+            and (len(devices) >= 2 or len(slots.find_metrics(lowered)) >= 2)
+        ):
+            target = "correlation"  # "the attic temperature vs the cellar humidity"
+        elif best == "correlation" and not COMPARISON.search(lowered):
+            others = [i for i in probabilities if i != "correlation"]
+            target = max(others, key=lambda i: (probabilities[i], i))
+        elif best == "complaint" and devices and not ADDRESSED.search(lowered):
+            target = max(DEVICE_INTENTS, key=lambda i: (probabilities.get(i, 0.0), i))
+        if target is None or target not in probabilities:
+            return probabilities
+        corrected = dict(probabilities)
+        corrected[target] = max(probabilities[target], probabilities[best])
+        corrected[best] = 0.0
+        return corrected
 
     def slots(
         self, text: str, *, now: datetime, tz: ZoneInfo, device_names: Sequence[str] = ()
@@ -150,6 +211,7 @@ class Understander:
             period=periods.find_period(normalised, now=now, tz=tz),
             anomaly_type=words["anomaly_type"],
             review_status=words["review_status"],
+            metrics=slots.find_metrics(normalised.text),
         )
 
     def understand(

@@ -49,3 +49,5 @@ class Slots:
     """spike, dip, out_of_range, flatline, gap, rate_of_change."""
     review_status: str | None = None
     """pending, confirmed, dismissed."""
+    metrics: tuple[str, ...] = ()
+    """Every metric named, in the order written; ``metric`` is the first of them."""
