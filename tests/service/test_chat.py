@@ -229,6 +229,12 @@ async def test_anonymous_sessions_need_their_token(clients: Clients) -> None:
     # Anonymous visitors have no list of their own.
     error = await failure(clients.chat.ListSessions(chat_pb2.ListSessionsRequest()))
     assert error.code() == grpc.StatusCode.UNAUTHENTICATED
+    # An agent (an admin) takes it from the queue without its token: reads it and its events.
+    agent = await user(clients, admin=True)
+    read = await clients.chat.GetSession(
+        chat_pb2.GetSessionRequest(session_id=session.session_id), metadata=agent
+    )
+    assert [m.content for m in read.messages][0] == "temperature"
 
 
 async def test_another_users_session_is_not_found(clients: Clients) -> None:
