@@ -234,7 +234,7 @@ async def test_anonymous_sessions_need_their_token(clients: Clients) -> None:
     read = await clients.chat.GetSession(
         chat_pb2.GetSessionRequest(session_id=session.session_id), metadata=agent
     )
-    assert [m.content for m in read.messages][0] == "temperature"
+    assert next(m.content for m in read.messages) == "temperature"
 
 
 async def test_another_users_session_is_not_found(clients: Clients) -> None:

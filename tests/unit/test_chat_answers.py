@@ -140,3 +140,71 @@ async def test_a_name_that_says_its_metric_is_not_repeated_nor_given_a_unit(
         text="hall motion now", asker=ASKER, history=()
     )
     assert reply.text.startswith("Hall motion: 0 at ")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "how much is the premium tier per month",
+        "please stop my subscription at the end of the month",
+        "i was charged twice, i want my money back: refund please",
+        "remove my account and everything in it",
+        "can three colleagues join my team account",
+        "what is your uptime sla",
+    ],
+)
+async def test_billing_and_the_account_itself_are_offered_a_person(
+    understander: Understander, library: HelpLibrary, text: str
+) -> None:
+    reply = await bot(understander, library, Sources()).reply(text=text, asker=ASKER, history=())
+    assert (reply.unsure or reply.wants_person) and "person" in reply.text
+    assert reply.facts.articles == ()
+
+
+async def test_the_system_status_is_public(
+    understander: Understander, library: HelpLibrary
+) -> None:
+    reply = await bot(understander, library, Sources()).reply(
+        text="is iotsuite working at the moment?", asker=Asker(user_id=None, token=None), history=()
+    )
+    assert (reply.intent, reply.text) == (
+        "system_status",
+        "Everything is running normally: every service is healthy.",
+    )
+
+
+async def test_an_off_topic_request_gets_no_article_on_one_shared_word(
+    understander: Understander, library: HelpLibrary
+) -> None:
+    reply = await bot(understander, library, Sources()).reply(
+        text="can you write code to sort a list in java", asker=ASKER, history=()
+    )
+    # "sort" finds how to sort the device list (score 0.15): no answer to this.
+    assert library.search("can you write code to sort a list in java", limit=1)
+    assert reply.intent == "out_of_scope" and reply.facts.articles == ()
+
+
+async def test_an_article_answer_drops_a_yes_that_answers_its_heading(
+    understander: Understander, library: HelpLibrary
+) -> None:
+    assistant = bot(understander, library, Sources())
+    how = await assistant.reply(
+        text="how can dismissals make the detector quieter", asker=ASKER, history=()
+    )
+    assert how.facts.articles == ("reviewing-anomalies",)
+    assert "Each dismissal makes" in how.text and "Yes." not in how.text
+    asked = await assistant.reply(
+        text="does dismissing false alarms teach the detector?", asker=ASKER, history=()
+    )
+    assert "Yes. Each dismissal" in asked.text
+
+
+async def test_a_device_in_maintenance_is_said_so(
+    understander: Understander, library: HelpLibrary
+) -> None:
+    sources = Sources()
+    sources.devices_[1] = DeviceInfo("ph", "Pump House", "pressure", "maintenance", NOW, 100)
+    reply = await bot(understander, library, sources).reply(
+        text="status of the pump house", asker=ASKER, history=()
+    )
+    assert reply.text.startswith("Pump House (pressure) is in maintenance.")

@@ -76,6 +76,33 @@ UNREACHABLE = (
     "Please try again in a minute, or ask for a person."
 )
 OFFER_PERSON = " If you'd like, I can hand you over to a person."
+STATUS_WORDS = {"maintenance": "in maintenance"}
+"""A device status as the end of "<device> is ...": "is in maintenance", "is active"."""
+YES_NO_QUESTION = re.compile(
+    r"\W*(?:is|are|was|were|do|does|did|can|could|will|would|should|has|have|may|am)\b"
+)
+"""The start of a question that a yes or a no answers."""
+YES_NO_START = re.compile(r"\A(?:Yes|No)[.,:]\s+")
+OFF_TOPIC_ARTICLE = 0.2
+"""The help score an article needs to answer a message the classifier calls out of scope
+(the library's own threshold, for a message taken as a help question, is 0.1)."""
+ACCOUNT_MATTERS = re.compile(
+    r"\b(?:billing|bill|invoices?|receipts?|subscriptions?|subscribe|pricing|prices?|cost|costs"
+    r"|pay|paying|payments?|refunds?|charged\s+me|overcharged|credit\s+card|discounts?"
+    r"|(?:my|our|the|a|paid|free|current)\s+plan|plans\s+(?:and|or)\s+pric\w*|tiers?"
+    r"|(?:upgrade|downgrade)\s+(?:my\s+|our\s+|to\s+)?(?:plan|account|subscription|tier|enterprise)"
+    r"|enterprise|sla|uptime\s+guarantee|contracts?|quotes?|seats?|licen[cs]es?"
+    r"|(?:close|delete|cancel|terminate|remove|deactivate)\s+(?:my\s+|the\s+|our\s+)?"
+    r"(?:whole\s+)?(?:account|profile|organi[sz]ation)"
+    r"|(?:add|invite)\s+(?:more\s+|a\s+|another\s+|new\s+)?"
+    r"(?:users?|people|members?|colleagues?|teammates?|team)"
+    r"|team\s+(?:account|members?|plan))\b"
+)
+"""Billing, plans, contracts and the account itself: questions for the team, not the product."""
+ACCOUNT_MATTER = (
+    "Billing, plans, prices, contracts and closing or sharing an account are handled by "
+    "our team, not by me: would you like me to hand you over to a person?"
+)
 
 SMALL_TALK = {
     "greeting": "Hello! " + CAPABILITIES,
@@ -203,25 +230,40 @@ class SupportAssistant:
     async def reply(self, *, text: str, asker: Asker, history: Sequence[Turn]) -> Reply:
         """The reply to ``text`` from ``asker``; never raises for what the asker wrote."""
         now = self._clock()
-        if asker.token is None:
-            understanding = self._understander.understand(text, now=now, tz=ZoneInfo("UTC"))
-            if understanding.intent in DATA_INTENTS:
-                return Reply(text=SIGN_IN, intent=understanding.intent, confidence=1.0)
-            return self._general(text, understanding)
-        try:
-            zone = _zone(await self._sources.timezone(asker.token))
-            devices = await self._sources.devices(asker.token)
-        except SourceUnavailable:
-            understanding = self._understander.understand(text, now=now, tz=ZoneInfo("UTC"))
-            if understanding.intent in DATA_INTENTS:
-                return Reply(
-                    text=UNREACHABLE, intent=understanding.intent, confidence=0.0, unsure=True
-                )
-            return self._general(text, understanding)
+        zone, devices, reachable = ZoneInfo("UTC"), list[DeviceInfo](), True
+        if asker.token is not None:
+            try:
+                zone = _zone(await self._sources.timezone(asker.token))
+                devices = await self._sources.devices(asker.token)
+            except SourceUnavailable:
+                reachable = False
         understanding = self._understander.understand(
             text, now=now, tz=zone, device_names=[d.name for d in devices]
         )
-        if understanding.intent not in DATA_INTENTS and understanding.intent != "system_status":
+        intent = understanding.intent
+        if (
+            intent != "human"
+            and not understanding.slots.devices
+            and ACCOUNT_MATTERS.search(text.lower())
+        ):
+            # Billing, plans and the account itself are the team's, not the product's: no
+            # article answers "cancel my subscription" (it found "cancel a batch").
+            return Reply(text=ACCOUNT_MATTER, intent="out_of_scope", confidence=0.0, unsure=True)
+        if intent == "system_status" and (asker.token is None or not reachable):
+            # The status is public (GET /v1/system/status needs no sign-in).
+            try:
+                return Reply(
+                    text=await self._system_status(),
+                    intent=intent,
+                    confidence=understanding.confidence,
+                )
+            except SourceUnavailable:
+                return Reply(text=UNREACHABLE, intent=intent, confidence=0.0, unsure=True)
+        if intent in DATA_INTENTS and asker.token is None:
+            return Reply(text=SIGN_IN, intent=intent, confidence=1.0)
+        if intent in DATA_INTENTS and not reachable:
+            return Reply(text=UNREACHABLE, intent=intent, confidence=0.0, unsure=True)
+        if (intent not in DATA_INTENTS and intent != "system_status") or asker.token is None:
             return self._general(text, understanding)
         context = _Context(
             tz=zone, now=now, devices=devices, understanding=understanding, token=asker.token
@@ -280,9 +322,12 @@ class SupportAssistant:
             return Reply(text=SMALL_TALK[intent], intent=intent, confidence=confidence)
         if intent == "help" or intent == "out_of_scope":
             found = self._library.search(text, limit=1)
-            if found:
+            # A message the classifier finds off-topic needs a clearly matching article:
+            # "write me a script to sort a list" only shares "sort" with the device list.
+            if found and (intent == "help" or found[0].score >= OFF_TOPIC_ARTICLE):
                 best = found[0]
-                excerpt = best.text if len(best.text) <= 600 else best.text[:597] + "..."
+                excerpt = _answering(text, best.text)
+                excerpt = excerpt if len(excerpt) <= 600 else excerpt[:597] + "..."
                 return Reply(
                     text=f"{best.title}: {excerpt}\n\nRead more: {best.url}",
                     intent="help",
@@ -307,13 +352,7 @@ class SupportAssistant:
         """The draft reply of a question about data or the system."""
         intent = context.understanding.intent
         if intent == "system_status":
-            status = await self._sources.system_status()
-            words = {
-                "healthy": "Everything is running normally: every service is healthy.",
-                "degraded": "The suite is running, but some parts are degraded; "
-                "details are on the status page (GET /v1/system/status).",
-            }
-            return words.get(status, f"The suite reports its status as {status}.")
+            return await self._system_status()
         if intent in ("device_count", "device_list"):
             return self._devices(context, listing=intent == "device_list")
         if intent == "device_status":
@@ -325,6 +364,15 @@ class SupportAssistant:
         if intent == "anomalies":
             return await self._anomalies(context)
         return await self._correlation(context)
+
+    async def _system_status(self) -> str:
+        status = await self._sources.system_status()
+        words = {
+            "healthy": "Everything is running normally: every service is healthy.",
+            "degraded": "The suite is running, but some parts are degraded; "
+            "details are on the status page (GET /v1/system/status).",
+        }
+        return words.get(status, f"The suite reports its status as {status}.")
 
     # Devices --------------------------------------------------------------------------
 
@@ -416,7 +464,8 @@ class SupportAssistant:
         if device.status == "active" and silent:
             advice = " It is active but silent: check its power, network and credential."
         return (
-            f"{device.name} ({device.type}) is {device.status}. {seen}, "
+            f"{device.name} ({device.type}) is {STATUS_WORDS.get(device.status, device.status)}. "
+            f"{seen}, "
             f"{device.readings_total:,} readings in all ({context.tz.key})." + advice
         )
 
@@ -590,6 +639,15 @@ def _label(device: DeviceInfo, stream: StreamInfo) -> str:
     if stream.metric_name.lower() in device.name.lower().split():
         return device.name
     return f"{device.name} {stream.metric_name}"
+
+
+def _answering(question: str, passage: str) -> str:
+    """``passage`` as an answer to ``question``: without the "Yes." or "No." that answers
+    its heading's question ("Does dismissing teach the detector?") when ``question`` asks
+    something else ("how do I tune the detector")."""
+    if YES_NO_QUESTION.match(question.lower()):
+        return passage
+    return YES_NO_START.sub("", passage, count=1)
 
 
 def _when_words(phrase: str) -> str:

@@ -18,7 +18,15 @@ word no article uses is replaced by the closest article word (difflib), so
 "pasword" reads as "password". The score of a passage is the weighted mean of
 the two similarities, scaled down when most of the question (by IDF weight)
 is words no article uses: "write me a poem" is not about devices however
-well "write" matches. Below :data:`MIN_SCORE` nothing is relevant and
+well "write" matches.
+
+Within an article, the section is chosen by its own words (heading, text and
+its own keywords, without the title and the article's keywords): every section
+carries the article's keywords, so on them alone the shortest section won
+("2fa" answered how to turn it *off*). A section then scores its article's
+best score, scaled between :data:`SECTION_FLOOR` and 1 by how well its own words
+match; when none of them match, the article's first section, its overview, is
+the answer. Below :data:`MIN_SCORE` nothing is relevant and
 :meth:`HelpLibrary.search` answers ``[]`` (how the threshold was chosen is
 written beside it).
 """
@@ -55,6 +63,13 @@ MAX_CACHED_CORRECTIONS = 50_000
 # they do use, so one familiar word among strange ones counts for little.
 COVERAGE_FLOOR = 0.4
 COVERAGE_POWER = 2.0
+
+# A section's share of its article's score when none of its own words match the
+# question (its first section's when no section's own words match at all).
+SECTION_FLOOR = 0.5
+# Own-word similarities below this are noise (a shared character trigram), not a
+# preference for one section.
+SECTION_NOISE = 0.05
 
 # Particles that change a phrase's sense ("log in", "turn off") but say
 # nothing about whether a question is on topic.
@@ -126,6 +141,7 @@ class _Section:
     text: str
     url: str
     index_text: str
+    own_text: str  # the heading, the text and the section's own keywords
 
 
 def article_url(slug: str) -> str:
@@ -198,9 +214,16 @@ def parse_article(*, slug: str, source: str) -> tuple[Article, list[_Section]]:
         name = heading.group("heading")
         # The heading is the question the passage answers, so it counts twice.
         index_text = " ".join((title, name, name, text, shared_keywords, _keywords(raw)))
+        own_text = " ".join((name, name, text, _keywords(raw)))
         sections.append(
             _Section(
-                slug=slug, title=title, heading=name, text=text, url=url, index_text=index_text
+                slug=slug,
+                title=title,
+                heading=name,
+                text=text,
+                url=url,
+                index_text=index_text,
+                own_text=own_text,
             )
         )
     markdown = _KEYWORDS.sub("", source).strip() + "\n"
@@ -243,6 +266,15 @@ class HelpLibrary:
         # TfidfVectorizer rows are L2-normalised, so a dot product is the cosine.
         self._word_matrix = self._words.fit_transform(corpus)
         self._char_matrix = self._chars.fit_transform(corpus)
+        own = [normalize(section.own_text) for section in self._sections]
+        self._own_word_matrix = self._words.transform(own)
+        self._own_char_matrix = self._chars.transform(own)
+        # Each section's article, as an index, and whether it is the article's first.
+        slugs = list(dict.fromkeys(section.slug for section in self._sections))
+        self._article_of = np.array([slugs.index(section.slug) for section in self._sections])
+        self._first = np.array(
+            [i == 0 or self._sections[i - 1].slug != s.slug for i, s in enumerate(self._sections)]
+        )
         self._idf: dict[str, float] = {
             term: float(idf)
             for term, idf in zip(self._words.get_feature_names_out(), self._words.idf_, strict=True)
@@ -289,13 +321,27 @@ class HelpLibrary:
         if not tokens:
             return np.zeros(0)
         text = " ".join(tokens)
-        words = (self._word_matrix @ self._words.transform([text]).T).toarray().ravel()
-        chars = (self._char_matrix @ self._chars.transform([text]).T).toarray().ravel()
+        word_query = self._words.transform([text]).T
+        char_query = self._chars.transform([text]).T
+        words = (self._word_matrix @ word_query).toarray().ravel()
+        chars = (self._char_matrix @ char_query).toarray().ravel()
         similarity = WORD_WEIGHT * words + (1.0 - WORD_WEIGHT) * chars
         # A question whose words the articles mostly never use is about
         # something else, however well its one familiar word matches
         # ("write me a poem" shares only "write" with the device articles).
-        result: np.ndarray = similarity * self._coverage(tokens)
+        full = similarity * self._coverage(tokens)
+        own_words = (self._own_word_matrix @ word_query).toarray().ravel()
+        own_chars = (self._own_char_matrix @ char_query).toarray().ravel()
+        own = WORD_WEIGHT * own_words + (1.0 - WORD_WEIGHT) * own_chars
+        result: np.ndarray = np.zeros_like(full)
+        for article in np.unique(self._article_of):
+            members = self._article_of == article
+            best_own = own[members].max()
+            if best_own < SECTION_NOISE:
+                share = np.where(self._first[members], 1.0, SECTION_FLOOR)
+            else:
+                share = SECTION_FLOOR + (1.0 - SECTION_FLOOR) * own[members] / best_own
+            result[members] = full[members].max() * share
         return result
 
     def _correct(self, token: str) -> str:
