@@ -57,6 +57,9 @@ export const api = {
   post: (path, body = {}) => request("POST", path, body),
   patch: (path, body = {}) => request("PATCH", path, body),
   del: (path) => request("DELETE", path),
+  // For the email links' calls, which carry their own token: a 401 there is about
+  // that token, and must not end the session of a user who opened it signed in.
+  postPublic: (path, body = {}) => request("POST", path, body, { auth: false }),
 };
 
 // Rotates the tokens with the refresh token; a refused refresh ends the session.

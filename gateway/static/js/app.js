@@ -13,7 +13,7 @@ import { ForgotPassword, Register, ResetPassword, SignIn } from "./screens/signi
 import { Status } from "./screens/status.js";
 import { Stream } from "./screens/stream.js";
 import { endSession, scheduleRefresh, session } from "./session.js";
-import { Heading, Lazy } from "./ui.js";
+import { Heading, Lazy, Message } from "./ui.js";
 
 // Screens loaded when first shown, so that the first load (sign-in) stays small.
 const ADMIN = () => import("./screens/admin.js");
@@ -41,7 +41,7 @@ async function takeEmailLink(setNotice) {
     window.dispatchEvent(new HashChangeEvent("hashchange"));
     return;
   }
-  const answer = await api.post("/v1/auth/verify-email", { token });
+  const answer = await api.postPublic("/v1/auth/verify-email", { token });
   setNotice(answer);
   window.dispatchEvent(new HashChangeEvent("hashchange"));
 }
@@ -66,6 +66,12 @@ function signedOutScreen(parts, notice, setNotice) {
 function signedInScreen(parts, params) {
   const [section, id] = parts;
   switch (section) {
+    // A reset link opened while signed in still resets: every session ends with it,
+    // this one too, so sign-in follows with the outcome.
+    case "reset-password":
+      return resetToken
+        ? html`<${ResetPassword} token=${resetToken} onDone=${(done) => { resetToken = ""; endSession(done.message, { ok: true }); }} />`
+        : null;
     case "devices":
       if (!id) return html`<${Devices} params=${params} />`;
       return parts[2] === "chart"
@@ -121,12 +127,14 @@ function App() {
   // What sign-in shows on arrival: an envelope-like {success, message}, or null.
   const [notice, setNotice] = useState(null);
   useEffect(() => { takeEmailLink(setNotice); }, [parts.join("/"), params.token]);
-  useEffect(() => { if (signedIn) scheduleRefresh(); }, [signedIn]);
+  // Signing in starts with no notice left over from the sign-in screen.
+  useEffect(() => { if (signedIn) { scheduleRefresh(); setNotice(null); } }, [signedIn]);
   // A session that ends (sign-out, a 401, a failed refresh) brings its reason to sign-in.
   useEffect(() => session.subscribe(() => { if (!session.signedIn) setNotice(session.takeEndedNotice()); }), []);
   // Signed in with no screen named (or on a signed-out screen), the devices are home.
   useEffect(() => {
-    if (signedIn && (parts.length === 0 || ["register", "forgot-password", "reset-password"].includes(parts[0]))) {
+    const resetting = parts[0] === "reset-password" && resetToken;
+    if (signedIn && !resetting && (parts.length === 0 || ["register", "forgot-password", "reset-password"].includes(parts[0]))) {
       navigate("/devices", {}, { replace: true });
     }
   }, [signedIn, parts.join("/")]);
@@ -149,6 +157,10 @@ function App() {
       </div>
     </header>
     <main id="main" tabindex="-1">
+      ${signedIn && notice && html`<div class="card notice" id="notice">
+        <${Message} answer=${notice} />
+        <button type="button" class="secondary small" onClick=${() => setNotice(null)}>Dismiss</button>
+      </div>`}
       ${signedIn ? signedInScreen(parts, params) : signedOutScreen(parts, notice, setNotice)}
     </main>
     <${Lazy} load=${CHAT} name="ChatWidget" quiet=${true} signedIn=${signedIn} key=${signedIn ? "signed-in" : "anonymous"} />`;

@@ -5,8 +5,18 @@ import { useEffect, useState } from "./lib.js";
 export function parseHash(hash = window.location.hash) {
   const text = hash.replace(/^#/, "") || "/";
   const [path, search = ""] = text.split("?");
-  const parts = path.split("/").filter(Boolean).map(decodeURIComponent);
+  const parts = path.split("/").filter(Boolean).map(decodePart);
   return { parts, params: Object.fromEntries(new URLSearchParams(search)) };
+}
+
+// A malformed escape ("%E0%A4%A", typed or cut off) is kept as typed: the screen
+// then says the thing is not found, instead of the whole console failing.
+function decodePart(part) {
+  try {
+    return decodeURIComponent(part);
+  } catch {
+    return part;
+  }
 }
 
 export function href(path, params) {

@@ -40,21 +40,34 @@ export function errorProps(answer, field) {
 }
 
 // A dangerous action asked twice: the button is replaced by the question, with
-// focus on its safe answer. `onConfirm` runs on "yes"; answers its envelope.
-// `name` is the button's accessible name when its visible label needs context.
-export function Confirm({ label, name, yes, no = "Cancel", question, onConfirm, danger = true, id }) {
+// focus on its safe answer; Escape or "Cancel" puts the button back, with focus
+// on it again (and after "yes", when the button is still there), so a keyboard
+// user is not sent back to the top of the page. `onConfirm` runs on "yes";
+// answers its envelope. `name` is the button's accessible name when its
+// visible label needs context; `disabled` keeps the button from asking.
+export function Confirm({ label, name, yes, no = "Cancel", question, onConfirm, danger = true, id, disabled = false }) {
   const [asking, setAsking] = useState(false);
   const keep = useRef(null);
-  useEffect(() => { if (asking && keep.current) keep.current.focus(); }, [asking]);
+  const trigger = useRef(null);
+  const returning = useRef(false);
+  useEffect(() => {
+    if (asking && keep.current) keep.current.focus();
+    if (!asking && returning.current) {
+      returning.current = false;
+      if (trigger.current && trigger.current.isConnected) trigger.current.focus();
+    }
+  }, [asking]);
   const [busy, run] = useBusy();
-  const confirm = () => run(async () => { await onConfirm(); setAsking(false); });
+  const close = () => { returning.current = true; setAsking(false); };
+  const confirm = () => run(async () => { await onConfirm(); close(); });
   if (!asking) {
-    return html`<button type="button" id=${id} aria-label=${name} class=${danger ? "danger small" : "secondary small"} onClick=${() => setAsking(true)}>${label}</button>`;
+    return html`<button type="button" id=${id} ref=${trigger} aria-label=${name} disabled=${disabled} class=${danger ? "danger small" : "secondary small"} onClick=${() => setAsking(true)}>${label}</button>`;
   }
-  return html`<span class="confirm" role="group" aria-label=${question}>
+  const onKeyDown = (event) => { if (event.key === "Escape") { event.stopPropagation(); close(); } };
+  return html`<span class="confirm" role="group" aria-label=${question} onKeyDown=${onKeyDown}>
     <span>${question}</span>
     <button type="button" class=${danger ? "danger small" : "small"} disabled=${busy} onClick=${confirm}>${yes}</button>
-    <button type="button" class="secondary small" ref=${keep} onClick=${() => setAsking(false)}>${no}</button>
+    <button type="button" class="secondary small" ref=${keep} onClick=${close}>${no}</button>
   </span>`;
 }
 
@@ -72,23 +85,46 @@ export function useLoad(fetcher, deps) {
   return [answer, load];
 }
 
-// A search box whose text reaches the URL once typing pauses (replacing the
-// history entry, so Back undoes a whole search rather than each letter); Back
+// A search box whose text reaches the URL once typing pauses: the first
+// change of a search adds a history entry and the rest replace it, so Back
+// undoes a whole search (to the list before it) rather than each letter; Back
 // and Forward change the URL under the box, and the box shows it.
+// `onSearch(text, replace)` is called with replace false the first time.
 const SEARCH_DELAY_MS = 300;
 
 export function useSearch(value, onSearch) {
   const [search, setSearch] = useState(value);
+  // The URL's value this box last wrote: a different one came from Back, Forward or a link,
+  // and the next search starts a new history entry.
+  const wrote = useRef(null);
   useEffect(() => setSearch(value), [value]);
   useEffect(() => {
     if (search === value) return undefined;
-    const timer = setTimeout(() => onSearch(search), SEARCH_DELAY_MS);
+    const timer = setTimeout(() => {
+      const replace = wrote.current !== null && wrote.current === value;
+      wrote.current = search;
+      onSearch(search, replace);
+    }, SEARCH_DELAY_MS);
     return () => clearTimeout(timer);
   }, [search]);
   return [search, setSearch];
 }
 
+// A page number from the URL: a whole number from 1, else 1 (so "?page=abc" or
+// "?page=-1" shows the first page instead of asking the API for page NaN).
+export function pageOf(value) {
+  const page = Number(value);
+  return Number.isInteger(page) && page >= 1 ? page : 1;
+}
+
 export function Pager({ pagination, onPage }) {
+  if (pagination && pagination.total > 0 && pagination.page > pagination.total_pages) {
+    const last = Math.max(pagination.total_pages, 1);
+    return html`<nav class="pager" aria-label="Pages">
+      <span>Page ${pagination.page} is past the last page (${last}) · ${pagination.total} in all</span>
+      <button type="button" class="secondary small" onClick=${() => onPage(last)}>Go to page ${last}</button>
+    </nav>`;
+  }
   if (!pagination || !pagination.total_pages || pagination.total_pages <= 1) {
     return pagination ? html`<p class="muted">${pagination.total ?? 0} in all</p>` : null;
   }

@@ -6,7 +6,7 @@ import { api } from "../api.js";
 import { html, useState } from "../lib.js";
 import { href, navigate } from "../router.js";
 import {
-  Confirm, CopyButton, errorProps, FieldError, formatTime, Heading, Message, Pager, useLoad, useSearch, useSubmit,
+  Confirm, CopyButton, errorProps, FieldError, formatTime, Heading, Message, pageOf, Pager, useLoad, useSearch, useSubmit,
 } from "../ui.js";
 import { AdminNav } from "./admin.js";
 
@@ -19,11 +19,11 @@ function Field({ label, name, answer, ...props }) {
 }
 
 export function Accounts({ params }) {
-  const filters = { page: Number(params.page || 1), search: params.search || "" };
+  const filters = { page: pageOf(params.page), search: params.search || "" };
   const [answer, reload] = useLoad(
     () => api.get("/v1/admin/accounts", { ...filters, limit: PAGE_SIZE }), [filters.page, filters.search],
   );
-  const [search, setSearch] = useSearch(filters.search, (text) => navigate("/admin/accounts", { search: text }, { replace: true }));
+  const [search, setSearch] = useSearch(filters.search, (text, replace) => navigate("/admin/accounts", { search: text }, { replace }));
   const accounts = answer && answer.success ? answer.data.accounts : [];
   return html`<section class="card wide">
     <${AdminNav} current="accounts" />
@@ -44,7 +44,7 @@ export function Accounts({ params }) {
         <td>${formatTime(account.created_at)}</td>
       </tr>`)}</tbody>
     </table></div>
-    ${answer && answer.success && accounts.length === 0 && html`<p class="muted">No account matches.</p>`}
+    ${answer && answer.success && answer.data.pagination?.total === 0 && html`<p class="muted">No account matches.</p>`}
     <${Pager} pagination=${answer && answer.success && answer.data.pagination} onPage=${(page) => navigate("/admin/accounts", { ...filters, page })} />
   </section>`;
 }

@@ -7,7 +7,7 @@ import { html, useState } from "../lib.js";
 import { href, navigate } from "../router.js";
 import { session } from "../session.js";
 import {
-  Confirm, errorProps, FieldError, formatTime, Heading, Message, Pager, useLoad, useSearch, useSubmit,
+  Confirm, errorProps, FieldError, formatTime, Heading, Message, pageOf, Pager, useLoad, useSearch, useSubmit,
 } from "../ui.js";
 
 export const ROLES = ["user", "admin"];
@@ -25,7 +25,7 @@ export function AdminNav({ current }) {
 
 export function Users({ params }) {
   const filters = {
-    page: Number(params.page || 1),
+    page: pageOf(params.page),
     search: params.search || "",
     role: params.role || "",
     is_active: params.is_active || "",
@@ -35,7 +35,7 @@ export function Users({ params }) {
     [filters.page, filters.search, filters.role, filters.is_active],
   );
   const change = (update, replace = false) => navigate("/admin/users", { ...filters, page: 1, ...update }, { replace });
-  const [search, setSearch] = useSearch(filters.search, (text) => change({ search: text }, true));
+  const [search, setSearch] = useSearch(filters.search, (text, replace) => change({ search: text }, replace));
   const users = answer && answer.success ? answer.data.users : [];
   return html`<section class="card wide">
     <${AdminNav} current="users" />
@@ -63,7 +63,7 @@ export function Users({ params }) {
         <td>${formatTime(user.created_at)}</td>
       </tr>`)}</tbody>
     </table></div>
-    ${answer && answer.success && users.length === 0 && html`<p class="muted">No user matches.</p>`}
+    ${answer && answer.success && answer.data.pagination?.total === 0 && html`<p class="muted">No user matches.</p>`}
     <${Pager} pagination=${answer && answer.success && answer.data.pagination} onPage=${(page) => navigate("/admin/users", { ...filters, page })} />
   </section>`;
 }
@@ -105,10 +105,10 @@ export function User({ userId }) {
       <${RoleForm} user=${user} onSave=${update} disabled=${self} />
       <div class="buttons">
         ${user.is_active
-          ? html`<${Confirm} id="deactivate-user" label="Deactivate…" yes=${`Yes, deactivate ${user.email}`}
+          ? html`<${Confirm} id="deactivate-user" label="Deactivate…" disabled=${self} yes=${`Yes, deactivate ${user.email}`}
               question="Deactivate this user? Their sessions end now and they can no longer sign in."
               onConfirm=${() => update({ is_active: false })} />`
-          : html`<${Confirm} id="activate-user" label="Activate…" danger=${false} yes=${`Yes, activate ${user.email}`}
+          : html`<${Confirm} id="activate-user" label="Activate…" danger=${false} disabled=${self} yes=${`Yes, activate ${user.email}`}
               question="Activate this user? They can sign in again." onConfirm=${() => update({ is_active: true })} />`}
       </div>
       <${Message} answer=${changed} inline=${["role"]} />

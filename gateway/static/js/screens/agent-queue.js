@@ -7,7 +7,7 @@ import { api } from "../api.js";
 import { html, useEffect, useState } from "../lib.js";
 import { href, navigate } from "../router.js";
 import { watch } from "../sse.js";
-import { formatTime, Heading, Message, Pager, useLoad } from "../ui.js";
+import { formatTime, Heading, Message, pageOf, Pager, useLoad } from "../ui.js";
 import { AdminNav } from "./admin.js";
 import { AGENT_VIEW, Composer, Conversation, merge, useSessionEvents } from "./chat.js";
 
@@ -37,7 +37,7 @@ function useQueueChanges(reload) {
 }
 
 export function AgentQueue({ params }) {
-  const page = Number(params.page || 1);
+  const page = pageOf(params.page);
   const [answer, reload] = useLoad(() => api.get("/v1/chat/escalations", { page, limit: 20 }), [page]);
   const state = useQueueChanges(reload);
   const sessions = answer && answer.success ? answer.data.sessions : [];

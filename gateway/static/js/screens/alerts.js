@@ -5,7 +5,7 @@ import { html, useState } from "../lib.js";
 import { navigate } from "../router.js";
 import { useLiveList } from "../sse.js";
 import {
-  Confirm, CopyButton, errorProps, FieldError, formatTime, Heading, Message, Pager, useLoad, useSubmit,
+  Confirm, CopyButton, errorProps, FieldError, formatTime, Heading, Message, pageOf, Pager, useLoad, useSubmit,
 } from "../ui.js";
 
 const KINDS = [["anomaly", "Anomalies"], ["silence", "A silent device"], ["threshold", "A reading past a value"]];
@@ -16,7 +16,7 @@ const INLINE = ["spec.name", "spec.device_ids", "spec.min_confidence", "spec.sil
   "spec.time_zone"];
 
 export function Alerts({ params }) {
-  const page = Number(params.page || 1);
+  const page = pageOf(params.page);
   const [answer, reload] = useLoad(() => api.get("/v1/alert-rules", { page, limit: 20 }), [page]);
   const rules = answer && answer.success ? answer.data.rules : [];
   return html`<div class="stack">

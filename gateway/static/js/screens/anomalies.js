@@ -4,7 +4,7 @@ import { api, download, query } from "../api.js";
 import { html, useEffect, useState } from "../lib.js";
 import { href, navigate } from "../router.js";
 import { useLiveList } from "../sse.js";
-import { formatNumber, formatTime, Heading, Message, Pager, useBusy, useLoad } from "../ui.js";
+import { formatNumber, formatTime, Heading, Message, pageOf, Pager, useBusy, useLoad } from "../ui.js";
 import { chartLink, reviewAnomaly } from "./anomaly.js";
 
 const TYPES = ["spike", "dip", "out_of_range", "flatline", "rate_of_change", "gap"];
@@ -14,7 +14,7 @@ const LIVE_KEEP = 20;
 
 export function Anomalies({ params }) {
   const filters = {
-    page: Number(params.page || 1),
+    page: pageOf(params.page),
     status: params.status || "",
     anomaly_type: params.anomaly_type || "",
     device_id: params.device_id || "",
@@ -73,7 +73,7 @@ export function Anomalies({ params }) {
           <td><a href=${chartLink(item)}>chart</a></td>
         </tr>`)}</tbody>
       </table></div>
-      ${answer && answer.success && items.length === 0 && html`<p class="muted">No anomaly matches.</p>`}
+      ${answer && answer.success && answer.data.pagination?.total === 0 && html`<p class="muted">No anomaly matches.</p>`}
       <${Pager} pagination=${answer && answer.success && answer.data.pagination} onPage=${(page) => navigate("/anomalies", { ...filters, page })} />
     </section>
   </div>`;

@@ -7,7 +7,9 @@ import { api } from "../api.js";
 import { uPlotClass } from "../chart.js";
 import { html, useEffect, useRef, useState } from "../lib.js";
 import { href, navigate } from "../router.js";
-import { errorProps, FieldError, formatNumber, formatTime, Heading, Message, Pager, useLoad, useSearch, useSubmit } from "../ui.js";
+import {
+  errorProps, FieldError, formatNumber, formatTime, Heading, Message, pageOf, Pager, useLoad, useSearch, useSubmit,
+} from "../ui.js";
 
 const ALGORITHMS = [["pearson", "Pearson (linear)"], ["spearman", "Spearman (ranks)"], ["cross_correlation", "Cross-correlation (best lag)"]];
 const HOUR = 3_600_000;
@@ -83,7 +85,7 @@ function localInput(ms) {
 
 export function Correlations({ params }) {
   const { streams, more } = useStreams();
-  const page = Number(params.page || 1);
+  const page = pageOf(params.page);
   const [past, reload] = useLoad(() => api.get("/v1/correlations", { page, limit: 10 }), [page]);
   const [windowKey, setWindowKey] = useState(params.window || "24h");
   const [algorithm, setAlgorithm] = useState(params.algorithm || "pearson");

@@ -4,7 +4,7 @@
 import { api } from "../api.js";
 import { html, useState } from "../lib.js";
 import { href, navigate } from "../router.js";
-import { formatTime, Heading, Message, Pager, useLoad, useSearch, useSubmit } from "../ui.js";
+import { formatTime, Heading, Message, pageOf, Pager, useLoad, useSearch, useSubmit } from "../ui.js";
 import { ImportDevices } from "./import.js";
 
 export const DEVICE_TYPES = ["temperature", "pressure", "motion", "generic"];
@@ -19,7 +19,7 @@ const PAGE_SIZE = 20;
 
 export function Devices({ params }) {
   const filters = {
-    page: Number(params.page || 1),
+    page: pageOf(params.page),
     type: params.type || "",
     status: params.status || "",
     search: params.search || "",
@@ -31,7 +31,7 @@ export function Devices({ params }) {
   );
   // A changed filter starts again at page 1; replace keeps typing out of the history.
   const change = (update, replace = false) => navigate("/devices", { ...filters, page: 1, ...update }, { replace });
-  const [search, setSearch] = useSearch(filters.search, (text) => change({ search: text }, true));
+  const [search, setSearch] = useSearch(filters.search, (text, replace) => change({ search: text }, replace));
 
   const devices = answer && answer.success ? answer.data.devices : [];
   return html`<section class="card wide">
@@ -73,7 +73,7 @@ export function Devices({ params }) {
         </tbody>
       </table>
     </div>
-    ${answer && answer.success && devices.length === 0 && html`<p class="muted">No device matches.</p>`}
+    ${answer && answer.success && answer.data.pagination?.total === 0 && html`<p class="muted">No device matches.</p>`}
     <${Pager} pagination=${answer && answer.success && answer.data.pagination} onPage=${(page) => navigate("/devices", { ...filters, page })} />
   </section>`;
 }

@@ -5,7 +5,7 @@
 import { api, upload } from "../api.js";
 import { html, useEffect, useRef, useState } from "../lib.js";
 import { href, navigate } from "../router.js";
-import { Confirm, formatTime, Heading, Message, Pager, useBusy, useLoad } from "../ui.js";
+import { Confirm, formatTime, Heading, Message, pageOf, Pager, useBusy, useLoad } from "../ui.js";
 
 const FORMATS = ["csv", "json", "xlsx"];
 // A file's import has ended in one of these; before, its status is asked again.
@@ -29,7 +29,7 @@ function DeviceSelect({ devices, value, onChange, label }) {
 }
 
 export function Imports({ params }) {
-  const page = Number(params.page || 1);
+  const page = pageOf(params.page);
   const [answer] = useLoad(() => api.get("/v1/batches", { page, limit: 20 }), [page]);
   const devices = useDevices();
   // A device's page links here with it chosen.
@@ -80,7 +80,7 @@ function kib(bytes) {
 }
 
 export function ImportBatch({ batchId, params }) {
-  const errorsPage = Number(params.page || 1);
+  const errorsPage = pageOf(params.page);
   const base = `/v1/batches/${encodeURIComponent(batchId)}`;
   const [batch, reloadBatch] = useLoad(() => api.get(base), [base]);
   const [files, reloadFiles] = useLoad(() => api.get(`${base}/files`), [base]);
