@@ -333,6 +333,22 @@ async def test_a_site_of_an_account_without_owner_writes_no_device(env: Env) -> 
         "/v1/uploads", headers=site, json={"format": "csv", "device_id": kiln}
     )
     assert allowed.status_code == 201, allowed.text
+    # Another change leaves the owner; an empty one takes it away again.
+    renamed = data(
+        await http.patch(f"/v1/admin/accounts/{bare['id']}", headers=admin, json={"name": "B"})
+    )
+    assert renamed["owner_user_id"] == owner_id
+    cleared = data(
+        await http.patch(
+            f"/v1/admin/accounts/{bare['id']}", headers=admin, json={"owner_user_id": ""}
+        )
+    )
+    assert cleared["owner_user_id"] == ""
+    site = await site_token(http, admin, bare["id"])
+    refused = await http.post(
+        "/v1/uploads", headers=site, json={"format": "csv", "device_id": kiln}
+    )
+    assert refused.status_code == 404
 
 
 async def test_devices_out_of_reach_is_a_503_not_a_500(env: Env) -> None:

@@ -128,11 +128,14 @@ class SiteService:
         max_concurrent_batches: int | None,
         owner_user_id: str | None = None,
     ) -> SiteAccount:
-        """Change the fields that are not None."""
+        """Change the fields that are not None; an empty ``owner_user_id`` leaves the account
+        with no owner (its sites then write no device)."""
         violations = Violations()
         changes: dict[str, Any] = {}
-        if owner_user_id is not None:
+        if owner_user_id is not None and owner_user_id.strip():
             owner_user_id = await self._check_owner(violations, owner_user_id)
+        elif owner_user_id is not None:
+            owner_user_id = ""
         if name is not None:
             changes["name"] = rules.check_name(violations, name)
         if max_concurrent_batches is not None:

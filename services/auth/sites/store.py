@@ -187,7 +187,8 @@ class SiteStore:
         changes: dict[str, Any],
         owner_user_id: str | None = None,
     ) -> SiteAccount | None:
-        """Apply ``changes`` (column: value) to an account, and its owner when given; answers it."""
+        """Apply ``changes`` (column: value) to an account, and its owner when given ("" for
+        none); answers it."""
         async with self._sessions.begin() as session:
             row = await session.get(AccountRow, account_id, with_for_update=True)
             if row is None:
@@ -199,7 +200,8 @@ class SiteStore:
                 await session.execute(
                     delete(AccountOwnerRow).where(AccountOwnerRow.account_id == account_id)
                 )
-                session.add(AccountOwnerRow(account_id=account_id, user_id=owner_user_id))
+                if owner_user_id:
+                    session.add(AccountOwnerRow(account_id=account_id, user_id=owner_user_id))
         return await self.account(account_id=account_id)
 
     async def add_site(

@@ -92,7 +92,8 @@ export function Account({ accountId }) {
   const [answer, reload] = useLoad(() => api.get(path), [path]);
   const [changed, setChanged] = useState(null);
   const { answer: edited, busy, submit } = useSubmit(async (values) => {
-    const got = await api.patch(path, filled(values));
+    // An emptied owner is sent as "", which leaves the account with none.
+    const got = await api.patch(path, { ...filled(values), owner_user_id: values.owner_user_id.trim() });
     if (got.success) reload();
     return got;
   });
@@ -122,7 +123,7 @@ export function Account({ accountId }) {
           key=${`${account.name}|${account.max_concurrent_batches}|${account.owner_user_id}`}>
         <${Field} label="Name" name="name" answer=${edited} defaultValue=${account.name} required maxlength="100" />
         <${Field} label="Open batches allowed" name="max_concurrent_batches" answer=${edited} type="number" min="1" max="1000" defaultValue=${account.max_concurrent_batches} />
-        <${Field} label="Owner (user id)" name="owner_user_id" answer=${edited} defaultValue=${account.owner_user_id} />
+        <${Field} label="Owner (user id)" name="owner_user_id" answer=${edited} defaultValue=${account.owner_user_id} placeholder="none (its sites write no device)" />
         <div class="buttons"><button type="submit" disabled=${busy}>Save</button></div>
         <${Message} answer=${edited} inline=${["name", "max_concurrent_batches", "owner_user_id"]} />
       </form>
