@@ -1,0 +1,84 @@
+"""The account's and the signed-out screens' forms in a real browser: field errors beside
+their fields (registration, reset, profile, two-factor), what registering says, the reset
+landing page with a token, the MFA step of sign-in and the two-factor buttons moving focus
+into what they show, the profile's time zone and the data download, the security log's
+bad links, and "Sign out here" signing out like "Log out"."""
+
+from __future__ import annotations
+
+from playwright.async_api import expect
+
+from tests.browser.conftest import Console
+from tests.support import PASSWORD, new_email
+
+# Long enough for the form's checks, short of the rules: no uppercase, digit or symbol.
+WEAK = "weakpassword"
+
+
+async def expect_beside(console: Console, field: str, text: str) -> None:
+    """The envelope's error about ``field`` stands beside it, the field is marked invalid
+    and described by it, and the message under the form does not list it again."""
+    page = console.page
+    error = page.locator(f"#error-{field}")
+    await expect(error).to_contain_text(text)
+    control = page.locator(f"[name={field}][aria-invalid=true]")
+    await expect(control).to_have_count(1)
+    assert f"error-{field}" in (await control.get_attribute("aria-describedby") or "")
+    await expect(page.locator(".message li", has_text=f"{field}:")).to_have_count(0)
+
+
+async def test_register_shows_field_errors_beside_fields_and_says_what_happens_next(
+    console: Console,
+) -> None:
+    page = console.page
+    email = new_email()
+    await console.open("/register")
+    form = page.locator("#register-form")
+    await form.get_by_label("Email").fill(email)
+    await form.get_by_label("Password").fill(WEAK)
+    await form.get_by_role("button", name="Register").click()
+    await expect_beside(console, "password", "uppercase")
+    await console.screenshot("register-field-error")
+    console.forgive(400)
+
+    await form.get_by_label("Password").fill(PASSWORD)
+    await form.get_by_label("Turn on two-factor login").check()
+    await form.get_by_role("button", name="Register").click()
+    ok = page.locator(".message-ok")
+    await expect(ok).to_contain_text(f"We sent a verification link to {email}")
+    await expect(ok).to_contain_text("You can log in now")
+    await expect(ok).to_contain_text("Account page")
+    await expect(page.locator("#error-password")).to_have_count(0)
+    await console.screenshot("registered-with-two-factor")
+
+    # The same address again: a 409 that names no field, shown beside the email all the same.
+    await form.get_by_label("Email").fill(email)
+    await form.get_by_label("Password").fill(PASSWORD)
+    await form.get_by_role("button", name="Register").click()
+    await expect_beside(console, "email", "already registered")
+    console.forgive(409)
+
+
+async def test_a_reset_link_lands_without_an_error_and_shows_field_errors(
+    console: Console,
+) -> None:
+    page = console.page
+    await console.open("/reset-password?token=a-token-from-the-email")
+    form = page.locator("#reset-form")
+    await form.wait_for()
+    await page.wait_for_function("!location.hash.includes('token')")
+    await expect(page.get_by_text("holds no token")).to_have_count(0)
+    await expect(page.locator(".message-error")).to_have_count(0)
+    await expect(form.get_by_role("button", name="Set the password")).to_be_enabled()
+    await console.screenshot("reset-landing")
+    # Password rules are checked before the token: the error stands beside the field.
+    await form.get_by_label("New password").fill(WEAK)
+    await form.get_by_role("button", name="Set the password").click()
+    await expect_beside(console, "password", "uppercase")
+    console.forgive(400)
+
+    # A link that truly holds no token says so.
+    await console.open("/reset-password")
+    await page.reload()
+    await expect(page.get_by_text("This reset link holds no token")).to_be_visible()
+    await expect(form.get_by_role("button", name="Set the password")).to_be_disabled()
