@@ -9,6 +9,8 @@ from __future__ import annotations
 from playwright.async_api import expect
 
 from tests.browser.conftest import Console
+from tests.browser.steps import new_account, sign_in
+from tests.service.auth_support import totp_code
 from tests.support import PASSWORD, new_email
 
 # Long enough for the form's checks, short of the rules: no uppercase, digit or symbol.
@@ -25,6 +27,12 @@ async def expect_beside(console: Console, field: str, text: str) -> None:
     await expect(control).to_have_count(1)
     assert f"error-{field}" in (await control.get_attribute("aria-describedby") or "")
     await expect(page.locator(".message li", has_text=f"{field}:")).to_have_count(0)
+
+
+async def account_page(console: Console, email: str) -> None:
+    """Sign ``email`` in and open the Account page."""
+    await sign_in(console, email)
+    await console.page.get_by_role("link", name="Account").click()
 
 
 async def test_register_shows_field_errors_beside_fields_and_says_what_happens_next(
@@ -82,3 +90,51 @@ async def test_a_reset_link_lands_without_an_error_and_shows_field_errors(
     await page.reload()
     await expect(page.get_by_text("This reset link holds no token")).to_be_visible()
     await expect(form.get_by_role("button", name="Set the password")).to_be_disabled()
+
+
+async def test_two_factor_focus_field_errors_and_the_mfa_step_of_sign_in(
+    console: Console,
+) -> None:
+    page = console.page
+    email = await new_account(console)
+    await account_page(console, email)
+    await page.get_by_role("button", name="Set up two-factor login").click()
+    scan = page.get_by_role("heading", name="Scan the code with an authenticator app")
+    await expect(scan).to_be_focused()
+    secret = await page.locator("#mfa-secret").text_content()
+    assert secret
+    enable = page.locator("#mfa-enable-form")
+    await enable.get_by_label("Code from the app").fill("12345")
+    await enable.get_by_role("button", name="Turn on").click()
+    await expect_beside(console, "code", "")
+    console.forgive(400)
+    await console.screenshot("mfa-code-error")
+    await enable.get_by_label("Code from the app").fill(totp_code(secret))
+    await enable.get_by_role("button", name="Turn on").click()
+    await expect(page.locator("#recovery-codes li")).to_have_count(10)
+    await expect(page.get_by_role("heading", name="Recovery codes")).to_be_focused()
+    await page.get_by_role("button", name="I have stored them").click()
+    await expect(page.locator("#recovery-codes")).to_have_count(0)
+    await expect(page.get_by_role("heading", name="Two-factor login")).to_be_focused()
+
+    # On: Enter in the code field says what to do instead of doing nothing.
+    manage = page.locator("#mfa-manage-form")
+    await manage.get_by_label("Code from the app").fill("123456")
+    await manage.get_by_label("Code from the app").press("Enter")
+    await expect(page.locator("#mfa-hint")).to_contain_text("New recovery codes")
+
+    # Sign-in's MFA step: the prompt is an instruction, and focus is in the new field.
+    await page.locator("#logout-button").click()
+    await page.locator("#login-form").wait_for()
+    await page.get_by_label("Email").fill(email)
+    await page.get_by_label("Password").fill(PASSWORD)
+    await page.get_by_role("button", name="Log in").click()
+    code = page.get_by_label("MFA code")
+    await expect(code).to_be_focused()
+    await expect(page.locator("#mfa-prompt")).to_contain_text("authenticator app")
+    await expect(page.locator("#login-form ~ .message .message-error")).to_have_count(0)
+    await console.screenshot("sign-in-mfa-step")
+    await code.fill(totp_code(secret, steps_ahead=1))
+    await code.press("Enter")
+    # Back where the user logged out.
+    await page.locator("#logout-button").wait_for()
