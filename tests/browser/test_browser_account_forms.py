@@ -9,7 +9,7 @@ from __future__ import annotations
 from playwright.async_api import expect
 
 from tests.browser.conftest import Console
-from tests.browser.steps import new_account, sign_in
+from tests.browser.steps import access_header, new_account, sign_in
 from tests.service.auth_support import totp_code
 from tests.support import PASSWORD, new_email
 
@@ -138,3 +138,44 @@ async def test_two_factor_focus_field_errors_and_the_mfa_step_of_sign_in(
     await code.press("Enter")
     # Back where the user logged out.
     await page.locator("#logout-button").wait_for()
+
+
+async def test_security_log_links_with_bad_values(console: Console) -> None:
+    page = console.page
+    email = await new_account(console)
+    who = await access_header(console, email)
+    # 45 profile changes and the sign-ins: three pages of 20.
+    for number in range(45):
+        changed = await console.http.patch("/v1/profile", headers=who, json={"tags": [str(number)]})
+        assert changed.status_code == 200, changed.text
+    await sign_in(console, email)
+    log = page.locator("#security-log tbody tr")
+
+    await console.open("/account?action=bogus")
+    action = page.get_by_label("Action")
+    await expect(action).to_have_value("")
+    await expect(action.locator("option:checked")).to_have_text("All")
+    await expect(page.locator("#unknown-action")).to_contain_text("bogus")
+    await expect(log).to_have_count(20)
+    await action.select_option("login_failed")
+    await page.wait_for_url("**action=login_failed*")
+    await page.get_by_text("Nothing recorded.").wait_for()
+    await action.select_option("")
+    await expect(log).to_have_count(20)
+    await expect(action).to_have_value("")
+    assert "action=" not in page.url
+
+    for bad in ("abc", "-1", "1.5"):
+        await console.open("/account?log_page=2")
+        await expect(page.get_by_text("Page 2 of 3")).to_be_visible()
+        async with page.expect_response("**/v1/security/logs?page=1&*") as answered:
+            await console.open(f"/account?log_page={bad}")
+        assert (await answered.value).status == 200
+        await expect(page.get_by_text("Page 1 of 3")).to_be_visible()
+
+    await console.open("/account?log_page=999")
+    await page.wait_for_url("**log_page=3*")
+    await expect(page.get_by_text("Page 3 of 3")).to_be_visible()
+    await expect(log).not_to_have_count(0)
+    await expect(page.get_by_text("Nothing recorded.")).to_have_count(0)
+    await console.screenshot("security-log-last-page")

@@ -1,7 +1,7 @@
 // The account's security log: sign-ins, password and MFA changes, revoked
 // sessions; a page at a time, filtered by action, both in the URL.
 import { api } from "../api.js";
-import { html } from "../lib.js";
+import { html, useEffect } from "../lib.js";
 import { navigate } from "../router.js";
 import { formatTime, Message, Pager, useLoad } from "../ui.js";
 
@@ -13,19 +13,36 @@ const ACTIONS = [
   "data_exported", "admin_update",
 ];
 
+// The log's page from the URL: a whole number from 1 (the API's page is an
+// int32), else the first page, so "?log_page=abc" never asks for page NaN.
+function pageFrom(value) {
+  const page = Number(value || 1);
+  return Number.isInteger(page) && page >= 1 && page <= 2 ** 31 - 1 ? page : 1;
+}
+
 export function SecurityLog({ params, changes }) {
-  const page = Number(params.log_page || 1);
-  const action = params.action || "";
+  const page = pageFrom(params.log_page);
+  // An action the log does not know (a mistyped link) filters nothing: the
+  // select shows "All", and the screen says what was dropped.
+  const unknown = params.action && !ACTIONS.includes(params.action) ? params.action : "";
+  const action = unknown ? "" : params.action || "";
   const [answer] = useLoad(() => api.get("/v1/security/logs", { page, limit: 20, action }), [page, action, changes]);
-  const go = (update) => navigate("/account", { log_page: page, action, ...update });
+  const go = (update, options) => navigate("/account", { log_page: page, action, ...update }, options);
   const entries = answer && answer.success ? answer.data.logs : [];
+  const pagination = answer && answer.success ? answer.data.pagination : null;
+  // A page past the last (an old link, entries gone) shows the last one
+  // instead, once the answer for this page says which that is.
+  const last = pagination ? Math.max(1, pagination.total_pages || 0) : page;
+  const past = Boolean(pagination) && pagination.page === page && page > last;
+  useEffect(() => { if (past) go({ log_page: last }, { replace: true }); }, [past, last]);
   return html`<section class="card">
     <h3>Security log</h3>
     <form class="filters" onSubmit=${(event) => event.preventDefault()}>
       <label>Action <select value=${action} onChange=${(event) => go({ action: event.currentTarget.value, log_page: 1 })}>
-        <option value="">any</option>${ACTIONS.map((name) => html`<option value=${name}>${name.replaceAll("_", " ")}</option>`)}
+        <option value="">All</option>${ACTIONS.map((name) => html`<option value=${name}>${name.replaceAll("_", " ")}</option>`)}
       </select></label>
     </form>
+    ${unknown && html`<p class="muted" id="unknown-action">No action is called “${unknown}”: every action is shown.</p>`}
     ${answer && !answer.success && html`<${Message} answer=${answer} />`}
     <div class="table-scroll"><table id="security-log">
       <thead><tr><th scope="col">When</th><th scope="col">Action</th><th scope="col">Result</th><th scope="col">IP</th><th scope="col">Client</th></tr></thead>
@@ -37,7 +54,8 @@ export function SecurityLog({ params, changes }) {
         <td class="clip" title=${entry.user_agent}>${entry.user_agent || "—"}</td>
       </tr>`)}</tbody>
     </table></div>
-    ${answer && answer.success && entries.length === 0 && html`<p class="muted">Nothing recorded.</p>`}
-    <${Pager} pagination=${answer && answer.success && answer.data.pagination} onPage=${(next) => go({ log_page: next })} />
+    ${past && html`<p class="loading">Going to page ${last}, the last…</p>`}
+    ${!past && answer && answer.success && entries.length === 0 && html`<p class="muted">Nothing recorded.</p>`}
+    ${!past && html`<${Pager} pagination=${pagination} onPage=${(next) => go({ log_page: next })} />`}
   </section>`;
 }
