@@ -6,6 +6,9 @@ bad links, and "Sign out here" signing out like "Log out"."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from playwright.async_api import expect
 
 from tests.browser.conftest import Console
@@ -65,6 +68,10 @@ async def test_register_shows_field_errors_beside_fields_and_says_what_happens_n
     await form.get_by_role("button", name="Register").click()
     await expect_beside(console, "email", "already registered")
     console.forgive(409)
+
+    # Signed in, the account reminds the user of the two-factor login they asked for.
+    await account_page(console, email)
+    await expect(page.locator("#mfa-requested")).to_be_visible()
 
 
 async def test_a_reset_link_lands_without_an_error_and_shows_field_errors(
@@ -140,7 +147,54 @@ async def test_two_factor_focus_field_errors_and_the_mfa_step_of_sign_in(
     await page.locator("#logout-button").wait_for()
 
 
-async def test_security_log_links_with_bad_values(console: Console) -> None:
+async def test_time_zone_is_saved_beside_other_metadata_and_data_downloads(
+    console: Console, tmp_path: Path
+) -> None:
+    page = console.page
+    email = await new_account(console)
+    who = await access_header(console, email)
+    theme = {"metadata": {"theme": "dark"}}
+    kept = await console.http.patch("/v1/profile", headers=who, json=theme)
+    assert kept.status_code == 200, kept.text
+    await account_page(console, email)
+    form = page.locator("#profile-form")
+    zone = form.get_by_label("Time zone")
+    # None saved: this browser's zone is suggested.
+    browser_zone = await page.evaluate("Intl.DateTimeFormat().resolvedOptions().timeZone")
+    await expect(zone).to_have_value(browser_zone)
+    assert await zone.locator("option").count() > 300
+
+    # A blank display name is refused beside its field.
+    await form.get_by_label("Display name").fill("   ")
+    await form.get_by_role("button", name="Save").click()
+    await expect_beside(console, "display_name", "")
+    console.forgive(400)
+
+    await form.get_by_label("Display name").fill("Ann")
+    await zone.select_option("Asia/Tokyo")
+    await form.get_by_role("button", name="Save").click()
+    await page.locator("#profile-form ~ .message .message-ok").wait_for()
+    await page.reload()
+    await expect(form.get_by_label("Time zone")).to_have_value("Asia/Tokyo")
+    profile = (await console.http.get("/v1/profile", headers=who)).json()["data"]
+    assert profile["metadata"] == {"theme": "dark", "timezone": "Asia/Tokyo"}
+    await console.screenshot("profile-time-zone")
+
+    # The data, as a file named as the link names it.
+    async with page.expect_download() as downloading:
+        await page.get_by_role("button", name="Download my data").click()
+    download = await downloading.value
+    assert download.suggested_filename.startswith("iotsuite-")
+    assert download.suggested_filename.endswith(".json")
+    saved = tmp_path / download.suggested_filename
+    await download.save_as(saved)
+    assert json.loads(saved.read_text())["user"]["email"] == email
+    await expect(page.locator("#data-download-form ~ .message .message-ok")).to_contain_text(
+        download.suggested_filename
+    )
+
+
+async def test_security_log_links_with_bad_values_and_sign_out_here(console: Console) -> None:
     page = console.page
     email = await new_account(console)
     who = await access_header(console, email)
@@ -179,3 +233,9 @@ async def test_security_log_links_with_bad_values(console: Console) -> None:
     await expect(log).not_to_have_count(0)
     await expect(page.get_by_text("Nothing recorded.")).to_have_count(0)
     await console.screenshot("security-log-last-page")
+
+    await page.get_by_role("button", name="Sign out here").click()
+    await page.locator("#login-form").wait_for()
+    await expect(page.get_by_text("You are signed out.")).to_be_visible()
+    await expect(page.get_by_text("Your session has ended")).to_have_count(0)
+    await console.screenshot("signed-out-here")
