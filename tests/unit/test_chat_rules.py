@@ -27,6 +27,9 @@ class Stub:
                         "anomalies", "device_status", "help", "out_of_scope")  # fmt: skip
         self._best, self._second = best, second
 
+    def vocabulary(self) -> frozenset[str]:
+        return frozenset()
+
     def probabilities(self, text: str) -> dict[str, float]:
         rest = (1.0 - 0.9 - 0.06) / (len(self.intents) - 2)
         return {

@@ -11,6 +11,7 @@ is said so, and the reply is marked unsure so that a person is offered.
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -243,7 +244,7 @@ class SupportAssistant:
         intent = understanding.intent
         if (
             intent != "human"
-            and not understanding.slots.devices
+            and not any(ref.matches for ref in understanding.slots.devices)
             and ACCOUNT_MATTERS.search(text.lower())
         ):
             # Billing, plans and the account itself are the team's, not the product's: no
@@ -382,14 +383,11 @@ class SupportAssistant:
         chosen: list[DeviceInfo] = []
         for ref in refs:
             if not ref.matches:
-                raise _Unanswerable(
-                    f'I couldn\'t find a device called "{ref.mention}". '
-                    + (
-                        f"Your devices are: {_names(context.devices)}."
-                        if context.devices
-                        else "You have no devices yet."
-                    )
-                )
+                device = _by_id(context, ref)
+                if device is None:
+                    raise _Unanswerable(_not_found(context, ref))
+                chosen.append(device)
+                continue
             if len(ref.matches) > 1:
                 raise _Unanswerable(
                     f'Which device do you mean by "{ref.mention}": '
@@ -416,6 +414,9 @@ class SupportAssistant:
 
     def _devices(self, context: _Context, *, listing: bool) -> str:
         slots = context.understanding.slots
+        for ref in slots.devices:
+            if not ref.matches and _by_id(context, ref) is None:
+                raise _Unanswerable(_not_found(context, ref))  # not listed past
         devices = [
             d
             for d in context.devices
@@ -631,6 +632,25 @@ class SupportAssistant:
                 raise
             context.stream_ids.append(streams[0].stream_id)
             return streams[0]
+
+
+def _by_id(context: _Context, ref: DeviceRef) -> DeviceInfo | None:
+    """The asker's device whose id ``ref`` writes ("device 3f2a...-..."), if any."""
+    return next((d for d in context.devices if d.device_id == ref.mention.lower()), None)
+
+
+def _not_found(context: _Context, ref: DeviceRef) -> str:
+    """Says that no device of the asker's is called ``ref``: never another one's answer."""
+    said = f'I couldn\'t find a device called "{ref.mention}".'
+    if not context.devices:
+        return said + " You have no devices yet."
+    names = [d.name for d in context.devices]
+    close = difflib.get_close_matches(
+        ref.mention.lower(), [n.lower() for n in names], n=1, cutoff=0.6
+    )
+    if close:
+        return said + f" Did you mean {names[[n.lower() for n in names].index(close[0])]}?"
+    return said + f" Your devices are: {_names(context.devices)}."
 
 
 def _label(device: DeviceInfo, stream: StreamInfo) -> str:

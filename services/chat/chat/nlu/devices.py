@@ -13,6 +13,12 @@ Overlapping matches are one mention; of its candidates, those matched most
 completely and most closely win, and every tie is kept: "greenhouse" with a
 North and a South greenhouse answers both, and the caller asks which.
 
+A name the user does not have is found too (:func:`find_unknown`), so that the
+assistant can say so instead of answering for another device: a word that is
+not of the assistant's own language (its training utterances and keywords),
+where a name stands: after "the", "my" or a preposition ("in the kitchen",
+"on freezer 2"), or before a metric or "sensor" ("kitchen temperature").
+
 rapidfuzz computes the distances: it has true Damerau-Levenshtein (``difflib``
 has only a similarity ratio, which cannot say "two letters") and compares
 every run of the message with every name in one C call.
@@ -244,3 +250,78 @@ def find_devices(text: str, device_names: Sequence[str]) -> tuple[DeviceRef, ...
         ):
             refs.append((m.start(), DeviceRef(mention=m.group(), matches=())))
     return tuple(ref for _, ref in sorted(refs, key=lambda r: r[0]))
+
+
+# Where a device's name stands: after a determiner or a preposition, or before a metric
+# or a device noun. Group "name" is one or two words, optionally with a number.
+_NAME_SLOT = re.compile(
+    r"\b(?:(?:in|on|at|of|for|from|about|with|by)\s+(?:the\s+|my\s+|our\s+)?|the\s+|my\s+|our\s+)"
+    r"(?P<name>[a-z][a-z'-]{2,}(?:\s+[a-z][a-z'-]{2,})?(?:\s*[-#]?\s*\d+)?)\b"
+    r"|\b(?P<before>[a-z][a-z'-]{2,}(?:\s+[a-z][a-z'-]{2,})?(?:\s*[-#]?\s*\d+)?)\s+"
+    r"(?=(?:temperatures?|temps?|humidity|pressure|sensors?|devices?|readings?|probes?)\b)"
+)
+_UUID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b")
+
+
+def find_unknown(
+    text: str,
+    known_words: frozenset[str],
+    found: Sequence[DeviceRef],
+    device_names: Sequence[str] = (),
+) -> tuple[DeviceRef, ...]:
+    """Names ``text`` gives a device that are none of the user's (``found`` are theirs).
+
+    A candidate is a run of words where a name stands (see the module's docstring) whose
+    words are all outside ``known_words`` and the words of ``device_names``, and not a
+    typo of one of them; a device id (a UUID) is one too. Each answers with no matches,
+    as an unknown numbered device does. "Your ..." is the assistant's, never a device.
+    """
+    text = text[:MAX_TEXT]
+    known_words = known_words | {t.text for name in device_names for t in _tokens(name)}
+    lowered = text.lower()
+    taken = [(text.find(m.mention), text.find(m.mention) + len(m.mention)) for m in found]
+    refs: list[tuple[int, DeviceRef]] = []
+    candidates = [(m.start(), m.group()) for m in _UUID.finditer(lowered)]
+    for m in _NAME_SLOT.finditer(lowered):
+        group = "name" if m.group("name") else "before"
+        words = re.findall(r"[a-z][a-z'-]*", m.group(group))
+        if m.group().split()[:2].count("your") or words[:1] == ["you"]:
+            continue
+        # Words of the language around the name ("what kitchen", "garage sensor") are
+        # not part of it; inside it, generic words are ("boiler room").
+        while words and (_known(words[0], known_words) or words[0] in GENERIC):
+            words.pop(0)
+        while words and _known(words[-1], known_words):
+            words.pop()
+        if (
+            not words
+            or any(_known(w, known_words) for w in words)
+            or all(w in GENERIC for w in words)
+        ):
+            continue
+        start = m.start(group) + m.group(group).find(words[0])
+        end = m.start(group) + m.group(group).rfind(words[-1]) + len(words[-1])
+        number = re.match(r"\s*[-#]?\s*\d+", lowered[end : m.end(group)])
+        candidates.append((start, lowered[start : end + (number.end() if number else 0)]))
+    for start, mention in candidates:
+        end = start + len(mention)
+        if any(start < t_end and t_start < end for t_start, t_end in taken):
+            continue
+        taken.append((start, end))
+        refs.append((start, DeviceRef(mention=text[start:end], matches=())))
+    return tuple(ref for _, ref in sorted(refs, key=lambda r: r[0]))
+
+
+def _known(word: str, known_words: frozenset[str]) -> bool:
+    """Whether ``word`` is of the assistant's language, or a typo of a word of it."""
+    word = word.strip("'-")
+    if {word, word.rstrip("s"), word.split("'")[0]} & known_words:
+        return True
+    limit = allowed_edits(len(word))
+    if limit == 0:
+        return False
+    return any(
+        abs(len(k) - len(word)) <= limit
+        and DamerauLevenshtein.distance(word, k, score_cutoff=limit) <= limit
+        for k in known_words
+    )

@@ -34,7 +34,7 @@ from zoneinfo import ZoneInfo
 
 from services.chat.chat.nlu import periods, slots
 from services.chat.chat.nlu.classifier import Example, IntentClassifier, load_examples
-from services.chat.chat.nlu.devices import find_devices
+from services.chat.chat.nlu.devices import find_devices, find_unknown
 from services.chat.chat.nlu.text import Speller
 from services.chat.chat.nlu.values import DeviceRef, Period, Slots
 
@@ -99,6 +99,25 @@ DEVICE_INTENTS = ("device_status", "anomalies", "latest_reading", "reading_stats
 """What a message that names a device may ask, when the classifier calls it a complaint."""
 ADDRESSED = re.compile(r"\b(?:you|your|you'?re|u|ur|bot|assistant|answer|reply|useless|helpful)\b")
 """Words of a complaint about the assistant itself ("you got that wrong")."""
+ABOUT_A_DEVICE = frozenset(
+    {"device_status", "latest_reading", "reading_stats", "anomalies", "correlation",
+     "system_status"}
+)  # fmt: skip
+"""Intents whose answer depends on which device is meant: a name the user does not have
+is read as a name there ("is the kitchen online" is not about the system)."""
+SURE_OF_A_NAME = 0.9
+"""How sure the classifier must be, once an unknown word is read as a device's name, to
+take an off-topic message as one about a device ("pantry humidity", not "the capital
+of Peru")."""
+PRODUCT_WORDS = frozenset(
+    {"chart", "charts", "graph", "graphs", "dashboard", "console", "page", "screen", "app",
+     "list", "table", "log", "logs", "trend", "history", "value", "values", "number", "total",
+     "moment", "day", "days", "week", "weeks", "hour", "hours", "time", "morning", "evening",
+     "afternoon", "night", "start", "end", "data", "system", "suite", "platform", "service",
+     "services", "server", "status", "alerts", "alert", "month", "year", "ago", "noon",
+     "midday", "midnight", "celsius", "fahrenheit", "average", "mean", "median", "units"}
+)  # fmt: skip
+"""Words of questions about data that the training utterances may lack, never a name."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +148,15 @@ class Understander:
             raise ValueError(f"training data has intents outside INTENTS: {sorted(unknown)}")
         self._classifier = classifier
         self._speller = Speller(keywords=periods.KEYWORDS | slots.KEYWORDS, known=KNOWN_WORDS)
+        # The assistant's own language: a word outside it where a name stands is a name.
+        self._language = (
+            classifier.vocabulary()
+            | periods.KEYWORDS
+            | slots.KEYWORDS
+            | frozenset(periods.MONTHS)
+            | KNOWN_WORDS
+            | PRODUCT_WORDS
+        )
 
     @classmethod
     def trained(cls) -> Understander:
@@ -221,6 +249,18 @@ class Understander:
         text = _clean(text)
         devices = find_devices(text, device_names)
         intent, confidence = self._intent(text, devices)
+        unknown = find_unknown(text, self._language, devices, device_names)
+        if unknown and intent in ABOUT_A_DEVICE | {"device_list", "device_count", "out_of_scope"}:
+            named = tuple(sorted((*devices, *unknown), key=lambda r: text.find(r.mention)))
+            if intent in ABOUT_A_DEVICE | {"out_of_scope"}:
+                # Read as the user's own names are: "is the kitchen online" asks of a device,
+                # "pantry humidity" of a pantry; a message that is not about a device then
+                # ("the capital of Peru") stays what it was.
+                again, sure = self._intent(text, named)
+                if intent != "out_of_scope" or (again in ABOUT_A_DEVICE and sure >= SURE_OF_A_NAME):
+                    intent, confidence = again, sure
+            if intent not in ("system_status", "out_of_scope"):
+                devices = named
         return Understanding(
             intent=intent,
             confidence=min(1.0, max(0.0, confidence)),
