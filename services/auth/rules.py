@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from email_validator import EmailNotValidError, validate_email
 
@@ -85,6 +86,8 @@ MSG_CURRENT_PASSWORD_WRONG = "Current password is incorrect"
 MSG_PASSWORD_UNCHANGED = "New password must be different from the current password"
 MSG_TAGS = "Tags must be an array of strings"
 MSG_METADATA = "Metadata must be a JSON object of at most 64 KiB"
+MSG_TIMEZONE = "Time zone must be an IANA time zone name, such as Europe/Paris or UTC"
+TIMEZONE_MAX = 64
 MSG_ROLE = "Invalid role"
 MSG_NAME = "Name must be between 1 and 100 characters"
 MSG_DOMAIN = "Invalid domain"
@@ -111,14 +114,31 @@ def check_tags(violations: Violations, tags: list[object], *, field: str = "tags
 def check_metadata(
     violations: Violations, metadata: dict[str, object], *, field: str = "metadata"
 ) -> dict[str, object]:
-    """Check metadata: a JSON object of at most 64 KiB once serialised."""
+    """Check metadata: a JSON object of at most 64 KiB once serialised, whose ``timezone``
+    (read by chat's periods and alerts' quiet hours) names an IANA time zone when given."""
     try:
         size = len(json.dumps(metadata, separators=(",", ":")).encode())
     except (TypeError, ValueError):
         size = METADATA_MAX_BYTES + 1
     if size > METADATA_MAX_BYTES:
         violations.add(field, MSG_METADATA)
+    zone = metadata.get("timezone")
+    if zone is not None and not is_time_zone(zone):
+        violations.add(f"{field}.timezone", MSG_TIMEZONE)
     return metadata
+
+
+def is_time_zone(name: object) -> bool:
+    """Whether ``name`` is an IANA time zone this machine knows ("Europe/Paris", "UTC")."""
+    if not isinstance(name, str) or not name or len(name) > TIMEZONE_MAX:
+        return False
+    if name == "UTC":
+        return True
+    try:
+        ZoneInfo(name)
+    except (ValueError, ZoneInfoNotFoundError, OSError):
+        return False
+    return True
 
 
 def check_role(violations: Violations, role: str, *, field: str = "role") -> str:

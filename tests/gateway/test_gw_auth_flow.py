@@ -376,6 +376,12 @@ async def test_abuse_answers(client: httpx.AsyncClient) -> None:
     )
     assert updated.json()["message"] == "User profile updated successfully"
     assert data(updated)["metadata"] == {"location": "Italy"}
+    zoned = await client.patch(
+        "/v1/profile",
+        json={"metadata": {"location": "Italy", "timezone": "Europe/Rome"}},
+        headers=auth_header(mine["access_token"]),
+    )
+    assert data(zoned)["metadata"]["timezone"] == "Europe/Rome"
 
     for _ in range(5):
         failed = await client.post(

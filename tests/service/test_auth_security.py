@@ -92,6 +92,18 @@ async def test_profile_reads_and_changes_only_the_fields_given(auth: Auth) -> No
             profile_pb2.UpdateProfileRequest(metadata=metadata_of({"blob": "x" * 70_000})),
             FieldViolation("metadata", rules.MSG_METADATA),
         ),
+        (
+            profile_pb2.UpdateProfileRequest(metadata=metadata_of({"timezone": "Mars/Olympus"})),
+            FieldViolation("metadata.timezone", rules.MSG_TIMEZONE),
+        ),
+        (
+            profile_pb2.UpdateProfileRequest(metadata=metadata_of({"timezone": "../etc/passwd"})),
+            FieldViolation("metadata.timezone", rules.MSG_TIMEZONE),
+        ),
+        (
+            profile_pb2.UpdateProfileRequest(metadata=metadata_of({"timezone": 2})),
+            FieldViolation("metadata.timezone", rules.MSG_TIMEZONE),
+        ),
     ],
 )
 async def test_profile_rules_answer_the_field_and_message(

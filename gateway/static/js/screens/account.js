@@ -48,7 +48,7 @@ function withZone(metadata, zone) {
   return zone ? { ...rest, timezone: zone } : rest;
 }
 
-const PROFILE_FIELDS = ["display_name", "tags", "metadata"];
+const PROFILE_FIELDS = ["display_name", "tags", "metadata", "metadata.timezone"];
 
 function Profile({ onChanged }) {
   const [answer, reload] = useLoad(() => api.get("/v1/profile"), []);
@@ -71,11 +71,11 @@ function Profile({ onChanged }) {
     <form id="profile-form" onSubmit=${submit} key=${profile.updated_at}>
       <${Field} label="Display name" name="display_name" answer=${saved} required maxlength="100" defaultValue=${profile.display_name} />
       <${Field} label="Tags (comma-separated)" name="tags" answer=${saved} defaultValue=${(profile.tags || []).join(", ")} />
-      <label>Time zone <select name="timezone" ...${described(saved, "metadata", "timezone-hint")}>
+      <label>Time zone <select name="timezone" ...${described(saved, "metadata.timezone", "timezone-hint")}>
         <option value="">Not set (UTC)</option>
         ${zones(zone).map((name) => html`<option value=${name} selected=${name === (zone || BROWSER_ZONE)}>
           ${name === BROWSER_ZONE ? `${name} (this browser)` : name}</option>`)}
-      </select><${FieldError} answer=${saved} field="metadata" /></label>
+      </select><${FieldError} answer=${saved} field="metadata" /><${FieldError} answer=${saved} field="metadata.timezone" /></label>
       <p class="muted" id="timezone-hint">${zone
         ? "The chat's periods (“last night”) and your alerts' quiet hours are read in this zone."
         : `None saved yet: the chat and your alerts' quiet hours use UTC. This browser's zone, ${BROWSER_ZONE}, is suggested; Save keeps it.`}</p>
