@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
@@ -153,6 +154,22 @@ async def test_a_spike_arrives_live_and_is_reviewed(
     assert header.startswith("anomaly_id,stream_id,device_id,detected_at,anomaly_type")
     assert header.endswith(",known_at")
     assert anomaly["anomaly_id"] in export.text
+    # The export takes the list's filters: what the console shows is what it saves.
+    for params, kept in (
+        ({"anomaly_type": anomaly["anomaly_type"], "device_id": device_id}, True),
+        ({"anomaly_type": "gap" if anomaly["anomaly_type"] != "gap" else "spike"}, False),
+        ({"device_id": str(uuid.uuid4())}, False),
+    ):
+        filtered = await client.get(
+            "/v1/anomalies/export", headers=owner, params={"format": "json", **params}
+        )
+        assert filtered.status_code == 200, filtered.text
+        assert (anomaly["anomaly_id"] in filtered.text) is kept, params
+    refused = await client.get(
+        "/v1/anomalies/export", headers=owner, params={"anomaly_type": "wobble", "status": "x"}
+    )
+    assert refused.status_code == 400
+    assert {e["field"] for e in refused.json()["data"]["errors"]} == {"anomaly_type", "status"}
 
     stranger = await rest_user(client)
     assert (

@@ -2,7 +2,7 @@
 // Authorization header the gateway needs, so the stream is read and split
 // into events here. Reconnects after a pause, sending Last-Event-ID when the
 // server gave ids; stop() ends it for good.
-import { useEffect, useState } from "./lib.js";
+import { useEffect, useRef, useState } from "./lib.js";
 import { session } from "./session.js";
 
 const RETRY_MS = 3_000;
@@ -72,13 +72,17 @@ export function watch(path, { onEvent, onState, auth = true }) {
 export function useLiveList(path, { keep = 20, onNew = () => {} } = {}) {
   const [state, setState] = useState("connecting");
   const [items, setItems] = useState([]);
+  // The latest render's handler: the stream outlives renders, and an early
+  // render's handler would act on filters the page no longer shows.
+  const handler = useRef(onNew);
+  handler.current = onNew;
   useEffect(() => {
     const stream = watch(path, {
       onState: setState,
       onEvent: (type, payload) => {
         if (type !== "message") return;
         setItems((old) => [payload, ...old].slice(0, keep));
-        onNew();
+        handler.current(payload);
       },
     });
     return () => stream.stop();

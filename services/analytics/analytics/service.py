@@ -127,6 +127,46 @@ class StreamReader(Protocol):
         ...
 
 
+def _anomaly_query(
+    violations: Violations,
+    caller: Caller,
+    *,
+    stream_id: str,
+    device_id: str,
+    anomaly_type: str,
+    status: str,
+    start: datetime | None,
+    end: datetime | None,
+    min_confidence: float,
+) -> AnomalyQuery:
+    """The caller's anomalies that the filters select (first page's bounds), each bad filter
+    added to ``violations``: one check for the list and the export alike."""
+    if stream_id:
+        stream_id = check_uuid(violations, stream_id, field="stream_id")
+    if device_id:
+        device_id = check_uuid(violations, device_id, field="device_id")
+    if anomaly_type and anomaly_type not in ANOMALY_TYPES:
+        violations.add("anomaly_type", f"anomaly_type must be one of: {', '.join(ANOMALY_TYPES)}")
+    if status and status not in STATUSES:
+        violations.add("status", f"status must be one of: {', '.join(STATUSES)}")
+    if not (math.isfinite(min_confidence) and 0.0 <= min_confidence <= 1.0):
+        violations.add("min_confidence", "min_confidence must be between 0 and 1")
+    if start and end and end <= start:
+        violations.add("end", "end must be after start")
+    return AnomalyQuery(
+        owner_id=None if caller.is_admin else caller.subject,
+        stream_id=stream_id or None,
+        device_id=device_id or None,
+        anomaly_type=anomaly_type or None,
+        status=status or None,
+        start_us=epoch_micros(start) if start else None,
+        end_us=epoch_micros(end) if end else None,
+        min_confidence=min_confidence,
+        offset=0,
+        limit=0,
+    )
+
+
 def content_type(fmt: str) -> str:
     """The media type of an export in ``fmt`` (as the export methods take it)."""
     return CONTENT_TYPES.get((fmt or "csv").lower(), CONTENT_TYPES["csv"])
@@ -201,34 +241,20 @@ class AnomalyService:
         """A page of the caller's anomalies, its total and the checked page request."""
         violations = Violations()
         request = check_page(violations, page, limit)
-        if stream_id:
-            stream_id = check_uuid(violations, stream_id, field="stream_id")
-        if device_id:
-            device_id = check_uuid(violations, device_id, field="device_id")
-        if anomaly_type and anomaly_type not in ANOMALY_TYPES:
-            violations.add(
-                "anomaly_type", f"anomaly_type must be one of: {', '.join(ANOMALY_TYPES)}"
-            )
-        if status and status not in STATUSES:
-            violations.add("status", f"status must be one of: {', '.join(STATUSES)}")
-        if not (math.isfinite(min_confidence) and 0.0 <= min_confidence <= 1.0):
-            violations.add("min_confidence", "min_confidence must be between 0 and 1")
-        if start and end and end <= start:
-            violations.add("end", "end must be after start")
+        query = _anomaly_query(
+            violations,
+            caller,
+            stream_id=stream_id,
+            device_id=device_id,
+            anomaly_type=anomaly_type,
+            status=status,
+            start=start,
+            end=end,
+            min_confidence=min_confidence,
+        )
         violations.raise_if_any()
         rows, total = await self._store.anomalies(
-            query=AnomalyQuery(
-                owner_id=None if caller.is_admin else caller.subject,
-                stream_id=stream_id or None,
-                device_id=device_id or None,
-                anomaly_type=anomaly_type or None,
-                status=status or None,
-                start_us=epoch_micros(start) if start else None,
-                end_us=epoch_micros(end) if end else None,
-                min_confidence=min_confidence,
-                offset=request.offset,
-                limit=request.limit,
-            )
+            query=replace(query, offset=request.offset, limit=request.limit)
         )
         return rows, total, request
 
@@ -280,22 +306,35 @@ class AnomalyService:
         return self._hub.watch(accepts)
 
     async def export(
-        self, *, caller: Caller, fmt: str, stream_id: str, status: str
+        self,
+        *,
+        caller: Caller,
+        fmt: str,
+        stream_id: str,
+        status: str,
+        device_id: str = "",
+        anomaly_type: str = "",
+        start: datetime | None = None,
+        end: datetime | None = None,
+        min_confidence: float = 0.0,
     ) -> AsyncIterator[bytes]:
-        """The caller's anomalies as CSV or JSON, produced a page at a time."""
+        """The caller's anomalies as CSV or JSON, produced a page at a time: the ones the same
+        filters list, every page of them."""
         fmt = _check_format(fmt)
-        query = AnomalyQuery(
-            owner_id=None if caller.is_admin else caller.subject,
-            stream_id=stream_id or None,
-            device_id=None,
-            anomaly_type=None,
-            status=status or None,
-            start_us=None,
-            end_us=None,
-            min_confidence=0.0,
-            offset=0,
-            limit=EXPORT_PAGE,
+        violations = Violations()
+        query = _anomaly_query(
+            violations,
+            caller,
+            stream_id=stream_id,
+            device_id=device_id,
+            anomaly_type=anomaly_type,
+            status=status,
+            start=start,
+            end=end,
+            min_confidence=min_confidence,
         )
+        violations.raise_if_any()
+        query = replace(query, limit=EXPORT_PAGE)
 
         async def fetch(offset: int) -> Sequence[Anomaly]:
             rows, _ = await self._store.anomalies(query=replace(query, offset=offset))

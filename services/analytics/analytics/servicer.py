@@ -205,6 +205,11 @@ class AnalyticsServicer(analytics_pb2_grpc.AnalyticsServiceServicer):
             fmt=request.format,
             stream_id=request.stream_id,
             status=request.status,
+            device_id=request.device_id,
+            anomaly_type=request.anomaly_type,
+            start=datetime_field(request, "start"),
+            end=datetime_field(request, "end"),
+            min_confidence=request.min_confidence,
         )
         async for data in chunks:
             yield httpbody_pb2.HttpBody(content_type=content_type(request.format), data=data)

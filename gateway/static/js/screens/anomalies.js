@@ -1,7 +1,7 @@
 // Anomalies: the reviewed list with filters kept in the URL, exports, and a
 // live list of new anomalies from the gateway's watch stream.
 import { api, download, query } from "../api.js";
-import { html, useEffect, useState } from "../lib.js";
+import { html, useEffect, useRef, useState } from "../lib.js";
 import { href, navigate } from "../router.js";
 import { useLiveList } from "../sse.js";
 import { formatNumber, formatTime, Heading, Message, pageOf, Pager, useBusy, useLoad } from "../ui.js";
@@ -11,6 +11,28 @@ const TYPES = ["spike", "dip", "out_of_range", "flatline", "rate_of_change", "ga
 const STATUSES = ["pending", "confirmed", "dismissed"];
 // The live list keeps the newest few; the full history is the table below it.
 const LIVE_KEEP = 20;
+// A burst of live anomalies asks for the table again at most this often.
+const RELOAD_EVERY_MS = 2_000;
+
+// Whether a new anomaly belongs in the table under these filters (it is pending).
+function matches(anomaly, filters) {
+  return (!filters.status || filters.status === "pending")
+    && (!filters.anomaly_type || anomaly.anomaly_type === filters.anomaly_type)
+    && (!filters.device_id || anomaly.device_id === filters.device_id)
+    && (!filters.stream_id || anomaly.stream_id === filters.stream_id);
+}
+
+// `reload` at most once per RELOAD_EVERY_MS, the last call of a burst never lost.
+function useThrottled(reload) {
+  const timer = useRef(0);
+  const last = useRef(0);
+  useEffect(() => () => clearTimeout(timer.current), []);
+  return () => {
+    if (timer.current) return;
+    const wait = Math.max(0, last.current + RELOAD_EVERY_MS - Date.now());
+    timer.current = setTimeout(() => { timer.current = 0; last.current = Date.now(); reload(); }, wait);
+  };
+}
 
 export function Anomalies({ params }) {
   const filters = {
@@ -24,9 +46,16 @@ export function Anomalies({ params }) {
     [filters.page, filters.status, filters.anomaly_type, filters.device_id, filters.stream_id]);
   const change = (update) => navigate("/anomalies", { ...filters, page: 1, ...update });
   const items = answer && answer.success ? answer.data.anomalies : [];
-  // Ids ticked for a bulk review; a new page or filter starts with none.
+  // Ids ticked for a bulk review: a reload (a live anomaly, a review) keeps those still
+  // shown, so a new page or filter starts with none.
   const [selected, setSelected] = useState(new Set());
-  useEffect(() => setSelected(new Set()), [answer]);
+  useEffect(() => setSelected((old) => {
+    const shown = new Set(items.map((item) => item.anomaly_id));
+    const kept = [...old].filter((id) => shown.has(id));
+    return kept.length === old.size ? old : new Set(kept);
+  }), [answer]);
+  const reloadSoon = useThrottled(reload);
+  const onLive = (anomaly) => { if (matches(anomaly, filters)) reloadSoon(); };
   const toggle = (id) => setSelected((old) => {
     const next = new Set(old);
     if (next.has(id)) next.delete(id); else next.add(id);
@@ -36,12 +65,13 @@ export function Anomalies({ params }) {
   const tickAll = () => setSelected(allTicked ? new Set() : new Set(items.map((item) => item.anomaly_id)));
   const [exported, setExported] = useState(null);
   const exportAs = async (format) => {
-    const path = `/v1/anomalies/export${query({ format, status: filters.status, stream_id: filters.stream_id })}`;
+    const { page, ...selection } = filters;
+    const path = `/v1/anomalies/export${query({ format, ...selection })}`;
     const ok = await download(path, `anomalies.${format}`);
     setExported(ok ? null : { success: false, message: "The export failed" });
   };
   return html`<div class="stack">
-    <${Live} onNew=${reload} />
+    <${Live} onNew=${onLive} />
     <section class="card wide">
       <${Heading}>Anomalies<//>
       <form class="filters" onSubmit=${(event) => event.preventDefault()}>
@@ -59,7 +89,7 @@ export function Anomalies({ params }) {
       </div>
       <${Message} answer=${exported} />
       ${answer && !answer.success && html`<${Message} answer=${answer} />`}
-      <${BulkReview} ids=${[...selected]} onDone=${reload} />
+      <${BulkReview} ids=${[...selected]} onDone=${() => { setSelected(new Set()); reload(); }} />
       <div class="table-scroll"><table id="anomaly-table">
         <thead><tr><th scope="col"><input type="checkbox" aria-label="Select every anomaly on this page" checked=${allTicked} onChange=${tickAll} /></th><th scope="col">Detected</th><th scope="col">Type</th><th scope="col">Value</th><th scope="col">Confidence</th><th scope="col">Status</th><th scope="col">Chart</th></tr></thead>
         <tbody>${items.map((item) => html`<tr key=${item.anomaly_id}>
