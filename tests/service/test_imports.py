@@ -671,6 +671,7 @@ async def test_an_import_cut_short_by_a_restart_is_finished_at_the_next_start(en
     again = await finished(env, ann, file.id)
     assert again.status == "COMPLETED"
     assert (again.progress.rows_imported, again.progress.rows_duplicate) == (2, 2)
+    assert "2 were already stored" in again.message
     log = await errors(env, ann, batch.id)
     assert [(e.metadata.row, e.metadata.column) for e in log.content] == [(3, "value")]
     assert await stream_values(env, ann, sensor, "temp") == [1.0, 3.0]

@@ -275,7 +275,8 @@ class FileImporter:
                         run,
                         "ERROR",
                         "ingest",
-                        f"{rejection.count} readings of {entry.metric_name} were refused: "
+                        f"{_readings(rejection.count)} of {entry.metric_name} "
+                        f"{'was' if rejection.count == 1 else 'were'} refused: "
                         f"{rejection.message}",
                         reason=rejection.reason,
                         rows=rejection.count,
@@ -320,7 +321,8 @@ class FileImporter:
             return
         parts = [f"Imported {run.rows_imported} of {run.rows_total} rows"]
         if run.rows_duplicate:
-            parts.append(f"{run.rows_duplicate} were already stored")
+            verb = "was" if run.rows_duplicate == 1 else "were"
+            parts.append(f"{run.rows_duplicate} {verb} already stored")
         if run.rows_rejected:
             parts.append(f"{run.rows_rejected} rejected (see the error log)")
         message = "; ".join(parts)
@@ -393,3 +395,8 @@ def _device_refused(run: _Run) -> str:
 
 def _zero_progress() -> dict[str, int]:
     return {"rows_total": 0, "rows_imported": 0, "rows_rejected": 0, "rows_duplicate": 0}
+
+
+def _readings(count: int) -> str:
+    """ "1 reading", "2 readings"."""
+    return f"{count} reading{'' if count == 1 else 's'}"
