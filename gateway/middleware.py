@@ -11,6 +11,7 @@ answer's status and duration, and each layer wraps every message a request sends
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -29,6 +30,9 @@ LOG_PATH_KEY = "log_path"
 """Key of ``scope["state"]`` where the router leaves the path to log."""
 
 _MAX_LOGGED_PATH = 256
+CLIENT_CLOSED = 499
+"""Status logged for a request its client gave up on before any answer (nginx's code): the
+browser cancelled it (a reload, a page left), and nothing failed here."""
 
 
 class RequestContextMiddleware:
@@ -62,6 +66,10 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except asyncio.CancelledError:
+            if not response_started:
+                status = CLIENT_CLOSED
+            raise
         except Exception:
             # Tracebacks go to the log only; the caller gets a generic envelope.
             logger.exception("unhandled error serving %s", scope.get("method"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -9,7 +10,9 @@ import re
 import httpx
 import pytest
 from gw_support import Fakes
+from starlette.types import Message, Receive, Scope, Send
 
+from gateway.middleware import CLIENT_CLOSED, RequestContextMiddleware
 from iotkit.logs import JsonFormatter
 
 
@@ -95,3 +98,33 @@ async def test_a_secret_path_variable_is_logged_as_its_template(
     records = [r for r in caplog.records if r.name == "gateway.access"]
     assert records[-1].__dict__["path"] == "/v1/locks/{password}:unlock"
     assert "open-sesame" not in caplog.text
+
+
+async def test_a_request_its_client_gave_up_on_is_logged_499_not_500(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A browser that reloads while a file is on its way cancels the request: nothing failed
+    # here, and a 500 in the log would send an operator looking for a fault.
+    started = asyncio.Event()
+
+    async def slow(scope: Scope, receive: Receive, send: Send) -> None:
+        started.set()
+        await asyncio.sleep(60)
+
+    app = RequestContextMiddleware(slow)
+    scope = {"type": "http", "method": "GET", "path": "/static/vendor/uplot.js", "headers": []}
+
+    async def receive() -> Message:
+        return {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        raise AssertionError("nothing is sent to a client that left")
+
+    with caplog.at_level(logging.INFO, logger="gateway.access"):
+        serving = asyncio.create_task(app(scope, receive, send))
+        await started.wait()
+        serving.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await serving
+    records = [r for r in caplog.records if r.name == "gateway.access"]
+    assert [r.__dict__["status"] for r in records] == [CLIENT_CLOSED] == [499]
