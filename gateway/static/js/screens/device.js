@@ -4,16 +4,14 @@ import { api } from "../api.js";
 import { html, useEffect, useRef, useState } from "../lib.js";
 import { href, navigate } from "../router.js";
 import { CopyButton, formatNumber, formatTime, Heading, Message, useBusy, useLoad, useSubmit } from "../ui.js";
-import { DEVICE_STATUSES, locationOf } from "./devices.js";
+import { DEVICE_STATUSES, Field, LOCATION_FIELDS, LocationFields, locationOf, useInvalidFocus } from "./devices.js";
 
 export function Device({ deviceId }) {
   const path = `/v1/devices/${encodeURIComponent(deviceId)}`;
   const [answer, reload] = useLoad(() => api.get(path), [path]);
-  const [message, setMessage] = useState(null);
   if (!answer) return html`<p class="muted">Loading…</p>`;
   if (!answer.success) return html`<section class="card"><${Heading}>Device<//><${Message} answer=${answer} /><a href="#/devices">All devices</a></section>`;
   const device = answer.data;
-  const changed = (got) => { setMessage(got); if (got.success) reload(); };
   return html`<div class="stack">
     <section class="card">
       <nav class="crumbs" aria-label="Breadcrumb"><a href="#/devices">Devices</a> ›</nav>
@@ -28,10 +26,9 @@ export function Device({ deviceId }) {
         <dt>Device id</dt><dd><code>${device.device_id}</code></dd>
       </dl>
       <a href=${href("/anomalies", { device_id: device.device_id })}>Anomalies of this device</a>
-      <${Message} answer=${message} />
     </section>
     <${Streams} deviceId=${deviceId} />
-    <${EditDevice} device=${device} onChanged=${changed} />
+    <${EditDevice} device=${device} onChanged=${reload} />
     <${Credential} device=${device} onChanged=${reload} />
     <${Decommission} device=${device} />
   </div>`;
@@ -58,28 +55,32 @@ function Streams({ deviceId }) {
   </section>`;
 }
 
+// Its outcome stands under the Save button, and its field errors beside their
+// fields (the first one focused), not in the top card, off screen on a phone.
 function EditDevice({ device, onChanged }) {
-  const { busy, submit } = useSubmit(async (values) => {
+  const { answer, busy, submit } = useSubmit(async (values) => {
+    const { location, refused } = locationOf(values);
+    if (refused) return refused;
     const body = { name: values.name, status: values.status };
-    const location = locationOf(values);
     if (location) body.location = location;
     else if (device.location) body.clear_location = true;
-    onChanged(await api.patch(`/v1/devices/${device.device_id}`, body));
-    return null;
+    const got = await api.patch(`/v1/devices/${device.device_id}`, body);
+    if (got.success) onChanged();
+    return got;
   });
-  const location = device.location || {};
+  const form = useInvalidFocus(answer);
   // Default values, not values: a re-render (a credential issued beside it)
   // must not undo what is being typed; a saved device re-creates the form.
   return html`<section class="card">
     <h3>Edit</h3>
-    <form class="inline-form" id="edit-device-form" onSubmit=${submit} key=${device.updated_at}>
-      <label>Name <input name="name" required maxlength="100" defaultValue=${device.name} /></label>
-      <label>Status <select name="status">
+    <form class="inline-form" id="edit-device-form" ref=${form} onSubmit=${submit} key=${device.updated_at}>
+      <${Field} label="Name" name="name" answer=${answer} required maxlength="100" defaultValue=${device.name} />
+      <${Field} label="Status" name="status" answer=${answer}>
         ${DEVICE_STATUSES.map((status) => html`<option value=${status} defaultSelected=${status === device.status}>${status}</option>`)}
-      </select></label>
-      <label>Latitude <input name="latitude" type="number" step="any" min="-90" max="90" defaultValue=${location.latitude ?? ""} /></label>
-      <label>Longitude <input name="longitude" type="number" step="any" min="-180" max="180" defaultValue=${location.longitude ?? ""} /></label>
+      <//>
+      <${LocationFields} answer=${answer} location=${device.location || {}} />
       <div class="buttons"><button type="submit" disabled=${busy}>Save</button></div>
+      <${Message} answer=${answer} inline=${["name", "status", ...LOCATION_FIELDS]} />
     </form>
   </section>`;
 }

@@ -2,9 +2,9 @@
 // page is a link and the back button undoes a filter), and registration, one
 // device at a time or from a file.
 import { api } from "../api.js";
-import { html, useState } from "../lib.js";
+import { html, useEffect, useRef, useState } from "../lib.js";
 import { href, navigate } from "../router.js";
-import { formatTime, Heading, Message, pageOf, Pager, useLoad, useSearch, useSubmit } from "../ui.js";
+import { errorProps, FieldError, formatTime, Heading, Message, pageOf, Pager, useLoad, useSearch, useSubmit } from "../ui.js";
 import { ImportDevices } from "./import.js";
 
 export const DEVICE_TYPES = ["temperature", "pressure", "motion", "generic"];
@@ -88,18 +88,75 @@ function SortHeader({ field, label, sort, onSort }) {
   </th>`;
 }
 
-// Location fields are optional; both or neither.
+// Location fields are optional: both or neither. Answers `{ location }` (undefined
+// for neither), or `{ refused }`: an envelope with the error beside the empty
+// field, so that "45.5" and nothing is not sent as "45.5, 0".
 export function locationOf(values) {
-  if (values.latitude === "" && values.longitude === "") return undefined;
-  return { latitude: Number(values.latitude), longitude: Number(values.longitude) };
+  const { latitude, longitude } = values;
+  if (latitude === "" && longitude === "") return { location: undefined };
+  if (latitude === "" || longitude === "") {
+    const [empty, given] = latitude === "" ? ["latitude", "longitude"] : ["longitude", "latitude"];
+    return { refused: {
+      success: false,
+      message: "Give both latitude and longitude, or neither.",
+      data: { errors: [{ field: `location.${empty}`, message: `Give the ${empty} too, or clear the ${given}` }] },
+    } };
+  }
+  return { location: { latitude: Number(latitude), longitude: Number(longitude) } };
+}
+
+// The API's names of the location fields (an error about the latitude is
+// "location.latitude"): their errors stand beside them, not under the form.
+export const LOCATION_FIELDS = ["location.latitude", "location.longitude"];
+
+// A labelled input, or a select when given options, with the envelope's errors
+// about `field` (the API's name; `name` unless told) beside it. `inputRef` is
+// the control's ref.
+export function Field({ label, name, field = name, answer, inputRef, children, ...props }) {
+  const invalid = errorProps(answer, field);
+  return html`<label>${label} ${children
+    ? html`<select name=${name} ref=${inputRef} ...${props} ...${invalid}>${children}</select>`
+    : html`<input name=${name} ref=${inputRef} ...${props} ...${invalid} />`}
+    <${FieldError} answer=${answer} field=${field} /></label>`;
+}
+
+// The latitude and longitude fields of a device form.
+export function LocationFields({ answer, location = {} }) {
+  return html`
+    <${Field} label="Latitude" name="latitude" field="location.latitude" answer=${answer} type="number" step="any" min="-90" max="90" defaultValue=${location.latitude ?? ""} />
+    <${Field} label="Longitude" name="longitude" field="location.longitude" answer=${answer} type="number" step="any" min="-180" max="180" defaultValue=${location.longitude ?? ""} />`;
+}
+
+// After a refused submit, focus goes to the first field marked invalid: its
+// error is beside it, in view on a phone too, and read out with it. Answers
+// the form's ref.
+export function useInvalidFocus(answer) {
+  const form = useRef(null);
+  useEffect(() => {
+    const invalid = answer && !answer.success && form.current && form.current.querySelector("[aria-invalid=true]");
+    if (invalid) invalid.focus();
+  }, [answer]);
+  return form;
 }
 
 function RegisterDevice({ onRegistered }) {
   // false, true (the registration form) or "import".
   const [open, setOpen] = useState(false);
-  const { answer, busy, submit } = useSubmit(async (values, form) => {
+  // Opening a form moves focus into it, closing it back to the button that opened it.
+  const name = useRef(null);
+  const registerButton = useRef(null);
+  const importButton = useRef(null);
+  const was = useRef(false);
+  useEffect(() => {
+    if (open === true && name.current) name.current.focus();
+    const back = !open && was.current && (was.current === "import" ? importButton : registerButton).current;
+    if (back) back.focus();
+    was.current = open;
+  }, [open]);
+  const { answer, setAnswer, busy, submit } = useSubmit(async (values, form) => {
+    const { location, refused } = locationOf(values);
+    if (refused) return refused;
     const body = { name: values.name, type: values.type };
-    const location = locationOf(values);
     if (location) body.location = location;
     const got = await api.post("/v1/devices", body);
     if (got.success) {
@@ -109,22 +166,24 @@ function RegisterDevice({ onRegistered }) {
     }
     return got;
   });
-  if (open === "import") return html`<${ImportDevices} onImported=${onRegistered} onClose=${() => setOpen(false)} />`;
+  const form = useInvalidFocus(answer);
+  if (open === "import") {
+    return html`<${ImportDevices} onImported=${onRegistered} onClose=${() => setOpen(false)} />`;
+  }
   if (!open) {
     return html`<div class="buttons">
-      <button type="button" id="register-device" onClick=${() => setOpen(true)}>Register a device…</button>
-      <button type="button" class="secondary" onClick=${() => setOpen("import")}>Import from a file…</button>
+      <button type="button" id="register-device" ref=${registerButton} onClick=${() => setOpen(true)}>Register a device…</button>
+      <button type="button" class="secondary" ref=${importButton} onClick=${() => setOpen("import")}>Import from a file…</button>
     </div>`;
   }
-  return html`<form class="inline-form" id="register-device-form" onSubmit=${submit}>
-    <label>Name <input name="name" required maxlength="100" /></label>
-    <label>Type <select name="type">${DEVICE_TYPES.map((type) => html`<option value=${type}>${type}</option>`)}</select></label>
-    <label>Latitude <input name="latitude" type="number" step="any" min="-90" max="90" /></label>
-    <label>Longitude <input name="longitude" type="number" step="any" min="-180" max="180" /></label>
+  return html`<form class="inline-form" id="register-device-form" ref=${form} onSubmit=${submit}>
+    <${Field} label="Name" name="name" answer=${answer} inputRef=${name} required maxlength="100" />
+    <${Field} label="Type" name="type" answer=${answer}>${DEVICE_TYPES.map((type) => html`<option value=${type}>${type}</option>`)}<//>
+    <${LocationFields} answer=${answer} />
     <div class="buttons">
       <button type="submit" disabled=${busy}>Register</button>
-      <button type="button" class="secondary" onClick=${() => setOpen(false)}>Cancel</button>
+      <button type="button" class="secondary" onClick=${() => { setAnswer(null); setOpen(false); }}>Cancel</button>
     </div>
-    <${Message} answer=${answer} />
+    <${Message} answer=${answer} inline=${["name", "type", ...LOCATION_FIELDS]} />
   </form>`;
 }

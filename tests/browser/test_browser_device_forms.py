@@ -1,0 +1,149 @@
+"""The device screens' forms in a real browser: a location needs both coordinates (refused
+beside the empty one, nothing sent), field errors beside their fields and the edit's
+outcome beside its Save button on a phone, focus moving into the registration form, and
+the list's bad page links."""
+
+from __future__ import annotations
+
+from playwright.async_api import expect
+
+from tests.browser.conftest import Console
+from tests.browser.steps import access_header, new_account, new_device, sign_in
+
+PHONE = {"width": 390, "height": 844}
+
+
+async def expect_beside(console: Console, field: str, name: str, text: str) -> None:
+    """The error about the API's ``field`` stands beside the control named ``name``, which
+    is marked invalid and described by it, and the message under the form does not list it
+    again."""
+    page = console.page
+    error_id = "error-" + field.replace(".", "-")
+    await expect(page.locator(f"#{error_id}")).to_contain_text(text)
+    control = page.locator(f"[name={name}][aria-invalid=true]")
+    await expect(control).to_have_count(1)
+    assert error_id in (await control.get_attribute("aria-describedby") or "")
+    await expect(page.locator(".message li")).to_have_count(0)
+
+
+async def devices_of(console: Console, who: dict[str, str]) -> list[dict[str, object]]:
+    answer = await console.http.get("/v1/devices", headers=who)
+    assert answer.status_code == 200, answer.text
+    return list(answer.json()["data"]["devices"])
+
+
+async def test_register_focus_a_location_needs_both_and_field_errors_beside_fields(
+    console: Console,
+) -> None:
+    page = console.page
+    email = await new_account(console)
+    who = await access_header(console, email)
+    await sign_in(console, email)
+
+    # Enter on the button opens the form with focus in its first field; Cancel gives it back.
+    opener = page.get_by_role("button", name="Register a device…")
+    await opener.focus()
+    await page.keyboard.press("Enter")
+    form = page.locator("#register-device-form")
+    # By its name: once an error stands beside it, the label holds the error too.
+    name = form.locator("[name=name]")
+    await expect(name).to_be_focused()
+    await form.get_by_role("button", name="Cancel").click()
+    await expect(opener).to_be_focused()
+    await page.keyboard.press("Enter")
+
+    # A latitude without a longitude is refused beside the longitude, and nothing is sent.
+    await name.fill("Roof")
+    await form.get_by_label("Latitude").fill("45.5")
+    await form.get_by_role("button", name="Register", exact=True).click()
+    await expect_beside(console, "location.longitude", "longitude", "Give the longitude too")
+    await expect(form.get_by_label("Longitude")).to_be_focused()
+    await expect(form.locator(".message-error")).to_contain_text("both latitude and longitude")
+    await console.screenshot("register-latitude-only")
+    assert await devices_of(console, who) == []
+
+    # The server's errors stand beside their fields too: a blank name.
+    await name.fill("   ")
+    await form.get_by_label("Longitude").fill("9.2")
+    await form.get_by_role("button", name="Register", exact=True).click()
+    await expect_beside(console, "name", "name", "Name is required")
+    await expect(name).to_be_focused()
+    await expect(page.locator("[name=longitude][aria-invalid=true]")).to_have_count(0)
+    console.forgive(400)
+    await console.screenshot("register-name-error")
+    assert await devices_of(console, who) == []
+
+    await name.fill("Roof")
+    await form.get_by_role("button", name="Register", exact=True).click()
+    await page.wait_for_url("**/#/devices/*")
+    await page.get_by_text("45.5, 9.2").wait_for()
+
+
+async def test_edit_refuses_one_coordinate_and_answers_beside_save_on_a_phone(
+    console: Console,
+) -> None:
+    page = console.page
+    email = await new_account(console)
+    who, device_id = await new_device(console, email, "Cellar", "temperature")
+    located = await console.http.patch(
+        f"/v1/devices/{device_id}",
+        headers=who,
+        json={"location": {"latitude": 52.52, "longitude": 13.405}},
+    )
+    assert located.status_code == 200, located.text
+    await sign_in(console, email)
+    await page.set_viewport_size(PHONE)
+    await console.open(f"/devices/{device_id}")
+    edit = page.locator("#edit-device-form")
+
+    # Clearing one coordinate is refused beside it; the device keeps its location.
+    await edit.get_by_label("Longitude").fill("")
+    await edit.get_by_role("button", name="Save").click()
+    await expect_beside(console, "location.longitude", "longitude", "Give the longitude too")
+    await expect(page.locator("#error-location-longitude")).to_be_in_viewport()
+    stored = (await console.http.get(f"/v1/devices/{device_id}", headers=who)).json()["data"]
+    assert stored["location"] == {"latitude": 52.52, "longitude": 13.405}
+
+    # A blank name: the error beside the name, in view, and the outcome under Save, not in
+    # the top card.
+    await edit.get_by_label("Longitude").fill("13.405")
+    await edit.get_by_label("Name").fill("  ")
+    await edit.get_by_role("button", name="Save").click()
+    await expect_beside(console, "name", "name", "Name is required")
+    await expect(page.locator("#error-name")).to_be_in_viewport()
+    await expect(edit.locator(".message-error")).to_be_visible()
+    await expect(page.locator("section.card").first.locator(".message")).to_have_count(0)
+    console.forgive(400)
+    await console.screenshot("edit-name-error-phone")
+
+    # Saved: the outcome stands under Save, in view.
+    await edit.get_by_label("Name").fill("Wine cellar")
+    await edit.get_by_label("Latitude").fill("")
+    await edit.get_by_label("Longitude").fill("")
+    await edit.get_by_role("button", name="Save").click()
+    await page.get_by_role("heading", name="Wine cellar").wait_for()
+    ok = page.locator("#edit-device-form .message-ok")
+    await expect(ok).to_be_in_viewport()
+    await expect(page.locator("[aria-invalid=true]")).to_have_count(0)
+    stored = (await console.http.get(f"/v1/devices/{device_id}", headers=who)).json()["data"]
+    assert stored["name"] == "Wine cellar"
+    assert not stored.get("location")
+    await console.screenshot("edit-saved-phone")
+
+
+async def test_the_list_answers_a_bad_page_with_page_one_and_a_far_page_with_a_way_back(
+    console: Console,
+) -> None:
+    page = console.page
+    email = await new_account(console)
+    await new_device(console, email, "Attic", "generic")
+    await sign_in(console, email)
+    table = page.locator("#device-table")
+    await console.open("/devices?page=abc")
+    await table.get_by_role("link", name="Attic").wait_for()
+    await expect(page.locator(".message-error")).to_have_count(0)
+    await console.open("/devices?page=5")
+    await expect(page.get_by_text("Page 5 is past the last page (1)")).to_be_visible()
+    await page.get_by_role("button", name="Go to page 1").click()
+    await page.wait_for_url("**/#/devices?*page=1*")
+    await table.get_by_role("link", name="Attic").wait_for()
