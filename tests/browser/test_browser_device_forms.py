@@ -1,7 +1,8 @@
 """The device screens' forms in a real browser: a location needs both coordinates (refused
 beside the empty one, nothing sent), field errors beside their fields and the edit's
-outcome beside its Save button on a phone, focus moving into the registration form, and
-the list's bad page links."""
+outcome beside its Save button on a phone, focus moving into the registration form,
+rotating and revoking a credential asked first with the copy button starting again for a
+new token, and the list's bad page links."""
 
 from __future__ import annotations
 
@@ -129,6 +130,56 @@ async def test_edit_refuses_one_coordinate_and_answers_beside_save_on_a_phone(
     assert stored["name"] == "Wine cellar"
     assert not stored.get("location")
     await console.screenshot("edit-saved-phone")
+
+
+async def test_rotate_and_revoke_ask_first_and_a_new_token_is_copied_afresh(
+    console: Console,
+) -> None:
+    page = console.page
+    await page.context.grant_permissions(
+        ["clipboard-read", "clipboard-write"], origin=console.base_url
+    )
+    email = await new_account(console)
+    _, device_id = await new_device(console, email, "Gate", "motion")
+    await sign_in(console, email)
+    await console.open(f"/devices/{device_id}")
+    await page.get_by_role("button", name="Issue a credential").click()
+    token = page.locator("#issued-token code")
+    await token.wait_for()
+    first = await token.text_content()
+    await expect(page.locator("#issued-token")).to_be_focused()
+    copy = page.locator("#issued-token button")
+    await copy.click()
+    await expect(copy).to_have_text("Copied")
+    assert await page.evaluate("navigator.clipboard.readText()") == first
+
+    # Rotating asks first; Cancel keeps the token.
+    await page.get_by_role("button", name="Rotate the credential…").click()
+    await expect(page.get_by_text("The token in use stops working at once.")).to_be_visible()
+    await expect(page.get_by_role("button", name="Cancel")).to_be_focused()
+    await console.screenshot("rotate-asks")
+    await page.get_by_role("button", name="Cancel").click()
+    await expect(page.get_by_role("button", name="Rotate the credential…")).to_be_focused()
+    await expect(token).to_have_text(first or "")
+
+    # Rotated: a new token, and its copy button says Copy until it is pressed.
+    await page.get_by_role("button", name="Rotate the credential…").click()
+    await page.get_by_role("button", name="Yes, rotate it").click()
+    await expect(token).not_to_have_text(first or "")
+    second = await token.text_content()
+    await expect(copy).to_have_text("Copy the token")
+    await console.screenshot("rotated")
+    await copy.click()
+    await expect(copy).to_have_text("Copied")
+    assert await page.evaluate("navigator.clipboard.readText()") == second
+
+    # Revoking asks first too.
+    await page.get_by_role("button", name="Revoke…").click()
+    await expect(page.get_by_text("the device cannot send until a new one")).to_be_visible()
+    await page.get_by_role("button", name="Yes, revoke it").click()
+    await page.get_by_role("button", name="Issue a credential").wait_for()
+    await expect(token).to_have_count(0)
+    await expect(page.get_by_role("heading", name="Credential")).to_be_focused()
 
 
 async def test_the_list_answers_a_bad_page_with_page_one_and_a_far_page_with_a_way_back(

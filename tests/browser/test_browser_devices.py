@@ -39,7 +39,8 @@ async def test_sign_in_register_a_device_and_issue_its_credential(console: Conso
     await page.get_by_role("button", name="Copy the token").wait_for()
     await page.get_by_role("button", name="Rotate the credential").wait_for()
     await console.screenshot("device")
-    await page.get_by_role("button", name="Revoke").click()
+    await page.get_by_role("button", name="Revoke…").click()
+    await page.get_by_role("button", name="Yes, revoke it").click()
     await page.get_by_role("button", name="Issue a credential").wait_for()
     assert await token.count() == 0
 

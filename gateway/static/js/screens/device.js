@@ -3,7 +3,7 @@
 import { api } from "../api.js";
 import { html, useEffect, useRef, useState } from "../lib.js";
 import { href, navigate } from "../router.js";
-import { CopyButton, formatNumber, formatTime, Heading, Message, useBusy, useLoad, useSubmit } from "../ui.js";
+import { Confirm, CopyButton, formatNumber, formatTime, Heading, Message, useBusy, useLoad, useSubmit } from "../ui.js";
 import { DEVICE_STATUSES, Field, LOCATION_FIELDS, LocationFields, locationOf, useInvalidFocus } from "./devices.js";
 
 export function Device({ deviceId }) {
@@ -85,10 +85,24 @@ function EditDevice({ device, onChanged }) {
   </section>`;
 }
 
+// Rotating and revoking ask first: the token in use stops working at once.
+// A new token's copy button starts again at "Copy" (keyed by the token): the
+// clipboard holds the old one until it is pressed.
 function Credential({ device, onChanged }) {
   const [issued, setIssued] = useState(null);
   const [answer, setAnswer] = useState(null);
   const [busy, run] = useBusy();
+  // The button pressed may be gone once the credential changed (issuing replaces
+  // it, revoking removes it): focus then goes to the new token, or the section.
+  const secret = useRef(null);
+  const heading = useRef(null);
+  const first = useRef(true);
+  useEffect(() => {
+    if (first.current) { first.current = false; return; }
+    if (document.activeElement && document.activeElement !== document.body) return;
+    const target = issued ? secret.current : heading.current;
+    if (target) target.focus();
+  }, [device.has_credential, issued]);
   const issue = () => run(async () => {
     const got = await api.post(`/v1/devices/${device.device_id}/credentials`, {});
     setAnswer(got);
@@ -102,17 +116,21 @@ function Credential({ device, onChanged }) {
     if (got.success) onChanged();
   });
   return html`<section class="card">
-    <h3>Credential</h3>
+    <h3 tabindex="-1" ref=${heading}>Credential</h3>
     <p class="muted">${device.has_credential
       ? "The device has a working credential. Rotating issues a new token and stops the old one."
       : "The device has no working credential; issue one to let it stream readings."}</p>
     <div class="buttons">
-      <button type="button" id="issue-credential" disabled=${busy} onClick=${issue}>${device.has_credential ? "Rotate the credential" : "Issue a credential"}</button>
-      ${device.has_credential && html`<button type="button" class="danger" id="revoke-credential" disabled=${busy} onClick=${revoke}>Revoke</button>`}
+      ${device.has_credential
+        ? html`<${Confirm} id="issue-credential" label="Rotate the credential…" yes="Yes, rotate it" danger=${false} disabled=${busy}
+            question="The token in use stops working at once." onConfirm=${issue} />
+          <${Confirm} id="revoke-credential" label="Revoke…" yes="Yes, revoke it" disabled=${busy}
+            question="The token stops working at once, and the device cannot send until a new one is issued." onConfirm=${revoke} />`
+        : html`<button type="button" id="issue-credential" disabled=${busy} onClick=${issue}>Issue a credential</button>`}
     </div>
-    ${issued && html`<div class="secret" id="issued-token">
+    ${issued && html`<div class="secret" id="issued-token" tabindex="-1" ref=${secret}>
       <p><strong>Store this token now: it is not shown again.</strong> It expires ${formatTime(issued.expires_at)}.</p>
-      <div class="copy-row"><code>${issued.token}</code><${CopyButton} text=${issued.token} label="Copy the token" /></div>
+      <div class="copy-row"><code>${issued.token}</code><${CopyButton} key=${issued.token} text=${issued.token} label="Copy the token" /></div>
     </div>`}
     <${Message} answer=${answer} />
   </section>`;
