@@ -1,10 +1,13 @@
 """The device screens' forms in a real browser: a location needs both coordinates (refused
 beside the empty one, nothing sent), field errors beside their fields and the edit's
-outcome beside its Save button on a phone, focus moving into the registration form,
-rotating and revoking a credential asked first with the copy button starting again for a
-new token, and the list's bad page links."""
+outcome beside its Save button on a phone, focus moving into the registration and import
+forms, rotating and revoking a credential asked first with the copy button starting again
+for a new token, a device import's rows as the file's lines and its result within a phone's
+width, and the list's bad page links."""
 
 from __future__ import annotations
+
+import json
 
 from playwright.async_api import expect
 
@@ -180,6 +183,57 @@ async def test_rotate_and_revoke_ask_first_and_a_new_token_is_copied_afresh(
     await page.get_by_role("button", name="Issue a credential").wait_for()
     await expect(token).to_have_count(0)
     await expect(page.get_by_role("heading", name="Credential")).to_be_focused()
+
+
+async def test_import_rows_are_lines_of_the_file_and_fit_a_phone(console: Console) -> None:
+    page = console.page
+    await sign_in(console, await new_account(console))
+    await page.set_viewport_size(PHONE)
+    opener = page.get_by_role("button", name="Import from a file…")
+    await opener.focus()
+    await page.keyboard.press("Enter")
+    picker = page.get_by_label("CSV (name,type,latitude,longitude) or JSON file")
+    await expect(picker).to_be_focused()
+    # A blank line (no row) and a quoted value over two lines: the rows' lines are not
+    # their numbers plus one.
+    csv = (
+        "name,type,latitude,longitude\n"
+        "Pump 1 in the north-east boiler house of building seven,pressure,52.5,13.4\n"
+        "\n"
+        ",motion,,\n"
+        'Valve,"gen\neric",,\n'
+        "Pump 2,generic,45.5,\n"
+    )
+    await picker.set_input_files(
+        files=[{"name": "devices.csv", "mimeType": "text/csv", "buffer": csv.encode()}]
+    )
+    await page.get_by_role("button", name="Import", exact=True).click()
+    await page.get_by_text("1 created, 3 rejected.").wait_for()
+    rows = page.locator("#import-results tbody tr td:first-child")
+    await expect(rows).to_have_text(
+        ["Data row 1 (line 2)", "Data row 2 (line 4)", "Data row 3 (line 5)", "Data row 4 (line 7)"]
+    )
+    await page.wait_for_load_state("networkidle")
+    width = await page.evaluate("document.documentElement.scrollWidth")
+    assert width <= PHONE["width"], width
+    await console.screenshot("import-phone")
+
+    # A JSON file's rows are its items.
+    items = [{"name": "Fan", "type": "generic"}, {"name": "Fan 2", "type": "toaster"}]
+    await picker.set_input_files(
+        files=[
+            {
+                "name": "devices.json",
+                "mimeType": "application/json",
+                "buffer": json.dumps(items).encode(),
+            }
+        ]
+    )
+    await page.get_by_role("button", name="Import", exact=True).click()
+    await page.get_by_text("1 created, 1 rejected.").wait_for()
+    await expect(rows).to_have_text(["Item 1", "Item 2"])
+    await page.get_by_role("button", name="Close").click()
+    await expect(opener).to_be_focused()
 
 
 async def test_the_list_answers_a_bad_page_with_page_one_and_a_far_page_with_a_way_back(

@@ -1,11 +1,12 @@
 // The device list: paging, filters and sorting kept in the URL (so a filtered
 // page is a link and the back button undoes a filter), and registration, one
-// device at a time or from a file.
+// device at a time or from a file (its module loaded when first opened).
 import { api } from "../api.js";
 import { html, useEffect, useRef, useState } from "../lib.js";
 import { href, navigate } from "../router.js";
-import { errorProps, FieldError, formatTime, Heading, Message, pageOf, Pager, useLoad, useSearch, useSubmit } from "../ui.js";
-import { ImportDevices } from "./import.js";
+import { errorProps, FieldError, formatTime, Heading, Lazy, Message, pageOf, Pager, useLoad, useSearch, useSubmit } from "../ui.js";
+
+const IMPORT = () => import("./import.js");
 
 export const DEVICE_TYPES = ["temperature", "pressure", "motion", "generic"];
 export const DEVICE_STATUSES = ["active", "inactive", "maintenance"];
@@ -168,7 +169,7 @@ function RegisterDevice({ onRegistered }) {
   });
   const form = useInvalidFocus(answer);
   if (open === "import") {
-    return html`<${ImportDevices} onImported=${onRegistered} onClose=${() => setOpen(false)} />`;
+    return html`<${Lazy} load=${IMPORT} name="ImportDevices" onImported=${onRegistered} onClose=${() => setOpen(false)} />`;
   }
   if (!open) {
     return html`<div class="buttons">
