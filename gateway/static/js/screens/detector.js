@@ -1,22 +1,32 @@
 // A stream's anomaly detector: what it has learnt (level, spread, readings),
 // its threshold as reviews moved it, and the settings a user may change:
-// the physical bounds and the base threshold.
+// the physical bounds (an emptied one is no bound) and the base threshold.
 import { api } from "../api.js";
 import { html } from "../lib.js";
-import { formatNumber, Message, useLoad, useSubmit } from "../ui.js";
+import { errorProps, FieldError, formatNumber, Message, useLoad, useSubmit } from "../ui.js";
 
-// Proto JSON writes an infinite bound as the string "Infinity" / "-Infinity".
+// Proto JSON writes an infinite bound as the string "Infinity" / "-Infinity",
+// and reads it so: an empty field sends it, which clears the bound.
 const bound = (value) => (typeof value === "number" ? formatNumber(value) : "none");
 const editable = (value) => (typeof value === "number" ? value : "");
+const sent = (text, none) => (text.trim() === "" ? none : Number(text));
+const FIELDS = ["min_value", "max_value", "threshold"];
+
+// A field with its errors beside it.
+function Field({ label, name, answer, ...props }) {
+  return html`<label>${label} <input name=${name} ...${props} ...${errorProps(answer, name)} />
+    <${FieldError} answer=${answer} field=${name} /></label>`;
+}
 
 export function Detector({ streamId }) {
   const path = `/v1/streams/${encodeURIComponent(streamId)}/detector`;
   const [answer, reload] = useLoad(() => api.get(path), [path]);
   const { answer: saved, busy, submit } = useSubmit(async (values) => {
-    const body = { threshold: Number(values.threshold) };
-    if (values.min_value !== "") body.min_value = Number(values.min_value);
-    if (values.max_value !== "") body.max_value = Number(values.max_value);
-    const got = await api.patch(path, body);
+    const got = await api.patch(path, {
+      threshold: Number(values.threshold),
+      min_value: sent(values.min_value, "-Infinity"),
+      max_value: sent(values.max_value, "Infinity"),
+    });
     if (got.success) reload();
     return got;
   });
@@ -32,11 +42,11 @@ export function Detector({ streamId }) {
       <dt>Readings</dt><dd>${detector.readings} analysed, ${detector.late_readings} late</dd>
     </dl>
     <form class="inline-form" id="detector-form" onSubmit=${submit} key=${`${detector.base_threshold}:${detector.min_value}:${detector.max_value}`}>
-      <label>Lowest possible value <input name="min_value" type="number" step="any" defaultValue=${editable(detector.min_value)} /></label>
-      <label>Highest possible value <input name="max_value" type="number" step="any" defaultValue=${editable(detector.max_value)} /></label>
-      <label>Base threshold <input name="threshold" type="number" step="0.01" min="0.05" max="0.99" required defaultValue=${detector.base_threshold} /></label>
+      <${Field} label="Lowest possible value" name="min_value" answer=${saved} type="number" step="any" placeholder="none" defaultValue=${editable(detector.min_value)} />
+      <${Field} label="Highest possible value" name="max_value" answer=${saved} type="number" step="any" placeholder="none" defaultValue=${editable(detector.max_value)} />
+      <${Field} label="Base threshold" name="threshold" answer=${saved} type="number" step="0.01" min="0.05" max="0.99" required defaultValue=${detector.base_threshold} />
       <div class="buttons"><button type="submit" disabled=${busy}>Save the detector</button></div>
-      <${Message} answer=${saved} />
+      <${Message} answer=${saved} inline=${FIELDS} />
     </form>
   </section>`;
 }

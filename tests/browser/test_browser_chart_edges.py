@@ -1,0 +1,121 @@
+"""A stream's chart and a device's chart at their edges, in a real browser: live mode and
+a zoom (the zoom turns live off; the text, the stats and the chart show one window), an
+empty window, the detector's bounds emptied, bad windows in the link, and the wheel."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from playwright.async_api import expect
+
+from tests.browser.conftest import Console
+from tests.browser.steps import new_account, new_device, sign_in
+from tests.browser.test_browser_live import upload
+
+# A reading every 30 s over most of the last hour, ending 5 minutes ago.
+HISTORY, HISTORY_STEP_S = 100, 30
+BATCH = 20
+# Between the ends of the window the console shows (an en dash).
+DASH = "\u2013"
+
+
+def stamp(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def readings(first: datetime, count: int, step_s: float = 1.0) -> list[dict[str, Any]]:
+    """``count`` readings ``step_s`` apart from ``first``."""
+    return [
+        {"timestamp": stamp(first + timedelta(seconds=i * step_s)), "value": 20.0 + i % 7}
+        for i in range(count)
+    ]
+
+
+async def signed_in_with(
+    console: Console, kind: str, batch: list[dict[str, Any]]
+) -> tuple[dict[str, str], str, str]:
+    """An account signed in with one device of ``kind`` whose stream holds ``batch``;
+    answers the owner's header, the device and the stream."""
+    email = await new_account(console)
+    who, device_id = await new_device(console, email, "Oven", kind)
+    stream_id = await upload(console, who, device_id, batch)
+    await sign_in(console, email)
+    return who, device_id, stream_id
+
+
+async def signed_in_with_history(
+    console: Console,
+) -> tuple[dict[str, str], str, str, list[datetime]]:
+    """The same with HISTORY readings of a temperature over the last hour; answers the
+    reading times too."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    first = now - timedelta(minutes=5, seconds=(HISTORY - 1) * HISTORY_STEP_S)
+    who, device_id, stream_id = await signed_in_with(
+        console, "temperature", readings(first, HISTORY, HISTORY_STEP_S)
+    )
+    times = [first + timedelta(seconds=i * HISTORY_STEP_S) for i in range(HISTORY)]
+    return who, device_id, stream_id, times
+
+
+def stat(console: Console, name: str) -> Any:
+    """The value of one statistic beside the chart."""
+    return console.page.locator(".stats dt", has_text=name).locator(
+        "xpath=following-sibling::dd[1]"
+    )
+
+
+def window_in(url: str) -> tuple[int, int]:
+    """The from and to (ms) of the console's address."""
+    asked = parse_qs(urlsplit(url).fragment.split("?", 1)[1])
+    return int(asked["from"][0]), int(asked["to"][0])
+
+
+async def local_time(console: Console, ms: int) -> str:
+    """A time as the console writes it (the browser's locale)."""
+    return str(await console.page.evaluate("(ms) => new Date(ms).toLocaleString()", ms))
+
+
+async def test_emptied_bounds_clear_them_and_field_errors_sit_beside_fields(
+    console: Console,
+) -> None:
+    page = console.page
+    _, _, stream_id, _ = await signed_in_with_history(console)
+    await console.open(f"/streams/{stream_id}?range=1h")
+    detector = page.locator("#detector")
+    # A temperature sensor's bounds, -40 to 85, until they are emptied.
+    await detector.get_by_text(f"{HISTORY} analysed").wait_for()
+    await detector.get_by_text("-40 to 85").wait_for()
+    lowest, highest = (
+        detector.get_by_label("Lowest possible value"),
+        detector.get_by_label("Highest possible value"),
+    )
+    await lowest.fill("")
+    await highest.fill("")
+    async with page.expect_request("**/detector") as patched:
+        await detector.get_by_role("button", name="Save the detector").click()
+    assert (await patched.value).post_data_json == {
+        "threshold": 0.5,
+        "min_value": "-Infinity",
+        "max_value": "Infinity",
+    }
+    await detector.get_by_text("none to none").wait_for()
+    await page.reload()
+    await detector.get_by_text("none to none").wait_for()
+    await expect(lowest).to_have_value("")
+    await expect(highest).to_have_value("")
+
+    # One bound again, then a pair the wrong way round: the error sits beside its field.
+    await lowest.fill("-10")
+    await detector.get_by_role("button", name="Save the detector").click()
+    await detector.get_by_text("-10 to none").wait_for()
+    await lowest.fill("50")
+    await highest.fill("5")
+    await detector.get_by_role("button", name="Save the detector").click()
+    beside = detector.locator("label", has_text="Highest possible value").locator(".field-error")
+    await expect(beside).to_have_text("max_value must be above min_value")
+    await expect(highest).to_have_attribute("aria-invalid", "true")
+    await expect(detector.locator(".message li")).to_have_count(0)
+    console.forgive(400)
+    await console.screenshot("detector-error")
