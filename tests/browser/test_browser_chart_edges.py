@@ -119,3 +119,33 @@ async def test_emptied_bounds_clear_them_and_field_errors_sit_beside_fields(
     await expect(detector.locator(".message li")).to_have_count(0)
     console.forgive(400)
     await console.screenshot("detector-error")
+
+
+async def test_bad_windows_in_the_link_show_the_default_range(console: Console) -> None:
+    page = console.page
+    _, device_id, stream_id, _ = await signed_in_with_history(console)
+    for query, said, preset in (
+        ("from=abc&to=def", "from=abc to=def is not a time window: showing All instead", "All"),
+        ("range=1h&from=2000000000000&to=1000000000000", "is not a time window: showing 1h", "1h"),
+        ("from=1000", "from=1000 to= is not a time window", "All"),
+        ("range=toString", "range=toString is not one of", "All"),
+    ):
+        await console.open(f"/streams/{stream_id}?{query}")
+        await expect(page.locator("#range-note")).to_contain_text(said)
+        await page.locator(f"#stream-chart[data-points='{HISTORY}']").wait_for()
+        await expect(page.get_by_role("button", name="Zoom in")).to_be_enabled()
+        current = page.get_by_role("link", name=preset, exact=True)
+        await expect(current).to_have_attribute("aria-current", "true")
+    await console.screenshot("stream-bad-window")
+
+    # Zooming from there asks for a good window, and the note goes.
+    async with page.expect_response("**/data?*"):
+        await page.get_by_role("button", name="Zoom in").click()
+    await page.wait_for_url("**from=*")
+    await expect(page.locator("#range-note")).to_have_count(0)
+
+    await console.open(f"/devices/{device_id}/chart?from=abc&to=def")
+    await expect(page.locator("#range-note")).to_contain_text("is not a time window")
+    await page.locator(f"#device-chart[data-points='{HISTORY}']").wait_for()
+    await page.locator(".stats").get_by_text("20 to 26").wait_for()
+    await console.screenshot("device-bad-window")

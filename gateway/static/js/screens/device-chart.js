@@ -5,7 +5,7 @@ import { api } from "../api.js";
 import { createChart } from "../chart.js";
 import { html, useEffect, useRef, useState } from "../lib.js";
 import { href, navigate } from "../router.js";
-import { dataQuery, presetOf, RangeControls } from "../range.js";
+import { BadWindow, dataQuery, presetOf, RangeControls, windowParams } from "../range.js";
 import { formatNumber, formatTime, Heading, Message, useLoad } from "../ui.js";
 
 // The union of the series' times, and each series' values on it (null where it has no point).
@@ -40,7 +40,7 @@ export function DeviceChart({ deviceId, params }) {
     setWidth(box.current.clientWidth);
     createChart(box.current, {
       labels: streams.map((stream) => stream.metric_name),
-      onWindow: (from, to) => navigate(path, { from: Math.round(from), to: Math.round(to) }),
+      onWindow: (from, to) => navigate(path, windowParams(from, to)),
     }).then((built) => {
       if (alive) chart.current = built; else built.destroy();
       latestDraw.current();
@@ -66,6 +66,7 @@ export function DeviceChart({ deviceId, params }) {
     <${Heading}>All streams<//>
     ${list && !list.success && html`<${Message} answer=${list} />`}
     ${list && list.success && !streams.length && html`<p class="muted">No streams yet.</p>`}
+    <${BadWindow} params=${params} />
     <div class="toolbar"><${RangeControls} path=${path} params=${params} keep=${{}} view=${view} /></div>
     <p class="muted">Each stream is scaled to 0–1 over the window; drag across the chart to zoom.
       ${view && ` Showing ${formatTime(view.from)} – ${formatTime(view.to)}`}</p>

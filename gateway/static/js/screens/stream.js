@@ -9,7 +9,7 @@ import { createChart } from "../chart.js";
 import { micros, watchReadings } from "../live.js";
 import { html, useEffect, useRef, useState } from "../lib.js";
 import { href, navigate } from "../router.js";
-import { dataQuery, presetOf, RangeControls } from "../range.js";
+import { BadWindow, dataQuery, presetOf, RangeControls, windowParams } from "../range.js";
 import { formatNumber, formatTime, Heading, Message, useLoad } from "../ui.js";
 import { Detector } from "./detector.js";
 
@@ -19,7 +19,7 @@ const NORMALIZATIONS = [["none", "Raw values"], ["min_max", "Min–max (0 to 1)"
 
 export function Stream({ streamId, params }) {
   const preset = presetOf(params);
-  const normalization = params.norm || "none";
+  const normalization = NORMALIZATIONS.some(([value]) => value === params.norm) ? params.norm : "none";
   const box = useRef(null);
   const chart = useRef(null);
   // The chart loads asynchronously; when it is ready it draws the latest answer, not its first render's.
@@ -50,7 +50,7 @@ export function Stream({ streamId, params }) {
     createChart(box.current, {
       labels: ["value"],
       // Through the ref: the chart outlives this render, the settings may not.
-      onWindow: (from, to) => latestGo.current({ from: Math.round(from), to: Math.round(to) }),
+      onWindow: (from, to) => latestGo.current(windowParams(from, to)),
       onMarker: (id) => navigate(`/anomalies/${id}`),
     }).then((built) => {
       if (alive) chart.current = built; else built.destroy();
@@ -123,6 +123,7 @@ export function Stream({ streamId, params }) {
         ${stream && html` <a href=${href(`/devices/${stream.device_id}`)}>${device && device.success ? device.data.name : "device"}</a> ›`}</nav>
       <${Heading}>${stream ? stream.metric_name : "Stream"}<//>
       ${info && !info.success && html`<${Message} answer=${info} />`}
+      <${BadWindow} params=${params} />
       <div class="toolbar">
         <${RangeControls} path=${`/streams/${streamId}`} params=${params} keep=${{ norm: normalization }} view=${view} />
         <label class="inline">Normalization
