@@ -77,6 +77,37 @@ async def local_time(console: Console, ms: int) -> str:
     return str(await console.page.evaluate("(ms) => new Date(ms).toLocaleString()", ms))
 
 
+async def test_an_empty_window_says_so_instead_of_zeros(console: Console) -> None:
+    page = console.page
+    # Readings of two days ago only: the last hour holds none.
+    old = datetime.now(UTC).replace(microsecond=0) - timedelta(days=2)
+    _, device_id, stream_id = await signed_in_with(console, "generic", readings(old, 30))
+
+    await console.open(f"/streams/{stream_id}?range=1h")
+    await page.locator("#stream-chart[data-points='0']").wait_for()
+    await expect(page.locator("#stream-chart .chart-empty")).to_have_text(
+        "No readings in this window"
+    )
+    await expect(stat(console, "Readings")).to_have_text("0")
+    for name in ("Min", "Max", "Mean", "Std dev", "First", "Last"):
+        await expect(stat(console, name)).to_have_text("—")
+    await console.screenshot("stream-empty")
+
+    # All of it has readings: no such message.
+    await page.get_by_role("link", name="All", exact=True).click()
+    await page.locator("#stream-chart[data-points='30']").wait_for()
+    await expect(page.locator(".chart-empty")).to_have_count(0)
+    await expect(stat(console, "Readings")).to_have_text("30")
+
+    await console.open(f"/devices/{device_id}/chart?range=1h")
+    await page.locator("#device-chart[data-points='0']").wait_for()
+    await expect(page.locator("#device-chart .chart-empty")).to_have_text(
+        "No readings in this window"
+    )
+    await expect(page.locator(".stats dd")).to_have_text("no readings")
+    await console.screenshot("device-empty")
+
+
 async def test_emptied_bounds_clear_them_and_field_errors_sit_beside_fields(
     console: Console,
 ) -> None:

@@ -59,6 +59,8 @@ export function DeviceChart({ deviceId, params }) {
   };
   latestDraw.current = draw;
   useEffect(draw, [answers]);
+  // Over no readings a stream's stats are zeros: said so instead.
+  const empty = data && data.every((item) => !item.stats.count);
 
   return html`<section class="card wide">
     <nav class="crumbs" aria-label="Breadcrumb"><a href="#/devices">Devices</a> › <a
@@ -75,11 +77,12 @@ export function DeviceChart({ deviceId, params }) {
       <div class="chart" ref=${box} id="device-chart">
         <div class="chart-values"></div>
         <div class="chart-scores" hidden></div>
+        ${empty && html`<p class="chart-empty" role="status">No readings in this window</p>`}
       </div>
       <aside class="stats" aria-label="Range of each stream over the window">
         <h3>Ranges</h3>
         <dl class="facts">${data && data.map((item, index) => html`<dt><a href=${href(`/streams/${streams[index].stream_id}`)}>${streams[index].metric_name}</a></dt>
-          <dd>${formatNumber(item.stats.min)} to ${formatNumber(item.stats.max)}</dd>`)}</dl>
+          <dd>${item.stats.count ? `${formatNumber(item.stats.min)} to ${formatNumber(item.stats.max)}` : "no readings"}</dd>`)}</dl>
       </aside>
     </div>
   </section>`;

@@ -116,6 +116,7 @@ export function Stream({ streamId, params }) {
   const view = range ? { from: Date.parse(range.start), to: Date.parse(range.end) } : null;
   const stream = info && info.success ? info.data : null;
   const stats = answer && answer.success ? answer.data.stats : null;
+  const empty = Boolean(stats) && !stats.count;
   const found = anomalies && anomalies.success ? anomalies.data.anomalies : [];
   return html`<div class="stack">
     <section class="card wide">
@@ -145,6 +146,7 @@ export function Stream({ streamId, params }) {
         <div class="chart" ref=${box} id="stream-chart">
           <div class="chart-values"></div>
           <div class="chart-scores" hidden></div>
+          ${empty && html`<p class="chart-empty" role="status">No readings in this window</p>`}
         </div>
         <${Stats} stats=${stats} />
       </div>
@@ -160,10 +162,12 @@ export function Stream({ streamId, params }) {
   </div>`;
 }
 
+// Over no readings the server's stats are zeros: shown as dashes.
 function Stats({ stats }) {
-  const rows = [["Readings", stats && stats.count], ["Min", stats && formatNumber(stats.min)], ["Max", stats && formatNumber(stats.max)],
-    ["Mean", stats && formatNumber(stats.mean)], ["Std dev", stats && formatNumber(stats.stddev)],
-    ["First", stats && formatNumber(stats.first)], ["Last", stats && formatNumber(stats.last)]];
+  const known = stats && stats.count ? stats : null;
+  const rows = [["Readings", stats && (stats.count || 0)], ["Min", known && formatNumber(known.min)], ["Max", known && formatNumber(known.max)],
+    ["Mean", known && formatNumber(known.mean)], ["Std dev", known && formatNumber(known.stddev)],
+    ["First", known && formatNumber(known.first)], ["Last", known && formatNumber(known.last)]];
   return html`<aside class="stats" aria-label="Statistics over the window">
     <h3>Stats</h3>
     <dl class="facts">${rows.map(([name, value]) => html`<dt>${name}</dt><dd>${value ?? "—"}</dd>`)}</dl>
