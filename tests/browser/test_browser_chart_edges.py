@@ -4,6 +4,7 @@ empty window, the detector's bounds emptied, bad windows in the link, and the wh
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -75,6 +76,64 @@ def window_in(url: str) -> tuple[int, int]:
 async def local_time(console: Console, ms: int) -> str:
     """A time as the console writes it (the browser's locale)."""
     return str(await console.page.evaluate("(ms) => new Date(ms).toLocaleString()", ms))
+
+
+async def test_zooming_a_live_chart_turns_live_off_and_shows_one_window(console: Console) -> None:
+    page = console.page
+    who, device_id, stream_id, times = await signed_in_with_history(console)
+    await console.open(f"/streams/{stream_id}?range=1h")
+    chart = page.locator("#stream-chart")
+    await page.locator(f"#stream-chart[data-points='{HISTORY}']").wait_for()
+
+    watches: list[Any] = []
+    page.on("request", lambda r: watches.append(r) if "readings:watch" in r.url else None)
+    ended: list[str] = []
+    page.on("requestfailed", lambda r: ended.append(r.url) if "readings:watch" in r.url else None)
+    live = page.get_by_label("Live")
+    await live.check()
+    await page.locator("#live-state", has_text="live").wait_for()
+
+    # Live readings grow the chart, the stats and the window shown alike.
+    start = times[-1] + timedelta(seconds=60)
+    await upload(console, who, device_id, readings(start, BATCH))
+    await page.locator(f"#stream-chart[data-points='{HISTORY + BATCH}']").wait_for()
+    await expect(stat(console, "Readings")).to_have_text(str(HISTORY + BATCH))
+    await expect(page.locator("#live-state")).to_contain_text(f"{BATCH} new")
+    await expect(page.locator("#shown-window")).to_contain_text("(live)")
+    await console.screenshot("live")
+
+    # Zoom in: live mode ends, and the text, the stats and the chart show the zoomed window.
+    async with page.expect_response("**/data?*"):
+        await page.get_by_role("button", name="Zoom in").click()
+    await page.wait_for_url("**from=*")
+    await expect(live).not_to_be_checked()
+    for _ in range(50):
+        if ended:
+            break
+        await asyncio.sleep(0.1)
+    assert ended, "the watch goes on after the zoom"
+    low, high = window_in(page.url)
+    inside = [t for t in times if low <= t.timestamp() * 1000 < high]
+    assert 0 < len(inside) < HISTORY
+    await expect(stat(console, "Readings")).to_have_text(str(len(inside)))
+    await page.locator(f"#stream-chart[data-points='{len(inside)}']").wait_for()
+    shown = f"Showing {await local_time(console, low)} {DASH} {await local_time(console, high)}"
+    await expect(page.locator("#shown-window")).to_have_text(shown)
+    await console.screenshot("live-zoomed")
+
+    # New readings no longer reach the zoomed chart.
+    await upload(console, who, device_id, readings(start + timedelta(seconds=BATCH), BATCH))
+    await asyncio.sleep(1.0)
+    assert await chart.get_attribute("data-points") == str(len(inside))
+    assert len(watches) == 1
+
+    # Ticking Live on the zoomed window goes back to the preset, which ends now.
+    await live.check()
+    await page.wait_for_function("() => !location.hash.includes('from=')")
+    await page.locator("#live-state", has_text="live").wait_for()
+    await page.locator(f"#stream-chart[data-points='{HISTORY + 2 * BATCH}']").wait_for()
+    await expect(stat(console, "Readings")).to_have_text(str(HISTORY + 2 * BATCH))
+    assert len(watches) == 2 and "last_event_id=" in watches[1].url
 
 
 async def test_an_empty_window_says_so_instead_of_zeros(console: Console) -> None:
@@ -180,3 +239,26 @@ async def test_bad_windows_in_the_link_show_the_default_range(console: Console) 
     await page.locator(f"#device-chart[data-points='{HISTORY}']").wait_for()
     await page.locator(".stats").get_by_text("20 to 26").wait_for()
     await console.screenshot("device-bad-window")
+
+
+async def test_a_long_live_view_is_thinned_over_its_whole_window(console: Console) -> None:
+    page = console.page
+    now = datetime.now(UTC).replace(microsecond=0)
+    history = readings(now - timedelta(minutes=55), 3000)
+    who, device_id, stream_id = await signed_in_with(console, "temperature", history)
+    await console.open(f"/streams/{stream_id}?range=1h")
+    await expect(stat(console, "Readings")).to_have_text("3000")
+    shown = await page.locator("#shown-window").text_content()
+    assert shown
+    start = shown.split(f" {DASH} ")[0]
+    await page.get_by_label("Live").check()
+    await page.locator("#live-state", has_text="live").wait_for()
+
+    # Past 5,000 points the chart halves its resolution instead of dropping the oldest:
+    # it still starts where the window starts, and the stats count every reading.
+    await upload(console, who, device_id, readings(now - timedelta(minutes=4), 4000, 0.05))
+    await expect(stat(console, "Readings")).to_have_text("7000")
+    points = int(await page.locator("#stream-chart").get_attribute("data-points") or 0)
+    assert 1000 < points < 4000, points
+    await expect(page.locator("#shown-window")).to_contain_text(f"{start} {DASH} ")
+    await console.screenshot("live-thinned")

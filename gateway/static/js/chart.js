@@ -91,6 +91,40 @@ function markerLayer(onMarker) {
   };
 }
 
+// Halves a live chart's points while it holds more than `keep`: of each run of
+// four, the lowest and the highest value of the first series stay (in time
+// order), as the server downsamples, so the chart still spans its whole window
+// and no spike is lost; the other series take their values at the same times,
+// the scores the highest of the run. `columns` is uPlot's data, [xs, ...series].
+function thinned(columns, scores, keep) {
+  let [kept, keptScores] = [columns, scores];
+  while (kept[0].length > keep) {
+    const values = kept[1];
+    const picks = [];
+    const runs = [];
+    for (let start = 0; start < values.length; start += 4) {
+      const end = Math.min(start + 4, values.length);
+      let [low, high] = [start, start];
+      for (let i = start + 1; i < end; i += 1) {
+        if (values[i] === null) continue;
+        if (values[low] === null || values[i] < values[low]) low = i;
+        if (values[high] === null || values[i] > values[high]) high = i;
+      }
+      for (const pick of low === high ? [low] : [Math.min(low, high), Math.max(low, high)]) {
+        picks.push(pick);
+        runs.push([start, end]);
+      }
+    }
+    const [from, runScores] = [kept, keptScores];
+    kept = from.map((column) => picks.map((i) => column[i]));
+    keptScores = runScores && runs.map(([start, end]) => {
+      const found = runScores.slice(start, end).filter((score) => score !== null);
+      return found.length ? Math.max(...found) : null;
+    });
+  }
+  return [kept, keptScores];
+}
+
 // `labels` names the value series; `onWindow(fromMs, toMs)` gets a dragged
 // window, `onMarker(id)` a marker's anomaly.
 export async function createChart(container, { onWindow, onMarker = () => {}, labels }) {
@@ -137,6 +171,10 @@ export async function createChart(container, { onWindow, onMarker = () => {}, la
     axes: [{}, { size: 60 }],
   }, [[], []], scoreElement);
 
+  // The x range shown, in seconds: the window of the last update, grown by live readings.
+  let shown = null;
+  const scaled = () => (scoreElement.hidden ? [valueChart] : [valueChart, scoreChart]);
+
   const observer = new ResizeObserver(() => {
     valueChart.setSize({ width: width(), height: 320 });
     scoreChart.setSize({ width: width(), height: SCORE_HEIGHT });
@@ -147,9 +185,15 @@ export async function createChart(container, { onWindow, onMarker = () => {}, la
     // xs in seconds, one array of values per label (null where a series has no point);
     // `window` [from, to] in seconds fixes the x axis to the range asked for;
     // `fresh` is false when only the marks changed (the data is the one drawn).
+    // Marks alone are redrawn over the data drawn, live readings included.
     update({ xs, series, scores = null, window, marks = [], fresh: isNew = true }) {
       markers.set(marks);
+      if (!isNew && shown) {
+        valueChart.redraw(false, false);
+        return;
+      }
       fresh = isNew;
+      shown = [...window];
       valueChart.setData([xs, ...series], false);
       // How many points are drawn, for whoever checks the chart (the browser tests).
       container.dataset.points = String(xs.length);
@@ -161,19 +205,24 @@ export async function createChart(container, { onWindow, onMarker = () => {}, la
       }
     },
     // Live mode: readings after the last drawn (xs in seconds, one array of
-    // values per label), the oldest beyond `keep` points dropped so that a long
-    // live view stays light; the x axis follows the data from then on.
+    // values per label); past `keep` points the chart's resolution is halved
+    // (see thinned) so that a long live view stays light. The x axis runs from
+    // the window's start to the newest reading; answers it ([from, to], seconds).
     append(newXs, newSeries, keep) {
       const [xs, ...series] = valueChart.data;
-      const drop = Math.max(0, xs.length + newXs.length - keep);
-      const grown = (old, added) => old.slice(drop).concat(added);
-      valueChart.setData([grown(xs, newXs), ...series.map((old, i) => grown(old, newSeries[i]))]);
-      container.dataset.points = String(valueChart.data[0].length);
-      if (!scoreElement.hidden) {
-        // Live readings have no score yet: the strip keeps the same times, without values.
-        const [, scores] = scoreChart.data;
-        scoreChart.setData([valueChart.data[0], grown(scores, newXs.map(() => null))]);
-      }
+      // Live readings have no score yet: the strip keeps the same times, without values.
+      const [data, scores] = thinned(
+        [xs.concat(newXs), ...series.map((old, i) => old.concat(newSeries[i]))],
+        scoreElement.hidden ? null : scoreChart.data[1].concat(newXs.map(() => null)),
+        keep,
+      );
+      const [xsNow] = data;
+      if (xsNow.length) shown = [shown ? shown[0] : xsNow[0], Math.max(shown ? shown[1] : -Infinity, xsNow[xsNow.length - 1])];
+      valueChart.setData(data, false);
+      container.dataset.points = String(xsNow.length);
+      if (scores) scoreChart.setData([xsNow, scores], false);
+      if (shown) for (const chart of scaled()) chart.setScale("x", { min: shown[0], max: shown[1] });
+      return shown ? [...shown] : [null, null];
     },
     destroy() {
       observer.disconnect();

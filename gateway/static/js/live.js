@@ -9,7 +9,8 @@ import { watch } from "./sse.js";
 const MIN_REDRAW_MS = 100;
 
 // `after` is the position (µs) the chart already shows, 0 for only new
-// readings; `onReadings(xs, values)` gets seconds and values, oldest first;
+// readings; `onReadings(xs, values, position)` gets seconds and values, oldest
+// first, and the position (µs) after them, to resume from when watching again;
 // `onState` "live" or "reconnecting". Answers { stop() }.
 export function watchReadings(streamId, { after = 0, onReadings, onState }) {
   let xs = [];
@@ -17,6 +18,7 @@ export function watchReadings(streamId, { after = 0, onReadings, onState }) {
   let timer = 0;
   let frame = 0;
   let last = 0;
+  let position = after;
 
   const flush = () => {
     frame = 0;
@@ -24,7 +26,7 @@ export function watchReadings(streamId, { after = 0, onReadings, onState }) {
     const batch = [xs, values];
     xs = [];
     values = [];
-    onReadings(...batch);
+    onReadings(...batch, position);
   };
   // A timer keeps redraws ten a second at most; the animation frame puts the
   // redraw where the browser paints (and none while the tab is hidden).
@@ -46,6 +48,7 @@ export function watchReadings(streamId, { after = 0, onReadings, onState }) {
         xs.push(Number(event.timestamps[i]) / 1e6);
         values.push(event.values[i]);
       }
+      position = Number(event.event_id) || position;
       schedule();
     },
   });

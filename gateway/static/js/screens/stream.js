@@ -3,23 +3,50 @@
 // chart's width, stats over the whole window, normalization, the anomaly
 // score under the chart, anomalies as markers that open their detail, and
 // the stream's detector. In live mode the readings stored from then on are
-// appended as they arrive, in a window of the newest LIVE_POINTS.
+// appended as they arrive (the chart thinned past LIVE_POINTS), and the window
+// and stats grow with them; a zoomed window (a zoom or a pan into the past)
+// turns live mode off.
 import { api } from "../api.js";
 import { createChart } from "../chart.js";
 import { micros, watchReadings } from "../live.js";
 import { html, useEffect, useRef, useState } from "../lib.js";
 import { href, navigate } from "../router.js";
-import { BadWindow, dataQuery, presetOf, RangeControls, windowParams } from "../range.js";
+import { BadWindow, dataQuery, explicitWindow, presetOf, RangeControls, windowParams } from "../range.js";
 import { formatNumber, formatTime, Heading, Message, useLoad } from "../ui.js";
 import { Detector } from "./detector.js";
 
-// Points a live chart keeps (the oldest go): a few screens' width of readings.
+// Points a live chart keeps (past them its resolution is halved): a few screens' width of readings.
 const LIVE_POINTS = 5_000;
 const NORMALIZATIONS = [["none", "Raw values"], ["min_max", "Min–max (0 to 1)"], ["z_score", "Z-score"]];
+
+// The window's stats grown by live readings: the count, mean and population
+// standard deviation combined as two groups' are.
+function grow(stats, values) {
+  const [before, added] = [stats.count || 0, values.length];
+  if (!added) return stats;
+  let [sum, low, high] = [0, Infinity, -Infinity];
+  for (const value of values) { sum += value; low = Math.min(low, value); high = Math.max(high, value); }
+  const mean = sum / added;
+  let squares = 0;
+  for (const value of values) squares += (value - mean) ** 2;
+  if (!before) return { count: added, min: low, max: high, mean, stddev: Math.sqrt(squares / added), first: values[0], last: values[added - 1] };
+  const count = before + added;
+  const delta = mean - stats.mean;
+  return {
+    count,
+    min: Math.min(stats.min, low),
+    max: Math.max(stats.max, high),
+    mean: stats.mean + (delta * added) / count,
+    stddev: Math.sqrt((stats.stddev ** 2 * before + squares + (delta ** 2 * before * added) / count) / count),
+    first: stats.first,
+    last: values[added - 1],
+  };
+}
 
 export function Stream({ streamId, params }) {
   const preset = presetOf(params);
   const normalization = NORMALIZATIONS.some(([value]) => value === params.norm) ? params.norm : "none";
+  const zoomed = Boolean(explicitWindow(params));
   const box = useRef(null);
   const chart = useRef(null);
   // The chart loads asynchronously; when it is ready it draws the latest answer, not its first render's.
@@ -33,10 +60,14 @@ export function Stream({ streamId, params }) {
   const [info] = useLoad(() => api.get(path), [path]);
   const deviceId = info && info.success ? info.data.device_id : "";
   const [device] = useLoad(async () => (deviceId ? api.get(`/v1/devices/${deviceId}`) : null), [deviceId]);
+  // Each answer is marked with what it answers, so live mode starts from the current one only.
+  const asked = `${preset}|${params.from}|${params.to}|${normalization}|${width}`;
   const [answer] = useLoad(async () => {
     if (!width) return null;
-    return api.get(`${path}/data`, { ...dataQuery(params, width), normalization, include_scores: true });
-  }, [path, preset, params.from, params.to, normalization, width]);
+    const got = await api.get(`${path}/data`, { ...dataQuery(params, width), normalization, include_scores: true });
+    return { ...got, asked };
+  }, [path, asked]);
+  const current = answer && answer.success && answer.asked === asked ? answer : null;
   const range = answer && answer.success ? answer.data.time_range : null;
   const [anomalies] = useLoad(async () => {
     if (!range) return null;
@@ -90,32 +121,56 @@ export function Stream({ streamId, params }) {
 
   const [live, setLive] = useState(false);
   const [liveState, setLiveState] = useState("");
-  const [liveCount, setLiveCount] = useState(0);
   // Live readings carry raw values: a normalized chart cannot take them.
   const canLive = normalization === "none";
-  const liveOn = live && canLive;
-  // Watching stops when Live is turned off and when the screen is left.
+  // A chosen window (zoomed, panned, dragged, or a link's) is the past: live mode is
+  // off there, as in Grafana, so the chart, the text and the stats show that window.
+  const liveOn = live && canLive && !zoomed;
+  useEffect(() => { if (zoomed) setLive(false); }, [zoomed]);
+  // Ticking Live on a chosen window goes back to the preset, which ends now.
+  const toggleLive = (event) => {
+    const on = event.currentTarget.checked;
+    setLive(on);
+    if (on && zoomed) go({ from: undefined, to: undefined });
+  };
+  // What live readings added to the answer drawn: their count, the stats and
+  // window grown by them, and the position to resume watching after.
+  const [grown, setGrown] = useState(null);
+  const resume = useRef(null);
+  // Watching starts once the answer for this window is drawn, and stops when Live
+  // is turned off and when the screen is left.
   useEffect(() => {
-    if (!liveOn) return undefined;
-    // Resume after the newest reading drawn when the window ends now, so that none
-    // falls between the chart's answer and the live ones.
-    const points = answer && answer.success && !params.to ? answer.data.data : [];
-    const after = points.length ? micros(points[points.length - 1].timestamp) : 0;
-    setLiveCount(0);
+    if (!liveOn || !current) return undefined;
+    // Resume after the newest reading drawn, so that none falls between the chart's
+    // answer and the live ones, nor is appended twice when Live is turned on again.
+    const points = current.data.data;
+    if (!resume.current || resume.current.answer !== current) {
+      resume.current = { answer: current, after: points.length ? micros(points[points.length - 1].timestamp) : 0 };
+    }
     const source = watchReadings(streamId, {
-      after,
+      after: resume.current.after,
       onState: setLiveState,
-      onReadings: (xs, values) => {
-        if (chart.current) chart.current.append(xs, [values], LIVE_POINTS);
-        setLiveCount((count) => count + xs.length);
+      onReadings: (xs, values, position) => {
+        resume.current.after = position;
+        const [, end] = chart.current ? chart.current.append(xs, [values], LIVE_POINTS) : [];
+        setGrown((was) => {
+          const base = was && was.answer === current ? was : { answer: current, count: 0, stats: current.data.stats, to: null };
+          const to = typeof end === "number" ? end * 1000 : base.to;
+          return { answer: current, count: base.count + xs.length, stats: grow(base.stats, values), to };
+        });
       },
     });
     return () => { source.stop(); setLiveState(""); };
-  }, [liveOn, streamId]);
+  }, [liveOn, streamId, current]);
+  // Live readings drawn over the answer shown (they stay when Live is turned off).
+  const added = grown && grown.answer === answer ? grown : null;
 
-  const view = range ? { from: Date.parse(range.start), to: Date.parse(range.end) } : null;
+  const view = range ? {
+    from: Date.parse(range.start),
+    to: Math.max(Date.parse(range.end), added && added.to !== null ? added.to : -Infinity),
+  } : null;
   const stream = info && info.success ? info.data : null;
-  const stats = answer && answer.success ? answer.data.stats : null;
+  const stats = answer && answer.success ? (added ? added.stats : answer.data.stats) : null;
   const empty = Boolean(stats) && !stats.count;
   const found = anomalies && anomalies.success ? anomalies.data.anomalies : [];
   return html`<div class="stack">
@@ -134,12 +189,12 @@ export function Stream({ streamId, params }) {
         </label>
         <label class="inline" title=${canLive ? "Append readings as they are stored" : "Live shows raw values: set Normalization to raw"}>
           <input type="checkbox" id="live-toggle" checked=${liveOn} disabled=${!canLive}
-            onChange=${(event) => setLive(event.currentTarget.checked)} /> Live</label>
-        ${liveOn && liveState && html`<span class=${`badge live-${liveState}`} id="live-state" aria-live="polite">${liveState} · ${liveCount} new</span>`}
+            onChange=${toggleLive} /> Live</label>
+        ${liveOn && liveState && html`<span class=${`badge live-${liveState}`} id="live-state" aria-live="polite">${liveState} · ${added ? added.count : 0} new</span>`}
         <a class="button secondary small" href=${href("/correlations", { a: streamId })}>Correlate with…</a>
       </div>
       <p class="muted">Drag across the chart (or use the buttons) to zoom; the server answers the new window at the chart's resolution.
-        ${range && ` Showing ${formatTime(range.start)} – ${formatTime(range.end)}`}
+        ${view && html` <span id="shown-window">Showing ${formatTime(view.from)} – ${formatTime(view.to)}${liveOn ? " (live)" : ""}</span>`}
         ${answer && answer.success && answer.data.downsampled && ` · ${answer.data.data.length} points (${answer.data.downsampling})`}</p>
       ${answer && !answer.success && html`<${Message} answer=${answer} />`}
       <div class="chart-layout">
