@@ -13,6 +13,7 @@ from playwright.async_api import expect
 
 from tests.browser.conftest import Console
 from tests.browser.steps import new_account, new_device, sign_in
+from tests.browser.test_browser_chart import window_of
 from tests.browser.test_browser_live import upload
 
 # A reading every 30 s over most of the last hour, ending 5 minutes ago.
@@ -239,6 +240,52 @@ async def test_bad_windows_in_the_link_show_the_default_range(console: Console) 
     await page.locator(f"#device-chart[data-points='{HISTORY}']").wait_for()
     await page.locator(".stats").get_by_text("20 to 26").wait_for()
     await console.screenshot("device-bad-window")
+
+
+async def test_ctrl_and_the_wheel_zoom_about_the_pointer_asking_once(console: Console) -> None:
+    page = console.page
+    _, _, stream_id, _ = await signed_in_with_history(console)
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url) if "/data?" in r.url else None)
+    await console.open(f"/streams/{stream_id}?range=1h")
+    await page.locator(f"#stream-chart[data-points='{HISTORY}']").wait_for()
+    plot = page.locator("#stream-chart .chart-values .u-over")
+    await plot.scroll_into_view_if_needed()
+
+    # A plain wheel scrolls the page as ever, and the hint says how to zoom.
+    box = await plot.bounding_box()
+    assert box is not None
+    await page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    await page.mouse.wheel(0, 40)
+    await expect(page.locator("#stream-chart .chart-hint")).to_have_class("chart-hint shown")
+    await asyncio.sleep(0.5)
+    assert "from=" not in page.url and len(asked) == 1
+
+    # Ctrl and three notches towards you, at three quarters of the width: the chart asks
+    # the server once, when the wheel pauses, for a window about the pointer.
+    before = await page.locator("#shown-window").text_content()
+    box = await plot.bounding_box()
+    assert box is not None
+    await page.mouse.move(box["x"] + box["width"] * 0.75, box["y"] + box["height"] / 2)
+    await page.keyboard.down("Control")
+    for _ in range(3):
+        await page.mouse.wheel(0, -100)
+        await asyncio.sleep(0.05)
+    await page.keyboard.up("Control")
+    await page.wait_for_url("**from=*")
+    await page.wait_for_function(
+        "() => performance.getEntriesByName('chart:asked-to-drawn').length === 1"
+    )
+    await asyncio.sleep(0.5)
+    assert len(asked) == 2, asked
+    low, high = window_in(page.url)
+    start, end = (moment.timestamp() * 1000 for moment in window_of(asked[0]))
+    pointer = start + 0.75 * (end - start)
+    # exp(-300 / 300): about 37 % of the hour, with the pointer's time where it was.
+    assert 0.3 < (high - low) / (end - start) < 0.45
+    assert abs((pointer - low) / (high - low) - 0.75) < 0.03
+    assert await page.locator("#shown-window").text_content() != before
+    await console.screenshot("wheel-zoomed")
 
 
 async def test_a_long_live_view_is_thinned_over_its_whole_window(console: Console) -> None:

@@ -1,7 +1,7 @@
 // Charts of streams on uPlot: one or more value series on one time axis, an
 // optional anomaly-score strip under them on the same axis, anomaly markers as focusable buttons, and
-// drag-select that reports the chosen time window instead of zooming locally,
-// so the screen can ask the server for that window at full resolution.
+// drag-select (and Ctrl + wheel) that reports the chosen time window instead of
+// zooming locally, so the screen can ask the server for that window at full resolution.
 //
 // uPlot is loaded only when a chart is first shown, keeping it out of the
 // console's first load.
@@ -125,8 +125,53 @@ function thinned(columns, scores, keep) {
   return [kept, keptScores];
 }
 
+// Zoom by Ctrl (or ⌘) + wheel, and a trackpad's pinch (which the browser sends as
+// such): the chart zooms at once about the pointer, and once the wheel pauses
+// `onWindow(from, to)` (seconds) asks the server for the window. A plain wheel
+// still scrolls the page, which the hint says. Answers whether a zoom is pending.
+const WHEEL_PAUSE_MS = 300;
+const HINT_MS = 1_500;
+
+function wheelZoom(u, scaled, onWindow) {
+  let timer = 0;
+  let hidden = 0;
+  const hint = document.createElement("div");
+  hint.className = "chart-hint";
+  hint.setAttribute("aria-hidden", "true");
+  hint.textContent = "Hold Ctrl (or ⌘) and turn the wheel to zoom";
+  u.over.append(hint);
+  u.over.addEventListener("wheel", (event) => {
+    if (!event.ctrlKey && !event.metaKey) {
+      hint.classList.add("shown");
+      clearTimeout(hidden);
+      hidden = setTimeout(() => hint.classList.remove("shown"), HINT_MS);
+      return;
+    }
+    event.preventDefault();
+    const { min, max } = u.scales.x;
+    if (!(max > min)) return;
+    const box = u.over.getBoundingClientRect();
+    const at = u.posToVal(event.clientX - box.left, "x");
+    // Lines and pages as pixels; one notch of a mouse wheel (about 100 px) zooms by about 1.4.
+    const pixels = event.deltaY * ({ 1: 16, 2: box.height }[event.deltaMode] ?? 1);
+    const factor = Math.min(2, Math.max(0.5, Math.exp(pixels / 300)));
+    const next = { min: at - (at - min) * factor, max: at + (max - at) * factor };
+    for (const chart of scaled()) chart.setScale("x", next);
+    clearTimeout(timer);
+    timer = setTimeout(() => {
+      timer = 0;
+      markAsked();
+      onWindow(next.min, next.max);
+    }, WHEEL_PAUSE_MS);
+  }, { passive: false });
+  return {
+    pending: () => timer !== 0,
+    stop() { clearTimeout(timer); clearTimeout(hidden); timer = 0; },
+  };
+}
+
 // `labels` names the value series; `onWindow(fromMs, toMs)` gets a dragged
-// window, `onMarker(id)` a marker's anomaly.
+// (or wheel-zoomed) window, `onMarker(id)` a marker's anomaly.
 export async function createChart(container, { onWindow, onMarker = () => {}, labels }) {
   const UPlot = await uPlotClass();
   const width = () => Math.max(240, container.clientWidth);
@@ -174,6 +219,7 @@ export async function createChart(container, { onWindow, onMarker = () => {}, la
   // The x range shown, in seconds: the window of the last update, grown by live readings.
   let shown = null;
   const scaled = () => (scoreElement.hidden ? [valueChart] : [valueChart, scoreChart]);
+  const wheel = wheelZoom(valueChart, scaled, (from, to) => onWindow(from * 1000, to * 1000));
 
   const observer = new ResizeObserver(() => {
     valueChart.setSize({ width: width(), height: 320 });
@@ -221,10 +267,12 @@ export async function createChart(container, { onWindow, onMarker = () => {}, la
       valueChart.setData(data, false);
       container.dataset.points = String(xsNow.length);
       if (scores) scoreChart.setData([xsNow, scores], false);
-      if (shown) for (const chart of scaled()) chart.setScale("x", { min: shown[0], max: shown[1] });
+      // A wheel zoom waiting for the server keeps its window.
+      if (shown && !wheel.pending()) for (const chart of scaled()) chart.setScale("x", { min: shown[0], max: shown[1] });
       return shown ? [...shown] : [null, null];
     },
     destroy() {
+      wheel.stop();
       observer.disconnect();
       valueChart.destroy();
       scoreChart.destroy();

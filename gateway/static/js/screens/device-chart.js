@@ -70,7 +70,7 @@ export function DeviceChart({ deviceId, params }) {
     ${list && list.success && !streams.length && html`<p class="muted">No streams yet.</p>`}
     <${BadWindow} params=${params} />
     <div class="toolbar"><${RangeControls} path=${path} params=${params} keep=${{}} view=${view} /></div>
-    <p class="muted">Each stream is scaled to 0–1 over the window; drag across the chart to zoom.
+    <p class="muted">Each stream is scaled to 0–1 over the window; drag across the chart (or hold Ctrl and turn the wheel over it) to zoom.
       ${view && ` Showing ${formatTime(view.from)} – ${formatTime(view.to)}`}</p>
     ${failed && html`<${Message} answer=${failed} />`}
     <div class="chart-layout">

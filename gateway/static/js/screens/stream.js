@@ -193,7 +193,7 @@ export function Stream({ streamId, params }) {
         ${liveOn && liveState && html`<span class=${`badge live-${liveState}`} id="live-state" aria-live="polite">${liveState} · ${added ? added.count : 0} new</span>`}
         <a class="button secondary small" href=${href("/correlations", { a: streamId })}>Correlate with…</a>
       </div>
-      <p class="muted">Drag across the chart (or use the buttons) to zoom; the server answers the new window at the chart's resolution.
+      <p class="muted">Drag across the chart, hold Ctrl and turn the wheel over it, or use the buttons to zoom; the server answers the new window at the chart's resolution.
         ${view && html` <span id="shown-window">Showing ${formatTime(view.from)} – ${formatTime(view.to)}${liveOn ? " (live)" : ""}</span>`}
         ${answer && answer.success && answer.data.downsampled && ` · ${answer.data.data.length} points (${answer.data.downsampling})`}</p>
       ${answer && !answer.success && html`<${Message} answer=${answer} />`}
