@@ -119,7 +119,10 @@ class Database:
 
 
 def _sqlite_engine(path: Path) -> AsyncEngine:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    # A directory made here is its owner's alone; the database (password hashes, for auth)
+    # is created readable by its owner only, and SQLite gives its -wal and -shm the same mode.
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.touch(mode=0o600, exist_ok=True)
     engine = create_async_engine(f"sqlite+aiosqlite:///{path}", connect_args={"timeout": 30})
 
     @event.listens_for(engine.sync_engine, "connect")

@@ -87,6 +87,11 @@ def _up(args: argparse.Namespace) -> int:
     except (ConfigError, ReplicaError) as exc:
         print(f"iot: configuration error: {exc}", file=sys.stderr)
         return 2
+    # The data directory holds the password hashes (auth.db), the broker's and every user's
+    # data: only its owner may enter it, and what is made in it is the owner's alone.
+    os.umask(0o077)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.data_dir.chmod(0o700)
     try:
         # A broker of the suite's own when none is named and mosquitto is installed.
         broker, mqtt_line = mosquitto.for_suite(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -34,6 +35,7 @@ class Running:
     addresses: dict[str, str]
     metrics_ports: dict[str, int]
     """Where each process (the gateway too) serves ``/metrics``."""
+    data_dir: Path
 
 
 @pytest.fixture
@@ -69,7 +71,12 @@ def running(tmp_path: Path, database_url: str | None) -> Iterator[Running]:
             pytest.fail(f"iot up exited with {process.returncode}:\n{log.read()[-4000:]}")
         banner += line
         assert time.monotonic() < deadline, "the suite did not become ready in time"
-    yield Running(url, {name: env[f"IOT_{name.upper()}_ADDR"] for name in SERVICES}, metrics_ports)
+    yield Running(
+        url,
+        {name: env[f"IOT_{name.upper()}_ADDR"] for name in SERVICES},
+        metrics_ports,
+        tmp_path / "data",
+    )
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=30) == 0
     log.seek(0)
@@ -95,6 +102,15 @@ def test_a_new_user_goes_through_the_auth_flow(running: Running) -> None:
         assert registered.status_code == 201, registered.text
         body = registered.json()
         assert body["success"] is True and body["http_status_code"] == 201
+        # The password hash and everyone's data are the owner's alone: no other local user
+        # may enter the data directory or read what is in it.
+        assert stat.S_IMODE(running.data_dir.stat().st_mode) == 0o700
+        shared = [
+            str(path)
+            for path in running.data_dir.rglob("*")
+            if stat.S_IMODE(path.stat().st_mode) & 0o077
+        ]
+        assert shared == []
         assert body["data"]["user"]["email"] == "ann@example.com"
 
         bad = client.post("/v1/auth/register", json={"email": "nope", "password": "short"})
