@@ -70,11 +70,15 @@ def micros_duration(micros: int) -> duration_pb2.Duration:
 
 def duration_micros(message: Message, name: str) -> int | None:
     """Whole microseconds of ``message``'s Duration field ``name`` (towards zero), or None
-    when unset."""
+    when unset. A duration shorter than a microsecond but not zero answers ±1, never 0:
+    0 often means "none" (an irregular stream's period), which 500 ns was not asked to be."""
     if not message.HasField(name):
         return None
     duration: duration_pb2.Duration = getattr(message, name)
-    return duration.ToMicroseconds()
+    micros = duration.ToMicroseconds()
+    if micros == 0 and (duration.seconds or duration.nanos):
+        return 1 if duration.nanos > 0 or duration.seconds > 0 else -1
+    return micros
 
 
 TIMESTAMP_RANGE = "must be a timestamp between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z"

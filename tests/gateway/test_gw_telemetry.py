@@ -161,6 +161,12 @@ async def test_bulk_readings_and_stream_settings(client: httpx.AsyncClient) -> N
     )
     assert disagree.status_code == 400
     assert [e["field"] for e in disagree.json()["data"]["errors"]] == ["sampling_period"]
+    # Half a microsecond is too short a period, not "irregular" (it used to become 0s).
+    tiny = await client.patch(
+        f"/v1/streams/{stream_id}", headers=ann, json={"sampling_period": "0.0000005s"}
+    )
+    assert tiny.status_code == 400
+    assert [e["field"] for e in tiny.json()["data"]["errors"]] == ["sampling_period"]
     nan = await client.post(
         f"/v1/devices/{device_id}/readings",
         headers=ann,
