@@ -39,6 +39,26 @@ export function errorProps(answer, field) {
     : {};
 }
 
+// A field's attributes for its errors from the envelope (errorProps), and
+// for `hint`, the id of a text that describes it too.
+export function described(answer, field, hint) {
+  const invalid = errorProps(answer, field);
+  const ids = [invalid["aria-describedby"], hint].filter(Boolean).join(" ");
+  return { ...invalid, "aria-describedby": ids || undefined };
+}
+
+// A labelled input, or a select when given its options as children, with the
+// envelope's errors about `field` (the API's name for it; `name` unless told)
+// beside it, marked invalid and described by them (and by the text of id
+// `hint`). `inputRef` is the control's ref.
+export function Field({ label, name, field = name, answer, hint, inputRef, children, ...props }) {
+  const attributes = described(answer, field, hint);
+  return html`<label>${label} ${children
+    ? html`<select name=${name} ref=${inputRef} ...${props} ...${attributes}>${children}</select>`
+    : html`<input name=${name} ref=${inputRef} ...${props} ...${attributes} />`}
+    <${FieldError} answer=${answer} field=${field} /></label>`;
+}
+
 // A dangerous action asked twice: the button is replaced by the question, with
 // focus on its safe answer; Escape or "Cancel" puts the button back, with focus
 // on it again (and after "yes", when the button is still there), so a keyboard
@@ -148,6 +168,8 @@ export function formatNumber(value, digits = 3) {
 
 export function CopyButton({ text, label = "Copy" }) {
   const [done, setDone] = useState(false);
+  // A new text (a rotated secret) is not copied yet, whatever the button said before.
+  useEffect(() => setDone(false), [text]);
   const copy = async () => {
     try {
       await navigator.clipboard.writeText(text);

@@ -4,10 +4,9 @@
 import { api, download } from "../api.js";
 import { html, useState } from "../lib.js";
 import { endSession } from "../session.js";
-import { FieldError, formatTime, Heading, Message, useBusy, useLoad, useSubmit } from "../ui.js";
+import { described, Field, FieldError, formatTime, Heading, Message, useBusy, useLoad, useSubmit } from "../ui.js";
 import { TwoFactor } from "./mfa.js";
 import { SecurityLog } from "./security-log.js";
-import { described, Field } from "./signin.js";
 
 export function Account({ params }) {
   const [me, reloadMe] = useLoad(() => api.get("/v1/auth/me"), []);

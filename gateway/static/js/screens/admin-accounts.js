@@ -6,17 +6,11 @@ import { api } from "../api.js";
 import { html, useState } from "../lib.js";
 import { href, navigate } from "../router.js";
 import {
-  Confirm, CopyButton, errorProps, FieldError, formatTime, Heading, Message, pageOf, Pager, useLoad, useSearch, useSubmit,
+  Confirm, CopyButton, Field, formatTime, Heading, Message, pageOf, Pager, useLoad, useSearch, useSubmit,
 } from "../ui.js";
 import { AdminNav } from "./admin.js";
 
 const PAGE_SIZE = 20;
-
-// A labelled input with its error from the envelope beside it.
-function Field({ label, name, answer, ...props }) {
-  return html`<label>${label} <input name=${name} ...${props} ...${errorProps(answer, name)} />
-    <${FieldError} answer=${answer} field=${name} /></label>`;
-}
 
 export function Accounts({ params }) {
   const filters = { page: pageOf(params.page), search: params.search || "" };

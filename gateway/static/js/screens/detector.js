@@ -3,7 +3,7 @@
 // the physical bounds (an emptied one is no bound) and the base threshold.
 import { api } from "../api.js";
 import { html } from "../lib.js";
-import { errorProps, FieldError, formatNumber, Message, useLoad, useSubmit } from "../ui.js";
+import { Field, formatNumber, Message, useLoad, useSubmit } from "../ui.js";
 
 // Proto JSON writes an infinite bound as the string "Infinity" / "-Infinity",
 // and reads it so: an empty field sends it, which clears the bound.
@@ -11,12 +11,6 @@ const bound = (value) => (typeof value === "number" ? formatNumber(value) : "non
 const editable = (value) => (typeof value === "number" ? value : "");
 const sent = (text, none) => (text.trim() === "" ? none : Number(text));
 const FIELDS = ["min_value", "max_value", "threshold"];
-
-// A field with its errors beside it.
-function Field({ label, name, answer, ...props }) {
-  return html`<label>${label} <input name=${name} ...${props} ...${errorProps(answer, name)} />
-    <${FieldError} answer=${answer} field=${name} /></label>`;
-}
 
 export function Detector({ streamId }) {
   const path = `/v1/streams/${encodeURIComponent(streamId)}/detector`;

@@ -3,8 +3,10 @@
 import { api } from "../api.js";
 import { html, useEffect, useRef, useState } from "../lib.js";
 import { href, navigate } from "../router.js";
-import { Confirm, CopyButton, formatNumber, formatTime, Heading, Message, useBusy, useLoad, useSubmit } from "../ui.js";
-import { DEVICE_STATUSES, Field, LOCATION_FIELDS, LocationFields, locationOf, useInvalidFocus } from "./devices.js";
+import {
+  Confirm, CopyButton, Field, formatNumber, formatTime, Heading, Message, useBusy, useLoad, useSubmit,
+} from "../ui.js";
+import { DEVICE_STATUSES, LOCATION_FIELDS, LocationFields, locationOf, useInvalidFocus } from "./devices.js";
 
 export function Device({ deviceId }) {
   const path = `/v1/devices/${encodeURIComponent(deviceId)}`;

@@ -4,7 +4,7 @@
 import { api } from "../api.js";
 import { html, useEffect, useRef, useState } from "../lib.js";
 import { href, navigate } from "../router.js";
-import { errorProps, FieldError, formatTime, Heading, Lazy, Message, pageOf, Pager, useLoad, useSearch, useSubmit } from "../ui.js";
+import { Field, formatTime, Heading, Lazy, Message, pageOf, Pager, useLoad, useSearch, useSubmit } from "../ui.js";
 
 const IMPORT = () => import("./import.js");
 
@@ -109,17 +109,6 @@ export function locationOf(values) {
 // The API's names of the location fields (an error about the latitude is
 // "location.latitude"): their errors stand beside them, not under the form.
 export const LOCATION_FIELDS = ["location.latitude", "location.longitude"];
-
-// A labelled input, or a select when given options, with the envelope's errors
-// about `field` (the API's name; `name` unless told) beside it. `inputRef` is
-// the control's ref.
-export function Field({ label, name, field = name, answer, inputRef, children, ...props }) {
-  const invalid = errorProps(answer, field);
-  return html`<label>${label} ${children
-    ? html`<select name=${name} ref=${inputRef} ...${props} ...${invalid}>${children}</select>`
-    : html`<input name=${name} ref=${inputRef} ...${props} ...${invalid} />`}
-    <${FieldError} answer=${answer} field=${field} /></label>`;
-}
 
 // The latitude and longitude fields of a device form.
 export function LocationFields({ answer, location = {} }) {

@@ -2,8 +2,7 @@
 // as text), the recovery codes shown once, turning it off, new recovery codes.
 import { api } from "../api.js";
 import { html, useEffect, useRef, useState } from "../lib.js";
-import { CopyButton, formValues, Message, useBusy } from "../ui.js";
-import { Field } from "./signin.js";
+import { CopyButton, Field, formValues, Message, useBusy } from "../ui.js";
 
 // Draws the QR code as one SVG path from the module matrix: no markup string,
 // so nothing of the URI is parsed as HTML. The encoder loads only here.

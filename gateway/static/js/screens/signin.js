@@ -4,21 +4,7 @@ import { api, request } from "../api.js";
 import { html, useEffect, useRef, useState } from "../lib.js";
 import { navigate } from "../router.js";
 import { saveLogin } from "../session.js";
-import { errorProps, FieldError, Heading, Message, useSubmit } from "../ui.js";
-
-// A field's attributes for its errors from the envelope (errorProps), and
-// for `hint`, the id of a text that describes it too.
-export function described(answer, field, hint) {
-  const invalid = errorProps(answer, field);
-  const ids = [invalid["aria-describedby"], hint].filter(Boolean).join(" ");
-  return { ...invalid, "aria-describedby": ids || undefined };
-}
-
-// A labelled input with its errors from the envelope beside it.
-export function Field({ label, name, answer, hint, ...props }) {
-  return html`<label>${label} <input name=${name} ...${props} ...${described(answer, name, hint)} />
-    <${FieldError} answer=${answer} field=${name} /></label>`;
-}
+import { Field, Heading, Message, useSubmit } from "../ui.js";
 
 // What auth asks of a new password (protos/iot/auth/v1/auth.proto, RegisterRequest).
 const PASSWORD_RULES = "At least 8 characters, with an uppercase and a lowercase letter, a digit and a special character.";
