@@ -38,7 +38,9 @@ MSG_DISPLAY_NAME = "Display name must be between 1 and 100 characters"
 
 
 def check_email(violations: Violations, email: str, *, field: str = "email") -> str:
-    """Check an email address; answers it normalised (trimmed, lower-cased)."""
+    """Check an email address; answers it normalised: trimmed, lower-cased, its domain in
+    Unicode (NFC), so that one mailbox written with its domain in punycode
+    (``xn--exmple-cua.com``) or in Unicode (``exämple.com``) is one account."""
     email = email.strip()
     if not email:
         violations.add(field, MSG_EMAIL_REQUIRED)
@@ -46,9 +48,11 @@ def check_email(violations: Violations, email: str, *, field: str = "email") -> 
         violations.add(field, MSG_EMAIL_LONG)
     else:
         try:
-            validate_email(email, check_deliverability=False)
+            valid = validate_email(email, check_deliverability=False)
         except EmailNotValidError:
             violations.add(field, MSG_EMAIL_FORMAT)
+        else:
+            email = f"{valid.local_part}@{valid.domain}"
     return email.lower()
 
 

@@ -82,6 +82,12 @@ def test_ordinary_emails_are_accepted_and_lower_cased(email: str) -> None:
     assert normalised == email.lower()
 
 
+def test_one_mailbox_is_one_address_whether_its_domain_is_in_punycode_or_unicode() -> None:
+    forms = ["victim@exämple.com", "victim@xn--exmple-cua.com", " Victim@XN--EXMPLE-CUA.COM "]
+    normalised = {rules.check_email(Violations(), form) for form in forms}
+    assert normalised == {"victim@exämple.com"}
+
+
 def test_email_messages() -> None:
     for value, message in [
         ("", rules.MSG_EMAIL_REQUIRED),
