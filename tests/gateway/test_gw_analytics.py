@@ -213,6 +213,49 @@ async def test_stopping_analytics_loses_no_analysis(
     assert detector["readings"] == "1200"  # every reading analysed, once
 
 
+async def test_detector_bounds_through_rest(suite: Suite, client: httpx.AsyncClient) -> None:
+    """Bounds as proto JSON spells them: "NaN" and the wrong infinity are 400 naming the field,
+    a bound sent alone may not cross the stored other, and "-Infinity" / "Infinity" (the
+    console's emptied field) mean no bound."""
+    owner = await rest_user(client)
+    device_id, token = await device_with_token(client, owner)
+    timestamps, values = readings(200, within_the_last_hour())
+    stream_id = await stream(suite, token, device_id, timestamps, values)
+    path = f"/v1/streams/{stream_id}/detector"
+    deadline = time.monotonic() + 20
+    while (shown := await client.get(path, headers=owner)).status_code == 404:
+        assert time.monotonic() < deadline, shown.text
+        await asyncio.sleep(0.1)
+    detector = shown.json()["data"]
+    assert (detector["min_value"], detector["max_value"]) == (-40, 85)
+    for body, field in (
+        ({"min_value": 200}, "min_value"),  # above the stored 85
+        ({"max_value": -500}, "max_value"),  # below the stored -40
+        ({"min_value": "Infinity"}, "min_value"),
+        ({"max_value": "-Infinity"}, "max_value"),
+        ({"min_value": "NaN"}, "min_value"),
+        ({"max_value": "NaN"}, "max_value"),
+        ({"min_value": 10, "max_value": 10}, "max_value"),
+    ):
+        answer = await client.patch(path, headers=owner, json=body)
+        assert answer.status_code == 400, (body, answer.text)
+        assert [e["field"] for e in answer.json()["data"]["errors"]] == [field], body
+    detector = (await client.get(path, headers=owner)).json()["data"]
+    assert (detector["min_value"], detector["max_value"]) == (-40, 85)
+
+    cleared = await client.patch(
+        path,
+        headers=owner,
+        json={"min_value": "-Infinity", "max_value": "Infinity", "threshold": 0.5},
+    )
+    assert cleared.status_code == 200, cleared.text
+    detector = cleared.json()["data"]
+    assert (detector["min_value"], detector["max_value"]) == ("-Infinity", "Infinity")
+    lowered = await client.patch(path, headers=owner, json={"max_value": -500})
+    assert lowered.status_code == 200, lowered.text
+    assert lowered.json()["data"]["min_value"] == "-Infinity"
+
+
 async def test_correlation_through_the_gateway(suite: Suite, client: httpx.AsyncClient) -> None:
     owner = await rest_user(client)
     start = int(time.time()) * SECOND - 1200 * SECOND

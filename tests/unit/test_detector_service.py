@@ -7,6 +7,7 @@ PostgreSQL.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -147,6 +148,79 @@ async def test_the_owner_changes_a_detector_within_its_rules(
         )
     kept = await detectors.get(caller=owner, stream_id=stream)
     assert (kept.state.threshold, kept.state.min_value, kept.state.max_value) == (0.8, -10.0, 60.0)
+
+
+async def test_bounds_stay_in_order_and_are_numbers_or_none(
+    analysis: AnalysisService, store: AnalyticsStore
+) -> None:
+    """A temperature stream's bounds (-40 to 85): a bound given alone is checked against the
+    stored other, NaN and the wrong infinity are refused, and -Infinity / Infinity (what
+    the console sends for an emptied field) clear a bound. A refusal changes nothing."""
+    stream = await a_stream(analysis)
+    detectors = DetectorService(analysis=analysis, store=store)
+    owner = caller(OWNER)
+
+    async def bounds() -> tuple[float, float]:
+        shown = await detectors.get(caller=owner, stream_id=stream)
+        return shown.state.min_value, shown.state.max_value
+
+    async def refused(low: float | None, high: float | None) -> list[tuple[str, str]]:
+        with pytest.raises(ValidationFailed) as caught:
+            await detectors.update(
+                caller=owner, stream_id=stream, min_value=low, max_value=high, threshold=None
+            )
+        return [(v.field, v.message) for v in caught.value.violations]
+
+    assert await bounds() == (-40.0, 85.0)
+    [(field, message)] = await refused(200.0, None)
+    assert field == "min_value" and "below max_value (85)" in message
+    [(field, message)] = await refused(None, -500.0)
+    assert field == "max_value" and "above min_value (-40)" in message
+    assert [f for f, _ in await refused(85.0, None)] == ["min_value"]  # equal is not below
+    assert await refused(math.nan, None) == [("min_value", "min_value must be a number")]
+    assert await refused(None, math.nan) == [("max_value", "max_value must be a number")]
+    assert [f for f, _ in await refused(math.inf, None)] == ["min_value"]
+    assert [f for f, _ in await refused(None, -math.inf)] == ["max_value"]
+    assert [f for f, _ in await refused(math.nan, 10.0)] == ["min_value"]
+    assert [f for f, _ in await refused(math.inf, -math.inf)] == ["min_value", "max_value"]
+    assert [f for f, _ in await refused(10.0, 5.0)] == ["max_value"]
+    assert await bounds() == (-40.0, 85.0)
+
+    async def change(low: float | None, high: float | None) -> tuple[float, float]:
+        changed = await detectors.update(
+            caller=owner, stream_id=stream, min_value=low, max_value=high, threshold=None
+        )
+        return changed.state.min_value, changed.state.max_value
+
+    assert await change(-math.inf, math.inf) == (-math.inf, math.inf)  # the console's "none"
+    stored = await store.detector(stream_id=stream)
+    assert stored is not None and (stored.state["min_value"], stored.state["max_value"]) == (
+        None,
+        None,
+    )
+    assert await change(None, -500.0) == (-math.inf, -500.0)  # below no bound is fine
+    assert [f for f, _ in await refused(-400.0, None)] == ["min_value"]
+    assert await change(-600.0, None) == (-600.0, -500.0)
+    assert await change(10.0, 60.0) == (10.0, 60.0)  # both at once, past the stored ones
+    assert await change(-math.inf, None) == (-math.inf, 60.0)
+    assert await change(None, math.inf) == (-math.inf, math.inf)
+    assert await change(0.0, None) == (0.0, math.inf)
+
+    # Two requests each moving one bound, at once: checked under the detector's lock, so
+    # at most one is taken and the bounds never cross.
+    await change(0.0, 100.0)
+    results = await asyncio.gather(
+        detectors.update(
+            caller=owner, stream_id=stream, min_value=70.0, max_value=None, threshold=None
+        ),
+        detectors.update(
+            caller=owner, stream_id=stream, min_value=None, max_value=30.0, threshold=None
+        ),
+        return_exceptions=True,
+    )
+    assert sum(isinstance(r, ValidationFailed) for r in results) == 1
+    low, high = await bounds()
+    assert low < high and (low, high) in ((70.0, 100.0), (0.0, 30.0))
 
 
 async def test_analysis_answers_values_and_checks_a_device_to_forget(

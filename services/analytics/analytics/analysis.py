@@ -51,6 +51,16 @@ DISMISS_STEP, CONFIRM_STEP = 1.1, 1.05
 COMMIT_ATTEMPTS = 5
 
 
+class CrossedBounds(Exception):
+    """A change of bounds would leave the lowest possible value not below the highest:
+    nothing was changed. Carries the stored bounds it was checked against."""
+
+    def __init__(self, *, min_value: float, max_value: float) -> None:
+        super().__init__(f"bounds {min_value} to {max_value}")
+        self.min_value = min_value
+        self.max_value = max_value
+
+
 @dataclass(frozen=True, slots=True)
 class ChunkIn:
     """One forwarded chunk of one stream."""
@@ -256,13 +266,20 @@ class AnalysisService:
         max_value: float | None,
         threshold: float | None,
     ) -> Detector | None:
-        """Change a stream's bounds or base threshold."""
+        """Change a stream's bounds or base threshold.
+
+        Bounds are checked against the stored ones under the detector's row lock: a change
+        that would leave the lowest not below the highest raises :class:`CrossedBounds`
+        and changes nothing (a bound given alone is checked against the other as stored,
+        so two requests each moving one bound cannot cross them)."""
 
         def settle(state: DetectorState) -> None:
-            if min_value is not None:
-                state.min_value = min_value
-            if max_value is not None:
-                state.max_value = max_value
+            if min_value is not None or max_value is not None:
+                low = state.min_value if min_value is None else min_value
+                high = state.max_value if max_value is None else max_value
+                if not low < high:
+                    raise CrossedBounds(min_value=state.min_value, max_value=state.max_value)
+                state.min_value, state.max_value = low, high
             if threshold is not None:
                 state.base_threshold = state.threshold = threshold
 

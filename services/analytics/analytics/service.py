@@ -32,7 +32,7 @@ from iotkit.ownership import owned
 from iotkit.sqltypes import utcnow
 from iotkit.validation import Violations, check_uuid
 from services.analytics.analytics import correlation
-from services.analytics.analytics.analysis import AnalysisService
+from services.analytics.analytics.analysis import AnalysisService, CrossedBounds
 from services.analytics.analytics.correlation import Float64s, Int64s
 from services.analytics.analytics.detectors import THRESHOLD_RANGE
 from services.analytics.analytics.hub import AnomalyHub
@@ -551,19 +551,54 @@ class DetectorService:
     ) -> Detector:
         """Change the bounds or base threshold of one of the caller's streams' detector.
 
-        ``None`` leaves a setting as it is.
+        ``None`` leaves a setting as it is. A bound is a number or no bound: -Infinity as
+        the lowest, Infinity as the highest (what the console sends for an emptied field);
+        NaN, Infinity as the lowest and -Infinity as the highest are refused. The lowest
+        must stay below the highest: a bound given alone is checked against the stored
+        other, and the field given is named.
         """
         await self._own_stream(caller=caller, stream_id=stream_id)
         violations = Violations()
         low, high = THRESHOLD_RANGE
         if threshold is not None and not low <= threshold <= high:
             violations.add("threshold", f"threshold must be between {low:g} and {high:g}")
-        if min_value is not None and max_value is not None and min_value >= max_value:
+        # Proto JSON spells the infinities "Infinity" and "-Infinity".
+        for field, value, wrong, none in (
+            ("min_value", min_value, "Infinity", "-Infinity for no lower bound"),
+            ("max_value", max_value, "-Infinity", "Infinity for no upper bound"),
+        ):
+            if value is not None and math.isnan(value):
+                violations.add(field, f"{field} must be a number")
+            elif value == float(wrong):
+                violations.add(field, f"{field} cannot be {wrong}: give a number, or {none}")
+        if (
+            min_value is not None
+            and max_value is not None
+            and not violations.has("min_value")
+            and not violations.has("max_value")
+            and min_value >= max_value
+        ):
             violations.add("max_value", "max_value must be above min_value")
         violations.raise_if_any()
-        found = await self._analysis.configure(
-            stream_id=stream_id, min_value=min_value, max_value=max_value, threshold=threshold
-        )
+        try:
+            found = await self._analysis.configure(
+                stream_id=stream_id, min_value=min_value, max_value=max_value, threshold=threshold
+            )
+        except CrossedBounds as crossed:  # one bound given, crossing the stored other
+            if max_value is None:
+                violations.add(
+                    "min_value",
+                    f"min_value must be below max_value ({crossed.max_value:g}),"
+                    " or be sent with a higher max_value",
+                )
+            else:
+                violations.add(
+                    "max_value",
+                    f"max_value must be above min_value ({crossed.min_value:g}),"
+                    " or be sent with a lower min_value",
+                )
+            violations.raise_if_any()
+            raise
         if found is None:
             raise NotFound("No detector for this stream yet", reason=reasons.DETECTOR_NOT_FOUND)
         return found
