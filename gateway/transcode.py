@@ -45,12 +45,33 @@ def _sentence(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
+class _NotStandard(ValueError):
+    """A token that Python's json reads but JSON does not have (``NaN``, ``Infinity``)."""
+
+
+def _refuse_constant(name: str) -> object:
+    raise _NotStandard(name)
+
+
 def parse_json_body(raw: bytes) -> object:
-    """The JSON value of a request body; raises a 400 ``INVALID_JSON`` when it is not JSON."""
+    """The JSON value of a request body; raises a 400 ``INVALID_JSON`` when it is not JSON.
+
+    Python's json also reads ``NaN``, ``Infinity`` and ``-Infinity``, which JSON has not:
+    refused here, since a Struct holding one cannot be written back as JSON (protobuf's
+    JSON mapping spells such doubles as the strings ``"NaN"`` and ``"Infinity"``, which
+    stay accepted). An integer of more digits than Python converts (4300) is refused too.
+    """
     try:
-        return json.loads(raw)
+        return json.loads(raw, parse_constant=_refuse_constant)
+    except _NotStandard as exc:
+        message = f"Request body is not valid JSON: {exc} is not a JSON value"
+        raise bad_request(message, code="INVALID_JSON") from None
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         raise bad_request("Request body is not valid JSON", code="INVALID_JSON") from None
+    except ValueError:
+        # int() refuses a number of more than sys.get_int_max_str_digits() digits.
+        message = "Request body is not valid JSON: a number has too many digits"
+        raise bad_request(message, code="INVALID_JSON") from None
 
 
 def _set_path(

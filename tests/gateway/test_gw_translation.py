@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+
 import httpx
+import pytest
 from gw_support import Fakes
+
+JSON_TYPE = {"content-type": "application/json"}
 
 
 def violations(response: httpx.Response) -> list[dict[str, str]]:
@@ -324,3 +329,56 @@ async def test_deeply_nested_json_is_a_400_not_a_crash(client: httpx.AsyncClient
     )
     assert response.status_code == 400
     assert response.json()["success"] is False
+
+
+async def test_a_number_of_more_digits_than_python_reads_is_invalid_json(
+    client: httpx.AsyncClient, fakes: Fakes, caplog: pytest.LogCaptureFixture
+) -> None:
+    # int() refuses over 4300 digits with a ValueError that once escaped as a 500.
+    long_number = "1" * 4301
+    for body in (
+        '{"email": "a@b.co", "password": ' + long_number + "}",
+        '{"things": [{"nums": [1, ' + long_number + "]}]}",
+    ):
+        path = "/v1/auth/login" if "email" in body else "/v1/things:import"
+        with caplog.at_level(logging.ERROR):
+            response = await client.post(path, content=body.encode(), headers=JSON_TYPE)
+        assert response.status_code == 400, body[:40]
+        assert response.json()["error"]["error_code"] == "INVALID_JSON"
+        assert "digits" in response.json()["message"]
+        assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert all(name not in ("Login", "ImportThings") for name, _, _ in fakes.recorder.calls)
+
+
+@pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity"])
+async def test_nan_and_infinity_tokens_are_invalid_json(
+    client: httpx.AsyncClient, fakes: Fakes, token: str
+) -> None:
+    # Python's json reads them; JSON has no such tokens, and a Struct holding one cannot be
+    # written back as JSON (the service failed with a 500).
+    for method, path, body in (
+        ("PATCH", "/v1/profile", '{"metadata": {"a": %s}}'),
+        ("PATCH", "/v1/profile", '{"tags": [%s]}'),
+        ("POST", "/v1/things:import", '{"things": [{"ratio": %s}]}'),
+    ):
+        response = await client.request(
+            method, path, content=(body % token).encode(), headers=JSON_TYPE
+        )
+        assert response.status_code == 400, (path, body)
+        assert response.json()["error"]["error_code"] == "INVALID_JSON"
+        assert token in response.json()["message"]
+    assert all(name != "ImportThings" for name, _, _ in fakes.recorder.calls)
+
+
+async def test_quoted_nan_and_infinity_still_set_a_double(
+    client: httpx.AsyncClient, fakes: Fakes
+) -> None:
+    # protobuf's JSON mapping spells them as strings: those are JSON, and stay accepted.
+    response = await client.post(
+        "/v1/things:import",
+        json={"things": [{"ratio": "NaN"}, {"ratio": "Infinity"}, {"ratio": "-Infinity"}]},
+    )
+    assert response.status_code == 202
+    request, _ = fakes.recorder.last("ImportThings")
+    ratios = [thing.ratio for thing in request.things]
+    assert ratios[0] != ratios[0] and ratios[1:] == [float("inf"), float("-inf")]
