@@ -121,3 +121,5 @@ async def test_an_admin_adds_a_site_and_rotates_its_secret(console: Console) -> 
         assert answer.status_code == status, answer.text
     await page.get_by_role("button", name="I have stored it").click()
     assert await secret.count() == 0
+    # The keyboard user stays in the sites, not sent back to the page's top.
+    await expect(page.get_by_role("heading", name="Sites")).to_be_focused()

@@ -134,7 +134,7 @@ export function useSearch(value, onSearch) {
 // "?page=-1" shows the first page instead of asking the API for page NaN).
 export function pageOf(value) {
   const page = Number(value);
-  return Number.isInteger(page) && page >= 1 ? page : 1;
+  return Number.isInteger(page) && page >= 1 && page <= 2 ** 31 - 1 ? page : 1; // the API's int32
 }
 
 export function Pager({ pagination, onPage }) {

@@ -3,7 +3,7 @@
 // client secret. A secret is shown once, when a site is created or rotated,
 // with a copy button; the server keeps only its hash.
 import { api } from "../api.js";
-import { html, useState } from "../lib.js";
+import { html, useRef, useState } from "../lib.js";
 import { href, navigate } from "../router.js";
 import {
   Confirm, CopyButton, Field, formatTime, Heading, Message, pageOf, Pager, useLoad, useSearch, useSubmit,
@@ -148,6 +148,8 @@ function Sites({ accountId }) {
   const path = `/v1/admin/accounts/${accountId}/sites`;
   const [answer, reload] = useLoad(() => api.get(path, { page, limit: PAGE_SIZE }), [path, page]);
   const [issued, setIssued] = useState(null);
+  // Where focus goes once the secret is put away, rather than the page's top.
+  const heading = useRef(null);
   const [changed, setChanged] = useState(null);
   const { answer: created, busy, submit } = useSubmit(async (values, form) => {
     const got = await api.post(path, values);
@@ -172,9 +174,9 @@ function Sites({ accountId }) {
   const setActive = (site, active) => act(() => api.patch(`/v1/admin/sites/${site.id}`, { is_active: active }));
   const sites = answer && answer.success ? answer.data.sites : [];
   return html`<section class="card">
-    <h3>Sites</h3>
+    <h3 tabindex="-1" ref=${heading}>Sites</h3>
     <p class="muted">Each site exchanges its client secret for short-lived upload tokens (<code>POST /v1/sites/token</code>).</p>
-    <${Secret} issued=${issued} onDone=${() => setIssued(null)} />
+    <${Secret} issued=${issued} onDone=${() => { setIssued(null); heading.current.focus(); }} />
     <form class="inline-form" id="create-site-form" onSubmit=${submit}>
       <${Field} label="Domain" name="domain" answer=${created} required placeholder="plant-7.example.com" />
       <${Field} label="Site name" name="name" answer=${created} required maxlength="100" />

@@ -3,7 +3,7 @@
 import { api } from "../api.js";
 import { html, useEffect } from "../lib.js";
 import { navigate } from "../router.js";
-import { formatTime, Message, Pager, useLoad } from "../ui.js";
+import { formatTime, Message, pageOf, Pager, useLoad } from "../ui.js";
 
 // The actions auth records (services/auth/security/values.py).
 const ACTIONS = [
@@ -13,15 +13,8 @@ const ACTIONS = [
   "data_exported", "admin_update",
 ];
 
-// The log's page from the URL: a whole number from 1 (the API's page is an
-// int32), else the first page, so "?log_page=abc" never asks for page NaN.
-function pageFrom(value) {
-  const page = Number(value || 1);
-  return Number.isInteger(page) && page >= 1 && page <= 2 ** 31 - 1 ? page : 1;
-}
-
 export function SecurityLog({ params, changes }) {
-  const page = pageFrom(params.log_page);
+  const page = pageOf(params.log_page);
   // An action the log does not know (a mistyped link) filters nothing: the
   // select shows "All", and the screen says what was dropped.
   const unknown = params.action && !ACTIONS.includes(params.action) ? params.action : "";
