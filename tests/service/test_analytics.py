@@ -626,6 +626,46 @@ async def test_exports_stream_csv_and_json_with_the_seed_columns(env: Env) -> No
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
+async def test_csv_exports_quote_text_a_spreadsheet_would_run(env: Env) -> None:
+    """A review note that a spreadsheet would run as a formula (CSV injection) is exported
+    behind an apostrophe, as the personal data export does; JSON keeps it as it is."""
+    owner, owner_id = await user(env)
+    stream = str(uuid.uuid4())
+    ts, vs = signal(600, spike_at=500)
+    await analyze(
+        env, [analytics_pb2.AnalysisRequest(chunks=[chunk(30, stream, owner_id, ts, vs)])]
+    )
+    [spike] = (
+        await env.analytics.ListAnomalies(
+            analytics_pb2.ListAnomaliesRequest(stream_id=stream), metadata=owner
+        )
+    ).anomalies
+    note = "=cmd|' /C calc'!A0"
+    await env.analytics.ReviewAnomaly(
+        analytics_pb2.ReviewAnomalyRequest(
+            anomaly_id=spike.anomaly_id, status="confirmed", note=note
+        ),
+        metadata=owner,
+    )
+
+    async def export(fmt: str) -> bytes:
+        request = analytics_pb2.ExportRequest(format=fmt, stream_id=stream)
+        return b"".join(
+            [p.data async for p in env.analytics.ExportAnomalies(request, metadata=owner)]
+        )
+
+    [row] = list(csv.DictReader(io.StringIO((await export("csv")).decode())))
+    assert row["review_note"] == "'" + note
+    assert (row["anomaly_id"], row["status"], row["reviewed_by"]) == (
+        spike.anomaly_id,
+        "confirmed",
+        owner_id,
+    )
+    assert float(row["raw_value"]) == spike.raw_value  # a number, not quoted
+    [record] = json.loads(await export("json"))
+    assert record["review_note"] == note
+
+
 async def device_with_spike(env: Env, who: list[tuple[str, str]], spike_at: int) -> str:
     """A device whose readings, stored through telemetry, hold one spike."""
     device = await env.devices.RegisterDevice(

@@ -79,6 +79,10 @@ CORRELATION_COLUMNS = (
     "ci_low",
     "ci_high",
 )
+# A text cell starting with one of these is run as a formula by a spreadsheet (CSV
+# injection): the CSV exports put an apostrophe before it, as the personal data export does
+# (services/auth/data/formats.py, ``_cell``). JSON exports keep the text as it is.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 class TooFewSamples(ValidationFailed):
@@ -641,10 +645,19 @@ async def _pages(
         offset += EXPORT_PAGE
 
 
+def csv_cell(value: object) -> object:
+    """A value as a CSV export writes it: text a spreadsheet would run as a formula behind
+    an apostrophe (``'=cmd|...``); numbers, even negative ones, as they are."""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
 async def _encode(
     pages: AsyncIterator[list[dict[str, object]]], fmt: str, columns: tuple[str, ...]
 ) -> AsyncIterator[bytes]:
-    """CSV with a header row, or one JSON array, written as the pages come."""
+    """CSV with a header row (every text cell through :func:`csv_cell`), or one JSON array,
+    written as the pages come."""
     first = True
     if fmt == "json":
         yield b"["
@@ -661,7 +674,7 @@ async def _encode(
         elif page:
             buffer = io.StringIO()
             writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\r\n")
-            writer.writerows(page)
+            writer.writerows({key: csv_cell(value) for key, value in row.items()} for row in page)
             yield buffer.getvalue().encode()
     if fmt == "json":
         yield b"]"
