@@ -37,6 +37,11 @@ STRING_WKT: dict[str, str] = {
     "google.protobuf.FieldMask": "a comma-separated list of field names",
 }
 
+FREE_FORM = frozenset(
+    {"google.protobuf.Struct", "google.protobuf.Value", "google.protobuf.ListValue"}
+)
+"""The well-known types that hold any JSON (``Struct``: an object, ``ListValue``: an array)."""
+
 # Wrapper types carry one scalar named ``value``; in JSON they are that scalar.
 WRAPPERS = frozenset(
     f"google.protobuf.{name}Value"

@@ -12,6 +12,8 @@ Every failure is a 400 naming the field; nothing here raises anything else.
 from __future__ import annotations
 
 import json
+import math
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -22,6 +24,8 @@ from google.protobuf.message import Message
 from gateway.discovery import HttpBinding, RpcMethod
 from gateway.errors import GatewayError, bad_request
 from gateway.fields import (
+    FLOAT_TYPES,
+    FREE_FORM,
     WRAPPERS,
     accepts_text,
     expectation,
@@ -163,11 +167,52 @@ def _takes_bool(field: FieldDescriptor) -> bool:
     return True  # a message: json_format judges it (Value and Struct take anything)
 
 
-def _refuse_booleans(value: object, message: Descriptor, prefix: str = "") -> None:
-    """Raise a 400 for ``true``/``false`` given to a field that is not boolean.
+_LARGEST_DOUBLE = sys.float_info.max
+_TOO_LARGE = "Holds a number too large to store (the largest is about 1.8e308)"
 
-    json_format takes them as 1 and 0 for number fields (a bool is an int in
-    Python), so ``{"longitude": false}`` would silently mean 0.
+
+def _takes_float(field: FieldDescriptor) -> bool:
+    """True for double and float fields, and wrappers of them."""
+    if field.message_type is not None and field.message_type.full_name in WRAPPERS:
+        return _takes_float(field.message_type.fields_by_name["value"])
+    return field.message_type is None and field.type in FLOAT_TYPES
+
+
+def _too_large(value: object) -> bool:
+    """True for a JSON number no double holds: an integer past the largest double (json_format
+    raised OverflowError for it) or a literal that Python read as infinity (``1e309``)."""
+    if isinstance(value, float):
+        return math.isinf(value)
+    return isinstance(value, int) and not isinstance(value, bool) and abs(value) > _LARGEST_DOUBLE
+
+
+def _holds_too_large(value: object) -> bool:
+    """True when any number in the JSON ``value`` is :func:`_too_large` (walked without
+    recursion: the body may nest as deep as the JSON parser allows)."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+        elif _too_large(item):
+            return True
+    return False
+
+
+def _screen(value: object, message: Descriptor, prefix: str = "") -> None:
+    """Raise a 400 naming the field for what json_format would take wrongly or fail on
+    without saying where.
+
+    - A field given by both its names (``display_name`` and ``displayName``): json_format
+      keeps one in silence, or fails naming no field.
+    - ``true``/``false`` for a field that is not boolean: json_format takes them as 1 and 0
+      for number fields (a bool is an int in Python), so ``{"longitude": false}`` would
+      silently mean 0.
+    - A number too large for a double, in a double field or in free-form JSON (``Struct``,
+      ``Value``, ``ListValue``): json_format raises OverflowError for a long integer and
+      stores ``1e309`` in a Struct as infinity, which the service cannot write back as JSON.
     """
     if not isinstance(value, dict):
         return
@@ -176,16 +221,23 @@ def _refuse_booleans(value: object, message: Descriptor, prefix: str = "") -> No
         if field is None or is_map(field):
             continue  # unknown fields are json_format's to name; maps are rare and free-form
         name = prefix + field.name
+        if key == field.json_name != field.name and field.name in value:
+            raise _invalid(name, f"Given twice, as {field.name} and {field.json_name}")
         elements: list[tuple[str, object]] = [(name, item)]
         if field.is_repeated:
             elements = (
                 [(f"{name}[{i}]", e) for i, e in enumerate(item)] if isinstance(item, list) else []
             )
+        free_form = field.message_type is not None and field.message_type.full_name in FREE_FORM
         for where, element in elements:
             if isinstance(element, bool) and not _takes_bool(field):
                 raise _invalid(where, _sentence("must be " + expectation(field, element=True)))
+            if _takes_float(field) and _too_large(element):
+                raise _invalid(where, _TOO_LARGE)
+            if free_form and _holds_too_large(element):
+                raise _invalid(where, _TOO_LARGE)
             if is_plain_message(field):
-                _refuse_booleans(element, field.message_type, where + ".")
+                _screen(element, field.message_type, where + ".")
 
 
 def _apply_path(payload: dict[str, Any], message: Descriptor, params: Mapping[str, str]) -> None:
@@ -265,7 +317,7 @@ def build_request(
         _refuse_path_fields(payload, descriptor, binding)
     elif binding.body and body.strip():
         payload = {binding.body: parse_json_body(body)}
-    _refuse_booleans(payload, descriptor)
+    _screen(payload, descriptor)
     _apply_query(payload, descriptor, binding, query)
     _apply_path(payload, descriptor, path_params)
     request = method.request_class()
@@ -274,7 +326,7 @@ def build_request(
     except json_format.ParseError as exc:
         violation = violation_from_parse_error(str(exc), descriptor, payload)
         raise bad_request("Validation failed", [violation]) from None
-    except (RecursionError, ValueError, TypeError, AttributeError):
+    except (RecursionError, ValueError, TypeError, AttributeError, OverflowError):
         # Pathological input (absurd nesting) that json_format does not wrap in ParseError.
         raise bad_request("Request body cannot be read as this request type") from None
     return request

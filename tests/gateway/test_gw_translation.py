@@ -382,3 +382,57 @@ async def test_quoted_nan_and_infinity_still_set_a_double(
     request, _ = fakes.recorder.last("ImportThings")
     ratios = [thing.ratio for thing in request.things]
     assert ratios[0] != ratios[0] and ratios[1:] == [float("inf"), float("-inf")]
+
+
+async def test_numbers_too_large_for_a_double_are_refused_naming_the_field(
+    client: httpx.AsyncClient, fakes: Fakes
+) -> None:
+    # 1e309 is read as infinity, which a Struct took and the service could not write back
+    # as JSON (a 500); an integer past the largest double made json_format raise
+    # OverflowError (a 500 without login).
+    too_large = "Holds a number too large to store (the largest is about 1.8e308)"
+    long_number = "9" * 400
+    for method, path, body, field in (
+        ("PATCH", "/v1/profile", '{"metadata": {"a": 1e309}}', "metadata"),
+        ("PATCH", "/v1/profile", '{"metadata": {"a": {"b": [-1e400]}}}', "metadata"),
+        ("PATCH", "/v1/profile", '{"metadata": {"a": LONG}}', "metadata"),
+        ("PATCH", "/v1/profile", '{"tags": ["a", LONG]}', "tags"),
+        ("PATCH", "/v1/things/x", '{"extra": {"a": [1e309]}}', "thing.extra"),
+        ("POST", "/v1/things:import", '{"things": [{"ratio": 1e309}]}', "things[0].ratio"),
+        (
+            "POST",
+            "/v1/things:import",
+            '{"things": [{}, {"location": {"latitude": -LONG}}]}',
+            "things[1].location.latitude",
+        ),
+    ):
+        content = body.replace("LONG", long_number).encode()
+        response = await client.request(method, path, content=content, headers=JSON_TYPE)
+        assert response.status_code == 400, body
+        assert violations(response) == [{"field": field, "message": too_large}], body
+    assert all(name not in ("UpdateThing", "ImportThings") for name, _, _ in fakes.recorder.calls)
+    # The largest double itself, and integers a double holds, still pass.
+    response = await client.patch(
+        "/v1/things/x", json={"extra": {"a": 1.7976931348623157e308, "b": 2**80}}
+    )
+    assert response.status_code == 200
+
+
+async def test_a_field_given_by_both_its_names_is_named(
+    client: httpx.AsyncClient, fakes: Fakes
+) -> None:
+    # json_format kept one of them in silence, or (for an optional field) failed naming none.
+    twice = "Given twice, as display_name and displayName"
+    response = await client.patch("/v1/profile", json={"display_name": "x", "displayName": "y"})
+    assert response.status_code == 400
+    assert violations(response) == [{"field": "display_name", "message": twice}]
+    response = await client.patch("/v1/profile", json={"displayName": None, "display_name": "x"})
+    assert violations(response) == [{"field": "display_name", "message": twice}]
+    response = await client.post(
+        "/v1/things:import", json={"things": [{"thing_id": "a", "thingId": "b"}]}
+    )
+    assert violations(response) == [
+        {"field": "things[0].thing_id", "message": "Given twice, as thing_id and thingId"}
+    ]
+    assert all(name != "ImportThings" for name, _, _ in fakes.recorder.calls)
+
