@@ -14,8 +14,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import grpc
+from google.protobuf.descriptor import Descriptor
 from google.rpc import error_details_pb2, status_pb2
 
+from gateway.parse_errors import readable_violation
 from iotkit.errors import FieldViolation
 
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
@@ -95,8 +97,14 @@ def rich_status(error: grpc.aio.AioRpcError) -> status_pb2.Status | None:
     return None
 
 
-def from_rpc_error(error: grpc.aio.AioRpcError, *, service: str) -> GatewayError:
-    """The gateway error for a failed call to ``service`` (its name is used in messages)."""
+def from_rpc_error(
+    error: grpc.aio.AioRpcError, *, service: str, request: Descriptor | None = None
+) -> GatewayError:
+    """The gateway error for a failed call to ``service`` (its name is used in messages).
+
+    Given the ``request`` type, a field violation inside free-form JSON is named by the
+    field holding it rather than by protobuf's internals (see :func:`readable_violation`).
+    """
     code = error.code()
     http_status = GRPC_TO_HTTP.get(code, 500)
     headers: dict[str, str] = {}
@@ -113,7 +121,10 @@ def from_rpc_error(error: grpc.aio.AioRpcError, *, service: str) -> GatewayError
         if packed.Is(error_details_pb2.BadRequest.DESCRIPTOR):
             bad = error_details_pb2.BadRequest()
             packed.Unpack(bad)
-            violations += [FieldViolation(v.field, v.description) for v in bad.field_violations]
+            found = [FieldViolation(v.field, v.description) for v in bad.field_violations]
+            if request is not None:
+                found = [readable_violation(violation, request) for violation in found]
+            violations += found
         elif packed.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
             info = error_details_pb2.ErrorInfo()
             packed.Unpack(info)

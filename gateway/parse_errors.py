@@ -6,6 +6,11 @@ the message: the nested ``Failed to parse <field> field:`` prefixes and the
 ``has no field named "<x>"`` of unknown fields. The failing element of a
 repeated field is found by parsing the elements one by one. The wording shown
 to the user is built from the field descriptor.
+
+A service names a bad field by its proto path, which inside free-form JSON
+(``Struct``, ``ListValue``, ``Value``) runs through protobuf's own fields:
+:func:`readable_violation` names the field holding the JSON instead, and says
+where inside it in JSON's terms.
 """
 
 from __future__ import annotations
@@ -16,11 +21,26 @@ from typing import Any
 from google.protobuf import json_format, message_factory
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
-from gateway.fields import expectation, find_field, is_map, is_plain_message
+from gateway.fields import FREE_FORM, expectation, find_field, is_map, is_plain_message
 from iotkit.errors import FieldViolation
 
 _PREFIX = re.compile(r"Failed to parse (\S+) field: ")
 _UNKNOWN = re.compile(r'has no field named "([^"]{1,200})"')
+# Given twice: two members of a oneof, or a proto3 optional field (its oneof is "_<field>")
+# under both its names.
+_TWICE = re.compile(
+    r'Message type "[A-Za-z0-9_.]+" should not have multiple "_?([A-Za-z0-9_]{1,200})" '
+    r"(?:oneof )?fields"
+)
+# Causes told by their own words, anchored: a quoted value could hold the same words.
+_TOO_DEEP = re.compile(r"Message too deep\. ")
+_SURROGATE = re.compile(
+    r"Unpaired surrogate at |'utf-8' codec can't encode character '\\ud[89a-f][0-9a-f]{2}' "
+    r"in position \d+: surrogates not allowed"
+)
+# Errors raised without the prefixes (those of proto3 optional fields) end with the path.
+_TAIL = re.compile(r' at "?[A-Za-z0-9_]+((?:\.[A-Za-z0-9_]+(?:\[\d+\])?){1,32})"?\.?\Z')
+_INDEX = re.compile(r"\[\d+\]\Z")
 _MAX_NAME = 100
 
 
@@ -62,8 +82,13 @@ def violation_from_parse_error(
         position = found.end()
     rest = text[position:]
     unknown = _UNKNOWN.search(rest)
+    twice = _TWICE.match(rest)
+    if not names and (tail := _TAIL.search(rest)) is not None:
+        names = [_INDEX.sub("", part) for part in tail[1].split(".")[1:]]
     if unknown is not None:
         names.append(unknown[1])
+    elif twice is not None:
+        names.append(twice[1])
 
     parts: list[str] = []
     current: Descriptor | None = message
@@ -91,6 +116,49 @@ def violation_from_parse_error(
     path = ".".join(parts)
     if unknown is not None and leaf is None:
         return FieldViolation(path, "Unknown field")
+    if twice is not None:
+        return FieldViolation(path, "Given more than once")
+    if _TOO_DEEP.match(rest):
+        # json_format's own limit (100 levels of messages; a Struct counts two a level).
+        return FieldViolation(path, "Is nested too deeply")
+    if _SURROGATE.match(rest):
+        return FieldViolation(path, "Holds text that is not valid Unicode (an unpaired surrogate)")
     if leaf is None:
         return FieldViolation(path, "Invalid value")
     return FieldViolation(path, "Must be " + expectation(leaf))
+
+
+# One step of a service's field path: a field name, and an index or map key in brackets.
+_STEP = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(\[[^\]]*\])?")
+# Inside free-form JSON: a Struct's member ("fields[key]") or a list's element ("values[3]").
+_INNER = re.compile(r"fields\[([^\]]*)\]|values\[(\d+)\]")
+
+
+def readable_violation(violation: FieldViolation, message: Descriptor) -> FieldViolation:
+    """``violation`` from a service, named by the field of request type ``message`` that holds
+    free-form JSON when its path goes inside one (``metadata.fields[a].string_value``: the
+    ``metadata``), the place inside it told in the message; other violations as they are."""
+    path = violation.field
+    position = 0
+    current: Descriptor | None = message
+    while current is not None:
+        step = _STEP.match(path, position)
+        field = current.fields_by_name.get(step[1]) if step is not None else None
+        if step is None or field is None:
+            return violation
+        position = step.end()
+        if field.message_type is not None and field.message_type.full_name in FREE_FORM:
+            if position == len(path):
+                return violation
+            steps = _INNER.findall(path, position)
+            inner = "".join(f"[{index}]" if index else f".{key}" for key, index in steps)
+            text = violation.message[:1].upper() + violation.message[1:]
+            shown = (path[:position] + inner)[:_MAX_NAME]
+            return FieldViolation(path[:position], f"{text} (at {shown})" if inner else text)
+        if position == len(path) or path[position] != ".":
+            return violation
+        position += 1
+        current = field.message_type
+        if current is not None and is_map(field):
+            current = current.fields_by_name["value"].message_type
+    return violation

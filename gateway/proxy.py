@@ -204,7 +204,7 @@ class RpcHandler:
         try:
             reply = await call(message, metadata=metadata, timeout=self.deadline)
         except grpc.aio.AioRpcError as exc:
-            raise from_rpc_error(exc, service=self.method.upstream) from None
+            raise self._error(exc) from None
         return self._answer(reply)
 
     @staticmethod
@@ -218,6 +218,11 @@ class RpcHandler:
         client = scope.get("client")
         return forwarded_metadata(
             headers, client_host=client[0] if client else None, request_id=request_id
+        )
+
+    def _error(self, exc: grpc.aio.AioRpcError) -> GatewayError:
+        return from_rpc_error(
+            exc, service=self.method.upstream, request=self.method.request_class.DESCRIPTOR
         )
 
     def _answer(self, reply: Message) -> Response:
@@ -252,7 +257,7 @@ class RpcHandler:
         try:
             reply = await self._send_body(call, first, pieces)
         except grpc.aio.AioRpcError as exc:
-            raise from_rpc_error(watch.error(exc), service=self.method.upstream) from None
+            raise self._error(watch.error(exc)) from None
         except BaseException:
             call.cancel()  # the service must not take a cut-off body for a whole one
             raise
@@ -322,8 +327,8 @@ class RpcHandler:
             except StopAsyncIteration:
                 first_reply = None  # type: ignore[assignment]
             except grpc.aio.AioRpcError as exc:
-                raise from_rpc_error(exc, service=self.method.upstream) from None
-        service = self.method.upstream
+                raise self._error(exc) from None
+        error = self._error
         path = request.url.path
         binding = self.binding
 
@@ -362,7 +367,7 @@ class RpcHandler:
                 async for reply in replies:
                     yield data_event(to_json(reply, binding), event_id=event_id_of(reply))
             except grpc.aio.AioRpcError as exc:
-                yield error_event(failure_body(from_rpc_error(exc, service=service), path=path))
+                yield error_event(failure_body(error(exc), path=path))
             finally:
                 call.cancel()
 

@@ -20,24 +20,32 @@ from tests.support import free_port
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\Z")
 
 
+def refusing(violations: list[tuple[str, str]], **details: str) -> Any:
+    """A scripted behaviour answering VALIDATION_FAILED with ``violations``."""
+
+    async def refuse(request: Any, context: Any) -> Any:
+        status = rich_status(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "Validation failed",
+            reason="VALIDATION_FAILED",
+            metadata=details,
+            violations=violations,
+        )
+        await abort_with(context, status)
+
+    return refuse
+
+
 async def test_field_violations_and_error_info_fill_the_envelope(
     client: httpx.AsyncClient, fakes: Fakes
 ) -> None:
-    async def refuse(request: Any, context: Any) -> Any:
-        await abort_with(
-            context,
-            rich_status(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                "Validation failed",
-                reason="VALIDATION_FAILED",
-                metadata={"hint": "see docs"},
-                violations=[
-                    ("email", "Invalid email format"),
-                    ("password", "Password must be at least 8 characters"),
-                ],
-            ),
-        )
-
+    refuse = refusing(
+        [
+            ("email", "Invalid email format"),
+            ("password", "Password must be at least 8 characters"),
+        ],
+        hint="see docs",
+    )
     fakes.recorder.script("Register", refuse)
     response = await client.post("/v1/auth/register", json={"email": "nope", "password": "x"})
     assert response.status_code == 400
@@ -217,3 +225,29 @@ async def test_an_unexpected_gateway_failure_is_a_generic_500_and_is_logged(
     assert "Traceback" not in response.text
     assert response.headers["x-request-id"]
     assert any("deadbeef" in (record.exc_text or "") for record in caplog.records)
+
+
+async def test_a_violation_inside_free_form_json_names_its_field(
+    client: httpx.AsyncClient, fakes: Fakes
+) -> None:
+    # Services name fields by their proto path, which inside a Struct runs through
+    # protobuf's own fields (fields[...].struct_value...): the envelope names the Struct.
+    refuse = refusing(
+        [
+            ("thing.extra.fields[a].struct_value.fields", "keys must not contain NUL"),
+            ("thing.extra.fields", "keys must not contain NUL"),
+            ("thing.extra.fields[b].list_value.values[2].string_value", "too long"),
+            ("thing.location.label", "must not contain NUL"),
+            ("thing.extra", "is too large"),
+        ]
+    )
+    fakes.recorder.script("UpdateThing", refuse)
+    response = await client.patch("/v1/things/x", json={"extra": {"a": {"b\u0000": 1}}})
+    assert response.status_code == 400
+    assert response.json()["data"]["errors"] == [
+        {"field": "thing.extra", "message": "Keys must not contain NUL (at thing.extra.a)"},
+        {"field": "thing.extra", "message": "Keys must not contain NUL"},
+        {"field": "thing.extra", "message": "Too long (at thing.extra.b[2])"},
+        {"field": "thing.location.label", "message": "must not contain NUL"},
+        {"field": "thing.extra", "message": "is too large"},
+    ]

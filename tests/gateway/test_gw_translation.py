@@ -436,3 +436,19 @@ async def test_a_field_given_by_both_its_names_is_named(
     ]
     assert all(name != "ImportThings" for name, _, _ in fakes.recorder.calls)
 
+
+async def test_free_form_json_too_deep_or_not_unicode_says_so(client: httpx.AsyncClient) -> None:
+    deep = '{"a": ' * 100 + "1" + "}" * 100
+    response = await client.patch(
+        "/v1/profile", content=('{"metadata": ' + deep + "}").encode(), headers=JSON_TYPE
+    )
+    assert response.status_code == 400
+    assert violations(response) == [{"field": "metadata", "message": "Is nested too deeply"}]
+    not_unicode = "Holds text that is not valid Unicode (an unpaired surrogate)"
+    for body, field in (
+        (b'{"display_name": "\\ud800"}', "display_name"),
+        (b'{"metadata": {"a": {"b": "x\\udfff"}}}', "metadata"),
+        (b'{"tags": ["\\ud800"]}', "tags"),
+    ):
+        response = await client.patch("/v1/profile", content=body, headers=JSON_TYPE)
+        assert violations(response) == [{"field": field, "message": not_unicode}], body

@@ -25,7 +25,7 @@ from gateway.routing import Route, RouteConflict, RouteTable
 from gateway.sse import data_event, event_id_of, with_last_event_id
 from gateway.templates import parse_template
 from gateway.upstream import upstream_of
-from iot.auth.v1 import auth_pb2
+from iot.auth.v1 import auth_pb2, profile_pb2
 from iot.chat.v1 import chat_pb2
 from iot.common.v1 import options_pb2
 from iot.system.v1 import system_pb2
@@ -259,3 +259,18 @@ def test_last_event_id_fills_only_a_request_that_has_the_field(probe: Any) -> No
     assert with_last_event_id(watch, query, None) == query
     assert with_last_event_id(watch, query, "  ") == query
     assert with_last_event_id(probe.pb2.Thing.DESCRIPTOR, [], "9") == []
+
+
+def test_parse_errors_without_field_prefixes_still_name_the_field() -> None:
+    # A proto3 optional field's errors come without "Failed to parse ... field:" prefixes.
+    payload: Any = {"display_name": "x", "displayName": "y"}
+    text = parse_failure(profile_pb2.UpdateProfileRequest, payload)
+    violation = violation_from_parse_error(
+        text, profile_pb2.UpdateProfileRequest.DESCRIPTOR, payload
+    )
+    assert violation == FieldViolation("display_name", "Given more than once")
+    # Words of a cause inside a quoted value are not taken for the cause.
+    payload = {"dependencies": [{"latency_ms": "Message too deep. surrogates not allowed"}]}
+    text = parse_failure(system_pb2.SystemStatus, payload)
+    violation = violation_from_parse_error(text, system_pb2.SystemStatus.DESCRIPTOR, payload)
+    assert violation == FieldViolation("dependencies[0].latency_ms", "Must be a number")
