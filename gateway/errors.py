@@ -9,6 +9,7 @@ the ``Retry-After`` header. The status table is grpc-gateway's.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +20,8 @@ from google.rpc import error_details_pb2, status_pb2
 
 from gateway.parse_errors import readable_violation
 from iotkit.errors import FieldViolation
+
+logger = logging.getLogger(__name__)
 
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
 
@@ -173,6 +176,15 @@ def _plain_error(
         )
     if code in _OPAQUE_CODES or code is grpc.StatusCode.DEADLINE_EXCEEDED:
         message = _default_message(code, service)
+    elif code is grpc.StatusCode.RESOURCE_EXHAUSTED:
+        # The services' own rate limits are rich statuses (ErrorInfo RATE_LIMITED, RetryInfo),
+        # answered above. A plain one is gRPC's: a limit of the transport (metadata or
+        # message size, a server's resource quota), worded for developers ("received
+        # metadata size exceeds hard limit ..."): logged, not shown.
+        logger.warning(
+            "gRPC refused a call to %s: RESOURCE_EXHAUSTED %s", service, error.details()
+        )
+        message = f"The {service} service could not take this request"
     else:
         message = error.details() or _default_message(code, service)
     return GatewayError(status=http_status, code=code.name, message=message, headers=headers)

@@ -7,6 +7,16 @@ request's trace context (``traceparent``), passed here rather than by a
 client interceptor so that streaming calls carry it too. gRPC accepts only printable
 ASCII in text metadata, so a header that is not is dropped rather than
 failing the call.
+
+Each is bounded. A gRPC server refuses a call whose metadata is over 16 KiB and,
+past 8 KiB (its soft limit), refuses a growing share of calls at random, with
+RESOURCE_EXHAUSTED: a long header would have made the gateway's answer a 429 in
+gRPC's words, or one in a few. The bounds keep the whole under 8 KiB: the user
+agent is cut to 512 characters (what auth stores of it), the forwarded chain to
+its last 1024 characters' whole addresses (services read only the last, the
+gateway's peer), a trace state longer than 512 characters is left out (W3C's
+minimum to propagate), and an Authorization header over 4 KiB, several times any
+token the suite issues, is answered 401 without calling the service.
 """
 
 from __future__ import annotations
@@ -15,6 +25,7 @@ import os
 import re
 from collections.abc import Iterable
 
+from gateway.errors import GatewayError
 from iotkit.tracing import trace_metadata
 
 REQUEST_ID_HEADER = "X-Request-Id"
@@ -54,11 +65,33 @@ def header_value(headers: RawHeaders, name: bytes) -> str | None:
 
 _FORWARDED = (b"authorization", b"x-forwarded-for", b"user-agent")
 
+MAX_AUTHORIZATION_CHARS = 4096
+MAX_USER_AGENT_CHARS = 512
+MAX_FORWARDED_FOR_CHARS = 1024
+MAX_TRACE_VALUE_CHARS = 512
+
+
+def _too_long_authorization() -> GatewayError:
+    return GatewayError(
+        status=401,
+        code="UNAUTHENTICATED",
+        message="Authorization header is too long",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+def _last_addresses(chain: str) -> str:
+    """The end of a forwarded chain, whole addresses only, within the bound."""
+    if len(chain) <= MAX_FORWARDED_FOR_CHARS:
+        return chain
+    return chain[-MAX_FORWARDED_FOR_CHARS:].partition(",")[2].strip()
+
 
 def forwarded_metadata(
     headers: RawHeaders, *, client_host: str | None, request_id: str
 ) -> tuple[tuple[str, str], ...]:
-    """The gRPC metadata for a call made on behalf of an HTTP request with raw ``headers``."""
+    """The gRPC metadata for a call made on behalf of an HTTP request with raw ``headers``;
+    raises a 401 for an Authorization header longer than any token."""
     found: dict[bytes, str] = {}
     for key, value in headers:
         if key in _FORWARDED and key not in found:  # the first of each, as Headers.get
@@ -66,13 +99,15 @@ def forwarded_metadata(
     metadata = [("x-request-id", request_id)]
     authorization = _printable(found.get(b"authorization"))
     if authorization:
+        if len(authorization) > MAX_AUTHORIZATION_CHARS:
+            raise _too_long_authorization()
         metadata.append(("authorization", authorization))
     incoming = _printable(found.get(b"x-forwarded-for"))
-    chain = [part for part in (incoming, client_host) if part]
+    chain = [part for part in (incoming and _last_addresses(incoming), client_host) if part]
     if chain:
         metadata.append(("x-forwarded-for", ", ".join(chain)))
     agent = _printable(found.get(b"user-agent"))
     if agent:
-        metadata.append(("x-forwarded-user-agent", agent))
-    metadata += trace_metadata()
+        metadata.append(("x-forwarded-user-agent", agent[:MAX_USER_AGENT_CHARS]))
+    metadata += [pair for pair in trace_metadata() if len(pair[1]) <= MAX_TRACE_VALUE_CHARS]
     return tuple(metadata)

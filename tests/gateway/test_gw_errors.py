@@ -251,3 +251,25 @@ async def test_a_violation_inside_free_form_json_names_its_field(
         {"field": "thing.location.label", "message": "must not contain NUL"},
         {"field": "thing.extra", "message": "is too large"},
     ]
+
+
+async def test_grpc_s_own_resource_exhausted_is_not_shown(
+    client: httpx.AsyncClient, fakes: Fakes, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A plain RESOURCE_EXHAUSTED is a limit of gRPC's transport, worded for developers; the
+    # services' rate limits are rich statuses (test_retry_info_becomes_retry_after_rounded_up).
+    async def refuse(request: Any, context: Any) -> Any:
+        await context.abort(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            "received metadata size exceeds hard limit (value length 17000 vs. 16384)",
+        )
+
+    fakes.recorder.script("GetMe", refuse)
+    with caplog.at_level(logging.WARNING, logger="gateway.errors"):
+        response = await client.get("/v1/auth/me")
+    assert response.status_code == 429
+    body = response.json()
+    assert body["message"] == "The auth service could not take this request"
+    assert body["error"]["error_code"] == "RESOURCE_EXHAUSTED"
+    assert "metadata" not in response.text and "16384" not in response.text
+    assert any("16384" in record.getMessage() for record in caplog.records)

@@ -12,6 +12,7 @@ import pytest
 from gw_support import Fakes
 from starlette.types import Message, Receive, Scope, Send
 
+from gateway.metadata import MAX_AUTHORIZATION_CHARS
 from gateway.middleware import CLIENT_CLOSED, RequestContextMiddleware
 from iotkit.logs import JsonFormatter
 
@@ -128,3 +129,48 @@ async def test_a_request_its_client_gave_up_on_is_logged_499_not_500(
             await serving
     records = [r for r in caplog.records if r.name == "gateway.access"]
     assert [r.__dict__["status"] for r in records] == [CLIENT_CLOSED] == [499]
+
+
+async def test_long_headers_are_forwarded_bounded_and_every_call_gets_through(
+    client: httpx.AsyncClient, fakes: Fakes
+) -> None:
+    # gRPC refuses metadata over 16 KiB, and past 8 KiB a growing share of calls at random
+    # (RESOURCE_EXHAUSTED, which was a 429 in gRPC's words): what is forwarded stays under.
+    # The fake servers keep gRPC's default limits.
+    headers = {
+        "User-Agent": "a" * 17_000,
+        "X-Forwarded-For": ", ".join(f"198.51.100.{i % 250}" for i in range(1_500)),
+        "Authorization": "Bearer " + "t" * (MAX_AUTHORIZATION_CHARS - 7),
+    }
+    for _ in range(20):
+        response = await client.get("/v1/system/status", headers=headers)
+        assert response.status_code == 200, response.text[:300]
+    _, metadata = fakes.recorder.last("GetSystemStatus")
+    assert metadata["x-forwarded-user-agent"] == "a" * 512
+    forwarded = metadata["x-forwarded-for"]
+    # The end of the chain, whole addresses, and this hop's peer last.
+    assert len(forwarded) <= 1024 + len(", 127.0.0.1")
+    assert forwarded.endswith(", 198.51.100.249, 127.0.0.1")
+    address = re.compile(r"198\.51\.100\.\d+|127\.0\.0\.1")
+    assert all(address.fullmatch(part) for part in forwarded.split(", "))
+    assert metadata["authorization"] == headers["Authorization"]
+
+    # One address too long to keep is left out: the peer alone is forwarded.
+    await client.get("/v1/system/status", headers={"X-Forwarded-For": "9" * 5_000})
+    _, metadata = fakes.recorder.last("GetSystemStatus")
+    assert metadata["x-forwarded-for"] == "127.0.0.1"
+
+
+async def test_an_authorization_longer_than_any_token_is_401_without_a_call(
+    client: httpx.AsyncClient, fakes: Fakes
+) -> None:
+    for size in (MAX_AUTHORIZATION_CHARS + 1, 17_000):
+        response = await client.get(
+            "/v1/system/status", headers={"Authorization": "Bearer " + "t" * size}
+        )
+        assert response.status_code == 401
+        assert response.headers["www-authenticate"] == "Bearer"
+        body = response.json()
+        assert body["error"]["error_code"] == "UNAUTHENTICATED"
+        assert body["message"] == "Authorization header is too long"
+    assert fakes.recorder.calls == []
