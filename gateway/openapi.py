@@ -38,6 +38,13 @@ _INT64 = r"^-?[0-9]{1,18}$"
 _UINT64 = r"^[0-9]{1,19}$"
 # Every service refuses text holding a NUL character (iot.common.v1.MethodRules).
 _NO_NUL = r"^[^\u0000]*$"
+# A character Python's str.strip() keeps: not one of str.isspace()'s. Spelled out, as "\S"
+# differs between engines (Python's "\s" takes U+001C to U+001F, JavaScript's and Rust's
+# do not; JavaScript's takes U+FEFF).
+NOT_SPACE = (
+    r"[^\u0009-\u000d\u001c-\u0020\u0085\u00a0\u1680\u2000-\u200a"
+    r"\u2028\u2029\u202f\u205f\u3000]"
+)
 
 _SCALARS: dict[int, dict[str, Any]] = {
     _T.TYPE_DOUBLE: {"type": "number", "format": "double"},
@@ -139,6 +146,19 @@ def nullable(schema: dict[str, Any]) -> dict[str, Any]:
     return widened
 
 
+def check_string_bounds(
+    field: FieldDescriptor, schema: dict[str, Any], rules: options_pb2.FieldRules
+) -> None:
+    """Refuse ``minimum``/``maximum`` on a field whose JSON is a string (a 64-bit integer):
+    JSON Schema applies them to numbers only, so they would state nothing. Such a field's
+    bounds are a ``pattern`` ("^[0-9]+$")."""
+    if schema.get("type") == "string" and (rules.HasField("minimum") or rules.HasField("maximum")):
+        raise ValueError(
+            f"{field.full_name}: minimum and maximum have no effect on its JSON string; "
+            "state its bounds with a pattern"
+        )
+
+
 def _array_rules(rules: options_pb2.FieldRules) -> dict[str, Any]:
     keywords: dict[str, Any] = {}
     if rules.HasField("min_items"):
@@ -201,7 +221,7 @@ class _Builder:
         any_of = _any_of(message)
         if any_of:
             schema["anyOf"] = [
-                {"required": [name], "properties": {name: {"type": "string", "pattern": r"\S"}}}
+                {"required": [name], "properties": {name: {"type": "string", "pattern": NOT_SPACE}}}
                 for name in any_of
             ]
         if message.full_name in self.comments:
@@ -232,6 +252,7 @@ class _Builder:
         else:
             schema = self.value_schema(field)
             if rules is not None:
+                check_string_bounds(field, schema, rules)
                 schema = {**schema, **_value_rules(rules)}
         description = self.comments.get(field.full_name)
         if description:
