@@ -46,7 +46,7 @@ MIGRATIONS = History(
 
 
 def _alerts(
-    parts: Parts, hub: AnomalyHub, analytics: AnalyticsStore
+    parts: Parts, hub: AnomalyHub, analytics: AnalyticsStore, telemetry: TelemetryReader
 ) -> tuple[AlertEngine, AlertServicer]:
     """The alert rules' engine (started here, stopped with the process) and servicer."""
     settings = (
@@ -100,6 +100,7 @@ def _alerts(
         on_change=engine.rules_changed,
         profile_zone=ProfileZones(parts.auth_channel).zone_of,
         hub=alert_hub,
+        readable=telemetry,
     )
     worker.start()
     engine.start()
@@ -110,7 +111,10 @@ def _alerts(
 def _registrar(parts: Parts) -> Registrar:
     store = AnalyticsStore(parts.database.sessions, dialect=parts.database.kind)
     hub = AnomalyHub()
-    engine, alerts = _alerts(parts, hub, store)
+    telemetry_channel = channel(parts.settings.address("telemetry"))
+    parts.closers.append(telemetry_channel.close)
+    telemetry = TelemetryReader(telemetry_channel)
+    engine, alerts = _alerts(parts, hub, store, telemetry)
     metrics = AnalysisMetrics(parts.metrics)
 
     def analyzed(chunks: Sequence[ChunkIn], at: datetime) -> None:
@@ -136,12 +140,10 @@ def _registrar(parts: Parts) -> Registrar:
         )
         listener.start()
         parts.closers.append(listener.stop)
-    telemetry_channel = channel(parts.settings.address("telemetry"))
-    parts.closers.append(telemetry_channel.close)
     servicer = AnalyticsServicer(
         analysis=analysis,
         anomalies=AnomalyService(store=store, analysis=analysis, hub=watched),
-        correlations=CorrelationService(store=store, reader=TelemetryReader(telemetry_channel)),
+        correlations=CorrelationService(store=store, reader=telemetry),
         detectors=DetectorService(analysis=analysis, store=store),
     )
 

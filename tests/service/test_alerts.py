@@ -4,7 +4,8 @@ private targets, grouping, quiet hours, acknowledgement, silent devices and read
 value.
 
 Readings reach analytics as telemetry forwards them (AnalyzeReadings with a service token),
-so each test runs auth and analytics only.
+so most tests run auth and analytics only; a rule naming streams or devices needs real ones
+of its owner (analytics asks telemetry, which asks devices), so those tests run the four.
 """
 
 from __future__ import annotations
@@ -26,18 +27,20 @@ import pytest
 
 from iot.analytics.v1 import alerts_pb2, alerts_pb2_grpc, analytics_pb2, analytics_pb2_grpc
 from iot.auth.v1 import auth_pb2, auth_pb2_grpc, profile_pb2, profile_pb2_grpc
+from iot.devices.v1 import devices_pb2, devices_pb2_grpc
+from iot.telemetry.v1 import telemetry_pb2, telemetry_pb2_grpc
 from iotkit.config import PLACEHOLDER_SECRET
 from iotkit.errors import reason_of, violations_of
 from tests import leak_scan
 from tests.alerts_support import Receiver, webhook_receiver
 from tests.conftest import Backend, Suite, open_backend, start_suite
-from tests.service.auth_support import Mailbox
+from tests.service.auth_support import ADMIN_EMAIL, ADMIN_PASSWORD, Mailbox
 from tests.support import bearer, free_port, new_user
 
 SECOND = 1_000_000
 SPIKE_AT = 250
 # Fast retries and ticks: the tests check behaviour, not the production pace.
-FAST = {
+FAST: dict[str, Any] = {
     "alerts_allow_private_webhooks": True,
     "alerts_retry_base_seconds": 0.05,
     "alerts_max_attempts": 3,
@@ -54,10 +57,31 @@ class Env:
     positions: Iterator[int]
     auth_channel: grpc.aio.Channel
     backend: Backend
+    devices: devices_pb2_grpc.DeviceServiceStub | None = None
+    telemetry: telemetry_pb2_grpc.TelemetryServiceStub | None = None
 
     async def user(self) -> tuple[list[tuple[str, str]], str]:
         login = await new_user(self.auth)
         return bearer(login.access_token), login.user.uuid
+
+    async def device(self, owner: list[tuple[str, str]]) -> str:
+        """A new device of ``owner``'s (the devices service runs: ``fleet``)."""
+        assert self.devices is not None, "a test naming devices takes the fleet fixture"
+        device = await self.devices.RegisterDevice(
+            devices_pb2.RegisterDeviceRequest(name="boiler", type="temperature"), metadata=owner
+        )
+        return device.device_id
+
+    async def stream(self, owner: list[tuple[str, str]], device: str) -> str:
+        """A new stream of ``owner``'s device (telemetry runs: ``fleet``)."""
+        assert self.telemetry is not None, "a test naming streams takes the fleet fixture"
+        stream = await self.telemetry.CreateStream(
+            telemetry_pb2.CreateStreamRequest(
+                device_id=device, metric_name="temperature", sampling_rate=1
+            ),
+            metadata=owner,
+        )
+        return stream.stream_id
 
     async def service_token(self) -> list[tuple[str, str]]:
         """Call metadata of telemetry's service token."""
@@ -111,12 +135,16 @@ class Env:
         )
 
 
-async def _env(backend: Backend, **settings: Any) -> AsyncIterator[Env]:
-    suite = await start_suite(backend, ("auth", "analytics"), **settings)
+async def _env(
+    backend: Backend, services: tuple[str, ...] = ("auth", "analytics"), **settings: Any
+) -> AsyncIterator[Env]:
+    suite = await start_suite(backend, services, **settings)
     try:
         async with (
             grpc.aio.insecure_channel(suite.address("auth")) as a,
             grpc.aio.insecure_channel(suite.address("analytics")) as n,
+            grpc.aio.insecure_channel(suite.address("devices")) as d,
+            grpc.aio.insecure_channel(suite.address("telemetry")) as t,
         ):
             yield Env(
                 suite,
@@ -126,6 +154,8 @@ async def _env(backend: Backend, **settings: Any) -> AsyncIterator[Env]:
                 iter(range(1, 1_000_000)),
                 a,
                 backend,
+                devices_pb2_grpc.DeviceServiceStub(d) if "devices" in services else None,
+                telemetry_pb2_grpc.TelemetryServiceStub(t) if "telemetry" in services else None,
             )
     finally:
         await suite.aclose()
@@ -135,6 +165,21 @@ async def _env(backend: Backend, **settings: Any) -> AsyncIterator[Env]:
 async def env(backend: Backend, mailbox: Mailbox) -> AsyncIterator[Env]:
     """Auth and analytics, alert emails to the test's SMTP server, private webhooks allowed."""
     async for running in _env(backend, smtp_url=mailbox.url, **FAST):
+        yield running
+
+
+@pytest.fixture
+async def fleet(backend: Backend, mailbox: Mailbox) -> AsyncIterator[Env]:
+    """As ``env``, with devices and telemetry too (and the admin account): for rules that
+    name streams and devices, which must be their owner's."""
+    async for running in _env(
+        backend,
+        ("auth", "devices", "telemetry", "analytics"),
+        smtp_url=mailbox.url,
+        admin_email=ADMIN_EMAIL,
+        admin_password=ADMIN_PASSWORD,
+        **FAST,
+    ):
         yield running
 
 
@@ -306,6 +351,90 @@ async def test_bad_rules_name_each_bad_field(env: Env) -> None:
     assert [v.field for v in violations_of(caught.value)] == ["rule_id"]
 
 
+async def test_a_rule_names_only_streams_and_devices_its_owner_may_read(fleet: Env) -> None:
+    """Another user's stream or device, or an unknown one, is 404 naming the field, on create
+    and on update (the rule stays as it was); the owner's are taken; an admin may name any."""
+    env = fleet
+    victim, _ = await env.user()
+    device = await env.device(victim)
+    stream = await env.stream(victim, device)
+    mallory, _ = await env.user()
+
+    async def refused(call: Any, reason: str, field: str) -> None:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await call
+        assert caught.value.code() == grpc.StatusCode.NOT_FOUND, caught.value.details()
+        assert reason_of(caught.value) == reason
+        assert field in (caught.value.details() or "")
+
+    theirs: list[tuple[dict[str, Any], str]] = [
+        ({"kind": "silence", "silence_seconds": 60, "device_ids": [device]}, "DEVICE_NOT_FOUND"),
+        ({"device_ids": [str(uuid.uuid4())]}, "DEVICE_NOT_FOUND"),  # unknown alike
+        ({"stream_ids": [stream]}, "STREAM_NOT_FOUND"),
+        ({"stream_ids": [str(uuid.uuid4())]}, "STREAM_NOT_FOUND"),
+    ]
+    for fields, reason in theirs:
+        field = "spec." + next(k for k in fields if k.endswith("_ids"))
+        await refused(
+            env.alerts.CreateAlertRule(
+                alerts_pb2.CreateAlertRuleRequest(spec=spec(**fields)), metadata=mallory
+            ),
+            reason,
+            field,
+        )
+    # Mallory's own device among the ids does not let the victim's through.
+    own = await env.device(mallory)
+    await refused(
+        env.alerts.CreateAlertRule(
+            alerts_pb2.CreateAlertRuleRequest(spec=spec(device_ids=[own, device])),
+            metadata=mallory,
+        ),
+        "DEVICE_NOT_FOUND",
+        "spec.device_ids",
+    )
+    listed = await env.alerts.ListAlertRules(alerts_pb2.ListAlertRulesRequest(), metadata=mallory)
+    assert listed.pagination.total == 0
+
+    rule_id, _ = await create(env, mallory, device_ids=[own])
+    for fields, reason in theirs:
+        ids = {k: v for k, v in fields.items() if k.endswith("_ids")}
+        await refused(
+            env.alerts.UpdateAlertRule(
+                alerts_pb2.UpdateAlertRuleRequest(
+                    rule_id=rule_id, spec=spec(**ids), fields=list(ids)
+                ),
+                metadata=mallory,
+            ),
+            reason,
+            "spec." + next(iter(ids)),
+        )
+    kept = await env.alerts.GetAlertRule(
+        alerts_pb2.GetAlertRuleRequest(rule_id=rule_id), metadata=mallory
+    )
+    assert (list(kept.spec.device_ids), list(kept.spec.stream_ids)) == ([own], [])
+    # Changing another field asks nothing of the ids.
+    paused = await env.alerts.UpdateAlertRule(
+        alerts_pb2.UpdateAlertRuleRequest(
+            rule_id=rule_id, spec=alerts_pb2.AlertRuleSpec(paused=True), fields=["paused"]
+        ),
+        metadata=mallory,
+    )
+    assert paused.spec.paused
+
+    # The owner names their own; an administrator may name anyone's.
+    await create(env, victim, device_ids=[device], stream_ids=[stream])
+    admin = await env.auth.Login(auth_pb2.LoginRequest(email=ADMIN_EMAIL, password=ADMIN_PASSWORD))
+    await create(env, bearer(admin.access_token), device_ids=[device], stream_ids=[stream])
+
+    # Telemetry away: "try again", never "not found" for the caller's own device.
+    await env.suite.stop("telemetry")
+    with pytest.raises(grpc.aio.AioRpcError) as away:
+        await create(env, victim, device_ids=[device])
+    assert away.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert reason_of(away.value) == "SERVICE_UNAVAILABLE"
+    await create(env, victim)  # a rule naming no ids asks nothing
+
+
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 async def test_webhooks_to_private_addresses_are_refused_without_the_admin_setting(
     backend: Backend,
@@ -395,9 +524,10 @@ async def test_failing_webhooks_are_retried_then_dead_lettered(env: Env) -> None
     assert rule.dead_deliveries == 1
 
 
-async def test_a_slow_receiver_holds_up_only_its_own_calls(env: Env, receiver: Receiver) -> None:
+async def test_a_slow_receiver_holds_up_only_its_own_calls(fleet: Env, receiver: Receiver) -> None:
+    env = fleet
     owner, owner_id = await env.user()
-    slow_device, fast_device = str(uuid.uuid4()), str(uuid.uuid4())
+    slow_device, fast_device = await env.device(owner), await env.device(owner)
     answer = threading.Event()
     with webhook_receiver(hold=answer) as slow:
         slow_rule, _ = await create(env, owner, webhook_url=slow.url, device_ids=[slow_device])
@@ -532,10 +662,12 @@ async def test_an_acknowledged_alert_stops_repeating_until_a_new_one_begins(
 
 
 async def test_a_silent_device_and_a_reading_past_a_value_fire(
-    env: Env, receiver: Receiver
+    fleet: Env, receiver: Receiver
 ) -> None:
+    env = fleet
     owner, owner_id = await env.user()
-    device, stream = str(uuid.uuid4()), str(uuid.uuid4())
+    device = await env.device(owner)
+    stream = await env.stream(owner, device)
     silence_id, _ = await create(
         env, owner, kind="silence", silence_seconds=1, device_ids=[device], webhook_url=receiver.url
     )
@@ -549,7 +681,7 @@ async def test_a_silent_device_and_a_reading_past_a_value_fire(
         webhook_url=receiver.url,
     )
     # A decommissioned device is gone, not silent: its late chunk never makes it silent.
-    gone = str(uuid.uuid4())
+    gone = await env.device(owner)
     gone_id, _ = await create(
         env, owner, kind="silence", silence_seconds=1, device_ids=[gone], webhook_url=receiver.url
     )

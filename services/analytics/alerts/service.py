@@ -1,8 +1,11 @@
 """Alert rules: create, read, change, delete, acknowledge; the rules' field checks.
 
 Rules belong to the user whose token created them; another user's rule is
-NOT_FOUND (administrators see every rule, as for anomalies). A rule's
-signing secret is made here, sealed for the store and answered once.
+NOT_FOUND (administrators see every rule, as for anomalies). The streams and
+devices a rule names must be ones its owner may read: telemetry is asked with
+the caller's token, as correlations do, and another user's or an unknown id is
+NOT_FOUND (an administrator may name any). A rule's signing secret is made
+here, sealed for the store and answered once.
 
 The email channel sends to the address the rule names. Analytics cannot
 learn a user's own address (tokens carry no email and auth serves it to no
@@ -13,13 +16,15 @@ that a rule sends at most one message per period, and a user has at most
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
 import secrets
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from dataclasses import fields, replace
 from datetime import datetime
+from typing import Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from iotkit import reasons
@@ -52,6 +57,21 @@ MAX_PERIOD = 86400
 _EMAIL = re.compile(r"^[^@\s<>,;\"']+@[^@\s<>,;\"']+\.[^@\s<>,;\"']+$")
 _CLOCK_TIME = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 SPEC_FIELDS = tuple(f.name for f in fields(RuleSpec))
+CHECKS_AT_ONCE = 8  # questions to telemetry in flight for one rule's ids
+
+
+class Readable(Protocol):
+    """Whether a caller may read a stream or a device (telemetry, with the caller's token)."""
+
+    async def may_read_stream(self, *, token: str, stream_id: str) -> bool:
+        """False for another user's stream or an unknown one; raises :class:`Unavailable`
+        when that cannot be told now."""
+        ...
+
+    async def may_read_device(self, *, token: str, device_id: str) -> bool:
+        """False for another user's device or an unknown one; raises :class:`Unavailable`
+        when that cannot be told now."""
+        ...
 
 
 def new_secret() -> str:
@@ -78,10 +98,12 @@ class AlertRuleService:
         on_change: Callable[[], None],
         profile_zone: Callable[[Caller], Awaitable[str]],
         hub: Hub[AlertMessage],
+        readable: Readable,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         """``on_change`` is told that a rule was created, changed or deleted (the evaluator
-        reads the rules again); ``profile_zone`` answers the caller's profile time zone."""
+        reads the rules again); ``profile_zone`` answers the caller's profile time zone;
+        ``readable`` whether the caller may read the streams and devices a rule names."""
         self._store = store
         self._box = box
         self._allow_private = allow_private
@@ -89,6 +111,7 @@ class AlertRuleService:
         self._on_change = on_change
         self._profile_zone = profile_zone
         self._hub = hub
+        self._readable = readable
         self._clock = clock
 
     async def _zoned(self, caller: Caller, spec: RuleSpec) -> RuleSpec:
@@ -154,9 +177,52 @@ class AlertRuleService:
         v.raise_if_any()
         return replace(spec, name=name, stream_ids=stream_ids, device_ids=device_ids)
 
+    async def _check_subjects(self, caller: Caller, spec: RuleSpec, names: Collection[str]) -> None:
+        """Raise NOT_FOUND (naming the field) for the first stream or device of ``spec``'s
+        fields among ``names`` that the caller may not read: another user's and an unknown
+        one alike, as a correlation's streams. One question per id, asked only when a rule
+        is created or those fields are set; an administrator may name any."""
+        if caller.is_admin:
+            return
+        asked: list[tuple[str, str]] = []
+        if "stream_ids" in names:
+            asked += [("stream_ids", one) for one in dict.fromkeys(spec.stream_ids)]
+        if "device_ids" in names:
+            asked += [("device_ids", one) for one in dict.fromkeys(spec.device_ids)]
+        if not asked:
+            return
+        at_once = asyncio.Semaphore(CHECKS_AT_ONCE)
+
+        async def may_read(field: str, subject: str) -> bool:
+            async with at_once:
+                if field == "stream_ids":
+                    return await self._readable.may_read_stream(
+                        token=caller.token, stream_id=subject
+                    )
+                return await self._readable.may_read_device(token=caller.token, device_id=subject)
+
+        answers = await asyncio.gather(
+            *(may_read(field, subject) for field, subject in asked), return_exceptions=True
+        )
+        for (field, subject), answer in zip(asked, answers, strict=True):
+            if isinstance(answer, BaseException):
+                raise answer
+            if not answer:
+                kind, reason = (
+                    ("Stream", reasons.STREAM_NOT_FOUND)
+                    if field == "stream_ids"
+                    else ("Device", reasons.DEVICE_NOT_FOUND)
+                )
+                raise NotFound(
+                    f"{kind} {subject} not found (spec.{field})",
+                    reason=reason,
+                    metadata={"field": f"spec.{field}", "id": subject},
+                )
+
     async def create(self, *, caller: Caller, spec: RuleSpec) -> tuple[Rule, str]:
         """Store a new rule; answers it and its signing secret (shown once)."""
         checked = await self._zoned(caller, await self._check_spec(spec))
+        await self._check_subjects(caller, checked, SPEC_FIELDS)
         if await self._store.count_rules(owner_id=caller.subject) >= self._max_rules:
             raise FailedPrecondition(
                 f"At most {self._max_rules} alert rules per user", reason=reasons.TOO_MANY_RULES
@@ -213,6 +279,7 @@ class AlertRuleService:
             current.spec, **{name: getattr(spec, name) for name in SPEC_FIELDS if name in chosen}
         )
         checked = await self._zoned(caller, await self._check_spec(merged))
+        await self._check_subjects(caller, checked, chosen)
         return self._changed(
             await self._store.update_spec(
                 rule_id=current.id,
