@@ -51,7 +51,7 @@ from iotkit.migrations import History, MigrationRefused, lock_schema, upgrade
 from iotkit.point_reads import PointReads
 from iotkit.tasks import cancel
 
-_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}\Z")
 
 RETRY_FIRST = 0.5
 """Seconds before the second attempt to open the database; doubled after each failure."""

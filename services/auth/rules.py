@@ -19,9 +19,10 @@ PASSWORD_MIN, PASSWORD_MAX = 8, 128
 DISPLAY_NAME_MAX = 100
 
 _SPECIALS = r"!@#$%^&*()_+\-=\[\]{};':\"\\|,.<>\/?"
-# The seed's pattern, verbatim: one of each class, and only these characters.
+# The seed's pattern: one of each class, and only these characters; it ends with \Z where
+# the seed's JavaScript has $, which in Python would also let a final newline through.
 PASSWORD_PATTERN = re.compile(
-    rf"^(?=.*[a-z])(?=.*[A-Z])(?=.*\d)(?=.*[{_SPECIALS}])[A-Za-z\d{_SPECIALS}]{{8,}}$", re.ASCII
+    rf"^(?=.*[a-z])(?=.*[A-Z])(?=.*\d)(?=.*[{_SPECIALS}])[A-Za-z\d{_SPECIALS}]{{8,}}\Z", re.ASCII
 )
 
 MSG_EMAIL_REQUIRED = "Email is required"
@@ -104,7 +105,8 @@ METADATA_MAX_BYTES = 64 * 1024
 NAME_MAX = 100
 MAX_BATCHES_MAX = 1000
 DOMAIN_MAX = 253
-_DOMAIN_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+# A domain's label; \Z as above ("a\n.com" is no domain).
+_DOMAIN_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)\Z")
 
 
 def check_tags(violations: Violations, tags: list[object], *, field: str = "tags") -> list[str]:

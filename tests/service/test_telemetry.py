@@ -170,7 +170,11 @@ async def test_bad_readings_are_rejected_with_reasons_and_the_rest_kept(env: Env
                 device_id=sensor.device_id, metric_name="temp", timestamps=[1, 2], values=[1.0]
             ),
             telemetry_pb2.StreamReadings(
-                device_id=sensor.device_id, metric_name="bad name!", timestamps=[1], values=[1.0]
+                # A final newline passed Python's "$" once: the name must end where it ends.
+                device_id=sensor.device_id,
+                metric_name="temp\n",
+                timestamps=[1],
+                values=[1.0],
             ),
             telemetry_pb2.StreamReadings(
                 stream_id=str(uuid.uuid4()), timestamps=[NOW_US], values=[1.0]

@@ -112,3 +112,12 @@ def test_display_name_length_rule(name: str) -> None:
     trimmed = rules.check_display_name(violations, name)
     assert violations.has("display_name") == (not 1 <= len(name.strip()) <= 100)
     assert trimmed == name.strip()
+
+
+def test_a_final_newline_is_not_taken_for_the_end_of_a_password_or_a_domain() -> None:
+    # Python's "$" also matches before a final newline; the rules end with "\Z".
+    assert rules.PASSWORD_PATTERN.match("Abcdef1!")
+    assert not rules.PASSWORD_PATTERN.match("Abcdef1!\n")
+    violations = Violations()
+    rules.check_domain(violations, "plant\n.example.com")
+    assert violations.has("domain")

@@ -44,7 +44,8 @@ from services.telemetry.telemetry.writer import GroupWriter, Prepared
 MAX_BATCH_READINGS = 100_000
 FUTURE_TOLERANCE_US = 5 * 60 * 1_000_000
 OLDEST_US = 946_684_800 * 1_000_000  # 2000-01-01: older readings are almost surely unit mistakes
-METRIC_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+# \Z, not $: "$" also matches before a final newline, and "temp\n" is no metric name.
+METRIC_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}\Z")
 STREAM_CACHE_SIZE = 100_000
 MAX_MAGNITUDE = 1e150
 """Largest magnitude of a reading's value: the squares of a range's values (its standard
