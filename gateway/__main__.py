@@ -65,7 +65,11 @@ def main() -> None:
             "gateway.__main__:worker_app",
             factory=True,
             workers=settings.gateway_workers,
-            **uvicorn_options(settings.gateway_host, settings.gateway_port),
+            **uvicorn_options(
+                settings.gateway_host,
+                settings.gateway_port,
+                max_connections=settings.gateway_max_connections,
+            ),
         )
         sockets = [listening_socket(settings.gateway_host, settings.gateway_port)]
         Multiprocess(config, sockets=sockets).run()
@@ -73,7 +77,13 @@ def main() -> None:
     tracing.configure_tracing("gateway")
     app = build_app(settings)
     try:
-        uvicorn.Server(uvicorn_config(app, settings.gateway_host, settings.gateway_port)).run()
+        config = uvicorn_config(
+            app,
+            settings.gateway_host,
+            settings.gateway_port,
+            max_connections=settings.gateway_max_connections,
+        )
+        uvicorn.Server(config).run()
     finally:
         tracing.shutdown()
 

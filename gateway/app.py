@@ -31,10 +31,10 @@ from gateway.errors import GatewayError
 from gateway.metrics import ROUTE_KEY, RouteMetrics
 from gateway.middleware import LOG_PATH_KEY, RequestContextMiddleware
 from gateway.openapi import build_openapi
-from gateway.proxy import MAX_BODY_BYTES, MAX_UPLOAD_BYTES, RpcHandler
+from gateway.proxy import MAX_BODY_BYTES, MAX_UPLOAD_BYTES, RpcHandler, timed_receive
 from gateway.rate_limits import RateLimitMiddleware, RateLimits, window_counter
 from gateway.routing import Route, RouteTable
-from gateway.settings import gateway_settings
+from gateway.settings import DEFAULT_BODY_TIMEOUT, gateway_settings
 from gateway.templates import PathTemplate, parse_template
 from gateway.upstream import DEFAULT_DEADLINE_SECONDS, Upstreams
 from iotkit import __version__, tracing
@@ -123,14 +123,16 @@ def _log_path(template: PathTemplate) -> str | None:
 class Dispatcher:
     """The one ASGI endpoint: matches the route table and renders GatewayErrors as envelopes."""
 
-    def __init__(self, table: RouteTable) -> None:
+    def __init__(self, table: RouteTable, *, body_timeout: float = DEFAULT_BODY_TIMEOUT) -> None:
         self.table = table
+        self.body_timeout = body_timeout
         # Decided once per template rather than on every request.
         self._log_paths = {id(route.template): _log_path(route.template) for route in table.routes}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one HTTP request."""
-        request = Request(scope, receive)
+        # The response gets the plain receive: a body it never read is not its to time.
+        request = Request(scope, timed_receive(receive, self.body_timeout))
         try:
             matched = self.table.match(request.method, _raw_path(scope))
             template = matched.route.template
@@ -280,7 +282,7 @@ def build_app(
     # and path (GatewayApp sends HTTP to it directly): a Starlette route pattern would not
     # match a path holding a newline, whose 404 would then be Starlette's plain text
     # instead of the envelope.
-    app.router.default = Dispatcher(table)
+    app.router.default = Dispatcher(table, body_timeout=own.gateway_body_timeout)
     app.state.route_table = table
     app.state.upstreams = upstreams
     app.state.metrics = metrics

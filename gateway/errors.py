@@ -181,9 +181,7 @@ def _plain_error(
         # answered above. A plain one is gRPC's: a limit of the transport (metadata or
         # message size, a server's resource quota), worded for developers ("received
         # metadata size exceeds hard limit ..."): logged, not shown.
-        logger.warning(
-            "gRPC refused a call to %s: RESOURCE_EXHAUSTED %s", service, error.details()
-        )
+        logger.warning("gRPC refused a call to %s: RESOURCE_EXHAUSTED %s", service, error.details())
         message = f"The {service} service could not take this request"
     else:
         message = error.details() or _default_message(code, service)

@@ -22,6 +22,8 @@ from google.api import httpbody_pb2
 from google.protobuf.message import Message
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
+from starlette.types import Message as AsgiMessage
+from starlette.types import Receive
 
 from gateway.discovery import HttpBinding, RpcMethod
 from gateway.early_status import StatusWatch
@@ -91,6 +93,40 @@ def _too_large(limit: int) -> GatewayError:
 def _client_left() -> GatewayError:
     # Not a gateway fault: the client gave up mid-upload. 499 is what the access log shows.
     return GatewayError(status=499, code="CLIENT_CLOSED_REQUEST", message="Client left")
+
+
+def _body_timeout(seconds: float) -> GatewayError:
+    return GatewayError(
+        status=408,
+        code="REQUEST_TIMEOUT",
+        message=f"The request body stopped arriving (nothing for {seconds:g} s)",
+        # What is left of the body would be read as the next request: the connection ends.
+        headers={"Connection": "close"},
+    )
+
+
+def timed_receive(receive: Receive, seconds: float) -> Receive:
+    """``receive``, raising a 408 when a piece of the request body takes over ``seconds`` to
+    arrive. uvicorn waits for a body for ever: a client that sends headers and part of a
+    body would hold the connection, and the request's task, as long as it liked. Once the
+    body is in, messages (the client's disconnect, awaited by live streams) are not timed.
+    """
+    complete = False
+
+    async def timed() -> AsgiMessage:
+        nonlocal complete
+        if complete:
+            return await receive()
+        try:
+            async with asyncio.timeout(seconds):
+                message = await receive()
+        except TimeoutError:
+            raise _body_timeout(seconds) from None
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            complete = True
+        return message
+
+    return timed
 
 
 def check_declared_size(request: Request, limit: int) -> None:

@@ -7,17 +7,37 @@ the bound port, so tests and end-to-end runs need no fixed ports.
 from __future__ import annotations
 
 import asyncio
+import resource
 from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
 
 from gateway.app import build_app
+from gateway.settings import DEFAULT_MAX_CONNECTIONS, gateway_settings
 from iotkit.config import Settings
 from iotkit.event_loop import loop_name
 
+KEEP_ALIVE_SECONDS = 5
+"""How long an idle keep-alive connection stays open between requests (uvicorn's default,
+set here so that it stays short: each open connection holds a file)."""
 
-def uvicorn_options(host: str, port: int) -> dict[str, Any]:
+RESERVED_FILES = 128
+"""Files a gateway process keeps for its own use besides connections: gRPC channels, Redis,
+logs, the static files it serves."""
+
+
+def connection_limit(wanted: int) -> int:
+    """``wanted``, or fewer when the process may not open that many files besides its own."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return wanted
+    return max(1, min(wanted, soft - RESERVED_FILES))
+
+
+def uvicorn_options(
+    host: str, port: int, *, max_connections: int = DEFAULT_MAX_CONNECTIONS
+) -> dict[str, Any]:
     """The uvicorn settings of the gateway, one process or several.
 
     Logging is left to the process (the gateway writes its own access line);
@@ -26,6 +46,13 @@ def uvicorn_options(host: str, port: int) -> dict[str, Any]:
     The loop is the suite's (:mod:`iotkit.event_loop`: uvloop unless turned off), and
     HTTP is parsed by httptools when it is installed (uvicorn's ``auto``), h11 otherwise:
     both cost a fraction of the CPU of their pure-Python alternatives on every request.
+
+    uvicorn bounds neither the connections it holds nor the time a client takes to send
+    its request. ``limit_concurrency`` (``IOT_GATEWAY_MAX_CONNECTIONS``, kept within the
+    process's file limit) answers a request 503 at once while that many connections are
+    open, rather than taking on more work; the app bounds the wait for a body
+    (``IOT_GATEWAY_BODY_TIMEOUT``). A connection still sending its headers is timed by
+    neither: that wants a proxy in front with a header timeout.
     """
     return {
         "host": host,
@@ -37,12 +64,16 @@ def uvicorn_options(host: str, port: int) -> dict[str, Any]:
         "access_log": False,
         "proxy_headers": False,
         "server_header": False,
+        "limit_concurrency": connection_limit(max_connections),
+        "timeout_keep_alive": KEEP_ALIVE_SECONDS,
     }
 
 
-def uvicorn_config(app: Starlette, host: str, port: int) -> uvicorn.Config:
+def uvicorn_config(
+    app: Starlette, host: str, port: int, *, max_connections: int = DEFAULT_MAX_CONNECTIONS
+) -> uvicorn.Config:
     """The uvicorn settings of the gateway serving ``app`` in this process."""
-    return uvicorn.Config(app, **uvicorn_options(host, port))
+    return uvicorn.Config(app, **uvicorn_options(host, port, max_connections=max_connections))
 
 
 async def _serve(server: uvicorn.Server) -> None:
@@ -66,7 +97,12 @@ async def start_gateway(
     :func:`stop_gateway`. ``host`` defaults to ``settings.gateway_host``.
     """
     server = uvicorn.Server(
-        uvicorn_config(app or build_app(settings), host or settings.gateway_host, port)
+        uvicorn_config(
+            app or build_app(settings),
+            host or settings.gateway_host,
+            port,
+            max_connections=gateway_settings(settings).gateway_max_connections,
+        )
     )
     task = asyncio.create_task(_serve(server))
     while not server.started:
