@@ -14,6 +14,7 @@ from gw_support import Fakes, Probe, gateway_methods
 
 from gateway import serve
 from gateway.app import build_app
+from gateway.head_timeout import TimedHeadProtocol
 from gateway.serve import KEEP_ALIVE_SECONDS, start_gateway, stop_gateway, uvicorn_options
 from gateway.settings import DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_CONNECTIONS, GatewaySettings
 from iotkit.config import ConfigError
@@ -137,3 +138,25 @@ def test_the_limits_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -
     # Never more connections than the process may open files, less its own.
     monkeypatch.setattr(serve.resource, "getrlimit", lambda _: (1024, 4096))
     assert uvicorn_options("127.0.0.1", 0)["limit_concurrency"] == 1024 - serve.RESERVED_FILES
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [b"", b"GET /v1/system/status HTTP/1.1\r\nHost: gw\r\n"],
+    ids=["nothing", "half a head"],
+)
+async def test_a_connection_stalled_before_its_headers_end_is_closed(
+    fakes: Fakes, probe: Probe, monkeypatch: pytest.MonkeyPatch, sent: bytes
+) -> None:
+    # Slowloris: uvicorn times idle keep-alive connections only, and a client that sent
+    # nothing or half a request line and headers held its connection for ever.
+    monkeypatch.setattr(TimedHeadProtocol, "head_timeout", 0.5)
+    async with gateway(fakes, probe) as (port, _):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(sent)
+        await writer.drain()
+        assert await read_all(reader, 5.0) == b""  # closed without an answer
+        writer.close()
+        # A whole request is answered as before, on a new connection.
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            assert (await client.get("/healthz")).status_code == 200
