@@ -41,6 +41,10 @@ async def test_a_live_anomaly_keeps_the_ticked_rows_and_the_export_keeps_the_fil
     await rows.nth(1).wait_for()  # the table asked again and shows both
     # The tick survived the reload (it used to be cleared by every live anomaly).
     await page.get_by_role("button", name="Confirm selected (1)").wait_for()
+    # Each row and live item says which device it is about, by name.
+    await rows.filter(has_text="Oven").get_by_role("link", name="Oven").wait_for()
+    await rows.filter(has_text="Kiln").get_by_role("link", name="Kiln").wait_for()
+    await page.locator("#live-anomalies li", has_text="Oven").wait_for()
     assert len(lists) <= 2, lists
     await console.screenshot("ticked-through-a-live-anomaly")
 

@@ -22,6 +22,35 @@ function matches(anomaly, filters) {
     && (!filters.stream_id || anomaly.stream_id === filters.stream_id);
 }
 
+// Device names by id, asked once per device (GET /v1/devices/{id}) and shared
+// by the table and the live list; an id that cannot be read (a decommissioned
+// device) shows shortened.
+const deviceNames = new Map();
+const askedNames = new Map();
+
+function nameOf(id) {
+  if (!askedNames.has(id)) {
+    askedNames.set(id, api.get(`/v1/devices/${encodeURIComponent(id)}`).then((got) => {
+      if (got.success) deviceNames.set(id, got.data.name);
+      else if (got.http_status_code !== 404) askedNames.delete(id); // asked again next time
+    }));
+  }
+  return askedNames.get(id);
+}
+
+function useDeviceNames(ids) {
+  const [, setKnown] = useState(0);
+  const wanted = [...new Set(ids.filter(Boolean))];
+  const key = wanted.join(",");
+  useEffect(() => {
+    if (wanted.every((id) => deviceNames.has(id))) return undefined;
+    let current = true;
+    Promise.all(wanted.map(nameOf)).then(() => { if (current) setKnown((n) => n + 1); });
+    return () => { current = false; };
+  }, [key]);
+  return (id) => deviceNames.get(id) || (id ? `${id.slice(0, 8)}…` : "—");
+}
+
 // `reload` at most once per RELOAD_EVERY_MS, the last call of a burst never lost.
 function useThrottled(reload) {
   const timer = useRef(0);
@@ -46,6 +75,7 @@ export function Anomalies({ params }) {
     [filters.page, filters.status, filters.anomaly_type, filters.device_id, filters.stream_id]);
   const change = (update) => navigate("/anomalies", { ...filters, page: 1, ...update });
   const items = answer && answer.success ? answer.data.anomalies : [];
+  const deviceName = useDeviceNames(items.map((item) => item.device_id));
   // Ids ticked for a bulk review: a reload (a live anomaly, a review) keeps those still
   // shown, so a new page or filter starts with none.
   const [selected, setSelected] = useState(new Set());
@@ -91,11 +121,12 @@ export function Anomalies({ params }) {
       ${answer && !answer.success && html`<${Message} answer=${answer} />`}
       <${BulkReview} ids=${[...selected]} onDone=${() => { setSelected(new Set()); reload(); }} />
       <div class="table-scroll"><table id="anomaly-table">
-        <thead><tr><th scope="col"><input type="checkbox" aria-label="Select every anomaly on this page" checked=${allTicked} onChange=${tickAll} /></th><th scope="col">Detected</th><th scope="col">Type</th><th scope="col">Value</th><th scope="col">Confidence</th><th scope="col">Status</th><th scope="col">Chart</th></tr></thead>
+        <thead><tr><th scope="col"><input type="checkbox" aria-label="Select every anomaly on this page" checked=${allTicked} onChange=${tickAll} /></th><th scope="col">Detected</th><th scope="col">Device</th><th scope="col">Type</th><th scope="col">Value</th><th scope="col">Confidence</th><th scope="col">Status</th><th scope="col">Chart</th></tr></thead>
         <tbody>${items.map((item) => html`<tr key=${item.anomaly_id}>
           <td><input type="checkbox" aria-label=${`Select the ${item.anomaly_type} at ${formatTime(item.detected_at)}`}
             checked=${selected.has(item.anomaly_id)} onChange=${() => toggle(item.anomaly_id)} /></td>
           <td><a href=${href(`/anomalies/${item.anomaly_id}`)}>${formatTime(item.detected_at)}</a></td>
+          <td><a href=${href(`/devices/${item.device_id}`)}>${deviceName(item.device_id)}</a></td>
           <td>${item.anomaly_type.replaceAll("_", " ")}</td>
           <td>${formatNumber(item.raw_value)}</td>
           <td>${formatNumber(item.confidence_score, 2)}</td>
@@ -135,11 +166,12 @@ function BulkReview({ ids, onDone }) {
 
 function Live({ onNew }) {
   const [state, items] = useLiveList("/v1/anomalies:watch", { keep: LIVE_KEEP, onNew });
+  const deviceName = useDeviceNames(items.map((item) => item.device_id));
   return html`<section class="card wide" aria-live="polite">
     <h3>Live <span class=${`badge live-${state}`}>${state}</span></h3>
     ${items.length === 0 ? html`<p class="muted">New anomalies appear here as analytics finds them.</p>` : html`<ul class="anomaly-links" id="live-anomalies">
       ${items.map((item) => html`<li key=${item.anomaly_id}><a href=${href(`/anomalies/${item.anomaly_id}`)}>
-        ${item.anomaly_type} · ${formatNumber(item.raw_value)} at ${formatTime(item.detected_at)}</a></li>`)}
+        ${item.anomaly_type} · ${deviceName(item.device_id)} · ${formatNumber(item.raw_value)} at ${formatTime(item.detected_at)}</a></li>`)}
     </ul>`}
   </section>`;
 }
