@@ -46,9 +46,7 @@ class Sources:
     async def streams(self, token: str, device_id: str) -> list[StreamInfo]:
         metrics = {"at": [("temperature", 24.5), ("humidity", 41.0)], "ph": [("pressure", 2.5)]}
         metrics["hm"] = [("motion", 0.0)]
-        return [
-            StreamInfo(f"{device_id}-{m}", device_id, m, v, NOW) for m, v in metrics[device_id]
-        ]
+        return [StreamInfo(f"{device_id}-{m}", device_id, m, v, NOW) for m, v in metrics[device_id]]
 
     async def stats(self, token: str, stream_id: str, start: datetime, end: datetime) -> Stats:
         self.stats_asked.append((stream_id, start, end))
@@ -68,16 +66,6 @@ class Sources:
 
     async def timezone(self, token: str) -> str:
         return "UTC"
-
-
-@pytest.fixture(scope="module")
-def understander() -> Understander:
-    return Understander.trained()
-
-
-@pytest.fixture(scope="module")
-def library() -> HelpLibrary:
-    return HelpLibrary.load()
 
 
 def bot(understander: Understander, library: HelpLibrary, sources: Sources) -> SupportAssistant:

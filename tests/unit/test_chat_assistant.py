@@ -7,8 +7,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-import pytest
-
 from services.chat.chat.assistant import SupportAssistant, figure
 from services.chat.chat.help.library import HelpLibrary
 from services.chat.chat.nlu.understanding import Understander
@@ -73,16 +71,6 @@ class FakeSources:
     async def timezone(self, token: str) -> str:
         self._seen(token)
         return self.zone
-
-
-@pytest.fixture(scope="module")
-def understander() -> Understander:
-    return Understander.trained()
-
-
-@pytest.fixture(scope="module")
-def library() -> HelpLibrary:
-    return HelpLibrary.load()
 
 
 def assistant(

@@ -118,11 +118,6 @@ OFF_TOPIC = [
 ]
 
 
-@pytest.fixture(scope="module")
-def library() -> HelpLibrary:
-    return HelpLibrary.load()
-
-
 def test_every_topic_has_an_article(library: HelpLibrary) -> None:
     assert {article.slug for article in library.articles()} == TOPICS
     assert len(library.articles()) >= 12

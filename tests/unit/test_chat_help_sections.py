@@ -9,11 +9,6 @@ import pytest
 from services.chat.chat.help.library import HelpLibrary
 
 
-@pytest.fixture(scope="module")
-def library() -> HelpLibrary:
-    return HelpLibrary.load()
-
-
 @pytest.mark.parametrize(
     ("question", "slug", "section"),
     [

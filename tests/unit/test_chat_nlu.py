@@ -21,11 +21,6 @@ TZ = ZoneInfo("America/New_York")
 DEVICES = ("Greenhouse North", "Greenhouse South", "Sensor-03", "Cellar")
 
 
-@pytest.fixture(scope="module")
-def understander() -> Understander:
-    return Understander.trained()
-
-
 def test_training_data_is_rich_and_labelled_with_the_contract() -> None:
     examples = load_examples()
     assert len(examples) >= 600

@@ -33,8 +33,7 @@ class Stub:
     def probabilities(self, text: str) -> dict[str, float]:
         rest = (1.0 - 0.9 - 0.06) / (len(self.intents) - 2)
         return {
-            i: 0.9 if i == self._best else 0.06 if i == self._second else rest
-            for i in self.intents
+            i: 0.9 if i == self._best else 0.06 if i == self._second else rest for i in self.intents
         }
 
 
@@ -46,9 +45,7 @@ def stubbed(best: str, second: str) -> Understander:
     "text", ["attic humidity", "humidity and temperature in the attic", "cold room 4 temps at 6am"]
 )
 def test_a_correlation_needs_a_word_that_compares(text: str) -> None:
-    intent, confidence = stubbed("correlation", "latest_reading").intent(
-        text, device_names=DEVICES
-    )
+    intent, confidence = stubbed("correlation", "latest_reading").intent(text, device_names=DEVICES)
     assert (intent, confidence) == ("latest_reading", 0.9)
 
 
@@ -86,11 +83,6 @@ def test_a_complaint_that_names_a_device_is_about_the_device() -> None:
     # ...unless it speaks to the assistant.
     assert bot.intent("you got the pump house wrong", device_names=DEVICES)[0] == "complaint"
     assert bot.intent("this is rubbish", device_names=DEVICES)[0] == "complaint"
-
-
-@pytest.fixture(scope="module")
-def understander() -> Understander:
-    return Understander.trained()
 
 
 @pytest.mark.parametrize(

@@ -54,11 +54,6 @@ class OneShed:
 
 
 @pytest.fixture(scope="module")
-def understander() -> Understander:
-    return Understander.trained()
-
-
-@pytest.fixture(scope="module")
 def assistant(understander: Understander) -> SupportAssistant:
     return SupportAssistant(
         understander=understander, library=HelpLibrary.load(), sources=OneShed(), clock=lambda: NOW
