@@ -126,11 +126,15 @@ export function Stream({ streamId, params }) {
   // A chosen window (zoomed, panned, dragged, or a link's) is the past: live mode is
   // off there, as in Grafana, so the chart, the text and the stats show that window.
   const liveOn = live && canLive && !zoomed;
-  useEffect(() => { if (zoomed) setLive(false); }, [zoomed]);
+  // Ticked on a chosen window: the box shows it at once, while the route goes back to
+  // the preset (a hash change, a moment later), and only then does watching start.
+  const [leaving, setLeaving] = useState(false);
+  useEffect(() => { if (zoomed) setLive(false); else setLeaving(false); }, [zoomed]);
   // Ticking Live on a chosen window goes back to the preset, which ends now.
   const toggleLive = (event) => {
     const on = event.currentTarget.checked;
     setLive(on);
+    setLeaving(on && zoomed);
     if (on && zoomed) go({ from: undefined, to: undefined });
   };
   // What live readings added to the answer drawn: their count, the stats and
@@ -188,7 +192,7 @@ export function Stream({ streamId, params }) {
           </select>
         </label>
         <label class="inline" title=${canLive ? "Append readings as they are stored" : "Live shows raw values: set Normalization to raw"}>
-          <input type="checkbox" id="live-toggle" checked=${liveOn} disabled=${!canLive}
+          <input type="checkbox" id="live-toggle" checked=${liveOn || (leaving && live)} disabled=${!canLive}
             onChange=${toggleLive} /> Live</label>
         ${liveOn && liveState && html`<span class=${`badge live-${liveState}`} id="live-state" aria-live="polite">${liveState} · ${added ? added.count : 0} new</span>`}
         <a class="button secondary small" href=${href("/correlations", { a: streamId })}>Correlate with…</a>
