@@ -43,7 +43,8 @@ function useDeviceNames(ids) {
   const wanted = [...new Set(ids.filter(Boolean))];
   const key = wanted.join(",");
   useEffect(() => {
-    if (wanted.every((id) => deviceNames.has(id))) return undefined;
+    // Drawn again once every name is in, even when they all were by now: one may have
+    // arrived between this render and this effect, under an earlier effect since undone.
     let current = true;
     Promise.all(wanted.map(nameOf)).then(() => { if (current) setKnown((n) => n + 1); });
     return () => { current = false; };
