@@ -48,3 +48,10 @@ async def new_device(
     answer = await console.http.post("/v1/devices", headers=who, json={"name": name, "type": kind})
     assert answer.status_code == 201, answer.text
     return who, str(answer.json()["data"]["device_id"])
+
+
+async def device_token(console: Console, who: dict[str, str], device_id: str) -> str:
+    """Issue a credential of ``device_id`` over REST as ``who``; answers its token."""
+    issued = await console.http.post(f"/v1/devices/{device_id}/credentials", headers=who, json={})
+    assert issued.status_code == 201, issued.text
+    return str(issued.json()["data"]["token"])

@@ -8,14 +8,8 @@ import json
 from pathlib import Path
 
 from tests.browser.conftest import Console
-from tests.browser.steps import new_account, new_device, sign_in
+from tests.browser.steps import device_token, new_account, new_device, sign_in
 from tests.browser.test_browser_chart import upload
-
-
-async def credential(console: Console, who: dict[str, str], device_id: str) -> str:
-    """A device credential's token."""
-    issued = await console.http.post(f"/v1/devices/{device_id}/credentials", headers=who, json={})
-    return str(issued.json()["data"]["token"])
 
 
 async def test_a_live_anomaly_keeps_the_ticked_rows_and_the_export_keeps_the_filters(
@@ -25,7 +19,7 @@ async def test_a_live_anomaly_keeps_the_ticked_rows_and_the_export_keeps_the_fil
     email = await new_account(console)
     who, kiln = await new_device(console, email, "Kiln", "temperature")
     _, oven = await new_device(console, email, "Oven", "temperature")
-    await upload(console, kiln, await credential(console, who, kiln))
+    await upload(console, kiln, await device_token(console, who, kiln))
     await sign_in(console, email)
     await page.get_by_role("link", name="Anomalies").click()
     rows = page.locator("#anomaly-table tbody tr")
@@ -36,7 +30,7 @@ async def test_a_live_anomaly_keeps_the_ticked_rows_and_the_export_keeps_the_fil
 
     lists: list[str] = []
     page.on("request", lambda r: lists.append(r.url) if "/v1/anomalies?" in r.url else None)
-    await upload(console, oven, await credential(console, who, oven))
+    await upload(console, oven, await device_token(console, who, oven))
     await page.locator("#live-anomalies li").first.wait_for()
     await rows.nth(1).wait_for()  # the table asked again and shows both
     # The tick survived the reload (it used to be cleared by every live anomaly).

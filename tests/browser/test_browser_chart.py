@@ -10,7 +10,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from tests.browser.conftest import Console
-from tests.browser.steps import new_account, new_device, sign_in
+from tests.browser.steps import device_token, new_account, new_device, sign_in
 
 READINGS = 800
 SPIKE_AT = 700
@@ -53,8 +53,7 @@ async def test_readings_on_the_chart_zoom_asks_the_server_and_an_anomaly_is_dism
     page = console.page
     email = await new_account(console)
     who, device_id = await new_device(console, email, "Kiln", "temperature")
-    issued = await console.http.post(f"/v1/devices/{device_id}/credentials", headers=who, json={})
-    token = issued.json()["data"]["token"]
+    token = await device_token(console, who, device_id)
     await sign_in(console, email)
 
     # The live list is open while the readings arrive: the spike appears without a reload.

@@ -9,7 +9,7 @@ import math
 from datetime import UTC, datetime, timedelta
 
 from tests.browser.conftest import Console
-from tests.browser.steps import new_account, new_device, sign_in
+from tests.browser.steps import device_token, new_account, new_device, sign_in
 
 READINGS = 300
 
@@ -36,8 +36,7 @@ async def test_two_streams_are_correlated_with_a_scatter(console: Console) -> No
     page = console.page
     email = await new_account(console)
     who, device_id = await new_device(console, email, "Boiler", "temperature")
-    issued = await console.http.post(f"/v1/devices/{device_id}/credentials", headers=who, json={})
-    token = issued.json()["data"]["token"]
+    token = await device_token(console, who, device_id)
     await upload(console, device_id, token, "temperature", 3.0)
     await upload(console, device_id, token, "pressure", 1.5)
     await sign_in(console, email)
@@ -97,8 +96,7 @@ async def test_a_stream_beyond_the_first_hundred_devices_is_found_by_name(consol
             )
         )
         assert all(answer.status_code == 201 for answer in answers)
-    issued = await console.http.post(f"/v1/devices/{device_id}/credentials", headers=who, json={})
-    token = issued.json()["data"]["token"]
+    token = await device_token(console, who, device_id)
     await upload(console, device_id, token, "temperature", 3.0)
     await upload(console, device_id, token, "pressure", 1.5)
     listed = await console.http.get(f"/v1/devices/{device_id}/streams", headers=who)
