@@ -62,6 +62,8 @@ class Presentation:
     """A public RPC that also takes a token when one is sent (the chat's sessions)."""
     content_types: tuple[str, ...] = ()
     """The media types of an ``HttpBody`` answer (any when empty), for the OpenAPI document."""
+    finish_field: str = ""
+    """A bool field of a raw upload's request set on a last message after the whole body."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +130,18 @@ def _presentation(method: MethodDescriptor) -> Presentation:
                 f"{method.full_name}: message_field {rules.message_field!r} is not a string "
                 f"field of {method.output_type.full_name}"
             )
+    if rules.finish_field:
+        field = method.input_type.fields_by_name.get(rules.finish_field)
+        if (
+            not method.client_streaming
+            or field is None
+            or field.type != FieldDescriptor.TYPE_BOOL
+            or field.is_repeated
+        ):
+            raise DiscoveryError(
+                f"{method.full_name}: finish_field {rules.finish_field!r} is not a bool "
+                f"field of the streamed {method.input_type.full_name}"
+            )
     return Presentation(
         public=rules.public,
         token_optional=rules.public and rules.token_optional,
@@ -136,6 +150,7 @@ def _presentation(method: MethodDescriptor) -> Presentation:
         raw_response=rules.raw_response,
         message_field=rules.message_field,
         content_types=tuple(rules.content_types),
+        finish_field=rules.finish_field,
     )
 
 

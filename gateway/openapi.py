@@ -319,6 +319,8 @@ def _parameters(builder: _Builder, method: RpcMethod, binding: HttpBinding) -> l
     if binding.body != "*":
         if binding.body:
             skip.add(binding.body)
+        if method.presentation.finish_field:
+            skip.add(method.presentation.finish_field)  # the gateway's own, after the body
         parameters += _query_parameters(builder, request, skip)
     return parameters
 

@@ -317,7 +317,11 @@ class RpcHandler:
         else:
             if pending is not None:
                 await _write(call, pending)  # an empty body: the first message alone
-            await call.done_writing()
+            finish = self.method.presentation.finish_field
+            # The body is whole: say so in a message of its own, because a cancellation
+            # can reach the service after the end of a stream that was cut off.
+            if not finish or await _write(call, self.method.request_class(**{finish: True})):
+                await call.done_writing()
         # What the service did not read is drained, so that the client gets the answer
         # rather than a reset connection (bounded by the size limit).
         async for _ in pieces:

@@ -118,6 +118,7 @@ def _apply_query(
     message: Descriptor,
     binding: HttpBinding,
     query: Sequence[tuple[str, str]],
+    finish_field: str = "",
 ) -> None:
     path_fields = {
         ".".join(field.name for field in resolve_path(message, var.field_path))
@@ -131,6 +132,8 @@ def _apply_query(
         canonical = ".".join(field.name for field in fields)
         if canonical in path_fields or canonical.split(".")[0] == binding.body:
             raise _invalid(key, "Is set by the path or body, not by a query parameter")
+        if canonical == finish_field:
+            raise _invalid(key, "Is set by the gateway after the body, not by a query parameter")
         leaf = fields[-1]
         if not leaf.is_repeated and canonical in seen:
             raise _invalid(key, "Given more than once")
@@ -318,7 +321,7 @@ def build_request(
     elif binding.body and body.strip():
         payload = {binding.body: parse_json_body(body)}
     _screen(payload, descriptor)
-    _apply_query(payload, descriptor, binding, query)
+    _apply_query(payload, descriptor, binding, query, method.presentation.finish_field)
     _apply_path(payload, descriptor, path_params)
     request = method.request_class()
     try:

@@ -55,7 +55,9 @@ service BlobService {
   // A raw upload: the body is streamed as chunks.
   rpc PutBlob(stream Chunk) returns (Summary) {
     option (google.api.http) = {put: "/v1/blobs/{name}" body: "data"};
-    option (iot.common.v1.rules) = {public: true success_status: 201 success_message: "Stored"};
+    option (iot.common.v1.rules) = {
+      public: true success_status: 201 success_message: "Stored" finish_field: "finish"
+    };
   }
   // A JSON body cannot be cut into messages: not exposed.
   rpc PutJson(stream Chunk) returns (Summary) {
@@ -81,6 +83,8 @@ message Chunk {
   string label = 3;
   // How many copies to keep.
   int32 copies = 4;
+  // The body is whole (set by the gateway).
+  bool finish = 5;
 }
 
 // What the service received.
@@ -99,6 +103,8 @@ message Summary {
   int32 copies = 6;
   // Names given in later chunks.
   repeated string later_names = 7;
+  // Whether the last message said the body was whole.
+  bool finished = 8;
 }
 """
 
@@ -109,7 +115,8 @@ class Blobs:
 
     pb2: ModuleType
     grpc: ModuleType
-    cancelled: asyncio.Event = field(default_factory=asyncio.Event)
+    cut_off: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set when a call ended before its body was whole: cancelled, or with no finish marker."""
     completed: list[str] = field(default_factory=list)
 
 
@@ -166,13 +173,16 @@ async def blobs(blob_modules: tuple[ModuleType, ModuleType]) -> AsyncIterator[tu
                         summary.later_names.append(chunk.name)
                     summary.size += len(chunk.data)
                     summary.largest = max(summary.largest, len(chunk.data))
+                    summary.finished = chunk.finish
                     digest.update(chunk.data)
-                # As a careful service does: a cancelled stream ends like a finished one
-                # and the cancellation lands just after.
-                await asyncio.sleep(0)
             except asyncio.CancelledError:
-                state.cancelled.set()
+                state.cut_off.set()
                 raise
+            # As a careful service does: a cancelled stream ends like a finished one, and
+            # its cancellation may land any time later; only the marker says it is whole.
+            if not summary.finished:
+                state.cut_off.set()
+                await abort_with(context, rich_status(grpc.StatusCode.INVALID_ARGUMENT, "Cut off"))
             state.completed.append(summary.name)
             summary.md5 = digest.hexdigest()
             return summary
@@ -225,7 +235,8 @@ async def test_the_body_arrives_whole_in_chunks_of_at_most_a_mebibyte(
     assert summary["size"] == str(len(body))
     assert summary["name"] == "report.csv" and summary["copies"] == 2
     assert summary["later_names"] == []  # path and query go on the first message only
-    assert summary["largest"] == MIB and summary["messages"] == 4
+    # Four pieces of the body, then the marker that it is whole.
+    assert summary["largest"] == MIB and summary["messages"] == 5 and summary["finished"]
 
 
 async def test_a_streamed_body_without_a_length_is_relayed(blob_client: httpx.AsyncClient) -> None:
@@ -236,14 +247,17 @@ async def test_a_streamed_body_without_a_length_is_relayed(blob_client: httpx.As
     answer = await blob_client.put("/v1/blobs/live", content=parts())
     assert answer.status_code == 201
     summary = answer.json()["data"]
-    assert summary["size"] == "3000000" and summary["largest"] == MIB
+    assert summary["size"] == "3000000" and summary["largest"] == MIB and summary["finished"]
 
 
-async def test_an_empty_body_is_one_message_with_the_path(blob_client: httpx.AsyncClient) -> None:
+async def test_an_empty_body_is_the_path_and_the_finish_marker(
+    blob_client: httpx.AsyncClient,
+) -> None:
     answer = await blob_client.put("/v1/blobs/empty")
     assert answer.status_code == 201
     summary = answer.json()["data"]
-    assert (summary["name"], summary["size"], summary["messages"]) == ("empty", "0", 1)
+    assert (summary["name"], summary["size"], summary["messages"]) == ("empty", "0", 2)
+    assert summary["finished"]
 
 
 async def test_an_early_refusal_is_answered_as_itself(blob_client: httpx.AsyncClient) -> None:
@@ -267,7 +281,7 @@ async def test_a_body_over_the_limit_is_413_and_the_call_is_cancelled(
     streamed = await blob_client.put("/v1/blobs/big", content=endless())
     assert streamed.status_code == 413
     # The service had started receiving; it must see the call end, not a short body.
-    await asyncio.wait_for(blobs[0].cancelled.wait(), 10)
+    await asyncio.wait_for(blobs[0].cut_off.wait(), 10)
     assert blobs[0].completed == []
 
 
@@ -302,7 +316,12 @@ async def test_the_default_upload_limit_is_100_mib(blobs: tuple[Blobs, str]) -> 
 
 @pytest.mark.parametrize(
     ("params", "field"),
-    [({"data": "x"}, "data"), ({"nope": "1"}, "nope"), ({"copies": "x"}, "copies")],
+    [
+        ({"data": "x"}, "data"),
+        ({"nope": "1"}, "nope"),
+        ({"copies": "x"}, "copies"),
+        ({"finish": "true"}, "finish"),
+    ],
 )
 async def test_bad_query_parameters_are_400_before_the_body(
     blob_client: httpx.AsyncClient, params: dict[str, str], field: str

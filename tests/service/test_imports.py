@@ -109,6 +109,7 @@ async def send(env: Env, who: Who, file_id: str, content: bytes, piece: int = 70
         yield imports_pb2.UploadContentChunk(file_id=file_id)
         for offset in range(0, len(content), piece):
             yield imports_pb2.UploadContentChunk(data=content[offset : offset + piece])
+        yield imports_pb2.UploadContentChunk(finish_write=True)
 
     return await env.imports.UploadContent(chunks(), metadata=who)
 
@@ -645,6 +646,44 @@ async def test_an_upload_cut_short_keeps_nothing_and_may_be_sent_again(env: Env)
     objects = env.suite.settings.data_dir / "objects"
     stored = [p for p in objects.rglob("*") if p.is_file() and not p.name.startswith(".probe")]
     assert [p.read_bytes() for p in stored] == [content]
+
+
+async def test_a_stream_ended_without_finish_write_stores_nothing_and_may_be_sent_again(
+    env: Env,
+) -> None:
+    """A half-close without the marker is what a cut-off stream looks like before its
+    cancellation arrives: it must not be taken for the whole file."""
+    ann = await user(env)
+    sensor = await device(env, ann)
+    created = await announce(env, ann, format="csv", device_id=sensor, metric_name="temp")
+
+    async def unfinished() -> AsyncIterator[imports_pb2.UploadContentChunk]:
+        yield imports_pb2.UploadContentChunk(file_id=created.file_id, data=b"timestamp,value\n")
+        yield imports_pb2.UploadContentChunk(data=f"{epoch(0)},1\n".encode())
+
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await env.imports.UploadContent(unfinished(), metadata=ann)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert [v.field for v in violations_of(caught.value)] == ["finish_write"]
+
+    async def continued() -> AsyncIterator[imports_pb2.UploadContentChunk]:
+        yield imports_pb2.UploadContentChunk(file_id=created.file_id, data=b"timestamp,")
+        yield imports_pb2.UploadContentChunk(data=b"value\n", finish_write=True)
+        yield imports_pb2.UploadContentChunk(data=f"{epoch(0)},1\n".encode())
+
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await env.imports.UploadContent(continued(), metadata=ann)
+    assert [v.field for v in violations_of(caught.value)] == ["finish_write"]
+    pending = await env.imports.GetUpload(
+        imports_pb2.GetUploadRequest(file_id=created.file_id), metadata=ann
+    )
+    assert pending.status == "PENDING" and pending.file_size == 0
+
+    content = f"timestamp,value\n{epoch(0)},7\n".encode()
+    received = await send(env, ann, created.file_id, content)
+    assert received.file_size == len(content)
+    assert (await finished(env, ann, created.file_id)).status == "COMPLETED"
+    assert await stream_values(env, ann, sensor, "temp") == [7.0]
 
 
 async def test_an_import_cut_short_by_a_restart_is_finished_at_the_next_start(env: Env) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Any, TypeAlias
 
@@ -203,7 +202,7 @@ class ImportServicer(imports_pb2_grpc.ImportServiceServicer):
     async def UploadContent(
         self, request_iterator: AsyncIterator[imports_pb2.UploadContentChunk], context: Context
     ) -> imports_pb2.FileUpload:
-        """Receive a file's content; the first chunk names the file."""
+        """Receive a file's content; the first chunk names the file, the last says it is whole."""
         caller = current_caller()
         chunks = aiter(request_iterator)
         first = await anext(chunks, None)
@@ -212,21 +211,35 @@ class ImportServicer(imports_pb2_grpc.ImportServiceServicer):
         file_id = first.file_id
 
         async def data() -> AsyncIterator[bytes]:
+            finished = first.finish_write
             if first.data:
                 yield first.data
             async for chunk in chunks:
+                if finished:
+                    raise ValidationFailed(
+                        [FieldViolation("finish_write", "no chunk may follow the last one")]
+                    )
                 if chunk.file_id and chunk.file_id != file_id:
                     raise ValidationFailed(
                         [FieldViolation("file_id", "every chunk must name the same file")]
                     )
+                finished = chunk.finish_write
                 if chunk.data:
                     yield chunk.data
             # A client that cancels mid-stream (the gateway, on a body over its limit or a
-            # client gone) ends the request stream just as one that finished; the cancellation
-            # lands a moment later. Let it land before the content is taken as whole.
-            await asyncio.sleep(0)
-            if context.cancelled():
-                raise asyncio.CancelledError
+            # client gone) ends the request stream just as one that finished, and on a busy
+            # machine the cancellation lands any time later: only the marker tells them apart.
+            if not finished:
+                raise ValidationFailed(
+                    [
+                        FieldViolation(
+                            "finish_write",
+                            "the stream ended before a chunk with finish_write: the upload "
+                            "was cut off and nothing was stored",
+                        )
+                    ],
+                    "Upload cut off",
+                )
 
         file = await self._service.receive_content(caller=caller, file_id=file_id, chunks=data())
         return file_message(file)
