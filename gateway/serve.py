@@ -14,7 +14,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from gateway.app import build_app
-from gateway.head_timeout import TimedHeadProtocol
+from gateway.overload import GatewayProtocol
 from gateway.settings import DEFAULT_MAX_CONNECTIONS, gateway_settings
 from iotkit.config import Settings
 from iotkit.event_loop import loop_name
@@ -45,21 +45,22 @@ def uvicorn_options(
     ``proxy_headers`` is off because the gateway itself appends the peer to
     ``X-Forwarded-For``, and uvicorn's rewrite of the peer would duplicate it.
     The loop is the suite's (:mod:`iotkit.event_loop`: uvloop unless turned off), and
-    HTTP is parsed by httptools (a dependency), through :class:`TimedHeadProtocol`:
+    HTTP is parsed by httptools (a dependency), through :class:`GatewayProtocol`:
     a fraction of the CPU of the pure-Python h11 on every request.
 
     uvicorn bounds neither the connections it holds nor the time a client takes to send
     its request. ``limit_concurrency`` (``IOT_GATEWAY_MAX_CONNECTIONS``, kept within the
     process's file limit) answers a request 503 at once while that many connections are
-    open, rather than taking on more work; the app bounds the wait for a body
-    (``IOT_GATEWAY_BODY_TIMEOUT``), and :class:`TimedHeadProtocol` closes a connection
-    whose request line and headers are not in within its ``head_timeout`` (10 s).
+    open, rather than taking on more work (with the envelope: :mod:`gateway.overload`); the
+    app bounds the wait for a body (``IOT_GATEWAY_BODY_TIMEOUT``), and the protocol
+    (:mod:`gateway.head_timeout`) closes a connection whose request line and headers are
+    not in within its ``head_timeout`` (10 s).
     """
     return {
         "host": host,
         "port": port,
         "loop": loop_name(),
-        "http": TimedHeadProtocol,
+        "http": GatewayProtocol,
         "lifespan": "on",
         "log_config": None,
         "access_log": False,

@@ -110,9 +110,16 @@ async def test_connections_past_the_limit_are_answered_503(fakes: Fakes, probe: 
             await writer.drain()
         await asyncio.sleep(0.1)
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
-            # ... and past the limit a new one is refused at once, not left to exhaust files.
-            refused = await http.get("/healthz")
+            # ... and past the limit a new one is refused at once, not left to exhaust files,
+            # with the envelope every API client reads (uvicorn's own is plain text).
+            refused = await http.get("/v1/devices")
             assert refused.status_code == 503
+            assert refused.headers["retry-after"] == "1"
+            assert refused.headers["connection"] == "close"
+            envelope = refused.json()
+            assert envelope["error"]["error_code"] == "SERVICE_UNAVAILABLE"
+            assert envelope["error"]["path"] == "/v1/devices"
+            assert "try again" in envelope["message"]
             for _, writer in idle:
                 writer.close()
             await asyncio.sleep(0.2)
