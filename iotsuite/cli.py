@@ -140,7 +140,11 @@ def _configure_simulate(parser: argparse.ArgumentParser) -> None:
     # No import of tools.simulate here: it needs the generated code, which `iot gen` makes.
     parser.add_argument("--devices", type=int, default=3, metavar="N", help="devices (default: 3)")
     parser.add_argument(
-        "--rate", type=float, default=10.0, metavar="HZ", help="readings per second per device"
+        "--rate",
+        type=float,
+        default=10.0,
+        metavar="HZ",
+        help="readings per second per device (default: 10)",
     )
     parser.add_argument(
         "--seconds",
@@ -150,7 +154,11 @@ def _configure_simulate(parser: argparse.ArgumentParser) -> None:
         help="how long to stream (default: 60; 0 runs until Ctrl-C)",
     )
     parser.add_argument(
-        "--batch-ms", type=int, default=100, metavar="MS", help="send a batch every MS (100)"
+        "--batch-ms",
+        type=int,
+        default=100,
+        metavar="MS",
+        help="send a batch every MS milliseconds (default: 100)",
     )
     parser.add_argument(
         "--email",
@@ -182,7 +190,11 @@ def _simulate(args: argparse.Namespace) -> int:
         print(f"iot: configuration error: {exc}", file=sys.stderr)
         return 2
     if args.devices < 1 or args.rate <= 0 or args.batch_ms < 1 or args.seconds < 0:
-        print("iot simulate: --devices, --rate and --batch-ms must be positive", file=sys.stderr)
+        print(
+            "iot simulate: --devices, --rate and --batch-ms must be positive, "
+            "--seconds not negative",
+            file=sys.stderr,
+        )
         return 2
     options = simulate.Options(
         devices=args.devices,
