@@ -243,6 +243,35 @@ async def test_a_forwarded_chunk_that_cannot_be_read_is_400(
     assert violation.field == "chunks[0].data" and message in violation.message
 
 
+async def test_a_chunk_position_past_a_signed_64_bit_integer_is_400(env: Env) -> None:
+    # The position is a uint64 on the wire but a signed 64-bit column where it is kept:
+    # 2**64 - 1 failed the store's insert and answered INTERNAL.
+    _, owner_id = await user(env)
+    ts, vs = signal(10)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await analyze(
+            env,
+            [
+                analytics_pb2.AnalysisRequest(
+                    chunks=[chunk(2**64 - 1, str(uuid.uuid4()), owner_id, ts, vs)]
+                )
+            ],
+        )
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    [violation] = violations_of(caught.value)
+    assert violation.field == "chunks[0].position"
+    # The largest a column holds is taken.
+    [answer] = await analyze(
+        env,
+        [
+            analytics_pb2.AnalysisRequest(
+                chunks=[chunk(2**63 - 1, str(uuid.uuid4()), owner_id, ts, vs)]
+            )
+        ],
+    )
+    assert answer.watermark == 2**63 - 1
+
+
 async def test_detector_state_survives_an_analytics_restart(env: Env) -> None:
     owner, owner_id = await user(env)
     stream = str(uuid.uuid4())

@@ -99,14 +99,23 @@ def _period_us(chunk: analytics_pb2.StreamChunk) -> float:
 Readings: TypeAlias = tuple[np.ndarray, np.ndarray]
 
 
+# The largest position a detector stores: its column is a signed 64-bit integer, and
+# telemetry's positions (a database sequence) never come near it.
+MAX_POSITION = 2**63 - 1
+
+
 def _readings(request: analytics_pb2.AnalysisRequest) -> list[Readings]:
     """Each chunk's timestamps and values: decoded from ``data`` when it carries them (as
     telemetry forwards them), else its columns. Refuses a chunk whose columns differ in
     length (no reading can be paired up), or whose ``data`` is not a chunk of
-    ``iotkit.codec`` or comes with columns too (which readings would be meant?)."""
+    ``iotkit.codec`` or comes with columns too (which readings would be meant?), or whose
+    position is past what a detector's (signed 64-bit) position column holds."""
     violations = Violations()
     readings: list[Readings] = []
     for index, chunk in enumerate(request.chunks):
+        if chunk.position > MAX_POSITION:
+            violations.add(f"chunks[{index}].position", f"must be at most {MAX_POSITION}")
+            continue
         if chunk.data:
             if chunk.timestamps or chunk.values:
                 violations.add(f"chunks[{index}].data", "must come without timestamps and values")
