@@ -154,6 +154,21 @@ def check_role(violations: Violations, role: str, *, field: str = "role") -> str
     return role
 
 
+# A listing's search text is matched inside emails and names, none longer than an email:
+# longer text matches nothing, and past 50,000 bytes SQLite refuses the LIKE pattern
+# ("pattern too complex"), which answered UNAVAILABLE as if the database were down.
+SEARCH_MAX = EMAIL_MAX
+
+
+def check_search(violations: Violations, search: str, *, field: str = "search") -> str:
+    """Check a listing's search text (at most SEARCH_MAX characters once trimmed); answers
+    it trimmed."""
+    trimmed = search.strip()
+    if len(trimmed) > SEARCH_MAX:
+        violations.add(field, f"Search must be at most {SEARCH_MAX} characters")
+    return trimmed
+
+
 def check_name(violations: Violations, name: str, *, field: str = "name") -> str:
     """Check an account or site name (1 to 100 characters, not blank); answers it trimmed."""
     trimmed = name.strip()

@@ -73,11 +73,12 @@ class AdminService:
         """A page of users, newest first, filtered by text, role and status."""
         violations = Violations()
         request = check_page(violations, page, limit)
+        search = rules.check_search(violations, search)
         if role:
             rules.check_role(violations, role)
         violations.raise_if_any()
         accounts, total = await self._store.list_users(
-            page=request, search=search.strip(), role=role, is_active=is_active
+            page=request, search=search, role=role, is_active=is_active
         )
         return UserPage(accounts, total, request)
 

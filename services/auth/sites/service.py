@@ -106,8 +106,9 @@ class SiteService:
         """A page of accounts, newest first."""
         violations = Violations()
         request = check_page(violations, page, limit)
+        search = rules.check_search(violations, search)
         violations.raise_if_any()
-        accounts, total = await self._sites.accounts(page=request, search=search.strip())
+        accounts, total = await self._sites.accounts(page=request, search=search)
         return Listing(accounts, total, request)
 
     async def get_account(self, *, account_id: str) -> SiteAccount:
