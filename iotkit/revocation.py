@@ -8,7 +8,12 @@ is among them, within a second:
 
 - with Redis configured, from the stream ``iot:revocations`` that auth
   appends to (``XREAD BLOCK``, so a revocation arrives as it is written; the
-  stream keeps what a follower missed while it was away);
+  stream keeps what a follower missed while it was away). The stream is a
+  relay, not the record: Redis may lose it (``FLUSHDB``, a restart without
+  persistence, eviction), and a process that starts then would find no
+  revocation at all. So a follower also reads auth's record once
+  (``ListRevokedSessions``, from its database) as it starts, retrying until
+  auth answers;
 - without Redis, or while Redis is down, by polling auth's
   ``ListRevokedSessions`` every :data:`POLL_INTERVAL` seconds.
 
@@ -46,6 +51,9 @@ WARN_AFTER = 5
 
 BLOCK_MS = 1000
 """How long one ``XREAD`` waits for a new entry before asking again."""
+
+RECORD_RETRY = 1.0
+"""Seconds between two tries at auth's record of revocations, until one succeeds (Redis)."""
 
 REDIS_RETRY = 2.0
 """Seconds to poll auth instead after Redis failed, before trying Redis again."""
@@ -120,7 +128,14 @@ class RevocationFollower:
         self._cursor: Any = None
         self._last_id = "0-0"
         self._synced = asyncio.Event()
+        self._recorded = asyncio.Event()
+        self._record_wait_until = 0.0
         self._task: asyncio.Task[None] | None = None
+
+    @property
+    def recorded(self) -> bool:
+        """True once auth's own record of revocations has been read (not only the stream)."""
+        return self._recorded.is_set()
 
     @property
     def synced(self) -> bool:
@@ -131,6 +146,12 @@ class RevocationFollower:
         """False when the caller's session was revoked (the interceptor's session check)."""
         if caller.session_id is None:
             return True
+        left = self._record_wait_until - time.monotonic()
+        if self._redis_url and not self._recorded.is_set() and left > 0:
+            # Just started: the stream alone may have lost revocations, and auth's record
+            # is normally a moment away; past this, the stream serves while auth is down.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._recorded.wait(), left)
         if not self._synced.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._synced.wait(), FIRST_SYNC_WAIT)
@@ -140,6 +161,7 @@ class RevocationFollower:
 
     def start(self) -> None:
         """Start following in the background."""
+        self._record_wait_until = time.monotonic() + FIRST_SYNC_WAIT
         self._task = asyncio.create_task(self._run(), name="revocation-follower")
 
     async def stop(self) -> None:
@@ -149,8 +171,12 @@ class RevocationFollower:
 
     async def _run(self) -> None:
         redis = None
+        record = None
         if self._redis_url:
             redis = redis_client(self._redis_url, read_timeout=BLOCK_MS / 1000 + 2)
+            # Beside the stream, which Redis may have lost: a token judged before auth's
+            # record is read is judged by the stream alone (auth down at the same time).
+            record = asyncio.create_task(self._read_record(), name="revocation-record")
         redis_after = 0.0
         failures = 0
         try:
@@ -179,13 +205,31 @@ class RevocationFollower:
                         )
                 await asyncio.sleep(self._interval)
         finally:
+            await cancel(record)
             if redis is not None:
                 await redis.aclose()
+
+    async def _read_record(self) -> None:
+        """Read auth's record of the revocations once, retrying until auth answers."""
+        failures = 0
+        while not self._recorded.is_set():
+            try:
+                await self.poll_once()
+                return
+            except Exception as exc:  # auth unreachable: the stream is followed meanwhile
+                failures += 1
+                if failures == WARN_AFTER or failures % 40 == 0:
+                    log.warning(
+                        "could not read revoked sessions from auth",
+                        extra={"error": type(exc).__name__, "failures": failures},
+                    )
+            await asyncio.sleep(RECORD_RETRY)
 
     async def poll_once(self) -> None:
         """Ask auth once for revocations since the cursor."""
         revocations, self._cursor = await self._poll(self._cursor)
         self.revoked.add(revocations)
+        self._recorded.set()
         self._synced.set()
 
     async def _follow_redis(self, redis: Any) -> None:

@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import grpc
 import httpx
@@ -133,30 +134,70 @@ async def test_a_reused_refresh_token_revokes_the_session_everywhere(
 async def test_a_service_started_after_the_revocation_refuses_the_token(
     backend: Backend,
 ) -> None:
-    from services.devices.wiring import build as build_devices
-
     suite = await start_suite(backend, ("auth",))
     try:
-        async with channel(suite.address("auth")) as auth:
-            stub = auth_pb2_grpc.AuthServiceStub(auth)
-            email = f"late-{uuid.uuid4().hex[:8]}@example.com"
-            await stub.Register(auth_pb2.RegisterRequest(email=email, password="Str0ng!pass"))
-            login = await stub.Login(auth_pb2.LoginRequest(email=email, password="Str0ng!pass"))
-            await stub.Logout(auth_pb2.LogoutRequest(), metadata=bearer(login.access_token))
-        devices = await build_devices(
-            suite.settings, address=suite.address("devices"), schema=backend.schema("devices")
-        )
-        await devices.built.start()
-        suite.processes["devices"] = devices
-        async with channel(suite.address("devices")) as devices_channel:
-            stub_devices = devices_pb2_grpc.DeviceServiceStub(devices_channel)
-            with pytest.raises(aio.AioRpcError) as failure:
-                await stub_devices.ListDevices(
-                    devices_pb2.ListDevicesRequest(), metadata=bearer(login.access_token)
-                )
-            assert failure.value.code() is grpc.StatusCode.UNAUTHENTICATED
+        access = await _logged_out(suite)
+        await _devices_started_late_refuse(suite, backend, access)
     finally:
         await suite.aclose()
+
+
+async def test_a_service_started_after_redis_lost_the_stream_refuses_the_token(
+    backend: Backend, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis is not the record: a FLUSHDB (or a restart without persistence) loses the
+    stream, and a service that starts afterwards must still refuse a revoked session (the
+    fault run: devices SIGKILLed after a FLUSHDB answered a logged-out token 200)."""
+    from redis.asyncio import Redis
+
+    import iotkit.revocation
+
+    # A stream of this test's own, deleted below as a FLUSHDB would (the shared Redis
+    # is not flushed: other tests follow the real stream meanwhile).
+    stream = f"iot:revocations:test-{uuid.uuid4().hex}"
+    monkeypatch.setattr(iotkit.revocation, "STREAM", stream)
+    suite = await start_suite(backend, ("auth",), redis_url=redis_url)
+    client = Redis.from_url(redis_url)
+    try:
+        access = await _logged_out(suite)
+        await wait_until(lambda: _in_stream(client, stream))
+        await client.delete(stream)
+        await _devices_started_late_refuse(suite, backend, access)
+    finally:
+        await client.delete(stream)
+        await client.aclose()
+        await suite.aclose()
+
+
+async def _in_stream(client: Any, stream: str) -> bool:
+    return bool(await client.xlen(stream))
+
+
+async def _logged_out(suite: Suite) -> str:
+    """The access token of a session of a new account, logged out at once."""
+    async with channel(suite.address("auth")) as auth:
+        stub = auth_pb2_grpc.AuthServiceStub(auth)
+        email = f"late-{uuid.uuid4().hex[:8]}@example.com"
+        await stub.Register(auth_pb2.RegisterRequest(email=email, password="Str0ng!pass"))
+        login = await stub.Login(auth_pb2.LoginRequest(email=email, password="Str0ng!pass"))
+        await stub.Logout(auth_pb2.LogoutRequest(), metadata=bearer(login.access_token))
+    return login.access_token
+
+
+async def _devices_started_late_refuse(suite: Suite, backend: Backend, access: str) -> None:
+    """Start devices now, and check it refuses ``access`` (a revoked session's token)."""
+    from services.devices.wiring import build as build_devices
+
+    devices = await build_devices(
+        suite.settings, address=suite.address("devices"), schema=backend.schema("devices")
+    )
+    await devices.built.start()
+    suite.processes["devices"] = devices
+    async with channel(suite.address("devices")) as devices_channel:
+        stub = devices_pb2_grpc.DeviceServiceStub(devices_channel)
+        with pytest.raises(aio.AioRpcError) as failure:
+            await stub.ListDevices(devices_pb2.ListDevicesRequest(), metadata=bearer(access))
+        assert failure.value.code() is grpc.StatusCode.UNAUTHENTICATED
 
 
 def test_revocations_are_forgotten_once_their_tokens_have_expired() -> None:
