@@ -3,6 +3,7 @@
 import { api } from "./api.js";
 import { html, render, useEffect, useState } from "./lib.js";
 import { navigate, useRoute } from "./router.js";
+import { watchScrollRegions } from "./scroll.js";
 import { Account } from "./screens/account.js";
 import { Anomalies } from "./screens/anomalies.js";
 import { Anomaly } from "./screens/anomaly.js";
@@ -170,3 +171,4 @@ function App() {
 const root = document.getElementById("app");
 root.replaceChildren();
 render(html`<${App} />`, root);
+watchScrollRegions(root);

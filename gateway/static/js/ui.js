@@ -243,3 +243,40 @@ export function Heading({ children }) {
   useEffect(() => { if (ref.current) ref.current.focus(); }, []);
   return html`<h2 tabindex="-1" ref=${ref}>${children}</h2>`;
 }
+
+// What a screen reader hears of a live list (newest first): the new items
+// together, at most once every ANNOUNCE_MS and a second after the first (so
+// that names looked up meanwhile are in), as "New anomaly: …" or "3 new
+// anomalies; the latest: …". A live region around the list itself would read
+// every item, and every name filled in later, as it came: a burst would drown
+// the page. `idOf` and `describe` read an item; `nouns` are [one, many].
+const ANNOUNCE_MS = 5_000;
+const FIRST_ANNOUNCE_MS = 1_000;
+
+export function LiveSummary({ items, idOf, describe, nouns, id }) {
+  const [said, setSaid] = useState("");
+  // The newest item already counted (announced, or there before any announcement).
+  const counted = useRef(null);
+  const last = useRef(0);
+  const timer = useRef(0);
+  const latest = useRef({ items, describe });
+  latest.current = { items, describe };
+  useEffect(() => () => clearTimeout(timer.current), []);
+  useEffect(() => {
+    if (!items.length || timer.current || idOf(items[0]) === counted.current) return;
+    const flush = () => {
+      timer.current = 0;
+      last.current = Date.now();
+      const { items: now, describe: say } = latest.current;
+      const at = now.findIndex((item) => idOf(item) === counted.current);
+      const count = at < 0 ? now.length : at;
+      // The list keeps its newest few: past them, the one counted last has left it.
+      const more = at < 0 && counted.current !== null ? " or more" : "";
+      counted.current = idOf(now[0]);
+      if (!count) return;
+      setSaid(count === 1 ? `New ${nouns[0]}: ${say(now[0])}` : `${count}${more} new ${nouns[1]}; the latest: ${say(now[0])}`);
+    };
+    timer.current = setTimeout(flush, Math.max(FIRST_ANNOUNCE_MS, last.current + ANNOUNCE_MS - Date.now()));
+  }, [items]);
+  return html`<p class="visually-hidden" role="status" id=${id}>${said}</p>`;
+}

@@ -5,7 +5,7 @@ import { html, useState } from "../lib.js";
 import { navigate } from "../router.js";
 import { useLiveList } from "../sse.js";
 import {
-  Confirm, CopyButton, errorProps, FieldError, formatTime, Heading, Message, pageOf, Pager, useLoad, useSubmit,
+  Confirm, CopyButton, errorProps, FieldError, formatTime, Heading, LiveSummary, Message, pageOf, Pager, useLoad, useSubmit,
 } from "../ui.js";
 
 const KINDS = [["anomaly", "Anomalies"], ["silence", "A silent device"], ["threshold", "A reading past a value"]];
@@ -154,8 +154,10 @@ function NewRule({ onCreated }) {
 
 function LiveAlerts({ onNew }) {
   const [state, items] = useLiveList("/v1/alerts:watch", { keep: LIVE_KEEP, onNew });
-  return html`<section class="card wide" aria-live="polite">
+  return html`<section class="card wide">
     <h3>Live alerts <span class=${`badge live-${state}`}>${state}</span></h3>
+    <${LiveSummary} id="live-alerts-said" items=${items} idOf=${(item) => item.alert_id} nouns=${["alert", "alerts"]}
+      describe=${(item) => `${item.rule_name}: ${item.summary}`} />
     ${items.length === 0 ? html`<p class="muted">Messages of rules with the live feed appear here as they are sent.</p>` : html`<ul id="live-alerts">
       ${items.map((item) => html`<li key=${item.alert_id}><strong>${item.rule_name}</strong>: ${item.summary}
         ${item.event_count > 1 ? ` (${item.event_count} events)` : ""} · ${formatTime(item.last_at)}</li>`)}

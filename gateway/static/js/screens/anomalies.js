@@ -4,7 +4,7 @@ import { api, download, query } from "../api.js";
 import { html, useEffect, useRef, useState } from "../lib.js";
 import { href, navigate } from "../router.js";
 import { useLiveList } from "../sse.js";
-import { formatNumber, formatTime, Heading, Message, pageOf, Pager, useBusy, useLoad } from "../ui.js";
+import { formatNumber, formatTime, Heading, LiveSummary, Message, pageOf, Pager, useBusy, useLoad } from "../ui.js";
 import { chartLink, reviewAnomaly } from "./anomaly.js";
 
 const TYPES = ["spike", "dip", "out_of_range", "flatline", "rate_of_change", "gap"];
@@ -168,8 +168,10 @@ function BulkReview({ ids, onDone }) {
 function Live({ onNew }) {
   const [state, items] = useLiveList("/v1/anomalies:watch", { keep: LIVE_KEEP, onNew });
   const deviceName = useDeviceNames(items.map((item) => item.device_id));
-  return html`<section class="card wide" aria-live="polite">
+  return html`<section class="card wide">
     <h3>Live <span class=${`badge live-${state}`}>${state}</span></h3>
+    <${LiveSummary} id="live-anomalies-said" items=${items} idOf=${(item) => item.anomaly_id} nouns=${["anomaly", "anomalies"]}
+      describe=${(item) => `${item.anomaly_type} on ${deviceName(item.device_id)} at ${formatTime(item.detected_at)}`} />
     ${items.length === 0 ? html`<p class="muted">New anomalies appear here as analytics finds them.</p>` : html`<ul class="anomaly-links" id="live-anomalies">
       ${items.map((item) => html`<li key=${item.anomaly_id}><a href=${href(`/anomalies/${item.anomaly_id}`)}>
         ${item.anomaly_type} · ${deviceName(item.device_id)} · ${formatNumber(item.raw_value)} at ${formatTime(item.detected_at)}</a></li>`)}

@@ -70,16 +70,17 @@ export function DeviceChart({ deviceId, params }) {
     ${list && list.success && !streams.length && html`<p class="muted">No streams yet.</p>`}
     <${BadWindow} params=${params} />
     <div class="toolbar"><${RangeControls} path=${path} params=${params} keep=${{}} view=${view} /></div>
-    <p class="muted">Each stream is scaled to 0–1 over the window; drag across the chart (or hold Ctrl and turn the wheel over it) to zoom.
+    <p class="muted" id="device-chart-window">Each stream is scaled to 0–1 over the window; drag across the chart (or hold Ctrl and turn the wheel over it) to zoom.
       ${view && ` Showing ${formatTime(view.from)} – ${formatTime(view.to)}`}</p>
     ${failed && html`<${Message} answer=${failed} />`}
     <div class="chart-layout">
-      <div class="chart" ref=${box} id="device-chart">
+      <div class="chart" ref=${box} id="device-chart" role="figure" aria-describedby="device-chart-window device-chart-ranges"
+        aria-label=${`Chart of every stream of ${device && device.success ? device.data.name : "the device"}`}>
         <div class="chart-values"></div>
         <div class="chart-scores" hidden></div>
         ${empty && html`<p class="chart-empty" role="status">No readings in this window</p>`}
       </div>
-      <aside class="stats" aria-label="Range of each stream over the window">
+      <aside class="stats" id="device-chart-ranges" aria-label="Range of each stream over the window">
         <h3>Ranges</h3>
         <dl class="facts">${data && data.map((item, index) => html`<dt><a href=${href(`/streams/${streams[index].stream_id}`)}>${streams[index].metric_name}</a></dt>
           <dd>${item.stats.count ? `${formatNumber(item.stats.min)} to ${formatNumber(item.stats.max)}` : "no readings"}</dd>`)}</dl>

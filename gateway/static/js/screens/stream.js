@@ -194,7 +194,8 @@ export function Stream({ streamId, params }) {
         <label class="inline" title=${canLive ? "Append readings as they are stored" : "Live shows raw values: set Normalization to raw"}>
           <input type="checkbox" id="live-toggle" checked=${liveOn || (leaving && live)} disabled=${!canLive}
             onChange=${toggleLive} /> Live</label>
-        ${liveOn && liveState && html`<span class=${`badge live-${liveState}`} id="live-state" aria-live="polite">${liveState} · ${added ? added.count : 0} new</span>`}
+        ${liveOn && liveState && html`<span class=${`badge live-${liveState}`} id="live-state">${liveState} · ${added ? added.count : 0} new</span>`}
+        <${LiveAnnouncer} state=${liveOn ? liveState : ""} />
         <a class="button secondary small" href=${href("/correlations", { a: streamId })}>Correlate with…</a>
       </div>
       <p class="muted">Drag across the chart, hold Ctrl and turn the wheel over it, or use the buttons to zoom; the server answers the new window at the chart's resolution.
@@ -202,7 +203,8 @@ export function Stream({ streamId, params }) {
         ${answer && answer.success && answer.data.downsampled && ` · ${answer.data.data.length} points (${answer.data.downsampling})`}</p>
       ${answer && !answer.success && html`<${Message} answer=${answer} />`}
       <div class="chart-layout">
-        <div class="chart" ref=${box} id="stream-chart">
+        <div class="chart" ref=${box} id="stream-chart" role="figure" aria-label=${`Chart of ${stream ? stream.metric_name : "the stream"}`}
+          aria-describedby="shown-window stream-stats">
           <div class="chart-values"></div>
           <div class="chart-scores" hidden></div>
           ${empty && html`<p class="chart-empty" role="status">No readings in this window</p>`}
@@ -221,13 +223,31 @@ export function Stream({ streamId, params }) {
   </div>`;
 }
 
+// What a screen reader hears of live mode: its state when it changes (on,
+// reconnecting, off), never each batch of readings, which arrive up to ten
+// times a second and would drown everything else; the badge shows the count,
+// and the stats beside the chart say what the readings added. The region is
+// always there, so that a state put in it is announced.
+const LIVE_SAID = { connecting: "Live: connecting", live: "Live: new readings are being added to the chart", reconnecting: "Live: the connection dropped; reconnecting" };
+
+function LiveAnnouncer({ state }) {
+  const [said, setSaid] = useState("");
+  const was = useRef("");
+  useEffect(() => {
+    if (state === was.current) return;
+    setSaid(state ? LIVE_SAID[state] || `Live: ${state}` : (was.current ? "Live off" : ""));
+    was.current = state;
+  }, [state]);
+  return html`<span class="visually-hidden" role="status" id="live-announcer">${said}</span>`;
+}
+
 // Over no readings the server's stats are zeros: shown as dashes.
 function Stats({ stats }) {
   const known = stats && stats.count ? stats : null;
   const rows = [["Readings", stats && (stats.count || 0)], ["Min", known && formatNumber(known.min)], ["Max", known && formatNumber(known.max)],
     ["Mean", known && formatNumber(known.mean)], ["Std dev", known && formatNumber(known.stddev)],
     ["First", known && formatNumber(known.first)], ["Last", known && formatNumber(known.last)]];
-  return html`<aside class="stats" aria-label="Statistics over the window">
+  return html`<aside class="stats" id="stream-stats" aria-label="Statistics over the window">
     <h3>Stats</h3>
     <dl class="facts">${rows.map(([name, value]) => html`<dt>${name}</dt><dd>${value ?? "—"}</dd>`)}</dl>
   </aside>`;
