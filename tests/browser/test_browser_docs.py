@@ -31,6 +31,14 @@ async def test_the_api_documentation_renders_every_operation_from_local_files(
     await login.wait_for()
     await expect(page.locator(".opblock").first).to_be_visible()
     assert await page.locator(".opblock").count() > 20
+    # Each operation's button holds no link of its own (a second, nameless Tab stop
+    # inside a button): Tab goes from the button to its copy button.
+    await expect(page.locator(".opblock-summary-control a[href]")).to_have_count(0)
+    await page.locator(".opblock-summary-control").first.focus()
+    await page.keyboard.press("Tab")
+    assert await page.evaluate("document.activeElement.getAttribute('aria-label')") == (
+        "Copy path to clipboard"
+    )
     await page.wait_for_load_state("networkidle")
     await console.screenshot("docs")
 
