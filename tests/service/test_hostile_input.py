@@ -141,6 +141,7 @@ async def test_invalid_utf8_in_a_device_name_is_a_clear_invalid_argument(env: En
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert caught.value.details() == "request is not a valid RegisterDeviceRequest"
     assert reason_of(caught.value) == reasons.VALIDATION_FAILED
+    assert violations_of(caught.value) == [FieldViolation("name", "is not valid UTF-8")]
 
 
 async def test_garbage_bytes_on_stream_readings_are_a_clear_invalid_argument(env: Env) -> None:
@@ -202,5 +203,7 @@ async def test_deeply_nested_protobuf_is_a_clear_invalid_argument(env: Env) -> N
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert caught.value.details() == "request is not a valid UpdateProfileRequest"
         assert reason_of(caught.value) == reasons.VALIDATION_FAILED
+        [violation] = violations_of(caught.value)
+        assert violation.field == "metadata" and "nested more deeply" in violation.message
         # Shallow nesting is a request like any other: the bytes were well formed.
         assert await send(nested_metadata(3), metadata=who)
