@@ -21,6 +21,7 @@ from gateway.serve import uvicorn_config, uvicorn_options
 from gateway.settings import GatewaySettings
 from iotkit import tracing
 from iotkit.logs import configure_logging
+from iotkit.process import end_process
 
 
 def worker_app() -> Starlette:
@@ -83,9 +84,12 @@ def main() -> None:
             settings.gateway_port,
             max_connections=settings.gateway_max_connections,
         )
-        uvicorn.Server(config).run()
+        server = uvicorn.Server(config)
+        server.run()
     finally:
         tracing.shutdown()
+    # uvicorn returns quietly when it could not start (the port taken): say so by the status.
+    end_process(0 if server.started else 3)
 
 
 if __name__ == "__main__":

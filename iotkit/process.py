@@ -7,10 +7,13 @@ that verify tokens with keys fetched from auth.
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from grpc import aio
 
@@ -152,3 +155,21 @@ def run(service: str, build: Builder, settings: type[Settings] = Settings) -> No
         # Running on a schema this code does not know could lose data: refuse, in one line.
         print(f"{service}: cannot start: {exc}", file=sys.stderr)
         raise SystemExit(4) from exc
+    end_process(0)
+
+
+def end_process(status: int) -> NoReturn:
+    """End a process whose work is closed (server stopped, connections and files closed)
+    at once, with ``status``, after flushing its logs and standard streams.
+
+    What the interpreter would do next, free every module and let gRPC's core shut
+    down, took 1 to 2 s after a service had logged "stopped" on a quiet machine and
+    past the launcher's 10 s on a loaded one, which then killed the process. None of
+    it matters to a process that ends.
+    """
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        # A closed or broken pipe: nothing left to say there.
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(status)

@@ -82,6 +82,8 @@ def running(tmp_path: Path, database_url: str | None) -> Iterator[Running]:
     log.seek(0)
     logged = log.read()
     assert "Traceback" not in logged
+    # Each process ends by itself once it has stopped; none has to be killed.
+    assert "did not stop" not in logged
     for port in [
         gateway_port,
         *(int(env[f"IOT_{n.upper()}_ADDR"].rsplit(":", 1)[1]) for n in SERVICES),
