@@ -6,6 +6,10 @@ import uuid
 
 from iotkit.errors import FieldViolation, ValidationFailed
 
+# The range of a signed 64-bit integer: what a database's BIGINT (and SQLite's INTEGER)
+# column holds. A uint64 field, or a sum, past it raises OverflowError where it is stored.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
 
 class Violations:
     """Field violations gathered while checking one request; at most one per field."""

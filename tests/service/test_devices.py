@@ -457,6 +457,37 @@ async def test_events_follow_the_registry(clients: Clients) -> None:
     assert [e.kind for e in later.events if e.device_id == device.device_id] == ["decommissioned"]
 
 
+async def test_activity_and_event_cursors_past_64_bits_are_answered_not_internal(
+    clients: Clients,
+) -> None:
+    # Both are uint64 on the wire and signed 64-bit where they are kept: 2**63 and more
+    # (or a counter summed past its end) raised OverflowError and answered INTERNAL.
+    ann = await user(clients)
+    device = await register(clients, ann)
+    telemetry = await service_token(clients, "telemetry")
+
+    async def report(readings: int) -> devices_pb2.RecordDeviceActivityResponse:
+        return await clients.devices.RecordDeviceActivity(
+            devices_pb2.RecordDeviceActivityRequest(device_id=device.device_id, readings=readings),
+            metadata=telemetry,
+        )
+
+    error = await failure(report(2**64 - 1))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert [v.field for v in violations_of(error)] == ["readings"]
+    assert (await report(5)).recorded
+    assert (await report(2**63 - 1)).recorded  # the counter stops at its largest value
+    shown = await clients.devices.GetDevice(
+        devices_pb2.GetDeviceRequest(device_id=device.device_id), metadata=ann
+    )
+    assert shown.readings_total == 2**63 - 1
+    for cursor in (2**63 - 1, 2**63, 2**64 - 1):
+        later = await clients.devices.ListDeviceEvents(
+            devices_pb2.ListDeviceEventsRequest(after_sequence=cursor), metadata=telemetry
+        )
+        assert list(later.events) == []
+
+
 async def test_import_csv_and_json_with_a_result_per_row(clients: Clients) -> None:
     ann = await user(clients)
     csv_content = (

@@ -20,7 +20,7 @@ from iotkit.errors import FieldViolation, NotFound, Unavailable
 from iotkit.listing import PageRequest, check_page
 from iotkit.ownership import owned
 from iotkit.sqltypes import utcnow
-from iotkit.validation import Violations, check_uuid
+from iotkit.validation import INT64_MAX, Violations, check_uuid
 from services.devices.broker import BrokerAccess
 from services.devices.devices import rules
 from services.devices.devices.importer import MAX_CONTENT_CHARS, MAX_ROWS, parse_content
@@ -395,6 +395,8 @@ class DeviceService:
         """Telemetry's report of what it stored for a device."""
         violations = Violations()
         device_id = check_uuid(violations, device_id, field="device_id")
+        if readings > INT64_MAX:
+            violations.add("readings", f"Readings must be at most {INT64_MAX}")
         violations.raise_if_any()
         return await self._store.record_activity(
             device_id=device_id, last_seen_at=last_seen_at, readings=readings
@@ -406,7 +408,10 @@ class DeviceService:
         if limit < 0 or limit > EVENTS_MAX:
             violations.add("limit", f"Limit must be between 1 and {EVENTS_MAX}")
         violations.raise_if_any()
-        return await self._store.events_after(sequence=after, limit=limit or EVENTS_DEFAULT)
+        # No sequence is past what the column holds: a cursor beyond it has no events after.
+        return await self._store.events_after(
+            sequence=min(after, INT64_MAX), limit=limit or EVENTS_DEFAULT
+        )
 
     def _checked_device(self, violations: Violations, caller: Caller, device: NewDevice) -> Device:
         name = rules.check_name(violations, device.name, field="name")

@@ -32,6 +32,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from iotkit.listing import contains, fetch_page
 from iotkit.point_reads import PointReads
 from iotkit.sqltypes import SEQUENCE, UtcDateTime
+from iotkit.validation import INT64_MAX
 from services.devices.devices.values import Credential, Device, DeviceEvent
 
 
@@ -392,7 +393,8 @@ class DeviceStore:
             )
             if device is None:
                 return False
-            device.readings_total += readings
+            # The counter stops at the column's largest value rather than fail the report.
+            device.readings_total = min(device.readings_total + readings, INT64_MAX)
             if last_seen_at is not None and (
                 device.last_seen_at is None or last_seen_at > device.last_seen_at
             ):
