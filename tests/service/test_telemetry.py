@@ -425,6 +425,24 @@ async def test_upload_of_only_invalid_readings_fails_and_creates_nothing(env: En
     assert list(listed.streams) == []
 
 
+async def test_upload_of_times_past_64_bits_of_microseconds_is_refused_by_reason(
+    env: Env,
+) -> None:
+    # Timestamps whose microseconds overflow an int64 answered INTERNAL (OverflowError).
+    ann = await user(env)
+    sensor = await device(env, ann)
+    request = upload_request(sensor.device_id, [1.0, 2.0, 3.0])
+    request.readings[0].timestamp.seconds = 2**63 - 1
+    request.readings[1].timestamp.seconds = -(2**63)
+    ack = await env.telemetry.UploadReadings(request, metadata=ann)
+    assert (ack.accepted, ack.rejected) == (1, 2)
+    assert sorted(r.reason for r in ack.rejections) == ["TIMESTAMP_IN_FUTURE", "TIMESTAMP_TOO_OLD"]
+    request.readings[2].timestamp.seconds = 253402300800  # the day after 9999-12-31
+    none = await refused(env, request, ann)
+    assert none.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert {v.field for v in violations_of(none)} == {"readings.timestamp"}
+
+
 async def test_upload_to_a_device_one_may_not_write_fails(
     env: Env, monkeypatch: pytest.MonkeyPatch
 ) -> None:

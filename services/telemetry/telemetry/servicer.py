@@ -21,6 +21,7 @@ from iotkit.convert import (
 )
 from iotkit.listing import pagination
 from iotkit.streams import open_stream
+from iotkit.validation import INT64_MAX, INT64_MIN
 from services.telemetry.telemetry.ingest import BatchResult, EntryIn, IngestService
 from services.telemetry.telemetry.service import StreamService
 from services.telemetry.telemetry.values import Stream
@@ -110,8 +111,11 @@ class TelemetryServicer(telemetry_pb2_grpc.TelemetryServiceServicer):
             stream_id="",
             device_id=request.device_id,
             metric_name=request.metric_name,
+            # A reading's time is an int64 of microseconds, as StreamReadings sends it: a
+            # Timestamp past that range is kept at its end, where the ingest's checks refuse
+            # it as too old or in the future (it raised OverflowError: INTERNAL).
             timestamps=np.array(
-                [micros(r.timestamp) for r in request.readings],
+                [min(max(micros(r.timestamp), INT64_MIN), INT64_MAX) for r in request.readings],
                 dtype=np.int64,
             ),
             values=np.array([r.value for r in request.readings], dtype=np.float64),
