@@ -15,7 +15,7 @@ from iotkit.context import current_caller
 from iotkit.convert import datetime_field, micros_timestamp, timestamp
 from iotkit.listing import pagination
 from iotkit.streams import open_stream
-from iotkit.validation import Violations
+from iotkit.validation import INT64_MAX, Violations
 from services.analytics.analytics.analysis import AnalysisService, ChunkIn
 from services.analytics.analytics.service import (
     AnomalyService,
@@ -99,11 +99,6 @@ def _period_us(chunk: analytics_pb2.StreamChunk) -> float:
 Readings: TypeAlias = tuple[np.ndarray, np.ndarray]
 
 
-# The largest position a detector stores: its column is a signed 64-bit integer, and
-# telemetry's positions (a database sequence) never come near it.
-MAX_POSITION = 2**63 - 1
-
-
 def _readings(request: analytics_pb2.AnalysisRequest) -> list[Readings]:
     """Each chunk's timestamps and values: decoded from ``data`` when it carries them (as
     telemetry forwards them), else its columns. Refuses a chunk whose columns differ in
@@ -113,8 +108,10 @@ def _readings(request: analytics_pb2.AnalysisRequest) -> list[Readings]:
     violations = Violations()
     readings: list[Readings] = []
     for index, chunk in enumerate(request.chunks):
-        if chunk.position > MAX_POSITION:
-            violations.add(f"chunks[{index}].position", f"must be at most {MAX_POSITION}")
+        # A detector keeps it in a signed 64-bit column; telemetry's positions (a
+        # database sequence) never come near its end.
+        if chunk.position > INT64_MAX:
+            violations.add(f"chunks[{index}].position", f"must be at most {INT64_MAX}")
             continue
         if chunk.data:
             if chunk.timestamps or chunk.values:
