@@ -52,6 +52,19 @@ def period(text: str, *, now: datetime = NOW, tz: ZoneInfo = NEW_YORK) -> tuple[
         ("the last couple of hours", utc(3, 11, 16, 30), NOW),
         ("past 24h", utc(3, 10, 18, 30), NOW),
         ("over the last half hour", utc(3, 11, 18), NOW),
+        # Ranges of days, bare durations and whole calendar spans.
+        ("from monday to wednesday", utc(3, 9, 4), NOW),
+        ("mon-tue", utc(3, 9, 4), utc(3, 11, 4)),
+        ("between tuesday and thursday", utc(3, 10, 4), NOW),
+        ("from the 1st to the 15th of last month", utc(2, 1, 5), utc(2, 16, 5)),
+        ("2-5 march", utc(3, 2, 5), utc(3, 6, 5)),
+        ("temperature 1 week", utc(3, 4, 18, 30), NOW),
+        ("for 3 days", utc(3, 8, 18, 30), NOW),
+        ("over a fortnight", utc(2, 25, 18, 30), NOW),
+        ("the past fortnight", utc(2, 25, 18, 30), NOW),
+        ("for the whole month", utc(3, 1, 5), NOW),
+        ("the entire week", utc(3, 9, 4), NOW),
+        ("since yesterday morning", utc(3, 10, 10), NOW),
         ("since monday", utc(3, 9, 4), NOW),
         ("since mon", utc(3, 9, 4), NOW),
         ("since yesterday", utc(3, 10, 4), NOW),
@@ -109,7 +122,16 @@ def test_first_phrase_wins() -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["how many devices do I have", "the sun is hot", "I sat down", "since 2 days", "last", ""],
+    [
+        "how many devices do I have",
+        "the sun is hot",
+        "I sat down",
+        "since 2 days",
+        "last",
+        "",
+        "readings every 5 minutes",
+        "it sends twice a day",
+    ],
 )
 def test_no_time_phrase(text: str) -> None:
     assert find_period(SPELLER.normalise(text), now=NOW, tz=NEW_YORK) is None

@@ -20,7 +20,11 @@ Definitions where usage varies (all local time):
 - "monday", "on tuesday": that whole day, the latest one on or before today;
   "last monday": the latest one before today.
 - "since X": from the start of X to now ("since monday", "since 8am", "since yesterday",
-  "since 2026-11-30").
+  "since 2026-11-30", "since yesterday morning").
+- A duration alone ("1 week", "for 3 days", "over a fortnight") is rolling, as "the past ...";
+  "the whole month" ("the entire week", "all day") is this month (week, day) so far.
+- "from monday to wednesday" ("tue-thu"): the first day's start to the end of the last;
+  "from the 1st to the 15th of last month" ("1-15 november"): those days of that month.
 - "yesterday evening", "on tuesday morning": that part of that day (as "this ..." above;
   a night runs to 06:00 the next morning). "This morning" asked before 06:00 starts at
   midnight: it is the morning the asker is in.
@@ -58,6 +62,8 @@ _DAY_ABBREV = {
     "sat": 5,
     "sun": 6,
 }
+DAY_ABBREVIATIONS = frozenset(_DAY_ABBREV)
+"""Short names of weekdays ("mon to wed"), words of time rather than of a device's name."""
 _NUMBERS = {
     "a": 1,
     "an": 1,
@@ -102,6 +108,8 @@ _UNITS: dict[str, timedelta] = {
     "wks": timedelta(weeks=1),
     "week": timedelta(weeks=1),
     "weeks": timedelta(weeks=1),
+    "fortnight": timedelta(days=14),
+    "fortnights": timedelta(days=14),
     "month": timedelta(days=30),
     "months": timedelta(days=30),
 }
@@ -132,6 +140,7 @@ KEYWORDS = frozenset(
         "eleven",
         "twelve",
         "before",
+        "fortnight",
         *WEEKDAYS,
         *(m for m in ("january", "february", "march", "april", "june", "july", "august",
                       "september", "october", "november", "december")),
@@ -482,6 +491,48 @@ def _at_clock(m: re.Match[str], now: datetime, tz: ZoneInfo) -> tuple[datetime, 
     return moment - timedelta(minutes=30), moment + timedelta(minutes=30)
 
 
+def _day_range(m: re.Match[str], now: datetime, tz: ZoneInfo) -> tuple[datetime, datetime] | None:
+    first = _latest(
+        _day_index(m.group("day")), _local_today(now, tz), before_today=bool(m.group("last"))
+    )
+    days = (_day_index(m.group("day2")) - first.weekday()) % 7 + 1
+    return _at(first, 0, tz), _at(first + timedelta(days=days), 0, tz)
+
+
+def _days_of_month(
+    m: re.Match[str], now: datetime, tz: ZoneInfo
+) -> tuple[datetime, datetime] | None:
+    first_day, last_day = int(m.group("d1")), int(m.group("d2"))
+    which = " ".join(m.group("which").split())
+    today = _local_today(now, tz)
+    if which == "this month":
+        month = today.replace(day=1)
+    elif which == "last month":
+        month = (today.replace(day=1) - timedelta(days=1)).replace(day=1)
+    else:
+        number = next(i for i, full in enumerate(MONTHS, 1) if full.startswith(which[:3]))
+        year = today.year if date(today.year, number, 1) <= today else today.year - 1
+        month = date(year, number, 1)
+    try:
+        start, last = month.replace(day=first_day), month.replace(day=last_day)
+    except ValueError:
+        return None
+    if last < start:
+        return None
+    return _at(start, 0, tz), _at(last + timedelta(days=1), 0, tz)
+
+
+def _duration(m: re.Match[str], now: datetime, tz: ZoneInfo) -> tuple[datetime, datetime] | None:
+    count = _number(m.group("num"))
+    unit = _UNITS.get(m.group("unit").strip())
+    if unit is None or count <= 0:
+        return None
+    try:
+        return now - count * unit, now
+    except OverflowError:
+        return None
+
+
 def _since_date(m: re.Match[str], now: datetime, tz: ZoneInfo) -> tuple[datetime, datetime] | None:
     found = _date(m, now, tz)
     return None if found is None else (found[0], now)
@@ -491,6 +542,62 @@ _LAST = r"(?:last|past|previous|prior|recent|preceding)"
 _RULES: tuple[tuple[re.Pattern[str], Resolver], ...] = tuple(
     (re.compile(pattern), resolver)
     for pattern, resolver in (
+        (
+            r"\b(?:(?:from|between)\s+)?(?P<last>last\s+)?" + _DAY + r"\s*"
+            r"(?:-|\u2013|to|till|until|through|thru|and)\s*(?P<day2>"
+            + "|".join(WEEKDAYS)
+            + "|"
+            + "|".join(_DAY_ABBREV)
+            + r")\b",
+            _day_range,
+        ),
+        (
+            r"\b(?:(?:from|between)\s+)?(?:the\s+)?(?P<d1>\d{1,2})(?:st|nd|rd|th)?\s*"
+            r"(?:-|\u2013|to|till|until|through|thru|and)\s*(?:the\s+)?"
+            r"(?P<d2>\d{1,2})(?:st|nd|rd|th)?\s+(?:of\s+)?"
+            r"(?P<which>last\s+month|this\s+month|"
+            + "|".join(sorted({*MONTHS, *(m[:3] for m in MONTHS), "sept"}, key=len, reverse=True))
+            + r")\b",
+            _days_of_month,
+        ),
+        (
+            r"\bsince\s+(?:(?P<which>yesterday|this)\s+|(?:last\s+)?(?P<day>"
+            + "|".join(WEEKDAYS)
+            + r")\s+)"
+            + _PART
+            + r"\b",
+            _since(_part_of_day),
+        ),
+        (
+            r"\b(?:for|over|during|within)\s+(?:the\s+|a\s+|an\s+)?"
+            r"(?P<num>\d{1,4}|one|two|three|four|five|six|seven|eight|nine|ten|twelve|a|an)?"
+            r"\s*(?P<unit>fortnights?|months?|weeks?|days?|hours?|hrs?|minutes?|mins)\b"
+            r"(?!\s+ago\b)",
+            _duration,
+        ),
+        (
+            r"(?<!every\s)(?<!each\s)(?<!per\s)(?<!since\s)\b"
+            r"(?P<num>\d{1,4}|two|three|four|five|six|seven|eight|nine|ten|twelve|"
+            r"fifteen|twenty|thirty|forty)"
+            r"(?P<unit>\s*(?:fortnights?|months?|weeks?|wks?|days?|hours?|hrs?|minutes?|mins)"
+            r"|h|d|wk)\b(?!\s+(?:ago|later|from\s+now)\b)",
+            _duration,
+        ),
+        (
+            r"\b(?:the\s+)?(?:whole|entire|full)\s+(?:of\s+)?(?:this\s+|the\s+)?month\b"
+            r"|\ball\s+month\b",
+            _this_month,
+        ),
+        (
+            r"\b(?:the\s+)?(?:whole|entire|full)\s+(?:of\s+)?(?:this\s+|the\s+)?week\b"
+            r"|\ball\s+week\b",
+            _this_week,
+        ),
+        (
+            r"\b(?:the\s+)?(?:whole|entire|full)\s+(?:of\s+)?(?:today|the\s+day)\b"
+            r"|\ball\s+day(?:\s+today)?\b",
+            _today,
+        ),
         (r"\bsince\s+(?:last\s+)?" + _DAY + r"\b", _since_day),
         (r"\bsince\s+yesterday\b", _since(_yesterday)),
         (r"\bsince\s+last\s+night\b", _since(_last_night)),
