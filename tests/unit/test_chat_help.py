@@ -42,10 +42,14 @@ TOPICS = {
     "site-credentials",
     "system-status",
     "profile-and-settings",
+    "alerts",
 }
 
 # Written as users write: curt or polite, lower case, typos, no punctuation.
 QUESTIONS: list[tuple[str, str]] = [
+    ("how can i get an email when the cellar gets too warm", "alerts"),
+    ("webhook isnt being called", "alerts"),
+    ("notify my on call phone through pagerduty", "alerts"),
     ("How do I register a new device?", "registering-devices"),
     ("add tempature sensor", "registering-devices"),
     ("how can i put my sensor in maintenance mode", "registering-devices"),
