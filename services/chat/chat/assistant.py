@@ -47,6 +47,8 @@ DATA_INTENTS = frozenset(
 
 DEFAULT_PERIOD = timedelta(hours=24)
 """The period of a question about readings or anomalies that names none."""
+MAX_METRICS = 6
+"""Metrics of one device answered at once when a question names none."""
 NO_RELATION = 0.1
 """Below this |r| two streams are said to show no linear relation, not to move "weakly"."""
 
@@ -76,6 +78,16 @@ UNREACHABLE = (
     "I can't reach the readings right now, so I can't answer that reliably. "
     "Please try again in a minute, or ask for a person."
 )
+GENERIC_HELP = re.compile(
+    r"\W*(?:hi\W+|hello\W+|hey\W+)?(?:(?:i|we)\s+)?(?:need|want|would\s+like|could\s+use)?\s*"
+    r"(?:some\s+|a\s+little\s+)?(?:help|assistance|support)(?:\s+(?:me|us|please|pls|plz))*"
+    r"(?:\s+with\s+(?:this|something|iotsuite))?\W*$|\W*how\s+do\s+i\s+use\s+(?:this|it|you)\W*$"
+)
+"""A request for help that names no topic: the answer is what can be asked."""
+HOW_TO_ASK = (
+    CAPABILITIES + ' Ask for example "how many devices do I have", "the freezer temperature since '
+    'monday", "any anomalies today" or "how do I import a CSV".'
+)
 OFFER_PERSON = " If you'd like, I can hand you over to a person."
 STATUS_WORDS = {"maintenance": "in maintenance"}
 """A device status as the end of "<device> is ...": "is in maintenance", "is active"."""
@@ -83,6 +95,8 @@ YES_NO_QUESTION = re.compile(
     r"\W*(?:is|are|was|were|do|does|did|can|could|will|would|should|has|have|may|am)\b"
 )
 """The start of a question that a yes or a no answers."""
+NOW_WORDS = re.compile(r"\b(?:now|currently|moment|atm|present)\b")
+"""A period that is the instant now ("right now", "at the moment"), not one still to come."""
 YES_NO_START = re.compile(r"\A(?:Yes|No)[.,:]\s+")
 OFF_TOPIC_ARTICLE = 0.2
 """The help score an article needs to answer a message the classifier calls out of scope
@@ -90,7 +104,7 @@ OFF_TOPIC_ARTICLE = 0.2
 ACCOUNT_MATTERS = re.compile(
     r"\b(?:billing|bill|invoices?|receipts?|subscriptions?|subscribe|pricing|prices?|cost|costs"
     r"|pay|paying|payments?|refunds?|charged\s+me|overcharged|credit\s+card|discounts?"
-    r"|(?:my|our|the|a|paid|free|current)\s+plan|plans\s+(?:and|or)\s+pric\w*|tiers?"
+    r"|(?:my|our|the|a|paid|free|current|what|which)\s+plan|plans\s+(?:and|or)\s+pric\w*|tiers?"
     r"|(?:upgrade|downgrade)\s+(?:my\s+|our\s+|to\s+)?(?:plan|account|subscription|tier|enterprise)"
     r"|enterprise|sla|uptime\s+guarantee|contracts?|quotes?|seats?|licen[cs]es?"
     r"|(?:close|delete|cancel|terminate|remove|deactivate)\s+(?:my\s+|the\s+|our\s+)?"
@@ -335,6 +349,9 @@ class SupportAssistant:
                     confidence=max(confidence, min(1.0, best.score * 2)),
                     facts=Facts(articles=(best.slug,)),
                 )
+        if intent == "help" and GENERIC_HELP.match(text.lower()):
+            # "help", "i need help": no topic to look up, so what the assistant can do.
+            return Reply(text=HOW_TO_ASK, intent=intent, confidence=confidence)
         if intent == "help":
             return Reply(
                 text="I couldn't find a help article about that." + OFFER_PERSON,
@@ -494,11 +511,19 @@ class SupportAssistant:
 
     async def _asked_streams(self, context: _Context, device: DeviceInfo) -> list[StreamInfo]:
         """The streams of ``device`` the question names: one per metric ("temperature and
-        humidity" is two), else the one asked for or its only one."""
-        metrics = context.understanding.slots.metrics
-        if len(metrics) < 2:
+        humidity" is two), else the one asked for, else all of them ("the latest from the
+        boiler room" answers each metric it reports rather than asking which)."""
+        slots = context.understanding.slots
+        if len(slots.metrics) >= 2:
+            return [await self._stream(context, device, metric) for metric in slots.metrics]
+        if slots.metric is not None:
             return [await self._stream(context, device)]
-        return [await self._stream(context, device, metric) for metric in metrics]
+        streams = await self._sources.streams(context.token, device.device_id)
+        if not streams:
+            raise _Unanswerable(f"{device.name} has no readings yet.")
+        streams = sorted(streams, key=lambda s: s.metric_name)[:MAX_METRICS]
+        context.stream_ids += [s.stream_id for s in streams]
+        return streams
 
     async def _latest(self, context: _Context) -> str:
         asked = context.understanding.slots.period
@@ -506,8 +531,13 @@ class SupportAssistant:
             # "what was it at 7pm yesterday", "... on monday": a past range, not the newest value.
             return await self._stats(context)
         device = self._one(context)
+        return await self._latest_lines(context, device, await self._asked_streams(context, device))
+
+    async def _latest_lines(
+        self, context: _Context, device: DeviceInfo, streams: Sequence[StreamInfo]
+    ) -> str:
         lines = []
-        for stream in await self._asked_streams(context, device):
+        for stream in streams:
             label = _label(device, stream)
             if stream.latest_value is None or stream.last_seen_at is None:
                 lines.append(f"{device.name} has no {stream.metric_name} readings yet.")
@@ -523,6 +553,14 @@ class SupportAssistant:
         device = self._one(context)
         streams = await self._asked_streams(context, device)
         start, end, words = context.period()
+        if start >= end:
+            # "the average now" is the newest value; a period still to come ("between 10:00
+            # and 12:00 today" asked at 7) has no readings yet: say so, with the newest.
+            context.start = context.end = None
+            latest = await self._latest_lines(context, device, streams)
+            if NOW_WORDS.search(words.lower()):
+                return latest
+            return f"{words[0].upper()}{words[1:]} is still to come. The newest:\n{latest}"
         lines = []
         for stream in streams:
             stats = await self._sources.stats(context.token, stream.stream_id, start, end)
@@ -562,7 +600,15 @@ class SupportAssistant:
         by_type = Counter(a.anomaly_type.replace("_", " ") for a in found)
         summary = ", ".join(f"{n} {t}" for t, n in by_type.most_common())
         names = {d.device_id: d for d in context.devices}
-        lines = [self._anomaly_line(context, a, names) for a in found[:5]]
+        by_device = Counter(a.device_id for a in found)
+        if device is None and len(by_device) > 1:
+            # "which device has the most anomalies": the count of each, most first.
+            summary += "; " + ", ".join(
+                f"{n} on {names[d].name if d in names else 'a device'}"
+                for d, n in by_device.most_common(5)
+            )
+        metrics = await self._metrics_of(context, found[:5])
+        lines = [self._anomaly_line(context, a, names, metrics) for a in found[:5]]
         more = f"\n...and {len(found) - 5} more." if len(found) > 5 else ""
         count = f"{len(found)}{'+' if len(found) >= 100 else ''}"
         plural = "y" if len(found) == 1 else "ies"
@@ -571,13 +617,33 @@ class SupportAssistant:
             f"({context.tz.key}):\n" + "\n".join(lines) + more
         )
 
+    async def _metrics_of(
+        self, context: _Context, anomalies: Sequence[AnomalyInfo]
+    ) -> dict[str, str]:
+        """The metric of each anomaly's stream, by stream id: an anomaly names only its
+        device, and a temperature device may report pressure too (its figure is in hPa)."""
+        metrics: dict[str, str] = {}
+        for device_id in dict.fromkeys(a.device_id for a in anomalies):
+            try:
+                streams = await self._sources.streams(context.token, device_id)
+            except SourceUnavailable:
+                continue  # the device type's unit, as before
+            metrics.update({s.stream_id: s.metric_name for s in streams})
+        return metrics
+
     @staticmethod
     def _anomaly_line(
-        context: _Context, anomaly: AnomalyInfo, devices: dict[str, DeviceInfo]
+        context: _Context,
+        anomaly: AnomalyInfo,
+        devices: dict[str, DeviceInfo],
+        metrics: dict[str, str],
     ) -> str:
         device = devices.get(anomaly.device_id)
         name = device.name if device else "a device"
-        unit = unit_of("", device.type) if device else ""
+        metric = metrics.get(anomaly.stream_id, "")
+        unit = unit_of(metric, device.type if device else "")
+        if metric and metric.lower() not in name.lower().split():
+            name = f"{name} {metric}"
         return (
             f"- {anomaly.anomaly_type.replace('_', ' ')} on {name} at "
             f"{context.when(anomaly.detected_at)}: {figure(anomaly.raw_value, unit)} "

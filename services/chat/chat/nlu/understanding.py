@@ -82,7 +82,7 @@ KNOWN_WORDS = frozenset(
 
 _ALNUM = re.compile(r"[^\W_]", re.UNICODE)
 COMPARISON = re.compile(
-    r"correlat|\bcompar|\brelat(?:e|ed|es|ion|ions|ionship)\b|\bvs\.?(?!\w)|\bversus\b"
+    r"correlat|\bcorr\b|\bcompar|\brelat(?:e|ed|es|ion|ions|ionship)\b|\bvs\.?(?!\w)|\bversus\b"
     r"|\bagainst\b|\btogether\b|\blink(?:ed|s)?\b|\bare\b.*\band\b.*\bconnected\b"
     r"|\bfollow(?:s|ing)?\b|\btrack(?:s|ing)?\b|\bin\s+sync\b|\blag(?:s|ging)?\b|\bpredicts?\b"
     r"|\bmatch\b|\bsimilar\b|\baffect(?:s|ed)?\b|\binfluenc|\bdepends?\b|\bpearson\b"
@@ -99,6 +99,23 @@ DEVICE_INTENTS = ("device_status", "anomalies", "latest_reading", "reading_stats
 """What a message that names a device may ask, when the classifier calls it a complaint."""
 ADDRESSED = re.compile(r"\b(?:you|your|you'?re|u|ur|bot|assistant|answer|reply|useless|helpful)\b")
 """Words of a complaint about the assistant itself ("you got that wrong")."""
+STATUS_ASKED = re.compile(
+    r"\b(?:status|state|online|offline|on\s*line|off\s*line|active|inactive|alive|dead|up|down"
+    r"|working|running|connected|disconnected|reachable|unreachable|silent|report(?:s|ed|ing)?"
+    r"|send(?:s|ing)?|sent|seen|maintenance|ok|okay|fine|health|healthy|broken|battery)\b"
+)
+"""Words of a question about a device's state; without one, a device and a past range ask
+for its readings then."""
+LATEST_ASKED = re.compile(
+    r"\b(?:last|latest|newest|most\s+recent|current(?:ly)?|now)\b(?!\s+(?:\d|few|couple|several))"
+)
+"""A question about the newest value ("last humidity", "latest reading"), when no period
+was found (so "last" starts no "last 3 hours")."""
+PERSON_ASKED = re.compile(
+    r"\b(?:give|get|want|need|talk|speak|connect|transfer|put)\b.*"
+    r"\b(?:human|person|people|someone|somebody|agent|operator|representative|staff)\b"
+)
+"""An explicit ask for a person inside a complaint."""
 ABOUT_A_DEVICE = frozenset(
     {"device_status", "latest_reading", "reading_stats", "anomalies", "correlation",
      "system_status"}
@@ -118,6 +135,29 @@ PRODUCT_WORDS = frozenset(
      "midday", "midnight", "celsius", "fahrenheit", "average", "mean", "median", "units"}
 )  # fmt: skip
 """Words of questions about data that the training utterances may lack, never a name."""
+NOT_NAMES = frozenset(
+    # politeness and fillers
+    {"pls", "plz", "please", "thanks", "thx", "asap", "btw", "lately", "recently", "currently",
+     "anyway", "per", "each", "every", "kindly", "sir", "madam", "guys",
+     # people a question is for or about
+     "boss", "manager", "colleague", "colleagues", "team", "customer", "customers", "client",
+     "clients", "user", "users", "admin", "technician", "engineer", "me", "us",
+     # kinds of device, never one device's name
+     "thermostat", "thermostats", "thermometers", "gateway", "gateways", "hub", "hubs",
+     "controller", "controllers", "camera", "cameras", "tracker", "trackers", "actuator",
+     "actuators", "hygrometer", "hygrometers", "barometers", "accelerometers", "things",
+     "stuff", "equipment", "machines", "fleet",
+     # the product's own nouns, asked about in help questions
+     "retention", "quota", "quotas", "limit", "limits", "plan", "plans", "api", "key", "keys",
+     "token", "tokens", "webhook", "webhooks", "notification", "notifications", "email",
+     "emails", "username", "password", "account", "profile", "settings", "timezone",
+     "export", "import", "csv", "file", "files", "upload", "uploads", "batch", "batches",
+     "fortnight", "quarter", "weekday", "weekdays", "weekend", "weekends", "whole", "entire",
+     "full",
+     *periods.DAY_ABBREVIATIONS}
+)  # fmt: skip
+"""Words the training utterances may lack that are never a device's name: "my sensors pls",
+"for my boss", "all my gateways", "the data retention", "from mon to wed"."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +196,7 @@ class Understander:
             | frozenset(periods.MONTHS)
             | KNOWN_WORDS
             | PRODUCT_WORDS
+            | NOT_NAMES
         )
 
     @classmethod
@@ -261,11 +302,39 @@ class Understander:
                     intent, confidence = again, sure
             if intent not in ("system_status", "out_of_scope"):
                 devices = named
+        found = self._slots(text, devices, now=now, tz=tz)
+        intent = _settled(intent, self._speller.normalise(text).text, found)
         return Understanding(
             intent=intent,
             confidence=min(1.0, max(0.0, confidence)),
-            slots=self._slots(text, devices, now=now, tz=tz),
+            slots=found,
         )
+
+
+def _settled(intent: str, lowered: str, found: Slots) -> str:
+    """The intent, corrected by what the slots show (see :data:`STATUS_ASKED`...)."""
+    known = [ref for ref in found.devices if ref.matches]
+    period = found.period
+    if (
+        intent == "device_status"
+        and period is not None
+        and period.start < period.end
+        and not STATUS_ASKED.search(lowered)
+    ):
+        return "reading_stats"  # "boiler room data from the 1st to the 15th"
+    if intent == "reading_stats" and period is None and LATEST_ASKED.search(lowered):
+        return "latest_reading"  # "the last humidity of sensor 3": no period, the newest
+    if (
+        intent == "device_list"
+        and len(found.devices) == 1
+        and known
+        and found.device_type is None
+        and found.device_status is None
+    ):
+        return "device_status"  # "show me device boiler room": that one, not the list
+    if intent == "complaint" and PERSON_ASKED.search(lowered):
+        return "human"  # "useless bot, give me a human": the ask wins over the grumble
+    return intent
 
 
 def _training_devices() -> list[str]:
