@@ -1,7 +1,8 @@
 """What an accessibility audit (axe-core, and by hand) found, held in place: live updates
 announced without flooding (a live chart by its state, live anomalies together), charts
-named and described by their text, status badges readable (4.5:1), tables that scroll
-sideways reachable by keyboard, and no sideways scroll on a 320 px page."""
+named and described by their text, status badges readable (4.5:1), a focus ring that
+stands out (3:1), tables that scroll sideways reachable by keyboard, and no sideways
+scroll on a 320 px page."""
 
 from __future__ import annotations
 
@@ -33,6 +34,23 @@ CONTRAST_JS = """(element) => {
   const style = getComputedStyle(element);
   const [a, b] = [lum(rgb(style.color)), lum(rgb(style.backgroundColor))];
   return (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+}"""
+
+
+# The WCAG contrast of the element's focus ring on the lighter of the page and a card
+# (WCAG 2.1 1.4.11 asks 3:1 of a focus indicator).
+FOCUS_RING_CONTRAST_JS = """(element) => {
+  const rgb = (text) => text.match(/[\\d.]+/g).slice(0, 3).map(Number);
+  const lum = (c) => {
+    const [r, g, b] = c.map((v) => v / 255)
+      .map((v) => (v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4));
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  };
+  const ring = lum(rgb(getComputedStyle(element).outlineColor));
+  const page = lum(rgb(getComputedStyle(document.body).backgroundColor));
+  const card = lum([255, 255, 255]);
+  const ratio = (a, b) => (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+  return Math.min(ratio(ring, page), ratio(ring, card));
 }"""
 
 
@@ -135,6 +153,7 @@ async def test_a_table_that_scrolls_sideways_is_a_named_region_reached_by_keyboa
             break
     else:
         raise AssertionError("Tab never reaches the table that scrolls")
+    assert await box.evaluate(FOCUS_RING_CONTRAST_JS) >= 3  # the yellow ring was 1.8:1
     await page.keyboard.press("ArrowRight")
     await page.wait_for_function(
         "() => document.querySelector('#status-checks .table-scroll').scrollLeft > 0"
