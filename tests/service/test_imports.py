@@ -70,6 +70,18 @@ async def env(backend: Backend) -> AsyncIterator[Env]:
         yield started
 
 
+async def restart_telemetry(env: Env) -> None:
+    """Stop telemetry as if it crashed, and start it again on the same database."""
+    await env.suite.stop("telemetry")
+    restarted = await telemetry_wiring.build(
+        env.suite.settings,
+        address=env.suite.address("telemetry"),
+        schema=env.backend.schema("telemetry"),
+    )
+    await restarted.built.start()
+    env.suite.processes["telemetry"] = restarted
+
+
 async def user(env: Env) -> Who:
     return bearer((await new_user(env.auth)).access_token)
 
@@ -699,14 +711,7 @@ async def test_an_import_cut_short_by_a_restart_is_finished_at_the_next_start(en
         "UPDATE uploaded_files SET status = 'PROCESSING', rows_imported = 1 WHERE id = ?",
         (file.id,),
     )
-    await env.suite.stop("telemetry")
-    restarted = await telemetry_wiring.build(
-        env.suite.settings,
-        address=env.suite.address("telemetry"),
-        schema=env.backend.schema("telemetry"),
-    )
-    await restarted.built.start()
-    env.suite.processes["telemetry"] = restarted
+    await restart_telemetry(env)
     again = await finished(env, ann, file.id)
     assert again.status == "COMPLETED"
     assert (again.progress.rows_imported, again.progress.rows_duplicate) == (2, 2)

@@ -7,15 +7,22 @@ same checks and the same de-duplication apply: importing a file twice stores
 nothing twice; ingest reports the devices' activity), and progress is saved
 after each chunk. A file left
 unfinished when the process stopped is imported again at the next start.
+
+An outage (the database, or the devices service, away for a moment) neither
+fails a file nor strands it: the import is tried again, from its start (what
+was stored is recognised as already stored), with backoff until it goes
+through, and the unfinished files a process finds as it starts are looked
+for again until the database answers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import BinaryIO
@@ -23,7 +30,8 @@ from typing import BinaryIO
 import numpy as np
 
 from iotkit.convert import epoch_micros
-from iotkit.errors import DomainError
+from iotkit.errors import DomainError, Unavailable
+from iotkit.outages import is_passing
 from iotkit.sqltypes import utcnow
 from iotkit.tasks import cancel
 from services.telemetry.imports.access import DeviceWriteCheck
@@ -58,6 +66,10 @@ log = logging.getLogger(__name__)
 
 CHUNK_ROWS = 10_000
 MAX_LOGGED_ROWS = 1000
+RETRY_FIRST = 1.0
+"""Seconds before a file (or the search for unfinished files) that met an outage is tried
+again; doubled after each failure, up to :data:`RETRY_MAX`."""
+RETRY_MAX = 30.0
 # Entries written while receiving a file; an import that starts over keeps them.
 RECEIVING_SOURCES = ("checksum",)
 
@@ -91,6 +103,11 @@ def _take(rows: Iterator[Item], count: int) -> tuple[list[Item], FileProblem | N
     except FileProblem as problem:
         return taken, problem
     return taken, None
+
+
+def _passing(exc: BaseException) -> bool:
+    """An outage the import should wait out rather than fail the file for."""
+    return isinstance(exc, Unavailable) or is_passing(exc)
 
 
 def _close(rows: Iterator[Item] | None, stream: BinaryIO | None) -> None:
@@ -146,21 +163,45 @@ class FileImporter:
             self._queue.put_nowait((file_id, token))
 
     async def _run(self) -> None:
-        try:
-            await self._store.reset_interrupted_uploads()
-            for file_id in await self._store.files_to_import():
-                # The uploader's token is gone: rows naming another device than the file's fail.
-                self.submit(file_id, "")
-        except Exception:
-            log.exception("could not resume unfinished imports")
+        await self._until_through(self._resume, "could not resume unfinished imports")
         while True:
             file_id, token = await self._queue.get()
             try:
-                await self.import_file(file_id=file_id, token=token)
-            except Exception:
-                log.exception("file import failed", extra={"file_id": file_id})
+                await self._until_through(
+                    functools.partial(self.import_file, file_id=file_id, token=token),
+                    "file import failed",
+                    file_id=file_id,
+                )
             finally:
                 self._queued.discard(file_id)
+
+    async def _resume(self) -> None:
+        await self._store.reset_interrupted_uploads()
+        for file_id in await self._store.files_to_import():
+            # The uploader's token is gone: rows naming another device than the file's fail.
+            self.submit(file_id, "")
+
+    @staticmethod
+    async def _until_through(
+        work: Callable[[], Awaitable[None]], message: str, **extra: str
+    ) -> None:
+        """Run ``work``, again after a pause for as long as it meets an outage; log what else
+        it raises (a bug: the traceback) and give up on it."""
+        pause = RETRY_FIRST
+        while True:
+            try:
+                await work()
+                return
+            except Exception as exc:
+                if not _passing(exc):
+                    log.exception(message, extra=extra)
+                    return
+                log.warning(
+                    f"{message}: a dependency is unavailable; retrying",
+                    extra={**extra, "error": type(exc).__name__, "retry_in": pause},
+                )
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, RETRY_MAX)
 
     async def import_file(self, *, file_id: str, token: str) -> None:
         """Import one file whose content is stored; its status tells how it went."""
@@ -187,9 +228,12 @@ class FileImporter:
             await self._read_and_store(run)
         except FileProblem as problem:
             await self._file_problem(run, problem)
-        except DomainError as error:
-            await self._fatal(run, error.message)
-        except Exception:
+        except Exception as exc:
+            if _passing(exc):
+                raise  # left PROCESSING, and tried again (see _run)
+            if isinstance(exc, DomainError):
+                await self._fatal(run, exc.message)
+                return
             log.exception("unexpected failure importing a file", extra={"file_id": file.id})
             await self._fatal(run, "The file could not be imported because of an internal error")
         else:
