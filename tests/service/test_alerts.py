@@ -458,6 +458,16 @@ async def test_webhooks_to_private_addresses_are_refused_without_the_admin_setti
             assert [v.field for v in violations_of(caught.value)] == ["spec.webhook_url"], url
 
 
+async def test_watching_alerts_of_a_rule_id_that_is_no_uuid_is_400(env: Env) -> None:
+    # It was a watch that matched nothing, forever, without saying why.
+    owner, _ = await env.user()
+    watch = env.alerts.WatchAlerts(alerts_pb2.WatchAlertsRequest(rule_id="nope"), metadata=owner)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await asyncio.wait_for(watch.read(), 5)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert [v.field for v in violations_of(caught.value)] == ["rule_id"]
+
+
 async def test_a_spike_sends_an_email_and_a_signed_webhook(
     env: Env, mailbox: Mailbox, receiver: Receiver
 ) -> None:

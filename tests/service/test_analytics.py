@@ -377,6 +377,33 @@ async def test_watch_delivers_new_anomalies_live(env: Env) -> None:
     watch.cancel()
 
 
+async def test_watch_filters_are_checked_and_read_in_any_case(env: Env) -> None:
+    # The watch matched its filters as given: a stream id in capitals (which the listing
+    # takes) watched nothing, and "nope" was a watch that never ended nor said why.
+    owner, owner_id = await user(env)
+    for fields, field in (({"stream_id": "nope"}, "stream_id"), ({"device_id": "x"}, "device_id")):
+        refused = env.analytics.WatchAnomalies(
+            analytics_pb2.WatchAnomaliesRequest(**fields), metadata=owner
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await asyncio.wait_for(refused.read(), 5)
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert [v.field for v in violations_of(caught.value)] == [field]
+    stream = str(uuid.uuid4())
+    watch = env.analytics.WatchAnomalies(
+        analytics_pb2.WatchAnomaliesRequest(stream_id=stream.upper()), metadata=owner
+    )
+    first = asyncio.create_task(watch.read())
+    await asyncio.sleep(0.2)
+    ts, vs = signal(400, spike_at=350)
+    await analyze(
+        env, [analytics_pb2.AnalysisRequest(chunks=[chunk(20, stream, owner_id, ts, vs)])]
+    )
+    anomaly = await asyncio.wait_for(first, 5)
+    assert anomaly.stream_id == stream
+    watch.cancel()
+
+
 @pytest.mark.parametrize(
     ("fields", "field"),
     [

@@ -329,7 +329,12 @@ class AlertRuleService:
 
     def watch(self, *, caller: Caller, rule_id: str) -> AsyncIterator[AlertMessage]:
         """The caller's alert messages (every user's for an administrator) as they are sent,
-        only ``rule_id``'s when given."""
+        only ``rule_id``'s when given (a UUID: one in capitals, matched as given, matched
+        nothing)."""
+        if rule_id:
+            violations = Violations()
+            rule_id = check_uuid(violations, rule_id, field="rule_id")
+            violations.raise_if_any()
 
         def accepts(message: AlertMessage) -> bool:
             mine = caller.is_admin or message.owner_id == caller.subject

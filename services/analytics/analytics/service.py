@@ -297,7 +297,14 @@ class AnomalyService:
         return reviewed
 
     def watch(self, *, caller: Caller, stream_id: str, device_id: str) -> AsyncIterator[Anomaly]:
-        """The caller's anomalies as they are found."""
+        """The caller's anomalies as they are found; the filters are checked as the
+        listing's are (a stream id in capitals, matched as given, matched nothing)."""
+        violations = Violations()
+        if stream_id:
+            stream_id = check_uuid(violations, stream_id, field="stream_id")
+        if device_id:
+            device_id = check_uuid(violations, device_id, field="device_id")
+        violations.raise_if_any()
 
         def accepts(row: Anomaly) -> bool:
             mine = caller.is_admin or row.owner_id == caller.subject

@@ -224,10 +224,11 @@ class AnalyticsServicer(analytics_pb2_grpc.AnalyticsServiceServicer):
         self, request: analytics_pb2.WatchAnomaliesRequest, context: Context
     ) -> AsyncIterator[analytics_pb2.Anomaly]:
         """New anomalies as they are found."""
-        await open_stream(context)
-        async for row in self._anomalies.watch(
+        rows = self._anomalies.watch(
             caller=current_caller(), stream_id=request.stream_id, device_id=request.device_id
-        ):
+        )
+        await open_stream(context)
+        async for row in rows:
             yield anomaly_message(row)
 
     async def GetAnomaly(
