@@ -203,8 +203,14 @@ def check_max_batches(
 
 def is_uuid(text: str) -> bool:
     """True for a UUID in any of its text forms (ids that cannot be one are simply unknown)."""
+    return canonical_uuid(text) is not None
+
+
+def canonical_uuid(text: str) -> str | None:
+    """A UUID in any of its text forms (capitals, braces, no hyphens) as ids are stored:
+    lower case with hyphens; None when ``text`` is no UUID. An id is looked up in this form,
+    or one in capitals would be unknown."""
     try:
-        uuid.UUID(text)
+        return str(uuid.UUID(text))
     except ValueError:
-        return False
-    return True
+        return None

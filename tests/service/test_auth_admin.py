@@ -178,15 +178,31 @@ async def test_deactivating_ends_sessions_and_is_logged(auth: Auth) -> None:
 
 async def test_an_admin_cannot_demote_or_deactivate_themselves(auth: Auth) -> None:
     login = await auth.admin_login()
-    for change in ({"role": "user"}, {"is_active": False}):
-        error = await expect(
-            auth.admin.UpdateUser(
-                admin_pb2.UpdateUserRequest(uuid=login.user.uuid, **change),  # type: ignore[arg-type]
-                metadata=bearer(login.access_token),
-            ),
-            grpc.StatusCode.FAILED_PRECONDITION,
+    # Their own id in capitals is still their own id.
+    for uuid in (login.user.uuid, login.user.uuid.upper()):
+        for change in ({"role": "user"}, {"is_active": False}):
+            error = await expect(
+                auth.admin.UpdateUser(
+                    admin_pb2.UpdateUserRequest(uuid=uuid, **change),  # type: ignore[arg-type]
+                    metadata=bearer(login.access_token),
+                ),
+                grpc.StatusCode.FAILED_PRECONDITION,
+            )
+            assert reason_of(error) == "SELF_MODIFICATION"
+
+
+async def test_a_user_id_is_found_in_any_of_its_spellings(auth: Auth) -> None:
+    # GetUser looked the id up as written: in capitals (or braces) the user was not found.
+    admin = bearer((await auth.admin_login()).access_token)
+    _, login = await auth.user()
+    uuid = login.user.uuid
+    for spelling in (uuid.upper(), "{" + uuid + "}", uuid.replace("-", "")):
+        shown = await auth.admin.GetUser(admin_pb2.GetUserRequest(uuid=spelling), metadata=admin)
+        assert shown.user.uuid == uuid
+        changed = await auth.admin.UpdateUser(
+            admin_pb2.UpdateUserRequest(uuid=spelling, is_verified=True), metadata=admin
         )
-        assert reason_of(error) == "SELF_MODIFICATION"
+        assert changed.user.uuid == uuid
 
 
 async def test_the_environment_creates_the_first_admin_only_once(backend: Backend) -> None:

@@ -52,6 +52,48 @@ async def new_site(
     return account, created
 
 
+async def test_account_and_site_ids_are_found_in_any_case(
+    auth: Auth, admin: list[tuple[str, str]]
+) -> None:
+    # They were looked up as written: in capitals an account or site was not found (and a
+    # site created under such an account id would have named no account).
+    account, created = await new_site(auth, admin)
+    account_id, site_id = account.id.upper(), created.site.id.upper()
+    got = await auth.accounts.GetAccount(
+        sites_pb2.GetAccountRequest(account_id=account_id), metadata=admin
+    )
+    assert got.id == account.id
+    other = await auth.accounts.CreateSite(
+        sites_pb2.CreateSiteRequest(
+            account_id=account_id, domain=f"b{account.id[:8]}.plants.example.com", name="B"
+        ),
+        metadata=admin,
+    )
+    assert other.site.account_id == account.id
+    listed = await auth.accounts.ListSites(
+        sites_pb2.ListSitesRequest(account_id=account_id), metadata=admin
+    )
+    assert listed.pagination.total == 2
+    changed = await auth.accounts.UpdateAccount(
+        sites_pb2.UpdateAccountRequest(account_id=account_id, max_concurrent_batches=7),
+        metadata=admin,
+    )
+    assert changed.max_concurrent_batches == 7
+    site = await auth.accounts.GetSite(sites_pb2.GetSiteRequest(site_id=site_id), metadata=admin)
+    assert site.id == created.site.id
+    renamed = await auth.accounts.UpdateSite(
+        sites_pb2.UpdateSiteRequest(site_id=site_id, name="Line 8"), metadata=admin
+    )
+    assert renamed.name == "Line 8"
+    rotated = await auth.accounts.RotateSiteSecret(
+        sites_pb2.RotateSiteSecretRequest(site_id=site_id), metadata=admin
+    )
+    token = await auth.site_tokens.IssueSiteToken(
+        sites_pb2.IssueSiteTokenRequest(site_id=site_id, client_secret=rotated.client_secret)
+    )
+    assert token.site_id == created.site.id
+
+
 async def test_accounts_are_created_listed_and_changed(
     auth: Auth, admin: list[tuple[str, str]]
 ) -> None:

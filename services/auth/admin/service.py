@@ -85,6 +85,7 @@ class AdminService:
     async def get_user(self, *, user_id: str) -> AdminUserView:
         """One user with their pending links and security summary."""
         account = await self._account(user_id)
+        user_id = account.user.id  # as stored, whichever way the caller wrote it
         now = self._clock()
         total, active = await self._store.count_sessions(user_id=user_id, now=now)
         return AdminUserView(
@@ -115,7 +116,9 @@ class AdminService:
         if role is not None:
             rules.check_role(violations, role)
         violations.raise_if_any()
-        await self._account(user_id)
+        # As stored, whichever way the caller wrote it (in capitals it must still be the
+        # caller's own id below).
+        user_id = (await self._account(user_id)).user.id
         if user_id == caller.subject and (role == "user" or is_active is False):
             raise FailedPrecondition(
                 "Administrators cannot demote or deactivate themselves",
@@ -171,8 +174,8 @@ class AdminService:
 
     async def _account(self, user_id: str) -> Account:
         account = None
-        if rules.is_uuid(user_id):
-            account = await self._accounts.account(user_id=user_id)
+        if known := rules.canonical_uuid(user_id):
+            account = await self._accounts.account(user_id=known)
         if account is None:
             raise NotFound("User not found")
         return account

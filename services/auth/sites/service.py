@@ -113,9 +113,8 @@ class SiteService:
 
     async def get_account(self, *, account_id: str) -> SiteAccount:
         """One account; NOT_FOUND when there is none."""
-        account = (
-            await self._sites.account(account_id=account_id) if rules.is_uuid(account_id) else None
-        )
+        known = rules.canonical_uuid(account_id)
+        account = await self._sites.account(account_id=known) if known else None
         if account is None:
             raise NotFound("Account not found")
         return account
@@ -146,9 +145,9 @@ class SiteService:
         if is_active is not None:
             changes["is_active"] = is_active
         violations.raise_if_any()
-        await self.get_account(account_id=account_id)
+        known = await self.get_account(account_id=account_id)
         account = await self._sites.update_account(
-            account_id=account_id, now=self._clock(), changes=changes, owner_user_id=owner_user_id
+            account_id=known.id, now=self._clock(), changes=changes, owner_user_id=owner_user_id
         )
         if account is None:
             raise NotFound("Account not found")
@@ -160,10 +159,10 @@ class SiteService:
         domain = rules.check_domain(violations, domain)
         name = rules.check_name(violations, name)
         violations.raise_if_any()
-        await self.get_account(account_id=account_id)
+        account = await self.get_account(account_id=account_id)
         secret = SECRET_PREFIX + new_token()
         site = await self._sites.add_site(
-            account_id=account_id,
+            account_id=account.id,
             domain=domain,
             name=name,
             secret_digest=digest(secret),
@@ -176,13 +175,14 @@ class SiteService:
         violations = Violations()
         request = check_page(violations, page, limit)
         violations.raise_if_any()
-        await self.get_account(account_id=account_id)
-        sites, total = await self._sites.sites(account_id=account_id, page=request)
+        account = await self.get_account(account_id=account_id)
+        sites, total = await self._sites.sites(account_id=account.id, page=request)
         return Listing(sites, total, request)
 
     async def get_site(self, *, site_id: str) -> Site:
         """One site; NOT_FOUND when there is none."""
-        site = await self._sites.site(site_id=site_id) if rules.is_uuid(site_id) else None
+        known = rules.canonical_uuid(site_id)
+        site = await self._sites.site(site_id=known) if known else None
         if site is None:
             raise NotFound("Site not found")
         return site
@@ -196,19 +196,19 @@ class SiteService:
         if is_active is not None:
             changes["is_active"] = is_active
         violations.raise_if_any()
-        await self.get_site(site_id=site_id)
-        site = await self._sites.update_site(site_id=site_id, now=self._clock(), changes=changes)
+        known = await self.get_site(site_id=site_id)
+        site = await self._sites.update_site(site_id=known.id, now=self._clock(), changes=changes)
         if site is None:
             raise NotFound("Site not found")
         return site
 
     async def rotate_secret(self, *, site_id: str) -> tuple[Site, str]:
         """Replace a site's client secret; the old one stops working at once."""
-        await self.get_site(site_id=site_id)
+        known = await self.get_site(site_id=site_id)
         secret = SECRET_PREFIX + new_token()
         now = self._clock()
         site = await self._sites.update_site(
-            site_id=site_id,
+            site_id=known.id,
             now=now,
             changes={"secret_digest": digest(secret), "secret_rotated_at": now},
         )
@@ -226,8 +226,8 @@ class SiteService:
             violations.add("client_secret", "Client secret is required")
         violations.raise_if_any()
         site = None
-        if site_id and rules.is_uuid(site_id):
-            site = await self._sites.site(site_id=site_id)
+        if site_id and (known := rules.canonical_uuid(site_id)):
+            site = await self._sites.site(site_id=known)
         elif not site_id:
             site = await self._sites.site_by_domain(domain=domain)
         matches = hmac.compare_digest(
