@@ -272,6 +272,28 @@ async def test_a_chunk_position_past_a_signed_64_bit_integer_is_400(env: Env) ->
     assert answer.watermark == 2**63 - 1
 
 
+async def test_a_detector_is_found_by_its_stream_id_in_capitals(env: Env) -> None:
+    # GetDetector, GetScores and UpdateDetector looked the stream up as written: in
+    # capitals (which the anomaly listing takes) the stream was not found.
+    owner, owner_id = await user(env)
+    stream = str(uuid.uuid4())
+    ts, vs = signal(200)
+    await analyze(env, [analytics_pb2.AnalysisRequest(chunks=[chunk(1, stream, owner_id, ts, vs)])])
+    spelled = stream.upper()
+    shown = await env.analytics.GetDetector(
+        analytics_pb2.GetDetectorRequest(stream_id=spelled), metadata=owner
+    )
+    assert shown.stream_id == stream
+    scores = await env.analytics.GetScores(
+        analytics_pb2.GetScoresRequest(stream_id=spelled), metadata=owner
+    )
+    assert len(scores.timestamps_us) > 0
+    changed = await env.analytics.UpdateDetector(
+        analytics_pb2.UpdateDetectorRequest(stream_id=spelled, threshold=0.5), metadata=owner
+    )
+    assert changed.stream_id == stream
+
+
 async def test_detector_state_survives_an_analytics_restart(env: Env) -> None:
     owner, owner_id = await user(env)
     stream = str(uuid.uuid4())

@@ -536,7 +536,7 @@ class DetectorService:
     ) -> Scores:
         """Scores of one of the caller's streams over [start, end), oldest first, at most
         ``limit`` (SCORES_LIMIT_DEFAULT when 0)."""
-        await self._own_stream(caller=caller, stream_id=stream_id)
+        stream_id = (await self._own_stream(caller=caller, stream_id=stream_id)).stream_id
         violations = Violations()
         limit = limit or SCORES_LIMIT_DEFAULT
         if not 1 <= limit <= SCORES_LIMIT_MAX:
@@ -568,7 +568,7 @@ class DetectorService:
         must stay below the highest: a bound given alone is checked against the stored
         other, and the field given is named.
         """
-        await self._own_stream(caller=caller, stream_id=stream_id)
+        stream_id = (await self._own_stream(caller=caller, stream_id=stream_id)).stream_id
         violations = Violations()
         low, high = THRESHOLD_RANGE
         if threshold is not None and not low <= threshold <= high:
@@ -621,7 +621,7 @@ class DetectorService:
         not found either.
         """
         violations = Violations()
-        check_uuid(violations, stream_id, field="stream_id")
+        stream_id = check_uuid(violations, stream_id, field="stream_id")  # in any case
         violations.raise_if_any()
         found = await self._analysis.detector(stream_id=stream_id)
         if found is None or (found.owner_id != caller.subject and not caller.is_admin):
