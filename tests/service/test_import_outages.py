@@ -11,16 +11,14 @@ write (the shared PostgreSQL is not restarted from tests).
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Callable
 
-import psycopg
 import pytest
-from sqlalchemy.exc import OperationalError
 
 from services.telemetry.imports import processor
 from services.telemetry.imports.store import ImportStore
 from tests.conftest import Backend
+from tests.service.outage_support import fail_first
 from tests.service.test_imports import (
     Env,
     device,
@@ -42,24 +40,10 @@ async def env(backend: Backend) -> AsyncIterator[Env]:
         yield started
 
 
-def fail_first(monkeypatch: pytest.MonkeyPatch, method: str, times: int) -> Callable[[], int]:
-    """Make ``ImportStore.<method>`` meet an outage its first ``times`` calls; answers a
-    count of the calls."""
-    real: Callable[..., Awaitable[Any]] = getattr(ImportStore, method)
-    calls = 0
-
-    async def flaky(self: ImportStore, *args: Any, **kwargs: Any) -> Any:
-        nonlocal calls
-        calls += 1
-        if calls <= times:
-            raise OperationalError(
-                "UPDATE", {}, psycopg.OperationalError("server closed the connection unexpectedly")
-            )
-        return await real(self, *args, **kwargs)
-
-    monkeypatch.setattr(ImportStore, method, flaky)
+def quick_retries(monkeypatch: pytest.MonkeyPatch, method: str, times: int) -> Callable[[], int]:
+    """``ImportStore.<method>`` away its first ``times`` calls, and retries a moment apart."""
     monkeypatch.setattr(processor, "RETRY_FIRST", 0.1)
-    return lambda: calls
+    return fail_first(monkeypatch, ImportStore, method, times)
 
 
 def no_import_errors(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -76,7 +60,7 @@ async def test_an_import_that_meets_an_outage_is_tried_again_not_failed(
     ann = await user(env)
     sensor = await device(env, ann)
     batch = await new_batch(env, ann, sensor)
-    calls = fail_first(monkeypatch, "save_progress", 2)
+    calls = quick_retries(monkeypatch, "save_progress", 2)
     content = f"timestamp,value\n{epoch(0)},1\n{epoch(1)},x\n{epoch(2)},3\n".encode()
     with caplog.at_level(logging.WARNING, logger=processor.__name__):
         file = await upload(env, ann, content, format="csv", batch_id=batch.id, metric_name="t")
@@ -102,7 +86,7 @@ async def test_unfinished_imports_are_found_once_the_database_answers(
     await env.backend.sql(
         "telemetry", "UPDATE uploaded_files SET status = 'PROCESSING' WHERE id = ?", (file.id,)
     )
-    calls = fail_first(monkeypatch, "reset_interrupted_uploads", 2)
+    calls = quick_retries(monkeypatch, "reset_interrupted_uploads", 2)
     with caplog.at_level(logging.WARNING, logger=processor.__name__):
         await restart_telemetry(env)
         again = await finished(env, ann, file.id)

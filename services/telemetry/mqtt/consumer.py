@@ -36,6 +36,7 @@ from iotkit.mqtt import (
     MqttClient,
     acks_topic,
 )
+from iotkit.outages import is_passing
 from iotkit.service_tokens import ServiceTokenSource
 from services.telemetry.mqtt import payload
 from services.telemetry.mqtt.rate import DeviceRates
@@ -51,6 +52,8 @@ RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0)
 """Waits between attempts when a dependency fails; the last repeats while it is Unavailable."""
 FAILED_ATTEMPTS = 5
 """Attempts before a message that fails for an unforeseen reason is refused (INGEST_FAILED)."""
+WARN_EVERY = 10
+"""A message that keeps meeting an outage says so at its 1st, 11th, 21st... attempt."""
 DRAIN_SECONDS = 3.0
 """How long a stopping consumer lets the messages it is storing finish."""
 RATE_LIMITED = "RATE_LIMITED"
@@ -216,14 +219,19 @@ class MqttIngest:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a dependency away, or a fault: retried, never lost
-                unforeseen = not isinstance(exc, Unavailable | ConnectionError | OSError)
+                # The database away (SQLAlchemy's OperationalError) is an outage like the
+                # others: waited out, not refused after FAILED_ATTEMPTS with a traceback.
+                unforeseen = not isinstance(exc, Unavailable | OSError) and not is_passing(exc)
                 failures += 1
                 if unforeseen and failures >= FAILED_ATTEMPTS:
                     log.exception("MQTT message of device %s could not be stored", device_id)
                     return _refusal(
                         payload.Refused(INGEST_FAILED, "the readings could not be stored; retry")
                     )
-                log.warning(
+                # Every message in flight retries on its own: a line for its first failure and
+                # then one in WARN_EVERY, so that an outage is not a line per message a second.
+                log.log(
+                    logging.WARNING if unforeseen or failures % WARN_EVERY == 1 else logging.DEBUG,
                     "MQTT message of device %s not stored yet (%s); retrying",
                     device_id,
                     type(exc).__name__,
