@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from iotkit.codec import Float64s, Int64s, decode, decode_many, encode
-from iotkit.outages import log_failed_round
+from iotkit.outages import is_passing, log_failed_round
 from iotkit.tasks import cancel
 from services.telemetry.telemetry.store import NewChunk, StreamAdvance, TelemetryStore
 
@@ -36,6 +38,9 @@ CHUNK_MAX_READINGS = 50_000
 COMPACT_BELOW = 1000
 COMPACT_AFTER = 32
 COMPACT_STREAMS = 64  # streams merged per round, so that a round stays short
+OUTAGE_LOG_SECONDS = 5.0
+"""While the database is away every device's retry fails a group: one line this often says
+so, with how many failed, rather than a line a group (hundreds a second under many devices)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +102,8 @@ class GroupWriter:
         self._small: dict[str, tuple[int, int]] = {}
         self._due: dict[str, None] = {}  # streams with COMPACT_AFTER small chunks, oldest first
         self._task: asyncio.Task[None] | None = None
+        self._failed = 0  # groups failed since the last one written
+        self._said_at = -math.inf  # when an outage's failures were last logged
 
     def start(self) -> None:
         """Start the writer task (inside the serving event loop)."""
@@ -141,11 +148,14 @@ class GroupWriter:
             try:
                 duplicates = await self._write_group(group)
             except Exception as exc:  # every batch of the group fails alike; none was stored
-                log_failed_round(log, "write group failed", exc, batches=len(group))
+                self._failed_group(exc, len(group))
                 for pending in group:
                     if not pending.done.done():
                         pending.done.set_exception(exc)
             else:
+                if self._failed:
+                    log.info("write groups stored again", extra={"failed_groups": self._failed})
+                    self._failed, self._said_at = 0, -math.inf
                 for pending, counts in zip(group, duplicates, strict=True):
                     if not pending.done.done():
                         pending.done.set_result(counts)
@@ -156,6 +166,18 @@ class GroupWriter:
                 await self._compact()
             except Exception as exc:  # the chunks stay as they are; the next round retries
                 log_failed_round(log, "merging small chunks failed", exc)
+
+    def _failed_group(self, exc: BaseException, batches: int) -> None:
+        """Log a group that failed: each one for what may be a bug, an outage's now and then."""
+        self._failed += 1
+        now = time.monotonic()
+        if is_passing(exc) and now - self._said_at < OUTAGE_LOG_SECONDS:
+            return
+        if is_passing(exc):
+            self._said_at = now
+        log_failed_round(
+            log, "write group failed", exc, batches=batches, failed_groups=self._failed
+        )
 
     async def _compact(self) -> None:
         """Merge the small chunks of streams that wrote COMPACT_AFTER of them."""
