@@ -129,7 +129,7 @@ class GrpcSources:
             )
         )
         s = answer.stats
-        return Stats(count=s.count, min=s.min, max=s.max, mean=s.mean)
+        return Stats(count=s.count, min=s.min, max=s.max, mean=s.mean, stddev=s.stddev)
 
     async def anomalies(
         self,

@@ -55,7 +55,7 @@ class FakeSources:
 
     async def stats(self, token: str, stream_id: str, start: datetime, end: datetime) -> Stats:
         self._seen(token)
-        return Stats(count=360, min=18.2, max=24.9, mean=21.3)
+        return Stats(count=360, min=18.2, max=24.9, mean=21.3, stddev=1.74)
 
     async def anomalies(self, token: str, **_: object) -> list[AnomalyInfo]:
         self._seen(token)
@@ -97,6 +97,7 @@ async def test_figures_carry_units_and_the_askers_time_zone(
     assert latest.facts.device_ids == ("d1",) and latest.facts.stream_ids == ("s-d1",)
     stats = await bot.reply(text="min max of the cellar pressure yesterday", asker=ANN, history=())
     assert "min 18.2 hPa, max 24.9 hPa, mean 21.3 hPa over 360 readings" in stats.text
+    assert "standard deviation 1.74 hPa" in stats.text  # asked for the spread, it has it
     assert stats.facts.start is not None and stats.facts.end is not None
     assert set(sources.tokens) == {TOKEN}
 

@@ -66,9 +66,9 @@ figure whose metric is not known (an anomaly names only its device)."""
 
 CAPABILITIES = (
     "I can tell you how many devices you have and how they are doing, what a device "
-    "reads now, the minimum, maximum and mean over a period, which anomalies were found, "
-    "how two devices' readings move together, the system status, and how to use iotsuite "
-    "(devices, imports, two-factor sign-in, passwords, exports...)."
+    "reads now, the minimum, maximum, mean and standard deviation over a period, which "
+    "anomalies were found, how two devices' readings move together, the system status, "
+    "and how to use iotsuite (devices, imports, two-factor sign-in, passwords, exports...)."
 )
 SIGN_IN = (
     "To look at devices and readings I need to know who you are: please sign in first. "
@@ -572,7 +572,8 @@ class SupportAssistant:
                 f"{_label(device, stream)} {words} "
                 f"({context.when(start)} to {context.when(end)}, {context.tz.key}): "
                 f"min {figure(stats.min, unit)}, max {figure(stats.max, unit)}, "
-                f"mean {figure(stats.mean, unit)} over {stats.count:,} readings."
+                f"mean {figure(stats.mean, unit)} over {stats.count:,} readings, "
+                f"standard deviation {figure(stats.stddev, unit)}."
             )
         return "\n".join(lines)
 

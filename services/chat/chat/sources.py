@@ -49,6 +49,8 @@ class Stats:
     min: float
     max: float
     mean: float
+    stddev: float = 0.0
+    """Population standard deviation, as telemetry's ``Stats`` gives it."""
 
 
 @dataclass(frozen=True, slots=True)
