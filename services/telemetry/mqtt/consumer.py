@@ -12,7 +12,9 @@ message), goes to the device's acknowledgement topic. A message refused whole
 (malformed, too large, a wrong topic, a device over its rate) is acknowledged
 too, with its reason: sending it again would change nothing (the rate is
 counted across replicas in Redis when configured: ``mqtt.rate``). A failure of a
-dependency (devices or the database away) is retried, never acknowledged.
+dependency (devices or the database away) is retried, never acknowledged,
+and holds back the device's later messages: a device's messages are stored in
+the order they arrived, as a gRPC stream's batches are.
 """
 
 from __future__ import annotations
@@ -91,6 +93,8 @@ class MqttIngest:
         self._rates = DeviceRates(limits.device_rate, redis_url=redis_url)
         self._slots = asyncio.Semaphore(CONCURRENCY)
         self._tasks: set[asyncio.Task[None]] = set()
+        # Per device, the message stored last in arrival order: the next one waits for it.
+        self._turns: dict[str, asyncio.Future[None]] = {}
         self._stopping = False
         self._client: MqttClient | None = None
         self._ingest: IngestService | None = None
@@ -148,25 +152,45 @@ class MqttIngest:
     def _received(self, message: Message) -> None:
         if self._stopping:
             return  # left unacknowledged: the broker sends it again to the next consumer
-        task = asyncio.ensure_future(self._handle(message))
+        device_id = payload.device_of(message.topic)
+        # A device's messages are stored in the order they arrived: one retried through an
+        # outage holds back the next, which would otherwise be stored first and make the
+        # earlier readings late (counted, but not learnt from nor sent live).
+        previous = self._turns.get(device_id) if device_id is not None else None
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if device_id is not None:
+            self._turns[device_id] = turn
+        task = asyncio.ensure_future(self._handle(message, device_id, previous, turn))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _handle(self, message: Message) -> None:
+    async def _handle(
+        self,
+        message: Message,
+        device_id: str | None,
+        previous: asyncio.Future[None] | None,
+        turn: asyncio.Future[None],
+    ) -> None:
         assert self._client is not None
-        device_id = payload.device_of(message.topic)
         if device_id is None:
             # The broker's ACL keeps devices off other topics: nobody to answer, nothing to keep.
             log.warning("MQTT message on an unexpected topic refused (%s)", WRONG_TOPIC)
             self._client.ack(message)
             return
-        async with self._slots:
-            try:
-                answer = await self._answer(device_id, message)
-            except Exception:  # a fault of ours: refused, not sent again and again
-                log.exception("MQTT message of device %s could not be read", device_id)
-                refused = payload.Refused(INGEST_FAILED, "the message could not be stored")
-                answer = _encode(_refusal(refused), 0, protobuf=False)
+        try:
+            if previous is not None:
+                await asyncio.wait([previous])
+            async with self._slots:
+                try:
+                    answer = await self._answer(device_id, message)
+                except Exception:  # a fault of ours: refused, not sent again and again
+                    log.exception("MQTT message of device %s could not be read", device_id)
+                    refused = payload.Refused(INGEST_FAILED, "the message could not be stored")
+                    answer = _encode(_refusal(refused), 0, protobuf=False)
+        finally:
+            turn.set_result(None)
+            if self._turns.get(device_id) is turn:
+                del self._turns[device_id]
         if answer is None:
             return  # stopping: the broker sends the message again to the next consumer
         body, content_type = answer
