@@ -475,6 +475,13 @@ async def test_a_watcher_resumes_after_its_last_event(clients: Clients) -> None:
     # What came after, without the stale typing event.
     assert [e.event_id for e in after] == [e.event_id for e in seen if e.kind != "typing"][1:]
     resumed.cancel()
+    # An id past any event (a uint64 beyond the databases' integers) replays nothing and
+    # keeps the watch open; it was INTERNAL.
+    request.last_event_id = 2**64 - 1
+    beyond = clients.chat.WatchSession(request)
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(beyond.read(), 2)
+    beyond.cancel()
     error = await failure(
         clients.chat.WatchSession(chat_pb2.WatchSessionRequest(session_id=sid)).read()
     )

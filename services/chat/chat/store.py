@@ -27,6 +27,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from iotkit.convert import epoch_micros, micros_datetime
 from iotkit.listing import fetch_page
 from iotkit.sqltypes import SEQUENCE, UtcDateTime
+from iotkit.validation import INT64_MAX
 from services.chat.chat.values import (
     ChatEvent,
     ChatMessage,
@@ -291,6 +292,9 @@ class ChatStore:
 
     async def events_after(self, *, session_id: str, after: int) -> list[ChatEvent]:
         """The session's events numbered above ``after``, in order, with their messages."""
+        # A client's id past any 64-bit row id (last_event_id is a uint64) asks for nothing
+        # yet; the databases refuse to compare with it at all.
+        after = min(after, INT64_MAX)
         statement = (
             select(EventRow, MessageRow)
             .outerjoin(MessageRow, MessageRow.id == EventRow.message_id)
