@@ -7,13 +7,18 @@ count: the console's files, ``/healthz`` and the API document do not. Tokens
 are counted by a digest, never by their text. Windows live in Redis when
 ``IOT_REDIS_URL`` is set (every replica shares them) and in the process
 otherwise; when Redis cannot be reached the request is served uncounted, since
-an outage of a limit's store should not take the API down with it.
+an outage of a limit's store should not take the API down with it. An outage
+is logged when it begins and when it ends (with how many requests went
+uncounted), not once per request, and Redis is asked again at most every
+:data:`RETRY_SECONDS` meanwhile, so that requests do not each wait on it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from redis.exceptions import RedisError
@@ -28,6 +33,8 @@ log = logging.getLogger(__name__)
 
 WINDOW_SECONDS = 60.0
 COUNTED_PREFIX = "/v1/"
+RETRY_SECONDS = 1.0
+"""While the store is unreachable, how long requests go uncounted before it is tried again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,10 +65,21 @@ def _bearer(headers: Headers) -> str | None:
 class RateLimitMiddleware:
     """Refuses API requests over their client's or their token's limit."""
 
-    def __init__(self, app: ASGIApp, *, limits: RateLimits, counter: WindowCounter) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        limits: RateLimits,
+        counter: WindowCounter,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.app = app
         self._limits = limits
         self._counter = counter
+        self._clock = clock
+        self._down_since: float | None = None  # when the store stopped answering
+        self._retry_at = 0.0
+        self._uncounted = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one ASGI connection."""
@@ -98,13 +116,35 @@ class RateLimitMiddleware:
             keys.append(("token", f"token:{digest}", self._limits.per_token))
         if not keys:
             return None
+        now = self._clock()
+        if self._down_since is not None and now < self._retry_at:
+            self._uncounted += 1
+            return None
         try:
             # Every limit counts the request, in one round trip to a shared store.
             counts = await self._counter.hit_many([key for _, key, _ in keys])
         except (OSError, RedisError) as exc:
-            log.warning("rate limit not counted: its store is unreachable (%s)", type(exc).__name__)
+            self._store_failed(now, exc)
             return None
+        if self._down_since is not None:
+            log.warning(
+                "rate limits counted again after %.1f s; %d requests were served uncounted",
+                now - self._down_since,
+                self._uncounted,
+            )
+            self._down_since, self._uncounted = None, 0
         for (kind, _, limit), count in zip(keys, counts, strict=True):
             if count.count > limit:
                 return kind, count
         return None
+
+    def _store_failed(self, now: float, exc: Exception) -> None:
+        if self._down_since is None:
+            self._down_since = now
+            log.warning(
+                "rate limits not counted: their store is unreachable (%s); requests are "
+                "served uncounted until it answers",
+                type(exc).__name__,
+            )
+        self._uncounted += 1
+        self._retry_at = now + RETRY_SECONDS

@@ -6,8 +6,9 @@ A real gateway (uvicorn) with no RPC routes: an API path answers the envelope's
 
 from __future__ import annotations
 
+import logging
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -16,9 +17,11 @@ import httpx
 import pytest
 
 from gateway.app import build_app
+from gateway.rate_limits import RateLimitMiddleware, RateLimits
 from gateway.serve import start_gateway, stop_gateway
 from gateway.settings import GatewaySettings
 from iotkit.config import ConfigError
+from iotkit.limits import WindowCount
 from tests.conftest import _required
 from tests.support import free_port
 
@@ -89,6 +92,63 @@ async def test_an_unreachable_redis_leaves_requests_served_uncounted(tmp_path: P
     async with gateway(tmp_path, gateway_rate_per_client=1, redis_url=nowhere) as client:
         statuses = {(await client.get("/v1/x")).status_code for _ in range(3)}
         assert statuses == {404}
+
+
+class FlakyCounter:
+    """A window counter whose store is unreachable while ``down`` is set."""
+
+    def __init__(self) -> None:
+        self.down = False
+        self.asked = 0
+
+    async def hit_many(self, keys: Sequence[str]) -> list[WindowCount]:
+        self.asked += 1
+        if self.down:
+            raise ConnectionRefusedError(111, "Connection refused")
+        return [WindowCount(1, 60.0) for _ in keys]
+
+
+async def test_an_outage_of_the_limits_store_is_logged_at_its_start_and_end(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Not once per request (fifty lines in fifteen seconds with Redis down), and the store
+    is asked again once a second, not by every request."""
+    counter, now = FlakyCounter(), [100.0]
+
+    async def api(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    limits = RateLimitMiddleware(
+        api,
+        limits=RateLimits(per_client=5, per_token=0),
+        counter=counter,  # type: ignore[arg-type]
+        clock=lambda: now[0],
+    )
+
+    async def request() -> int:
+        sent: list[dict[str, Any]] = []
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "path": "/v1/devices", "headers": [], "client": ("10.0.0.1", 1)}
+        await limits(scope, None, send)  # type: ignore[arg-type]
+        return int(sent[0]["status"])
+
+    counter.down = True
+    with caplog.at_level(logging.WARNING, logger="gateway.rate_limits"):
+        for _ in range(50):
+            assert await request() == 204  # served uncounted
+            now[0] += 0.3
+        counter.down = False
+        now[0] += 1.0
+        assert await request() == 204
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 2, said
+    assert said[0].startswith("rate limits not counted: their store is unreachable")
+    assert said[1].startswith("rate limits counted again after 16.0 s") and "50 requests" in said[1]
+    assert counter.asked < 20  # about once a second over 15 s, plus the one that worked
 
 
 async def test_cors_answers_only_the_listed_origins(tmp_path: Path) -> None:
