@@ -287,7 +287,7 @@ async def test_a_detector_is_found_by_its_stream_id_in_capitals(env: Env) -> Non
     scores = await env.analytics.GetScores(
         analytics_pb2.GetScoresRequest(stream_id=spelled), metadata=owner
     )
-    assert len(scores.timestamps_us) > 0
+    assert len(scores.timestamps_us) > 0 and scores.stream_id == stream
     changed = await env.analytics.UpdateDetector(
         analytics_pb2.UpdateDetectorRequest(stream_id=spelled, threshold=0.5), metadata=owner
     )

@@ -271,7 +271,7 @@ class AnalyticsServicer(analytics_pb2_grpc.AnalyticsServiceServicer):
             limit=request.limit,
         )
         return analytics_pb2.GetScoresResponse(
-            stream_id=request.stream_id,
+            stream_id=found.stream_id,  # as stored, however the request spelled it
             timestamps_us=found.timestamps.tolist(),
             scores=found.scores.tolist(),
             next_start=micros_timestamp(found.next_us) if found.next_us is not None else None,

@@ -481,8 +481,8 @@ class AnalyticsStore:
             inside &= timestamps < cutoff
         timestamps, scores = timestamps[inside], scores[inside]
         if timestamps.size > limit:
-            return Scores(timestamps[:limit], scores[:limit], int(timestamps[limit]))
-        return Scores(timestamps, scores, cutoff)
+            return Scores(stream_id, timestamps[:limit], scores[:limit], int(timestamps[limit]))
+        return Scores(stream_id, timestamps, scores, cutoff)
 
     async def change_detector(
         self, *, stream_id: str, change: Callable[[Checkpoint], Checkpoint]

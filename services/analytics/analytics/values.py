@@ -85,6 +85,7 @@ class ScoreSeries:
 class Scores:
     """Scores of a stream over a range, oldest first, and where the rest starts, if any."""
 
+    stream_id: str
     timestamps: Int64s
     scores: Float64s
     next_us: int | None
