@@ -35,6 +35,7 @@ def start_service(
     if address not in settings.replicas(service):
         env[f"IOT_{service.upper()}_ADDR"] = address
     env.update({"IOT_LISTEN_ADDR": address, "IOT_DATA_DIR": str(settings.data_dir)})
+    env["IOT_GRACE_SECONDS"] = f"{settings.grace_seconds:g}"
     if settings.database_url:
         env["IOT_DATABASE_URL"] = settings.database_url
     if settings.mqtt_url:

@@ -102,5 +102,6 @@ async def test_kill_analytics_mid_ingest(settings: Settings, tmp_path: Path) -> 
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
-            process.wait(timeout=15)
+            # Off the loop, which serves the in-process services the stopping one calls.
+            await asyncio.to_thread(process.wait, 15)
         await suite.aclose()

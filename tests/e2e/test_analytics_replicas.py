@@ -150,7 +150,8 @@ async def test_killing_an_analytics_replica_mid_stream_moves_its_streams_losing_
                 process.send_signal(signal.SIGTERM)
         for process in processes.values():
             try:
-                process.wait(timeout=30)
+                # Off the loop, which serves the in-process services the stopping one calls.
+                await asyncio.to_thread(process.wait, 30)
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()

@@ -99,7 +99,8 @@ async def test_killed_mid_flow_every_accepted_reading_is_stored_once(
             client.close()
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
-            process.wait(timeout=15)
+            # Off the loop, which serves the in-process services the stopping one calls.
+            await asyncio.to_thread(process.wait, 15)
         await suite.aclose()
 
 

@@ -126,7 +126,8 @@ async def test_two_replicas_store_and_analyse_every_reading_once(
             replica.send_signal(signal.SIGTERM)
         for replica in replicas:
             try:
-                replica.wait(timeout=30)
+                # Off the loop, which serves the in-process services the stopping one calls.
+                await asyncio.to_thread(replica.wait, 30)
             except subprocess.TimeoutExpired:
                 # Graceful stops are the suite-up test's subject; here a slow one (seen at
                 # load average 15) must not leave a process behind.
