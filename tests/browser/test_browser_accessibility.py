@@ -23,35 +23,30 @@ from tests.browser.test_browser_chart_edges import (
 )
 from tests.browser.test_browser_live import upload
 
-# The WCAG contrast of an element's text on its own background (both opaque).
-CONTRAST_JS = """(element) => {
+# WCAG's relative luminance of a CSS colour and the contrast of two luminances.
+WCAG_JS = """
   const rgb = (text) => text.match(/[\\d.]+/g).slice(0, 3).map(Number);
   const lum = (c) => {
     const [r, g, b] = c.map((v) => v / 255)
       .map((v) => (v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4));
     return 0.2126 * r + 0.7152 * g + 0.0722 * b;
   };
+  const ratio = (a, b) => (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+"""
+
+# The contrast of an element's text on its own background (both opaque).
+CONTRAST_JS = f"""(element) => {{{WCAG_JS}
   const style = getComputedStyle(element);
-  const [a, b] = [lum(rgb(style.color)), lum(rgb(style.backgroundColor))];
-  return (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
-}"""
+  return ratio(lum(rgb(style.color)), lum(rgb(style.backgroundColor)));
+}}"""
 
-
-# The WCAG contrast of the element's focus ring on the lighter of the page and a card
+# The contrast of the element's focus ring on the page and on a card, the lower
 # (WCAG 2.1 1.4.11 asks 3:1 of a focus indicator).
-FOCUS_RING_CONTRAST_JS = """(element) => {
-  const rgb = (text) => text.match(/[\\d.]+/g).slice(0, 3).map(Number);
-  const lum = (c) => {
-    const [r, g, b] = c.map((v) => v / 255)
-      .map((v) => (v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4));
-    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
-  };
+FOCUS_RING_CONTRAST_JS = f"""(element) => {{{WCAG_JS}
   const ring = lum(rgb(getComputedStyle(element).outlineColor));
   const page = lum(rgb(getComputedStyle(document.body).backgroundColor));
-  const card = lum([255, 255, 255]);
-  const ratio = (a, b) => (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
-  return Math.min(ratio(ring, page), ratio(ring, card));
-}"""
+  return Math.min(ratio(ring, page), ratio(ring, lum([255, 255, 255])));
+}}"""
 
 
 async def in_live_region(console: Console, selector: str) -> bool:
