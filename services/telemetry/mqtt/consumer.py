@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from dataclasses import dataclass, replace
 
 from google.protobuf import json_format
@@ -57,6 +58,9 @@ FAILED_ATTEMPTS = 5
 WARN_EVERY = 10
 """A message that keeps meeting an outage says so at its 1st, 11th, 21st... attempt."""
 DRAIN_SECONDS = 3.0
+QUIET_REFUSALS_SECONDS = 30.0
+"""How long the broker's refusals at start are expected (devices is provisioning telemetry's
+account) and logged at INFO; a refusal after that is a WARNING."""
 """How long a stopping consumer lets the messages it is storing finish."""
 RATE_LIMITED = "RATE_LIMITED"
 INGEST_FAILED = "INGEST_FAILED"
@@ -118,14 +122,21 @@ class MqttIngest:
         self._starting = asyncio.ensure_future(self._connect(self._client))
 
     async def _connect(self, client: MqttClient) -> None:
-        # Devices provisions telemetry's account when it starts: until then we are refused.
+        # Devices provisions telemetry's account when it starts: until then we are refused,
+        # which on a first start is no reason for alarm.
+        started = time.monotonic()
         while not self._stopping:
             try:
                 await client.start(timeout=5.0)
                 log.info("MQTT ingest on: %s", self.broker.display)
                 return
             except ConnectionError as exc:
-                log.warning("MQTT ingest waiting for the broker: %s", exc)
+                expected = time.monotonic() - started < QUIET_REFUSALS_SECONDS
+                log.log(
+                    logging.INFO if expected else logging.WARNING,
+                    "MQTT ingest waiting for the broker: %s",
+                    exc,
+                )
                 client.close()
                 await asyncio.sleep(1.0)
 
