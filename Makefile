@@ -50,9 +50,12 @@ run: $(GENERATED)
 # PYTEST_EXIT_FILE (set by .ci/run) receives pytest's own exit status, which
 # make would otherwise turn into its own 2: exit 5 means no test ran.
 # A test file runs whole in one worker (--dist loadfile): its module fixtures start once.
+# Files are handed out in the order collected (--no-loadscope-reorder), which puts the
+# longest first (tests/conftest.py); xdist's own order, by test count, put the two-minute
+# schemathesis file last, alone while the other worker idled.
 # The 15 slowest tests are listed at the end: the suite is to stay under 15 minutes.
 test: $(GENERATED)
-	@status=0; $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile --durations=15 $(PYTEST_ARGS) || status=$$?; \
+	@status=0; $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=15 $(PYTEST_ARGS) || status=$$?; \
 	if [ -n "$(PYTEST_EXIT_FILE)" ]; then echo $$status > "$(PYTEST_EXIT_FILE)"; fi; \
 	exit $$status
 

@@ -77,9 +77,9 @@ def _no_slow_dependencies(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 LONGEST_FIRST = ("tests/gateway/test_gw_schemathesis.py",)
-"""Test files handed to a worker before all others: ``--dist loadfile`` hands files out in
-the order collected, and one of two minutes handed out last ran alone at the end of the
-run while the other worker idled."""
+"""Test files handed to a worker before all others (``make test`` keeps the collected order
+with ``--no-loadscope-reorder``): one of two minutes handed out last ran alone at the end of
+the run while the other worker idled."""
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
