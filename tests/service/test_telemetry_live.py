@@ -164,7 +164,10 @@ async def test_a_watcher_that_fell_behind_catches_up_from_the_store_exactly(
     try:
         stream_id = (await store.add_stream(stream=telemetry_stream())).id
         await writer.write([_prepared(stream_id, 1, 10)])
-        watching = watch_readings(store=store, hub=hub, stream_id=stream_id, after=0)
+        watching = await watch_readings(store=store, hub=hub, stream_id=stream_id, after=0)
+        # Subscribed once it returns, before any event is asked for: a servicer tells its
+        # client the watch is open here, and the client may store readings at once.
+        assert hub.watchers(stream_id)
 
         async def next_event() -> LiveEvent:
             return await anext(watching)
@@ -227,7 +230,9 @@ async def test_a_watcher_hears_what_another_replica_commits(tmp_path: Path) -> N
             for listener in listeners:
                 await asyncio.wait_for(listener.listening.wait(), WAIT)
             stream_id = (await stores[0].add_stream(stream=telemetry_stream())).id
-            watching = watch_readings(store=stores[1], hub=hubs[1], stream_id=stream_id, after=0)
+            watching = await watch_readings(
+                store=stores[1], hub=hubs[1], stream_id=stream_id, after=0
+            )
             first = asyncio.create_task(anext(watching))
             while not hubs[1].watchers(stream_id):
                 await asyncio.sleep(0.01)

@@ -167,17 +167,51 @@ async def _stored_after(
         after = high
 
 
+class LiveWatch:
+    """A stream's live events (see :func:`watch_readings`), already subscribed; closing it
+    ends the subscription whether or not an event was ever read."""
+
+    def __init__(self, events: AsyncGenerator[LiveEvent, None], subscription: Subscription) -> None:
+        self._events = events
+        self._subscription = subscription
+
+    def __aiter__(self) -> LiveWatch:
+        return self
+
+    async def __anext__(self) -> LiveEvent:
+        return await anext(self._events)
+
+    async def aclose(self) -> None:
+        """Stop watching."""
+        await self._events.aclose()
+        self._subscription.close()
+
+
 async def watch_readings(
     *, store: TelemetryStore, hub: ReadingHub, stream_id: str, after: int
-) -> AsyncGenerator[LiveEvent, None]:
+) -> LiveWatch:
     """The stream's readings newer than ``after`` (µs; 0 for only those stored from now
-    on): stored ones first, then each committed batch, in time order, until closed."""
-    # From now on: newer than what is stored, read before subscribing so that what is
-    # committed in between is queued; and a watcher that falls behind before it sent
-    # anything catches up from there, not from the stream's first reading.
-    last = after or await _newest(store, stream_id)
-    # Subscribe before reading the store, so that nothing committed between the two is lost.
+    on): stored ones first, then each committed batch, in time order, until closed.
+
+    Subscribed, with its starting point read, when this returns: a caller that then tells
+    its client the watch is open (``open_stream``) misses no batch the client stores next.
+    """
+    # Subscribe before reading the store, so that nothing committed between the two is lost
+    # (what both hold is newer than nothing the watch sends: it starts after the store's).
     subscription = hub.subscribe(stream_id)
+    try:
+        # From now on: newer than what is stored; and a watcher that falls behind before it
+        # sent anything catches up from there, not from the stream's first reading.
+        last = after or await _newest(store, stream_id)
+    except BaseException:
+        subscription.close()
+        raise
+    return LiveWatch(_watched(store, subscription, stream_id, after, last), subscription)
+
+
+async def _watched(
+    store: TelemetryStore, subscription: Subscription, stream_id: str, after: int, last: int
+) -> AsyncGenerator[LiveEvent, None]:
     try:
         if after:
             async for event in _stored_after(store, stream_id, last):

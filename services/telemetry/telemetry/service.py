@@ -26,7 +26,7 @@ from iotkit.sqltypes import utcnow
 from iotkit.validation import Violations, check_uuid
 from services.telemetry.telemetry import query
 from services.telemetry.telemetry.ingest import METRIC_NAME, IngestService, too_many_streams
-from services.telemetry.telemetry.live import LiveEvent, ReadingHub, watch_readings
+from services.telemetry.telemetry.live import LiveWatch, ReadingHub, watch_readings
 from services.telemetry.telemetry.sampling import IRREGULAR, check_sampling
 from services.telemetry.telemetry.store import TelemetryStore
 from services.telemetry.telemetry.values import Stream
@@ -269,7 +269,7 @@ class StreamService:
 
     async def watch(
         self, *, caller: Caller, token: str, stream_id: str, after: int
-    ) -> AsyncIterator[LiveEvent]:
+    ) -> LiveWatch:
         """One of the caller's streams live: its readings newer than ``after`` (µs) read back
         from the store, then each batch as it is committed (see ``live``); 0 for only the
         readings stored from now on. Checks access before answering the iterator."""
@@ -278,7 +278,9 @@ class StreamService:
             violations.add("last_event_id", "last_event_id must be 0 or a reading time in µs")
             violations.raise_if_any()
         stream = await self._readable(caller, token, stream_id)
-        return watch_readings(store=self._store, hub=self._live, stream_id=stream.id, after=after)
+        return await watch_readings(
+            store=self._store, hub=self._live, stream_id=stream.id, after=after
+        )
 
     async def purge_device(self, *, device_id: str) -> int:
         """Delete every stream and reading of a decommissioned device; answers how many streams.

@@ -254,14 +254,18 @@ class TelemetryServicer(telemetry_pb2_grpc.TelemetryServiceServicer):
         """A stream's readings as they are stored, after ``last_event_id`` when given."""
         caller = current_caller()
         after, stream_id = request.last_event_id, request.stream_id
+        # Subscribed before the client hears the watch is open: it may store readings next.
         events = await self._streams.watch(
             caller=caller, token=caller.token, stream_id=stream_id, after=after
         )
-        await open_stream(context)
-        async for event in events:
-            yield telemetry_pb2.StreamReadingsEvent(
-                event_id=event.position,
-                stream_id=event.stream_id,
-                timestamps=event.timestamps.tolist(),
-                values=event.values.tolist(),
-            )
+        try:
+            await open_stream(context)
+            async for event in events:
+                yield telemetry_pb2.StreamReadingsEvent(
+                    event_id=event.position,
+                    stream_id=event.stream_id,
+                    timestamps=event.timestamps.tolist(),
+                    values=event.values.tolist(),
+                )
+        finally:
+            await events.aclose()
