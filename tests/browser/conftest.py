@@ -9,12 +9,14 @@ go to ``build/browser-screenshots/<test>/`` as artefacts (build/ is ignored by g
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -58,6 +60,9 @@ class Console:
     suite: Suite
     shots: Path
     errors: list[str] = field(default_factory=list)
+    # The page's own calls of the API, answered or not, in order: shown beside a failure
+    # (a 401 is not an error above, and a screen that never shows its answer says no more).
+    calls: list[str] = field(default_factory=list, repr=False)
 
     async def open(self, route: str = "") -> None:
         """Load the console at ``#<route>``."""
@@ -72,6 +77,39 @@ class Console:
         """Save the page as ``<name>.png`` among the test's artefacts."""
         self.shots.mkdir(parents=True, exist_ok=True)
         await self.page.screenshot(path=str(self.shots / f"{name}.png"), full_page=True)
+
+
+def _api_call(request: Any) -> str | None:
+    """``METHOD /v1/path`` of a page's call of the API, or None for anything else."""
+    path = urlsplit(request.url).path
+    return f"{request.method} {path}" if path.startswith("/v1/") else None
+
+
+async def _record_answer(calls: list[str], response: Any) -> None:
+    call = _api_call(response.request)
+    if call is None:
+        return
+    index = len(calls)
+    calls.append(f"{call} -> {response.status}")
+    if response.status >= 400 and "event-stream" not in response.headers.get("content-type", ""):
+        with contextlib.suppress(Exception):  # the page may have gone meanwhile
+            calls[index] += f" {(await response.text())[:300]}"
+
+
+def _record_failure(calls: list[str], request: Any) -> None:
+    call = _api_call(request)
+    if call is not None:
+        calls.append(f"{call} -> failed: {request.failure}")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """A failed browser test's report lists the page's calls of the API and their answers."""
+    report = yield
+    console = getattr(item, "funcargs", {}).get("console")
+    if report.failed and report.when == "call" and isinstance(console, Console):
+        report.sections.append(("page's API calls", "\n".join(console.calls) or "(none)"))
+    return report
 
 
 @pytest.fixture
@@ -118,6 +156,8 @@ async def console(
 
         page.on("pageerror", lambda error: opened.errors.append(f"page error: {error}"))
         page.on("console", console_error)
+        page.on("response", lambda response: _record_answer(opened.calls, response))
+        page.on("requestfailed", lambda call: _record_failure(opened.calls, call))
         try:
             yield opened
         finally:
