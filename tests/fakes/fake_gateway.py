@@ -40,8 +40,10 @@ def _exit(signum: int, frame: FrameType | None) -> None:
 def main() -> None:
     """Serve until SIGTERM."""
     directory = os.environ.get("FAKE_PID_DIR")
-    if directory:
-        Path(directory, "gateway.pid").write_text(str(os.getpid()))
+    if directory:  # written whole or not at all, as the services' fakes do
+        written = Path(directory, "gateway.pid.tmp")
+        written.write_text(str(os.getpid()))
+        os.replace(written, Path(directory, "gateway.pid"))
     signal.signal(signal.SIGTERM, _exit)
     host = os.environ.get("IOT_GATEWAY_HOST", "127.0.0.1")
     port = int(os.environ.get("IOT_GATEWAY_PORT", "8080"))

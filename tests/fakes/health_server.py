@@ -19,10 +19,13 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 
 def write_pid(name: str) -> None:
-    """Leave this process's id where the test can check that it is gone."""
+    """Leave this process's id where the test can check that it is gone; written whole
+    or not at all (a rename), since the test reads it while a restarted child writes it."""
     directory = os.environ.get("FAKE_PID_DIR")
     if directory:
-        Path(directory, f"{name}.pid").write_text(str(os.getpid()))
+        written = Path(directory, f"{name}.pid.tmp")
+        written.write_text(str(os.getpid()))
+        os.replace(written, Path(directory, f"{name}.pid"))
 
 
 def listen_address(name: str) -> tuple[str, int]:
