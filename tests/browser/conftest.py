@@ -90,7 +90,10 @@ async def _record_answer(calls: list[str], response: Any) -> None:
     if call is None:
         return
     index = len(calls)
-    calls.append(f"{call} -> {response.status}")
+    body = response.request.post_data or ""
+    # What the page sent too, but never a password or token (sign-in, its reset, refresh).
+    sent = f" {body[:200]}" if body and "/v1/auth/" not in call else ""
+    calls.append(f"{call}{sent} -> {response.status}")
     if response.status >= 400 and "event-stream" not in response.headers.get("content-type", ""):
         with contextlib.suppress(Exception):  # the page may have gone meanwhile
             calls[index] += f" {(await response.text())[:300]}"
