@@ -1,6 +1,6 @@
 // Small pieces every screen uses: an envelope's message, a pager, times,
 // a copy button, and a hook that loads from the gateway.
-import { html, useCallback, useEffect, useRef, useState } from "./lib.js";
+import { html, useCallback, useEffect, useLayoutEffect, useRef, useState } from "./lib.js";
 
 // Shows an answer's message, and its field errors on failure. role=status so
 // screen readers announce it without moving focus.
@@ -70,7 +70,7 @@ export function Confirm({ label, name, yes, no = "Cancel", question, onConfirm, 
   const keep = useRef(null);
   const trigger = useRef(null);
   const returning = useRef(false);
-  useEffect(() => {
+  useLayoutEffect(() => {
     if (asking && keep.current) keep.current.focus();
     if (!asking && returning.current) {
       returning.current = false;
@@ -240,7 +240,7 @@ export function Lazy({ load, name, quiet = false, ...props }) {
 // reader users land on the new page rather than on the link they left.
 export function Heading({ children }) {
   const ref = useRef(null);
-  useEffect(() => { if (ref.current) ref.current.focus(); }, []);
+  useLayoutEffect(() => { if (ref.current) ref.current.focus(); }, []);
   return html`<h2 tabindex="-1" ref=${ref}>${children}</h2>`;
 }
 

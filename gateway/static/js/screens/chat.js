@@ -4,7 +4,7 @@
 // a person's replies as they come (the session's events, Server-Sent Events).
 // Also the help article screen the replies link to.
 import { api, query } from "../api.js";
-import { html, useEffect, useRef, useState } from "../lib.js";
+import { html, useEffect, useLayoutEffect, useRef, useState } from "../lib.js";
 import { href } from "../router.js";
 import { watch } from "../sse.js";
 import { errorProps, FieldError, formatTime, Heading, Message, useLoad, useSubmit } from "../ui.js";
@@ -101,7 +101,7 @@ export function ChatWidget({ signedIn }) {
       remember({ id: created.data.session.session_id, token: created.data.session_token || "" });
     })();
   }, [open, sessionId]);
-  useEffect(() => { if (open && panel.current) panel.current.focus(); }, [open]);
+  useLayoutEffect(() => { if (open && panel.current) panel.current.focus(); }, [open]);
   const state = useSessionEvents(open ? sessionId : "", {
     token: current.token,
     onMessage: (message) => setMessages((old) => merge(old, [message])),

@@ -1,7 +1,7 @@
 // One device: its details and streams, editing, its credential (issued,
 // rotated and revoked; the token is shown once) and decommissioning.
 import { api } from "../api.js";
-import { html, useEffect, useRef, useState } from "../lib.js";
+import { html, useLayoutEffect, useRef, useState } from "../lib.js";
 import { href, navigate } from "../router.js";
 import {
   Confirm, CopyButton, Field, formatNumber, formatTime, Heading, Message, useBusy, useLoad, useSubmit,
@@ -99,7 +99,7 @@ function Credential({ device, onChanged }) {
   const secret = useRef(null);
   const heading = useRef(null);
   const first = useRef(true);
-  useEffect(() => {
+  useLayoutEffect(() => {
     if (first.current) { first.current = false; return; }
     if (document.activeElement && document.activeElement !== document.body) return;
     const target = issued ? secret.current : heading.current;
@@ -143,7 +143,7 @@ function Decommission({ device }) {
   // The button pressed is replaced by the question: focus goes to its safe answer,
   // not back to the top of the page.
   const keep = useRef(null);
-  useEffect(() => { if (asking && keep.current) keep.current.focus(); }, [asking]);
+  useLayoutEffect(() => { if (asking && keep.current) keep.current.focus(); }, [asking]);
   const [answer, setAnswer] = useState(null);
   const [busy, run] = useBusy();
   const confirm = () => run(async () => {

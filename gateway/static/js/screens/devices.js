@@ -2,7 +2,7 @@
 // page is a link and the back button undoes a filter), and registration, one
 // device at a time or from a file (its module loaded when first opened).
 import { api } from "../api.js";
-import { html, useEffect, useRef, useState } from "../lib.js";
+import { html, useLayoutEffect, useRef, useState } from "../lib.js";
 import { href, navigate } from "../router.js";
 import { Field, formatTime, Heading, Lazy, Message, pageOf, Pager, useLoad, useSearch, useSubmit } from "../ui.js";
 
@@ -122,7 +122,7 @@ export function LocationFields({ answer, location = {} }) {
 // the form's ref.
 export function useInvalidFocus(answer) {
   const form = useRef(null);
-  useEffect(() => {
+  useLayoutEffect(() => {
     const invalid = answer && !answer.success && form.current && form.current.querySelector("[aria-invalid=true]");
     if (invalid) invalid.focus();
   }, [answer]);
@@ -137,7 +137,7 @@ function RegisterDevice({ onRegistered }) {
   const registerButton = useRef(null);
   const importButton = useRef(null);
   const was = useRef(false);
-  useEffect(() => {
+  useLayoutEffect(() => {
     if (open === true && name.current) name.current.focus();
     const back = !open && was.current && (was.current === "import" ? importButton : registerButton).current;
     if (back) back.focus();

@@ -1,7 +1,7 @@
 // Registering devices in bulk from a CSV or JSON file, with the result of
 // each row: the new device, or what is wrong with the row.
 import { api } from "../api.js";
-import { html, useEffect, useRef, useState } from "../lib.js";
+import { html, useLayoutEffect, useRef, useState } from "../lib.js";
 import { href } from "../router.js";
 import { Message, useBusy } from "../ui.js";
 
@@ -57,7 +57,7 @@ export function ImportDevices({ onImported, onClose }) {
   const [busy, run] = useBusy();
   // Opened by a button that is gone now: focus goes to the file field.
   const picker = useRef(null);
-  useEffect(() => { if (picker.current) picker.current.focus(); }, []);
+  useLayoutEffect(() => { if (picker.current) picker.current.focus(); }, []);
   const submit = (event) => {
     event.preventDefault();
     const file = event.currentTarget.elements.file.files[0];

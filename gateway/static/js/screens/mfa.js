@@ -1,7 +1,7 @@
 // Two-factor login: set-up with a QR code of the otpauth URI (and the secret
 // as text), the recovery codes shown once, turning it off, new recovery codes.
 import { api } from "../api.js";
-import { html, useEffect, useRef, useState } from "../lib.js";
+import { html, useEffect, useLayoutEffect, useRef, useState } from "../lib.js";
 import { CopyButton, Field, formValues, Message, useBusy } from "../ui.js";
 
 // Draws the QR code as one SVG path from the module matrix: no markup string,
@@ -28,7 +28,7 @@ function QrCode({ text }) {
 // reader users land in what a button just showed.
 function Title({ children }) {
   const ref = useRef(null);
-  useEffect(() => { if (ref.current) ref.current.focus(); }, []);
+  useLayoutEffect(() => { if (ref.current) ref.current.focus(); }, []);
   return html`<h4 tabindex="-1" ref=${ref}>${children}</h4>`;
 }
 

@@ -1,7 +1,7 @@
 // Signed-out screens: sign-in (with its MFA step), registration, the
 // forgotten-password request and the reset landing page of the email link.
 import { api, request } from "../api.js";
-import { html, useEffect, useRef, useState } from "../lib.js";
+import { html, useLayoutEffect, useRef, useState } from "../lib.js";
 import { navigate } from "../router.js";
 import { saveLogin } from "../session.js";
 import { Field, Heading, Message, useSubmit } from "../ui.js";
@@ -15,7 +15,7 @@ export function SignIn({ notice }) {
   // instruction, not an error, and focus goes to the new field.
   const [mfa, setMfa] = useState("");
   const code = useRef(null);
-  useEffect(() => { if (mfa && code.current) code.current.focus(); }, [mfa]);
+  useLayoutEffect(() => { if (mfa && code.current) code.current.focus(); }, [mfa]);
   const { answer, busy, submit } = useSubmit(async (values) => {
     const body = { email: values.email, password: values.password };
     if (values.mfa_code) body.mfa_code = values.mfa_code;
