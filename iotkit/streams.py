@@ -9,9 +9,12 @@ a clock. A refused call ends without headers.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import AsyncGenerator, Callable
+from typing import Any, Generic, TypeVar
 
 from grpc import aio
+
+T = TypeVar("T")
 
 OPEN_HEADER = ("iot-stream", "open")
 """The header a server stream's servicer sends once it has accepted the call."""
@@ -20,3 +23,29 @@ OPEN_HEADER = ("iot-stream", "open")
 async def open_stream(context: aio.ServicerContext[Any, Any]) -> None:
     """Send the stream's headers now: the caller and the request passed every check."""
     await context.send_initial_metadata((OPEN_HEADER,))
+
+
+class Watch(Generic[T]):
+    """A live stream's events, subscribed before they are handed over: a servicer that then
+    calls :func:`open_stream` misses nothing its client does next. An async generator
+    subscribes only when first read, which is after the client heard "open".
+
+    Closing it ends the subscription (``close``) whether or not an event was ever read: a
+    generator that never started runs no ``finally``."""
+
+    def __init__(self, events: AsyncGenerator[T, None], close: Callable[[], object]) -> None:
+        self._events = events
+        self._close = close
+
+    def __aiter__(self) -> Watch[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        return await anext(self._events)
+
+    async def aclose(self) -> None:
+        """Stop watching."""
+        try:
+            await self._events.aclose()
+        finally:
+            self._close()

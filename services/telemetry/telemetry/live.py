@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from iotkit.codec import Float64s, Int64s
+from iotkit.streams import Watch
 from services.telemetry.telemetry import query
 from services.telemetry.telemetry.store import TelemetryStore
 from services.telemetry.telemetry.writer import Prepared
@@ -167,29 +168,9 @@ async def _stored_after(
         after = high
 
 
-class LiveWatch:
-    """A stream's live events (see :func:`watch_readings`), already subscribed; closing it
-    ends the subscription whether or not an event was ever read."""
-
-    def __init__(self, events: AsyncGenerator[LiveEvent, None], subscription: Subscription) -> None:
-        self._events = events
-        self._subscription = subscription
-
-    def __aiter__(self) -> LiveWatch:
-        return self
-
-    async def __anext__(self) -> LiveEvent:
-        return await anext(self._events)
-
-    async def aclose(self) -> None:
-        """Stop watching."""
-        await self._events.aclose()
-        self._subscription.close()
-
-
 async def watch_readings(
     *, store: TelemetryStore, hub: ReadingHub, stream_id: str, after: int
-) -> LiveWatch:
+) -> Watch[LiveEvent]:
     """The stream's readings newer than ``after`` (µs; 0 for only those stored from now
     on): stored ones first, then each committed batch, in time order, until closed.
 
@@ -206,7 +187,7 @@ async def watch_readings(
     except BaseException:
         subscription.close()
         raise
-    return LiveWatch(_watched(store, subscription, stream_id, after, last), subscription)
+    return Watch(_watched(store, subscription, stream_id, after, last), subscription.close)
 
 
 async def _watched(

@@ -23,10 +23,11 @@ from iotkit.device_access import DeviceAccessClient
 from iotkit.errors import NotFound
 from iotkit.listing import LIMIT_MAX, PageRequest, check_page
 from iotkit.sqltypes import utcnow
+from iotkit.streams import Watch
 from iotkit.validation import Violations, check_uuid
 from services.telemetry.telemetry import query
 from services.telemetry.telemetry.ingest import METRIC_NAME, IngestService, too_many_streams
-from services.telemetry.telemetry.live import LiveWatch, ReadingHub, watch_readings
+from services.telemetry.telemetry.live import LiveEvent, ReadingHub, watch_readings
 from services.telemetry.telemetry.sampling import IRREGULAR, check_sampling
 from services.telemetry.telemetry.store import TelemetryStore
 from services.telemetry.telemetry.values import Stream
@@ -269,7 +270,7 @@ class StreamService:
 
     async def watch(
         self, *, caller: Caller, token: str, stream_id: str, after: int
-    ) -> LiveWatch:
+    ) -> Watch[LiveEvent]:
         """One of the caller's streams live: its readings newer than ``after`` (µs) read back
         from the store, then each batch as it is committed (see ``live``); 0 for only the
         readings stored from now on. Checks access before answering the iterator."""
