@@ -326,6 +326,9 @@ async def test_the_escalation_flow_reaches_the_users_stream_at_once(clients: Cli
     session = await start(clients, ann)
     sid = session.session_id
     watch = clients.chat.WatchSession(chat_pb2.WatchSessionRequest(session_id=sid), metadata=ann)
+    # Open (its headers came): from here on nothing the user causes is missed, the reply's
+    # live-only typing event included.
+    await watch.initial_metadata()
     events = watch.__aiter__()
     asked = await say(clients, ann, sid, "person please")
     assert asked.escalation_level == 2
@@ -454,6 +457,7 @@ async def test_a_watcher_resumes_after_its_last_event(clients: Clients) -> None:
     sid, token = created.session.session_id, created.session_token
     request = chat_pb2.WatchSessionRequest(session_id=sid, session_token=token)
     live = clients.chat.WatchSession(request)
+    await live.initial_metadata()
     events = live.__aiter__()
     await say(clients, None, sid, "temperature", token)
     await say(clients, None, sid, "person now", token)

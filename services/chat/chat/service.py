@@ -22,7 +22,7 @@ import logging
 import secrets
 import uuid
 import weakref
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -33,6 +33,7 @@ from iotkit.errors import Conflict, NotFound
 from iotkit.listing import PageRequest, check_page
 from iotkit.ownership import owned
 from iotkit.sqltypes import utcnow
+from iotkit.streams import Watch
 from iotkit.validation import Violations, check_uuid
 from services.chat.chat.fallback import FallbackAssistant
 from services.chat.chat.hub import EventHub, Subscription
@@ -242,15 +243,20 @@ class ChatService:
 
     async def watch(
         self, *, caller: Caller | None, session_id: str, token: str, after: int
-    ) -> AsyncIterator[ChatEvent]:
+    ) -> Watch[ChatEvent]:
         """The session's events after ``after`` (stored ones first; none for 0), then live
-        ones; the stream ends after "ended". Stale typing events are not replayed."""
-        session = await self._readable(caller, session_id, token)
-        return self._events(session.id, after)
+        ones; the stream ends after "ended". Stale typing events are not replayed.
 
-    async def _events(self, session_id: str, after: int) -> AsyncIterator[ChatEvent]:
+        Subscribed when this returns: a caller that then tells its client the watch is open
+        misses nothing the client causes next (with 0, a reply's typing event is live only)."""
+        session = await self._readable(caller, session_id, token)
         # Subscribe before reading the store, so nothing falls between the two.
-        subscription = self._hub.subscribe(session_id)
+        subscription = self._hub.subscribe(session.id)
+        return Watch(self._events(session.id, after, subscription), subscription.close)
+
+    async def _events(
+        self, session_id: str, after: int, subscription: Subscription[ChatEvent]
+    ) -> AsyncGenerator[ChatEvent, None]:
         try:
             last = after
             stored = await self._store.events_after(session_id=session_id, after=after)

@@ -159,15 +159,19 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
         self, request: chat_pb2.WatchSessionRequest, context: Context
     ) -> AsyncIterator[chat_pb2.SessionEvent]:
         """The session's events, replayed after ``last_event_id`` then live."""
+        # Subscribed before the client hears the watch is open: it may send a message next.
         events = await self._service.watch(
             caller=optional_caller(),
             session_id=request.session_id,
             token=request.session_token,
             after=request.last_event_id,
         )
-        await open_stream(context)
-        async for event in events:
-            yield event_message(event)
+        try:
+            await open_stream(context)
+            async for event in events:
+                yield event_message(event)
+        finally:
+            await events.aclose()
 
     async def WatchQueue(
         self, request: chat_pb2.WatchQueueRequest, context: Context
