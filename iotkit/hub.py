@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import Generic, TypeVar
+
+from iotkit.streams import Watch
 
 QUEUE_SIZE = 1000
 
@@ -41,18 +43,20 @@ class Hub(Generic[ItemT]):
                         queue.get_nowait()
                 queue.put_nowait(item)
 
-    async def watch(self, accepts: Callable[[ItemT], bool]) -> AsyncIterator[ItemT]:
-        """Items as they are published, until the caller stops iterating."""
+    def watch(self, accepts: Callable[[ItemT], bool]) -> Watch[ItemT]:
+        """Items published from now on (watched when this returns, so a servicer that then
+        tells its client the watch is open misses none), until the answer is closed."""
         queue: asyncio.Queue[ItemT] = asyncio.Queue(maxsize=QUEUE_SIZE)
         entry = (queue, accepts)
         self._watchers.add(entry)
-        try:
-            while True:
-                yield await queue.get()
-        finally:
-            self._watchers.discard(entry)
+        return Watch(_items(queue), lambda: self._watchers.discard(entry))
 
     @property
     def watchers(self) -> int:
         """How many watchers are listening."""
         return len(self._watchers)
+
+
+async def _items(queue: asyncio.Queue[ItemT]) -> AsyncGenerator[ItemT, None]:
+    while True:
+        yield await queue.get()

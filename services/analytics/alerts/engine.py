@@ -284,8 +284,9 @@ class AlertEngine:
             await self._flush_seen()
 
     async def _follow_anomalies(self) -> None:
-        async for anomaly in self._anomalies.watch(lambda _: True):
-            self.anomalies_stored([anomaly])
+        async with contextlib.aclosing(self._anomalies.watch(lambda _: True)) as anomalies:
+            async for anomaly in anomalies:
+                self.anomalies_stored([anomaly])
 
     async def _next(self) -> tuple[Sequence[Anomaly], Sequence[ChunkIn]] | None:
         """The next batch to evaluate, or None once stopping."""

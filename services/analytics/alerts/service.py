@@ -21,7 +21,7 @@ import math
 import re
 import secrets
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import fields, replace
 from datetime import datetime
 from typing import Protocol
@@ -35,6 +35,7 @@ from iotkit.listing import PageRequest, check_page
 from iotkit.ownership import owned
 from iotkit.sealing import SecretBox
 from iotkit.sqltypes import utcnow
+from iotkit.streams import Watch
 from iotkit.validation import Violations, check_uuid
 from services.analytics.alerts.delivery import TargetRefused, resolve_target
 from services.analytics.alerts.store import AlertStore
@@ -327,8 +328,9 @@ class AlertRuleService:
         )
         return found, total, paging
 
-    def watch(self, *, caller: Caller, rule_id: str) -> AsyncIterator[AlertMessage]:
-        """The caller's alert messages (every user's for an administrator) as they are sent,
+    def watch(self, *, caller: Caller, rule_id: str) -> Watch[AlertMessage]:
+        """The caller's alert messages (every user's for an administrator) as they are sent
+        (watched when this returns; close it),
         only ``rule_id``'s when given (a UUID: one in capitals, matched as given, matched
         nothing)."""
         if rule_id:

@@ -172,7 +172,11 @@ class AlertServicer(alerts_pb2_grpc.AlertServiceServicer):
         self, request: alerts_pb2.WatchAlertsRequest, context: Context
     ) -> AsyncIterator[alerts_pb2.Alert]:
         """The caller's alert messages as they are sent."""
+        # Watched before the client hears the watch is open.
         messages = self._rules.watch(caller=current_caller(), rule_id=request.rule_id)
-        await open_stream(context)
-        async for message in messages:
-            yield alert_message(message)
+        try:
+            await open_stream(context)
+            async for message in messages:
+                yield alert_message(message)
+        finally:
+            await messages.aclose()

@@ -30,6 +30,7 @@ from iotkit.errors import (
 from iotkit.listing import PageRequest, check_page
 from iotkit.ownership import owned
 from iotkit.sqltypes import utcnow
+from iotkit.streams import Watch
 from iotkit.validation import Violations, check_uuid
 from services.analytics.analytics import correlation
 from services.analytics.analytics.analysis import AnalysisService, CrossedBounds
@@ -296,9 +297,10 @@ class AnomalyService:
             await self._analysis.feedback(stream_id=row.stream_id, status=status)
         return reviewed
 
-    def watch(self, *, caller: Caller, stream_id: str, device_id: str) -> AsyncIterator[Anomaly]:
-        """The caller's anomalies as they are found; the filters are checked as the
-        listing's are (a stream id in capitals, matched as given, matched nothing)."""
+    def watch(self, *, caller: Caller, stream_id: str, device_id: str) -> Watch[Anomaly]:
+        """The caller's anomalies as they are found (watched when this returns; close it);
+        the filters are checked as the listing's are (a stream id in capitals, matched as
+        given, matched nothing)."""
         violations = Violations()
         if stream_id:
             stream_id = check_uuid(violations, stream_id, field="stream_id")

@@ -224,12 +224,16 @@ class AnalyticsServicer(analytics_pb2_grpc.AnalyticsServiceServicer):
         self, request: analytics_pb2.WatchAnomaliesRequest, context: Context
     ) -> AsyncIterator[analytics_pb2.Anomaly]:
         """New anomalies as they are found."""
+        # Watched before the client hears the watch is open: it may store readings next.
         rows = self._anomalies.watch(
             caller=current_caller(), stream_id=request.stream_id, device_id=request.device_id
         )
-        await open_stream(context)
-        async for row in rows:
-            yield anomaly_message(row)
+        try:
+            await open_stream(context)
+            async for row in rows:
+                yield anomaly_message(row)
+        finally:
+            await rows.aclose()
 
     async def GetAnomaly(
         self, request: analytics_pb2.GetAnomalyRequest, context: Context
