@@ -9,12 +9,13 @@ a clock. A refused call ends without headers.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any, Generic, TypeVar
 
 from grpc import aio
 
 T = TypeVar("T")
+M = TypeVar("M")
 
 OPEN_HEADER = ("iot-stream", "open")
 """The header a server stream's servicer sends once it has accepted the call."""
@@ -49,3 +50,17 @@ class Watch(Generic[T]):
             await self._events.aclose()
         finally:
             self._close()
+
+
+async def serve_watch(
+    context: aio.ServicerContext[Any, Any], watch: Watch[T], message: Callable[[T], M]
+) -> AsyncIterator[M]:
+    """A server stream's messages: the client is told the watch is open (``watch`` is
+    already subscribed), then each event as ``message`` makes it; the watch is closed
+    however the stream ends (the client gone, the server stopping)."""
+    try:
+        await open_stream(context)
+        async for event in watch:
+            yield message(event)
+    finally:
+        await watch.aclose()

@@ -12,7 +12,7 @@ from iot.analytics.v1 import alerts_pb2, alerts_pb2_grpc
 from iotkit.context import current_caller
 from iotkit.convert import micros_timestamp, timestamp
 from iotkit.listing import pagination
-from iotkit.streams import open_stream
+from iotkit.streams import serve_watch
 from services.analytics.alerts.service import AlertRuleService
 from services.analytics.alerts.values import AlertMessage, Delivery, Rule, RuleSpec
 
@@ -174,9 +174,5 @@ class AlertServicer(alerts_pb2_grpc.AlertServiceServicer):
         """The caller's alert messages as they are sent."""
         # Watched before the client hears the watch is open.
         messages = self._rules.watch(caller=current_caller(), rule_id=request.rule_id)
-        try:
-            await open_stream(context)
-            async for message in messages:
-                yield alert_message(message)
-        finally:
-            await messages.aclose()
+        async for message in serve_watch(context, messages, alert_message):
+            yield message

@@ -14,7 +14,7 @@ from iotkit.codec import decode
 from iotkit.context import current_caller
 from iotkit.convert import datetime_field, micros_timestamp, timestamp
 from iotkit.listing import pagination
-from iotkit.streams import open_stream
+from iotkit.streams import serve_watch
 from iotkit.validation import INT64_MAX, Violations
 from services.analytics.analytics.analysis import AnalysisService, ChunkIn
 from services.analytics.analytics.service import (
@@ -228,12 +228,8 @@ class AnalyticsServicer(analytics_pb2_grpc.AnalyticsServiceServicer):
         rows = self._anomalies.watch(
             caller=current_caller(), stream_id=request.stream_id, device_id=request.device_id
         )
-        try:
-            await open_stream(context)
-            async for row in rows:
-                yield anomaly_message(row)
-        finally:
-            await rows.aclose()
+        async for message in serve_watch(context, rows, anomaly_message):
+            yield message
 
     async def GetAnomaly(
         self, request: analytics_pb2.GetAnomalyRequest, context: Context

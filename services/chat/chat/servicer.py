@@ -11,7 +11,7 @@ from iot.chat.v1 import chat_pb2, chat_pb2_grpc
 from iotkit.context import current_caller, optional_caller
 from iotkit.convert import timestamp
 from iotkit.listing import pagination
-from iotkit.streams import open_stream
+from iotkit.streams import open_stream, serve_watch
 from services.chat.chat.service import ChatService
 from services.chat.chat.values import (
     Article,
@@ -166,12 +166,8 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
             token=request.session_token,
             after=request.last_event_id,
         )
-        try:
-            await open_stream(context)
-            async for event in events:
-                yield event_message(event)
-        finally:
-            await events.aclose()
+        async for message in serve_watch(context, events, event_message):
+            yield message
 
     async def WatchQueue(
         self, request: chat_pb2.WatchQueueRequest, context: Context

@@ -20,13 +20,24 @@ from iotkit.convert import (
     timestamp,
 )
 from iotkit.listing import pagination
-from iotkit.streams import open_stream
+from iotkit.streams import serve_watch
 from iotkit.validation import INT64_MAX, INT64_MIN
 from services.telemetry.telemetry.ingest import BatchResult, EntryIn, IngestService
+from services.telemetry.telemetry.live import LiveEvent
 from services.telemetry.telemetry.service import StreamService
 from services.telemetry.telemetry.values import Stream
 
 Context: TypeAlias = aio.ServicerContext[Any, Any]
+
+
+def readings_event_message(event: LiveEvent) -> telemetry_pb2.StreamReadingsEvent:
+    """A batch a live watch sends (its id is the newest reading's time, for resuming)."""
+    return telemetry_pb2.StreamReadingsEvent(
+        event_id=event.position,
+        stream_id=event.stream_id,
+        timestamps=event.timestamps.tolist(),
+        values=event.values.tolist(),
+    )
 
 
 def stream_message(stream: Stream) -> telemetry_pb2.SensorStream:
@@ -258,14 +269,5 @@ class TelemetryServicer(telemetry_pb2_grpc.TelemetryServiceServicer):
         events = await self._streams.watch(
             caller=caller, token=caller.token, stream_id=stream_id, after=after
         )
-        try:
-            await open_stream(context)
-            async for event in events:
-                yield telemetry_pb2.StreamReadingsEvent(
-                    event_id=event.position,
-                    stream_id=event.stream_id,
-                    timestamps=event.timestamps.tolist(),
-                    values=event.values.tolist(),
-                )
-        finally:
-            await events.aclose()
+        async for message in serve_watch(context, events, readings_event_message):
+            yield message
