@@ -274,8 +274,8 @@ class Suite:
 
 _SQLITE_TEMPLATES: dict[str, Path] = {}
 """Each service's SQLite database migrated to its head once in this process: a suite on
-SQLite starts from a copy, not from running every migration again (about half of a suite's
-start). The migrations themselves are tested on empty and older databases in
+SQLite starts from a copy, not from running every migration again (most of a suite's start
+on an idle machine). The migrations themselves are tested on empty and older databases in
 tests/unit/test_migrations.py and by each service's own start on PostgreSQL."""
 
 
